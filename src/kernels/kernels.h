@@ -1,0 +1,80 @@
+/* kernels.h — the numeric building blocks of every model (DESIGN.md §5).
+ *
+ * Conventions (as in llm.c):
+ *  - fp32, row-major; activations are (N, C) with N = B*T rows.
+ *  - Linear weights use PyTorch's nn.Linear layout (OC, C): out = inp @ W^T + b.
+ *  - forward functions WRITE their outputs; backward functions ACCUMULATE (+=)
+ *    into every gradient they are given, so shared weights just work. A NULL
+ *    gradient pointer means "not needed" and is skipped.
+ *  - Results are deterministic for a fixed thread count (no atomics, reductions
+ *    in a fixed order).
+ *  - Parallel loops are OpenMP; matrix products are cblas_sgemm (OpenBLAS). */
+#ifndef LM_KERNELS_H
+#define LM_KERNELS_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "lmkit.h"
+
+/* ---- matmul: out(N,OC) = inp(N,C) @ weight(OC,C)^T + bias(OC); bias may be NULL ---- */
+void matmul_forward(float *out, const float *inp, const float *weight, const float *bias,
+                    int64_t N, int64_t C, int64_t OC);
+/* dinp(N,C) += dout @ weight;  dweight(OC,C) += dout^T @ inp;  dbias(OC) += column sums of dout */
+void matmul_backward(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
+                     const float *weight, int64_t N, int64_t C, int64_t OC);
+
+/* ---- embedding lookup: out(N,C) (=, or += when accumulate) table[ids[n]] ---- */
+void embedding_forward(float *out, const int32_t *ids, const float *table, int64_t N, int64_t C, int accumulate);
+/* dtable[ids[n]] += dout[n] */
+void embedding_backward(float *dtable, const float *dout, const int32_t *ids, int64_t N, int64_t C);
+
+/* ---- LayerNorm over the last dim; saves mean(N), rstd(N) for backward; bias may be NULL ---- */
+void layernorm_forward(float *out, float *mean, float *rstd, const float *inp, const float *weight,
+                       const float *bias, int64_t N, int64_t C, float eps);
+void layernorm_backward(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
+                        const float *weight, const float *mean, const float *rstd, int64_t N, int64_t C);
+
+/* ---- RMSNorm: out = inp * rstd * weight, rstd = 1/sqrt(mean(inp^2) + eps) ---- */
+void rmsnorm_forward(float *out, float *rstd, const float *inp, const float *weight, int64_t N, int64_t C, float eps);
+void rmsnorm_backward(float *dinp, float *dweight, const float *dout, const float *inp, const float *weight,
+                      const float *rstd, int64_t N, int64_t C);
+
+/* ---- activations, elementwise over n values: GELU (tanh or erf form), ReLU ---- */
+void act_forward(float *out, const float *inp, int64_t n, lm_act_kind kind);
+void act_backward(float *dinp, const float *inp, const float *dout, int64_t n, lm_act_kind kind);
+
+/* ---- residual: out = a + b; backward adds dout into da and db ---- */
+void residual_forward(float *out, const float *a, const float *b, int64_t n);
+void residual_backward(float *da, float *db, const float *dout, int64_t n);
+
+/* ---- multi-head scaled dot-product self-attention ----
+ * qkv(B,T,3C): per token [q | k | v], head h at columns h*hs..(h+1)*hs of each third (hs = C/NH).
+ * out(B,T,C); att(B,NH,T,T) receives the softmax probabilities (saved for backward).
+ * causal: query t sees keys <= t.  key_mask(B,T) or NULL: key s of sequence b is visible iff
+ * key_mask[b*T+s] != 0. A query that sees no key gets a zero output (and zero gradient). */
+void attention_forward(float *out, float *att, const float *qkv, const uint8_t *key_mask,
+                       int64_t B, int64_t T, int64_t C, int64_t NH, int causal);
+/* dqkv(B,T,3C) += ...; scratch(B,NH,T,T) is workspace (contents clobbered). */
+void attention_backward(float *dqkv, float *scratch, const float *dout, const float *qkv, const float *att,
+                        int64_t B, int64_t T, int64_t C, int64_t NH);
+
+/* ---- softmax cross-entropy over V classes ----
+ * losses[n] = -log softmax(logits[n])[targets[n]]; a target < 0 means "ignored" (loss 0).
+ * The loss mask is expressed through dlosses: mean over mask = dlosses[n] = mask[n] / sum(mask). */
+void crossentropy_forward(float *losses, const float *logits, const int32_t *targets, int64_t N, int64_t V);
+/* dlogits(N,V) = (softmax(logits) - onehot(target)) * dlosses[n], rows with target < 0 get 0.
+ * Exception to the += rule: this WRITES dlogits, and dlogits may alias logits (in-place),
+ * because a (N,V) logits buffer is the largest activation and has no other consumer. */
+void crossentropy_backward(float *dlogits, const float *logits, const int32_t *targets, const float *dlosses,
+                           int64_t N, int64_t V);
+
+/* ---- optimiser ----
+ * One AdamW step (PyTorch semantics: decoupled decay p -= lr*wd*p, bias-corrected moments,
+ * eps added to sqrt(v_hat)); t is the 1-based step count. */
+void adamw_update(float *params, const float *grads, float *m, float *v, int64_t n, float lr,
+                  float beta1, float beta2, float eps, float weight_decay, int64_t t);
+/* sqrt(sum g^2), accumulated in double in a fixed order (deterministic) */
+double global_norm(const float *g, int64_t n);
+void scale_inplace(float *x, int64_t n, float s);
+
+#endif

@@ -143,8 +143,14 @@ typedef struct {
 void lm_gen_opts_default(lm_gen_opts *o);
 /* Called with each decoded piece as soon as it is complete UTF-8; return non-zero to stop. */
 typedef int (*lm_piece_callback)(const char *piece, size_t len, void *user);
+typedef struct {
+  int64_t prompt_tokens, generated_tokens;
+  double prefill_sec, decode_sec;
+} lm_gen_stats;
+/* Generates from `prompt` (special tokens in it are honoured) with a KV cache.
+ * prompt tokens + max_tokens must fit the model's context. stats may be NULL. */
 lm_status lm_generate(lm_model *m, const lm_tokenizer *tok, const char *prompt, const lm_gen_opts *o,
-                      lm_piece_callback cb, void *user);
+                      lm_piece_callback cb, void *user, lm_gen_stats *stats);
 
 /* ---------------------------------------------------------------- system */
 void lm_set_threads(int n);   /* OpenMP + OpenBLAS; n <= 0 means all cores */

@@ -22,7 +22,7 @@ lm_status lm_error_prefix(lm_status st, const char *fmt, ...) {
   vsnprintf(prefix, sizeof prefix, fmt, ap);
   va_end(ap);
   memcpy(old, g_msg, sizeof old);
-  snprintf(g_msg, sizeof g_msg, "%s: %s", prefix, old);
+  snprintf(g_msg, sizeof g_msg, "%.500s: %.500s", prefix, old);
   return st;
 }
 

@@ -1,0 +1,84 @@
+/* generate.c — autoregressive generation: prompt → tokens → prefill the KV
+ * cache → sample, feed, repeat → stream decoded text. Text is handed to the
+ * callback only as complete UTF-8 sequences, since one character can span
+ * several byte-level tokens. */
+#include <stdlib.h>
+#include <string.h>
+#include "base/base.h"
+#include "model/model.h"
+#include "infer/infer.h"
+
+/* Length of the longest prefix of buf[0..n) that does not end inside a UTF-8 sequence. */
+static size_t utf8_complete(const unsigned char *buf, size_t n) {
+  size_t i = n, back = 0;
+  while (i > 0 && back < 4 && (buf[i - 1] & 0xC0) == 0x80) { i--; back++; }
+  if (i == 0) return n;                       /* only continuation bytes: invalid, flush */
+  unsigned char lead = buf[i - 1];
+  size_t need = lead >= 0xF0 ? 4 : lead >= 0xE0 ? 3 : lead >= 0xC0 ? 2 : 1;
+  if (lead < 0x80 || lead >= 0xF8) return n;  /* ASCII or invalid lead: nothing to wait for */
+  return back + 1 >= need ? n : i - 1;
+}
+
+lm_status lm_generate(lm_model *m, const lm_tokenizer *tok, const char *prompt, const lm_gen_opts *o,
+                      lm_piece_callback cb, void *user, lm_gen_stats *stats) {
+  const lm_config *c = &m->cfg;
+  uint32_t *ids = NULL; size_t n = 0;
+  lm_status st = lm_tokenizer_encode(tok, prompt, strlen(prompt), 1, &ids, &n);
+  if (st) return st;
+  int64_t eot = lm_tokenizer_eot(tok);
+  if (n == 0) {           /* an empty prompt starts a new document, as in GPT-2 */
+    if (eot < 0) { free(ids); return lm_error(LM_ERR_ARG, "empty prompt and the tokenizer has no end-of-text token to start from"); }
+    free(ids);
+    ids = malloc(sizeof *ids);
+    if (!ids) return LM_ERR_NOMEM;
+    ids[0] = (uint32_t)eot; n = 1;
+  }
+  if ((int64_t)n + o->max_tokens > c->n_positions) {
+    free(ids);
+    return lm_error(LM_ERR_RANGE, "the prompt (%zu tokens) plus --max-tokens %lld exceeds the model's context of %lld tokens",
+                    n, (long long)o->max_tokens, (long long)c->n_positions);
+  }
+  lm_session *s = NULL;
+  lm_sampler sp;
+  int32_t *seq = malloc((n + 1) * sizeof(int32_t));
+  if (!seq) { free(ids); return LM_ERR_NOMEM; }
+  for (size_t i = 0; i < n; i++) seq[i] = (int32_t)ids[i];
+  free(ids);
+  st = lm_session_init(&s, m, (int64_t)n + o->max_tokens);
+  if (!st) st = lm_sampler_init(&sp, o, c->vocab_size);
+  if (st) { lm_session_free(s); free(seq); return st; }
+  lm_gen_stats gs = {.prompt_tokens = (int64_t)n};
+  const float *logits;
+  double t0 = lm_time_sec();
+  st = lm_session_feed(s, seq, (int64_t)n, &logits);
+  gs.prefill_sec = lm_time_sec() - t0;
+  unsigned char pending[64]; size_t np = 0;
+  t0 = lm_time_sec();
+  for (int64_t k = 0; !st && k < o->max_tokens; k++) {
+    int32_t next = lm_sampler_pick(&sp, logits);
+    gs.generated_tokens++;
+    if (o->stop_at_eot && next == eot) break;
+    uint32_t u = (uint32_t)next;
+    char *text; size_t len;
+    if ((st = lm_tokenizer_decode(tok, &u, 1, &text, &len))) break;
+    /* append, emit the complete-UTF-8 prefix, keep the rest */
+    int stop = 0;
+    for (size_t i = 0; i < len && !stop; i++) {
+      pending[np++] = (unsigned char)text[i];
+      if (np == sizeof pending) { stop = cb && cb((char *)pending, np, user); np = 0; }
+    }
+    free(text);
+    size_t ok = utf8_complete(pending, np);
+    if (!stop && ok && cb) stop = cb((char *)pending, ok, user);
+    memmove(pending, pending + ok, np - ok); np -= ok;
+    if (stop) break;
+    if (k + 1 < o->max_tokens) st = lm_session_feed(s, &next, 1, &logits);
+  }
+  if (!st && np && cb) cb((char *)pending, np, user);
+  gs.decode_sec = lm_time_sec() - t0;
+  if (stats) *stats = gs;
+  lm_sampler_free(&sp);
+  lm_session_free(s);
+  free(seq);
+  return st;
+}

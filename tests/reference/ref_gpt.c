@@ -1,0 +1,122 @@
+/* ref_gpt.c — driver for tests/reference/test_gpt.py: builds a tiny model
+ * from a config file, runs forward + backward (or a few AdamW steps) on the
+ * ids the test wrote, and saves parameters and gradients as safetensors with
+ * lmkit's internal names and layouts, for comparison with PyTorch.
+ *
+ * usage: ref_gpt grad  DIR   -> DIR/params.safetensors, DIR/grads.safetensors, DIR/loss.txt
+ *        ref_gpt adamw DIR   -> DIR/params.safetensors (initial), DIR/losses.txt (10 steps)
+ * DIR/config.txt: "key value" lines; DIR/ids.bin, DIR/targets.bin: int32 (B*T);
+ * DIR/mask.bin (optional): uint8 (B*T) key padding mask. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "base/base.h"
+#include "kernels/kernels.h"
+#include "model/model.h"
+#include "model/safetensors.h"
+
+static int64_t B = 2, T = 8, steps = 10;
+static float lr = 1e-3f, wd = 0.1f;
+
+static int read_config(const char *dir, lm_config *c) {
+  lm_config_default(c, LM_ARCH_GPT2);
+  char *p = lm_path_join(dir, "config.txt");
+  FILE *f = fopen(p, "r");
+  free(p);
+  if (!f) return 1;
+  char k[64]; double v;
+  while (fscanf(f, "%63s %lf", k, &v) == 2) {
+    if (!strcmp(k, "vocab")) c->vocab_size = (int64_t)v;
+    else if (!strcmp(k, "positions")) c->n_positions = (int64_t)v;
+    else if (!strcmp(k, "dim")) c->n_embd = (int64_t)v;
+    else if (!strcmp(k, "layers")) c->n_layer = (int64_t)v;
+    else if (!strcmp(k, "heads")) c->n_head = (int64_t)v;
+    else if (!strcmp(k, "inner")) c->n_inner = (int64_t)v;
+    else if (!strcmp(k, "rms")) c->norm = v ? LM_NORM_RMS : LM_NORM_LAYER;
+    else if (!strcmp(k, "pre_ln")) c->pre_ln = (int)v;
+    else if (!strcmp(k, "act")) c->act = (lm_act_kind)(int)v;
+    else if (!strcmp(k, "causal")) c->causal = (int)v;
+    else if (!strcmp(k, "bias")) c->bias = (int)v;
+    else if (!strcmp(k, "tie")) c->tie_embeddings = (int)v;
+    else if (!strcmp(k, "eps")) c->norm_eps = (float)v;
+    else if (!strcmp(k, "B")) B = (int64_t)v;
+    else if (!strcmp(k, "T")) T = (int64_t)v;
+    else if (!strcmp(k, "steps")) steps = (int64_t)v;
+    else if (!strcmp(k, "lr")) lr = (float)v;
+    else if (!strcmp(k, "wd")) wd = (float)v;
+  }
+  fclose(f);
+  return 0;
+}
+
+static void *read_bin(const char *dir, const char *name, size_t bytes) {
+  char *p = lm_path_join(dir, name);
+  FILE *f = fopen(p, "rb");
+  free(p);
+  if (!f) return NULL;
+  void *buf = malloc(bytes);
+  if (fread(buf, 1, bytes, f) != bytes) { free(buf); buf = NULL; }
+  fclose(f);
+  return buf;
+}
+
+static int save_tensors(const lm_model *m, const float *base, const char *dir, const char *name) {
+  lm_st_entry *e = calloc(m->n_info, sizeof *e);
+  for (int i = 0; i < m->n_info; i++) {
+    const lm_param_info *p = &m->info[i];
+    e[i] = (lm_st_entry){.name = p->name, .ndim = p->ndim, .shape = {p->shape[0], p->shape[1]}, .data = base + p->offset};
+  }
+  char *path = lm_path_join(dir, name);
+  lm_status st = lm_st_write(path, e, m->n_info, NULL);
+  free(path); free(e);
+  if (st) fprintf(stderr, "ref_gpt: %s\n", lm_last_error());
+  return st != LM_OK;
+}
+
+int main(int argc, char **argv) {
+  if (argc != 3) { fprintf(stderr, "usage: ref_gpt grad|adamw DIR\n"); return 2; }
+  const char *mode = argv[1], *dir = argv[2];
+  lm_config cfg;
+  if (read_config(dir, &cfg)) { fprintf(stderr, "ref_gpt: cannot read %s/config.txt\n", dir); return 1; }
+  lm_model *m;
+  if (lm_model_create(&m, &cfg, 1234) || lm_model_reserve(m, B, T, 1)) { fprintf(stderr, "ref_gpt: %s\n", lm_last_error()); return 1; }
+  /* perturb norms and biases so that their gradients are not trivially symmetric */
+  lm_rng r; lm_rng_seed(&r, 99);
+  for (int i = 0; i < m->n_info; i++) {
+    const lm_param_info *p = &m->info[i];
+    if (strstr(p->name, "ln_") || strstr(p->name, ".bias"))
+      for (size_t j = 0; j < p->numel; j++) m->params[p->offset + j] += 0.1f * lm_rng_normal(&r);
+  }
+  int32_t *ids = read_bin(dir, "ids.bin", B * T * 4), *tgt = read_bin(dir, "targets.bin", B * T * 4);
+  uint8_t *mask = read_bin(dir, "mask.bin", B * T);
+  if (!ids || !tgt) { fprintf(stderr, "ref_gpt: missing ids.bin/targets.bin\n"); return 1; }
+  if (save_tensors(m, m->params, dir, "params.safetensors")) return 1;
+  char *lp = lm_path_join(dir, !strcmp(mode, "grad") ? "loss.txt" : "losses.txt");
+  FILE *lf = fopen(lp, "w");
+  free(lp);
+  if (!strcmp(mode, "grad")) {
+    lm_model_zero_grad(m);
+    float loss = lm_model_forward(m, ids, tgt, mask, B, T);
+    lm_model_backward(m, ids, tgt, mask, B, T);
+    fprintf(lf, "%.9g\n", loss);
+    if (save_tensors(m, m->grads, dir, "grads.safetensors")) return 1;
+  } else {
+    float *mo = lm_alloc(m->n_params * 4), *ve = lm_alloc(m->n_params * 4);
+    for (int64_t s = 1; s <= steps; s++) {
+      lm_model_zero_grad(m);
+      float loss = lm_model_forward(m, ids, tgt, mask, B, T);
+      lm_model_backward(m, ids, tgt, mask, B, T);
+      fprintf(lf, "%.9g\n", loss);
+      for (int i = 0; i < m->n_info; i++) {
+        const lm_param_info *p = &m->info[i];
+        adamw_update(m->params + p->offset, m->grads + p->offset, mo + p->offset, ve + p->offset, (int64_t)p->numel,
+                     lr, 0.9f, 0.95f, 1e-8f, p->decay ? wd : 0.0f, s);
+      }
+    }
+    lm_free(mo); lm_free(ve);
+  }
+  fclose(lf);
+  free(ids); free(tgt); free(mask);
+  lm_model_free(m);
+  return 0;
+}

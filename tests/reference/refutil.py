@@ -1,0 +1,50 @@
+"""Helpers for the reference tests: locate the build, read safetensors without
+the safetensors package (struct + json), and compare tensors."""
+import json
+import os
+import struct
+import sys
+
+import numpy as np
+
+BIN = os.environ.get("LMKIT_BIN", os.path.join(os.path.dirname(__file__), "..", "..", "build"))
+
+
+def read_safetensors(path):
+    with open(path, "rb") as f:
+        data = f.read()
+    (n,) = struct.unpack("<Q", data[:8])
+    header = json.loads(data[8:8 + n])
+    base = 8 + n
+    out = {}
+    for name, info in header.items():
+        if name == "__metadata__":
+            continue
+        assert info["dtype"] == "F32", info
+        b, e = info["data_offsets"]
+        out[name] = np.frombuffer(data[base + b:base + e], dtype="<f4").reshape(info["shape"]).copy()
+    return out
+
+
+def rel_err(a, b):
+    a = np.asarray(a, dtype=np.float64)
+    b = np.asarray(b, dtype=np.float64)
+    scale = max(np.abs(b).max(), 1e-12)
+    return float(np.abs(a - b).max() / scale)
+
+
+class Checker:
+    def __init__(self, tol=1e-5):
+        self.tol, self.passed, self.failed = tol, 0, 0
+
+    def check(self, label, err, tol=None):
+        tol = self.tol if tol is None else tol
+        ok = err <= tol
+        self.passed += ok
+        self.failed += not ok
+        print(f"{'ok  ' if ok else 'FAIL'} {label}: rel err {err:.2e} (tol {tol:.0e})")
+        return ok
+
+    def finish(self):
+        print(f"{self.passed} passed, {self.failed} failed")
+        sys.exit(1 if self.failed else 0)

@@ -63,7 +63,7 @@ int cmd_train(int argc, char **argv) {
   lm_train_opts_default(&o);
   const char *tok_spec = "byte", *arch = "gpt2", *v;
   int64_t layers = 6, heads = 6, dim = 384, positions = 0, threads = 0;
-  int warmup_set = 0, min_lr_set = 0, hyper_flags = 0, r;
+  int warmup_set = 0, min_lr_set = 0, steps_set = 0, hyper_flags = 0, r;
   const char **data = calloc(argc, sizeof *data);
   int n_data = 0;
   if (!data) return cli_error("out of memory");
@@ -93,7 +93,7 @@ int cmd_train(int argc, char **argv) {
     if ((k = OPT("--positions")) == 1) return 1; else if (k) { NUM(positions, 1, 1 << 20); HYPER(); continue; }
     if ((k = OPT("--batch")) == 1) return 1; else if (k) { NUM(o.batch, 1, 1 << 20); HYPER(); continue; }
     if ((k = OPT("--grad-accum")) == 1) return 1; else if (k) { NUM(o.grad_accum, 1, 1 << 20); HYPER(); continue; }
-    if ((k = OPT("--steps")) == 1) return 1; else if (k) { NUM(o.steps, 1, INT64_MAX / 2); continue; }
+    if ((k = OPT("--steps")) == 1) return 1; else if (k) { NUM(o.steps, 1, INT64_MAX / 2); steps_set = 1; continue; }
     if ((k = OPT("--warmup")) == 1) return 1; else if (k) { NUM(o.warmup, 0, INT64_MAX / 2); warmup_set = 1; HYPER(); continue; }
     if ((k = OPT("--lr")) == 1) return 1; else if (k) { FLT(o.lr, 0, 10); HYPER(); continue; }
     if ((k = OPT("--min-lr")) == 1) return 1; else if (k) { FLT(o.min_lr, 0, 10); min_lr_set = 1; HYPER(); continue; }
@@ -116,6 +116,7 @@ int cmd_train(int argc, char **argv) {
   }
   if (!o.resume_dir && n_data == 0) { free(data); return cli_error("--data is required (see 'lmkit train --help')"); }
   if (strcmp(arch, "gpt2")) { free(data); return cli_error("--arch %s is not supported yet (available: gpt2)", arch); }
+  if (o.resume_dir && !steps_set) o.steps = 0;   /* 0: keep the checkpoint's planned steps */
   if (!warmup_set) o.warmup = o.steps / 10 < 100 ? o.steps / 10 : 100;
   if (!min_lr_set) o.min_lr = o.lr / 10;
   lm_set_threads((int)threads);

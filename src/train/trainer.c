@@ -387,13 +387,13 @@ lm_status lm_train(lm_model *m, const lm_tokenizer *tok, const lm_train_opts *us
     }
     lm_train_event ev = {step, loss, NAN, lr, tps};
     if (o.log_every > 0 && (step % o.log_every == 0 || step == o.steps))
-      append_metrics(metrics, "{\"step\": %lld, \"loss\": %.6f, \"lr\": %.6e, \"grad_norm\": %.6f, \"tokens_per_sec\": %.1f, \"step_ms\": %.2f}\n",
+      append_metrics(metrics, "{\"step\": %lld, \"loss\": %.9g, \"lr\": %.6e, \"grad_norm\": %.6f, \"tokens_per_sec\": %.1f, \"step_ms\": %.2f}\n",
                      (long long)step, loss, lr, norm, tps, dt * 1e3);
     if (val.n > 1 && o.eval_every > 0 && (step % o.eval_every == 0 || step == o.steps)) {
       double vl;
       eval_stream(m, &val, T, B, o.eval_batches, inp, tgt, &vl, NULL);
       last_val = ev.val_loss = (float)vl;
-      append_metrics(metrics, "{\"step\": %lld, \"val_loss\": %.6f}\n", (long long)step, vl);
+      append_metrics(metrics, "{\"step\": %lld, \"val_loss\": %.9g}\n", (long long)step, vl);
     }
     ts.step = step; ts.epoch = sp.epoch; ts.index = sp.index;
     if (o.save_every > 0 && step % o.save_every == 0 && step != o.steps) {

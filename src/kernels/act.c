@@ -1,0 +1,114 @@
+/* act.c — elementwise ops: GELU (tanh and erf forms), ReLU, and the residual add.
+ *
+ * All loops are OpenMP-parallel and written so gcc vectorises them. libm's
+ * tanhf has no vector variant without -ffast-math, so GELU-tanh is written
+ * with e = exp(2u) only: 0.5*(1 + tanh u) = e/(e+1) and 1 - tanh^2 u =
+ * 4e/(e+1)^2, products with no cancellation near tanh = +-1. The exp is our
+ * own vexp (range reduction to [-ln2/2, ln2/2] and a degree-7 polynomial,
+ * ~1-2 ulp), which the compiler vectorises. GELU-erf (BERT) uses libm's
+ * erff/expf for accuracy. */
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+#include "kernels/kernels.h"
+
+#define PAR_MIN 32768   /* below this many elements a thread fork costs more than it saves */
+
+/* exp(x) for x in float range, vectorisable: exp(x) = 2^k * exp(r), k = round(x/ln2).
+ * Inputs below -87 give 0 (the true value is < 2e-38); inputs above 88 saturate. */
+static inline float vexp(float x) {
+  float xc = x < -87.0f ? -87.0f : (x > 88.0f ? 88.0f : x);
+  float kf = (xc * 1.44269504088896341f + 12582912.0f) - 12582912.0f;  // round to nearest
+  float r = xc - kf * 0.693145751953125f;          // ln2 split in two for an exact product
+  r = r - kf * 1.428606765330187045e-06f;
+  float p = 1.0f / 5040.0f;
+  p = p * r + 1.0f / 720.0f;
+  p = p * r + 1.0f / 120.0f;
+  p = p * r + 1.0f / 24.0f;
+  p = p * r + 1.0f / 6.0f;
+  p = p * r + 0.5f;
+  p = p * r + 1.0f;
+  p = p * r + 1.0f;
+  int32_t bits = ((int32_t)kf + 127) << 23;
+  float scale;
+  memcpy(&scale, &bits, sizeof scale);
+  return x < -87.0f ? 0.0f : p * scale;
+}
+
+#define GELU_K 0.7978845608028654f   /* sqrt(2/pi) */
+#define GELU_A 0.044715f
+#define INV_SQRT2 0.7071067811865476f
+#define INV_SQRT2PI 0.3989422804014327f
+
+void act_forward(float *out, const float *inp, int64_t n, lm_act_kind kind) {
+  switch (kind) {
+  case LM_ACT_GELU_TANH:
+    #pragma omp parallel for simd schedule(static) if (n > PAR_MIN)
+    for (int64_t i = 0; i < n; i++) {
+      float x = inp[i];
+      float e = vexp(2.0f * GELU_K * (x + GELU_A * x * x * x));
+      out[i] = x * (e / (e + 1.0f));              // 0.5 * (1 + tanh u) = e/(e+1)
+    }
+    break;
+  case LM_ACT_GELU_ERF:
+    #pragma omp parallel for schedule(static) if (n > PAR_MIN)
+    for (int64_t i = 0; i < n; i++) {
+      float x = inp[i];
+      out[i] = 0.5f * x * (1.0f + erff(x * INV_SQRT2));
+    }
+    break;
+  case LM_ACT_RELU:
+  default:
+    #pragma omp parallel for simd schedule(static) if (n > PAR_MIN)
+    for (int64_t i = 0; i < n; i++) out[i] = inp[i] > 0.0f ? inp[i] : 0.0f;
+    break;
+  }
+}
+
+void act_backward(float *dinp, const float *inp, const float *dout, int64_t n, lm_act_kind kind) {
+  if (!dinp) return;
+  switch (kind) {
+  case LM_ACT_GELU_TANH:
+    #pragma omp parallel for simd schedule(static) if (n > PAR_MIN)
+    for (int64_t i = 0; i < n; i++) {
+      float x = inp[i];
+      float e = vexp(2.0f * GELU_K * (x + GELU_A * x * x * x));
+      float s = 1.0f / (e + 1.0f);
+      float es = e * s;                             // 0.5 * (1 + tanh u)
+      float du = GELU_K * (1.0f + 3.0f * GELU_A * x * x);
+      float g = es + 2.0f * x * (es * s) * du;      // 0.5 * x * (1 - tanh^2 u) = 2 x e s^2
+      dinp[i] += g * dout[i];
+    }
+    break;
+  case LM_ACT_GELU_ERF:
+    #pragma omp parallel for schedule(static) if (n > PAR_MIN)
+    for (int64_t i = 0; i < n; i++) {
+      float x = inp[i];
+      float cdf = 0.5f * (1.0f + erff(x * INV_SQRT2));
+      float pdf = INV_SQRT2PI * expf(-0.5f * x * x);
+      dinp[i] += (cdf + x * pdf) * dout[i];
+    }
+    break;
+  case LM_ACT_RELU:
+  default:
+    #pragma omp parallel for simd schedule(static) if (n > PAR_MIN)
+    for (int64_t i = 0; i < n; i++) dinp[i] += inp[i] > 0.0f ? dout[i] : 0.0f;
+    break;
+  }
+}
+
+void residual_forward(float *out, const float *a, const float *b, int64_t n) {
+  #pragma omp parallel for simd schedule(static) if (n > PAR_MIN)
+  for (int64_t i = 0; i < n; i++) out[i] = a[i] + b[i];
+}
+
+void residual_backward(float *da, float *db, const float *dout, int64_t n) {
+  if (da) {
+    #pragma omp parallel for simd schedule(static) if (n > PAR_MIN)
+    for (int64_t i = 0; i < n; i++) da[i] += dout[i];
+  }
+  if (db) {
+    #pragma omp parallel for simd schedule(static) if (n > PAR_MIN)
+    for (int64_t i = 0; i < n; i++) db[i] += dout[i];
+  }
+}

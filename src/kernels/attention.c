@@ -1,0 +1,157 @@
+/* attention.c — multi-head scaled dot-product self-attention (causal or with a
+ * key padding mask); this is where the causal mask lives.
+ *
+ * Work is split over the B*NH (sequence, head) pairs with an OpenMP loop; each
+ * pair runs its products with cblas_sgemm on strided views of the packed qkv
+ * buffer (leading dimension 3C), and OpenBLAS's OpenMP build runs
+ * single-threaded inside our parallel region, so there is one thread pool.
+ * Queries are processed in blocks of ATT_BLOCK rows: under a causal mask a
+ * block only needs the keys up to its last row, which halves the work for long
+ * sequences. Backward does not know the mask, but it does not need to: masked
+ * probabilities are exactly 0, so each block limits its products to the keys
+ * up to the last non-zero probability, which skips only exact-zero terms.
+ * Softmax uses vexp (our vectorisable exp, ~1-2 ulp) in place on the (T,T) rows. */
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+#include <cblas.h>
+#include "kernels/kernels.h"
+
+#define ATT_BLOCK 64
+
+/* exp(x), vectorisable (see act.c for the derivation); x < -87 gives 0. */
+static inline float vexp(float x) {
+  float xc = x < -87.0f ? -87.0f : (x > 88.0f ? 88.0f : x);
+  float kf = (xc * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
+  float r = xc - kf * 0.693145751953125f;
+  r = r - kf * 1.428606765330187045e-06f;
+  float p = 1.0f / 5040.0f;
+  p = p * r + 1.0f / 720.0f;
+  p = p * r + 1.0f / 120.0f;
+  p = p * r + 1.0f / 24.0f;
+  p = p * r + 1.0f / 6.0f;
+  p = p * r + 0.5f;
+  p = p * r + 1.0f;
+  p = p * r + 1.0f;
+  int32_t bits = ((int32_t)kf + 127) << 23;
+  float scale;
+  memcpy(&scale, &bits, sizeof scale);
+  return x < -87.0f ? 0.0f : p * scale;
+}
+
+/* Softmax in place over row[0..kn) where key s is visible iff mask == NULL or mask[s];
+ * entries [kn, T) are set to 0. A row with no visible key becomes all zeros. */
+static void masked_softmax_row(float *row, const uint8_t *mask, int64_t kn, int64_t T) {
+  float mx = -INFINITY;
+  if (mask) {
+    #pragma omp simd reduction(max:mx)
+    for (int64_t s = 0; s < kn; s++) { float v = mask[s] ? row[s] : -INFINITY; mx = v > mx ? v : mx; }
+  } else {
+    #pragma omp simd reduction(max:mx)
+    for (int64_t s = 0; s < kn; s++) mx = row[s] > mx ? row[s] : mx;
+  }
+  if (mx == -INFINITY) {
+    memset(row, 0, (size_t)T * sizeof(float));
+    return;
+  }
+  float sum = 0.0f;
+  if (mask) {
+    #pragma omp simd reduction(+:sum)
+    for (int64_t s = 0; s < kn; s++) { float e = mask[s] ? vexp(row[s] - mx) : 0.0f; row[s] = e; sum += e; }
+  } else {
+    #pragma omp simd reduction(+:sum)
+    for (int64_t s = 0; s < kn; s++) { float e = vexp(row[s] - mx); row[s] = e; sum += e; }
+  }
+  float inv = 1.0f / sum;
+  #pragma omp simd
+  for (int64_t s = 0; s < kn; s++) row[s] *= inv;
+  if (kn < T) memset(row + kn, 0, (size_t)(T - kn) * sizeof(float));
+}
+
+void attention_forward(float *out,              // (B,T,C)
+                       float *att,              // (B,NH,T,T)
+                       const float *qkv,        // (B,T,3C)
+                       const uint8_t *key_mask, // (B,T) or NULL
+                       int64_t B, int64_t T, int64_t C, int64_t NH, int causal) {
+  const int64_t hs = C / NH, C3 = 3 * C;
+  const float scale = 1.0f / sqrtf((float)hs);
+  const int64_t rb = causal ? ATT_BLOCK : T;
+  #pragma omp parallel for schedule(dynamic, 1)
+  for (int64_t bh = 0; bh < B * NH; bh++) {
+    int64_t b = bh / NH, h = bh % NH;
+    const float *q = qkv + b * T * C3 + h * hs;   // (T,hs), row stride 3C
+    const float *k = q + C;
+    const float *v = q + 2 * C;
+    const uint8_t *mask = key_mask ? key_mask + b * T : NULL;
+    float *a = att + bh * T * T;                  // (T,T)
+    float *o = out + b * T * C + h * hs;          // (T,hs), row stride C
+    for (int64_t r0 = 0; r0 < T; r0 += rb) {
+      int64_t nr = T - r0 < rb ? T - r0 : rb;
+      int64_t kn = causal ? r0 + nr : T;          // keys this block can see
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)nr, (int)kn, (int)hs,
+                  scale, q + r0 * C3, (int)C3, k, (int)C3, 0.0f, a + r0 * T, (int)T);
+      for (int64_t t = r0; t < r0 + nr; t++)
+        masked_softmax_row(a + t * T, mask, causal ? t + 1 : T, T);
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)nr, (int)hs, (int)kn,
+                  1.0f, a + r0 * T, (int)T, v, (int)C3, 0.0f, o + r0 * C, (int)C);
+    }
+  }
+}
+
+void attention_backward(float *dqkv,            // (B,T,3C)
+                        float *scratch,         // (B,NH,T,T)
+                        const float *dout,      // (B,T,C)
+                        const float *qkv,       // (B,T,3C)
+                        const float *att,       // (B,NH,T,T)
+                        int64_t B, int64_t T, int64_t C, int64_t NH) {
+  if (!dqkv) return;
+  const int64_t hs = C / NH, C3 = 3 * C;
+  const float scale = 1.0f / sqrtf((float)hs);
+  #pragma omp parallel for schedule(dynamic, 1)
+  for (int64_t bh = 0; bh < B * NH; bh++) {
+    int64_t b = bh / NH, h = bh % NH;
+    const float *q = qkv + b * T * C3 + h * hs;
+    const float *k = q + C;
+    const float *v = q + 2 * C;
+    float *dq = dqkv + b * T * C3 + h * hs;
+    float *dk = dq + C;
+    float *dv = dq + 2 * C;
+    const float *p = att + bh * T * T;            // (T,T)
+    float *ds = scratch + bh * T * T;             // (T,T)
+    const float *g = dout + b * T * C + h * hs;   // (T,hs), row stride C
+    for (int64_t r0 = 0; r0 < T; r0 += ATT_BLOCK) {
+      int64_t nr = T - r0 < ATT_BLOCK ? T - r0 : ATT_BLOCK;
+      // keys beyond the last non-zero probability of this block contribute exactly 0
+      int64_t kn = 0;
+      for (int64_t t = r0; t < r0 + nr; t++) {
+        const float *pr = p + t * T;
+        int64_t s = T;
+        while (s > kn && pr[s - 1] == 0.0f) s--;
+        if (s > kn) kn = s;
+      }
+      if (kn == 0) continue;
+      // dP = dO V^T
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)nr, (int)kn, (int)hs,
+                  1.0f, g + r0 * C, (int)C, v, (int)C3, 0.0f, ds + r0 * T, (int)T);
+      // dS = P * (dP - sum_s P dP), the softmax backward
+      for (int64_t t = r0; t < r0 + nr; t++) {
+        const float *pr = p + t * T;
+        float *dr = ds + t * T;
+        float dot = 0.0f;
+        #pragma omp simd reduction(+:dot)
+        for (int64_t s = 0; s < kn; s++) dot += pr[s] * dr[s];
+        #pragma omp simd
+        for (int64_t s = 0; s < kn; s++) dr[s] = pr[s] * (dr[s] - dot);
+      }
+      // dV += P^T dO
+      cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)kn, (int)hs, (int)nr,
+                  1.0f, p + r0 * T, (int)T, g + r0 * C, (int)C, 1.0f, dv, (int)C3);
+      // dQ += scale * dS K
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)nr, (int)hs, (int)kn,
+                  scale, ds + r0 * T, (int)T, k, (int)C3, 1.0f, dq + r0 * C3, (int)C3);
+      // dK += scale * dS^T Q
+      cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)kn, (int)hs, (int)nr,
+                  scale, ds + r0 * T, (int)T, q + r0 * C3, (int)C3, 1.0f, dk, (int)C3);
+    }
+  }
+}

@@ -1,0 +1,31 @@
+/* config.h — config.json, the Hugging Face model configuration (DESIGN.md §4).
+ *
+ * lm_config (lmkit.h) is one struct for every family; this module maps it to
+ * and from each family's Hugging Face keys ("gpt2": n_embd, n_head...; "bert":
+ * hidden_size, num_attention_heads...). Knobs our general block has but the
+ * family's HF config has no key for (RMSNorm or post-LN in a GPT, ...) live in
+ * an "lmkit" sub-object that transformers ignores. lm_config_default and
+ * lm_arch_name (which returns the HF model_type: "gpt2", "bert", ...) are
+ * declared in lmkit.h and implemented in config.c. */
+#ifndef LM_MODEL_CONFIG_H
+#define LM_MODEL_CONFIG_H
+
+#include <stddef.h>
+#include "lmkit.h"
+
+/* Parses a Hugging Face config.json (model_type "gpt2" or "bert") into cfg.
+ * Unknown keys are ignored; missing keys take the family's HF defaults; wrong
+ * types or impossible values are errors naming the file, key and value. */
+lm_status lm_config_load(lm_config *cfg, const char *path);
+lm_status lm_config_parse(lm_config *cfg, const char *json, size_t len, const char *path_for_errors);
+
+/* Writes config.json atomically with the HF keys of cfg->arch, so that
+ * transformers' from_pretrained accepts the directory. */
+lm_status lm_config_save(const lm_config *cfg, const char *path);
+/* The same JSON text, malloc'ed and NUL-terminated (free with free()). */
+lm_status lm_config_to_json(const lm_config *cfg, char **json, size_t *len);
+
+/* The checks parse applies, for configs built in code. */
+lm_status lm_config_validate(const lm_config *cfg);
+
+#endif

@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Training benchmark: lmkit vs PyTorch CPU on the same GPT-2 configs, batch and
+# threads, in one run: median step time, tokens/s, MFU (against the sgemm peak
+# lmkit measures on a 4096^2 cblas_sgemm) and peak RSS.
+#   bash bench/train_gpt2.sh [STEPS] [RUNS]    (default 5 timed steps, 3 runs)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BUILD=${BUILD:-build}
+[ -x "$BUILD/bench_train_gpt2" ] || { cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE=Release >/dev/null && cmake --build "$BUILD" -j "$(nproc)" --target bench_train_gpt2; }
+# OPENBLAS_CORETYPE=Haswell (set on these machines) forces AVX2 kernels and halves sgemm.
+unset OPENBLAS_CORETYPE
+THREADS=${THREADS:-2}
+export OMP_NUM_THREADS=$THREADS
+echo "load: $(uptime)"
+/usr/bin/python3 bench/train_gpt2_report.py "$BUILD" "${1:-5}" "$THREADS" "${2:-3}"

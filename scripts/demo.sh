@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=build/lmkit
 OUT=${LMKIT_DEMO_DIR:-runs/demo}
-STEPS=${LMKIT_DEMO_STEPS:-600}
+STEPS=${LMKIT_DEMO_STEPS:-750}
 mkdir -p "$OUT"
 
 # 1. corpus: every fortune file (skip the .dat indexes and the .u8 links), records separated by blank lines

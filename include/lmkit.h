@@ -73,6 +73,10 @@ typedef struct {
   float norm_eps;
   float init_std;        /* initializer_range */
   int64_t bos_token_id, eos_token_id;
+  /* encoder (BERT) families */
+  int64_t type_vocab_size;   /* segment embeddings (0: none) */
+  int64_t pad_token_id;
+  int64_t num_labels;        /* classification heads (0: none) */
 } lm_config;
 
 void lm_config_default(lm_config *cfg, lm_arch arch);

@@ -39,6 +39,11 @@ static int table_add(table *t, const char *name, int64_t d0, int64_t d1, int dec
   return 0;
 }
 
+/* lets a family file add its own tensors (src/model/bert.c) without seeing the table type */
+static int table_add_cb(void *t, const char *name, int64_t d0, int64_t d1, int decay) {
+  return table_add((table *)t, name, d0, d1, decay);
+}
+
 static int64_t ffn_width(const lm_config *c) { return c->n_inner > 0 ? c->n_inner : 4 * c->n_embd; }
 
 static int build_table(table *t, const lm_config *c) {
@@ -68,7 +73,8 @@ static int build_table(table *t, const lm_config *c) {
     ADD("ln_f.weight", C, 0, 0);
     if (!rms && b) ADD("ln_f.bias", C, 0, 0);
   }
-  if (!c->tie_embeddings) ADD("lm_head.weight", V, C, 1);
+  if (!c->tie_embeddings && c->arch != LM_ARCH_BERT) ADD("lm_head.weight", V, C, 1);
+  if (c->arch == LM_ARCH_BERT && lm_bert_add_params(c, t, table_add_cb)) return -1;
 #undef ADD
   return 0;
 }
@@ -153,6 +159,7 @@ static void free_acts(lm_model *m) {
 void lm_model_free(lm_model *m) {
   if (!m) return;
   free_acts(m);
+  if (m->ext_free) m->ext_free(m->ext);
   lm_free(m->params); lm_free(m->grads);
   free(m->w.h); free(m->g.h); free(m->info);
   free(m);
@@ -262,7 +269,7 @@ static void mlp_forward(const lm_config *c, const lm_block_weights *w, lm_layer_
 }
 
 /* One block: x (N,C) -> la->res2 (N,C). `tmp` (N,C) is scratch for a sub-layer output. */
-static void block_forward(const lm_config *c, const lm_block_weights *w, lm_layer_acts *la, const float *x,
+void lm_block_forward(const lm_config *c, const lm_block_weights *w, lm_layer_acts *la, const float *x,
                           float *tmp, const uint8_t *key_mask, int64_t B, int64_t T) {
   int64_t N = B * T, C = c->n_embd;
   if (c->pre_ln) {
@@ -300,7 +307,7 @@ float lm_model_forward(lm_model *m, const int32_t *ids, const int32_t *targets, 
   const float *x = a->emb;
   float *tmp = a->dtmp ? a->dtmp : a->lnf; /* lnf is free until the final norm */
   for (int64_t l = 0; l < L; l++) {
-    block_forward(c, &m->w.h[l], &a->layer[l], x, tmp, key_mask, B, T);
+    lm_block_forward(c, &m->w.h[l], &a->layer[l], x, tmp, key_mask, B, T);
     x = a->layer[l].res2;
   }
   if (c->pre_ln) norm_forward(c, a->lnf, a->lnf_mean, a->lnf_rstd, x, m->w.lnf_w, m->w.lnf_b, N);
@@ -341,7 +348,7 @@ static void mlp_backward(const lm_config *c, const lm_block_weights *w, lm_block
 
 /* P (N,C) holds d(layer output) on entry and d(layer input) on return; Q (N,C) is scratch.
  * Buffers accumulate, so each is zeroed or copied into before use. */
-static void block_backward(const lm_config *c, const lm_block_weights *w, lm_block_weights *g,
+void lm_block_backward(const lm_config *c, const lm_block_weights *w, lm_block_weights *g,
                            const lm_layer_acts *la, lm_acts *a, const float *x, float *P, float *Q,
                            int64_t B, int64_t T) {
   int64_t N = B * T;
@@ -395,7 +402,7 @@ void lm_model_backward(lm_model *m, const int32_t *ids, const int32_t *targets, 
   }
   for (int64_t l = L - 1; l >= 0; l--) {
     const float *x = l ? a->layer[l - 1].res2 : a->emb;
-    block_backward(c, &m->w.h[l], &m->g.h[l], &a->layer[l], a, x, P, Q, B, T);
+    lm_block_backward(c, &m->w.h[l], &m->g.h[l], &a->layer[l], a, x, P, Q, B, T);
   }
   embedding_backward(m->g.wte, P, ids, N, C);
   for (int64_t b = 0; b < B; b++) embedding_backward(m->g.wpe, P + b * T * C, a->pos, T, C);

@@ -78,7 +78,24 @@ struct lm_model {
   lm_weights w, g;               /* views into params and grads */
   lm_acts acts;
   int have_acts;
+  void *ext;                     /* family-specific state (heads' activations...), freed by ext_free */
+  void (*ext_free)(void *ext);
 };
+
+/* The general block (DESIGN.md §3), for family files that assemble their own model.
+ * Forward: x (N,C) -> la->res2 (N,C); tmp (N,C) is scratch.
+ * Backward: P (N,C) holds d(output) on entry and d(input) on return; Q (N,C) is scratch;
+ * the acts' shared backward buffers (dtmp, datty, dqkv, dfch, dfch_act, datt) are used. */
+void lm_block_forward(const lm_config *c, const lm_block_weights *w, lm_layer_acts *la, const float *x,
+                      float *tmp, const uint8_t *key_mask, int64_t B, int64_t T);
+void lm_block_backward(const lm_config *c, const lm_block_weights *w, lm_block_weights *g,
+                       const lm_layer_acts *la, lm_acts *a, const float *x, float *P, float *Q,
+                       int64_t B, int64_t T);
+
+/* Table hook: adds the BERT-only tensors (segment embeddings, embedding norm, pooler, MLM and
+ * NSP heads) through `add`; implemented in src/model/bert.c. Returns non-zero on failure. */
+typedef int (*lm_table_add_fn)(void *table, const char *name, int64_t d0, int64_t d1, int decay);
+int lm_bert_add_params(const lm_config *c, void *table, lm_table_add_fn add);
 
 /* Builds the parameter table for cfg and allocates params (zeroed). */
 lm_status lm_model_alloc(lm_model **out, const lm_config *cfg);

@@ -42,6 +42,12 @@ check "resumed model equals uninterrupted model" "cmp -s $T/a/model.safetensors 
 "$BIN" train $COMMON --steps 20 --out "$T/d" > /dev/null 2>&1
 check "training is deterministic" "diff <(sed 's/, \"tokens_per_sec.*//' $T/c/metrics.jsonl) <(sed 's/, \"tokens_per_sec.*//' $T/d/metrics.jsonl) >/dev/null"
 
+# prepared shards train like text, with a BPE tokenizer trained on the corpus
+"$BIN" tokenizer train --data "$T/corpus.txt" --vocab-size 300 --out "$T/tok" > /dev/null 2>&1
+"$BIN" data prepare --tokenizer "$T/tok" --data "$T/corpus.txt" --out "$T/shards" > /dev/null 2>&1
+"$BIN" train --data "$T/shards" --tokenizer "$T/tok" --layers 1 --heads 2 --dim 32 --context 32 --batch 4 --steps 30 --lr 3e-3 --warmup 3 --threads 2 --quiet --out "$T/s" > "$T/s.out" 2>&1
+check "train on prepared shards with a BPE tokenizer" "grep -q 'val loss' $T/s.out && grep -q '\"model\"' $T/s/tokenizer.json"
+
 out=$("$BIN" eval --model "$T/a" --data "$T/corpus.txt" --threads 2)
 check "eval prints loss and perplexity ($out)" "echo '$out' | grep -q 'perplexity'"
 
@@ -73,6 +79,7 @@ err "context too long" "context" "$BIN" generate --model "$T/a" --prompt hi --ma
 err "eval context too long" "context" "$BIN" eval --model "$T/a" --data "$T/corpus.txt" --context 999
 err "dim not divisible" "divisible" "$BIN" train --data "$T/corpus.txt" --out "$T/x" --dim 30 --heads 4 --steps 1
 err "resume with changed lr" "--lr" "$BIN" train --resume "$T/a" --out "$T/x" --lr 1
+err "shard from another tokenizer" "vocab" "$BIN" train --data "$T/shards" --tokenizer byte --out "$T/x" --steps 1
 err "unknown command" "frobnicate" "$BIN" frobnicate
 
 echo "$pass passed, $fail failed"

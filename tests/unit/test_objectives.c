@@ -50,7 +50,7 @@ Test(nsp, pair_layout_and_labels) {
     stream[n++] = SEP;
   }
   lm_pair_source s;
-  cr_assert_eq(lm_pair_source_init(&s, stream, n, CLS, SEP, PAD), LM_OK);
+  cr_assert_eq(lm_pair_source_init(&s, stream, n, SEP, 0, CLS, SEP, PAD), LM_OK);
   cr_assert_eq(s.n_docs, 3);
   lm_rng r; lm_rng_seed(&r, 9);
   int32_t ids[T], seg[T];
@@ -78,6 +78,10 @@ Test(nsp, pair_layout_and_labels) {
   cr_assert_eq(lm_pair_make(&s, &r, T, 0, ids, seg, mask), -1);
   cr_assert_eq(ids[0], CLS);
   lm_pair_source_free(&s);
+  /* one long document is cut into pieces of max_doc tokens */
+  cr_assert_eq(lm_pair_source_init(&s, stream, 100, -1, 30, CLS, SEP, PAD), LM_OK);
+  cr_assert_eq(s.n_docs, 4);
+  lm_pair_source_free(&s);
   uint32_t none[3] = {SEP, 5, SEP};
-  cr_assert_neq(lm_pair_source_init(&s, none, 3, CLS, SEP, PAD), LM_OK);
+  cr_assert_neq(lm_pair_source_init(&s, none, 3, SEP, 0, CLS, SEP, PAD), LM_OK);
 }

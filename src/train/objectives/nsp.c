@@ -9,7 +9,8 @@
 #include <string.h>
 #include "train/objectives/objectives.h"
 
-lm_status lm_pair_source_init(lm_pair_source *s, const uint32_t *ids, uint64_t n, int32_t cls_id, int32_t sep_id, int32_t pad_id) {
+lm_status lm_pair_source_init(lm_pair_source *s, const uint32_t *ids, uint64_t n, int64_t doc_sep, uint64_t max_doc,
+                              int32_t cls_id, int32_t sep_id, int32_t pad_id) {
   memset(s, 0, sizeof *s);
   if (n >= (1ull << 40)) return lm_error(LM_ERR_RANGE, "streams over 2^40 tokens are not supported");
   s->ids = ids; s->n = n; s->cls_id = cls_id; s->sep_id = sep_id; s->pad_id = pad_id;
@@ -17,8 +18,12 @@ lm_status lm_pair_source_init(lm_pair_source *s, const uint32_t *ids, uint64_t n
   s->doc_start = malloc((cap + 1) * sizeof(uint64_t));
   if (!s->doc_start) return lm_error(LM_ERR_NOMEM, "out of memory");
   uint64_t start = 0;
+  if (max_doc < 2 || max_doc >= (1ull << 23)) max_doc = 1ull << 23;
   for (uint64_t i = 0; i <= n; i++) {
-    if (i < n && ids[i] != (uint32_t)sep_id) continue;
+    /* a document ends at a separator, or is cut at max_doc tokens so that a corpus of
+     * few long documents still offers "random next" pairs from elsewhere */
+    int cut = i == n || (doc_sep >= 0 && ids[i] == (uint64_t)doc_sep) || i - start == max_doc;
+    if (!cut) continue;
     if (i - start >= 2) {
       if (s->n_docs + 1 >= cap) {
         cap *= 2;
@@ -29,7 +34,7 @@ lm_status lm_pair_source_init(lm_pair_source *s, const uint32_t *ids, uint64_t n
       /* one word per document: start in the low 40 bits, length above */
       s->doc_start[s->n_docs++] = start | ((uint64_t)(i - start) << 40);
     }
-    start = i + 1;
+    start = (i < n && doc_sep >= 0 && ids[i] == (uint64_t)doc_sep) ? i + 1 : i;
   }
   if (s->n_docs == 0) { lm_pair_source_free(s); return lm_error(LM_ERR_ARG, "the data holds no document of 2 or more tokens"); }
   return LM_OK;

@@ -24,7 +24,7 @@ typedef struct {
 int64_t lm_mlm_mask(lm_rng *rng, const lm_mlm_opts *o, int32_t *ids, const uint8_t *attn_mask, int32_t *labels, int64_t N);
 
 /* ---- NSP pairs: [CLS] A [SEP] B [SEP] [PAD]... from a stream of documents separated by
- * `sep_id`. Half the time B continues A in the same document (label 0, "is next"), half the
+ * `doc_sep` (the tokenizer's end-of-text id; -1: none), each cut into pieces of at most max_doc. Half the time B continues A in the same document (label 0, "is next"), half the
  * time B is taken from a random other document (label 1). */
 typedef struct {
   const uint32_t *ids; uint64_t n;   /* the stream */
@@ -32,7 +32,8 @@ typedef struct {
   int32_t cls_id, sep_id, pad_id;
 } lm_pair_source;
 
-lm_status lm_pair_source_init(lm_pair_source *s, const uint32_t *ids, uint64_t n, int32_t cls_id, int32_t sep_id, int32_t pad_id);
+lm_status lm_pair_source_init(lm_pair_source *s, const uint32_t *ids, uint64_t n, int64_t doc_sep, uint64_t max_doc,
+                              int32_t cls_id, int32_t sep_id, int32_t pad_id);
 void lm_pair_source_free(lm_pair_source *s);
 /* Fills one example of length T (T >= 5): ids, segments, attention mask; returns its NSP label
  * (0 or 1), or label -1 with a single segment when nsp is 0 (MLM-only: one span of a document). */

@@ -23,6 +23,26 @@ lm_status lm_streams_load(const lm_tokenizer *tok, const char *const *files, int
                           int64_t vocab_size, lm_stream *train, lm_stream *val);
 void lm_stream_free(lm_stream *s);
 
+/* A training objective: what a micro-batch is and how its loss is computed. The trainer
+ * (schedule, clipping, AdamW, logging, checkpoints) is the same for all of them. */
+typedef struct {
+  void *self;
+  /* builds the next micro-batch, runs forward and backward (accumulating grads); returns its mean loss */
+  float (*micro)(void *self, lm_model *m);
+  /* mean validation loss over at most max_batches batches (0: all); NAN without validation data */
+  double (*evaluate)(void *self, lm_model *m, int64_t max_batches);
+  /* the data cursor to checkpoint (objectives that sample with the trainer's rng report 0, 0) */
+  void (*cursor)(void *self, int64_t *epoch, int64_t *index);
+  void (*free)(void *self);
+} lm_objective;
+
+/* Causal LM over windows of T+1 tokens; cursor (epoch, index) or NULL to start. Reserves the model. */
+lm_status lm_objective_clm(lm_objective *o, lm_model *m, const lm_stream *train, const lm_stream *val,
+                           int64_t B, int64_t T, uint64_t seed, const int64_t *cursor);
+/* Mean next-token loss over consecutive windows of s; inp/tgt hold (B,T). */
+lm_status lm_clm_eval_stream(lm_model *m, const lm_stream *s, int64_t T, int64_t B, int64_t max_batches,
+                             int32_t *inp, int32_t *tgt, double *mean, int64_t *count);
+
 /* Linear warmup to lr over `warmup` steps, then cosine decay to min_lr at `steps`. step is 1-based. */
 float lm_lr_at(int64_t step, int64_t steps, int64_t warmup, float lr, float min_lr);
 

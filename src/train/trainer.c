@@ -1,16 +1,13 @@
-/* trainer.c — the pre-training loop for causal language modelling.
+/* trainer.c — the training loop shared by every objective.
  *
- * Each optimiser step: grad_accum micro-batches of B windows of T+1 tokens →
- * forward → backward (accumulating) → global-norm clip → AdamW with the
- * warmup + cosine schedule. Windows are the non-overlapping (T+1)-token slices
- * of the train stream starting at multiples of T, visited in a fresh random
- * order each epoch; the order is a pure function of (seed, epoch), so the
- * data cursor is just (epoch, index) and a resumed run draws exactly the
- * batches the uninterrupted run would have.
+ * Each optimiser step: grad_accum micro-batches from the objective (forward +
+ * backward, accumulating) → average → global-norm clip → AdamW with the
+ * warmup + cosine schedule → log, evaluate, checkpoint. What a batch is and
+ * how its loss is computed lives in src/train/objectives/ (clm.c for GPT).
  *
- * A checkpoint is a model directory plus trainer_state.json (step, cursor,
- * rng, options) and optimizer.safetensors (AdamW moments). Each file is
- * written atomically and all three carry the step, so a crash between two
+ * A checkpoint is a model directory plus trainer_state.json (step, data
+ * cursor, rng, options) and optimizer.safetensors (AdamW moments). Each file
+ * is written atomically and all three carry the step, so a crash between two
  * writes is detected on resume instead of silently mixing states. */
 #include <math.h>
 #include <stdarg.h>
@@ -40,86 +37,6 @@ float lm_lr_at(int64_t step, int64_t steps, int64_t warmup, float lr, float min_
   return (float)(min_lr + 0.5 * (lr - min_lr) * (1.0 + cos(M_PI * p)));
 }
 
-/* ------------------------------------------------------------ batch order */
-
-typedef struct {
-  const lm_stream *s;
-  int64_t T, n_windows;
-  uint64_t seed;
-  int64_t epoch, index;   /* the cursor */
-  int64_t *perm;          /* (n_windows) order of this epoch */
-} sampler;
-
-static void sampler_shuffle(sampler *sp) {
-  lm_rng r;
-  lm_rng_seed(&r, sp->seed * 0x9E3779B97F4A7C15ULL + (uint64_t)sp->epoch + 1);
-  for (int64_t i = 0; i < sp->n_windows; i++) sp->perm[i] = i;
-  for (int64_t i = sp->n_windows - 1; i > 0; i--) {
-    int64_t j = (int64_t)(lm_rng_u64(&r) % (uint64_t)(i + 1));
-    int64_t t = sp->perm[i]; sp->perm[i] = sp->perm[j]; sp->perm[j] = t;
-  }
-}
-
-static lm_status sampler_init(sampler *sp, const lm_stream *s, int64_t T, int64_t B, uint64_t seed) {
-  memset(sp, 0, sizeof *sp);
-  sp->s = s; sp->T = T; sp->seed = seed;
-  sp->n_windows = s->n > 1 ? (int64_t)((s->n - 1) / (uint64_t)T) : 0;
-  if (sp->n_windows < 1)
-    return lm_error(LM_ERR_ARG, "the training data has %llu tokens: too few for one window of context %lld + 1",
-                    (unsigned long long)s->n, (long long)T);
-  (void)B;
-  sp->perm = lm_xmalloc(sp->n_windows * sizeof(int64_t));
-  if (!sp->perm) return LM_ERR_NOMEM;
-  sampler_shuffle(sp);
-  return LM_OK;
-}
-
-static lm_status sampler_seek(sampler *sp, int64_t epoch, int64_t index) {
-  if (epoch < 0 || index < 0 || index >= sp->n_windows)
-    return lm_error(LM_ERR_FORMAT, "data cursor (epoch %lld, index %lld) does not fit this data (%lld windows): is it the same data and context?",
-                    (long long)epoch, (long long)index, (long long)sp->n_windows);
-  sp->epoch = epoch; sp->index = index;
-  sampler_shuffle(sp);
-  return LM_OK;
-}
-
-/* Fills inputs/targets (B,T) with the next B windows. */
-static void sampler_next(sampler *sp, int32_t *inp, int32_t *tgt, int64_t B) {
-  int64_t T = sp->T;
-  for (int64_t b = 0; b < B; b++) {
-    const uint32_t *w = sp->s->ids + sp->perm[sp->index] * T;
-    for (int64_t t = 0; t < T; t++) { inp[b * T + t] = (int32_t)w[t]; tgt[b * T + t] = (int32_t)w[t + 1]; }
-    if (++sp->index == sp->n_windows) { sp->index = 0; sp->epoch++; sampler_shuffle(sp); }
-  }
-}
-
-/* ------------------------------------------------------------ evaluation */
-
-/* Mean loss over consecutive windows of s (up to max_batches batches of B; 0 = all). */
-static lm_status eval_stream(lm_model *m, const lm_stream *s, int64_t T, int64_t B, int64_t max_batches,
-                             int32_t *inp, int32_t *tgt, double *mean, int64_t *count) {
-  double sum = 0; int64_t n = 0;
-  int64_t n_windows = s->n > 1 ? (int64_t)((s->n - 1) / (uint64_t)T) : 0;
-  /* a stream shorter than one window is still evaluated, as one short window */
-  int64_t Teff = n_windows ? T : (int64_t)s->n - 1;
-  if (!n_windows && s->n >= 2) n_windows = 1;
-  for (int64_t w0 = 0, nb = 0; w0 < n_windows && (!max_batches || nb < max_batches); w0 += B, nb++) {
-    int64_t bb = n_windows - w0 < B ? n_windows - w0 : B;
-    for (int64_t b = 0; b < B; b++)
-      for (int64_t t = 0; t < Teff; t++) {
-        int in = b < bb;
-        const uint32_t *w = s->ids + (w0 + (in ? b : 0)) * T;
-        inp[b * Teff + t] = (int32_t)w[t];
-        tgt[b * Teff + t] = in ? (int32_t)w[t + 1] : -1;   /* padding rows are ignored */
-      }
-    float loss = lm_model_forward(m, inp, tgt, NULL, B, Teff);
-    sum += (double)loss * bb * Teff; n += bb * Teff;
-  }
-  *mean = n ? sum / n : NAN;
-  if (count) *count = n;
-  return LM_OK;
-}
-
 lm_status lm_evaluate(lm_model *m, const lm_tokenizer *tok, const char *const *files, int n_files,
                       int64_t context, int64_t batch, double *mean_loss, int64_t *n_tokens) {
   lm_stream s;
@@ -131,7 +48,7 @@ lm_status lm_evaluate(lm_model *m, const lm_tokenizer *tok, const char *const *f
   int32_t *inp = malloc(batch * context * sizeof(int32_t)), *tgt = malloc(batch * context * sizeof(int32_t));
   if (!inp || !tgt) st = lm_error(LM_ERR_NOMEM, "out of memory");
   if (!st) st = lm_model_reserve(m, batch, context, 0);
-  if (!st) st = eval_stream(m, &s, context, batch, 0, inp, tgt, mean_loss, n_tokens);
+  if (!st) st = lm_clm_eval_stream(m, &s, context, batch, 0, inp, tgt, mean_loss, n_tokens);
   free(inp); free(tgt);
   lm_stream_free(&s);
   return st;
@@ -284,6 +201,13 @@ static lm_status load_optimizer(const char *dir, const lm_model *m, int64_t step
 
 /* ------------------------------------------------------------ the loop */
 
+/* The objective named by the options (causal LM unless told otherwise). */
+static lm_status lm_objective_for(lm_objective *obj, lm_model *m, const lm_tokenizer *tok, const lm_train_opts *o,
+                                  const lm_stream *train, const lm_stream *val, lm_rng *rng, const int64_t *cursor) {
+  (void)tok; (void)rng;
+  return lm_objective_clm(obj, m, train, val->n > 1 ? val : NULL, o->batch, o->context, o->seed, cursor);
+}
+
 static lm_status append_metrics(FILE *f, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static lm_status append_metrics(FILE *f, const char *fmt, ...) {
   if (!f) return LM_OK;
@@ -336,17 +260,16 @@ lm_status lm_train(lm_model *m, const lm_tokenizer *tok, const lm_train_opts *us
   st = lm_streams_load(tok, o.data, o.n_data, o.val_fraction, m->cfg.vocab_size, &train, &val);
   if (st) goto cleanup_saved;
   int64_t B = o.batch, T = o.context, N = B * T;
-  sampler sp = {0};
-  int32_t *inp = malloc(N * sizeof(int32_t)), *tgt = malloc(N * sizeof(int32_t));
+  lm_objective obj = {0};
   float *mom = lm_alloc(m->n_params * sizeof(float)), *vel = lm_alloc(m->n_params * sizeof(float));
   FILE *metrics = NULL;
-  if (!inp || !tgt || !mom || !vel) { st = lm_error(LM_ERR_NOMEM, "out of memory for the optimiser state"); goto cleanup; }
-  if ((st = sampler_init(&sp, &train, T, B, o.seed))) goto cleanup;
-  if ((st = lm_model_reserve(m, B, T, 1))) goto cleanup;
-  if (o.resume_dir) {
-    if ((st = load_optimizer(o.resume_dir, m, ts.step, mom, vel))) goto cleanup;
-    if ((st = sampler_seek(&sp, ts.epoch, ts.index))) goto cleanup;
+  if (!mom || !vel) { st = lm_error(LM_ERR_NOMEM, "out of memory for the optimiser state"); goto cleanup; }
+  {
+    int64_t cursor[2] = {ts.epoch, ts.index};
+    st = lm_objective_for(&obj, m, tok, &o, &train, &val, &ts.rng, o.resume_dir ? cursor : NULL);
+    if (st) goto cleanup;
   }
+  if (o.resume_dir && (st = load_optimizer(o.resume_dir, m, ts.step, mom, vel))) goto cleanup;
   if ((st = lm_mkdir_p(o.out_dir))) goto cleanup;
   {
     char *mpath = lm_path_join(o.out_dir, "metrics.jsonl");
@@ -367,12 +290,9 @@ lm_status lm_train(lm_model *m, const lm_tokenizer *tok, const lm_train_opts *us
     double t0 = lm_time_sec();
     lm_model_zero_grad(m);
     double loss_sum = 0;
-    for (int64_t micro = 0; micro < o.grad_accum; micro++) {
-      sampler_next(&sp, inp, tgt, B);
-      loss_sum += lm_model_forward(m, inp, tgt, NULL, B, T);
-      if (o.grad_accum > 1) scale_inplace(m->acts.dlosses, N, 1.0f / (float)o.grad_accum);
-      lm_model_backward(m, inp, tgt, NULL, B, T);
-    }
+    for (int64_t micro = 0; micro < o.grad_accum; micro++) loss_sum += obj.micro(obj.self, m);
+    /* each micro-batch added the gradient of its mean loss: average them */
+    if (o.grad_accum > 1) scale_inplace(m->grads, (int64_t)m->n_params, 1.0f / (float)o.grad_accum);
     float loss = (float)(loss_sum / o.grad_accum);
     double norm = global_norm(m->grads, (int64_t)m->n_params);
     if (o.clip > 0 && norm > o.clip) scale_inplace(m->grads, (int64_t)m->n_params, (float)(o.clip / norm));
@@ -389,13 +309,15 @@ lm_status lm_train(lm_model *m, const lm_tokenizer *tok, const lm_train_opts *us
     if (o.log_every > 0 && (step % o.log_every == 0 || step == o.steps))
       append_metrics(metrics, "{\"step\": %lld, \"loss\": %.9g, \"lr\": %.6e, \"grad_norm\": %.6f, \"tokens_per_sec\": %.1f, \"step_ms\": %.2f}\n",
                      (long long)step, loss, lr, norm, tps, dt * 1e3);
-    if (val.n > 1 && o.eval_every > 0 && (step % o.eval_every == 0 || step == o.steps)) {
-      double vl;
-      eval_stream(m, &val, T, B, o.eval_batches, inp, tgt, &vl, NULL);
-      last_val = ev.val_loss = (float)vl;
-      append_metrics(metrics, "{\"step\": %lld, \"val_loss\": %.9g}\n", (long long)step, vl);
+    if (o.eval_every > 0 && (step % o.eval_every == 0 || step == o.steps)) {
+      double vl = obj.evaluate(obj.self, m, o.eval_batches);
+      if (!isnan(vl)) {
+        last_val = ev.val_loss = (float)vl;
+        append_metrics(metrics, "{\"step\": %lld, \"val_loss\": %.9g}\n", (long long)step, vl);
+      }
     }
-    ts.step = step; ts.epoch = sp.epoch; ts.index = sp.index;
+    ts.step = step;
+    obj.cursor(obj.self, &ts.epoch, &ts.index);
     if (o.save_every > 0 && step % o.save_every == 0 && step != o.steps) {
       char name[64]; snprintf(name, sizeof name, "checkpoint-%lld", (long long)step);
       char *cdir = lm_path_join(o.out_dir, name);
@@ -417,7 +339,8 @@ lm_status lm_train(lm_model *m, const lm_tokenizer *tok, const lm_train_opts *us
   if (!st) st = save_checkpoint(m, tok, &o, &ts, mom, vel, o.out_dir);
 cleanup:
   if (metrics) fclose(metrics);
-  free(sp.perm); free(inp); free(tgt); lm_free(mom); lm_free(vel);
+  if (obj.free) obj.free(obj.self);
+  lm_free(mom); lm_free(vel);
   lm_stream_free(&train); lm_stream_free(&val);
 cleanup_saved:
   if (saved_data) { for (int i = 0; i < n_saved; i++) free(saved_data[i]); free(saved_data); }

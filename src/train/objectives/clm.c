@@ -1,0 +1,121 @@
+/* clm.c — the causal language-modelling objective (GPT): predict every next
+ * token. Batches are windows of T+1 tokens: the non-overlapping slices of the
+ * train stream starting at multiples of T, visited in a fresh random order
+ * each epoch. The order is a pure function of (seed, epoch), so the data
+ * cursor is just (epoch, index) and a resumed run draws exactly the batches
+ * the uninterrupted run would have. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include "model/model.h"
+#include "train/train.h"
+
+typedef struct {
+  const lm_stream *train, *val;
+  int64_t B, T, n_windows;
+  uint64_t seed;
+  int64_t epoch, index;   /* the cursor */
+  int64_t *perm;          /* (n_windows) order of this epoch */
+  int32_t *inp, *tgt;     /* (B,T) */
+} clm;
+
+static void shuffle(clm *c) {
+  lm_rng r;
+  lm_rng_seed(&r, c->seed * 0x9E3779B97F4A7C15ULL + (uint64_t)c->epoch + 1);
+  for (int64_t i = 0; i < c->n_windows; i++) c->perm[i] = i;
+  for (int64_t i = c->n_windows - 1; i > 0; i--) {
+    int64_t j = (int64_t)(lm_rng_u64(&r) % (uint64_t)(i + 1));
+    int64_t t = c->perm[i]; c->perm[i] = c->perm[j]; c->perm[j] = t;
+  }
+}
+
+/* Fills inputs/targets (B,T) with the next B windows. */
+static void next_batch(clm *c) {
+  int64_t T = c->T;
+  for (int64_t b = 0; b < c->B; b++) {
+    const uint32_t *w = c->train->ids + c->perm[c->index] * T;
+    for (int64_t t = 0; t < T; t++) { c->inp[b * T + t] = (int32_t)w[t]; c->tgt[b * T + t] = (int32_t)w[t + 1]; }
+    if (++c->index == c->n_windows) { c->index = 0; c->epoch++; shuffle(c); }
+  }
+}
+
+static float clm_micro(void *self, lm_model *m) {
+  clm *c = self;
+  next_batch(c);
+  float loss = lm_model_forward(m, c->inp, c->tgt, NULL, c->B, c->T);
+  lm_model_backward(m, c->inp, c->tgt, NULL, c->B, c->T);
+  return loss;
+}
+
+lm_status lm_clm_eval_stream(lm_model *m, const lm_stream *s, int64_t T, int64_t B, int64_t max_batches,
+                             int32_t *inp, int32_t *tgt, double *mean, int64_t *count) {
+  double sum = 0; int64_t n = 0;
+  int64_t n_windows = s->n > 1 ? (int64_t)((s->n - 1) / (uint64_t)T) : 0;
+  /* a stream shorter than one window is still evaluated, as one short window */
+  int64_t Teff = n_windows ? T : (int64_t)s->n - 1;
+  if (!n_windows && s->n >= 2) n_windows = 1;
+  for (int64_t w0 = 0, nb = 0; w0 < n_windows && (!max_batches || nb < max_batches); w0 += B, nb++) {
+    int64_t bb = n_windows - w0 < B ? n_windows - w0 : B;
+    for (int64_t b = 0; b < B; b++)
+      for (int64_t t = 0; t < Teff; t++) {
+        int in = b < bb;
+        const uint32_t *w = s->ids + (w0 + (in ? b : 0)) * T;
+        inp[b * Teff + t] = (int32_t)w[t];
+        tgt[b * Teff + t] = in ? (int32_t)w[t + 1] : -1;   /* padding rows are ignored */
+      }
+    float loss = lm_model_forward(m, inp, tgt, NULL, B, Teff);
+    sum += (double)loss * bb * Teff; n += bb * Teff;
+  }
+  *mean = n ? sum / n : NAN;
+  if (count) *count = n;
+  return LM_OK;
+}
+
+static double clm_evaluate(void *self, lm_model *m, int64_t max_batches) {
+  clm *c = self;
+  if (!c->val || c->val->n < 2) return NAN;
+  double mean;
+  lm_clm_eval_stream(m, c->val, c->T, c->B, max_batches, c->inp, c->tgt, &mean, NULL);
+  return mean;
+}
+
+static void clm_cursor(void *self, int64_t *epoch, int64_t *index) {
+  clm *c = self;
+  *epoch = c->epoch; *index = c->index;
+}
+
+static void clm_free(void *self) {
+  clm *c = self;
+  if (!c) return;
+  free(c->perm); free(c->inp); free(c->tgt); free(c);
+}
+
+lm_status lm_objective_clm(lm_objective *o, lm_model *m, const lm_stream *train, const lm_stream *val,
+                           int64_t B, int64_t T, uint64_t seed, const int64_t *cursor) {
+  memset(o, 0, sizeof *o);
+  clm *c = calloc(1, sizeof *c);
+  if (!c) return lm_error(LM_ERR_NOMEM, "out of memory");
+  c->train = train; c->val = val; c->B = B; c->T = T; c->seed = seed;
+  c->n_windows = train->n > 1 ? (int64_t)((train->n - 1) / (uint64_t)T) : 0;
+  lm_status st = LM_OK;
+  if (c->n_windows < 1)
+    st = lm_error(LM_ERR_ARG, "the training data has %llu tokens: too few for one window of context %lld + 1",
+                  (unsigned long long)train->n, (long long)T);
+  if (!st) {
+    c->perm = lm_xmalloc(c->n_windows * sizeof(int64_t));
+    c->inp = lm_xmalloc(B * T * sizeof(int32_t));
+    c->tgt = lm_xmalloc(B * T * sizeof(int32_t));
+    if (!c->perm || !c->inp || !c->tgt) st = LM_ERR_NOMEM;
+  }
+  if (!st && cursor) {
+    if (cursor[0] < 0 || cursor[1] < 0 || cursor[1] >= c->n_windows)
+      st = lm_error(LM_ERR_FORMAT, "data cursor (epoch %lld, index %lld) does not fit this data (%lld windows): is it the same data and context?",
+                    (long long)cursor[0], (long long)cursor[1], (long long)c->n_windows);
+    else { c->epoch = cursor[0]; c->index = cursor[1]; }
+  }
+  if (!st) st = lm_model_reserve(m, B, T, 1);
+  if (st) { clm_free(c); return st; }
+  shuffle(c);
+  *o = (lm_objective){c, clm_micro, clm_evaluate, clm_cursor, clm_free};
+  return LM_OK;
+}

@@ -120,6 +120,8 @@ typedef struct {
   float val_fraction;
   uint64_t seed;
   int progress;                         /* draw a progress bar on stderr */
+  const char *objective;                /* "clm" (GPT, default), "mlm" or "mlm+nsp" (BERT) */
+  float mlm_prob;                       /* share of tokens chosen for MLM (0.15) */
 } lm_train_opts;
 
 void lm_train_opts_default(lm_train_opts *o);

@@ -27,6 +27,7 @@ void lm_train_opts_default(lm_train_opts *o) {
   o->beta1 = 0.9f; o->beta2 = 0.95f; o->eps = 1e-8f;
   o->eval_every = 100; o->eval_batches = 20; o->save_every = 0; o->log_every = 1;
   o->val_fraction = 0.05f; o->seed = 1337; o->progress = 1;
+  o->objective = "clm"; o->mlm_prob = 0.15f;
 }
 
 float lm_lr_at(int64_t step, int64_t steps, int64_t warmup, float lr, float min_lr) {
@@ -76,6 +77,8 @@ static cJSON *opts_to_json(const lm_train_opts *o) {
   cJSON_AddNumberToObject(j, "beta2", o->beta2);
   cJSON_AddNumberToObject(j, "eps", o->eps);
   cJSON_AddNumberToObject(j, "val_fraction", o->val_fraction);
+  cJSON_AddStringToObject(j, "objective", o->objective ? o->objective : "clm");
+  cJSON_AddNumberToObject(j, "mlm_prob", o->mlm_prob);
   char seed[32]; snprintf(seed, sizeof seed, "%llu", (unsigned long long)o->seed);
   cJSON_AddStringToObject(j, "seed", seed);
   cJSON *d = cJSON_AddArrayToObject(j, "data");
@@ -167,6 +170,12 @@ static lm_status load_state(const char *dir, train_state *ts, lm_train_opts *o, 
     goto done;
   }
   o->seed = strtoull(seed->valuestring, NULL, 10);
+  const cJSON *objective = cJSON_GetObjectItemCaseSensitive(op, "objective");
+  static const char *known[] = {"clm", "mlm", "mlm+nsp"};
+  o->objective = "clm";
+  for (int i = 0; i < 3; i++)
+    if (cJSON_IsString(objective) && !strcmp(objective->valuestring, known[i])) o->objective = known[i];
+  json_f32(op, "mlm_prob", &o->mlm_prob);
   *n_data = cJSON_GetArraySize(data);
   *data_out = calloc(*n_data + 1, sizeof(char *));
   for (int i = 0; i < *n_data; i++) {

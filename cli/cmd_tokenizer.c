@@ -16,7 +16,7 @@ static const char *HELP =
   "       lmkit tokenizer encode --tokenizer T [--ids] [--allow-special]   (stdin -> stdout)\n"
   "       lmkit tokenizer decode --tokenizer T                             (ids on stdin -> text)\n"
   "\n"
-  "T is a directory (tokenizer.json, vocab.json + merges.txt, or encoder.json + vocab.bpe),\n"
+  "T is a directory (tokenizer.json, vocab.json + merges.txt, encoder.json + vocab.bpe, or BERT's vocab.txt),\n"
   "a tokenizer.json file, 'gpt2' (OpenAI's GPT-2 files) or 'byte' (256 bytes + <|endoftext|>).\n"
   "\n"
   "train:\n"
@@ -128,7 +128,7 @@ static int do_encode(int argc, char **argv, int decode) {
         if (ids_out) { printf(i ? " %u" : "%u", ids[i]); continue; }
         size_t bn; const uint8_t *b = lm_tok_bytes(tok, ids[i], &bn);
         if (i) putchar(' ');
-        if (tok->is_special[ids[i]]) fwrite(b, 1, bn, stdout);
+        if (tok->is_special[ids[i]] || tok->wp) fwrite(b, 1, bn, stdout);   /* WordPiece tokens are text */
         else { char *s = lm_tok_symbol(b, bn); if (s) fputs(s, stdout); free(s); }
       }
       putchar('\n');

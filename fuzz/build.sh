@@ -7,9 +7,9 @@ set -euo pipefail
 SRC=$(cd "$(dirname "$0")/.." && pwd)
 OUT=${1:-$SRC/build-fuzz}
 mkdir -p "$OUT"
-LIB_SRCS="$SRC/src/tokenizer/bpe.c $SRC/src/tokenizer/io.c $SRC/src/base/error.c $SRC/src/base/io.c $SRC/src/base/mem.c"
-FLAGS="-g -O1 -D_GNU_SOURCE -DLM_SOURCE_DIR=\"$SRC\" -I$SRC/include -I$SRC/src $(pkg-config --cflags libpcre2-8 libcjson)"
-LIBS="$(pkg-config --libs libpcre2-8 libcjson) -lm"
+LIB_SRCS="$SRC/src/tokenizer/bpe.c $SRC/src/tokenizer/io.c $SRC/src/tokenizer/wordpiece.c $SRC/src/base/error.c $SRC/src/base/io.c $SRC/src/base/mem.c"
+FLAGS="-g -O1 -D_GNU_SOURCE -DLM_SOURCE_DIR=\"$SRC\" -I$SRC/include -I$SRC/src $(pkg-config --cflags libpcre2-8 libcjson libutf8proc)"
+LIBS="$(pkg-config --libs libpcre2-8 libcjson libutf8proc) -lm"
 echo 'int LLVMFuzzerTestOneInput(const char *d, unsigned long n) { return 0; }' > "$OUT/probe.c"
 if command -v clang >/dev/null && clang -fsanitize=fuzzer "$OUT/probe.c" -o "$OUT/probe" 2>/dev/null; then
   clang $FLAGS -DLM_LIBFUZZER -fsanitize=fuzzer,address,undefined $LIB_SRCS "$SRC/fuzz/fuzz_tokenizer.c" $LIBS -o "$OUT/fuzz_tokenizer"

@@ -6,6 +6,8 @@
  * odd -> the rest is encoded (special tokens allowed or not) with a small
  * byte-level BPE and with GPT-2 (if its files are found), and decode must give
  * the input back. Any failure other than a clean error status aborts.
+ * A tokenizer.json may also be a WordPiece (BERT) one; its decode is not
+ * required to give the text back.
  * Built by fuzz/build.sh: with clang's -fsanitize=fuzzer when available, else
  * with gcc as a plain driver that replays the files named on the command line. */
 #include <stdio.h>
@@ -45,7 +47,7 @@ static void check_roundtrip(const lm_tokenizer *t, const uint8_t *data, size_t l
   if (lm_tokenizer_encode(t, (const char *)data, len, allow, &ids, &n)) abort();
   for (size_t i = 0; i < n; i++) if ((int64_t)ids[i] >= lm_tokenizer_vocab_size(t)) abort();
   if (lm_tokenizer_decode(t, ids, n, &back, &bn)) abort();
-  if (bn != len || memcmp(back, data, len)) abort();
+  if (!t->wp && (bn != len || memcmp(back, data, len))) abort();   /* WordPiece is lossy (case, accents, [UNK]) */
   free(ids); free(back);
 }
 

@@ -15,7 +15,10 @@
  * every byte that does not start a valid sequence is read as U+FFFD (a symbol,
  * class [^\s\p{L}\p{N}]) for splitting only; the pieces handed to BPE are the
  * original bytes, so decode(encode(x)) == x for every byte string. On valid
- * UTF-8 this is exactly tiktoken's behaviour. */
+ * UTF-8 this is exactly tiktoken's behaviour.
+ *
+ * WordPiece tokenizers (t->wp) share the special-token split and the encoder;
+ * their ordinary text, decoding and freeing go to wordpiece.c. */
 #include <stdlib.h>
 #include <string.h>
 #include "tokenizer/tokenizer.h"
@@ -53,6 +56,18 @@ int32_t lm_tok_lookup(const lm_tokenizer *t, const uint8_t *s, size_t n) {
     if (t->vtag[i] == tag && tn == n && memcmp(tb, s, n) == 0) return id;
     i = (i + 1) & mask;
   }
+}
+
+void lm_tok_map_put(lm_tokenizer *t, int32_t id) {
+  size_t n; const uint8_t *b = lm_tok_bytes(t, id, &n);
+  uint64_t hh = hash_bytes(b, n), mask = t->vmap_cap - 1, h = hh & mask;
+  uint32_t tag = (uint32_t)(hh >> 32);
+  while (t->vmap[h] >= 0) {
+    size_t tn; const uint8_t *tb = lm_tok_bytes(t, t->vmap[h], &tn);
+    if (t->vtag[h] == tag && tn == n && !memcmp(tb, b, n)) break;
+    h = (h + 1) & mask;
+  }
+  t->vmap[h] = id; t->vtag[h] = tag;
 }
 
 static inline int32_t pair_get(const lm_tokenizer *t, int32_t a, int32_t b, int32_t *res) {
@@ -189,6 +204,7 @@ void lm_tokenizer_free(lm_tokenizer *t) {
   free(t->merge_l); free(t->merge_r); free(t->merge_res);
   free(t->pkey); free(t->prank); free(t->pres); free(t->special);
   if (t->re) pcre2_code_free(t->re);
+  lm_wp_free(t->wp);
   free(t);
 }
 
@@ -348,12 +364,18 @@ struct lm_tok_encoder {
   uint8_t *sub; size_t subcap;
   /* special-token search */
   int64_t *spos;
+  lm_wp_scratch *wps;   /* WordPiece tokenizers */
 };
 
 lm_status lm_tok_encoder_init(lm_tok_encoder **out, const lm_tokenizer *t) {
   lm_tok_encoder *e = calloc(1, sizeof *e);
   if (!e) return lm_error(LM_ERR_NOMEM, "out of memory");
   e->t = t;
+  if (t->wp) {   /* WordPiece: no regex, no BPE cache */
+    if (!(e->spos = calloc((size_t)t->n_special + 1, sizeof *e->spos))) { free(e); return lm_error(LM_ERR_NOMEM, "out of memory"); }
+    *out = e;
+    return LM_OK;
+  }
   e->md = pcre2_match_data_create(1, NULL);
   e->slots = calloc(CACHE_SLOTS, sizeof *e->slots);
   e->karena = malloc(CACHE_KBYTES);
@@ -373,6 +395,7 @@ void lm_tok_encoder_free(lm_tok_encoder *e) {
   free(e->slots); free(e->karena); free(e->iarena);
   free(e->sid); free(e->srank); free(e->snext); free(e->sprev); free(e->heap);
   free(e->sub); free(e->spos);
+  lm_wp_scratch_free(e->wps);
   free(e);
 }
 
@@ -622,6 +645,7 @@ static lm_status piece_cb(const uint8_t *p, size_t n, void *user) {
 static lm_status encode_ordinary(lm_tok_encoder *e, const char *text, size_t len, uint32_t **ids, size_t *n, size_t *cap) {
   if (!len) return LM_OK;
   const lm_tokenizer *t = e->t;
+  if (t->wp) return lm_wp_encode(t, &e->wps, text, len, ids, n, cap);
   if (t->n_merges == 0) {   /* no merges: one id per byte, the split does not matter */
     lm_status st = ensure_ids(ids, n, cap, len);
     if (st) return st;
@@ -682,6 +706,7 @@ lm_status lm_tokenizer_encode(const lm_tokenizer *tok, const char *text, size_t 
 lm_status lm_tokenizer_decode(const lm_tokenizer *tok, const uint32_t *ids, size_t n_ids, char **text, size_t *len) {
   *text = NULL; *len = 0;
   if (!tok || (!ids && n_ids)) return lm_error(LM_ERR_ARG, "lm_tokenizer_decode: NULL argument");
+  if (tok->wp) return lm_wp_decode(tok, ids, n_ids, text, len);
   size_t total = 0;
   for (size_t i = 0; i < n_ids; i++) {
     if ((int64_t)ids[i] >= tok->n_vocab)

@@ -7,7 +7,9 @@
  * (256 byte tokens, id b = byte b, plus <|endoftext|> = 256, no merges).
  * Everything goes through lm_tok_build, which checks the tables; the parsers
  * here check the JSON shape and name the file and entry at fault.
- * Saving writes tokenizer.json, vocab.json and merges.txt atomically. */
+ * Saving writes tokenizer.json, vocab.json and merges.txt atomically.
+ * BERT's WordPiece files (vocab.txt [+ tokenizer_config.json], or a
+ * tokenizer.json whose model.type is "WordPiece") are handed to wordpiece.c. */
 #include <limits.h>
 #include <math.h>
 #include <stdlib.h>
@@ -226,8 +228,9 @@ lm_status lm_tokenizer_from_json(lm_tokenizer **out, const char *json, size_t le
   const cJSON *model = cJSON_GetObjectItemCaseSensitive(root, "model");
   if (!cJSON_IsObject(root) || !cJSON_IsObject(model)) { st = lm_error(LM_ERR_FORMAT, "%s: missing the \"model\" object", name); goto done; }
   const cJSON *type = cJSON_GetObjectItemCaseSensitive(model, "type");
+  if (cJSON_IsString(type) && !strcmp(type->valuestring, "WordPiece")) { st = lm_wp_from_json(out, root, name); goto done; }
   if (type && (!cJSON_IsString(type) || strcmp(type->valuestring, "BPE") != 0)) {
-    st = lm_error(LM_ERR_UNSUPPORTED, "%s: model.type \"%s\" is not supported (lmkit reads byte-level BPE)", name,
+    st = lm_error(LM_ERR_UNSUPPORTED, "%s: model.type \"%s\" is not supported (lmkit reads byte-level BPE and WordPiece)", name,
                   cJSON_IsString(type) ? type->valuestring : "?");
     goto done;
   }
@@ -389,13 +392,19 @@ lm_status lm_tokenizer_load(lm_tokenizer **out, const char *spec) {
     lm_status st = LM_OK;
     if (has) st = load_json_file(out, p);
     free(p);
+    if (has && !st && (*out)->wp && (st = lm_wp_dir_config(*out, spec))) { lm_tokenizer_free(*out); *out = NULL; }
     if (has) return st;
     char *v = lm_path_join(spec, "vocab.json"), *m = lm_path_join(spec, "merges.txt");
     int hf = v && m && lm_file_exists(v) && lm_file_exists(m);
     free(v); free(m);
     if (hf) return load_pair(out, spec, "vocab.json", "merges.txt", 0);
     if (has_gpt2_files(spec)) return load_pair(out, spec, "encoder.json", "vocab.bpe", 1);
-    return lm_error(LM_ERR_IO, "%s: no tokenizer.json, vocab.json + merges.txt, or encoder.json + vocab.bpe in this directory", spec);
+    char *vt = lm_path_join(spec, "vocab.txt");
+    int bert = vt && lm_file_exists(vt);
+    free(vt);
+    if (bert) return lm_wp_load_dir(out, spec);
+    return lm_error(LM_ERR_IO, "%s: no tokenizer.json, vocab.json + merges.txt, encoder.json + vocab.bpe, or vocab.txt in "
+                    "this directory", spec);
   }
   if (lm_file_exists(spec)) return load_json_file(out, spec);
   return lm_error(LM_ERR_IO, "%s: no such tokenizer (expected a directory, a tokenizer.json file, \"gpt2\" or \"byte\")", spec);
@@ -445,6 +454,7 @@ static cJSON *byte_level(int add_prefix_space, int trim_offsets) {
 
 lm_status lm_tokenizer_to_json(const lm_tokenizer *t, char **json, size_t *len) {
   *json = NULL; *len = 0;
+  if (t->wp) return lm_wp_to_json(t, json, len);
   cJSON *root = cJSON_CreateObject(), *model = NULL, *merges = NULL, *added = NULL, *vocab = vocab_object(t);
   if (!root || !vocab) goto nomem;
   cJSON_AddStringToObject(root, "version", "1.0");
@@ -502,6 +512,7 @@ lm_status lm_tokenizer_save(const lm_tokenizer *t, const char *dir) {
   if (!t || !dir) return lm_error(LM_ERR_ARG, "lm_tokenizer_save: NULL argument");
   lm_status st = lm_mkdir_p(dir);
   if (st) return st;
+  if (t->wp) return lm_wp_save(t, dir);
   char *json; size_t len;
   if ((st = lm_tokenizer_to_json(t, &json, &len))) return st;
   char *p = lm_path_join(dir, "tokenizer.json");

@@ -1,4 +1,5 @@
-/* tokenizer.h — internals of lmkit's byte-level BPE tokenizer (docs/tokenizer.md).
+/* tokenizer.h — internals of lmkit's tokenizers (docs/tokenizer.md): byte-level
+ * BPE (bpe.c, io.c, train.c) and BERT's WordPiece (wordpiece.c).
  *
  * A tokenizer is a table of tokens (id -> bytes), a table of merges (pair of
  * ids -> rank and result id), a set of special tokens matched as whole
@@ -13,7 +14,11 @@
  *     is itself a token is taken whole. This is OpenAI's GPT-2 encoding.
  * Encoding state that is not read-only (PCRE2 match data, the per-piece
  * cache, scratch buffers) lives in an lm_tok_encoder, one per thread, so one
- * lm_tokenizer can be shared by many threads. */
+ * lm_tokenizer can be shared by many threads.
+ *
+ * A WordPiece tokenizer (t->wp != NULL) shares the token table, the bytes -> id
+ * map of ordinary tokens, the special tokens and the encoder state; it has no
+ * merges, byte ids or regex, and encode/decode/save dispatch to wordpiece.c. */
 #ifndef LM_TOKENIZER_H
 #define LM_TOKENIZER_H
 
@@ -25,6 +30,10 @@
 #include <pcre2.h>
 
 #define LM_TOK_MAX_VOCAB ((int64_t)1 << 31)   /* ids are < 2^31 */
+
+typedef struct lm_wordpiece lm_wordpiece;       /* BERT settings (wordpiece.c) */
+typedef struct lm_wp_scratch lm_wp_scratch;     /* WordPiece encoding buffers, one per encoder */
+struct cJSON;
 
 struct lm_tokenizer {
   int64_t n_vocab;          /* ids are 0 .. n_vocab-1 */
@@ -44,6 +53,7 @@ struct lm_tokenizer {
   int n_special; int32_t *special;
   int64_t eot;
   pcre2_code *re;
+  lm_wordpiece *wp;         /* non-NULL: a WordPiece (BERT) tokenizer */
 };
 
 /* ---- construction (bpe.c) ---- */
@@ -56,6 +66,12 @@ lm_status lm_tok_build(lm_tokenizer **out, int64_t n_vocab, const uint8_t *const
                        int tiktoken, const char *where);
 /* Looks up an ordinary token by its bytes; -1 if absent. */
 int32_t lm_tok_lookup(const lm_tokenizer *t, const uint8_t *s, size_t n);
+/* Adds ordinary token `id` to the bytes -> id map (which has room); a token with the
+ * same bytes already there is replaced (later ids win). */
+void lm_tok_map_put(lm_tokenizer *t, int32_t id);
+/* The id of a token given as its text: a special token ([CLS], [SEP], [MASK], [PAD],
+ * <|endoftext|>, ...) first, else an ordinary token with exactly these bytes; -1 if absent. */
+int64_t lm_tokenizer_token_id(const lm_tokenizer *t, const char *token);
 static inline const uint8_t *lm_tok_bytes(const lm_tokenizer *t, int64_t id, size_t *n) {
   *n = (size_t)(t->tok_off[id + 1] - t->tok_off[id]);
   return t->tok_data + t->tok_off[id];
@@ -98,6 +114,26 @@ lm_status lm_tokenizer_from_vocab_merges(lm_tokenizer **out, const char *vocab_j
 char *lm_tokenizer_gpt2_dir(void);
 /* Serialises as tokenizer.json text (malloc'ed). */
 lm_status lm_tokenizer_to_json(const lm_tokenizer *t, char **json, size_t *len);
+
+/* ---- WordPiece (wordpiece.c) ---- */
+/* vocab.txt text (`name` in errors); `dir`, if not NULL, may hold tokenizer_config.json. */
+lm_status lm_wp_from_vocab_txt(lm_tokenizer **out, const char *text, size_t len, const char *name, const char *dir);
+/* DIR/vocab.txt (+ DIR/tokenizer_config.json). */
+lm_status lm_wp_load_dir(lm_tokenizer **out, const char *dir);
+/* A parsed tokenizer.json whose model.type is "WordPiece". */
+lm_status lm_wp_from_json(lm_tokenizer **out, const struct cJSON *root, const char *name);
+/* Applies DIR/tokenizer_config.json, if present, over a tokenizer.json's settings
+ * (do_lower_case, strip_accents, tokenize_chinese_chars win, as in transformers). */
+lm_status lm_wp_dir_config(lm_tokenizer *t, const char *dir);
+/* Appends the ids of ordinary text (no special-token matching); *s is created on first use. */
+lm_status lm_wp_encode(const lm_tokenizer *t, lm_wp_scratch **s, const char *text, size_t len, uint32_t **ids,
+                       size_t *n, size_t *cap);
+lm_status lm_wp_decode(const lm_tokenizer *t, const uint32_t *ids, size_t n, char **text, size_t *len);
+lm_status lm_wp_to_json(const lm_tokenizer *t, char **json, size_t *len);
+/* Writes vocab.txt, tokenizer.json and tokenizer_config.json, each atomically. */
+lm_status lm_wp_save(const lm_tokenizer *t, const char *dir);
+void lm_wp_free(lm_wordpiece *wp);
+void lm_wp_scratch_free(lm_wp_scratch *s);
 
 /* ---- training (train.c) ---- */
 typedef struct {

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "cli.h"
+#include "tokenizer/tokenizer.h"
 
 static const char *HELP =
   "usage: lmkit train --data FILE|DIR... --out DIR [options]\n"
@@ -23,12 +24,18 @@ static const char *HELP =
   "  --out DIR            where the model and checkpoints are written\n"
   "  --tokenizer T        'byte' (default), 'gpt2', or a tokenizer directory\n"
   "  --val-fraction F     last fraction of the tokens held out for validation (0.05)\n"
-  "model (a new GPT-2):\n"
-  "  --arch gpt2          model family (gpt2)\n"
+  "model (new):\n"
+  "  --arch gpt2|bert     model family: GPT-2 decoder (default) or BERT encoder\n"
+  "  --objective NAME     clm (gpt2 default); mlm+nsp (bert default: masked LM + next\n"
+  "                       sentence prediction) or mlm (RoBERTa: no NSP, dynamic masks)\n"
+  "  --mlm-prob X         share of tokens chosen for masked LM (0.15)\n"
+  "  --share-layers       ALBERT: all layers share one set of weights (bert)\n"
   "  --layers N           transformer blocks (6)\n"
   "  --heads N            attention heads (6)\n"
   "  --dim N              model width, divisible by --heads (384)\n"
   "  --context N          tokens per training sequence; also the model's positions (256)\n"
+  "                       bert needs a tokenizer with [CLS] [SEP] [MASK] [PAD] (a vocab.txt\n"
+  "                       directory, or 'lmkit tokenizer train --special [PAD] --special [CLS] ...')\n"
   "  --positions N        the model's position table if larger than --context\n"
   "optimisation:\n"
   "  --batch N            sequences per micro-batch (8)\n"
@@ -63,7 +70,7 @@ int cmd_train(int argc, char **argv) {
   lm_train_opts_default(&o);
   const char *tok_spec = "byte", *arch = "gpt2", *v;
   int64_t layers = 6, heads = 6, dim = 384, positions = 0, threads = 0;
-  int warmup_set = 0, min_lr_set = 0, steps_set = 0, hyper_flags = 0, r;
+  int share = 0, objective_set = 0, warmup_set = 0, min_lr_set = 0, steps_set = 0, hyper_flags = 0, r;
   const char **data = calloc(argc, sizeof *data);
   int n_data = 0;
   if (!data) return cli_error("out of memory");
@@ -77,6 +84,7 @@ int cmd_train(int argc, char **argv) {
       continue;
     }
     if (!strcmp(a, "--quiet")) { o.progress = 0; continue; }
+    if (!strcmp(a, "--share-layers")) { share = 1; hyper_flags++; if (!bad_resume) bad_resume = a; continue; }
 #define OPT(name) ((r = cli_opt(argc, argv, &i, name, &v)) < 0 ? (free(data), 1) : r == 0 ? 0 : 2)
 #define NUM(dst, lo, hi) do { int64_t x_; if (cli_i64(a, v, lo, hi, &x_)) { free(data); return 1; } dst = x_; } while (0)
 #define FLT(dst, lo, hi) do { if (cli_f32(a, v, lo, hi, &dst)) { free(data); return 1; } } while (0)
@@ -86,6 +94,8 @@ int cmd_train(int argc, char **argv) {
     if ((k = OPT("--resume")) == 1) return 1; else if (k) { o.resume_dir = v; continue; }
     if ((k = OPT("--tokenizer")) == 1) return 1; else if (k) { tok_spec = v; HYPER(); continue; }
     if ((k = OPT("--arch")) == 1) return 1; else if (k) { arch = v; HYPER(); continue; }
+    if ((k = OPT("--objective")) == 1) return 1; else if (k) { o.objective = v; objective_set = 1; HYPER(); continue; }
+    if ((k = OPT("--mlm-prob")) == 1) return 1; else if (k) { FLT(o.mlm_prob, 0.001f, 0.9f); HYPER(); continue; }
     if ((k = OPT("--layers")) == 1) return 1; else if (k) { NUM(layers, 1, 1024); HYPER(); continue; }
     if ((k = OPT("--heads")) == 1) return 1; else if (k) { NUM(heads, 1, 1024); HYPER(); continue; }
     if ((k = OPT("--dim")) == 1) return 1; else if (k) { NUM(dim, 1, 65536); HYPER(); continue; }
@@ -115,7 +125,14 @@ int cmd_train(int argc, char **argv) {
     return cli_error("%s cannot be changed when resuming: the run's settings come from %s/trainer_state.json", bad_resume, o.resume_dir);
   }
   if (!o.resume_dir && n_data == 0) { free(data); return cli_error("--data is required (see 'lmkit train --help')"); }
-  if (strcmp(arch, "gpt2")) { free(data); return cli_error("--arch %s is not supported yet (available: gpt2)", arch); }
+  int bert = !strcmp(arch, "bert");
+  if (strcmp(arch, "gpt2") && !bert) { free(data); return cli_error("--arch %s is not supported (available: gpt2, bert)", arch); }
+  if (!o.resume_dir && bert && !objective_set) o.objective = "mlm+nsp";
+  if (strcmp(o.objective, "clm") && strcmp(o.objective, "mlm") && strcmp(o.objective, "mlm+nsp")) {
+    free(data);
+    return cli_error("unknown --objective '%s' (clm, mlm, mlm+nsp)", o.objective);
+  }
+  if (share && !bert) { free(data); return cli_error("--share-layers is supported for --arch bert only"); }
   if (o.resume_dir && !steps_set) o.steps = 0;   /* 0: keep the checkpoint's planned steps */
   if (!warmup_set) o.warmup = o.steps / 10 < 100 ? o.steps / 10 : 100;
   if (!min_lr_set) o.min_lr = o.lr / 10;
@@ -129,12 +146,21 @@ int cmd_train(int argc, char **argv) {
   } else {
     if (lm_tokenizer_load(&tok, tok_spec)) { rc = cli_fail(); goto done; }
     lm_config cfg;
-    lm_config_default(&cfg, LM_ARCH_GPT2);
+    lm_config_default(&cfg, bert ? LM_ARCH_BERT : LM_ARCH_GPT2);
     cfg.vocab_size = lm_tokenizer_vocab_size(tok);
+    if (bert) {
+      int64_t pad = lm_tokenizer_token_id(tok, "[PAD]");
+      if (pad < 0) pad = lm_tokenizer_token_id(tok, "<pad>");
+      cfg.pad_token_id = pad >= 0 ? pad : 0;
+      cfg.head = LM_HEAD_PRETRAIN;
+      cfg.share_layers = share;
+    }
     cfg.n_layer = layers; cfg.n_head = heads; cfg.n_embd = dim;
     cfg.n_positions = positions > o.context ? positions : o.context;
-    int64_t eot = lm_tokenizer_eot(tok);
-    cfg.bos_token_id = cfg.eos_token_id = eot >= 0 ? eot : 0;
+    if (!bert) {
+      int64_t eot = lm_tokenizer_eot(tok);
+      cfg.bos_token_id = cfg.eos_token_id = eot >= 0 ? eot : 0;
+    }
     if (dim % heads) { rc = cli_error("--dim %lld is not divisible by --heads %lld", (long long)dim, (long long)heads); goto done; }
     if (lm_model_create(&m, &cfg, o.seed)) { rc = cli_fail(); goto done; }
   }

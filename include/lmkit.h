@@ -76,8 +76,18 @@ typedef struct {
   /* encoder (BERT) families */
   int64_t type_vocab_size;   /* segment embeddings (0: none) */
   int64_t pad_token_id;
-  int64_t num_labels;        /* classification heads (0: none) */
+  int64_t num_labels;        /* classes of the classify / token heads (HF num_labels, len(id2label); 2) */
+  int head;                  /* lm_bert_head: which task head the encoder carries (BERT family) */
+  int share_layers;          /* 1: every layer uses layer 0's weights (ALBERT-style; gradients summed) */
 } lm_config;
+
+/* Task heads of the encoder family; each adds its own tensors (src/model/bert.h). */
+typedef enum {
+  LM_HEAD_PRETRAIN = 0,  /* MLM (decoder tied to the word embeddings) + pooler + NSP: BertForPreTraining */
+  LM_HEAD_CLASSIFY,      /* pooler + linear on [CLS]: BertForSequenceClassification */
+  LM_HEAD_TOKENS,        /* linear on every token: BertForTokenClassification */
+  LM_HEAD_QA,            /* start/end span logits: BertForQuestionAnswering */
+} lm_bert_head;
 
 void lm_config_default(lm_config *cfg, lm_arch arch);
 const char *lm_arch_name(lm_arch arch);

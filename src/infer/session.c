@@ -91,7 +91,8 @@ static void attention_cached(lm_session *s, float *y, const float *qkv, const fl
   const lm_config *c = &s->m->cfg;
   int64_t C = c->n_embd, NH = c->n_head, hs = C / NH, Lk = p0 + n;
   float scale = 1.0f / sqrtf((float)hs);
-  #pragma omp parallel for schedule(static)
+  /* a decoded token's per-head work is microseconds: a fork/join would cost more than it saves */
+  #pragma omp parallel for schedule(static) if (n * Lk * hs * NH >= 65536)
   for (int64_t h = 0; h < NH; h++) {
     float *S = s->scores + h * n * s->max_len;   /* (n, Lk), row stride Lk */
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, (int)Lk, (int)hs, scale, qkv + h * hs, (int)(3 * C),

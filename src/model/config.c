@@ -28,7 +28,7 @@
 #define CFG_MAX_TOKEN_ID ((int64_t)1 << 31)
 
 #define CFG_TRANSFORMERS_VERSION "4.40.0"
-#define CFG_BERT_TYPE_VOCAB 2  /* token_type (segment) table size; lm_config has no field yet */
+#define CFG_MAX_LABELS   ((int64_t)1 << 20)
 
 /* ------------------------------------------------------------------ names and defaults */
 const char *lm_arch_name(lm_arch arch) {
@@ -82,6 +82,7 @@ void lm_config_default(lm_config *cfg, lm_arch arch) {
       cfg->arch = arch; cfg->vocab_size = 30522; cfg->n_positions = 512;
       cfg->pre_ln = 0; cfg->causal = 0; cfg->act = LM_ACT_GELU_ERF; cfg->norm_eps = 1e-12f;
       cfg->bos_token_id = cfg->eos_token_id = -1;   /* BERT uses [CLS]/[SEP], not bos/eos */
+      cfg->type_vocab_size = 2; cfg->pad_token_id = 0; cfg->num_labels = 2; cfg->head = LM_HEAD_PRETRAIN;
       break;
     case LM_ARCH_T5:    /* T5Config(): t5-small; no learned positions (relative bias) */
       cfg->arch = arch; cfg->vocab_size = 32128; cfg->n_positions = 512; cfg->n_embd = 512; cfg->n_layer = 6;
@@ -130,6 +131,20 @@ static lm_status cfg_validate_at(const lm_config *c, const char *p) {
     return lm_error(LM_ERR_RANGE, "%s: %s = %g must be in [0, 10]", p, k->init, (double)c->init_std);
   if ((unsigned)c->norm > LM_NORM_RMS) return lm_error(LM_ERR_ARG, "%s: unknown norm kind %d", p, (int)c->norm);
   if ((unsigned)c->act > LM_ACT_RELU) return lm_error(LM_ERR_ARG, "%s: unknown activation %d", p, (int)c->act);
+  if ((unsigned)c->share_layers > 1) return lm_error(LM_ERR_ARG, "%s: share_layers = %d must be 0 or 1", p, c->share_layers);
+  if (c->arch == LM_ARCH_BERT) {
+    if ((st = cfg_range(p, "type_vocab_size", c->type_vocab_size, 0, CFG_MAX_VOCAB)) ||
+        (st = cfg_range(p, "pad_token_id", c->pad_token_id, -1, c->vocab_size - 1)) ||
+        (st = cfg_range(p, "num_labels", c->num_labels, 1, CFG_MAX_LABELS)))
+      return st;
+    if ((unsigned)c->head > LM_HEAD_QA) return lm_error(LM_ERR_ARG, "%s: unknown BERT head %d", p, c->head);
+    if (c->head == LM_HEAD_CLASSIFY && c->num_labels < 2)
+      return lm_error(LM_ERR_UNSUPPORTED, "%s: num_labels = %lld: regression (a single label) is not supported", p,
+                      (long long)c->num_labels);
+    /* the embedding and MLM-transform norms are LayerNorms with biases, as in BERT */
+    if (c->norm != LM_NORM_LAYER || !c->bias)
+      return lm_error(LM_ERR_UNSUPPORTED, "%s: the bert family needs LayerNorm with biases (lmkit.norm, lmkit.bias)", p);
+  }
   return LM_OK;
 }
 
@@ -224,7 +239,7 @@ static lm_status cfg_lmkit(const cJSON *root, lm_config *c, const char *p) {
     else return lm_error(LM_ERR_FORMAT, "%s: norm = \"%.64s\": expected \"layer\" or \"rms\"", pp, norm);
   }
   if ((st = cfg_bool(o, "pre_ln", &c->pre_ln, pp)) || (st = cfg_bool(o, "causal", &c->causal, pp)) ||
-      (st = cfg_bool(o, "bias", &c->bias, pp)))
+      (st = cfg_bool(o, "bias", &c->bias, pp)) || (st = cfg_bool(o, "share_layers", &c->share_layers, pp)))
     return st;
   return LM_OK;
 }
@@ -257,9 +272,39 @@ static lm_status cfg_parse_gpt2(const cJSON *r, lm_config *c, const char *p) {
   return LM_OK;
 }
 
+/* The task head from the HF class name; base and MLM-only classes load as pre-training
+ * (absent head tensors are initialised by the loader). */
+static int cfg_bert_head(const char *arch) {
+  if (!strcmp(arch, "BertForSequenceClassification")) return LM_HEAD_CLASSIFY;
+  if (!strcmp(arch, "BertForTokenClassification")) return LM_HEAD_TOKENS;
+  if (!strcmp(arch, "BertForQuestionAnswering")) return LM_HEAD_QA;
+  return LM_HEAD_PRETRAIN;
+}
+
+static const char *cfg_bert_arch(int head) {
+  switch (head) {
+    case LM_HEAD_CLASSIFY: return "BertForSequenceClassification";
+    case LM_HEAD_TOKENS: return "BertForTokenClassification";
+    case LM_HEAD_QA: return "BertForQuestionAnswering";
+    default: return "BertForPreTraining";
+  }
+}
+
+/* Number of labels: len(id2label), else num_labels, else len(label2id); *n left alone if none. */
+static lm_status cfg_num_labels(const cJSON *r, int64_t *n, const char *p) {
+  const cJSON *id2 = cJSON_GetObjectItemCaseSensitive(r, "id2label");
+  const cJSON *l2i = cJSON_GetObjectItemCaseSensitive(r, "label2id");
+  if (id2 && !cJSON_IsObject(id2)) return lm_error(LM_ERR_FORMAT, "%s: id2label: expected an object, got %s", p, cfg_type(id2));
+  if (l2i && !cJSON_IsObject(l2i)) return lm_error(LM_ERR_FORMAT, "%s: label2id: expected an object, got %s", p, cfg_type(l2i));
+  if (id2) { *n = cJSON_GetArraySize(id2); return LM_OK; }
+  if (cJSON_GetObjectItemCaseSensitive(r, "num_labels")) return cfg_int(r, "num_labels", n, 0, 0, p);
+  if (l2i) *n = cJSON_GetArraySize(l2i);
+  return LM_OK;
+}
+
 static lm_status cfg_parse_bert(const cJSON *r, lm_config *c, const char *p) {
   lm_status st;
-  int64_t type_vocab = CFG_BERT_TYPE_VOCAB, pad = 0;
+  int64_t type_vocab = c->type_vocab_size, pad = c->pad_token_id;
   const char *pos_type = NULL;
   if ((st = cfg_int(r, "vocab_size", &c->vocab_size, 0, 0, p)) ||
       (st = cfg_int(r, "max_position_embeddings", &c->n_positions, 0, 0, p)) ||
@@ -275,12 +320,21 @@ static lm_status cfg_parse_bert(const cJSON *r, lm_config *c, const char *p) {
       (st = cfg_int(r, "pad_token_id", &pad, 1, -1, p)) ||
       (st = cfg_int(r, "type_vocab_size", &type_vocab, 0, 0, p)) ||
       (st = cfg_bool(r, "tie_word_embeddings", &c->tie_embeddings, p)) ||
-      (st = cfg_str(r, "position_embedding_type", &pos_type, p)))
+      (st = cfg_str(r, "position_embedding_type", &pos_type, p)) ||
+      (st = cfg_num_labels(r, &c->num_labels, p)))
     return st;
-  /* not stored yet (no lm_config field), but checked so a bad file fails here */
   if ((st = cfg_range(p, "type_vocab_size", type_vocab, 0, CFG_MAX_VOCAB)) ||
       (st = cfg_range(p, "pad_token_id", pad, -1, CFG_MAX_TOKEN_ID)))
     return st;
+  c->type_vocab_size = type_vocab;
+  c->pad_token_id = pad;
+  const cJSON *a = cJSON_GetObjectItemCaseSensitive(r, "architectures");
+  if (a && !cJSON_IsArray(a) && !cJSON_IsNull(a))
+    return lm_error(LM_ERR_FORMAT, "%s: architectures: expected an array, got %s", p, cfg_type(a));
+  const cJSON *a0 = cJSON_IsArray(a) ? cJSON_GetArrayItem(a, 0) : NULL;
+  if (a0 && !cJSON_IsString(a0))
+    return lm_error(LM_ERR_FORMAT, "%s: architectures[0]: expected a string, got %s", p, cfg_type(a0));
+  if (a0) c->head = cfg_bert_head(a0->valuestring);
   if (pos_type && strcmp(pos_type, "absolute") != 0)
     return lm_error(LM_ERR_UNSUPPORTED, "%s: position_embedding_type = \"%.64s\" is not supported (absolute)", p,
                     pos_type);
@@ -399,11 +453,15 @@ static const char *cfg_act_name(lm_act_kind a) {
 static void co_lmkit(cfg_out *o, const lm_config *c) {
   lm_config d;
   lm_config_default(&d, c->arch);
-  if (c->norm == d.norm && !c->pre_ln == !d.pre_ln && !c->causal == !d.causal && !c->bias == !d.bias) return;
+  if (c->norm == d.norm && !c->pre_ln == !d.pre_ln && !c->causal == !d.causal && !c->bias == !d.bias &&
+      !c->share_layers)
+    return;
   co_key(o, "lmkit");
-  co_put(o, "{\n    \"bias\": %s,\n    \"causal\": %s,\n    \"norm\": \"%s\",\n    \"pre_ln\": %s\n  }",
+  co_put(o, "{\n    \"bias\": %s,\n    \"causal\": %s,\n    \"norm\": \"%s\",\n    \"pre_ln\": %s",
          c->bias ? "true" : "false", c->causal ? "true" : "false", c->norm == LM_NORM_RMS ? "rms" : "layer",
          c->pre_ln ? "true" : "false");
+  if (c->share_layers) co_put(o, ",\n    \"share_layers\": true");
+  co_put(o, "\n  }");
 }
 
 lm_status lm_config_to_json(const lm_config *c, char **json, size_t *len) {
@@ -443,7 +501,9 @@ lm_status lm_config_to_json(const lm_config *c, char **json, size_t *len) {
     co_bool(&o, "use_cache", 1);
     co_int(&o, "vocab_size", c->vocab_size);
   } else {
-    co_raw(&o, "architectures", "[\n    \"BertForPreTraining\"\n  ]");
+    int labels = c->head == LM_HEAD_CLASSIFY || c->head == LM_HEAD_TOKENS;
+    co_key(&o, "architectures");
+    co_put(&o, "[\n    \"%s\"\n  ]", cfg_bert_arch(c->head));
     co_float(&o, "attention_probs_dropout_prob", 0.1f);
     if (c->bos_token_id >= 0) co_int(&o, "bos_token_id", c->bos_token_id);
     co_raw(&o, "classifier_dropout", "null");
@@ -451,20 +511,39 @@ lm_status lm_config_to_json(const lm_config *c, char **json, size_t *len) {
     co_str(&o, "hidden_act", cfg_act_name(c->act));
     co_float(&o, "hidden_dropout_prob", 0.1f);
     co_int(&o, "hidden_size", c->n_embd);
+    if (labels) {   /* HF counts the labels from id2label; names are LABEL_i */
+      co_key(&o, "id2label");
+      co_put(&o, "{");
+      for (int64_t i = 0; i < c->num_labels; i++)
+        co_put(&o, "%s\n    \"%lld\": \"LABEL_%lld\"", i ? "," : "", (long long)i, (long long)i);
+      co_put(&o, "\n  }");
+    }
     co_float(&o, "initializer_range", c->init_std);
     co_int(&o, "intermediate_size", c->n_inner ? c->n_inner : 4 * c->n_embd);
+    if (labels) {   /* keys sorted as strings: LABEL_10 before LABEL_2, as json.dumps(sort_keys) does */
+      co_key(&o, "label2id");
+      co_put(&o, "{");
+      char (*nm)[32] = malloc((size_t)c->num_labels * sizeof *nm);
+      if (!nm) o.oom = 1;
+      for (int64_t i = 0; nm && i < c->num_labels; i++) snprintf(nm[i], sizeof nm[i], "LABEL_%lld", (long long)i);
+      if (nm) qsort(nm, (size_t)c->num_labels, sizeof *nm, (int (*)(const void *, const void *))strcmp);
+      for (int64_t i = 0; nm && i < c->num_labels; i++)
+        co_put(&o, "%s\n    \"%s\": %s", i ? "," : "", nm[i], nm[i] + 6);
+      free(nm);
+      co_put(&o, "\n  }");
+    }
     co_float(&o, "layer_norm_eps", c->norm_eps);
     co_lmkit(&o, c);
     co_int(&o, "max_position_embeddings", c->n_positions);
     co_str(&o, "model_type", "bert");
     co_int(&o, "num_attention_heads", c->n_head);
     co_int(&o, "num_hidden_layers", c->n_layer);
-    co_int(&o, "pad_token_id", 0);
+    co_id(&o, "pad_token_id", c->pad_token_id);
     co_str(&o, "position_embedding_type", "absolute");
     co_bool(&o, "tie_word_embeddings", c->tie_embeddings);
     co_str(&o, "torch_dtype", "float32");
     co_str(&o, "transformers_version", CFG_TRANSFORMERS_VERSION);
-    co_int(&o, "type_vocab_size", CFG_BERT_TYPE_VOCAB);
+    co_int(&o, "type_vocab_size", c->type_vocab_size);
     co_bool(&o, "use_cache", 1);
     co_int(&o, "vocab_size", c->vocab_size);
   }

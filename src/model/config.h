@@ -4,7 +4,13 @@
  * and from each family's Hugging Face keys ("gpt2": n_embd, n_head...; "bert":
  * hidden_size, num_attention_heads...). Knobs our general block has but the
  * family's HF config has no key for (RMSNorm or post-LN in a GPT, ...) live in
- * an "lmkit" sub-object that transformers ignores. lm_config_default and
+ * an "lmkit" sub-object that transformers ignores. For "bert" the task head
+ * (cfg.head) is read from and written as architectures[0]
+ * (BertForPreTraining, BertForSequenceClassification, BertForTokenClassification,
+ * BertForQuestionAnswering; BertModel / BertForMaskedLM read as pre-training),
+ * num_labels from id2label (else num_labels, else label2id; written as
+ * id2label/label2id with names LABEL_i), and share_layers lives in "lmkit".
+ * lm_config_default and
  * lm_arch_name (which returns the HF model_type: "gpt2", "bert", ...) are
  * declared in lmkit.h and implemented in config.c. */
 #ifndef LM_MODEL_CONFIG_H

@@ -12,6 +12,7 @@
 #include <string.h>
 #include "base/base.h"
 #include "model/model.h"
+#include "model/bert.h"
 #include "model/config.h"
 #include "model/safetensors.h"
 
@@ -104,9 +105,22 @@ lm_status lm_gpt2_load(lm_model **out, const char *dir) {
   return LM_OK;
 }
 
-lm_status lm_model_load(lm_model **out, const char *dir) { return lm_gpt2_load(out, dir); }
+/* Dispatches on config.json's model_type. */
+lm_status lm_model_load(lm_model **out, const char *dir) {
+  *out = NULL;
+  if (!lm_dir_exists(dir)) return lm_error(LM_ERR_IO, "%s: no such model directory", dir);
+  char *cpath = lm_path_join(dir, "config.json");
+  if (!cpath) return LM_ERR_NOMEM;
+  lm_config cfg;
+  lm_status st = lm_config_load(&cfg, cpath);
+  free(cpath);
+  if (st) return st;
+  if (cfg.arch == LM_ARCH_BERT) return lm_bert_load(out, dir);
+  return lm_gpt2_load(out, dir);
+}
 
 lm_status lm_model_save(const lm_model *m, const char *dir) {
+  if (m->cfg.arch == LM_ARCH_BERT) return lm_bert_save(m, dir);
   if (m->cfg.arch != LM_ARCH_GPT2)
     return lm_error(LM_ERR_UNSUPPORTED, "saving model_type '%s' is not supported yet", lm_arch_name(m->cfg.arch));
   return lm_gpt2_save(m, dir);

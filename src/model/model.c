@@ -53,7 +53,8 @@ static int build_table(table *t, const lm_config *c) {
 #define ADD(n, d0, d1, dec) do { if (table_add(t, n, d0, d1, dec)) return -1; } while (0)
   ADD("wte.weight", V, C, 0);
   ADD("wpe.weight", c->n_positions, C, 0);
-  for (int64_t l = 0; l < c->n_layer; l++) {
+  /* shared layers (ALBERT): only layer 0's tensors exist; every layer points at them */
+  for (int64_t l = 0; l < (c->share_layers ? 1 : c->n_layer); l++) {
 #define LADD(suffix, d0, d1, dec) do { snprintf(nm, sizeof nm, "h.%lld." suffix, (long long)l); ADD(nm, d0, d1, dec); } while (0)
     LADD("ln_1.weight", C, 0, 0);
     if (!rms && b) LADD("ln_1.bias", C, 0, 0);
@@ -93,7 +94,8 @@ static void layout(const lm_model *m, float *base, lm_weights *w) {
   w->wpe = P("wpe.weight");
   for (int64_t l = 0; l < m->cfg.n_layer; l++) {
     lm_block_weights *h = &w->h[l];
-#define LP(suffix) (snprintf(nm, sizeof nm, "h.%lld." suffix, (long long)l), P(nm))
+    int64_t src = m->cfg.share_layers ? 0 : l;   /* gradients of shared layers sum into layer 0 */
+#define LP(suffix) (snprintf(nm, sizeof nm, "h.%lld." suffix, (long long)src), P(nm))
     h->ln1_w = LP("ln_1.weight"); h->ln1_b = LP("ln_1.bias");
     h->qkv_w = LP("attn.c_attn.weight"); h->qkv_b = LP("attn.c_attn.bias");
     h->attn_proj_w = LP("attn.c_proj.weight"); h->attn_proj_b = LP("attn.c_proj.bias");
@@ -126,11 +128,18 @@ lm_status lm_model_alloc(lm_model **out, const lm_config *cfg) {
   return LM_OK;
 }
 
+/* norm gains: "ln_1.weight", "ln_f.weight", "emb_ln.weight", "mlm.ln.weight" */
+static int is_norm_weight(const char *nm) {
+  size_t len = strlen(nm);
+  return strstr(nm, "ln_") != NULL || (len >= 9 && !strcmp(nm + len - 9, "ln.weight"));
+}
+
 void lm_model_init_weights(lm_model *m, uint64_t seed) {
   lm_rng rng;
   lm_rng_seed(&rng, seed);
   float std = m->cfg.init_std;
-  float proj_std = std / sqrtf(2.0f * (float)m->cfg.n_layer);
+  int bert = m->cfg.arch == LM_ARCH_BERT;
+  float proj_std = bert ? std : std / sqrtf(2.0f * (float)m->cfg.n_layer);
   memset(m->params, 0, m->n_params * sizeof(float));
   for (int i = 0; i < m->n_info; i++) {
     const lm_param_info *p = &m->info[i];
@@ -138,14 +147,17 @@ void lm_model_init_weights(lm_model *m, uint64_t seed) {
     const char *nm = p->name;
     size_t len = strlen(nm);
     int is_bias = len > 5 && !strcmp(nm + len - 5, ".bias");
-    int is_norm = strstr(nm, "ln_") != NULL;
+    int is_norm = is_norm_weight(nm);
     if (is_bias) continue;                       /* zero */
     if (is_norm) { for (size_t j = 0; j < p->numel; j++) x[j] = 1.0f; continue; }
     /* GPT-2: residual projections get std / sqrt(2 L) (they add into the residual stream L*2 times) */
     float s = strstr(nm, "c_proj.weight") ? proj_std : std;
-    if (!strcmp(nm, "wpe.weight")) s = 0.01f;    /* as in GPT-2's original initialisation */
+    if (!strcmp(nm, "wpe.weight") && !bert) s = 0.01f;    /* as in GPT-2's original initialisation */
     for (size_t j = 0; j < p->numel; j++) x[j] = s * lm_rng_normal(&rng);
   }
+  /* BERT (HF _init_weights): N(0, std) everywhere, and the padding token's embedding row is zero */
+  int64_t pad = m->cfg.pad_token_id;
+  if (bert && pad >= 0 && pad < m->cfg.vocab_size) memset(m->w.wte + pad * m->cfg.n_embd, 0, m->cfg.n_embd * sizeof(float));
 }
 
 static void free_acts(lm_model *m) {
@@ -195,6 +207,8 @@ lm_status lm_model_reserve(lm_model *m, int64_t B, int64_t T, int need_grads) {
   if (m->have_acts && m->acts.B == B && m->acts.T == T && (!need_grads || m->acts.dres_a)) return LM_OK;
   free_acts(m);
   int64_t N = B * T, C = c->n_embd, F = ffn_width(c), V = c->vocab_size, L = c->n_layer, NH = c->n_head;
+  /* logits (N,V) serve LM heads; BERT's fine-tuning heads keep their small logits in m->ext */
+  if (c->arch == LM_ARCH_BERT && c->head != LM_HEAD_PRETRAIN) V = 0;
   size_t per_layer = (size_t)N * (4 * C + 4 + 3 * C + C + 2 * F) + (size_t)B * NH * T * T;
   size_t total = (size_t)N * C + per_layer * L + (size_t)N * (C + 2) + (size_t)N * V + 2 * (size_t)N;
   if (need_grads) total += (size_t)N * (4 * C + 3 * C + 2 * F) + (size_t)B * NH * T * T;
@@ -299,6 +313,10 @@ static const float *final_hidden(const lm_model *m) {
 float lm_model_forward(lm_model *m, const int32_t *ids, const int32_t *targets, const uint8_t *key_mask,
                        int64_t B, int64_t T) {
   const lm_config *c = &m->cfg;
+  if (c->arch == LM_ARCH_BERT) {   /* encoders have their own pass (src/model/bert.h) */
+    lm_error(LM_ERR_UNSUPPORTED, "lm_model_forward: a bert model runs through lm_bert_forward");
+    return NAN;
+  }
   lm_acts *a = &m->acts;
   int64_t N = B * T, C = c->n_embd, V = c->vocab_size, L = c->n_layer;
   /* the caller reserved (B,T); a smaller T reuses the arena's leading rows */
@@ -383,6 +401,7 @@ void lm_model_backward(lm_model *m, const int32_t *ids, const int32_t *targets, 
                        int64_t B, int64_t T) {
   (void)key_mask; /* the mask acts through the saved attention probabilities */
   const lm_config *c = &m->cfg;
+  if (c->arch == LM_ARCH_BERT) return;   /* see lm_model_forward */
   lm_acts *a = &m->acts;
   int64_t N = B * T, C = c->n_embd, V = c->vocab_size, L = c->n_layer;
   size_t bytes = N * C * sizeof(float);

@@ -92,14 +92,18 @@ void lm_block_backward(const lm_config *c, const lm_block_weights *w, lm_block_w
                        const lm_layer_acts *la, lm_acts *a, const float *x, float *P, float *Q,
                        int64_t B, int64_t T);
 
-/* Table hook: adds the BERT-only tensors (segment embeddings, embedding norm, pooler, MLM and
- * NSP heads) through `add`; implemented in src/model/bert.c. Returns non-zero on failure. */
+/* Table hook: adds the BERT-only tensors (segment embeddings, embedding norm, and the tensors of
+ * cfg->head: pooler + MLM + NSP, pooler + classifier, token classifier or QA span outputs) through
+ * `add`; implemented in src/model/bert.c. Returns non-zero on failure. With cfg->share_layers the
+ * table holds layer 0 only and every lm_block_weights view points at it (gradients sum). */
 typedef int (*lm_table_add_fn)(void *table, const char *name, int64_t d0, int64_t d1, int decay);
 int lm_bert_add_params(const lm_config *c, void *table, lm_table_add_fn add);
 
 /* Builds the parameter table for cfg and allocates params (zeroed). */
 lm_status lm_model_alloc(lm_model **out, const lm_config *cfg);
-/* GPT-2 initialisation: N(0, init_std), residual projections scaled by 1/sqrt(2 L), norms 1, biases 0. */
+/* Family-aware initialisation: norms 1, biases 0, every other tensor N(0, init_std); GPT-2 scales
+ * its residual projections by 1/sqrt(2 L) and draws positions with std 0.01; BERT does neither and
+ * zeroes the padding token's embedding row (HF BertPreTrainedModel._init_weights). */
 void lm_model_init_weights(lm_model *m, uint64_t seed);
 const lm_param_info *lm_model_find_param(const lm_model *m, const char *name);
 /* Sizes the activation arena for batches of B sequences of T tokens (T <= n_positions). */

@@ -36,9 +36,21 @@ typedef struct {
   void (*free)(void *self);
 } lm_objective;
 
+/* Makes the objective of a run (e.g. a fine-tuning task over its own data); rng is the trainer's
+ * (checkpointed) generator, cursor the resumed data cursor or NULL. */
+typedef lm_status (*lm_objective_factory)(lm_objective *obj, lm_model *m, const lm_tokenizer *tok,
+                                          const lm_train_opts *o, lm_rng *rng, const int64_t *cursor, void *ctx);
+/* lm_train with a custom objective: the same loop, schedule, clipping, AdamW, evaluation,
+ * metrics.jsonl, checkpoints and resume. factory NULL = lm_train (o->data streams, o->objective). */
+lm_status lm_train_run(lm_model *m, const lm_tokenizer *tok, const lm_train_opts *o,
+                       lm_objective_factory factory, void *ctx, lm_train_callback cb, void *user);
+
 /* Causal LM over windows of T+1 tokens; cursor (epoch, index) or NULL to start. Reserves the model. */
 lm_status lm_objective_clm(lm_objective *o, lm_model *m, const lm_stream *train, const lm_stream *val,
                            int64_t B, int64_t T, uint64_t seed, const int64_t *cursor);
+/* BERT pre-training: MLM (+ NSP when nsp) on [CLS] A [SEP] B [SEP] examples drawn with rng. */
+lm_status lm_objective_bert(lm_objective *o, lm_model *m, const lm_tokenizer *tok, const lm_stream *train,
+                            const lm_stream *val, int64_t B, int64_t T, int nsp, float mlm_prob, lm_rng *rng);
 /* Mean next-token loss over consecutive windows of s; inp/tgt hold (B,T). */
 lm_status lm_clm_eval_stream(lm_model *m, const lm_stream *s, int64_t T, int64_t B, int64_t max_batches,
                              int32_t *inp, int32_t *tgt, double *mean, int64_t *count);

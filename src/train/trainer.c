@@ -213,8 +213,17 @@ static lm_status load_optimizer(const char *dir, const lm_model *m, int64_t step
 /* The objective named by the options (causal LM unless told otherwise). */
 static lm_status lm_objective_for(lm_objective *obj, lm_model *m, const lm_tokenizer *tok, const lm_train_opts *o,
                                   const lm_stream *train, const lm_stream *val, lm_rng *rng, const int64_t *cursor) {
-  (void)tok; (void)rng;
-  return lm_objective_clm(obj, m, train, val->n > 1 ? val : NULL, o->batch, o->context, o->seed, cursor);
+  const char *name = o->objective ? o->objective : "clm";
+  int bert = m->cfg.arch == LM_ARCH_BERT;
+  if (!strcmp(name, "clm")) {
+    if (bert) return lm_error(LM_ERR_ARG, "a bert model trains with --objective mlm or mlm+nsp, not clm");
+    return lm_objective_clm(obj, m, train, val->n > 1 ? val : NULL, o->batch, o->context, o->seed, cursor);
+  }
+  if (!strcmp(name, "mlm") || !strcmp(name, "mlm+nsp")) {
+    if (!bert) return lm_error(LM_ERR_ARG, "--objective %s needs --arch bert", name);
+    return lm_objective_bert(obj, m, tok, train, val, o->batch, o->context, !strcmp(name, "mlm+nsp"), o->mlm_prob, rng);
+  }
+  return lm_error(LM_ERR_ARG, "unknown objective '%s' (clm, mlm, mlm+nsp)", name);
 }
 
 static lm_status append_metrics(FILE *f, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -236,7 +245,12 @@ static void optimizer_step(lm_model *m, float *mom, float *vel, const lm_train_o
   }
 }
 
-lm_status lm_train(lm_model *m, const lm_tokenizer *tok, const lm_train_opts *user_opts, lm_train_callback cb, void *user) {
+lm_status lm_train(lm_model *m, const lm_tokenizer *tok, const lm_train_opts *o, lm_train_callback cb, void *user) {
+  return lm_train_run(m, tok, o, NULL, NULL, cb, user);
+}
+
+lm_status lm_train_run(lm_model *m, const lm_tokenizer *tok, const lm_train_opts *user_opts,
+                       lm_objective_factory factory, void *ctx, lm_train_callback cb, void *user) {
   lm_train_opts o = *user_opts;
   train_state ts = {0};
   char **saved_data = NULL; int n_saved = 0;
@@ -258,6 +272,7 @@ lm_status lm_train(lm_model *m, const lm_tokenizer *tok, const lm_train_opts *us
   } else {
     lm_rng_seed(&ts.rng, o.seed);
   }
+  if (!factory && o.n_data <= 0) { st = lm_error(LM_ERR_ARG, "no training data given"); goto cleanup_saved; }
   if (o.batch <= 0 || o.context <= 0 || o.grad_accum <= 0 || o.steps <= 0)
     { st = lm_error(LM_ERR_ARG, "batch, context, grad-accum and steps must be positive"); goto cleanup_saved; }
   if (o.context > m->cfg.n_positions)
@@ -265,9 +280,11 @@ lm_status lm_train(lm_model *m, const lm_tokenizer *tok, const lm_train_opts *us
   if (tok && lm_tokenizer_vocab_size(tok) > m->cfg.vocab_size)
     { st = lm_error(LM_ERR_ARG, "the tokenizer has %lld ids but the model only %lld", (long long)lm_tokenizer_vocab_size(tok), (long long)m->cfg.vocab_size); goto cleanup_saved; }
 
-  lm_stream train, val;
-  st = lm_streams_load(tok, o.data, o.n_data, o.val_fraction, m->cfg.vocab_size, &train, &val);
-  if (st) goto cleanup_saved;
+  lm_stream train = {0}, val = {0};
+  if (!factory) {
+    st = lm_streams_load(tok, o.data, o.n_data, o.val_fraction, m->cfg.vocab_size, &train, &val);
+    if (st) goto cleanup_saved;
+  }
   int64_t B = o.batch, T = o.context, N = B * T;
   lm_objective obj = {0};
   float *mom = lm_alloc(m->n_params * sizeof(float)), *vel = lm_alloc(m->n_params * sizeof(float));
@@ -275,7 +292,8 @@ lm_status lm_train(lm_model *m, const lm_tokenizer *tok, const lm_train_opts *us
   if (!mom || !vel) { st = lm_error(LM_ERR_NOMEM, "out of memory for the optimiser state"); goto cleanup; }
   {
     int64_t cursor[2] = {ts.epoch, ts.index};
-    st = lm_objective_for(&obj, m, tok, &o, &train, &val, &ts.rng, o.resume_dir ? cursor : NULL);
+    st = factory ? factory(&obj, m, tok, &o, &ts.rng, o.resume_dir ? cursor : NULL, ctx)
+                 : lm_objective_for(&obj, m, tok, &o, &train, &val, &ts.rng, o.resume_dir ? cursor : NULL);
     if (st) goto cleanup;
   }
   if (o.resume_dir && (st = load_optimizer(o.resume_dir, m, ts.step, mom, vel))) goto cleanup;

@@ -74,6 +74,11 @@ static void assert_same(const lm_config *a, const lm_config *b) {
   cr_assert_eq(a->init_std, b->init_std);
   cr_assert_eq(a->bos_token_id, b->bos_token_id);
   cr_assert_eq(a->eos_token_id, b->eos_token_id);
+  cr_assert_eq(a->type_vocab_size, b->type_vocab_size);
+  cr_assert_eq(a->pad_token_id, b->pad_token_id);
+  cr_assert_eq(a->num_labels, b->num_labels);
+  cr_assert_eq(a->head, b->head);
+  cr_assert_eq(a->share_layers, b->share_layers);
 }
 
 static lm_config round_trip(const lm_config *c, const char *name, char **text_out) {
@@ -116,6 +121,11 @@ Test(config, defaults) {
   cr_assert_eq(c.act, LM_ACT_GELU_ERF);
   cr_assert(!c.pre_ln && !c.causal && c.bias && c.tie_embeddings);
   cr_assert_eq(c.norm_eps, 1e-12f);
+  cr_assert_eq(c.type_vocab_size, 2);
+  cr_assert_eq(c.pad_token_id, 0);
+  cr_assert_eq(c.num_labels, 2);
+  cr_assert_eq(c.head, LM_HEAD_PRETRAIN);
+  cr_assert_eq(c.share_layers, 0);
   cr_assert_eq(lm_config_validate(&c), LM_OK);
 
   for (int a = LM_ARCH_GPT2; a <= LM_ARCH_LLAMA; a++) {
@@ -175,6 +185,37 @@ Test(config, hf_bert) {
   cr_assert_eq(c.norm_eps, 1e-12f);
   cr_assert(!c.pre_ln && !c.causal && c.bias && c.tie_embeddings);
   cr_assert_eq(c.bos_token_id, -1);
+  cr_assert_eq(c.type_vocab_size, 2);
+  cr_assert_eq(c.pad_token_id, 0);
+  cr_assert_eq(c.head, LM_HEAD_PRETRAIN);   /* BertForMaskedLM: the MLM head */
+}
+
+Test(config, hf_bert_fine_tuned) {
+  lm_config c;
+  /* the shape of a hub sentiment model's config */
+  cr_assert_eq(parse(&c, "{\"architectures\": [\"BertForSequenceClassification\"], \"model_type\": \"bert\",\n"
+                         " \"id2label\": {\"0\": \"NEGATIVE\", \"1\": \"NEUTRAL\", \"2\": \"POSITIVE\"},\n"
+                         " \"label2id\": {\"NEGATIVE\": 0, \"NEUTRAL\": 1, \"POSITIVE\": 2}, \"type_vocab_size\": 1,\n"
+                         " \"pad_token_id\": 1}"),
+               LM_OK, "%s", lm_last_error());
+  cr_assert_eq(c.head, LM_HEAD_CLASSIFY);
+  cr_assert_eq(c.num_labels, 3);
+  cr_assert_eq(c.type_vocab_size, 1);
+  cr_assert_eq(c.pad_token_id, 1);
+  cr_assert_eq(parse(&c, "{\"architectures\": [\"BertForTokenClassification\"], \"model_type\": \"bert\","
+                         " \"label2id\": {\"O\": 0, \"B-PER\": 1, \"I-PER\": 2, \"B-LOC\": 3, \"I-LOC\": 4}}"),
+               LM_OK, "%s", lm_last_error());
+  cr_assert_eq(c.head, LM_HEAD_TOKENS);
+  cr_assert_eq(c.num_labels, 5);
+  cr_assert_eq(parse(&c, "{\"architectures\": [\"BertForTokenClassification\"], \"model_type\": \"bert\", \"num_labels\": 9}"),
+               LM_OK);
+  cr_assert_eq(c.num_labels, 9);
+  cr_assert_eq(parse(&c, "{\"architectures\": [\"BertForQuestionAnswering\"], \"model_type\": \"bert\"}"), LM_OK);
+  cr_assert_eq(c.head, LM_HEAD_QA);
+  cr_assert_eq(parse(&c, "{\"architectures\": [\"BertModel\"], \"model_type\": \"bert\"}"), LM_OK);
+  cr_assert_eq(c.head, LM_HEAD_PRETRAIN);
+  cr_assert_eq(parse(&c, "{\"model_type\": \"bert\", \"pad_token_id\": null, \"architectures\": null}"), LM_OK);
+  cr_assert_eq(c.pad_token_id, -1);
 }
 
 Test(config, gpt2_aliases_and_nulls) {
@@ -246,8 +287,51 @@ Test(config, bert_round_trip) {
   free(text);
 
   c.n_embd = 128; c.n_head = 2; c.n_layer = 2; c.n_inner = 512; c.pre_ln = 1; c.act = LM_ACT_GELU_TANH;
-  r = round_trip(&c, "bert2.json", NULL);
+  c.share_layers = 1; c.type_vocab_size = 3; c.pad_token_id = 7;
+  r = round_trip(&c, "bert2.json", &text);
   assert_same(&c, &r);
+  cr_assert(strstr(text, "\"share_layers\": true"), "%s", text);
+  cr_assert(strstr(text, "\"type_vocab_size\": 3"), "%s", text);
+  cr_assert(strstr(text, "\"pad_token_id\": 7"), "%s", text);
+  free(text);
+
+  /* each head: its architecture, and the labels of the classifiers */
+  const char *arch[] = {"BertForPreTraining", "BertForSequenceClassification", "BertForTokenClassification",
+                        "BertForQuestionAnswering"};
+  for (int h = LM_HEAD_PRETRAIN; h <= LM_HEAD_QA; h++) {
+    lm_config_default(&c, LM_ARCH_BERT);
+    c.head = h; c.num_labels = 12;
+    char name[32];
+    snprintf(name, sizeof name, "head%d.json", h);
+    r = round_trip(&c, name, &text);
+    if (h != LM_HEAD_CLASSIFY && h != LM_HEAD_TOKENS) r.num_labels = 12;   /* not written: HF's default (2) reads back */
+    r.n_inner = 0;
+    assert_same(&c, &r);
+    cr_assert(strstr(text, arch[h]), "%s", text);
+    int labels = h == LM_HEAD_CLASSIFY || h == LM_HEAD_TOKENS;
+    cr_assert_eq(strstr(text, "\"11\": \"LABEL_11\"") != NULL, labels, "%s", text);
+    cr_assert_eq(strstr(text, "\"LABEL_11\": 11") != NULL, labels, "%s", text);
+    /* label2id sorted as strings, as Python's json.dumps(sort_keys=True) writes it */
+    if (labels) cr_assert(strstr(text, "\"LABEL_1\": 1,\n    \"LABEL_10\": 10"), "%s", text);
+    free(text);
+  }
+}
+
+Test(config, bert_bad_values) {
+  expect_bad("{\"model_type\":\"bert\",\"id2label\":[\"a\",\"b\"]}", LM_ERR_FORMAT, "id2label", "array");
+  expect_bad("{\"model_type\":\"bert\",\"label2id\":3}", LM_ERR_FORMAT, "label2id", NULL);
+  expect_bad("{\"model_type\":\"bert\",\"architectures\":\"BertModel\"}", LM_ERR_FORMAT, "architectures", NULL);
+  expect_bad("{\"model_type\":\"bert\",\"architectures\":[3]}", LM_ERR_FORMAT, "architectures", NULL);
+  expect_bad("{\"model_type\":\"bert\",\"vocab_size\":100,\"pad_token_id\":100}", LM_ERR_RANGE, "pad_token_id = 100", NULL);
+  expect_bad("{\"model_type\":\"bert\",\"num_labels\":0}", LM_ERR_RANGE, "num_labels", NULL);
+  expect_bad("{\"model_type\":\"bert\",\"architectures\":[\"BertForSequenceClassification\"],\"num_labels\":1}",
+             LM_ERR_UNSUPPORTED, "num_labels = 1", "regression");
+  expect_bad("{\"model_type\":\"bert\",\"lmkit\":{\"norm\":\"rms\"}}", LM_ERR_UNSUPPORTED, "bert", "LayerNorm");
+  expect_bad("{\"model_type\":\"bert\",\"lmkit\":{\"share_layers\":1}}", LM_ERR_FORMAT, "share_layers", NULL);
+  lm_config c;
+  lm_config_default(&c, LM_ARCH_BERT);
+  c.head = 9;
+  cr_assert_eq(lm_config_validate(&c), LM_ERR_ARG);
 }
 
 Test(config, save_rejects_invalid_and_unsupported) {

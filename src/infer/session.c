@@ -37,6 +37,8 @@ static int64_t ffn(const lm_config *c) { return c->n_inner > 0 ? c->n_inner : 4 
 lm_status lm_session_init(lm_session **out, const lm_model *m, int64_t max_len) {
   const lm_config *c = &m->cfg;
   *out = NULL;
+  if (c->arch != LM_ARCH_GPT2)
+    return lm_error(LM_ERR_UNSUPPORTED, "generation needs a decoder (gpt2) model; this is a %s encoder", lm_arch_name(c->arch));
   if (max_len <= 0 || max_len > c->n_positions)
     return lm_error(LM_ERR_RANGE, "a sequence of %lld tokens does not fit the model's context of %lld",
                     (long long)max_len, (long long)c->n_positions);

@@ -40,6 +40,9 @@ float lm_lr_at(int64_t step, int64_t steps, int64_t warmup, float lr, float min_
 
 lm_status lm_evaluate(lm_model *m, const lm_tokenizer *tok, const char *const *files, int n_files,
                       int64_t context, int64_t batch, double *mean_loss, int64_t *n_tokens) {
+  if (m->cfg.arch != LM_ARCH_GPT2)
+    return lm_error(LM_ERR_UNSUPPORTED, "lmkit eval measures next-token loss of decoder (gpt2) models; this is a %s model",
+                    lm_arch_name(m->cfg.arch));
   lm_stream s;
   lm_status st = lm_streams_load(tok, files, n_files, 0, m->cfg.vocab_size, &s, NULL);
   if (st) return st;

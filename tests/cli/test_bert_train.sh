@@ -52,5 +52,8 @@ err "clm objective on bert" "mlm" "$BIN" train --arch bert --objective clm --tok
 err "mlm on gpt2" "bert" "$BIN" train --objective mlm --data "$T/corpus.txt" --out "$T/x" --steps 1 --quiet
 err "--share-layers on gpt2" "share-layers" "$BIN" train --share-layers --data "$T/corpus.txt" --out "$T/x" --steps 1 --quiet
 
+err "generate with an encoder" "decoder" "$BIN" generate --model "$T/a" --prompt "the cat"
+err "eval of an encoder" "decoder" "$BIN" eval --model "$T/a" --data "$T/corpus.txt"
+
 echo "$pass passed, $fail failed"
 [ $fail -eq 0 ]

@@ -16,28 +16,10 @@
 #include <string.h>
 #include <cblas.h>
 #include "kernels/kernels.h"
+#include "kernels/vexp.h"
 
 #define ATT_BLOCK 64
 
-/* exp(x), vectorisable (see act.c for the derivation); x < -87 gives 0. */
-static inline float vexp(float x) {
-  float xc = x < -87.0f ? -87.0f : (x > 88.0f ? 88.0f : x);
-  float kf = (xc * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
-  float r = xc - kf * 0.693145751953125f;
-  r = r - kf * 1.428606765330187045e-06f;
-  float p = 1.0f / 5040.0f;
-  p = p * r + 1.0f / 720.0f;
-  p = p * r + 1.0f / 120.0f;
-  p = p * r + 1.0f / 24.0f;
-  p = p * r + 1.0f / 6.0f;
-  p = p * r + 0.5f;
-  p = p * r + 1.0f;
-  p = p * r + 1.0f;
-  int32_t bits = ((int32_t)kf + 127) << 23;
-  float scale;
-  memcpy(&scale, &bits, sizeof scale);
-  return x < -87.0f ? 0.0f : p * scale;
-}
 
 /* Softmax in place over row[0..kn) where key s is visible iff mask == NULL or mask[s];
  * entries [kn, T) are set to 0. A row with no visible key becomes all zeros. */

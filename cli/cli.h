@@ -29,5 +29,8 @@ int cmd_eval(int argc, char **argv);
 int cmd_info(int argc, char **argv);
 int cmd_tokenizer(int argc, char **argv);
 int cmd_data(int argc, char **argv);
+int cmd_finetune(int argc, char **argv);
+int cmd_predict(int argc, char **argv);
+int cmd_embed(int argc, char **argv);
 
 #endif

@@ -13,6 +13,9 @@ static const command COMMANDS[] = {
   {"info", cmd_info, "show a model's config and size; --system shows BLAS and threads"},
   {"tokenizer", cmd_tokenizer, "train a BPE tokenizer, encode or decode text"},
   {"data", cmd_data, "prepare token shards from text (data prepare)"},
+  {"finetune", cmd_finetune, "fine-tune a BERT model for sequence classification"},
+  {"predict", cmd_predict, "label stdin lines with a fine-tuned classifier"},
+  {"embed", cmd_embed, "print sentence embeddings (JSONL) of stdin lines"},
 };
 #define N_COMMANDS (sizeof COMMANDS / sizeof COMMANDS[0])
 

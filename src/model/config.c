@@ -564,3 +564,61 @@ lm_status lm_config_save(const lm_config *cfg, const char *path) {
   free(text);
   return st;
 }
+
+/* ------------------------------------------------------------------ label names */
+/* lm_config carries only num_labels, so saving writes LABEL_i; a fine-tuned classifier's real
+ * names are set afterwards by rewriting id2label / label2id in the saved file. */
+
+lm_status lm_config_set_label_names(const char *path, const char *const *names, int64_t n) {
+  char *text; size_t len;
+  lm_status st = lm_read_file(path, &text, &len);
+  if (st) return st;
+  cJSON *r = cJSON_ParseWithLength(text, len);
+  free(text);
+  if (!cJSON_IsObject(r)) { cJSON_Delete(r); return lm_error(LM_ERR_FORMAT, "%s: not a JSON object", path); }
+  cJSON *id2 = cJSON_CreateObject(), *l2i = cJSON_CreateObject();
+  for (int64_t i = 0; id2 && i < n; i++) {
+    char k[32]; snprintf(k, sizeof k, "%lld", (long long)i);
+    cJSON_AddStringToObject(id2, k, names[i]);
+  }
+  int64_t *ord = malloc((size_t)(n ? n : 1) * sizeof *ord);   /* label2id keys sorted, as transformers writes */
+  for (int64_t i = 0; ord && i < n; i++) ord[i] = i;
+  for (int64_t i = 1; ord && i < n; i++)
+    for (int64_t j = i; j > 0 && strcmp(names[ord[j - 1]], names[ord[j]]) > 0; j--) { int64_t t = ord[j]; ord[j] = ord[j - 1]; ord[j - 1] = t; }
+  for (int64_t i = 0; ord && l2i && i < n; i++) cJSON_AddNumberToObject(l2i, names[ord[i]], (double)ord[i]);
+  free(ord);
+  if (!id2 || !l2i || !ord) { cJSON_Delete(id2); cJSON_Delete(l2i); cJSON_Delete(r); return lm_error(LM_ERR_NOMEM, "out of memory"); }
+  if (cJSON_GetObjectItemCaseSensitive(r, "id2label")) cJSON_ReplaceItemInObjectCaseSensitive(r, "id2label", id2);
+  else cJSON_AddItemToObject(r, "id2label", id2);
+  if (cJSON_GetObjectItemCaseSensitive(r, "label2id")) cJSON_ReplaceItemInObjectCaseSensitive(r, "label2id", l2i);
+  else cJSON_AddItemToObject(r, "label2id", l2i);
+  char *out = cJSON_Print(r);
+  cJSON_Delete(r);
+  if (!out) return lm_error(LM_ERR_NOMEM, "out of memory");
+  st = lm_write_file_atomic(path, out, strlen(out));
+  free(out);
+  return st;
+}
+
+lm_status lm_config_label_names(const char *path, int64_t n, char ***names) {
+  *names = NULL;
+  char *text; size_t len;
+  lm_status st = lm_read_file(path, &text, &len);
+  if (st) return st;
+  cJSON *r = cJSON_ParseWithLength(text, len);
+  free(text);
+  if (!r) return lm_error(LM_ERR_FORMAT, "%s: malformed JSON", path);
+  const cJSON *id2 = cJSON_GetObjectItemCaseSensitive(r, "id2label");
+  char **v = calloc((size_t)(n ? n : 1), sizeof *v);
+  for (int64_t i = 0; v && i < n; i++) {
+    char k[32]; snprintf(k, sizeof k, "%lld", (long long)i);
+    const cJSON *x = cJSON_IsObject(id2) ? cJSON_GetObjectItemCaseSensitive(id2, k) : NULL;
+    if (cJSON_IsString(x)) v[i] = lm_strdup(x->valuestring);
+    else { snprintf(k, sizeof k, "LABEL_%lld", (long long)i); v[i] = lm_strdup(k); }
+    if (!v[i]) { for (int64_t j = 0; j < i; j++) free(v[j]); free(v); v = NULL; }
+  }
+  cJSON_Delete(r);
+  if (!v) return lm_error(LM_ERR_NOMEM, "out of memory");
+  *names = v;
+  return LM_OK;
+}

@@ -34,4 +34,10 @@ lm_status lm_config_to_json(const lm_config *cfg, char **json, size_t *len);
 /* The checks parse applies, for configs built in code. */
 lm_status lm_config_validate(const lm_config *cfg);
 
+/* Label names (lm_config holds only num_labels, saved as LABEL_i): set rewrites id2label and
+ * label2id of the config.json at path atomically; get returns n malloc'ed names (id2label[i],
+ * or LABEL_i where absent), the array and each name to free(). */
+lm_status lm_config_set_label_names(const char *path, const char *const *names, int64_t n);
+lm_status lm_config_label_names(const char *path, int64_t n, char ***names);
+
 #endif

@@ -1,0 +1,110 @@
+/* cmd_finetune.c — `lmkit finetune`: fine-tunes a pre-trained BERT model
+ * directory on a labelled task. Only `--task classify` (sequence
+ * classification: pooler + linear head on [CLS]) exists so far; the work is
+ * lm_finetune_classify (src/train/finetune.c), this file parses flags and
+ * prints the outcome. See docs/finetune.md. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "cli.h"
+#include "train/finetune.h"
+
+static const char *HELP =
+  "usage: lmkit finetune --model DIR --task classify --data TRAIN --out DIR [--eval DEV] [options]\n"
+  "\n"
+  "Fine-tunes a pre-trained BERT model directory (from 'lmkit train --arch bert' or\n"
+  "Hugging Face) for sequence classification: a pooler + linear head on [CLS],\n"
+  "freshly initialised, trained with the encoder by cross-entropy. The model\n"
+  "written to --out is a BertForSequenceClassification directory whose config.json\n"
+  "names the labels (id2label, label2id); use it with 'lmkit predict'.\n"
+  "\n"
+  "data (TSV or JSONL, see docs/finetune.md):\n"
+  "  TSV:   a header row naming a 'label' column and a text column ('sentence',\n"
+  "         'text' or 'content'), in any order; other columns are ignored. There is\n"
+  "         no quoting: a field is the bytes between two tabs.\n"
+  "  JSONL: one object per line, {\"label\": ..., \"sentence\"|\"text\"|\"content\": ...}.\n"
+  "  Blank lines are skipped; CRLF line ends and a UTF-8 BOM are accepted. Labels are\n"
+  "  strings, numbered in order of first appearance in TRAIN; a DEV label never seen\n"
+  "  in TRAIN is an error naming file:line. Texts longer than --context - 2 tokens are\n"
+  "  truncated (counted and reported).\n"
+  "\n"
+  "options:\n"
+  "  --model DIR          pre-trained bert model directory (with its tokenizer)\n"
+  "  --task NAME          classify (tokens and qa are not implemented yet)\n"
+  "  --data FILE          training examples\n"
+  "  --eval FILE          development examples: loss and accuracy each epoch and at the end\n"
+  "  --out DIR            where the fine-tuned model, tokenizer and metrics.jsonl go\n"
+  "  --epochs N           passes over the training data (3); steps = N * ceil(examples/batch)\n"
+  "  --steps N            optimiser steps instead of --epochs\n"
+  "  --batch N            examples per step (32)\n"
+  "  --context N          longest input in tokens, [CLS] and [SEP] included (128; at most\n"
+  "                       the model's positions)\n"
+  "  --lr X               peak learning rate (3e-5); linear warmup, cosine decay to 0\n"
+  "  --warmup-ratio X     share of the steps spent warming up (0.1)\n"
+  "  --weight-decay X     AdamW weight decay on weight matrices (0.01)\n"
+  "  --clip X             clip the global gradient norm; 0 disables (1.0)\n"
+  "  --eval-every N       evaluate every N steps (default: once per epoch)\n"
+  "  --seed N             head initialisation and data order (42)\n"
+  "  --threads N          threads (default: all cores)\n"
+  "  --quiet              no progress bar\n";
+
+int cmd_finetune(int argc, char **argv) {
+  lm_finetune_opts o;
+  lm_finetune_opts_default(&o);
+  const char *task = NULL, *v;
+  int64_t threads = 0;
+  int r;
+  for (int i = 1; i < argc; i++) {
+    const char *a = argv[i];
+    if (cli_is_help(a)) { fputs(HELP, stdout); return 0; }
+    if (!strcmp(a, "--quiet")) { o.progress = 0; continue; }
+#define OPT(name) ((r = cli_opt(argc, argv, &i, name, &v)) < 0 ? -1 : r)
+#define NUM(dst, lo, hi) do { int64_t x_; if (cli_i64(a, v, lo, hi, &x_)) return 1; dst = x_; } while (0)
+#define FLT(dst, lo, hi) do { if (cli_f32(a, v, lo, hi, &dst)) return 1; } while (0)
+    int k;
+    if ((k = OPT("--model")) < 0) return 1; else if (k) { o.model_dir = v; continue; }
+    if ((k = OPT("--task")) < 0) return 1; else if (k) { task = v; continue; }
+    if ((k = OPT("--data")) < 0) return 1; else if (k) { o.train_path = v; continue; }
+    if ((k = OPT("--eval")) < 0) return 1; else if (k) { o.eval_path = v; continue; }
+    if ((k = OPT("--out")) < 0) return 1; else if (k) { o.out_dir = v; continue; }
+    if ((k = OPT("--epochs")) < 0) return 1; else if (k) { NUM(o.epochs, 1, 1000000); continue; }
+    if ((k = OPT("--steps")) < 0) return 1; else if (k) { NUM(o.steps, 1, INT64_MAX / 2); continue; }
+    if ((k = OPT("--batch")) < 0) return 1; else if (k) { NUM(o.batch, 1, 1 << 16); continue; }
+    if ((k = OPT("--context")) < 0) return 1; else if (k) { NUM(o.context, 3, 1 << 20); continue; }
+    if ((k = OPT("--lr")) < 0) return 1; else if (k) { FLT(o.lr, 0, 10); continue; }
+    if ((k = OPT("--warmup-ratio")) < 0) return 1; else if (k) { FLT(o.warmup_ratio, 0, 1); continue; }
+    if ((k = OPT("--weight-decay")) < 0) return 1; else if (k) { FLT(o.weight_decay, 0, 10); continue; }
+    if ((k = OPT("--clip")) < 0) return 1; else if (k) { FLT(o.clip, 0, 1e9); continue; }
+    if ((k = OPT("--eval-every")) < 0) return 1; else if (k) { NUM(o.eval_every, 1, INT64_MAX / 2); continue; }
+    if ((k = OPT("--seed")) < 0) return 1; else if (k) { if (cli_u64(a, v, &o.seed)) return 1; continue; }
+    if ((k = OPT("--threads")) < 0) return 1; else if (k) { NUM(threads, 1, 4096); continue; }
+#undef OPT
+#undef NUM
+#undef FLT
+    return cli_unknown("finetune", a);
+  }
+  if (!task) return cli_error("--task is required (available: classify; see 'lmkit finetune --help')");
+  if (!strcmp(task, "tokens") || !strcmp(task, "qa"))
+    return cli_error("--task %s is not implemented yet (available: classify)", task);
+  if (strcmp(task, "classify")) return cli_error("unknown --task '%s' (available: classify)", task);
+  if (!o.model_dir) return cli_error("--model DIR is required (see 'lmkit finetune --help')");
+  if (!o.train_path) return cli_error("--data FILE is required (see 'lmkit finetune --help')");
+  if (!o.out_dir) return cli_error("--out DIR is required (see 'lmkit finetune --help')");
+  lm_set_threads((int)threads);
+  lm_finetune_result res;
+  if (lm_finetune_classify(&o, &res)) return cli_fail();
+  fprintf(stderr, "lmkit finetune: %lld training examples, %lld labels, %lld steps, context %lld\n",
+          (long long)res.n_train, (long long)res.n_labels, (long long)res.steps, (long long)res.context);
+  if (res.train_truncated)
+    fprintf(stderr, "lmkit finetune: truncated %lld of %lld training texts to %lld tokens\n",
+            (long long)res.train_truncated, (long long)res.n_train, (long long)res.context - 2);
+  if (res.eval_truncated)
+    fprintf(stderr, "lmkit finetune: truncated %lld of %lld eval texts to %lld tokens\n",
+            (long long)res.eval_truncated, (long long)res.n_eval, (long long)res.context - 2);
+  if (o.eval_path)
+    printf("eval accuracy %.4f  eval loss %.4f  (%lld examples)\n", res.eval_accuracy, res.eval_loss,
+           (long long)res.n_eval);
+  fprintf(stderr, "lmkit finetune: model saved to %s\n", o.out_dir);
+  return 0;
+}

@@ -1,0 +1,156 @@
+/* finetune.c — `lmkit finetune --task classify`: fine-tunes a pre-trained
+ * BERT directory for sequence classification (docs/finetune.md).
+ *
+ * Steps: read the training file (labels numbered in order of first
+ * appearance) and the eval file (its labels must all occur in training), load
+ * the tokenizer and the encoder with a freshly initialised pooler + classifier
+ * (lm_bert_load_head), encode [CLS] text [SEP] cut to the context, then run
+ * the shared trainer (lm_train_run) with the classification objective of
+ * objectives/cls.c as its factory: warmup over the first 10% of the steps,
+ * cosine decay to 0, AdamW with weight decay 0.01, gradient clipping at 1.
+ * Each evaluation appends val_loss (trainer) and val_accuracy (here) to
+ * metrics.jsonl; at the end the label names are written into config.json as
+ * id2label / label2id, and the final eval accuracy and loss are appended. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "model/bert.h"
+#include "model/config.h"
+#include "model/model.h"
+#include "train/finetune.h"
+
+void lm_finetune_opts_default(lm_finetune_opts *o) {
+  memset(o, 0, sizeof *o);
+  o->epochs = 3; o->batch = 32; o->context = 128;
+  o->lr = 3e-5f; o->warmup_ratio = 0.1f; o->weight_decay = 0.01f; o->clip = 1.0f;
+  o->seed = 42; o->progress = 1;
+}
+
+typedef struct {
+  const lm_cls_data *train, *eval;
+  int64_t batch;
+  double last_acc;
+  /* accuracies of the evaluations during training, appended to metrics.jsonl after the run:
+   * the trainer holds that file open (not in append mode) until it returns */
+  int64_t *acc_step; double *acc; int64_t n_acc, cap_acc;
+} ft_ctx;
+
+static lm_status factory(lm_objective *obj, lm_model *m, const lm_tokenizer *tok, const lm_train_opts *o, lm_rng *rng,
+                         const int64_t *cursor, void *ctx) {
+  (void)tok; (void)rng;
+  ft_ctx *c = ctx;
+  return lm_objective_cls(obj, m, c->train, c->eval, o->batch, o->seed, cursor, &c->last_acc);
+}
+
+static void on_step(const lm_train_event *ev, void *user) {
+  ft_ctx *c = user;
+  if (isnan(ev->val_loss)) return;
+  if (c->n_acc == c->cap_acc) {
+    int64_t cap = c->cap_acc ? 2 * c->cap_acc : 16;
+    int64_t *s = realloc(c->acc_step, (size_t)cap * sizeof *s);
+    if (s) c->acc_step = s;
+    double *a = realloc(c->acc, (size_t)cap * sizeof *a);
+    if (a) c->acc = a;
+    if (!s || !a) return;   /* out of memory: this line is lost, training goes on */
+    c->cap_acc = cap;
+  }
+  c->acc_step[c->n_acc] = ev->step; c->acc[c->n_acc++] = c->last_acc;
+}
+
+static lm_status read_and_encode(const char *path, const lm_tokenizer *tok, lm_cls_labels *labels, int grow,
+                                 int64_t context, lm_cls_data *d) {
+  lm_cls_rows rows;
+  lm_status st = lm_cls_read(path, labels, grow, &rows);
+  if (st) return st;
+  st = lm_cls_encode(d, tok, (const char *const *)rows.texts, rows.labels, rows.n, context);
+  if (st) lm_error_prefix(st, "%s", path);
+  lm_cls_rows_free(&rows);
+  return st;
+}
+
+lm_status lm_finetune_classify(const lm_finetune_opts *fo, lm_finetune_result *res) {
+  memset(res, 0, sizeof *res);
+  res->eval_accuracy = res->eval_loss = NAN;
+  if (!fo->model_dir || !fo->train_path || !fo->out_dir)
+    return lm_error(LM_ERR_ARG, "fine-tuning needs a model directory, training data and an output directory");
+  if (fo->batch < 1 || fo->epochs < 0 || fo->steps < 0 || fo->context < 3)
+    return lm_error(LM_ERR_ARG, "batch >= 1, epochs >= 0, steps >= 0 and context >= 3 are required");
+  lm_tokenizer *tok = NULL;
+  lm_model *m = NULL;
+  lm_cls_labels labels = {0};
+  lm_cls_data train = {0}, eval = {0};
+  ft_ctx ctx = {0};
+  char *cpath = NULL, *mpath = NULL;
+  lm_config cfg;
+  char *cfgpath = lm_path_join(fo->model_dir, "config.json");
+  if (!cfgpath) return LM_ERR_NOMEM;
+  lm_status st = lm_dir_exists(fo->model_dir) ? lm_config_load(&cfg, cfgpath)
+                                               : lm_error(LM_ERR_IO, "%s: no such model directory", fo->model_dir);
+  free(cfgpath);
+  if (!st && cfg.arch != LM_ARCH_BERT)
+    st = lm_error(LM_ERR_UNSUPPORTED, "%s is a %s model: fine-tuning for classification needs a bert model",
+                  fo->model_dir, lm_arch_name(cfg.arch));
+  if (st) return st;
+  int64_t context = fo->context < cfg.n_positions ? fo->context : cfg.n_positions;
+  if (!st) st = lm_tokenizer_load(&tok, fo->model_dir);
+  if (!st && lm_tokenizer_vocab_size(tok) > cfg.vocab_size)
+    st = lm_error(LM_ERR_ARG, "%s: the tokenizer has %lld ids but the model only %lld", fo->model_dir,
+                  (long long)lm_tokenizer_vocab_size(tok), (long long)cfg.vocab_size);
+  if (!st) st = read_and_encode(fo->train_path, tok, &labels, 1, context, &train);
+  if (!st && labels.n < 2)
+    st = lm_error(LM_ERR_ARG, "%s: every example has the label '%s': classification needs at least 2 labels",
+                  fo->train_path, labels.names[0]);
+  if (!st && fo->eval_path) st = read_and_encode(fo->eval_path, tok, &labels, 0, context, &eval);
+  if (!st) st = lm_bert_load_head(&m, fo->model_dir, LM_HEAD_CLASSIFY, labels.n, fo->seed);
+  if (st) goto done;
+
+  int64_t per_epoch = (train.n + fo->batch - 1) / fo->batch;
+  lm_train_opts o;
+  lm_train_opts_default(&o);
+  o.out_dir = fo->out_dir;
+  o.batch = fo->batch;
+  o.context = train.context > eval.context ? train.context : eval.context;
+  o.steps = fo->steps > 0 ? fo->steps : fo->epochs * per_epoch;
+  if (o.steps < 1) { st = lm_error(LM_ERR_ARG, "nothing to train: 0 epochs and no --steps"); goto done; }
+  o.warmup = (int64_t)(fo->warmup_ratio * (double)o.steps + 0.5);
+  o.lr = fo->lr; o.min_lr = 0;
+  o.weight_decay = fo->weight_decay; o.clip = fo->clip;
+  o.beta1 = 0.9f; o.beta2 = 0.999f; o.eps = 1e-8f;   /* torch AdamW defaults, as run_glue uses */
+  o.eval_every = fo->eval_every > 0 ? fo->eval_every : per_epoch;
+  o.eval_batches = 0;
+  o.val_fraction = 0;
+  o.seed = fo->seed;
+  o.progress = fo->progress;
+  o.objective = "cls";
+  o.save_every = 0;
+  ctx.train = &train; ctx.eval = fo->eval_path ? &eval : NULL; ctx.batch = fo->batch; ctx.last_acc = NAN;
+  if ((st = lm_mkdir_p(fo->out_dir))) goto done;
+  mpath = lm_path_join(fo->out_dir, "metrics.jsonl");
+  if (!mpath) { st = LM_ERR_NOMEM; goto done; }
+  st = lm_train_run(m, tok, &o, factory, &ctx, on_step, &ctx);
+  if (st) goto done;
+
+  cpath = lm_path_join(fo->out_dir, "config.json");
+  if (!cpath) { st = LM_ERR_NOMEM; goto done; }
+  if ((st = lm_config_set_label_names(cpath, (const char *const *)labels.names, labels.n))) goto done;
+  if (fo->eval_path && (st = lm_cls_accuracy(m, &eval, &res->eval_accuracy, &res->eval_loss))) goto done;
+  FILE *f = fopen(mpath, "a");
+  if (!f) { st = lm_error(LM_ERR_IO, "%s: cannot open for appending", mpath); goto done; }
+  for (int64_t i = 0; i < ctx.n_acc; i++)
+    fprintf(f, "{\"step\": %lld, \"val_accuracy\": %.6f}\n", (long long)ctx.acc_step[i], ctx.acc[i]);
+  if (fo->eval_path)
+    fprintf(f, "{\"step\": %lld, \"eval_loss\": %.9g, \"eval_accuracy\": %.6f, \"eval_examples\": %lld}\n",
+            (long long)o.steps, res->eval_loss, res->eval_accuracy, (long long)eval.n);
+  fclose(f);
+  res->n_train = train.n; res->n_eval = eval.n; res->n_labels = labels.n; res->steps = o.steps;
+  res->context = context; res->train_truncated = train.n_truncated; res->eval_truncated = eval.n_truncated;
+done:
+  free(ctx.acc_step); free(ctx.acc);
+  free(cpath); free(mpath);
+  lm_model_free(m);
+  lm_tokenizer_free(tok);
+  lm_cls_data_free(&train); lm_cls_data_free(&eval);
+  lm_cls_labels_free(&labels);
+  return st;
+}

@@ -32,5 +32,6 @@ int cmd_data(int argc, char **argv);
 int cmd_finetune(int argc, char **argv);
 int cmd_predict(int argc, char **argv);
 int cmd_embed(int argc, char **argv);
+int cmd_distill(int argc, char **argv);
 
 #endif

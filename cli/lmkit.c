@@ -16,6 +16,7 @@ static const command COMMANDS[] = {
   {"finetune", cmd_finetune, "fine-tune a BERT model for sequence classification"},
   {"predict", cmd_predict, "label stdin lines with a fine-tuned classifier"},
   {"embed", cmd_embed, "print sentence embeddings (JSONL) of stdin lines"},
+  {"distill", cmd_distill, "distill a BERT teacher into a smaller, faster student (DistilBERT)"},
 };
 #define N_COMMANDS (sizeof COMMANDS / sizeof COMMANDS[0])
 

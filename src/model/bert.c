@@ -12,6 +12,13 @@
  * carry a label (about 15% of them), gathered into contiguous (M,C) buffers,
  * which saves most of the (N,C)x(C,V) decoder product.
  *
+ * Distillation (lm_bert_batch.mlm_soft_targets): the MLM rows also get a
+ * soft-target term alpha_ce * tau^2 * KL(p || softmax(z/tau)), mean over the
+ * M rows, beside alpha_mlm * the hard cross-entropy. Its gradient is
+ *   dL/dz = alpha_ce * tau / M * (softmax(z/tau) * sum(p) - p)
+ *         + alpha_mlm * (softmax(z) - onehot(label)) / n_labels,
+ * written in place over the logits (distill_backward) like the plain CE's.
+ *
  * Internal names are lmkit's ("h.3.attn.c_attn.weight", "mlm.dense.weight");
  * hf_name() maps them to transformers' ("bert.encoder.layer.3.attention.self.
  * query.weight", "cls.predictions.transform.dense.weight"). Our fused q|k|v
@@ -87,8 +94,9 @@ typedef struct {
   float *losses, *dlosses;                /* (N) */
   float *d1, *d2;                         /* backward scratch (M,C) or (B,C) */
   /* the last forward */
-  int ok, has_mlm, has_nsp, has_head;
+  int ok, has_mlm, has_nsp, has_head, has_distill;
   int64_t fB, fT, M;
+  float kl;                               /* mean KL of the distillation term, or NAN */
   float qa_scale;                         /* d loss / d CE term of one QA sequence */
 } bert_state;
 
@@ -208,6 +216,15 @@ lm_status lm_bert_check_batch(const lm_model *m, const lm_bert_batch *b) {
   if (pre && b->labels) return lm_error(LM_ERR_ARG, "bert batch: task labels given to a pre-training head");
   if (b->mlm_labels && (st = check_ids("mlm_labels", b->mlm_labels, N, -1, c->vocab_size, "-1 or vocabulary"))) return st;
   if (b->nsp_labels && (st = check_ids("nsp_labels", b->nsp_labels, B, -1, 2, "-1 or"))) return st;
+  if (b->mlm_soft_targets) {
+    if (!pre) return lm_error(LM_ERR_ARG, "bert batch: mlm_soft_targets given to a model whose head is not pre-training");
+    if (!(b->distill_temperature > 0) || !isfinite(b->distill_temperature))
+      return lm_error(LM_ERR_RANGE, "bert batch: distill_temperature = %g must be a positive number", (double)b->distill_temperature);
+    if (!(b->distill_alpha_ce >= 0) || !isfinite(b->distill_alpha_ce) || !(b->distill_alpha_mlm >= 0) ||
+        !isfinite(b->distill_alpha_mlm))
+      return lm_error(LM_ERR_RANGE, "bert batch: distill_alpha_ce = %g and distill_alpha_mlm = %g must be >= 0",
+                      (double)b->distill_alpha_ce, (double)b->distill_alpha_mlm);
+  }
   if (!b->labels) return LM_OK;
   switch (c->head) {
     case LM_HEAD_CLASSIFY: return check_ids("labels", b->labels, B, -1, c->num_labels, "-1 or num_labels");
@@ -268,6 +285,67 @@ static float qa_forward(bert_state *s, const lm_bert_batch *b, int64_t B, int64_
   return count ? (float)(sum * 0.5 / count) : NAN;
 }
 
+/* Distillation forward: kl[i] = KL(p_i || softmax(z_i / tau)) for the M rows of z (M,V) and p (M,V);
+ * returns their mean, or NAN (error set) when p holds a value outside [0, 1]. In double:
+ *   KL_i = sum_j p_j log p_j - sum_j p_j z_j / tau + logsumexp(z_i / tau) * sum_j p_j   (0 log 0 = 0) */
+static float distill_forward(float *kl, const float *z, const float *p, int64_t M, int64_t V, float tau) {
+  #pragma omp parallel for schedule(static) if (M * V > 32768)
+  for (int64_t i = 0; i < M; i++) {
+    const float *zi = z + i * V, *pi = p + i * V;
+    float mx = -INFINITY;
+    for (int64_t j = 0; j < V; j++) mx = fmaxf(mx, zi[j]);
+    double se = 0, plogp = 0, pz = 0, psum = 0;
+    int bad = 0;
+    for (int64_t j = 0; j < V; j++) {
+      se += exp((double)(zi[j] - mx) / tau);
+      double pj = pi[j];
+      if (!(pj >= 0 && pj <= 1)) bad = 1;
+      else if (pj > 0) { plogp += pj * log(pj); pz += pj * zi[j]; psum += pj; }
+    }
+    double lse = (double)mx / tau + log(se);
+    kl[i] = bad ? NAN : (float)(plogp - pz / tau + lse * psum);
+  }
+  double sum = 0;
+  for (int64_t i = 0; i < M; i++) {
+    if (isnan(kl[i])) {
+      lm_error(LM_ERR_RANGE, "bert batch: mlm_soft_targets row %lld holds a value that is not a probability in [0, 1]",
+               (long long)i);
+      return NAN;
+    }
+    sum += kl[i];
+  }
+  return M ? (float)(sum / M) : NAN;
+}
+
+/* Distillation backward, IN PLACE over z (M,V) -> dz: per row,
+ *   dz = w_kl * (softmax(z / tau) * sum(p) - p) + w_ce[i] * (softmax(z) - onehot(tgt[i]))
+ * with w_kl = alpha_ce * tau / M and w_ce[i] = alpha_mlm * dlosses[i] (0 for rows without a label).
+ * Every row's maxima and sums are taken before it is overwritten. */
+static void distill_backward(float *z, const float *p, const int32_t *tgt, const float *dlosses, int64_t M, int64_t V,
+                             float tau, float alpha_ce, float alpha_mlm) {
+  double w_kl = (double)alpha_ce * tau / (double)M;
+  #pragma omp parallel for schedule(static) if (M * V > 32768)
+  for (int64_t i = 0; i < M; i++) {
+    float *zi = z + i * V;
+    const float *pi = p + i * V;
+    double w_ce = tgt[i] >= 0 ? (double)alpha_mlm * dlosses[i] : 0.0;
+    float mx = -INFINITY;
+    for (int64_t j = 0; j < V; j++) mx = fmaxf(mx, zi[j]);
+    double s1 = 0, st = 0, psum = 0;
+    for (int64_t j = 0; j < V; j++) {
+      s1 += exp((double)(zi[j] - mx));
+      st += exp((double)(zi[j] - mx) / tau);
+      psum += pi[j];
+    }
+    for (int64_t j = 0; j < V; j++) {
+      double d = (double)(zi[j] - mx);
+      double g = w_kl * (exp(d / tau) / st * psum - pi[j]) + w_ce * (exp(d) / s1);
+      zi[j] = (float)g;
+    }
+    if (tgt[i] >= 0) zi[tgt[i]] -= (float)w_ce;
+  }
+}
+
 float lm_bert_forward(lm_model *m, const lm_bert_batch *b, float *mlm_loss, float *nsp_loss) {
   if (mlm_loss) *mlm_loss = NAN;
   if (nsp_loss) *nsp_loss = NAN;
@@ -296,8 +374,8 @@ float lm_bert_forward(lm_model *m, const lm_bert_batch *b, float *mlm_loss, floa
   if (c->pre_ln) layernorm_forward(a->lnf, a->lnf_mean, a->lnf_rstd, x, m->w.lnf_w, m->w.lnf_b, N, C, c->norm_eps);
   const float *hidden = c->pre_ln ? a->lnf : x;                                           // (N,C)
 
-  s->has_mlm = s->has_nsp = s->has_head = 0;
-  s->fB = B; s->fT = T; s->M = 0;
+  s->has_mlm = s->has_nsp = s->has_head = s->has_distill = 0;
+  s->fB = B; s->fT = T; s->M = 0; s->kl = NAN;
   float loss = NAN;
   switch (c->head) {
     case LM_HEAD_PRETRAIN: {
@@ -319,6 +397,14 @@ float lm_bert_forward(lm_model *m, const lm_bert_batch *b, float *mlm_loss, floa
           if (mlm_loss) *mlm_loss = l_mlm;
           loss = l_mlm;
         }
+        if (b->mlm_soft_targets) {
+          /* alpha_ce * tau^2 * KL + alpha_mlm * CE; s->losses is free until NSP below */
+          float tau = b->distill_temperature;
+          s->kl = distill_forward(s->losses, a->logits, b->mlm_soft_targets, M, V, tau);
+          if (isnan(s->kl)) return NAN;
+          s->has_distill = 1;
+          loss = b->distill_alpha_ce * tau * tau * s->kl + (s->has_mlm ? b->distill_alpha_mlm * loss : 0.0f);
+        }
       }
       /* NSP on the pooled [CLS] */
       pooler_forward(s, hidden, B, T, C);
@@ -328,7 +414,7 @@ float lm_bert_forward(lm_model *m, const lm_bert_batch *b, float *mlm_loss, floa
         crossentropy_forward(s->losses, s->nsp_logits, s->tgt, B, 2);
         float l_nsp = masked_mean(s->losses, s->dlosses, s->tgt, B, &s->has_nsp);
         if (nsp_loss) *nsp_loss = l_nsp;
-        if (s->has_nsp) loss = s->has_mlm ? loss + l_nsp : l_nsp;
+        if (s->has_nsp) loss = s->has_mlm || s->has_distill ? loss + l_nsp : l_nsp;
       }
       break;
     }
@@ -384,9 +470,13 @@ void lm_bert_backward(lm_model *m, const lm_bert_batch *b) {
   const float *hidden = c->pre_ln ? a->lnf : a->layer[L - 1].res2;
   switch (c->head) {
     case LM_HEAD_PRETRAIN:
-      if (s->has_mlm) {
+      if (s->has_mlm || s->has_distill) {
         int64_t M = s->M;
-        crossentropy_backward(a->logits, a->logits, s->mlm_tgt, a->dlosses, M, V);        // (M,V) in place
+        if (s->has_distill)
+          distill_backward(a->logits, b->mlm_soft_targets, s->mlm_tgt, a->dlosses, M, V, b->distill_temperature,
+                           b->distill_alpha_ce, s->has_mlm ? b->distill_alpha_mlm : 0.0f);   // (M,V) in place
+        else
+          crossentropy_backward(a->logits, a->logits, s->mlm_tgt, a->dlosses, M, V);      // (M,V) in place
         const float *dec = s->w.mlm_dec ? s->w.mlm_dec : m->w.wte;
         float *ddec = s->w.mlm_dec ? s->g.mlm_dec : m->g.wte;
         memset(s->d1, 0, M * C * sizeof(float));
@@ -489,6 +579,11 @@ int64_t lm_bert_mlm_rows(const lm_model *m, const int32_t **rows) {
 const float *lm_bert_nsp_logits(const lm_model *m) {
   const bert_state *s = state(m);
   return s && m->cfg.head == LM_HEAD_PRETRAIN ? s->nsp_logits : NULL;
+}
+
+float lm_bert_distill_kl(const lm_model *m) {
+  const bert_state *s = state(m);
+  return s && s->ok && s->has_distill ? s->kl : NAN;
 }
 
 /* ------------------------------------------------------------------ Hugging Face names */

@@ -5,6 +5,7 @@
  *   LM_HEAD_PRETRAIN  MLM: LayerNorm(act(h W_d^T + b_d)) wte^T + mlm.bias at the positions
  *                     with a label (or all positions when there are no labels),
  *                     NSP: tanh(h[:,0] W_p^T + b_p) W_n^T + b_n;  loss = MLM mean + NSP mean
+ *                     (distillation adds a soft-target KL term: lm_bert_batch.mlm_soft_targets)
  *   LM_HEAD_CLASSIFY  tanh-pooled [CLS] -> (B, num_labels); mean cross-entropy over labels >= 0
  *   LM_HEAD_TOKENS    every token -> (B, T, num_labels); mean over labels >= 0 at real tokens
  *   LM_HEAD_QA        every token -> (start, end) logits; softmax over the real tokens of each
@@ -35,6 +36,17 @@ typedef struct {            /* one batch for the encoder */
   const int32_t *nsp_labels;/* (B) 0 = is next, 1 = random, -1 = none; NULL = no NSP loss (pretrain head) */
   const int32_t *labels;    /* classify: (B); tokens: (B,T) with -1 ignored; qa: (B,2) start,end (-1: none); or NULL */
   int64_t B, T;
+  /* Knowledge distillation (DistilBERT; pretrain head). With mlm_soft_targets non-NULL the MLM
+   * part of the loss becomes
+   *   distill_alpha_ce * tau^2 * mean over the M rows of KL(p || softmax(z / tau))
+   *   + distill_alpha_mlm * (MLM cross-entropy mean over the labels)          [+ NSP mean]
+   * where z (M,V) are the MLM logits, tau = distill_temperature (> 0) and p = mlm_soft_targets
+   * (M,V): the teacher's softmax(z_teacher / tau) at the rows of lm_bert_mlm_rows (the positions
+   * with an MLM label, in order; all B*T without labels). The tau^2 keeps the gradient of the
+   * soft term at the scale of the hard one as tau grows (Hinton et al. 2015). NULL: plain
+   * MLM + NSP, the three numbers unused. */
+  const float *mlm_soft_targets;
+  float distill_alpha_ce, distill_alpha_mlm, distill_temperature;
 } lm_bert_batch;
 
 /* Sizes the activations for batches of up to B sequences of up to T tokens (T <= n_positions). */
@@ -58,6 +70,9 @@ const float *lm_bert_logits(const lm_model *m);
 /* Pretrain head: the rows (b*T + t) the MLM logits were computed for; returns M. */
 int64_t lm_bert_mlm_rows(const lm_model *m, const int32_t **rows);
 const float *lm_bert_nsp_logits(const lm_model *m); /* (B,2), pretrain head */
+/* The mean KL(p || softmax(z / tau)) over the M rows of the last forward, before the alpha_ce *
+ * tau^2 weight (NAN when the batch had no mlm_soft_targets). */
+float lm_bert_distill_kl(const lm_model *m);
 
 /* Loads a Hugging Face BERT directory (config.json + model.safetensors) with the head its
  * config names. */

@@ -8,8 +8,8 @@
  * the shared trainer (lm_train_run) with the classification objective of
  * objectives/cls.c as its factory: warmup over the first 10% of the steps,
  * cosine decay to 0, AdamW with weight decay 0.01, gradient clipping at 1.
- * Each evaluation appends val_loss (trainer) and val_accuracy (here) to
- * metrics.jsonl; at the end the label names are written into config.json as
+ * Each evaluation writes val_loss and val_accuracy to metrics.jsonl (the
+ * objective's eval_fields); at the end the label names are written into config.json as
  * id2label / label2id, and the final eval accuracy and loss are appended. */
 #include <math.h>
 #include <stdio.h>
@@ -31,9 +31,6 @@ typedef struct {
   const lm_cls_data *train, *eval;
   int64_t batch;
   double last_acc;
-  /* accuracies of the evaluations during training, appended to metrics.jsonl after the run:
-   * the trainer holds that file open (not in append mode) until it returns */
-  int64_t *acc_step; double *acc; int64_t n_acc, cap_acc;
 } ft_ctx;
 
 static lm_status factory(lm_objective *obj, lm_model *m, const lm_tokenizer *tok, const lm_train_opts *o, lm_rng *rng,
@@ -41,21 +38,6 @@ static lm_status factory(lm_objective *obj, lm_model *m, const lm_tokenizer *tok
   (void)tok; (void)rng;
   ft_ctx *c = ctx;
   return lm_objective_cls(obj, m, c->train, c->eval, o->batch, o->seed, cursor, &c->last_acc);
-}
-
-static void on_step(const lm_train_event *ev, void *user) {
-  ft_ctx *c = user;
-  if (isnan(ev->val_loss)) return;
-  if (c->n_acc == c->cap_acc) {
-    int64_t cap = c->cap_acc ? 2 * c->cap_acc : 16;
-    int64_t *s = realloc(c->acc_step, (size_t)cap * sizeof *s);
-    if (s) c->acc_step = s;
-    double *a = realloc(c->acc, (size_t)cap * sizeof *a);
-    if (a) c->acc = a;
-    if (!s || !a) return;   /* out of memory: this line is lost, training goes on */
-    c->cap_acc = cap;
-  }
-  c->acc_step[c->n_acc] = ev->step; c->acc[c->n_acc++] = c->last_acc;
 }
 
 static lm_status read_and_encode(const char *path, const lm_tokenizer *tok, lm_cls_labels *labels, int grow,
@@ -128,7 +110,7 @@ lm_status lm_finetune_classify(const lm_finetune_opts *fo, lm_finetune_result *r
   if ((st = lm_mkdir_p(fo->out_dir))) goto done;
   mpath = lm_path_join(fo->out_dir, "metrics.jsonl");
   if (!mpath) { st = LM_ERR_NOMEM; goto done; }
-  st = lm_train_run(m, tok, &o, factory, &ctx, on_step, &ctx);
+  st = lm_train_run(m, tok, &o, factory, &ctx, NULL, NULL);
   if (st) goto done;
 
   cpath = lm_path_join(fo->out_dir, "config.json");
@@ -137,8 +119,6 @@ lm_status lm_finetune_classify(const lm_finetune_opts *fo, lm_finetune_result *r
   if (fo->eval_path && (st = lm_cls_accuracy(m, &eval, &res->eval_accuracy, &res->eval_loss))) goto done;
   FILE *f = fopen(mpath, "a");
   if (!f) { st = lm_error(LM_ERR_IO, "%s: cannot open for appending", mpath); goto done; }
-  for (int64_t i = 0; i < ctx.n_acc; i++)
-    fprintf(f, "{\"step\": %lld, \"val_accuracy\": %.6f}\n", (long long)ctx.acc_step[i], ctx.acc[i]);
   if (fo->eval_path)
     fprintf(f, "{\"step\": %lld, \"eval_loss\": %.9g, \"eval_accuracy\": %.6f, \"eval_examples\": %lld}\n",
             (long long)o.steps, res->eval_loss, res->eval_accuracy, (long long)eval.n);
@@ -146,7 +126,6 @@ lm_status lm_finetune_classify(const lm_finetune_opts *fo, lm_finetune_result *r
   res->n_train = train.n; res->n_eval = eval.n; res->n_labels = labels.n; res->steps = o.steps;
   res->context = context; res->train_truncated = train.n_truncated; res->eval_truncated = eval.n_truncated;
 done:
-  free(ctx.acc_step); free(ctx.acc);
   free(cpath); free(mpath);
   lm_model_free(m);
   lm_tokenizer_free(tok);

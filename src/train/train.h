@@ -34,6 +34,9 @@ typedef struct {
   /* the data cursor to checkpoint (objectives that sample with the trainer's rng report 0, 0) */
   void (*cursor)(void *self, int64_t *epoch, int64_t *index);
   void (*free)(void *self);
+  /* optional: extra JSON members for the last evaluation's metrics line, e.g. "\"val_accuracy\": 0.91";
+   * returns the length written into buf (0: nothing) */
+  int (*eval_fields)(void *self, char *buf, size_t n);
 } lm_objective;
 
 /* Makes the objective of a run (e.g. a fine-tuning task over its own data); rng is the trainer's

@@ -343,7 +343,9 @@ lm_status lm_train_run(lm_model *m, const lm_tokenizer *tok, const lm_train_opts
       double vl = obj.evaluate(obj.self, m, o.eval_batches);
       if (!isnan(vl)) {
         last_val = ev.val_loss = (float)vl;
-        append_metrics(metrics, "{\"step\": %lld, \"val_loss\": %.9g}\n", (long long)step, vl);
+        char extra[256] = "";
+        if (obj.eval_fields && obj.eval_fields(obj.self, extra + 2, sizeof extra - 2) > 0) extra[0] = ',', extra[1] = ' ';
+        append_metrics(metrics, "{\"step\": %lld, \"val_loss\": %.9g%s}\n", (long long)step, vl, extra);
       }
     }
     ts.step = step;

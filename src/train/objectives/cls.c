@@ -408,6 +408,7 @@ typedef struct {
   int32_t *ids, *labels;  /* (B,T), (B) */
   uint8_t *mask;          /* (B,T) */
   double *last_acc;
+  double acc;             /* accuracy of the last evaluation */
 } cls_obj;
 
 static void cls_shuffle(cls_obj *c) {
@@ -440,8 +441,14 @@ static double cls_evaluate(void *self, lm_model *m, int64_t max_batches) {
   if (!c->eval) return NAN;
   double acc = NAN, loss = NAN;
   if (eval_pass(m, c->eval, c->B, c->ids, c->mask, c->labels, c->idx, &acc, &loss)) return NAN;
+  c->acc = acc;
   if (c->last_acc) *c->last_acc = acc;
   return loss;
+}
+
+static int cls_eval_fields(void *self, char *buf, size_t n) {
+  cls_obj *c = self;
+  return isnan(c->acc) ? 0 : snprintf(buf, n, "\"val_accuracy\": %.6f", c->acc);
 }
 
 static void cls_cursor(void *self, int64_t *epoch, int64_t *index) {
@@ -466,7 +473,7 @@ lm_status lm_objective_cls(lm_objective *o, lm_model *m, const lm_cls_data *trai
   if (B < 1) return lm_error(LM_ERR_ARG, "batch must be positive");
   cls_obj *c = calloc(1, sizeof *c);
   if (!c) return lm_error(LM_ERR_NOMEM, "out of memory");
-  c->train = train; c->eval = eval; c->B = B; c->seed = seed; c->last_acc = last_acc;
+  c->train = train; c->eval = eval; c->B = B; c->seed = seed; c->last_acc = last_acc; c->acc = NAN;
   c->T = train->context;
   if (eval && eval->context > c->T) c->T = eval->context;
   lm_status st = LM_OK;
@@ -490,6 +497,6 @@ lm_status lm_objective_cls(lm_objective *o, lm_model *m, const lm_cls_data *trai
   if (!st) st = lm_bert_reserve(m, B, c->T, 1);
   if (st) { cls_free(c); return st; }
   cls_shuffle(c);
-  *o = (lm_objective){c, cls_micro, cls_evaluate, cls_cursor, cls_free};
+  *o = (lm_objective){c, cls_micro, cls_evaluate, cls_cursor, cls_free, cls_eval_fields};
   return LM_OK;
 }

@@ -192,7 +192,7 @@ lm_status lm_objective_distill(lm_objective *obj, lm_model *student, const lm_di
   if (!st) st = lm_bert_reserve(dl->teacher, B, T, 0);
   if (!st) st = lm_bert_reserve(student, B, T, 1);
   if (st) { distill_free(o); return st; }
-  *obj = (lm_objective){o, distill_micro, distill_evaluate, distill_cursor, distill_free};
+  *obj = (lm_objective){o, distill_micro, distill_evaluate, distill_cursor, distill_free, NULL};
   return LM_OK;
 }
 

@@ -1,7 +1,8 @@
 /* cmd_finetune.c — `lmkit finetune`: fine-tunes a pre-trained BERT model
- * directory on a labelled task. Only `--task classify` (sequence
- * classification: pooler + linear head on [CLS]) exists so far; the work is
- * lm_finetune_classify (src/train/finetune.c), this file parses flags and
+ * directory on a labelled task: `--task classify` (sequence classification:
+ * pooler + linear head on [CLS]; lm_finetune_classify, src/train/finetune.c),
+ * `--task tokens` (NER) and `--task qa` (SQuAD) (lm_finetune_tokens /
+ * lm_finetune_qa, src/train/finetune_tasks.c). This file parses flags and
  * prints the outcome. See docs/finetune.md. */
 #include <math.h>
 #include <stdio.h>
@@ -9,15 +10,20 @@
 #include <string.h>
 #include "cli.h"
 #include "train/finetune.h"
+#include "train/finetune_tasks.h"
 
 static const char *HELP =
-  "usage: lmkit finetune --model DIR --task classify --data TRAIN --out DIR [--eval DEV] [options]\n"
+  "usage: lmkit finetune --model DIR --task classify|tokens|qa --data TRAIN --out DIR [--eval DEV] [options]\n"
   "\n"
   "Fine-tunes a pre-trained BERT model directory (from 'lmkit train --arch bert' or\n"
   "Hugging Face) for sequence classification: a pooler + linear head on [CLS],\n"
   "freshly initialised, trained with the encoder by cross-entropy. The model\n"
   "written to --out is a BertForSequenceClassification directory whose config.json\n"
   "names the labels (id2label, label2id); use it with 'lmkit predict'.\n"
+  "--task tokens trains a linear head on every token (BertForTokenClassification)\n"
+  "on CoNLL data ('word ... TAG' per line, blank lines between sentences) and\n"
+  "reports entity-level F1; --task qa trains start/end span heads\n"
+  "(BertForQuestionAnswering) on SQuAD v1.1 JSON and reports exact match and F1.\n"
   "\n"
   "data (TSV or JSONL, see docs/finetune.md):\n"
   "  TSV:   a header row naming a 'label' column and a text column ('sentence',\n"
@@ -31,7 +37,9 @@ static const char *HELP =
   "\n"
   "options:\n"
   "  --model DIR          pre-trained bert model directory (with its tokenizer)\n"
-  "  --task NAME          classify (tokens and qa are not implemented yet)\n"
+  "  --task NAME          classify, tokens (NER: CoNLL data, entity F1) or qa (SQuAD v1.1\n"
+  "                       JSON, exact match and F1); see docs/finetune.md\n"
+  "  --stride N           qa: overlap in tokens of the context windows (default: half a window)\n"
   "  --data FILE          training examples\n"
   "  --eval FILE          development examples: loss and accuracy each epoch and at the end\n"
   "  --out DIR            where the fine-tuned model, tokenizer and metrics.jsonl go\n"
@@ -49,11 +57,52 @@ static const char *HELP =
   "  --threads N          threads (default: all cores)\n"
   "  --quiet              no progress bar\n";
 
+/* --task tokens / qa (src/train/finetune_tasks.c) */
+static int finetune_task(const lm_finetune_opts *o, int kind, int64_t stride) {
+  lm_finetune_tasks_result r;
+  if ((kind == 1 ? lm_finetune_tokens(o, &r) : lm_finetune_qa(o, stride, &r))) return cli_fail();
+  if (kind == 1) {
+    fprintf(stderr, "lmkit finetune: %lld training sentences, %lld tags, %lld steps, context %lld\n",
+            (long long)r.n_train, (long long)r.n_labels, (long long)r.steps, (long long)r.context);
+    if (r.train_truncated)
+      fprintf(stderr, "lmkit finetune: truncated %lld of %lld training sentences to %lld tokens\n",
+              (long long)r.train_truncated, (long long)r.n_train, (long long)r.context - 2);
+    if (r.eval_truncated)
+      fprintf(stderr, "lmkit finetune: truncated %lld of %lld eval sentences to %lld tokens (cut words count as O)\n",
+              (long long)r.eval_truncated, (long long)r.n_eval, (long long)r.context - 2);
+    if (o->eval_path)
+      printf("eval entity f1 %.4f  precision %.4f  recall %.4f  token accuracy %.4f  eval loss %.4f  (%lld sentences)\n",
+             r.f1, r.precision, r.recall, r.accuracy, r.eval_loss, (long long)r.n_eval);
+  } else {
+    fprintf(stderr, "lmkit finetune: %lld training questions (%lld windows), %lld steps, context %lld\n",
+            (long long)r.n_train, (long long)r.train_features, (long long)r.steps, (long long)r.context);
+    if (r.train_bad_answers || r.train_skipped)
+      fprintf(stderr, "lmkit finetune: skipped %lld training answers whose span is outside the context or whose text "
+              "differs from it (%lld questions left without an answer)\n", (long long)r.train_bad_answers,
+              (long long)r.train_skipped);
+    if (r.eval_bad_answers || r.eval_skipped)
+      fprintf(stderr, "lmkit finetune: skipped %lld eval answers whose span is outside the context or whose text "
+              "differs from it (%lld questions left without an answer)\n", (long long)r.eval_bad_answers,
+              (long long)r.eval_skipped);
+    if (r.train_unanswerable)
+      fprintf(stderr, "lmkit finetune: skipped %lld training questions whose answer fits in no window\n",
+              (long long)r.train_unanswerable);
+    if (r.train_truncated || r.eval_truncated)
+      fprintf(stderr, "lmkit finetune: cut %lld training and %lld eval questions to their first tokens\n",
+              (long long)r.train_truncated, (long long)r.eval_truncated);
+    if (o->eval_path)
+      printf("eval exact match %.4f  f1 %.4f  eval loss %.4f  (%lld questions, %lld windows)\n", r.exact_match, r.qa_f1,
+             r.eval_loss, (long long)r.n_eval, (long long)r.eval_features);
+  }
+  fprintf(stderr, "lmkit finetune: model saved to %s\n", o->out_dir);
+  return 0;
+}
+
 int cmd_finetune(int argc, char **argv) {
   lm_finetune_opts o;
   lm_finetune_opts_default(&o);
   const char *task = NULL, *v;
-  int64_t threads = 0;
+  int64_t threads = 0, stride = 0;
   int r;
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
@@ -78,20 +127,21 @@ int cmd_finetune(int argc, char **argv) {
     if ((k = OPT("--clip")) < 0) return 1; else if (k) { FLT(o.clip, 0, 1e9); continue; }
     if ((k = OPT("--eval-every")) < 0) return 1; else if (k) { NUM(o.eval_every, 1, INT64_MAX / 2); continue; }
     if ((k = OPT("--seed")) < 0) return 1; else if (k) { if (cli_u64(a, v, &o.seed)) return 1; continue; }
+    if ((k = OPT("--stride")) < 0) return 1; else if (k) { NUM(stride, 1, 1 << 20); continue; }
     if ((k = OPT("--threads")) < 0) return 1; else if (k) { NUM(threads, 1, 4096); continue; }
 #undef OPT
 #undef NUM
 #undef FLT
     return cli_unknown("finetune", a);
   }
-  if (!task) return cli_error("--task is required (available: classify; see 'lmkit finetune --help')");
-  if (!strcmp(task, "tokens") || !strcmp(task, "qa"))
-    return cli_error("--task %s is not implemented yet (available: classify)", task);
-  if (strcmp(task, "classify")) return cli_error("unknown --task '%s' (available: classify)", task);
+  if (!task) return cli_error("--task is required (available: classify, tokens, qa; see 'lmkit finetune --help')");
+  int kind = !strcmp(task, "classify") ? 0 : !strcmp(task, "tokens") ? 1 : !strcmp(task, "qa") ? 2 : -1;
+  if (kind < 0) return cli_error("unknown --task '%s' (available: classify, tokens, qa)", task);
   if (!o.model_dir) return cli_error("--model DIR is required (see 'lmkit finetune --help')");
   if (!o.train_path) return cli_error("--data FILE is required (see 'lmkit finetune --help')");
   if (!o.out_dir) return cli_error("--out DIR is required (see 'lmkit finetune --help')");
   lm_set_threads((int)threads);
+  if (kind) return finetune_task(&o, kind, stride);
   lm_finetune_result res;
   if (lm_finetune_classify(&o, &res)) return cli_fail();
   fprintf(stderr, "lmkit finetune: %lld training examples, %lld labels, %lld steps, context %lld\n",

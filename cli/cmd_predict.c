@@ -1,33 +1,52 @@
-/* cmd_predict.c — `lmkit predict`: labels texts with a fine-tuned sequence
- * classifier (a BertForSequenceClassification directory, e.g. from `lmkit
- * finetune`). Reads stdin one text per line, runs the encoder in batches
- * padded to each batch's longest line, and prints one label per line in input
- * order (the argmax of the head's logits), or with --probs one JSON object per
- * line with the softmax probability of every label. Label names come from
- * config.json's id2label. Lines longer than the context are truncated; the
- * count is reported on stderr. */
+/* cmd_predict.c — `lmkit predict`: runs a fine-tuned BERT (from `lmkit
+ * finetune`) over stdin, one input per line, output in input order; the kind
+ * of output follows the model's head:
+ *   classify  one label per line (the argmax of the head's logits), or with
+ *             --probs one JSON object per line with the softmax probability of
+ *             every label; texts padded per batch to the longest line;
+ *   tokens    `word/TAG word/TAG ...` per line: the line split at whitespace,
+ *             each word encoded on its own, its tag read at its first
+ *             sub-token (lm_tokcls_encode, as in training);
+ *   qa        {"question": Q, "context": C} per line -> {"answer": A, "score":
+ *             S}: [CLS] Q [SEP] window [SEP] over sliding context windows and
+ *             the best-span decoding of evaluation (lm_qa_encode,
+ *             lm_qa_predict).
+ * Label names come from config.json's id2label. Lines longer than the context
+ * are truncated (classify, tokens); the count is reported on stderr. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <cjson/cJSON.h>
 #include "cli.h"
 #include "model/bert.h"
 #include "model/config.h"
 #include "model/model.h"
 #include "train/finetune.h"
+#include "train/finetune_tasks.h"
 
 static const char *HELP =
-  "usage: lmkit predict --model DIR [--probs] [options] < texts.txt\n"
+  "usage: lmkit predict --model DIR [--probs] [options] < inputs\n"
   "\n"
-  "Labels each line of stdin (one text per line, CRLF accepted; an empty line is an\n"
-  "empty text) with a fine-tuned classifier (from 'lmkit finetune --task classify').\n"
-  "Prints one label per line, in input order. Inputs are [CLS] text [SEP]; a text\n"
-  "longer than the context is truncated, and the count is reported on stderr.\n"
+  "Runs a fine-tuned model (from 'lmkit finetune') over stdin, one input per line\n"
+  "(CRLF accepted), and prints one output line per input line, in input order. What\n"
+  "a line holds follows the model's task:\n"
+  "  classify  a text (an empty line is an empty text) -> its label; inputs are\n"
+  "            [CLS] text [SEP]\n"
+  "  tokens    a sentence, split at whitespace into words -> 'word/TAG word/TAG ...'\n"
+  "            (each word's tag is read at its first sub-token; an empty line\n"
+  "            gives an empty line)\n"
+  "  qa        {\"question\": Q, \"context\": C} -> {\"answer\": A, \"score\": S}: the\n"
+  "            best span (at most 30 tokens) over sliding context windows, S its\n"
+  "            start + end logit (null when the context is empty); a malformed line\n"
+  "            is an error\n"
+  "A text or sentence longer than the context is truncated (words cut from a\n"
+  "sentence are printed with tag O), and the count is reported on stderr.\n"
   "\n"
   "options:\n"
-  "  --model DIR          a sequence-classification model directory\n"
-  "  --probs              print {\"label\": L, \"probs\": {label: p, ...}} JSON per line\n"
-  "  --batch N            lines per forward pass (32)\n"
+  "  --model DIR          a classify, tokens or qa model directory\n"
+  "  --probs              classify: print {\"label\": L, \"probs\": {label: p, ...}} per line\n"
+  "  --batch N            lines per forward pass (32; qa: windows per pass)\n"
   "  --context N          longest input in tokens (default: the model's positions)\n"
   "  --threads N          threads (default: all cores)\n";
 
@@ -42,6 +61,168 @@ static void json_str(FILE *f, const char *s) {
     else fputc(*p, f);
   }
   fputc('"', f);
+}
+
+/* Reads one line of stdin into *buf (without its LF / CRLF); -1 at the end. */
+static ssize_t read_line(char **buf, size_t *cap) {
+  ssize_t n = getline(buf, cap, stdin);
+  if (n < 0) return -1;
+  if (n && (*buf)[n - 1] == '\n') (*buf)[--n] = 0;
+  if (n && (*buf)[n - 1] == '\r') (*buf)[--n] = 0;
+  return n;
+}
+
+static int is_space(char ch) { return ch == ' ' || ch == '\t' || ch == '\v' || ch == '\f'; }
+
+/* tokens head: `word/TAG ...` per line; words cut by the context are printed with tag O. */
+static int predict_tokens(lm_model *m, const lm_tokenizer *tok, char **names, int64_t L, int64_t batch,
+                          int64_t context) {
+  int rc = 0;
+  int64_t n_in = 0, n_trunc = 0, wcap = 0;
+  char *line = NULL; size_t lcap = 0;
+  lm_conll cc = {0};
+  cc.woff = malloc((size_t)(batch + 1) * sizeof *cc.woff);
+  int32_t *ids = malloc((size_t)(batch * context) * sizeof *ids), *lab = malloc((size_t)(batch * context) * sizeof *lab);
+  uint8_t *mask = malloc((size_t)(batch * context));
+  int64_t *idx = malloc((size_t)batch * sizeof *idx);
+  if (!cc.woff || !ids || !lab || !mask || !idx) { rc = cli_error("out of memory"); goto done; }
+  if (lm_bert_reserve(m, batch, context, 0)) { rc = cli_fail(); goto done; }
+  for (int eof = 0; !eof;) {
+    int64_t nb = 0, nw = 0;
+    cc.woff[0] = 0;
+    while (nb < batch) {
+      ssize_t n = read_line(&line, &lcap);
+      if (n < 0) { eof = 1; break; }
+      for (char *q = line; *q;) {
+        while (is_space(*q)) q++;
+        if (!*q) break;
+        char *w0 = q;
+        while (*q && !is_space(*q)) q++;
+        if (nw == wcap) {
+          int64_t nc = wcap ? 2 * wcap : 256;
+          char **g = realloc(cc.words, (size_t)nc * sizeof *g);
+          if (g) cc.words = g;
+          int32_t *gt = g ? realloc(cc.tags, (size_t)nc * sizeof *gt) : NULL;
+          if (gt) cc.tags = gt;
+          if (!g || !gt) { rc = cli_error("out of memory"); goto done; }
+          memset(cc.words + wcap, 0, (size_t)(nc - wcap) * sizeof *g);
+          wcap = nc;
+        }
+        cc.tags[nw] = 0;
+        if (!(cc.words[nw] = strndup(w0, (size_t)(q - w0)))) { rc = cli_error("out of memory"); goto done; }
+        nw++;
+      }
+      cc.woff[++nb] = nw;
+    }
+    if (!nb) break;
+    cc.n = nb;
+    lm_tokcls_data d;
+    if (lm_tokcls_encode(&d, tok, &cc, context)) { rc = cli_fail(); goto done; }
+    n_trunc += d.n_truncated; n_in += nb;
+    for (int64_t b = 0; b < nb; b++) idx[b] = b;
+    int64_t T = lm_tokcls_fill(&d, idx, nb, ids, mask, lab);
+    lm_tokcls_data_free(&d);
+    lm_bert_batch bb = {.ids = ids, .mask = mask, .B = nb, .T = T};
+    if (lm_bert_check_batch(m, &bb)) { rc = cli_fail(); goto done; }
+    lm_bert_forward(m, &bb, NULL, NULL);
+    const float *lg = lm_bert_logits(m);
+    for (int64_t b = 0; b < nb; b++) {
+      int64_t w = cc.woff[b];
+      for (int64_t t = 0; t < T && w < cc.woff[b + 1]; t++) {
+        if (lab[b * T + t] < 0) continue;
+        const float *x = lg + (b * T + t) * L;
+        int64_t best = 0;
+        for (int64_t k = 1; k < L; k++) if (x[k] > x[best]) best = k;
+        printf("%s%s/%s", w > cc.woff[b] ? " " : "", cc.words[w], names[best]);
+        w++;
+      }
+      for (; w < cc.woff[b + 1]; w++) printf("%s%s/O", w > cc.woff[b] ? " " : "", cc.words[w]);
+      putchar('\n');
+    }
+    fflush(stdout);
+    for (int64_t k = 0; k < nw; k++) { free(cc.words[k]); cc.words[k] = NULL; }
+  }
+  if (n_trunc)
+    fprintf(stderr, "lmkit predict: truncated %lld of %lld inputs to %lld tokens\n", (long long)n_trunc,
+            (long long)n_in, (long long)context - 2);
+done:
+  for (int64_t k = 0; k < wcap; k++) free(cc.words ? cc.words[k] : NULL);
+  free(cc.words); free(cc.tags); free(cc.woff);
+  free(line); free(ids); free(lab); free(mask); free(idx);
+  return rc;
+}
+
+/* qa head: {"question", "context"} per line -> {"answer", "score"}; a malformed line is an error. */
+static int predict_qa(lm_model *m, const lm_tokenizer *tok, int64_t batch, int64_t context) {
+  int rc = 0;
+  int64_t lineno = 0;
+  char *line = NULL; size_t lcap = 0;
+  static char empty[] = "";
+  lm_squad s = {0};
+  s.question = calloc((size_t)batch, sizeof *s.question);
+  s.contexts = calloc((size_t)batch, sizeof *s.contexts);
+  s.ctx = malloc((size_t)batch * sizeof *s.ctx);
+  s.aoff = malloc((size_t)(batch + 1) * sizeof *s.aoff);
+  s.answers = malloc((size_t)batch * sizeof *s.answers);
+  s.astart = calloc((size_t)batch, sizeof *s.astart);
+  s.aend = calloc((size_t)batch, sizeof *s.aend);
+  double *scores = malloc((size_t)batch * sizeof *scores);
+  if (!s.question || !s.contexts || !s.ctx || !s.aoff || !s.answers || !s.astart || !s.aend || !scores) {
+    rc = cli_error("out of memory"); goto done;
+  }
+  /* each question gets a placeholder answer (an empty span at byte 0), so no window is labelled */
+  for (int64_t i = 0; i < batch; i++) { s.ctx[i] = i; s.aoff[i] = i; s.answers[i] = empty; }
+  s.aoff[batch] = batch;
+  for (int eof = 0; !eof;) {
+    int64_t nb = 0;
+    while (nb < batch) {
+      ssize_t n = read_line(&line, &lcap);
+      if (n < 0) { eof = 1; break; }
+      lineno++;
+      cJSON *j = cJSON_ParseWithLength(line, (size_t)n);
+      if (!j || !cJSON_IsObject(j)) {
+        cJSON_Delete(j);
+        rc = cli_error("<stdin>:%lld: expected a JSON object {\"question\": ..., \"context\": ...}", (long long)lineno);
+        goto done;
+      }
+      const cJSON *q = cJSON_GetObjectItemCaseSensitive(j, "question"), *c = cJSON_GetObjectItemCaseSensitive(j, "context");
+      const char *miss = !cJSON_IsString(q) ? "question" : !cJSON_IsString(c) ? "context" : NULL;
+      if (miss) {
+        cJSON_Delete(j);
+        rc = cli_error("<stdin>:%lld: missing or non-string \"%s\"", (long long)lineno, miss);
+        goto done;
+      }
+      s.question[nb] = strdup(q->valuestring);
+      s.contexts[nb] = strdup(c->valuestring);
+      cJSON_Delete(j);
+      nb++;
+      if (!s.question[nb - 1] || !s.contexts[nb - 1]) { rc = cli_error("out of memory"); goto done; }
+    }
+    if (!nb) break;
+    s.n = s.n_ctx = nb;
+    s.aoff[nb] = nb;
+    lm_qa_data d;
+    double loss, em, f1;
+    char **preds = NULL;
+    if (lm_qa_encode(&d, tok, &s, context, 0, 0)) { rc = cli_fail(); goto done; }
+    lm_status st = lm_qa_predict(m, &d, batch, &loss, &em, &f1, &preds, scores);
+    lm_qa_data_free(&d);
+    if (st) { rc = cli_fail(); goto done; }
+    for (int64_t i = 0; i < nb; i++) {
+      fputs("{\"answer\": ", stdout); json_str(stdout, preds[i]);
+      if (isnan(scores[i])) fputs(", \"score\": null}\n", stdout);
+      else printf(", \"score\": %.6f}\n", scores[i]);
+      free(preds[i]);
+      free(s.question[i]); free(s.contexts[i]); s.question[i] = s.contexts[i] = NULL;
+    }
+    free(preds);
+    fflush(stdout);
+  }
+done:
+  for (int64_t i = 0; i < batch; i++) { if (s.question) free(s.question[i]); if (s.contexts) free(s.contexts[i]); }
+  free(s.question); free(s.contexts); free(s.ctx); free(s.aoff); free(s.answers); free(s.astart); free(s.aend);
+  free(scores); free(line);
+  return rc;
 }
 
 int cmd_predict(int argc, char **argv) {
@@ -71,14 +252,23 @@ int cmd_predict(int argc, char **argv) {
   int rc = 0;
   if (lm_model_load(&m, dir)) { rc = cli_fail(); goto done; }
   const lm_config *c = lm_model_config(m);
-  if (c->arch != LM_ARCH_BERT || c->head != LM_HEAD_CLASSIFY) {
-    rc = cli_error("%s is not a sequence-classification model (fine-tune one with 'lmkit finetune --task classify')", dir);
+  if (c->arch != LM_ARCH_BERT ||
+      (c->head != LM_HEAD_CLASSIFY && c->head != LM_HEAD_TOKENS && c->head != LM_HEAD_QA)) {
+    rc = cli_error("%s is not a sequence-classification model, nor a token-classification or question-answering one "
+                   "(fine-tune one with 'lmkit finetune --task classify|tokens|qa')", dir);
+    goto done;
+  }
+  if (probs && c->head != LM_HEAD_CLASSIFY) { rc = cli_error("--probs applies to classification models only"); goto done; }
+  if (context <= 0 || context > c->n_positions) context = c->n_positions;
+  if (c->head == LM_HEAD_QA) {
+    if (lm_tokenizer_load(&tok, dir)) { rc = cli_fail(); goto done; }
+    rc = predict_qa(m, tok, batch, context);
     goto done;
   }
   L = c->num_labels;
-  if (context <= 0 || context > c->n_positions) context = c->n_positions;
   cpath = lm_path_join(dir, "config.json");
   if (!cpath || lm_config_label_names(cpath, L, &names) || lm_tokenizer_load(&tok, dir)) { rc = cli_fail(); goto done; }
+  if (c->head == LM_HEAD_TOKENS) { rc = predict_tokens(m, tok, names, L, batch, context); goto done; }
   lines = calloc((size_t)batch, sizeof *lines);
   ids = malloc((size_t)(batch * context) * sizeof *ids);
   mask = malloc((size_t)(batch * context));

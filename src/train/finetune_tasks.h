@@ -159,6 +159,11 @@ int64_t lm_qa_fill(const lm_qa_data *d, const int64_t *idx, int64_t nb, int32_t 
  * means over questions, in [0, 1]). preds, when not NULL, receives n malloc'ed answer texts. */
 lm_status lm_qa_evaluate(lm_model *m, const lm_qa_data *d, int64_t B, double *loss, double *em, double *f1,
                          char ***preds);
+/* lm_qa_evaluate that also gives each question's span score (start + end logit of the decoded
+ * span; NAN when its context has no token) in scores (n entries) when not NULL. Used by
+ * `lmkit predict`, whose questions carry a placeholder answer (EM and F1 then mean nothing). */
+lm_status lm_qa_predict(lm_model *m, const lm_qa_data *d, int64_t B, double *loss, double *em, double *f1,
+                        char ***preds, double *scores);
 lm_status lm_objective_qa(lm_objective *o, lm_model *m, const lm_qa_data *train, const lm_qa_data *eval, int64_t B,
                           uint64_t seed, const int64_t *cursor, double *last_em, double *last_f1);
 

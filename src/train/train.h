@@ -23,6 +23,14 @@ lm_status lm_streams_load(const lm_tokenizer *tok, const char *const *files, int
                           int64_t vocab_size, lm_stream *train, lm_stream *val);
 void lm_stream_free(lm_stream *s);
 
+/* The order an objective visits its n items in: a fresh permutation per epoch, a pure function
+ * of (seed, salt, epoch), so the cursor (epoch, index) resumes exactly (src/train/epochs.c). */
+typedef struct { int64_t n, epoch, index; uint64_t seed, salt; int64_t *perm; } lm_epochs;
+/* cursor: (epoch, index) to resume from, or NULL to start; an out-of-range cursor is an error */
+lm_status lm_epochs_init(lm_epochs *e, int64_t n, uint64_t seed, uint64_t salt, const int64_t *cursor);
+int64_t lm_epochs_next(lm_epochs *e);   /* the next item, reshuffling at the end of an epoch */
+void lm_epochs_free(lm_epochs *e);
+
 /* A training objective: what a micro-batch is and how its loss is computed. The trainer
  * (schedule, clipping, AdamW, logging, checkpoints) is the same for all of them. */
 typedef struct {

@@ -89,6 +89,16 @@ check "tokens: config.json is BertForTokenClassification with the tags in order 
   "python3 -c 'import json,sys; c=json.load(open(\"$T/ner/config.json\")); sys.exit(not (c[\"architectures\"]==[\"BertForTokenClassification\"] and c[\"id2label\"][\"0\"]==\"B-PER\" and set(c[\"label2id\"])=={\"B-PER\",\"I-PER\",\"O\",\"B-LOC\"}))'"
 check "tokens: metrics.jsonl has val_f1 and the final eval_f1" \
   "grep -q '\"val_f1\"' $T/ner/metrics.jsonl && grep -q '\"eval_f1\"' $T/ner/metrics.jsonl"
+# predict: a few dev sentences -> word/TAG lines matching the gold tags
+python3 -c "
+import sys
+ss=open('$T/ner_dev.txt').read().replace('\r','').split('\n\n')[1:6]
+s=[[l.split() for l in x.splitlines()] for x in ss]
+open('$T/ner_in.txt','w').write(''.join(' '.join(w[0] for w in x)+'\n' for x in s))
+open('$T/ner_gold.txt','w').write(''.join(' '.join(w[0]+'/'+w[-1] for w in x)+'\n' for x in s))"
+"$BIN" predict --model "$T/ner" --threads 2 < "$T/ner_in.txt" > "$T/ner_pred.txt" 2> "$T/ner_pred.err"; rc=$?
+check "tokens: predict tags dev sentences as gold (word/TAG per line)" \
+  "[ $rc -eq 0 ] && [ \$(wc -l < $T/ner_gold.txt) -eq 5 ] && cmp -s $T/ner_gold.txt $T/ner_pred.txt"
 
 # ---- question answering
 "$BIN" finetune --model "$T/pre" --task qa --data "$T/qa_train.json" --eval "$T/qa_dev.json" --out "$T/qa" \
@@ -100,6 +110,15 @@ check "qa: answers outside their context are skipped, counted and reported" \
   "grep -q 'skipped 3 training answers whose span is outside the context' $T/qa.err"
 check "qa: config.json is BertForQuestionAnswering; metrics.jsonl has eval_exact_match" \
   "grep -q BertForQuestionAnswering $T/qa/config.json && grep -q '\"eval_exact_match\"' $T/qa/metrics.jsonl"
+# predict: a JSON line -> {"answer": ..., "score": ...}; a malformed line is one error naming the line
+printf '%s\n' '{"question": "what color is the kite ?", "context": "the car is blue . the color of the kite is green ."}' \
+  '{"question": "what color is the cup ?", "context": "the color of the cup is white ."}' > "$T/qa_in.txt"
+"$BIN" predict --model "$T/qa" --threads 2 < "$T/qa_in.txt" > "$T/qa_pred.txt" 2> "$T/qa_pred.err"; rc=$?
+check "qa: predict returns the answer text and a score per line" \
+  "[ $rc -eq 0 ] && python3 -c 'import json,sys; r=[json.loads(l) for l in open(\"$T/qa_pred.txt\")]; sys.exit(not ([x[\"answer\"] for x in r]==[\"green\",\"white\"] and all(isinstance(x[\"score\"],float) for x in r)))'"
+printf '%s\n' '{"question": "what ?", "context": "x"}' '{"question": "what ?"' | \
+  "$BIN" predict --model "$T/qa" --threads 2 > /dev/null 2> "$T/e_qa"; rc=$?
+check "qa: predict on a malformed line: one error naming <stdin>:LINE" "one_error $T/e_qa '<stdin>:2:' $rc"
 # a window of 16 tokens: contexts slide over several windows (stride 4) and still train and score
 "$BIN" finetune --model "$T/pre" --task qa --data "$T/qa_train.json" --eval "$T/qa_dev.json" --out "$T/qaw" \
   --steps 4 --batch 8 --context 16 --stride 4 --seed 1 --threads 2 --quiet > "$T/qaw.out" 2> "$T/qaw.err"; rc=$?

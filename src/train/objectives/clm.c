@@ -12,30 +12,17 @@
 
 typedef struct {
   const lm_stream *train, *val;
-  int64_t B, T, n_windows;
-  uint64_t seed;
-  int64_t epoch, index;   /* the cursor */
-  int64_t *perm;          /* (n_windows) order of this epoch */
+  int64_t B, T;
+  lm_epochs order;        /* over the windows; holds the cursor */
   int32_t *inp, *tgt;     /* (B,T) */
 } clm;
-
-static void shuffle(clm *c) {
-  lm_rng r;
-  lm_rng_seed(&r, c->seed * 0x9E3779B97F4A7C15ULL + (uint64_t)c->epoch + 1);
-  for (int64_t i = 0; i < c->n_windows; i++) c->perm[i] = i;
-  for (int64_t i = c->n_windows - 1; i > 0; i--) {
-    int64_t j = (int64_t)(lm_rng_u64(&r) % (uint64_t)(i + 1));
-    int64_t t = c->perm[i]; c->perm[i] = c->perm[j]; c->perm[j] = t;
-  }
-}
 
 /* Fills inputs/targets (B,T) with the next B windows. */
 static void next_batch(clm *c) {
   int64_t T = c->T;
   for (int64_t b = 0; b < c->B; b++) {
-    const uint32_t *w = c->train->ids + c->perm[c->index] * T;
+    const uint32_t *w = c->train->ids + lm_epochs_next(&c->order) * T;
     for (int64_t t = 0; t < T; t++) { c->inp[b * T + t] = (int32_t)w[t]; c->tgt[b * T + t] = (int32_t)w[t + 1]; }
-    if (++c->index == c->n_windows) { c->index = 0; c->epoch++; shuffle(c); }
   }
 }
 
@@ -81,13 +68,13 @@ static double clm_evaluate(void *self, lm_model *m, int64_t max_batches) {
 
 static void clm_cursor(void *self, int64_t *epoch, int64_t *index) {
   clm *c = self;
-  *epoch = c->epoch; *index = c->index;
+  *epoch = c->order.epoch; *index = c->order.index;
 }
 
 static void clm_free(void *self) {
   clm *c = self;
   if (!c) return;
-  free(c->perm); free(c->inp); free(c->tgt); free(c);
+  lm_epochs_free(&c->order); free(c->inp); free(c->tgt); free(c);
 }
 
 lm_status lm_objective_clm(lm_objective *o, lm_model *m, const lm_stream *train, const lm_stream *val,
@@ -95,27 +82,20 @@ lm_status lm_objective_clm(lm_objective *o, lm_model *m, const lm_stream *train,
   memset(o, 0, sizeof *o);
   clm *c = calloc(1, sizeof *c);
   if (!c) return lm_error(LM_ERR_NOMEM, "out of memory");
-  c->train = train; c->val = val; c->B = B; c->T = T; c->seed = seed;
-  c->n_windows = train->n > 1 ? (int64_t)((train->n - 1) / (uint64_t)T) : 0;
+  c->train = train; c->val = val; c->B = B; c->T = T;
+  int64_t n_windows = train->n > 1 ? (int64_t)((train->n - 1) / (uint64_t)T) : 0;
   lm_status st = LM_OK;
-  if (c->n_windows < 1)
+  if (n_windows < 1)
     st = lm_error(LM_ERR_ARG, "the training data has %llu tokens: too few for one window of context %lld + 1",
                   (unsigned long long)train->n, (long long)T);
+  if (!st) st = lm_epochs_init(&c->order, n_windows, seed, 1, cursor);
   if (!st) {
-    c->perm = lm_xmalloc(c->n_windows * sizeof(int64_t));
     c->inp = lm_xmalloc(B * T * sizeof(int32_t));
     c->tgt = lm_xmalloc(B * T * sizeof(int32_t));
-    if (!c->perm || !c->inp || !c->tgt) st = LM_ERR_NOMEM;
-  }
-  if (!st && cursor) {
-    if (cursor[0] < 0 || cursor[1] < 0 || cursor[1] >= c->n_windows)
-      st = lm_error(LM_ERR_FORMAT, "data cursor (epoch %lld, index %lld) does not fit this data (%lld windows): is it the same data and context?",
-                    (long long)cursor[0], (long long)cursor[1], (long long)c->n_windows);
-    else { c->epoch = cursor[0]; c->index = cursor[1]; }
+    if (!c->inp || !c->tgt) st = LM_ERR_NOMEM;
   }
   if (!st) st = lm_model_reserve(m, B, T, 1);
   if (st) { clm_free(c); return st; }
-  shuffle(c);
   *o = (lm_objective){c, clm_micro, clm_evaluate, clm_cursor, clm_free, NULL};
   return LM_OK;
 }

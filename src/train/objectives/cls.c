@@ -401,9 +401,7 @@ lm_status lm_cls_accuracy(lm_model *m, const lm_cls_data *d, double *acc, double
 typedef struct {
   const lm_cls_data *train, *eval;
   int64_t B, T;
-  uint64_t seed;
-  int64_t epoch, index;   /* the cursor */
-  int64_t *perm;          /* (train->n) order of this epoch */
+  lm_epochs order;        /* over the training items; holds the cursor */
   int64_t *idx;           /* (B) */
   int32_t *ids, *labels;  /* (B,T), (B) */
   uint8_t *mask;          /* (B,T) */
@@ -411,22 +409,10 @@ typedef struct {
   double acc;             /* accuracy of the last evaluation */
 } cls_obj;
 
-static void cls_shuffle(cls_obj *c) {
-  lm_rng r;
-  lm_rng_seed(&r, c->seed * 0x9E3779B97F4A7C15ULL + (uint64_t)c->epoch + 0xC15ULL);
-  int64_t n = c->train->n;
-  for (int64_t i = 0; i < n; i++) c->perm[i] = i;
-  for (int64_t i = n - 1; i > 0; i--) {
-    int64_t j = (int64_t)(lm_rng_u64(&r) % (uint64_t)(i + 1));
-    int64_t t = c->perm[i]; c->perm[i] = c->perm[j]; c->perm[j] = t;
-  }
-}
-
 static float cls_micro(void *self, lm_model *m) {
   cls_obj *c = self;
   for (int64_t b = 0; b < c->B; b++) {
-    c->idx[b] = c->perm[c->index];
-    if (++c->index == c->train->n) { c->index = 0; c->epoch++; cls_shuffle(c); }
+    c->idx[b] = lm_epochs_next(&c->order);
   }
   int64_t T = lm_cls_fill(c->train, c->idx, c->B, c->ids, c->mask, c->labels);
   lm_bert_batch b = {.ids = c->ids, .mask = c->mask, .labels = c->labels, .B = c->B, .T = T};
@@ -453,13 +439,13 @@ static int cls_eval_fields(void *self, char *buf, size_t n) {
 
 static void cls_cursor(void *self, int64_t *epoch, int64_t *index) {
   cls_obj *c = self;
-  *epoch = c->epoch; *index = c->index;
+  *epoch = c->order.epoch; *index = c->order.index;
 }
 
 static void cls_free(void *self) {
   cls_obj *c = self;
   if (!c) return;
-  free(c->perm); free(c->idx); free(c->ids); free(c->labels); free(c->mask);
+  lm_epochs_free(&c->order); free(c->idx); free(c->ids); free(c->labels); free(c->mask);
   free(c);
 }
 
@@ -473,7 +459,7 @@ lm_status lm_objective_cls(lm_objective *o, lm_model *m, const lm_cls_data *trai
   if (B < 1) return lm_error(LM_ERR_ARG, "batch must be positive");
   cls_obj *c = calloc(1, sizeof *c);
   if (!c) return lm_error(LM_ERR_NOMEM, "out of memory");
-  c->train = train; c->eval = eval; c->B = B; c->seed = seed; c->last_acc = last_acc; c->acc = NAN;
+  c->train = train; c->eval = eval; c->B = B; c->last_acc = last_acc; c->acc = NAN;
   c->T = train->context;
   if (eval && eval->context > c->T) c->T = eval->context;
   lm_status st = LM_OK;
@@ -481,22 +467,15 @@ lm_status lm_objective_cls(lm_objective *o, lm_model *m, const lm_cls_data *trai
     st = lm_error(LM_ERR_RANGE, "examples of %lld tokens exceed the model's %lld positions", (long long)c->T,
                   (long long)m->cfg.n_positions);
   if (!st) {
-    c->perm = lm_xmalloc((size_t)train->n * sizeof *c->perm);
     c->idx = lm_xmalloc((size_t)B * sizeof *c->idx);
     c->ids = lm_xmalloc((size_t)(B * c->T) * sizeof *c->ids);
     c->labels = lm_xmalloc((size_t)B * sizeof *c->labels);
     c->mask = lm_xmalloc((size_t)(B * c->T));
-    if (!c->perm || !c->idx || !c->ids || !c->labels || !c->mask) st = LM_ERR_NOMEM;
+    if (!c->idx || !c->ids || !c->labels || !c->mask) st = LM_ERR_NOMEM;
   }
-  if (!st && cursor) {
-    if (cursor[0] < 0 || cursor[1] < 0 || cursor[1] >= train->n)
-      st = lm_error(LM_ERR_FORMAT, "data cursor (epoch %lld, index %lld) does not fit %lld training examples",
-                    (long long)cursor[0], (long long)cursor[1], (long long)train->n);
-    else { c->epoch = cursor[0]; c->index = cursor[1]; }
-  }
+  if (!st) st = lm_epochs_init(&c->order, train->n, seed, 0xC15ULL, cursor);
   if (!st) st = lm_bert_reserve(m, B, c->T, 1);
   if (st) { cls_free(c); return st; }
-  cls_shuffle(c);
   *o = (lm_objective){c, cls_micro, cls_evaluate, cls_cursor, cls_free, cls_eval_fields};
   return LM_OK;
 }

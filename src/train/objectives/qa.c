@@ -15,7 +15,8 @@
  *   3. features: [CLS] question [SEP] window [SEP], segments 0 / 1, windows of
  *      the context sliding with an overlap (Hugging Face's doc stride); for
  *      training only the windows holding the answer whole are kept;
- *   4. decoding and scoring: the best start + end logit over spans inside the
+ *   4. decoding and scoring (also lm_qa_predict, for `lmkit predict`): the
+ *      best start + end logit over spans inside the
  *      context part, start <= end, at most 30 tokens, over all windows of a
  *      question; the text is the context bytes of the span; SQuAD's exact match
  *      and F1 after its normalisation, max over the gold answers;
@@ -438,7 +439,8 @@ int64_t lm_qa_fill(const lm_qa_data *d, const int64_t *idx, int64_t nb, int32_t 
 /* ------------------------------------------------------------------ evaluation */
 
 static lm_status qa_eval_pass(lm_model *m, const lm_qa_data *d, int64_t B, int32_t *ids, int32_t *seg, uint8_t *mask,
-                              int32_t *lab, int64_t *idx, double *loss, double *em, double *f1, char ***preds) {
+                              int32_t *lab, int64_t *idx, double *loss, double *em, double *f1, char ***preds,
+                              double *scores) {
   const lm_squad *s = d->squad;
   int64_t n = s->n;
   double *best = lm_xmalloc((size_t)(n ? n : 1) * sizeof *best);
@@ -489,6 +491,7 @@ static lm_status qa_eval_pass(lm_model *m, const lm_qa_data *d, int64_t B, int32
       if (y > bf) bf = y;
     }
     sem += bem; sf1 += bf;
+    if (scores) scores[i] = bs[2 * i] >= 0 ? best[i] : NAN;
     if (out) out[i] = txt; else free(txt);
   }
   free(best); free(bs);
@@ -503,12 +506,12 @@ static lm_status qa_eval_pass(lm_model *m, const lm_qa_data *d, int64_t B, int32
   return LM_OK;
 }
 
-lm_status lm_qa_evaluate(lm_model *m, const lm_qa_data *d, int64_t B, double *loss, double *em, double *f1,
-                         char ***preds) {
+lm_status lm_qa_predict(lm_model *m, const lm_qa_data *d, int64_t B, double *loss, double *em, double *f1,
+                        char ***preds, double *scores) {
   *loss = *em = *f1 = NAN;
   if (preds) *preds = NULL;
   if (!m || m->cfg.arch != LM_ARCH_BERT || m->cfg.head != LM_HEAD_QA)
-    return lm_error(LM_ERR_ARG, "lm_qa_evaluate: the model is not a bert question-answering model");
+    return lm_error(LM_ERR_ARG, "lm_qa_predict: the model is not a bert question-answering model");
   if (B < 1) B = 32;
   int64_t T = d->context;
   if (T > m->cfg.n_positions)
@@ -519,9 +522,14 @@ lm_status lm_qa_evaluate(lm_model *m, const lm_qa_data *d, int64_t B, double *lo
   int64_t *idx = lm_xmalloc((size_t)B * sizeof *idx);
   lm_status st = (!ids || !seg || !lab || !mask || !idx) ? LM_ERR_NOMEM : LM_OK;
   if (!st) st = lm_bert_reserve(m, B, T, 0);
-  if (!st) st = qa_eval_pass(m, d, B, ids, seg, mask, lab, idx, loss, em, f1, preds);
+  if (!st) st = qa_eval_pass(m, d, B, ids, seg, mask, lab, idx, loss, em, f1, preds, scores);
   free(ids); free(seg); free(lab); free(mask); free(idx);
   return st;
+}
+
+lm_status lm_qa_evaluate(lm_model *m, const lm_qa_data *d, int64_t B, double *loss, double *em, double *f1,
+                         char ***preds) {
+  return lm_qa_predict(m, d, B, loss, em, f1, preds, NULL);
 }
 
 /* ------------------------------------------------------------------ objective */
@@ -529,31 +537,18 @@ lm_status lm_qa_evaluate(lm_model *m, const lm_qa_data *d, int64_t B, double *lo
 typedef struct {
   const lm_qa_data *train, *eval;
   int64_t B, T;
-  uint64_t seed;
-  int64_t epoch, index;
-  int64_t *perm, *idx;
+  lm_epochs order;        /* over the training items; holds the cursor */
+  int64_t *idx;
   int32_t *ids, *seg, *labels;
   uint8_t *mask;
   double *last_em, *last_f1;
   double em, f1;          /* of the last evaluation (NAN before one) */
 } qa_obj;
 
-static void qa_shuffle(qa_obj *c) {
-  lm_rng r;
-  lm_rng_seed(&r, c->seed * 0x9E3779B97F4A7C15ULL + (uint64_t)c->epoch + 0x0AULL);
-  int64_t n = c->train->n_feat;
-  for (int64_t i = 0; i < n; i++) c->perm[i] = i;
-  for (int64_t i = n - 1; i > 0; i--) {
-    int64_t j = (int64_t)(lm_rng_u64(&r) % (uint64_t)(i + 1));
-    int64_t t = c->perm[i]; c->perm[i] = c->perm[j]; c->perm[j] = t;
-  }
-}
-
 static float qa_micro(void *self, lm_model *m) {
   qa_obj *c = self;
   for (int64_t b = 0; b < c->B; b++) {
-    c->idx[b] = c->perm[c->index];
-    if (++c->index == c->train->n_feat) { c->index = 0; c->epoch++; qa_shuffle(c); }
+    c->idx[b] = lm_epochs_next(&c->order);
   }
   int64_t T = lm_qa_fill(c->train, c->idx, c->B, c->ids, c->seg, c->mask, c->labels);
   lm_bert_batch b = {.ids = c->ids, .segments = c->seg, .mask = c->mask, .labels = c->labels, .B = c->B, .T = T};
@@ -567,7 +562,7 @@ static double qa_evaluate(void *self, lm_model *m, int64_t max_batches) {
   qa_obj *c = self;
   if (!c->eval) return NAN;
   double loss, em, f1;
-  if (qa_eval_pass(m, c->eval, c->B, c->ids, c->seg, c->mask, c->labels, c->idx, &loss, &em, &f1, NULL)) return NAN;
+  if (qa_eval_pass(m, c->eval, c->B, c->ids, c->seg, c->mask, c->labels, c->idx, &loss, &em, &f1, NULL, NULL)) return NAN;
   c->em = em; c->f1 = f1;
   if (c->last_em) *c->last_em = em;
   if (c->last_f1) *c->last_f1 = f1;
@@ -581,13 +576,13 @@ static int qa_eval_fields(void *self, char *buf, size_t n) {
 
 static void qa_cursor(void *self, int64_t *epoch, int64_t *index) {
   qa_obj *c = self;
-  *epoch = c->epoch; *index = c->index;
+  *epoch = c->order.epoch; *index = c->order.index;
 }
 
 static void qa_free(void *self) {
   qa_obj *c = self;
   if (!c) return;
-  free(c->perm); free(c->idx); free(c->ids); free(c->seg); free(c->labels); free(c->mask);
+  lm_epochs_free(&c->order); free(c->idx); free(c->ids); free(c->seg); free(c->labels); free(c->mask);
   free(c);
 }
 
@@ -600,7 +595,7 @@ lm_status lm_objective_qa(lm_objective *o, lm_model *m, const lm_qa_data *train,
   if (B < 1) return lm_error(LM_ERR_ARG, "batch must be positive");
   qa_obj *c = calloc(1, sizeof *c);
   if (!c) return lm_error(LM_ERR_NOMEM, "out of memory");
-  c->train = train; c->eval = eval; c->B = B; c->seed = seed; c->last_em = last_em; c->last_f1 = last_f1;
+  c->train = train; c->eval = eval; c->B = B; c->last_em = last_em; c->last_f1 = last_f1;
   c->em = c->f1 = NAN;
   c->T = train->context;
   if (eval && eval->context > c->T) c->T = eval->context;
@@ -609,23 +604,16 @@ lm_status lm_objective_qa(lm_objective *o, lm_model *m, const lm_qa_data *train,
     st = lm_error(LM_ERR_RANGE, "windows of %lld tokens exceed the model's %lld positions", (long long)c->T,
                   (long long)m->cfg.n_positions);
   if (!st) {
-    c->perm = lm_xmalloc((size_t)train->n_feat * sizeof *c->perm);
     c->idx = lm_xmalloc((size_t)B * sizeof *c->idx);
     c->ids = lm_xmalloc((size_t)(B * c->T) * sizeof *c->ids);
     c->seg = lm_xmalloc((size_t)(B * c->T) * sizeof *c->seg);
     c->labels = lm_xmalloc((size_t)(2 * B) * sizeof *c->labels);
     c->mask = lm_xmalloc((size_t)(B * c->T));
-    if (!c->perm || !c->idx || !c->ids || !c->seg || !c->labels || !c->mask) st = LM_ERR_NOMEM;
+    if (!c->idx || !c->ids || !c->seg || !c->labels || !c->mask) st = LM_ERR_NOMEM;
   }
-  if (!st && cursor) {
-    if (cursor[0] < 0 || cursor[1] < 0 || cursor[1] >= train->n_feat)
-      st = lm_error(LM_ERR_FORMAT, "data cursor (epoch %lld, index %lld) does not fit %lld training windows",
-                    (long long)cursor[0], (long long)cursor[1], (long long)train->n_feat);
-    else { c->epoch = cursor[0]; c->index = cursor[1]; }
-  }
+  if (!st) st = lm_epochs_init(&c->order, train->n_feat, seed, 0x0AULL, cursor);
   if (!st) st = lm_bert_reserve(m, B, c->T, 1);
   if (st) { qa_free(c); return st; }
-  qa_shuffle(c);
   *o = (lm_objective){c, qa_micro, qa_evaluate, qa_cursor, qa_free, qa_eval_fields};
   return LM_OK;
 }

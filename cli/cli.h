@@ -5,6 +5,7 @@
 #define LM_CLI_H
 
 #include <stdint.h>
+#include <sys/types.h>
 #include "lmkit.h"
 
 /* Prints "lmkit: error: <msg>" to stderr; returns 1 (the exit code). */
@@ -22,6 +23,11 @@ int cli_u64(const char *flag, const char *s, uint64_t *out);
 /* "lmkit: error: unknown option X for 'lmkit CMD' (see lmkit CMD --help)" */
 int cli_unknown(const char *cmd, const char *arg);
 int cli_is_help(const char *arg);
+/* One stdin line into *buf (getline's buffer), without its LF / CRLF; -1 at the end. */
+ssize_t cli_read_line(char **buf, size_t *cap);
+/* Up to max stdin lines into lines[] (each malloc'ed, without LF / CRLF); sets *eof at the end.
+ * Returns how many were read. */
+int64_t cli_read_lines(char **lines, int64_t max, int *eof);
 
 int cmd_train(int argc, char **argv);
 int cmd_generate(int argc, char **argv);

@@ -89,15 +89,7 @@ int cmd_embed(int argc, char **argv) {
   if (!lines || !ids || !mask || !idx || !e) { rc = cli_error("out of memory"); goto done; }
   if (lm_bert_reserve(m, batch, context, 0)) { rc = cli_fail(); goto done; }
   for (int eof = 0; !eof;) {
-    int64_t nb = 0;
-    while (nb < batch) {
-      size_t cap = 0;
-      ssize_t n = getline(&lines[nb], &cap, stdin);
-      if (n < 0) { free(lines[nb]); lines[nb] = NULL; eof = 1; break; }
-      if (n && lines[nb][n - 1] == '\n') lines[nb][--n] = 0;
-      if (n && lines[nb][n - 1] == '\r') lines[nb][--n] = 0;
-      nb++;
-    }
+    int64_t nb = cli_read_lines(lines, batch, &eof);
     if (!nb) break;
     lm_cls_data d;
     int bad = lm_cls_encode(&d, tok, (const char *const *)lines, NULL, nb, context) != LM_OK;

@@ -63,15 +63,6 @@ static void json_str(FILE *f, const char *s) {
   fputc('"', f);
 }
 
-/* Reads one line of stdin into *buf (without its LF / CRLF); -1 at the end. */
-static ssize_t read_line(char **buf, size_t *cap) {
-  ssize_t n = getline(buf, cap, stdin);
-  if (n < 0) return -1;
-  if (n && (*buf)[n - 1] == '\n') (*buf)[--n] = 0;
-  if (n && (*buf)[n - 1] == '\r') (*buf)[--n] = 0;
-  return n;
-}
-
 static int is_space(char ch) { return ch == ' ' || ch == '\t' || ch == '\v' || ch == '\f'; }
 
 /* tokens head: `word/TAG ...` per line; words cut by the context are printed with tag O. */
@@ -91,7 +82,7 @@ static int predict_tokens(lm_model *m, const lm_tokenizer *tok, char **names, in
     int64_t nb = 0, nw = 0;
     cc.woff[0] = 0;
     while (nb < batch) {
-      ssize_t n = read_line(&line, &lcap);
+      ssize_t n = cli_read_line(&line, &lcap);
       if (n < 0) { eof = 1; break; }
       for (char *q = line; *q;) {
         while (is_space(*q)) q++;
@@ -176,7 +167,7 @@ static int predict_qa(lm_model *m, const lm_tokenizer *tok, int64_t batch, int64
   for (int eof = 0; !eof;) {
     int64_t nb = 0;
     while (nb < batch) {
-      ssize_t n = read_line(&line, &lcap);
+      ssize_t n = cli_read_line(&line, &lcap);
       if (n < 0) { eof = 1; break; }
       lineno++;
       cJSON *j = cJSON_ParseWithLength(line, (size_t)n);
@@ -277,15 +268,7 @@ int cmd_predict(int argc, char **argv) {
   if (!lines || !ids || !mask || !idx || !p) { rc = cli_error("out of memory"); goto done; }
   if (lm_bert_reserve(m, batch, context, 0)) { rc = cli_fail(); goto done; }
   for (int eof = 0; !eof;) {
-    int64_t nb = 0;
-    while (nb < batch) {
-      size_t cap = 0;
-      ssize_t n = getline(&lines[nb], &cap, stdin);
-      if (n < 0) { free(lines[nb]); lines[nb] = NULL; eof = 1; break; }
-      if (n && lines[nb][n - 1] == '\n') lines[nb][--n] = 0;
-      if (n && lines[nb][n - 1] == '\r') lines[nb][--n] = 0;
-      nb++;
-    }
+    int64_t nb = cli_read_lines(lines, batch, &eof);
     if (!nb) break;
     lm_cls_data d;
     if (lm_cls_encode(&d, tok, (const char *const *)lines, NULL, nb, context)) {

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/types.h>
 #include "cli.h"
 
 int cli_error(const char *fmt, ...) {
@@ -57,3 +58,22 @@ int cli_unknown(const char *cmd, const char *arg) {
 }
 
 int cli_is_help(const char *arg) { return !strcmp(arg, "--help") || !strcmp(arg, "-h"); }
+
+ssize_t cli_read_line(char **buf, size_t *cap) {
+  ssize_t n = getline(buf, cap, stdin);
+  if (n < 0) return -1;
+  if (n && (*buf)[n - 1] == '\n') (*buf)[--n] = 0;
+  if (n && (*buf)[n - 1] == '\r') (*buf)[--n] = 0;
+  return n;
+}
+
+int64_t cli_read_lines(char **lines, int64_t max, int *eof) {
+  int64_t nb = 0;
+  while (nb < max) {
+    size_t cap = 0;
+    lines[nb] = NULL;
+    if (cli_read_line(&lines[nb], &cap) < 0) { free(lines[nb]); lines[nb] = NULL; *eof = 1; break; }
+    nb++;
+  }
+  return nb;
+}

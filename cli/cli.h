@@ -5,6 +5,7 @@
 #define LM_CLI_H
 
 #include <stdint.h>
+#include <stdio.h>
 #include <sys/types.h>
 #include "lmkit.h"
 
@@ -23,6 +24,8 @@ int cli_u64(const char *flag, const char *s, uint64_t *out);
 /* "lmkit: error: unknown option X for 'lmkit CMD' (see lmkit CMD --help)" */
 int cli_unknown(const char *cmd, const char *arg);
 int cli_is_help(const char *arg);
+/* Writes s to f as a JSON string literal. */
+void cli_json_str(FILE *f, const char *s);
 /* One stdin line into *buf (getline's buffer), without its LF / CRLF; -1 at the end. */
 ssize_t cli_read_line(char **buf, size_t *cap);
 /* Up to max stdin lines into lines[] (each malloc'ed, without LF / CRLF); sets *eof at the end.

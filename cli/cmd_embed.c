@@ -30,19 +30,6 @@ static const char *HELP =
   "  --context N          longest input in tokens (default: the model's positions)\n"
   "  --threads N          threads (default: all cores)\n";
 
-static void json_str(FILE *f, const char *s) {
-  fputc('"', f);
-  for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-    if (*p == '"' || *p == '\\') { fputc('\\', f); fputc(*p, f); }
-    else if (*p == '\n') fputs("\\n", f);
-    else if (*p == '\t') fputs("\\t", f);
-    else if (*p == '\r') fputs("\\r", f);
-    else if (*p < 0x20) fprintf(f, "\\u%04x", *p);
-    else fputc(*p, f);
-  }
-  fputc('"', f);
-}
-
 int cmd_embed(int argc, char **argv) {
   const char *dir = NULL, *pool = "mean", *v;
   int r;
@@ -119,7 +106,7 @@ int cmd_embed(int argc, char **argv) {
       } else {
         memcpy(e, row, (size_t)C * sizeof *e);
       }
-      fputs("{\"text\": ", stdout); json_str(stdout, lines[b]); fputs(", \"embedding\": [", stdout);
+      fputs("{\"text\": ", stdout); cli_json_str(stdout, lines[b]); fputs(", \"embedding\": [", stdout);
       for (int64_t k = 0; k < C; k++) printf(k ? ", %.6g" : "%.6g", e[k]);
       fputs("]}\n", stdout);
       free(lines[b]); lines[b] = NULL;

@@ -50,19 +50,6 @@ static const char *HELP =
   "  --context N          longest input in tokens (default: the model's positions)\n"
   "  --threads N          threads (default: all cores)\n";
 
-static void json_str(FILE *f, const char *s) {
-  fputc('"', f);
-  for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-    if (*p == '"' || *p == '\\') { fputc('\\', f); fputc(*p, f); }
-    else if (*p == '\n') fputs("\\n", f);
-    else if (*p == '\t') fputs("\\t", f);
-    else if (*p == '\r') fputs("\\r", f);
-    else if (*p < 0x20) fprintf(f, "\\u%04x", *p);
-    else fputc(*p, f);
-  }
-  fputc('"', f);
-}
-
 static int is_space(char ch) { return ch == ' ' || ch == '\t' || ch == '\v' || ch == '\f'; }
 
 /* tokens head: `word/TAG ...` per line; words cut by the context are printed with tag O. */
@@ -200,7 +187,7 @@ static int predict_qa(lm_model *m, const lm_tokenizer *tok, int64_t batch, int64
     lm_qa_data_free(&d);
     if (st) { rc = cli_fail(); goto done; }
     for (int64_t i = 0; i < nb; i++) {
-      fputs("{\"answer\": ", stdout); json_str(stdout, preds[i]);
+      fputs("{\"answer\": ", stdout); cli_json_str(stdout, preds[i]);
       if (isnan(scores[i])) fputs(", \"score\": null}\n", stdout);
       else printf(", \"score\": %.6f}\n", scores[i]);
       free(preds[i]);
@@ -290,10 +277,10 @@ int cmd_predict(int argc, char **argv) {
       if (!probs) { printf("%s\n", names[best]); continue; }
       double z = 0;
       for (int64_t k = 0; k < L; k++) z += (p[k] = expf(lg[b * L + k] - mx));
-      fputs("{\"label\": ", stdout); json_str(stdout, names[best]); fputs(", \"probs\": {", stdout);
+      fputs("{\"label\": ", stdout); cli_json_str(stdout, names[best]); fputs(", \"probs\": {", stdout);
       for (int64_t k = 0; k < L; k++) {
         if (k) fputs(", ", stdout);
-        json_str(stdout, names[k]); printf(": %.6f", p[k] / z);
+        cli_json_str(stdout, names[k]); printf(": %.6f", p[k] / z);
       }
       fputs("}}\n", stdout);
     }

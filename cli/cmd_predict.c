@@ -19,7 +19,7 @@
 #include <string.h>
 #include <cjson/cJSON.h>
 #include "cli.h"
-#include "model/bert.h"
+#include "model/heads.h"
 #include "model/config.h"
 #include "model/model.h"
 #include "train/finetune.h"
@@ -64,7 +64,7 @@ static int predict_tokens(lm_model *m, const lm_tokenizer *tok, char **names, in
   uint8_t *mask = malloc((size_t)(batch * context));
   int64_t *idx = malloc((size_t)batch * sizeof *idx);
   if (!cc.woff || !ids || !lab || !mask || !idx) { rc = cli_error("out of memory"); goto done; }
-  if (lm_bert_reserve(m, batch, context, 0)) { rc = cli_fail(); goto done; }
+  if (lm_model_reserve(m, batch, context, 0)) { rc = cli_fail(); goto done; }
   for (int eof = 0; !eof;) {
     int64_t nb = 0, nw = 0;
     cc.woff[0] = 0;
@@ -95,15 +95,15 @@ static int predict_tokens(lm_model *m, const lm_tokenizer *tok, char **names, in
     if (!nb) break;
     cc.n = nb;
     lm_tokcls_data d;
-    if (lm_tokcls_encode(&d, tok, &cc, context)) { rc = cli_fail(); goto done; }
+    if (lm_tokcls_encode(&d, lm_model_config(m), tok, &cc, context)) { rc = cli_fail(); goto done; }
     n_trunc += d.n_truncated; n_in += nb;
     for (int64_t b = 0; b < nb; b++) idx[b] = b;
     int64_t T = lm_tokcls_fill(&d, idx, nb, ids, mask, lab);
     lm_tokcls_data_free(&d);
-    lm_bert_batch bb = {.ids = ids, .mask = mask, .B = nb, .T = T};
-    if (lm_bert_check_batch(m, &bb)) { rc = cli_fail(); goto done; }
-    lm_bert_forward(m, &bb, NULL, NULL);
-    const float *lg = lm_bert_logits(m);
+    lm_batch bb = {.ids = ids, .mask = mask, .B = nb, .T = T};
+    if (lm_batch_check(m, &bb)) { rc = cli_fail(); goto done; }
+    lm_forward(m, &bb, NULL, NULL);
+    const float *lg = lm_model_logits(m);
     for (int64_t b = 0; b < nb; b++) {
       int64_t w = cc.woff[b];
       for (int64_t t = 0; t < T && w < cc.woff[b + 1]; t++) {
@@ -230,8 +230,7 @@ int cmd_predict(int argc, char **argv) {
   int rc = 0;
   if (lm_model_load(&m, dir)) { rc = cli_fail(); goto done; }
   const lm_config *c = lm_model_config(m);
-  if (c->arch != LM_ARCH_BERT ||
-      (c->head != LM_HEAD_CLASSIFY && c->head != LM_HEAD_TOKENS && c->head != LM_HEAD_QA)) {
+  if (c->head != LM_HEAD_CLASSIFY && c->head != LM_HEAD_TOKENS && c->head != LM_HEAD_QA) {
     rc = cli_error("%s is not a sequence-classification model, nor a token-classification or question-answering one "
                    "(fine-tune one with 'lmkit finetune --task classify|tokens|qa')", dir);
     goto done;
@@ -253,12 +252,12 @@ int cmd_predict(int argc, char **argv) {
   idx = malloc((size_t)batch * sizeof *idx);
   p = malloc((size_t)L * sizeof *p);
   if (!lines || !ids || !mask || !idx || !p) { rc = cli_error("out of memory"); goto done; }
-  if (lm_bert_reserve(m, batch, context, 0)) { rc = cli_fail(); goto done; }
+  if (lm_model_reserve(m, batch, context, 0)) { rc = cli_fail(); goto done; }
   for (int eof = 0; !eof;) {
     int64_t nb = cli_read_lines(lines, batch, &eof);
     if (!nb) break;
     lm_cls_data d;
-    if (lm_cls_encode(&d, tok, (const char *const *)lines, NULL, nb, context)) {
+    if (lm_cls_encode(&d, c, tok, (const char *const *)lines, NULL, nb, context)) {
       for (int64_t b = 0; b < nb; b++) { free(lines[b]); lines[b] = NULL; }
       rc = cli_fail(); goto done;
     }
@@ -266,10 +265,10 @@ int cmd_predict(int argc, char **argv) {
     for (int64_t b = 0; b < nb; b++) { idx[b] = b; free(lines[b]); lines[b] = NULL; }
     int64_t T = lm_cls_fill(&d, idx, nb, ids, mask, NULL);
     lm_cls_data_free(&d);
-    lm_bert_batch bb = {.ids = ids, .mask = mask, .B = nb, .T = T};
-    if (lm_bert_check_batch(m, &bb)) { rc = cli_fail(); goto done; }
-    lm_bert_forward(m, &bb, NULL, NULL);
-    const float *lg = lm_bert_logits(m);
+    lm_batch bb = {.ids = ids, .mask = mask, .B = nb, .T = T};
+    if (lm_batch_check(m, &bb)) { rc = cli_fail(); goto done; }
+    lm_forward(m, &bb, NULL, NULL);
+    const float *lg = lm_model_logits(m);
     for (int64_t b = 0; b < nb; b++) {
       int64_t best = 0;
       float mx = lg[b * L];

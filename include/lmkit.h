@@ -73,21 +73,28 @@ typedef struct {
   float norm_eps;
   float init_std;        /* initializer_range */
   int64_t bos_token_id, eos_token_id;
-  /* encoder (BERT) families */
-  int64_t type_vocab_size;   /* segment embeddings (0: none) */
-  int64_t pad_token_id;
-  int64_t num_labels;        /* classes of the classify / token heads (HF num_labels, len(id2label); 2) */
-  int head;                  /* lm_bert_head: which task head the encoder carries (BERT family) */
+  int64_t pad_token_id;      /* padding id (-1: none); decoders' sequence heads pool at the last non-pad token */
+  /* the family's extras (its file in src/model/families/ says which it uses) */
+  int64_t type_vocab_size;   /* segment embeddings (0: none; BERT) */
   int share_layers;          /* 1: every layer uses layer 0's weights (ALBERT-style; gradients summed) */
+  /* the head on top of the hidden states (src/model/heads.h) */
+  int head;                  /* lm_head_kind; lm_config_default sets the family's own (LM for GPT-2) */
+  int64_t num_labels;        /* classes of the classify / token heads (HF num_labels, len(id2label); 2) */
 } lm_config;
 
-/* Task heads of the encoder family; each adds its own tensors (src/model/bert.h). */
+/* Heads: objects of their own on top of any family's hidden states (src/model/heads.h). Each
+ * saves under its family's Hugging Face class: GPT2ForSequenceClassification, BertForPreTraining... */
 typedef enum {
-  LM_HEAD_PRETRAIN = 0,  /* MLM (decoder tied to the word embeddings) + pooler + NSP: BertForPreTraining */
-  LM_HEAD_CLASSIFY,      /* pooler + linear on [CLS]: BertForSequenceClassification */
-  LM_HEAD_TOKENS,        /* linear on every token: BertForTokenClassification */
-  LM_HEAD_QA,            /* start/end span logits: BertForQuestionAnswering */
-} lm_bert_head;
+  LM_HEAD_PRETRAIN = 0,  /* MLM + pooler + NSP: BertForPreTraining */
+  LM_HEAD_CLASSIFY,      /* sequence classification: pooled first token (encoders) or last non-pad token (decoders) */
+  LM_HEAD_TOKENS,        /* a label per token: *ForTokenClassification */
+  LM_HEAD_QA,            /* start/end span logits: *ForQuestionAnswering */
+  LM_HEAD_LM,            /* next-token logits, tied or untied: GPT2LMHeadModel */
+  LM_HEAD_MLM,           /* masked-LM logits only: BertForMaskedLM */
+  LM_HEAD_SCALAR,        /* one number per sequence (reward, value): *ForSequenceClassification, num_labels 1 */
+  LM_HEAD_COUNT
+} lm_head_kind;
+
 
 void lm_config_default(lm_config *cfg, lm_arch arch);
 const char *lm_arch_name(lm_arch arch);
@@ -132,6 +139,7 @@ typedef struct {
   int progress;                         /* draw a progress bar on stderr */
   const char *objective;                /* "clm" (GPT, default), "mlm" or "mlm+nsp" (BERT) */
   float mlm_prob;                       /* share of tokens chosen for MLM (0.15) */
+  int64_t keep_checkpoints;             /* newest out_dir/checkpoint-N directories kept (3); 0 keeps all */
 } lm_train_opts;
 
 void lm_train_opts_default(lm_train_opts *o);
@@ -154,6 +162,10 @@ typedef struct {
   float top_p;          /* 1: off */
   uint64_t seed;
   int stop_at_eot;
+  /* Past the model's context, generation goes on with a sliding window: when the KV cache is full,
+   * the last half of the context is re-prefilled (a longer prompt keeps its last context tokens).
+   * Called once, when that first happens, with lm_generate's user pointer; NULL: not told. */
+  void (*on_window)(int64_t context, int64_t prompt_dropped, void *user);
 } lm_gen_opts;
 
 void lm_gen_opts_default(lm_gen_opts *o);
@@ -164,7 +176,7 @@ typedef struct {
   double prefill_sec, decode_sec;
 } lm_gen_stats;
 /* Generates from `prompt` (special tokens in it are honoured) with a KV cache.
- * prompt tokens + max_tokens must fit the model's context. stats may be NULL. */
+ * Longer than the model's context, it slides (see on_window). stats may be NULL. */
 lm_status lm_generate(lm_model *m, const lm_tokenizer *tok, const char *prompt, const lm_gen_opts *o,
                       lm_piece_callback cb, void *user, lm_gen_stats *stats);
 

@@ -15,6 +15,7 @@
 #include "base/base.h"
 #include "kernels/kernels.h"
 #include "model/model.h"
+#include "model/heads.h"
 #include "infer/infer.h"
 
 #define CHUNK 256   /* prompt tokens per forward pass: bounds the scratch memory */
@@ -37,8 +38,9 @@ static int64_t ffn(const lm_config *c) { return c->n_inner > 0 ? c->n_inner : 4 
 lm_status lm_session_init(lm_session **out, const lm_model *m, int64_t max_len) {
   const lm_config *c = &m->cfg;
   *out = NULL;
-  if (c->arch != LM_ARCH_GPT2)
-    return lm_error(LM_ERR_UNSUPPORTED, "generation needs a decoder (gpt2) model; this is a %s encoder", lm_arch_name(c->arch));
+  if (!c->causal || c->head != LM_HEAD_LM || !m->fam->embed_tokens)
+    return lm_error(LM_ERR_UNSUPPORTED, "generation needs a causal decoder with an LM head; this is a %s model with a %s head",
+                    lm_arch_name(c->arch), lm_head_name(c->head));
   if (max_len <= 0 || max_len > c->n_positions)
     return lm_error(LM_ERR_RANGE, "a sequence of %lld tokens does not fit the model's context of %lld",
                     (long long)max_len, (long long)c->n_positions);
@@ -120,8 +122,7 @@ static void feed_chunk(lm_session *s, const int32_t *ids, int64_t n) {
   const lm_config *c = &m->cfg;
   int64_t C = c->n_embd, F = ffn(c), p0 = s->pos;
   for (int64_t i = 0; i < n; i++) s->pos_ids[i] = (int32_t)(p0 + i);
-  embedding_forward(s->x, ids, m->w.wte, n, C, 0);
-  embedding_forward(s->x, s->pos_ids, m->w.wpe, n, C, 1);
+  m->fam->embed_tokens(m, ids, s->pos_ids, n, s->x);
   for (int64_t l = 0; l < c->n_layer; l++) {
     const lm_block_weights *w = &m->w.h[l];
     float *K = s->kcache + (size_t)l * s->max_len * C, *V = s->vcache + (size_t)l * s->max_len * C;
@@ -169,7 +170,7 @@ lm_status lm_session_feed(lm_session *s, const int32_t *ids, int64_t n, const fl
       /* the last token's hidden state -> final norm -> logits */
       const float *last = s->x + (k - 1) * c->n_embd;
       if (c->pre_ln) { norm(c, s->a, s, last, s->m->w.lnf_w, s->m->w.lnf_b, 1); last = s->a; }
-      const float *head = c->tie_embeddings ? s->m->w.wte : s->m->w.lm_head;
+      const float *head = lm_model_lm_head(s->m);
       linear(s->logits, last, head, NULL, 1, c->n_embd, c->vocab_size);
     }
   }

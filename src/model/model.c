@@ -1,25 +1,26 @@
-/* model.c — the general transformer of DESIGN.md §3 as used by the decoder
- * families: parameter table, GPT-2 initialisation, activation arena, and the
- * forward and backward passes (token + position embedding → L blocks →
- * optional final norm → tied or untied LM head → softmax cross-entropy).
+/* model.c — family → blocks → head (see model.h): the parameter table over
+ * one allocation, initialisation, the activation arena, and the forward and
+ * backward passes of any family with any head.
  *
- * The block is configured, not copied: causal or bidirectional attention with
- * a key padding mask, pre- or post-LN, LayerNorm or RMSNorm, GELU (tanh/erf)
- * or ReLU, biases on or off. Backward follows the forward in reverse and
- * accumulates into one flat gradient array. */
+ * The family file supplies the embeddings and its own tensors (family.h);
+ * the blocks are block.c's; the head is heads.c's. Nothing here asks which
+ * family or head it runs: differences are properties and hooks of those
+ * objects. Backward follows the forward in reverse and accumulates into one
+ * flat gradient array. */
 #include <math.h>
 #include <string.h>
 #include <stdlib.h>
 #include "base/base.h"
 #include "kernels/kernels.h"
 #include "model/model.h"
+#include "model/heads.h"
 #include "model/config.h"
 
 /* ------------------------------------------------------------------ table */
 
-typedef struct { lm_param_info *v; int n, cap; size_t total; } table;
+struct lm_param_table { lm_param_info *v; int n, cap; size_t total; };
 
-static int table_add(table *t, const char *name, int64_t d0, int64_t d1, int decay) {
+int lm_table_add(lm_param_table *t, const char *name, int64_t d0, int64_t d1, int decay) {
   if (t->n == t->cap) {
     int cap = t->cap ? t->cap * 2 : 64;
     lm_param_info *v = lm_xrealloc(t->v, cap * sizeof *v);
@@ -39,23 +40,14 @@ static int table_add(table *t, const char *name, int64_t d0, int64_t d1, int dec
   return 0;
 }
 
-/* lets a family file add its own tensors (src/model/bert.c) without seeing the table type */
-static int table_add_cb(void *t, const char *name, int64_t d0, int64_t d1, int decay) {
-  return table_add((table *)t, name, d0, d1, decay);
-}
-
-static int64_t ffn_width(const lm_config *c) { return c->n_inner > 0 ? c->n_inner : 4 * c->n_embd; }
-
-static int build_table(table *t, const lm_config *c) {
-  int64_t C = c->n_embd, F = ffn_width(c), V = c->vocab_size;
+/* the blocks: shared layers (ALBERT) have only layer 0's tensors, and every layer points at them */
+static int add_blocks(lm_param_table *t, const lm_config *c) {
+  int64_t C = c->n_embd, F = lm_ffn_width(c);
   char nm[LM_MAX_NAME];
   int rms = c->norm == LM_NORM_RMS, b = c->bias;
-#define ADD(n, d0, d1, dec) do { if (table_add(t, n, d0, d1, dec)) return -1; } while (0)
-  ADD("wte.weight", V, C, 0);
-  ADD("wpe.weight", c->n_positions, C, 0);
-  /* shared layers (ALBERT): only layer 0's tensors exist; every layer points at them */
   for (int64_t l = 0; l < (c->share_layers ? 1 : c->n_layer); l++) {
-#define LADD(suffix, d0, d1, dec) do { snprintf(nm, sizeof nm, "h.%lld." suffix, (long long)l); ADD(nm, d0, d1, dec); } while (0)
+#define LADD(suffix, d0, d1, dec) do { snprintf(nm, sizeof nm, "h.%lld." suffix, (long long)l); \
+                                       if (lm_table_add(t, nm, d0, d1, dec)) return -1; } while (0)
     LADD("ln_1.weight", C, 0, 0);
     if (!rms && b) LADD("ln_1.bias", C, 0, 0);
     LADD("attn.c_attn.weight", 3 * C, C, 1);
@@ -70,14 +62,17 @@ static int build_table(table *t, const lm_config *c) {
     if (b) LADD("mlp.c_proj.bias", C, 0, 0);
 #undef LADD
   }
-  if (c->pre_ln) {
-    ADD("ln_f.weight", C, 0, 0);
-    if (!rms && b) ADD("ln_f.bias", C, 0, 0);
+  if (c->pre_ln) {   /* the final norm of pre-LN stacks */
+    if (lm_table_add(t, "ln_f.weight", C, 0, 0)) return -1;
+    if (!rms && b && lm_table_add(t, "ln_f.bias", C, 0, 0)) return -1;
   }
-  if (!c->tie_embeddings && c->arch != LM_ARCH_BERT) ADD("lm_head.weight", V, C, 1);
-  if (c->arch == LM_ARCH_BERT && lm_bert_add_params(c, t, table_add_cb)) return -1;
-#undef ADD
   return 0;
+}
+
+static int build_table(lm_param_table *t, const lm_config *c, const lm_family *f) {
+  if (f->add_embeddings(c, t) || add_blocks(t, c)) return -1;
+  if (f->add_final && f->add_final(c, t)) return -1;
+  return lm_head_add_params(c, f, t);
 }
 
 const lm_param_info *lm_model_find_param(const lm_model *m, const char *name) {
@@ -86,10 +81,15 @@ const lm_param_info *lm_model_find_param(const lm_model *m, const char *name) {
   return NULL;
 }
 
+float *lm_model_tensor(const lm_model *m, const float *base, const char *name) {
+  const lm_param_info *p = lm_model_find_param(m, name);
+  return p && base ? (float *)base + p->offset : NULL;
+}
+
 /* Points a weights view at `base` (params or grads) using the table offsets. */
 static void layout(const lm_model *m, float *base, lm_weights *w) {
   char nm[LM_MAX_NAME];
-#define P(n) ({ const lm_param_info *pi_ = lm_model_find_param(m, n); pi_ ? base + pi_->offset : NULL; })
+#define P(n) lm_model_tensor(m, base, n)
   w->wte = P("wte.weight");
   w->wpe = P("wpe.weight");
   for (int64_t l = 0; l < m->cfg.n_layer; l++) {
@@ -105,7 +105,6 @@ static void layout(const lm_model *m, float *base, lm_weights *w) {
 #undef LP
   }
   w->lnf_w = P("ln_f.weight"); w->lnf_b = P("ln_f.bias");
-  w->lm_head = P("lm_head.weight");
 #undef P
 }
 
@@ -113,11 +112,13 @@ lm_status lm_model_alloc(lm_model **out, const lm_config *cfg) {
   *out = NULL;
   lm_status st = lm_config_validate(cfg);
   if (st) return st;
+  const lm_family *f = lm_family_of(cfg);
   lm_model *m = calloc(1, sizeof *m);
   if (!m) return lm_error(LM_ERR_NOMEM, "out of memory");
   m->cfg = *cfg;
-  table t = {0};
-  if (build_table(&t, cfg)) { free(t.v); free(m); return LM_ERR_NOMEM; }
+  m->fam = f;
+  lm_param_table t = {0};
+  if (build_table(&t, cfg, f)) { free(t.v); free(m); return lm_error(LM_ERR_NOMEM, "out of memory"); }
   m->info = t.v; m->n_info = t.n; m->n_params = t.total;
   m->params = lm_alloc(m->n_params * sizeof(float));
   m->w.h = calloc(cfg->n_layer, sizeof(lm_block_weights));
@@ -134,30 +135,23 @@ static int is_norm_weight(const char *nm) {
   return strstr(nm, "ln_") != NULL || (len >= 9 && !strcmp(nm + len - 9, "ln.weight"));
 }
 
+void lm_model_init_tensor(lm_model *m, const lm_param_info *p, lm_rng *r) {
+  float *x = m->params + p->offset;
+  const char *nm = p->name;
+  size_t len = strlen(nm);
+  if (len > 5 && !strcmp(nm + len - 5, ".bias")) { memset(x, 0, p->numel * sizeof(float)); return; }
+  if (is_norm_weight(nm)) { for (size_t j = 0; j < p->numel; j++) x[j] = 1.0f; return; }
+  float s = m->fam->init_std ? m->fam->init_std(&m->cfg, nm) : NAN;
+  if (isnan(s)) s = m->cfg.init_std;
+  for (size_t j = 0; j < p->numel; j++) x[j] = s * lm_rng_normal(r);
+}
+
 void lm_model_init_weights(lm_model *m, uint64_t seed) {
   lm_rng rng;
   lm_rng_seed(&rng, seed);
-  float std = m->cfg.init_std;
-  int bert = m->cfg.arch == LM_ARCH_BERT;
-  float proj_std = bert ? std : std / sqrtf(2.0f * (float)m->cfg.n_layer);
   memset(m->params, 0, m->n_params * sizeof(float));
-  for (int i = 0; i < m->n_info; i++) {
-    const lm_param_info *p = &m->info[i];
-    float *x = m->params + p->offset;
-    const char *nm = p->name;
-    size_t len = strlen(nm);
-    int is_bias = len > 5 && !strcmp(nm + len - 5, ".bias");
-    int is_norm = is_norm_weight(nm);
-    if (is_bias) continue;                       /* zero */
-    if (is_norm) { for (size_t j = 0; j < p->numel; j++) x[j] = 1.0f; continue; }
-    /* GPT-2: residual projections get std / sqrt(2 L) (they add into the residual stream L*2 times) */
-    float s = strstr(nm, "c_proj.weight") ? proj_std : std;
-    if (!strcmp(nm, "wpe.weight") && !bert) s = 0.01f;    /* as in GPT-2's original initialisation */
-    for (size_t j = 0; j < p->numel; j++) x[j] = s * lm_rng_normal(&rng);
-  }
-  /* BERT (HF _init_weights): N(0, std) everywhere, and the padding token's embedding row is zero */
-  int64_t pad = m->cfg.pad_token_id;
-  if (bert && pad >= 0 && pad < m->cfg.vocab_size) memset(m->w.wte + pad * m->cfg.n_embd, 0, m->cfg.n_embd * sizeof(float));
+  for (int i = 0; i < m->n_info; i++) lm_model_init_tensor(m, &m->info[i], &rng);
+  if (m->fam->init_done) m->fam->init_done(m);
 }
 
 static void free_acts(lm_model *m) {
@@ -166,12 +160,14 @@ static void free_acts(lm_model *m) {
   free(m->acts.pos);
   memset(&m->acts, 0, sizeof m->acts);
   m->have_acts = 0;
+  m->ok = 0;
 }
 
 void lm_model_free(lm_model *m) {
   if (!m) return;
   free_acts(m);
-  if (m->ext_free) m->ext_free(m->ext);
+  lm_head_free(m);
+  if (m->fam && m->fam->free_state) m->fam->free_state(m);
   lm_free(m->params); lm_free(m->grads);
   free(m->w.h); free(m->g.h); free(m->info);
   free(m);
@@ -194,23 +190,13 @@ lm_status lm_model_create(lm_model **out, const lm_config *cfg, uint64_t seed) {
 
 /* --------------------------------------------------------------- activations */
 
-lm_status lm_model_reserve(lm_model *m, int64_t B, int64_t T, int need_grads) {
+static lm_status reserve_blocks(lm_model *m, int64_t B, int64_t T, int need_grads) {
   const lm_config *c = &m->cfg;
-  if (T <= 0 || B <= 0) return lm_error(LM_ERR_ARG, "batch %lld x context %lld must be positive", (long long)B, (long long)T);
-  if (T > c->n_positions)
-    return lm_error(LM_ERR_RANGE, "context %lld is longer than the model's %lld positions", (long long)T, (long long)c->n_positions);
-  if (need_grads && !m->grads) {
-    m->grads = lm_alloc(m->n_params * sizeof(float));
-    if (!m->grads) return LM_ERR_NOMEM;
-    layout(m, m->grads, &m->g);
-  }
   if (m->have_acts && m->acts.B == B && m->acts.T == T && (!need_grads || m->acts.dres_a)) return LM_OK;
   free_acts(m);
-  int64_t N = B * T, C = c->n_embd, F = ffn_width(c), V = c->vocab_size, L = c->n_layer, NH = c->n_head;
-  /* logits (N,V) serve LM heads; BERT's fine-tuning heads keep their small logits in m->ext */
-  if (c->arch == LM_ARCH_BERT && c->head != LM_HEAD_PRETRAIN) V = 0;
+  int64_t N = B * T, C = c->n_embd, F = lm_ffn_width(c), L = c->n_layer, NH = c->n_head;
   size_t per_layer = (size_t)N * (4 * C + 4 + 3 * C + C + 2 * F) + (size_t)B * NH * T * T;
-  size_t total = (size_t)N * C + per_layer * L + (size_t)N * (C + 2) + (size_t)N * V + 2 * (size_t)N;
+  size_t total = (size_t)N * C + per_layer * L + (size_t)N * (C + 2);
   if (need_grads) total += (size_t)N * (4 * C + 3 * C + 2 * F) + (size_t)B * NH * T * T;
   /* each carve rounds to 16 floats; leave room */
   total += 64 * (size_t)(L * 16 + 32);
@@ -231,13 +217,12 @@ lm_status lm_model_reserve(lm_model *m, int64_t B, int64_t T, int need_grads) {
     la->fch = CARVE(N * F); la->fch_act = CARVE(N * F);
   }
   a->lnf = CARVE(N * C); a->lnf_mean = CARVE(N); a->lnf_rstd = CARVE(N);
-  a->logits = CARVE(N * V);
-  a->losses = CARVE(N); a->dlosses = CARVE(N);
   if (need_grads) {
-    a->dres_a = CARVE(N * C); a->dres_b = CARVE(N * C); a->dtmp = CARVE(N * C); a->datty = CARVE(N * C);
-    a->dqkv = CARVE(N * 3 * C);
-    a->dfch = CARVE(N * F); a->dfch_act = CARVE(N * F);
-    a->datt = CARVE(B * NH * T * T);
+    lm_block_scratch *s = &a->scratch;
+    a->dres_a = CARVE(N * C); a->dres_b = CARVE(N * C); s->dtmp = CARVE(N * C); s->datty = CARVE(N * C);
+    s->dqkv = CARVE(N * 3 * C);
+    s->dfch = CARVE(N * F); s->dfch_act = CARVE(N * F);
+    s->datt = CARVE(B * NH * T * T);
   }
 #undef CARVE
   if ((size_t)(p - a->arena) > total) { free_acts(m); return lm_error(LM_ERR_NOMEM, "internal: activation arena too small"); }
@@ -247,182 +232,104 @@ lm_status lm_model_reserve(lm_model *m, int64_t B, int64_t T, int need_grads) {
   return LM_OK;
 }
 
+lm_status lm_model_reserve(lm_model *m, int64_t B, int64_t T, int need_grads) {
+  const lm_config *c = &m->cfg;
+  if (T <= 0 || B <= 0) return lm_error(LM_ERR_ARG, "batch %lld x context %lld must be positive", (long long)B, (long long)T);
+  if (T > c->n_positions)
+    return lm_error(LM_ERR_RANGE, "context %lld is longer than the model's %lld positions", (long long)T, (long long)c->n_positions);
+  if (need_grads && !m->grads) {
+    m->grads = lm_alloc(m->n_params * sizeof(float));
+    if (!m->grads) return LM_ERR_NOMEM;
+    layout(m, m->grads, &m->g);
+  }
+  lm_status st = reserve_blocks(m, B, T, need_grads);
+  if (!st && m->fam->reserve) st = m->fam->reserve(m, B, T, need_grads);
+  if (!st) st = lm_head_reserve(m, B, T, need_grads);
+  m->ok = 0;
+  return st;
+}
+
 void lm_model_zero_grad(lm_model *m) {
   if (m->grads) memset(m->grads, 0, m->n_params * sizeof(float));
 }
 
 /* ------------------------------------------------------------------ forward */
 
-static void norm_forward(const lm_config *c, float *out, float *mean, float *rstd, const float *inp,
-                         const float *w, const float *b, int64_t N) {
-  if (c->norm == LM_NORM_RMS) rmsnorm_forward(out, rstd, inp, w, N, c->n_embd, c->norm_eps);
-  else layernorm_forward(out, mean, rstd, inp, w, b, N, c->n_embd, c->norm_eps);
-}
-
-static void norm_backward(const lm_config *c, float *dinp, float *dw, float *db, const float *dout,
-                          const float *inp, const float *w, const float *mean, const float *rstd, int64_t N) {
-  if (c->norm == LM_NORM_RMS) rmsnorm_backward(dinp, dw, dout, inp, w, rstd, N, c->n_embd);
-  else layernorm_backward(dinp, dw, db, dout, inp, w, mean, rstd, N, c->n_embd);
-}
-
-/* attention sub-layer: out(N,C) = proj(attn(qkv(inp))) */
-static void attn_forward(const lm_config *c, const lm_block_weights *w, lm_layer_acts *la, float *out,
-                         const float *inp, const uint8_t *key_mask, int64_t B, int64_t T) {
-  int64_t N = B * T, C = c->n_embd;
-  matmul_forward(la->qkv, inp, w->qkv_w, w->qkv_b, N, C, 3 * C);
-  attention_forward(la->atty, la->att, la->qkv, key_mask, B, T, C, c->n_head, c->causal);
-  matmul_forward(out, la->atty, w->attn_proj_w, w->attn_proj_b, N, C, C);
-}
-
-static void mlp_forward(const lm_config *c, const lm_block_weights *w, lm_layer_acts *la, float *out,
-                        const float *inp, int64_t N) {
-  int64_t C = c->n_embd, F = ffn_width(c);
-  matmul_forward(la->fch, inp, w->fc_w, w->fc_b, N, C, F);
-  act_forward(la->fch_act, la->fch, N * F, c->act);
-  matmul_forward(out, la->fch_act, w->fc_proj_w, w->fc_proj_b, N, F, C);
-}
-
-/* One block: x (N,C) -> la->res2 (N,C). `tmp` (N,C) is scratch for a sub-layer output. */
-void lm_block_forward(const lm_config *c, const lm_block_weights *w, lm_layer_acts *la, const float *x,
-                          float *tmp, const uint8_t *key_mask, int64_t B, int64_t T) {
-  int64_t N = B * T, C = c->n_embd;
-  if (c->pre_ln) {
-    norm_forward(c, la->a1, la->mean1, la->rstd1, x, w->ln1_w, w->ln1_b, N);
-    attn_forward(c, w, la, tmp, la->a1, key_mask, B, T);
-    residual_forward(la->res1, x, tmp, N * C);
-    norm_forward(c, la->a2, la->mean2, la->rstd2, la->res1, w->ln2_w, w->ln2_b, N);
-    mlp_forward(c, w, la, tmp, la->a2, N);
-    residual_forward(la->res2, la->res1, tmp, N * C);
-  } else {
-    attn_forward(c, w, la, tmp, x, key_mask, B, T);
-    residual_forward(la->a1, x, tmp, N * C);
-    norm_forward(c, la->res1, la->mean1, la->rstd1, la->a1, w->ln1_w, w->ln1_b, N);
-    mlp_forward(c, w, la, tmp, la->res1, N);
-    residual_forward(la->a2, la->res1, tmp, N * C);
-    norm_forward(c, la->res2, la->mean2, la->rstd2, la->a2, w->ln2_w, w->ln2_b, N);
-  }
-}
-
-/* The hidden states (N,C) that feed the LM head, after the last block (and final norm). */
-static const float *final_hidden(const lm_model *m) {
-  const lm_acts *a = &m->acts;
-  if (m->cfg.pre_ln) return a->lnf;
-  return m->cfg.n_layer ? a->layer[m->cfg.n_layer - 1].res2 : a->emb;
-}
-
-float lm_model_forward(lm_model *m, const int32_t *ids, const int32_t *targets, const uint8_t *key_mask,
-                       int64_t B, int64_t T) {
+lm_status lm_batch_check(const lm_model *m, const lm_batch *b) {
+  if (!m || !b || !b->ids) return lm_error(LM_ERR_ARG, "batch: NULL model, batch or ids");
   const lm_config *c = &m->cfg;
-  if (c->arch == LM_ARCH_BERT) {   /* encoders have their own pass (src/model/bert.h) */
-    lm_error(LM_ERR_UNSUPPORTED, "lm_model_forward: a bert model runs through lm_bert_forward");
-    return NAN;
-  }
+  int64_t B = b->B, T = b->T, N = B * T;
+  if (B <= 0 || T <= 0) return lm_error(LM_ERR_ARG, "batch: B = %lld, T = %lld must be positive", (long long)B, (long long)T);
+  if (T > c->n_positions)
+    return lm_error(LM_ERR_RANGE, "batch: T = %lld tokens is longer than %s = %lld", (long long)T, m->fam->keys.pos,
+                    (long long)c->n_positions);
+  if (!m->have_acts || !m->head_state || B > m->acts.B || T > m->acts.T)
+    return lm_error(LM_ERR_ARG, "batch: %lld x %lld exceeds the reserved %lld x %lld (call lm_model_reserve)",
+                    (long long)B, (long long)T, (long long)m->acts.B, (long long)m->acts.T);
+  for (int64_t i = 0; i < N; i++)
+    if (b->ids[i] < 0 || b->ids[i] >= c->vocab_size)
+      return lm_error(LM_ERR_RANGE, "batch: ids[%lld] = %d is out of range (vocabulary 0..%lld)", (long long)i,
+                      (int)b->ids[i], (long long)c->vocab_size - 1);
+  lm_status st = m->fam->check ? m->fam->check(m, b) : LM_OK;
+  return st ? st : lm_head_check(m, b);
+}
+
+float lm_forward(lm_model *m, const lm_batch *b, float *aux_a, float *aux_b) {
+  if (aux_a) *aux_a = NAN;
+  if (aux_b) *aux_b = NAN;
+  m->ok = 0;
+  if (lm_batch_check(m, b)) return NAN;
+  const lm_config *c = &m->cfg;
   lm_acts *a = &m->acts;
-  int64_t N = B * T, C = c->n_embd, V = c->vocab_size, L = c->n_layer;
-  /* the caller reserved (B,T); a smaller T reuses the arena's leading rows */
-  embedding_forward(a->emb, ids, m->w.wte, N, C, 0);
-  for (int64_t b = 0; b < B; b++) embedding_forward(a->emb + b * T * C, a->pos, m->w.wpe, T, C, 1);
+  int64_t B = b->B, T = b->T, N = B * T, L = c->n_layer;
+  m->fam->embed_forward(m, b, a->emb);                                                    // (N,C)
   const float *x = a->emb;
-  float *tmp = a->dtmp ? a->dtmp : a->lnf; /* lnf is free until the final norm */
+  float *tmp = a->scratch.dtmp ? a->scratch.dtmp : a->lnf;   /* lnf is free until the final norm */
   for (int64_t l = 0; l < L; l++) {
-    lm_block_forward(c, &m->w.h[l], &a->layer[l], x, tmp, key_mask, B, T);
+    lm_block_forward(c, &m->w.h[l], &a->layer[l], x, tmp, b->mask, B, T);
     x = a->layer[l].res2;
   }
-  if (c->pre_ln) norm_forward(c, a->lnf, a->lnf_mean, a->lnf_rstd, x, m->w.lnf_w, m->w.lnf_b, N);
-  const float *head = c->tie_embeddings ? m->w.wte : m->w.lm_head;
-  matmul_forward(a->logits, final_hidden(m), head, NULL, N, C, V);
-  if (!targets) return NAN;
-  crossentropy_forward(a->losses, a->logits, targets, N, V);
-  double sum = 0; int64_t count = 0;
-  for (int64_t i = 0; i < N; i++)
-    if (targets[i] >= 0) { sum += a->losses[i]; count++; }
-  for (int64_t i = 0; i < N; i++) a->dlosses[i] = (targets[i] >= 0 && count) ? 1.0f / (float)count : 0.0f;
-  return count ? (float)(sum / count) : NAN;
+  if (c->pre_ln) lm_norm_forward(c, a->lnf, a->lnf_mean, a->lnf_rstd, x, m->w.lnf_w, m->w.lnf_b, N);
+  m->hidden = c->pre_ln ? a->lnf : x;                                                     // (N,C)
+  m->ok = 1;   /* the head clears it when it refuses the batch */
+  return lm_head_forward(m, b, m->hidden, aux_a, aux_b);
 }
 
 /* ----------------------------------------------------------------- backward */
 
-static void attn_backward(const lm_config *c, const lm_block_weights *w, lm_block_weights *g,
-                          const lm_layer_acts *la, lm_acts *a, float *dinp, const float *dout,
-                          const float *inp, int64_t B, int64_t T) {
-  int64_t N = B * T, C = c->n_embd;
-  memset(a->datty, 0, N * C * sizeof(float));
-  matmul_backward(a->datty, g->attn_proj_w, g->attn_proj_b, dout, la->atty, w->attn_proj_w, N, C, C);
-  memset(a->dqkv, 0, N * 3 * C * sizeof(float));
-  attention_backward(a->dqkv, a->datt, a->datty, la->qkv, la->att, B, T, C, c->n_head);
-  matmul_backward(dinp, g->qkv_w, g->qkv_b, a->dqkv, inp, w->qkv_w, N, C, 3 * C);
-}
-
-static void mlp_backward(const lm_config *c, const lm_block_weights *w, lm_block_weights *g,
-                         const lm_layer_acts *la, lm_acts *a, float *dinp, const float *dout,
-                         const float *inp, int64_t N) {
-  int64_t C = c->n_embd, F = ffn_width(c);
-  memset(a->dfch_act, 0, N * F * sizeof(float));
-  matmul_backward(a->dfch_act, g->fc_proj_w, g->fc_proj_b, dout, la->fch_act, w->fc_proj_w, N, F, C);
-  memset(a->dfch, 0, N * F * sizeof(float));
-  act_backward(a->dfch, la->fch, a->dfch_act, N * F, c->act);
-  matmul_backward(dinp, g->fc_w, g->fc_b, a->dfch, inp, w->fc_w, N, C, F);
-}
-
-/* P (N,C) holds d(layer output) on entry and d(layer input) on return; Q (N,C) is scratch.
- * Buffers accumulate, so each is zeroed or copied into before use. */
-void lm_block_backward(const lm_config *c, const lm_block_weights *w, lm_block_weights *g,
-                           const lm_layer_acts *la, lm_acts *a, const float *x, float *P, float *Q,
-                           int64_t B, int64_t T) {
-  int64_t N = B * T;
+void lm_backward(lm_model *m, const lm_batch *b) {
+  lm_acts *a = &m->acts;
+  if (!m->ok || !m->grads || !a->dres_a || !m->head_state) return;
+  const lm_config *c = &m->cfg;
+  int64_t B = b->B, T = b->T, N = B * T, L = c->n_layer;
   size_t bytes = N * c->n_embd * sizeof(float);
-  float *D = a->dtmp;
+  float *P = a->dres_a, *Q = a->dres_b;
+  /* head -> d hidden (in Q when a final norm follows, else straight into P) */
+  float *dh = c->pre_ln ? Q : P;
+  memset(dh, 0, bytes);
+  lm_head_backward(m, b, m->hidden, dh);
   if (c->pre_ln) {
-    /* res2 = res1 + mlp(a2), a2 = LN2(res1) */
-    memcpy(Q, P, bytes);                                    /* d res1: residual path */
-    memset(D, 0, bytes);
-    mlp_backward(c, w, g, la, a, D, P, la->a2, N);          /* d a2 */
-    norm_backward(c, Q, g->ln2_w, g->ln2_b, D, la->res1, w->ln2_w, la->mean2, la->rstd2, N);
-    /* res1 = x + attn(a1), a1 = LN1(x) */
-    memcpy(P, Q, bytes);                                    /* d x: residual path */
-    memset(D, 0, bytes);
-    attn_backward(c, w, g, la, a, D, Q, la->a1, B, T);      /* d a1 */
-    norm_backward(c, P, g->ln1_w, g->ln1_b, D, x, w->ln1_w, la->mean1, la->rstd1, N);
-  } else {
-    /* res2 = LN2(a2), a2 = res1 + mlp(res1) */
-    memset(Q, 0, bytes);
-    norm_backward(c, Q, g->ln2_w, g->ln2_b, P, la->a2, w->ln2_w, la->mean2, la->rstd2, N); /* d a2 */
-    memcpy(P, Q, bytes);                                    /* d res1: residual path */
-    mlp_backward(c, w, g, la, a, P, Q, la->res1, N);
-    /* res1 = LN1(a1), a1 = x + attn(x) */
-    memset(Q, 0, bytes);
-    norm_backward(c, Q, g->ln1_w, g->ln1_b, P, la->a1, w->ln1_w, la->mean1, la->rstd1, N); /* d a1 */
-    memcpy(P, Q, bytes);                                    /* d x: residual path */
-    attn_backward(c, w, g, la, a, P, Q, x, B, T);
+    const float *x = L ? a->layer[L - 1].res2 : a->emb;
+    memset(P, 0, bytes);
+    lm_norm_backward(c, P, m->g.lnf_w, m->g.lnf_b, Q, x, m->w.lnf_w, a->lnf_mean, a->lnf_rstd, N);
   }
+  for (int64_t l = L - 1; l >= 0; l--) {
+    const float *x = l ? a->layer[l - 1].res2 : a->emb;
+    lm_block_backward(c, &m->w.h[l], &m->g.h[l], &a->layer[l], &a->scratch, x, P, Q, B, T);
+  }
+  m->fam->embed_backward(m, b, P);                                                         // P = d emb
+}
+
+/* ------------------------------------------------------------------ the LM-head shorthand */
+
+float lm_model_forward(lm_model *m, const int32_t *ids, const int32_t *targets, const uint8_t *key_mask,
+                       int64_t B, int64_t T) {
+  lm_batch b = {.ids = ids, .targets = targets, .mask = key_mask, .B = B, .T = T};
+  return lm_forward(m, &b, NULL, NULL);
 }
 
 void lm_model_backward(lm_model *m, const int32_t *ids, const int32_t *targets, const uint8_t *key_mask,
                        int64_t B, int64_t T) {
-  (void)key_mask; /* the mask acts through the saved attention probabilities */
-  const lm_config *c = &m->cfg;
-  if (c->arch == LM_ARCH_BERT) return;   /* see lm_model_forward */
-  lm_acts *a = &m->acts;
-  int64_t N = B * T, C = c->n_embd, V = c->vocab_size, L = c->n_layer;
-  size_t bytes = N * C * sizeof(float);
-  /* loss -> logits (in place) -> hidden */
-  crossentropy_backward(a->logits, a->logits, targets, a->dlosses, N, V);
-  const float *head = c->tie_embeddings ? m->w.wte : m->w.lm_head;
-  float *dhead = c->tie_embeddings ? m->g.wte : m->g.lm_head;
-  float *P = a->dres_a, *Q = a->dres_b;
-  memset(P, 0, bytes);
-  if (c->pre_ln) {
-    memset(Q, 0, bytes);
-    matmul_backward(Q, dhead, NULL, a->logits, a->lnf, head, N, C, V);
-    const float *x = L ? a->layer[L - 1].res2 : a->emb;
-    norm_backward(c, P, m->g.lnf_w, m->g.lnf_b, Q, x, m->w.lnf_w, a->lnf_mean, a->lnf_rstd, N);
-  } else {
-    matmul_backward(P, dhead, NULL, a->logits, final_hidden(m), head, N, C, V);
-  }
-  for (int64_t l = L - 1; l >= 0; l--) {
-    const float *x = l ? a->layer[l - 1].res2 : a->emb;
-    lm_block_backward(c, &m->w.h[l], &m->g.h[l], &a->layer[l], a, x, P, Q, B, T);
-  }
-  embedding_backward(m->g.wte, P, ids, N, C);
-  for (int64_t b = 0; b < B; b++) embedding_backward(m->g.wpe, P + b * T * C, a->pos, T, C);
+  lm_batch b = {.ids = ids, .targets = targets, .mask = key_mask, .B = B, .T = T};
+  lm_backward(m, &b);
 }

@@ -1,17 +1,30 @@
-/* model.h — the transformer model inside lmkit: a parameter table over one
- * contiguous allocation, the general block of DESIGN.md §3, and the decoder
- * forward/backward used for training and evaluation.
+/* model.h — the transformer inside lmkit: family → blocks → head.
+ *
+ *   ids ──family embeddings──► emb (N,C) ──L general blocks──► [final norm] ──► hidden (N,C) ──head──► loss
+ *
+ * The family (family.h, families/) supplies the embeddings, its tensors and
+ * its Hugging Face names; the blocks are the one general block (block.h); the
+ * head (heads.h) turns hidden states into logits and a loss. model.c wires
+ * them together and never asks which family or head it runs.
  *
  * Memory: params, grads (and the optimiser's moments, in src/train) are each
- * one allocation of n_params floats, indexed by the table below. Activations
- * live in one arena sized from (config, B, T) by lm_model_reserve(); nothing
- * is allocated inside a training step. */
+ * one allocation of n_params floats, indexed by the parameter table below.
+ * Activations live in arenas sized from (config, B, T) by lm_model_reserve();
+ * nothing is allocated inside a training step.
+ *
+ * Training step: lm_model_reserve once for the largest (B, T), then per step
+ * lm_model_zero_grad, lm_forward, lm_backward (accumulates into m->grads).
+ * lm_forward validates the batch (lm_batch_check) and returns NAN, with
+ * lm_last_error() set, for a bad one; lm_backward after such a forward does
+ * nothing. */
 #ifndef LM_MODEL_H
 #define LM_MODEL_H
 
 #include <stddef.h>
 #include <stdint.h>
 #include "lmkit.h"
+#include "model/block.h"
+#include "model/family.h"
 
 #define LM_MAX_NAME 96
 
@@ -23,35 +36,39 @@ typedef struct {
   int decay;                /* AdamW weight decay applies (linear weights only) */
 } lm_param_info;
 
-/* Pointers into a flat parameter (or gradient) array; NULL where the config has no such tensor. */
-typedef struct {
-  float *ln1_w, *ln1_b;          /* (C) */
-  float *qkv_w, *qkv_b;          /* (3C, C), (3C) */
-  float *attn_proj_w, *attn_proj_b; /* (C, C), (C) */
-  float *ln2_w, *ln2_b;          /* (C) */
-  float *fc_w, *fc_b;            /* (F, C), (F) */
-  float *fc_proj_w, *fc_proj_b;  /* (C, F), (C) */
-} lm_block_weights;
+/* One batch, for every family and head; fields a head does not use stay NULL. */
+struct lm_batch {
+  const int32_t *ids;       /* (B,T) */
+  const int32_t *segments;  /* (B,T) token type ids, or NULL (all 0; families with segments) */
+  const uint8_t *mask;      /* (B,T) 1 = real token, 0 = padding; NULL = all real */
+  const int32_t *targets;   /* LM head: (B,T) next-token ids, -1 = no loss; NULL = no loss */
+  const int32_t *mlm_labels;/* (B,T) target id or -1; NULL = no MLM loss (pretrain, mlm heads) */
+  const int32_t *nsp_labels;/* (B) 0 = is next, 1 = random, -1 = none; NULL = no NSP loss (pretrain head) */
+  const int32_t *labels;    /* classify: (B); tokens: (B,T) with -1 ignored; qa: (B,2) start,end (-1: none); or NULL */
+  const float *values;      /* scalar head: (B) regression targets, loss = mean squared error; or NULL */
+  /* The caller's own loss (reward, DPO, PPO...): d loss / d head output, shaped as lm_head_output
+   * (scalar (B), classify (B,L), LM (N,V), ...). When set, lm_backward starts from it instead of
+   * the head's loss. */
+  const float *dout;
+  int64_t B, T;
+  /* Knowledge distillation (DistilBERT; pretrain and mlm heads). With mlm_soft_targets non-NULL
+   * the MLM part of the loss becomes
+   *   distill_alpha_ce * tau^2 * mean over the M rows of KL(p || softmax(z / tau))
+   *   + distill_alpha_mlm * (MLM cross-entropy mean over the labels)          [+ NSP mean]
+   * where z (M,V) are the MLM logits, tau = distill_temperature (> 0) and p = mlm_soft_targets
+   * (M,V): the teacher's softmax(z_teacher / tau) at the rows of lm_model_mlm_rows (the positions
+   * with an MLM label, in order; all B*T without labels). The tau^2 keeps the gradient of the
+   * soft term at the scale of the hard one as tau grows (Hinton et al. 2015). */
+  const float *mlm_soft_targets;
+  float distill_alpha_ce, distill_alpha_mlm, distill_temperature;
+};
 
 typedef struct {
-  float *wte;                    /* (V, C) token embedding (tied LM head) */
-  float *wpe;                    /* (maxT, C) learned positions */
+  float *wte;                    /* (V, C) token embedding (every family) */
+  float *wpe;                    /* (maxT, C) learned positions, or NULL */
   lm_block_weights *h;           /* (L) */
   float *lnf_w, *lnf_b;          /* (C) final norm (pre-LN models) */
-  float *lm_head;                /* (V, C) when not tied, else NULL */
 } lm_weights;
-
-/* Per-layer saved activations for backward. Pre-LN:  a1 = LN1(x), res1 = x + attn(a1),
- * a2 = LN2(res1), res2 = res1 + mlp(a2).  Post-LN:  a1 = x + attn(x), res1 = LN1(a1),
- * a2 = res1 + mlp(res1), res2 = LN2(a2).  res2 is the layer output. */
-typedef struct {
-  float *a1, *res1, *a2, *res2;  /* (N,C) each */
-  float *mean1, *rstd1, *mean2, *rstd2; /* (N) */
-  float *qkv;                    /* (N,3C) */
-  float *att;                    /* (B,NH,T,T) */
-  float *atty;                   /* (N,C) */
-  float *fch, *fch_act;          /* (N,F) */
-} lm_layer_acts;
 
 typedef struct {
   int64_t B, T;                  /* sizes the arena was built for */
@@ -59,18 +76,14 @@ typedef struct {
   float *emb;                    /* (N,C) embedding output = layer 0 input */
   lm_layer_acts *layer;          /* (L) */
   float *lnf, *lnf_mean, *lnf_rstd; /* (N,C), (N), (N) */
-  float *logits;                 /* (N,V); holds dlogits after backward */
-  float *losses, *dlosses;       /* (N) */
-  /* backward workspace, shared by layers */
-  float *dres_a, *dres_b, *dtmp, *datty; /* (N,C) */
-  float *dqkv;                   /* (N,3C) */
-  float *dfch, *dfch_act;        /* (N,F) */
-  float *datt;                   /* (B,NH,T,T) */
-  int32_t *pos;                  /* (N) position ids */
+  float *dres_a, *dres_b;        /* (N,C) backward: d(residual stream) and scratch */
+  lm_block_scratch scratch;      /* backward workspace shared by the blocks */
+  int32_t *pos;                  /* (N) position ids t of row b*T + t */
 } lm_acts;
 
 struct lm_model {
   lm_config cfg;
+  const lm_family *fam;
   lm_param_info *info; int n_info;
   size_t n_params;
   float *params;                 /* (n_params) */
@@ -78,48 +91,45 @@ struct lm_model {
   lm_weights w, g;               /* views into params and grads */
   lm_acts acts;
   int have_acts;
-  void *ext;                     /* family-specific state (heads' activations...), freed by ext_free */
-  void (*ext_free)(void *ext);
+  void *fam_state;               /* the family's activations (family.h reserve/free_state) */
+  void *head_state;              /* the head's activations (heads.c) */
+  const float *hidden;           /* (B,T,C) the head's input in the last forward */
+  int ok;                        /* the last forward succeeded: backward may run */
 };
-
-/* The general block (DESIGN.md §3), for family files that assemble their own model.
- * Forward: x (N,C) -> la->res2 (N,C); tmp (N,C) is scratch.
- * Backward: P (N,C) holds d(output) on entry and d(input) on return; Q (N,C) is scratch;
- * the acts' shared backward buffers (dtmp, datty, dqkv, dfch, dfch_act, datt) are used. */
-void lm_block_forward(const lm_config *c, const lm_block_weights *w, lm_layer_acts *la, const float *x,
-                      float *tmp, const uint8_t *key_mask, int64_t B, int64_t T);
-void lm_block_backward(const lm_config *c, const lm_block_weights *w, lm_block_weights *g,
-                       const lm_layer_acts *la, lm_acts *a, const float *x, float *P, float *Q,
-                       int64_t B, int64_t T);
-
-/* Table hook: adds the BERT-only tensors (segment embeddings, embedding norm, and the tensors of
- * cfg->head: pooler + MLM + NSP, pooler + classifier, token classifier or QA span outputs) through
- * `add`; implemented in src/model/bert.c. Returns non-zero on failure. With cfg->share_layers the
- * table holds layer 0 only and every lm_block_weights view points at it (gradients sum). */
-typedef int (*lm_table_add_fn)(void *table, const char *name, int64_t d0, int64_t d1, int decay);
-int lm_bert_add_params(const lm_config *c, void *table, lm_table_add_fn add);
 
 /* Builds the parameter table for cfg and allocates params (zeroed). */
 lm_status lm_model_alloc(lm_model **out, const lm_config *cfg);
-/* Family-aware initialisation: norms 1, biases 0, every other tensor N(0, init_std); GPT-2 scales
- * its residual projections by 1/sqrt(2 L) and draws positions with std 0.01; BERT does neither and
- * zeroes the padding token's embedding row (HF BertPreTrainedModel._init_weights). */
+/* Initialisation: norms 1, biases 0, every other tensor N(0, std) with std from the family
+ * (GPT-2: residual projections / sqrt(2 L), positions 0.01), then the family's own touches. */
 void lm_model_init_weights(lm_model *m, uint64_t seed);
+/* One tensor as lm_model_init_weights would draw it (a head the loaded file lacks). */
+void lm_model_init_tensor(lm_model *m, const lm_param_info *p, lm_rng *r);
 const lm_param_info *lm_model_find_param(const lm_model *m, const char *name);
-/* Sizes the activation arena for batches of B sequences of T tokens (T <= n_positions). */
+float *lm_model_tensor(const lm_model *m, const float *base, const char *name);   /* base + offset, or NULL */
+/* Sizes the activations for batches of up to B sequences of up to T tokens (T <= n_positions). */
 lm_status lm_model_reserve(lm_model *m, int64_t B, int64_t T, int need_grads);
-
-/* Forward over ids (B,T). key_mask (B,T) or NULL. If targets (B,T) is non-NULL, computes the
- * per-token losses and returns the mean over targets >= 0 (NaN if there are none). */
-float lm_model_forward(lm_model *m, const int32_t *ids, const int32_t *targets, const uint8_t *key_mask,
-                       int64_t B, int64_t T);
-/* Backward of the mean loss of the last forward; ACCUMULATES into m->grads. */
-void lm_model_backward(lm_model *m, const int32_t *ids, const int32_t *targets, const uint8_t *key_mask,
-                       int64_t B, int64_t T);
 void lm_model_zero_grad(lm_model *m);
 
-/* GPT-2 family (src/model/gpt.c): Hugging Face names and layouts. */
-lm_status lm_gpt2_load(lm_model **out, const char *dir);
-lm_status lm_gpt2_save(const lm_model *m, const char *dir);
+/* Every id, segment and label in range and the batch fits the reserved sizes; errors name the field. */
+lm_status lm_batch_check(const lm_model *m, const lm_batch *b);
+/* Forward; returns the head's loss (NAN when the batch has no labels, or is bad). For the
+ * pretrain head *aux_a / *aux_b (either may be NULL) receive the MLM and NSP means (NAN when
+ * absent); other heads set them to NAN. Keeps activations for backward. */
+float lm_forward(lm_model *m, const lm_batch *b, float *aux_a, float *aux_b);
+/* Backward of the loss of the last forward (same batch), or of b->dout; ACCUMULATES into m->grads. */
+void lm_backward(lm_model *m, const lm_batch *b);
+
+/* The LM-head shorthand: ids (B,T), targets (B,T) or NULL, key_mask (B,T) or NULL.
+ * Returns the mean loss over targets >= 0 (NaN if there are none). */
+float lm_model_forward(lm_model *m, const int32_t *ids, const int32_t *targets, const uint8_t *key_mask,
+                       int64_t B, int64_t T);
+void lm_model_backward(lm_model *m, const int32_t *ids, const int32_t *targets, const uint8_t *key_mask,
+                       int64_t B, int64_t T);
+
+/* Loads the directory with another head (a pre-trained model for fine-tuning): the base
+ * model's tensors are loaded; the head's only when the directory has that very head (and,
+ * num_labels > 0, as many labels), else initialised with `seed`. num_labels <= 0 keeps the
+ * config's. lm_model_load (lmkit.h) loads the head config.json names. */
+lm_status lm_model_load_head(lm_model **out, const char *dir, int head, int64_t num_labels, uint64_t seed);
 
 #endif

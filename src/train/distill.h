@@ -8,7 +8,7 @@
  * BERT pre-training examples exactly as `lmkit train --objective mlm` does,
  * runs the teacher (no gradients) on each masked batch, and trains the student
  * on alpha_ce * tau^2 * KL(teacher_tau || student_tau) + alpha_mlm * MLM
- * cross-entropy at the masked positions (lm_bert_batch.mlm_soft_targets),
+ * cross-entropy at the masked positions (lm_batch.mlm_soft_targets),
  * with the shared trainer (lm_train_run: schedule, clipping, AdamW,
  * evaluation, metrics.jsonl, checkpoints, exact resume). */
 #ifndef LM_TRAIN_DISTILL_H
@@ -17,7 +17,7 @@
 #include <stdint.h>
 #include "lmkit.h"
 #include "base/base.h"
-#include "model/bert.h"
+#include "model/heads.h"
 #include "train/objectives/objectives.h"
 #include "train/train.h"
 
@@ -40,7 +40,7 @@ lm_status lm_bert_examples_init(lm_bert_examples *e, const lm_tokenizer *tok, in
                                 const lm_stream *val, int64_t B, int64_t T, int nsp, float mlm_prob);
 /* Draws the next batch from the train (or val) stream into e's buffers; *b points at them, with NSP
  * labels when e->nsp. */
-void lm_bert_examples_next(lm_bert_examples *e, int from_val, lm_rng *rng, lm_bert_batch *b);
+void lm_bert_examples_next(lm_bert_examples *e, int from_val, lm_rng *rng, lm_batch *b);
 void lm_bert_examples_free(lm_bert_examples *e);
 
 /* ---- the student */
@@ -54,11 +54,11 @@ lm_status lm_distill_student(lm_model **out, const lm_model *teacher, int64_t n_
 
 /* Teacher forward on b (without its NSP labels and soft targets), then
  *   out (M,V) = softmax(z_teacher / tau)
- * at the M rows of lm_bert_mlm_rows (the positions with an MLM label; all B*T without labels):
- * the mlm_soft_targets of the student's batch. The teacher must be reserved (lm_bert_reserve) for
+ * at the M rows of lm_model_mlm_rows (the positions with an MLM label; all B*T without labels):
+ * the mlm_soft_targets of the student's batch. The teacher must be reserved (lm_model_reserve) for
  * b; out holds at least B*T*V floats. teacher_mlm (or NULL) receives its MLM loss. Returns M, or
  * -1 (lm_last_error set) when the teacher cannot run the batch. */
-int64_t lm_distill_soft_targets(lm_model *teacher, const lm_bert_batch *b, float tau, float *out, float *teacher_mlm);
+int64_t lm_distill_soft_targets(lm_model *teacher, const lm_batch *b, float tau, float *out, float *teacher_mlm);
 
 /* ---- the objective: examples as lm_objective_bert (nsp: keep the student's NSP loss, weight 1),
  * teacher forward at the masked rows, probabilities at temperature tau, student forward/backward

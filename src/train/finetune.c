@@ -1,10 +1,11 @@
 /* finetune.c — `lmkit finetune --task classify`: fine-tunes a pre-trained
- * BERT directory for sequence classification (docs/finetune.md).
+ * model directory (an encoder such as BERT, or a decoder such as GPT-2) for
+ * sequence classification (docs/finetune.md).
  *
  * Steps: read the training file (labels numbered in order of first
  * appearance) and the eval file (its labels must all occur in training), load
  * the tokenizer and the encoder with a freshly initialised pooler + classifier
- * (lm_bert_load_head), encode [CLS] text [SEP] cut to the context, then run
+ * (lm_model_load_head), encode [CLS] text [SEP] cut to the context, then run
  * the shared trainer (lm_train_run) with the classification objective of
  * objectives/cls.c as its factory: warmup over the first 10% of the steps,
  * cosine decay to 0, AdamW with weight decay 0.01, gradient clipping at 1.
@@ -15,7 +16,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include "model/bert.h"
+#include "model/heads.h"
+#include "tokenizer/tokenizer.h"
 #include "model/config.h"
 #include "model/model.h"
 #include "train/finetune.h"
@@ -40,12 +42,45 @@ static lm_status factory(lm_objective *obj, lm_model *m, const lm_tokenizer *tok
   return lm_objective_cls(obj, m, c->train, c->eval, o->batch, o->seed, cursor, &c->last_acc);
 }
 
-static lm_status read_and_encode(const char *path, const lm_tokenizer *tok, lm_cls_labels *labels, int grow,
-                                 int64_t context, lm_cls_data *d) {
+lm_status lm_finetune_setup(const lm_finetune_opts *fo, int head, const char *task, int64_t min_context,
+                            lm_tokenizer **tok, int64_t *context, lm_config *cfg) {
+  *tok = NULL;
+  if (!fo->model_dir || !fo->train_path || !fo->out_dir)
+    return lm_error(LM_ERR_ARG, "fine-tuning needs a model directory, training data and an output directory");
+  if (fo->batch < 1 || fo->epochs < 0 || fo->steps < 0 || fo->context < min_context)
+    return lm_error(LM_ERR_ARG, "batch >= 1, epochs >= 0, steps >= 0 and context >= %lld are required", (long long)min_context);
+  char *cfgpath = lm_path_join(fo->model_dir, "config.json");
+  if (!cfgpath) return LM_ERR_NOMEM;
+  lm_status st = lm_dir_exists(fo->model_dir) ? lm_config_load(cfg, cfgpath)
+                                               : lm_error(LM_ERR_IO, "%s: no such model directory", fo->model_dir);
+  free(cfgpath);
+  if (st) return st;
+  const lm_family *f = lm_family_of(cfg);
+  if (!lm_family_class_for(f, head))
+    return lm_error(LM_ERR_UNSUPPORTED, "%s is a %s model, which has no %s head", fo->model_dir, f->model_type,
+                    lm_head_name(head));
+  /* [CLS] question [SEP] context [SEP] with segments: an encoder's input */
+  if (head == LM_HEAD_QA && f->pool != LM_POOL_FIRST)
+    return lm_error(LM_ERR_UNSUPPORTED, "%s is a %s model: question answering reads [CLS] question [SEP] context [SEP], "
+                    "which needs an encoder (bert)", fo->model_dir, f->model_type);
+  *context = fo->context < cfg->n_positions ? fo->context : cfg->n_positions;
+  if (*context < min_context)
+    return lm_error(LM_ERR_RANGE, "%s: the model has %lld positions, fewer than the %lld %s needs", fo->model_dir,
+                    (long long)cfg->n_positions, (long long)min_context, task);
+  st = lm_tokenizer_load(tok, fo->model_dir);
+  if (!st && lm_tokenizer_vocab_size(*tok) > cfg->vocab_size)
+    st = lm_error(LM_ERR_ARG, "%s: the tokenizer has %lld ids but the model only %lld", fo->model_dir,
+                  (long long)lm_tokenizer_vocab_size(*tok), (long long)cfg->vocab_size);
+  if (st) { lm_tokenizer_free(*tok); *tok = NULL; }
+  return st;
+}
+
+static lm_status read_and_encode(const char *path, const lm_config *cfg, const lm_tokenizer *tok, lm_cls_labels *labels,
+                                 int grow, int64_t context, lm_cls_data *d) {
   lm_cls_rows rows;
   lm_status st = lm_cls_read(path, labels, grow, &rows);
   if (st) return st;
-  st = lm_cls_encode(d, tok, (const char *const *)rows.texts, rows.labels, rows.n, context);
+  st = lm_cls_encode(d, cfg, tok, (const char *const *)rows.texts, rows.labels, rows.n, context);
   if (st) lm_error_prefix(st, "%s", path);
   lm_cls_rows_free(&rows);
   return st;
@@ -54,10 +89,6 @@ static lm_status read_and_encode(const char *path, const lm_tokenizer *tok, lm_c
 lm_status lm_finetune_classify(const lm_finetune_opts *fo, lm_finetune_result *res) {
   memset(res, 0, sizeof *res);
   res->eval_accuracy = res->eval_loss = NAN;
-  if (!fo->model_dir || !fo->train_path || !fo->out_dir)
-    return lm_error(LM_ERR_ARG, "fine-tuning needs a model directory, training data and an output directory");
-  if (fo->batch < 1 || fo->epochs < 0 || fo->steps < 0 || fo->context < 3)
-    return lm_error(LM_ERR_ARG, "batch >= 1, epochs >= 0, steps >= 0 and context >= 3 are required");
   lm_tokenizer *tok = NULL;
   lm_model *m = NULL;
   lm_cls_labels labels = {0};
@@ -65,27 +96,18 @@ lm_status lm_finetune_classify(const lm_finetune_opts *fo, lm_finetune_result *r
   ft_ctx ctx = {0};
   char *cpath = NULL, *mpath = NULL;
   lm_config cfg;
-  char *cfgpath = lm_path_join(fo->model_dir, "config.json");
-  if (!cfgpath) return LM_ERR_NOMEM;
-  lm_status st = lm_dir_exists(fo->model_dir) ? lm_config_load(&cfg, cfgpath)
-                                               : lm_error(LM_ERR_IO, "%s: no such model directory", fo->model_dir);
-  free(cfgpath);
-  if (!st && cfg.arch != LM_ARCH_BERT)
-    st = lm_error(LM_ERR_UNSUPPORTED, "%s is a %s model: fine-tuning for classification needs a bert model",
-                  fo->model_dir, lm_arch_name(cfg.arch));
+  int64_t context;
+  lm_status st = lm_finetune_setup(fo, LM_HEAD_CLASSIFY, "classification", 3, &tok, &context, &cfg);
   if (st) return st;
-  int64_t context = fo->context < cfg.n_positions ? fo->context : cfg.n_positions;
-  if (!st) st = lm_tokenizer_load(&tok, fo->model_dir);
-  if (!st && lm_tokenizer_vocab_size(tok) > cfg.vocab_size)
-    st = lm_error(LM_ERR_ARG, "%s: the tokenizer has %lld ids but the model only %lld", fo->model_dir,
-                  (long long)lm_tokenizer_vocab_size(tok), (long long)cfg.vocab_size);
-  if (!st) st = read_and_encode(fo->train_path, tok, &labels, 1, context, &train);
+  if (!st) st = read_and_encode(fo->train_path, &cfg, tok, &labels, 1, context, &train);
   if (!st && labels.n < 2)
     st = lm_error(LM_ERR_ARG, "%s: every example has the label '%s': classification needs at least 2 labels",
                   fo->train_path, labels.names[0]);
-  if (!st && fo->eval_path) st = read_and_encode(fo->eval_path, tok, &labels, 0, context, &eval);
-  if (!st) st = lm_bert_load_head(&m, fo->model_dir, LM_HEAD_CLASSIFY, labels.n, fo->seed);
+  if (!st && fo->eval_path) st = read_and_encode(fo->eval_path, &cfg, tok, &labels, 0, context, &eval);
+  if (!st) st = lm_model_load_head(&m, fo->model_dir, LM_HEAD_CLASSIFY, labels.n, fo->seed);
   if (st) goto done;
+  /* decoders pool the last real token; HF needs the padding id in the config to find it */
+  if (m->cfg.pad_token_id < 0) m->cfg.pad_token_id = train.pad;
 
   int64_t per_epoch = (train.n + fo->batch - 1) / fo->batch;
   lm_train_opts o;

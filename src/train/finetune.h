@@ -52,14 +52,20 @@ typedef struct {
   int32_t *labels;      /* (n), or NULL for unlabelled input */
   int64_t context;      /* longest sequence: text tokens + [CLS] + [SEP] */
   int64_t n_truncated;  /* examples whose text was cut to context - 2 tokens */
-  int32_t cls, sep, pad;
+  int32_t cls, sep, pad;  /* the frame (lm_seq_frame): cls, sep -1 for decoders */
 } lm_cls_data;
 
 /* The ids of [CLS], [SEP], [PAD] (or <s>, </s>, <pad>); an error says which is missing. */
 lm_status lm_cls_special_ids(const lm_tokenizer *tok, int32_t *cls, int32_t *sep, int32_t *pad);
-/* Tokenizes n texts (labels may be NULL) and cuts each to context - 2 tokens (context >= 3). */
-lm_status lm_cls_encode(lm_cls_data *d, const lm_tokenizer *tok, const char *const *texts, const int32_t *labels,
-                        int64_t n, int64_t context);
+/* How a model reads one sequence: encoders (the family pools the first token) as [CLS] text [SEP]
+ * padded with [PAD]; decoders as the text itself (open = close = -1) padded with pad_token_id, or
+ * the end-of-text id. */
+lm_status lm_seq_frame(const lm_config *cfg, const lm_tokenizer *tok, int32_t *open, int32_t *close, int32_t *pad);
+static inline int64_t lm_frame_len(int32_t open, int32_t close) { return (open >= 0) + (close >= 0); }
+/* Tokenizes n texts (labels may be NULL) framed for cfg's family (lm_seq_frame), each cut to fit
+ * the context (context >= 3). */
+lm_status lm_cls_encode(lm_cls_data *d, const lm_config *cfg, const lm_tokenizer *tok, const char *const *texts,
+                        const int32_t *labels, int64_t n, int64_t context);
 void lm_cls_data_free(lm_cls_data *d);
 /* Lays out examples idx[0..nb) as (nb, T) ids + mask (+ labels when the data has them),
  * padded to the longest; returns T. */
@@ -72,7 +78,7 @@ lm_status lm_cls_accuracy(lm_model *m, const lm_cls_data *d, double *acc, double
 
 /* The trainer objective: shuffled epochs over `train` (the order of epoch e is a pure function
  * of (seed, e), so the cursor (epoch, index) resumes exactly), micro-batches of B padded to
- * their longest, lm_bert_forward/backward with the labels. evaluate = mean loss over all of
+ * their longest, lm_forward/backward with the labels. evaluate = mean loss over all of
  * `eval` (NAN when eval is NULL); the accuracy of that pass goes to *last_acc if not NULL.
  * Reserves the model for (B, train->context). */
 lm_status lm_objective_cls(lm_objective *o, lm_model *m, const lm_cls_data *train, const lm_cls_data *eval,
@@ -103,6 +109,10 @@ typedef struct {
 } lm_finetune_result;
 
 void lm_finetune_opts_default(lm_finetune_opts *o);
+/* Checks the options and model_dir (its family has the head; QA needs an encoder), loads the
+ * tokenizer and the config; *context = the options' context capped to the model's positions. */
+lm_status lm_finetune_setup(const lm_finetune_opts *fo, int head, const char *task, int64_t min_context,
+                            lm_tokenizer **tok, int64_t *context, lm_config *cfg);
 /* Loads model_dir with a fresh classification head sized to the training labels, fine-tunes
  * it with lm_train_run, writes out_dir (model, tokenizer, label names in config.json,
  * metrics.jsonl with val_loss/val_accuracy per evaluation and a final eval line). */

@@ -5,7 +5,7 @@
  *
  * Both follow lm_finetune_classify (finetune.c): check the model directory is
  * a BERT, load its tokenizer, read and encode the training (and eval) data,
- * load the encoder with a fresh task head (lm_bert_load_head), and run the
+ * load the encoder with a fresh task head (lm_model_load_head), and run the
  * shared trainer (lm_train_run) with the task's objective as factory: warmup
  * over the first warmup_ratio of the steps, cosine decay to 0, AdamW (torch
  * defaults), clipping. Each evaluation's task score (entity F1, or EM and F1)
@@ -15,7 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include "model/bert.h"
+#include "model/heads.h"
 #include "model/config.h"
 #include "model/model.h"
 #include "train/finetune_tasks.h"
@@ -37,36 +37,6 @@ static lm_status qa_factory(lm_objective *obj, lm_model *m, const lm_tokenizer *
   (void)tok; (void)rng;
   task_ctx *c = ctx;
   return lm_objective_qa(obj, m, c->train, c->eval, o->batch, o->seed, cursor, NULL, NULL);
-}
-
-/* checks the options and the model directory, loads the tokenizer; *context = capped context */
-static lm_status setup(const lm_finetune_opts *fo, const char *task, int64_t min_context, lm_tokenizer **tok,
-                       int64_t *context) {
-  *tok = NULL;
-  if (!fo->model_dir || !fo->train_path || !fo->out_dir)
-    return lm_error(LM_ERR_ARG, "fine-tuning needs a model directory, training data and an output directory");
-  if (fo->batch < 1 || fo->epochs < 0 || fo->steps < 0 || fo->context < min_context)
-    return lm_error(LM_ERR_ARG, "batch >= 1, epochs >= 0, steps >= 0 and context >= %lld are required", (long long)min_context);
-  lm_config cfg;
-  char *cfgpath = lm_path_join(fo->model_dir, "config.json");
-  if (!cfgpath) return LM_ERR_NOMEM;
-  lm_status st = lm_dir_exists(fo->model_dir) ? lm_config_load(&cfg, cfgpath)
-                                               : lm_error(LM_ERR_IO, "%s: no such model directory", fo->model_dir);
-  free(cfgpath);
-  if (!st && cfg.arch != LM_ARCH_BERT)
-    st = lm_error(LM_ERR_UNSUPPORTED, "%s is a %s model: fine-tuning for %s needs a bert model", fo->model_dir,
-                  lm_arch_name(cfg.arch), task);
-  if (st) return st;
-  *context = fo->context < cfg.n_positions ? fo->context : cfg.n_positions;
-  if (*context < min_context)
-    return lm_error(LM_ERR_RANGE, "%s: the model has %lld positions, fewer than the %lld %s needs", fo->model_dir,
-                    (long long)cfg.n_positions, (long long)min_context, task);
-  st = lm_tokenizer_load(tok, fo->model_dir);
-  if (!st && lm_tokenizer_vocab_size(*tok) > cfg.vocab_size)
-    st = lm_error(LM_ERR_ARG, "%s: the tokenizer has %lld ids but the model only %lld", fo->model_dir,
-                  (long long)lm_tokenizer_vocab_size(*tok), (long long)cfg.vocab_size);
-  if (st) { lm_tokenizer_free(*tok); *tok = NULL; }
-  return st;
 }
 
 static void train_opts(const lm_finetune_opts *fo, int64_t n_train, int64_t context, lm_train_opts *o) {
@@ -110,16 +80,17 @@ lm_status lm_finetune_tokens(const lm_finetune_opts *fo, lm_finetune_tasks_resul
   task_ctx ctx = {0};
   char *cpath = NULL, *mpath = NULL;
   int64_t context;
-  lm_status st = setup(fo, "token classification", 3, &tok, &context);
+  lm_config cfg;
+  lm_status st = lm_finetune_setup(fo, LM_HEAD_TOKENS, "token classification", 3, &tok, &context, &cfg);
   if (st) return st;
   if (!st) st = lm_conll_read(fo->train_path, &labels, 1, &ctrain);
   if (!st && labels.n < 2)
     st = lm_error(LM_ERR_ARG, "%s: every word has the tag '%s': token classification needs at least 2 tags",
                   fo->train_path, labels.names[0]);
   if (!st && fo->eval_path) st = lm_conll_read(fo->eval_path, &labels, 0, &ceval);
-  if (!st && (st = lm_tokcls_encode(&train, tok, &ctrain, context))) lm_error_prefix(st, "%s", fo->train_path);
-  if (!st && fo->eval_path && (st = lm_tokcls_encode(&eval, tok, &ceval, context))) lm_error_prefix(st, "%s", fo->eval_path);
-  if (!st) st = lm_bert_load_head(&m, fo->model_dir, LM_HEAD_TOKENS, labels.n, fo->seed);
+  if (!st && (st = lm_tokcls_encode(&train, &cfg, tok, &ctrain, context))) lm_error_prefix(st, "%s", fo->train_path);
+  if (!st && fo->eval_path && (st = lm_tokcls_encode(&eval, &cfg, tok, &ceval, context))) lm_error_prefix(st, "%s", fo->eval_path);
+  if (!st) st = lm_model_load_head(&m, fo->model_dir, LM_HEAD_TOKENS, labels.n, fo->seed);
   if (st) goto done;
 
   lm_train_opts o;
@@ -171,13 +142,14 @@ lm_status lm_finetune_qa(const lm_finetune_opts *fo, int64_t stride, lm_finetune
   task_ctx ctx = {0};
   char *mpath = NULL;
   int64_t context;
-  lm_status st = setup(fo, "question answering", 8, &tok, &context);
+  lm_config cfg;
+  lm_status st = lm_finetune_setup(fo, LM_HEAD_QA, "question answering", 8, &tok, &context, &cfg);
   if (st) return st;
   if (!st) st = lm_squad_read(fo->train_path, &strain);
   if (!st && fo->eval_path) st = lm_squad_read(fo->eval_path, &seval);
   if (!st && (st = lm_qa_encode(&train, tok, &strain, context, stride, 1))) lm_error_prefix(st, "%s", fo->train_path);
   if (!st && fo->eval_path && (st = lm_qa_encode(&eval, tok, &seval, context, stride, 0))) lm_error_prefix(st, "%s", fo->eval_path);
-  if (!st) st = lm_bert_load_head(&m, fo->model_dir, LM_HEAD_QA, 2, fo->seed);
+  if (!st) st = lm_model_load_head(&m, fo->model_dir, LM_HEAD_QA, 2, fo->seed);
   if (st) goto done;
 
   lm_train_opts o;

@@ -58,7 +58,7 @@ typedef struct {
 
 /* Word-by-word encoding (WordPiece: encode(word); byte-level BPE: encode(" " + word) after the
  * first word, as the GPT-2/RoBERTa tokenizers see words inside a sentence). */
-lm_status lm_tokcls_encode(lm_tokcls_data *d, const lm_tokenizer *tok, const lm_conll *c, int64_t context);
+lm_status lm_tokcls_encode(lm_tokcls_data *d, const lm_config *cfg, const lm_tokenizer *tok, const lm_conll *c, int64_t context);
 void lm_tokcls_data_free(lm_tokcls_data *d);
 /* Lays out sentences idx[0..nb) as (nb, T) ids, mask, labels padded to the longest; returns T. */
 int64_t lm_tokcls_fill(const lm_tokcls_data *d, const int64_t *idx, int64_t nb, int32_t *ids, uint8_t *mask,

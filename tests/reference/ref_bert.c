@@ -16,7 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "base/base.h"
-#include "model/bert.h"
+#include "model/heads.h"
 #include "model/model.h"
 #include "model/safetensors.h"
 
@@ -91,7 +91,7 @@ static size_t logits_floats(const lm_model *m) {
     case LM_HEAD_CLASSIFY: return (size_t)(B * c->num_labels);
     case LM_HEAD_TOKENS: return (size_t)(B * T * c->num_labels);
     case LM_HEAD_QA: return (size_t)(B * T * 2);
-    default: return (size_t)(lm_bert_mlm_rows(m, NULL) * c->vocab_size);
+    default: return (size_t)(lm_model_mlm_rows(m, NULL) * c->vocab_size);
   }
 }
 
@@ -131,10 +131,10 @@ int main(int argc, char **argv) {
   }
   const lm_config *c = lm_model_config(m);
   int grad = !strcmp(mode, "grad");
-  if (lm_bert_reserve(m, B, T, grad)) { fprintf(stderr, "ref_bert: %s\n", lm_last_error()); return 1; }
+  if (lm_model_reserve(m, B, T, grad)) { fprintf(stderr, "ref_bert: %s\n", lm_last_error()); return 1; }
   size_t N = (size_t)(B * T);
   size_t nlab = c->head == LM_HEAD_CLASSIFY ? (size_t)B : c->head == LM_HEAD_QA ? 2 * (size_t)B : N;
-  lm_bert_batch b = {.B = B, .T = T};
+  lm_batch b = {.B = B, .T = T};
   int32_t *ids = read_bin(dir, "ids.bin", N * 4), *seg = read_bin(dir, "segments.bin", N * 4);
   uint8_t *mask = read_bin(dir, "mask.bin", N);
   int32_t *mlm = grad ? read_bin(dir, "mlm.bin", N * 4) : NULL, *nsp = grad ? read_bin(dir, "nsp.bin", B * 4) : NULL;
@@ -143,15 +143,15 @@ int main(int argc, char **argv) {
   b.ids = ids; b.segments = seg; b.mask = mask; b.mlm_labels = mlm; b.nsp_labels = nsp; b.labels = lab;
   lm_model_zero_grad(m);
   float lm = NAN, ln = NAN;
-  float loss = lm_bert_forward(m, &b, &lm, &ln);
+  float loss = lm_forward(m, &b, &lm, &ln);
   if (grad && isnan(loss)) { fprintf(stderr, "ref_bert: forward: %s\n", lm_last_error()); return 1; }
   /* outputs of the forward, before backward reuses the MLM logits buffer */
-  if (write_bin(dir, "hidden.bin", lm_bert_hidden(m), N * c->n_embd * 4) ||
-      write_bin(dir, "logits.bin", lm_bert_logits(m), logits_floats(m) * 4))
+  if (write_bin(dir, "hidden.bin", lm_model_hidden(m), N * c->n_embd * 4) ||
+      write_bin(dir, "logits.bin", lm_model_logits(m), logits_floats(m) * 4))
     return 1;
-  if (c->head == LM_HEAD_PRETRAIN && write_bin(dir, "nsp_logits.bin", lm_bert_nsp_logits(m), B * 2 * 4)) return 1;
+  if (c->head == LM_HEAD_PRETRAIN && write_bin(dir, "nsp_logits.bin", lm_model_nsp_logits(m), B * 2 * 4)) return 1;
   if (grad) {
-    lm_bert_backward(m, &b);
+    lm_backward(m, &b);
     char *lp = lm_path_join(dir, "loss.txt");
     FILE *lf = fopen(lp, "w");
     free(lp);

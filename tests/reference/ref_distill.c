@@ -23,7 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "base/base.h"
-#include "model/bert.h"
+#include "model/heads.h"
 #include "model/model.h"
 #include "model/safetensors.h"
 #include "train/distill.h"
@@ -125,14 +125,14 @@ static int mode_grad(const char *dir, lm_config cfg) {
   if (!t) return fail("teacher");
   if (lm_distill_student(&s, t, cfg.n_layer)) return fail("student");
   perturb(s, 7, 0.05f, NULL, NULL);
-  if (lm_bert_reserve(t, B, T, 0) || lm_bert_reserve(s, B, T, 1)) return fail("reserve");
+  if (lm_model_reserve(t, B, T, 0) || lm_model_reserve(s, B, T, 1)) return fail("reserve");
   size_t N = (size_t)(B * T), V = (size_t)cfg.vocab_size;
   int32_t *ids = read_bin(dir, "ids.bin", N * 4), *seg = read_bin(dir, "segments.bin", N * 4);
   uint8_t *mask = read_bin(dir, "mask.bin", N);
   int32_t *mlm = read_bin(dir, "mlm.bin", N * 4), *nsp = read_bin(dir, "nsp.bin", B * 4);
   if (!ids) { fprintf(stderr, "ref_distill: missing ids.bin\n"); return 1; }
   float *soft = malloc(N * V * sizeof(float));
-  lm_bert_batch b = {.ids = ids, .segments = seg, .mask = mask, .mlm_labels = mlm, .nsp_labels = nsp, .B = B, .T = T};
+  lm_batch b = {.ids = ids, .segments = seg, .mask = mask, .mlm_labels = mlm, .nsp_labels = nsp, .B = B, .T = T};
   float tm;
   int64_t M = lm_distill_soft_targets(t, &b, tau, soft, &tm);
   if (M < 0) return fail("soft targets");
@@ -140,13 +140,13 @@ static int mode_grad(const char *dir, lm_config cfg) {
   b.distill_temperature = tau; b.distill_alpha_ce = alpha_ce; b.distill_alpha_mlm = alpha_mlm;
   lm_model_zero_grad(s);
   float lmlm = NAN, lnsp = NAN;
-  float loss = lm_bert_forward(s, &b, &lmlm, &lnsp);
+  float loss = lm_forward(s, &b, &lmlm, &lnsp);
   if (isnan(loss)) return fail("forward");
-  float kl = lm_bert_distill_kl(s);
-  if (lm_bert_mlm_rows(s, NULL) != M) { fprintf(stderr, "ref_distill: teacher and student rows differ\n"); return 1; }
-  if (write_bin(dir, "soft.bin", soft, (size_t)M * V * 4) || write_bin(dir, "logits.bin", lm_bert_logits(s), (size_t)M * V * 4))
+  float kl = lm_model_distill_kl(s);
+  if (lm_model_mlm_rows(s, NULL) != M) { fprintf(stderr, "ref_distill: teacher and student rows differ\n"); return 1; }
+  if (write_bin(dir, "soft.bin", soft, (size_t)M * V * 4) || write_bin(dir, "logits.bin", lm_model_logits(s), (size_t)M * V * 4))
     return 1;
-  lm_bert_backward(s, &b);
+  lm_backward(s, &b);
   char *lp = lm_path_join(dir, "loss.txt");
   FILE *lf = fopen(lp, "w");
   free(lp);
@@ -185,7 +185,7 @@ static int mode_bad(const char *dir, lm_config cfg) {
   float *soft = calloc(N * V, sizeof(float));
   for (size_t i = 0; i < N; i++) { ids[i] = 1 + (int32_t)(i % (V - 1)); mlm[i] = i % 3 ? -1 : (int32_t)(i % V); }
   for (size_t i = 0; i < N * V; i++) soft[i] = 1.0f / (float)V;
-  lm_bert_batch b = {.ids = ids, .mlm_labels = mlm, .B = B, .T = T, .mlm_soft_targets = soft, .distill_temperature = 2,
+  lm_batch b = {.ids = ids, .mlm_labels = mlm, .B = B, .T = T, .mlm_soft_targets = soft, .distill_temperature = 2,
                      .distill_alpha_ce = 1, .distill_alpha_mlm = 1};
 #define EXPECT_ERR(name, cond, want) do { \
     lm_clear_error(); int bad_ = (cond); \
@@ -193,26 +193,26 @@ static int mode_bad(const char *dir, lm_config cfg) {
     else printf("%s: %s\n", name, lm_last_error()); } while (0)
   EXPECT_ERR("student with as many layers as the teacher", lm_distill_student(&s, t, teacher_layers) != LM_OK, "layers");
   EXPECT_ERR("student with 0 layers", lm_distill_student(&s, t, 0) != LM_OK, "layers");
-  if (lm_bert_reserve(t, B, T, 1)) return fail("reserve");
-  lm_bert_batch c = b;
+  if (lm_model_reserve(t, B, T, 1)) return fail("reserve");
+  lm_batch c = b;
   c.distill_temperature = 0;
-  EXPECT_ERR("temperature 0", isnan(lm_bert_forward(t, &c, NULL, NULL)), "distill_temperature");
+  EXPECT_ERR("temperature 0", isnan(lm_forward(t, &c, NULL, NULL)), "distill_temperature");
   c = b; c.distill_alpha_ce = -1;
-  EXPECT_ERR("negative alpha_ce", isnan(lm_bert_forward(t, &c, NULL, NULL)), "distill_alpha_ce");
+  EXPECT_ERR("negative alpha_ce", isnan(lm_forward(t, &c, NULL, NULL)), "distill_alpha_ce");
   c = b; soft[V + 3] = -0.5f;
-  EXPECT_ERR("negative probability", isnan(lm_bert_forward(t, &c, NULL, NULL)), "mlm_soft_targets");
+  EXPECT_ERR("negative probability", isnan(lm_forward(t, &c, NULL, NULL)), "mlm_soft_targets");
   soft[V + 3] = NAN;
-  EXPECT_ERR("NaN probability", isnan(lm_bert_forward(t, &c, NULL, NULL)), "mlm_soft_targets");
-  lm_bert_backward(t, &c);   /* after a refused forward: does nothing */
+  EXPECT_ERR("NaN probability", isnan(lm_forward(t, &c, NULL, NULL)), "mlm_soft_targets");
+  lm_backward(t, &c);   /* after a refused forward: does nothing */
   EXPECT_ERR("soft targets at temperature 0", lm_distill_soft_targets(t, &b, 0, soft, NULL) < 0, "temperature");
   /* a classification model is no teacher */
   lm_config cc = cfg; cc.head = LM_HEAD_CLASSIFY; cc.num_labels = 3; cc.n_layer = 2;
   lm_model *k;
   if (lm_model_create(&k, &cc, 1)) return fail("classify model");
   EXPECT_ERR("classify teacher", lm_distill_student(&s, k, 1) != LM_OK, "pre-training");
-  if (lm_bert_reserve(k, B, T, 0)) return fail("reserve");
-  lm_bert_batch d = {.ids = ids, .B = B, .T = T, .mlm_soft_targets = soft, .distill_temperature = 2};
-  EXPECT_ERR("soft targets for a classify head", isnan(lm_bert_forward(k, &d, NULL, NULL)), "not pre-training");
+  if (lm_model_reserve(k, B, T, 0)) return fail("reserve");
+  lm_batch d = {.ids = ids, .B = B, .T = T, .mlm_soft_targets = soft, .distill_temperature = 2};
+  EXPECT_ERR("soft targets for a classify head", isnan(lm_forward(k, &d, NULL, NULL)), "not pre-training");
 #undef EXPECT_ERR
   lm_model_free(k); lm_model_free(t);
   free(ids); free(mlm); free(soft);

@@ -21,6 +21,7 @@
 #include "base/base.h"
 #include "infer/infer.h"
 #include "model/model.h"
+#include "model/heads.h"
 
 static int fail(const char *what) {
   fprintf(stderr, "ref_logits: %s: %s\n", what, lm_last_error());
@@ -52,7 +53,7 @@ static int forward_to(lm_model *m, const char *ids_path, const char *out_path) {
   else if (lm_model_reserve(m, 1, T, 0)) rc = fail("reserve");
   else {
     lm_model_forward(m, ids, NULL, NULL, 1, T);
-    rc = write_f32(out, m->acts.logits, (size_t)(T * m->cfg.vocab_size));
+    rc = write_f32(out, lm_model_logits(m), (size_t)(T * m->cfg.vocab_size));
   }
   if (out && fclose(out)) rc = 1;
   free(ids);
@@ -108,7 +109,7 @@ int main(int argc, char **argv) {
     if (lm_model_reserve(m, 1, T, 0)) rc = fail("reserve");
     else {
       lm_model_forward(m, ids, NULL, NULL, 1, T);
-      rc = write_f32(out, m->acts.logits, (size_t)(T * V));
+      rc = write_f32(out, lm_model_logits(m), (size_t)(T * V));
     }
   } else {
     lm_session *s;

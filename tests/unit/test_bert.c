@@ -12,7 +12,7 @@
 #include <unistd.h>
 #include "base/base.h"
 #include "kernels/kernels.h"
-#include "model/bert.h"
+#include "model/heads.h"
 #include "model/model.h"
 
 enum { B = 2, T = 12 };
@@ -31,7 +31,7 @@ typedef struct {
 } batch_data;
 
 /* sequence 1 is padded in its last 4 positions; ~1/4 of the real tokens carry an MLM label */
-static lm_bert_batch make_batch(batch_data *d, int head) {
+static lm_batch make_batch(batch_data *d, int head) {
   lm_rng r;
   lm_rng_seed(&r, 17);
   for (int i = 0; i < B * T; i++) {
@@ -44,7 +44,7 @@ static lm_bert_batch make_batch(batch_data *d, int head) {
   }
   d->mlm[0] = 5;
   d->nsp[0] = 0; d->nsp[1] = 1;
-  lm_bert_batch b = {.ids = d->ids, .segments = d->seg, .mask = d->mask, .B = B, .T = T};
+  lm_batch b = {.ids = d->ids, .segments = d->seg, .mask = d->mask, .B = B, .T = T};
   if (head == LM_HEAD_PRETRAIN) { b.mlm_labels = d->mlm; b.nsp_labels = d->nsp; }
   else if (head == LM_HEAD_QA) { d->labels[0] = 2; d->labels[1] = 5; d->labels[2] = 0; d->labels[3] = 3; b.labels = d->labels; }
   else b.labels = d->labels;
@@ -63,17 +63,17 @@ Test(bert, mlm_nsp_loss_falls_with_adamw) {
   lm_config c = tiny(LM_HEAD_PRETRAIN);
   lm_model *m;
   cr_assert_eq(lm_model_create(&m, &c, 1), LM_OK, "%s", lm_last_error());
-  cr_assert_eq(lm_bert_reserve(m, B, T, 1), LM_OK, "%s", lm_last_error());
+  cr_assert_eq(lm_model_reserve(m, B, T, 1), LM_OK, "%s", lm_last_error());
   batch_data d;
-  lm_bert_batch b = make_batch(&d, LM_HEAD_PRETRAIN);
+  lm_batch b = make_batch(&d, LM_HEAD_PRETRAIN);
   float *mo = lm_alloc(m->n_params * 4), *ve = lm_alloc(m->n_params * 4);
   float first = 0, last = 0, mlm = 0, nsp = 0;
   for (int s = 1; s <= 30; s++) {
     lm_model_zero_grad(m);
-    float loss = lm_bert_forward(m, &b, &mlm, &nsp);
+    float loss = lm_forward(m, &b, &mlm, &nsp);
     cr_assert(isfinite(loss), "step %d: %s", s, lm_last_error());
     cr_assert(fabsf(loss - (mlm + nsp)) < 1e-5f);
-    lm_bert_backward(m, &b);
+    lm_backward(m, &b);
     adamw_step(m, mo, ve, s, 3e-3f);
     if (s == 1) first = loss;
     last = loss;
@@ -89,20 +89,20 @@ static void check_head(int head, float expect) {
   lm_config c = tiny(head);
   lm_model *m;
   cr_assert_eq(lm_model_create(&m, &c, 2), LM_OK, "%s", lm_last_error());
-  cr_assert_eq(lm_bert_reserve(m, B, T, 1), LM_OK, "%s", lm_last_error());
+  cr_assert_eq(lm_model_reserve(m, B, T, 1), LM_OK, "%s", lm_last_error());
   batch_data d;
-  lm_bert_batch b = make_batch(&d, head);
+  lm_batch b = make_batch(&d, head);
   lm_model_zero_grad(m);
   float mlm = 0, nsp = 0;
-  float loss = lm_bert_forward(m, &b, &mlm, &nsp);
+  float loss = lm_forward(m, &b, &mlm, &nsp);
   cr_assert(isfinite(loss) && fabsf(loss - expect) < 0.5f, "head %d: loss %g (expected about %g) %s", head, loss, expect,
             lm_last_error());
   cr_assert(isnan(mlm) && isnan(nsp));
-  lm_bert_backward(m, &b);
+  lm_backward(m, &b);
   double g = global_norm(m->grads, (int64_t)m->n_params);
   cr_assert(isfinite(g) && g > 0, "head %d: gradient norm %g", head, g);
-  cr_assert_not_null(lm_bert_logits(m));
-  cr_assert_not_null(lm_bert_hidden(m));
+  cr_assert_not_null(lm_model_logits(m));
+  cr_assert_not_null(lm_model_hidden(m));
   lm_model_free(m);
 }
 
@@ -115,74 +115,77 @@ Test(bert, bad_batches_are_errors) {
   lm_model *m;
   cr_assert_eq(lm_model_create(&m, &c, 3), LM_OK);
   batch_data d;
-  lm_bert_batch b = make_batch(&d, LM_HEAD_PRETRAIN);
+  lm_batch b = make_batch(&d, LM_HEAD_PRETRAIN);
   /* before reserve */
-  cr_assert_eq(lm_bert_check_batch(m, &b), LM_ERR_ARG);
-  cr_assert(strstr(lm_last_error(), "lm_bert_reserve"), "%s", lm_last_error());
-  cr_assert_eq(lm_bert_reserve(m, B, c.n_positions + 1, 1), LM_ERR_RANGE);
-  cr_assert_eq(lm_bert_reserve(m, B, T, 1), LM_OK);
-  cr_assert_eq(lm_bert_check_batch(m, &b), LM_OK, "%s", lm_last_error());
+  cr_assert_eq(lm_batch_check(m, &b), LM_ERR_ARG);
+  cr_assert(strstr(lm_last_error(), "lm_model_reserve"), "%s", lm_last_error());
+  cr_assert_eq(lm_model_reserve(m, B, c.n_positions + 1, 1), LM_ERR_RANGE);
+  cr_assert_eq(lm_model_reserve(m, B, T, 1), LM_OK);
+  cr_assert_eq(lm_batch_check(m, &b), LM_OK, "%s", lm_last_error());
   /* token id >= vocab: an error naming the field, and the forward returns NAN */
   d.ids[7] = 40;
-  cr_assert_eq(lm_bert_check_batch(m, &b), LM_ERR_RANGE);
+  cr_assert_eq(lm_batch_check(m, &b), LM_ERR_RANGE);
   cr_assert(strstr(lm_last_error(), "ids[7] = 40"), "%s", lm_last_error());
-  cr_assert(isnan(lm_bert_forward(m, &b, NULL, NULL)));
+  cr_assert(isnan(lm_forward(m, &b, NULL, NULL)));
   lm_model_zero_grad(m);
-  lm_bert_backward(m, &b);   /* after a failed forward: does nothing */
+  lm_backward(m, &b);   /* after a failed forward: does nothing */
   cr_assert_eq(global_norm(m->grads, (int64_t)m->n_params), 0.0);
   d.ids[7] = -3;
-  cr_assert_eq(lm_bert_check_batch(m, &b), LM_ERR_RANGE);
+  cr_assert_eq(lm_batch_check(m, &b), LM_ERR_RANGE);
   d.ids[7] = 3;
   /* T longer than the positions, and larger than reserved */
-  lm_bert_batch big = b;
+  lm_batch big = b;
   big.T = c.n_positions + 4;
-  cr_assert_eq(lm_bert_check_batch(m, &big), LM_ERR_RANGE);
+  cr_assert_eq(lm_batch_check(m, &big), LM_ERR_RANGE);
   cr_assert(strstr(lm_last_error(), "max_position_embeddings"), "%s", lm_last_error());
-  cr_assert(isnan(lm_bert_forward(m, &big, NULL, NULL)));
+  cr_assert(isnan(lm_forward(m, &big, NULL, NULL)));
   big = b; big.B = B + 1;
-  cr_assert_eq(lm_bert_check_batch(m, &big), LM_ERR_ARG);
+  cr_assert_eq(lm_batch_check(m, &big), LM_ERR_ARG);
   /* segments, MLM and NSP labels out of range */
   d.seg[3] = 2;
-  cr_assert_eq(lm_bert_check_batch(m, &b), LM_ERR_RANGE);
+  cr_assert_eq(lm_batch_check(m, &b), LM_ERR_RANGE);
   cr_assert(strstr(lm_last_error(), "segments[3]"), "%s", lm_last_error());
   d.seg[3] = 0;
   d.mlm[4] = 40;
-  cr_assert_eq(lm_bert_check_batch(m, &b), LM_ERR_RANGE);
+  cr_assert_eq(lm_batch_check(m, &b), LM_ERR_RANGE);
   d.mlm[4] = -1;
   d.nsp[1] = 2;
-  cr_assert_eq(lm_bert_check_batch(m, &b), LM_ERR_RANGE);
+  cr_assert_eq(lm_batch_check(m, &b), LM_ERR_RANGE);
   d.nsp[1] = 1;
   /* task labels for a pre-training head */
   b.labels = d.labels;
-  cr_assert_eq(lm_bert_check_batch(m, &b), LM_ERR_ARG);
+  cr_assert_eq(lm_batch_check(m, &b), LM_ERR_ARG);
   b.labels = NULL;
-  cr_assert(isfinite(lm_bert_forward(m, &b, NULL, NULL)), "%s", lm_last_error());
+  cr_assert(isfinite(lm_forward(m, &b, NULL, NULL)), "%s", lm_last_error());
   lm_model_free(m);
 
   /* QA: a span on padding, half a span, a position past T */
   c = tiny(LM_HEAD_QA);
   cr_assert_eq(lm_model_create(&m, &c, 3), LM_OK);
-  cr_assert_eq(lm_bert_reserve(m, B, T, 0), LM_OK);
+  cr_assert_eq(lm_model_reserve(m, B, T, 0), LM_OK);
   b = make_batch(&d, LM_HEAD_QA);
-  cr_assert_eq(lm_bert_check_batch(m, &b), LM_OK, "%s", lm_last_error());
+  cr_assert_eq(lm_batch_check(m, &b), LM_OK, "%s", lm_last_error());
   d.labels[3] = T - 1;   /* sequence 1 is padding there */
-  cr_assert_eq(lm_bert_check_batch(m, &b), LM_ERR_ARG);
+  cr_assert_eq(lm_batch_check(m, &b), LM_ERR_ARG);
   cr_assert(strstr(lm_last_error(), "padding"), "%s", lm_last_error());
   d.labels[3] = -1;
-  cr_assert_eq(lm_bert_check_batch(m, &b), LM_ERR_ARG);
+  cr_assert_eq(lm_batch_check(m, &b), LM_ERR_ARG);
   d.labels[3] = T;
-  cr_assert_eq(lm_bert_check_batch(m, &b), LM_ERR_RANGE);
+  cr_assert_eq(lm_batch_check(m, &b), LM_ERR_RANGE);
   d.labels[3] = 3;
   b.mlm_labels = d.mlm;
-  cr_assert_eq(lm_bert_check_batch(m, &b), LM_ERR_ARG);
+  cr_assert_eq(lm_batch_check(m, &b), LM_ERR_ARG);
   lm_model_free(m);
 
-  /* a GPT model is not a BERT */
+  /* a GPT model's LM head takes no MLM labels */
   lm_config g;
   lm_config_default(&g, LM_ARCH_GPT2);
   g.vocab_size = 40; g.n_positions = 16; g.n_embd = 32; g.n_layer = 1; g.n_head = 4;
   cr_assert_eq(lm_model_create(&m, &g, 3), LM_OK);
-  cr_assert_eq(lm_bert_reserve(m, B, T, 0), LM_ERR_ARG);
+  cr_assert_eq(lm_model_reserve(m, B, T, 0), LM_OK);
+  lm_batch gb = {.ids = d.ids, .mlm_labels = d.mlm, .B = B, .T = T};
+  cr_assert_eq(lm_batch_check(m, &gb), LM_ERR_ARG);
+  cr_assert(strstr(lm_last_error(), "head is lm"), "%s", lm_last_error());
   lm_model_free(m);
 }
 
@@ -194,14 +197,14 @@ Test(bert, shared_layers_share_storage_and_sum_gradients) {
   cr_assert_eq(lm_model_create(&m1, &c1, 4), LM_OK);
   cr_assert_eq(lm_model_num_params(m), lm_model_num_params(m1));
   cr_assert_null(lm_model_find_param(m, "h.1.attn.c_attn.weight"));
-  cr_assert_eq(lm_bert_reserve(m, B, T, 1), LM_OK);
+  cr_assert_eq(lm_model_reserve(m, B, T, 1), LM_OK);
   cr_assert_eq(m->w.h[2].qkv_w, m->w.h[0].qkv_w);
   cr_assert_eq(m->g.h[1].fc_proj_b, m->g.h[0].fc_proj_b);
   batch_data d;
-  lm_bert_batch b = make_batch(&d, LM_HEAD_PRETRAIN);
+  lm_batch b = make_batch(&d, LM_HEAD_PRETRAIN);
   lm_model_zero_grad(m);
-  cr_assert(isfinite(lm_bert_forward(m, &b, NULL, NULL)));
-  lm_bert_backward(m, &b);
+  cr_assert(isfinite(lm_forward(m, &b, NULL, NULL)));
+  lm_backward(m, &b);
   cr_assert(global_norm(m->g.h[0].qkv_w, 3 * 32 * 32) > 0);
   lm_model_free(m); lm_model_free(m1);
 }
@@ -233,7 +236,7 @@ Test(bert, save_load_round_trip_and_new_head) {
   cr_assert_eq(memcmp(r->params, m->params, m->n_params * sizeof(float)), 0);
   lm_model_free(r);
   /* the pre-trained directory as a 4-class classifier: encoder and pooler loaded, classifier initialised */
-  cr_assert_eq(lm_bert_load_head(&r, g_dir, LM_HEAD_CLASSIFY, 4, 9), LM_OK, "%s", lm_last_error());
+  cr_assert_eq(lm_model_load_head(&r, g_dir, LM_HEAD_CLASSIFY, 4, 9), LM_OK, "%s", lm_last_error());
   cr_assert_eq(lm_model_config(r)->num_labels, 4);
   const char *same[] = {"wte.weight", "h.1.mlp.c_fc.weight", "pooler.weight", "emb_ln.bias"};
   for (int i = 0; i < 4; i++) {

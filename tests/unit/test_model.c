@@ -9,6 +9,7 @@
 #include "base/base.h"
 #include "kernels/kernels.h"
 #include "model/model.h"
+#include "model/heads.h"
 #include "infer/infer.h"
 
 static lm_config tiny(void) {
@@ -34,7 +35,7 @@ static void check_cache(lm_config c) {
     else cr_assert_eq(lm_session_feed(s, ids + t, 1, &logits), LM_OK);
     cr_assert_eq(lm_model_reserve(m, 1, t + 1, 0), LM_OK);
     lm_model_forward(m, ids, NULL, NULL, 1, t + 1);
-    const float *full = m->acts.logits + t * c.vocab_size;
+    const float *full = lm_model_logits(m) + t * c.vocab_size;
     for (int64_t v = 0; v < c.vocab_size; v++)
       cr_assert(fabsf(full[v] - logits[v]) < 1e-4f, "t=%lld v=%lld: full %g cached %g", (long long)t, (long long)v, full[v], logits[v]);
   }

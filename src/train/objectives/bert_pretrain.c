@@ -1,7 +1,7 @@
 /* bert_pretrain.c — BERT pre-training as a trainer objective: each
  * micro-batch is B examples [CLS] A [SEP] (B [SEP]) drawn from the train
  * stream (nsp.c), corrupted for masked-LM (mlm.c) with masks drawn afresh
- * every time (RoBERTa's dynamic masking), then lm_bert_forward/backward.
+ * every time (RoBERTa's dynamic masking), then lm_forward/backward.
  * "mlm+nsp" adds next-sentence prediction; "mlm" alone is RoBERTa's recipe.
  * All draws use the trainer's rng, which checkpoints save, so a resumed run
  * sees the same batches. Validation uses its own fixed seed, so every
@@ -12,7 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "model/model.h"
-#include "model/bert.h"
+#include "model/heads.h"
 #include "tokenizer/tokenizer.h"
 #include "train/distill.h"
 #include "train/train.h"
@@ -23,22 +23,22 @@ typedef struct {
   lm_rng *rng;
 } bert_obj;
 
-void lm_bert_examples_next(lm_bert_examples *e, int from_val, lm_rng *rng, lm_bert_batch *b) {
+void lm_bert_examples_next(lm_bert_examples *e, int from_val, lm_rng *rng, lm_batch *b) {
   const lm_pair_source *src = from_val ? &e->val : &e->train;
   for (int64_t i = 0; i < e->B; i++)
     e->nsp_labels[i] = lm_pair_make(src, rng, e->T, e->nsp, e->ids + i * e->T, e->seg + i * e->T, e->mask + i * e->T);
   lm_mlm_mask(rng, &e->mlm, e->ids, e->mask, e->labels, e->B * e->T);
-  *b = (lm_bert_batch){.ids = e->ids, .segments = e->seg, .mask = e->mask, .mlm_labels = e->labels,
+  *b = (lm_batch){.ids = e->ids, .segments = e->seg, .mask = e->mask, .mlm_labels = e->labels,
                        .nsp_labels = e->nsp ? e->nsp_labels : NULL, .B = e->B, .T = e->T};
 }
 
 static float bert_micro(void *self, lm_model *m) {
   bert_obj *o = self;
-  lm_bert_batch b;
+  lm_batch b;
   lm_bert_examples_next(&o->ex, 0, o->rng, &b);
   float mlm, nsp;
-  float loss = lm_bert_forward(m, &b, &mlm, &nsp);
-  lm_bert_backward(m, &b);
+  float loss = lm_forward(m, &b, &mlm, &nsp);
+  lm_backward(m, &b);
   return loss;
 }
 
@@ -50,10 +50,10 @@ static double bert_evaluate(void *self, lm_model *m, int64_t max_batches) {
   double sum = 0;
   int64_t n = max_batches > 0 ? max_batches : 20;
   for (int64_t k = 0; k < n; k++) {
-    lm_bert_batch b;
+    lm_batch b;
     lm_bert_examples_next(&o->ex, 1, &r, &b);
     float mlm, nsp;
-    sum += lm_bert_forward(m, &b, &mlm, &nsp);
+    sum += lm_forward(m, &b, &mlm, &nsp);
   }
   return sum / n;
 }
@@ -132,7 +132,7 @@ lm_status lm_objective_bert(lm_objective *obj, lm_model *m, const lm_tokenizer *
   o->rng = rng;
   lm_status st = lm_bert_examples_init(&o->ex, tok, m->cfg.vocab_size, train, val, B, T, nsp, mlm_prob);
   if (st) { free(o); return st; }
-  st = lm_bert_reserve(m, B, T, 1);
+  st = lm_model_reserve(m, B, T, 1);
   if (st) { bert_free(o); return st; }
   *obj = (lm_objective){o, bert_micro, bert_evaluate, bert_cursor, bert_free, NULL};
   return LM_OK;

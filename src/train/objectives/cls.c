@@ -9,8 +9,8 @@
  *      laid out per batch as [CLS] text [SEP] [PAD]... with an attention mask,
  *      padded to the longest example of the batch;
  *   3. the trainer objective: epochs in a shuffled order that is a pure
- *      function of (seed, epoch), micro-batches through lm_bert_forward and
- *      lm_bert_backward with the labels, and evaluation (loss and accuracy)
+ *      function of (seed, epoch), micro-batches through lm_forward and
+ *      lm_backward with the labels, and evaluation (loss and accuracy)
  *      over the whole eval set in order. */
 #include <ctype.h>
 #include <math.h>
@@ -18,7 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <cjson/cJSON.h>
-#include "model/bert.h"
+#include "model/heads.h"
 #include "model/model.h"
 #include "tokenizer/tokenizer.h"
 #include "train/finetune.h"
@@ -285,19 +285,28 @@ lm_status lm_cls_special_ids(const lm_tokenizer *tok, int32_t *cls, int32_t *sep
   return LM_OK;
 }
 
+lm_status lm_seq_frame(const lm_config *cfg, const lm_tokenizer *tok, int32_t *open, int32_t *close, int32_t *pad) {
+  if (lm_family_of(cfg)->pool == LM_POOL_FIRST) return lm_cls_special_ids(tok, open, close, pad);
+  /* decoders read the text as it is; sequence heads pool its last real token */
+  *open = *close = -1;
+  int64_t p = cfg->pad_token_id >= 0 ? cfg->pad_token_id : lm_tokenizer_eot(tok);
+  *pad = (int32_t)(p >= 0 ? p : 0);
+  return LM_OK;
+}
+
 void lm_cls_data_free(lm_cls_data *d) {
   if (!d) return;
   free(d->ids); free(d->off); free(d->labels);
   memset(d, 0, sizeof *d);
 }
 
-lm_status lm_cls_encode(lm_cls_data *d, const lm_tokenizer *tok, const char *const *texts, const int32_t *labels,
-                        int64_t n, int64_t context) {
+lm_status lm_cls_encode(lm_cls_data *d, const lm_config *cfg, const lm_tokenizer *tok, const char *const *texts,
+                        const int32_t *labels, int64_t n, int64_t context) {
   memset(d, 0, sizeof *d);
   if (context < 3) return lm_error(LM_ERR_ARG, "a classification context needs at least 3 tokens ([CLS] x [SEP]), got %lld", (long long)context);
-  lm_status st = lm_cls_special_ids(tok, &d->cls, &d->sep, &d->pad);
+  lm_status st = lm_seq_frame(cfg, tok, &d->cls, &d->sep, &d->pad);
   if (st) return st;
-  int64_t keep = context - 2;
+  int64_t keep = context - lm_frame_len(d->cls, d->sep);
   d->n = n;
   d->off = lm_xmalloc((size_t)(n + 1) * sizeof *d->off);
   if (labels) d->labels = lm_xmalloc((size_t)(n ? n : 1) * sizeof *d->labels);
@@ -323,27 +332,27 @@ lm_status lm_cls_encode(lm_cls_data *d, const lm_tokenizer *tok, const char *con
     if ((int64_t)k > longest) longest = (int64_t)k;
     if (labels) d->labels[i] = labels[i];
   }
-  d->context = longest + 2;
+  d->context = longest + lm_frame_len(d->cls, d->sep);
   return LM_OK;
 }
 
 int64_t lm_cls_fill(const lm_cls_data *d, const int64_t *idx, int64_t nb, int32_t *ids, uint8_t *mask,
                     int32_t *labels) {
-  int64_t T = 2;
+  int64_t extra = lm_frame_len(d->cls, d->sep), t0 = d->cls >= 0, T = extra > 1 ? extra : 1;
   for (int64_t b = 0; b < nb; b++) {
-    int64_t len = d->off[idx[b] + 1] - d->off[idx[b]] + 2;
+    int64_t len = d->off[idx[b] + 1] - d->off[idx[b]] + extra;
     if (len > T) T = len;
   }
   for (int64_t b = 0; b < nb; b++) {
     int64_t i = idx[b], k = d->off[i + 1] - d->off[i];
     int32_t *row = ids + b * T;
     uint8_t *mrow = mask + b * T;
-    row[0] = d->cls;
-    for (int64_t t = 0; t < k; t++) row[1 + t] = (int32_t)d->ids[d->off[i] + t];
-    row[k + 1] = d->sep;
+    if (d->cls >= 0) row[0] = d->cls;
+    for (int64_t t = 0; t < k; t++) row[t0 + t] = (int32_t)d->ids[d->off[i] + t];
+    if (d->sep >= 0) row[t0 + k] = d->sep;
     for (int64_t t = 0; t < T; t++) {
-      mrow[t] = t < k + 2;
-      if (t >= k + 2) row[t] = d->pad;
+      mrow[t] = t < k + extra;
+      if (t >= k + extra) row[t] = d->pad;
     }
     if (labels) labels[b] = d->labels ? d->labels[i] : -1;
   }
@@ -361,11 +370,11 @@ static lm_status eval_pass(lm_model *m, const lm_cls_data *d, int64_t B, int32_t
     int64_t nb = d->n - i0 < B ? d->n - i0 : B;
     for (int64_t b = 0; b < nb; b++) idx[b] = i0 + b;
     int64_t T = lm_cls_fill(d, idx, nb, ids, mask, labels);
-    lm_bert_batch bb = {.ids = ids, .mask = mask, .labels = labels, .B = nb, .T = T};
-    float l = lm_bert_forward(m, &bb, NULL, NULL);
+    lm_batch bb = {.ids = ids, .mask = mask, .labels = labels, .B = nb, .T = T};
+    float l = lm_forward(m, &bb, NULL, NULL);
     if (isnan(l)) return lm_error_prefix(LM_ERR_ARG, "evaluating examples %lld..%lld", (long long)i0, (long long)(i0 + nb - 1));
     sum += (double)l * nb;
-    const float *lg = lm_bert_logits(m);
+    const float *lg = lm_model_logits(m);
     for (int64_t b = 0; b < nb; b++) {
       int64_t best = 0;
       for (int64_t k = 1; k < L; k++)
@@ -380,8 +389,8 @@ static lm_status eval_pass(lm_model *m, const lm_cls_data *d, int64_t B, int32_t
 
 lm_status lm_cls_accuracy(lm_model *m, const lm_cls_data *d, double *acc, double *loss) {
   *acc = *loss = NAN;
-  if (!m || m->cfg.arch != LM_ARCH_BERT || m->cfg.head != LM_HEAD_CLASSIFY)
-    return lm_error(LM_ERR_ARG, "lm_cls_accuracy: the model is not a bert sequence classifier");
+  if (!m || m->cfg.head != LM_HEAD_CLASSIFY)
+    return lm_error(LM_ERR_ARG, "lm_cls_accuracy: the model is not a sequence classifier");
   if (d->n == 0) return LM_OK;
   int64_t B = 32, T = d->context;
   if (T > m->cfg.n_positions)
@@ -390,7 +399,7 @@ lm_status lm_cls_accuracy(lm_model *m, const lm_cls_data *d, double *acc, double
   uint8_t *mask = lm_xmalloc((size_t)(B * T));
   int64_t *idx = lm_xmalloc((size_t)B * sizeof *idx);
   lm_status st = (!ids || !labels || !mask || !idx) ? LM_ERR_NOMEM : LM_OK;
-  if (!st) st = lm_bert_reserve(m, B, T, 0);
+  if (!st) st = lm_model_reserve(m, B, T, 0);
   if (!st) st = eval_pass(m, d, B, ids, mask, labels, idx, acc, loss);
   free(ids); free(labels); free(mask); free(idx);
   return st;
@@ -415,9 +424,9 @@ static float cls_micro(void *self, lm_model *m) {
     c->idx[b] = lm_epochs_next(&c->order);
   }
   int64_t T = lm_cls_fill(c->train, c->idx, c->B, c->ids, c->mask, c->labels);
-  lm_bert_batch b = {.ids = c->ids, .mask = c->mask, .labels = c->labels, .B = c->B, .T = T};
-  float loss = lm_bert_forward(m, &b, NULL, NULL);
-  lm_bert_backward(m, &b);
+  lm_batch b = {.ids = c->ids, .mask = c->mask, .labels = c->labels, .B = c->B, .T = T};
+  float loss = lm_forward(m, &b, NULL, NULL);
+  lm_backward(m, &b);
   return loss;
 }
 
@@ -452,8 +461,8 @@ static void cls_free(void *self) {
 lm_status lm_objective_cls(lm_objective *o, lm_model *m, const lm_cls_data *train, const lm_cls_data *eval,
                            int64_t B, uint64_t seed, const int64_t *cursor, double *last_acc) {
   memset(o, 0, sizeof *o);
-  if (!m || m->cfg.arch != LM_ARCH_BERT || m->cfg.head != LM_HEAD_CLASSIFY)
-    return lm_error(LM_ERR_ARG, "the classification objective needs a bert model with a classification head");
+  if (!m || m->cfg.head != LM_HEAD_CLASSIFY)
+    return lm_error(LM_ERR_ARG, "the classification objective needs a model with a classification head");
   if (!train || train->n < 1 || !train->labels) return lm_error(LM_ERR_ARG, "no labelled training examples");
   if (eval && !eval->labels) return lm_error(LM_ERR_ARG, "the evaluation data has no labels");
   if (B < 1) return lm_error(LM_ERR_ARG, "batch must be positive");
@@ -474,7 +483,7 @@ lm_status lm_objective_cls(lm_objective *o, lm_model *m, const lm_cls_data *trai
     if (!c->idx || !c->ids || !c->labels || !c->mask) st = LM_ERR_NOMEM;
   }
   if (!st) st = lm_epochs_init(&c->order, train->n, seed, 0xC15ULL, cursor);
-  if (!st) st = lm_bert_reserve(m, B, c->T, 1);
+  if (!st) st = lm_model_reserve(m, B, c->T, 1);
   if (st) { cls_free(c); return st; }
   *o = (lm_objective){c, cls_micro, cls_evaluate, cls_cursor, cls_free, cls_eval_fields};
   return LM_OK;

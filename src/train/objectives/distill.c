@@ -11,10 +11,10 @@
  * rng). The teacher (no gradients) runs forward on the masked batch; its MLM
  * logits at the masked rows z_t (M,V) become soft targets
  *   p = softmax(z_t / tau)                                          // (M,V)
- * and the student is trained on (lm_bert_batch.mlm_soft_targets)
+ * and the student is trained on (lm_batch.mlm_soft_targets)
  *   alpha_ce * tau^2 * mean_rows KL(p || softmax(z_s / tau)) + alpha_mlm * CE(z_s, labels)
  * (+ the student's NSP loss with --objective mlm+nsp). Teacher and student see
- * the same labels, so lm_bert_mlm_rows gives both the same rows in the same
+ * the same labels, so lm_model_mlm_rows gives both the same rows in the same
  * order. All buffers (the (B*T, V) soft targets included) are allocated when
  * the objective is made; a step allocates nothing.
  *
@@ -30,7 +30,7 @@
 #include <string.h>
 #include <cjson/cJSON.h>
 #include "base/base.h"
-#include "model/bert.h"
+#include "model/heads.h"
 #include "model/model.h"
 #include "tokenizer/tokenizer.h"
 #include "train/distill.h"
@@ -86,19 +86,19 @@ typedef struct {
   float *soft;                 /* (B*T, V) teacher probabilities at temperature tau */
 } distill_obj;
 
-int64_t lm_distill_soft_targets(lm_model *teacher, const lm_bert_batch *b, float tau, float *out, float *teacher_mlm) {
-  lm_bert_batch tb = *b;
+int64_t lm_distill_soft_targets(lm_model *teacher, const lm_batch *b, float tau, float *out, float *teacher_mlm) {
+  lm_batch tb = *b;
   tb.nsp_labels = NULL;
   tb.mlm_soft_targets = NULL;
   float tm = NAN;
   if (teacher_mlm) *teacher_mlm = NAN;
   if (!(tau > 0) || !isfinite(tau)) { lm_error(LM_ERR_RANGE, "distillation temperature %g must be positive", (double)tau); return -1; }
-  if (lm_bert_check_batch(teacher, &tb)) return -1;
+  if (lm_batch_check(teacher, &tb)) return -1;
   if (teacher->cfg.head != LM_HEAD_PRETRAIN) { lm_error(LM_ERR_ARG, "the teacher has no MLM head"); return -1; }
-  lm_bert_forward(teacher, &tb, &tm, NULL);
-  const float *z = lm_bert_logits(teacher);
+  lm_forward(teacher, &tb, &tm, NULL);
+  const float *z = lm_model_logits(teacher);
   if (teacher_mlm) *teacher_mlm = tm;
-  int64_t M = lm_bert_mlm_rows(teacher, NULL), V = teacher->cfg.vocab_size;
+  int64_t M = lm_model_mlm_rows(teacher, NULL), V = teacher->cfg.vocab_size;
   #pragma omp parallel for schedule(static) if (M * V > 32768)
   for (int64_t i = 0; i < M; i++) {
     const float *zi = z + i * V;
@@ -112,7 +112,7 @@ int64_t lm_distill_soft_targets(lm_model *teacher, const lm_bert_batch *b, float
   return M;
 }
 
-static void with_soft_targets(const distill_obj *o, lm_bert_batch *b) {
+static void with_soft_targets(const distill_obj *o, lm_batch *b) {
   b->mlm_soft_targets = o->soft;
   b->distill_temperature = o->dl.temperature;
   b->distill_alpha_ce = o->dl.alpha_ce;
@@ -121,17 +121,17 @@ static void with_soft_targets(const distill_obj *o, lm_bert_batch *b) {
 
 static float distill_micro(void *self, lm_model *m) {
   distill_obj *o = self;
-  lm_bert_batch b;
+  lm_batch b;
   lm_bert_examples_next(&o->ex, 0, o->rng, &b);
   float tm;
   if (lm_distill_soft_targets(o->dl.teacher, &b, o->dl.temperature, o->soft, &tm) < 0) return NAN;
   with_soft_targets(o, &b);
   float mlm, nsp;
-  float loss = lm_bert_forward(m, &b, &mlm, &nsp);
-  if (o->dl.last_kl) *o->dl.last_kl = lm_bert_distill_kl(m);
+  float loss = lm_forward(m, &b, &mlm, &nsp);
+  if (o->dl.last_kl) *o->dl.last_kl = lm_model_distill_kl(m);
   if (o->dl.last_mlm) *o->dl.last_mlm = mlm;
   if (o->dl.last_teacher_mlm) *o->dl.last_teacher_mlm = tm;
-  lm_bert_backward(m, &b);
+  lm_backward(m, &b);
   return loss;
 }
 
@@ -143,11 +143,11 @@ static double distill_evaluate(void *self, lm_model *m, int64_t max_batches) {
   double sum = 0;
   int64_t n = max_batches > 0 ? max_batches : 20;
   for (int64_t k = 0; k < n; k++) {
-    lm_bert_batch b;
+    lm_batch b;
     lm_bert_examples_next(&o->ex, 1, &r, &b);
     if (lm_distill_soft_targets(o->dl.teacher, &b, o->dl.temperature, o->soft, NULL) < 0) return NAN;
     with_soft_targets(o, &b);
-    sum += lm_bert_forward(m, &b, NULL, NULL);
+    sum += lm_forward(m, &b, NULL, NULL);
   }
   return sum / n;
 }
@@ -189,8 +189,8 @@ lm_status lm_objective_distill(lm_objective *obj, lm_model *student, const lm_di
   o->soft = lm_alloc((size_t)(B * T) * (size_t)sc->vocab_size * sizeof(float));
   if (!o->soft) st = lm_error(LM_ERR_NOMEM, "out of memory for the teacher's soft targets (%lld x %lld)",
                               (long long)(B * T), (long long)sc->vocab_size);
-  if (!st) st = lm_bert_reserve(dl->teacher, B, T, 0);
-  if (!st) st = lm_bert_reserve(student, B, T, 1);
+  if (!st) st = lm_model_reserve(dl->teacher, B, T, 0);
+  if (!st) st = lm_model_reserve(student, B, T, 1);
   if (st) { distill_free(o); return st; }
   *obj = (lm_objective){o, distill_micro, distill_evaluate, distill_cursor, distill_free, NULL};
   return LM_OK;
@@ -323,9 +323,9 @@ static void on_step(const lm_train_event *ev, void *user) {
 }
 
 /* seconds of one forward of m on b */
-static double forward_time(lm_model *m, const lm_bert_batch *b) {
+static double forward_time(lm_model *m, const lm_batch *b) {
   double t0 = lm_time_sec();
-  lm_bert_forward(m, b, NULL, NULL);
+  lm_forward(m, b, NULL, NULL);
   return lm_time_sec() - t0;
 }
 
@@ -336,11 +336,11 @@ static lm_status speed_test(lm_model *teacher, lm_model *student, const lm_token
   if (st) return st;
   lm_rng r;
   lm_rng_seed(&r, 1);
-  lm_bert_batch b;
+  lm_batch b;
   lm_bert_examples_next(&ex, 0, &r, &b);
   b.mlm_labels = NULL;          /* inference: MLM logits at every position, as BertForMaskedLM */
   b.nsp_labels = NULL;
-  if (!(st = lm_bert_reserve(teacher, B, T, 0)) && !(st = lm_bert_reserve(student, B, T, 0))) {
+  if (!(st = lm_model_reserve(teacher, B, T, 0)) && !(st = lm_model_reserve(student, B, T, 0))) {
     /* one warm-up each, then the best of 5, the two models interleaved so that both see the same machine */
     forward_time(teacher, &b); forward_time(student, &b);
     double tt = INFINITY, ts = INFINITY;

@@ -22,14 +22,14 @@
  *      and F1 after its normalisation, max over the gold answers;
  *   5. the trainer objective: shuffled epochs over the training features
  *      (order a pure function of (seed, epoch)), loss = mean of start and end
- *      cross-entropies (lm_bert_forward with labels (B,2)). */
+ *      cross-entropies (lm_forward with labels (B,2)). */
 #include <ctype.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <cjson/cJSON.h>
-#include "model/bert.h"
+#include "model/heads.h"
 #include "model/model.h"
 #include "tokenizer/tokenizer.h"
 #include "train/finetune_tasks.h"
@@ -454,14 +454,14 @@ static lm_status qa_eval_pass(lm_model *m, const lm_qa_data *d, int64_t B, int32
     for (int64_t b = 0; b < nb; b++) idx[b] = f0 + b;
     int64_t T = lm_qa_fill(d, idx, nb, ids, seg, mask, lab);
     for (int64_t b = 0; b < nb; b++) labelled += lab[2 * b] >= 0;
-    lm_bert_batch bb = {.ids = ids, .segments = seg, .mask = mask, .labels = lab, .B = nb, .T = T};
-    float l = lm_bert_forward(m, &bb, NULL, NULL);
-    if (isnan(l) && (labelled || lm_bert_check_batch(m, &bb))) {
+    lm_batch bb = {.ids = ids, .segments = seg, .mask = mask, .labels = lab, .B = nb, .T = T};
+    float l = lm_forward(m, &bb, NULL, NULL);
+    if (isnan(l) && (labelled || lm_batch_check(m, &bb))) {
       st = lm_error_prefix(LM_ERR_ARG, "evaluating windows %lld..%lld", (long long)f0, (long long)(f0 + nb - 1));
       break;
     }
     if (labelled) { sum += (double)l * (double)labelled; nl += labelled; }
-    const float *lg = lm_bert_logits(m);
+    const float *lg = lm_model_logits(m);
     for (int64_t b = 0; b < nb; b++) {
       int64_t f = idx[b], i = d->ex[f], nq = d->qoff[i + 1] - d->qoff[i], p0 = nq + 2, nc = d->nc[f];
       const float *x = lg + b * T * 2;
@@ -510,8 +510,8 @@ lm_status lm_qa_predict(lm_model *m, const lm_qa_data *d, int64_t B, double *los
                         char ***preds, double *scores) {
   *loss = *em = *f1 = NAN;
   if (preds) *preds = NULL;
-  if (!m || m->cfg.arch != LM_ARCH_BERT || m->cfg.head != LM_HEAD_QA)
-    return lm_error(LM_ERR_ARG, "lm_qa_predict: the model is not a bert question-answering model");
+  if (!m || m->cfg.head != LM_HEAD_QA)
+    return lm_error(LM_ERR_ARG, "lm_qa_predict: the model is not a question-answering model");
   if (B < 1) B = 32;
   int64_t T = d->context;
   if (T > m->cfg.n_positions)
@@ -521,7 +521,7 @@ lm_status lm_qa_predict(lm_model *m, const lm_qa_data *d, int64_t B, double *los
   uint8_t *mask = lm_xmalloc((size_t)(B * T));
   int64_t *idx = lm_xmalloc((size_t)B * sizeof *idx);
   lm_status st = (!ids || !seg || !lab || !mask || !idx) ? LM_ERR_NOMEM : LM_OK;
-  if (!st) st = lm_bert_reserve(m, B, T, 0);
+  if (!st) st = lm_model_reserve(m, B, T, 0);
   if (!st) st = qa_eval_pass(m, d, B, ids, seg, mask, lab, idx, loss, em, f1, preds, scores);
   free(ids); free(seg); free(lab); free(mask); free(idx);
   return st;
@@ -551,9 +551,9 @@ static float qa_micro(void *self, lm_model *m) {
     c->idx[b] = lm_epochs_next(&c->order);
   }
   int64_t T = lm_qa_fill(c->train, c->idx, c->B, c->ids, c->seg, c->mask, c->labels);
-  lm_bert_batch b = {.ids = c->ids, .segments = c->seg, .mask = c->mask, .labels = c->labels, .B = c->B, .T = T};
-  float loss = lm_bert_forward(m, &b, NULL, NULL);
-  lm_bert_backward(m, &b);
+  lm_batch b = {.ids = c->ids, .segments = c->seg, .mask = c->mask, .labels = c->labels, .B = c->B, .T = T};
+  float loss = lm_forward(m, &b, NULL, NULL);
+  lm_backward(m, &b);
   return loss;
 }
 
@@ -589,8 +589,8 @@ static void qa_free(void *self) {
 lm_status lm_objective_qa(lm_objective *o, lm_model *m, const lm_qa_data *train, const lm_qa_data *eval, int64_t B,
                           uint64_t seed, const int64_t *cursor, double *last_em, double *last_f1) {
   memset(o, 0, sizeof *o);
-  if (!m || m->cfg.arch != LM_ARCH_BERT || m->cfg.head != LM_HEAD_QA)
-    return lm_error(LM_ERR_ARG, "the question-answering objective needs a bert model with a qa head");
+  if (!m || m->cfg.head != LM_HEAD_QA)
+    return lm_error(LM_ERR_ARG, "the question-answering objective needs a model with a qa head");
   if (!train || train->n_feat < 1) return lm_error(LM_ERR_ARG, "no training windows");
   if (B < 1) return lm_error(LM_ERR_ARG, "batch must be positive");
   qa_obj *c = calloc(1, sizeof *c);
@@ -612,7 +612,7 @@ lm_status lm_objective_qa(lm_objective *o, lm_model *m, const lm_qa_data *train,
     if (!c->idx || !c->ids || !c->seg || !c->labels || !c->mask) st = LM_ERR_NOMEM;
   }
   if (!st) st = lm_epochs_init(&c->order, train->n_feat, seed, 0x0AULL, cursor);
-  if (!st) st = lm_bert_reserve(m, B, c->T, 1);
+  if (!st) st = lm_model_reserve(m, B, c->T, 1);
   if (st) { qa_free(c); return st; }
   *o = (lm_objective){c, qa_micro, qa_evaluate, qa_cursor, qa_free, qa_eval_fields};
   return LM_OK;

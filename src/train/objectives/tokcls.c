@@ -12,13 +12,13 @@
  *   3. scoring: entity-level precision / recall / F1 with seqeval's default
  *      (lenient IOB) chunking, plus word accuracy;
  *   4. the trainer objective: shuffled epochs (order a pure function of
- *      (seed, epoch)), micro-batches through lm_bert_forward/backward. */
+ *      (seed, epoch)), micro-batches through lm_forward/backward. */
 #include <ctype.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include "model/bert.h"
+#include "model/heads.h"
 #include "model/model.h"
 #include "tokenizer/tokenizer.h"
 #include "train/finetune_tasks.h"
@@ -159,12 +159,13 @@ void lm_tokcls_data_free(lm_tokcls_data *d) {
   memset(d, 0, sizeof *d);
 }
 
-lm_status lm_tokcls_encode(lm_tokcls_data *d, const lm_tokenizer *tok, const lm_conll *c, int64_t context) {
+lm_status lm_tokcls_encode(lm_tokcls_data *d, const lm_config *cfg, const lm_tokenizer *tok, const lm_conll *c,
+                           int64_t context) {
   memset(d, 0, sizeof *d);
   if (context < 3) return lm_error(LM_ERR_ARG, "a token-classification context needs at least 3 tokens, got %lld", (long long)context);
-  lm_status st = lm_cls_special_ids(tok, &d->cls, &d->sep, &d->pad);
+  lm_status st = lm_seq_frame(cfg, tok, &d->cls, &d->sep, &d->pad);
   if (st) return st;
-  int64_t keep = context - 2, nw = c->woff[c->n];
+  int64_t keep = context - lm_frame_len(d->cls, d->sep), nw = c->woff[c->n];
   int bpe = tok->wp == NULL;
   int64_t unk = lm_tokenizer_token_id(tok, "[UNK]");
   if (unk < 0) unk = lm_tokenizer_token_id(tok, "<unk>");
@@ -227,28 +228,28 @@ lm_status lm_tokcls_encode(lm_tokcls_data *d, const lm_tokenizer *tok, const lm_
   }
   free(buf);
   if (st) { lm_tokcls_data_free(d); return st; }
-  d->context = longest + 2;
+  d->context = longest + lm_frame_len(d->cls, d->sep);
   return LM_OK;
 }
 
 int64_t lm_tokcls_fill(const lm_tokcls_data *d, const int64_t *idx, int64_t nb, int32_t *ids, uint8_t *mask,
                        int32_t *labels) {
-  int64_t T = 2;
+  int64_t extra = lm_frame_len(d->cls, d->sep), t0 = d->cls >= 0, T = extra > 1 ? extra : 1;
   for (int64_t b = 0; b < nb; b++) {
-    int64_t len = d->off[idx[b] + 1] - d->off[idx[b]] + 2;
+    int64_t len = d->off[idx[b] + 1] - d->off[idx[b]] + extra;
     if (len > T) T = len;
   }
   for (int64_t b = 0; b < nb; b++) {
     int64_t i = idx[b], k = d->off[i + 1] - d->off[i];
     int32_t *row = ids + b * T, *lrow = labels + b * T;
     uint8_t *mrow = mask + b * T;
-    for (int64_t t = 0; t < T; t++) { row[t] = d->pad; lrow[t] = -1; mrow[t] = t < k + 2; }
-    row[0] = d->cls;
+    for (int64_t t = 0; t < T; t++) { row[t] = d->pad; lrow[t] = -1; mrow[t] = t < k + extra; }
+    if (d->cls >= 0) row[0] = d->cls;
     for (int64_t t = 0; t < k; t++) {
-      row[1 + t] = (int32_t)d->ids[d->off[i] + t];
-      lrow[1 + t] = d->labels[d->off[i] + t];
+      row[t0 + t] = (int32_t)d->ids[d->off[i] + t];
+      lrow[t0 + t] = d->labels[d->off[i] + t];
     }
-    row[k + 1] = d->sep;
+    if (d->sep >= 0) row[t0 + k] = d->sep;
   }
   return T;
 }
@@ -325,16 +326,16 @@ static lm_status tok_eval_pass(lm_model *m, const lm_tokcls_data *d, const lm_cl
     int64_t nb = d->n - i0 < B ? d->n - i0 : B;
     for (int64_t b = 0; b < nb; b++) idx[b] = i0 + b;
     int64_t T = lm_tokcls_fill(d, idx, nb, ids, mask, lab);
-    lm_bert_batch bb = {.ids = ids, .mask = mask, .labels = lab, .B = nb, .T = T};
+    lm_batch bb = {.ids = ids, .mask = mask, .labels = lab, .B = nb, .T = T};
     int64_t labelled = 0;
     for (int64_t j = 0; j < nb * T; j++) labelled += lab[j] >= 0;
-    float l = lm_bert_forward(m, &bb, NULL, NULL);
+    float l = lm_forward(m, &bb, NULL, NULL);
     if (isnan(l) && labelled) {
       st = lm_error_prefix(LM_ERR_ARG, "evaluating sentences %lld..%lld", (long long)i0, (long long)(i0 + nb - 1));
       break;
     }
     if (labelled) { sum += (double)l * (double)labelled; nl += labelled; }
-    const float *lg = lm_bert_logits(m);
+    const float *lg = lm_model_logits(m);
     for (int64_t b = 0; b < nb; b++) {
       int64_t i = idx[b], nwords = d->woff[i + 1] - d->woff[i], w = 0;
       for (int64_t t = 0; t < T && w < nwords; t++) {
@@ -358,8 +359,8 @@ lm_status lm_tokcls_evaluate(lm_model *m, const lm_tokcls_data *d, const lm_cls_
                              double *loss, lm_ner_counts *counts) {
   *loss = NAN;
   memset(counts, 0, sizeof *counts);
-  if (!m || m->cfg.arch != LM_ARCH_BERT || m->cfg.head != LM_HEAD_TOKENS)
-    return lm_error(LM_ERR_ARG, "lm_tokcls_evaluate: the model is not a bert token classifier");
+  if (!m || m->cfg.head != LM_HEAD_TOKENS)
+    return lm_error(LM_ERR_ARG, "lm_tokcls_evaluate: the model is not a token classifier");
   if (d->n == 0) return LM_OK;
   if (B < 1) B = 32;
   int64_t T = d->context;
@@ -369,7 +370,7 @@ lm_status lm_tokcls_evaluate(lm_model *m, const lm_tokcls_data *d, const lm_cls_
   uint8_t *mask = lm_xmalloc((size_t)(B * T));
   int64_t *idx = lm_xmalloc((size_t)B * sizeof *idx);
   lm_status st = (!ids || !lab || !mask || !idx) ? LM_ERR_NOMEM : LM_OK;
-  if (!st) st = lm_bert_reserve(m, B, T, 0);
+  if (!st) st = lm_model_reserve(m, B, T, 0);
   if (!st) st = tok_eval_pass(m, d, labels, B, ids, mask, lab, idx, loss, counts);
   free(ids); free(lab); free(mask); free(idx);
   return st;
@@ -395,9 +396,9 @@ static float tok_micro(void *self, lm_model *m) {
     c->idx[b] = lm_epochs_next(&c->order);
   }
   int64_t T = lm_tokcls_fill(c->train, c->idx, c->B, c->ids, c->mask, c->labels);
-  lm_bert_batch b = {.ids = c->ids, .mask = c->mask, .labels = c->labels, .B = c->B, .T = T};
-  float loss = lm_bert_forward(m, &b, NULL, NULL);
-  lm_bert_backward(m, &b);
+  lm_batch b = {.ids = c->ids, .mask = c->mask, .labels = c->labels, .B = c->B, .T = T};
+  float loss = lm_forward(m, &b, NULL, NULL);
+  lm_backward(m, &b);
   return loss;
 }
 
@@ -435,8 +436,8 @@ lm_status lm_objective_tokcls(lm_objective *o, lm_model *m, const lm_tokcls_data
                               const lm_cls_labels *labels, int64_t B, uint64_t seed, const int64_t *cursor,
                               double *last_f1) {
   memset(o, 0, sizeof *o);
-  if (!m || m->cfg.arch != LM_ARCH_BERT || m->cfg.head != LM_HEAD_TOKENS)
-    return lm_error(LM_ERR_ARG, "the token-classification objective needs a bert model with a tokens head");
+  if (!m || m->cfg.head != LM_HEAD_TOKENS)
+    return lm_error(LM_ERR_ARG, "the token-classification objective needs a model with a tokens head");
   if (!train || train->n < 1) return lm_error(LM_ERR_ARG, "no training sentences");
   if (B < 1) return lm_error(LM_ERR_ARG, "batch must be positive");
   tok_obj *c = calloc(1, sizeof *c);
@@ -457,7 +458,7 @@ lm_status lm_objective_tokcls(lm_objective *o, lm_model *m, const lm_tokcls_data
     if (!c->idx || !c->ids || !c->labels || !c->mask) st = LM_ERR_NOMEM;
   }
   if (!st) st = lm_epochs_init(&c->order, train->n, seed, 0x70CULL, cursor);
-  if (!st) st = lm_bert_reserve(m, B, c->T, 1);
+  if (!st) st = lm_model_reserve(m, B, c->T, 1);
   if (st) { tok_free(c); return st; }
   *o = (lm_objective){c, tok_micro, tok_evaluate, tok_cursor, tok_free, tok_eval_fields};
   return LM_OK;

@@ -1,0 +1,115 @@
+/* block.c — the general transformer block (see block.h for the equations):
+ * attention and feed-forward sub-layers, their residuals and norms, forward
+ * and backward. Backward follows the forward in reverse; every gradient
+ * ACCUMULATES, so layers that share weights (ALBERT) just sum. */
+#include <string.h>
+#include "kernels/kernels.h"
+#include "model/block.h"
+
+int64_t lm_ffn_width(const lm_config *c) { return c->n_inner > 0 ? c->n_inner : 4 * c->n_embd; }
+
+void lm_norm_forward(const lm_config *c, float *out, float *mean, float *rstd, const float *inp, const float *w,
+                     const float *b, int64_t N) {
+  if (c->norm == LM_NORM_RMS) rmsnorm_forward(out, rstd, inp, w, N, c->n_embd, c->norm_eps);
+  else layernorm_forward(out, mean, rstd, inp, w, b, N, c->n_embd, c->norm_eps);
+}
+
+void lm_norm_backward(const lm_config *c, float *dinp, float *dw, float *db, const float *dout, const float *inp,
+                      const float *w, const float *mean, const float *rstd, int64_t N) {
+  if (c->norm == LM_NORM_RMS) rmsnorm_backward(dinp, dw, dout, inp, w, rstd, N, c->n_embd);
+  else layernorm_backward(dinp, dw, db, dout, inp, w, mean, rstd, N, c->n_embd);
+}
+
+/* ------------------------------------------------------------------ forward */
+
+/* attention sub-layer: out(N,C) = proj(attn(qkv(inp))) */
+static void attn_forward(const lm_config *c, const lm_block_weights *w, lm_layer_acts *la, float *out,
+                         const float *inp, const uint8_t *key_mask, int64_t B, int64_t T) {
+  int64_t N = B * T, C = c->n_embd;
+  matmul_forward(la->qkv, inp, w->qkv_w, w->qkv_b, N, C, 3 * C);                 // (N,3C)
+  attention_forward(la->atty, la->att, la->qkv, key_mask, B, T, C, c->n_head, c->causal); // (N,C)
+  matmul_forward(out, la->atty, w->attn_proj_w, w->attn_proj_b, N, C, C);        // (N,C)
+}
+
+/* feed-forward sub-layer: out(N,C) = proj(act(fc(inp))) */
+static void mlp_forward(const lm_config *c, const lm_block_weights *w, lm_layer_acts *la, float *out,
+                        const float *inp, int64_t N) {
+  int64_t C = c->n_embd, F = lm_ffn_width(c);
+  matmul_forward(la->fch, inp, w->fc_w, w->fc_b, N, C, F);                       // (N,F)
+  act_forward(la->fch_act, la->fch, N * F, c->act);
+  matmul_forward(out, la->fch_act, w->fc_proj_w, w->fc_proj_b, N, F, C);         // (N,C)
+}
+
+void lm_block_forward(const lm_config *c, const lm_block_weights *w, lm_layer_acts *la, const float *x,
+                      float *tmp, const uint8_t *key_mask, int64_t B, int64_t T) {
+  int64_t N = B * T, C = c->n_embd;
+  if (c->pre_ln) {
+    lm_norm_forward(c, la->a1, la->mean1, la->rstd1, x, w->ln1_w, w->ln1_b, N);
+    attn_forward(c, w, la, tmp, la->a1, key_mask, B, T);
+    residual_forward(la->res1, x, tmp, N * C);
+    lm_norm_forward(c, la->a2, la->mean2, la->rstd2, la->res1, w->ln2_w, w->ln2_b, N);
+    mlp_forward(c, w, la, tmp, la->a2, N);
+    residual_forward(la->res2, la->res1, tmp, N * C);
+  } else {
+    attn_forward(c, w, la, tmp, x, key_mask, B, T);
+    residual_forward(la->a1, x, tmp, N * C);
+    lm_norm_forward(c, la->res1, la->mean1, la->rstd1, la->a1, w->ln1_w, w->ln1_b, N);
+    mlp_forward(c, w, la, tmp, la->res1, N);
+    residual_forward(la->a2, la->res1, tmp, N * C);
+    lm_norm_forward(c, la->res2, la->mean2, la->rstd2, la->a2, w->ln2_w, w->ln2_b, N);
+  }
+}
+
+/* ----------------------------------------------------------------- backward */
+
+static void attn_backward(const lm_config *c, const lm_block_weights *w, lm_block_weights *g, const lm_layer_acts *la,
+                          const lm_block_scratch *s, float *dinp, const float *dout, const float *inp, int64_t B,
+                          int64_t T) {
+  int64_t N = B * T, C = c->n_embd;
+  memset(s->datty, 0, N * C * sizeof(float));
+  matmul_backward(s->datty, g->attn_proj_w, g->attn_proj_b, dout, la->atty, w->attn_proj_w, N, C, C);
+  memset(s->dqkv, 0, N * 3 * C * sizeof(float));
+  attention_backward(s->dqkv, s->datt, s->datty, la->qkv, la->att, B, T, C, c->n_head);
+  matmul_backward(dinp, g->qkv_w, g->qkv_b, s->dqkv, inp, w->qkv_w, N, C, 3 * C);
+}
+
+static void mlp_backward(const lm_config *c, const lm_block_weights *w, lm_block_weights *g, const lm_layer_acts *la,
+                         const lm_block_scratch *s, float *dinp, const float *dout, const float *inp, int64_t N) {
+  int64_t C = c->n_embd, F = lm_ffn_width(c);
+  memset(s->dfch_act, 0, N * F * sizeof(float));
+  matmul_backward(s->dfch_act, g->fc_proj_w, g->fc_proj_b, dout, la->fch_act, w->fc_proj_w, N, F, C);
+  memset(s->dfch, 0, N * F * sizeof(float));
+  act_backward(s->dfch, la->fch, s->dfch_act, N * F, c->act);
+  matmul_backward(dinp, g->fc_w, g->fc_b, s->dfch, inp, w->fc_w, N, C, F);
+}
+
+/* Buffers accumulate, so each is zeroed or copied into before use. */
+void lm_block_backward(const lm_config *c, const lm_block_weights *w, lm_block_weights *g, const lm_layer_acts *la,
+                       const lm_block_scratch *s, const float *x, float *P, float *Q, int64_t B, int64_t T) {
+  int64_t N = B * T;
+  size_t bytes = N * c->n_embd * sizeof(float);
+  float *D = s->dtmp;
+  if (c->pre_ln) {
+    /* res2 = res1 + mlp(a2), a2 = N2(res1) */
+    memcpy(Q, P, bytes);                                        /* d res1: residual path */
+    memset(D, 0, bytes);
+    mlp_backward(c, w, g, la, s, D, P, la->a2, N);              /* d a2 */
+    lm_norm_backward(c, Q, g->ln2_w, g->ln2_b, D, la->res1, w->ln2_w, la->mean2, la->rstd2, N);
+    /* res1 = x + attn(a1), a1 = N1(x) */
+    memcpy(P, Q, bytes);                                        /* d x: residual path */
+    memset(D, 0, bytes);
+    attn_backward(c, w, g, la, s, D, Q, la->a1, B, T);          /* d a1 */
+    lm_norm_backward(c, P, g->ln1_w, g->ln1_b, D, x, w->ln1_w, la->mean1, la->rstd1, N);
+  } else {
+    /* res2 = N2(a2), a2 = res1 + mlp(res1) */
+    memset(Q, 0, bytes);
+    lm_norm_backward(c, Q, g->ln2_w, g->ln2_b, P, la->a2, w->ln2_w, la->mean2, la->rstd2, N); /* d a2 */
+    memcpy(P, Q, bytes);                                        /* d res1: residual path */
+    mlp_backward(c, w, g, la, s, P, Q, la->res1, N);
+    /* res1 = N1(a1), a1 = x + attn(x) */
+    memset(Q, 0, bytes);
+    lm_norm_backward(c, Q, g->ln1_w, g->ln1_b, P, la->a1, w->ln1_w, la->mean1, la->rstd1, N); /* d a1 */
+    memcpy(P, Q, bytes);                                        /* d x: residual path */
+    attn_backward(c, w, g, la, s, P, Q, x, B, T);
+  }
+}

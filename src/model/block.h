@@ -1,0 +1,65 @@
+/* block.h — the one transformer block of DESIGN.md §3, configured, not copied.
+ *
+ * A block is self-attention + feed-forward with residuals and norms around
+ * them. What varies between families is a setting of lm_config, not a copy of
+ * the code: causal or bidirectional attention (with a key padding mask), pre-
+ * or post-LN, LayerNorm or RMSNorm, GELU (tanh/erf) or ReLU, biases on or off.
+ *
+ *   pre-LN  (GPT-2):  a1 = N1(x);  res1 = x + attn(a1);  a2 = N2(res1);  res2 = res1 + mlp(a2)
+ *   post-LN (BERT):   a1 = x + attn(x);  res1 = N1(a1);  a2 = res1 + mlp(res1);  res2 = N2(a2)
+ *
+ * res2 is the block's output. The block uses only the kernels; it knows
+ * nothing of families, heads or the model's parameter table (model.c points
+ * the lm_block_weights views into the flat parameter and gradient arrays). */
+#ifndef LM_MODEL_BLOCK_H
+#define LM_MODEL_BLOCK_H
+
+#include <stdint.h>
+#include "lmkit.h"
+
+/* Views of one block's tensors in a flat parameter (or gradient) array; NULL where the config has none. */
+typedef struct {
+  float *ln1_w, *ln1_b;             /* (C) */
+  float *qkv_w, *qkv_b;             /* (3C, C), (3C) */
+  float *attn_proj_w, *attn_proj_b; /* (C, C), (C) */
+  float *ln2_w, *ln2_b;             /* (C) */
+  float *fc_w, *fc_b;               /* (F, C), (F) */
+  float *fc_proj_w, *fc_proj_b;     /* (C, F), (C) */
+} lm_block_weights;
+
+/* What one block keeps for its backward pass (names as in the equations above). */
+typedef struct {
+  float *a1, *res1, *a2, *res2;          /* (N,C) each */
+  float *mean1, *rstd1, *mean2, *rstd2;  /* (N) */
+  float *qkv;                            /* (N,3C) */
+  float *att;                            /* (B,NH,T,T) */
+  float *atty;                           /* (N,C) */
+  float *fch, *fch_act;                  /* (N,F) */
+} lm_layer_acts;
+
+/* Backward workspace shared by every block (contents clobbered). */
+typedef struct {
+  float *dtmp, *datty;                   /* (N,C) */
+  float *dqkv;                           /* (N,3C) */
+  float *dfch, *dfch_act;                /* (N,F) */
+  float *datt;                           /* (B,NH,T,T) */
+} lm_block_scratch;
+
+int64_t lm_ffn_width(const lm_config *c);   /* n_inner, or 4 * n_embd when 0 */
+
+/* Forward: x (N,C) -> la->res2 (N,C); tmp (N,C) is scratch for a sub-layer output.
+ * key_mask (B,T) or NULL: key s of sequence b is visible iff key_mask[b*T+s]. */
+void lm_block_forward(const lm_config *c, const lm_block_weights *w, lm_layer_acts *la, const float *x,
+                      float *tmp, const uint8_t *key_mask, int64_t B, int64_t T);
+/* Backward: P (N,C) holds d(output) on entry and d(input) on return; Q (N,C) is scratch.
+ * Gradients ACCUMULATE into g. */
+void lm_block_backward(const lm_config *c, const lm_block_weights *w, lm_block_weights *g, const lm_layer_acts *la,
+                       const lm_block_scratch *s, const float *x, float *P, float *Q, int64_t B, int64_t T);
+
+/* The config's norm (LayerNorm or RMSNorm) over rows of width C; mean is unused for RMSNorm. */
+void lm_norm_forward(const lm_config *c, float *out, float *mean, float *rstd, const float *inp, const float *w,
+                     const float *b, int64_t N);
+void lm_norm_backward(const lm_config *c, float *dinp, float *dw, float *db, const float *dout, const float *inp,
+                      const float *w, const float *mean, const float *rstd, int64_t N);
+
+#endif

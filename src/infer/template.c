@@ -25,10 +25,10 @@
 #include "infer/template.h"
 
 #ifndef LM_TPL_MAX_STEPS
-#define LM_TPL_MAX_STEPS 20000000      /* node evaluations per render */
+#define LM_TPL_MAX_STEPS 1000000       /* evaluation steps per render (real templates: < 20000) */
 #endif
 #ifndef LM_TPL_MAX_MEM
-#define LM_TPL_MAX_MEM ((size_t)512 << 20)   /* arena bytes per render or per parsed template */
+#define LM_TPL_MAX_MEM ((size_t)256 << 20)   /* arena bytes per render or per parsed template */
 #endif
 #define LM_TPL_MAX_SRC ((size_t)4 << 20)     /* template source bytes */
 #define LM_TPL_MAX_PARSE_DEPTH 192           /* nesting of expressions and blocks */
@@ -2707,8 +2707,11 @@ static val *eval_for(rctx *r, const node *x, env *e) {
   r->loop_jb = &jb;
   while (st->i < items.n) {
     size_t i = st->i, n = items.n;
+    if (++r->c.steps > LM_TPL_MAX_STEPS) die(&r->c, LM_ERR_RANGE, x->line, "rendering takes more than %d steps", LM_TPL_MAX_STEPS);
     val *lo = vobj(r, V_OBJ);
     map *m = lo->u.obj;
+    m->e = ar_alloc(&r->c, 9 * sizeof(kv));
+    m->cap = 9;
     map_set(r, m, "index", 5, vint(r, (double)(i + 1)));
     map_set(r, m, "index0", 6, vint(r, (double)i));
     map_set(r, m, "revindex", 8, vint(r, (double)(n - i)));

@@ -13,8 +13,18 @@ B. lmkit -> HF: a model lmkit creates and saves must read as transformers
    shapes) and give lmkit's logits under the HF-convention forward.
 C. bad directories (missing tensor, wrong shape, too many layers...) must fail
    to load with a message naming the tensor.
+D. task heads: directories written as GPT2ForSequenceClassification
+   ("transformer." prefix, score.weight (L,C) without bias, id2label,
+   pad_token_id), as the same class with num_labels 1 (the scalar head), and
+   as GPT2ForTokenClassification (classifier.weight/.bias) must load and give
+   the HF-convention outputs on right-padded batches (sequence classes pooled
+   at the last non-pad token, with and without an attention mask); lmkit's save
+   of each must write exactly HF's tensor names and shapes and config
+   architectures; a GPT2LMHeadModel checkpoint loaded for classification
+   (lm_model_load_head) ignores lm_head and initialises score; an unknown
+   architectures class is an error listing the supported ones.
 
-Driver: ref_logits (tests/reference/ref_logits.c)."""
+Drivers: ref_logits (tests/reference/ref_logits.c), ref_heads (ref_heads.c)."""
 import json
 import math
 import os
@@ -28,6 +38,7 @@ import torch
 from refutil import BIN, Checker, rel_err
 
 REF = os.path.join(BIN, "ref_logits")
+REF_HEADS = os.path.join(BIN, "ref_heads")
 TOL = 1e-5
 
 # The key set of the hub's gpt2/config.json, with tiny sizes.
@@ -159,6 +170,54 @@ def hf_gpt2_logits(P, cfg, ids):
     tied = cfg.get("tie_word_embeddings", True)
     head = P["wte.weight"] if tied else P["lm_head.weight"]   # nn.Linear: (V, C)
     return (x @ head.T).numpy()
+
+
+def hf_gpt2_hidden(P, cfg, ids, attention_mask=None):
+    """Batched GPT2Model: ids (B,T), attention_mask (B,T) of 0/1 or None -> last hidden state (B,T,C)
+    (after ln_f). Padding keys are hidden from every query, as HF's additive mask does."""
+    C, NH, L = cfg["n_embd"], cfg["n_head"], cfg["n_layer"]
+    eps = cfg.get("layer_norm_epsilon", 1e-5)
+    hs = C // NH
+    ids = torch.as_tensor(ids, dtype=torch.long)
+    B, T = ids.shape
+
+    def ln(x, pre):
+        return torch.nn.functional.layer_norm(x, (C,), P[pre + ".weight"], P[pre + ".bias"], eps)
+
+    def conv1d(x, pre):
+        return x @ P[pre + ".weight"] + P[pre + ".bias"]
+
+    x = P["wte.weight"][ids] + P["wpe.weight"][:T]
+    allowed = torch.tril(torch.ones(T, T, dtype=torch.bool)).view(1, 1, T, T)
+    if attention_mask is not None:
+        allowed = allowed & torch.as_tensor(attention_mask).bool().view(B, 1, 1, T)
+    for l in range(L):
+        h = f"h.{l}"
+        q, k, v = conv1d(ln(x, h + ".ln_1"), h + ".attn.c_attn").split(C, dim=-1)
+        q, k, v = (t.view(B, T, NH, hs).transpose(1, 2) for t in (q, k, v))
+        sc = (q @ k.transpose(-1, -2)) / math.sqrt(hs)
+        sc = sc.masked_fill(~allowed, float("-inf"))
+        y = (torch.softmax(sc, -1) @ v).transpose(1, 2).reshape(B, T, C)
+        x = x + conv1d(y, h + ".attn.c_proj")
+        x = x + conv1d(gelu_new(conv1d(ln(x, h + ".ln_2"), h + ".mlp.c_fc")), h + ".mlp.c_proj")
+    return ln(x, "ln_f")
+
+
+def hf_last_non_pad(ids, pad):
+    """GPT2ForSequenceClassification's pooled position: the last token that is not pad_token_id."""
+    ids = torch.as_tensor(ids, dtype=torch.long)
+    return (torch.arange(ids.shape[1]) * (ids != pad)).argmax(-1)
+
+
+def hf_seq_logits(P, cfg, ids, attention_mask=None):
+    """GPT2ForSequenceClassification: score (no bias) on every token, then the last non-pad one."""
+    logits = hf_gpt2_hidden(P, cfg, ids, attention_mask) @ P["score.weight"].T    # (B,T,L)
+    return logits[torch.arange(logits.shape[0]), hf_last_non_pad(ids, cfg["pad_token_id"])]
+
+
+def hf_tok_logits(P, cfg, ids, attention_mask=None):
+    """GPT2ForTokenClassification: classifier (with bias) on every token."""
+    return hf_gpt2_hidden(P, cfg, ids, attention_mask) @ P["classifier.weight"].T + P["classifier.bias"]
 
 
 def strip_prefix(T):
@@ -404,7 +463,219 @@ def main():
             _, err = lmkit_logits(d, ids, T, V)
             ok = err != "" and all(n in err for n in needles)
             chk.check(f"C {label}: load fails naming {needles} [{err or 'LOADED'}]", 0.0 if ok else 1.0)
+
+        # ---------------------------------------------------------------- D: task heads
+        heads_part(chk, root)
     chk.finish()
+
+
+# ------------------------------------------------------------------ D: task heads
+def run_heads(d, ids, mask=None, save=None, head=None, labels=0, seed=0):
+    """ref_heads on (B,T) ids: returns (output as float64 numpy, stdout lines) or (None, error)."""
+    ids = np.asarray(ids, dtype="<i4")
+    B, T = ids.shape
+    tag = os.path.basename(d.rstrip("/"))
+    work = os.path.dirname(d.rstrip("/"))
+    idp, outp, mp = (os.path.join(work, f"{tag}_{x}") for x in ("ids.bin", "out.bin", "mask.bin"))
+    ids.tofile(idp)
+    args = [REF_HEADS, d, idp, B, T, outp]
+    if mask is not None:
+        np.asarray(mask, dtype=np.uint8).tofile(mp)
+        args += ["--mask", mp]
+    if head:
+        args += ["--head", head, "--labels", labels, "--seed", seed]
+    if save:
+        args += ["--save", save]
+    r = subprocess.run([str(a) for a in args], capture_output=True, text=True, timeout=60)
+    if r.returncode != 0:
+        return None, r.stderr.strip()
+    return np.fromfile(outp, dtype="<f4").astype(np.float64), r.stdout.split("\n")
+
+
+def padded_batch(V, pad, lens, T, seed):
+    """Right-padded ids (real tokens never equal pad) and the attention mask."""
+    g = torch.Generator().manual_seed(seed)
+    ids = torch.randint(0, V - 1, (len(lens), T), generator=g)
+    ids[ids >= pad] += 1
+    mask = torch.zeros(len(lens), T, dtype=torch.long)
+    for b, n in enumerate(lens):
+        mask[b, :n] = 1
+    ids[mask == 0] = pad
+    return ids, mask
+
+
+def head_config(arch, labels, pad, **extra):
+    """config.json as save_pretrained writes it for a GPT-2 task class (keys of the hub config)."""
+    cfg = dict(HUB_CONFIG, architectures=[arch], pad_token_id=pad,
+               id2label={str(i): n for i, n in enumerate(labels)}, label2id={n: i for i, n in enumerate(labels)})
+    cfg.update(extra)
+    return cfg
+
+
+def expected_names(cfg, P, head):
+    """The state_dict of a GPT-2 task class: transformer.* and the head's tensors (name -> shape)."""
+    out = {"transformer." + k: tuple(v.shape) for k, v in P.items() if k != "lm_head.weight"}
+    out.update({k: tuple(v.shape) for k, v in head.items()})
+    return out
+
+
+def heads_part(chk, root):
+    def fail(label, why):
+        chk.check(f"{label}: {why}", float("inf"))
+
+    V, C, pad, T = HUB_CONFIG["vocab_size"], HUB_CONFIG["n_embd"], 100, 16
+    lens = (16, 11, 6, 1)
+    ids, mask = padded_batch(V, pad, lens, T, seed=21)
+    B = len(lens)
+    g = torch.Generator().manual_seed(22)
+    cases = [
+        # label, class, label names, head tensors (HF names), reference, extra config, checkpoint kwargs
+        ("GPT2ForSequenceClassification 3 labels", "GPT2ForSequenceClassification", ["negative", "neutral", "positive"],
+         {"score.weight": torch.randn(3, C, generator=g) * 0.5}, hf_seq_logits, {}, {}),
+        ("GPT2ForSequenceClassification, old layout with BOOL attn.bias buffers", "GPT2ForSequenceClassification",
+         ["no", "yes"], {"score.weight": torch.randn(2, C, generator=g) * 0.5}, hf_seq_logits,
+         {"problem_type": "single_label_classification"}, dict(buffers="BOOL")),
+        ("GPT2ForSequenceClassification num_labels 1 (scalar head)", "GPT2ForSequenceClassification", ["LABEL_0"],
+         {"score.weight": torch.randn(1, C, generator=g) * 0.5}, hf_seq_logits, {"problem_type": "regression"}, {}),
+        ("GPT2ForTokenClassification 5 labels", "GPT2ForTokenClassification", ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"],
+         {"classifier.weight": torch.randn(5, C, generator=g) * 0.5, "classifier.bias": torch.randn(5, generator=g) * 0.3},
+         hf_tok_logits, {}, {}),
+    ]
+    for i, (label, arch, names, head, ref_fn, extra_cfg, kw) in enumerate(cases):
+        cfg = head_config(arch, names, pad, **extra_cfg)
+        P = random_gpt2(cfg, seed=60 + i)
+        d = os.path.join(root, f"d{i}")
+        write_checkpoint(d, cfg, P, prefix="transformer.", extra=[(k, v, "F32") for k, v in head.items()], **kw)
+        PH = dict(rounded(P, "F32"), **rounded(head, "F32"))
+        ref = ref_fn(PH, cfg, ids, mask).numpy()
+        want_head = {"GPT2ForSequenceClassification": "scalar" if len(names) == 1 else "classify",
+                     "GPT2ForTokenClassification": "tokens"}[arch]
+        saved = os.path.join(root, f"d{i}_saved")
+        got, out = run_heads(d, ids, mask, save=saved)
+        if got is None:
+            fail(f"D {label}: load + forward", out)
+            continue
+        info = out[0].split()
+        chk.check(f"D {label}: loads as the {want_head} head with {len(names)} labels, pad {pad} [{out[0]}]",
+                  0.0 if info[1] == want_head and int(info[3]) == len(names) and int(info[5]) == pad else 1.0)
+        got = got.reshape(ref.shape)
+        chk.check(f"D {label}: output {tuple(ref.shape)} on a right-padded batch with the attention mask", rel_err(got, ref))
+        if want_head != "tokens":
+            pool = [int(x) for x in out[1].split()[1:]]
+            want = hf_last_non_pad(ids, pad).tolist()
+            chk.check(f"D {label}: pooled at the last non-pad token {pool} (HF {want})", 0.0 if pool == want else 1.0)
+            nomask, out2 = run_heads(d, ids, None)
+            if nomask is None:
+                fail(f"D {label}: forward without a mask", out2)
+            else:
+                chk.check(f"D {label}: without a mask (pooled by ids != pad_token_id) as HF", rel_err(nomask.reshape(ref.shape), ref))
+        else:
+            real = mask.bool().numpy()
+            chk.check(f"D {label}: real tokens' outputs", rel_err(got[real], ref[real]))
+        # lmkit -> HF: the saved directory
+        scfg = json.load(open(os.path.join(saved, "config.json")))
+        bad = []
+        for k, v in (("architectures", [arch]), ("model_type", "gpt2"), ("pad_token_id", pad)):
+            if scfg.get(k) != v:
+                bad.append(f"{k}={scfg.get(k, '<missing>')!r} (want {v!r})")
+        id2 = scfg.get("id2label")
+        if not isinstance(id2, dict) or sorted(id2) != [str(j) for j in range(len(names))]:
+            bad.append(f"id2label {id2!r} does not have {len(names)} labels")
+        l2i = scfg.get("label2id")
+        if isinstance(id2, dict) and l2i != {v: int(k) for k, v in id2.items()}:
+            bad.append(f"label2id {l2i!r} is not the inverse of id2label")
+        chk.check(f"D {label}: saved config.json: architectures, pad_token_id, id2label/label2id"
+                  + (f" [{'; '.join(bad)}]" if bad else ""), 0.0 if not bad else 1.0)
+        if isinstance(id2, dict) and [id2.get(str(j)) for j in range(len(names))] != names:
+            print(f"     (note: the label names {names} were saved as {[id2.get(str(j)) for j in range(len(names))]};"
+                  " lm_config keeps only num_labels)")
+        Tn, meta, problems = read_safetensors_strict(os.path.join(saved, "model.safetensors"))
+        expect = expected_names(cfg, P, head)
+        names_bad = [f"missing {k}" for k in expect if k not in Tn]
+        names_bad += [f"unexpected {k}" for k in Tn if k not in expect]
+        names_bad += [f"{k} shape {tuple(Tn[k].shape)} != {s_}" for k, s_ in expect.items() if k in Tn and tuple(Tn[k].shape) != s_]
+        names_bad += problems
+        if (meta or {}).get("format") != "pt":
+            names_bad.append(f"__metadata__ {meta!r} lacks format=pt")
+        chk.check(f"D {label}: saved model.safetensors holds exactly {arch}'s {len(expect)} tensor names and shapes"
+                  + (f" [{'; '.join(names_bad[:6])}]" if names_bad else ""), 0.0 if not names_bad else 1.0)
+        if not names_bad:
+            src = {**{"transformer." + k: v for k, v in P.items()}, **head}
+            chk.check(f"D {label}: saved tensors equal the loaded ones",
+                      max(rel_err(Tn[k], src[k].double().numpy()) for k in expect), tol=0.0)
+        again, out3 = run_heads(saved, ids, mask)
+        if again is None:
+            fail(f"D {label}: reload the saved directory", out3)
+        else:
+            chk.check(f"D {label}: the saved directory reloads with the same output", rel_err(again.reshape(ref.shape), got), tol=0.0)
+
+    # a GPT2LMHeadModel checkpoint fine-tuned for classification: lm_head ignored, score initialised
+    for j, (label, over, kw) in enumerate([
+            ("tied, with a copy of lm_head.weight", {}, "copy"),
+            ("untied lm_head", {"tie_word_embeddings": False}, None)]):
+        cfg = dict(HUB_CONFIG, **over)
+        P = random_gpt2(cfg, seed=70 + j)
+        d = os.path.join(root, f"e{j}")
+        extra = [("lm_head.weight", P["wte.weight"], "F32")] if kw == "copy" else ()
+        write_checkpoint(d, cfg, P, prefix="transformer.", extra=extra)
+        saved = os.path.join(root, f"e{j}_saved")
+        L = 4
+        got, out = run_heads(d, ids, mask, save=saved, head="classify", labels=L, seed=9)
+        lbl = f"D GPT2LMHeadModel ({label}) loaded for classification"
+        if got is None:
+            fail(f"{lbl}: lm_model_load_head", out)
+            continue
+        Tn, _, problems = read_safetensors_strict(os.path.join(saved, "model.safetensors"))
+        head_shape = tuple(Tn["score.weight"].shape) if "score.weight" in Tn else None
+        base_equal = all(k[12:] in P and rel_err(v, P[k[12:]].double().numpy()) == 0.0
+                         for k, v in Tn.items() if k.startswith("transformer."))
+        ok = ("lm_head.weight" not in Tn and head_shape == (L, C) and not problems and base_equal
+              and len([k for k in Tn if k.startswith("transformer.")]) == len([k for k in P if k != "lm_head.weight"]))
+        chk.check(f"{lbl}: saved as transformer.* (unchanged) + score.weight {head_shape}, no lm_head", 0.0 if ok else 1.0)
+        if head_shape != (L, C):
+            continue
+        w = Tn["score.weight"]
+        std = float(w.std())
+        chk.check(f"{lbl}: score initialised N(0, initializer_range): std {std:.4f}",
+                  abs(std - HUB_CONFIG["initializer_range"]) / HUB_CONFIG["initializer_range"], tol=0.25)
+        scfg = json.load(open(os.path.join(saved, "config.json")))
+        chk.check(f"{lbl}: saved architectures {scfg.get('architectures')}, {len(scfg.get('id2label') or {})} labels",
+                  0.0 if scfg.get("architectures") == ["GPT2ForSequenceClassification"] and len(scfg.get("id2label") or {}) == L else 1.0)
+        PH = dict(rounded(P, "F32"), **{"score.weight": w})
+        ref = hf_seq_logits(PH, dict(cfg, pad_token_id=pad), ids, mask).numpy()
+        chk.check(f"{lbl}: output (mask given, no pad_token_id) vs HF-convention forward", rel_err(got.reshape(ref.shape), ref))
+        other, _ = run_heads(d, ids, mask, head="classify", labels=L, seed=10)
+        chk.check(f"{lbl}: another seed, another score", 0.0 if other is not None and rel_err(other, got) > 1e-3 else 1.0)
+
+    # a sequence classifier re-headed: the same labels keep score, other labels re-initialise it
+    d0 = os.path.join(root, "d0")
+    same, _ = run_heads(d0, ids, mask, head="classify", labels=0, seed=5)
+    orig, _ = run_heads(d0, ids, mask)
+    chk.check("D GPT2ForSequenceClassification loaded with its own head and labels keeps score",
+              rel_err(same, orig) if same is not None and orig is not None else 1.0, tol=0.0)
+    five, out = run_heads(d0, ids, mask, head="classify", labels=5, seed=5)
+    ok = five is not None and five.size == B * 5 and out[0].split()[1:4:2] == ["classify", "5"]
+    chk.check(f"D GPT2ForSequenceClassification loaded with 5 labels instead of 3: a new score (5,C) [{out[0] if five is not None else out}]",
+              0.0 if ok else 1.0)
+
+    # bad task-head directories
+    cfg3 = head_config("GPT2ForSequenceClassification", ["a", "b", "c"], pad)
+    P = random_gpt2(cfg3, seed=80)
+    bad_cases = [
+        ("unknown architectures class", dict(cfg3, architectures=["GPT2ForMultipleChoice"]), [],
+         ["GPT2ForMultipleChoice", "GPT2LMHeadModel", "GPT2ForSequenceClassification", "GPT2ForTokenClassification"]),
+        ("GPT2ForSequenceClassification without score.weight", cfg3, [], ["score.weight", "missing"]),
+        ("score.weight (2,C) for 3 labels", cfg3, [("score.weight", torch.zeros(2, C), "F32")], ["score.weight"]),
+        ("GPT2ForTokenClassification without classifier.bias", head_config("GPT2ForTokenClassification", ["O", "X"], pad),
+         [("classifier.weight", torch.zeros(2, C), "F32")], ["classifier.bias"]),
+    ]
+    for k, (label, c, extra, needles) in enumerate(bad_cases):
+        d = os.path.join(root, f"f{k}")
+        write_checkpoint(d, c, P, prefix="transformer.", extra=extra)
+        got, err = run_heads(d, ids, mask)
+        err = "" if got is not None else err
+        ok = err != "" and all(n in err for n in needles)
+        chk.check(f"D {label}: load fails naming {needles} [{err or 'LOADED'}]", 0.0 if ok else 1.0)
 
 
 if __name__ == "__main__":

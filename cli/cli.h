@@ -32,6 +32,18 @@ ssize_t cli_read_line(char **buf, size_t *cap);
  * Returns how many were read. */
 int64_t cli_read_lines(char **lines, int64_t max, int *eof);
 
+/* The trainer's flags (cli/train_flags.c), shared by the commands that run the one trainer.
+ * cli_train_flag consumes argv[*i] when it is one: returns 1, -1 after printing an error, or 0. */
+typedef struct {
+  int steps, lr, min_lr, warmup, eval_every;
+  int64_t epochs, threads;
+  const char *hyper;        /* the last flag given that changes the run's maths (refused on --resume) */
+} cli_train_seen;
+extern const char *const CLI_TRAIN_FLAGS_HELP;
+int cli_train_flag(int argc, char **argv, int *i, lm_train_opts *o, cli_train_seen *seen);
+/* Defaults that depend on the data: steps from --epochs, warmup, min-lr, eval cadence. */
+void cli_train_finish(lm_train_opts *o, const cli_train_seen *seen, int64_t steps_per_epoch);
+
 int cmd_train(int argc, char **argv);
 int cmd_generate(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
@@ -42,5 +54,6 @@ int cmd_finetune(int argc, char **argv);
 int cmd_predict(int argc, char **argv);
 int cmd_embed(int argc, char **argv);
 int cmd_distill(int argc, char **argv);
+int cmd_sft(int argc, char **argv);
 
 #endif

@@ -50,11 +50,17 @@ static void masked_softmax_row(float *row, const uint8_t *mask, int64_t kn, int6
   if (kn < T) memset(row + kn, 0, (size_t)(T - kn) * sizeof(float));
 }
 
-void attention_forward(float *out,              // (B,T,C)
-                       float *att,              // (B,NH,T,T)
-                       const float *qkv,        // (B,T,3C)
-                       const uint8_t *key_mask, // (B,T) or NULL
+void attention_forward(float *out, float *att, const float *qkv, const uint8_t *key_mask,
                        int64_t B, int64_t T, int64_t C, int64_t NH, int causal) {
+  attention_forward_packed(out, att, qkv, key_mask, NULL, B, T, C, NH, causal);
+}
+
+void attention_forward_packed(float *out,              // (B,T,C)
+                              float *att,              // (B,NH,T,T)
+                              const float *qkv,        // (B,T,3C)
+                              const uint8_t *key_mask, // (B,T) or NULL
+                              const int32_t *starts,   // (B,T) or NULL: first key of each query's example
+                              int64_t B, int64_t T, int64_t C, int64_t NH, int causal) {
   const int64_t hs = C / NH, C3 = 3 * C;
   const float scale = 1.0f / sqrtf((float)hs);
   const int64_t rb = causal ? ATT_BLOCK : T;
@@ -72,8 +78,12 @@ void attention_forward(float *out,              // (B,T,C)
       int64_t kn = causal ? r0 + nr : T;          // keys this block can see
       cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)nr, (int)kn, (int)hs,
                   scale, q + r0 * C3, (int)C3, k, (int)C3, 0.0f, a + r0 * T, (int)T);
-      for (int64_t t = r0; t < r0 + nr; t++)
-        masked_softmax_row(a + t * T, mask, causal ? t + 1 : T, T);
+      for (int64_t t = r0; t < r0 + nr; t++) {
+        /* packed examples: keys before the query's example start are not visible (block-diagonal) */
+        int64_t lo = starts ? starts[b * T + t] : 0;
+        if (lo > 0) memset(a + t * T, 0, (size_t)lo * sizeof(float));
+        masked_softmax_row(a + t * T + lo, mask ? mask + lo : NULL, (causal ? t + 1 : T) - lo, T - lo);
+      }
       cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)nr, (int)hs, (int)kn,
                   1.0f, a + r0 * T, (int)T, v, (int)C3, 0.0f, o + r0 * C, (int)C);
     }

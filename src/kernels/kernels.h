@@ -54,6 +54,11 @@ void residual_backward(float *da, float *db, const float *dout, int64_t n);
  * key_mask[b*T+s] != 0. A query that sees no key gets a zero output (and zero gradient). */
 void attention_forward(float *out, float *att, const float *qkv, const uint8_t *key_mask,
                        int64_t B, int64_t T, int64_t C, int64_t NH, int causal);
+/* The same with examples packed into one row: starts (B,T) holds, for each query, the position
+ * where its example begins (<= its own position); keys before it are not visible, so attention
+ * stays inside each example (a block-diagonal mask). NULL: no packing. */
+void attention_forward_packed(float *out, float *att, const float *qkv, const uint8_t *key_mask, const int32_t *starts,
+                              int64_t B, int64_t T, int64_t C, int64_t NH, int causal);
 /* dqkv(B,T,3C) += ...; scratch(B,NH,T,T) is workspace (contents clobbered). */
 void attention_backward(float *dqkv, float *scratch, const float *dout, const float *qkv, const float *att,
                         int64_t B, int64_t T, int64_t C, int64_t NH);

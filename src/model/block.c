@@ -24,10 +24,10 @@ void lm_norm_backward(const lm_config *c, float *dinp, float *dw, float *db, con
 
 /* attention sub-layer: out(N,C) = proj(attn(qkv(inp))) */
 static void attn_forward(const lm_config *c, const lm_block_weights *w, lm_layer_acts *la, float *out,
-                         const float *inp, const uint8_t *key_mask, int64_t B, int64_t T) {
+                         const float *inp, lm_attn_mask mask, int64_t B, int64_t T) {
   int64_t N = B * T, C = c->n_embd;
   matmul_forward(la->qkv, inp, w->qkv_w, w->qkv_b, N, C, 3 * C);                 // (N,3C)
-  attention_forward(la->atty, la->att, la->qkv, key_mask, B, T, C, c->n_head, c->causal); // (N,C)
+  attention_forward_packed(la->atty, la->att, la->qkv, mask.key_mask, mask.starts, B, T, C, c->n_head, c->causal); // (N,C)
   matmul_forward(out, la->atty, w->attn_proj_w, w->attn_proj_b, N, C, C);        // (N,C)
 }
 
@@ -41,17 +41,17 @@ static void mlp_forward(const lm_config *c, const lm_block_weights *w, lm_layer_
 }
 
 void lm_block_forward(const lm_config *c, const lm_block_weights *w, lm_layer_acts *la, const float *x,
-                      float *tmp, const uint8_t *key_mask, int64_t B, int64_t T) {
+                      float *tmp, lm_attn_mask mask, int64_t B, int64_t T) {
   int64_t N = B * T, C = c->n_embd;
   if (c->pre_ln) {
     lm_norm_forward(c, la->a1, la->mean1, la->rstd1, x, w->ln1_w, w->ln1_b, N);
-    attn_forward(c, w, la, tmp, la->a1, key_mask, B, T);
+    attn_forward(c, w, la, tmp, la->a1, mask, B, T);
     residual_forward(la->res1, x, tmp, N * C);
     lm_norm_forward(c, la->a2, la->mean2, la->rstd2, la->res1, w->ln2_w, w->ln2_b, N);
     mlp_forward(c, w, la, tmp, la->a2, N);
     residual_forward(la->res2, la->res1, tmp, N * C);
   } else {
-    attn_forward(c, w, la, tmp, x, key_mask, B, T);
+    attn_forward(c, w, la, tmp, x, mask, B, T);
     residual_forward(la->a1, x, tmp, N * C);
     lm_norm_forward(c, la->res1, la->mean1, la->rstd1, la->a1, w->ln1_w, w->ln1_b, N);
     mlp_forward(c, w, la, tmp, la->res1, N);

@@ -47,10 +47,14 @@ typedef struct {
 
 int64_t lm_ffn_width(const lm_config *c);   /* n_inner, or 4 * n_embd when 0 */
 
-/* Forward: x (N,C) -> la->res2 (N,C); tmp (N,C) is scratch for a sub-layer output.
- * key_mask (B,T) or NULL: key s of sequence b is visible iff key_mask[b*T+s]. */
+/* Which keys each query sees, beyond causality: key_mask (B,T) or NULL (key s of sequence b is
+ * visible iff key_mask[b*T+s]); starts (B,T) or NULL (packed examples: the position where each
+ * token's example begins; attention stays inside it). */
+typedef struct { const uint8_t *key_mask; const int32_t *starts; } lm_attn_mask;
+
+/* Forward: x (N,C) -> la->res2 (N,C); tmp (N,C) is scratch for a sub-layer output. */
 void lm_block_forward(const lm_config *c, const lm_block_weights *w, lm_layer_acts *la, const float *x,
-                      float *tmp, const uint8_t *key_mask, int64_t B, int64_t T);
+                      float *tmp, lm_attn_mask mask, int64_t B, int64_t T);
 /* Backward: P (N,C) holds d(output) on entry and d(input) on return; Q (N,C) is scratch.
  * Gradients ACCUMULATE into g. */
 void lm_block_backward(const lm_config *c, const lm_block_weights *w, lm_block_weights *g, const lm_layer_acts *la,

@@ -270,6 +270,17 @@ lm_status lm_batch_check(const lm_model *m, const lm_batch *b) {
     if (b->ids[i] < 0 || b->ids[i] >= c->vocab_size)
       return lm_error(LM_ERR_RANGE, "batch: ids[%lld] = %d is out of range (vocabulary 0..%lld)", (long long)i,
                       (int)b->ids[i], (long long)c->vocab_size - 1);
+  if (b->starts) {
+    if (!c->causal) return lm_error(LM_ERR_UNSUPPORTED, "batch: packed examples (starts) need a causal model");
+    for (int64_t i = 0; i < B; i++)
+      for (int64_t t = 0; t < T; t++) {
+        int32_t s = b->starts[i * T + t];
+        /* each token's example begins at itself or where the previous token's began */
+        if (s != t && !(t > 0 && s == b->starts[i * T + t - 1]))
+          return lm_error(LM_ERR_ARG, "batch: starts[%lld] = %d: an example must begin at its own position or continue the previous one",
+                          (long long)(i * T + t), (int)s);
+      }
+  }
   lm_status st = m->fam->check ? m->fam->check(m, b) : LM_OK;
   return st ? st : lm_head_check(m, b);
 }
@@ -283,10 +294,14 @@ float lm_forward(lm_model *m, const lm_batch *b, float *aux_a, float *aux_b) {
   lm_acts *a = &m->acts;
   int64_t B = b->B, T = b->T, N = B * T, L = c->n_layer;
   m->fam->embed_forward(m, b, a->emb);                                                    // (N,C)
+  if (b->neftune_alpha > 0 && b->noise_rng) {   /* NEFTune: the noise passes backward unchanged */
+    float mag = b->neftune_alpha / sqrtf((float)(T * c->n_embd));
+    for (int64_t i = 0; i < N * c->n_embd; i++) a->emb[i] += mag * (2.0f * lm_rng_uniform(b->noise_rng) - 1.0f);
+  }
   const float *x = a->emb;
   float *tmp = a->scratch.dtmp ? a->scratch.dtmp : a->lnf;   /* lnf is free until the final norm */
   for (int64_t l = 0; l < L; l++) {
-    lm_block_forward(c, &m->w.h[l], &a->layer[l], x, tmp, b->mask, B, T);
+    lm_block_forward(c, &m->w.h[l], &a->layer[l], x, tmp, (lm_attn_mask){b->mask, b->starts}, B, T);
     x = a->layer[l].res2;
   }
   if (c->pre_ln) lm_norm_forward(c, a->lnf, a->lnf_mean, a->lnf_rstd, x, m->w.lnf_w, m->w.lnf_b, N);

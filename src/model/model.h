@@ -25,6 +25,7 @@
 #include "lmkit.h"
 #include "model/block.h"
 #include "model/family.h"
+#include "base/base.h"
 
 #define LM_MAX_NAME 96
 
@@ -41,6 +42,9 @@ struct lm_batch {
   const int32_t *ids;       /* (B,T) */
   const int32_t *segments;  /* (B,T) token type ids, or NULL (all 0; families with segments) */
   const uint8_t *mask;      /* (B,T) 1 = real token, 0 = padding; NULL = all real */
+  /* (B,T) packing (causal models): where each token's example begins in its row. Positions restart
+   * there and attention stays inside the example (block-diagonal). NULL: one example per row. */
+  const int32_t *starts;
   const int32_t *targets;   /* LM head: (B,T) next-token ids, -1 = no loss; NULL = no loss */
   const int32_t *mlm_labels;/* (B,T) target id or -1; NULL = no MLM loss (pretrain, mlm heads) */
   const int32_t *nsp_labels;/* (B) 0 = is next, 1 = random, -1 = none; NULL = no NSP loss (pretrain head) */
@@ -51,6 +55,10 @@ struct lm_batch {
    * the head's loss. */
   const float *dout;
   int64_t B, T;
+  /* NEFTune (training only): uniform noise of magnitude alpha / sqrt(T * C) added to the
+   * embeddings, drawn from noise_rng. 0: none. */
+  float neftune_alpha;
+  lm_rng *noise_rng;
   /* Knowledge distillation (DistilBERT; pretrain and mlm heads). With mlm_soft_targets non-NULL
    * the MLM part of the loss becomes
    *   distill_alpha_ce * tau^2 * mean over the M rows of KL(p || softmax(z / tau))

@@ -27,7 +27,7 @@ PY
 "$BIN" tokenizer train --data "$T/corpus.txt" --vocab-size 400 --special "[PAD]" --special "[CLS]" --special "[SEP]" \
   --special "[MASK]" --special "[UNK]" --out "$T/tok" > /dev/null 2>&1
 "$BIN" train --arch bert --objective mlm --tokenizer "$T/tok" --data "$T/corpus.txt" --layers 4 --heads 2 --dim 32 \
-  --context 32 --batch 16 --lr 3e-3 --warmup 5 --steps 120 --eval-every 60 --eval-batches 4 --seed 3 --threads 2 \
+  --context 32 --batch 16 --lr 3e-3 --warmup 5 --steps 300 --eval-every 150 --eval-batches 4 --seed 3 --threads 2 \
   --quiet --out "$T/teacher" > /dev/null 2>&1
 check "teacher (4-layer bert) trained" "[ -f $T/teacher/model.safetensors ] && [ -f $T/teacher/tokenizer.json ]"
 

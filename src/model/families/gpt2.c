@@ -101,16 +101,25 @@ static float init_std(const lm_config *c, const char *name) {
   return NAN;
 }
 
+/* positions (N): t, or t - start of its example when examples are packed */
+static const int32_t *positions(lm_model *m, const lm_batch *b) {
+  int64_t B = b->B, T = b->T;
+  int32_t *pos = m->acts.pos;
+  for (int64_t i = 0; i < B; i++)
+    for (int64_t t = 0; t < T; t++) pos[i * T + t] = (int32_t)(t - (b->starts ? b->starts[i * T + t] : 0));
+  return pos;
+}
+
 static void embed_forward(lm_model *m, const lm_batch *b, float *emb) {
-  int64_t B = b->B, T = b->T, C = m->cfg.n_embd;
-  embedding_forward(emb, b->ids, m->w.wte, B * T, C, 0);                                  // (N,C)
-  for (int64_t i = 0; i < B; i++) embedding_forward(emb + i * T * C, m->acts.pos, m->w.wpe, T, C, 1);
+  int64_t N = b->B * b->T, C = m->cfg.n_embd;
+  embedding_forward(emb, b->ids, m->w.wte, N, C, 0);                                      // (N,C)
+  embedding_forward(emb, positions(m, b), m->w.wpe, N, C, 1);
 }
 
 static void embed_backward(lm_model *m, const lm_batch *b, float *demb) {
-  int64_t B = b->B, T = b->T, C = m->cfg.n_embd;
-  embedding_backward(m->g.wte, demb, b->ids, B * T, C);
-  for (int64_t i = 0; i < B; i++) embedding_backward(m->g.wpe, demb + i * T * C, m->acts.pos, T, C);
+  int64_t N = b->B * b->T, C = m->cfg.n_embd;
+  embedding_backward(m->g.wte, demb, b->ids, N, C);
+  embedding_backward(m->g.wpe, demb, positions(m, b), N, C);
 }
 
 static void embed_tokens(const lm_model *m, const int32_t *ids, const int32_t *pos, int64_t n, float *out) {

@@ -47,8 +47,8 @@ int64_t lm_distill_layer(int64_t k, int64_t n_student, int64_t n_teacher) {
 lm_status lm_distill_student(lm_model **out, const lm_model *teacher, int64_t n_layer) {
   *out = NULL;
   const lm_config *tc = &teacher->cfg;
-  if (tc->arch != LM_ARCH_BERT || tc->head != LM_HEAD_PRETRAIN)
-    return lm_error(LM_ERR_ARG, "distillation needs a bert teacher with the pre-training (MLM) head");
+  if (tc->head != LM_HEAD_PRETRAIN)
+    return lm_error(LM_ERR_ARG, "distillation needs a teacher with the pre-training (MLM) head");
   if (n_layer < 1 || n_layer >= tc->n_layer)
     return lm_error(LM_ERR_RANGE, "the student needs 1 to %lld layers (fewer than the teacher's %lld), not %lld",
                     (long long)tc->n_layer - 1, (long long)tc->n_layer, (long long)n_layer);
@@ -167,9 +167,8 @@ lm_status lm_objective_distill(lm_objective *obj, lm_model *student, const lm_di
                                float mlm_prob, lm_rng *rng) {
   memset(obj, 0, sizeof *obj);
   const lm_config *sc = &student->cfg, *tc = dl->teacher ? &dl->teacher->cfg : NULL;
-  if (!tc || tc->arch != LM_ARCH_BERT || tc->head != LM_HEAD_PRETRAIN || sc->arch != LM_ARCH_BERT ||
-      sc->head != LM_HEAD_PRETRAIN)
-    return lm_error(LM_ERR_ARG, "distillation needs a bert teacher and student with the pre-training (MLM) head");
+  if (!tc || tc->head != LM_HEAD_PRETRAIN || sc->arch != tc->arch || sc->head != LM_HEAD_PRETRAIN)
+    return lm_error(LM_ERR_ARG, "distillation needs a teacher and a student of one family, both with the pre-training (MLM) head");
   if (tc->vocab_size != sc->vocab_size)
     return lm_error(LM_ERR_ARG, "the teacher's vocabulary (%lld) differs from the student's (%lld)",
                     (long long)tc->vocab_size, (long long)sc->vocab_size);
@@ -360,10 +359,9 @@ static lm_status load_teacher(lm_model **t, const char *dir) {
   lm_status st = lm_model_load(t, dir);
   if (st) return lm_error_prefix(st, "teacher");
   const lm_config *c = lm_model_config(*t);
-  if (c->arch != LM_ARCH_BERT || c->head != LM_HEAD_PRETRAIN) {
-    st = lm_error(LM_ERR_ARG, "teacher %s is a %s model%s: distillation needs a bert model with the pre-training (MLM) "
-                  "head, e.g. one from 'lmkit train --arch bert'", dir, lm_arch_name(c->arch),
-                  c->arch == LM_ARCH_BERT ? " with a task head" : "");
+  if (c->head != LM_HEAD_PRETRAIN) {
+    st = lm_error(LM_ERR_ARG, "teacher %s is a %s model with a %s head: distillation needs the pre-training (MLM) "
+                  "head, e.g. a model from 'lmkit train --arch bert'", dir, lm_arch_name(c->arch), lm_head_name(c->head));
     lm_model_free(*t);
     *t = NULL;
   }
@@ -398,7 +396,7 @@ lm_status lm_distill(const lm_distill_opts *opts, lm_distill_result *res) {
   if (o.resume_dir) {
     if ((st = lm_tokenizer_load(&tok, o.resume_dir)) || (st = lm_model_load(&student, o.resume_dir))) goto done;
     const lm_config *sc = lm_model_config(student);
-    if (sc->arch != LM_ARCH_BERT || sc->head != LM_HEAD_PRETRAIN || sc->vocab_size != tc->vocab_size ||
+    if (sc->arch != tc->arch || sc->head != LM_HEAD_PRETRAIN || sc->vocab_size != tc->vocab_size ||
         sc->n_embd != tc->n_embd || sc->n_layer >= tc->n_layer) {
       st = lm_error(LM_ERR_ARG, "%s does not hold a student of teacher %s (%lld layers, width %lld, vocabulary %lld)",
                     o.resume_dir, meta.teacher, (long long)tc->n_layer, (long long)tc->n_embd, (long long)tc->vocab_size);

@@ -16,6 +16,7 @@
 #include <cjson/cJSON.h>
 #include "base/base.h"
 #include "model/config.h"
+#include "model/config_io.h"
 #include "model/heads.h"
 #include "model/model.h"
 #include "model/safetensors.h"
@@ -67,6 +68,9 @@ lm_status lm_model_save(const lm_model *m, const char *dir) {
   if (!st && (!wpath || !cpath)) st = lm_error(LM_ERR_NOMEM, "out of memory");
   if (!st) st = lm_st_write(wpath, e, n, NULL);
   if (!st) st = lm_config_save(c, cpath);
+  /* a loaded classifier keeps its label names (lm_config holds only their count) */
+  if (!st && m->label_names && lm_cfg_has_labels(c))
+    st = lm_config_set_label_names(cpath, (const char *const *)m->label_names, c->num_labels);
   free(wpath); free(cpath); free(e); free(names);
   return st;
 }
@@ -182,6 +186,7 @@ lm_status lm_model_load_head(lm_model **out, const char *dir, int head, int64_t 
   if (!st && !lm_file_exists(wpath)) st = lm_error(LM_ERR_IO, "%s: no model.safetensors (is this a model directory?)", dir);
   if (!st) st = lm_model_alloc(&m, &cfg);
   if (!st) st = load_weights(m, wpath, load_head, seed);
+  if (!st && load_head && lm_cfg_has_labels(&cfg)) st = lm_config_label_names(cpath, cfg.num_labels, &m->label_names);
   free(cpath); free(wpath);
   if (st) { lm_model_free(m); return st; }
   *out = m;

@@ -170,6 +170,8 @@ void lm_model_free(lm_model *m) {
   if (m->fam && m->fam->free_state) m->fam->free_state(m);
   lm_free(m->params); lm_free(m->grads);
   free(m->w.h); free(m->g.h); free(m->info);
+  for (int64_t i = 0; m->label_names && i < m->cfg.num_labels; i++) free(m->label_names[i]);
+  free(m->label_names);
   free(m);
 }
 

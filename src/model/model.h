@@ -102,6 +102,7 @@ struct lm_model {
   void *fam_state;               /* the family's activations (family.h reserve/free_state) */
   void *head_state;              /* the head's activations (heads.c) */
   const float *hidden;           /* (B,T,C) the head's input in the last forward */
+  char **label_names;            /* (num_labels) id2label of a loaded classifier, kept for saving; or NULL */
   int ok;                        /* the last forward succeeded: backward may run */
 };
 

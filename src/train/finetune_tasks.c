@@ -92,6 +92,7 @@ lm_status lm_finetune_tokens(const lm_finetune_opts *fo, lm_finetune_tasks_resul
   if (!st && fo->eval_path && (st = lm_tokcls_encode(&eval, &cfg, tok, &ceval, context))) lm_error_prefix(st, "%s", fo->eval_path);
   if (!st) st = lm_model_load_head(&m, fo->model_dir, LM_HEAD_TOKENS, labels.n, fo->seed);
   if (st) goto done;
+  if (m->cfg.pad_token_id < 0) m->cfg.pad_token_id = train.pad;   /* decoders: the padding the data used */
 
   lm_train_opts o;
   train_opts(fo, train.n, train.context > eval.context ? train.context : eval.context, &o);

@@ -1,5 +1,5 @@
-/* cmd_finetune.c — `lmkit finetune`: fine-tunes a pre-trained BERT model
- * directory on a labelled task: `--task classify` (sequence classification:
+/* cmd_finetune.c — `lmkit finetune`: fine-tunes a pre-trained model
+ * directory (an encoder such as BERT, or a decoder such as GPT-2) on a labelled task: `--task classify` (sequence classification:
  * pooler + linear head on [CLS]; lm_finetune_classify, src/train/finetune.c),
  * `--task tokens` (NER) and `--task qa` (SQuAD) (lm_finetune_tokens /
  * lm_finetune_qa, src/train/finetune_tasks.c). This file parses flags and
@@ -15,14 +15,16 @@
 static const char *HELP =
   "usage: lmkit finetune --model DIR --task classify|tokens|qa --data TRAIN --out DIR [--eval DEV] [options]\n"
   "\n"
-  "Fine-tunes a pre-trained BERT model directory (from 'lmkit train --arch bert' or\n"
-  "Hugging Face) for sequence classification: a pooler + linear head on [CLS],\n"
-  "freshly initialised, trained with the encoder by cross-entropy. The model\n"
-  "written to --out is a BertForSequenceClassification directory whose config.json\n"
-  "names the labels (id2label, label2id); use it with 'lmkit predict'.\n"
-  "--task tokens trains a linear head on every token (BertForTokenClassification)\n"
+  "Fine-tunes a pre-trained model directory (from 'lmkit train' or Hugging Face) for\n"
+  "sequence classification: a freshly initialised head, trained with the model by\n"
+  "cross-entropy. An encoder (BERT) reads [CLS] text [SEP] and classifies the pooled\n"
+  "[CLS]; a decoder (GPT-2) reads the text and classifies its last real token, as\n"
+  "Hugging Face's GPT2ForSequenceClassification does. The model written to --out is\n"
+  "a BertForSequenceClassification / GPT2ForSequenceClassification directory whose\n"
+  "config.json names the labels (id2label, label2id); use it with 'lmkit predict'.\n"
+  "--task tokens trains a linear head on every token (*ForTokenClassification)\n"
   "on CoNLL data ('word ... TAG' per line, blank lines between sentences) and\n"
-  "reports entity-level F1; --task qa trains start/end span heads\n"
+  "reports entity-level F1; --task qa (encoders) trains start/end span heads\n"
   "(BertForQuestionAnswering) on SQuAD v1.1 JSON and reports exact match and F1.\n"
   "\n"
   "data (TSV or JSONL, see docs/finetune.md):\n"
@@ -36,7 +38,7 @@ static const char *HELP =
   "  truncated (counted and reported).\n"
   "\n"
   "options:\n"
-  "  --model DIR          pre-trained bert model directory (with its tokenizer)\n"
+  "  --model DIR          pre-trained model directory (bert or gpt2, with its tokenizer)\n"
   "  --task NAME          classify, tokens (NER: CoNLL data, entity F1) or qa (SQuAD v1.1\n"
   "                       JSON, exact match and F1); see docs/finetune.md\n"
   "  --stride N           qa: overlap in tokens of the context windows (default: half a window)\n"

@@ -19,6 +19,8 @@
 /* ---- matmul: out(N,OC) = inp(N,C) @ weight(OC,C)^T + bias(OC); bias may be NULL ---- */
 void matmul_forward(float *out, const float *inp, const float *weight, const float *bias,
                     int64_t N, int64_t C, int64_t OC);
+/* out(N,OC) += inp(N,C) @ weight(OC,C)^T: adds a second product into an output (LoRA's low-rank path) */
+void matmul_forward_add(float *out, const float *inp, const float *weight, int64_t N, int64_t C, int64_t OC);
 /* dinp(N,C) += dout @ weight;  dweight(OC,C) += dout^T @ inp;  dbias(OC) += column sums of dout */
 void matmul_backward(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
                      const float *weight, int64_t N, int64_t C, int64_t OC);

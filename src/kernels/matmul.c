@@ -29,6 +29,15 @@ void matmul_forward(float *out,            // (N,OC)
               1.0f, inp, (int)C, weight, (int)C, beta, out, (int)OC);
 }
 
+void matmul_forward_add(float *out,        // (N,OC), accumulated into
+                        const float *inp,  // (N,C)
+                        const float *weight, // (OC,C)
+                        int64_t N, int64_t C, int64_t OC) {
+  if (N <= 0 || OC <= 0 || C <= 0) return;
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)N, (int)OC, (int)C,
+              1.0f, inp, (int)C, weight, (int)C, 1.0f, out, (int)OC);
+}
+
 void matmul_backward(float *dinp,          // (N,C) or NULL
                      float *dweight,       // (OC,C) or NULL
                      float *dbias,         // (OC) or NULL

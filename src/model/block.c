@@ -20,24 +20,48 @@ void lm_norm_backward(const lm_config *c, float *dinp, float *dw, float *db, con
   else layernorm_backward(dinp, dw, db, dout, inp, w, mean, rstd, N, c->n_embd);
 }
 
+/* ------------------------------------------------------------------ linears */
+
+/* out(N,OC) = inp W^T + b [+ scale (inp A^T) B^T with an adapter a]: every linear of the block */
+static void linear_forward(float *out, const float *inp, const float *W, const float *b, const lm_lora_linear *a,
+                           int64_t N, int64_t C, int64_t OC) {
+  matmul_forward(out, inp, W, b, N, C, OC);
+  if (!a) return;
+  matmul_forward(a->v, inp, a->A, NULL, N, C, a->r);                            // v = x A^T (N,r)
+  scale_inplace(a->v, N * a->r, a->scale);                                       // v *= scale
+  matmul_forward_add(out, a->v, a->B, N, a->r, OC);                              // out += v B^T
+}
+
+/* The backward of linear_forward: dinp += dout W (+ the adapter's path); dW, db, dA, dB accumulate
+ * where non-NULL (a frozen base passes NULL dW and db). */
+static void linear_backward(float *dinp, float *dW, float *db, const float *dout, const float *inp, const float *W,
+                            const lm_lora_linear *a, int64_t N, int64_t C, int64_t OC) {
+  matmul_backward(dinp, dW, db, dout, inp, W, N, C, OC);
+  if (!a) return;
+  memset(a->dv, 0, (size_t)(N * a->r) * sizeof(float));
+  matmul_backward(a->dv, a->dB, NULL, dout, a->v, a->B, N, a->r, OC);           // dv = dout B, dB += dout^T v
+  scale_inplace(a->dv, N * a->r, a->scale);                                      // d(x A^T) = scale dv
+  matmul_backward(dinp, a->dA, NULL, a->dv, inp, a->A, N, C, a->r);             // dinp += .. A, dA += ..^T x
+}
+
 /* ------------------------------------------------------------------ forward */
 
 /* attention sub-layer: out(N,C) = proj(attn(qkv(inp))) */
 static void attn_forward(const lm_config *c, const lm_block_weights *w, lm_layer_acts *la, float *out,
                          const float *inp, lm_attn_mask mask, int64_t B, int64_t T) {
   int64_t N = B * T, C = c->n_embd;
-  matmul_forward(la->qkv, inp, w->qkv_w, w->qkv_b, N, C, 3 * C);                 // (N,3C)
+  linear_forward(la->qkv, inp, w->qkv_w, w->qkv_b, w->qkv_lora, N, C, 3 * C);                 // (N,3C)
   attention_forward_packed(la->atty, la->att, la->qkv, mask.key_mask, mask.starts, B, T, C, c->n_head, c->causal); // (N,C)
-  matmul_forward(out, la->atty, w->attn_proj_w, w->attn_proj_b, N, C, C);        // (N,C)
+  linear_forward(out, la->atty, w->attn_proj_w, w->attn_proj_b, w->attn_proj_lora, N, C, C);      // (N,C)
 }
 
 /* feed-forward sub-layer: out(N,C) = proj(act(fc(inp))) */
 static void mlp_forward(const lm_config *c, const lm_block_weights *w, lm_layer_acts *la, float *out,
                         const float *inp, int64_t N) {
   int64_t C = c->n_embd, F = lm_ffn_width(c);
-  matmul_forward(la->fch, inp, w->fc_w, w->fc_b, N, C, F);                       // (N,F)
+  linear_forward(la->fch, inp, w->fc_w, w->fc_b, w->fc_lora, N, C, F);                     // (N,F)
   act_forward(la->fch_act, la->fch, N * F, c->act);
-  matmul_forward(out, la->fch_act, w->fc_proj_w, w->fc_proj_b, N, F, C);         // (N,C)
+  linear_forward(out, la->fch_act, w->fc_proj_w, w->fc_proj_b, w->fc_proj_lora, N, F, C);       // (N,C)
 }
 
 void lm_block_forward(const lm_config *c, const lm_block_weights *w, lm_layer_acts *la, const float *x,
@@ -67,20 +91,20 @@ static void attn_backward(const lm_config *c, const lm_block_weights *w, lm_bloc
                           int64_t T) {
   int64_t N = B * T, C = c->n_embd;
   memset(s->datty, 0, N * C * sizeof(float));
-  matmul_backward(s->datty, g->attn_proj_w, g->attn_proj_b, dout, la->atty, w->attn_proj_w, N, C, C);
+  linear_backward(s->datty, g->attn_proj_w, g->attn_proj_b, dout, la->atty, w->attn_proj_w, w->attn_proj_lora, N, C, C);
   memset(s->dqkv, 0, N * 3 * C * sizeof(float));
   attention_backward(s->dqkv, s->datt, s->datty, la->qkv, la->att, B, T, C, c->n_head);
-  matmul_backward(dinp, g->qkv_w, g->qkv_b, s->dqkv, inp, w->qkv_w, N, C, 3 * C);
+  linear_backward(dinp, g->qkv_w, g->qkv_b, s->dqkv, inp, w->qkv_w, w->qkv_lora, N, C, 3 * C);
 }
 
 static void mlp_backward(const lm_config *c, const lm_block_weights *w, lm_block_weights *g, const lm_layer_acts *la,
                          const lm_block_scratch *s, float *dinp, const float *dout, const float *inp, int64_t N) {
   int64_t C = c->n_embd, F = lm_ffn_width(c);
   memset(s->dfch_act, 0, N * F * sizeof(float));
-  matmul_backward(s->dfch_act, g->fc_proj_w, g->fc_proj_b, dout, la->fch_act, w->fc_proj_w, N, F, C);
+  linear_backward(s->dfch_act, g->fc_proj_w, g->fc_proj_b, dout, la->fch_act, w->fc_proj_w, w->fc_proj_lora, N, F, C);
   memset(s->dfch, 0, N * F * sizeof(float));
   act_backward(s->dfch, la->fch, s->dfch_act, N * F, c->act);
-  matmul_backward(dinp, g->fc_w, g->fc_b, s->dfch, inp, w->fc_w, N, C, F);
+  linear_backward(dinp, g->fc_w, g->fc_b, s->dfch, inp, w->fc_w, w->fc_lora, N, C, F);
 }
 
 /* Buffers accumulate, so each is zeroed or copied into before use. */

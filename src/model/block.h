@@ -17,7 +17,20 @@
 #include <stdint.h>
 #include "lmkit.h"
 
-/* Views of one block's tensors in a flat parameter (or gradient) array; NULL where the config has none. */
+/* A LoRA adapter on one linear layer W (OC, C) (src/model/lora.h):
+ *   y = x W^T + b + scale * (x A^T) B^T,   A (r, C), B (OC, r), scale = alpha / r
+ * v keeps scale * x A^T (N, r) of the last forward for backward, dv is backward scratch (N, r).
+ * dA, dB receive the gradients (accumulated); the base W gets none when its gradient view is NULL. */
+typedef struct {
+  int64_t r;
+  float scale;
+  const float *A, *B;
+  float *dA, *dB;
+  float *v, *dv;
+} lm_lora_linear;
+
+/* Views of one block's tensors in a flat parameter (or gradient) array; NULL where the config has none.
+ * The *_lora members (parameter views only) are the LoRA adapters of the four linears, or NULL. */
 typedef struct {
   float *ln1_w, *ln1_b;             /* (C) */
   float *qkv_w, *qkv_b;             /* (3C, C), (3C) */
@@ -25,6 +38,7 @@ typedef struct {
   float *ln2_w, *ln2_b;             /* (C) */
   float *fc_w, *fc_b;               /* (F, C), (F) */
   float *fc_proj_w, *fc_proj_b;     /* (C, F), (C) */
+  lm_lora_linear *qkv_lora, *attn_proj_lora, *fc_lora, *fc_proj_lora;
 } lm_block_weights;
 
 /* What one block keeps for its backward pass (names as in the equations above). */

@@ -134,10 +134,10 @@ void lm_head_free(lm_model *m) {
   m->head_state = NULL;
 }
 
-static void view(const lm_model *m, const float *base, head_weights *w, const float *wte) {
+/* grad 0: the values, 1: the gradients (NULL where not trained); lm_model_param knows where each lives */
+static void view(const lm_model *m, int grad, head_weights *w, const float *wte) {
   memset(w, 0, sizeof *w);
-  if (!base) return;
-#define T(n) lm_model_tensor(m, base, n)
+#define T(n) lm_model_param(m, n, grad)
   w->pool_w = T("pooler.weight"); w->pool_b = T("pooler.bias");
   w->mlm_dw = T("mlm.dense.weight"); w->mlm_db = T("mlm.dense.bias");
   w->mlm_ln_w = T("mlm.ln.weight"); w->mlm_ln_b = T("mlm.ln.bias");
@@ -192,8 +192,8 @@ lm_status lm_head_reserve(lm_model *m, int64_t B, int64_t T, int need_grads) {
     s->B = B; s->T = T; s->grads = need_grads;
     m->head_state = s;
   }
-  view(m, m->params, &s->w, m->w.wte);
-  view(m, m->grads, &s->g, m->g.wte);
+  view(m, 0, &s->w, m->w.wte);
+  view(m, 1, &s->g, m->g.wte);
   return LM_OK;
 }
 

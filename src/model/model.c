@@ -15,6 +15,7 @@
 #include "model/model.h"
 #include "model/heads.h"
 #include "model/config.h"
+#include "model/lora.h"
 
 /* ------------------------------------------------------------------ table */
 
@@ -84,6 +85,11 @@ const lm_param_info *lm_model_find_param(const lm_model *m, const char *name) {
 float *lm_model_tensor(const lm_model *m, const float *base, const char *name) {
   const lm_param_info *p = lm_model_find_param(m, name);
   return p && base ? (float *)base + p->offset : NULL;
+}
+
+float *lm_model_param(const lm_model *m, const char *name, int grad) {
+  float *p = m->lora ? lm_lora_head_tensor(m, name, grad) : NULL;
+  return p ? p : lm_model_tensor(m, grad ? m->grads : m->params, name);
 }
 
 /* Points a weights view at `base` (params or grads) using the table offsets. */
@@ -166,6 +172,7 @@ static void free_acts(lm_model *m) {
 void lm_model_free(lm_model *m) {
   if (!m) return;
   free_acts(m);
+  lm_lora_detach(m);
   lm_head_free(m);
   if (m->fam && m->fam->free_state) m->fam->free_state(m);
   lm_free(m->params); lm_free(m->grads);
@@ -239,12 +246,13 @@ lm_status lm_model_reserve(lm_model *m, int64_t B, int64_t T, int need_grads) {
   if (T <= 0 || B <= 0) return lm_error(LM_ERR_ARG, "batch %lld x context %lld must be positive", (long long)B, (long long)T);
   if (T > c->n_positions)
     return lm_error(LM_ERR_RANGE, "context %lld is longer than the model's %lld positions", (long long)T, (long long)c->n_positions);
-  if (need_grads && !m->grads) {
+  if (need_grads && !m->grads && !m->lora) {   /* a LoRA adapter freezes the base: no base gradients */
     m->grads = lm_alloc(m->n_params * sizeof(float));
     if (!m->grads) return LM_ERR_NOMEM;
     layout(m, m->grads, &m->g);
   }
   lm_status st = reserve_blocks(m, B, T, need_grads);
+  if (!st && m->lora) st = lm_lora_reserve(m, B, T);
   if (!st && m->fam->reserve) st = m->fam->reserve(m, B, T, need_grads);
   if (!st) st = lm_head_reserve(m, B, T, need_grads);
   m->ok = 0;
@@ -252,7 +260,8 @@ lm_status lm_model_reserve(lm_model *m, int64_t B, int64_t T, int need_grads) {
 }
 
 void lm_model_zero_grad(lm_model *m) {
-  if (m->grads) memset(m->grads, 0, m->n_params * sizeof(float));
+  lm_trainable t = lm_model_trainable(m);
+  if (t.grads) memset(t.grads, 0, t.n_params * sizeof(float));
 }
 
 /* ------------------------------------------------------------------ forward */
@@ -316,7 +325,7 @@ float lm_forward(lm_model *m, const lm_batch *b, float *aux_a, float *aux_b) {
 
 void lm_backward(lm_model *m, const lm_batch *b) {
   lm_acts *a = &m->acts;
-  if (!m->ok || !m->grads || !a->dres_a || !m->head_state) return;
+  if (!m->ok || !lm_model_trainable(m).grads || !a->dres_a || !m->head_state) return;
   const lm_config *c = &m->cfg;
   int64_t B = b->B, T = b->T, N = B * T, L = c->n_layer;
   size_t bytes = N * c->n_embd * sizeof(float);

@@ -104,7 +104,21 @@ struct lm_model {
   const float *hidden;           /* (B,T,C) the head's input in the last forward */
   char **label_names;            /* (num_labels) id2label of a loaded classifier, kept for saving; or NULL */
   int ok;                        /* the last forward succeeded: backward may run */
+  struct lm_lora *lora;          /* the attached LoRA adapter (lora.h) or NULL; while attached the base is frozen */
 };
+
+/* The parameters an optimiser trains: the LoRA adapter's own table when one is attached (the base
+ * is frozen and has no gradients), else every parameter of the model. grads is NULL until
+ * lm_model_reserve(..., need_grads = 1). Offsets in info index params and grads. */
+typedef struct {
+  const lm_param_info *info; int n_info;
+  size_t n_params;
+  float *params, *grads;
+} lm_trainable;
+lm_trainable lm_model_trainable(const lm_model *m);   /* src/model/lora.c */
+/* A tensor's values (grad = 0) or gradient (grad = 1) by internal name, wherever it lives (a head
+ * that a LoRA adapter trains lives in the adapter's allocation); NULL when absent or not trained. */
+float *lm_model_param(const lm_model *m, const char *name, int grad);
 
 /* Builds the parameter table for cfg and allocates params (zeroed). */
 lm_status lm_model_alloc(lm_model **out, const lm_config *cfg);

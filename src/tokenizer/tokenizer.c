@@ -75,7 +75,6 @@ lm_status lm_tok_new(lm_tokenizer **out, const lm_tok_model_ops *ops, int64_t n_
   lm_tokenizer *t = calloc(1, sizeof *t);
   if (!t) return lm_error(LM_ERR_NOMEM, "out of memory");
   t->ops = ops; t->n_vocab = n_vocab; t->eot = -1;
-  t->wp = ops->byte_level ? NULL : ops;
   lm_status st = LM_OK;
   size_t total = 0;
   for (int64_t i = 0; i < n_vocab; i++) total += tok_len[i];

@@ -69,9 +69,6 @@ struct lm_tokenizer {
   int32_t *vmap; uint32_t *vtag; uint64_t vmap_cap;   /* vtag: hash bits, to skip most compares */
   int n_special; int32_t *special;   /* special token ids, longest first */
   int64_t eot;
-  /* Deprecated, for src/train/objectives/qa.c and tokcls.c until they call lm_tok_byte_level():
-   * NULL exactly when the model is byte-level. */
-  const void *wp;
 };
 
 /* ---- the vocabulary (tokenizer.c) ---- */

@@ -197,7 +197,7 @@ static int qa_space(char c) { return c == ' ' || c == '\t' || c == '\n' || c == 
 lm_status lm_qa_tokenize_context(const lm_tokenizer *tok, const char *text, size_t len, uint32_t **ids_out,
                                  int64_t **start_out, int64_t **end_out, int64_t *n_out) {
   *ids_out = NULL; *start_out = *end_out = NULL; *n_out = 0;
-  int bpe = tok->wp == NULL;
+  int bpe = lm_tok_byte_level(tok);
   uint32_t *ids = NULL; int64_t *st0 = NULL, *en0 = NULL;
   int64_t n = 0, cap = 0, c1 = 0, c2 = 0;
   char *buf = NULL; int64_t bcap = 0;

@@ -166,7 +166,7 @@ lm_status lm_tokcls_encode(lm_tokcls_data *d, const lm_config *cfg, const lm_tok
   lm_status st = lm_seq_frame(cfg, tok, &d->cls, &d->sep, &d->pad);
   if (st) return st;
   int64_t keep = context - lm_frame_len(d->cls, d->sep), nw = c->woff[c->n];
-  int bpe = tok->wp == NULL;
+  int bpe = lm_tok_byte_level(tok);
   int64_t unk = lm_tokenizer_token_id(tok, "[UNK]");
   if (unk < 0) unk = lm_tokenizer_token_id(tok, "<unk>");
   if (unk < 0) unk = d->pad;

@@ -23,7 +23,8 @@ static const char *HELP =
   "  --data FILE...        training text (a directory means its files)\n"
   "  --vocab-size N        total vocabulary, special tokens included (>= 256 + specials)\n"
   "  --out DIR             writes DIR/tokenizer.json, DIR/vocab.json, DIR/merges.txt\n"
-  "  --special TOKEN...    special tokens after the merges (default: <|endoftext|>, always included)\n"
+  "  --special TOKEN...    more special tokens after the merges (<|endoftext|> and ChatML's\n"
+  "                       <|im_start|>, <|im_end|> are always included)\n"
   "  --min-frequency N     merge only pairs seen at least N times (default 2)\n"
   "  --threads N           threads for counting (default: all cores)\n"
   "encode:\n"
@@ -66,7 +67,10 @@ static int do_train(int argc, char **argv) {
   const char *data[4096], *special[256], *out = NULL, *v;
   int n_data = 0, n_special = 0, r;
   int64_t vocab = 0, minf = 2, threads = 0;
+  /* end of text, and ChatML's turn markers: models lmkit trains get ChatML as their chat template */
   special[n_special++] = "<|endoftext|>";
+  special[n_special++] = "<|im_start|>";
+  special[n_special++] = "<|im_end|>";
   for (int i = 1; i < argc; i++) {
     if (cli_is_help(argv[i])) { fputs(HELP, stdout); return 0; }
     if (!strcmp(argv[i], "--data")) { if (multi(argc, argv, &i, data, &n_data, 4096, "--data")) return 1; continue; }

@@ -45,7 +45,9 @@ without=$(printf 'a [CLS] b' | "$BIN" tokenizer encode --tokenizer "$T/tok" --id
 check '[[ " $with " == *" $cls "* ]]' "[CLS] is one token when allowed ($with)"
 check '[[ " $without " != *" $cls "* ]]' "[CLS] is plain text when not allowed ($without)"
 eot=$(printf '<|endoftext|>' | "$BIN" tokenizer encode --tokenizer "$T/tok" --ids --allow-special)
-check '[ "$eot" = $((cls - 1)) ]' "<|endoftext|> is a single special id, just before [CLS] ($eot)"
+check '[ "$eot" = $((cls - 3)) ]' "<|endoftext|> is a single special id, before <|im_start|>, <|im_end|> and [CLS] ($eot)"
+ims=$(printf '<|im_start|>user\nhi<|im_end|>' | "$BIN" tokenizer encode --tokenizer "$T/tok" --ids --allow-special)
+check '[[ "$ims" == "$((cls - 2)) "* && "$ims" == *" $((cls - 1))" ]]' "ChatML's <|im_start|> and <|im_end|> are special tokens of every trained tokenizer ($ims)"
 # saved files load back the same through vocab.json + merges.txt
 mkdir "$T/hf" && cp "$T/tok/vocab.json" "$T/tok/merges.txt" "$T/hf/"
 a=$("$BIN" tokenizer encode --tokenizer "$T/tok" --ids < "$T/doc2.txt" | md5sum)

@@ -7,7 +7,10 @@
 static const char *HELP =
   "usage: lmkit generate --model DIR --prompt TEXT [options]\n"
   "\n"
-  "Generates text after TEXT with a KV cache, streaming it to stdout.\n"
+  "Generates text after TEXT with a KV cache, streaming it to stdout. Past the\n"
+  "model's context it goes on with a sliding window: when the context is full, its\n"
+  "last half is read again and generation continues (said once on stderr); a\n"
+  "prompt longer than the context keeps its last part.\n"
   "\n"
   "  --model DIR          model directory (config.json, model.safetensors, tokenizer)\n"
   "  --prompt TEXT        the text to continue (\"\" starts a new document)\n"
@@ -27,9 +30,24 @@ static int print_piece(const char *piece, size_t len, void *user) {
   return 0;
 }
 
+/* said once on stderr, when the context first fills (the library reports, the CLI prints) */
+static void on_window(int64_t context, int64_t prompt_dropped, void *user) {
+  (void)user;
+  fflush(stdout);
+  if (prompt_dropped > 0)
+    fprintf(stderr, "\nlmkit generate: the prompt is longer than the model's context of %lld tokens: its first %lld tokens "
+            "are dropped, and generation goes on with a sliding window (the last %lld tokens are read again each time the context fills)\n",
+            (long long)context, (long long)prompt_dropped, (long long)(context / 2 > 0 ? context / 2 : 1));
+  else
+    fprintf(stderr, "\nlmkit generate: the model's context of %lld tokens is full: generation goes on with a sliding window "
+            "(the last %lld tokens are read again each time the context fills)\n",
+            (long long)context, (long long)(context / 2 > 0 ? context / 2 : 1));
+}
+
 int cmd_generate(int argc, char **argv) {
   lm_gen_opts o;
   lm_gen_opts_default(&o);
+  o.on_window = on_window;
   const char *model = NULL, *prompt = NULL, *v;
   int64_t threads = 0, x;
   int stats = 0, r;

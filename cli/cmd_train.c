@@ -1,16 +1,19 @@
 /* cmd_train.c — `lmkit train`: pre-trains a GPT-2 family model with the
- * causal-LM objective on text files or token shards, with a live progress
- * bar, periodic evaluation and checkpoints, and exact resume. */
+ * causal-LM objective (or a BERT model with MLM) on text files or token
+ * shards, with a live progress bar, periodic evaluation and checkpoints, and
+ * exact resume. `--resume DIR` takes the command that started the run: flags
+ * given again must equal the saved settings, and --out defaults to the run. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include "cli.h"
 #include "tokenizer/tokenizer.h"
+#include "train/train.h"
 
 static const char *HELP =
   "usage: lmkit train --data FILE|DIR... --out DIR [options]\n"
-  "       lmkit train --resume DIR --out DIR [--steps N] [--threads N]\n"
+  "       lmkit train --resume DIR [the options that started the run] [--steps N]\n"
   "\n"
   "Pre-trains a model with the causal language-modelling objective (next-token\n"
   "prediction). Text files are tokenized on the fly; directories made by\n"
@@ -19,9 +22,18 @@ static const char *HELP =
   "transformers; trainer_state.json + optimizer.safetensors beside it allow an\n"
   "exact resume. Metrics go to DIR/metrics.jsonl.\n"
   "\n"
+  "Resuming: re-run the command that started the run with --resume DIR added. DIR\n"
+  "is a run directory (training continues from its newest complete checkpoint) or\n"
+  "one DIR/checkpoint-N. Options given again must equal the run's saved settings (a\n"
+  "differing one is an error naming both values); --steps may extend the run; --out\n"
+  "defaults to the run directory, where training continues in place and appends to\n"
+  "metrics.jsonl. A checkpoint is written as checkpoint-N.tmp and renamed when\n"
+  "complete, so a run killed at any moment resumes from its last complete save.\n"
+  "\n"
   "data and output:\n"
   "  --data FILE|DIR...   training text files or prepared shard directories\n"
-  "  --out DIR            where the model and checkpoints are written\n"
+  "  --out DIR            where the model and checkpoints are written (with --resume:\n"
+  "                       the run directory)\n"
   "  --tokenizer T        'byte' (default), 'gpt2', or a tokenizer directory\n"
   "  --val-fraction F     last fraction of the tokens held out for validation (0.05)\n"
   "model (new):\n"
@@ -51,7 +63,9 @@ static const char *HELP =
   "  --eval-every N       validation loss every N steps (100)\n"
   "  --eval-batches N     batches per validation (20)\n"
   "  --save-every N       checkpoint to DIR/checkpoint-STEP every N steps (0: end only)\n"
-  "  --resume DIR         continue the run saved in DIR bit-exactly; --steps may extend it\n"
+  "  --keep-checkpoints K keep the newest K checkpoint-STEP directories, deleting older\n"
+  "                       ones after each save (3; 0 keeps all)\n"
+  "  --resume DIR         continue the run in DIR (a run or checkpoint directory) bit-exactly\n"
   "  --threads N          threads (default: all cores)\n"
   "  --quiet              no progress bar\n";
 
@@ -65,16 +79,116 @@ static void on_step(const lm_train_event *ev, void *user) {
 
 static int is_flag(const char *s) { return s[0] == '-' && s[1] == '-'; }
 
+/* The settings that define a run. On --resume each one given must equal what the run saved;
+ * given[] holds the text as typed (NULL: not given), to name it in an error. */
+enum { F_TOKENIZER, F_ARCH, F_OBJECTIVE, F_MLM_PROB, F_SHARE, F_LAYERS, F_HEADS, F_DIM, F_CONTEXT, F_POSITIONS,
+       F_BATCH, F_GRAD_ACCUM, F_WARMUP, F_LR, F_MIN_LR, F_WEIGHT_DECAY, F_CLIP, F_VAL_FRACTION, F_SEED, F_N };
+static const char *const FLAG_NAMES[F_N] = {
+  "--tokenizer", "--arch", "--objective", "--mlm-prob", "--share-layers", "--layers", "--heads", "--dim", "--context",
+  "--positions", "--batch", "--grad-accum", "--warmup", "--lr", "--min-lr", "--weight-decay", "--clip",
+  "--val-fraction", "--seed"};
+
+typedef struct {
+  const char *given[F_N];
+  const char *tok_spec, *arch;
+  int64_t layers, heads, dim, positions;
+  int share;
+} run_flags;
+
+/* The same tokenizer: vocabulary, end-of-text id and the ids of a probe text. */
+static int same_tokenizer(const lm_tokenizer *a, const lm_tokenizer *b) {
+  if (lm_tokenizer_vocab_size(a) != lm_tokenizer_vocab_size(b) || lm_tokenizer_eot(a) != lm_tokenizer_eot(b)) return 0;
+  static const char probe[] = "The quick brown fox, 12345 times: h\xc3\xa9llo w\xc3\xb6rld!\n\t[CLS] <|endoftext|> end.";
+  uint32_t *x = NULL, *y = NULL; size_t nx = 0, ny = 0;
+  int same = !lm_tokenizer_encode(a, probe, sizeof probe - 1, 1, &x, &nx) &&
+             !lm_tokenizer_encode(b, probe, sizeof probe - 1, 1, &y, &ny) && nx == ny && !memcmp(x, y, nx * sizeof *x);
+  free(x); free(y);
+  lm_clear_error();
+  return same;
+}
+
+static int differs(int f, const char *given, const char *saved, const char *ckpt) {
+  return cli_error("%s %s differs from the checkpoint's %s (%s): leave it out or give the saved value to resume, "
+                   "or start a new run without --resume", FLAG_NAMES[f], given, saved, ckpt);
+}
+
+/* --resume: every setting given again must equal the run's; returns the exit code (0: all equal). */
+static int check_resume_flags(const run_flags *rf, const lm_train_opts *o, const lm_train_opts *saved,
+                              const lm_config *c, const lm_tokenizer *tok, const char *ckpt) {
+  char buf[64];
+  const char *const *g = rf->given;
+#define INT_SAME(f, mine, theirs) \
+  if (g[f] && (int64_t)(mine) != (int64_t)(theirs)) { snprintf(buf, sizeof buf, "%lld", (long long)(theirs)); return differs(f, g[f], buf, ckpt); }
+#define FLT_SAME(f, mine, theirs) \
+  if (g[f] && (mine) != (theirs)) { snprintf(buf, sizeof buf, "%g", (double)(theirs)); return differs(f, g[f], buf, ckpt); }
+  if (g[F_ARCH] && strcmp(rf->arch, lm_arch_name(c->arch))) return differs(F_ARCH, g[F_ARCH], lm_arch_name(c->arch), ckpt);
+  if (g[F_OBJECTIVE] && strcmp(o->objective, saved->objective)) return differs(F_OBJECTIVE, g[F_OBJECTIVE], saved->objective, ckpt);
+  if (g[F_SHARE] && !c->share_layers)
+    return cli_error("--share-layers differs from the checkpoint (%s), whose layers are not shared", ckpt);
+  INT_SAME(F_LAYERS, rf->layers, c->n_layer)
+  INT_SAME(F_HEADS, rf->heads, c->n_head)
+  INT_SAME(F_DIM, rf->dim, c->n_embd)
+  INT_SAME(F_CONTEXT, o->context, saved->context)
+  if (g[F_POSITIONS]) {
+    /* a new run's position table is the larger of --positions and --context */
+    int64_t ctx = g[F_CONTEXT] ? o->context : saved->context;
+    INT_SAME(F_POSITIONS, rf->positions > ctx ? rf->positions : ctx, c->n_positions)
+  }
+  INT_SAME(F_BATCH, o->batch, saved->batch)
+  INT_SAME(F_GRAD_ACCUM, o->grad_accum, saved->grad_accum)
+  INT_SAME(F_WARMUP, o->warmup, saved->warmup)
+  FLT_SAME(F_MLM_PROB, o->mlm_prob, saved->mlm_prob)
+  FLT_SAME(F_LR, o->lr, saved->lr)
+  FLT_SAME(F_MIN_LR, o->min_lr, saved->min_lr)
+  FLT_SAME(F_WEIGHT_DECAY, o->weight_decay, saved->weight_decay)
+  FLT_SAME(F_CLIP, o->clip, saved->clip)
+  FLT_SAME(F_VAL_FRACTION, o->val_fraction, saved->val_fraction)
+  if (g[F_SEED] && o->seed != saved->seed) {
+    snprintf(buf, sizeof buf, "%llu", (unsigned long long)saved->seed);
+    return differs(F_SEED, g[F_SEED], buf, ckpt);
+  }
+#undef INT_SAME
+#undef FLT_SAME
+  if (g[F_TOKENIZER]) {
+    lm_tokenizer *t = NULL;
+    if (lm_tokenizer_load(&t, rf->tok_spec)) return cli_fail();
+    int same = same_tokenizer(t, tok);
+    if (!same) snprintf(buf, sizeof buf, "tokenizer (vocabulary %lld vs %lld%s)", (long long)lm_tokenizer_vocab_size(t),
+                        (long long)lm_tokenizer_vocab_size(tok),
+                        lm_tokenizer_vocab_size(t) == lm_tokenizer_vocab_size(tok) ? ", and it encodes text differently" : "");
+    lm_tokenizer_free(t);
+    if (!same) return differs(F_TOKENIZER, g[F_TOKENIZER], buf, ckpt);
+  }
+  return 0;
+}
+
+/* The run directory of a resumed state: --resume's DIR, or the parent of a DIR named checkpoint-N. */
+static char *run_dir_of(const char *resume_dir, const char *state) {
+  char *d = strdup(resume_dir);
+  if (!d) return NULL;
+  size_t n = strlen(d);
+  while (n > 1 && d[n - 1] == '/') d[--n] = 0;
+  if (strcmp(state, resume_dir)) return d;   /* DIR is a run: its newest checkpoint was chosen */
+  char *base = strrchr(d, '/');
+  const char *name = base ? base + 1 : d;
+  int ckpt = !strncmp(name, "checkpoint-", 11) && name[11];
+  for (const char *p = name + 11; ckpt && *p; p++) ckpt = *p >= '0' && *p <= '9';
+  if (!ckpt) return d;
+  if (!base) { free(d); return strdup("."); }
+  if (base == d) base[1] = 0; else *base = 0;
+  return d;
+}
+
 int cmd_train(int argc, char **argv) {
   lm_train_opts o;
   lm_train_opts_default(&o);
-  const char *tok_spec = "byte", *arch = "gpt2", *v;
-  int64_t layers = 6, heads = 6, dim = 384, positions = 0, threads = 0;
-  int share = 0, objective_set = 0, warmup_set = 0, min_lr_set = 0, steps_set = 0, hyper_flags = 0, r;
+  run_flags rf = {.tok_spec = "byte", .arch = "gpt2", .layers = 6, .heads = 6, .dim = 384};
+  const char *v;
+  int64_t threads = 0;
+  int steps_set = 0, r;
   const char **data = calloc(argc, sizeof *data);
   int n_data = 0;
   if (!data) return cli_error("out of memory");
-  const char *bad_resume = NULL;
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
     if (cli_is_help(a)) { fputs(HELP, stdout); free(data); return 0; }
@@ -84,67 +198,98 @@ int cmd_train(int argc, char **argv) {
       continue;
     }
     if (!strcmp(a, "--quiet")) { o.progress = 0; continue; }
-    if (!strcmp(a, "--share-layers")) { share = 1; hyper_flags++; if (!bad_resume) bad_resume = a; continue; }
+    if (!strcmp(a, "--share-layers")) { rf.share = 1; rf.given[F_SHARE] = ""; continue; }
 #define OPT(name) ((r = cli_opt(argc, argv, &i, name, &v)) < 0 ? (free(data), 1) : r == 0 ? 0 : 2)
 #define NUM(dst, lo, hi) do { int64_t x_; if (cli_i64(a, v, lo, hi, &x_)) { free(data); return 1; } dst = x_; } while (0)
 #define FLT(dst, lo, hi) do { if (cli_f32(a, v, lo, hi, &dst)) { free(data); return 1; } } while (0)
-#define HYPER() do { hyper_flags++; if (!bad_resume) bad_resume = a; } while (0)
+#define GIVEN(f) (rf.given[f] = v)
     int k;
     if ((k = OPT("--out")) == 1) return 1; else if (k) { o.out_dir = v; continue; }
     if ((k = OPT("--resume")) == 1) return 1; else if (k) { o.resume_dir = v; continue; }
-    if ((k = OPT("--tokenizer")) == 1) return 1; else if (k) { tok_spec = v; HYPER(); continue; }
-    if ((k = OPT("--arch")) == 1) return 1; else if (k) { arch = v; HYPER(); continue; }
-    if ((k = OPT("--objective")) == 1) return 1; else if (k) { o.objective = v; objective_set = 1; HYPER(); continue; }
-    if ((k = OPT("--mlm-prob")) == 1) return 1; else if (k) { FLT(o.mlm_prob, 0.001f, 0.9f); HYPER(); continue; }
-    if ((k = OPT("--layers")) == 1) return 1; else if (k) { NUM(layers, 1, 1024); HYPER(); continue; }
-    if ((k = OPT("--heads")) == 1) return 1; else if (k) { NUM(heads, 1, 1024); HYPER(); continue; }
-    if ((k = OPT("--dim")) == 1) return 1; else if (k) { NUM(dim, 1, 65536); HYPER(); continue; }
-    if ((k = OPT("--context")) == 1) return 1; else if (k) { NUM(o.context, 1, 1 << 20); HYPER(); continue; }
-    if ((k = OPT("--positions")) == 1) return 1; else if (k) { NUM(positions, 1, 1 << 20); HYPER(); continue; }
-    if ((k = OPT("--batch")) == 1) return 1; else if (k) { NUM(o.batch, 1, 1 << 20); HYPER(); continue; }
-    if ((k = OPT("--grad-accum")) == 1) return 1; else if (k) { NUM(o.grad_accum, 1, 1 << 20); HYPER(); continue; }
+    if ((k = OPT("--tokenizer")) == 1) return 1; else if (k) { rf.tok_spec = GIVEN(F_TOKENIZER); continue; }
+    if ((k = OPT("--arch")) == 1) return 1; else if (k) { rf.arch = GIVEN(F_ARCH); continue; }
+    if ((k = OPT("--objective")) == 1) return 1; else if (k) { o.objective = GIVEN(F_OBJECTIVE); continue; }
+    if ((k = OPT("--mlm-prob")) == 1) return 1; else if (k) { FLT(o.mlm_prob, 0.001f, 0.9f); GIVEN(F_MLM_PROB); continue; }
+    if ((k = OPT("--layers")) == 1) return 1; else if (k) { NUM(rf.layers, 1, 1024); GIVEN(F_LAYERS); continue; }
+    if ((k = OPT("--heads")) == 1) return 1; else if (k) { NUM(rf.heads, 1, 1024); GIVEN(F_HEADS); continue; }
+    if ((k = OPT("--dim")) == 1) return 1; else if (k) { NUM(rf.dim, 1, 65536); GIVEN(F_DIM); continue; }
+    if ((k = OPT("--context")) == 1) return 1; else if (k) { NUM(o.context, 1, 1 << 20); GIVEN(F_CONTEXT); continue; }
+    if ((k = OPT("--positions")) == 1) return 1; else if (k) { NUM(rf.positions, 1, 1 << 20); GIVEN(F_POSITIONS); continue; }
+    if ((k = OPT("--batch")) == 1) return 1; else if (k) { NUM(o.batch, 1, 1 << 20); GIVEN(F_BATCH); continue; }
+    if ((k = OPT("--grad-accum")) == 1) return 1; else if (k) { NUM(o.grad_accum, 1, 1 << 20); GIVEN(F_GRAD_ACCUM); continue; }
     if ((k = OPT("--steps")) == 1) return 1; else if (k) { NUM(o.steps, 1, INT64_MAX / 2); steps_set = 1; continue; }
-    if ((k = OPT("--warmup")) == 1) return 1; else if (k) { NUM(o.warmup, 0, INT64_MAX / 2); warmup_set = 1; HYPER(); continue; }
-    if ((k = OPT("--lr")) == 1) return 1; else if (k) { FLT(o.lr, 0, 10); HYPER(); continue; }
-    if ((k = OPT("--min-lr")) == 1) return 1; else if (k) { FLT(o.min_lr, 0, 10); min_lr_set = 1; HYPER(); continue; }
-    if ((k = OPT("--weight-decay")) == 1) return 1; else if (k) { FLT(o.weight_decay, 0, 10); HYPER(); continue; }
-    if ((k = OPT("--clip")) == 1) return 1; else if (k) { FLT(o.clip, 0, 1e9); HYPER(); continue; }
-    if ((k = OPT("--val-fraction")) == 1) return 1; else if (k) { FLT(o.val_fraction, 0, 0.9f); HYPER(); continue; }
-    if ((k = OPT("--seed")) == 1) return 1; else if (k) { if (cli_u64(a, v, &o.seed)) { free(data); return 1; } HYPER(); continue; }
+    if ((k = OPT("--warmup")) == 1) return 1; else if (k) { NUM(o.warmup, 0, INT64_MAX / 2); GIVEN(F_WARMUP); continue; }
+    if ((k = OPT("--lr")) == 1) return 1; else if (k) { FLT(o.lr, 0, 10); GIVEN(F_LR); continue; }
+    if ((k = OPT("--min-lr")) == 1) return 1; else if (k) { FLT(o.min_lr, 0, 10); GIVEN(F_MIN_LR); continue; }
+    if ((k = OPT("--weight-decay")) == 1) return 1; else if (k) { FLT(o.weight_decay, 0, 10); GIVEN(F_WEIGHT_DECAY); continue; }
+    if ((k = OPT("--clip")) == 1) return 1; else if (k) { FLT(o.clip, 0, 1e9); GIVEN(F_CLIP); continue; }
+    if ((k = OPT("--val-fraction")) == 1) return 1; else if (k) { FLT(o.val_fraction, 0, 0.9f); GIVEN(F_VAL_FRACTION); continue; }
+    if ((k = OPT("--seed")) == 1) return 1; else if (k) { if (cli_u64(a, v, &o.seed)) { free(data); return 1; } GIVEN(F_SEED); continue; }
     if ((k = OPT("--eval-every")) == 1) return 1; else if (k) { NUM(o.eval_every, 0, INT64_MAX / 2); continue; }
     if ((k = OPT("--eval-batches")) == 1) return 1; else if (k) { NUM(o.eval_batches, 1, 1 << 20); continue; }
     if ((k = OPT("--save-every")) == 1) return 1; else if (k) { NUM(o.save_every, 0, INT64_MAX / 2); continue; }
+    if ((k = OPT("--keep-checkpoints")) == 1) return 1; else if (k) { NUM(o.keep_checkpoints, 0, INT64_MAX / 2); continue; }
     if ((k = OPT("--threads")) == 1) return 1; else if (k) { NUM(threads, 1, 4096); continue; }
     free(data);
     return cli_unknown("train", a);
   }
+#undef GIVEN
   o.data = data; o.n_data = n_data;
-  if (!o.out_dir) { free(data); return cli_error("--out DIR is required (see 'lmkit train --help')"); }
-  if (o.resume_dir && hyper_flags) {
-    free(data);
-    return cli_error("%s cannot be changed when resuming: the run's settings come from %s/trainer_state.json", bad_resume, o.resume_dir);
-  }
+  if (!o.out_dir && !o.resume_dir) { free(data); return cli_error("--out DIR is required (see 'lmkit train --help')"); }
   if (!o.resume_dir && n_data == 0) { free(data); return cli_error("--data is required (see 'lmkit train --help')"); }
-  int bert = !strcmp(arch, "bert");
-  if (strcmp(arch, "gpt2") && !bert) { free(data); return cli_error("--arch %s is not supported (available: gpt2, bert)", arch); }
-  if (!o.resume_dir && bert && !objective_set) o.objective = "mlm+nsp";
+  int bert = !strcmp(rf.arch, "bert");
+  if (strcmp(rf.arch, "gpt2") && !bert) { free(data); return cli_error("--arch %s is not supported (available: gpt2, bert)", rf.arch); }
+  if (!o.resume_dir && bert && !rf.given[F_OBJECTIVE]) o.objective = "mlm+nsp";
   if (strcmp(o.objective, "clm") && strcmp(o.objective, "mlm") && strcmp(o.objective, "mlm+nsp")) {
     free(data);
     return cli_error("unknown --objective '%s' (clm, mlm, mlm+nsp)", o.objective);
   }
-  if (share && !bert) { free(data); return cli_error("--share-layers is supported for --arch bert only"); }
-  if (o.resume_dir && !steps_set) o.steps = 0;   /* 0: keep the checkpoint's planned steps */
-  if (!warmup_set) o.warmup = o.steps / 10 < 100 ? o.steps / 10 : 100;
-  if (!min_lr_set) o.min_lr = o.lr / 10;
+  if (!o.resume_dir && rf.share && !bert) { free(data); return cli_error("--share-layers is supported for --arch bert only"); }
+  if (!rf.given[F_WARMUP]) o.warmup = o.steps / 10 < 100 ? o.steps / 10 : 100;
+  if (!rf.given[F_MIN_LR]) o.min_lr = o.lr / 10;
   lm_set_threads((int)threads);
 
   lm_tokenizer *tok = NULL;
   lm_model *m = NULL;
+  char *state = NULL, *run_dir = NULL;
   int rc = 0;
   if (o.resume_dir) {
-    if (lm_tokenizer_load(&tok, o.resume_dir) || lm_model_load(&m, o.resume_dir)) { rc = cli_fail(); goto done; }
+    /* the newest complete state of the run (or the checkpoint named), its saved settings and model */
+    int64_t at = 0;
+    lm_train_opts saved;
+    lm_train_opts_default(&saved);
+    if (lm_train_find_resume(o.resume_dir, &state, &at) || lm_train_read_state(state, &saved, &at) ||
+        lm_tokenizer_load(&tok, state) || lm_model_load(&m, state)) { rc = cli_fail(); goto done; }
+    if ((rc = check_resume_flags(&rf, &o, &saved, lm_model_config(m), tok, state))) goto done;
+    if (!(run_dir = run_dir_of(o.resume_dir, state))) { rc = cli_error("out of memory"); goto done; }
+    if (!o.out_dir) o.out_dir = run_dir;
+    int64_t target = steps_set ? o.steps : saved.steps;
+    if (target < at) { rc = cli_error("--steps %lld is below the step %lld that %s is at", (long long)target, (long long)at, state); goto done; }
+    char *ro = realpath(o.out_dir, NULL), *rr = realpath(run_dir, NULL);
+    int in_place = ro && rr && !strcmp(ro, rr);
+    free(ro); free(rr);
+    if (target == at && in_place) {
+      fprintf(stderr, "lmkit train: the run in %s is complete (step %lld of %lld): nothing to do; pass --steps above %lld to extend it\n",
+              o.out_dir, (long long)at, (long long)target, (long long)at);
+      goto done;
+    }
+    {
+      /* (the library refuses this too; said here before anything is loaded or printed) */
+      char *newest = NULL; int64_t newest_step = -1;
+      if (lm_train_find_resume(o.out_dir, &newest, &newest_step)) lm_clear_error();
+      free(newest);
+      if (newest_step > at) {
+        rc = cli_error("%s holds a newer state (step %lld) than the step-%lld checkpoint %s: resume from the newest "
+                       "(--resume %s), or pass another --out to branch off at step %lld", o.out_dir,
+                       (long long)newest_step, (long long)at, state, o.out_dir, (long long)at);
+        goto done;
+      }
+    }
+    fprintf(stderr, "lmkit train: resuming at step %lld from %s into %s\n", (long long)at, state, o.out_dir);
+    o.resume_dir = state;
+    if (!steps_set) o.steps = 0;   /* 0: keep the checkpoint's planned steps */
   } else {
-    if (lm_tokenizer_load(&tok, tok_spec)) { rc = cli_fail(); goto done; }
+    if (lm_tokenizer_load(&tok, rf.tok_spec)) { rc = cli_fail(); goto done; }
     lm_config cfg;
     lm_config_default(&cfg, bert ? LM_ARCH_BERT : LM_ARCH_GPT2);
     cfg.vocab_size = lm_tokenizer_vocab_size(tok);
@@ -153,15 +298,15 @@ int cmd_train(int argc, char **argv) {
       if (pad < 0) pad = lm_tokenizer_token_id(tok, "<pad>");
       cfg.pad_token_id = pad >= 0 ? pad : 0;
       cfg.head = LM_HEAD_PRETRAIN;
-      cfg.share_layers = share;
+      cfg.share_layers = rf.share;
     }
-    cfg.n_layer = layers; cfg.n_head = heads; cfg.n_embd = dim;
-    cfg.n_positions = positions > o.context ? positions : o.context;
+    cfg.n_layer = rf.layers; cfg.n_head = rf.heads; cfg.n_embd = rf.dim;
+    cfg.n_positions = rf.positions > o.context ? rf.positions : o.context;
     if (!bert) {
       int64_t eot = lm_tokenizer_eot(tok);
       cfg.bos_token_id = cfg.eos_token_id = eot >= 0 ? eot : 0;
     }
-    if (dim % heads) { rc = cli_error("--dim %lld is not divisible by --heads %lld", (long long)dim, (long long)heads); goto done; }
+    if (rf.dim % rf.heads) { rc = cli_error("--dim %lld is not divisible by --heads %lld", (long long)rf.dim, (long long)rf.heads); goto done; }
     if (lm_model_create(&m, &cfg, o.seed)) { rc = cli_fail(); goto done; }
   }
   const lm_config *c = lm_model_config(m);
@@ -175,6 +320,7 @@ int cmd_train(int argc, char **argv) {
 done:
   lm_model_free(m);
   lm_tokenizer_free(tok);
+  free(state); free(run_dir);
   free(data);
   return rc;
 }

@@ -1,31 +1,54 @@
 /* lmkit.c — the command-line entry point: dispatches `lmkit CMD ...` to
- * cli/cmd_<CMD>.c. Commands are thin layers over the public API. */
+ * cli/cmd_<CMD>.c. Commands are thin layers over the public API. The help
+ * groups them by the life stage of a model they serve (DESIGN.md):
+ * tokenize -> pre-train -> post-train -> use -> study. */
 #include <stdio.h>
 #include <string.h>
 #include "cli.h"
 
-typedef struct { const char *name; int (*fn)(int, char **); const char *help; } command;
+/* stage: one of STAGES below; a command listed without one shows under "other" */
+typedef struct { const char *name; int (*fn)(int, char **); const char *help; const char *stage; } command;
+
+static const char *const STAGES[] = {"tokenize", "pre-train", "post-train", "use", "study"};
+#define N_STAGES (sizeof STAGES / sizeof STAGES[0])
 
 int cmd_template(int argc, char **argv);   /* cli/cmd_template.c */
 static const command COMMANDS[] = {
-  {"train", cmd_train, "pre-train a model (GPT-2 family) on text files or token shards"},
-  {"generate", cmd_generate, "generate text from a prompt, streaming tokens"},
-  {"eval", cmd_eval, "mean loss and perplexity of a model on data"},
-  {"info", cmd_info, "show a model's config and size; --system shows BLAS and threads"},
-  {"tokenizer", cmd_tokenizer, "train a BPE tokenizer, encode or decode text"},
-  {"data", cmd_data, "prepare token shards from text (data prepare)"},
-  {"finetune", cmd_finetune, "fine-tune a BERT model for sequence classification"},
-  {"predict", cmd_predict, "label stdin lines with a fine-tuned classifier"},
-  {"embed", cmd_embed, "print sentence embeddings (JSONL) of stdin lines"},
-  {"template", cmd_template, "render a chat request with a model's chat template; print the prompt"},
-  {"distill", cmd_distill, "distill a BERT teacher into a smaller, faster student (DistilBERT)"},
+  {"tokenizer", cmd_tokenizer, "train a byte-level BPE tokenizer; encode or decode text (BPE, WordPiece)", "tokenize"},
+  {"data", cmd_data, "prepare token shards from text (data prepare)", "tokenize"},
+  {"train", cmd_train, "pre-train a GPT-2 (causal LM) or BERT (masked LM, NSP) model; exact resume", "pre-train"},
+  {"finetune", cmd_finetune, "fine-tune a model with a task head: sequence or token classification, QA spans", "post-train"},
+  {"sft", cmd_sft, "instruction-tune a decoder on conversations (loss on the assistant's tokens)", "post-train"},
+  {"distill", cmd_distill, "distill a BERT teacher into a smaller, faster student (DistilBERT)", "post-train"},
+  {"generate", cmd_generate, "generate text from a prompt, streaming tokens", "use"},
+  {"predict", cmd_predict, "label stdin lines with a fine-tuned model (classes, tags, answer spans)", "use"},
+  {"embed", cmd_embed, "print sentence embeddings (JSONL) of stdin lines", "use"},
+  {"template", cmd_template, "render a chat request with a model's chat template; print the prompt", "use"},
+  {"eval", cmd_eval, "mean loss and perplexity of a model on data", "study"},
+  {"info", cmd_info, "show a model's config and size; --system shows BLAS and threads", "study"},
 };
 #define N_COMMANDS (sizeof COMMANDS / sizeof COMMANDS[0])
 
+static int in_stage(const command *c, const char *stage) {
+  if (stage) return c->stage && !strcmp(c->stage, stage);
+  for (size_t s = 0; s < N_STAGES; s++)
+    if (c->stage && !strcmp(c->stage, STAGES[s])) return 0;
+  return 1;   /* no known stage: "other" */
+}
+
 static void usage(FILE *f) {
   fprintf(f, "usage: lmkit COMMAND [OPTIONS]\n\n"
-             "lmkit carries a language model through tokenize -> pre-train -> use.\n\ncommands:\n");
-  for (size_t i = 0; i < N_COMMANDS; i++) fprintf(f, "  %-10s %s\n", COMMANDS[i].name, COMMANDS[i].help);
+             "lmkit carries a language model through its life:\n"
+             "tokenize -> pre-train -> post-train -> use -> study.\n");
+  for (size_t s = 0; s <= N_STAGES; s++) {
+    const char *stage = s < N_STAGES ? STAGES[s] : NULL;
+    int shown = 0;
+    for (size_t i = 0; i < N_COMMANDS; i++) {
+      if (!in_stage(&COMMANDS[i], stage)) continue;
+      if (!shown++) fprintf(f, "\n%s:\n", stage ? stage : "other");
+      fprintf(f, "  %-10s %s\n", COMMANDS[i].name, COMMANDS[i].help);
+    }
+  }
   fprintf(f, "\n'lmkit COMMAND --help' documents each command.\n");
 }
 

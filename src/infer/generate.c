@@ -1,7 +1,9 @@
 /* generate.c — autoregressive generation: prompt → tokens → prefill the KV
  * cache → sample, feed, repeat → stream decoded text. Text is handed to the
  * callback only as complete UTF-8 sequences, since one character can span
- * several byte-level tokens. */
+ * several byte-level tokens. Past the model's context the window slides: the
+ * last half of it is re-prefilled (learned absolute positions cannot shift, so
+ * the cache cannot simply drop its oldest entries). */
 #include <stdlib.h>
 #include <string.h>
 #include "base/base.h"
@@ -35,24 +37,27 @@ lm_status lm_generate(lm_model *m, const lm_tokenizer *tok, const char *prompt, 
     if (!ids) return LM_ERR_NOMEM;
     ids[0] = (uint32_t)eot; n = 1;
   }
-  if ((int64_t)n + o->max_tokens > c->n_positions) {
-    free(ids);
-    return lm_error(LM_ERR_RANGE, "the prompt (%zu tokens) plus --max-tokens %lld exceeds the model's context of %lld tokens",
-                    n, (long long)o->max_tokens, (long long)c->n_positions);
-  }
+  /* Past the context, a sliding window: the cache holds at most P tokens; when it is full, the last
+   * half of the window (the new token included) is re-prefilled at positions 0.. and decoding goes on.
+   * A prompt longer than P keeps its last P tokens. */
+  int64_t P = c->n_positions, keep = P / 2 > 0 ? P / 2 : 1;
+  int64_t dropped = (int64_t)n > P ? (int64_t)n - P : 0, len = (int64_t)n - dropped;
+  int64_t max_len = len + o->max_tokens < P ? len + o->max_tokens : P;
+  int told = 0;
+  if (dropped && o->on_window) { o->on_window(P, dropped, user); told = 1; }
   lm_session *s = NULL;
   lm_sampler sp;
-  int32_t *seq = malloc((n + 1) * sizeof(int32_t));
-  if (!seq) { free(ids); return LM_ERR_NOMEM; }
-  for (size_t i = 0; i < n; i++) seq[i] = (int32_t)ids[i];
+  int32_t *win = malloc((size_t)max_len * sizeof(int32_t));   /* the tokens in the cache */
+  if (!win) { free(ids); return LM_ERR_NOMEM; }
+  for (int64_t i = 0; i < len; i++) win[i] = (int32_t)ids[dropped + i];
   free(ids);
-  st = lm_session_init(&s, m, (int64_t)n + o->max_tokens);
+  st = lm_session_init(&s, m, max_len);
   if (!st) st = lm_sampler_init(&sp, o, c->vocab_size);
-  if (st) { lm_session_free(s); free(seq); return st; }
+  if (st) { lm_session_free(s); free(win); return st; }
   lm_gen_stats gs = {.prompt_tokens = (int64_t)n};
   const float *logits;
   double t0 = lm_time_sec();
-  st = lm_session_feed(s, seq, (int64_t)n, &logits);
+  st = lm_session_feed(s, win, len, &logits);
   gs.prefill_sec = lm_time_sec() - t0;
   unsigned char pending[64]; size_t np = 0;
   t0 = lm_time_sec();
@@ -61,11 +66,11 @@ lm_status lm_generate(lm_model *m, const lm_tokenizer *tok, const char *prompt, 
     gs.generated_tokens++;
     if (o->stop_at_eot && next == eot) break;
     uint32_t u = (uint32_t)next;
-    char *text; size_t len;
-    if ((st = lm_tokenizer_decode(tok, &u, 1, &text, &len))) break;
+    char *text; size_t tlen;
+    if ((st = lm_tokenizer_decode(tok, &u, 1, &text, &tlen))) break;
     /* append, emit the complete-UTF-8 prefix, keep the rest */
     int stop = 0;
-    for (size_t i = 0; i < len && !stop; i++) {
+    for (size_t i = 0; i < tlen && !stop; i++) {
       pending[np++] = (unsigned char)text[i];
       if (np == sizeof pending) { stop = cb && cb((char *)pending, np, user); np = 0; }
     }
@@ -74,13 +79,24 @@ lm_status lm_generate(lm_model *m, const lm_tokenizer *tok, const char *prompt, 
     if (!stop && ok && cb) stop = cb((char *)pending, ok, user);
     memmove(pending, pending + ok, np - ok); np -= ok;
     if (stop) break;
-    if (k + 1 < o->max_tokens) st = lm_session_feed(s, &next, 1, &logits);
+    if (k + 1 == o->max_tokens) break;
+    if (len < max_len) {
+      win[len++] = next;
+      st = lm_session_feed(s, &next, 1, &logits);
+    } else {                      /* the cache is full: slide */
+      if (!told && o->on_window) { o->on_window(P, 0, user); told = 1; }
+      memmove(win, win + len - (keep - 1), (size_t)(keep - 1) * sizeof(int32_t));
+      win[keep - 1] = next;
+      len = keep;
+      lm_session_reset(s);
+      st = lm_session_feed(s, win, len, &logits);
+    }
   }
   if (!st && np && cb) cb((char *)pending, np, user);
   gs.decode_sec = lm_time_sec() - t0;
   if (stats) *stats = gs;
   lm_sampler_free(&sp);
   lm_session_free(s);
-  free(seq);
+  free(win);
   return st;
 }

@@ -66,6 +66,13 @@ lm_status lm_objective_bert(lm_objective *o, lm_model *m, const lm_tokenizer *to
 lm_status lm_clm_eval_stream(lm_model *m, const lm_stream *s, int64_t T, int64_t B, int64_t max_batches,
                              int32_t *inp, int32_t *tgt, double *mean, int64_t *count);
 
+/* What `--resume dir` continues from: the newest complete training state among dir's
+ * checkpoint-N directories and dir itself (a run directory or one checkpoint). *path is
+ * malloc'ed; an unfinished save (*.tmp) or a directory without a complete state is an error. */
+lm_status lm_train_find_resume(const char *dir, char **path, int64_t *step);
+/* The run options and step saved in dir/trainer_state.json (data paths are not returned). */
+lm_status lm_train_read_state(const char *dir, lm_train_opts *o, int64_t *step);
+
 /* Linear warmup to lr over `warmup` steps, then cosine decay to min_lr at `steps`. step is 1-based. */
 float lm_lr_at(int64_t step, int64_t steps, int64_t warmup, float lr, float min_lr);
 

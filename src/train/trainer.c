@@ -7,12 +7,22 @@
  *
  * A checkpoint is a model directory plus trainer_state.json (step, data
  * cursor, rng, options) and optimizer.safetensors (AdamW moments). Each file
- * is written atomically and all three carry the step, so a crash between two
- * writes is detected on resume instead of silently mixing states. */
+ * is written atomically, and so is each checkpoint directory: it is written
+ * as OUT/checkpoint-N.tmp, fsync'ed, then renamed to OUT/checkpoint-N, so a
+ * directory with that name is complete. The final save goes into OUT itself,
+ * optimizer.safetensors first and trainer_state.json last; both carry the
+ * step, and OUT's own state counts as complete only when they agree (see
+ * "run directories" below). */
+#include <ctype.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <cjson/cJSON.h>
 #include "base/base.h"
 #include "kernels/kernels.h"
@@ -27,7 +37,7 @@ void lm_train_opts_default(lm_train_opts *o) {
   o->beta1 = 0.9f; o->beta2 = 0.95f; o->eps = 1e-8f;
   o->eval_every = 100; o->eval_batches = 20; o->save_every = 0; o->log_every = 1;
   o->val_fraction = 0.05f; o->seed = 1337; o->progress = 1;
-  o->objective = "clm"; o->mlm_prob = 0.15f;
+  o->objective = "clm"; o->mlm_prob = 0.15f; o->keep_checkpoints = 3;
 }
 
 float lm_lr_at(int64_t step, int64_t steps, int64_t warmup, float lr, float min_lr) {
@@ -89,11 +99,11 @@ static cJSON *opts_to_json(const lm_train_opts *o) {
   return j;
 }
 
+/* Writes the training state into dir, each file atomically: optimizer.safetensors first and
+ * trainer_state.json last, both carrying the step, so that a save killed in between leaves dir
+ * with two steps that disagree (state_step() then rejects it) rather than a mix that looks whole. */
 static lm_status save_checkpoint(const lm_model *m, const lm_tokenizer *tok, const lm_train_opts *o,
                                  const train_state *ts, const float *mom, const float *vel, const char *dir) {
-  lm_status st = lm_model_save(m, dir);
-  if (!st && tok) st = lm_tokenizer_save(tok, dir);
-  if (st) return st;
   char step[32]; snprintf(step, sizeof step, "%lld", (long long)ts->step);
   const char *meta[] = {"step", step, NULL};
   lm_st_entry e[2] = {
@@ -102,7 +112,9 @@ static lm_status save_checkpoint(const lm_model *m, const lm_tokenizer *tok, con
   };
   char *opath = lm_path_join(dir, "optimizer.safetensors"), *spath = lm_path_join(dir, "trainer_state.json");
   if (!opath || !spath) { free(opath); free(spath); return LM_ERR_NOMEM; }
-  st = lm_st_write(opath, e, 2, meta);
+  lm_status st = lm_st_write(opath, e, 2, meta);
+  if (!st) st = lm_model_save(m, dir);
+  if (!st && tok) st = lm_tokenizer_save(tok, dir);
   if (!st) {
     cJSON *j = cJSON_CreateObject();
     cJSON_AddNumberToObject(j, "step", (double)ts->step);
@@ -191,6 +203,16 @@ done:
   return st;
 }
 
+lm_status lm_train_read_state(const char *dir, lm_train_opts *o, int64_t *step) {
+  train_state ts = {0};
+  char **data = NULL; int n = 0;
+  lm_status st = load_state(dir, &ts, o, &data, &n);
+  if (data) { for (int i = 0; i < n; i++) free(data[i]); free(data); }
+  o->data = NULL; o->n_data = 0;
+  if (!st && step) *step = ts.step;
+  return st;
+}
+
 static lm_status load_optimizer(const char *dir, const lm_model *m, int64_t step, float *mom, float *vel) {
   char *path = lm_path_join(dir, "optimizer.safetensors");
   if (!path) return LM_ERR_NOMEM;
@@ -208,6 +230,254 @@ static lm_status load_optimizer(const char *dir, const lm_model *m, int64_t step
   if (!st) st = lm_st_read_f32(f, b, vel, shape, 1, 0);
   lm_st_close(f);
   free(path);
+  return st;
+}
+
+/* ------------------------------------------------------------ run directories
+ *
+ * OUT holds the final model with its training state, and checkpoint-N/ directories.
+ * A checkpoint is written as checkpoint-N.tmp/ (each file fsync'ed, then the directory),
+ * renamed to checkpoint-N, and OUT fsync'ed so that the rename survives a crash: a
+ * directory named checkpoint-N is complete by construction. The final state is written
+ * into OUT itself, file by file (see save_checkpoint); OUT's own state is complete when
+ * its trainer_state.json and optimizer.safetensors name the same step. Leftovers of a
+ * killed save (*.tmp directories, *.tmp.PID files) are removed when a run next starts in
+ * OUT, and only the newest keep_checkpoints checkpoint-N directories are kept. */
+
+/* Makes renames and new entries in dir durable. Some file systems cannot fsync a directory
+ * (EINVAL): there is nothing more to do on those. */
+static lm_status fsync_dir(const char *dir) {
+  int fd = open(dir, O_RDONLY | O_DIRECTORY);
+  if (fd < 0) return lm_error(LM_ERR_IO, "%s: cannot open directory: %s", dir, strerror(errno));
+  int r = fsync(fd), e = errno;
+  close(fd);
+  if (r != 0 && e != EINVAL && e != ENOTSUP)
+    return lm_error(LM_ERR_IO, "%s: fsync failed: %s", dir, strerror(e));
+  return LM_OK;
+}
+
+/* Removes a directory of plain files (a checkpoint, or the leftover of an interrupted save). */
+static lm_status remove_flat_dir(const char *dir) {
+  DIR *d = opendir(dir);
+  if (!d) return errno == ENOENT ? LM_OK : lm_error(LM_ERR_IO, "%s: cannot open directory: %s", dir, strerror(errno));
+  lm_status st = LM_OK;
+  struct dirent *de;
+  while (!st && (de = readdir(d))) {
+    if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, "..")) continue;
+    char *p = lm_path_join(dir, de->d_name);
+    if (!p) st = LM_ERR_NOMEM;
+    else if (unlink(p) != 0 && errno != ENOENT) st = lm_error(LM_ERR_IO, "%s: cannot remove: %s", p, strerror(errno));
+    free(p);
+  }
+  closedir(d);
+  if (!st && rmdir(dir) != 0 && errno != ENOENT) st = lm_error(LM_ERR_IO, "%s: cannot remove: %s", dir, strerror(errno));
+  return st;
+}
+
+/* N when name is exactly "checkpoint-N", else -1. */
+static int64_t checkpoint_name_step(const char *name) {
+  if (strncmp(name, "checkpoint-", 11) || !isdigit((unsigned char)name[11])) return -1;
+  char *end;
+  errno = 0;
+  long long n = strtoll(name + 11, &end, 10);
+  return *end || errno ? -1 : (int64_t)n;
+}
+
+static int is_tmp_dir_name(const char *name) {   /* checkpoint-*.tmp */
+  size_t n = strlen(name);
+  return !strncmp(name, "checkpoint-", 11) && n > 15 && !strcmp(name + n - 4, ".tmp");
+}
+
+static int is_tmp_file_name(const char *name) {  /* NAME.tmp.PID, from lm_write_file_atomic */
+  const char *t = strstr(name, ".tmp.");
+  if (!t || !t[5]) return 0;
+  for (t += 5; *t; t++) if (!isdigit((unsigned char)*t)) return 0;
+  return 1;
+}
+
+/* The step of the training state saved in dir, or -1 when it is absent or incomplete: the
+ * model files must exist and trainer_state.json and optimizer.safetensors name the same step. */
+static int64_t state_step(const char *dir) {
+  static const char *need[] = {"config.json", "model.safetensors"};
+  for (int i = 0; i < 2; i++) {
+    char *p = lm_path_join(dir, need[i]);
+    int ok = p && lm_file_exists(p);
+    free(p);
+    if (!ok) return -1;
+  }
+  int64_t step = -1;
+  char *spath = lm_path_join(dir, "trainer_state.json"), *opath = lm_path_join(dir, "optimizer.safetensors");
+  char *text = NULL; size_t len;
+  if (spath && opath && lm_file_exists(spath) && lm_file_exists(opath) && !lm_read_file(spath, &text, &len)) {
+    cJSON *j = cJSON_ParseWithLength(text, len);
+    int64_t s;
+    lm_st_file *f;
+    if (j && json_i64(j, "step", &s) && s >= 0 && !lm_st_open(&f, opath)) {
+      const char *os = lm_st_meta(f, "step");
+      if (os && strtoll(os, NULL, 10) == s) step = s;
+      lm_st_close(f);
+    }
+    cJSON_Delete(j);
+  }
+  free(text); free(spath); free(opath);
+  return step;
+}
+
+/* The newest complete state under the run directory dir: its checkpoint-N directories and
+ * dir itself (on a tie, the checkpoint). *path NULL and *step -1 when there is none. */
+static lm_status newest_state(const char *dir, char **path, int64_t *step, int64_t *n_checkpoints) {
+  *path = NULL; *step = -1;
+  if (n_checkpoints) *n_checkpoints = 0;
+  DIR *d = opendir(dir);
+  if (!d) return errno == ENOENT ? LM_OK : lm_error(LM_ERR_IO, "%s: cannot open directory: %s", dir, strerror(errno));
+  lm_status st = LM_OK;
+  struct dirent *de;
+  while (!st && (de = readdir(d))) {
+    if (checkpoint_name_step(de->d_name) < 0) continue;
+    char *p = lm_path_join(dir, de->d_name);
+    if (!p) { st = LM_ERR_NOMEM; break; }
+    int64_t s = lm_dir_exists(p) ? state_step(p) : -1;
+    if (s >= 0 && n_checkpoints) (*n_checkpoints)++;
+    if (s > *step) { free(*path); *path = p; *step = s; } else free(p);
+  }
+  closedir(d);
+  int64_t s = st ? -1 : state_step(dir);
+  if (s > *step) {
+    free(*path);
+    *path = lm_strdup(dir);
+    *step = s;
+    if (!*path) st = LM_ERR_NOMEM;
+  }
+  if (st) { free(*path); *path = NULL; *step = -1; }
+  return st;
+}
+
+lm_status lm_train_find_resume(const char *dir, char **path, int64_t *step) {
+  *path = NULL; *step = -1;
+  size_t n = strlen(dir);
+  while (n > 1 && dir[n - 1] == '/') n--;
+  if (n >= 4 && !strncmp(dir + n - 4, ".tmp", 4))
+    return lm_error(LM_ERR_ARG, "%s is the leftover of an interrupted save, not a checkpoint: resume the run directory above it", dir);
+  if (!lm_dir_exists(dir)) return lm_error(LM_ERR_IO, "%s: no such run or checkpoint directory", dir);
+  lm_status st = newest_state(dir, path, step, NULL);
+  if (st || *path) return st;
+  char *spath = lm_path_join(dir, "trainer_state.json");
+  int has_state = spath && lm_file_exists(spath);
+  free(spath);
+  if (has_state)
+    return lm_error(LM_ERR_FORMAT, "cannot resume from %s: its trainer_state.json and optimizer.safetensors disagree "
+                    "or a model file is missing (a save that was interrupted), and it holds no complete checkpoint-N", dir);
+  return lm_error(LM_ERR_ARG, "cannot resume from %s: it holds no complete checkpoint yet (is it a run or checkpoint "
+                  "directory written by lmkit train? a run killed before its first checkpoint starts again without --resume)", dir);
+}
+
+/* Removes what killed saves left in out: checkpoint-*.tmp directories and NAME.tmp.PID files. */
+static lm_status remove_leftovers(const char *out) {
+  DIR *d = opendir(out);
+  if (!d) return errno == ENOENT ? LM_OK : lm_error(LM_ERR_IO, "%s: cannot open directory: %s", out, strerror(errno));
+  lm_status st = LM_OK;
+  struct dirent *de;
+  while (!st && (de = readdir(d))) {
+    int tdir = is_tmp_dir_name(de->d_name), tfile = !tdir && is_tmp_file_name(de->d_name);
+    if (!tdir && !tfile) continue;
+    char *p = lm_path_join(out, de->d_name);
+    if (!p) { st = LM_ERR_NOMEM; break; }
+    if (tdir && lm_dir_exists(p)) st = remove_flat_dir(p);
+    else if (tfile && lm_file_exists(p) && unlink(p) != 0)
+      st = lm_error(LM_ERR_IO, "%s: cannot remove: %s", p, strerror(errno));
+    free(p);
+  }
+  closedir(d);
+  return st;
+}
+
+static int cmp_desc(const void *a, const void *b) {
+  int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+  return x < y ? 1 : x > y ? -1 : 0;
+}
+
+/* Keeps the newest `keep` checkpoint-N directories of out (0: all). A directory is first
+ * renamed to checkpoint-N.tmp, so that one half-deleted never looks complete. */
+static lm_status prune_checkpoints(const char *out, int64_t keep) {
+  if (keep <= 0) return LM_OK;
+  DIR *d = opendir(out);
+  if (!d) return lm_error(LM_ERR_IO, "%s: cannot open directory: %s", out, strerror(errno));
+  int64_t *steps = NULL, n = 0, cap = 0;
+  lm_status st = LM_OK;
+  struct dirent *de;
+  while ((de = readdir(d))) {
+    int64_t s = checkpoint_name_step(de->d_name);
+    if (s < 0) continue;
+    if (n == cap) {
+      int64_t *ns = lm_xrealloc(steps, (size_t)(cap = cap ? 2 * cap : 16) * sizeof *steps);
+      if (!ns) { st = LM_ERR_NOMEM; break; }
+      steps = ns;
+    }
+    steps[n++] = s;
+  }
+  closedir(d);
+  if (!st && n > keep) qsort(steps, (size_t)n, sizeof *steps, cmp_desc);
+  for (int64_t i = keep; !st && i < n; i++) {
+    char name[64], tname[72];
+    snprintf(name, sizeof name, "checkpoint-%lld", (long long)steps[i]);
+    snprintf(tname, sizeof tname, "%s.tmp", name);
+    char *p = lm_path_join(out, name), *t = lm_path_join(out, tname);
+    if (!p || !t) st = LM_ERR_NOMEM;
+    else if (!lm_dir_exists(p)) { /* not a directory: not ours */ }
+    else if ((st = remove_flat_dir(t))) {}
+    else if (rename(p, t) != 0) st = lm_error(LM_ERR_IO, "%s: cannot remove an old checkpoint: %s", p, strerror(errno));
+    else st = remove_flat_dir(t);
+    free(p); free(t);
+  }
+  free(steps);
+  return st;
+}
+
+/* Saves OUT/checkpoint-STEP through OUT/checkpoint-STEP.tmp, then keeps the newest o->keep_checkpoints. */
+static lm_status save_checkpoint_dir(const lm_model *m, const lm_tokenizer *tok, const lm_train_opts *o,
+                                     const train_state *ts, const float *mom, const float *vel) {
+  char name[64], tname[72], oname[80];
+  snprintf(name, sizeof name, "checkpoint-%lld", (long long)ts->step);
+  snprintf(tname, sizeof tname, "%s.tmp", name);
+  snprintf(oname, sizeof oname, "%s.old.tmp", name);
+  char *dir = lm_path_join(o->out_dir, name), *tmp = lm_path_join(o->out_dir, tname), *old = lm_path_join(o->out_dir, oname);
+  lm_status st = dir && tmp && old ? LM_OK : LM_ERR_NOMEM;
+  if (!st) st = remove_flat_dir(tmp);
+  if (!st && mkdir(tmp, 0755) != 0) st = lm_error(LM_ERR_IO, "%s: cannot create directory: %s", tmp, strerror(errno));
+  if (!st) st = save_checkpoint(m, tok, o, ts, mom, vel, tmp);
+  if (!st) st = fsync_dir(tmp);
+  /* a checkpoint of the same step from an earlier attempt is moved aside, never mixed into */
+  if (!st && lm_dir_exists(dir) && !(st = remove_flat_dir(old)) && rename(dir, old) != 0)
+    st = lm_error(LM_ERR_IO, "%s: cannot replace: %s", dir, strerror(errno));
+  if (!st && rename(tmp, dir) != 0) st = lm_error(LM_ERR_IO, "%s: rename to %s failed: %s", tmp, dir, strerror(errno));
+  if (!st) st = fsync_dir(o->out_dir);
+  if (!st) st = remove_flat_dir(old);
+  if (!st) st = prune_checkpoints(o->out_dir, o->keep_checkpoints);
+  free(dir); free(tmp); free(old);
+  return st;
+}
+
+/* Resuming at `step` into a metrics.jsonl that already has lines: drops those of later steps
+ * (logged by the interrupted run after its last checkpoint) and a torn last line. */
+static lm_status trim_metrics(const char *path, int64_t step) {
+  if (!lm_file_exists(path)) return LM_OK;
+  char *text; size_t len;
+  lm_status st = lm_read_file(path, &text, &len);
+  if (st) return st;
+  size_t w = 0;
+  for (size_t i = 0; i < len;) {
+    char *nl = memchr(text + i, '\n', len - i);
+    if (!nl) break;                                /* torn line: the process died mid-write */
+    size_t n = (size_t)(nl - (text + i)) + 1;
+    *nl = 0;
+    const char *k = strstr(text + i, "\"step\":");
+    int keep = !k || strtoll(k + 7, NULL, 10) <= step;
+    *nl = '\n';
+    if (keep) { memmove(text + w, text + i, n); w += n; }
+    i += n;
+  }
+  if (w != len) st = lm_write_file_atomic(path, text, w);
+  free(text);
   return st;
 }
 
@@ -293,19 +563,62 @@ lm_status lm_train_run(lm_model *m, const lm_tokenizer *tok, const lm_train_opts
   float *mom = lm_alloc(m->n_params * sizeof(float)), *vel = lm_alloc(m->n_params * sizeof(float));
   FILE *metrics = NULL;
   if (!mom || !vel) { st = lm_error(LM_ERR_NOMEM, "out of memory for the optimiser state"); goto cleanup; }
+  if (o.resume_dir && (st = load_optimizer(o.resume_dir, m, ts.step, mom, vel))) goto cleanup;
+  if ((st = lm_mkdir_p(o.out_dir)) || (st = remove_leftovers(o.out_dir))) goto cleanup;
+  {
+    /* OUT may hold a run already: continue it only from its newest state, never start over it */
+    char *newest; int64_t newest_step, n_ckpt;
+    if ((st = newest_state(o.out_dir, &newest, &newest_step, &n_ckpt))) goto cleanup;
+    free(newest);
+    if (!o.resume_dir && n_ckpt > 0) {
+      st = lm_error(LM_ERR_ARG, "%s already holds a run with checkpoints (the newest at step %lld): continue it with "
+                    "--resume %s, or pass another --out to start a new one", o.out_dir, (long long)newest_step, o.out_dir);
+      goto cleanup;
+    }
+    if (o.resume_dir && newest_step > ts.step) {
+      st = lm_error(LM_ERR_ARG, "%s holds a newer state (step %lld) than the step-%lld checkpoint %s: resume from the "
+                    "newest (--resume %s), or pass another --out to branch off at step %lld", o.out_dir,
+                    (long long)newest_step, (long long)ts.step, o.resume_dir, o.out_dir, (long long)ts.step);
+      goto cleanup;
+    }
+    /* OUT's own trainer state is about to be superseded (or belongs to an earlier run): unless it is
+     * the state being resumed, remove it so that it can never be taken for this run's newest */
+    char *rin = o.resume_dir ? realpath(o.resume_dir, NULL) : NULL, *rout = realpath(o.out_dir, NULL);
+    int same = rin && rout && !strcmp(rin, rout);
+    free(rin); free(rout);
+    if (!same) {
+      char *sp = lm_path_join(o.out_dir, "trainer_state.json");
+      if (!sp) { st = LM_ERR_NOMEM; goto cleanup; }
+      if (unlink(sp) != 0 && errno != ENOENT) st = lm_error(LM_ERR_IO, "%s: cannot remove: %s", sp, strerror(errno));
+      free(sp);
+      if (st) goto cleanup;
+    } else {
+      /* resuming OUT's own (final) state in place: the final save will overwrite it file by file, so
+       * keep it as a checkpoint first, or a kill during that save would leave nothing to resume from
+       * when no newer checkpoint exists by then (e.g. --save-every 0). The state is as loaded: the
+       * objective has not drawn from the rng yet. */
+      char name[64];
+      snprintf(name, sizeof name, "checkpoint-%lld", (long long)ts.step);
+      char *cp = lm_path_join(o.out_dir, name);
+      if (!cp) { st = LM_ERR_NOMEM; goto cleanup; }
+      int have = state_step(cp) == ts.step;
+      free(cp);
+      if (!have && (st = save_checkpoint_dir(m, tok, &o, &ts, mom, vel))) goto cleanup;
+    }
+  }
   {
     int64_t cursor[2] = {ts.epoch, ts.index};
     st = factory ? factory(&obj, m, tok, &o, &ts.rng, o.resume_dir ? cursor : NULL, ctx)
                  : lm_objective_for(&obj, m, tok, &o, &train, &val, &ts.rng, o.resume_dir ? cursor : NULL);
     if (st) goto cleanup;
   }
-  if (o.resume_dir && (st = load_optimizer(o.resume_dir, m, ts.step, mom, vel))) goto cleanup;
-  if ((st = lm_mkdir_p(o.out_dir))) goto cleanup;
   {
     char *mpath = lm_path_join(o.out_dir, "metrics.jsonl");
     if (!mpath) { st = LM_ERR_NOMEM; goto cleanup; }
-    metrics = fopen(mpath, o.resume_dir ? "a" : "w");
-    if (!metrics) st = lm_error(LM_ERR_IO, "%s: cannot open for writing", mpath);
+    /* a resumed run appends, after dropping what the interrupted run logged past its checkpoint */
+    if (o.resume_dir) st = trim_metrics(mpath, ts.step);
+    metrics = st ? NULL : fopen(mpath, o.resume_dir ? "a" : "w");
+    if (!st && !metrics) st = lm_error(LM_ERR_IO, "%s: cannot open for writing", mpath);
     free(mpath);
     if (st) goto cleanup;
   }
@@ -351,12 +664,7 @@ lm_status lm_train_run(lm_model *m, const lm_tokenizer *tok, const lm_train_opts
     ts.step = step;
     obj.cursor(obj.self, &ts.epoch, &ts.index);
     if (o.save_every > 0 && step % o.save_every == 0 && step != o.steps) {
-      char name[64]; snprintf(name, sizeof name, "checkpoint-%lld", (long long)step);
-      char *cdir = lm_path_join(o.out_dir, name);
-      if (!cdir) { st = LM_ERR_NOMEM; break; }
-      st = save_checkpoint(m, tok, &o, &ts, mom, vel, cdir);
-      free(cdir);
-      if (st) break;
+      if ((st = save_checkpoint_dir(m, tok, &o, &ts, mom, vel))) break;
     }
     if (cb) cb(&ev, user);
     if (o.progress) {
@@ -369,6 +677,7 @@ lm_status lm_train_run(lm_model *m, const lm_tokenizer *tok, const lm_train_opts
   }
   if (o.progress) lm_progress_finish(&bar, NULL);
   if (!st) st = save_checkpoint(m, tok, &o, &ts, mom, vel, o.out_dir);
+  if (!st) st = fsync_dir(o.out_dir);
 cleanup:
   if (metrics) fclose(metrics);
   if (obj.free) obj.free(obj.self);

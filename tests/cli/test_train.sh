@@ -37,6 +37,26 @@ grep '"loss"' "$T/b/metrics.jsonl" | sed 's/, "tokens_per_sec.*//' > "$T/b.all"
 check "resume continues the loss curve bit-exactly" "[ -s $T/b.all ] && diff -q $T/a.tail $T/b.all >/dev/null"
 check "resumed model equals uninterrupted model" "cmp -s $T/a/model.safetensors $T/b/model.safetensors"
 
+# re-running the command that started a run, with --resume added: equal flags are accepted,
+# --out defaults to the run, training continues in place. Simulate a crash after checkpoint-30:
+# the run directory without its final state, and metrics.jsonl with lines past step 30.
+cp -r "$T/a" "$T/g"; rm "$T/g/trainer_state.json"
+"$BIN" train $COMMON --steps 60 --save-every 30 --resume "$T/g" > "$T/g.out" 2> "$T/g.err"; rc=$?
+check "re-run with --resume: accepted, resumes the newest checkpoint in place" "[ $rc = 0 ] && grep -q 'resuming at step 30 from $T/g/checkpoint-30 into $T/g' $T/g.err"
+check "in place: metrics.jsonl continues the curve, without the interrupted run's extra lines" "diff <(sed 's/, \"tokens_per_sec.*//' $T/a/metrics.jsonl) <(sed 's/, \"tokens_per_sec.*//' $T/g/metrics.jsonl) >/dev/null"
+check "in place: the final model equals the uninterrupted one" "cmp -s $T/a/model.safetensors $T/g/model.safetensors"
+"$BIN" train $COMMON --steps 60 --resume "$T/g" > /dev/null 2> "$T/g2.err"; rc=$?
+check "re-run of a finished run: nothing to do, exit 0" "[ $rc = 0 ] && grep -q 'complete (step 60 of 60)' $T/g2.err"
+"$BIN" train $COMMON --steps 70 --resume "$T/g" > /dev/null 2> "$T/g3.err"; rc=$?
+check "--steps extends a finished run in place" "[ $rc = 0 ] && [ \$(grep -c '\"loss\"' $T/g/metrics.jsonl) = 70 ] && grep -Eq '\"step\":[[:space:]]*70,' $T/g/trainer_state.json"
+check "extending in place keeps the finished state as checkpoint-60 first (the final save overwrites OUT)" "[ -f $T/g/checkpoint-60/trainer_state.json ]"
+"$BIN" train --resume "$T/a/checkpoint-30" --steps 40 --out "$T/h" --threads 2 --quiet > /dev/null 2>&1
+check "--resume CHECKPOINT_DIR --out DIR still works" "[ \$(grep -c '\"loss\"' $T/h/metrics.jsonl) = 10 ]"
+"$BIN" train $COMMON --steps 40 --save-every 5 --keep-checkpoints 2 --out "$T/k" > /dev/null 2>&1
+check "--keep-checkpoints 2 keeps the newest two" "[ \"\$(cd $T/k && ls -d checkpoint-* | sort -t- -k2 -n | tr '\n' ' ')\" = 'checkpoint-30 checkpoint-35 ' ]"
+"$BIN" train $COMMON --steps 20 --save-every 5 --keep-checkpoints 0 --out "$T/k0" > /dev/null 2>&1
+check "--keep-checkpoints 0 keeps all" "[ \$(ls -d $T/k0/checkpoint-* | wc -l) = 3 ]"
+
 # same seed, same data, same threads: same curve
 "$BIN" train $COMMON --steps 20 --out "$T/c" > /dev/null 2>&1
 "$BIN" train $COMMON --steps 20 --out "$T/d" > /dev/null 2>&1
@@ -57,6 +77,17 @@ g1=$("$BIN" generate --model "$T/a" --prompt "bob" --max-tokens 30 --seed 3 --th
 g2=$("$BIN" generate --model "$T/a" --prompt "bob" --max-tokens 30 --seed 3 --threads 2)
 check "sampling with a seed is reproducible" "[ \"$g1\" = \"$g2\" ]"
 
+# past the context (64 positions): a sliding window, said once on stderr; the text up to the
+# context is what generation gave before (a run that fits); a longer prompt keeps its end
+short=$("$BIN" generate --model "$T/a" --prompt "alice " --max-tokens 58 --temperature 0 --no-stop --threads 2 2> "$T/short.err")
+long=$("$BIN" generate --model "$T/a" --prompt "alice " --max-tokens 300 --temperature 0 --no-stop --threads 2 2> "$T/long.err"); rc=$?
+check "generation past the context works (rc $rc, ${#long} bytes)" "[ $rc = 0 ] && [ \${#long} -ge 300 ]"
+check "the sliding window is said once on stderr" "[ \$(grep -c 'sliding window' $T/long.err) = 1 ] && ! grep -q 'sliding window' $T/short.err"
+check "the text up to the context is unchanged" "[ \"\${long:0:\${#short}}\" = \"\$short\" ]"
+prompt=$(head -c 200 "$T/corpus.txt" | tr '\n' ' ')
+out=$("$BIN" generate --model "$T/a" --prompt "$prompt" --max-tokens 20 --temperature 0 --threads 2 2> "$T/lp.err"); rc=$?
+check "a prompt longer than the context keeps its end" "[ $rc = 0 ] && grep -q 'prompt is longer' $T/lp.err"
+
 check "info shows the config" "$BIN info $T/a | grep -q 'parameters:'"
 check "info --system shows the BLAS" "$BIN info --system | grep -q 'blas core type'"
 check "--help documents train" "$BIN train --help | grep -q -- '--grad-accum'"
@@ -75,10 +106,18 @@ mkdir -p "$T/broken"; cp "$T/a/config.json" "$T/a/tokenizer.json" "$T/broken/"; 
 err "corrupt weights" "model.safetensors" "$BIN" generate --model "$T/broken" --prompt hi
 echo '{"model_type": "gpt2", "n_embd": "big"}' > "$T/broken/config.json"
 err "corrupt config" "n_embd" "$BIN" info "$T/broken"
-err "context too long" "context" "$BIN" generate --model "$T/a" --prompt hi --max-tokens 500
 err "eval context too long" "context" "$BIN" eval --model "$T/a" --data "$T/corpus.txt" --context 999
 err "dim not divisible" "divisible" "$BIN" train --data "$T/corpus.txt" --out "$T/x" --dim 30 --heads 4 --steps 1
-err "resume with changed lr" "--lr" "$BIN" train --resume "$T/a" --out "$T/x" --lr 1
+err "resume with changed lr" "--lr 1 differs from the checkpoint's 0.003" "$BIN" train --resume "$T/a" --out "$T/x" --lr 1
+err "resume with changed layers" "--layers 3 differs from the checkpoint's 2" "$BIN" train $COMMON --layers 3 --steps 60 --resume "$T/a"
+err "resume with another tokenizer" "--tokenizer $T/tok differs from the checkpoint's tokenizer" "$BIN" train $COMMON --tokenizer "$T/tok" --resume "$T/a"
+err "resume with changed seed" "--seed 8 differs from the checkpoint's 7" "$BIN" train $COMMON --seed 8 --resume "$T/a"
+err "resume with --steps below the checkpoint" "below" "$BIN" train --resume "$T/a" --steps 10
+err "resume an older checkpoint in place" "newer state (step 60)" "$BIN" train --resume "$T/a/checkpoint-30"
+err "resume an unfinished save" "interrupted save" "$BIN" train --resume "$T/a/checkpoint-30.tmp"
+mkdir -p "$T/empty"
+err "resume a directory without a checkpoint" "no complete checkpoint" "$BIN" train --resume "$T/empty"
+err "a new run over a run with checkpoints" "already holds a run" "$BIN" train $COMMON --steps 60 --out "$T/a"
 err "shard from another tokenizer" "vocab" "$BIN" train --data "$T/shards" --tokenizer byte --out "$T/x" --steps 1
 err "unknown command" "frobnicate" "$BIN" frobnicate
 

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "cli.h"
+#include "model/family.h"
 #include "tokenizer/tokenizer.h"
 #include "train/train.h"
 
@@ -237,14 +238,17 @@ int cmd_train(int argc, char **argv) {
   o.data = data; o.n_data = n_data;
   if (!o.out_dir && !o.resume_dir) { free(data); return cli_error("--out DIR is required (see 'lmkit train --help')"); }
   if (!o.resume_dir && n_data == 0) { free(data); return cli_error("--data is required (see 'lmkit train --help')"); }
-  int bert = !strcmp(rf.arch, "bert");
-  if (strcmp(rf.arch, "gpt2") && !bert) { free(data); return cli_error("--arch %s is not supported (available: gpt2, bert)", rf.arch); }
-  if (!o.resume_dir && bert && !rf.given[F_OBJECTIVE]) o.objective = "mlm+nsp";
+  const lm_family *fam = lm_family_by_type(rf.arch);
+  if (!fam) { free(data); return cli_error("--arch %s is not supported (available: %s)", rf.arch, lm_family_list()); }
+  lm_config cfg;
+  lm_config_default(&cfg, fam->arch);
+  /* the family's own head says what it pre-trains with: next-token (LM) or masked LM + NSP */
+  int masked = cfg.head == LM_HEAD_PRETRAIN;
+  if (!o.resume_dir && masked && !rf.given[F_OBJECTIVE]) o.objective = "mlm+nsp";
   if (strcmp(o.objective, "clm") && strcmp(o.objective, "mlm") && strcmp(o.objective, "mlm+nsp")) {
     free(data);
     return cli_error("unknown --objective '%s' (clm, mlm, mlm+nsp)", o.objective);
   }
-  if (!o.resume_dir && rf.share && !bert) { free(data); return cli_error("--share-layers is supported for --arch bert only"); }
   if (!rf.given[F_WARMUP]) o.warmup = o.steps / 10 < 100 ? o.steps / 10 : 100;
   if (!rf.given[F_MIN_LR]) o.min_lr = o.lr / 10;
   lm_set_threads((int)threads);
@@ -290,22 +294,18 @@ int cmd_train(int argc, char **argv) {
     if (!steps_set) o.steps = 0;   /* 0: keep the checkpoint's planned steps */
   } else {
     if (lm_tokenizer_load(&tok, rf.tok_spec)) { rc = cli_fail(); goto done; }
-    lm_config cfg;
-    lm_config_default(&cfg, bert ? LM_ARCH_BERT : LM_ARCH_GPT2);
     cfg.vocab_size = lm_tokenizer_vocab_size(tok);
-    if (bert) {
+    cfg.share_layers = rf.share;
+    if (masked) {   /* masked LM pads its [CLS] A [SEP] B [SEP] examples */
       int64_t pad = lm_tokenizer_token_id(tok, "[PAD]");
       if (pad < 0) pad = lm_tokenizer_token_id(tok, "<pad>");
       cfg.pad_token_id = pad >= 0 ? pad : 0;
-      cfg.head = LM_HEAD_PRETRAIN;
-      cfg.share_layers = rf.share;
-    }
-    cfg.n_layer = rf.layers; cfg.n_head = rf.heads; cfg.n_embd = rf.dim;
-    cfg.n_positions = rf.positions > o.context ? rf.positions : o.context;
-    if (!bert) {
+    } else {        /* a decoder's documents end with the end-of-text token */
       int64_t eot = lm_tokenizer_eot(tok);
       cfg.bos_token_id = cfg.eos_token_id = eot >= 0 ? eot : 0;
     }
+    cfg.n_layer = rf.layers; cfg.n_head = rf.heads; cfg.n_embd = rf.dim;
+    cfg.n_positions = rf.positions > o.context ? rf.positions : o.context;
     if (rf.dim % rf.heads) { rc = cli_error("--dim %lld is not divisible by --heads %lld", (long long)rf.dim, (long long)rf.heads); goto done; }
     if (lm_model_create(&m, &cfg, o.seed)) { rc = cli_fail(); goto done; }
   }

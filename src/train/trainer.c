@@ -26,7 +26,9 @@
 #include <cjson/cJSON.h>
 #include "base/base.h"
 #include "kernels/kernels.h"
+#include "model/lora.h"
 #include "model/model.h"
+#include "model/heads.h"
 #include "model/safetensors.h"
 #include "train/train.h"
 
@@ -50,9 +52,9 @@ float lm_lr_at(int64_t step, int64_t steps, int64_t warmup, float lr, float min_
 
 lm_status lm_evaluate(lm_model *m, const lm_tokenizer *tok, const char *const *files, int n_files,
                       int64_t context, int64_t batch, double *mean_loss, int64_t *n_tokens) {
-  if (m->cfg.arch != LM_ARCH_GPT2)
-    return lm_error(LM_ERR_UNSUPPORTED, "lmkit eval measures next-token loss of decoder (gpt2) models; this is a %s model",
-                    lm_arch_name(m->cfg.arch));
+  if (m->cfg.head != LM_HEAD_LM || !m->cfg.causal)
+    return lm_error(LM_ERR_UNSUPPORTED, "lmkit eval measures the next-token loss of a causal decoder with an LM head; this is "
+                    "a %s model with a %s head", lm_arch_name(m->cfg.arch), lm_head_name(m->cfg.head));
   lm_stream s;
   lm_status st = lm_streams_load(tok, files, n_files, 0, m->cfg.vocab_size, &s, NULL);
   if (st) return st;
@@ -106,14 +108,15 @@ static lm_status save_checkpoint(const lm_model *m, const lm_tokenizer *tok, con
                                  const train_state *ts, const float *mom, const float *vel, const char *dir) {
   char step[32]; snprintf(step, sizeof step, "%lld", (long long)ts->step);
   const char *meta[] = {"step", step, NULL};
+  int64_t n = (int64_t)lm_model_trainable(m).n_params;   /* the adapter's alone under LoRA */
   lm_st_entry e[2] = {
-    {.name = "exp_avg", .ndim = 1, .shape = {(int64_t)m->n_params}, .data = mom},
-    {.name = "exp_avg_sq", .ndim = 1, .shape = {(int64_t)m->n_params}, .data = vel},
+    {.name = "exp_avg", .ndim = 1, .shape = {n}, .data = mom},
+    {.name = "exp_avg_sq", .ndim = 1, .shape = {n}, .data = vel},
   };
   char *opath = lm_path_join(dir, "optimizer.safetensors"), *spath = lm_path_join(dir, "trainer_state.json");
   if (!opath || !spath) { free(opath); free(spath); return LM_ERR_NOMEM; }
   lm_status st = lm_st_write(opath, e, 2, meta);
-  if (!st) st = lm_model_save(m, dir);
+  if (!st) st = m->lora ? lm_lora_save(m, dir) : lm_model_save(m, dir);   /* LoRA: the adapter (PEFT) */
   if (!st && tok) st = lm_tokenizer_save(tok, dir);
   if (!st) {
     cJSON *j = cJSON_CreateObject();
@@ -223,7 +226,7 @@ static lm_status load_optimizer(const char *dir, const lm_model *m, int64_t step
   if (!s || strtoll(s, NULL, 10) != step)
     st = lm_error(LM_ERR_FORMAT, "%s: optimizer state is for step %s but trainer_state.json says %lld (an interrupted save?)",
                   path, s ? s : "?", (long long)step);
-  int64_t shape[1] = {(int64_t)m->n_params};
+  int64_t shape[1] = {(int64_t)lm_model_trainable(m).n_params};
   int a = lm_st_find(f, "exp_avg"), b = lm_st_find(f, "exp_avg_sq");
   if (!st && (a < 0 || b < 0)) st = lm_error(LM_ERR_FORMAT, "%s: missing exp_avg or exp_avg_sq", path);
   if (!st) st = lm_st_read_f32(f, a, mom, shape, 1, 0);
@@ -298,13 +301,18 @@ static int is_tmp_file_name(const char *name) {  /* NAME.tmp.PID, from lm_write_
 /* The step of the training state saved in dir, or -1 when it is absent or incomplete: the
  * model files must exist and trainer_state.json and optimizer.safetensors name the same step. */
 static int64_t state_step(const char *dir) {
-  static const char *need[] = {"config.json", "model.safetensors"};
-  for (int i = 0; i < 2; i++) {
-    char *p = lm_path_join(dir, need[i]);
-    int ok = p && lm_file_exists(p);
-    free(p);
-    if (!ok) return -1;
+  /* a model, or a LoRA adapter (PEFT's files) */
+  static const char *need[2][2] = {{"config.json", "model.safetensors"}, {"adapter_config.json", "adapter_model.safetensors"}};
+  int have = 0;
+  for (int k = 0; k < 2 && !have; k++) {
+    have = 1;
+    for (int i = 0; i < 2; i++) {
+      char *p = lm_path_join(dir, need[k][i]);
+      have &= p && lm_file_exists(p);
+      free(p);
+    }
   }
+  if (!have) return -1;
   int64_t step = -1;
   char *spath = lm_path_join(dir, "trainer_state.json"), *opath = lm_path_join(dir, "optimizer.safetensors");
   char *text = NULL; size_t len;
@@ -487,13 +495,15 @@ static lm_status trim_metrics(const char *path, int64_t step) {
 static lm_status lm_objective_for(lm_objective *obj, lm_model *m, const lm_tokenizer *tok, const lm_train_opts *o,
                                   const lm_stream *train, const lm_stream *val, lm_rng *rng, const int64_t *cursor) {
   const char *name = o->objective ? o->objective : "clm";
-  int bert = m->cfg.arch == LM_ARCH_BERT;
+  int lm = m->cfg.head == LM_HEAD_LM && m->cfg.causal, masked = m->cfg.head == LM_HEAD_PRETRAIN;
   if (!strcmp(name, "clm")) {
-    if (bert) return lm_error(LM_ERR_ARG, "a bert model trains with --objective mlm or mlm+nsp, not clm");
+    if (!lm) return lm_error(LM_ERR_ARG, "--objective clm needs a causal model with an LM head; this %s model has a %s head "
+                             "(use --objective mlm or mlm+nsp)", lm_arch_name(m->cfg.arch), lm_head_name(m->cfg.head));
     return lm_objective_clm(obj, m, train, val->n > 1 ? val : NULL, o->batch, o->context, o->seed, cursor);
   }
   if (!strcmp(name, "mlm") || !strcmp(name, "mlm+nsp")) {
-    if (!bert) return lm_error(LM_ERR_ARG, "--objective %s needs --arch bert", name);
+    if (!masked) return lm_error(LM_ERR_ARG, "--objective %s needs a masked-LM model (--arch bert); this %s model has a %s head",
+                                 name, lm_arch_name(m->cfg.arch), lm_head_name(m->cfg.head));
     return lm_objective_bert(obj, m, tok, train, val, o->batch, o->context, !strcmp(name, "mlm+nsp"), o->mlm_prob, rng);
   }
   return lm_error(LM_ERR_ARG, "unknown objective '%s' (clm, mlm, mlm+nsp)", name);
@@ -510,10 +520,13 @@ static lm_status append_metrics(FILE *f, const char *fmt, ...) {
   return LM_OK;
 }
 
+/* AdamW over the trainable parameters (model.h lm_model_trainable: the LoRA adapter's alone when
+ * one is attached, else the whole model) */
 static void optimizer_step(lm_model *m, float *mom, float *vel, const lm_train_opts *o, float lr, int64_t t) {
-  for (int i = 0; i < m->n_info; i++) {
-    const lm_param_info *p = &m->info[i];
-    adamw_update(m->params + p->offset, m->grads + p->offset, mom + p->offset, vel + p->offset, (int64_t)p->numel,
+  lm_trainable tr = lm_model_trainable(m);
+  for (int i = 0; i < tr.n_info; i++) {
+    const lm_param_info *p = &tr.info[i];
+    adamw_update(tr.params + p->offset, tr.grads + p->offset, mom + p->offset, vel + p->offset, (int64_t)p->numel,
                  lr, o->beta1, o->beta2, o->eps, p->decay ? o->weight_decay : 0.0f, t);
   }
 }
@@ -560,7 +573,8 @@ lm_status lm_train_run(lm_model *m, const lm_tokenizer *tok, const lm_train_opts
   }
   int64_t B = o.batch, T = o.context, N = B * T;
   lm_objective obj = {0};
-  float *mom = lm_alloc(m->n_params * sizeof(float)), *vel = lm_alloc(m->n_params * sizeof(float));
+  size_t n_train = lm_model_trainable(m).n_params;   /* optimiser state only for what trains */
+  float *mom = lm_alloc(n_train * sizeof(float)), *vel = lm_alloc(n_train * sizeof(float));
   FILE *metrics = NULL;
   if (!mom || !vel) { st = lm_error(LM_ERR_NOMEM, "out of memory for the optimiser state"); goto cleanup; }
   if (o.resume_dir && (st = load_optimizer(o.resume_dir, m, ts.step, mom, vel))) goto cleanup;
@@ -635,10 +649,11 @@ lm_status lm_train_run(lm_model *m, const lm_tokenizer *tok, const lm_train_opts
     double loss_sum = 0;
     for (int64_t micro = 0; micro < o.grad_accum; micro++) loss_sum += obj.micro(obj.self, m);
     /* each micro-batch added the gradient of its mean loss: average them */
-    if (o.grad_accum > 1) scale_inplace(m->grads, (int64_t)m->n_params, 1.0f / (float)o.grad_accum);
+    float *grads = lm_model_trainable(m).grads;
+    if (o.grad_accum > 1) scale_inplace(grads, (int64_t)n_train, 1.0f / (float)o.grad_accum);
     float loss = (float)(loss_sum / o.grad_accum);
-    double norm = global_norm(m->grads, (int64_t)m->n_params);
-    if (o.clip > 0 && norm > o.clip) scale_inplace(m->grads, (int64_t)m->n_params, (float)(o.clip / norm));
+    double norm = global_norm(grads, (int64_t)n_train);
+    if (o.clip > 0 && norm > o.clip) scale_inplace(grads, (int64_t)n_train, (float)(o.clip / norm));
     float lr = lm_lr_at(step, o.steps, o.warmup, o.lr, o.min_lr);
     optimizer_step(m, mom, vel, &o, lr, step);
     double dt = lm_time_sec() - t0;

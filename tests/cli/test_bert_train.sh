@@ -50,7 +50,9 @@ err() {
 err "bert with a tokenizer lacking [MASK]" "MASK" "$BIN" train --arch bert --tokenizer byte --data "$T/corpus.txt" --out "$T/x" --steps 1 --quiet
 err "clm objective on bert" "mlm" "$BIN" train --arch bert --objective clm --tokenizer "$T/tok" --data "$T/corpus.txt" --out "$T/x" --steps 1 --quiet
 err "mlm on gpt2" "bert" "$BIN" train --objective mlm --data "$T/corpus.txt" --out "$T/x" --steps 1 --quiet
-err "--share-layers on gpt2" "share-layers" "$BIN" train --share-layers --data "$T/corpus.txt" --out "$T/x" --steps 1 --quiet
+# layer sharing is the general block's: a decoder shares its layers too
+"$BIN" train --share-layers --layers 3 --heads 2 --dim 32 --context 16 --data "$T/corpus.txt" --out "$T/g" --steps 2 --quiet > /dev/null 2>&1
+check "--share-layers on gpt2 trains and saves its layers" "grep -q '\"share_layers\": true' $T/g/config.json"
 
 err "generate with an encoder" "decoder" "$BIN" generate --model "$T/a" --prompt "the cat"
 err "eval of an encoder" "decoder" "$BIN" eval --model "$T/a" --data "$T/corpus.txt"

@@ -12,6 +12,7 @@
  * Sequence heads pool the last non-pad token and GPT2ForSequenceClassification's
  * "score" has no bias. */
 #include <math.h>
+#include <stdio.h>
 #include <string.h>
 #include "kernels/kernels.h"
 #include "model/config_io.h"
@@ -145,7 +146,12 @@ static int hf_name(const lm_config *c, const char *ours, int64_t layer, lm_hf_te
     if (!strcmp(ours, heads[i].ours)) { snprintf(o->name, sizeof o->name, "%s", heads[i].hf); return 0; }
   if (strncmp(ours, "h.", 2) && strncmp(ours, "wte.", 4) && strncmp(ours, "wpe.", 4) && strncmp(ours, "ln_f.", 5))
     return -1;
-  snprintf(o->name, sizeof o->name, "%s", ours);
+  long long l;
+  int k = 0;
+  if (layer >= 0 && sscanf(ours, "h.%lld.%n", &l, &k) == 1 && k > 0)   /* shared layers: written once per layer */
+    snprintf(o->name, sizeof o->name, "h.%lld.%s", (long long)layer, ours + k);
+  else
+    snprintf(o->name, sizeof o->name, "%s", ours);
   o->base = 1;
   o->transpose = is_conv1d(ours) != 0;
   return 0;
@@ -156,6 +162,8 @@ static int hf_ignore(const lm_config *c, const char *name) {
   size_t n = strlen(name);
   if ((n > 10 && !strcmp(name + n - 10, ".attn.bias")) || strstr(name, ".attn.masked_bias")) return 1;
   if (!strcmp(name, "lm_head.weight")) return c->tie_embeddings || c->head != LM_HEAD_LM;
+  long long l;
+  if (c->share_layers && sscanf(name, "h.%lld.", &l) == 1 && l > 0 && l < c->n_layer) return 1;   /* copies of layer 0 */
   return !strncmp(name, "score.", 6) || !strncmp(name, "classifier.", 11) || !strncmp(name, "qa_outputs.", 11);
 }
 

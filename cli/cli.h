@@ -44,6 +44,28 @@ int cli_train_flag(int argc, char **argv, int *i, lm_train_opts *o, cli_train_se
 /* Defaults that depend on the data: steps from --epochs, warmup, min-lr, eval cadence. */
 void cli_train_finish(lm_train_opts *o, const cli_train_seen *seen, int64_t steps_per_epoch);
 
+/* LoRA (cli/lora_flags.c), for the commands that train (sft, reward, dpo) and those that load a
+ * model (--adapter DIR). cli_lora_flag consumes --lora-rank / --lora-alpha / --lora-targets:
+ * returns 1, -1 after printing an error, or 0. cli_lora_check refuses alpha or targets without a
+ * rank. cli_lora_attach attaches a new adapter when a rank was given (a no-op otherwise; call it
+ * after loading the base, before training); base_model goes to adapter_config.json. Both return
+ * 0, or 1 after printing an error. */
+typedef struct {
+  int64_t rank;             /* 0: no LoRA */
+  float alpha;              /* 0: 2 * rank */
+  const char *targets;      /* NULL: all-linear */
+  const char *seen;         /* the last LoRA flag given */
+} cli_lora;
+extern const char *const CLI_LORA_FLAGS_HELP;
+int cli_lora_flag(int argc, char **argv, int *i, cli_lora *l);
+int cli_lora_check(const cli_lora *l);
+int cli_lora_attach(lm_model *m, const cli_lora *l, const char *base_model, uint64_t seed);
+/* Loads model (or, when NULL, the base named by adapter's adapter_config.json) and then the PEFT
+ * adapter when adapter is not NULL, merged into the weights when merge is set (inference);
+ * *base_dir (malloc'ed; may be NULL) receives the base's directory, where its tokenizer is.
+ * Returns 0, or 1 after printing an error. */
+int cli_load_with_adapter(const char *model, const char *adapter, int merge, lm_model **m, char **base_dir);
+
 int cmd_train(int argc, char **argv);
 int cmd_generate(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
@@ -55,5 +77,9 @@ int cmd_predict(int argc, char **argv);
 int cmd_embed(int argc, char **argv);
 int cmd_distill(int argc, char **argv);
 int cmd_sft(int argc, char **argv);
+int cmd_lora(int argc, char **argv);
+int cmd_reward(int argc, char **argv);
+int cmd_dpo(int argc, char **argv);
+int cmd_score(int argc, char **argv);
 
 #endif

@@ -13,13 +13,16 @@ static const char *HELP =
   "over consecutive windows of the context length.\n"
   "\n"
   "  --model DIR          model directory\n"
+  "  --adapter DIR        a LoRA adapter (PEFT directory) on the model; its adapter_config.json\n"
+  "                       names the base when --model is not given\n"
   "  --data FILE|DIR...   text files (tokenized with the model's tokenizer) or shard directories\n"
   "  --context N          window length (default: the model's context)\n"
   "  --batch N            windows per forward pass (4)\n"
   "  --threads N          threads (default: all cores)\n";
 
 int cmd_eval(int argc, char **argv) {
-  const char *model = NULL, *v;
+  const char *model = NULL, *adapter = NULL, *v;
+  char *base = NULL;
   const char **data = calloc(argc, sizeof *data);
   int n_data = 0, r, rc = 0;
   int64_t context = 0, batch = 4, threads = 0;
@@ -32,18 +35,21 @@ int cmd_eval(int argc, char **argv) {
       continue;
     }
     if ((r = cli_opt(argc, argv, &i, "--model", &v))) { if (r < 0) { free(data); return 1; } model = v; continue; }
+    if ((r = cli_opt(argc, argv, &i, "--adapter", &v))) { if (r < 0) { free(data); return 1; } adapter = v; continue; }
     if ((r = cli_opt(argc, argv, &i, "--context", &v))) { if (r < 0 || cli_i64(a, v, 1, 1 << 20, &context)) { free(data); return 1; } continue; }
     if ((r = cli_opt(argc, argv, &i, "--batch", &v))) { if (r < 0 || cli_i64(a, v, 1, 1 << 16, &batch)) { free(data); return 1; } continue; }
     if ((r = cli_opt(argc, argv, &i, "--threads", &v))) { if (r < 0 || cli_i64(a, v, 1, 4096, &threads)) { free(data); return 1; } continue; }
     free(data);
     return cli_unknown("eval", a);
   }
-  if (!model || !n_data) { free(data); return cli_error("--model DIR and --data FILE... are required (see 'lmkit eval --help')"); }
+  if ((!model && !adapter) || !n_data) { free(data); return cli_error("--model DIR and --data FILE... are required (see 'lmkit eval --help')"); }
   lm_set_threads((int)threads);
   lm_tokenizer *tok = NULL;
   lm_model *m = NULL;
   double loss; int64_t n;
-  if (lm_model_load(&m, model) || lm_tokenizer_load(&tok, model)) { rc = cli_fail(); goto done; }
+  /* the adapter is kept apart from the base (not merged): the loss is that of y = x W^T + (alpha/r) x A^T B^T */
+  if (cli_load_with_adapter(model, adapter, 0, &m, &base)) { rc = 1; goto done; }
+  if (lm_tokenizer_load(&tok, base)) { rc = cli_fail(); goto done; }
   if (context > lm_model_config(m)->n_positions) {
     rc = cli_error("--context %lld is longer than the model's %lld positions", (long long)context, (long long)lm_model_config(m)->n_positions);
     goto done;
@@ -52,6 +58,7 @@ int cmd_eval(int argc, char **argv) {
   printf("loss %.4f  perplexity %.3f  tokens %lld\n", loss, exp(loss), (long long)n);
 done:
   lm_model_free(m);
+  free(base);
   lm_tokenizer_free(tok);
   free(data);
   return rc;

@@ -11,6 +11,7 @@
 #include "cli.h"
 #include "base/base.h"
 #include "model/heads.h"
+#include "model/lora.h"
 #include "model/model.h"
 #include "tokenizer/tokenizer.h"
 #include "train/posttrain.h"
@@ -43,13 +44,16 @@ static const char *HELP =
   "  --packing            put several short conversations into each row of --max-length\n"
   "                       tokens; attention stays inside each, positions restart\n"
   "  --neftune-alpha A    NEFTune: uniform noise of size A/sqrt(T*C) on the embeddings while\n"
-  "                       training (0: off; 5 is the paper's choice)\n";
+  "                       training (0: off; 5 is the paper's choice)\n"
+  "  --adapter DIR        go on training this LoRA adapter (a PEFT directory) on --model\n";
 
 typedef struct {
   const char *model, *data, *eval;
   float val_fraction, neftune;
   int64_t max_length;
   int packing;
+  cli_lora lora;            /* --lora-rank ...: train an adapter, OUT holds it */
+  const char *adapter;      /* --adapter: the adapter to go on training */
 } sft_args;
 
 typedef struct {
@@ -77,6 +81,15 @@ static lm_status save_args(const char *out, const sft_args *a) {
   cJSON_AddNumberToObject(j, "max_length", (double)a->max_length);
   cJSON_AddBoolToObject(j, "packing", a->packing);
   cJSON_AddNumberToObject(j, "neftune_alpha", a->neftune);
+  if (a->lora.rank || a->adapter) {   /* a LoRA run: checkpoints hold the adapter, the base is "model" */
+    cJSON *l = cJSON_AddObjectToObject(j, "lora");
+    if (a->adapter) cJSON_AddStringToObject(l, "adapter", a->adapter);
+    else {
+      cJSON_AddNumberToObject(l, "r", (double)a->lora.rank);
+      cJSON_AddNumberToObject(l, "alpha", a->lora.alpha > 0 ? a->lora.alpha : 2.0 * (double)a->lora.rank);
+      cJSON_AddStringToObject(l, "targets", a->lora.targets ? a->lora.targets : "all-linear");
+    }
+  }
   char *text = cJSON_Print(j);
   cJSON_Delete(j);
   char *path = lm_path_join(out, "posttrain.json");
@@ -117,6 +130,11 @@ static lm_status load_args(const char *dir, sft_args *a, char **keep) {
   a->model = buf; a->data = buf + n1; a->eval = n3 ? buf + n1 + n2 : NULL;
   a->val_fraction = (float)vf->valuedouble; a->max_length = (int64_t)ml->valuedouble;
   a->packing = cJSON_IsTrue(pk); a->neftune = (float)nf->valuedouble;
+  const cJSON *l = cJSON_GetObjectItemCaseSensitive(j, "lora");
+  if (cJSON_IsObject(l)) {   /* which adapter the checkpoint holds comes from the checkpoint itself */
+    const cJSON *lr = cJSON_GetObjectItemCaseSensitive(l, "r");
+    a->lora.rank = cJSON_IsNumber(lr) && lr->valuedouble >= 1 ? (int64_t)lr->valuedouble : 1;
+  }
   *keep = buf;
   cJSON_Delete(j);
   return LM_OK;
@@ -140,9 +158,11 @@ int cmd_sft(int argc, char **argv) {
   int r;
   for (int i = 1; i < argc; i++) {
     const char *f = argv[i];
-    if (cli_is_help(f)) { fputs(HELP, stdout); fputs(CLI_TRAIN_FLAGS_HELP, stdout); return 0; }
+    if (cli_is_help(f)) { fputs(HELP, stdout); fputs(CLI_TRAIN_FLAGS_HELP, stdout); fputs(CLI_LORA_FLAGS_HELP, stdout); return 0; }
     if ((r = cli_train_flag(argc, argv, &i, &o, &seen)) < 0) return 1; else if (r) continue;
     if (!strcmp(f, "--packing")) { a.packing = 1; setting = f; continue; }
+    if ((r = cli_lora_flag(argc, argv, &i, &a.lora)) < 0) return 1; else if (r) { setting = f; continue; }
+    if ((r = cli_opt(argc, argv, &i, "--adapter", &v)) < 0) return 1; else if (r) { a.adapter = v; setting = f; continue; }
     if ((r = cli_opt(argc, argv, &i, "--model", &v)) < 0) return 1; else if (r) { a.model = v; setting = f; continue; }
     if ((r = cli_opt(argc, argv, &i, "--data", &v)) < 0) return 1; else if (r) { a.data = v; setting = f; continue; }
     if ((r = cli_opt(argc, argv, &i, "--eval", &v)) < 0) return 1; else if (r) { a.eval = v; setting = f; continue; }
@@ -166,6 +186,8 @@ int cmd_sft(int argc, char **argv) {
     if (!a.model) return cli_error("--model DIR is required (see 'lmkit sft --help')");
     if (!a.data) return cli_error("--data FILE is required (see 'lmkit sft --help')");
     if (!o.out_dir) return cli_error("--out DIR is required (see 'lmkit sft --help')");
+    if (cli_lora_check(&a.lora)) return 1;
+    if (a.adapter && a.lora.rank) return cli_error("--adapter DIR goes on training that adapter: %s cannot be given with it", a.lora.seen);
   }
   lm_set_threads((int)seen.threads);
   int rc = 0;
@@ -175,13 +197,24 @@ int cmd_sft(int argc, char **argv) {
   lm_chat_set set = {0}, eset = {0};
   lm_sft_data train = {0}, eval = {0};
 #define FAIL() do { rc = cli_fail(); goto done; } while (0)
-  /* a resumed run continues from its checkpoint's weights; the template and tokenizer are the base's */
-  if (lm_model_load(&m, o.resume_dir ? o.resume_dir : a.model)) FAIL();
+  /* a resumed run continues from its checkpoint's weights (with LoRA: the base + the checkpoint's
+   * adapter); the template and tokenizer are the base's */
+  int lora = a.lora.rank > 0 || a.adapter;
+  if (lm_model_load(&m, o.resume_dir && !lora ? o.resume_dir : a.model)) FAIL();
   const lm_config *c = lm_model_config(m);
   if (c->head != LM_HEAD_LM || !c->causal) {
     rc = cli_error("%s is a %s model with a %s head: instruction tuning needs a decoder with an LM head", a.model,
                    lm_arch_name(c->arch), lm_head_name(c->head));
     goto done;
+  }
+  if (lora && o.resume_dir ? lm_lora_load(m, o.resume_dir) : a.adapter ? lm_lora_load(m, a.adapter) : 0) FAIL();
+  if (lora && !o.resume_dir && !a.adapter && cli_lora_attach(m, &a.lora, a.model, o.seed)) { rc = 1; goto done; }
+  if (lora) {
+    int64_t r_, n_;
+    float al_;
+    lm_lora_info(m, &r_, &al_, &n_);
+    fprintf(stderr, "lmkit sft: LoRA r = %lld, alpha = %g: %lld trainable values, the %lld of the base frozen\n",
+            (long long)r_, al_, (long long)n_, (long long)lm_model_num_params(m));
   }
   if (!a.max_length) a.max_length = c->n_positions < 1024 ? c->n_positions : 1024;
   if (a.max_length > c->n_positions) {
@@ -225,7 +258,10 @@ int cmd_sft(int argc, char **argv) {
     free(src); free(dst);
     if (st) FAIL();
   }
-  fprintf(stderr, "lmkit sft: saved to %s\n", o.out_dir);
+  if (lora)
+    fprintf(stderr, "lmkit sft: saved the LoRA adapter to %s (use it with --adapter %s; 'lmkit lora merge --adapter %s "
+            "--out DIR' writes a full model)\n", o.out_dir, o.out_dir, o.out_dir);
+  else fprintf(stderr, "lmkit sft: saved to %s\n", o.out_dir);
 #undef FAIL
 done:
   lm_sft_data_free(&train); lm_sft_data_free(&eval);

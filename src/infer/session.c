@@ -41,6 +41,8 @@ lm_status lm_session_init(lm_session **out, const lm_model *m, int64_t max_len) 
   if (!c->causal || c->head != LM_HEAD_LM || !m->fam->embed_tokens)
     return lm_error(LM_ERR_UNSUPPORTED, "generation needs a causal decoder with an LM head; this is a %s model with a %s head",
                     lm_arch_name(c->arch), lm_head_name(c->head));
+  if (m->lora)   /* the cache's kernels read the base weights only */
+    return lm_error(LM_ERR_UNSUPPORTED, "generation runs on the base weights: merge the LoRA adapter first (lm_lora_merge)");
   if (max_len <= 0 || max_len > c->n_positions)
     return lm_error(LM_ERR_RANGE, "a sequence of %lld tokens does not fit the model's context of %lld",
                     (long long)max_len, (long long)c->n_positions);

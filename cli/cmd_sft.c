@@ -43,6 +43,8 @@ static const char *HELP =
   "  --max-length N       longest conversation in tokens (the model's positions, at most 1024)\n"
   "  --packing            put several short conversations into each row of --max-length\n"
   "                       tokens; attention stays inside each, positions restart\n"
+  "  --eval-only          print the assistant-token loss of --model on --eval and exit (no\n"
+  "                       training: --data and --out are not needed)\n"
   "  --neftune-alpha A    NEFTune: uniform noise of size A/sqrt(T*C) on the embeddings while\n"
   "                       training (0: off; 5 is the paper's choice)\n"
   "  --adapter DIR        go on training this LoRA adapter (a PEFT directory) on --model\n";
@@ -154,6 +156,7 @@ int cmd_sft(int argc, char **argv) {
   o.lr = 1e-4f; o.weight_decay = 0.0f; o.batch = 8; o.eval_batches = 0; o.val_fraction = 0;
   o.objective = "sft"; o.keep_checkpoints = 3;
   cli_train_seen seen = {0};
+  int eval_only = 0;
   const char *v, *setting = NULL;
   int r;
   for (int i = 1; i < argc; i++) {
@@ -161,6 +164,7 @@ int cmd_sft(int argc, char **argv) {
     if (cli_is_help(f)) { fputs(HELP, stdout); fputs(CLI_TRAIN_FLAGS_HELP, stdout); fputs(CLI_LORA_FLAGS_HELP, stdout); return 0; }
     if ((r = cli_train_flag(argc, argv, &i, &o, &seen)) < 0) return 1; else if (r) continue;
     if (!strcmp(f, "--packing")) { a.packing = 1; setting = f; continue; }
+    if (!strcmp(f, "--eval-only")) { eval_only = 1; continue; }
     if ((r = cli_lora_flag(argc, argv, &i, &a.lora)) < 0) return 1; else if (r) { setting = f; continue; }
     if ((r = cli_opt(argc, argv, &i, "--adapter", &v)) < 0) return 1; else if (r) { a.adapter = v; setting = f; continue; }
     if ((r = cli_opt(argc, argv, &i, "--model", &v)) < 0) return 1; else if (r) { a.model = v; setting = f; continue; }
@@ -182,6 +186,8 @@ int cmd_sft(int argc, char **argv) {
                        "trainer_state.json", setting ? setting : seen.hyper);
     if (load_args(o.resume_dir, &a, &keep)) return cli_fail();
     if (!o.out_dir) o.out_dir = o.resume_dir;
+  } else if (eval_only) {
+    if (!a.model || !a.eval) return cli_error("--eval-only needs --model DIR and --eval FILE");
   } else {
     if (!a.model) return cli_error("--model DIR is required (see 'lmkit sft --help')");
     if (!a.data) return cli_error("--data FILE is required (see 'lmkit sft --help')");
@@ -226,6 +232,23 @@ int cmd_sft(int argc, char **argv) {
   if (cc.is_default && (lm_tokenizer_token_id(tok, LM_CHATML_START) < 0 || lm_tokenizer_token_id(tok, LM_CHATML_END) < 0)) {
     rc = cli_error("%s has no chat template and its tokenizer lacks the ChatML tokens %s and %s (tokenizers that 'lmkit "
                    "tokenizer train' makes have them)", a.model, LM_CHATML_START, LM_CHATML_END);
+    goto done;
+  }
+  if (eval_only) {   /* the loss of the model as it is, on the held-out conversations */
+    if (lm_chat_read(a.eval, &eset) || lm_sft_encode(&eval, &eset, &cc, tok, a.max_length, a.eval)) FAIL();
+    report_skips(a.eval, &eset, &eval, a.max_length);
+    lm_objective obj;
+    lm_rng rng;
+    lm_rng_seed(&rng, o.seed);
+    int64_t pad = lm_tokenizer_eot(tok);
+    if (lm_objective_sft(&obj, m, &eval, &eval, o.batch, a.max_length, 0, 0, (int32_t)(pad >= 0 ? pad : 0), o.seed, &rng, NULL))
+      FAIL();
+    double loss = obj.evaluate(obj.self, m, 0);
+    obj.free(obj.self);
+    int64_t n_tgt = 0;
+    for (int64_t i = 0; i < eval.n; i++)
+      for (int64_t t = eval.off[i] + 1; t < eval.off[i + 1]; t++) n_tgt += eval.mask[t];
+    printf("{\"val_loss\": %.6f, \"conversations\": %lld, \"assistant_tokens\": %lld}\n", loss, (long long)eval.n, (long long)n_tgt);
     goto done;
   }
   if (lm_chat_read(a.data, &set) || lm_sft_encode(&train, &set, &cc, tok, a.max_length, a.data)) FAIL();

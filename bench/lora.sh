@@ -3,7 +3,8 @@
 # run on the same model, data and batch, once training every parameter and once
 # training rank-R adapters on every linear (the base frozen). Reports the median
 # optimiser step time (metrics.jsonl step_ms), peak RSS (/usr/bin/time -v), the
-# trainable values and the size of optimizer.safetensors.
+# trainable values and the size of optimizer.safetensors. CPU seconds per step (user + system over
+# the whole run, loading included) are less sensitive than wall time to other jobs on the machine.
 #
 #   bench/lora.sh [BUILD_DIR]      env: DIM (512) LAYERS (8) HEADS (8) CTX (256) BATCH (8) STEPS (30) RANK (16)
 # Instruction data: ../shared/data/instruct/alpaca_subset_train.jsonl.gz when present, else generated.
@@ -42,11 +43,14 @@ run() {   # name, extra flags
 import json, os, re, statistics, struct, sys
 d, name = sys.argv[1], sys.argv[2]
 ms = [json.loads(l)["step_ms"] for l in open(f"{d}/metrics.jsonl") if '"step_ms"' in l][3:]
-rss = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", open(d + ".time").read()).group(1)) / 1024
+tv = open(d + ".time").read()
+rss = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", tv).group(1)) / 1024
+cpu = sum(float(re.search(rf"{k} time \(seconds\): ([0-9.]+)", tv).group(1)) for k in ("User", "System"))
 with open(f"{d}/optimizer.safetensors", "rb") as f:
     n = struct.unpack("<Q", f.read(8))[0]; h = json.loads(f.read(n))
 state = h["exp_avg"]["shape"][0]
-print(f"{name:5s} step {statistics.median(ms):8.1f} ms (median of {len(ms)})  peak RSS {rss:7.1f} MiB  "
+steps = sum(1 for l in open(f"{d}/metrics.jsonl") if '"step_ms"' in l)
+print(f"{name:5s} step {statistics.median(ms):8.1f} ms (median of {len(ms)}), CPU {cpu / steps:6.2f} s/step (whole run)  peak RSS {rss:7.1f} MiB  "
       f"trainable {state:>10,d}  optimizer.safetensors {os.path.getsize(f'{d}/optimizer.safetensors') / 2**20:7.2f} MiB")
 PY
 }

@@ -1,25 +1,48 @@
 /* cmd_generate.c — `lmkit generate`: samples text from a model, streaming
- * each piece to stdout as soon as it is decoded. */
+ * each piece to stdout as soon as it is decoded. With --user / --messages the
+ * conversation goes through the model's chat template and generation stops at
+ * the end of the assistant's turn (src/infer/chat_generate.h). */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <cjson/cJSON.h>
 #include "cli.h"
+#include "base/base.h"
+#include "infer/chat_generate.h"
+#include "tokenizer/tokenizer.h"
 
 static const char *HELP =
   "usage: lmkit generate --model DIR --prompt TEXT [options]\n"
+  "       lmkit generate --model DIR --user TEXT [--system TEXT] [options]\n"
+  "       lmkit generate --model DIR --messages FILE [options]\n"
+  "       lmkit generate --model DIR --user - [--system TEXT] [options] < prompts.txt\n"
   "\n"
   "Generates text after TEXT with a KV cache, streaming it to stdout. Past the\n"
   "model's context it goes on with a sliding window: when the context is full, its\n"
   "last half is read again and generation continues (said once on stderr); a\n"
   "prompt longer than the context keeps its last part.\n"
   "\n"
+  "Chat: --user (and --system) or --messages render a conversation with the model's\n"
+  "chat template (tokenizer_config.json, else ChatML) and the generation prompt; the\n"
+  "assistant's answer is printed, without the token that ends its turn (the\n"
+  "template's, e.g. <|im_end|>, the config's eos_token, or the model's eos), where\n"
+  "generation stops. --user - answers each line of stdin as one user message, with\n"
+  "one model load, printing one JSON line per input:\n"
+  "  {\"prompt\": LINE, \"response\": ANSWER, \"stopped\": true if the turn ended}\n"
+  "\n"
   "  --model DIR          model directory (config.json, model.safetensors, tokenizer)\n"
   "  --prompt TEXT        the text to continue (\"\" starts a new document)\n"
+  "  --user TEXT          a user message to answer ('-': one per stdin line, JSON out)\n"
+  "  --system TEXT        a system message before it\n"
+  "  --messages FILE      a conversation to answer: a JSON list of {\"role\", \"content\"}\n"
+  "                       messages, or a chat request body {\"messages\": [...], ...}\n"
+  "                       ('-': stdin)\n"
   "  --max-tokens N       tokens to generate at most (128)\n"
   "  --temperature X      softmax temperature; 0 = greedy (0.8)\n"
   "  --top-k N            sample among the N most likely tokens; 0 = off (40)\n"
   "  --top-p X            nucleus: smallest set with probability >= X; 1 = off (0.95)\n"
   "  --seed N             sampling seed (42)\n"
-  "  --no-stop            keep going past the end-of-text token\n"
+  "  --no-stop            keep going past the end-of-text (and end-of-turn) token\n"
   "  --stats              print prefill and decode speed to stderr\n"
   "  --threads N          threads (default: all cores)\n";
 
@@ -44,11 +67,82 @@ static void on_window(int64_t context, int64_t prompt_dropped, void *user) {
             (long long)context, (long long)(context / 2 > 0 ? context / 2 : 1));
 }
 
+/* batch mode: the answer is collected, then printed as JSON */
+typedef struct { char *buf; size_t len, cap; } text_buf;
+static int collect_piece(const char *piece, size_t len, void *user) {
+  text_buf *t = user;
+  if (t->len + len + 1 > t->cap) {
+    size_t nc = t->cap ? 2 * t->cap : 256;
+    while (nc < t->len + len + 1) nc *= 2;
+    char *b = realloc(t->buf, nc);
+    if (!b) return 1;
+    t->buf = b; t->cap = nc;
+  }
+  memcpy(t->buf + t->len, piece, len);
+  t->len += len;
+  t->buf[t->len] = 0;
+  return 0;
+}
+
+/* s with each invalid UTF-8 byte replaced by U+FFFD (malloc'ed), so that the JSON line is valid */
+static char *valid_utf8(const char *s, size_t n) {
+  char *o = malloc(3 * n + 1), *p = o;
+  if (!o) return NULL;
+  for (size_t i = 0; i < n;) {
+    size_t k = lm_utf8_char((const uint8_t *)s + i, n - i);
+    if (k) { memcpy(p, s + i, k); p += k; i += k; }
+    else { memcpy(p, "\xEF\xBF\xBD", 3); p += 3; i++; }
+  }
+  *p = 0;
+  return o;
+}
+
+/* [{"role": "system", ...}, {"role": "user", "content": user}] */
+static cJSON *user_messages(const char *system, const char *user) {
+  cJSON *a = cJSON_CreateArray();
+  for (int i = 0; i < 2 && a; i++) {
+    const char *role = i ? "user" : "system", *content = i ? user : system;
+    if (!content) continue;
+    cJSON *m = cJSON_CreateObject();
+    if (!m || !cJSON_AddStringToObject(m, "role", role) || !cJSON_AddStringToObject(m, "content", content)) {
+      cJSON_Delete(m); cJSON_Delete(a); return NULL;
+    }
+    cJSON_AddItemToArray(a, m);
+  }
+  return a;
+}
+
+/* --messages FILE ('-': stdin) */
+static cJSON *read_messages(const char *path) {
+  char *text = NULL; size_t len = 0;
+  if (!strcmp(path, "-")) {
+    size_t cap = 0; char chunk[4096]; size_t k;
+    while ((k = fread(chunk, 1, sizeof chunk, stdin)) > 0) {
+      if (len + k + 1 > cap) { cap = 2 * (len + k + 1); char *t = realloc(text, cap); if (!t) { free(text); return NULL; } text = t; }
+      memcpy(text + len, chunk, k); len += k;
+    }
+  } else if (lm_read_file(path, &text, &len)) {
+    cli_fail();
+    return NULL;
+  }
+  cJSON *j = text ? cJSON_ParseWithLength(text, len) : NULL;
+  free(text);
+  if (!j) cli_error("%s: not valid JSON (expected a list of messages or a chat request {\"messages\": [...]})",
+                    strcmp(path, "-") ? path : "stdin");
+  return j;
+}
+
+static void print_stats(const lm_gen_stats *gs) {
+  fprintf(stderr, "prompt %lld tokens in %.3f s (%.1f tok/s); generated %lld tokens in %.3f s (%.1f tok/s)\n",
+          (long long)gs->prompt_tokens, gs->prefill_sec, gs->prompt_tokens / (gs->prefill_sec > 0 ? gs->prefill_sec : 1e-9),
+          (long long)gs->generated_tokens, gs->decode_sec, gs->generated_tokens / (gs->decode_sec > 0 ? gs->decode_sec : 1e-9));
+}
+
 int cmd_generate(int argc, char **argv) {
   lm_gen_opts o;
   lm_gen_opts_default(&o);
   o.on_window = on_window;
-  const char *model = NULL, *prompt = NULL, *v;
+  const char *model = NULL, *prompt = NULL, *user = NULL, *system = NULL, *messages = NULL, *v;
   int64_t threads = 0, x;
   int stats = 0, r;
   for (int i = 1; i < argc; i++) {
@@ -58,6 +152,9 @@ int cmd_generate(int argc, char **argv) {
     if (!strcmp(a, "--stats")) { stats = 1; continue; }
     if ((r = cli_opt(argc, argv, &i, "--model", &v))) { if (r < 0) return 1; model = v; continue; }
     if ((r = cli_opt(argc, argv, &i, "--prompt", &v))) { if (r < 0) return 1; prompt = v; continue; }
+    if ((r = cli_opt(argc, argv, &i, "--user", &v))) { if (r < 0) return 1; user = v; continue; }
+    if ((r = cli_opt(argc, argv, &i, "--system", &v))) { if (r < 0) return 1; system = v; continue; }
+    if ((r = cli_opt(argc, argv, &i, "--messages", &v))) { if (r < 0) return 1; messages = v; continue; }
     if ((r = cli_opt(argc, argv, &i, "--max-tokens", &v))) { if (r < 0 || cli_i64(a, v, 1, 1 << 24, &x)) return 1; o.max_tokens = x; continue; }
     if ((r = cli_opt(argc, argv, &i, "--temperature", &v))) { if (r < 0 || cli_f32(a, v, 0, 100, &o.temperature)) return 1; continue; }
     if ((r = cli_opt(argc, argv, &i, "--top-k", &v))) { if (r < 0 || cli_i64(a, v, 0, 1 << 30, &x)) return 1; o.top_k = x; continue; }
@@ -67,21 +164,79 @@ int cmd_generate(int argc, char **argv) {
     return cli_unknown("generate", a);
   }
   if (!model) return cli_error("--model DIR is required (see 'lmkit generate --help')");
-  if (!prompt) return cli_error("--prompt TEXT is required (use --prompt \"\" to start from nothing)");
+  int chat = user || messages;
+  if (prompt && chat)
+    return cli_error("--prompt continues raw text; --user and --messages answer in the chat template: give one or the other");
+  if (user && messages) return cli_error("give --user (with --system) or --messages, not both");
+  if (system && !user) return cli_error("--system goes with --user (put a system message in the --messages list instead)");
+  if (!prompt && !chat)
+    return cli_error("--prompt TEXT or --user TEXT is required (use --prompt \"\" to start from nothing)");
   lm_set_threads((int)threads);
   lm_tokenizer *tok = NULL;
   lm_model *m = NULL;
+  lm_chat_config cc = {0};
+  cJSON *conv = NULL;
+  char *rendered = NULL, *line = NULL;
   int rc = 0;
-  if (lm_model_load(&m, model) || lm_tokenizer_load(&tok, model)) { rc = cli_fail(); goto done; }
-  fputs(prompt, stdout);
+  int32_t stop[LM_CHAT_MAX_STOP];
+  int n_stop = 0;
   lm_gen_stats gs;
-  if (lm_generate(m, tok, prompt, &o, print_piece, NULL, &gs)) { fputc('\n', stdout); rc = cli_fail(); goto done; }
+  if (lm_model_load(&m, model) || lm_tokenizer_load(&tok, model)) { rc = cli_fail(); goto done; }
+  if (!chat) {
+    fputs(prompt, stdout);
+    if (lm_generate(m, tok, prompt, &o, print_piece, NULL, &gs)) { fputc('\n', stdout); rc = cli_fail(); goto done; }
+    fputc('\n', stdout);
+    if (stats) print_stats(&gs);
+    goto done;
+  }
+  /* chat: the template, and the tokens that end the assistant's turn */
+  if (lm_chat_config_load(&cc, model)) { rc = cli_fail(); goto done; }
+  if (cc.is_default && (lm_tokenizer_token_id(tok, LM_CHATML_START) < 0 || lm_tokenizer_token_id(tok, LM_CHATML_END) < 0)) {
+    rc = cli_error("%s has no chat template and its tokenizer lacks the ChatML tokens %s and %s: use --prompt, or "
+                   "instruction-tune a model whose tokenizer has them ('lmkit tokenizer train' adds them)", model,
+                   LM_CHATML_START, LM_CHATML_END);
+    goto done;
+  }
+  if (lm_chat_stop_tokens(&cc, tok, lm_model_config(m), stop, LM_CHAT_MAX_STOP, &n_stop)) { rc = cli_fail(); goto done; }
+  if (o.stop_at_eot) { o.stop_tokens = stop; o.n_stop_tokens = n_stop; }
+  if (user && !strcmp(user, "-")) {   /* batch: one user message per stdin line, one JSON line out */
+    size_t cap = 0;
+    text_buf out = {0};
+    for (int64_t k = 1; cli_read_line(&line, &cap) >= 0; k++) {
+      cJSON *msgs = user_messages(system, line);
+      if (!msgs) { rc = cli_error("out of memory"); break; }
+      lm_status st = lm_chat_generation_prompt(&cc, msgs, &rendered, NULL);
+      cJSON_Delete(msgs);
+      out.len = 0;
+      if (out.buf) out.buf[0] = 0;
+      if (!st) st = lm_generate(m, tok, rendered, &o, collect_piece, &out, &gs);
+      free(rendered); rendered = NULL;
+      if (st) { rc = cli_error("stdin line %lld: %s", (long long)k, lm_last_error()); break; }
+      char *resp = valid_utf8(out.buf ? out.buf : "", out.len), *pr = valid_utf8(line, strlen(line));
+      if (!resp || !pr) { free(resp); free(pr); rc = cli_error("out of memory"); break; }
+      fputs("{\"prompt\": ", stdout); cli_json_str(stdout, pr);
+      fputs(", \"response\": ", stdout); cli_json_str(stdout, resp);
+      fprintf(stdout, ", \"stopped\": %s}\n", gs.stop_token >= 0 ? "true" : "false");
+      fflush(stdout);
+      free(resp); free(pr);
+      if (stats) print_stats(&gs);
+    }
+    free(out.buf);
+    goto done;
+  }
+  conv = user ? user_messages(system, user) : read_messages(messages);
+  if (!conv) { rc = 1; if (user) cli_error("out of memory"); goto done; }
+  if (lm_chat_generation_prompt(&cc, conv, &rendered, NULL)) {
+    rc = cli_error("%s: %s", messages ? messages : "--user", lm_last_error());
+    goto done;
+  }
+  if (lm_generate(m, tok, rendered, &o, print_piece, NULL, &gs)) { fputc('\n', stdout); rc = cli_fail(); goto done; }
   fputc('\n', stdout);
-  if (stats)
-    fprintf(stderr, "prompt %lld tokens in %.3f s (%.1f tok/s); generated %lld tokens in %.3f s (%.1f tok/s)\n",
-            (long long)gs.prompt_tokens, gs.prefill_sec, gs.prompt_tokens / (gs.prefill_sec > 0 ? gs.prefill_sec : 1e-9),
-            (long long)gs.generated_tokens, gs.decode_sec, gs.generated_tokens / (gs.decode_sec > 0 ? gs.decode_sec : 1e-9));
+  if (stats) print_stats(&gs);
 done:
+  free(rendered); free(line);
+  cJSON_Delete(conv);
+  lm_chat_config_free(&cc);
   lm_model_free(m);
   lm_tokenizer_free(tok);
   return rc;

@@ -162,6 +162,10 @@ typedef struct {
   float top_p;          /* 1: off */
   uint64_t seed;
   int stop_at_eot;
+  /* More tokens that end generation as end-of-text does, unprinted: a chat template's end of turn
+   * (<|im_end|>, <|eot_id|>, ...; src/infer/chat_generate.h finds them). NULL / 0: none. */
+  const int32_t *stop_tokens;
+  int n_stop_tokens;
   /* Past the model's context, generation goes on with a sliding window: when the KV cache is full,
    * the last half of the context is re-prefilled (a longer prompt keeps its last context tokens).
    * Called once, when that first happens, with lm_generate's user pointer; NULL: not told. */
@@ -174,6 +178,7 @@ typedef int (*lm_piece_callback)(const char *piece, size_t len, void *user);
 typedef struct {
   int64_t prompt_tokens, generated_tokens;
   double prefill_sec, decode_sec;
+  int32_t stop_token;   /* the end-of-text or stop token that ended generation; -1: max_tokens or the callback */
 } lm_gen_stats;
 /* Generates from `prompt` (special tokens in it are honoured) with a KV cache.
  * Longer than the model's context, it slides (see on_window). stats may be NULL. */

@@ -54,7 +54,7 @@ lm_status lm_generate(lm_model *m, const lm_tokenizer *tok, const char *prompt, 
   st = lm_session_init(&s, m, max_len);
   if (!st) st = lm_sampler_init(&sp, o, c->vocab_size);
   if (st) { lm_session_free(s); free(win); return st; }
-  lm_gen_stats gs = {.prompt_tokens = (int64_t)n};
+  lm_gen_stats gs = {.prompt_tokens = (int64_t)n, .stop_token = -1};
   const float *logits;
   double t0 = lm_time_sec();
   st = lm_session_feed(s, win, len, &logits);
@@ -64,7 +64,9 @@ lm_status lm_generate(lm_model *m, const lm_tokenizer *tok, const char *prompt, 
   for (int64_t k = 0; !st && k < o->max_tokens; k++) {
     int32_t next = lm_sampler_pick(&sp, logits);
     gs.generated_tokens++;
-    if (o->stop_at_eot && next == eot) break;
+    int is_stop = o->stop_at_eot && next == eot;
+    for (int j = 0; j < o->n_stop_tokens && !is_stop; j++) is_stop = o->stop_tokens[j] == next;
+    if (is_stop) { gs.stop_token = next; break; }   /* a stop token ends generation unprinted */
     uint32_t u = (uint32_t)next;
     char *text; size_t tlen;
     if ((st = lm_tokenizer_decode(tok, &u, 1, &text, &tlen))) break;

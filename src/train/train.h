@@ -45,6 +45,9 @@ typedef struct {
   /* optional: extra JSON members for the last evaluation's metrics line, e.g. "\"val_accuracy\": 0.91";
    * returns the length written into buf (0: nothing) */
   int (*eval_fields)(void *self, char *buf, size_t n);
+  /* optional: extra JSON members for a step's metrics line, over the micro-batches since the last
+   * call (e.g. DPO's "rewards/chosen"); returns the length written into buf (0: nothing) */
+  int (*step_fields)(void *self, char *buf, size_t n);
 } lm_objective;
 
 /* Makes the objective of a run (e.g. a fine-tuning task over its own data); rng is the trainer's

@@ -664,9 +664,12 @@ lm_status lm_train_run(lm_model *m, const lm_tokenizer *tok, const lm_train_opts
       break;
     }
     lm_train_event ev = {step, loss, NAN, lr, tps};
-    if (o.log_every > 0 && (step % o.log_every == 0 || step == o.steps))
-      append_metrics(metrics, "{\"step\": %lld, \"loss\": %.9g, \"lr\": %.6e, \"grad_norm\": %.6f, \"tokens_per_sec\": %.1f, \"step_ms\": %.2f}\n",
-                     (long long)step, loss, lr, norm, tps, dt * 1e3);
+    if (o.log_every > 0 && (step % o.log_every == 0 || step == o.steps)) {
+      char sf[256] = "";
+      if (obj.step_fields && obj.step_fields(obj.self, sf + 2, sizeof sf - 2) > 0) sf[0] = ',', sf[1] = ' ';
+      append_metrics(metrics, "{\"step\": %lld, \"loss\": %.9g, \"lr\": %.6e, \"grad_norm\": %.6f, \"tokens_per_sec\": %.1f, \"step_ms\": %.2f%s}\n",
+                     (long long)step, loss, lr, norm, tps, dt * 1e3, sf);
+    }
     if (o.eval_every > 0 && (step % o.eval_every == 0 || step == o.steps)) {
       double vl = obj.evaluate(obj.self, m, o.eval_batches);
       if (!isnan(vl)) {

@@ -191,7 +191,7 @@ lm_status lm_objective_distill(lm_objective *obj, lm_model *student, const lm_di
   if (!st) st = lm_model_reserve(dl->teacher, B, T, 0);
   if (!st) st = lm_model_reserve(student, B, T, 1);
   if (st) { distill_free(o); return st; }
-  *obj = (lm_objective){o, distill_micro, distill_evaluate, distill_cursor, distill_free, NULL};
+  *obj = (lm_objective){o, distill_micro, distill_evaluate, distill_cursor, distill_free, NULL, NULL};
   return LM_OK;
 }
 

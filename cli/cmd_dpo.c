@@ -1,0 +1,329 @@
+/* cmd_dpo.c — `lmkit dpo`: direct preference optimisation of a decoder and its
+ * kin, IPO, hinge (SLiC), SimPO and ORPO (src/train/objectives/dpo.c;
+ * docs/posttraining.md "DPO and its kin"). The reference model is the
+ * starting model: its response log-probabilities are computed once, before
+ * training, and kept in OUT/reference_logps.bin, so no second model is held
+ * during training and a resumed run reads the same numbers. The run's settings
+ * go to OUT/posttrain.json so that --resume needs nothing else. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cjson/cJSON.h>
+#include "cli.h"
+#include "base/base.h"
+#include "model/heads.h"
+#include "model/model.h"
+#include "tokenizer/tokenizer.h"
+#include "train/posttrain.h"
+
+static const char *HELP =
+  "usage: lmkit dpo --model SFT --data PREFS.jsonl --out DIR [--loss KIND] [--beta B] [options]\n"
+  "       lmkit dpo --resume DIR [--steps N] [--threads N]\n"
+  "\n"
+  "Trains a decoder (e.g. from 'lmkit sft') on preference pairs directly, with no\n"
+  "reward model: the log-probability of each response (summed over its tokens,\n"
+  "end-of-turn included) is pushed up for the chosen and down for the rejected one,\n"
+  "relative to the starting model (the reference), as Hugging Face TRL does:\n"
+  "  sigmoid  DPO: -log sigmoid(beta * (dlogp_policy - dlogp_reference))\n"
+  "  ipo      IPO: (d - 1/(2 beta))^2 on length-averaged log-probs\n"
+  "  hinge    SLiC: relu(1 - beta * (dlogp_policy - dlogp_reference))\n"
+  "  simpo    SimPO (no reference): -log sigmoid(beta * d_avg - gamma), length-averaged\n"
+  "  orpo     ORPO (no reference): NLL(chosen) - beta * log sigmoid(log odds ratio)\n"
+  "The reference's log-probabilities are computed once before training and kept in\n"
+  "DIR/reference_logps.bin. Metrics (TRL's names): val_rewards/chosen, /rejected,\n"
+  "/margins and /accuracies, the implicit rewards beta * (logp - logp_ref) (simpo,\n"
+  "orpo: beta * average logp) on the held-out pairs. DIR is the tuned model, with\n"
+  "its tokenizer and chat template.\n"
+  "\n"
+  "data: as 'lmkit reward' (see 'lmkit reward --help' and docs/posttraining.md):\n"
+  "  {\"prompt\", \"chosen\", \"rejected\"} strings or message lists, implicit prompts,\n"
+  "  Anthropic hh-rlhf dialogues. Empty, identical and too long pairs are counted\n"
+  "  and skipped; a malformed record is an error (file:line).\n"
+  "\n"
+  "options:\n"
+  "  --model DIR          the starting model and reference (a decoder with an LM head)\n"
+  "  --data FILE          training pairs\n"
+  "  --out DIR            where the tuned model, checkpoints and metrics.jsonl go\n"
+  "  --loss KIND          sigmoid (default), ipo, hinge, simpo, orpo\n"
+  "  --beta B             the loss's beta (0.1): DPO's KL strength, IPO's 1/(2 beta) target,\n"
+  "                       SimPO's reward scale (the paper uses 2 to 2.5), ORPO's lambda\n"
+  "  --simpo-gamma G      SimPO's target reward margin (0.5)\n"
+  "  --eval FILE          held-out pairs\n"
+  "  --val-fraction F     hold out this share of --data instead (0: none without --eval)\n"
+  "  --max-length N       longest side of a pair in tokens (the model's positions, at most 1024)\n"
+  "  (--batch counts pairs: each micro-batch holds 2 x batch sequences)\n";
+
+typedef struct {
+  const char *model, *data, *eval;
+  float val_fraction, beta, gamma;
+  int loss;
+  int64_t max_length, eval_every;
+} dpo_args;
+
+typedef struct {
+  lm_pref_data *train, *eval;
+  const double *train_ref, *eval_ref;
+  dpo_args *a;
+  int32_t pad;
+  lm_dpo_eval last;
+} dpo_ctx;
+
+static lm_status factory(lm_objective *obj, lm_model *m, const lm_tokenizer *tok, const lm_train_opts *o, lm_rng *rng,
+                         const int64_t *cursor, void *ctx) {
+  (void)tok; (void)rng;
+  dpo_ctx *c = ctx;
+  lm_dpo_opts po = {.loss = c->a->loss, .beta = c->a->beta, .gamma = c->a->gamma, .B = o->batch, .T = c->a->max_length,
+                    .pad = c->pad, .seed = o->seed};
+  int has_eval = c->eval && c->eval->n;
+  return lm_objective_dpo(obj, m, c->train, c->train_ref, has_eval ? c->eval : NULL, has_eval ? c->eval_ref : NULL, &po,
+                          cursor, &c->last);
+}
+
+static cJSON *args_json(const dpo_args *a) {
+  cJSON *j = cJSON_CreateObject();
+  if (!j) return NULL;
+  cJSON_AddStringToObject(j, "command", "dpo");
+  cJSON_AddStringToObject(j, "model", a->model);
+  cJSON_AddStringToObject(j, "data", a->data);
+  if (a->eval) cJSON_AddStringToObject(j, "eval", a->eval);
+  cJSON_AddNumberToObject(j, "val_fraction", a->val_fraction);
+  cJSON_AddNumberToObject(j, "max_length", (double)a->max_length);
+  cJSON_AddStringToObject(j, "loss", lm_pref_loss_name(a->loss));
+  cJSON_AddNumberToObject(j, "beta", a->beta);
+  cJSON_AddNumberToObject(j, "simpo_gamma", a->gamma);
+  cJSON_AddNumberToObject(j, "eval_every", (double)a->eval_every);
+  return j;
+}
+
+static int args_from_json(const cJSON *j, const char *dir, dpo_args *a) {
+#define GET(name) cJSON_GetObjectItemCaseSensitive(j, name)
+  const cJSON *m = GET("model"), *d = GET("data"), *e = GET("eval"), *vf = GET("val_fraction"), *ml = GET("max_length"),
+              *ls = GET("loss"), *b = GET("beta"), *g = GET("simpo_gamma"), *ee = GET("eval_every");
+#undef GET
+  if (!cJSON_IsString(m) || !cJSON_IsString(d) || (e && !cJSON_IsString(e)) || !cJSON_IsNumber(vf) ||
+      !cJSON_IsNumber(ml) || !cJSON_IsString(ls) || lm_pref_loss_from_name(ls->valuestring) < 0 || !cJSON_IsNumber(b) ||
+      !cJSON_IsNumber(g) || !cJSON_IsNumber(ee))
+    return cli_error("%s/posttrain.json: malformed settings of an 'lmkit dpo' run", dir);
+  a->model = m->valuestring; a->data = d->valuestring; a->eval = e ? e->valuestring : NULL;
+  a->val_fraction = (float)vf->valuedouble; a->max_length = (int64_t)ml->valuedouble;
+  a->loss = lm_pref_loss_from_name(ls->valuestring); a->beta = (float)b->valuedouble; a->gamma = (float)g->valuedouble;
+  a->eval_every = (int64_t)ee->valuedouble;
+  return 0;
+}
+
+static void report_skips(const char *name, const lm_pref_data *d, int64_t max_length) {
+  if (d->empty || d->identical || d->too_long || d->no_prompt || d->no_response)
+    fprintf(stderr, "lmkit dpo: %s: skipped %lld pairs with an empty response, %lld identical, %lld longer than %lld "
+            "tokens, %lld without a shared prompt%s\n", name, (long long)d->empty, (long long)d->identical,
+            (long long)d->too_long, (long long)max_length, (long long)d->no_prompt,
+            d->no_response ? " (and some with no response token left)" : "");
+}
+
+/* ---- OUT/reference_logps.bin: "LMKITREF", n_train, n_eval (uint64), then the doubles */
+static const char REF_MAGIC[8] = {'L', 'M', 'K', 'I', 'T', 'R', 'E', 'F'};
+
+static lm_status save_ref(const char *out, const double *tr, int64_t ntr, const double *ev, int64_t nev) {
+  size_t bytes = 24 + (size_t)(ntr + nev) * sizeof(double);
+  unsigned char *buf = malloc(bytes);
+  if (!buf) return lm_error(LM_ERR_NOMEM, "out of memory");
+  uint64_t n[2] = {(uint64_t)ntr, (uint64_t)nev};
+  memcpy(buf, REF_MAGIC, 8); memcpy(buf + 8, n, 16);
+  memcpy(buf + 24, tr, (size_t)ntr * sizeof(double));
+  if (nev) memcpy(buf + 24 + (size_t)ntr * sizeof(double), ev, (size_t)nev * sizeof(double));
+  char *path = lm_path_join(out, "reference_logps.bin");
+  lm_status st = path ? lm_write_file_atomic(path, buf, bytes) : lm_error(LM_ERR_NOMEM, "out of memory");
+  free(path); free(buf);
+  return st;
+}
+
+/* 1: read; 0: no usable file (missing, or for other data) */
+static int load_ref(const char *dir, double *tr, int64_t ntr, double *ev, int64_t nev) {
+  char *path = lm_path_join(dir, "reference_logps.bin"), *text = NULL;
+  size_t len = 0;
+  int ok = path && lm_file_exists(path) && !lm_read_file(path, &text, &len);
+  uint64_t n[2];
+  if (ok) {
+    memcpy(n, text + 8, len >= 24 ? 16 : 0);
+    ok = len == 24 + (size_t)(ntr + nev) * sizeof(double) && !memcmp(text, REF_MAGIC, 8) && n[0] == (uint64_t)ntr &&
+         n[1] == (uint64_t)nev;
+  }
+  if (ok) {
+    memcpy(tr, text + 24, (size_t)ntr * sizeof(double));
+    if (nev) memcpy(ev, text + 24 + (size_t)ntr * sizeof(double), (size_t)nev * sizeof(double));
+  }
+  free(text); free(path);
+  lm_clear_error();
+  return ok;
+}
+
+/* "N steps of B pairs", or where a resumed run stands */
+static void describe_plan(char *buf, size_t n, const lm_train_opts *o, const char *state) {
+  lm_train_opts so;
+  lm_train_opts_default(&so);
+  int64_t at = 0;
+  if (state && !lm_train_read_state(state, &so, &at))
+    snprintf(buf, n, "resuming at step %lld of %lld (%lld pairs a step) from %s", (long long)at,
+             (long long)(o->steps > 0 ? o->steps : so.steps), (long long)so.batch, state);
+  else
+    snprintf(buf, n, "%lld steps of %lld pairs", (long long)o->steps, (long long)o->batch);
+  lm_clear_error();
+}
+
+int cmd_dpo(int argc, char **argv) {
+  dpo_args a = {.beta = 0.1f, .gamma = 0.5f, .loss = LM_PREF_SIGMOID};
+  lm_train_opts o;
+  lm_train_opts_default(&o);
+  o.lr = 1e-6f; o.weight_decay = 0.0f; o.batch = 8; o.eval_batches = 0; o.val_fraction = 0;
+  o.objective = "dpo"; o.keep_checkpoints = 3;
+  cli_train_seen seen = {0};
+  const char *v, *setting = NULL;
+  int r;
+  for (int i = 1; i < argc; i++) {
+    const char *f = argv[i];
+    if (cli_is_help(f)) { fputs(HELP, stdout); fputs(CLI_TRAIN_FLAGS_HELP, stdout); return 0; }
+    if ((r = cli_train_flag(argc, argv, &i, &o, &seen)) < 0) return 1; else if (r) continue;
+    if ((r = cli_opt(argc, argv, &i, "--model", &v)) < 0) return 1; else if (r) { a.model = v; setting = f; continue; }
+    if ((r = cli_opt(argc, argv, &i, "--data", &v)) < 0) return 1; else if (r) { a.data = v; setting = f; continue; }
+    if ((r = cli_opt(argc, argv, &i, "--eval", &v)) < 0) return 1; else if (r) { a.eval = v; setting = f; continue; }
+    if ((r = cli_opt(argc, argv, &i, "--out", &v)) < 0) return 1; else if (r) { o.out_dir = v; continue; }
+    if ((r = cli_opt(argc, argv, &i, "--loss", &v)) < 0) return 1;
+    else if (r) {
+      if ((a.loss = lm_pref_loss_from_name(v)) < 0)
+        return cli_error("unknown --loss '%s' (sigmoid, ipo, hinge, simpo, orpo)", v);
+      setting = f; continue;
+    }
+    if ((r = cli_opt(argc, argv, &i, "--beta", &v)) < 0) return 1;
+    else if (r) { if (cli_f32(f, v, 1e-6f, 1e6f, &a.beta)) return 1; setting = f; continue; }
+    if ((r = cli_opt(argc, argv, &i, "--simpo-gamma", &v)) < 0) return 1;
+    else if (r) { if (cli_f32(f, v, -1e6f, 1e6f, &a.gamma)) return 1; setting = f; continue; }
+    if ((r = cli_opt(argc, argv, &i, "--val-fraction", &v)) < 0) return 1;
+    else if (r) { if (cli_f32(f, v, 0, 0.9f, &a.val_fraction)) return 1; setting = f; continue; }
+    if ((r = cli_opt(argc, argv, &i, "--max-length", &v)) < 0) return 1;
+    else if (r) { if (cli_i64(f, v, 2, 1 << 20, &a.max_length)) return 1; setting = f; continue; }
+    return cli_unknown("dpo", f);
+  }
+  char *state = NULL, *run_dir = NULL;
+  cJSON *saved = NULL;
+  if (o.resume_dir) {
+    if (setting || seen.hyper)
+      return cli_error("%s cannot be given with --resume: the run's settings come from its posttrain.json and "
+                       "trainer_state.json", setting ? setting : seen.hyper);
+    if (lm_posttrain_resume(o.resume_dir, "dpo", &state, &run_dir, &saved)) return cli_fail();
+    if (args_from_json(saved, run_dir, &a)) { cJSON_Delete(saved); free(state); free(run_dir); return 1; }
+    if (!o.out_dir) o.out_dir = run_dir;
+    o.resume_dir = state;
+    if (!seen.eval_every) { o.eval_every = a.eval_every; seen.eval_every = 1; }
+    lm_train_opts so;
+    lm_train_opts_default(&so);
+    if (lm_train_read_state(state, &so, NULL)) { cJSON_Delete(saved); free(state); free(run_dir); return cli_fail(); }
+    o.batch = so.batch;   /* the reference pass below runs in the run's batches */
+  } else {
+    if (!a.model) return cli_error("--model DIR is required (see 'lmkit dpo --help')");
+    if (!a.data) return cli_error("--data FILE is required (see 'lmkit dpo --help')");
+    if (!o.out_dir) return cli_error("--out DIR is required (see 'lmkit dpo --help')");
+    if (a.eval && a.val_fraction > 0) return cli_error("give --eval FILE or --val-fraction F, not both");
+  }
+  lm_set_threads((int)seen.threads);
+  int rc = 0, uses_ref = lm_pref_loss_uses_reference(a.loss);
+  lm_model *m = NULL;
+  lm_tokenizer *tok = NULL;
+  lm_chat_config cc = {0};
+  lm_pref_data train = {0}, eval = {0};
+  double *train_ref = NULL, *eval_ref = NULL;
+#define FAIL() do { rc = cli_fail(); goto done; } while (0)
+  /* the starting model: the reference, and the policy of a new run */
+  if (lm_model_load(&m, a.model)) FAIL();
+  if (m->cfg.head != LM_HEAD_LM || !m->cfg.causal) {
+    rc = cli_error("%s is a %s model with a %s head: preference optimisation needs a decoder with an LM head", a.model,
+                   lm_arch_name(m->cfg.arch), lm_head_name(m->cfg.head));
+    goto done;
+  }
+  if (!a.max_length) a.max_length = m->cfg.n_positions < 1024 ? m->cfg.n_positions : 1024;
+  if (a.max_length > m->cfg.n_positions) {
+    rc = cli_error("--max-length %lld is longer than the model's %lld positions", (long long)a.max_length,
+                   (long long)m->cfg.n_positions);
+    goto done;
+  }
+  if (lm_tokenizer_load(&tok, a.model) || lm_chat_config_load(&cc, a.model)) FAIL();
+  if (cc.is_default && (lm_tokenizer_token_id(tok, LM_CHATML_START) < 0 || lm_tokenizer_token_id(tok, LM_CHATML_END) < 0)) {
+    rc = cli_error("%s has no chat template and its tokenizer lacks the ChatML tokens %s and %s (tokenizers that 'lmkit "
+                   "tokenizer train' makes have them)", a.model, LM_CHATML_START, LM_CHATML_END);
+    goto done;
+  }
+  int64_t eot = lm_tokenizer_eot(tok);
+  int32_t pad = (int32_t)(eot >= 0 ? eot : 0);
+  if (lm_pref_read(&train, a.data, &cc, tok, a.max_length)) FAIL();
+  report_skips(a.data, &train, a.max_length);
+  if (a.eval) {
+    if (lm_pref_read(&eval, a.eval, &cc, tok, a.max_length)) FAIL();
+    report_skips(a.eval, &eval, a.max_length);
+  } else if (a.val_fraction > 0 && lm_pref_split(&train, a.val_fraction, o.seed, &eval)) FAIL();
+  if (!state) {
+    cJSON *j;
+    int64_t per_epoch = (train.n + o.batch - 1) / o.batch;
+    cli_train_finish(&o, &seen, (per_epoch + o.grad_accum - 1) / o.grad_accum);
+    a.eval_every = o.eval_every;
+    lm_status st = (j = args_json(&a)) ? LM_OK : lm_error(LM_ERR_NOMEM, "out of memory");
+    if (!st) st = lm_mkdir_p(o.out_dir);
+    if (!st) st = lm_posttrain_save_args(o.out_dir, j);
+    cJSON_Delete(j);
+    if (st) FAIL();
+  } else {
+    cli_train_finish(&o, &seen, 1);
+    /* a resumed run into another directory takes its settings along, so that it can be resumed too */
+    if (lm_mkdir_p(o.out_dir) || lm_posttrain_save_args(o.out_dir, saved)) FAIL();
+  }
+  o.context = a.max_length;
+  if (uses_ref) {
+    /* the reference: the starting model's log-probabilities, once; a resumed run reads them back */
+    train_ref = malloc((size_t)(2 * train.n) * sizeof *train_ref);
+    eval_ref = malloc((size_t)(2 * eval.n + 1) * sizeof *eval_ref);
+    if (!train_ref || !eval_ref) { rc = cli_error("out of memory"); goto done; }
+    if (!(state && load_ref(run_dir, train_ref, 2 * train.n, eval_ref, 2 * eval.n))) {
+      double t0 = lm_time_sec();
+      if (lm_pref_logps(m, &train, o.batch, pad, train_ref) || lm_pref_logps(m, &eval, o.batch, pad, eval_ref)) FAIL();
+      fprintf(stderr, "lmkit dpo: reference log-probabilities of %lld pairs in %.1f s\n", (long long)(train.n + eval.n),
+              lm_time_sec() - t0);
+    }
+    if (save_ref(o.out_dir, train_ref, 2 * train.n, eval_ref, 2 * eval.n)) FAIL();
+  }
+  if (state) {   /* the policy continues from the checkpoint */
+    lm_model_free(m);
+    m = NULL;
+    if (lm_model_load(&m, state)) FAIL();
+  }
+  char gamma[48] = "";
+  if (a.loss == LM_PREF_SIMPO) snprintf(gamma, sizeof gamma, ", gamma %g", (double)a.gamma);
+  char plan[1200];
+  describe_plan(plan, sizeof plan, &o, state);
+  fprintf(stderr, "lmkit dpo: %lld pairs (%s), %lld held out; loss %s, beta %g%s; %s; %d threads\n", (long long)train.n,
+          cc.source, (long long)eval.n, lm_pref_loss_name(a.loss), (double)a.beta, gamma, plan, lm_get_threads());
+  {
+    dpo_ctx ctx = {&train, &eval, train_ref, eval_ref, &a, pad, {0}};
+    if (lm_train_run(m, tok, &o, factory, &ctx, NULL, NULL)) FAIL();
+    if (ctx.last.pairs)
+      fprintf(stderr, "lmkit dpo: held-out implicit-reward accuracy %.4f over %lld pairs, margin %.4f (chosen %.4f, "
+              "rejected %.4f)\n", ctx.last.accuracies, (long long)ctx.last.pairs, ctx.last.margins, ctx.last.chosen,
+              ctx.last.rejected);
+  }
+  /* the tuned model keeps its base's chat template */
+  if (!cc.is_default) {
+    char *src = lm_path_join(a.model, "tokenizer_config.json"), *dst = lm_path_join(o.out_dir, "tokenizer_config.json");
+    char *text; size_t len;
+    lm_status st = src && dst ? lm_read_file(src, &text, &len) : LM_ERR_NOMEM;
+    if (!st) { st = lm_write_file_atomic(dst, text, len); free(text); }
+    free(src); free(dst);
+    if (st) FAIL();
+  }
+  fprintf(stderr, "lmkit dpo: saved to %s\n", o.out_dir);
+#undef FAIL
+done:
+  free(train_ref); free(eval_ref);
+  lm_pref_data_free(&train); lm_pref_data_free(&eval);
+  lm_chat_config_free(&cc);
+  lm_tokenizer_free(tok);
+  lm_model_free(m);
+  cJSON_Delete(saved);
+  free(state); free(run_dir);
+  return rc;
+}

@@ -227,7 +227,7 @@ int cmd_generate(int argc, char **argv) {
   conv = user ? user_messages(system, user) : read_messages(messages);
   if (!conv) { rc = 1; if (user) cli_error("out of memory"); goto done; }
   if (lm_chat_generation_prompt(&cc, conv, &rendered, NULL)) {
-    rc = cli_error("%s: %s", messages ? messages : "--user", lm_last_error());
+    rc = cli_error("%s: %s", !messages ? "--user" : strcmp(messages, "-") ? messages : "stdin", lm_last_error());
     goto done;
   }
   if (lm_generate(m, tok, rendered, &o, print_piece, NULL, &gs)) { fputc('\n', stdout); rc = cli_fail(); goto done; }

@@ -54,21 +54,31 @@ lm_status lm_chat_stop_tokens(const lm_chat_config *cc, const lm_tokenizer *tok,
   *n = 0;
   int64_t V = lm_tokenizer_vocab_size(tok);
   if (cfg && cfg->vocab_size < V) V = cfg->vocab_size;
-  /* 1. what the template writes right after an assistant's message */
+  /* 1. what the template writes right after an assistant's message; the content as a string, or
+   * as a list of parts for the templates of multimodal models, which loop over it */
   static const char probe[] = "lmkit-end-of-turn-probe";
-  cJSON *req = cJSON_Parse("{\"messages\": [{\"role\": \"user\", \"content\": \"Hi\"}, {\"role\": \"assistant\", "
-                           "\"content\": \"lmkit-end-of-turn-probe\"}], \"add_generation_prompt\": false}");
-  if (!req) return lm_error(LM_ERR_NOMEM, "out of memory");
-  char *text = NULL;
-  size_t len;
-  if (lm_chat_render(cc, req, &text, &len) == LM_OK) {   /* a template that refuses the probe has no say */
-    const char *at = NULL, *p = text;
-    while ((p = strstr(p, probe))) at = p++;
-    if (at) add_stop(ids, cap, n, special_at(tok, at + sizeof probe - 1), V);
+  static const char *const convs[] = {
+    "{\"messages\": [{\"role\": \"user\", \"content\": \"Hi\"}, {\"role\": \"assistant\", \"content\": "
+    "\"lmkit-end-of-turn-probe\"}], \"add_generation_prompt\": false}",
+    "{\"messages\": [{\"role\": \"user\", \"content\": [{\"type\": \"text\", \"text\": \"Hi\"}]}, {\"role\": "
+    "\"assistant\", \"content\": [{\"type\": \"text\", \"text\": \"lmkit-end-of-turn-probe\"}]}], "
+    "\"add_generation_prompt\": false}"};
+  for (int c = 0; c < 2; c++) {
+    cJSON *req = cJSON_Parse(convs[c]);
+    if (!req) return lm_error(LM_ERR_NOMEM, "out of memory");
+    char *text = NULL;
+    size_t len;
+    lm_status st = lm_chat_render(cc, req, &text, &len);   /* a template that refuses the probe has no say */
+    cJSON_Delete(req);
+    if (st == LM_OK) {
+      const char *at = NULL, *p = text;
+      while ((p = strstr(p, probe))) at = p++;
+      if (at) add_stop(ids, cap, n, special_at(tok, at + sizeof probe - 1), V);
+    }
+    free(text);
+    if (st == LM_OK) break;
   }
   lm_clear_error();
-  free(text);
-  cJSON_Delete(req);
   /* 2. the config's eos_token, 3. the model's eos_token_id */
   if (cc->eos_token) {
     int64_t id = lm_tokenizer_token_id(tok, cc->eos_token);

@@ -26,8 +26,9 @@ lm_status lm_chat_generation_prompt(const lm_chat_config *cc, const cJSON *conv,
 
 /* The tokens that end an assistant's turn, without duplicates, at most cap:
  *   1. the template's end of turn: the special token that follows an assistant message in a
- *      rendering of [user, assistant] (after any whitespace): <|im_end|> for ChatML, <|eot_id|>
- *      for Llama 3, <end_of_turn> for Gemma, </s> for Zephyr... (none when the turn ends in text);
+ *      rendering of [user, assistant] (after any whitespace; the contents as strings, else as
+ *      lists of text parts): <|im_end|> for ChatML, <|eot_id|> for Llama 3, <end_of_turn> for
+ *      Gemma, </s> for Zephyr... (none when the turn ends in text, or the template refuses);
  *   2. the config's eos_token, when the tokenizer has it as one token;
  *   3. the model's eos_token_id (cfg may be NULL), when inside the vocabulary.
  * (lm_generate also stops at the tokenizer's end-of-text token unless told otherwise.) */

@@ -80,6 +80,8 @@ static void pair_loss(int kind, double beta, double gamma, double sc, double sr,
       break;
     }
     default: {   /* orpo: -beta log sigmoid(log-odds); the NLL is added per batch */
+      /* an average log-prob of exactly 0 (every token certain in float) has infinite odds: keep it finite */
+      ac = ac < -1e-12 ? ac : -1e-12; ar = ar < -1e-12 ? ar : -1e-12;
       double lo = (ac - ar) - (log1mexp(ac) - log1mexp(ar)), dlo = -beta * sigmoid(-lo);
       o->loss = beta * softplus(-lo);
       /* d lo / d a_c = 1 / (1 - e^a_c) = -1 / expm1(a_c); d lo / d a_r = 1 / expm1(a_r) */

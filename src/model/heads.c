@@ -531,7 +531,8 @@ void lm_head_backward(lm_model *m, const lm_batch *b, const float *hidden, float
   const float *dout = b->dout;
   switch (c->head) {
     case LM_HEAD_LM:
-      if (dout) memcpy(s->logits, dout, (size_t)N * V * sizeof(float));
+      /* a caller may write its d(logits) over the logits buffer itself (lm_model_logits): no copy */
+      if (dout) { if (dout != s->logits) memcpy(s->logits, dout, (size_t)N * V * sizeof(float)); }
       else if (s->has_head) crossentropy_backward(s->logits, s->logits, b->targets, s->dlosses, N, V); // in place
       else break;
       matmul_backward(dhidden, s->g.out_w, NULL, s->logits, hidden, s->w.out_w, N, C, V);

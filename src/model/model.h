@@ -52,7 +52,8 @@ struct lm_batch {
   const float *values;      /* scalar head: (B) regression targets, loss = mean squared error; or NULL */
   /* The caller's own loss (reward, DPO, PPO...): d loss / d head output, shaped as lm_head_output
    * (scalar (B), classify (B,L), LM (N,V), ...). When set, lm_backward starts from it instead of
-   * the head's loss. */
+   * the head's loss. For the LM head it may be the logits buffer itself (lm_model_logits),
+   * overwritten in place, which saves an (N,V) buffer. */
   const float *dout;
   int64_t B, T;
   /* NEFTune (training only): uniform noise of magnitude alpha / sqrt(T * C) added to the

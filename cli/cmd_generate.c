@@ -31,6 +31,8 @@ static const char *HELP =
   "  {\"prompt\": LINE, \"response\": ANSWER, \"stopped\": true if the turn ended}\n"
   "\n"
   "  --model DIR          model directory (config.json, model.safetensors, tokenizer)\n"
+  "  --adapter DIR        a LoRA adapter (PEFT directory) merged into the model first; its\n"
+  "                       adapter_config.json names the base when --model is not given\n"
   "  --prompt TEXT        the text to continue (\"\" starts a new document)\n"
   "  --user TEXT          a user message to answer ('-': one per stdin line, JSON out)\n"
   "  --system TEXT        a system message before it\n"
@@ -142,7 +144,8 @@ int cmd_generate(int argc, char **argv) {
   lm_gen_opts o;
   lm_gen_opts_default(&o);
   o.on_window = on_window;
-  const char *model = NULL, *prompt = NULL, *user = NULL, *system = NULL, *messages = NULL, *v;
+  const char *model = NULL, *adapter = NULL, *prompt = NULL, *user = NULL, *system = NULL, *messages = NULL, *v;
+  char *base = NULL;
   int64_t threads = 0, x;
   int stats = 0, r;
   for (int i = 1; i < argc; i++) {
@@ -151,6 +154,7 @@ int cmd_generate(int argc, char **argv) {
     if (!strcmp(a, "--no-stop")) { o.stop_at_eot = 0; continue; }
     if (!strcmp(a, "--stats")) { stats = 1; continue; }
     if ((r = cli_opt(argc, argv, &i, "--model", &v))) { if (r < 0) return 1; model = v; continue; }
+    if ((r = cli_opt(argc, argv, &i, "--adapter", &v))) { if (r < 0) return 1; adapter = v; continue; }
     if ((r = cli_opt(argc, argv, &i, "--prompt", &v))) { if (r < 0) return 1; prompt = v; continue; }
     if ((r = cli_opt(argc, argv, &i, "--user", &v))) { if (r < 0) return 1; user = v; continue; }
     if ((r = cli_opt(argc, argv, &i, "--system", &v))) { if (r < 0) return 1; system = v; continue; }
@@ -163,7 +167,7 @@ int cmd_generate(int argc, char **argv) {
     if ((r = cli_opt(argc, argv, &i, "--threads", &v))) { if (r < 0 || cli_i64(a, v, 1, 4096, &threads)) return 1; continue; }
     return cli_unknown("generate", a);
   }
-  if (!model) return cli_error("--model DIR is required (see 'lmkit generate --help')");
+  if (!model && !adapter) return cli_error("--model DIR is required (see 'lmkit generate --help')");
   int chat = user || messages;
   if (prompt && chat)
     return cli_error("--prompt continues raw text; --user and --messages answer in the chat template: give one or the other");
@@ -181,7 +185,8 @@ int cmd_generate(int argc, char **argv) {
   int32_t stop[LM_CHAT_MAX_STOP];
   int n_stop = 0;
   lm_gen_stats gs;
-  if (lm_model_load(&m, model) || lm_tokenizer_load(&tok, model)) { rc = cli_fail(); goto done; }
+  if (cli_load_with_adapter(model, adapter, 1, &m, &base)) { rc = 1; goto done; }
+  if (lm_tokenizer_load(&tok, base)) { rc = cli_fail(); goto done; }
   if (!chat) {
     fputs(prompt, stdout);
     if (lm_generate(m, tok, prompt, &o, print_piece, NULL, &gs)) { fputc('\n', stdout); rc = cli_fail(); goto done; }
@@ -190,10 +195,10 @@ int cmd_generate(int argc, char **argv) {
     goto done;
   }
   /* chat: the template, and the tokens that end the assistant's turn */
-  if (lm_chat_config_load(&cc, model)) { rc = cli_fail(); goto done; }
+  if (lm_chat_config_load(&cc, base)) { rc = cli_fail(); goto done; }
   if (cc.is_default && (lm_tokenizer_token_id(tok, LM_CHATML_START) < 0 || lm_tokenizer_token_id(tok, LM_CHATML_END) < 0)) {
     rc = cli_error("%s has no chat template and its tokenizer lacks the ChatML tokens %s and %s: use --prompt, or "
-                   "instruction-tune a model whose tokenizer has them ('lmkit tokenizer train' adds them)", model,
+                   "instruction-tune a model whose tokenizer has them ('lmkit tokenizer train' adds them)", base,
                    LM_CHATML_START, LM_CHATML_END);
     goto done;
   }
@@ -238,6 +243,7 @@ done:
   cJSON_Delete(conv);
   lm_chat_config_free(&cc);
   lm_model_free(m);
+  free(base);
   lm_tokenizer_free(tok);
   return rc;
 }

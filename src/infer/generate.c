@@ -24,8 +24,9 @@ static size_t utf8_complete(const unsigned char *buf, size_t n) {
 lm_status lm_generate(lm_model *m, const lm_tokenizer *tok, const char *prompt, const lm_gen_opts *o,
                       lm_piece_callback cb, void *user, lm_gen_stats *stats) {
   const lm_config *c = &m->cfg;
-  if (c->arch != LM_ARCH_GPT2)
-    return lm_error(LM_ERR_UNSUPPORTED, "generation needs a decoder (gpt2) model; this is a %s encoder", lm_arch_name(c->arch));
+  if (c->head != LM_HEAD_LM || !c->causal)
+    return lm_error(LM_ERR_UNSUPPORTED, "generation needs a causal decoder with an LM head; this is a %s model (an encoder, "
+                    "or a task head)", lm_arch_name(c->arch));
   uint32_t *ids = NULL; size_t n = 0;
   lm_status st = lm_tokenizer_encode(tok, prompt, strlen(prompt), 1, &ids, &n);
   if (st) return st;

@@ -12,6 +12,7 @@
 #include "cli.h"
 #include "base/base.h"
 #include "model/heads.h"
+#include "model/lora.h"
 #include "model/model.h"
 #include "tokenizer/tokenizer.h"
 #include "train/posttrain.h"
@@ -51,13 +52,20 @@ static const char *HELP =
   "  --eval FILE          held-out pairs\n"
   "  --val-fraction F     hold out this share of --data instead (0: none without --eval)\n"
   "  --max-length N       longest side of a pair in tokens (the model's positions, at most 1024)\n"
-  "  (--batch counts pairs: each micro-batch holds 2 x batch sequences)\n";
+  "  --adapter DIR        go on training this LoRA adapter (a PEFT directory) on --model\n"
+  "  (--batch counts pairs: each micro-batch holds 2 x batch sequences)\n"
+  "With --lora-rank R (or --adapter DIR) only LoRA adapters train and DIR is the\n"
+  "adapter; the reference is the base --model with the adapter switched off (also\n"
+  "when --adapter continues one), as TRL does with a PEFT model.\n";
 
 typedef struct {
   const char *model, *data, *eval;
   float val_fraction, beta, gamma;
   int loss;
   int64_t max_length, eval_every;
+  cli_lora lora;        /* --lora-rank ...: train an adapter, OUT holds it */
+  const char *adapter;  /* --adapter: the adapter to go on training */
+  int lora_run;         /* a resumed LoRA run */
 } dpo_args;
 
 typedef struct {
@@ -92,6 +100,15 @@ static cJSON *args_json(const dpo_args *a) {
   cJSON_AddNumberToObject(j, "beta", a->beta);
   cJSON_AddNumberToObject(j, "simpo_gamma", a->gamma);
   cJSON_AddNumberToObject(j, "eval_every", (double)a->eval_every);
+  if (a->lora.rank || a->adapter) {   /* a LoRA run: checkpoints hold the adapter, the base is "model" (the reference) */
+    cJSON *l = cJSON_AddObjectToObject(j, "lora");
+    if (a->adapter) cJSON_AddStringToObject(l, "adapter", a->adapter);
+    else {
+      cJSON_AddNumberToObject(l, "r", (double)a->lora.rank);
+      cJSON_AddNumberToObject(l, "alpha", a->lora.alpha > 0 ? a->lora.alpha : 2.0 * (double)a->lora.rank);
+      cJSON_AddStringToObject(l, "targets", a->lora.targets ? a->lora.targets : "all-linear");
+    }
+  }
   return j;
 }
 
@@ -108,6 +125,7 @@ static int args_from_json(const cJSON *j, const char *dir, dpo_args *a) {
   a->val_fraction = (float)vf->valuedouble; a->max_length = (int64_t)ml->valuedouble;
   a->loss = lm_pref_loss_from_name(ls->valuestring); a->beta = (float)b->valuedouble; a->gamma = (float)g->valuedouble;
   a->eval_every = (int64_t)ee->valuedouble;
+  a->lora_run = cJSON_IsObject(cJSON_GetObjectItemCaseSensitive(j, "lora"));   /* the adapter comes from the checkpoint */
   return 0;
 }
 
@@ -180,8 +198,10 @@ int cmd_dpo(int argc, char **argv) {
   int r;
   for (int i = 1; i < argc; i++) {
     const char *f = argv[i];
-    if (cli_is_help(f)) { fputs(HELP, stdout); fputs(CLI_TRAIN_FLAGS_HELP, stdout); return 0; }
+    if (cli_is_help(f)) { fputs(HELP, stdout); fputs(CLI_TRAIN_FLAGS_HELP, stdout); fputs(CLI_LORA_FLAGS_HELP, stdout); return 0; }
     if ((r = cli_train_flag(argc, argv, &i, &o, &seen)) < 0) return 1; else if (r) continue;
+    if ((r = cli_lora_flag(argc, argv, &i, &a.lora)) < 0) return 1; else if (r) { setting = f; continue; }
+    if ((r = cli_opt(argc, argv, &i, "--adapter", &v)) < 0) return 1; else if (r) { a.adapter = v; setting = f; continue; }
     if ((r = cli_opt(argc, argv, &i, "--model", &v)) < 0) return 1; else if (r) { a.model = v; setting = f; continue; }
     if ((r = cli_opt(argc, argv, &i, "--data", &v)) < 0) return 1; else if (r) { a.data = v; setting = f; continue; }
     if ((r = cli_opt(argc, argv, &i, "--eval", &v)) < 0) return 1; else if (r) { a.eval = v; setting = f; continue; }
@@ -222,6 +242,8 @@ int cmd_dpo(int argc, char **argv) {
     if (!a.data) return cli_error("--data FILE is required (see 'lmkit dpo --help')");
     if (!o.out_dir) return cli_error("--out DIR is required (see 'lmkit dpo --help')");
     if (a.eval && a.val_fraction > 0) return cli_error("give --eval FILE or --val-fraction F, not both");
+    if (cli_lora_check(&a.lora)) return 1;
+    if (a.adapter && a.lora.rank) return cli_error("--adapter DIR goes on training that adapter: %s cannot be given with it", a.lora.seen);
   }
   lm_set_threads((int)seen.threads);
   int rc = 0, uses_ref = lm_pref_loss_uses_reference(a.loss);
@@ -252,6 +274,18 @@ int cmd_dpo(int argc, char **argv) {
   }
   int64_t eot = lm_tokenizer_eot(tok);
   int32_t pad = (int32_t)(eot >= 0 ? eot : 0);
+  /* LoRA: the policy is the base + the adapter (new, --adapter's, or the checkpoint's); the
+   * reference is the base alone, the adapter switched off */
+  int lora = a.lora.rank > 0 || a.adapter || a.lora_run;
+  if (lora && (state ? lm_lora_load(m, state) : a.adapter ? lm_lora_load(m, a.adapter) : 0)) FAIL();
+  if (lora && !state && !a.adapter && cli_lora_attach(m, &a.lora, a.model, o.seed)) { rc = 1; goto done; }
+  if (lora) {
+    int64_t r_, n_;
+    float al_;
+    lm_lora_info(m, &r_, &al_, &n_);
+    fprintf(stderr, "lmkit dpo: LoRA r = %lld, alpha = %g: %lld trainable values, the %lld of the base frozen; the "
+            "reference is the base (adapter off)\n", (long long)r_, al_, (long long)n_, (long long)lm_model_num_params(m));
+  }
   if (lm_pref_read(&train, a.data, &cc, tok, a.max_length)) FAIL();
   report_skips(a.data, &train, a.max_length);
   if (a.eval) {
@@ -281,13 +315,17 @@ int cmd_dpo(int argc, char **argv) {
     if (!train_ref || !eval_ref) { rc = cli_error("out of memory"); goto done; }
     if (!(state && load_ref(run_dir, train_ref, 2 * train.n, eval_ref, 2 * eval.n))) {
       double t0 = lm_time_sec();
-      if (lm_pref_logps(m, &train, o.batch, pad, train_ref) || lm_pref_logps(m, &eval, o.batch, pad, eval_ref)) FAIL();
+      if (lora) lm_lora_enable(m, 0);
+      lm_status st = lm_pref_logps(m, &train, o.batch, pad, train_ref);
+      if (!st) st = lm_pref_logps(m, &eval, o.batch, pad, eval_ref);
+      if (lora) lm_lora_enable(m, 1);
+      if (st) FAIL();
       fprintf(stderr, "lmkit dpo: reference log-probabilities of %lld pairs in %.1f s\n", (long long)(train.n + eval.n),
               lm_time_sec() - t0);
     }
     if (save_ref(o.out_dir, train_ref, 2 * train.n, eval_ref, 2 * eval.n)) FAIL();
   }
-  if (state) {   /* the policy continues from the checkpoint */
+  if (state && !lora) {   /* the policy continues from the checkpoint (LoRA: its adapter is on the base already) */
     lm_model_free(m);
     m = NULL;
     if (lm_model_load(&m, state)) FAIL();
@@ -315,7 +353,10 @@ int cmd_dpo(int argc, char **argv) {
     free(src); free(dst);
     if (st) FAIL();
   }
-  fprintf(stderr, "lmkit dpo: saved to %s\n", o.out_dir);
+  if (lora)
+    fprintf(stderr, "lmkit dpo: saved the LoRA adapter to %s (use it with --adapter %s; 'lmkit lora merge --adapter %s "
+            "--out DIR' writes a full model)\n", o.out_dir, o.out_dir, o.out_dir);
+  else fprintf(stderr, "lmkit dpo: saved to %s\n", o.out_dir);
 #undef FAIL
 done:
   free(train_ref); free(eval_ref);

@@ -11,6 +11,7 @@
 #include "cli.h"
 #include "base/base.h"
 #include "model/heads.h"
+#include "model/lora.h"
 #include "model/model.h"
 #include "tokenizer/tokenizer.h"
 #include "train/posttrain.h"
@@ -45,13 +46,20 @@ static const char *HELP =
   "  --val-fraction F     hold out this share of --data instead (0: none without --eval)\n"
   "  --max-length N       longest side of a pair in tokens (the model's positions, at most 1024)\n"
   "  --center-rewards C   TRL's center_rewards_coefficient: C * mean (r_c + r_r)^2 (0)\n"
-  "  (--batch counts pairs: each micro-batch holds 2 x batch sequences)\n";
+  "  --adapter DIR        go on training this LoRA adapter (a PEFT directory) on --model\n"
+  "  (--batch counts pairs: each micro-batch holds 2 x batch sequences)\n"
+  "With --lora-rank R the base is frozen and LoRA adapters train with the scalar head\n"
+  "(PEFT's modules_to_save): DIR is then the adapter; score with\n"
+  "'lmkit score --adapter DIR', or 'lmkit lora merge' it into a full reward model.\n";
 
 typedef struct {
   const char *model, *data, *eval;
   float val_fraction, center;
   int64_t max_length;
   int64_t eval_every;   /* the run's evaluation cadence (saved so that a resumed run keeps it) */
+  cli_lora lora;        /* --lora-rank ...: train an adapter (and the head), OUT holds it */
+  const char *adapter;  /* --adapter: the adapter to go on training */
+  int lora_run;         /* a resumed LoRA run */
 } reward_args;
 
 typedef struct {
@@ -80,6 +88,15 @@ static cJSON *args_json(const reward_args *a) {
   cJSON_AddNumberToObject(j, "max_length", (double)a->max_length);
   cJSON_AddNumberToObject(j, "center_rewards", a->center);
   cJSON_AddNumberToObject(j, "eval_every", (double)a->eval_every);
+  if (a->lora.rank || a->adapter) {   /* a LoRA run: checkpoints hold the adapter and head, the base is "model" */
+    cJSON *l = cJSON_AddObjectToObject(j, "lora");
+    if (a->adapter) cJSON_AddStringToObject(l, "adapter", a->adapter);
+    else {
+      cJSON_AddNumberToObject(l, "r", (double)a->lora.rank);
+      cJSON_AddNumberToObject(l, "alpha", a->lora.alpha > 0 ? a->lora.alpha : 2.0 * (double)a->lora.rank);
+      cJSON_AddStringToObject(l, "targets", a->lora.targets ? a->lora.targets : "all-linear");
+    }
+  }
   return j;
 }
 
@@ -95,6 +112,7 @@ static int args_from_json(const cJSON *j, const char *dir, reward_args *a) {
   a->model = m->valuestring; a->data = d->valuestring; a->eval = e ? e->valuestring : NULL;
   a->val_fraction = (float)vf->valuedouble; a->max_length = (int64_t)ml->valuedouble; a->center = (float)c->valuedouble;
   a->eval_every = (int64_t)ee->valuedouble;
+  a->lora_run = cJSON_IsObject(cJSON_GetObjectItemCaseSensitive(j, "lora"));   /* the adapter comes from the checkpoint */
   return 0;
 }
 
@@ -130,8 +148,10 @@ int cmd_reward(int argc, char **argv) {
   int r;
   for (int i = 1; i < argc; i++) {
     const char *f = argv[i];
-    if (cli_is_help(f)) { fputs(HELP, stdout); fputs(CLI_TRAIN_FLAGS_HELP, stdout); return 0; }
+    if (cli_is_help(f)) { fputs(HELP, stdout); fputs(CLI_TRAIN_FLAGS_HELP, stdout); fputs(CLI_LORA_FLAGS_HELP, stdout); return 0; }
     if ((r = cli_train_flag(argc, argv, &i, &o, &seen)) < 0) return 1; else if (r) continue;
+    if ((r = cli_lora_flag(argc, argv, &i, &a.lora)) < 0) return 1; else if (r) { setting = f; continue; }
+    if ((r = cli_opt(argc, argv, &i, "--adapter", &v)) < 0) return 1; else if (r) { a.adapter = v; setting = f; continue; }
     if ((r = cli_opt(argc, argv, &i, "--model", &v)) < 0) return 1; else if (r) { a.model = v; setting = f; continue; }
     if ((r = cli_opt(argc, argv, &i, "--data", &v)) < 0) return 1; else if (r) { a.data = v; setting = f; continue; }
     if ((r = cli_opt(argc, argv, &i, "--eval", &v)) < 0) return 1; else if (r) { a.eval = v; setting = f; continue; }
@@ -160,6 +180,8 @@ int cmd_reward(int argc, char **argv) {
     if (!a.data) return cli_error("--data FILE is required (see 'lmkit reward --help')");
     if (!o.out_dir) return cli_error("--out DIR is required (see 'lmkit reward --help')");
     if (a.eval && a.val_fraction > 0) return cli_error("give --eval FILE or --val-fraction F, not both");
+    if (cli_lora_check(&a.lora)) return 1;
+    if (a.adapter && a.lora.rank) return cli_error("--adapter DIR goes on training that adapter: %s cannot be given with it", a.lora.seen);
   }
   lm_set_threads((int)seen.threads);
   int rc = 0;
@@ -169,9 +191,20 @@ int cmd_reward(int argc, char **argv) {
   lm_pref_data train = {0}, eval = {0};
 #define FAIL() do { rc = cli_fail(); goto done; } while (0)
   /* a resumed run continues from its checkpoint (a reward model already); a new one puts the
-   * scalar head on the starting model */
-  if (state ? lm_model_load(&m, state) : lm_model_load_head(&m, a.model, LM_HEAD_SCALAR, 1, o.seed)) FAIL();
+   * scalar head on the starting model. With LoRA the base gets the scalar head and the adapter
+   * (new, --adapter's, or the checkpoint's) trains with a copy of that head (modules_to_save). */
+  int lora = a.lora.rank > 0 || a.adapter || a.lora_run;
+  if (state && !lora ? lm_model_load(&m, state) : lm_model_load_head(&m, a.model, LM_HEAD_SCALAR, 1, o.seed)) FAIL();
   if (m->cfg.head != LM_HEAD_SCALAR) { rc = cli_error("%s is not a reward model (its head is %s)", state, lm_head_name(m->cfg.head)); goto done; }
+  if (lora && (state ? lm_lora_load(m, state) : a.adapter ? lm_lora_load(m, a.adapter) : 0)) FAIL();
+  if (lora && !state && !a.adapter && cli_lora_attach(m, &a.lora, a.model, o.seed)) { rc = 1; goto done; }
+  if (lora) {
+    int64_t r_, n_;
+    float al_;
+    lm_lora_info(m, &r_, &al_, &n_);
+    fprintf(stderr, "lmkit reward: LoRA r = %lld, alpha = %g: %lld trainable values (the scalar head's included), the "
+            "%lld of the base frozen\n", (long long)r_, al_, (long long)n_, (long long)lm_model_num_params(m));
+  }
   if (!a.max_length) a.max_length = m->cfg.n_positions < 1024 ? m->cfg.n_positions : 1024;
   if (a.max_length > m->cfg.n_positions) {
     rc = cli_error("--max-length %lld is longer than the model's %lld positions", (long long)a.max_length,
@@ -228,7 +261,10 @@ int cmd_reward(int argc, char **argv) {
     free(src); free(dst);
     if (st) FAIL();
   }
-  fprintf(stderr, "lmkit reward: saved to %s\n", o.out_dir);
+  if (lora)
+    fprintf(stderr, "lmkit reward: saved the LoRA adapter and scalar head to %s (score with 'lmkit score --adapter %s'; "
+            "'lmkit lora merge --adapter %s --out DIR' writes a full reward model)\n", o.out_dir, o.out_dir, o.out_dir);
+  else fprintf(stderr, "lmkit reward: saved to %s\n", o.out_dir);
 #undef FAIL
 done:
   lm_pref_data_free(&train); lm_pref_data_free(&eval);

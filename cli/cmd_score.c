@@ -17,6 +17,7 @@
 
 static const char *HELP =
   "usage: lmkit score --model RM [--batch N] [--threads N] < records.jsonl\n"
+  "       lmkit score --adapter DIR [--model BASE] ... < records.jsonl\n"
   "\n"
   "Prints the reward that a reward model (from 'lmkit reward') gives each record on\n"
   "stdin, one number per line, in input order. A record is one JSON object per line:\n"
@@ -28,25 +29,29 @@ static const char *HELP =
   "stderr); a malformed line is an error naming its line.\n"
   "\n"
   "options:\n"
-  "  --model DIR          a reward model directory (scalar head)\n"
+  "  --model DIR          a reward model directory (scalar head); with --adapter, the base\n"
+  "  --adapter DIR        a LoRA reward adapter ('lmkit reward --lora-rank R'): the base (--model,\n"
+  "                       default adapter_config.json's base_model_name_or_path) gets the\n"
+  "                       scalar head, then the adapter and its trained head\n"
   "  --batch N            records per forward pass (16)\n"
   "  --threads N          threads (default: all cores)\n";
 
 int cmd_score(int argc, char **argv) {
-  const char *dir = NULL, *v;
+  const char *dir = NULL, *adapter = NULL, *v;
   int64_t batch = 16, threads = 0;
   int r;
   for (int i = 1; i < argc; i++) {
     const char *f = argv[i];
     if (cli_is_help(f)) { fputs(HELP, stdout); return 0; }
     if ((r = cli_opt(argc, argv, &i, "--model", &v)) < 0) return 1; else if (r) { dir = v; continue; }
+    if ((r = cli_opt(argc, argv, &i, "--adapter", &v)) < 0) return 1; else if (r) { adapter = v; continue; }
     if ((r = cli_opt(argc, argv, &i, "--batch", &v)) < 0) return 1;
     else if (r) { if (cli_i64(f, v, 1, 1 << 16, &batch)) return 1; continue; }
     if ((r = cli_opt(argc, argv, &i, "--threads", &v)) < 0) return 1;
     else if (r) { if (cli_i64(f, v, 1, 4096, &threads)) return 1; continue; }
     return cli_unknown("score", f);
   }
-  if (!dir) return cli_error("--model DIR is required (see 'lmkit score --help')");
+  if (!dir && !adapter) return cli_error("--model DIR is required (see 'lmkit score --help')");
   lm_set_threads((int)threads);
   int rc = 0;
   lm_model *m = NULL;
@@ -59,13 +64,16 @@ int cmd_score(int argc, char **argv) {
   uint8_t *mask = NULL;
   float *out = NULL;
   int64_t lineno = 0, too_long = 0, T = 0;
+  char *base = NULL;
 #define FAIL() do { rc = cli_fail(); goto done; } while (0)
-  if (lm_model_load(&m, dir)) FAIL();
+  /* with --adapter: the base with the adapter's scalar head, the adapter merged in */
+  if (cli_load_with_adapter(dir, adapter, 1, &m, &base)) { rc = 1; goto done; }
   if (m->cfg.head != LM_HEAD_SCALAR) {
-    rc = cli_error("%s has the %s head, not a reward model's scalar head (train one with 'lmkit reward')", dir, lm_head_name(m->cfg.head));
+    rc = cli_error("%s has the %s head, not a reward model's scalar head (train one with 'lmkit reward')",
+                   adapter ? adapter : dir, lm_head_name(m->cfg.head));
     goto done;
   }
-  if (lm_tokenizer_load(&tok, dir) || lm_chat_config_load(&cc, dir)) FAIL();
+  if (lm_tokenizer_load(&tok, base) || lm_chat_config_load(&cc, base)) FAIL();
   T = m->cfg.n_positions;
   lines = calloc((size_t)batch, sizeof *lines);
   seq = calloc((size_t)batch, sizeof *seq);
@@ -127,5 +135,6 @@ done:
   lm_chat_config_free(&cc);
   lm_tokenizer_free(tok);
   lm_model_free(m);
+  free(base);
   return rc;
 }

@@ -5,9 +5,12 @@
  * src/model/lora.h. */
 #include <stdlib.h>
 #include <string.h>
+#include <cjson/cJSON.h>
 #include "cli.h"
 #include "base/base.h"
+#include "model/heads.h"
 #include "model/lora.h"
+#include "model/safetensors.h"
 
 const char *const CLI_LORA_FLAGS_HELP =
   "LoRA (the base is frozen; only the adapters, and a new task head, train):\n"
@@ -52,13 +55,45 @@ int cli_lora_attach(lm_model *m, const cli_lora *l, const char *base_model, uint
   return 0;
 }
 
+/* The head an adapter trained along (modules_to_save) of a sequence-classification task: a reward
+ * model's scalar head (one label) or a classifier's; -1 when it has none (the base's head serves). */
+static int adapter_head(const char *adapter, int64_t *num_labels) {
+  *num_labels = 0;
+  char *cpath = lm_path_join(adapter, "adapter_config.json"), *wpath = lm_path_join(adapter, "adapter_model.safetensors");
+  char *text = NULL;
+  size_t len = 0;
+  int head = -1;
+  cJSON *j = NULL;
+  if (cpath && wpath && lm_file_exists(cpath) && !lm_read_file(cpath, &text, &len) && (j = cJSON_ParseWithLength(text, len))) {
+    const cJSON *tt = cJSON_GetObjectItemCaseSensitive(j, "task_type");
+    lm_st_file *f = NULL;
+    if (cJSON_IsString(tt) && !strcmp(tt->valuestring, "SEQ_CLS") && lm_file_exists(wpath) && !lm_st_open(&f, wpath)) {
+      for (int i = 0; i < lm_st_count(f); i++) {
+        const char *nm = lm_st_name(f, i);
+        if (strstr(nm, ".lora_A.") || strstr(nm, ".lora_B.") || lm_st_ndim(f, i) != 2) continue;
+        *num_labels = lm_st_shape(f, i)[0];   /* the head's weight: (num_labels, C) */
+        head = *num_labels == 1 ? LM_HEAD_SCALAR : LM_HEAD_CLASSIFY;
+        break;
+      }
+      lm_st_close(f);
+    }
+  }
+  cJSON_Delete(j);
+  free(text); free(cpath); free(wpath);
+  lm_clear_error();
+  return head;
+}
+
 int cli_load_with_adapter(const char *model, const char *adapter, int merge, lm_model **m, char **base_dir) {
   *m = NULL;
   char *base = NULL;
   if (!model && !adapter) return cli_error("--model DIR is required");
   if (!model && lm_lora_base_model(adapter, &base)) return cli_fail();
   if (model && !(base = lm_strdup(model))) return cli_error("out of memory");
-  if (lm_model_load(m, base)) {
+  int64_t labels = 0;
+  int head = adapter ? adapter_head(adapter, &labels) : -1;
+  /* an adapter with a trained task head (lmkit reward --lora-rank): the base gets that head, the file fills it */
+  if (head >= 0 ? lm_model_load_head(m, base, head, labels, 0) : lm_model_load(m, base)) {
     int rc = cli_fail();
     if (!model) fprintf(stderr, "lmkit: (the base named by %s/adapter_config.json; --model DIR names another)\n", adapter);
     free(base);

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <sys/types.h>
 #include "lmkit.h"
+#include "train/posttrain.h"
 
 /* Prints "lmkit: error: <msg>" to stderr; returns 1 (the exit code). */
 int cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -65,6 +66,57 @@ int cli_lora_attach(lm_model *m, const cli_lora *l, const char *base_model, uint
  * *base_dir (malloc'ed; may be NULL) receives the base's directory, where its tokenizer is.
  * Returns 0, or 1 after printing an error. */
 int cli_load_with_adapter(const char *model, const char *adapter, int merge, lm_model **m, char **base_dir);
+
+/* Post-training (cli/posttrain_cli.c): what sft, reward and dpo share. Functions returning int
+ * return 0, or 1 after printing an error. */
+typedef struct {
+  const char *model, *data, *eval;
+  float val_fraction;
+  int64_t max_length;
+  int64_t eval_every;       /* the run's evaluation cadence (reward, dpo: saved so that a resumed run keeps it) */
+  cli_lora lora;            /* --lora-rank ...: train an adapter, OUT holds it */
+  const char *adapter;      /* --adapter: the adapter to go on training */
+  int lora_run;             /* a resumed LoRA run (reward, dpo) */
+} cli_posttrain;
+/* The trainer's defaults for these commands (lr as given, batch 8, no weight decay, 3 checkpoints
+ * kept); the command's help followed by the trainer's and LoRA flags (returns 0). */
+void cli_posttrain_opts(lm_train_opts *o, const char *objective, float lr);
+int cli_posttrain_help(const char *help);
+/* Consumes --model, --data, --eval, --val-fraction, --max-length, --adapter and the LoRA flags:
+ * 1 (a setting of the run), -1 after printing an error, or 0. */
+int cli_posttrain_flag(int argc, char **argv, int *i, cli_posttrain *p);
+/* Refuses settings (a setting flag, or seen->hyper) given with --resume. */
+int cli_posttrain_no_settings(const char *setting, const cli_train_seen *seen);
+/* A new run's required flags and their conflicts; one_eval refuses --eval with --val-fraction. */
+int cli_posttrain_check(const char *cmd, const cli_posttrain *p, const char *out, int one_eval);
+/* posttrain.json: the shared keys first (command ... max_length), the command's own keys, then
+ * cli_posttrain_json_end (eval_every when asked, and the LoRA settings). */
+cJSON *cli_posttrain_json(const char *cmd, const cli_posttrain *p);
+void cli_posttrain_json_end(cJSON *j, const cli_posttrain *p, int eval_every);
+/* Writes saved (a resumed run's settings) or else fresh (deleted here) to out/posttrain.json. */
+int cli_posttrain_save(const char *out, cJSON *saved, cJSON *fresh);
+/* --resume of a reward / dpo run (lm_posttrain_resume): the shared settings into p, OUT and the
+ * evaluation cadence into o. *state, *run_dir, *saved are the caller's to free, also on error. */
+int cli_posttrain_resume(const char *cmd, lm_train_opts *o, cli_train_seen *seen, cli_posttrain *p, char **state,
+                         char **run_dir, cJSON **saved);
+int cli_posttrain_malformed(const char *cmd, const char *run_dir);
+/* LoRA on m: the checkpoint's adapter (state), --adapter's, or a new one; then reports its size
+ * ("... trainable values<what>, the N of the base frozen<tail>"). */
+int cli_posttrain_lora(lm_model *m, const char *cmd, const cli_posttrain *p, const char *state, uint64_t seed,
+                       const char *what, const char *tail);
+/* Refuses a model that is not a decoder with an LM head ("<what> needs a decoder ..."). */
+int cli_posttrain_decoder(const lm_model *m, const char *model, const char *what);
+/* --max-length (default: the model's positions, at most 1024), the base's tokenizer and chat template. */
+int cli_posttrain_chat(const lm_model *m, cli_posttrain *p, lm_tokenizer **tok, lm_chat_config *cc);
+/* Reads the training pairs and the held-out ones (--eval, or --val-fraction), reporting skips. */
+int cli_posttrain_prefs(const char *cmd, const cli_posttrain *p, const lm_chat_config *cc, const lm_tokenizer *tok,
+                        uint64_t seed, lm_pref_data *train, lm_pref_data *eval);
+/* "N steps of B pairs", or where a resumed run stands */
+void cli_posttrain_plan(char *buf, size_t n, const lm_train_opts *o, const char *state);
+/* Copies the base's chat template (tokenizer_config.json) into out (keep: not over an existing
+ * one) and says where the result went. */
+int cli_posttrain_finish(const char *cmd, const char *model, const char *out, const lm_chat_config *cc, int keep,
+                         int lora);
 
 int cmd_train(int argc, char **argv);
 int cmd_generate(int argc, char **argv);

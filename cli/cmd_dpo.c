@@ -59,13 +59,9 @@ static const char *HELP =
   "when --adapter continues one), as TRL does with a PEFT model.\n";
 
 typedef struct {
-  const char *model, *data, *eval;
-  float val_fraction, beta, gamma;
+  cli_posttrain p;      /* with LoRA OUT holds the adapter; the reference is the base */
+  float beta, gamma;
   int loss;
-  int64_t max_length, eval_every;
-  cli_lora lora;        /* --lora-rank ...: train an adapter, OUT holds it */
-  const char *adapter;  /* --adapter: the adapter to go on training */
-  int lora_run;         /* a resumed LoRA run */
 } dpo_args;
 
 typedef struct {
@@ -80,61 +76,20 @@ static lm_status factory(lm_objective *obj, lm_model *m, const lm_tokenizer *tok
                          const int64_t *cursor, void *ctx) {
   (void)tok; (void)rng;
   dpo_ctx *c = ctx;
-  lm_dpo_opts po = {.loss = c->a->loss, .beta = c->a->beta, .gamma = c->a->gamma, .B = o->batch, .T = c->a->max_length,
+  lm_dpo_opts po = {.loss = c->a->loss, .beta = c->a->beta, .gamma = c->a->gamma, .B = o->batch, .T = c->a->p.max_length,
                     .pad = c->pad, .seed = o->seed};
   int has_eval = c->eval && c->eval->n;
   return lm_objective_dpo(obj, m, c->train, c->train_ref, has_eval ? c->eval : NULL, has_eval ? c->eval_ref : NULL, &po,
                           cursor, &c->last);
 }
 
-static cJSON *args_json(const dpo_args *a) {
-  cJSON *j = cJSON_CreateObject();
-  if (!j) return NULL;
-  cJSON_AddStringToObject(j, "command", "dpo");
-  cJSON_AddStringToObject(j, "model", a->model);
-  cJSON_AddStringToObject(j, "data", a->data);
-  if (a->eval) cJSON_AddStringToObject(j, "eval", a->eval);
-  cJSON_AddNumberToObject(j, "val_fraction", a->val_fraction);
-  cJSON_AddNumberToObject(j, "max_length", (double)a->max_length);
-  cJSON_AddStringToObject(j, "loss", lm_pref_loss_name(a->loss));
-  cJSON_AddNumberToObject(j, "beta", a->beta);
-  cJSON_AddNumberToObject(j, "simpo_gamma", a->gamma);
-  cJSON_AddNumberToObject(j, "eval_every", (double)a->eval_every);
-  if (a->lora.rank || a->adapter) {   /* a LoRA run: checkpoints hold the adapter, the base is "model" (the reference) */
-    cJSON *l = cJSON_AddObjectToObject(j, "lora");
-    if (a->adapter) cJSON_AddStringToObject(l, "adapter", a->adapter);
-    else {
-      cJSON_AddNumberToObject(l, "r", (double)a->lora.rank);
-      cJSON_AddNumberToObject(l, "alpha", a->lora.alpha > 0 ? a->lora.alpha : 2.0 * (double)a->lora.rank);
-      cJSON_AddStringToObject(l, "targets", a->lora.targets ? a->lora.targets : "all-linear");
-    }
-  }
-  return j;
-}
-
-static int args_from_json(const cJSON *j, const char *dir, dpo_args *a) {
-#define GET(name) cJSON_GetObjectItemCaseSensitive(j, name)
-  const cJSON *m = GET("model"), *d = GET("data"), *e = GET("eval"), *vf = GET("val_fraction"), *ml = GET("max_length"),
-              *ls = GET("loss"), *b = GET("beta"), *g = GET("simpo_gamma"), *ee = GET("eval_every");
-#undef GET
-  if (!cJSON_IsString(m) || !cJSON_IsString(d) || (e && !cJSON_IsString(e)) || !cJSON_IsNumber(vf) ||
-      !cJSON_IsNumber(ml) || !cJSON_IsString(ls) || lm_pref_loss_from_name(ls->valuestring) < 0 || !cJSON_IsNumber(b) ||
-      !cJSON_IsNumber(g) || !cJSON_IsNumber(ee))
-    return cli_error("%s/posttrain.json: malformed settings of an 'lmkit dpo' run", dir);
-  a->model = m->valuestring; a->data = d->valuestring; a->eval = e ? e->valuestring : NULL;
-  a->val_fraction = (float)vf->valuedouble; a->max_length = (int64_t)ml->valuedouble;
+/* the settings of its own that a resumed run reads back (the shared ones: cli_posttrain_resume) */
+static int args_from_json(const cJSON *j, dpo_args *a) {
+  const cJSON *ls = cJSON_GetObjectItemCaseSensitive(j, "loss"), *b = cJSON_GetObjectItemCaseSensitive(j, "beta"),
+              *g = cJSON_GetObjectItemCaseSensitive(j, "simpo_gamma");
+  if (!cJSON_IsString(ls) || lm_pref_loss_from_name(ls->valuestring) < 0 || !cJSON_IsNumber(b) || !cJSON_IsNumber(g)) return 0;
   a->loss = lm_pref_loss_from_name(ls->valuestring); a->beta = (float)b->valuedouble; a->gamma = (float)g->valuedouble;
-  a->eval_every = (int64_t)ee->valuedouble;
-  a->lora_run = cJSON_IsObject(cJSON_GetObjectItemCaseSensitive(j, "lora"));   /* the adapter comes from the checkpoint */
-  return 0;
-}
-
-static void report_skips(const char *name, const lm_pref_data *d, int64_t max_length) {
-  if (d->empty || d->identical || d->too_long || d->no_prompt || d->no_response)
-    fprintf(stderr, "lmkit dpo: %s: skipped %lld pairs with an empty response, %lld identical, %lld longer than %lld "
-            "tokens, %lld without a shared prompt%s\n", name, (long long)d->empty, (long long)d->identical,
-            (long long)d->too_long, (long long)max_length, (long long)d->no_prompt,
-            d->no_response ? " (and some with no response token left)" : "");
+  return 1;
 }
 
 /* ---- OUT/reference_logps.bin: "LMKITREF", n_train, n_eval (uint64), then the doubles */
@@ -174,37 +129,18 @@ static int load_ref(const char *dir, double *tr, int64_t ntr, double *ev, int64_
   return ok;
 }
 
-/* "N steps of B pairs", or where a resumed run stands */
-static void describe_plan(char *buf, size_t n, const lm_train_opts *o, const char *state) {
-  lm_train_opts so;
-  lm_train_opts_default(&so);
-  int64_t at = 0;
-  if (state && !lm_train_read_state(state, &so, &at))
-    snprintf(buf, n, "resuming at step %lld of %lld (%lld pairs a step) from %s", (long long)at,
-             (long long)(o->steps > 0 ? o->steps : so.steps), (long long)so.batch, state);
-  else
-    snprintf(buf, n, "%lld steps of %lld pairs", (long long)o->steps, (long long)o->batch);
-  lm_clear_error();
-}
-
 int cmd_dpo(int argc, char **argv) {
   dpo_args a = {.beta = 0.1f, .gamma = 0.5f, .loss = LM_PREF_SIGMOID};
   lm_train_opts o;
-  lm_train_opts_default(&o);
-  o.lr = 1e-6f; o.weight_decay = 0.0f; o.batch = 8; o.eval_batches = 0; o.val_fraction = 0;
-  o.objective = "dpo"; o.keep_checkpoints = 3;
+  cli_posttrain_opts(&o, "dpo", 1e-6f);
   cli_train_seen seen = {0};
   const char *v, *setting = NULL;
   int r;
   for (int i = 1; i < argc; i++) {
     const char *f = argv[i];
-    if (cli_is_help(f)) { fputs(HELP, stdout); fputs(CLI_TRAIN_FLAGS_HELP, stdout); fputs(CLI_LORA_FLAGS_HELP, stdout); return 0; }
+    if (cli_is_help(f)) return cli_posttrain_help(HELP);
     if ((r = cli_train_flag(argc, argv, &i, &o, &seen)) < 0) return 1; else if (r) continue;
-    if ((r = cli_lora_flag(argc, argv, &i, &a.lora)) < 0) return 1; else if (r) { setting = f; continue; }
-    if ((r = cli_opt(argc, argv, &i, "--adapter", &v)) < 0) return 1; else if (r) { a.adapter = v; setting = f; continue; }
-    if ((r = cli_opt(argc, argv, &i, "--model", &v)) < 0) return 1; else if (r) { a.model = v; setting = f; continue; }
-    if ((r = cli_opt(argc, argv, &i, "--data", &v)) < 0) return 1; else if (r) { a.data = v; setting = f; continue; }
-    if ((r = cli_opt(argc, argv, &i, "--eval", &v)) < 0) return 1; else if (r) { a.eval = v; setting = f; continue; }
+    if ((r = cli_posttrain_flag(argc, argv, &i, &a.p)) < 0) return 1; else if (r) { setting = f; continue; }
     if ((r = cli_opt(argc, argv, &i, "--out", &v)) < 0) return 1; else if (r) { o.out_dir = v; continue; }
     if ((r = cli_opt(argc, argv, &i, "--loss", &v)) < 0) return 1;
     else if (r) {
@@ -216,35 +152,21 @@ int cmd_dpo(int argc, char **argv) {
     else if (r) { if (cli_f32(f, v, 1e-6f, 1e6f, &a.beta)) return 1; setting = f; continue; }
     if ((r = cli_opt(argc, argv, &i, "--simpo-gamma", &v)) < 0) return 1;
     else if (r) { if (cli_f32(f, v, -1e6f, 1e6f, &a.gamma)) return 1; setting = f; continue; }
-    if ((r = cli_opt(argc, argv, &i, "--val-fraction", &v)) < 0) return 1;
-    else if (r) { if (cli_f32(f, v, 0, 0.9f, &a.val_fraction)) return 1; setting = f; continue; }
-    if ((r = cli_opt(argc, argv, &i, "--max-length", &v)) < 0) return 1;
-    else if (r) { if (cli_i64(f, v, 2, 1 << 20, &a.max_length)) return 1; setting = f; continue; }
     return cli_unknown("dpo", f);
   }
   char *state = NULL, *run_dir = NULL;
   cJSON *saved = NULL;
   if (o.resume_dir) {
-    if (setting || seen.hyper)
-      return cli_error("%s cannot be given with --resume: the run's settings come from its posttrain.json and "
-                       "trainer_state.json", setting ? setting : seen.hyper);
-    if (lm_posttrain_resume(o.resume_dir, "dpo", &state, &run_dir, &saved)) return cli_fail();
-    if (args_from_json(saved, run_dir, &a)) { cJSON_Delete(saved); free(state); free(run_dir); return 1; }
-    if (!o.out_dir) o.out_dir = run_dir;
-    o.resume_dir = state;
-    if (!seen.eval_every) { o.eval_every = a.eval_every; seen.eval_every = 1; }
+    if (cli_posttrain_no_settings(setting, &seen)) return 1;
     lm_train_opts so;
     lm_train_opts_default(&so);
-    if (lm_train_read_state(state, &so, NULL)) { cJSON_Delete(saved); free(state); free(run_dir); return cli_fail(); }
+    if (cli_posttrain_resume("dpo", &o, &seen, &a.p, &state, &run_dir, &saved) ||
+        (!args_from_json(saved, &a) && cli_posttrain_malformed("dpo", run_dir)) ||
+        (lm_train_read_state(state, &so, NULL) && cli_fail())) {
+      cJSON_Delete(saved); free(state); free(run_dir); return 1;
+    }
     o.batch = so.batch;   /* the reference pass below runs in the run's batches */
-  } else {
-    if (!a.model) return cli_error("--model DIR is required (see 'lmkit dpo --help')");
-    if (!a.data) return cli_error("--data FILE is required (see 'lmkit dpo --help')");
-    if (!o.out_dir) return cli_error("--out DIR is required (see 'lmkit dpo --help')");
-    if (a.eval && a.val_fraction > 0) return cli_error("give --eval FILE or --val-fraction F, not both");
-    if (cli_lora_check(&a.lora)) return 1;
-    if (a.adapter && a.lora.rank) return cli_error("--adapter DIR goes on training that adapter: %s cannot be given with it", a.lora.seen);
-  }
+  } else if (cli_posttrain_check("dpo", &a.p, o.out_dir, 1)) return 1;
   lm_set_threads((int)seen.threads);
   int rc = 0, uses_ref = lm_pref_loss_uses_reference(a.loss);
   lm_model *m = NULL;
@@ -254,60 +176,32 @@ int cmd_dpo(int argc, char **argv) {
   double *train_ref = NULL, *eval_ref = NULL;
 #define FAIL() do { rc = cli_fail(); goto done; } while (0)
   /* the starting model: the reference, and the policy of a new run */
-  if (lm_model_load(&m, a.model)) FAIL();
-  if (m->cfg.head != LM_HEAD_LM || !m->cfg.causal) {
-    rc = cli_error("%s is a %s model with a %s head: preference optimisation needs a decoder with an LM head", a.model,
-                   lm_arch_name(m->cfg.arch), lm_head_name(m->cfg.head));
-    goto done;
-  }
-  if (!a.max_length) a.max_length = m->cfg.n_positions < 1024 ? m->cfg.n_positions : 1024;
-  if (a.max_length > m->cfg.n_positions) {
-    rc = cli_error("--max-length %lld is longer than the model's %lld positions", (long long)a.max_length,
-                   (long long)m->cfg.n_positions);
-    goto done;
-  }
-  if (lm_tokenizer_load(&tok, a.model) || lm_chat_config_load(&cc, a.model)) FAIL();
-  if (cc.is_default && (lm_tokenizer_token_id(tok, LM_CHATML_START) < 0 || lm_tokenizer_token_id(tok, LM_CHATML_END) < 0)) {
-    rc = cli_error("%s has no chat template and its tokenizer lacks the ChatML tokens %s and %s (tokenizers that 'lmkit "
-                   "tokenizer train' makes have them)", a.model, LM_CHATML_START, LM_CHATML_END);
-    goto done;
-  }
+  if (lm_model_load(&m, a.p.model)) FAIL();
+  if ((rc = cli_posttrain_decoder(m, a.p.model, "preference optimisation"))) goto done;
+  if ((rc = cli_posttrain_chat(m, &a.p, &tok, &cc))) goto done;
   int64_t eot = lm_tokenizer_eot(tok);
   int32_t pad = (int32_t)(eot >= 0 ? eot : 0);
   /* LoRA: the policy is the base + the adapter (new, --adapter's, or the checkpoint's); the
    * reference is the base alone, the adapter switched off */
-  int lora = a.lora.rank > 0 || a.adapter || a.lora_run;
-  if (lora && (state ? lm_lora_load(m, state) : a.adapter ? lm_lora_load(m, a.adapter) : 0)) FAIL();
-  if (lora && !state && !a.adapter && cli_lora_attach(m, &a.lora, a.model, o.seed)) { rc = 1; goto done; }
-  if (lora) {
-    int64_t r_, n_;
-    float al_;
-    lm_lora_info(m, &r_, &al_, &n_);
-    fprintf(stderr, "lmkit dpo: LoRA r = %lld, alpha = %g: %lld trainable values, the %lld of the base frozen; the "
-            "reference is the base (adapter off)\n", (long long)r_, al_, (long long)n_, (long long)lm_model_num_params(m));
-  }
-  if (lm_pref_read(&train, a.data, &cc, tok, a.max_length)) FAIL();
-  report_skips(a.data, &train, a.max_length);
-  if (a.eval) {
-    if (lm_pref_read(&eval, a.eval, &cc, tok, a.max_length)) FAIL();
-    report_skips(a.eval, &eval, a.max_length);
-  } else if (a.val_fraction > 0 && lm_pref_split(&train, a.val_fraction, o.seed, &eval)) FAIL();
+  int lora = a.p.lora.rank > 0 || a.p.adapter || a.p.lora_run;
+  if (lora && (rc = cli_posttrain_lora(m, "dpo", &a.p, state, o.seed, "", "; the reference is the base (adapter off)")))
+    goto done;
+  if ((rc = cli_posttrain_prefs("dpo", &a.p, &cc, tok, o.seed, &train, &eval))) goto done;
+  cJSON *j = NULL;
   if (!state) {
-    cJSON *j;
     int64_t per_epoch = (train.n + o.batch - 1) / o.batch;
     cli_train_finish(&o, &seen, (per_epoch + o.grad_accum - 1) / o.grad_accum);
-    a.eval_every = o.eval_every;
-    lm_status st = (j = args_json(&a)) ? LM_OK : lm_error(LM_ERR_NOMEM, "out of memory");
-    if (!st) st = lm_mkdir_p(o.out_dir);
-    if (!st) st = lm_posttrain_save_args(o.out_dir, j);
-    cJSON_Delete(j);
-    if (st) FAIL();
-  } else {
-    cli_train_finish(&o, &seen, 1);
-    /* a resumed run into another directory takes its settings along, so that it can be resumed too */
-    if (lm_mkdir_p(o.out_dir) || lm_posttrain_save_args(o.out_dir, saved)) FAIL();
-  }
-  o.context = a.max_length;
+    a.p.eval_every = o.eval_every;
+    if ((j = cli_posttrain_json("dpo", &a.p))) {
+      cJSON_AddStringToObject(j, "loss", lm_pref_loss_name(a.loss));
+      cJSON_AddNumberToObject(j, "beta", a.beta);
+      cJSON_AddNumberToObject(j, "simpo_gamma", a.gamma);
+      cli_posttrain_json_end(j, &a.p, 1);
+    }
+  } else cli_train_finish(&o, &seen, 1);
+  /* a resumed run into another directory takes its settings along, so that it can be resumed too */
+  if ((rc = cli_posttrain_save(o.out_dir, saved, j))) goto done;
+  o.context = a.p.max_length;
   if (uses_ref) {
     /* the reference: the starting model's log-probabilities, once; a resumed run reads them back */
     train_ref = malloc((size_t)(2 * train.n) * sizeof *train_ref);
@@ -333,7 +227,7 @@ int cmd_dpo(int argc, char **argv) {
   char gamma[48] = "";
   if (a.loss == LM_PREF_SIMPO) snprintf(gamma, sizeof gamma, ", gamma %g", (double)a.gamma);
   char plan[1200];
-  describe_plan(plan, sizeof plan, &o, state);
+  cli_posttrain_plan(plan, sizeof plan, &o, state);
   fprintf(stderr, "lmkit dpo: %lld pairs (%s), %lld held out; loss %s, beta %g%s; %s; %d threads\n", (long long)train.n,
           cc.source, (long long)eval.n, lm_pref_loss_name(a.loss), (double)a.beta, gamma, plan, lm_get_threads());
   {
@@ -344,19 +238,7 @@ int cmd_dpo(int argc, char **argv) {
               "rejected %.4f)\n", ctx.last.accuracies, (long long)ctx.last.pairs, ctx.last.margins, ctx.last.chosen,
               ctx.last.rejected);
   }
-  /* the tuned model keeps its base's chat template */
-  if (!cc.is_default) {
-    char *src = lm_path_join(a.model, "tokenizer_config.json"), *dst = lm_path_join(o.out_dir, "tokenizer_config.json");
-    char *text; size_t len;
-    lm_status st = src && dst ? lm_read_file(src, &text, &len) : LM_ERR_NOMEM;
-    if (!st) { st = lm_write_file_atomic(dst, text, len); free(text); }
-    free(src); free(dst);
-    if (st) FAIL();
-  }
-  if (lora)
-    fprintf(stderr, "lmkit dpo: saved the LoRA adapter to %s (use it with --adapter %s; 'lmkit lora merge --adapter %s "
-            "--out DIR' writes a full model)\n", o.out_dir, o.out_dir, o.out_dir);
-  else fprintf(stderr, "lmkit dpo: saved to %s\n", o.out_dir);
+  rc = cli_posttrain_finish("dpo", a.p.model, o.out_dir, &cc, 0, lora);
 #undef FAIL
 done:
   free(train_ref); free(eval_ref);

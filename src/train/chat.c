@@ -3,6 +3,7 @@
 #include <string.h>
 #include "base/base.h"
 #include "train/chat.h"
+#include "train/posttrain_shared.h"
 
 /* ------------------------------------------------------------------ records */
 
@@ -20,7 +21,7 @@ cJSON *lm_chat_as_messages(const cJSON *x, const char *role) {
 }
 
 /* every message an object with a string role and a string content */
-static lm_status check_messages(const cJSON *msgs, const char *where, const char *field) {
+lm_status lm_chat_check_messages(const cJSON *msgs, const char *where, const char *field) {
   int i = 0;
   const cJSON *m;
   cJSON_ArrayForEach(m, msgs) {
@@ -45,14 +46,14 @@ lm_status lm_chat_record_messages(const cJSON *rec, const char *where, cJSON **o
   lm_status st = LM_OK;
   if (msgs) {
     if (!cJSON_IsArray(msgs)) return lm_error(LM_ERR_FORMAT, "%s: messages: expected a list", where);
-    if ((st = check_messages(msgs, where, "messages"))) return st;
+    if ((st = lm_chat_check_messages(msgs, where, "messages"))) return st;
     conv = cJSON_Duplicate(msgs, 1);
   } else if (prompt || completion) {
     if (!prompt || !completion) return lm_error(LM_ERR_FORMAT, "%s: a prompt-completion record needs both fields", where);
     if ((!cJSON_IsString(prompt) && !cJSON_IsArray(prompt)) || (!cJSON_IsString(completion) && !cJSON_IsArray(completion)))
       return lm_error(LM_ERR_FORMAT, "%s: prompt and completion must be strings or message lists", where);
-    if (cJSON_IsArray(prompt) && (st = check_messages(prompt, where, "prompt"))) return st;
-    if (cJSON_IsArray(completion) && (st = check_messages(completion, where, "completion"))) return st;
+    if (cJSON_IsArray(prompt) && (st = lm_chat_check_messages(prompt, where, "prompt"))) return st;
+    if (cJSON_IsArray(completion) && (st = lm_chat_check_messages(completion, where, "completion"))) return st;
     conv = lm_chat_as_messages(prompt, "user");
     cJSON *c = lm_chat_as_messages(completion, "assistant");
     if (!conv || !c) { cJSON_Delete(conv); cJSON_Delete(c); return lm_error(LM_ERR_NOMEM, "out of memory"); }

@@ -7,7 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include "base/base.h"
-#include "train/posttrain.h"
+#include "model/model.h"
+#include "train/posttrain_shared.h"
 
 /* ------------------------------------------------------------------ records */
 
@@ -23,20 +24,6 @@ static int blank_span(const char *s, size_t n) {
   return 1;
 }
 
-/* every element an object with string role and content; not empty */
-static lm_status check_messages(const cJSON *msgs, const char *where, const char *field) {
-  int i = 0;
-  const cJSON *m;
-  cJSON_ArrayForEach(m, msgs) {
-    const cJSON *r = cJSON_GetObjectItemCaseSensitive(m, "role"), *c = cJSON_GetObjectItemCaseSensitive(m, "content");
-    if (!cJSON_IsObject(m) || !cJSON_IsString(r) || !cJSON_IsString(c))
-      return lm_error(LM_ERR_FORMAT, "%s: %s[%d] is not a message {\"role\": string, \"content\": string}", where, field, i);
-    i++;
-  }
-  if (i == 0) return lm_error(LM_ERR_FORMAT, "%s: %s is an empty list", where, field);
-  return LM_OK;
-}
-
 static const char *role_of(const cJSON *m) {
   const cJSON *r = cJSON_GetObjectItemCaseSensitive(m, "role");
   return cJSON_IsString(r) ? r->valuestring : "";
@@ -50,7 +37,7 @@ static const char *content_of(const cJSON *m) {
 /* a string as [{role, s}], a message list checked and copied; NULL with the error set otherwise */
 static cJSON *as_list(const cJSON *x, const char *role, const char *where, const char *field) {
   if (cJSON_IsArray(x)) {
-    if (check_messages(x, where, field)) return NULL;
+    if (lm_chat_check_messages(x, where, field)) return NULL;
   } else if (!cJSON_IsString(x)) {
     lm_error(LM_ERR_FORMAT, "%s: %s must be a string or a list of messages", where, field);
     return NULL;
@@ -192,7 +179,7 @@ lm_status lm_pref_record(const cJSON *rec, const char *where, cJSON **chosen, cJ
     if ((st = hh_record(c->valuestring, r->valuestring, where, &cc, &rr, why)) || *why) return st;
   } else if (cJSON_IsArray(c) && cJSON_IsArray(r)) {
     /* implicit prompt: both lists share every message but their last */
-    if ((st = check_messages(c, where, "chosen")) || (st = check_messages(r, where, "rejected")) ||
+    if ((st = lm_chat_check_messages(c, where, "chosen")) || (st = lm_chat_check_messages(r, where, "rejected")) ||
         (st = last_is_assistant(c, where, "chosen")) || (st = last_is_assistant(r, where, "rejected")))
       return st;
     int nc = cJSON_GetArraySize(c), nr = cJSON_GetArraySize(r), k = 0;
@@ -343,6 +330,22 @@ lm_status lm_pref_read(lm_pref_data *d, const char *path, const lm_chat_config *
   return st;
 }
 
+uint8_t *lm_held_out(int64_t n, int64_t nh, uint64_t seed) {
+  int64_t *perm = lm_xmalloc((size_t)n * sizeof *perm);
+  uint8_t *is_held = calloc((size_t)n, 1);
+  if (!perm || !is_held) { free(perm); free(is_held); return NULL; }
+  lm_rng r;
+  lm_rng_seed(&r, seed);
+  for (int64_t i = 0; i < n; i++) perm[i] = i;
+  for (int64_t i = n - 1; i > 0; i--) {
+    int64_t j = (int64_t)(lm_rng_u64(&r) % (uint64_t)(i + 1)), t = perm[i];
+    perm[i] = perm[j]; perm[j] = t;
+  }
+  for (int64_t i = 0; i < nh; i++) is_held[perm[i]] = 1;
+  free(perm);
+  return is_held;
+}
+
 lm_status lm_pref_split(lm_pref_data *d, float fraction, uint64_t seed, lm_pref_data *held) {
   memset(held, 0, sizeof *held);
   int64_t nh = (int64_t)(fraction * (double)d->n + 0.5);
@@ -350,18 +353,8 @@ lm_status lm_pref_split(lm_pref_data *d, float fraction, uint64_t seed, lm_pref_
   if (nh >= d->n)
     return lm_error(LM_ERR_ARG, "a held-out share of %g leaves no training pairs (%lld in all)", (double)fraction,
                     (long long)d->n);
-  int64_t *perm = lm_xmalloc((size_t)d->n * sizeof *perm);
-  uint8_t *is_held = calloc((size_t)d->n, 1);
-  if (!perm || !is_held) { free(perm); free(is_held); return lm_error(LM_ERR_NOMEM, "out of memory"); }
-  lm_rng r;
-  lm_rng_seed(&r, seed ^ 0x9e11ULL);
-  for (int64_t i = 0; i < d->n; i++) perm[i] = i;
-  for (int64_t i = d->n - 1; i > 0; i--) {
-    int64_t j = (int64_t)(lm_rng_u64(&r) % (uint64_t)(i + 1)), t = perm[i];
-    perm[i] = perm[j]; perm[j] = t;
-  }
-  for (int64_t i = 0; i < nh; i++) is_held[perm[i]] = 1;
-  free(perm);
+  uint8_t *is_held = lm_held_out(d->n, nh, seed ^ 0x9e11ULL);
+  if (!is_held) return lm_error(LM_ERR_NOMEM, "out of memory");
   lm_pref_data parts[2];   /* 0: kept, 1: held out */
   memset(parts, 0, sizeof parts);
   pref_caps caps[2] = {{0, 0}, {0, 0}};
@@ -381,6 +374,28 @@ lm_status lm_pref_split(lm_pref_data *d, float fraction, uint64_t seed, lm_pref_
   lm_pref_data_free(d);
   *d = parts[0];
   *held = parts[1];
+  return LM_OK;
+}
+
+/* ------------------------------------------------------------------ batches of pairs */
+
+int64_t lm_pref_rows_longest(const lm_pref_data *d, const int64_t *pairs, int64_t nb) {
+  int64_t Tb = 1;
+  for (int64_t b = 0; b < nb; b++)
+    for (int s = 0; s < 2; s++) {
+      int64_t q = 2 * pairs[b] + s, k = d->off[q + 1] - d->off[q];
+      if (k > Tb) Tb = k;
+    }
+  return Tb;
+}
+
+lm_status lm_pref_check_length(const lm_model *m, const lm_pref_data *train, const lm_pref_data *eval, int64_t T) {
+  if (T > m->cfg.n_positions)
+    return lm_error(LM_ERR_RANGE, "max length %lld is longer than the model's %lld positions", (long long)T,
+                    (long long)m->cfg.n_positions);
+  if (train->longest > T || (eval && eval->longest > T))
+    return lm_error(LM_ERR_ARG, "a sequence of %lld tokens is longer than the maximum length %lld",
+                    (long long)(train->longest > T ? train->longest : eval->longest), (long long)T);
   return LM_OK;
 }
 

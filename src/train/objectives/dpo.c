@@ -23,7 +23,7 @@
 #include "base/base.h"
 #include "model/heads.h"
 #include "model/model.h"
-#include "train/posttrain.h"
+#include "train/posttrain_shared.h"
 
 static const char *const LOSS_NAMES[] = {"sigmoid", "ipo", "hinge", "simpo", "orpo"};
 
@@ -41,7 +41,6 @@ int lm_pref_loss_uses_reference(int loss) { return loss == LM_PREF_SIGMOID || lo
 
 /* ------------------------------------------------------------------ the losses of one pair */
 
-static double softplus(double x) { return x > 0 ? x + log1p(exp(-x)) : log1p(exp(x)); }   /* log(1 + e^x) */
 static double sigmoid(double x) { return x >= 0 ? 1.0 / (1.0 + exp(-x)) : exp(x) / (1.0 + exp(x)); }
 /* log(1 - e^x) for x < 0, accurate at both ends */
 static double log1mexp(double x) { return x > -0.693147180559945 ? log(-expm1(x)) : log1p(-exp(x)); }
@@ -59,7 +58,7 @@ static void pair_loss(int kind, double beta, double gamma, double sc, double sr,
   switch (kind) {
     case LM_PREF_SIGMOID: case LM_PREF_HINGE: {
       double z = beta * ((sc - sr) - (refc - refr)), dz;
-      if (kind == LM_PREF_SIGMOID) { o->loss = softplus(-z); dz = -sigmoid(-z); }
+      if (kind == LM_PREF_SIGMOID) { o->loss = lm_softplus(-z); dz = -sigmoid(-z); }
       else { o->loss = z < 1 ? 1 - z : 0; dz = z < 1 ? -1 : 0; }
       o->gc = beta * dz; o->gr = -beta * dz;
       o->rc = beta * (sc - refc); o->rr = beta * (sr - refr);
@@ -74,7 +73,7 @@ static void pair_loss(int kind, double beta, double gamma, double sc, double sr,
     }
     case LM_PREF_SIMPO: {
       double z = beta * (ac - ar) - gamma, dz = -sigmoid(-z);
-      o->loss = softplus(-z);
+      o->loss = lm_softplus(-z);
       o->gc = beta * dz / nc; o->gr = -beta * dz / nr;
       o->rc = beta * ac; o->rr = beta * ar;
       break;
@@ -83,7 +82,7 @@ static void pair_loss(int kind, double beta, double gamma, double sc, double sr,
       /* an average log-prob of exactly 0 (every token certain in float) has infinite odds: keep it finite */
       ac = ac < -1e-12 ? ac : -1e-12; ar = ar < -1e-12 ? ar : -1e-12;
       double lo = (ac - ar) - (log1mexp(ac) - log1mexp(ar)), dlo = -beta * sigmoid(-lo);
-      o->loss = beta * softplus(-lo);
+      o->loss = beta * lm_softplus(-lo);
       /* d lo / d a_c = 1 / (1 - e^a_c) = -1 / expm1(a_c); d lo / d a_r = 1 / expm1(a_r) */
       o->gc = dlo * (-1.0 / expm1(ac)) / nc; o->gr = dlo * (1.0 / expm1(ar)) / nr;
       o->rc = beta * ac; o->rr = beta * ar;
@@ -129,12 +128,7 @@ static lm_status bufs_alloc(dpo_bufs *b, int64_t B, int64_t T, int64_t V, int tr
 
 /* pairs[0..nb) into 2nb rows right-padded to the longest; returns that length */
 static int64_t fill_rows(const lm_pref_data *d, dpo_bufs *b, int64_t nb, int32_t pad) {
-  int64_t Tb = 1;
-  for (int64_t i = 0; i < nb; i++)
-    for (int s = 0; s < 2; s++) {
-      int64_t q = 2 * b->pairs[i] + s, k = d->off[q + 1] - d->off[q];
-      if (k > Tb) Tb = k;
-    }
+  int64_t Tb = lm_pref_rows_longest(d, b->pairs, nb);
   for (int64_t r = 0; r < 2 * nb; r++) {
     int64_t q = 2 * b->pairs[r / 2] + r % 2;
     lm_pref_put(d, q, Tb, pad, b->ids + r * Tb, b->mask + r * Tb, b->tgt + r * Tb);
@@ -334,12 +328,8 @@ lm_status lm_objective_dpo(lm_objective *obj, lm_model *m, const lm_pref_data *t
   if (B < 1 || T < 2) return lm_error(LM_ERR_ARG, "batch must be positive and max length at least 2");
   if (po->loss < 0 || po->loss > LM_PREF_ORPO) return lm_error(LM_ERR_ARG, "unknown preference loss %d", po->loss);
   if (!(po->beta > 0)) return lm_error(LM_ERR_ARG, "beta must be positive (got %g)", (double)po->beta);
-  if (T > m->cfg.n_positions)
-    return lm_error(LM_ERR_RANGE, "max length %lld is longer than the model's %lld positions", (long long)T,
-                    (long long)m->cfg.n_positions);
-  if (train->longest > T || (eval && eval->longest > T))
-    return lm_error(LM_ERR_ARG, "a sequence of %lld tokens is longer than the maximum length %lld",
-                    (long long)(train->longest > T ? train->longest : eval->longest), (long long)T);
+  lm_status st = lm_pref_check_length(m, train, eval, T);
+  if (st) return st;
   if (lm_pref_loss_uses_reference(po->loss) && (!train_ref || (eval && eval->n && !eval_ref)))
     return lm_error(LM_ERR_ARG, "the %s loss needs the reference model's log-probabilities", lm_pref_loss_name(po->loss));
   dpo_obj *o = calloc(1, sizeof *o);
@@ -347,7 +337,7 @@ lm_status lm_objective_dpo(lm_objective *obj, lm_model *m, const lm_pref_data *t
   o->train = train; o->eval = eval; o->o = *po; o->last = last;
   int ref = lm_pref_loss_uses_reference(po->loss);
   o->train_ref = ref ? train_ref : NULL; o->eval_ref = ref ? eval_ref : NULL;
-  lm_status st = bufs_alloc(&o->b, B, T, m->cfg.vocab_size, 1);
+  st = bufs_alloc(&o->b, B, T, m->cfg.vocab_size, 1);
   if (st) { free(o); return st; }
   st = lm_epochs_init(&o->order, train->n, po->seed, 0xd90ULL, cursor);
   if (!st) st = lm_model_reserve(m, 2 * B, T, 1);

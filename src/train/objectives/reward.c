@@ -21,7 +21,7 @@
 #include "base/base.h"
 #include "model/heads.h"
 #include "model/model.h"
-#include "train/posttrain.h"
+#include "train/posttrain_shared.h"
 
 typedef struct {
   const lm_pref_data *train, *eval;
@@ -35,17 +35,9 @@ typedef struct {
   int64_t *pairs;   /* (B) */
 } reward_obj;
 
-/* log(1 + e^x) without overflow */
-static double softplus(double x) { return x > 0 ? x + log1p(exp(-x)) : log1p(exp(x)); }
-
 /* pairs[0..nb) into 2nb rows (chosen, rejected, ...) right-padded to the longest; returns that length */
 static int64_t fill_rows(const lm_pref_data *d, const int64_t *pairs, int64_t nb, int32_t pad, int32_t *ids, uint8_t *mask) {
-  int64_t Tb = 1;
-  for (int64_t b = 0; b < nb; b++)
-    for (int s = 0; s < 2; s++) {
-      int64_t q = 2 * pairs[b] + s, k = d->off[q + 1] - d->off[q];
-      if (k > Tb) Tb = k;
-    }
+  int64_t Tb = lm_pref_rows_longest(d, pairs, nb);
   for (int64_t b = 0; b < nb; b++)
     for (int s = 0; s < 2; s++)
       lm_pref_put(d, 2 * pairs[b] + s, Tb, pad, ids + (2 * b + s) * Tb, mask + (2 * b + s) * Tb, NULL);
@@ -59,7 +51,7 @@ static double pair_loss(const float *r, const lm_pref_data *d, const int64_t *pa
   double bt = 0, cen = 0;
   for (int64_t i = 0; i < nb; i++) {
     double rc = r[2 * i], rr = r[2 * i + 1], z = rc - rr - d->margin[pairs[i]], s = rc + rr;
-    double l = softplus(-z), dz = -1.0 / (1.0 + exp(z));   /* d softplus(-z)/dz = -sigmoid(-z) */
+    double l = lm_softplus(-z), dz = -1.0 / (1.0 + exp(z));   /* d lm_softplus(-z)/dz = -sigmoid(-z) */
     bt += l; cen += s * s;
     if (dout) {
       dout[2 * i] = (float)((dz + 2.0 * center * s) / (double)nb);
@@ -150,12 +142,8 @@ lm_status lm_objective_reward(lm_objective *obj, lm_model *m, const lm_pref_data
     return lm_error(LM_ERR_ARG, "a reward model needs the scalar head; this model has a %s head", lm_head_name(m->cfg.head));
   int64_t B = ro->B, T = ro->T;
   if (B < 1 || T < 2) return lm_error(LM_ERR_ARG, "batch must be positive and max length at least 2");
-  if (T > m->cfg.n_positions)
-    return lm_error(LM_ERR_RANGE, "max length %lld is longer than the model's %lld positions", (long long)T,
-                    (long long)m->cfg.n_positions);
-  if (train->longest > T || (eval && eval->longest > T))
-    return lm_error(LM_ERR_ARG, "a sequence of %lld tokens is longer than the maximum length %lld",
-                    (long long)(train->longest > T ? train->longest : eval->longest), (long long)T);
+  lm_status st = lm_pref_check_length(m, train, eval, T);
+  if (st) return st;
   if (!(ro->center >= 0)) return lm_error(LM_ERR_ARG, "the reward centering coefficient must be >= 0");
   reward_obj *o = calloc(1, sizeof *o);
   if (!o) return lm_error(LM_ERR_NOMEM, "out of memory");
@@ -164,7 +152,7 @@ lm_status lm_objective_reward(lm_objective *obj, lm_model *m, const lm_pref_data
   o->mask = lm_xmalloc((size_t)(2 * B * T));
   o->dout = lm_xmalloc((size_t)(2 * B) * sizeof *o->dout);
   o->pairs = lm_xmalloc((size_t)B * sizeof *o->pairs);
-  lm_status st = (!o->ids || !o->mask || !o->dout || !o->pairs) ? LM_ERR_NOMEM : LM_OK;
+  st = (!o->ids || !o->mask || !o->dout || !o->pairs) ? LM_ERR_NOMEM : LM_OK;
   if (!st) st = lm_epochs_init(&o->order, train->n, ro->seed, 0x7e3aULL, cursor);
   if (!st) st = lm_model_reserve(m, 2 * B, T, 1);
   if (st) { reward_free(o); return st; }

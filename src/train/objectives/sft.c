@@ -16,7 +16,7 @@
 #include "base/base.h"
 #include "model/heads.h"
 #include "model/model.h"
-#include "train/posttrain.h"
+#include "train/posttrain_shared.h"
 
 /* ------------------------------------------------------------------ data */
 
@@ -76,18 +76,8 @@ lm_status lm_sft_split(lm_sft_data *d, float fraction, uint64_t seed, lm_sft_dat
   if (fraction <= 0 || nh < 1) return LM_OK;
   if (nh >= d->n) return lm_error(LM_ERR_ARG, "a held-out share of %g leaves no training examples (%lld in all)",
                                   (double)fraction, (long long)d->n);
-  int64_t *perm = lm_xmalloc((size_t)d->n * sizeof *perm);
-  uint8_t *is_held = calloc((size_t)d->n, 1);
-  if (!perm || !is_held) { free(perm); free(is_held); return LM_ERR_NOMEM; }
-  lm_rng r;
-  lm_rng_seed(&r, seed ^ 0x5f7dULL);
-  for (int64_t i = 0; i < d->n; i++) perm[i] = i;
-  for (int64_t i = d->n - 1; i > 0; i--) {
-    int64_t j = (int64_t)(lm_rng_u64(&r) % (uint64_t)(i + 1)), t = perm[i];
-    perm[i] = perm[j]; perm[j] = t;
-  }
-  for (int64_t i = 0; i < nh; i++) is_held[perm[i]] = 1;
-  free(perm);
+  uint8_t *is_held = lm_held_out(d->n, nh, seed ^ 0x5f7dULL);
+  if (!is_held) return LM_ERR_NOMEM;
   lm_sft_data parts[2] = {{0}, {0}};   /* 0: kept, 1: held out */
   lm_status st = LM_OK;
   for (int p = 0; p < 2 && !st; p++) {

@@ -27,6 +27,7 @@
 #include "model/model.h"
 #include "model/safetensors.h"
 #include "train/distill.h"
+#include "refdrv.h"
 
 static int64_t B = 2, T = 8, teacher_layers = 3;
 static float tau = 2, alpha_ce = 5, alpha_mlm = 2;
@@ -65,39 +66,6 @@ static int read_config(const char *dir, lm_config *c) {
   }
   fclose(f);
   return 0;
-}
-
-static void *read_bin(const char *dir, const char *name, size_t bytes) {
-  char *p = lm_path_join(dir, name);
-  FILE *f = fopen(p, "rb");
-  free(p);
-  if (!f) return NULL;
-  void *buf = malloc(bytes);
-  if (fread(buf, 1, bytes, f) != bytes) { free(buf); buf = NULL; }
-  fclose(f);
-  return buf;
-}
-
-static int write_bin(const char *dir, const char *name, const void *data, size_t bytes) {
-  char *p = lm_path_join(dir, name);
-  FILE *f = fopen(p, "wb");
-  free(p);
-  if (!f) return 1;
-  int bad = fwrite(data, 1, bytes, f) != bytes;
-  return fclose(f) || bad;
-}
-
-static int save_tensors(const lm_model *m, const float *base, const char *dir, const char *name) {
-  lm_st_entry *e = calloc(m->n_info, sizeof *e);
-  for (int i = 0; i < m->n_info; i++) {
-    const lm_param_info *p = &m->info[i];
-    e[i] = (lm_st_entry){.name = p->name, .ndim = p->ndim, .shape = {p->shape[0], p->shape[1]}, .data = base + p->offset};
-  }
-  char *path = lm_path_join(dir, name);
-  lm_status st = lm_st_write(path, e, m->n_info, NULL);
-  free(path); free(e);
-  if (st) fprintf(stderr, "ref_distill: %s\n", lm_last_error());
-  return st != LM_OK;
 }
 
 /* adds s * N(0,1) to every tensor whose name contains `only` (NULL: all) */

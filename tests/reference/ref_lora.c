@@ -28,6 +28,7 @@
 #include "model/lora.h"
 #include "model/model.h"
 #include "model/safetensors.h"
+#include "refdrv.h"
 
 static int64_t B = 2, T = 8, rank = 4, targets = 0;
 static float alpha = 8;
@@ -63,35 +64,6 @@ static int read_config(const char *dir, lm_config *c) {
   }
   fclose(f);
   return 0;
-}
-
-static void *read_bin(const char *dir, const char *name, size_t bytes) {
-  char *p = lm_path_join(dir, name);
-  FILE *f = fopen(p, "rb");
-  free(p);
-  if (!f) return NULL;
-  void *buf = malloc(bytes);
-  if (fread(buf, 1, bytes, f) != bytes) { free(buf); buf = NULL; }
-  fclose(f);
-  return buf;
-}
-
-static int write_bin(const char *dir, const char *name, const void *data, size_t bytes) {
-  char *p = lm_path_join(dir, name);
-  FILE *f = fopen(p, "wb");
-  free(p);
-  return !f || fwrite(data, 1, bytes, f) != bytes || fclose(f);
-}
-
-static int save_table(const lm_param_info *info, int n, const float *base, const char *dir, const char *name) {
-  lm_st_entry *e = calloc(n, sizeof *e);
-  for (int i = 0; i < n; i++)
-    e[i] = (lm_st_entry){.name = info[i].name, .ndim = info[i].ndim, .shape = {info[i].shape[0], info[i].shape[1]},
-                         .data = base + info[i].offset};
-  char *path = lm_path_join(dir, name);
-  lm_status st = lm_st_write(path, e, n, NULL);
-  free(path); free(e);
-  return st != LM_OK;
 }
 
 #define DIE(...) do { fprintf(stderr, "ref_lora: " __VA_ARGS__); fprintf(stderr, ": %s\n", lm_last_error()); return 1; } while (0)

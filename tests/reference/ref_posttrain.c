@@ -24,6 +24,7 @@
 #include "model/model.h"
 #include "model/safetensors.h"
 #include "train/posttrain.h"
+#include "refdrv.h"
 
 static float center = 0, beta = 0.1f, gamma_ = 0.5f;
 static int loss_kind = 0;
@@ -51,19 +52,6 @@ static int read_config(const char *dir, lm_config *c) {
   if (c->head == LM_HEAD_SCALAR) c->num_labels = 1;
   fclose(f);
   return 0;
-}
-
-static int save_tensors(const lm_model *m, const float *base, const char *dir, const char *name) {
-  lm_st_entry *e = calloc(m->n_info, sizeof *e);
-  for (int i = 0; i < m->n_info; i++) {
-    const lm_param_info *p = &m->info[i];
-    e[i] = (lm_st_entry){.name = p->name, .ndim = p->ndim, .shape = {p->shape[0], p->shape[1]}, .data = base + p->offset};
-  }
-  char *path = lm_path_join(dir, name);
-  lm_status st = lm_st_write(path, e, m->n_info, NULL);
-  free(path); free(e);
-  if (st) fprintf(stderr, "ref_posttrain: %s\n", lm_last_error());
-  return st != LM_OK;
 }
 
 static int append_ints(const cJSON *a, const char *what, uint32_t *ids, uint8_t *mask, int64_t *len) {

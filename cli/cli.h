@@ -67,6 +67,23 @@ int cli_lora_attach(lm_model *m, const cli_lora *l, const char *base_model, uint
  * Returns 0, or 1 after printing an error. */
 int cli_load_with_adapter(const char *model, const char *adapter, int merge, lm_model **m, char **base_dir);
 
+/* Generation (cli/gen_flags.c), for generate, chat and ask. cli_gen_flag consumes --max-tokens,
+ * --temperature, --top-k, --top-p, --seed, --no-stop: returns 1, -1 after printing an error, or 0.
+ * cli_chat_setup loads dir's chat template into cc (ChatML when it has none, if the tokenizer has
+ * the ChatML tokens; else an error that suggests `instead`) and, unless --no-stop, makes the
+ * tokens that end the assistant's turn (kept in stop[LM_CHAT_MAX_STOP]) o's stop tokens.
+ * Returns 0, or 1 after printing an error. */
+extern const char *const CLI_GEN_FLAGS_HELP;
+int cli_gen_flag(int argc, char **argv, int *i, lm_gen_opts *o);
+int cli_chat_setup(const char *dir, const lm_model *m, const lm_tokenizer *tok, const char *instead, lm_chat_config *cc,
+                   int32_t *stop, lm_gen_opts *o);
+/* A growing text: cli_text_piece is an lm_piece_callback that appends each piece (buf stays
+ * NUL-terminated; free(buf) when done). */
+typedef struct { char *buf; size_t len, cap; } cli_text;
+int cli_text_piece(const char *piece, size_t len, void *user);
+/* s with each invalid UTF-8 byte replaced by U+FFFD (malloc'ed), e.g. for JSON output. */
+char *cli_valid_utf8(const char *s, size_t n);
+
 /* Post-training (cli/posttrain_cli.c): what sft, reward and dpo share. Functions returning int
  * return 0, or 1 after printing an error. */
 typedef struct {
@@ -133,5 +150,8 @@ int cmd_lora(int argc, char **argv);
 int cmd_reward(int argc, char **argv);
 int cmd_dpo(int argc, char **argv);
 int cmd_score(int argc, char **argv);
+int cmd_chat(int argc, char **argv);
+int cmd_index(int argc, char **argv);
+int cmd_ask(int argc, char **argv);
 
 #endif

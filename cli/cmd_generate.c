@@ -38,13 +38,8 @@ static const char *HELP =
   "  --system TEXT        a system message before it\n"
   "  --messages FILE      a conversation to answer: a JSON list of {\"role\", \"content\"}\n"
   "                       messages, or a chat request body {\"messages\": [...], ...}\n"
-  "                       ('-': stdin)\n"
-  "  --max-tokens N       tokens to generate at most (128)\n"
-  "  --temperature X      softmax temperature; 0 = greedy (0.8)\n"
-  "  --top-k N            sample among the N most likely tokens; 0 = off (40)\n"
-  "  --top-p X            nucleus: smallest set with probability >= X; 1 = off (0.95)\n"
-  "  --seed N             sampling seed (42)\n"
-  "  --no-stop            keep going past the end-of-text (and end-of-turn) token\n"
+  "                       ('-': stdin)\n";
+static const char *HELP_TAIL =
   "  --stats              print prefill and decode speed to stderr\n"
   "  --threads N          threads (default: all cores)\n";
 
@@ -67,36 +62,6 @@ static void on_window(int64_t context, int64_t prompt_dropped, void *user) {
     fprintf(stderr, "\nlmkit generate: the model's context of %lld tokens is full: generation goes on with a sliding window "
             "(the last %lld tokens are read again each time the context fills)\n",
             (long long)context, (long long)(context / 2 > 0 ? context / 2 : 1));
-}
-
-/* batch mode: the answer is collected, then printed as JSON */
-typedef struct { char *buf; size_t len, cap; } text_buf;
-static int collect_piece(const char *piece, size_t len, void *user) {
-  text_buf *t = user;
-  if (t->len + len + 1 > t->cap) {
-    size_t nc = t->cap ? 2 * t->cap : 256;
-    while (nc < t->len + len + 1) nc *= 2;
-    char *b = realloc(t->buf, nc);
-    if (!b) return 1;
-    t->buf = b; t->cap = nc;
-  }
-  memcpy(t->buf + t->len, piece, len);
-  t->len += len;
-  t->buf[t->len] = 0;
-  return 0;
-}
-
-/* s with each invalid UTF-8 byte replaced by U+FFFD (malloc'ed), so that the JSON line is valid */
-static char *valid_utf8(const char *s, size_t n) {
-  char *o = malloc(3 * n + 1), *p = o;
-  if (!o) return NULL;
-  for (size_t i = 0; i < n;) {
-    size_t k = lm_utf8_char((const uint8_t *)s + i, n - i);
-    if (k) { memcpy(p, s + i, k); p += k; i += k; }
-    else { memcpy(p, "\xEF\xBF\xBD", 3); p += 3; i++; }
-  }
-  *p = 0;
-  return o;
 }
 
 /* [{"role": "system", ...}, {"role": "user", "content": user}] */
@@ -146,12 +111,12 @@ int cmd_generate(int argc, char **argv) {
   o.on_window = on_window;
   const char *model = NULL, *adapter = NULL, *prompt = NULL, *user = NULL, *system = NULL, *messages = NULL, *v;
   char *base = NULL;
-  int64_t threads = 0, x;
+  int64_t threads = 0;
   int stats = 0, r;
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
-    if (cli_is_help(a)) { fputs(HELP, stdout); return 0; }
-    if (!strcmp(a, "--no-stop")) { o.stop_at_eot = 0; continue; }
+    if (cli_is_help(a)) { fputs(HELP, stdout); fputs(CLI_GEN_FLAGS_HELP, stdout); fputs(HELP_TAIL, stdout); return 0; }
+    if ((r = cli_gen_flag(argc, argv, &i, &o))) { if (r < 0) return 1; continue; }
     if (!strcmp(a, "--stats")) { stats = 1; continue; }
     if ((r = cli_opt(argc, argv, &i, "--model", &v))) { if (r < 0) return 1; model = v; continue; }
     if ((r = cli_opt(argc, argv, &i, "--adapter", &v))) { if (r < 0) return 1; adapter = v; continue; }
@@ -159,11 +124,6 @@ int cmd_generate(int argc, char **argv) {
     if ((r = cli_opt(argc, argv, &i, "--user", &v))) { if (r < 0) return 1; user = v; continue; }
     if ((r = cli_opt(argc, argv, &i, "--system", &v))) { if (r < 0) return 1; system = v; continue; }
     if ((r = cli_opt(argc, argv, &i, "--messages", &v))) { if (r < 0) return 1; messages = v; continue; }
-    if ((r = cli_opt(argc, argv, &i, "--max-tokens", &v))) { if (r < 0 || cli_i64(a, v, 1, 1 << 24, &x)) return 1; o.max_tokens = x; continue; }
-    if ((r = cli_opt(argc, argv, &i, "--temperature", &v))) { if (r < 0 || cli_f32(a, v, 0, 100, &o.temperature)) return 1; continue; }
-    if ((r = cli_opt(argc, argv, &i, "--top-k", &v))) { if (r < 0 || cli_i64(a, v, 0, 1 << 30, &x)) return 1; o.top_k = x; continue; }
-    if ((r = cli_opt(argc, argv, &i, "--top-p", &v))) { if (r < 0 || cli_f32(a, v, 1e-6f, 1, &o.top_p)) return 1; continue; }
-    if ((r = cli_opt(argc, argv, &i, "--seed", &v))) { if (r < 0 || cli_u64(a, v, &o.seed)) return 1; continue; }
     if ((r = cli_opt(argc, argv, &i, "--threads", &v))) { if (r < 0 || cli_i64(a, v, 1, 4096, &threads)) return 1; continue; }
     return cli_unknown("generate", a);
   }
@@ -183,7 +143,6 @@ int cmd_generate(int argc, char **argv) {
   char *rendered = NULL, *line = NULL;
   int rc = 0;
   int32_t stop[LM_CHAT_MAX_STOP];
-  int n_stop = 0;
   lm_gen_stats gs;
   if (cli_load_with_adapter(model, adapter, 1, &m, &base)) { rc = 1; goto done; }
   if (lm_tokenizer_load(&tok, base)) { rc = cli_fail(); goto done; }
@@ -195,18 +154,10 @@ int cmd_generate(int argc, char **argv) {
     goto done;
   }
   /* chat: the template, and the tokens that end the assistant's turn */
-  if (lm_chat_config_load(&cc, base)) { rc = cli_fail(); goto done; }
-  if (cc.is_default && (lm_tokenizer_token_id(tok, LM_CHATML_START) < 0 || lm_tokenizer_token_id(tok, LM_CHATML_END) < 0)) {
-    rc = cli_error("%s has no chat template and its tokenizer lacks the ChatML tokens %s and %s: use --prompt, or "
-                   "instruction-tune a model whose tokenizer has them ('lmkit tokenizer train' adds them)", base,
-                   LM_CHATML_START, LM_CHATML_END);
-    goto done;
-  }
-  if (lm_chat_stop_tokens(&cc, tok, lm_model_config(m), stop, LM_CHAT_MAX_STOP, &n_stop)) { rc = cli_fail(); goto done; }
-  if (o.stop_at_eot) { o.stop_tokens = stop; o.n_stop_tokens = n_stop; }
+  if (cli_chat_setup(base, m, tok, "use --prompt", &cc, stop, &o)) { rc = 1; goto done; }
   if (user && !strcmp(user, "-")) {   /* batch: one user message per stdin line, one JSON line out */
     size_t cap = 0;
-    text_buf out = {0};
+    cli_text out = {0};
     for (int64_t k = 1; cli_read_line(&line, &cap) >= 0; k++) {
       cJSON *msgs = user_messages(system, line);
       if (!msgs) { rc = cli_error("out of memory"); break; }
@@ -214,10 +165,10 @@ int cmd_generate(int argc, char **argv) {
       cJSON_Delete(msgs);
       out.len = 0;
       if (out.buf) out.buf[0] = 0;
-      if (!st) st = lm_generate(m, tok, rendered, &o, collect_piece, &out, &gs);
+      if (!st) st = lm_generate(m, tok, rendered, &o, cli_text_piece, &out, &gs);
       free(rendered); rendered = NULL;
       if (st) { rc = cli_error("stdin line %lld: %s", (long long)k, lm_last_error()); break; }
-      char *resp = valid_utf8(out.buf ? out.buf : "", out.len), *pr = valid_utf8(line, strlen(line));
+      char *resp = cli_valid_utf8(out.buf ? out.buf : "", out.len), *pr = cli_valid_utf8(line, strlen(line));
       if (!resp || !pr) { free(resp); free(pr); rc = cli_error("out of memory"); break; }
       fputs("{\"prompt\": ", stdout); cli_json_str(stdout, pr);
       fputs(", \"response\": ", stdout); cli_json_str(stdout, resp);

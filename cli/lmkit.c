@@ -30,6 +30,9 @@ static const command COMMANDS[] = {
   {"score", cmd_score, "print a reward model's score of each {prompt, response} on stdin", "use"},
   {"eval", cmd_eval, "mean loss and perplexity of a model on data", "study"},
   {"info", cmd_info, "show a model's config and size; --system shows BLAS and threads", "study"},
+  {"chat", cmd_chat, "talk with a chat model in the terminal (streaming, /system, /reset, /save)", "use"},
+  {"index", cmd_index, "build a retrieval index of documents (passages, BM25, dense vectors)", "use"},
+  {"ask", cmd_ask, "answer a question from an index, citing numbered sources [n] with file and lines", "use"},
 };
 #define N_COMMANDS (sizeof COMMANDS / sizeof COMMANDS[0])
 

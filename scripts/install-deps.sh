@@ -8,7 +8,7 @@ set -euo pipefail
 APT_PKGS=(
   build-essential cmake pkg-config
   libopenblas-openmp-dev libcjson-dev libpcre2-dev libutf8proc-dev
-  libmicrohttpd-dev libgsl-dev libcriterion-dev
+  libmicrohttpd-dev libgsl-dev libcriterion-dev libedit-dev
   python3-torch python3-numpy
   fortunes fortunes-min
 )

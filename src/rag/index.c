@@ -25,15 +25,15 @@ void lm_rag_chunk_opts_default(lm_rag_chunk_opts *o) {
   o->overlap_words = 40;
 }
 
-static const char *const MODE_NAMES[] = {"bm25", "dense", "hybrid"};
+static const char *const MODE_NAMES[] = {"bm25", "dense", "hybrid", "auto"};
 
 lm_status lm_rag_mode_parse(const char *name, lm_rag_mode *mode) {
-  for (int i = 0; i < 3; i++)
+  for (int i = 0; i < 4; i++)
     if (!strcmp(name, MODE_NAMES[i])) { *mode = (lm_rag_mode)i; return LM_OK; }
-  return lm_error(LM_ERR_ARG, "unknown retrieval mode '%s' (bm25, dense, hybrid)", name);
+  return lm_error(LM_ERR_ARG, "unknown retrieval mode '%s' (bm25, dense, hybrid, auto)", name);
 }
 
-const char *lm_rag_mode_name(lm_rag_mode mode) { return (unsigned)mode < 3 ? MODE_NAMES[mode] : "?"; }
+const char *lm_rag_mode_name(lm_rag_mode mode) { return (unsigned)mode < 4 ? MODE_NAMES[mode] : "?"; }
 
 /* ---- terms */
 

@@ -35,8 +35,9 @@
 #define LM_RAG_B 0.75         /* BM25 length normalisation */
 #define LM_RAG_RRF_K 60       /* reciprocal-rank fusion: score = sum over rankings of 1 / (60 + rank) */
 
-typedef enum { LM_RAG_BM25 = 0, LM_RAG_DENSE, LM_RAG_HYBRID } lm_rag_mode;
-/* "bm25", "dense", "hybrid"; an unknown name is an error listing them. */
+/* LM_RAG_AUTO (for lm_rag_open): hybrid when the index has vectors, else BM25 */
+typedef enum { LM_RAG_BM25 = 0, LM_RAG_DENSE, LM_RAG_HYBRID, LM_RAG_AUTO } lm_rag_mode;
+/* "bm25", "dense", "hybrid", "auto"; an unknown name is an error listing them. */
 lm_status lm_rag_mode_parse(const char *name, lm_rag_mode *mode);
 const char *lm_rag_mode_name(lm_rag_mode mode);
 
@@ -155,8 +156,8 @@ lm_status lm_rag_index_embed(lm_rag_index *ix, lm_rag_embedder *e, const char *m
 
 /* ---- an index ready to answer: what `lmkit ask` and the server use */
 typedef struct lm_rag lm_rag;
-/* Loads the index. mode is the retrieval this handle serves: dense and hybrid need an index
- * with vectors and load the embedding model (embed_model, else the one the index names; an
+/* Loads the index. mode is the retrieval this handle serves (auto: hybrid when the index has
+ * vectors, else bm25; lm_rag_get_mode says which): dense and hybrid need an index with vectors and load the embedding model (embed_model, else the one the index names; an
  * error names it when it does not load or its width differs). */
 lm_status lm_rag_open(lm_rag **out, const char *index_path, lm_rag_mode mode, const char *embed_model);
 void lm_rag_close(lm_rag *r);

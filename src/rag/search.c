@@ -61,7 +61,7 @@ static int64_t rank(const double *score, const uint8_t *keep, int64_t n, scored 
 lm_status lm_rag_search(const lm_rag_index *ix, const char *query, const float *qvec, lm_rag_mode mode, int64_t k,
                         lm_rag_hit *hits, int64_t *n_hits) {
   *n_hits = 0;
-  if ((unsigned)mode > LM_RAG_HYBRID) return lm_error(LM_ERR_ARG, "unknown retrieval mode %d", (int)mode);
+  if ((unsigned)mode > LM_RAG_HYBRID) return lm_error(LM_ERR_ARG, "lm_rag_search: mode %d is not bm25, dense or hybrid", (int)mode);
   if (k < 1) return lm_error(LM_ERR_ARG, "k = %lld: at least one passage must be asked for", (long long)k);
   int dense = mode != LM_RAG_BM25, sparse = mode != LM_RAG_DENSE;
   if (dense && !ix->dim)
@@ -202,11 +202,13 @@ struct lm_rag {
 
 lm_status lm_rag_open(lm_rag **out, const char *index_path, lm_rag_mode mode, const char *embed_model) {
   *out = NULL;
+  if ((unsigned)mode > LM_RAG_AUTO) return lm_error(LM_ERR_ARG, "lm_rag_open: unknown mode %d", (int)mode);
   lm_rag *r = calloc(1, sizeof *r);
   if (!r) return lm_error(LM_ERR_NOMEM, "out of memory");
   pthread_mutex_init(&r->lock, NULL);
-  r->mode = mode;
   lm_status st = lm_rag_index_load(&r->ix, index_path);
+  if (!st && mode == LM_RAG_AUTO) mode = r->ix->dim ? LM_RAG_HYBRID : LM_RAG_BM25;
+  r->mode = mode;
   if (!st && mode != LM_RAG_BM25) {
     const char *dir = embed_model ? embed_model : r->ix->embed_model;
     if (!r->ix->dim)

@@ -8,14 +8,13 @@
  * pooler); last = that of the last real token (what decoders' sequence heads
  * read); mean = the average over the real tokens (specials included, padding
  * excluded), as sentence-transformers does. Whatever head the directory
- * carries, only the hidden states are used. */
+ * carries, only the hidden states are used. The embedding itself is the
+ * library's (src/rag/embed.c), which retrieval indexes use too. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include "cli.h"
-#include "model/heads.h"
-#include "model/model.h"
-#include "train/finetune.h"
+#include "rag/rag.h"
 
 static const char *HELP =
   "usage: lmkit embed --model DIR [--pool cls|last|mean] [options] < texts.txt\n"
@@ -38,94 +37,58 @@ static const char *HELP =
 int cmd_embed(int argc, char **argv) {
   const char *dir = NULL, *pool = "mean", *v;
   int r;
-  int64_t batch = 32, context = 0, threads = 0;
+  lm_rag_embed_opts eo;
+  lm_rag_embed_opts_default(&eo);
+  eo.normalize = 0;
+  eo.batch = 32;
+  int64_t threads = 0;
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
     if (cli_is_help(a)) { fputs(HELP, stdout); return 0; }
     if ((r = cli_opt(argc, argv, &i, "--model", &v)) < 0) return 1; else if (r) { dir = v; continue; }
     if ((r = cli_opt(argc, argv, &i, "--pool", &v)) < 0) return 1; else if (r) { pool = v; continue; }
     if ((r = cli_opt(argc, argv, &i, "--batch", &v)) < 0) return 1;
-    else if (r) { if (cli_i64(a, v, 1, 1 << 16, &batch)) return 1; continue; }
+    else if (r) { if (cli_i64(a, v, 1, 1 << 16, &eo.batch)) return 1; continue; }
     if ((r = cli_opt(argc, argv, &i, "--context", &v)) < 0) return 1;
-    else if (r) { if (cli_i64(a, v, 3, 1 << 20, &context)) return 1; continue; }
+    else if (r) { if (cli_i64(a, v, 3, 1 << 20, &eo.context)) return 1; continue; }
     if ((r = cli_opt(argc, argv, &i, "--threads", &v)) < 0) return 1;
     else if (r) { if (cli_i64(a, v, 1, 4096, &threads)) return 1; continue; }
     return cli_unknown("embed", a);
   }
   if (!dir) return cli_error("--model DIR is required (see 'lmkit embed --help')");
-  int mean = !strcmp(pool, "mean"), last = !strcmp(pool, "last");
-  if (!mean && !last && strcmp(pool, "cls")) return cli_error("unknown --pool '%s' (cls, last, mean)", pool);
+  if (lm_rag_pool_parse(pool, &eo.pool)) return cli_error("unknown --pool '%s' (cls, last, mean)", pool);
   lm_set_threads((int)threads);
-  lm_model *m = NULL;
-  lm_tokenizer *tok = NULL;
+  lm_rag_embedder *e = NULL;
   char **lines = NULL;
-  int32_t *ids = NULL; uint8_t *mask = NULL; int64_t *idx = NULL; float *e = NULL;
+  float *out = NULL;
   int64_t n_in = 0, n_trunc = 0;
   int rc = 0;
-  lm_config cfg;
-  {
-    /* a token-classification head is cheap to run (an LM or MLM head would score the whole
-     * vocabulary at every position); its tensors, if absent, are initialised and unused */
-    if (lm_model_load_head(&m, dir, LM_HEAD_TOKENS, 0, 0) && lm_model_load(&m, dir)) { rc = cli_fail(); goto done; }
-    cfg = *lm_model_config(m);
-  }
-  int64_t C = cfg.n_embd;
-  if (context <= 0 || context > cfg.n_positions) context = cfg.n_positions;
-  if (lm_tokenizer_load(&tok, dir)) { rc = cli_fail(); goto done; }
-  lines = calloc((size_t)batch, sizeof *lines);
-  ids = malloc((size_t)(batch * context) * sizeof *ids);
-  mask = malloc((size_t)(batch * context));
-  idx = malloc((size_t)batch * sizeof *idx);
-  e = malloc((size_t)C * sizeof *e);
-  if (!lines || !ids || !mask || !idx || !e) { rc = cli_error("out of memory"); goto done; }
-  if (lm_model_reserve(m, batch, context, 0)) { rc = cli_fail(); goto done; }
-  for (int eof = 0; !eof;) {
-    int64_t nb = cli_read_lines(lines, batch, &eof);
+  if (lm_rag_embedder_load(&e, dir, &eo)) { rc = cli_fail(); goto done; }
+  int64_t C = lm_rag_embedder_dim(e);
+  lines = calloc((size_t)eo.batch, sizeof *lines);
+  out = malloc((size_t)(eo.batch * C) * sizeof *out);
+  if (!lines || !out) { rc = cli_error("out of memory"); goto done; }
+  for (int eof = 0; !eof && !rc;) {
+    int64_t nb = cli_read_lines(lines, eo.batch, &eof), cut = 0;
     if (!nb) break;
-    lm_cls_data d;
-    int bad = lm_cls_encode(&d, &cfg, tok, (const char *const *)lines, NULL, nb, context) != LM_OK;
-    int64_t T = 0;
-    if (!bad) {
-      n_trunc += d.n_truncated; n_in += nb;
-      for (int64_t b = 0; b < nb; b++) idx[b] = b;
-      T = lm_cls_fill(&d, idx, nb, ids, mask, NULL);
-      lm_cls_data_free(&d);
-    }
-    lm_batch bb = {.ids = ids, .mask = mask, .B = nb, .T = T};
-    if (bad || lm_batch_check(m, &bb)) {
-      for (int64_t b = 0; b < nb; b++) free(lines[b]);
-      memset(lines, 0, (size_t)batch * sizeof *lines);
-      rc = cli_fail(); goto done;
-    }
-    lm_forward(m, &bb, NULL, NULL);
-    const float *h = lm_model_hidden(m);
+    if (lm_rag_embed(e, (const char *const *)lines, nb, out, &cut)) rc = cli_fail();
+    n_trunc += cut;
+    n_in += nb;
     for (int64_t b = 0; b < nb; b++) {
-      const float *row = h + b * T * C;
-      if (mean) {
-        int64_t cnt = 0;
-        for (int64_t k = 0; k < C; k++) e[k] = 0;
-        for (int64_t t = 0; t < T; t++)
-          if (mask[b * T + t]) { cnt++; for (int64_t k = 0; k < C; k++) e[k] += row[t * C + k]; }
-        for (int64_t k = 0; k < C; k++) e[k] /= (float)cnt;
-      } else {
-        int64_t t = 0;
-        for (int64_t u = 0; last && u < T; u++)
-          if (mask[b * T + u]) t = u;
-        memcpy(e, row + t * C, (size_t)C * sizeof *e);
+      if (!rc) {
+        fputs("{\"text\": ", stdout); cli_json_str(stdout, lines[b]); fputs(", \"embedding\": [", stdout);
+        for (int64_t k = 0; k < C; k++) printf(k ? ", %.6g" : "%.6g", out[b * C + k]);
+        fputs("]}\n", stdout);
       }
-      fputs("{\"text\": ", stdout); cli_json_str(stdout, lines[b]); fputs(", \"embedding\": [", stdout);
-      for (int64_t k = 0; k < C; k++) printf(k ? ", %.6g" : "%.6g", e[k]);
-      fputs("]}\n", stdout);
       free(lines[b]); lines[b] = NULL;
     }
     fflush(stdout);
   }
-  if (n_trunc)
+  if (!rc && n_trunc)
     fprintf(stderr, "lmkit embed: truncated %lld of %lld inputs to %lld tokens\n", (long long)n_trunc,
-            (long long)n_in, (long long)context - 2);
+            (long long)n_in, (long long)lm_rag_embedder_context(e) - 2);
 done:
-  free(lines); free(ids); free(mask); free(idx); free(e);
-  lm_model_free(m);
-  lm_tokenizer_free(tok);
+  free(lines); free(out);
+  lm_rag_embedder_free(e);
   return rc;
 }

@@ -13,6 +13,7 @@ static const char *const STAGES[] = {"tokenize", "pre-train", "post-train", "use
 #define N_STAGES (sizeof STAGES / sizeof STAGES[0])
 
 int cmd_template(int argc, char **argv);   /* cli/cmd_template.c */
+int cmd_serve(int argc, char **argv);      /* cli/cmd_serve.c */
 static const command COMMANDS[] = {
   {"tokenizer", cmd_tokenizer, "train a byte-level BPE tokenizer; encode or decode text (BPE, WordPiece)", "tokenize"},
   {"data", cmd_data, "prepare token shards from text (data prepare)", "tokenize"},
@@ -27,6 +28,7 @@ static const command COMMANDS[] = {
   {"predict", cmd_predict, "label stdin lines with a fine-tuned model (classes, tags, answer spans)", "use"},
   {"embed", cmd_embed, "print sentence embeddings (JSONL) of stdin lines", "use"},
   {"template", cmd_template, "render a chat request with a model's chat template; print the prompt", "use"},
+  {"serve", cmd_serve, "serve a model over HTTP with OpenAI's API (chat, completions, embeddings)", "use"},
   {"score", cmd_score, "print a reward model's score of each {prompt, response} on stdin", "use"},
   {"eval", cmd_eval, "mean loss and perplexity of a model on data", "study"},
   {"info", cmd_info, "show a model's config and size; --system shows BLAS and threads", "study"},

@@ -1,0 +1,307 @@
+/* request.c — parses and checks request bodies (request.h).
+ *
+ * One table lists every field lmkit reads: its name, the routes that take it, and the function
+ * that checks its type and range and stores it. A field absent from the table for the route is
+ * refused ("unknown field"), so a client's option is never silently dropped; a JSON null counts
+ * as absent, as OpenAI treats it. OpenAI options lmkit cannot honour are accepted only with their
+ * neutral value (n 1, penalties 0, echo false...) and refused otherwise, naming the field. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include "base/base.h"
+#include "serve/request.h"
+
+#define K(kind) (1u << (kind))
+#define GEN (K(LM_REQ_CHAT) | K(LM_REQ_COMPLETION))
+#define ALL ((1u << LM_REQ_KINDS) - 1)
+
+typedef lm_status (*field_fn)(lm_request *r, const cJSON *v, const char *name);
+
+static lm_status type_err(const char *name, const char *want) {
+  return lm_error(LM_ERR_FORMAT, "'%s' must be %s", name, want);
+}
+
+static lm_status get_int(const cJSON *v, const char *name, int64_t lo, int64_t hi, int64_t *out) {
+  if (!cJSON_IsNumber(v) || v->valuedouble != floor(v->valuedouble)) return type_err(name, "an integer");
+  if (!(v->valuedouble >= (double)lo && v->valuedouble <= (double)hi))
+    return lm_error(LM_ERR_RANGE, "'%s' must be between %lld and %lld (got %.17g)", name, (long long)lo, (long long)hi,
+                    v->valuedouble);
+  *out = (int64_t)v->valuedouble;
+  return LM_OK;
+}
+
+static lm_status get_num(const cJSON *v, const char *name, double lo, double hi, float *out) {
+  if (!cJSON_IsNumber(v)) return type_err(name, "a number");
+  if (!(v->valuedouble >= lo && v->valuedouble <= hi))
+    return lm_error(LM_ERR_RANGE, "'%s' must be between %g and %g (got %.17g)", name, lo, hi, v->valuedouble);
+  *out = (float)v->valuedouble;
+  return LM_OK;
+}
+
+static lm_status get_bool(const cJSON *v, const char *name, int *out) {
+  if (!cJSON_IsBool(v)) return type_err(name, "true or false");
+  *out = cJSON_IsTrue(v);
+  return LM_OK;
+}
+
+static lm_status f_ignored_string(lm_request *r, const cJSON *v, const char *name) {
+  (void)r;   /* model, user: one model is served (the reply names it); user is for OpenAI's abuse tracking */
+  return cJSON_IsString(v) ? LM_OK : type_err(name, "a string");
+}
+
+static lm_status f_messages(lm_request *r, const cJSON *v, const char *name) {
+  if (!cJSON_IsArray(v) || !cJSON_GetArraySize(v)) return type_err(name, "a non-empty list of messages");
+  int i = 0;
+  for (const cJSON *m = v->child; m; m = m->next, i++) {
+    if (!cJSON_IsObject(m)) return lm_error(LM_ERR_FORMAT, "'messages[%d]' must be an object", i);
+    const cJSON *role = cJSON_GetObjectItemCaseSensitive(m, "role");
+    if (!cJSON_IsString(role)) return lm_error(LM_ERR_FORMAT, "'messages[%d].role' must be a string", i);
+    const cJSON *c = cJSON_GetObjectItemCaseSensitive(m, "content");
+    if (c && !cJSON_IsString(c) && !cJSON_IsArray(c) && !cJSON_IsNull(c))
+      return lm_error(LM_ERR_FORMAT, "'messages[%d].content' must be a string, a list of parts or null", i);
+  }
+  r->messages = v;
+  return LM_OK;
+}
+
+static lm_status f_max_tokens(lm_request *r, const cJSON *v, const char *name) {
+  return get_int(v, name, 1, INT32_MAX, &r->max_tokens);
+}
+static lm_status f_temperature(lm_request *r, const cJSON *v, const char *name) {
+  return get_num(v, name, 0, 2, &r->temperature);
+}
+static lm_status f_top_p(lm_request *r, const cJSON *v, const char *name) { return get_num(v, name, 0, 1, &r->top_p); }
+static lm_status f_top_k(lm_request *r, const cJSON *v, const char *name) {
+  return get_int(v, name, 0, INT32_MAX, &r->top_k);
+}
+
+static lm_status f_seed(lm_request *r, const cJSON *v, const char *name) {
+  int64_t s = 0;
+  lm_status st = get_int(v, name, INT64_MIN / 2, INT64_MAX / 2, &s);   /* doubles: exact below 2^53 */
+  if (st) return st;
+  r->has_seed = 1; r->seed = (uint64_t)s;
+  return LM_OK;
+}
+
+static lm_status f_stop(lm_request *r, const cJSON *v, const char *name) {
+  if (cJSON_IsString(v)) {
+    if (!*v->valuestring) return lm_error(LM_ERR_RANGE, "'%s' must not be empty", name);
+    r->stop[0] = v->valuestring; r->n_stop = 1;
+    return LM_OK;
+  }
+  if (!cJSON_IsArray(v)) return type_err(name, "a string or a list of strings");
+  if (cJSON_GetArraySize(v) > LM_REQ_MAX_STOP)
+    return lm_error(LM_ERR_RANGE, "'%s' takes at most %d sequences", name, LM_REQ_MAX_STOP);
+  int i = 0;
+  for (const cJSON *s = v->child; s; s = s->next, i++) {
+    if (!cJSON_IsString(s) || !*s->valuestring) return lm_error(LM_ERR_FORMAT, "'%s[%d]' must be a non-empty string", name, i);
+    r->stop[r->n_stop++] = s->valuestring;
+  }
+  return LM_OK;
+}
+
+static lm_status f_stream(lm_request *r, const cJSON *v, const char *name) { return get_bool(v, name, &r->stream); }
+
+static lm_status f_stream_options(lm_request *r, const cJSON *v, const char *name) {
+  if (!cJSON_IsObject(v)) return type_err(name, "an object");
+  for (const cJSON *o = v->child; o; o = o->next) {
+    if (strcmp(o->string, "include_usage"))
+      return lm_error(LM_ERR_UNSUPPORTED, "unknown field '%s.%s' (lmkit knows include_usage)", name, o->string);
+    lm_status st = get_bool(o, "stream_options.include_usage", &r->include_usage);
+    if (st) return st;
+  }
+  return LM_OK;
+}
+
+static lm_status f_logprobs(lm_request *r, const cJSON *v, const char *name) {
+  if (r->kind == LM_REQ_CHAT) return get_bool(v, name, &r->logprobs);
+  int64_t n = 0;   /* completions: the number of alternatives per token, 0..5 */
+  lm_status st = get_int(v, name, 0, 5, &n);
+  if (st) return st;
+  r->logprobs = 1; r->top_logprobs = (int)n;
+  return LM_OK;
+}
+
+static lm_status f_top_logprobs(lm_request *r, const cJSON *v, const char *name) {
+  int64_t n = 0;
+  lm_status st = get_int(v, name, 0, LM_REQ_MAX_TOP_LOGPROBS, &n);
+  r->top_logprobs = (int)n;
+  return st;
+}
+
+/* OpenAI options lmkit accepts only at their neutral value */
+static lm_status f_only_one(lm_request *r, const cJSON *v, const char *name) {
+  int64_t n = 0;
+  lm_status st = get_int(v, name, 1, INT32_MAX, &n);
+  if (!st && n != 1) return lm_error(LM_ERR_UNSUPPORTED, "'%s' must be 1: lmkit returns one choice per request", name);
+  return st;
+}
+static lm_status f_only_zero(lm_request *r, const cJSON *v, const char *name) {
+  float x = 0;
+  lm_status st = get_num(v, name, -2, 2, &x);
+  if (!st && x != 0) return lm_error(LM_ERR_UNSUPPORTED, "'%s' is not supported (only 0)", name);
+  return st;
+}
+static lm_status f_only_false(lm_request *r, const cJSON *v, const char *name) {
+  int b = 0;
+  lm_status st = get_bool(v, name, &b);
+  if (!st && b) return lm_error(LM_ERR_UNSUPPORTED, "'%s' is not supported (only false)", name);
+  return st;
+}
+
+static lm_status f_tools(lm_request *r, const cJSON *v, const char *name) {
+  if (!cJSON_IsArray(v)) return type_err(name, "a list of tools");
+  if (cJSON_GetArraySize(v))
+    return lm_error(LM_ERR_UNSUPPORTED, "'%s': tool calls are not available in this lmkit server yet", name);
+  return LM_OK;
+}
+static lm_status f_tool_choice(lm_request *r, const cJSON *v, const char *name) {
+  if (cJSON_IsString(v) && (!strcmp(v->valuestring, "none") || !strcmp(v->valuestring, "auto"))) return LM_OK;
+  return lm_error(LM_ERR_UNSUPPORTED, "'%s': only \"none\" or \"auto\" (tool calls are not available yet)", name);
+}
+static lm_status f_retrieval(lm_request *r, const cJSON *v, const char *name) {
+  return lm_error(LM_ERR_UNSUPPORTED, "'%s': retrieval not available in this lmkit server", name);
+}
+static lm_status f_response_format(lm_request *r, const cJSON *v, const char *name) {
+  const cJSON *t = cJSON_IsObject(v) ? cJSON_GetObjectItemCaseSensitive(v, "type") : NULL;
+  if (cJSON_IsString(t) && !strcmp(t->valuestring, "text") && cJSON_GetArraySize(v) == 1) return LM_OK;
+  return lm_error(LM_ERR_UNSUPPORTED, "'%s': only {\"type\": \"text\"} (lmkit does not constrain output)", name);
+}
+
+/* a string, or a list of strings (the only ones OpenAI's prompt/input take that lmkit reads) */
+static lm_status get_texts(lm_request *r, const cJSON *v, const char *name, int max) {
+  int n = cJSON_IsString(v) ? 1 : cJSON_IsArray(v) ? cJSON_GetArraySize(v) : -1;
+  if (n < 1) return type_err(name, "a string or a non-empty list of strings");
+  if (n > max) return lm_error(LM_ERR_RANGE, "'%s' takes at most %d text%s here", name, max, max > 1 ? "s" : "");
+  r->inputs = calloc((size_t)n, sizeof *r->inputs);
+  if (!r->inputs) return lm_error(LM_ERR_NOMEM, "out of memory");
+  if (cJSON_IsString(v)) r->inputs[r->n_inputs++] = v->valuestring;
+  else
+    for (const cJSON *s = v->child; s; s = s->next) {
+      if (!cJSON_IsString(s))
+        return lm_error(LM_ERR_FORMAT, "'%s[%lld]' must be a string (token-id inputs are not supported)", name,
+                        (long long)r->n_inputs);
+      r->inputs[r->n_inputs++] = s->valuestring;
+    }
+  return LM_OK;
+}
+
+static lm_status f_prompt(lm_request *r, const cJSON *v, const char *name) {
+  lm_status st = get_texts(r, v, name, 1);   /* one choice per request: one prompt */
+  if (!st) r->prompt = r->inputs[0];
+  return st;
+}
+static lm_status f_input(lm_request *r, const cJSON *v, const char *name) { return get_texts(r, v, name, 2048); }
+static lm_status f_encoding_format(lm_request *r, const cJSON *v, const char *name) {
+  if (cJSON_IsString(v) && !strcmp(v->valuestring, "float")) return LM_OK;
+  if (cJSON_IsString(v) && !strcmp(v->valuestring, "base64")) { r->base64 = 1; return LM_OK; }
+  return lm_error(LM_ERR_FORMAT, "'%s' must be \"float\" or \"base64\"", name);
+}
+static lm_status f_content(lm_request *r, const cJSON *v, const char *name) {
+  if (!cJSON_IsString(v)) return type_err(name, "a string");
+  return get_texts(r, v, name, 1);
+}
+static lm_status f_add_special(lm_request *r, const cJSON *v, const char *name) { return get_bool(v, name, &r->add_special); }
+static lm_status f_with_pieces(lm_request *r, const cJSON *v, const char *name) { return get_bool(v, name, &r->with_pieces); }
+static lm_status f_tokens(lm_request *r, const cJSON *v, const char *name) {
+  if (!cJSON_IsArray(v)) return type_err(name, "a list of token ids");
+  int n = cJSON_GetArraySize(v);
+  r->ids = malloc(((size_t)n + 1) * sizeof *r->ids);
+  if (!r->ids) return lm_error(LM_ERR_NOMEM, "out of memory");
+  for (const cJSON *t = v->child; t; t = t->next) {
+    int64_t id = 0;
+    if (get_int(t, name, 0, INT32_MAX, &id))
+      return lm_error(LM_ERR_FORMAT, "'%s[%lld]' must be a token id (an integer >= 0)", name, (long long)r->n_ids);
+    r->ids[r->n_ids++] = (int32_t)id;
+  }
+  return LM_OK;
+}
+
+typedef struct { const char *name; unsigned kinds; field_fn fn; int required; } field;
+
+static const field FIELDS[] = {
+  {"model", ALL, f_ignored_string, 0},
+  {"user", GEN | K(LM_REQ_EMBEDDING), f_ignored_string, 0},
+  {"messages", K(LM_REQ_CHAT), f_messages, 1},
+  {"prompt", K(LM_REQ_COMPLETION), f_prompt, 1},
+  {"max_tokens", GEN, f_max_tokens, 0},
+  {"max_completion_tokens", K(LM_REQ_CHAT), f_max_tokens, 0},
+  {"temperature", GEN, f_temperature, 0},
+  {"top_p", GEN, f_top_p, 0},
+  {"top_k", GEN, f_top_k, 0},
+  {"seed", GEN, f_seed, 0},
+  {"stop", GEN, f_stop, 0},
+  {"stream", GEN, f_stream, 0},
+  {"stream_options", GEN, f_stream_options, 0},
+  {"logprobs", GEN, f_logprobs, 0},
+  {"top_logprobs", K(LM_REQ_CHAT), f_top_logprobs, 0},
+  {"n", GEN, f_only_one, 0},
+  {"best_of", K(LM_REQ_COMPLETION), f_only_one, 0},
+  {"frequency_penalty", GEN, f_only_zero, 0},
+  {"presence_penalty", GEN, f_only_zero, 0},
+  {"echo", K(LM_REQ_COMPLETION), f_only_false, 0},
+  {"parallel_tool_calls", K(LM_REQ_CHAT), f_only_false, 0},
+  {"tools", K(LM_REQ_CHAT), f_tools, 0},
+  {"tool_choice", K(LM_REQ_CHAT), f_tool_choice, 0},
+  {"retrieval", K(LM_REQ_CHAT), f_retrieval, 0},
+  {"response_format", K(LM_REQ_CHAT), f_response_format, 0},
+  {"input", K(LM_REQ_EMBEDDING), f_input, 1},
+  {"encoding_format", K(LM_REQ_EMBEDDING), f_encoding_format, 0},
+  {"content", K(LM_REQ_TOKENIZE), f_content, 1},
+  {"add_special", K(LM_REQ_TOKENIZE), f_add_special, 0},
+  {"with_pieces", K(LM_REQ_TOKENIZE), f_with_pieces, 0},
+  {"tokens", K(LM_REQ_DETOKENIZE), f_tokens, 1},
+};
+#define N_FIELDS ((int)(sizeof FIELDS / sizeof FIELDS[0]))
+
+void lm_request_free(lm_request *r) {
+  cJSON_Delete(r->body);
+  free(r->inputs);
+  free(r->ids);
+  memset(r, 0, sizeof *r);
+}
+
+lm_status lm_request_parse(lm_request *r, lm_req_kind kind, const char *data, size_t len, const char **param) {
+  memset(r, 0, sizeof *r);
+  r->kind = kind; r->max_tokens = -1; r->temperature = 1.0f; r->top_p = 1.0f; r->add_special = 1;
+  if (param) *param = "";
+  const char *end = NULL;
+  r->body = cJSON_ParseWithLengthOpts(data, len, &end, 0);
+  if (!r->body) {
+    size_t at = end && end >= data && end <= data + len ? (size_t)(end - data) : 0;
+    return lm_error(LM_ERR_FORMAT, "the body is not valid JSON (near byte %zu)", at);
+  }
+  if (!cJSON_IsObject(r->body)) { lm_request_free(r); return lm_error(LM_ERR_FORMAT, "the body must be a JSON object"); }
+  lm_status st = LM_OK;
+  int seen[N_FIELDS] = {0};
+  for (const cJSON *v = r->body->child; v && !st; v = v->next) {
+    int f = 0;
+    while (f < N_FIELDS && !((FIELDS[f].kinds & K(kind)) && !strcmp(FIELDS[f].name, v->string))) f++;
+    if (f == N_FIELDS) {
+      st = lm_error(LM_ERR_UNSUPPORTED, "unknown field '%s'", v->string);
+      if (param) *param = "";
+      break;
+    }
+    if (param) *param = FIELDS[f].name;
+    if (seen[f]++) { st = lm_error(LM_ERR_FORMAT, "'%s' is given twice", v->string); break; }
+    if (cJSON_IsNull(v)) continue;   /* null: the default */
+    st = FIELDS[f].fn(r, v, FIELDS[f].name);
+  }
+  for (int f = 0; f < N_FIELDS && !st; f++)
+    if (FIELDS[f].required && (FIELDS[f].kinds & K(kind)) &&
+        (!seen[f] || cJSON_IsNull(cJSON_GetObjectItemCaseSensitive(r->body, FIELDS[f].name)))) {
+      if (param) *param = FIELDS[f].name;
+      st = lm_error(LM_ERR_FORMAT, "'%s' is required", FIELDS[f].name);
+    }
+  if (!st && r->include_usage && !r->stream) {
+    if (param) *param = "stream_options";
+    st = lm_error(LM_ERR_FORMAT, "'stream_options' is only allowed with \"stream\": true");
+  }
+  if (!st && r->top_logprobs && !r->logprobs) {
+    if (param) *param = "top_logprobs";
+    st = lm_error(LM_ERR_FORMAT, "'top_logprobs' needs \"logprobs\": true");
+  }
+  if (st) lm_request_free(r);
+  else if (param) *param = "";
+  return st;
+}

@@ -20,7 +20,7 @@
 
 /* ------------------------------------------------------------ the registry */
 /* Models by tokenizer.json's model.type; a tokenizer.json without one is the first. */
-static const lm_tok_model_ops *const MODELS[] = {&lm_bpe_ops, &lm_wordpiece_ops};
+static const lm_tok_model_ops *const MODELS[] = {&lm_bpe_ops, &lm_wordpiece_ops, &lm_unigram_ops};
 #define N_MODELS (sizeof MODELS / sizeof *MODELS)
 
 /* A directory without tokenizer.json: the first entry whose files are all there. */

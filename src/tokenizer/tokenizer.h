@@ -56,7 +56,7 @@ typedef struct lm_tok_model_ops {
   void (*free)(void *model);
 } lm_tok_model_ops;
 
-extern const lm_tok_model_ops lm_bpe_ops, lm_wordpiece_ops;
+extern const lm_tok_model_ops lm_bpe_ops, lm_wordpiece_ops, lm_unigram_ops;
 
 struct lm_tokenizer {
   const lm_tok_model_ops *ops;   /* the model */

@@ -9,7 +9,7 @@ APT_PKGS=(
   build-essential cmake pkg-config
   libopenblas-openmp-dev libcjson-dev libpcre2-dev libutf8proc-dev
   libmicrohttpd-dev libgsl-dev libcriterion-dev libedit-dev
-  python3-torch python3-numpy
+  python3-torch python3-numpy python3-sentencepiece
   fortunes fortunes-min
 )
 

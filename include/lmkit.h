@@ -50,9 +50,11 @@ void lm_clear_error(void);
 const char *lm_status_str(lm_status st);
 
 /* ---------------------------------------------------------------- config */
-typedef enum { LM_ARCH_GPT2 = 0, LM_ARCH_BERT, LM_ARCH_T5, LM_ARCH_BART, LM_ARCH_LLAMA } lm_arch;
+typedef enum { LM_ARCH_GPT2 = 0, LM_ARCH_BERT, LM_ARCH_T5, LM_ARCH_BART, LM_ARCH_LLAMA, LM_ARCH_MISTRAL, LM_ARCH_QWEN2 } lm_arch;
 typedef enum { LM_NORM_LAYER = 0, LM_NORM_RMS } lm_norm_kind;
-typedef enum { LM_ACT_GELU_TANH = 0, LM_ACT_GELU_ERF, LM_ACT_RELU } lm_act_kind;
+typedef enum { LM_ACT_GELU_TANH = 0, LM_ACT_GELU_ERF, LM_ACT_RELU, LM_ACT_SILU } lm_act_kind;
+
+#define LM_MAX_EOS 8
 
 /* One transformer, configured (DESIGN.md §3). Field names follow the GPT-2
  * Hugging Face config keys where one exists. */
@@ -64,15 +66,29 @@ typedef struct {
   int64_t n_layer;
   int64_t n_head;
   int64_t n_inner;       /* FFN width; 0 means 4 * n_embd */
+  int64_t n_kv_head;     /* key/value heads of grouped-query attention (Llama 3, Mistral); 0 means n_head */
   lm_norm_kind norm;
   int pre_ln;            /* 1: pre-LN (GPT-2); 0: post-LN (BERT) */
   lm_act_kind act;
   int causal;            /* 1: causal self-attention; 0: bidirectional with padding mask */
   int bias;              /* linear and norm biases present */
+  int qkv_bias;          /* q, k, v projections have biases even without `bias` (Qwen2) */
+  int glu;               /* gated FFN: act(x Wg^T) * (x Wu^T), then the down projection (SwiGLU with SiLU) */
+  /* rotary position embeddings instead of a learned position table (Llama): rope_theta is the base
+   * of the frequencies; rope_scaling 1 is Llama 3's (factor, low/high frequency factors, original
+   * context), 0 none. */
+  int rope;
+  float rope_theta;
+  int rope_scaling;
+  float rope_factor, rope_low_freq_factor, rope_high_freq_factor;
+  int64_t rope_original_positions;
+  int64_t sliding_window;    /* attention sees at most this many keys (Mistral); 0: all */
   int tie_embeddings;    /* LM head shares the token embedding */
   float norm_eps;
   float init_std;        /* initializer_range */
   int64_t bos_token_id, eos_token_id;
+  int64_t eos_token_ids[LM_MAX_EOS];  /* when config.json lists several (Llama 3 instruct): all of them, */
+  int n_eos;                          /* eos_token_id being the first; 0 or 1: just eos_token_id */
   int64_t pad_token_id;      /* padding id (-1: none); decoders' sequence heads pool at the last non-pad token */
   /* the family's extras (its file in src/model/families/ says which it uses) */
   int64_t type_vocab_size;   /* segment embeddings (0: none; BERT) */

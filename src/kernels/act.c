@@ -1,4 +1,5 @@
-/* act.c — elementwise ops: GELU (tanh and erf forms), ReLU, and the residual add.
+/* act.c — elementwise ops: GELU (tanh and erf forms), ReLU, SiLU, the gated
+ * linear unit of Llama's SwiGLU FFN, and the residual add.
  *
  * All loops are OpenMP-parallel and written so gcc vectorises them. libm's
  * tanhf has no vector variant without -ffast-math, so GELU-tanh is written
@@ -21,6 +22,13 @@
 #define INV_SQRT2 0.7071067811865476f
 #define INV_SQRT2PI 0.3989422804014327f
 
+/* SiLU x * sigmoid(x) and its derivative s (1 + x (1 - s)); vexp saturates, so no NaN at +-inf */
+static inline float silu(float x) { return x / (1.0f + vexp(-x)); }
+static inline float silu_grad(float x) {
+  float s = 1.0f / (1.0f + vexp(-x));
+  return s * (1.0f + x * (1.0f - s));
+}
+
 void act_forward(float *out, const float *inp, int64_t n, lm_act_kind kind) {
   switch (kind) {
   case LM_ACT_GELU_TANH:
@@ -37,6 +45,10 @@ void act_forward(float *out, const float *inp, int64_t n, lm_act_kind kind) {
       float x = inp[i];
       out[i] = 0.5f * x * (1.0f + erff(x * INV_SQRT2));
     }
+    break;
+  case LM_ACT_SILU:
+    #pragma omp parallel for simd schedule(static) if (n > PAR_MIN)
+    for (int64_t i = 0; i < n; i++) out[i] = silu(inp[i]);
     break;
   case LM_ACT_RELU:
   default:
@@ -70,11 +82,40 @@ void act_backward(float *dinp, const float *inp, const float *dout, int64_t n, l
       dinp[i] += (cdf + x * pdf) * dout[i];
     }
     break;
+  case LM_ACT_SILU:
+    #pragma omp parallel for simd schedule(static) if (n > PAR_MIN)
+    for (int64_t i = 0; i < n; i++) dinp[i] += silu_grad(inp[i]) * dout[i];
+    break;
   case LM_ACT_RELU:
   default:
     #pragma omp parallel for simd schedule(static) if (n > PAR_MIN)
     for (int64_t i = 0; i < n; i++) dinp[i] += inp[i] > 0.0f ? dout[i] : 0.0f;
     break;
+  }
+}
+
+/* Gated linear unit: each row of inp holds [gate (F) | up (F)], as the rows of Llama's fused
+ * gate_proj/up_proj weight are ordered; out = silu(gate) * up. */
+void glu_forward(float *out, const float *inp, int64_t N, int64_t F) {
+  #pragma omp parallel for schedule(static) if (N * F > PAR_MIN)
+  for (int64_t r = 0; r < N; r++) {
+    const float *g = inp + r * 2 * F, *u = g + F;
+    float *o = out + r * F;
+    #pragma omp simd
+    for (int64_t j = 0; j < F; j++) o[j] = silu(g[j]) * u[j];
+  }
+}
+
+void glu_backward(float *dinp, const float *inp, const float *dout, int64_t N, int64_t F) {
+  #pragma omp parallel for schedule(static) if (N * F > PAR_MIN)
+  for (int64_t r = 0; r < N; r++) {
+    const float *g = inp + r * 2 * F, *u = g + F, *d = dout + r * F;
+    float *dg = dinp + r * 2 * F, *du = dg + F;
+    #pragma omp simd
+    for (int64_t j = 0; j < F; j++) {
+      dg[j] += silu_grad(g[j]) * u[j] * d[j];
+      du[j] += silu(g[j]) * d[j];
+    }
   }
 }
 

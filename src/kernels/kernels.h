@@ -41,9 +41,21 @@ void rmsnorm_forward(float *out, float *rstd, const float *inp, const float *wei
 void rmsnorm_backward(float *dinp, float *dweight, const float *dout, const float *inp, const float *weight,
                       const float *rstd, int64_t N, int64_t C);
 
-/* ---- activations, elementwise over n values: GELU (tanh or erf form), ReLU ---- */
+/* ---- activations, elementwise over n values: GELU (tanh or erf form), ReLU, SiLU ---- */
 void act_forward(float *out, const float *inp, int64_t n, lm_act_kind kind);
 void act_backward(float *dinp, const float *inp, const float *dout, int64_t n, lm_act_kind kind);
+/* ---- SwiGLU: out(N,F) = silu(inp[:, :F]) * inp[:, F:], inp (N,2F) = [gate | up]; dinp (N,2F) += ---- */
+void glu_forward(float *out, const float *inp, int64_t N, int64_t F);
+void glu_backward(float *dinp, const float *inp, const float *dout, int64_t N, int64_t F);
+
+/* ---- rotary position embedding (RoPE), Hugging Face's rotate-half convention ----
+ * For each of the N rows of x (row stride `stride`), each of the nh heads of width hs starting at
+ * column h*hs is rotated in place by the angle pos[n] * inv_freq[i] in the plane of its columns i
+ * and i + hs/2 (i < hs/2):  x_i' = x_i cos - x_{i+hs/2} sin,  x_{i+hs/2}' = x_{i+hs/2} cos + x_i sin.
+ * cs (P, hs) holds cos then sin of each position's hs/2 angles (lm_rope_table). inverse: rotate
+ * by minus the angle, which is the backward of the rotation (it is orthogonal). */
+void rope_apply(float *x, int64_t stride, int64_t nh, int64_t hs, const int32_t *pos, const float *cs, int64_t N,
+                int inverse);
 
 /* ---- residual: out = a + b; backward adds dout into da and db ---- */
 void residual_forward(float *out, const float *a, const float *b, int64_t n);
@@ -64,6 +76,14 @@ void attention_forward_packed(float *out, float *att, const float *qkv, const ui
 /* dqkv(B,T,3C) += ...; scratch(B,NH,T,T) is workspace (contents clobbered). */
 void attention_backward(float *dqkv, float *scratch, const float *dout, const float *qkv, const float *att,
                         int64_t B, int64_t T, int64_t C, int64_t NH);
+/* Grouped-query attention (Llama 2 70B, Llama 3, Mistral, Qwen2): NKV key/value heads (NH % NKV == 0)
+ * each shared by NH/NKV query heads; qkv (B,T,C+2*KVC) holds [q (C) | k (KVC) | v (KVC)] per token,
+ * KVC = NKV*hs. NKV = NH is multi-head attention (the functions above). window > 0 (causal): query t
+ * sees only keys > t - window (Mistral's sliding window); 0: no window. */
+void attention_forward_gqa(float *out, float *att, const float *qkv, const uint8_t *key_mask, const int32_t *starts,
+                           int64_t B, int64_t T, int64_t C, int64_t NH, int64_t NKV, int causal, int64_t window);
+void attention_backward_gqa(float *dqkv, float *scratch, const float *dout, const float *qkv, const float *att,
+                            int64_t B, int64_t T, int64_t C, int64_t NH, int64_t NKV);
 
 /* ---- softmax cross-entropy over V classes ----
  * losses[n] = -log softmax(logits[n])[targets[n]]; a target < 0 means "ignored" (loss 0).

@@ -2,11 +2,51 @@
  * attention and feed-forward sub-layers, their residuals and norms, forward
  * and backward. Backward follows the forward in reverse; every gradient
  * ACCUMULATES, so layers that share weights (ALBERT) just sum. */
+#include <math.h>
+#include <stdlib.h>
 #include <string.h>
+#include "base/base.h"
 #include "kernels/kernels.h"
 #include "model/block.h"
 
 int64_t lm_ffn_width(const lm_config *c) { return c->n_inner > 0 ? c->n_inner : 4 * c->n_embd; }
+int64_t lm_fc_width(const lm_config *c) { return (c->glu ? 2 : 1) * lm_ffn_width(c); }
+int64_t lm_kv_heads(const lm_config *c) { return c->n_kv_head > 0 ? c->n_kv_head : c->n_head; }
+int64_t lm_qkv_width(const lm_config *c) { return c->n_embd + 2 * lm_kv_heads(c) * (c->n_embd / c->n_head); }
+
+/* HF's _compute_default_rope_parameters and _compute_llama3_parameters, operation by operation in
+ * fp32 (the angles of long contexts are sensitive to the rounding of the frequencies). */
+lm_status lm_rope_table(const lm_config *c, float **cs) {
+  *cs = NULL;
+  if (!c->rope) return LM_OK;
+  int64_t hs = c->n_embd / c->n_head, half = hs / 2, P = c->n_positions;
+  float *t = lm_alloc((size_t)P * hs * sizeof(float));
+  float *inv = malloc((size_t)half * sizeof(float));
+  if (!t || !inv) { lm_free(t); free(inv); return lm_error(LM_ERR_NOMEM, "out of memory for the RoPE table"); }
+  for (int64_t i = 0; i < half; i++) {
+    inv[i] = 1.0f / powf(c->rope_theta, (float)(2 * i) / (float)hs);
+    if (c->rope_scaling) {   /* Llama 3: long wavelengths slowed by `factor`, a smooth ramp between */
+      float old = (float)c->rope_original_positions, lo = c->rope_low_freq_factor, hi = c->rope_high_freq_factor;
+      float low_wavelen = old / lo, high_wavelen = old / hi;
+      float wavelen = 2.0f * (float)M_PI / inv[i];
+      float scaled = wavelen > low_wavelen ? inv[i] / c->rope_factor : inv[i];
+      if (!(wavelen < high_wavelen) && !(wavelen > low_wavelen)) {
+        float smooth = (old / wavelen - lo) / (hi - lo);
+        scaled = (1.0f - smooth) * scaled / c->rope_factor + smooth * scaled;
+      }
+      inv[i] = scaled;
+    }
+  }
+  for (int64_t p = 0; p < P; p++)
+    for (int64_t i = 0; i < half; i++) {
+      float a = (float)p * inv[i];
+      t[p * hs + i] = cosf(a);
+      t[p * hs + half + i] = sinf(a);
+    }
+  free(inv);
+  *cs = t;
+  return LM_OK;
+}
 
 void lm_norm_forward(const lm_config *c, float *out, float *mean, float *rstd, const float *inp, const float *w,
                      const float *b, int64_t N) {
@@ -46,21 +86,24 @@ static void linear_backward(float *dinp, float *dW, float *db, const float *dout
 
 /* ------------------------------------------------------------------ forward */
 
-/* attention sub-layer: out(N,C) = proj(attn(qkv(inp))) */
+/* attention sub-layer: out(N,C) = proj(attn(rope(qkv(inp)))) */
 static void attn_forward(const lm_config *c, const lm_block_weights *w, lm_layer_acts *la, float *out,
                          const float *inp, lm_attn_mask mask, int64_t B, int64_t T) {
-  int64_t N = B * T, C = c->n_embd;
-  linear_forward(la->qkv, inp, w->qkv_w, w->qkv_b, w->qkv_lora, N, C, 3 * C);                 // (N,3C)
-  attention_forward_packed(la->atty, la->att, la->qkv, mask.key_mask, mask.starts, B, T, C, c->n_head, c->causal); // (N,C)
+  int64_t N = B * T, C = c->n_embd, NH = c->n_head, NKV = lm_kv_heads(c), QKV = lm_qkv_width(c);
+  linear_forward(la->qkv, inp, w->qkv_w, w->qkv_b, w->qkv_lora, N, C, QKV);                  // (N,QKV)
+  if (mask.rope) rope_apply(la->qkv, QKV, NH + NKV, C / NH, mask.pos, mask.rope, N, 0);      // q and k heads
+  attention_forward_gqa(la->atty, la->att, la->qkv, mask.key_mask, mask.starts, B, T, C, NH, NKV, c->causal,
+                        c->sliding_window);                                                 // (N,C)
   linear_forward(out, la->atty, w->attn_proj_w, w->attn_proj_b, w->attn_proj_lora, N, C, C);      // (N,C)
 }
 
-/* feed-forward sub-layer: out(N,C) = proj(act(fc(inp))) */
+/* feed-forward sub-layer: out(N,C) = proj(act(fc(inp))), or proj(silu(gate(inp)) * up(inp)) */
 static void mlp_forward(const lm_config *c, const lm_block_weights *w, lm_layer_acts *la, float *out,
                         const float *inp, int64_t N) {
   int64_t C = c->n_embd, F = lm_ffn_width(c);
-  linear_forward(la->fch, inp, w->fc_w, w->fc_b, w->fc_lora, N, C, F);                     // (N,F)
-  act_forward(la->fch_act, la->fch, N * F, c->act);
+  linear_forward(la->fch, inp, w->fc_w, w->fc_b, w->fc_lora, N, C, lm_fc_width(c));        // (N,F) or (N,2F)
+  if (c->glu) glu_forward(la->fch_act, la->fch, N, F);                                      // (N,F)
+  else act_forward(la->fch_act, la->fch, N * F, c->act);
   linear_forward(out, la->fch_act, w->fc_proj_w, w->fc_proj_b, w->fc_proj_lora, N, F, C);       // (N,C)
 }
 
@@ -87,29 +130,32 @@ void lm_block_forward(const lm_config *c, const lm_block_weights *w, lm_layer_ac
 /* ----------------------------------------------------------------- backward */
 
 static void attn_backward(const lm_config *c, const lm_block_weights *w, lm_block_weights *g, const lm_layer_acts *la,
-                          const lm_block_scratch *s, float *dinp, const float *dout, const float *inp, int64_t B,
-                          int64_t T) {
-  int64_t N = B * T, C = c->n_embd;
+                          const lm_block_scratch *s, float *dinp, const float *dout, const float *inp,
+                          lm_attn_mask mask, int64_t B, int64_t T) {
+  int64_t N = B * T, C = c->n_embd, NH = c->n_head, NKV = lm_kv_heads(c), QKV = lm_qkv_width(c);
   memset(s->datty, 0, N * C * sizeof(float));
   linear_backward(s->datty, g->attn_proj_w, g->attn_proj_b, dout, la->atty, w->attn_proj_w, w->attn_proj_lora, N, C, C);
-  memset(s->dqkv, 0, N * 3 * C * sizeof(float));
-  attention_backward(s->dqkv, s->datt, s->datty, la->qkv, la->att, B, T, C, c->n_head);
-  linear_backward(dinp, g->qkv_w, g->qkv_b, s->dqkv, inp, w->qkv_w, w->qkv_lora, N, C, 3 * C);
+  memset(s->dqkv, 0, N * QKV * sizeof(float));
+  attention_backward_gqa(s->dqkv, s->datt, s->datty, la->qkv, la->att, B, T, C, NH, NKV);
+  if (mask.rope) rope_apply(s->dqkv, QKV, NH + NKV, C / NH, mask.pos, mask.rope, N, 1);     // d(before rotation)
+  linear_backward(dinp, g->qkv_w, g->qkv_b, s->dqkv, inp, w->qkv_w, w->qkv_lora, N, C, QKV);
 }
 
 static void mlp_backward(const lm_config *c, const lm_block_weights *w, lm_block_weights *g, const lm_layer_acts *la,
                          const lm_block_scratch *s, float *dinp, const float *dout, const float *inp, int64_t N) {
-  int64_t C = c->n_embd, F = lm_ffn_width(c);
+  int64_t C = c->n_embd, F = lm_ffn_width(c), FW = lm_fc_width(c);
   memset(s->dfch_act, 0, N * F * sizeof(float));
   linear_backward(s->dfch_act, g->fc_proj_w, g->fc_proj_b, dout, la->fch_act, w->fc_proj_w, w->fc_proj_lora, N, F, C);
-  memset(s->dfch, 0, N * F * sizeof(float));
-  act_backward(s->dfch, la->fch, s->dfch_act, N * F, c->act);
-  linear_backward(dinp, g->fc_w, g->fc_b, s->dfch, inp, w->fc_w, w->fc_lora, N, C, F);
+  memset(s->dfch, 0, N * FW * sizeof(float));
+  if (c->glu) glu_backward(s->dfch, la->fch, s->dfch_act, N, F);
+  else act_backward(s->dfch, la->fch, s->dfch_act, N * F, c->act);
+  linear_backward(dinp, g->fc_w, g->fc_b, s->dfch, inp, w->fc_w, w->fc_lora, N, C, FW);
 }
 
 /* Buffers accumulate, so each is zeroed or copied into before use. */
 void lm_block_backward(const lm_config *c, const lm_block_weights *w, lm_block_weights *g, const lm_layer_acts *la,
-                       const lm_block_scratch *s, const float *x, float *P, float *Q, int64_t B, int64_t T) {
+                       const lm_block_scratch *s, const float *x, float *P, float *Q, lm_attn_mask mask, int64_t B,
+                       int64_t T) {
   int64_t N = B * T;
   size_t bytes = N * c->n_embd * sizeof(float);
   float *D = s->dtmp;
@@ -122,7 +168,7 @@ void lm_block_backward(const lm_config *c, const lm_block_weights *w, lm_block_w
     /* res1 = x + attn(a1), a1 = N1(x) */
     memcpy(P, Q, bytes);                                        /* d x: residual path */
     memset(D, 0, bytes);
-    attn_backward(c, w, g, la, s, D, Q, la->a1, B, T);          /* d a1 */
+    attn_backward(c, w, g, la, s, D, Q, la->a1, mask, B, T);          /* d a1 */
     lm_norm_backward(c, P, g->ln1_w, g->ln1_b, D, x, w->ln1_w, la->mean1, la->rstd1, N);
   } else {
     /* res2 = N2(a2), a2 = res1 + mlp(res1) */
@@ -134,6 +180,6 @@ void lm_block_backward(const lm_config *c, const lm_block_weights *w, lm_block_w
     memset(Q, 0, bytes);
     lm_norm_backward(c, Q, g->ln1_w, g->ln1_b, P, la->a1, w->ln1_w, la->mean1, la->rstd1, N); /* d a1 */
     memcpy(P, Q, bytes);                                        /* d x: residual path */
-    attn_backward(c, w, g, la, s, P, Q, x, B, T);
+    attn_backward(c, w, g, la, s, P, Q, x, mask, B, T);
   }
 }

@@ -3,7 +3,12 @@
  * A block is self-attention + feed-forward with residuals and norms around
  * them. What varies between families is a setting of lm_config, not a copy of
  * the code: causal or bidirectional attention (with a key padding mask), pre-
- * or post-LN, LayerNorm or RMSNorm, GELU (tanh/erf) or ReLU, biases on or off.
+ * or post-LN, LayerNorm or RMSNorm, GELU (tanh/erf), ReLU or a gated SiLU FFN
+ * (SwiGLU), biases on or off (or on q/k/v only), multi-head or grouped-query
+ * attention, rotary positions (RoPE) on q and k, a sliding attention window.
+ *
+ *   attn(x) = o(A(rope(q(x)), rope(k(x)), v(x)))     q: C wide, k and v: NKV*hs wide (GQA)
+ *   mlp(x)  = down(act(fc(x)))  or, gated,  down(silu(gate(x)) * up(x))
  *
  *   pre-LN  (GPT-2):  a1 = N1(x);  res1 = x + attn(a1);  a2 = N2(res1);  res2 = res1 + mlp(a2)
  *   post-LN (BERT):   a1 = x + attn(x);  res1 = N1(a1);  a2 = res1 + mlp(res1);  res2 = N2(a2)
@@ -33,10 +38,10 @@ typedef struct {
  * The *_lora members (parameter views only) are the LoRA adapters of the four linears, or NULL. */
 typedef struct {
   float *ln1_w, *ln1_b;             /* (C) */
-  float *qkv_w, *qkv_b;             /* (3C, C), (3C) */
+  float *qkv_w, *qkv_b;             /* (QKV, C), (QKV): QKV = C + 2*NKV*hs, rows [q | k | v] */
   float *attn_proj_w, *attn_proj_b; /* (C, C), (C) */
   float *ln2_w, *ln2_b;             /* (C) */
-  float *fc_w, *fc_b;               /* (F, C), (F) */
+  float *fc_w, *fc_b;               /* (F, C), (F); gated: (2F, C), rows [gate | up] */
   float *fc_proj_w, *fc_proj_b;     /* (C, F), (C) */
   lm_lora_linear *qkv_lora, *attn_proj_lora, *fc_lora, *fc_proj_lora;
 } lm_block_weights;
@@ -45,34 +50,49 @@ typedef struct {
 typedef struct {
   float *a1, *res1, *a2, *res2;          /* (N,C) each */
   float *mean1, *rstd1, *mean2, *rstd2;  /* (N) */
-  float *qkv;                            /* (N,3C) */
+  float *qkv;                            /* (N,QKV), q and k rotated when RoPE is on */
   float *att;                            /* (B,NH,T,T) */
   float *atty;                           /* (N,C) */
-  float *fch, *fch_act;                  /* (N,F) */
+  float *fch, *fch_act;                  /* (N,F) each; gated: (N,2F) and (N,F) */
 } lm_layer_acts;
 
 /* Backward workspace shared by every block (contents clobbered). */
 typedef struct {
   float *dtmp, *datty;                   /* (N,C) */
-  float *dqkv;                           /* (N,3C) */
-  float *dfch, *dfch_act;                /* (N,F) */
+  float *dqkv;                           /* (N,QKV) */
+  float *dfch, *dfch_act;                /* (N,F) each; gated: (N,2F) and (N,F) */
   float *datt;                           /* (B,NH,T,T) */
 } lm_block_scratch;
 
 int64_t lm_ffn_width(const lm_config *c);   /* n_inner, or 4 * n_embd when 0 */
+int64_t lm_fc_width(const lm_config *c);    /* rows of fc: F, or 2F for a gated FFN */
+int64_t lm_kv_heads(const lm_config *c);    /* n_kv_head, or n_head when 0 */
+int64_t lm_qkv_width(const lm_config *c);   /* C + 2 * NKV * hs */
 
-/* Which keys each query sees, beyond causality: key_mask (B,T) or NULL (key s of sequence b is
- * visible iff key_mask[b*T+s]); starts (B,T) or NULL (packed examples: the position where each
- * token's example begins; attention stays inside it). */
-typedef struct { const uint8_t *key_mask; const int32_t *starts; } lm_attn_mask;
+/* RoPE's table (n_positions, hs): for each position p the hs/2 values cos(p f_i), then the hs/2
+ * sin(p f_i), with HF's inverse frequencies f_i = theta^(-2i/hs) (Llama 3's scaling applied), all
+ * in fp32 as transformers computes them. *cs is lm_alloc'ed; NULL when the config has no RoPE. */
+lm_status lm_rope_table(const lm_config *c, float **cs);
+
+/* What attention needs besides q, k, v. key_mask (B,T) or NULL: key s of sequence b is visible iff
+ * key_mask[b*T+s]. starts (B,T) or NULL (packed examples: the position where each token's example
+ * begins; attention stays inside it). pos (B*T) and rope: each token's position and the RoPE
+ * table (lm_rope_table); rope NULL when the config has none. */
+typedef struct {
+  const uint8_t *key_mask;
+  const int32_t *starts;
+  const int32_t *pos;
+  const float *rope;
+} lm_attn_mask;
 
 /* Forward: x (N,C) -> la->res2 (N,C); tmp (N,C) is scratch for a sub-layer output. */
 void lm_block_forward(const lm_config *c, const lm_block_weights *w, lm_layer_acts *la, const float *x,
                       float *tmp, lm_attn_mask mask, int64_t B, int64_t T);
 /* Backward: P (N,C) holds d(output) on entry and d(input) on return; Q (N,C) is scratch.
- * Gradients ACCUMULATE into g. */
+ * Gradients ACCUMULATE into g. mask: the forward's. */
 void lm_block_backward(const lm_config *c, const lm_block_weights *w, lm_block_weights *g, const lm_layer_acts *la,
-                       const lm_block_scratch *s, const float *x, float *P, float *Q, int64_t B, int64_t T);
+                       const lm_block_scratch *s, const float *x, float *P, float *Q, lm_attn_mask mask, int64_t B,
+                       int64_t T);
 
 /* The config's norm (LayerNorm or RMSNorm) over rows of width C; mean is unused for RMSNorm. */
 void lm_norm_forward(const lm_config *c, float *out, float *mean, float *rstd, const float *inp, const float *w,

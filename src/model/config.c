@@ -92,7 +92,15 @@ static lm_status cfg_validate_at(const lm_config *c, const char *p) {
   if (!(c->init_std >= 0 && c->init_std <= 10))
     return lm_error(LM_ERR_RANGE, "%s: %s = %g must be in [0, 10]", p, f->keys.init, (double)c->init_std);
   if ((unsigned)c->norm > LM_NORM_RMS) return lm_error(LM_ERR_ARG, "%s: unknown norm kind %d", p, (int)c->norm);
-  if ((unsigned)c->act > LM_ACT_RELU) return lm_error(LM_ERR_ARG, "%s: unknown activation %d", p, (int)c->act);
+  if ((unsigned)c->act > LM_ACT_SILU) return lm_error(LM_ERR_ARG, "%s: unknown activation %d", p, (int)c->act);
+  if (c->glu && c->act != LM_ACT_SILU) return lm_error(LM_ERR_UNSUPPORTED, "%s: a gated FFN is implemented with silu only", p);
+  if (c->n_kv_head < 0 || c->n_kv_head > c->n_head || (c->n_kv_head && c->n_head % c->n_kv_head))
+    return lm_error(LM_ERR_RANGE, "%s: %lld key/value heads do not divide %lld heads", p, (long long)c->n_kv_head,
+                    (long long)c->n_head);
+  if (c->rope && ((c->n_embd / c->n_head) % 2 || !(c->rope_theta > 0)))
+    return lm_error(LM_ERR_RANGE, "%s: rotary embeddings need an even head size and rope_theta > 0", p);
+  if (c->sliding_window < 0) return lm_error(LM_ERR_RANGE, "%s: sliding_window must be >= 0", p);
+  if (c->n_eos < 0 || c->n_eos > LM_MAX_EOS) return lm_error(LM_ERR_RANGE, "%s: %d eos ids", p, c->n_eos);
   if ((unsigned)c->share_layers > 1) return lm_error(LM_ERR_ARG, "%s: share_layers = %d must be 0 or 1", p, c->share_layers);
   if (c->head < 0 || c->head >= LM_HEAD_COUNT) return lm_error(LM_ERR_ARG, "%s: unknown head %d", p, c->head);
   if (!lm_family_class_for(f, c->head)) {
@@ -176,8 +184,9 @@ lm_status lm_cfg_act(const cJSON *o, const char *key, lm_act_kind *out, const ch
   if (!strcmp(s, "gelu_new") || !strcmp(s, "gelu_pytorch_tanh") || !strcmp(s, "gelu_fast")) *out = LM_ACT_GELU_TANH;
   else if (!strcmp(s, "gelu") || !strcmp(s, "gelu_python")) *out = LM_ACT_GELU_ERF;
   else if (!strcmp(s, "relu")) *out = LM_ACT_RELU;
+  else if (!strcmp(s, "silu") || !strcmp(s, "swish")) *out = LM_ACT_SILU;
   else
-    return lm_error(LM_ERR_UNSUPPORTED, "%s: %s = \"%.64s\" is not supported (gelu, gelu_new, gelu_pytorch_tanh, relu)",
+    return lm_error(LM_ERR_UNSUPPORTED, "%s: %s = \"%.64s\" is not supported (gelu, gelu_new, gelu_pytorch_tanh, relu, silu)",
                     p, key, s);
   return LM_OK;
 }
@@ -338,7 +347,7 @@ void lm_cfgw_float(lm_cfg_writer *o, const char *key, float v) {
 }
 
 const char *lm_cfg_act_name(lm_act_kind a) {
-  return a == LM_ACT_GELU_ERF ? "gelu" : a == LM_ACT_RELU ? "relu" : "gelu_new";
+  return a == LM_ACT_GELU_ERF ? "gelu" : a == LM_ACT_RELU ? "relu" : a == LM_ACT_SILU ? "silu" : "gelu_new";
 }
 
 void lm_cfgw_architectures(lm_cfg_writer *o, const lm_config *c) {

@@ -4,11 +4,14 @@
 #include <string.h>
 #include "model/family.h"
 
-extern const lm_family lm_family_gpt2, lm_family_bert;
+extern const lm_family lm_family_gpt2, lm_family_bert, lm_family_llama, lm_family_mistral, lm_family_qwen2;
 
 static const lm_family *const registry[] = {
     &lm_family_gpt2,
     &lm_family_bert,
+    &lm_family_llama,
+    &lm_family_mistral,
+    &lm_family_qwen2,
 };
 #define N_FAMILIES ((int)(sizeof registry / sizeof *registry))
 

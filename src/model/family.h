@@ -49,7 +49,9 @@ typedef struct {
 typedef struct {
   char name[160];        /* HF name, without the base prefix when base = 1 */
   int base;              /* 1: under the base model's prefix (transformer., bert.) in task classes */
-  int parts;             /* the tensor is stored as this many row blocks (q, k, v: 3), each its own name */
+  int parts;             /* the tensor is stored as this many row blocks (q, k, v: 3), each its own name: */
+  const char *const *part_names;  /* name is a format with one %s, filled with these (NULL: query, key, value) */
+  int64_t part_rows[4];  /* rows of each part (all 0: equal parts) */
   int transpose;         /* stored (in, out): GPT-2's Conv1D */
 } lm_hf_tensor;
 

@@ -1,5 +1,7 @@
 /* hf.c — Hugging Face model directories (DESIGN.md §4): config.json +
- * model.safetensors, read and written for any family with any head.
+ * model.safetensors (or the shards of model.safetensors.index.json, each
+ * memory-mapped), read and written for any family with any head. Tensors may
+ * be f32, f16 or bf16 on disk; lmkit computes in f32.
  *
  * The family says what each of our tensors is called on disk (lm_family
  * hf_name: the name, whether it sits under the base model's prefix, whether
@@ -11,6 +13,7 @@
  * with a new head). Anything else in the file is an error naming it: loading
  * a file and silently computing something else is the worst defect we can
  * ship. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <cjson/cJSON.h>
@@ -25,8 +28,16 @@ static const char *const qkv_parts[3] = {"query", "key", "value"};
 
 /* the on-disk name of part k of tensor t */
 static void part_name(const lm_hf_tensor *t, int k, char *out, size_t n) {
-  if (t->parts > 1) snprintf(out, n, t->name, qkv_parts[k]);
+  if (t->parts > 1) snprintf(out, n, t->name, (t->part_names ? t->part_names : qkv_parts)[k]);
   else snprintf(out, n, "%s", t->name);
+}
+
+/* Rows of part k of tensor p (parts are row blocks of our (out, in) layout), and where it starts. */
+static int64_t part_rows(const lm_hf_tensor *t, const lm_param_info *p, int k, int64_t *row0) {
+  *row0 = 0;
+  if (!t->part_rows[0]) { *row0 = k * (p->shape[0] / t->parts); return p->shape[0] / t->parts; }
+  for (int j = 0; j < k; j++) *row0 += t->part_rows[j];
+  return t->part_rows[k];
 }
 
 /* ------------------------------------------------------------------ save */
@@ -51,14 +62,15 @@ lm_status lm_model_save(const lm_model *m, const char *dir) {
         st = lm_error(LM_ERR_FORMAT, "internal: the %s family has no Hugging Face name for '%s'", f->model_type, p->name);
         break;
       }
-      size_t piece = p->numel / t.parts;
+      int64_t cols = p->ndim == 2 ? p->shape[1] : 1;
       for (int k = 0; k < t.parts; k++) {
         char hf[160];
         part_name(&t, k, hf, sizeof hf);
         snprintf(names[n], sizeof names[n], "%s%s", t.base ? f->base_prefix : "", hf);
-        e[n] = (lm_st_entry){.name = names[n], .ndim = p->ndim, .data = m->params + p->offset + k * piece,
+        int64_t row0, rows = part_rows(&t, p, k, &row0);
+        e[n] = (lm_st_entry){.name = names[n], .ndim = p->ndim, .data = m->params + p->offset + row0 * cols,
                              .transpose = t.transpose && p->ndim == 2};
-        e[n].shape[0] = e[n].transpose ? p->shape[1] : p->shape[0] / t.parts;
+        e[n].shape[0] = e[n].transpose ? p->shape[1] : rows;
         e[n].shape[1] = e[n].transpose ? p->shape[0] : p->shape[1];
         n++;
       }
@@ -68,6 +80,11 @@ lm_status lm_model_save(const lm_model *m, const char *dir) {
   if (!st && (!wpath || !cpath)) st = lm_error(LM_ERR_NOMEM, "out of memory");
   if (!st) st = lm_st_write(wpath, e, n, NULL);
   if (!st) st = lm_config_save(c, cpath);
+  if (!st) {   /* the single file now holds the model: a sharded index left from before would contradict it */
+    char *ipath = lm_path_join(dir, "model.safetensors.index.json");
+    if (ipath && lm_file_exists(ipath) && remove(ipath)) st = lm_error(LM_ERR_IO, "%s: cannot remove the old index", ipath);
+    free(ipath);
+  }
   /* a loaded classifier keeps its label names (lm_config holds only their count) */
   if (!st && m->label_names && lm_cfg_has_labels(c))
     st = lm_config_set_label_names(cpath, (const char *const *)m->label_names, c->num_labels);
@@ -77,35 +94,123 @@ lm_status lm_model_save(const lm_model *m, const char *dir) {
 
 /* ------------------------------------------------------------------ load */
 
-/* Finds an HF name in f: under the base prefix (base tensors), without it, and the family's
- * alternative spellings. */
-static int find_hf(const lm_st_file *f, const lm_family *fam, const char *hf, int base) {
-  char alt[200], nm[240];
-  for (int a = 0; a < 2; a++) {
-    const char *s = hf;
-    if (a) {
-      if (!fam->hf_alias || !fam->hf_alias(hf, alt, sizeof alt)) break;
-      s = alt;
+/* ------------------------------------------------------------------ the weight files */
+
+/* A model's tensors: model.safetensors, or the shards that model.safetensors.index.json names
+ * (each memory-mapped). used[i][j]: tensor j of file i was loaded. */
+typedef struct {
+  int n;
+  lm_st_file **f;
+  char **used;
+  char **names;   /* file names, for messages */
+} st_set;
+
+static void set_close(st_set *s) {
+  for (int i = 0; i < s->n; i++) { lm_st_close(s->f[i]); free(s->used[i]); free(s->names[i]); }
+  free(s->f); free(s->used); free(s->names);
+  memset(s, 0, sizeof *s);
+}
+
+static lm_status set_add(st_set *s, const char *path) {
+  lm_st_file **f = realloc(s->f, (s->n + 1) * sizeof *f);
+  if (f) s->f = f;
+  char **u = realloc(s->used, (s->n + 1) * sizeof *u);
+  if (u) s->used = u;
+  char **nm = realloc(s->names, (s->n + 1) * sizeof *nm);
+  if (nm) s->names = nm;
+  if (!f || !u || !nm) return lm_error(LM_ERR_NOMEM, "out of memory");
+  lm_status st = lm_st_open(&s->f[s->n], path);
+  if (st) return st;
+  s->used[s->n] = calloc((size_t)lm_st_count(s->f[s->n]) + 1, 1);
+  s->names[s->n] = strdup(path);
+  if (!s->used[s->n] || !s->names[s->n]) {
+    lm_st_close(s->f[s->n]); free(s->used[s->n]); free(s->names[s->n]);
+    return lm_error(LM_ERR_NOMEM, "out of memory");
+  }
+  s->n++;
+  return LM_OK;
+}
+
+/* The shards of a sharded checkpoint: every file the index names is opened, every tensor the index
+ * lists must be in the file it names, and every tensor of a shard must be listed there. */
+static lm_status set_open_index(st_set *s, const char *dir, const char *ipath) {
+  char *text; size_t len;
+  lm_status st = lm_read_file(ipath, &text, &len);
+  if (st) return st;
+  lm_st_index idx;
+  st = lm_st_index_parse(&idx, text, len, ipath);
+  free(text);
+  if (st) return st;
+  for (int i = 0; i < idx.n_files && !st; i++) {
+    char *path = lm_path_join(dir, idx.files[i]);
+    if (!path) st = lm_error(LM_ERR_NOMEM, "out of memory");
+    else if (!lm_file_exists(path)) st = lm_error(LM_ERR_IO, "%s: names the shard '%s', which is not in %s", ipath, idx.files[i], dir);
+    else st = set_add(s, path);
+    free(path);
+  }
+  for (int64_t e = 0; e < idx.n_entries && !st; e++)
+    if (lm_st_find(s->f[idx.file_of[e]], idx.names[e]) < 0)
+      st = lm_error(LM_ERR_FORMAT, "%s: tensor '%s' is listed in %s but that shard does not hold it", ipath, idx.names[e],
+                    idx.files[idx.file_of[e]]);
+  for (int i = 0; i < s->n && !st; i++)
+    for (int j = 0; j < lm_st_count(s->f[i]) && !st; j++) {
+      int64_t e = lm_st_index_find(&idx, lm_st_name(s->f[i], j));
+      if (e < 0 || idx.file_of[e] != i)
+        st = lm_error(LM_ERR_FORMAT, "%s: shard %s holds tensor '%s', which the index %s", ipath, idx.files[i],
+                      lm_st_name(s->f[i], j), e < 0 ? "does not list" : "places in another shard");
     }
-    int idx;
-    if (base) {
-      snprintf(nm, sizeof nm, "%s%s", fam->base_prefix, s);
-      if ((idx = lm_st_find(f, nm)) >= 0) return idx;
-    }
-    if ((idx = lm_st_find(f, s)) >= 0) return idx;
+  lm_st_index_free(&idx);
+  return st;
+}
+
+static lm_status set_open(st_set *s, const char *dir) {
+  memset(s, 0, sizeof *s);
+  char *single = lm_path_join(dir, "model.safetensors"), *index = lm_path_join(dir, "model.safetensors.index.json");
+  lm_status st;
+  if (!single || !index) st = lm_error(LM_ERR_NOMEM, "out of memory");
+  else if (lm_file_exists(single)) st = set_add(s, single);
+  else if (lm_file_exists(index)) st = set_open_index(s, dir, index);
+  else st = lm_error(LM_ERR_IO, "%s: no model.safetensors or model.safetensors.index.json (is this a model directory?)", dir);
+  free(single); free(index);
+  if (st) set_close(s);
+  return st;
+}
+
+/* Finds a name in any file of the set: *file and the tensor's index, or -1. */
+static int set_find(const st_set *s, const char *name, int *file) {
+  for (int i = 0; i < s->n; i++) {
+    int idx = lm_st_find(s->f[i], name);
+    if (idx >= 0) { *file = i; return idx; }
   }
   return -1;
 }
 
-static lm_status load_weights(lm_model *m, const char *path, int load_head, uint64_t seed) {
-  lm_st_file *f;
-  lm_status st = lm_st_open(&f, path);
+/* Finds an HF name: under the base prefix (base tensors), without it, and the family's alternative
+ * spellings. */
+static int find_hf(const st_set *s, const lm_family *fam, const char *hf, int base, int *file) {
+  char alt[200], nm[240];
+  for (int a = 0; a < 2; a++) {
+    const char *x = hf;
+    if (a) {
+      if (!fam->hf_alias || !fam->hf_alias(hf, alt, sizeof alt)) break;
+      x = alt;
+    }
+    int idx;
+    if (base) {
+      snprintf(nm, sizeof nm, "%s%s", fam->base_prefix, x);
+      if ((idx = set_find(s, nm, file)) >= 0) return idx;
+    }
+    if ((idx = set_find(s, x, file)) >= 0) return idx;
+  }
+  return -1;
+}
+
+static lm_status load_weights(lm_model *m, const char *dir, int load_head, uint64_t seed) {
+  st_set set;
+  lm_status st = set_open(&set, dir);
   if (st) return st;
   const lm_config *c = &m->cfg;
   const lm_family *fam = m->fam;
-  int nt = lm_st_count(f);
-  char *used = calloc(nt + 1, 1);
-  if (!used) { lm_st_close(f); return lm_error(LM_ERR_NOMEM, "out of memory"); }
   lm_rng rng;
   lm_rng_seed(&rng, seed);
   for (int i = 0; i < m->n_info && !st; i++) {
@@ -121,32 +226,32 @@ static lm_status load_weights(lm_model *m, const char *path, int load_head, uint
     for (int k = 0; k < t.parts && !st && wanted; k++) {
       char hf[160];
       part_name(&t, k, hf, sizeof hf);
-      int idx = find_hf(f, fam, hf, t.base);
+      int file = 0, idx = find_hf(&set, fam, hf, t.base, &file);
       if (idx < 0) {
         if (!head || (load_head && !t.base))
-          st = lm_error(LM_ERR_FORMAT, "%s: missing tensor '%s%s'", path, t.base ? fam->base_prefix : "", hf);
+          st = lm_error(LM_ERR_FORMAT, "%s: missing tensor '%s%s'", dir, t.base ? fam->base_prefix : "", hf);
         break;
       }
-      int64_t shape[2] = {t.transpose ? p->shape[1] : p->shape[0] / t.parts, t.transpose ? p->shape[0] : p->shape[1]};
-      size_t piece = p->numel / t.parts;
-      st = lm_st_read_f32(f, idx, m->params + p->offset + k * piece, shape, p->ndim, t.transpose);
-      used[idx] = 1;
+      int64_t row0, rows = part_rows(&t, p, k, &row0), cols = p->ndim == 2 ? p->shape[1] : 1;
+      int64_t shape[2] = {t.transpose ? p->shape[1] : rows, t.transpose ? p->shape[0] : p->shape[1]};
+      st = lm_st_read_f32(set.f[file], idx, m->params + p->offset + row0 * cols, shape, p->ndim, t.transpose);
+      set.used[file][idx] = 1;
       found = k == t.parts - 1;
     }
     if (!st && !found) lm_model_init_tensor(m, p, &rng);
   }
   /* anything else must be something the family expects beside its tensors */
   size_t plen = strlen(fam->base_prefix);
-  for (int i = 0; i < nt && !st; i++) {
-    if (used[i]) continue;
-    const char *name = lm_st_name(f, i);
-    const char *base = strncmp(name, fam->base_prefix, plen) ? name : name + plen;
-    if (fam->hf_ignore && fam->hf_ignore(c, base)) continue;
-    st = lm_error(LM_ERR_FORMAT, "%s: unexpected tensor '%s' for a %lld-layer %s config", path, name,
-                  (long long)c->n_layer, fam->model_type);
-  }
-  free(used);
-  lm_st_close(f);
+  for (int fi = 0; fi < set.n && !st; fi++)
+    for (int i = 0; i < lm_st_count(set.f[fi]) && !st; i++) {
+      if (set.used[fi][i]) continue;
+      const char *name = lm_st_name(set.f[fi], i);
+      const char *base = strncmp(name, fam->base_prefix, plen) ? name : name + plen;
+      if (fam->hf_ignore && fam->hf_ignore(c, base)) continue;
+      st = lm_error(LM_ERR_FORMAT, "%s: unexpected tensor '%s' for a %lld-layer %s config", set.names[fi], name,
+                    (long long)c->n_layer, fam->model_type);
+    }
+  set_close(&set);
   return st;
 }
 
@@ -167,8 +272,8 @@ static int config_headless(const char *cpath, const lm_family *f) {
 lm_status lm_model_load_head(lm_model **out, const char *dir, int head, int64_t num_labels, uint64_t seed) {
   *out = NULL;
   if (!lm_dir_exists(dir)) return lm_error(LM_ERR_IO, "%s: no such model directory", dir);
-  char *cpath = lm_path_join(dir, "config.json"), *wpath = lm_path_join(dir, "model.safetensors");
-  if (!cpath || !wpath) { free(cpath); free(wpath); return lm_error(LM_ERR_NOMEM, "out of memory"); }
+  char *cpath = lm_path_join(dir, "config.json");
+  if (!cpath) return lm_error(LM_ERR_NOMEM, "out of memory");
   lm_config cfg;
   lm_status st = lm_config_load(&cfg, cpath);
   int load_head = 0;
@@ -183,11 +288,10 @@ lm_status lm_model_load_head(lm_model **out, const char *dir, int head, int64_t 
     if (st) lm_error_prefix(st, "%s", cpath);
   }
   lm_model *m = NULL;
-  if (!st && !lm_file_exists(wpath)) st = lm_error(LM_ERR_IO, "%s: no model.safetensors (is this a model directory?)", dir);
   if (!st) st = lm_model_alloc(&m, &cfg);
-  if (!st) st = load_weights(m, wpath, load_head, seed);
+  if (!st) st = load_weights(m, dir, load_head, seed);
   if (!st && load_head && lm_cfg_has_labels(&cfg)) st = lm_config_label_names(cpath, cfg.num_labels, &m->label_names);
-  free(cpath); free(wpath);
+  free(cpath);
   if (st) { lm_model_free(m); return st; }
   *out = m;
   return LM_OK;

@@ -69,8 +69,7 @@ lm_trainable lm_model_trainable(const lm_model *m) {
 
 static void kind_dims(const lm_config *c, int k, int64_t *out, int64_t *in) {
   int64_t C = c->n_embd, F = lm_ffn_width(c);
-  static const int mul[KINDS] = {3, 1, 0, 1};
-  *out = k == FC ? F : mul[k] * C;
+  *out = k == QKV ? lm_qkv_width(c) : k == FC ? lm_fc_width(c) : C;
   *in = k == FC_PROJ ? F : C;
 }
 

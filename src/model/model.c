@@ -43,7 +43,7 @@ int lm_table_add(lm_param_table *t, const char *name, int64_t d0, int64_t d1, in
 
 /* the blocks: shared layers (ALBERT) have only layer 0's tensors, and every layer points at them */
 static int add_blocks(lm_param_table *t, const lm_config *c) {
-  int64_t C = c->n_embd, F = lm_ffn_width(c);
+  int64_t C = c->n_embd, F = lm_ffn_width(c), QKV = lm_qkv_width(c);
   char nm[LM_MAX_NAME];
   int rms = c->norm == LM_NORM_RMS, b = c->bias;
   for (int64_t l = 0; l < (c->share_layers ? 1 : c->n_layer); l++) {
@@ -51,14 +51,14 @@ static int add_blocks(lm_param_table *t, const lm_config *c) {
                                        if (lm_table_add(t, nm, d0, d1, dec)) return -1; } while (0)
     LADD("ln_1.weight", C, 0, 0);
     if (!rms && b) LADD("ln_1.bias", C, 0, 0);
-    LADD("attn.c_attn.weight", 3 * C, C, 1);
-    if (b) LADD("attn.c_attn.bias", 3 * C, 0, 0);
+    LADD("attn.c_attn.weight", QKV, C, 1);
+    if (b || c->qkv_bias) LADD("attn.c_attn.bias", QKV, 0, 0);
     LADD("attn.c_proj.weight", C, C, 1);
     if (b) LADD("attn.c_proj.bias", C, 0, 0);
     LADD("ln_2.weight", C, 0, 0);
     if (!rms && b) LADD("ln_2.bias", C, 0, 0);
-    LADD("mlp.c_fc.weight", F, C, 1);
-    if (b) LADD("mlp.c_fc.bias", F, 0, 0);
+    LADD("mlp.c_fc.weight", lm_fc_width(c), C, 1);
+    if (b) LADD("mlp.c_fc.bias", lm_fc_width(c), 0, 0);
     LADD("mlp.c_proj.weight", C, F, 1);
     if (b) LADD("mlp.c_proj.bias", C, 0, 0);
 #undef LADD
@@ -131,6 +131,8 @@ lm_status lm_model_alloc(lm_model **out, const lm_config *cfg) {
   m->g.h = calloc(cfg->n_layer, sizeof(lm_block_weights));
   if (!m->params || !m->w.h || !m->g.h) { lm_model_free(m); return lm_error(LM_ERR_NOMEM, "out of memory for %zu parameters", t.total); }
   layout(m, m->params, &m->w);
+  st = lm_rope_table(cfg, &m->rope);
+  if (st) { lm_model_free(m); return st; }
   *out = m;
   return LM_OK;
 }
@@ -175,7 +177,7 @@ void lm_model_free(lm_model *m) {
   lm_lora_detach(m);
   lm_head_free(m);
   if (m->fam && m->fam->free_state) m->fam->free_state(m);
-  lm_free(m->params); lm_free(m->grads);
+  lm_free(m->params); lm_free(m->grads); lm_free(m->rope);
   free(m->w.h); free(m->g.h); free(m->info);
   for (int64_t i = 0; m->label_names && i < m->cfg.num_labels; i++) free(m->label_names[i]);
   free(m->label_names);
@@ -203,10 +205,11 @@ static lm_status reserve_blocks(lm_model *m, int64_t B, int64_t T, int need_grad
   const lm_config *c = &m->cfg;
   if (m->have_acts && m->acts.B == B && m->acts.T == T && (!need_grads || m->acts.dres_a)) return LM_OK;
   free_acts(m);
-  int64_t N = B * T, C = c->n_embd, F = lm_ffn_width(c), L = c->n_layer, NH = c->n_head;
-  size_t per_layer = (size_t)N * (4 * C + 4 + 3 * C + C + 2 * F) + (size_t)B * NH * T * T;
+  int64_t N = B * T, C = c->n_embd, F = lm_ffn_width(c), FW = lm_fc_width(c), QKV = lm_qkv_width(c);
+  int64_t L = c->n_layer, NH = c->n_head;
+  size_t per_layer = (size_t)N * (4 * C + 4 + QKV + C + FW + F) + (size_t)B * NH * T * T;
   size_t total = (size_t)N * C + per_layer * L + (size_t)N * (C + 2);
-  if (need_grads) total += (size_t)N * (4 * C + 3 * C + 2 * F) + (size_t)B * NH * T * T;
+  if (need_grads) total += (size_t)N * (4 * C + QKV + FW + F) + (size_t)B * NH * T * T;
   /* each carve rounds to 16 floats; leave room */
   total += 64 * (size_t)(L * 16 + 32);
   lm_acts *a = &m->acts;
@@ -222,15 +225,15 @@ static lm_status reserve_blocks(lm_model *m, int64_t B, int64_t T, int need_grad
     lm_layer_acts *la = &a->layer[l];
     la->a1 = CARVE(N * C); la->res1 = CARVE(N * C); la->a2 = CARVE(N * C); la->res2 = CARVE(N * C);
     la->mean1 = CARVE(N); la->rstd1 = CARVE(N); la->mean2 = CARVE(N); la->rstd2 = CARVE(N);
-    la->qkv = CARVE(N * 3 * C); la->att = CARVE(B * NH * T * T); la->atty = CARVE(N * C);
-    la->fch = CARVE(N * F); la->fch_act = CARVE(N * F);
+    la->qkv = CARVE(N * QKV); la->att = CARVE(B * NH * T * T); la->atty = CARVE(N * C);
+    la->fch = CARVE(N * FW); la->fch_act = CARVE(N * F);
   }
   a->lnf = CARVE(N * C); a->lnf_mean = CARVE(N); a->lnf_rstd = CARVE(N);
   if (need_grads) {
     lm_block_scratch *s = &a->scratch;
     a->dres_a = CARVE(N * C); a->dres_b = CARVE(N * C); s->dtmp = CARVE(N * C); s->datty = CARVE(N * C);
-    s->dqkv = CARVE(N * 3 * C);
-    s->dfch = CARVE(N * F); s->dfch_act = CARVE(N * F);
+    s->dqkv = CARVE(N * QKV);
+    s->dfch = CARVE(N * FW); s->dfch_act = CARVE(N * F);
     s->datt = CARVE(B * NH * T * T);
   }
 #undef CARVE
@@ -296,6 +299,18 @@ lm_status lm_batch_check(const lm_model *m, const lm_batch *b) {
   return st ? st : lm_head_check(m, b);
 }
 
+/* What the blocks' attention needs: masks, and with RoPE each token's position (t, or t - the start
+ * of its example when examples are packed). */
+static lm_attn_mask attn_mask(lm_model *m, const lm_batch *b) {
+  lm_attn_mask am = {b->mask, b->starts, NULL, m->rope};
+  if (!m->rope) return am;
+  int32_t *pos = m->acts.pos;
+  for (int64_t i = 0; i < b->B; i++)
+    for (int64_t t = 0; t < b->T; t++) pos[i * b->T + t] = (int32_t)(t - (b->starts ? b->starts[i * b->T + t] : 0));
+  am.pos = pos;
+  return am;
+}
+
 float lm_forward(lm_model *m, const lm_batch *b, float *aux_a, float *aux_b) {
   if (aux_a) *aux_a = NAN;
   if (aux_b) *aux_b = NAN;
@@ -311,8 +326,9 @@ float lm_forward(lm_model *m, const lm_batch *b, float *aux_a, float *aux_b) {
   }
   const float *x = a->emb;
   float *tmp = a->scratch.dtmp ? a->scratch.dtmp : a->lnf;   /* lnf is free until the final norm */
+  lm_attn_mask am = attn_mask(m, b);
   for (int64_t l = 0; l < L; l++) {
-    lm_block_forward(c, &m->w.h[l], &a->layer[l], x, tmp, (lm_attn_mask){b->mask, b->starts}, B, T);
+    lm_block_forward(c, &m->w.h[l], &a->layer[l], x, tmp, am, B, T);
     x = a->layer[l].res2;
   }
   if (c->pre_ln) lm_norm_forward(c, a->lnf, a->lnf_mean, a->lnf_rstd, x, m->w.lnf_w, m->w.lnf_b, N);
@@ -339,9 +355,10 @@ void lm_backward(lm_model *m, const lm_batch *b) {
     memset(P, 0, bytes);
     lm_norm_backward(c, P, m->g.lnf_w, m->g.lnf_b, Q, x, m->w.lnf_w, a->lnf_mean, a->lnf_rstd, N);
   }
+  lm_attn_mask am = attn_mask(m, b);
   for (int64_t l = L - 1; l >= 0; l--) {
     const float *x = l ? a->layer[l - 1].res2 : a->emb;
-    lm_block_backward(c, &m->w.h[l], &m->g.h[l], &a->layer[l], &a->scratch, x, P, Q, B, T);
+    lm_block_backward(c, &m->w.h[l], &m->g.h[l], &a->layer[l], &a->scratch, x, P, Q, am, B, T);
   }
   m->fam->embed_backward(m, b, P);                                                         // P = d emb
 }

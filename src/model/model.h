@@ -98,6 +98,7 @@ struct lm_model {
   float *params;                 /* (n_params) */
   float *grads;                  /* (n_params), allocated by lm_model_reserve(..., need_grads) */
   lm_weights w, g;               /* views into params and grads */
+  float *rope;                   /* (n_positions, hs) RoPE cos|sin table (lm_rope_table), or NULL */
   lm_acts acts;
   int have_acts;
   void *fam_state;               /* the family's activations (family.h reserve/free_state) */

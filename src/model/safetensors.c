@@ -578,3 +578,96 @@ out:
   free(nbytes); free(names); free(h.p);
   return st;
 }
+
+/* ------------------------------------------------------------------ sharded index */
+
+void lm_st_index_free(lm_st_index *x) {
+  if (!x) return;
+  for (int i = 0; i < x->n_files; i++) free(x->files[i]);
+  for (int64_t i = 0; i < x->n_entries; i++) free(x->names[i]);
+  free(x->files); free(x->names); free(x->file_of);
+  memset(x, 0, sizeof *x);
+}
+
+static int idx_cmp_ptr(const void *a, const void *b, void *names) {
+  char **nm = names;
+  return strcmp(nm[*(const int64_t *)a], nm[*(const int64_t *)b]);
+}
+
+/* sorts names (and file_of alongside) through a permutation */
+static lm_status idx_sort(lm_st_index *x, const char *name) {
+  int64_t n = x->n_entries;
+  int64_t *perm = malloc((size_t)(n ? n : 1) * sizeof *perm);
+  char **nm = malloc((size_t)(n ? n : 1) * sizeof *nm);
+  int *fo = malloc((size_t)(n ? n : 1) * sizeof *fo);
+  if (!perm || !nm || !fo) { free(perm); free(nm); free(fo); return lm_error(LM_ERR_NOMEM, "out of memory"); }
+  for (int64_t i = 0; i < n; i++) perm[i] = i;
+  qsort_r(perm, (size_t)n, sizeof *perm, idx_cmp_ptr, x->names);
+  for (int64_t i = 0; i < n; i++) { nm[i] = x->names[perm[i]]; fo[i] = x->file_of[perm[i]]; }
+  free(perm); free(x->names); free(x->file_of);
+  x->names = nm; x->file_of = fo;
+  for (int64_t i = 1; i < n; i++)   /* cJSON keeps duplicate keys: refuse them */
+    if (!strcmp(nm[i - 1], nm[i])) return lm_error(LM_ERR_FORMAT, "%s: weight_map lists tensor '%s' twice", name, nm[i]);
+  return LM_OK;
+}
+
+lm_status lm_st_index_parse(lm_st_index *x, const char *json, size_t len, const char *name) {
+  memset(x, 0, sizeof *x);
+  const char *end = NULL;
+  cJSON *root = cJSON_ParseWithLengthOpts(json ? json : "", len, &end, 0);
+  if (!root) return lm_error(LM_ERR_FORMAT, "%s: not valid JSON", name);
+  lm_status st = LM_OK;
+  const cJSON *map = cJSON_GetObjectItemCaseSensitive(root, "weight_map");
+  if (!cJSON_IsObject(root)) { st = lm_error(LM_ERR_FORMAT, "%s: expected a JSON object", name); goto out; }
+  for (const cJSON *k = root->child; k; k = k->next)
+    if (strcmp(k->string, "metadata") && strcmp(k->string, "weight_map")) {
+      st = lm_error(LM_ERR_FORMAT, "%s: unknown key \"%.60s\" (metadata, weight_map)", name, k->string);
+      goto out;
+    }
+  if (!cJSON_IsObject(map)) { st = lm_error(LM_ERR_FORMAT, "%s: weight_map: missing or not an object", name); goto out; }
+  int64_t n = cJSON_GetArraySize(map);
+  x->names = calloc((size_t)(n ? n : 1), sizeof *x->names);
+  x->file_of = calloc((size_t)(n ? n : 1), sizeof *x->file_of);
+  if (!x->names || !x->file_of) { st = lm_error(LM_ERR_NOMEM, "out of memory"); goto out; }
+  for (const cJSON *e = map->child; e; e = e->next) {
+    if (!cJSON_IsString(e) || !e->valuestring[0]) {
+      st = lm_error(LM_ERR_FORMAT, "%s: weight_map[\"%.80s\"]: expected a shard file name", name, e->string);
+      goto out;
+    }
+    const char *f = e->valuestring;
+    if (strchr(f, '/') || strchr(f, '\\') || !strcmp(f, ".") || !strcmp(f, "..")) {
+      st = lm_error(LM_ERR_FORMAT, "%s: weight_map[\"%.80s\"] = \"%.80s\": a shard must be a file in the same directory",
+                    name, e->string, f);
+      goto out;
+    }
+    int fi = 0;
+    while (fi < x->n_files && strcmp(x->files[fi], f)) fi++;
+    if (fi == x->n_files) {
+      if (x->n_files == LM_ST_MAX_SHARDS) { st = lm_error(LM_ERR_UNSUPPORTED, "%s: more than %d shards", name, LM_ST_MAX_SHARDS); goto out; }
+      char **nf = realloc(x->files, (size_t)(x->n_files + 1) * sizeof *nf);
+      if (!nf) { st = lm_error(LM_ERR_NOMEM, "out of memory"); goto out; }
+      x->files = nf;
+      if (!(x->files[x->n_files] = strdup(f))) { st = lm_error(LM_ERR_NOMEM, "out of memory"); goto out; }
+      x->n_files++;
+    }
+    if (!(x->names[x->n_entries] = strdup(e->string))) { st = lm_error(LM_ERR_NOMEM, "out of memory"); goto out; }
+    x->file_of[x->n_entries++] = fi;
+  }
+  if (!x->n_entries) { st = lm_error(LM_ERR_FORMAT, "%s: weight_map is empty", name); goto out; }
+  st = idx_sort(x, name);
+out:
+  cJSON_Delete(root);
+  if (st) lm_st_index_free(x);
+  return st;
+}
+
+int64_t lm_st_index_find(const lm_st_index *x, const char *tensor) {
+  int64_t lo = 0, hi = x->n_entries - 1;
+  while (lo <= hi) {
+    int64_t mid = lo + (hi - lo) / 2;
+    int c = strcmp(tensor, x->names[mid]);
+    if (c == 0) return mid;
+    if (c < 0) hi = mid - 1; else lo = mid + 1;
+  }
+  return -1;
+}

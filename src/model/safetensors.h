@@ -61,4 +61,19 @@ lm_status lm_st_read_f32(const lm_st_file *f, int i, float *dst, const int64_t *
 
 const char *lm_st_meta(const lm_st_file *f, const char *key);  /* NULL if absent */
 
+/* model.safetensors.index.json of a sharded checkpoint:
+ *   {"metadata": {...}, "weight_map": {"<tensor>": "<shard file>", ...}}
+ * Parsed and checked: weight_map is an object of strings, each shard a plain file name in the same
+ * directory (no '/', not "." or ".."), at most LM_ST_MAX_SHARDS of them; other top-level keys than
+ * metadata and weight_map are errors. Entries are sorted by name for lm_st_index_find. */
+#define LM_ST_MAX_SHARDS 4096
+typedef struct {
+  int n_files; char **files;           /* the distinct shard names, in order of first appearance */
+  int64_t n_entries; char **names;     /* tensor names, sorted */
+  int *file_of;                        /* (n_entries) index into files */
+} lm_st_index;
+lm_status lm_st_index_parse(lm_st_index *out, const char *json, size_t len, const char *name);
+int64_t lm_st_index_find(const lm_st_index *x, const char *tensor);   /* entry index or -1 */
+void lm_st_index_free(lm_st_index *x);
+
 #endif

@@ -51,6 +51,41 @@ Test(model, kv_cache_matches_for_post_ln_rmsnorm) {
   check_cache(c);
 }
 
+/* Llama: RoPE (cached keys are rotated once), grouped-query attention, SwiGLU, Qwen2's q/k/v biases,
+ * Llama 3's RoPE scaling, and Mistral's sliding window (shorter than the sequence, so it matters) */
+static lm_config tiny_llama(lm_arch arch) {
+  lm_config c;
+  lm_config_default(&c, arch);
+  c.vocab_size = 50; c.n_positions = 24; c.n_embd = 32; c.n_layer = 2; c.n_head = 4; c.n_kv_head = 2; c.n_inner = 48;
+  c.sliding_window = 0;
+  return c;
+}
+
+Test(model, kv_cache_matches_for_llama_gqa) { check_cache(tiny_llama(LM_ARCH_LLAMA)); }
+
+Test(model, kv_cache_matches_for_llama3_rope_scaling_tied) {
+  lm_config c = tiny_llama(LM_ARCH_LLAMA);
+  c.rope_scaling = 1; c.rope_factor = 8; c.rope_low_freq_factor = 1; c.rope_high_freq_factor = 4;
+  c.rope_original_positions = 16; c.rope_theta = 500000.0f; c.tie_embeddings = 1; c.n_kv_head = 1;
+  check_cache(c);
+}
+
+Test(model, kv_cache_matches_for_qwen2_biases) {
+  lm_config c = tiny_llama(LM_ARCH_QWEN2);
+  cr_assert(c.qkv_bias);
+  lm_model *m;
+  cr_assert_eq(lm_model_create(&m, &c, 3), LM_OK, "%s", lm_last_error());
+  cr_assert(m->w.h[0].qkv_b && !m->w.h[0].attn_proj_b && !m->w.h[0].fc_b);
+  lm_model_free(m);
+  check_cache(c);
+}
+
+Test(model, kv_cache_matches_for_mistral_sliding_window) {
+  lm_config c = tiny_llama(LM_ARCH_MISTRAL);
+  c.sliding_window = 6;
+  check_cache(c);
+}
+
 Test(model, prompt_longer_than_context_is_an_error) {
   lm_config c = tiny();
   lm_model *m;

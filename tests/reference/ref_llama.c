@@ -1,0 +1,91 @@
+/* ref_llama.c — driver for tests/reference/test_llama.py: loads a Hugging
+ * Face directory (Llama, Mistral, Qwen2; single file or sharded; f32, f16 or
+ * bf16) with lm_model_load, runs the LM forward and backward on given ids and
+ * targets, and writes what the test compares with a PyTorch Llama written from
+ * transformers' equations.
+ *
+ * usage:
+ *   ref_llama DIR B T IDS.bin TARGETS.bin OUTDIR
+ *       IDS, TARGETS: (B,T) int32 (target -1: no loss). Writes OUTDIR/loss.bin (1 float),
+ *       OUTDIR/logits.bin (B,T,V) and OUTDIR/grads.safetensors (every gradient, lmkit's names)
+ *   ref_llama --session P DIR IDS.bin OUT.bin
+ *       the KV-cache session: the first P ids in one call, then one by one; OUT: (T-P+1, V) logits
+ *   ref_llama --save DIR OUTDIR
+ *       loads DIR and saves it to OUTDIR (lmkit -> Hugging Face)
+ * Exit status 0 on success; on failure 1 with lm_last_error() on stderr. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "base/base.h"
+#include "infer/infer.h"
+#include "model/heads.h"
+#include "model/model.h"
+#include "refdrv.h"
+
+static int fail(const char *what) {
+  fprintf(stderr, "ref_llama: %s: %s\n", what, lm_last_error());
+  return 1;
+}
+
+static int32_t *read_ids(const char *path, int64_t *n) {
+  char *data; size_t len;
+  if (lm_read_file(path, &data, &len)) return NULL;
+  *n = (int64_t)(len / 4);
+  return (int32_t *)data;
+}
+
+static int session(char **a) {
+  int64_t P = atoll(a[0]), T;
+  lm_model *m;
+  if (lm_model_load(&m, a[1])) return fail(a[1]);
+  int32_t *ids = read_ids(a[2], &T);
+  lm_session *s = NULL;
+  int rc = !ids || P < 1 || P > T;
+  if (!rc && lm_session_init(&s, m, T)) rc = fail("session");
+  FILE *out = rc ? NULL : fopen(a[3], "wb");
+  if (!rc && !out) rc = 1;
+  const float *logits;
+  for (int64_t t = P; !rc && t <= T; t++) {
+    lm_status st = t == P ? lm_session_feed(s, ids, P, &logits) : lm_session_feed(s, ids + t - 1, 1, &logits);
+    if (st) rc = fail("feed");
+    else rc = fwrite(logits, sizeof(float), (size_t)m->cfg.vocab_size, out) != (size_t)m->cfg.vocab_size;
+  }
+  if (out && fclose(out)) rc = 1;
+  lm_session_free(s);
+  free(ids);
+  lm_model_free(m);
+  return rc;
+}
+
+int main(int argc, char **argv) {
+  if (argc == 6 && !strcmp(argv[1], "--session")) return session(argv + 2);
+  if (argc == 4 && !strcmp(argv[1], "--save")) {
+    lm_model *m;
+    if (lm_model_load(&m, argv[2])) return fail(argv[2]);
+    int rc = lm_model_save(m, argv[3]) ? fail(argv[3]) : 0;
+    lm_model_free(m);
+    return rc;
+  }
+  if (argc != 7) {
+    fprintf(stderr, "usage: ref_llama DIR B T IDS.bin TARGETS.bin OUTDIR | --session P DIR IDS.bin OUT.bin | --save DIR OUTDIR\n");
+    return 2;
+  }
+  int64_t B = atoll(argv[2]), T = atoll(argv[3]), n1, n2;
+  lm_model *m;
+  if (lm_model_load(&m, argv[1])) return fail(argv[1]);
+  int32_t *ids = read_ids(argv[4], &n1), *tg = read_ids(argv[5], &n2);
+  int rc = !ids || !tg || n1 != B * T || n2 != B * T;
+  if (rc) fprintf(stderr, "ref_llama: ids/targets must hold B*T int32\n");
+  if (!rc && lm_model_reserve(m, B, T, 1)) rc = fail("reserve");
+  if (!rc) {
+    lm_model_zero_grad(m);
+    float loss = lm_model_forward(m, ids, tg, NULL, B, T);
+    rc = write_bin(argv[6], "loss.bin", &loss, sizeof loss) ||
+         write_bin(argv[6], "logits.bin", lm_model_logits(m), (size_t)(B * T * m->cfg.vocab_size) * sizeof(float));
+    lm_model_backward(m, ids, tg, NULL, B, T);   /* (the logits buffer may hold their gradient after this) */
+    if (!rc) rc = save_tensors(m, m->grads, argv[6], "grads.safetensors");
+  }
+  free(ids); free(tg);
+  lm_model_free(m);
+  return rc;
+}

@@ -257,7 +257,7 @@ static int cmp_added(const void *a, const void *b) {
 static lm_status uni_build(lm_tokenizer **out, lm_unigram *u, const char *const *piece, const size_t *plen,
                            lm_tok_added *added, int n_added, const char *name) {
   lm_status st = LM_OK;
-  qsort(added, (size_t)n_added, sizeof *added, cmp_added);
+  if (n_added) qsort(added, (size_t)n_added, sizeof *added, cmp_added);
   int64_t total = u->n;
   for (int i = 0; i < n_added; i++) {
     int64_t id = added[i].id;

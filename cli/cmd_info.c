@@ -44,16 +44,23 @@ int cmd_info(int argc, char **argv) {
   lm_model *m;
   if (lm_model_load(&m, dir)) return cli_fail();
   const lm_config *c = lm_model_config(m);
-  static const char *norms[] = {"layernorm", "rmsnorm"}, *acts[] = {"gelu_tanh", "gelu_erf", "relu"};
+  static const char *norms[] = {"layernorm", "rmsnorm"}, *acts[] = {"gelu_tanh", "gelu_erf", "relu", "silu"};
   printf("model:            %s (%s)\n", dir, lm_arch_name(c->arch));
   printf("parameters:       %lld (%.2fM)\n", (long long)lm_model_num_params(m), lm_model_num_params(m) / 1e6);
   printf("layers:           %lld\n", (long long)c->n_layer);
-  printf("heads:            %lld\n", (long long)c->n_head);
+  printf("heads:            %lld", (long long)c->n_head);
+  if (c->n_kv_head && c->n_kv_head != c->n_head) printf(" (%lld key/value heads: grouped-query attention)", (long long)c->n_kv_head);
+  printf("\n");
   printf("width:            %lld (ffn %lld)\n", (long long)c->n_embd, (long long)(c->n_inner ? c->n_inner : 4 * c->n_embd));
   printf("context:          %lld\n", (long long)c->n_positions);
   printf("vocab:            %lld\n", (long long)c->vocab_size);
-  printf("block:            %s, %s, %s, %s attention%s\n", c->pre_ln ? "pre-LN" : "post-LN", norms[c->norm], acts[c->act],
-         c->causal ? "causal" : "bidirectional", c->tie_embeddings ? ", tied LM head" : "");
+  printf("block:            %s, %s, %s%s, %s attention%s%s%s\n", c->pre_ln ? "pre-LN" : "post-LN", norms[c->norm],
+         c->glu ? "gated " : "", acts[c->act], c->causal ? "causal" : "bidirectional",
+         c->rope ? ", rotary positions" : "", c->qkv_bias && !c->bias ? ", q/k/v biases" : "",
+         c->tie_embeddings ? ", tied LM head" : "");
+  if (c->rope)
+    printf("rope:             theta %g%s\n", (double)c->rope_theta, c->rope_scaling ? ", llama3 scaling" : "");
+  if (c->sliding_window) printf("sliding window:   %lld\n", (long long)c->sliding_window);
   lm_tokenizer *tok;
   if (lm_tokenizer_load(&tok, dir) == LM_OK) {
     printf("tokenizer:        %lld ids, end-of-text id %lld\n", (long long)lm_tokenizer_vocab_size(tok), (long long)lm_tokenizer_eot(tok));

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "cli.h"
+#include "model/block.h"
 #include "model/family.h"
 #include "tokenizer/tokenizer.h"
 #include "train/train.h"
@@ -38,14 +39,19 @@ static const char *HELP =
   "  --tokenizer T        'byte' (default), 'gpt2', or a tokenizer directory\n"
   "  --val-fraction F     last fraction of the tokens held out for validation (0.05)\n"
   "model (new):\n"
-  "  --arch gpt2|bert     model family: GPT-2 decoder (default) or BERT encoder\n"
+  "  --arch NAME          model family: gpt2 (decoder, default), bert (encoder), or llama,\n"
+  "                       mistral, qwen2 (decoders with RoPE, RMSNorm, SwiGLU; docs/models.md)\n"
   "  --objective NAME     clm (gpt2 default); mlm+nsp (bert default: masked LM + next\n"
   "                       sentence prediction) or mlm (RoBERTa: no NSP, dynamic masks)\n"
   "  --mlm-prob X         share of tokens chosen for masked LM (0.15)\n"
   "  --share-layers       ALBERT: all layers share one set of weights (bert)\n"
   "  --layers N           transformer blocks (6)\n"
   "  --heads N            attention heads (6)\n"
+  "  --kv-heads N         key/value heads, dividing --heads: grouped-query attention\n"
+  "                       (llama, mistral, qwen2; default: --heads)\n"
   "  --dim N              model width, divisible by --heads (384)\n"
+  "  --ffn N              feed-forward width (4 * dim; gated families 8/3 * dim rounded\n"
+  "                       up to a multiple of 32, the same parameter count)\n"
   "  --context N          tokens per training sequence; also the model's positions (256)\n"
   "                       bert needs a tokenizer with [CLS] [SEP] [MASK] [PAD] (a vocab.txt\n"
   "                       directory, or 'lmkit tokenizer train --special [PAD] --special [CLS] ...')\n"
@@ -82,19 +88,26 @@ static int is_flag(const char *s) { return s[0] == '-' && s[1] == '-'; }
 
 /* The settings that define a run. On --resume each one given must equal what the run saved;
  * given[] holds the text as typed (NULL: not given), to name it in an error. */
-enum { F_TOKENIZER, F_ARCH, F_OBJECTIVE, F_MLM_PROB, F_SHARE, F_LAYERS, F_HEADS, F_DIM, F_CONTEXT, F_POSITIONS,
-       F_BATCH, F_GRAD_ACCUM, F_WARMUP, F_LR, F_MIN_LR, F_WEIGHT_DECAY, F_CLIP, F_VAL_FRACTION, F_SEED, F_N };
+enum { F_TOKENIZER, F_ARCH, F_OBJECTIVE, F_MLM_PROB, F_SHARE, F_LAYERS, F_HEADS, F_KV_HEADS, F_DIM, F_FFN, F_CONTEXT,
+       F_POSITIONS, F_BATCH, F_GRAD_ACCUM, F_WARMUP, F_LR, F_MIN_LR, F_WEIGHT_DECAY, F_CLIP, F_VAL_FRACTION, F_SEED, F_N };
 static const char *const FLAG_NAMES[F_N] = {
-  "--tokenizer", "--arch", "--objective", "--mlm-prob", "--share-layers", "--layers", "--heads", "--dim", "--context",
-  "--positions", "--batch", "--grad-accum", "--warmup", "--lr", "--min-lr", "--weight-decay", "--clip",
-  "--val-fraction", "--seed"};
+  "--tokenizer", "--arch", "--objective", "--mlm-prob", "--share-layers", "--layers", "--heads", "--kv-heads", "--dim",
+  "--ffn", "--context", "--positions", "--batch", "--grad-accum", "--warmup", "--lr", "--min-lr", "--weight-decay",
+  "--clip", "--val-fraction", "--seed"};
 
 typedef struct {
   const char *given[F_N];
   const char *tok_spec, *arch;
-  int64_t layers, heads, dim, positions;
+  int64_t layers, heads, kv_heads, dim, ffn, positions;
   int share;
 } run_flags;
+
+/* The FFN width of a new model: --ffn, else 4 * dim, or for a gated FFN (three matrices instead of
+ * two) 8/3 * dim rounded up to a multiple of 32, which keeps the parameter count of 4 * dim. */
+static int64_t ffn_width(const run_flags *rf, const lm_config *c) {
+  if (rf->ffn) return rf->ffn;
+  return c->glu ? (8 * rf->dim / 3 + 31) / 32 * 32 : 0;
+}
 
 /* The same tokenizer: vocabulary, end-of-text id and the ids of a probe text. */
 static int same_tokenizer(const lm_tokenizer *a, const lm_tokenizer *b) {
@@ -128,7 +141,9 @@ static int check_resume_flags(const run_flags *rf, const lm_train_opts *o, const
     return cli_error("--share-layers differs from the checkpoint (%s), whose layers are not shared", ckpt);
   INT_SAME(F_LAYERS, rf->layers, c->n_layer)
   INT_SAME(F_HEADS, rf->heads, c->n_head)
+  INT_SAME(F_KV_HEADS, rf->kv_heads, lm_kv_heads(c))
   INT_SAME(F_DIM, rf->dim, c->n_embd)
+  INT_SAME(F_FFN, rf->ffn, lm_ffn_width(c))
   INT_SAME(F_CONTEXT, o->context, saved->context)
   if (g[F_POSITIONS]) {
     /* a new run's position table is the larger of --positions and --context */
@@ -213,7 +228,9 @@ int cmd_train(int argc, char **argv) {
     if ((k = OPT("--mlm-prob")) == 1) return 1; else if (k) { FLT(o.mlm_prob, 0.001f, 0.9f); GIVEN(F_MLM_PROB); continue; }
     if ((k = OPT("--layers")) == 1) return 1; else if (k) { NUM(rf.layers, 1, 1024); GIVEN(F_LAYERS); continue; }
     if ((k = OPT("--heads")) == 1) return 1; else if (k) { NUM(rf.heads, 1, 1024); GIVEN(F_HEADS); continue; }
+    if ((k = OPT("--kv-heads")) == 1) return 1; else if (k) { NUM(rf.kv_heads, 1, 1024); GIVEN(F_KV_HEADS); continue; }
     if ((k = OPT("--dim")) == 1) return 1; else if (k) { NUM(rf.dim, 1, 65536); GIVEN(F_DIM); continue; }
+    if ((k = OPT("--ffn")) == 1) return 1; else if (k) { NUM(rf.ffn, 1, 1 << 20); GIVEN(F_FFN); continue; }
     if ((k = OPT("--context")) == 1) return 1; else if (k) { NUM(o.context, 1, 1 << 20); GIVEN(F_CONTEXT); continue; }
     if ((k = OPT("--positions")) == 1) return 1; else if (k) { NUM(rf.positions, 1, 1 << 20); GIVEN(F_POSITIONS); continue; }
     if ((k = OPT("--batch")) == 1) return 1; else if (k) { NUM(o.batch, 1, 1 << 20); GIVEN(F_BATCH); continue; }
@@ -304,9 +321,15 @@ int cmd_train(int argc, char **argv) {
       int64_t eot = lm_tokenizer_eot(tok);
       cfg.bos_token_id = cfg.eos_token_id = eot >= 0 ? eot : 0;
     }
-    cfg.n_layer = rf.layers; cfg.n_head = rf.heads; cfg.n_embd = rf.dim;
+    cfg.n_layer = rf.layers; cfg.n_head = rf.heads; cfg.n_embd = rf.dim; cfg.n_inner = ffn_width(&rf, &cfg);
     cfg.n_positions = rf.positions > o.context ? rf.positions : o.context;
     if (rf.dim % rf.heads) { rc = cli_error("--dim %lld is not divisible by --heads %lld", (long long)rf.dim, (long long)rf.heads); goto done; }
+    if (rf.kv_heads && !cfg.rope) { rc = cli_error("--kv-heads: the %s family has no grouped-query attention", rf.arch); goto done; }
+    if (rf.kv_heads && rf.heads % rf.kv_heads) {
+      rc = cli_error("--heads %lld is not a multiple of --kv-heads %lld", (long long)rf.heads, (long long)rf.kv_heads);
+      goto done;
+    }
+    cfg.n_kv_head = rf.kv_heads == rf.heads ? 0 : rf.kv_heads;
     if (lm_model_create(&m, &cfg, o.seed)) { rc = cli_fail(); goto done; }
   }
   const lm_config *c = lm_model_config(m);

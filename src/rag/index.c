@@ -5,7 +5,8 @@
  * a blank line) are packed whole into a passage while it stays within
  * chunk_words; a paragraph longer than that is cut at words; the next passage
  * starts overlap_words back (at a paragraph start when one falls in the
- * overlap). BM25 works on terms (lm_rag_terms: lowercased runs of letters and
+ * overlap), unless a passage from there would end where this one does (the
+ * next paragraph does not fit with the overlap): then right after it. BM25 works on terms (lm_rag_terms: lowercased runs of letters and
  * digits). Each term keeps its postings (passage, term frequency) in passage
  * order, appended as passages are added, so no sort is needed until saving,
  * where terms are written in byte order (a deterministic file). A loaded file
@@ -202,6 +203,21 @@ static int is_space(char c) { return c == ' ' || c == '\t' || c == '\n' || c == 
 
 typedef struct { int64_t start, end, line; int para; } word;
 
+/* where the passage starting at word s ends (one past its last word): whole paragraphs while they
+ * fit in C words; the rest of a paragraph longer than that is cut at C words */
+static int64_t passage_end(const word *w, int64_t nw, int64_t s, int64_t C) {
+  int64_t e = s + 1;
+  while (e < nw && !w[e].para) e++;
+  if (e - s > C) return s + C;
+  while (e < nw) {
+    int64_t q = e + 1;
+    while (q < nw && !w[q].para) q++;
+    if (q - s > C) break;
+    e = q;
+  }
+  return e;
+}
+
 lm_status lm_rag_index_add(lm_rag_index *ix, const char *name, const char *text, size_t len) {
   if (ix->dim) return lm_error(LM_ERR_ARG, "%s: documents are added before the passages are embedded", name);
   const char *nul = memchr(text, 0, len);
@@ -228,24 +244,15 @@ lm_status lm_rag_index_add(lm_rag_index *ix, const char *name, const char *text,
   lm_status st = LM_OK;
   int64_t C = ix->opts.chunk_words, O = ix->opts.overlap_words;
   for (int64_t s = 0; s < nw && !st;) {
-    /* whole paragraphs while they fit; a first paragraph longer than a passage is cut */
-    int64_t e = s + 1;
-    while (e < nw && !w[e].para) e++;
-    if (e - s > C) e = s + C;
-    else
-      for (;;) {
-        int64_t q = e + (e < nw);
-        while (q < nw && !w[q].para) q++;
-        if (e >= nw || q - s > C) break;
-        e = q;
-      }
+    int64_t e = passage_end(w, nw, s, C);
     st = chunk_add(ix, file, text, w[s].start, w[e - 1].end, w[s].line, w[e - 1].line);
     if (e >= nw) break;
+    /* O words back, or the paragraph that starts inside them; but a passage from there must
+     * reach past this one (else it would only repeat words): then the next starts at e */
     int64_t ns = e - O > s + 1 ? e - O : s + 1;
-    if (O == 0) ns = e;
     for (int64_t p = ns; p < e; p++)
       if (w[p].para) { ns = p; break; }
-    s = ns;
+    s = passage_end(w, nw, ns, C) > e ? ns : e;
   }
   free(w);
   return st;
@@ -416,13 +423,14 @@ static lm_status parse(lm_rag_index *ix, reader *r) {
   if (r->st) return r->st;
   if (nc && !(ix->chunks = lm_xmalloc((size_t)nc * sizeof *ix->chunks))) return r->st = LM_ERR_NOMEM;
   ix->cap_chunks = nc;
-  for (; ix->n_chunks < nc; ix->n_chunks++) {
+  while (ix->n_chunks < nc) {
     lm_rag_chunk_rec *c = &ix->chunks[ix->n_chunks];
     uint64_t v[6];
     for (int k = 0; k < 6; k++) v[k] = get_u64(r, "passage record");
     uint32_t tl = 0;
     c->text = get_str(r, "passage text", &tl);
     if (!c->text) return r->st;
+    ix->n_chunks++;   /* counted as soon as it owns its text, so that a failure below frees it */
     if (v[0] >= (uint64_t)nf) return bad(r, "a passage names a document that is not in the file");
     if (v[1] > v[2] || v[2] > INT64_MAX || v[2] - v[1] != tl) return bad(r, "a passage's byte range does not match its text");
     if (v[3] < 1 || v[3] > v[4] || v[4] > INT64_MAX || v[5] > INT64_MAX) return bad(r, "a passage's line range is invalid");
@@ -436,16 +444,17 @@ static lm_status parse(lm_rag_index *ix, reader *r) {
   if (slots_grow(ix, nt)) return r->st = LM_ERR_NOMEM;
   int64_t *seen = calloc((size_t)(nc ? nc : 1), sizeof *seen);   /* each passage's tf sum */
   if (!seen) return r->st = lm_error(LM_ERR_NOMEM, "out of memory");
-  for (; ix->n_terms < nt && !r->st; ix->n_terms++) {
+  while (ix->n_terms < nt && !r->st) {
     lm_rag_term *t = &ix->terms[ix->n_terms];
     if (!(t->s = get_str(r, "term", &t->len))) break;
+    ix->n_terms++;    /* owned from here on (terms are calloc'ed: no postings yet) */
     int ok = t->len > 0;
     for (uint32_t k = 0; k < t->len && ok; k++) {
       unsigned char ch = (unsigned char)t->s[k];
       ok = is_term_byte(ch) && !(ch >= 'A' && ch <= 'Z');
     }
     if (!ok) { bad(r, "a term holds a byte that is not a lowercase letter or digit"); break; }
-    if (ix->n_terms && term_cmp(ix->terms[ix->n_terms - 1].s, ix->terms[ix->n_terms - 1].len, t->s, t->len) >= 0) {
+    if (ix->n_terms > 1 && term_cmp(t[-1].s, t[-1].len, t->s, t->len) >= 0) {
       bad(r, "terms are not in strictly increasing byte order");
       break;
     }
@@ -469,7 +478,7 @@ static lm_status parse(lm_rag_index *ix, reader *r) {
       t->chunk[t->n] = (int64_t)c;
       t->tf[t->n] = tf;
     }
-    if (!r->st) slots_put(ix->slots, ix->n_slots, ix, ix->n_terms);
+    if (!r->st) slots_put(ix->slots, ix->n_slots, ix, ix->n_terms - 1);
   }
   for (int64_t c = 0; c < nc && !r->st; c++) {
     if (seen[c] != ix->chunks[c].n_terms) bad(r, "a passage's length differs from its postings");

@@ -43,7 +43,9 @@ const char *lm_rag_mode_name(lm_rag_mode mode);
 
 /* ---- chunking: paragraphs (separated by blank lines) packed into passages of at most
  * chunk_words words; consecutive passages share up to overlap_words words (starting at a
- * paragraph when one starts in the overlap); a paragraph longer than a passage is cut at words. */
+ * paragraph when one starts in the overlap, and not at all when the overlap plus the next
+ * paragraph would not fit: a passage always adds words); a paragraph longer than a passage is
+ * cut at words. Words are runs of non-space bytes. */
 typedef struct {
   int64_t chunk_words;    /* 200 */
   int64_t overlap_words;  /* 40; < chunk_words */

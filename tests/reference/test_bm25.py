@@ -8,7 +8,7 @@ with `lmkit index` under two chunk settings, and checks through tests/reference/
   - chunking: the passages are exactly those of a Python chunker written from the rules
     (paragraphs packed whole up to --chunk-size words, a longer paragraph cut at words,
     the next passage starting --overlap words back, or at a paragraph start inside the
-    overlap); each passage's text equals the file's bytes at its byte range, and its line
+    overlap, or right after the passage when a passage from there would add no word); each passage's text equals the file's bytes at its byte range, and its line
     range matches the newlines before it;
   - BM25: every passage's score for 60 queries (repeated, unknown, upper-case and
     punctuation-only words included) equals the Python BM25 (k1 = 1.2, b = 0.75, Lucene's
@@ -78,21 +78,24 @@ def ref_chunks(doc, C, O):
 
     def next_start(i):                                   # first paragraph start after word i
         return min(p for p in starts if p > i)
-    out, s = [], 0
-    while s < n:
+    def end(s):
         e = next_start(s)                                # the rest of the paragraph holding s
         if e - s > C:
-            e = s + C
-        else:
-            while e < n and next_start(e) - s <= C:
-                e = next_start(e)
+            return s + C
+        while e < n and next_start(e) - s <= C:
+            e = next_start(e)
+        return e
+    out, s = [], 0
+    while s < n:
+        e = end(s)
         line = lambda off: doc.count(b"\n", 0, off) + 1  # noqa: E731
         out.append((words[s][0], words[e - 1][1], line(words[s][0]), line(words[e - 1][0])))
         if e == n:
             break
         ns = e if O == 0 else max(s + 1, e - O)
         inside = [p for p in starts if ns <= p < e]
-        s = inside[0] if inside else ns
+        ns = inside[0] if inside else ns
+        s = ns if end(ns) > e else e                     # a passage that adds no word is skipped
     return out
 
 

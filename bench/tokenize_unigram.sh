@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# tokenize_unigram.sh — encode throughput of a T5-like Unigram tokenizer on one
+# core: lmkit's Precompiled (nmt_nfkc) + Unigram Viterbi (tests/reference/ref_unigram
+# bench: SentencePiece's rules, line by line) next to sentencepiece's own
+# encoder (python3-sentencepiece, sp.encode per line and on the whole list with
+# num_threads=1) on the same lines, with an id-for-id check.
+# The model: SentencePiece Unigram, vocab 8000, nmt_nfkc, trained here on the corpus.
+# Usage: bench/tokenize_unigram.sh [BUILD_DIR] [CORPUS]
+# Corpus: /work/shared/data/tinyshakespeare/input.txt if present, else the
+# fortunes files concatenated; repeated to >= 4 MB.
+set -euo pipefail
+SRC=$(cd "$(dirname "$0")/.." && pwd)
+BUILD=${1:-$SRC/build}
+CORPUS=${2:-}
+TMP=$(mktemp -d)
+trap 'rm -rf "$TMP"' EXIT
+if [ -z "$CORPUS" ]; then
+  if [ -f /work/shared/data/tinyshakespeare/input.txt ]; then CORPUS=/work/shared/data/tinyshakespeare/input.txt
+  else
+    find /usr/share/games/fortunes -type f ! -name '*.dat' ! -name '*.u8' -print0 | sort -z | xargs -0 cat > "$TMP/fortunes.txt"
+    CORPUS=$TMP/fortunes.txt
+  fi
+fi
+cp "$CORPUS" "$TMP/corpus.txt"
+while [ "$(stat -c %s "$TMP/corpus.txt")" -lt 4000000 ]; do cat "$CORPUS" >> "$TMP/corpus.txt"; done
+[ -x "$BUILD/ref_unigram" ] || cmake --build "$BUILD" --target ref_unigram >/dev/null
+echo "corpus: $CORPUS, $(stat -c %s "$TMP/corpus.txt") bytes (repeated to >= 4 MB); $(nproc) cores; load: $(cut -d' ' -f1-3 /proc/loadavg)"
+/usr/bin/python3 - "$SRC" "$BUILD" "$TMP" "$CORPUS" <<'PY'
+import json, os, statistics, subprocess, sys, time
+src, build, tmp, corpus = sys.argv[1:5]
+sys.path.insert(0, os.path.join(src, "tests", "reference"))
+import sentencepiece as spm
+from test_unigram import charsmap, t5_json
+spm.SentencePieceTrainer.train(input=corpus, model_prefix=os.path.join(tmp, "m"), model_type="unigram", vocab_size=8000,
+                               normalization_rule_name="nmt_nfkc", pad_id=0, eos_id=1, unk_id=2, bos_id=-1,
+                               num_threads=1, minloglevel=2, input_sentence_size=200000, shuffle_input_sentence=True)
+sp = spm.SentencePieceProcessor(model_file=os.path.join(tmp, "m.model"))
+blob = charsmap(sp.serialized_model_proto())
+_, model_only = t5_json(sp, blob, False)
+json.dump(model_only, open(os.path.join(tmp, "model.json"), "w"))
+open(os.path.join(tmp, "charsmap"), "wb").write(blob)
+text = open(os.path.join(tmp, "corpus.txt"), encoding="utf-8", errors="replace").read()
+lines = text.split("\n")
+mb = len(text.encode()) / 1e6
+def timed(f):
+    runs = []
+    for _ in range(5):
+        t0 = time.perf_counter(); out = f(); runs.append(time.perf_counter() - t0)
+    return out, mb / statistics.median(runs)
+ref, sp_line = timed(lambda: [sp.encode(l) for l in lines])
+_, sp_batch = timed(lambda: sp.encode(lines, num_threads=1))
+open(os.path.join(tmp, "corpus.txt"), "w", encoding="utf-8").write(text)
+lm = float(subprocess.run([os.path.join(build, "ref_unigram"), "bench", os.path.join(tmp, "model.json"),
+                           os.path.join(tmp, "charsmap"), os.path.join(tmp, "corpus.txt")],
+                          capture_output=True, text=True, check=True).stdout)
+with open(os.path.join(tmp, "lines.jsonl"), "w") as f:
+    f.writelines(json.dumps(l) + "\n" for l in lines)
+got = subprocess.run([os.path.join(build, "ref_unigram"), "spm", os.path.join(tmp, "model.json"), os.path.join(tmp, "charsmap")],
+                     stdin=open(os.path.join(tmp, "lines.jsonl")), capture_output=True, text=True, check=True).stdout.split("\n")[:-1]
+same = sum(1 for a, b in zip(got, ref) if [int(x) for x in a.split()] == b)
+print("model: %d pieces, nmt_nfkc; %d lines, %d ids" % (sp.get_piece_size(), len(lines), sum(map(len, ref))))
+print("lmkit (precompiled + Unigram, 1 thread):          %7.2f MB/s (median of 5)" % lm)
+print("sentencepiece %s (python, sp.encode per line):  %7.2f MB/s" % (spm.__version__, sp_line))
+print("sentencepiece %s (python, encode(list), 1 thr): %7.2f MB/s" % (spm.__version__, sp_batch))
+print("ids: %d of %d lines identical to sentencepiece" % (same, len(lines)))
+PY
+echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)"

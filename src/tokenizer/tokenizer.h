@@ -83,6 +83,22 @@ static inline const uint8_t *lm_tok_bytes(const lm_tokenizer *t, int64_t id, siz
   *n = (size_t)(t->tok_off[id + 1] - t->tok_off[id]);
   return t->tok_data + t->tok_off[id];
 }
+/* The bytes of ids joined (malloc'ed, NUL-terminated): the decode of a model whose tokens are
+ * their text (the pipeline's decoders do the rest). */
+static inline lm_status lm_tok_join(const lm_tokenizer *t, const uint32_t *ids, size_t n, char **text, size_t *len) {
+  size_t total = 0;
+  for (size_t i = 0; i < n; i++) total += (size_t)(t->tok_off[ids[i] + 1] - t->tok_off[ids[i]]);
+  char *o = lm_xmalloc(total + 1);
+  if (!o) return LM_ERR_NOMEM;
+  size_t k = 0;
+  for (size_t i = 0; i < n; i++) {
+    size_t m; const uint8_t *b = lm_tok_bytes(t, ids[i], &m);
+    memcpy(o + k, b, m); k += m;
+  }
+  o[k] = 0;
+  *text = o; *len = k;
+  return LM_OK;
+}
 static inline int lm_tok_byte_level(const lm_tokenizer *t) { return t->ops->byte_level; }
 /* The id of a token given as its text: a special token ([CLS], [SEP], [MASK], [PAD],
  * <|endoftext|>, ...) first, else an ordinary token with exactly these bytes; -1 if absent. */

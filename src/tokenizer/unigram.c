@@ -227,21 +227,6 @@ static lm_status uni_encode(lm_tok_encoder *e, const char *text, size_t len, uin
   return LM_OK;
 }
 
-static lm_status uni_decode(const lm_tokenizer *t, const uint32_t *ids, size_t n, char **text, size_t *len) {
-  size_t total = 0;
-  for (size_t i = 0; i < n; i++) total += (size_t)(t->tok_off[ids[i] + 1] - t->tok_off[ids[i]]);
-  char *o = lm_xmalloc(total + 1);
-  if (!o) return LM_ERR_NOMEM;
-  size_t k = 0;
-  for (size_t i = 0; i < n; i++) {
-    size_t m; const uint8_t *b = lm_tok_bytes(t, ids[i], &m);
-    memcpy(o + k, b, m); k += m;
-  }
-  o[k] = 0;
-  *text = o; *len = k;
-  return LM_OK;
-}
-
 /* ------------------------------------------------------------ tokenizer.json */
 static const char *const MODEL_KEYS[] = {"type", "unk_id", "vocab", "byte_fallback"};
 /* Components the Unigram model itself does not run (the tokenizer.json pipeline does). */
@@ -395,6 +380,6 @@ const lm_tok_model_ops lm_unigram_ops = {
   .type = "Unigram", .what = "Unigram", .byte_level = 0,
   .from_json = uni_from_json,
   .state_new = state_new, .state_free = state_free,
-  .encode = uni_encode, .decode = uni_decode,
+  .encode = uni_encode, .decode = lm_tok_join,
   .to_json = uni_to_json, .save = uni_save, .free = uni_free,
 };

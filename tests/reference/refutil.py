@@ -7,6 +7,7 @@ import sys
 
 import numpy as np
 
+SRC = os.environ.get("LMKIT_SRC", os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 BIN = os.environ.get("LMKIT_BIN", os.path.join(os.path.dirname(__file__), "..", "..", "build"))
 
 
@@ -47,4 +48,23 @@ class Checker:
 
     def finish(self):
         print(f"{self.passed} passed, {self.failed} failed")
+        sys.exit(1 if self.failed else 0)
+
+
+class Tally:
+    """Pass/fail checks without a tolerance: check(ok, what) prints each failure; finish() prints
+    the counts and exits 1 if any failed."""
+
+    def __init__(self):
+        self.passed = self.failed = 0
+
+    def check(self, ok, what):
+        self.passed += bool(ok)
+        self.failed += not ok
+        if not ok:
+            print("FAIL:", what)
+        return ok
+
+    def finish(self):
+        print("%d passed, %d failed" % (self.passed, self.failed))
         sys.exit(1 if self.failed else 0)

@@ -42,22 +42,15 @@ import time
 
 import sentencepiece as spm
 
-SRC = os.environ.get("LMKIT_SRC", os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from refutil import SRC, Tally  # noqa: E402
+
 BIN_DIR = os.environ.get("LMKIT_BIN", os.path.join(SRC, "build"))
 DRIVER = os.path.join(BIN_DIR, "ref_unigram")
 NPM = os.path.join(SRC, "third_party", "npm", "node_modules")
 N_EXTRA = 100
-
-passed = failed = 0
-
-
-def check(ok, what):
-    global passed, failed
-    if ok:
-        passed += 1
-    else:
-        failed += 1
-        print("FAIL:", what)
+tally = Tally()
+check = tally.check
 
 
 # ---------------------------------------------------------------- text
@@ -318,8 +311,7 @@ def main():
         print("%s: vs HF tokenizers: %d strings, %d identical; HF and sentencepiece themselves differ on %d of %d" %
               (name, len(hf_strings), len(hf_strings) - len(bad), differ, len(strings)))
 
-    print("%d passed, %d failed" % (passed, failed))
-    sys.exit(1 if failed else 0)
+    tally.finish()
 
 
 if __name__ == "__main__":

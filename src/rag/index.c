@@ -140,6 +140,31 @@ static lm_status posting_add(lm_rag_term *tm, int64_t chunk, uint32_t tf) {
   return LM_OK;
 }
 
+/* ---- BM25 scores (formula in rag.h): each query term adds to the passages in its postings */
+
+typedef struct { const lm_rag_index *ix; double *scores, avgdl; } bm25_ctx;
+
+static int bm25_term(const char *s, size_t len, void *user) {
+  bm25_ctx *b = user;
+  int64_t t = lm_rag_term_find(b->ix, s, len);
+  if (t < 0) return 0;
+  const lm_rag_term *tm = &b->ix->terms[t];
+  double N = (double)b->ix->n_chunks, df = (double)tm->n;
+  double idf = log(1.0 + (N - df + 0.5) / (df + 0.5));
+  for (int64_t p = 0; p < tm->n; p++) {
+    double tf = tm->tf[p], dl = (double)b->ix->chunks[tm->chunk[p]].n_terms;
+    b->scores[tm->chunk[p]] += idf * tf * (LM_RAG_K1 + 1) / (tf + LM_RAG_K1 * (1 - LM_RAG_B + LM_RAG_B * dl / b->avgdl));
+  }
+  return 0;
+}
+
+lm_status lm_rag_bm25(const lm_rag_index *ix, const char *query, double *scores) {
+  for (int64_t i = 0; i < ix->n_chunks; i++) scores[i] = 0;
+  if (!ix->n_chunks || !ix->total_terms) return LM_OK;   /* no term in any passage: nothing matches */
+  bm25_ctx b = {ix, scores, (double)ix->total_terms / (double)ix->n_chunks};
+  return lm_rag_terms(query, strlen(query), bm25_term, &b);
+}
+
 /* ---- building */
 
 lm_status lm_rag_index_new(lm_rag_index **out, const lm_rag_chunk_opts *o) {

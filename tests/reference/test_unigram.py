@@ -64,8 +64,10 @@ COMPAT = list("ＡＢＣａｂｃ０１２３！？（）＃＄％＆＊＋，�
     list("ﬁﬂﬀﬃ①②⑩⑴⒜㈱㍿㎏㎡℃℉™№Ⅳⅻ½¼¾²³¹ⁿ₁₂ｈｅｌｌｏ…‥′″ℌℍ𝐀𝐁𝔸µÅΩ") + \
     ["\u00a0", "\u3000", "\u2002", "\u2009", "\u200b", "\u00ad", "\t", "\n", "\r", "\x0b", "\x0c", "\x01", "\x7f",
      "\ufeff", "\u2028", "\u0085", "\u1680"]
+# marks that join a cluster (Extend, SpacingMark, ZWJ, variation selectors) and Prepend characters
 COMBINING = ["\u0301", "\u0300", "\u0308", "\u0327", "\u0303", "\u030a", "\u0302", "\u0323", "\u20dd", "\ufe0f",
-             "\u3099", "\u309a"]
+             "\u3099", "\u309a", "\u0e33", "\u0e48", "\u093e", "\u094d", "\u064b", "\u200d", "\ufe0e", "\u0345"]
+PREPEND = ["\u0600", "\u0605", "\u06dd", "\u110bd"]
 SPACES = [" ", "  ", "   ", "\t", "\n", " \n ", "\u3000", "\u00a0 ", "\t\t", "    "]
 EMOJI = ["🙂", "😀", "👍🏽", "👨‍👩‍👧‍👦", "🇫🇷", "❤️", "✨", "🚀", "🤖", "☕", "🎉", "🏳️‍🌈", "⭐", "🔥", "1️⃣"]
 RANGES = [(0x41, 0x5A), (0x61, 0x7A), (0xC0, 0xFF), (0x100, 0x17F), (0x391, 0x3C9), (0x410, 0x44F), (0x5D0, 0x5EA),
@@ -90,6 +92,8 @@ def atom(r):
         return r.choice("aeiouAEOnczg") + r.choice(COMBINING)
     if k < 0.61:
         return r.choice(COMPAT[:40]) + r.choice(COMBINING)   # full-width + a mark: the HF/SentencePiece difference
+    if k < 0.62:
+        return r.choice(PREPEND) + r.choice("a1\u00e9\uff21")
     if k < 0.71:
         return "".join(rand_char(r) for _ in range(r.randint(1, 4)))
     if k < 0.77:

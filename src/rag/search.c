@@ -90,24 +90,6 @@ done:
 
 /* ---- the prompt and the sources */
 
-typedef struct { char *s; size_t len, cap; int oom; } sbuf;
-
-static void sb_add(sbuf *b, const char *s, size_t n) {
-  if (b->oom) return;
-  if (b->len + n + 1 > b->cap) {
-    size_t c = b->cap ? b->cap : 256;
-    while (c < b->len + n + 1) c *= 2;
-    char *t = realloc(b->s, c);
-    if (!t) { b->oom = 1; return; }
-    b->s = t;
-    b->cap = c;
-  }
-  memcpy(b->s + b->len, s, n);
-  b->len += n;
-  b->s[b->len] = 0;
-}
-static void sb_str(sbuf *b, const char *s) { sb_add(b, s, strlen(s)); }
-
 /* "a.txt, lines 3-7" / "a.txt, line 3" */
 static void where(char *buf, size_t n, const lm_rag_chunk *c) {
   if (c->line_start == c->line_end) snprintf(buf, n, "line %lld", (long long)c->line_start);
@@ -116,29 +98,29 @@ static void where(char *buf, size_t n, const lm_rag_chunk *c) {
 
 lm_status lm_rag_prompt(const lm_rag_index *ix, const char *question, const lm_rag_hit *hits, int64_t n, char **out) {
   *out = NULL;
-  sbuf b = {0};
-  sb_str(&b, "Answer the question using only the numbered sources below. Cite each source you use as [n]. "
-             "If the sources do not hold the answer, say so.\n\n");
-  for (int64_t i = 0; i < n; i++) {
+  for (int64_t i = 0; i < n; i++)
     if (hits[i].chunk < 0 || hits[i].chunk >= ix->n_chunks)
-      { free(b.s); return lm_error(LM_ERR_ARG, "hit %lld names passage %lld, not in the index", (long long)i, (long long)hits[i].chunk); }
+      return lm_error(LM_ERR_ARG, "hit %lld names passage %lld, not in the index", (long long)i, (long long)hits[i].chunk);
+  char *buf = NULL;
+  size_t len = 0;
+  FILE *f = open_memstream(&buf, &len);
+  if (!f) return lm_error(LM_ERR_NOMEM, "out of memory");
+  fputs("Answer the question using only the numbered sources below. Cite each source you use as [n]. "
+        "If the sources do not hold the answer, say so.\n\n", f);
+  for (int64_t i = 0; i < n; i++) {
     lm_rag_chunk c;
     lm_rag_index_chunk(ix, hits[i].chunk, &c);
-    char head[64], w[64];
+    char w[64];
     where(w, sizeof w, &c);
-    snprintf(head, sizeof head, "[%lld] ", (long long)(i + 1));
-    sb_str(&b, head);
-    sb_str(&b, c.file);
-    sb_str(&b, ", ");
-    sb_str(&b, w);
-    sb_str(&b, "\n");
-    sb_add(&b, c.text, c.len);
-    sb_str(&b, "\n\n");
+    fprintf(f, "[%lld] %s, %s\n", (long long)(i + 1), c.file, w);
+    fwrite(c.text, 1, c.len, f);
+    fputs("\n\n", f);
   }
-  sb_str(&b, "Question: ");
-  sb_str(&b, question);
-  if (b.oom) { free(b.s); return lm_error(LM_ERR_NOMEM, "out of memory"); }
-  *out = b.s;
+  fprintf(f, "Question: %s", question);
+  int bad = ferror(f);
+  bad |= fclose(f);   /* the buffer is complete (and buf set) only after fclose */
+  if (bad) { free(buf); return lm_error(LM_ERR_NOMEM, "out of memory"); }
+  *out = buf;
   return LM_OK;
 }
 

@@ -58,3 +58,17 @@ if command -v npm >/dev/null 2>&1; then
     (cd "$NPM_DIR" && npm install --silent --no-audit --no-fund --prefix . "${missing_npm[@]}" >/dev/null)
   fi
 fi
+
+# The server's client (tests/cli/test_serve*.sh): the official openai SDK.
+SERVE_PKGS=(openai@7.55.0)
+if command -v npm >/dev/null 2>&1; then
+  missing_npm=()
+  for p in "${SERVE_PKGS[@]}"; do
+    [ -f "$NPM_DIR/node_modules/${p%@*}/package.json" ] || missing_npm+=("$p")
+  done
+  if [ ${#missing_npm[@]} -gt 0 ]; then
+    echo "install-deps: fetching ${missing_npm[*]} from npm"
+    mkdir -p "$NPM_DIR"
+    (cd "$NPM_DIR" && npm install --silent --no-audit --no-fund --prefix . "${missing_npm[@]}" >/dev/null)
+  fi
+fi

@@ -612,7 +612,7 @@ static enum MHD_Result generate(conn_ctx *cx, lm_request *rq) {
   j->created = (long)time(NULL);
   /* queue it (or 503) */
   pthread_mutex_lock(&s->mu);
-  if (s->stopping || s->n_queued >= s->o.max_queue) {
+  if (s->stopping || s->n_queued >= s->o.max_queue + (s->o.parallel - s->n_active)) {   /* beyond the free slots */
     job_unref(s, j);
     pthread_mutex_unlock(&s->mu);
     return send_error(cx, 503, NULL, s->stopping ? "the server is shutting down" :

@@ -1,0 +1,142 @@
+#!/usr/bin/env bash
+# lmkit serve end to end, on 127.0.0.1 and a free port, with a tiny model the test trains (1 s):
+#   - the official `openai` npm SDK (tests/cli/serve_openai.mjs): models, chat, streaming chat with
+#     include_usage (== the non-streamed greedy answer), seeded sampling, logprobs, stop strings,
+#     completions (streamed and not), embeddings (base64 and float), typed 400 and 401 errors;
+#   - curl: the raw SSE framing (data: lines, blank-line separators, [DONE] last, text/event-stream),
+#     /health, /metrics, /tokenize + /detokenize round trip, GET / (the page), 401 without the key,
+#     413 for an oversized body, 400 naming the field for malformed JSON and wrong types, 400 for
+#     prompt + max_tokens beyond the context, 404 and 405;
+#   - a full queue answers 503; SIGTERM lets a stream in flight finish, then the server exits 0;
+#   - flags: --help, a bad --pool, a missing model, a busy port.
+set -u
+BIN="${LMKIT_BIN:-build}/lmkit"
+SRC="${LMKIT_SRC:-$(cd "$(dirname "$0")/../.." && pwd)}"
+T=${KEEP_T:-$(mktemp -d)}; mkdir -p "$T"
+PIDS=()
+cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done; [ -n "${KEEP_T:-}" ] || rm -rf "$T"; }
+trap cleanup EXIT
+pass=0; fail=0
+ok() { echo "ok   $1"; pass=$((pass+1)); }
+bad() { echo "FAIL $1"; fail=$((fail+1)); }
+check() { if eval "$2"; then ok "$1"; else bad "$1"; fi; }
+
+# ---- a tiny model: a byte-level BPE with the ChatML tokens, 30 steps on a toy corpus
+python3 - "$T" <<'PY'
+import random, sys
+r = random.Random(1)
+with open(sys.argv[1] + "/corpus.txt", "w") as f:
+    for _ in range(3000):
+        f.write("the quick brown fox %d jumps over the lazy dog. hello world, how are you?\n" % r.randint(0, 999))
+PY
+"$BIN" tokenizer train --data "$T/corpus.txt" --vocab-size 300 --out "$T/tok" \
+  --special "<|endoftext|>" --special "<|im_start|>" --special "<|im_end|>" > "$T/tok.log" 2>&1
+"$BIN" train --data "$T/corpus.txt" --tokenizer "$T/tok" --out "$T/model" --layers 2 --heads 4 --dim 64 --context 128 \
+  --steps 30 --lr 3e-3 --batch 8 --threads 1 --quiet > "$T/train.log" 2>&1
+check "a tiny model to serve" '[ -f "$T/model/model.safetensors" ]'
+
+# start_server LOG ARGS...: starts lmkit serve on a free port; sets PORT and SPID
+start_server() {
+  local log=$1; shift
+  "$BIN" serve --port 0 --threads 1 "$@" > "$log" 2>&1 &
+  SPID=$!; PIDS+=("$SPID"); PORT=""
+  for _ in $(seq 100); do
+    PORT=$(grep -o 'listening on http://[0-9.]*:[0-9]*' "$log" | sed 's/.*://')
+    [ -n "$PORT" ] && return 0
+    kill -0 "$SPID" 2>/dev/null || return 1
+    sleep 0.1
+  done
+  return 1
+}
+KEY=test-key-123
+start_server "$T/serve.log" --model "$T/model" --parallel 4 --api-key "$KEY"
+check "lmkit serve starts on 127.0.0.1 and a free port ($PORT)" '[ -n "$PORT" ] && grep -q "listening on http://127.0.0.1:" "$T/serve.log"'
+check "one warning at start-up: no chat template, ChatML" '[ "$(grep -c "warning: .*no chat template.*ChatML" "$T/serve.log")" -eq 1 ]'
+URL="http://127.0.0.1:$PORT"
+AUTH=(-H "Authorization: Bearer $KEY")
+
+# ---- the official SDK
+node "$SRC/tests/cli/serve_openai.mjs" "$URL" "$KEY" > "$T/sdk.log" 2>&1
+rc=$?
+sed 's/^/     sdk: /' "$T/sdk.log"
+check "the openai SDK: every check passes (rc $rc)" '[ $rc -eq 0 ] && ! grep -q "^FAIL" "$T/sdk.log" && [ "$(grep -c "^ok" "$T/sdk.log")" -ge 12 ]'
+
+# ---- raw SSE framing
+BODY='{"model":"m","messages":[{"role":"user","content":"hi"}],"max_tokens":8,"temperature":0,"stream":true}'
+curl -sN -D "$T/sse.h" "${AUTH[@]}" -H 'Content-Type: application/json' -d "$BODY" "$URL/v1/chat/completions" > "$T/sse.txt"
+check "SSE: Content-Type text/event-stream" 'grep -qi "^content-type: text/event-stream" "$T/sse.h"'
+python3 - "$T/sse.txt" > "$T/sse.check" <<'PY'
+import json, sys
+raw = open(sys.argv[1], "rb").read().decode()
+assert raw.endswith("data: [DONE]\n\n"), "ends with data: [DONE] and a blank line"
+events = raw.split("\n\n")[:-1]
+assert all(e.startswith("data: ") and "\n" not in e for e in events), "every event is one data: line"
+chunks = [json.loads(e[6:]) for e in events[:-1]]
+assert all(c["object"] == "chat.completion.chunk" and c["id"] == chunks[0]["id"] for c in chunks)
+assert chunks[0]["choices"][0]["delta"].get("role") == "assistant"
+assert chunks[-1]["choices"][0]["finish_reason"] in ("stop", "length")
+assert all(c["choices"][0]["finish_reason"] is None for c in chunks[:-1])
+print(len(events))
+PY
+check "SSE: data: {chunk} events separated by blank lines, role first, finish_reason last, data: [DONE] ($(cat "$T/sse.check") events)" \
+  '[ -s "$T/sse.check" ]'
+
+# ---- the other routes
+code() { curl -s -o "$T/out.json" -w '%{http_code}' "$@"; }
+check "/health: 200 without a key" '[ "$(code "$URL/health")" = 200 ]'
+check "GET /: the chat page" '[ "$(code "$URL/")" = 200 ] && grep -q "/v1/chat/completions" "$T/out.json"'
+check "/metrics: Prometheus text" '[ "$(code "${AUTH[@]}" "$URL/metrics")" = 200 ] && grep -q "^lmkit_generated_tokens_total [1-9]" "$T/out.json" &&
+  grep -q "^lmkit_slots_busy 0" "$T/out.json" && grep -q "^lmkit_queue_length 0" "$T/out.json" && grep -q "^lmkit_decode_tokens_per_second" "$T/out.json"'
+code "${AUTH[@]}" -d '{"content":"hello world, how are you?"}' "$URL/tokenize" > /dev/null
+ids=$(python3 -c "import json,sys; print(json.dumps({'tokens': json.load(open(sys.argv[1]))['tokens']}))" "$T/out.json")
+check "/tokenize then /detokenize gives the text back" '[ "$(code "${AUTH[@]}" -d "$ids" "$URL/detokenize")" = 200 ] &&
+  grep -qF "\"content\":\"hello world, how are you?\"" "$T/out.json"'
+
+# ---- limits and errors
+check "401 without the API key" '[ "$(code -d "$BODY" "$URL/v1/chat/completions")" = 401 ] && grep -q "API key" "$T/out.json"'
+head -c 2000000 /dev/zero | tr '\0' 'a' > "$T/big.txt"
+check "413 for a body over the limit (2 MB)" '[ "$(code "${AUTH[@]}" --data-binary @"$T/big.txt" "$URL/v1/completions")" = 413 ]'
+check "400 for malformed JSON" '[ "$(code "${AUTH[@]}" -d "{\"prompt\": \"a\"" "$URL/v1/completions")" = 400 ] && grep -q "not valid JSON" "$T/out.json"'
+check "400 naming a field of the wrong type" '[ "$(code "${AUTH[@]}" -d "{\"prompt\": \"a\", \"max_tokens\": \"9\"}" "$URL/v1/completions")" = 400 ] &&
+  grep -q "\"param\":\"max_tokens\"" "$T/out.json" && grep -q "must be an integer" "$T/out.json"'
+check "400 for an unknown field, named" '[ "$(code "${AUTH[@]}" -d "{\"prompt\": \"a\", \"best_off\": 2}" "$URL/v1/completions")" = 400 ] &&
+  grep -q "unknown field .best_off" "$T/out.json"'
+check "400 when prompt + max_tokens exceed the context" '[ "$(code "${AUTH[@]}" -d "{\"prompt\": \"a b\", \"max_tokens\": 500}" "$URL/v1/completions")" = 400 ] &&
+  grep -q "exceed the context of 128" "$T/out.json"'
+check "404 for an unknown route, 405 for a wrong method" '[ "$(code "${AUTH[@]}" "$URL/v2/x")" = 404 ] && [ "$(code "${AUTH[@]}" "$URL/v1/completions")" = 405 ]'
+check "the server is still up after the errors" '[ "$(code "$URL/health")" = 200 ]'
+
+# ---- a full queue: 1 slot, 1 waiting; a third concurrent request gets 503
+start_server "$T/serve_q.log" --model "$T/model" --parallel 1 --queue 1
+LONG='{"prompt":"the","max_tokens":100,"temperature":0,"stream":true}'
+QP=()
+for k in 1 2 3 4; do
+  curl -sN -o "$T/q$k.txt" -w '%{http_code}' -d "$LONG" "http://127.0.0.1:$PORT/v1/completions" > "$T/q$k.code" & QP+=($!)
+done
+wait "${QP[@]}"
+codes=$(cat "$T"/q?.code | sort | tr '\n' ' ')
+check "with 1 slot and a queue of 1, concurrent requests beyond them get 503 ($codes)" \
+  'echo "$codes" | grep -q 503 && echo "$codes" | grep -q 200'
+check "the requests that were admitted finished completely" \
+  'for k in 1 2 3 4; do [ "$(cat $T/q$k.code)" != 200 ] || tail -c 14 $T/q$k.txt | grep -q "data: \[DONE\]" || exit 1; done'
+
+# ---- SIGTERM drains: a stream in flight finishes, then the server exits 0
+curl -sN -d "$LONG" "http://127.0.0.1:$PORT/v1/completions" > "$T/drain.txt" &
+CPID=$!
+sleep 0.3
+kill -TERM "$SPID"
+wait "$CPID"; wait "$SPID"; src=$?
+check "SIGTERM: the stream in flight ends with [DONE], the server exits 0 (rc $src)" \
+  '[ $src -eq 0 ] && tail -c 14 "$T/drain.txt" | grep -q "data: \[DONE\]" && grep -q "finishing the requests in flight" "$T/serve_q.log"'
+
+# ---- flags
+check "serve --help" '"$BIN" serve --help | grep -q -- "--parallel"'
+"$BIN" serve --model "$T/model" --pool max > "$T/e1" 2>&1; r1=$?
+check "a bad --pool is a clear error" '[ $r1 -ne 0 ] && grep -q "unknown --pool .max." "$T/e1"'
+"$BIN" serve --model "$T/none" --port 0 > "$T/e2" 2>&1; r2=$?
+check "a missing model directory is a clear error" '[ $r2 -ne 0 ] && grep -q "lmkit: error: .*none" "$T/e2"'
+"$BIN" serve --model "$T/model" --port "$(grep -o ':[0-9]*' <<< "$URL" | tr -d :)" > "$T/e3" 2>&1; r3=$?
+check "a busy port is a clear error" '[ $r3 -ne 0 ] && grep -q "cannot listen on 127.0.0.1" "$T/e3"'
+
+echo "test_serve: $pass passed, $fail failed"
+[ $fail -eq 0 ]

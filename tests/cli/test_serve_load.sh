@@ -1,0 +1,89 @@
+#!/usr/bin/env bash
+# lmkit serve under load and faults, bounded (tests/cli/serve_load.mjs does one round):
+#   32 concurrent streaming chat clients on 8 slots, with 8 malformed-JSON clients, 3 oversized
+#   bodies and 8 streams abandoned after two chunks at the same time. Required: no crash, every
+#   well-formed request answered completely ([DONE], finish_reason, usage), malformed ones 400,
+#   oversized 413; afterwards no busy slot and no queue (abandoned streams freed theirs), and the
+#   resident memory after rounds 2 and 3 back near the one after round 1 (no growth per round).
+#   When an ASan+UBSan build of lmkit is there (LMKIT_ASAN_BIN, default the build-asan next to
+#   the release build), one round runs against it too and its log must be free of reports.
+set -u
+BIN="${LMKIT_BIN:-build}/lmkit"
+ASAN_BIN="${LMKIT_ASAN_BIN:-$(dirname "$(cd "${LMKIT_BIN:-build}" && pwd)")/build-asan}/lmkit"
+SRC="${LMKIT_SRC:-$(cd "$(dirname "$0")/../.." && pwd)}"
+T=${KEEP_T:-$(mktemp -d)}; mkdir -p "$T"
+PIDS=()
+cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done; [ -n "${KEEP_T:-}" ] || rm -rf "$T"; }
+trap cleanup EXIT
+pass=0; fail=0
+ok() { echo "ok   $1"; pass=$((pass+1)); }
+bad() { echo "FAIL $1"; fail=$((fail+1)); }
+check() { if eval "$2"; then ok "$1"; else bad "$1"; fi; }
+
+python3 - "$T" <<'PY'
+import random, sys
+r = random.Random(1)
+with open(sys.argv[1] + "/corpus.txt", "w") as f:
+    for _ in range(3000):
+        f.write("the quick brown fox %d jumps over the lazy dog. hello world, how are you?\n" % r.randint(0, 999))
+PY
+"$BIN" tokenizer train --data "$T/corpus.txt" --vocab-size 300 --out "$T/tok" \
+  --special "<|endoftext|>" --special "<|im_start|>" --special "<|im_end|>" > "$T/tok.log" 2>&1
+"$BIN" train --data "$T/corpus.txt" --tokenizer "$T/tok" --out "$T/model" --layers 2 --heads 4 --dim 64 --context 128 \
+  --steps 30 --lr 3e-3 --batch 8 --threads 1 --quiet > "$T/train.log" 2>&1
+
+start_server() {   # start_server BIN LOG ARGS...: sets PORT and SPID
+  local bin=$1 log=$2; shift 2
+  "$bin" serve --port 0 --threads 1 "$@" > "$log" 2>&1 &
+  SPID=$!; PIDS+=("$SPID"); PORT=""
+  for _ in $(seq 300); do
+    PORT=$(grep -o 'listening on http://[0-9.]*:[0-9]*' "$log" | sed 's/.*://')
+    [ -n "$PORT" ] && return 0
+    kill -0 "$SPID" 2>/dev/null || return 1
+    sleep 0.1
+  done
+  return 1
+}
+rss() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
+settled() {   # no busy slot and no queue (abandoned streams freed theirs), within 2 s
+  for _ in $(seq 20); do
+    curl -s "http://127.0.0.1:$PORT/metrics" > "$T/metrics.txt"
+    grep -q "^lmkit_slots_busy 0" "$T/metrics.txt" && grep -q "^lmkit_queue_length 0" "$T/metrics.txt" && return 0
+    sleep 0.1
+  done
+  return 1
+}
+
+start_server "$BIN" "$T/serve.log" --model "$T/model" --parallel 8 --max-body 1048576
+check "server up (port $PORT)" '[ -n "$PORT" ]'
+R=()
+for round in 1 2 3; do
+  node "$SRC/tests/cli/serve_load.mjs" "http://127.0.0.1:$PORT" 32 40 > "$T/round$round.json" 2>&1
+  rc=$?
+  check "round $round: 32 streams complete, malformed 400, oversized 413, abandoned streams ($(cat "$T/round$round.json"))" '[ $rc -eq 0 ]'
+  check "round $round: the server is alive, no slot busy, no queue afterwards" 'kill -0 $SPID && settled'
+  R+=("$(rss "$SPID")")
+done
+check "resident memory after rounds 2 and 3 (${R[1]}, ${R[2]} kB) within 10% + 8 MB of round 1's (${R[0]} kB)" \
+  '[ "${R[2]}" -le $(( R[0] * 11 / 10 + 8192 )) ] && [ "${R[1]}" -le $(( R[0] * 11 / 10 + 8192 )) ]'
+gen=$(awk '/^lmkit_generated_tokens_total/ {print $2}' "$T/metrics.txt")
+check "metrics count the generated tokens ($gen)" '[ "${gen:-0}" -ge $((3 * 32)) ]'
+kill -TERM "$SPID"; wait "$SPID"; src=$?
+check "SIGTERM after the load: exit 0 (rc $src)" '[ $src -eq 0 ]'
+
+if [ -x "$ASAN_BIN" ]; then
+  ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1 \
+    start_server "$ASAN_BIN" "$T/asan.log" --model "$T/model" --parallel 8
+  node "$SRC/tests/cli/serve_load.mjs" "http://127.0.0.1:$PORT" 32 24 > "$T/asan_round.json" 2>&1
+  rc=$?
+  check "ASan+UBSan build: a round of load and faults ($(cat "$T/asan_round.json"))" '[ $rc -eq 0 ] && settled'
+  kill -TERM "$SPID"; wait "$SPID"; src=$?
+  check "ASan+UBSan build: no sanitizer report, exit 0 after SIGTERM (rc $src)" \
+    '[ $src -eq 0 ] && ! grep -q -E "ERROR: (Address|Leak)Sanitizer|runtime error" "$T/asan.log"'
+  grep -E -A12 "ERROR: (Address|Leak)Sanitizer|runtime error" "$T/asan.log" | head -40
+else
+  echo "skip the ASan round: no $ASAN_BIN (make test builds it)"
+fi
+
+echo "test_serve_load: $pass passed, $fail failed"
+[ $fail -eq 0 ]

@@ -19,7 +19,7 @@
  * and reused, so encoding does not allocate once warm).
  *
  * The trie: nodes are numbers, the edge (node, byte) -> child is an
- * open-addressing hash table (the root's 256 edges are a plain array); each
+ * open-addressing hash table (Fibonacci hashing) (the root's 256 edges are a plain array); each
  * node records the id of the piece ending there (the last one when a piece
  * is listed twice, as HF's token -> id map does). Every vocabulary entry is in
  * it, special pieces too, as in HF (where added tokens are cut out before).
@@ -34,11 +34,11 @@
 
 #define UNK_PENALTY 10.0   /* HF's K_UNK_PENALTY, SentencePiece's kUnkPenalty */
 
+typedef struct { uint32_t key; int32_t child; } uni_edge;   /* key: node << 8 | byte (node >= 1); 0: empty slot */
 typedef struct {
   int32_t root[256];        /* the root's children, -1: none */
-  uint64_t *key;            /* (node << 8 | byte) + 1; 0: empty slot */
-  int32_t *child;
-  uint64_t cap;             /* power of two */
+  uni_edge *edge;           /* open addressing, linear probing */
+  uint64_t cap; int shift;  /* cap = 2^(64 - shift) slots */
   int32_t *piece;           /* per node: id of the piece ending here, -1 */
   int64_t n_nodes;
 } uni_trie;
@@ -63,12 +63,16 @@ typedef struct {
 #define NONE SIZE_MAX
 
 /* ------------------------------------------------------------ trie */
+/* Fibonacci hashing: one multiply, the top bits (the walk does one probe per byte of text) */
+static inline uint64_t edge_slot(const uni_trie *tr, uint32_t k) { return (k * 0x9E3779B97F4A7C15ull) >> tr->shift; }
+
 static inline int32_t trie_child(const uni_trie *tr, int32_t node, uint8_t b) {
   if (node == 0) return tr->root[b];
-  uint64_t k = ((uint64_t)node << 8 | b) + 1, mask = tr->cap - 1, h = lm_tok_mix64(k) & mask;
+  uint32_t k = (uint32_t)node << 8 | b;
+  uint64_t mask = tr->cap - 1, h = edge_slot(tr, k);
   for (;;) {
-    if (tr->key[h] == k) return tr->child[h];
-    if (!tr->key[h]) return -1;
+    if (tr->edge[h].key == k) return tr->edge[h].child;
+    if (!tr->edge[h].key) return -1;
     h = (h + 1) & mask;
   }
 }
@@ -76,13 +80,15 @@ static inline int32_t trie_child(const uni_trie *tr, int32_t node, uint8_t b) {
 static lm_status trie_build(uni_trie *tr, int64_t n, const uint8_t *const *bytes, const size_t *len) {
   uint64_t total = 1;
   for (int64_t i = 0; i < n; i++) total += len[i];
-  if (total >= (uint64_t)INT32_MAX) return lm_error(LM_ERR_UNSUPPORTED, "Unigram: the pieces are too long in total (%llu bytes)",
-                                                    (unsigned long long)total);
+  if (total >= (1u << 24))   /* nodes fit 24 bits, so an edge is 8 bytes (the walk's cache misses) */
+    return lm_error(LM_ERR_UNSUPPORTED, "Unigram: the pieces are too long in total (%llu bytes; lmkit takes up to 16 MB)",
+                    (unsigned long long)total);
   tr->cap = lm_tok_pow2_at_least(2 * total);
-  tr->key = calloc(tr->cap, sizeof *tr->key);
-  tr->child = malloc(tr->cap * sizeof *tr->child);
+  tr->shift = 64;
+  for (uint64_t c = tr->cap; c > 1; c >>= 1) tr->shift--;
+  tr->edge = calloc(tr->cap, sizeof *tr->edge);
   tr->piece = malloc(total * sizeof *tr->piece);
-  if (!tr->key || !tr->child || !tr->piece) return lm_error(LM_ERR_NOMEM, "out of memory");
+  if (!tr->edge || !tr->piece) return lm_error(LM_ERR_NOMEM, "out of memory");
   for (int b = 0; b < 256; b++) tr->root[b] = -1;
   tr->piece[0] = -1;
   tr->n_nodes = 1;
@@ -97,9 +103,10 @@ static lm_status trie_build(uni_trie *tr, int64_t n, const uint8_t *const *bytes
         tr->piece[c] = -1;
         if (node == 0) tr->root[b] = c;
         else {
-          uint64_t k = ((uint64_t)node << 8 | b) + 1, h = lm_tok_mix64(k) & mask;
-          while (tr->key[h]) h = (h + 1) & mask;
-          tr->key[h] = k; tr->child[h] = c;
+          uint32_t k = (uint32_t)node << 8 | b;
+          uint64_t h = edge_slot(tr, k);
+          while (tr->edge[h].key) h = (h + 1) & mask;
+          tr->edge[h].key = k; tr->edge[h].child = c;
         }
       }
       node = c;
@@ -120,7 +127,7 @@ static int32_t trie_find(const uni_trie *tr, const uint8_t *s, size_t n) {
 static void uni_free(void *p) {
   lm_unigram *u = p;
   if (!u) return;
-  free(u->score); free(u->trie.key); free(u->trie.child); free(u->trie.piece);
+  free(u->score); free(u->trie.edge); free(u->trie.piece);
   free(u);
 }
 

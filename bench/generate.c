@@ -1,15 +1,19 @@
-/* generate_gpt2.c — inference benchmark: a randomly initialised GPT-2 124M
- * (12 layers, 768 wide, 12 heads, vocab 50257, context 1024) run through the
- * KV-cache session: prompt pre-fill speed (tokens/s) and greedy decode speed
- * (tokens/s), with decode set against the machine's DRAM read bandwidth,
- * measured here, as the share of the bandwidth limit (bytes of weights, plus
- * KV cache, read per decoded token). bench/generate_gpt2.sh runs it.
+/* generate.c — inference benchmark: a randomly initialised model of a real
+ * shape run through the KV-cache session: prompt pre-fill speed (tokens/s) and
+ * greedy decode speed (tokens/s), with decode set against the machine's DRAM
+ * read bandwidth, measured here, as the share of the bandwidth limit (bytes of
+ * weights, plus KV cache, read per decoded token). The shapes:
+ *   gpt2       GPT-2 124M: 12 layers, 768 wide, 12 heads, vocab 50257, context 1024
+ *   tinyllama  TinyLlama-1.1B: 22 layers, 2048 wide, 32 heads / 4 KV heads, SwiGLU FFN 5632,
+ *              vocab 32000, context 2048, untied head
+ * bench/generate_gpt2.sh and bench/generate_llama.sh run it.
  *
- * usage: bench_generate_gpt2 [THREADS=2] [PROMPT=512] [DECODE=128] [RUNS=5] [DECODE_PREFILL=16] */
+ * usage: bench_generate [MODEL=gpt2] [THREADS=2] [PROMPT=512] [DECODE=128] [RUNS=5] [DECODE_PREFILL=16] */
 #include <math.h>
 #include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include "bench_util.h"
 #include "infer/infer.h"
 #include "model/model.h"
@@ -44,21 +48,32 @@ static int32_t argmax(const float *v, int64_t n) {
 }
 
 int main(int argc, char **argv) {
-  int threads = argc > 1 ? atoi(argv[1]) : 2;
-  int64_t P = argc > 2 ? atoll(argv[2]) : 512, D = argc > 3 ? atoll(argv[3]) : 128;
-  int runs = argc > 4 ? atoi(argv[4]) : 5;
-  int64_t DP = argc > 5 ? atoll(argv[5]) : 16;
-  if (runs < 1 || P < 1 || D < 1 || DP < 1) { fprintf(stderr, "usage: %s [THREADS] [PROMPT] [DECODE] [RUNS] [DECODE_PREFILL]\n", argv[0]); return 2; }
+  const char *model = argc > 1 ? argv[1] : "gpt2";
+  int threads = argc > 2 ? atoi(argv[2]) : 2;
+  int64_t P = argc > 3 ? atoll(argv[3]) : 512, D = argc > 4 ? atoll(argv[4]) : 128;
+  int runs = argc > 5 ? atoi(argv[5]) : 5;
+  int64_t DP = argc > 6 ? atoll(argv[6]) : 16;
+  int llama = !strcmp(model, "tinyllama");
+  if ((!llama && strcmp(model, "gpt2")) || runs < 1 || P < 1 || D < 1 || DP < 1) {
+    fprintf(stderr, "usage: %s [gpt2|tinyllama] [THREADS] [PROMPT] [DECODE] [RUNS] [DECODE_PREFILL]\n", argv[0]);
+    return 2;
+  }
   lm_set_threads(threads);
   double bw = read_bandwidth();
 
   lm_config c;
-  lm_config_default(&c, LM_ARCH_GPT2);   /* GPT-2 small: 12 x 768, 12 heads, 50257, 1024 */
+  if (llama) {   /* TinyLlama-1.1B's config.json */
+    lm_config_default(&c, LM_ARCH_LLAMA);
+    c.vocab_size = 32000; c.n_positions = 2048; c.n_embd = 2048; c.n_layer = 22; c.n_head = 32; c.n_kv_head = 4;
+    c.n_inner = 5632; c.norm_eps = 1e-5f;
+  } else {
+    lm_config_default(&c, LM_ARCH_GPT2);   /* GPT-2 small: 12 x 768, 12 heads, 50257, 1024 */
+  }
   lm_model *m;
   lm_session *s;
   int64_t max_len = (P > DP + D ? P : DP + D);
   if (lm_model_create(&m, &c, 1) || lm_session_init(&s, m, max_len)) { fprintf(stderr, "%s\n", lm_last_error()); return 1; }
-  const int64_t V = c.vocab_size, C = c.n_embd, L = c.n_layer;
+  const int64_t V = c.vocab_size, C = c.n_embd, L = c.n_layer, KVC = lm_kv_heads(&c) * (C / c.n_head);
   int32_t *prompt = malloc(P * sizeof(int32_t));
   lm_rng r;
   lm_rng_seed(&r, 2);
@@ -91,28 +106,30 @@ int main(int argc, char **argv) {
   double pre_tps = bench_median(pre, runs), dec_tps = bench_median(dec, runs);
 
   /* bytes read per decoded token: every parameter except the position table (one row of it
-   * is read, C floats, ignored), the tied token table counted once, as the LM head */
+   * is read, C floats, ignored) and, untied, the token table (one row); the tied table once,
+   * as the LM head */
   double n_params = (double)lm_model_num_params(m);
-  double weight_bytes = 4.0 * (n_params - (double)c.n_positions * C);
+  double weight_bytes = 4.0 * (n_params - (m->w.wpe ? (double)c.n_positions * C : 0) -
+                               (c.tie_embeddings ? 0 : (double)V * C));
   /* K and V of every layer up to the current length; the mean length over the decode */
   double kv_len = DP + (D + 1) / 2.0;
-  double kv_bytes = 4.0 * 2.0 * L * kv_len * C;
+  double kv_bytes = 4.0 * 2.0 * L * kv_len * KVC;
   double limit_w = bw / weight_bytes, limit_wkv = bw / (weight_bytes + kv_bytes);
 
-  printf("{\"impl\": \"lmkit\", \"model\": \"gpt2-124M\", \"threads\": %d, \"bandwidth_gbs\": %.2f, "
+  printf("{\"impl\": \"lmkit\", \"model\": \"%s\", \"threads\": %d, \"bandwidth_gbs\": %.2f, "
          "\"prefill_tokens\": %lld, \"prefill_tok_s\": %.1f, \"decode_prefill\": %lld, \"decode_tokens\": %lld, "
          "\"decode_tok_s\": %.2f, \"weight_mb_per_token\": %.1f, \"kv_mb_per_token\": %.1f, "
          "\"bw_limit_tok_s\": %.2f, \"bw_fraction\": %.3f, \"bw_limit_kv_tok_s\": %.2f, \"bw_fraction_kv\": %.3f, "
          "\"peak_rss_mb\": %.0f, \"last_token\": %d}\n",
-         lm_get_threads(), bw / 1e9, (long long)P, pre_tps, (long long)DP, (long long)D, dec_tps, weight_bytes / 1e6,
-         kv_bytes / 1e6, limit_w, dec_tps / limit_w, limit_wkv, dec_tps / limit_wkv, bench_peak_rss_mb(), last);
+         llama ? "tinyllama-1.1B" : "gpt2-124M", lm_get_threads(), bw / 1e9, (long long)P, pre_tps, (long long)DP,
+         (long long)D, dec_tps, weight_bytes / 1e6, kv_bytes / 1e6, limit_w, dec_tps / limit_w, limit_wkv, dec_tps / limit_wkv, bench_peak_rss_mb(), last);
   fprintf(stderr,
-          "GPT-2 124M, %d threads, DRAM read bandwidth %.2f GB/s\n"
-          "  prefill %lld tokens:  %8.1f tok/s   (llama.cpp f32: ~770 tok/s; target >= 1000)\n"
-          "  decode  %lld tokens:  %8.2f tok/s   (llama.cpp f32: ~69 tok/s = 0.48 of its limit; target >= 90)\n"
+          "%s, %d threads, DRAM read bandwidth %.2f GB/s\n"
+          "  prefill %lld tokens:  %8.1f tok/s\n"
+          "  decode  %lld tokens:  %8.2f tok/s\n"
           "  bandwidth limit:      %8.2f tok/s  (%.1f MB of weights per token) -> %.2f of the limit\n"
           "  with the KV cache:    %8.2f tok/s  (+%.1f MB mean KV per token)   -> %.2f of the limit\n",
-          lm_get_threads(), bw / 1e9, (long long)P, pre_tps, (long long)D, dec_tps, limit_w, weight_bytes / 1e6,
+          llama ? "TinyLlama-1.1B" : "GPT-2 124M", lm_get_threads(), bw / 1e9, (long long)P, pre_tps, (long long)D, dec_tps, limit_w, weight_bytes / 1e6,
           dec_tps / limit_w, limit_wkv, kv_bytes / 1e6, dec_tps / limit_wkv);
   free(prompt); free(pre); free(dec);
   lm_session_free(s);

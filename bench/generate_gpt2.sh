@@ -2,14 +2,14 @@
 # Inference benchmark: GPT-2 124M (random weights) through lmkit's KV-cache
 # session — 512-token prefill and 128-token greedy decode, decode as a share
 # of the DRAM bandwidth limit measured in the same program (see
-# bench/generate_gpt2.c). Runs the program RUNS times and prints each JSON line,
+# bench/generate.c). Runs the program RUNS times and prints each JSON line,
 # then the median of every figure (the bandwidth: the best run's), beside
 # llama.cpp's f32 numbers on this machine.
 #   bash bench/generate_gpt2.sh [RUNS]        (default 3; THREADS=2, BUILD=build)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
-[ -x "$BUILD/bench_generate_gpt2" ] || { cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE=Release >/dev/null && cmake --build "$BUILD" -j "$(nproc)" --target bench_generate_gpt2; }
+[ -x "$BUILD/bench_generate" ] || { cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE=Release >/dev/null && cmake --build "$BUILD" -j "$(nproc)" --target bench_generate; }
 THREADS=${THREADS:-2}
 RUNS=${1:-3}
 echo "load before: $(uptime)"
@@ -17,7 +17,7 @@ out=$(mktemp)
 trap 'rm -f "$out"' EXIT
 for i in $(seq "$RUNS"); do
   # OPENBLAS_CORETYPE (set on these machines) forces AVX2 kernels; leave the choice to OpenBLAS.
-  env -u OPENBLAS_CORETYPE OMP_NUM_THREADS="$THREADS" "$BUILD/bench_generate_gpt2" "$THREADS" | tee -a "$out"
+  env -u OPENBLAS_CORETYPE OMP_NUM_THREADS="$THREADS" "$BUILD/bench_generate" gpt2 "$THREADS" | tee -a "$out"
 done
 echo "load after:  $(uptime)"
 /usr/bin/python3 - "$out" <<'EOF'

@@ -75,6 +75,8 @@ int cli_load_with_adapter(const char *model, const char *adapter, int merge, lm_
  * Returns 0, or 1 after printing an error. */
 extern const char *const CLI_GEN_FLAGS_HELP;
 int cli_gen_flag(int argc, char **argv, int *i, lm_gen_opts *o);
+/* lm_gen_opts.on_window: says on stderr (once) that the context is full or the prompt too long */
+void cli_gen_on_window(int64_t context, int64_t prompt_dropped, void *user);
 int cli_chat_setup(const char *dir, const lm_model *m, const lm_tokenizer *tok, const char *instead, lm_chat_config *cc,
                    int32_t *stop, lm_gen_opts *o);
 /* A growing text: cli_text_piece is an lm_piece_callback that appends each piece (buf stays

@@ -61,6 +61,7 @@ static void print_sources(const lm_rag_index *ix, const lm_rag_hit *hits, int64_
 int cmd_ask(int argc, char **argv) {
   lm_gen_opts o;
   lm_gen_opts_default(&o);
+  o.on_window = cli_gen_on_window;
   const char *model = NULL, *index = NULL, *embed = NULL, *question = NULL, *system = NULL, *v;
   lm_rag_mode mode = LM_RAG_AUTO;
   int64_t k = 5, threads = 0;
@@ -103,6 +104,7 @@ int cmd_ask(int argc, char **argv) {
   const lm_rag_index *ix = lm_rag_get_index(rag);
   if (retrieve_only) { print_sources(ix, hits, n, 1); goto done; }
   if (lm_model_load(&m, model)) { rc = cli_fail(); goto done; }
+  if (cli_posttrain_decoder(m, model, "ask")) { rc = 1; goto done; }
   if (lm_tokenizer_load(&tok, model)) { rc = cli_fail(); goto done; }
   if (cli_chat_setup(model, m, tok, "ask needs a chat model", &cc, stop, &o)) { rc = 1; goto done; }
   if (lm_rag_prompt(ix, question, hits, n, &user)) { rc = cli_fail(); goto done; }
@@ -113,6 +115,17 @@ int cmd_ask(int argc, char **argv) {
   if (!um || (system && !sm)) { rc = cli_error("out of memory"); goto done; }
   if (lm_chat_generation_prompt(&cc, conv, &prompt, NULL)) { rc = cli_fail(); goto done; }
   if (show_prompt) fprintf(stderr, "%s\n", prompt);
+  /* a prompt longer than the context would lose its start (the instruction, the first sources) */
+  uint32_t *ids = NULL;
+  size_t n_ids = 0;
+  if (lm_tokenizer_encode(tok, prompt, strlen(prompt), 1, &ids, &n_ids)) { rc = cli_fail(); goto done; }
+  free(ids);
+  int64_t ctx = lm_model_config(m)->n_positions;
+  if ((int64_t)n_ids >= ctx) {
+    rc = cli_error("the prompt with %lld sources is %zu tokens, more than the model's context of %lld: use a smaller --k, "
+                   "or index with a smaller --chunk-size", (long long)n, n_ids, (long long)ctx);
+    goto done;
+  }
   if (lm_generate(m, tok, prompt, &o, print_piece, NULL, NULL)) { fputc('\n', stdout); rc = cli_fail(); goto done; }
   printf("\n\n");
   print_sources(ix, hits, n, 0);

@@ -116,6 +116,7 @@ static char *read_input(int tty, char **buf, size_t *cap) {
 int cmd_chat(int argc, char **argv) {
   lm_gen_opts o;
   lm_gen_opts_default(&o);
+  o.on_window = cli_gen_on_window;   /* a conversation past the context loses its oldest turns: said */
   const char *model = NULL, *adapter = NULL, *system = NULL, *history = NULL, *v;
   int64_t threads = 0;
   int r;
@@ -144,6 +145,7 @@ int cmd_chat(int argc, char **argv) {
   if (!conv) return cli_error("out of memory");
   if (system && set_system(conv, system)) { rc = cli_error("out of memory"); goto done; }
   if (cli_load_with_adapter(model, adapter, 1, &m, &base)) { rc = 1; goto done; }
+  if (cli_posttrain_decoder(m, base, "chat")) { rc = 1; goto done; }
   if (lm_tokenizer_load(&tok, base)) { rc = cli_fail(); goto done; }
   if (cli_chat_setup(base, m, tok, "use 'lmkit generate --prompt'", &cc, stop, &o)) { rc = 1; goto done; }
   struct sigaction sa = {0}, old_sa;

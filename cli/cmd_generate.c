@@ -50,20 +50,6 @@ static int print_piece(const char *piece, size_t len, void *user) {
   return 0;
 }
 
-/* said once on stderr, when the context first fills (the library reports, the CLI prints) */
-static void on_window(int64_t context, int64_t prompt_dropped, void *user) {
-  (void)user;
-  fflush(stdout);
-  if (prompt_dropped > 0)
-    fprintf(stderr, "\nlmkit generate: the prompt is longer than the model's context of %lld tokens: its first %lld tokens "
-            "are dropped, and generation goes on with a sliding window (the last %lld tokens are read again each time the context fills)\n",
-            (long long)context, (long long)prompt_dropped, (long long)(context / 2 > 0 ? context / 2 : 1));
-  else
-    fprintf(stderr, "\nlmkit generate: the model's context of %lld tokens is full: generation goes on with a sliding window "
-            "(the last %lld tokens are read again each time the context fills)\n",
-            (long long)context, (long long)(context / 2 > 0 ? context / 2 : 1));
-}
-
 /* [{"role": "system", ...}, {"role": "user", "content": user}] */
 static cJSON *user_messages(const char *system, const char *user) {
   cJSON *a = cJSON_CreateArray();
@@ -108,7 +94,7 @@ static void print_stats(const lm_gen_stats *gs) {
 int cmd_generate(int argc, char **argv) {
   lm_gen_opts o;
   lm_gen_opts_default(&o);
-  o.on_window = on_window;
+  o.on_window = cli_gen_on_window;
   const char *model = NULL, *adapter = NULL, *prompt = NULL, *user = NULL, *system = NULL, *messages = NULL, *v;
   char *base = NULL;
   int64_t threads = 0;

@@ -1,6 +1,7 @@
 /* gen_flags.c — what the commands that generate (generate, chat, ask) share:
- * the sampling flags, one parser and one help text, and the set-up of a chat
- * model (its template, and the tokens that end the assistant's turn). */
+ * the sampling flags, one parser and one help text, the note printed when
+ * generation outgrows the context, the set-up of a chat model (its template,
+ * and the tokens that end the assistant's turn), and collecting an answer. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,6 +36,20 @@ int cli_gen_flag(int argc, char **argv, int *i, lm_gen_opts *o) {
   if ((r = cli_opt(argc, argv, i, "--top-p", &v))) return r < 0 || cli_f32(a, v, 1e-6f, 1, &o->top_p) ? -1 : 1;
   if ((r = cli_opt(argc, argv, i, "--seed", &v))) return r < 0 || cli_u64(a, v, &o->seed) ? -1 : 1;
   return 0;
+}
+
+/* said once on stderr, when the context first fills (the library reports, the CLI prints) */
+void cli_gen_on_window(int64_t context, int64_t prompt_dropped, void *user) {
+  (void)user;
+  fflush(stdout);
+  if (prompt_dropped > 0)
+    fprintf(stderr, "\nlmkit: the prompt is longer than the model's context of %lld tokens: its first %lld tokens "
+            "are dropped, and generation goes on with a sliding window (the last %lld tokens are read again each time the context fills)\n",
+            (long long)context, (long long)prompt_dropped, (long long)(context / 2 > 0 ? context / 2 : 1));
+  else
+    fprintf(stderr, "\nlmkit: the model's context of %lld tokens is full: generation goes on with a sliding window "
+            "(the last %lld tokens are read again each time the context fills)\n",
+            (long long)context, (long long)(context / 2 > 0 ? context / 2 : 1));
 }
 
 int cli_chat_setup(const char *dir, const lm_model *m, const lm_tokenizer *tok, const char *instead, lm_chat_config *cc,

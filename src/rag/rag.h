@@ -124,7 +124,8 @@ lm_status lm_rag_search(const lm_rag_index *ix, const char *query, const float *
  *   Question: <question>
  * *out is malloc'ed. */
 lm_status lm_rag_prompt(const lm_rag_index *ix, const char *question, const lm_rag_hit *hits, int64_t n, char **out);
-/* The sources as JSON: [{"n": 1, "file", "lines": [a, b], "bytes": [start, end], "score", "text"}, ...] */
+/* The sources as JSON: [{"n": 1, "file", "lines": [a, b], "bytes": [start, end], "score", "text"}, ...]
+ * (bytes of the file name or text that are not valid UTF-8 become U+FFFD). NULL: out of memory. */
 cJSON *lm_rag_sources_json(const lm_rag_index *ix, const lm_rag_hit *hits, int64_t n);
 
 /* ---- dense vectors: a pooled summary of a model's final hidden states (encoder or decoder,

@@ -13,6 +13,7 @@
 #include <string.h>
 #include "base/base.h"
 #include "rag/index_impl.h"
+#include "tokenizer/tokenizer.h"
 
 /* ---- rankings */
 
@@ -124,6 +125,22 @@ lm_status lm_rag_prompt(const lm_rag_index *ix, const char *question, const lm_r
   return LM_OK;
 }
 
+/* a JSON string of s with each byte that is not valid UTF-8 replaced by U+FFFD (documents may be
+ * Latin-1; the JSON must stay valid) */
+static cJSON *json_text(const char *s, size_t n) {
+  char *o = malloc(3 * n + 1), *p = o;
+  if (!o) return NULL;
+  for (size_t i = 0, k; i < n; i += k ? k : 1) {
+    k = lm_utf8_char((const uint8_t *)s + i, n - i);
+    memcpy(p, k ? s + i : "\xEF\xBF\xBD", k ? k : 3);
+    p += k ? k : 3;
+  }
+  *p = 0;
+  cJSON *j = cJSON_CreateString(o);
+  free(o);
+  return j;
+}
+
 cJSON *lm_rag_sources_json(const lm_rag_index *ix, const lm_rag_hit *hits, int64_t n) {
   cJSON *a = cJSON_CreateArray();
   for (int64_t i = 0; a && i < n; i++) {
@@ -134,7 +151,7 @@ cJSON *lm_rag_sources_json(const lm_rag_index *ix, const lm_rag_hit *hits, int64
     if (!o || !lines || !bytes) { cJSON_Delete(o); cJSON_Delete(lines); cJSON_Delete(bytes); cJSON_Delete(a); return NULL; }
     cJSON_AddItemToArray(a, o);
     cJSON_AddNumberToObject(o, "n", (double)(i + 1));
-    cJSON_AddStringToObject(o, "file", c.file);
+    cJSON_AddItemToObject(o, "file", json_text(c.file, strlen(c.file)));
     cJSON_AddItemToArray(lines, cJSON_CreateNumber((double)c.line_start));
     cJSON_AddItemToArray(lines, cJSON_CreateNumber((double)c.line_end));
     cJSON_AddItemToObject(o, "lines", lines);
@@ -142,7 +159,9 @@ cJSON *lm_rag_sources_json(const lm_rag_index *ix, const lm_rag_hit *hits, int64
     cJSON_AddItemToArray(bytes, cJSON_CreateNumber((double)c.byte_end));
     cJSON_AddItemToObject(o, "bytes", bytes);
     cJSON_AddNumberToObject(o, "score", hits[i].score);
-    if (!cJSON_AddStringToObject(o, "text", c.text)) { cJSON_Delete(a); return NULL; }
+    cJSON *t = json_text(c.text, c.len);
+    if (!t || !cJSON_GetObjectItem(o, "file")) { cJSON_Delete(t); cJSON_Delete(a); return NULL; }
+    cJSON_AddItemToObject(o, "text", t);
   }
   return a;
 }

@@ -85,6 +85,11 @@ err "no --model" "--model DIR is required" "$BIN" chat
 "$BIN" train --tokenizer byte --data "$T/corpus.txt" --layers 1 --heads 2 --dim 32 --context 32 --batch 2 --steps 1 \
   --threads 2 --quiet --out "$T/plain" > /dev/null 2>&1
 err "a model without a chat template or ChatML tokens" "lacks the ChatML tokens" "$BIN" chat --model "$T/plain"
+"$BIN" tokenizer train --data "$T/corpus.txt" --vocab-size 300 --special "[PAD]" --special "[CLS]" --special "[SEP]" \
+  --special "[MASK]" --special "[UNK]" --out "$T/btok" > /dev/null 2>&1
+"$BIN" train --arch bert --objective mlm --tokenizer "$T/btok" --data "$T/corpus.txt" --layers 1 --heads 2 --dim 32 \
+  --context 32 --batch 2 --steps 1 --threads 2 --quiet --out "$T/bert" > /dev/null 2>&1
+err "chat with an encoder" "chat needs a decoder with an LM head" "$BIN" chat --model "$T/bert"
 err "/save into a missing directory" "nope/x.json" bash -c "printf '/save $T/nope/x.json\n' | '$BIN' chat --model '$T/m' $G"
 
 echo "$pass passed, $fail failed"

@@ -214,6 +214,7 @@ check "a failed index leaves no file" "[ ! -e $T/x.idx ]"
 err "ask without a question" "a question is required" "$BIN" ask --index "$T/bm25.idx" --retrieve-only
 err "ask without a model" "--model DIR is required" "$BIN" ask --index "$T/bm25.idx" "x"
 err "an unknown mode" "unknown retrieval mode 'sparse'" "$BIN" ask --index "$T/bm25.idx" --mode sparse --retrieve-only "x"
+err "a prompt longer than the model's context" "more than the model's context of 512" "$BIN" ask --model "$T/gpt" --index "$T/bm25.idx" --k 50 "What is the capital of it?"
 err "ask with an encoder" "decoder" "$BIN" ask --model "$T/bert" --index "$T/bm25.idx" "x"
 
 echo "$pass passed, $fail failed"

@@ -270,6 +270,12 @@ Test(rag, prompt_text) {
                       "{\"n\":2,\"file\":\"doc.txt\",\"lines\":[5,5],\"bytes\":[24,32],\"score\":0,\"text\":\"blue sky\"}]");
   free(j);
   cJSON_Delete(src);
+  lm_rag_index_free(ix);
+  ix = build("caf\xe9 ol\xc3\xa9", 3, 0);   /* Latin-1 then UTF-8 */
+  lm_rag_hit first = {0, 0, 0, 0};
+  src = lm_rag_sources_json(ix, &first, 1);
+  cr_assert_str_eq(cJSON_GetObjectItem(cJSON_GetArrayItem(src, 0), "text")->valuestring, "caf\xef\xbf\xbd ol\xc3\xa9");
+  cJSON_Delete(src);
   lm_rag_hit badh = {7, 0, 0, 0};
   cr_assert_eq(lm_rag_prompt(ix, "q", &badh, 1, &s), LM_ERR_ARG);
   lm_rag_index_free(ix);

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # build_model.sh — builds the libFuzzer targets for the model-directory formats
 # (fuzz_safetensors, fuzz_config) with clang's -fsanitize=fuzzer,address,undefined,
-# and writes seed corpora and a JSON dictionary beside them. Only the sources
-# those parsers need are compiled (no BLAS/OpenMP), so a build takes seconds.
+# and writes seed corpora and a JSON dictionary beside them. config.json's parser
+# asks the model families (src/model/families/) about their keys, and they pull
+# in the model and its kernels, so the whole library is compiled in.
 #
 #   fuzz/build_model.sh                 # -> build-fuzz/
 #   build-fuzz/fuzz_safetensors -dict=build-fuzz/model.dict build-fuzz/corpus_safetensors -max_total_time=60
@@ -13,12 +14,26 @@ OUT=${OUT:-build-fuzz}
 CC=${CC:-clang}
 mkdir -p "$OUT/corpus_safetensors" "$OUT/corpus_config"
 
-SRCS="src/model/safetensors.c src/model/config.c src/base/error.c src/base/io.c src/base/mem.c"
-FLAGS="-g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer -D_GNU_SOURCE -Iinclude -Isrc $(pkg-config --cflags libcjson)"
-LIBS="$(pkg-config --libs libcjson) -lm"
+SRCS=$(find src -name '*.c' | sort)
+BLAS_INC=/usr/include/$(gcc -dumpmachine)/openblas-openmp
+BLAS_LIB=/usr/lib/$(gcc -dumpmachine)/openblas-openmp
+FLAGS="-g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer -fopenmp -D_GNU_SOURCE -DLM_SOURCE_DIR=\"$PWD\" -Iinclude -Isrc -I$BLAS_INC $(pkg-config --cflags libcjson libpcre2-8 libutf8proc)"
+LIBS="$(pkg-config --libs libcjson libpcre2-8 libutf8proc) -L$BLAS_LIB -Wl,-rpath,$BLAS_LIB -lopenblas -lm"
+# an archive, so that only the objects a target needs are linked (the server's and chat's
+# libraries stay out)
+mkdir -p "$OUT/obj"
+rm -f "$OUT/libmodel.a"
+for f in $SRCS; do
+  o="$OUT/obj/$(echo "$f" | tr / _).o"
+  # shellcheck disable=SC2086
+  $CC ${FLAGS/-fsanitize=fuzzer,/-fsanitize=fuzzer-no-link,} -c "$f" -o "$o" &
+  while [ "$(jobs -r | wc -l)" -ge "$(nproc)" ]; do wait -n; done
+done
+wait
+ar rcs "$OUT/libmodel.a" "$OUT"/obj/*.o
 for t in safetensors config; do
   # shellcheck disable=SC2086
-  $CC $FLAGS "fuzz/fuzz_$t.c" $SRCS $LIBS -o "$OUT/fuzz_$t"
+  $CC $FLAGS "fuzz/fuzz_$t.c" "$OUT/libmodel.a" $LIBS -o "$OUT/fuzz_$t"
 done
 
 # Seeds: a few valid files, so the fuzzer starts past the header checks.
@@ -41,6 +56,9 @@ seeds = {
                ("d", "F64", [1, 1], struct.pack("<d", 2.5)), ("i", "I64", [], struct.pack("<q", 7)),
                ("e", "F32", [0, 4], b"")], {"format": "pt", "step": "3"}, pad=False),
   "empty": st([]),
+  "index": json.dumps({"metadata": {"total_size": 40}, "weight_map": {
+      "model.norm.weight": "model-00002-of-00002.safetensors",
+      "model.embed_tokens.weight": "model-00001-of-00002.safetensors"}}).encode(),
 }
 for k, v in seeds.items():
     open(os.path.join(out, "corpus_safetensors", k), "wb").write(v)
@@ -54,10 +72,20 @@ cfgs = {
            "num_attention_heads": 12, "intermediate_size": 3072, "hidden_act": "gelu", "max_position_embeddings": 512,
            "type_vocab_size": 2, "layer_norm_eps": 1e-12, "pad_token_id": 0, "position_embedding_type": "absolute"},
   "old": {"architectures": ["GPT2LMHeadModel"], "n_ctx": 128},
+  "llama3": {"architectures": ["LlamaForCausalLM"], "model_type": "llama", "hidden_size": 2048, "intermediate_size": 8192,
+             "num_hidden_layers": 16, "num_attention_heads": 32, "num_key_value_heads": 8, "hidden_act": "silu",
+             "max_position_embeddings": 131072, "rms_norm_eps": 1e-5, "rope_theta": 500000.0, "tie_word_embeddings": True,
+             "rope_scaling": {"factor": 32.0, "high_freq_factor": 4.0, "low_freq_factor": 1.0,
+                              "original_max_position_embeddings": 8192, "rope_type": "llama3"},
+             "bos_token_id": 128000, "eos_token_id": [128001, 128008, 128009], "vocab_size": 128256},
+  "qwen2": {"model_type": "qwen2", "hidden_size": 896, "intermediate_size": 4864, "num_hidden_layers": 24,
+            "num_attention_heads": 14, "num_key_value_heads": 2, "use_sliding_window": False, "sliding_window": 32768,
+            "max_window_layers": 21, "rope_theta": 1000000.0, "tie_word_embeddings": True, "vocab_size": 151936},
+  "mistral": {"model_type": "mistral", "sliding_window": 4096, "num_key_value_heads": 8, "head_dim": 128},
 }
 for k, v in cfgs.items():
     open(os.path.join(out, "corpus_config", k), "w").write(json.dumps(v, indent=2))
-words = ["dtype", "shape", "data_offsets", "__metadata__", "format", "F32", "F16", "BF16", "F64", "I64", "U8", "BOOL",
+words = ["weight_map", "metadata", "total_size", "dtype", "shape", "data_offsets", "__metadata__", "format", "F32", "F16", "BF16", "F64", "I64", "U8", "BOOL",
          "model_type", "gpt2", "bert", "n_embd", "n_head", "n_layer", "n_inner", "n_positions", "n_ctx", "vocab_size",
          "hidden_size", "num_attention_heads", "num_hidden_layers", "intermediate_size", "max_position_embeddings",
          "activation_function", "hidden_act", "gelu_new", "gelu", "relu", "layer_norm_epsilon", "layer_norm_eps",

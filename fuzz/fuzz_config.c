@@ -16,7 +16,13 @@ static int same(const lm_config *a, const lm_config *b) {
                                                                      (b->n_inner ? b->n_inner : 4 * b->n_embd))) &&
          a->norm == b->norm && !a->pre_ln == !b->pre_ln && a->act == b->act && !a->causal == !b->causal &&
          !a->bias == !b->bias && !a->tie_embeddings == !b->tie_embeddings && a->norm_eps == b->norm_eps &&
-         a->init_std == b->init_std && a->bos_token_id == b->bos_token_id && a->eos_token_id == b->eos_token_id;
+         a->init_std == b->init_std && a->bos_token_id == b->bos_token_id && a->eos_token_id == b->eos_token_id &&
+         a->n_kv_head == b->n_kv_head && !a->qkv_bias == !b->qkv_bias && !a->glu == !b->glu && !a->rope == !b->rope &&
+         a->rope_theta == b->rope_theta && !a->rope_scaling == !b->rope_scaling && a->rope_factor == b->rope_factor &&
+         a->rope_low_freq_factor == b->rope_low_freq_factor && a->rope_high_freq_factor == b->rope_high_freq_factor &&
+         a->rope_original_positions == b->rope_original_positions && a->sliding_window == b->sliding_window &&
+         (a->n_eos > 1 ? b->n_eos == a->n_eos && !memcmp(a->eos_token_ids, b->eos_token_ids, a->n_eos * sizeof(int64_t))
+                       : b->n_eos <= 1);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {

@@ -1,4 +1,5 @@
-/* fuzz_safetensors.c — libFuzzer target for the safetensors reader.
+/* fuzz_safetensors.c — libFuzzer target for the safetensors reader and the
+ * sharded index (model.safetensors.index.json) parser.
  *
  * Feeds the input, as a whole file image, to lm_st_open_mem (the same parser
  * lm_st_open runs over its mmap). When a header validates, every accessor and
@@ -37,6 +38,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
       (void)st;
     }
     lm_st_close(f);
+  }
+  /* the same bytes as a sharded index: every accepted entry is found, names are sorted and unique */
+  lm_st_index x;
+  if (lm_st_index_parse(&x, (const char *)buf, size, "fuzz") == LM_OK) {
+    for (int64_t e = 0; e < x.n_entries; e++) {
+      if (lm_st_index_find(&x, x.names[e]) != e) abort();
+      if (x.file_of[e] < 0 || x.file_of[e] >= x.n_files) abort();
+      if (e && strcmp(x.names[e - 1], x.names[e]) >= 0) abort();
+    }
+    lm_st_index_free(&x);
   }
   free(buf);
   return 0;

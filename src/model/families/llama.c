@@ -160,6 +160,7 @@ static lm_status parse(const cJSON *r, lm_config *c, const char *p) {
 }
 
 static lm_status validate(const lm_config *c, const char *p) {
+  if (c->n_inner < 1) return lm_error(LM_ERR_RANGE, "%s: intermediate_size = %lld must be positive", p, (long long)c->n_inner);
   if (!c->rope || !c->glu || c->norm != LM_NORM_RMS || !c->pre_ln || !c->causal)
     return lm_error(LM_ERR_UNSUPPORTED, "%s: the llama family is a pre-RMSNorm causal decoder with RoPE and SwiGLU", p);
   if (c->rope_scaling &&

@@ -125,12 +125,22 @@ void lm_tokenizer_free(lm_tokenizer *tok);
 lm_status lm_tokenizer_save(const lm_tokenizer *tok, const char *dir);
 int64_t lm_tokenizer_vocab_size(const lm_tokenizer *tok);
 int64_t lm_tokenizer_eot(const lm_tokenizer *tok);   /* end-of-text id, -1 if none */
-/* Encodes len bytes; special tokens are matched only when allow_special is set.
+/* Encoding flags (docs/tokenizer.md). */
+#define LM_ENCODE_SPECIAL 1       /* match special-token text (<|endoftext|>, <s>, [CLS]) as those tokens;
+                                     without it they are plain text (HF's encode_special_tokens); added
+                                     tokens that are not special are matched either way */
+#define LM_ENCODE_ADD_SPECIAL 2   /* add the tokenizer.json post-processor's tokens (Llama's <s> or
+                                     <|begin_of_text|>, BERT's [CLS] ... [SEP]): HF's add_special_tokens=True.
+                                     Tokenizers without a tokenizer.json post-processor add nothing */
+/* Encodes len bytes with LM_ENCODE_* flags (0: plain text, nothing added; 1 = LM_ENCODE_SPECIAL).
  * *ids is malloc'ed (free with free()). */
-lm_status lm_tokenizer_encode(const lm_tokenizer *tok, const char *text, size_t len, int allow_special,
+lm_status lm_tokenizer_encode(const lm_tokenizer *tok, const char *text, size_t len, int flags,
                               uint32_t **ids, size_t *n_ids);
 /* Decodes ids to bytes; *text is malloc'ed and NUL-terminated (*len excludes the NUL). */
 lm_status lm_tokenizer_decode(const lm_tokenizer *tok, const uint32_t *ids, size_t n_ids, char **text, size_t *len);
+#define LM_DECODE_SKIP_SPECIAL 1  /* leave special tokens out (HF's skip_special_tokens=True) */
+lm_status lm_tokenizer_decode_ex(const lm_tokenizer *tok, const uint32_t *ids, size_t n_ids, int flags, char **text,
+                                 size_t *len);
 
 /* ---------------------------------------------------------------- model */
 typedef struct lm_model lm_model;

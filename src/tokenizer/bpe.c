@@ -32,9 +32,7 @@
 #include <unistd.h>
 #include <cjson/cJSON.h>
 #include "tokenizer/tokenizer.h"
-
-#define PCRE2_CODE_UNIT_WIDTH 8
-#include <pcre2.h>
+#include "tokenizer/pipeline.h"
 
 typedef struct {
   int32_t byte_id[256];     /* id of each single byte */
@@ -45,7 +43,21 @@ typedef struct {
   uint64_t *pkey; int32_t *prank, *pres; uint64_t pcap;
   int tiktoken;             /* 1: tiktoken rank semantics (docs/tokenizer.md) */
   pcre2_code *re;
+  /* tokenizer.json's model options (HF's BPE) */
+  int byte_level;           /* 1: tokens are raw bytes (a ByteLevel pre-tokenizer); 0: characters (SentencePiece BPE) */
+  int ignore_merges;        /* a piece that is a token is that token (Llama 3; always with tiktoken) */
+  int32_t fallback[256];    /* byte_fallback: the id of <0xNN> for each byte (-1: none) */
+  int byte_fallback, fuse_unk;
+  int32_t unk;              /* unk_token's id, -1 if none: unknown characters are dropped, as in HF */
+  char *prefix, *suffix; size_t prefix_n, suffix_n;   /* continuing_subword_prefix, end_of_word_suffix */
 } bpe_model;
+
+/* The options a tokenizer.json gives (lm_bpe_build: GPT-2's byte-level model). */
+typedef struct {
+  int byte_level, ignore_merges, byte_fallback, fuse_unk;
+  const char *unk, *prefix, *suffix;
+} bpe_opts;
+#define MAX_AFFIX 64   /* longest continuing_subword_prefix / end_of_word_suffix */
 
 /* ------------------------------------------------------------ the pair table */
 static inline int32_t pair_get(const bpe_model *t, int32_t a, int32_t b, int32_t *res) {
@@ -68,32 +80,12 @@ static void pair_put(bpe_model *t, int32_t a, int32_t b, int32_t rank, int32_t r
 }
 
 /* ------------------------------------------------------------ byte <-> symbol */
-/* GPT-2's bytes_to_unicode: printable bytes stand for themselves, the other 68
- * (0-32, 127-160, 173) become U+0100.. in byte order. */
-static int byte_is_printable(int b) { return (b >= 33 && b <= 126) || (b >= 161 && b <= 172) || (b >= 174 && b <= 255); }
-
-static uint32_t byte_to_cp(uint8_t b) {
-  if (byte_is_printable(b)) return b;
-  int k = 0;
-  for (int i = 0; i < b; i++) k += !byte_is_printable(i);
-  return 256 + (uint32_t)k;
-}
-
-static int cp_to_byte(uint32_t cp) {
-  if (cp < 256) return byte_is_printable((int)cp) ? (int)cp : -1;
-  if (cp >= 256 + 68) return -1;
-  int k = (int)cp - 256;
-  for (int b = 0; b < 256; b++)
-    if (!byte_is_printable(b) && k-- == 0) return b;
-  return -1;
-}
-
 char *lm_tok_symbol(const uint8_t *s, size_t n) {
   char *out = lm_xmalloc(2 * n + 1);
   if (!out) return NULL;
   size_t o = 0;
   for (size_t i = 0; i < n; i++) {
-    uint32_t cp = byte_to_cp(s[i]);
+    uint32_t cp = lm_tok_byte_cp(s[i]);
     if (cp < 0x80) out[o++] = (char)cp;
     else { out[o++] = (char)(0xC0 | (cp >> 6)); out[o++] = (char)(0x80 | (cp & 0x3F)); }
   }
@@ -112,7 +104,7 @@ static lm_status unsymbol(const char *sym, size_t n, uint8_t **out, size_t *out_
     if (s[i] < 0x80) { cp = s[i]; k = 1; }
     else if ((s[i] & 0xE0) == 0xC0 && i + 1 < n && (s[i + 1] & 0xC0) == 0x80) { cp = (uint32_t)(s[i] & 0x1F) << 6 | (s[i + 1] & 0x3F); k = 2; }
     else { free(b); return lm_error(LM_ERR_FORMAT, "byte %zu is not a byte-level symbol character", i); }
-    int byte = cp_to_byte(cp);
+    int byte = lm_tok_cp_byte(cp);
     if (byte < 0) { free(b); return lm_error(LM_ERR_FORMAT, "character U+%04X at byte %zu is not a byte-level symbol", cp, i); }
     b[o++] = (uint8_t)byte;
     i += k;
@@ -147,14 +139,15 @@ static void bpe_free(void *p) {
   free(t->merge_l); free(t->merge_r); free(t->merge_res);
   free(t->pkey); free(t->prank); free(t->pres);
   if (t->re) pcre2_code_free(t->re);
+  free(t->prefix); free(t->suffix);
   free(t);
 }
 
 int64_t lm_bpe_n_merges(const lm_tokenizer *tok) { return tok->ops == &lm_bpe_ops ? ((const bpe_model *)tok->model)->n_merges : 0; }
 
-lm_status lm_bpe_build(lm_tokenizer **out, int64_t n_vocab, const uint8_t *const *tok_bytes, const size_t *tok_len,
-                       const uint8_t *specials, int64_t n_merges, const int32_t *merge_l, const int32_t *merge_r,
-                       int tiktoken, const char *where) {
+static lm_status bpe_build(lm_tokenizer **out, int64_t n_vocab, const uint8_t *const *tok_bytes, const size_t *tok_len,
+                           const uint8_t *specials, int64_t n_merges, const int32_t *merge_l, const int32_t *merge_r,
+                           int tiktoken, const bpe_opts *o, const char *where) {
   *out = NULL;
   lm_tokenizer *tok;
   lm_status st = lm_tok_new(&tok, &lm_bpe_ops, n_vocab, tok_bytes, tok_len, specials, 1, where);
@@ -163,9 +156,30 @@ lm_status lm_bpe_build(lm_tokenizer **out, int64_t n_vocab, const uint8_t *const
   if (!t) { lm_tokenizer_free(tok); return lm_error(LM_ERR_NOMEM, "out of memory"); }
   tok->model = t;
   t->tiktoken = tiktoken;
+  t->byte_level = tok->byte_level = o->byte_level;
+  t->ignore_merges = o->ignore_merges || tiktoken;
+  t->byte_fallback = o->byte_fallback; t->fuse_unk = o->fuse_unk; t->unk = -1;
+  const char *affix[2] = {o->prefix ? o->prefix : "", o->suffix ? o->suffix : ""};
+  for (int k = 0; k < 2; k++)
+    if (strlen(affix[k]) > MAX_AFFIX) {
+      st = lm_error(LM_ERR_UNSUPPORTED, "%s: model.%s is longer than %d bytes", where,
+                    k ? "end_of_word_suffix" : "continuing_subword_prefix", MAX_AFFIX);
+      goto fail;
+    }
+  t->prefix = lm_strdup(affix[0]); t->suffix = lm_strdup(affix[1]);
+  if (!t->prefix || !t->suffix) { st = lm_error(LM_ERR_NOMEM, "out of memory"); goto fail; }
+  t->prefix_n = strlen(t->prefix); t->suffix_n = strlen(t->suffix);
+  if (o->unk && (t->unk = lm_tok_lookup(tok, (const uint8_t *)o->unk, strlen(o->unk))) < 0) {
+    st = lm_error(LM_ERR_FORMAT, "%s: model.unk_token \"%s\" is not in model.vocab", where, o->unk);
+    goto fail;
+  }
   for (int i = 0; i < 256; i++) {
     uint8_t b = (uint8_t)i;
-    if ((t->byte_id[i] = lm_tok_lookup(tok, &b, 1)) < 0) {
+    char name[8];
+    snprintf(name, sizeof name, "<0x%02X>", i);
+    t->fallback[i] = o->byte_fallback ? lm_tok_lookup(tok, (const uint8_t *)name, 6) : -1;
+    t->byte_id[i] = o->byte_level ? lm_tok_lookup(tok, &b, 1) : -1;
+    if (o->byte_level && t->byte_id[i] < 0) {
       st = lm_error(LM_ERR_FORMAT, "%s: no token for byte 0x%02X (a byte-level BPE needs all 256)", where, i);
       goto fail;
     }
@@ -189,7 +203,7 @@ lm_status lm_bpe_build(lm_tokenizer **out, int64_t n_vocab, const uint8_t *const
   uint8_t *cat = NULL; size_t catcap = 0;
   for (int64_t m = 0; m < n_merges; m++) {
     int32_t l = merge_l[m], r = merge_r[m];
-    if (l < 0 || r < 0 || l >= n_vocab || r >= n_vocab || tok->is_special[l] || tok->is_special[r]) {
+    if (l < 0 || r < 0 || l >= n_vocab || r >= n_vocab || (specials && ((specials[l] && specials[l] != 3) || (specials[r] && specials[r] != 3)))) {
       free(cat);
       st = lm_error(LM_ERR_FORMAT, "%s: merge %lld names a token that is not an ordinary token", where, (long long)m + 1);
       goto fail;
@@ -226,12 +240,19 @@ lm_status lm_bpe_build(lm_tokenizer **out, int64_t n_vocab, const uint8_t *const
       }
     }
   }
-  if ((st = compile_regex(&t->re))) goto fail;
+  if (o->byte_level && (st = compile_regex(&t->re))) goto fail;
   *out = tok;
   return LM_OK;
 fail:
   lm_tokenizer_free(tok);
   return st;
+}
+
+lm_status lm_bpe_build(lm_tokenizer **out, int64_t n_vocab, const uint8_t *const *tok_bytes, const size_t *tok_len,
+                       const uint8_t *specials, int64_t n_merges, const int32_t *merge_l, const int32_t *merge_r,
+                       int tiktoken, const char *where) {
+  return bpe_build(out, n_vocab, tok_bytes, tok_len, specials, n_merges, merge_l, merge_r, tiktoken,
+                   &(bpe_opts){.byte_level = 1}, where);
 }
 
 /* ------------------------------------------------------------ encoder state */
@@ -332,15 +353,14 @@ static heap_ent heap_pop(heap_ent *h, size_t *hn) {
   return top;
 }
 
-/* BPE of a piece of n >= 2 bytes; appends ids at out (room for n). Returns the count, or -1 on OOM. */
-static int64_t bpe_piece(bpe_state *e, const uint8_t *p, size_t n, uint32_t *out) {
+/* Merges the m symbols in e->sid (lowest rank first, leftmost on ties) and writes the ids at out.
+ * Returns the count, or -1 on OOM. */
+static int64_t bpe_merge(bpe_state *e, size_t n, uint32_t *out) {
   const bpe_model *t = e->t;
-  if (ensure_scratch(e, n)) return -1;
   int32_t *id = e->sid, *rank = e->srank, res = 0;
   if (n <= 64) {
     /* short piece: arrays and linear scans (what tiktoken does) */
     size_t m = n;
-    for (size_t i = 0; i < n; i++) id[i] = t->byte_id[p[i]];
     for (size_t i = 0; i + 1 < n; i++) rank[i] = pair_get(t, id[i], id[i + 1], &res);
     while (m > 1) {
       int32_t best = INT32_MAX; size_t bi = 0;
@@ -362,7 +382,6 @@ static int64_t bpe_piece(bpe_state *e, const uint8_t *p, size_t n, uint32_t *out
   int32_t *next = e->snext, *prev = e->sprev;
   size_t hn = 0;
   for (size_t i = 0; i < n; i++) {
-    id[i] = t->byte_id[p[i]];
     next[i] = i + 1 < n ? (int32_t)(i + 1) : -1;
     prev[i] = (int32_t)i - 1;
     rank[i] = 1;   /* alive */
@@ -394,6 +413,57 @@ static int64_t bpe_piece(bpe_state *e, const uint8_t *p, size_t n, uint32_t *out
   return (int64_t)m;
 }
 
+/* Fills e->sid with the initial symbols of a piece of text (a character-level BPE, HF's
+ * merge_word): each character (with continuing_subword_prefix after the first and
+ * end_of_word_suffix on the last) is its token, else its bytes' <0xNN> tokens (byte_fallback),
+ * else unk_token (fused with an unknown neighbour when fuse_unk), else it is dropped. */
+static size_t init_chars(bpe_state *e, const uint8_t *p, size_t n) {
+  const bpe_model *t = e->t;
+  int32_t *id = e->sid;
+  char s[2 * MAX_AFFIX + 8];
+  size_t m = 0;
+  int unk = 0;
+  for (size_t i = 0; i < n;) {
+    size_t k = lm_utf8_char(p + i, n - i), sn = 0;
+    if (!k) k = 1;
+    if (i > 0) { memcpy(s, t->prefix, t->prefix_n); sn = t->prefix_n; }
+    memcpy(s + sn, p + i, k); sn += k;
+    if (i + k == n) { memcpy(s + sn, t->suffix, t->suffix_n); sn += t->suffix_n; }
+    i += k;
+    int32_t x = lm_tok_lookup(e->tok, (const uint8_t *)s, sn);
+    if (x >= 0) {
+      if (unk) { id[m++] = t->unk; unk = 0; }
+      id[m++] = x;
+      continue;
+    }
+    if (t->byte_fallback) {
+      size_t j = 0;
+      while (j < sn && t->fallback[(uint8_t)s[j]] >= 0) j++;
+      if (j == sn) {   /* HF adds these before a pending unknown token */
+        for (j = 0; j < sn; j++) id[m++] = t->fallback[(uint8_t)s[j]];
+        continue;
+      }
+    }
+    if (t->unk < 0) continue;
+    if (unk && !t->fuse_unk) id[m++] = t->unk;
+    unk = 1;
+  }
+  if (unk) id[m++] = t->unk;
+  return m;
+}
+
+/* BPE of a piece of n bytes; appends ids at out (room for piece_bound(n)). Returns the count, or -1 on OOM. */
+static size_t piece_bound(const bpe_model *t, size_t n) { return t->byte_level ? n : n * (1 + t->prefix_n + t->suffix_n); }
+
+static int64_t bpe_piece(bpe_state *e, const uint8_t *p, size_t n, uint32_t *out) {
+  const bpe_model *t = e->t;
+  if (ensure_scratch(e, piece_bound(t, n))) return -1;
+  size_t m = n;
+  if (t->byte_level) for (size_t i = 0; i < n; i++) e->sid[i] = t->byte_id[p[i]];
+  else m = init_chars(e, p, n);
+  return bpe_merge(e, m, out);
+}
+
 static void cache_clear(bpe_state *e) {
   memset(e->slots, 0, CACHE_SLOTS * sizeof *e->slots);
   e->used = 0; e->kn = 0; e->in = 0;
@@ -402,11 +472,11 @@ static void cache_clear(bpe_state *e) {
 /* Encodes one piece (ordinary text) and appends its ids. */
 static lm_status encode_piece(bpe_state *e, const uint8_t *p, size_t n, uint32_t **ids, size_t *nids, size_t *cap) {
   const bpe_model *t = e->t;
-  lm_status st = lm_tok_reserve(ids, nids, cap, n);
+  lm_status st = lm_tok_reserve(ids, nids, cap, piece_bound(t, n));
   if (st) return st;
   uint32_t *out = *ids + *nids;
-  if (n == 1) { out[0] = (uint32_t)t->byte_id[p[0]]; (*nids)++; return LM_OK; }
-  if (t->tiktoken) {
+  if (n == 1 && t->byte_level) { out[0] = (uint32_t)t->byte_id[p[0]]; (*nids)++; return LM_OK; }
+  if (t->ignore_merges) {
     int32_t id = lm_tok_lookup(e->tok, p, n);
     if (id >= 0) { out[0] = (uint32_t)id; (*nids)++; return LM_OK; }
   }
@@ -488,7 +558,7 @@ static lm_status for_pieces(bpe_state *e, const uint8_t *s, size_t n, const uint
 }
 
 lm_status lm_tok_encoder_pieces(lm_tok_encoder *enc, const char *text, size_t len, lm_tok_piece_fn fn, void *user) {
-  if (enc->t->ops != &lm_bpe_ops) return lm_error(LM_ERR_ARG, "lm_tok_encoder_pieces: not a BPE tokenizer");
+  if (enc->t->ops != &lm_bpe_ops || !enc->t->byte_level) return lm_error(LM_ERR_ARG, "lm_tok_encoder_pieces: not a byte-level BPE");
   bpe_state *e = enc->state;
   const uint8_t *s = (const uint8_t *)text;
   size_t valid = lm_utf8_valid_prefix(s, len);
@@ -526,6 +596,11 @@ static lm_status bpe_encode(lm_tok_encoder *e, const char *text, size_t len, uin
   }
   piece_ctx c = {e->state, ids, n, cap};
   return lm_tok_encoder_pieces(e, text, len, piece_cb, &c);
+}
+
+/* One piece the tokenizer.json pipeline has pre-tokenized. */
+static lm_status bpe_encode_word(lm_tok_encoder *e, const char *text, size_t len, uint32_t **ids, size_t *n, size_t *cap) {
+  return len ? encode_piece(e->state, (const uint8_t *)text, len, ids, n, cap) : LM_OK;
 }
 
 static lm_status bpe_decode(const lm_tokenizer *tok, const uint32_t *ids, size_t n_ids, char **text, size_t *len) {
@@ -588,7 +663,8 @@ static void vt_free(vocab_tables *v) {
 
 /* Reads a {symbol: id} object plus, from tokenizer.json `root` (NULL for none), the added tokens.
  * `vname` is the place named in errors (e.g. "tokenizer.json: model.vocab"), `name` the file. */
-static lm_status read_vocab(vocab_tables *v, const cJSON *vocab, const cJSON *root, const char *vname, const char *name) {
+static lm_status read_vocab(vocab_tables *v, const cJSON *vocab, const cJSON *root, const char *vname, const char *name,
+                            int byte_level) {
   memset(v, 0, sizeof *v);
   if (!cJSON_IsObject(vocab)) return lm_error(LM_ERR_FORMAT, "%s: expected an object {symbol: id}", vname);
   int64_t count = 0, maxid = -1;
@@ -635,10 +711,14 @@ static lm_status read_vocab(vocab_tables *v, const cJSON *vocab, const cJSON *ro
     size_t kn = strlen(k);
     if (symmap_get(&v->map, k, kn, (int32_t)id) >= 0) { free(seen); return lm_error(LM_ERR_FORMAT, "%s: symbol \"%s\" appears twice", vname, k); }
     v->sym[id] = k;
-    if (v->special[id]) continue;   /* an added token's content wins */
+    if (v->special[id]) { v->special[id] = 3; continue; }   /* an added token's content wins; the model has it too */
     if (seen[id]) { free(seen); return lm_error(LM_ERR_FORMAT, "%s[\"%s\"]: id %lld is used twice", vname, k, (long long)id); }
     seen[id] = 1;
-    if (unsymbol(k, kn, &v->bytes[id], &v->len[id])) {
+    if (!byte_level) {   /* a character-level model: tokens are their text */
+      if (!kn) { free(seen); return lm_error(LM_ERR_FORMAT, "%s: empty symbol", vname); }
+      v->len[id] = kn;
+      if (!(v->bytes[id] = (uint8_t *)lm_strdup(k))) { free(seen); return LM_ERR_NOMEM; }
+    } else if (unsymbol(k, kn, &v->bytes[id], &v->len[id])) {
       /* not a byte-level symbol: a special token spelled as itself (e.g. "<|endoftext|>" in vocab.json) */
       v->bytes[id] = (uint8_t *)lm_strdup(k);
       v->len[id] = kn;
@@ -658,7 +738,8 @@ static lm_status add_merge(vocab_tables *v, const char *a, size_t an, const char
     const char *bad = l < 0 ? a : b; int bl = (int)(l < 0 ? an : bn);
     return lm_error(LM_ERR_FORMAT, "%s: unknown symbol \"%.*s\"", where, bl > 200 ? 200 : bl, bad);
   }
-  if (v->special[l] || v->special[r]) return lm_error(LM_ERR_FORMAT, "%s: a merge cannot use a special token", where);
+  if ((v->special[l] && v->special[l] != 3) || (v->special[r] && v->special[r] != 3))
+    return lm_error(LM_ERR_FORMAT, "%s: a merge cannot use a special token", where);
   if (v->nm == v->mcap) {
     int64_t nc = v->mcap ? v->mcap * 2 : 1024;
     int32_t *nl = realloc(v->ml, (size_t)nc * sizeof *nl);
@@ -695,18 +776,46 @@ static lm_status mark_unreachable_special(vocab_tables *v) {
   return LM_OK;
 }
 
-static lm_status build_from(lm_tokenizer **out, vocab_tables *v, int tiktoken, const char *where) {
-  return lm_bpe_build(out, v->n, (const uint8_t *const *)v->bytes, v->len, v->special, v->nm, v->ml, v->mr, tiktoken, where);
+static lm_status build_from(lm_tokenizer **out, vocab_tables *v, int tiktoken, const bpe_opts *o, const char *where) {
+  return bpe_build(out, v->n, (const uint8_t *const *)v->bytes, v->len, v->special, v->nm, v->ml, v->mr, tiktoken, o, where);
 }
 
 /* ------------------------------------------------------------ tokenizer.json */
+static const char *const MODEL_KEYS[] = {"dropout", "unk_token", "continuing_subword_prefix", "end_of_word_suffix",
+                                          "fuse_unk", "byte_fallback", "ignore_merges", "vocab", "merges", NULL};
+
+/* model's options: HF's BPE keys; dropout must be null (or 0): lmkit encodes deterministically. */
+static lm_status model_opts(bpe_opts *o, const cJSON *model, const cJSON *root, const char *name) {
+  char w[512];
+  snprintf(w, sizeof w, "%s: model", name);
+  lm_status st = lm_tok_json_keys(model, MODEL_KEYS, w);
+  if (st) return st;
+  const cJSON *d = cJSON_GetObjectItemCaseSensitive(model, "dropout");
+  if (d && !cJSON_IsNull(d) && !(cJSON_IsNumber(d) && d->valuedouble == 0))
+    return lm_error(LM_ERR_UNSUPPORTED, "%s.dropout: only null is supported (lmkit encodes deterministically)", w);
+  memset(o, 0, sizeof *o);
+  o->byte_level = lm_tok_json_byte_level(root);
+  if ((st = lm_tok_json_str(model, "unk_token", &o->unk, w)) || (st = lm_tok_json_str(model, "continuing_subword_prefix", &o->prefix, w)) ||
+      (st = lm_tok_json_str(model, "end_of_word_suffix", &o->suffix, w)) || (st = lm_tok_json_bool(model, "fuse_unk", &o->fuse_unk, w)) ||
+      (st = lm_tok_json_bool(model, "byte_fallback", &o->byte_fallback, w)) ||
+      (st = lm_tok_json_bool(model, "ignore_merges", &o->ignore_merges, w)))
+    return st;
+  if (o->byte_level && ((o->prefix && *o->prefix) || (o->suffix && *o->suffix) || o->byte_fallback))
+    return lm_error(LM_ERR_UNSUPPORTED, "%s: continuing_subword_prefix, end_of_word_suffix and byte_fallback are not "
+                    "supported with a ByteLevel pre-tokenizer", w);
+  return LM_OK;
+}
+
 static lm_status bpe_from_json(lm_tokenizer **out, const cJSON *root, const char *name) {
   *out = NULL;
   vocab_tables v; memset(&v, 0, sizeof v);
   char place[512];
   const cJSON *model = cJSON_GetObjectItemCaseSensitive(root, "model");
+  bpe_opts o;
+  lm_status st = model_opts(&o, model, root, name);
+  if (st) return st;
   snprintf(place, sizeof place, "%s: model.vocab", name);
-  lm_status st = read_vocab(&v, cJSON_GetObjectItemCaseSensitive(model, "vocab"), root, place, name);
+  st = read_vocab(&v, cJSON_GetObjectItemCaseSensitive(model, "vocab"), root, place, name, o.byte_level);
   if (st) goto done;
   const cJSON *merges = cJSON_GetObjectItemCaseSensitive(model, "merges");
   if (merges && !cJSON_IsArray(merges)) { st = lm_error(LM_ERR_FORMAT, "%s: model.merges must be an array", name); goto done; }
@@ -729,7 +838,7 @@ static lm_status bpe_from_json(lm_tokenizer **out, const cJSON *root, const char
       st = lm_error(LM_ERR_FORMAT, "%s: model.vocab[\"%s\"]: not a byte-level symbol and not in added_tokens", name, v.sym[k]);
       goto done;
     }
-  st = build_from(out, &v, 0, name);
+  st = build_from(out, &v, 0, &o, name);
 done:
   vt_free(&v);
   return st;
@@ -743,7 +852,7 @@ lm_status lm_tokenizer_from_vocab_merges(lm_tokenizer **out, const char *vocab_j
   if (st) return st;
   vocab_tables v;
   char place[512];
-  if ((st = read_vocab(&v, root, NULL, vname, vname))) goto done;
+  if ((st = read_vocab(&v, root, NULL, vname, vname, 1))) goto done;
   size_t pos = 0; int line = 0;
   while (pos < mlen) {
     size_t e = pos;
@@ -764,7 +873,7 @@ lm_status lm_tokenizer_from_vocab_merges(lm_tokenizer **out, const char *vocab_j
   }
   if ((st = mark_unreachable_special(&v))) goto done;
   snprintf(place, sizeof place, "%s + %s", vname, mname);
-  st = build_from(out, &v, tiktoken, place);
+  st = build_from(out, &v, tiktoken, &(bpe_opts){.byte_level = 1}, place);
 done:
   vt_free(&v);
   cJSON_Delete(root);
@@ -843,14 +952,17 @@ lm_status lm_bpe_load_gpt2(lm_tokenizer **out) {
 }
 
 /* ------------------------------------------------------------ saving */
-/* The key under which id i appears in vocab.json: its byte-level symbol, or a special's text. */
+static char *dup_n(const char *b, size_t n) {
+  char *s = lm_xmalloc(n + 1);
+  if (s) { memcpy(s, b, n); s[n] = 0; }
+  return s;
+}
+
+/* The key under which id i appears in vocab.json: its byte-level symbol, or its text (a special
+ * token, or any token of a character-level model). */
 static char *vocab_key(const lm_tokenizer *t, int64_t i) {
   size_t n; const uint8_t *b = lm_tok_bytes(t, i, &n);
-  if (t->is_special[i]) {
-    char *s = lm_xmalloc(n + 1);
-    if (s) { memcpy(s, b, n); s[n] = 0; }
-    return s;
-  }
+  if (t->is_special[i] || !t->byte_level) return dup_n((const char *)b, n);
   return lm_tok_symbol(b, n);
 }
 
@@ -869,7 +981,8 @@ static char *merge_line(const lm_tokenizer *t, int64_t m) {
   const bpe_model *b = t->model;
   size_t ln, rn;
   const uint8_t *lb = lm_tok_bytes(t, b->merge_l[m], &ln), *rb = lm_tok_bytes(t, b->merge_r[m], &rn);
-  char *l = lm_tok_symbol(lb, ln), *r = lm_tok_symbol(rb, rn);
+  char *l = t->byte_level ? lm_tok_symbol(lb, ln) : dup_n((const char *)lb, ln);
+  char *r = t->byte_level ? lm_tok_symbol(rb, rn) : dup_n((const char *)rb, rn);
   char *s = l && r ? lm_xmalloc(strlen(l) + strlen(r) + 2) : NULL;
   if (s) sprintf(s, "%s %s", l, r);
   free(l); free(r);
@@ -894,12 +1007,21 @@ static lm_status bpe_to_json(const lm_tokenizer *t, cJSON *root) {
   cJSON_AddItemToObject(root, "decoder", byte_level(1, 1));
   cJSON *model = cJSON_AddObjectToObject(root, "model");
   cJSON_AddStringToObject(model, "type", "BPE");
+  const bpe_model *b = t->model;
   cJSON_AddNullToObject(model, "dropout");
-  cJSON_AddNullToObject(model, "unk_token");
-  cJSON_AddStringToObject(model, "continuing_subword_prefix", "");
-  cJSON_AddStringToObject(model, "end_of_word_suffix", "");
-  cJSON_AddBoolToObject(model, "fuse_unk", 0);
-  cJSON_AddBoolToObject(model, "byte_fallback", 0);
+  if (b->unk < 0) cJSON_AddNullToObject(model, "unk_token");
+  else {
+    size_t un; const uint8_t *ub = lm_tok_bytes(t, b->unk, &un);
+    char *u = dup_n((const char *)ub, un);
+    if (!u) return lm_error(LM_ERR_NOMEM, "out of memory");
+    cJSON_AddStringToObject(model, "unk_token", u);
+    free(u);
+  }
+  cJSON_AddStringToObject(model, "continuing_subword_prefix", b->prefix);
+  cJSON_AddStringToObject(model, "end_of_word_suffix", b->suffix);
+  cJSON_AddBoolToObject(model, "fuse_unk", b->fuse_unk);
+  cJSON_AddBoolToObject(model, "byte_fallback", b->byte_fallback);
+  cJSON_AddBoolToObject(model, "ignore_merges", b->ignore_merges && !b->tiktoken);
   cJSON_AddItemToObject(model, "vocab", vocab);
   cJSON *merges = cJSON_AddArrayToObject(model, "merges");
   for (int64_t m = 0; m < lm_bpe_n_merges(t); m++) {
@@ -948,6 +1070,6 @@ const lm_tok_model_ops lm_bpe_ops = {
   .type = "BPE", .what = "byte-level BPE", .byte_level = 1,
   .from_json = bpe_from_json,
   .state_new = state_new, .state_free = state_free,
-  .encode = bpe_encode, .decode = bpe_decode,
+  .encode = bpe_encode, .encode_word = bpe_encode_word, .decode = bpe_decode,
   .to_json = bpe_to_json, .save = bpe_save, .free = bpe_free,
 };

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "tokenizer/tokenizer.h"
+#include "tokenizer/pipeline.h"
 
 
 static int safe_byte(uint8_t c) { return c > 0x20 && c < 0x7F; }
@@ -87,7 +88,9 @@ static lm_status encode_chunks(const lm_tokenizer *tok, const char *const *docs,
 /* Splits docs into chunks; *out malloc'ed. */
 static lm_status make_chunks(const lm_tokenizer *tok, const char *const *docs, const size_t *lens, int n_docs,
                              int allow_special, int threads, chunk **out, size_t *nout) {
-  int can_cut = !(allow_special && specials_have_newline(tok));
+  /* flags: LM_ENCODE_* (lmkit.h); the post-processor's tokens go around the whole text */
+  int can_cut = !(allow_special & LM_ENCODE_ADD_SPECIAL) && !((allow_special & LM_ENCODE_SPECIAL) && specials_have_newline(tok)) &&
+                (!tok->pipe || lm_tok_pipe_cut_safe(tok->pipe));
   size_t total = 0;
   for (int d = 0; d < n_docs; d++) total += lens[d];
   if (threads <= 0) threads = omp_get_max_threads();

@@ -17,6 +17,8 @@
 #include <string.h>
 #include <cjson/cJSON.h>
 #include "tokenizer/tokenizer.h"
+#include "tokenizer/pipeline.h"
+#include "lmkit.h"
 
 /* ------------------------------------------------------------ the registry */
 /* Models by tokenizer.json's model.type; a tokenizer.json without one is the first. */
@@ -74,7 +76,7 @@ lm_status lm_tok_new(lm_tokenizer **out, const lm_tok_model_ops *ops, int64_t n_
     return lm_error(LM_ERR_RANGE, "%s: vocabulary size %lld is out of range (1 .. 2^31-1)", where, (long long)n_vocab);
   lm_tokenizer *t = calloc(1, sizeof *t);
   if (!t) return lm_error(LM_ERR_NOMEM, "out of memory");
-  t->ops = ops; t->n_vocab = n_vocab; t->eot = -1;
+  t->ops = ops; t->n_vocab = n_vocab; t->eot = -1; t->byte_level = ops->byte_level;
   lm_status st = LM_OK;
   size_t total = 0;
   for (int64_t i = 0; i < n_vocab; i++) total += tok_len[i];
@@ -103,7 +105,7 @@ lm_status lm_tok_new(lm_tokenizer **out, const lm_tok_model_ops *ops, int64_t n_
       if (n == 0) { st = lm_error(LM_ERR_FORMAT, "%s: special token %lld is empty", where, (long long)i); goto fail; }
       t->is_special[i] = 1;
       t->special[t->n_special++] = (int32_t)i;
-      continue;
+      if (specials[i] != 3) continue;
     }
     if (n == 0) {
       if (!strict) continue;   /* an empty line of vocab.txt: an id no text reaches */
@@ -128,6 +130,7 @@ fail:
 void lm_tokenizer_free(lm_tokenizer *t) {
   if (!t) return;
   if (t->model) t->ops->free(t->model);
+  lm_tok_pipe_free(t->pipe);
   free(t->tok_off); free(t->tok_data); free(t->is_special); free(t->vmap); free(t->vtag); free(t->special);
   free(t);
 }
@@ -165,6 +168,7 @@ lm_status lm_tok_encoder_init(lm_tok_encoder **out, const lm_tokenizer *t) {
   e->t = t;
   if (!(e->spos = calloc((size_t)t->n_special + 1, sizeof *e->spos))) { free(e); return lm_error(LM_ERR_NOMEM, "out of memory"); }
   lm_status st = t->ops->state_new(&e->state, t);
+  if (!st && t->pipe) st = lm_tok_pipe_state_new(&e->pstate, t->pipe);
   if (st) { lm_tok_encoder_free(e); return st; }
   *out = e;
   return LM_OK;
@@ -173,6 +177,7 @@ lm_status lm_tok_encoder_init(lm_tok_encoder **out, const lm_tokenizer *t) {
 void lm_tok_encoder_free(lm_tok_encoder *e) {
   if (!e) return;
   if (e->state) e->t->ops->state_free(e->state);
+  lm_tok_pipe_state_free(e->pstate);
   free(e->spos);
   free(e);
 }
@@ -223,15 +228,17 @@ static lm_status encode_span(lm_tok_encoder *e, const char *s, size_t n, int64_t
   return n ? e->t->ops->encode(e, s, n, o->ids, o->n, o->cap) : LM_OK;
 }
 
-lm_status lm_tok_encoder_encode(lm_tok_encoder *e, const char *text, size_t len, int allow_special,
+lm_status lm_tok_encoder_encode(lm_tok_encoder *e, const char *text, size_t len, int flags,
                                 uint32_t **ids, size_t *n, size_t *cap) {
+  if (e->t->pipe) return lm_tok_pipe_encode(e, text, len, flags, ids, n, cap);
   ids_out o = {ids, n, cap};
+  int allow_special = flags & LM_ENCODE_SPECIAL;
   if (!allow_special || e->t->n_special == 0) return encode_span(e, text, len, -1, &o);
   return lm_tok_encoder_split(e, text, len, encode_span, &o);
 }
 
 /* ------------------------------------------------------------ public encode / decode */
-lm_status lm_tokenizer_encode(const lm_tokenizer *tok, const char *text, size_t len, int allow_special,
+lm_status lm_tokenizer_encode(const lm_tokenizer *tok, const char *text, size_t len, int flags,
                               uint32_t **ids, size_t *n_ids) {
   *ids = NULL; *n_ids = 0;
   if (!tok || (!text && len)) return lm_error(LM_ERR_ARG, "lm_tokenizer_encode: NULL argument");
@@ -241,7 +248,7 @@ lm_status lm_tokenizer_encode(const lm_tokenizer *tok, const char *text, size_t 
   size_t cap = 0;
   uint32_t *out = NULL;
   st = lm_tok_reserve(&out, n_ids, &cap, len / 3 + 16);
-  if (!st) st = lm_tok_encoder_encode(e, text, len, allow_special, &out, n_ids, &cap);
+  if (!st) st = lm_tok_encoder_encode(e, text, len, flags, &out, n_ids, &cap);
   lm_tok_encoder_free(e);
   if (st) { free(out); *n_ids = 0; return st; }
   *ids = out;
@@ -249,13 +256,26 @@ lm_status lm_tokenizer_encode(const lm_tokenizer *tok, const char *text, size_t 
 }
 
 lm_status lm_tokenizer_decode(const lm_tokenizer *tok, const uint32_t *ids, size_t n_ids, char **text, size_t *len) {
+  return lm_tokenizer_decode_ex(tok, ids, n_ids, 0, text, len);
+}
+
+lm_status lm_tokenizer_decode_ex(const lm_tokenizer *tok, const uint32_t *ids, size_t n_ids, int flags, char **text,
+                                 size_t *len) {
   *text = NULL; *len = 0;
   if (!tok || (!ids && n_ids)) return lm_error(LM_ERR_ARG, "lm_tokenizer_decode: NULL argument");
   for (size_t i = 0; i < n_ids; i++)
     if ((int64_t)ids[i] >= tok->n_vocab)
       return lm_error(LM_ERR_RANGE, "token id %u at position %zu is out of range (vocabulary size %lld)", ids[i], i,
                       (long long)tok->n_vocab);
-  return tok->ops->decode(tok, ids, n_ids, text, len);
+  if (tok->pipe) return lm_tok_pipe_decode(tok, ids, n_ids, flags, text, len);
+  if (!(flags & LM_DECODE_SKIP_SPECIAL)) return tok->ops->decode(tok, ids, n_ids, text, len);
+  uint32_t *kept = lm_xmalloc(n_ids * sizeof *kept + 1);
+  size_t k = 0;
+  if (!kept) return LM_ERR_NOMEM;
+  for (size_t i = 0; i < n_ids; i++) if (!tok->is_special[ids[i]]) kept[k++] = ids[i];
+  lm_status st = tok->ops->decode(tok, kept, k, text, len);
+  free(kept);
+  return st;
 }
 
 /* ------------------------------------------------------------ tokenizer.json */
@@ -312,7 +332,10 @@ lm_status lm_tokenizer_from_json(lm_tokenizer **out, const char *json, size_t le
   for (size_t i = 0; i < N_MODELS && !ops; i++)
     if (cJSON_IsString(type) && !strcmp(type->valuestring, MODELS[i]->type)) ops = MODELS[i];
   if (!cJSON_IsObject(root) || !cJSON_IsObject(model)) st = lm_error(LM_ERR_FORMAT, "%s: missing the \"model\" object", name);
-  else if (ops) st = ops->from_json(out, root, name);
+  else if (ops) {
+    st = ops->from_json(out, root, name);
+    if (!st && (st = lm_tok_pipe_new(&(*out)->pipe, root, *out, name))) { lm_tokenizer_free(*out); *out = NULL; }
+  }
   else {
     char known[256] = "";
     for (size_t i = 0; i < N_MODELS; i++)
@@ -358,6 +381,7 @@ lm_status lm_tokenizer_to_json(const lm_tokenizer *t, char **json, size_t *len) 
   cJSON *root = lm_tok_json_root(t);
   if (!root) return lm_error(LM_ERR_NOMEM, "out of memory");
   lm_status st = t->ops->to_json(t, root);
+  if (!st && t->pipe) st = lm_tok_pipe_to_json(t->pipe, root);
   char *txt = st ? NULL : cJSON_PrintUnformatted(root);
   cJSON_Delete(root);
   if (st) return st;

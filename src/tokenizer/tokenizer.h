@@ -44,8 +44,12 @@ typedef struct lm_tok_model_ops {
   /* Per-encoder state (caches, scratch): created with each lm_tok_encoder, e->state. */
   lm_status (*state_new)(void **state, const lm_tokenizer *t);
   void (*state_free)(void *state);
-  /* Appends the ids of ordinary text (special tokens are cut out before; len > 0). */
+  /* Appends the ids of ordinary text (special tokens are cut out before; len > 0). A model without
+   * encode_word gets the pre-tokenized pieces of tokenizer.json's pipeline here too. */
   lm_status (*encode)(lm_tok_encoder *e, const char *text, size_t len, uint32_t **ids, size_t *n, size_t *cap);
+  /* Optional: appends the ids of one piece the tokenizer.json pipeline has normalized and
+   * pre-tokenized (pipeline.h), when that differs from encode (which pre-tokenizes itself). */
+  lm_status (*encode_word)(lm_tok_encoder *e, const char *piece, size_t len, uint32_t **ids, size_t *n, size_t *cap);
   /* Text of ids, each already checked to be < n_vocab; *text malloc'ed and NUL-terminated. */
   lm_status (*decode)(const lm_tokenizer *t, const uint32_t *ids, size_t n, char **text, size_t *len);
   /* Adds tokenizer.json's model-specific keys (normalizer, pre_tokenizer, post_processor,
@@ -61,6 +65,8 @@ extern const lm_tok_model_ops lm_bpe_ops, lm_wordpiece_ops, lm_unigram_ops;
 struct lm_tokenizer {
   const lm_tok_model_ops *ops;   /* the model */
   void *model;                   /* its data (bpe.c, wordpiece.c) */
+  struct lm_tok_pipe *pipe;      /* tokenizer.json's normalizer .. decoder (pipeline.h); NULL: the model's own */
+  int byte_level;                /* tokens are raw bytes (ops->byte_level, unless the model says otherwise) */
   int64_t n_vocab;               /* ids are 0 .. n_vocab-1 */
   uint64_t *tok_off;             /* (n_vocab+1) offsets into tok_data: the bytes of each id */
   uint8_t *tok_data;
@@ -73,7 +79,8 @@ struct lm_tokenizer {
 
 /* ---- the vocabulary (tokenizer.c) ---- */
 /* Creates a tokenizer of model `ops` with the vocabulary tok_bytes[i]/tok_len[i], i < n_vocab;
- * specials[i] (may be NULL) flags special tokens. strict: an empty ordinary token, or two with
+ * specials[i] (may be NULL) flags special tokens (3: special and also an ordinary token of the
+ * model's vocabulary, as tokenizer.json's added tokens that are in model.vocab). strict: an empty ordinary token, or two with
  * the same bytes, is an error (BPE); else an empty token is one no text reaches and the later of
  * two equal tokens is the one looked up (vocab.txt). eot: <|endoftext|>, else </s>, else -1.
  * t->model is the caller's to set. `where` names the source in errors. Takes no ownership. */
@@ -99,7 +106,7 @@ static inline lm_status lm_tok_join(const lm_tokenizer *t, const uint32_t *ids, 
   *text = o; *len = k;
   return LM_OK;
 }
-static inline int lm_tok_byte_level(const lm_tokenizer *t) { return t->ops->byte_level; }
+static inline int lm_tok_byte_level(const lm_tokenizer *t) { return t->byte_level; }
 /* The id of a token given as its text: a special token ([CLS], [SEP], [MASK], [PAD],
  * <|endoftext|>, ...) first, else an ordinary token with exactly these bytes; -1 if absent. */
 int64_t lm_tokenizer_token_id(const lm_tokenizer *t, const char *token);
@@ -164,12 +171,14 @@ size_t lm_utf8_valid_prefix(const uint8_t *s, size_t n);
 struct lm_tok_encoder {
   const lm_tokenizer *t;
   void *state;       /* the model's (ops->state_new) */
+  void *pstate;      /* the pipeline's (t->pipe) */
   int64_t *spos;     /* next occurrence of each special token */
 };
 lm_status lm_tok_encoder_init(lm_tok_encoder **out, const lm_tokenizer *t);
 void lm_tok_encoder_free(lm_tok_encoder *e);
-/* Appends the ids of text to (*ids, *n, *cap) (a growable malloc'ed array). */
-lm_status lm_tok_encoder_encode(lm_tok_encoder *e, const char *text, size_t len, int allow_special,
+/* Appends the ids of text to (*ids, *n, *cap) (a growable malloc'ed array); flags: LM_ENCODE_*
+ * (lmkit.h; 1 = LM_ENCODE_SPECIAL). */
+lm_status lm_tok_encoder_encode(lm_tok_encoder *e, const char *text, size_t len, int flags,
                                 uint32_t **ids, size_t *n, size_t *cap);
 /* Cuts text at the special tokens (earliest first, longest on ties) and calls fn for each
  * stretch of ordinary text (special = -1; possibly empty) and each special token (its id). */

@@ -29,6 +29,7 @@
 #include <utf8proc.h>
 #include <cjson/cJSON.h>
 #include "tokenizer/tokenizer.h"
+#include "tokenizer/pipeline.h"
 
 enum { WP_UNK, WP_SEP, WP_PAD, WP_CLS, WP_MASK, WP_NAMED };
 static const char *const WP_KEYS[WP_NAMED] = {"unk_token", "sep_token", "pad_token", "cls_token", "mask_token"};
@@ -313,6 +314,19 @@ static lm_status wp_encode(lm_tok_encoder *e, const char *text, size_t len, uint
   }
   if (nw) return wp_word(t, s, nw, ids, n, cap);
   return LM_OK;
+}
+
+/* One piece the tokenizer.json pipeline has normalized and pre-tokenized: WordPiece alone. */
+static lm_status wp_encode_word(lm_tok_encoder *e, const char *text, size_t len, uint32_t **ids, size_t *n, size_t *cap) {
+  lm_wp_scratch *s = e->state;
+  const uint8_t *b = (const uint8_t *)text;
+  size_t nw = 0;
+  lm_status st;
+  for (size_t i = 0; i < len;) {
+    if ((st = grow(&s->w, &s->wcap, nw + 1, sizeof *s->w))) return st;
+    i += utf8_dec(b + i, len - i, &s->w[nw++]);
+  }
+  return nw ? wp_piece(e->t, s, s->w, nw, ids, n, cap) : LM_OK;
 }
 
 /* ------------------------------------------------------------ decoding */
@@ -600,14 +614,12 @@ static lm_status wp_from_json(lm_tokenizer **out, const cJSON *root, const char 
   const cJSON *norm = cJSON_GetObjectItemCaseSensitive(root, "normalizer");
   const cJSON *pre = cJSON_GetObjectItemCaseSensitive(root, "pre_tokenizer");
   lm_tok_added *added = NULL; int n_added = 0;
-  /* normalizer: BertNormalizer (or none) */
-  if (norm && !cJSON_IsNull(norm)) {
-    const cJSON *ty = cJSON_GetObjectItemCaseSensitive(norm, "type");
-    if (!cJSON_IsString(ty) || strcmp(ty->valuestring, "BertNormalizer")) {
-      st = lm_error(LM_ERR_UNSUPPORTED, "%s: normalizer \"%s\" is not supported with WordPiece (lmkit reads BertNormalizer)",
-                    name, cJSON_IsString(ty) ? ty->valuestring : "?");
-      goto done;
-    }
+  /* the normalizer and pre-tokenizer are the pipeline's (pipeline.c); BertNormalizer's settings are
+   * kept too, for saving as vocab.txt + tokenizer_config.json */
+  (void)pre;
+  wp->clean_text = 0; wp->chinese = 0; wp->lowercase = 0; wp->strip_accents = 0;
+  const cJSON *ty = cJSON_GetObjectItemCaseSensitive(norm, "type");
+  if (cJSON_IsString(ty) && !strcmp(ty->valuestring, "BertNormalizer")) {
     char place[600];
     snprintf(place, sizeof place, "%s: normalizer", name);
     int clean = 1, chinese = 1, lower = 1, strip = -1;
@@ -615,18 +627,12 @@ static lm_status wp_from_json(lm_tokenizer **out, const cJSON *root, const char 
         (st = json_flag(norm, "lowercase", 0, &lower, place)) || (st = json_flag(norm, "strip_accents", 1, &strip, place)))
       goto done;
     wp->clean_text = clean; wp->chinese = chinese; wp->lowercase = lower; wp->strip_accents = strip;
-  } else {
-    wp->clean_text = 0; wp->chinese = 0; wp->lowercase = 0; wp->strip_accents = 0;
-  }
-  if (pre && !cJSON_IsNull(pre)) {
-    const cJSON *ty = cJSON_GetObjectItemCaseSensitive(pre, "type");
-    if (!cJSON_IsString(ty) || strcmp(ty->valuestring, "BertPreTokenizer")) {
-      st = lm_error(LM_ERR_UNSUPPORTED, "%s: pre_tokenizer \"%s\" is not supported with WordPiece (lmkit reads BertPreTokenizer)",
-                    name, cJSON_IsString(ty) ? ty->valuestring : "?");
-      goto done;
-    }
   }
   /* model */
+  static const char *const KEYS[] = {"unk_token", "continuing_subword_prefix", "max_input_chars_per_word", "vocab", NULL};
+  char mw[600];
+  snprintf(mw, sizeof mw, "%s: model", name);
+  if ((st = lm_tok_json_keys(model, KEYS, mw))) goto done;
   const cJSON *x = cJSON_GetObjectItemCaseSensitive(model, "continuing_subword_prefix");
   if (x && !cJSON_IsNull(x)) {
     if (!cJSON_IsString(x)) { st = lm_error(LM_ERR_FORMAT, "%s: model.continuing_subword_prefix must be a string", name); goto done; }
@@ -847,6 +853,6 @@ const lm_tok_model_ops lm_wordpiece_ops = {
   .type = "WordPiece", .what = "WordPiece", .byte_level = 0,
   .from_json = wp_from_json, .dir_config = wp_dir_config,
   .state_new = state_new, .state_free = state_free,
-  .encode = wp_encode, .decode = wp_decode,
+  .encode = wp_encode, .encode_word = wp_encode_word, .decode = wp_decode,
   .to_json = wp_to_json, .save = wp_save, .free = wp_free,
 };

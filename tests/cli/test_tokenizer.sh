@@ -105,8 +105,8 @@ cp "$T/tok/vocab.json" "$T/bad2/"; printf '#version: 0.2\nĠ t\nq Ġzzz\n' > "$T
 err "$T/bad2" 'bad2/merges.txt:3: unknown symbol "Ġzzz"' "merges naming an unknown symbol"
 printf '{"model": {"type": "BPE", "vocab": {"a": 2147483648}, "merges": []}}' > "$T/bad3/tokenizer.json"
 err "$T/bad3" 'model.vocab["a"]: id 2147483648 is over the limit of 2^31' "vocabulary over 2^31"
-printf '{"model": {"type": "Unigram", "vocab": {}}}' > "$T/bad4/tokenizer.json"
-err "$T/bad4" 'model.type "Unigram" is not supported' "unsupported model type"
+printf '{"model": {"type": "WordLevel", "vocab": {}}}' > "$T/bad4/tokenizer.json"
+err "$T/bad4" 'model.type "WordLevel" is not supported' "unsupported model type"
 err "$T/nonexistent" "no such tokenizer" "missing tokenizer"
 msg=$(printf '1 2 99999999' | "$BIN" tokenizer decode --tokenizer byte 2>&1 >/dev/null)
 check '[[ "$msg" == "lmkit: error: token id 99999999 at position 2 is out of range"* ]]' "decode rejects out-of-range ids ($msg)"

@@ -14,7 +14,8 @@ special-token text) and requires lmkit's ids to be identical:
   - per string, through tests/reference/ref_wordpiece.c (one process, records
     "<length>\\n<bytes>" on stdin), for five settings: uncased (the
     bert-base-uncased layout), cased, lower-case without accent stripping, no CJK
-    split, and the uncased settings read from a tokenizer.json (WordPiece model);
+    split (a tokenizer.json of the uncased settings is checked against HF tokenizers
+    by test_tokenizer_json.py);
     the uncased directory also with special tokens allowed;
   - all strings at once through `lmkit tokenizer encode --tokenizer DIR --ids`
     (joined with newlines, which separate words, so the ids are the concatenation),
@@ -400,8 +401,9 @@ def main():
             ("no-cjk-split", write_dir(tmp, "nocjk", vocab, {"tokenize_chinese_chars": False}),
              Reference(vocab, chinese=False), False),
         ]
-        tjdir, tjvocab = write_tokenizer_json(tmp, "tokenizer-json", vocab)
-        settings.append(("tokenizer.json", tjdir, Reference(tjvocab), False))
+        # The same settings as a tokenizer.json follow HF tokenizers' BertNormalizer, not Python's
+        # BertTokenizer (whitespace, final sigma): test_tokenizer_json.py checks write_tokenizer_json's
+        # file against HF tokenizers itself.
         for name, d, ref, allow in settings:
             got = run_driver(d, strings, allow)
             if got is None:

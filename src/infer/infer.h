@@ -19,6 +19,20 @@ int64_t lm_session_pos(const lm_session *s);
 /* Runs n tokens at the current position (extending the cache); *logits (V) are those of the last one. */
 lm_status lm_session_feed(lm_session *s, const int32_t *ids, int64_t n, const float **logits);
 
+/* The forward a session and the batch decoder (batch.h) share. A run is n tokens of one sequence,
+ * appended to its cache (lm_kv, (L, max_len, KVC) keys and values) at positions pos..pos+n-1.
+ * lm_fwd_feed passes several runs through the model together (rows: their tokens in all, at most
+ * the scratch's) and returns (n_runs, V) logits, each run's last token's, valid until the next
+ * call. It does not check ids or lengths: lm_session_feed and batch.c do. */
+typedef struct { float *k, *v; int64_t max_len; } lm_kv;
+typedef struct { lm_kv *kv; int64_t pos; const int32_t *ids; int64_t n; } lm_kv_run;
+typedef struct lm_fwd lm_fwd;
+lm_status lm_kv_init(lm_kv *kv, const lm_model *m, int64_t max_len);
+void lm_kv_free(lm_kv *kv);
+lm_status lm_fwd_init(lm_fwd **out, const lm_model *m, int64_t rows, int64_t max_len);
+void lm_fwd_free(lm_fwd *f);
+const float *lm_fwd_feed(lm_fwd *f, const lm_kv_run *runs, int n_runs);
+
 /* Samplers: greedy when temperature <= 0, else temperature + top-k + top-p. */
 typedef struct {
   lm_gen_opts o;

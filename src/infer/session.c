@@ -8,7 +8,13 @@
  * Tokens are fed in chunks: a prompt (prefill) runs as matrix-matrix products,
  * a single decoded token as matrix-vector products, which are bound by how
  * fast the weights stream from memory. Only the last token's logits are
- * computed, since only they are sampled from. */
+ * computed, since only they are sampled from.
+ *
+ * The forward (lm_fwd) takes runs: each run is tokens of one sequence appended
+ * to that sequence's own cache (lm_kv). A session is one run at a time; the
+ * batch decoder (batch.c) passes one run per sequence, so a decode step of N
+ * sequences runs the linear layers as one (N, C) matrix-matrix product and
+ * attention per run over its own cache (runs x heads in parallel). */
 #include <cblas.h>
 #include <math.h>
 #include <stdlib.h>
@@ -22,20 +28,41 @@
 
 #define CHUNK 256   /* prompt tokens per forward pass: bounds the scratch memory */
 
-struct lm_session {
+struct lm_fwd {
   const lm_model *m;
-  int64_t max_len, pos;
-  float *kcache, *vcache;   /* (L, max_len, KVC) */
-  float *x, *a, *t, *y;     /* (CHUNK, C) */
-  float *qkv;               /* (CHUNK, QKV) */
-  float *h, *g;             /* (CHUNK, FW), (CHUNK, F): the FFN's hidden layer before and after a gate */
-  float *mean, *rstd;       /* (CHUNK) */
-  float *scores;            /* (NH, CHUNK, max_len) */
-  float *logits;            /* (V) */
-  int32_t *pos_ids;         /* (CHUNK) */
+  int64_t rows, max_len;    /* tokens per pass; longest cache */
+  float *x, *a, *t, *y;     /* (rows, C) */
+  float *qkv;               /* (rows, QKV) */
+  float *h, *g;             /* (rows, FW), (rows, F): the FFN's hidden layer before and after a gate */
+  float *mean, *rstd;       /* (rows) */
+  float *scores;            /* (NH, rows, max_len) */
+  float *logits;            /* (rows, V): each run's last token */
+  int32_t *pos_ids;         /* (rows) */
+  int64_t *start;           /* (rows) the first row of each run */
 };
 
-lm_status lm_session_init(lm_session **out, const lm_model *m, int64_t max_len) {
+struct lm_session {
+  lm_fwd *f;
+  lm_kv kv;
+  int64_t pos;
+};
+
+lm_status lm_kv_init(lm_kv *kv, const lm_model *m, int64_t max_len) {
+  const lm_config *c = &m->cfg;
+  size_t n = (size_t)c->n_layer * max_len * lm_kv_heads(c) * (c->n_embd / c->n_head);
+  kv->max_len = max_len;
+  kv->k = lm_alloc(n * sizeof(float));
+  kv->v = lm_alloc(n * sizeof(float));
+  if (!kv->k || !kv->v) {
+    lm_kv_free(kv);
+    return lm_error(LM_ERR_NOMEM, "out of memory for a KV cache of %lld tokens", (long long)max_len);
+  }
+  return LM_OK;
+}
+
+void lm_kv_free(lm_kv *kv) { lm_free(kv->k); lm_free(kv->v); kv->k = kv->v = NULL; }
+
+lm_status lm_fwd_init(lm_fwd **out, const lm_model *m, int64_t rows, int64_t max_len) {
   const lm_config *c = &m->cfg;
   *out = NULL;
   if (!c->causal || c->head != LM_HEAD_LM || !m->fam->embed_tokens)
@@ -46,36 +73,52 @@ lm_status lm_session_init(lm_session **out, const lm_model *m, int64_t max_len) 
   if (max_len <= 0 || max_len > c->n_positions)
     return lm_error(LM_ERR_RANGE, "a sequence of %lld tokens does not fit the model's context of %lld",
                     (long long)max_len, (long long)c->n_positions);
-  lm_session *s = calloc(1, sizeof *s);
+  lm_fwd *s = calloc(1, sizeof *s);
   if (!s) return lm_error(LM_ERR_NOMEM, "out of memory");
-  int64_t C = c->n_embd, L = c->n_layer, F = lm_ffn_width(c), FW = lm_fc_width(c), NH = c->n_head, n = CHUNK;
-  int64_t KVC = lm_kv_heads(c) * (C / NH);
-  s->m = m; s->max_len = max_len;
-  s->kcache = lm_alloc((size_t)L * max_len * KVC * sizeof(float));
-  s->vcache = lm_alloc((size_t)L * max_len * KVC * sizeof(float));
+  int64_t C = c->n_embd, F = lm_ffn_width(c), FW = lm_fc_width(c), NH = c->n_head, n = rows;
+  s->m = m; s->max_len = max_len; s->rows = rows;
   s->x = lm_alloc(n * C * sizeof(float)); s->a = lm_alloc(n * C * sizeof(float));
   s->t = lm_alloc(n * C * sizeof(float)); s->y = lm_alloc(n * C * sizeof(float));
   s->qkv = lm_alloc(n * lm_qkv_width(c) * sizeof(float)); s->h = lm_alloc(n * FW * sizeof(float));
   s->g = c->glu ? lm_alloc(n * F * sizeof(float)) : s->h;
   s->mean = lm_alloc(n * sizeof(float)); s->rstd = lm_alloc(n * sizeof(float));
   s->scores = lm_alloc((size_t)NH * n * max_len * sizeof(float));
-  s->logits = lm_alloc(c->vocab_size * sizeof(float));
+  s->logits = lm_alloc((size_t)n * c->vocab_size * sizeof(float));
   s->pos_ids = malloc(n * sizeof(int32_t));
-  if (!s->kcache || !s->vcache || !s->x || !s->a || !s->t || !s->y || !s->qkv || !s->h || !s->g || !s->mean ||
-      !s->rstd || !s->scores || !s->logits || !s->pos_ids) {
-    lm_session_free(s);
-    return lm_error(LM_ERR_NOMEM, "out of memory for a KV cache of %lld tokens", (long long)max_len);
+  s->start = malloc(n * sizeof(int64_t));
+  if (!s->x || !s->a || !s->t || !s->y || !s->qkv || !s->h || !s->g || !s->mean || !s->rstd || !s->scores ||
+      !s->logits || !s->pos_ids || !s->start) {
+    lm_fwd_free(s);
+    return lm_error(LM_ERR_NOMEM, "out of memory for the scratch of %lld tokens", (long long)rows);
   }
+  *out = s;
+  return LM_OK;
+}
+
+void lm_fwd_free(lm_fwd *s) {
+  if (!s) return;
+  lm_free(s->x); lm_free(s->a); lm_free(s->t); lm_free(s->y);
+  if (s->g != s->h) lm_free(s->g);
+  lm_free(s->qkv); lm_free(s->h); lm_free(s->mean); lm_free(s->rstd); lm_free(s->scores); lm_free(s->logits);
+  free(s->pos_ids); free(s->start);
+  free(s);
+}
+
+lm_status lm_session_init(lm_session **out, const lm_model *m, int64_t max_len) {
+  *out = NULL;
+  lm_session *s = calloc(1, sizeof *s);
+  if (!s) return lm_error(LM_ERR_NOMEM, "out of memory");
+  lm_status st = lm_fwd_init(&s->f, m, CHUNK, max_len);
+  if (!st) st = lm_kv_init(&s->kv, m, max_len);
+  if (st) { lm_session_free(s); return st; }
   *out = s;
   return LM_OK;
 }
 
 void lm_session_free(lm_session *s) {
   if (!s) return;
-  lm_free(s->kcache); lm_free(s->vcache); lm_free(s->x); lm_free(s->a); lm_free(s->t); lm_free(s->y);
-  if (s->g != s->h) lm_free(s->g);
-  lm_free(s->qkv); lm_free(s->h); lm_free(s->mean); lm_free(s->rstd); lm_free(s->scores); lm_free(s->logits);
-  free(s->pos_ids);
+  lm_fwd_free(s->f);
+  lm_kv_free(&s->kv);
   free(s);
 }
 
@@ -89,26 +132,30 @@ static void linear(float *out, const float *inp, const float *w, const float *b,
   if (b) for (int64_t o = 0; o < OC; o++) out[o] += b[o];
 }
 
-static void norm(const lm_config *c, float *out, lm_session *s, const float *inp, const float *w, const float *b, int64_t n) {
+static void norm(const lm_config *c, float *out, lm_fwd *s, const float *inp, const float *w, const float *b, int64_t n) {
   if (c->norm == LM_NORM_RMS) rmsnorm_forward(out, s->rstd, inp, w, n, c->n_embd, c->norm_eps);
   else layernorm_forward(out, s->mean, s->rstd, inp, w, b, n, c->n_embd, c->norm_eps);
 }
 
-/* y(n,C): n new queries at positions p0.. attend (causally, within the sliding window if any) to the
- * cached keys 0..p0+n-1; query head h reads key/value head h / (NH/NKV). */
-static void attention_cached(lm_session *s, float *y, const float *qkv, const float *K, const float *V,
-                             int64_t p0, int64_t n) {
+/* y(N,C): each run's n new queries at positions p0.. attend (causally, within the sliding window if
+ * any) to its cache's keys 0..p0+n-1; query head h reads key/value head h / (NH/NKV). */
+static void attention_cached(lm_fwd *s, float *y, const float *qkv, const lm_kv_run *runs, int n_runs, int64_t l) {
   const lm_config *c = &s->m->cfg;
-  int64_t C = c->n_embd, NH = c->n_head, hs = C / NH, Lk = p0 + n, QKV = lm_qkv_width(c);
+  int64_t C = c->n_embd, NH = c->n_head, hs = C / NH, QKV = lm_qkv_width(c), N = 0, work = 0;
   int64_t KVC = lm_kv_heads(c) * hs, group = NH / lm_kv_heads(c), win = c->sliding_window;
   float scale = 1.0f / sqrtf((float)hs);
+  for (int r = 0; r < n_runs; r++) { s->start[r] = N; N += runs[r].n; work += runs[r].n * (runs[r].pos + runs[r].n); }
   /* a decoded token's per-head work is microseconds: a fork/join would cost more than it saves */
-  #pragma omp parallel for schedule(static) if (n * Lk * hs * NH >= 65536)
+  #pragma omp parallel for collapse(2) schedule(static) if (work * hs * NH >= 65536)
+  for (int r = 0; r < n_runs; r++)
   for (int64_t h = 0; h < NH; h++) {
-    float *S = s->scores + h * n * s->max_len;   /* (n, Lk), row stride Lk */
-    const float *Kh = K + (h / group) * hs, *Vh = V + (h / group) * hs;
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, (int)Lk, (int)hs, scale, qkv + h * hs, (int)QKV,
-                Kh, (int)KVC, 0.0f, S, (int)Lk);
+    const lm_kv_run *u = &runs[r];
+    int64_t n = u->n, p0 = u->pos, Lk = p0 + n, i0 = s->start[r];
+    size_t layer = (size_t)l * u->kv->max_len * KVC;
+    const float *Kh = u->kv->k + layer + (h / group) * hs, *Vh = u->kv->v + layer + (h / group) * hs;
+    float *S = s->scores + (h * N + i0) * s->max_len;   /* (n, Lk), row stride Lk */
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, (int)Lk, (int)hs, scale, qkv + i0 * QKV + h * hs,
+                (int)QKV, Kh, (int)KVC, 0.0f, S, (int)Lk);
     for (int64_t i = 0; i < n; i++) {
       float *row = S + i * Lk;
       int64_t visible = c->causal ? p0 + i + 1 : Lk;
@@ -123,12 +170,12 @@ static void attention_cached(lm_session *s, float *y, const float *qkv, const fl
       for (int64_t j = visible; j < Lk; j++) row[j] = 0.0f;
     }
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)n, (int)hs, (int)Lk, 1.0f, S, (int)Lk,
-                Vh, (int)KVC, 0.0f, y + h * hs, (int)C);
+                Vh, (int)KVC, 0.0f, y + i0 * C + h * hs, (int)C);
   }
 }
 
 /* the FFN: t(n,C) = proj(act(fc(a))) or proj(silu(gate(a)) * up(a)) */
-static void mlp(lm_session *s, const lm_block_weights *w, const float *a, int64_t n) {
+static void mlp(lm_fwd *s, const lm_block_weights *w, const float *a, int64_t n) {
   const lm_config *c = &s->m->cfg;
   int64_t C = c->n_embd, F = lm_ffn_width(c);
   linear(s->h, a, w->fc_w, w->fc_b, n, C, lm_fc_width(c));
@@ -137,25 +184,30 @@ static void mlp(lm_session *s, const lm_block_weights *w, const float *a, int64_
   linear(s->t, s->g, w->fc_proj_w, w->fc_proj_b, n, F, C);
 }
 
-static void feed_chunk(lm_session *s, const int32_t *ids, int64_t n) {
+const float *lm_fwd_feed(lm_fwd *s, const lm_kv_run *runs, int n_runs) {
   const lm_model *m = s->m;
   const lm_config *c = &m->cfg;
-  int64_t C = c->n_embd, p0 = s->pos, QKV = lm_qkv_width(c), NH = c->n_head, NKV = lm_kv_heads(c);
+  int64_t C = c->n_embd, QKV = lm_qkv_width(c), NH = c->n_head, NKV = lm_kv_heads(c), n = 0;
   int64_t KVC = NKV * (C / NH);
-  for (int64_t i = 0; i < n; i++) s->pos_ids[i] = (int32_t)(p0 + i);
+  for (int r = 0; r < n_runs; r++)
+    for (int64_t i = 0; i < runs[r].n; i++) s->pos_ids[n++] = (int32_t)(runs[r].pos + i);
+  int32_t *ids = (int32_t *)s->y;   /* the runs' ids side by side (y is free until attention) */
+  for (int r = 0, k = 0; r < n_runs; k += (int)runs[r].n, r++) memcpy(ids + k, runs[r].ids, runs[r].n * sizeof(int32_t));
   m->fam->embed_tokens(m, ids, s->pos_ids, n, s->x);
   for (int64_t l = 0; l < c->n_layer; l++) {
     const lm_block_weights *w = &m->w.h[l];
-    float *K = s->kcache + (size_t)l * s->max_len * KVC, *V = s->vcache + (size_t)l * s->max_len * KVC;
     const float *ain = s->x;
     if (c->pre_ln) { norm(c, s->a, s, s->x, w->ln1_w, w->ln1_b, n); ain = s->a; }
     linear(s->qkv, ain, w->qkv_w, w->qkv_b, n, C, QKV);
     if (m->rope) rope_apply(s->qkv, QKV, NH + NKV, C / NH, s->pos_ids, m->rope, n, 0);
-    for (int64_t i = 0; i < n; i++) {
-      memcpy(K + (p0 + i) * KVC, s->qkv + i * QKV + C, KVC * sizeof(float));
-      memcpy(V + (p0 + i) * KVC, s->qkv + i * QKV + C + KVC, KVC * sizeof(float));
+    for (int r = 0, i0 = 0; r < n_runs; i0 += (int)runs[r].n, r++) {
+      float *K = runs[r].kv->k + (size_t)l * runs[r].kv->max_len * KVC, *V = runs[r].kv->v + (size_t)l * runs[r].kv->max_len * KVC;
+      for (int64_t i = 0; i < runs[r].n; i++) {
+        memcpy(K + (runs[r].pos + i) * KVC, s->qkv + (i0 + i) * QKV + C, KVC * sizeof(float));
+        memcpy(V + (runs[r].pos + i) * KVC, s->qkv + (i0 + i) * QKV + C + KVC, KVC * sizeof(float));
+      }
     }
-    attention_cached(s, s->y, s->qkv, K, V, p0, n);
+    attention_cached(s, s->y, s->qkv, runs, n_runs, l);
     linear(s->t, s->y, w->attn_proj_w, w->attn_proj_b, n, C, C);
     if (c->pre_ln) {
       residual_forward(s->x, s->x, s->t, n * C);
@@ -170,28 +222,31 @@ static void feed_chunk(lm_session *s, const int32_t *ids, int64_t n) {
       norm(c, s->x, s, s->a, w->ln2_w, w->ln2_b, n);
     }
   }
-  s->pos += n;
+  /* each run's last hidden state -> final norm -> logits */
+  for (int r = 0, end = 0; r < n_runs; r++) {
+    end += (int)runs[r].n;
+    memmove(s->t + r * C, s->x + (end - 1) * C, C * sizeof(float));
+  }
+  const float *last = s->t;
+  if (c->pre_ln) { norm(c, s->a, s, s->t, m->w.lnf_w, m->w.lnf_b, n_runs); last = s->a; }
+  linear(s->logits, last, lm_model_lm_head(m), NULL, n_runs, C, c->vocab_size);
+  return s->logits;
 }
 
 lm_status lm_session_feed(lm_session *s, const int32_t *ids, int64_t n, const float **logits) {
-  const lm_config *c = &s->m->cfg;
+  const lm_config *c = &s->f->m->cfg;
   if (n <= 0) return lm_error(LM_ERR_ARG, "nothing to feed");
-  if (s->pos + n > s->max_len)
-    return lm_error(LM_ERR_RANGE, "%lld tokens exceed the context of %lld", (long long)(s->pos + n), (long long)s->max_len);
+  if (s->pos + n > s->kv.max_len)
+    return lm_error(LM_ERR_RANGE, "%lld tokens exceed the context of %lld", (long long)(s->pos + n), (long long)s->kv.max_len);
   for (int64_t i = 0; i < n; i++)
     if (ids[i] < 0 || ids[i] >= c->vocab_size)
       return lm_error(LM_ERR_RANGE, "token id %d is outside the vocabulary (%lld)", ids[i], (long long)c->vocab_size);
+  const float *lg = NULL;
   for (int64_t done = 0; done < n; done += CHUNK) {
-    int64_t k = n - done < CHUNK ? n - done : CHUNK;
-    feed_chunk(s, ids + done, k);
-    if (done + k == n) {
-      /* the last token's hidden state -> final norm -> logits */
-      const float *last = s->x + (k - 1) * c->n_embd;
-      if (c->pre_ln) { norm(c, s->a, s, last, s->m->w.lnf_w, s->m->w.lnf_b, 1); last = s->a; }
-      const float *head = lm_model_lm_head(s->m);
-      linear(s->logits, last, head, NULL, 1, c->n_embd, c->vocab_size);
-    }
+    lm_kv_run run = {.kv = &s->kv, .pos = s->pos, .ids = ids + done, .n = n - done < CHUNK ? n - done : CHUNK};
+    lg = lm_fwd_feed(s->f, &run, 1);
+    s->pos += run.n;
   }
-  if (logits) *logits = s->logits;
+  if (logits) *logits = lg;
   return LM_OK;
 }

@@ -6,6 +6,7 @@
 #   - every answer streamed to stdout is the assistant message saved, and is the model's greedy
 #     answer (seeded sampling) to the whole conversation so far (`generate --messages` on the saved list up to that
 #     turn), so the history reaches the template turn after turn;
+#   - at a terminal (a pty from `script`): libedit's "> " prompt, the --history file, the same answer;
 #   - --system starts with a system message; a model without a chat template or ChatML tokens,
 #     unknown commands, /save without a file, a missing --model: one clear error line each.
 # The tiny model is trained for a few steps only: its answers are not judged, only the machinery.
@@ -77,6 +78,13 @@ check "each answer is the seeded answer to the conversation so far (generate --m
 # the first turn had no system message; --system gives one from the start
 printf 'hello\n/save %s\n' "$T/s.json" | "$BIN" chat --model "$T/m" --system "Be brief." $G > /dev/null 2>&1
 check "--system starts the conversation with it" "python3 -c \"import json,sys; m=json.load(open('$T/s.json')); sys.exit(not (m[0]=={'role':'system','content':'Be brief.'} and m[1]=={'role':'user','content':'hello'}))\""
+
+# at a terminal (a pty from util-linux's `script`): libedit reads the lines, shows the "> " prompt
+# and keeps the history file; the conversation is the same
+(printf 'hello\n/save %s\n/quit\n' "$T/tty.json"; sleep 2) | \
+  script -qec "'$BIN' chat --model '$T/m' $G --history '$T/hist.txt'" /dev/null > "$T/tty.out" 2>&1
+check "at a terminal: prompt, history file, the same answer" \
+  "grep -q '^> hello' $T/tty.out && grep -qx 'hello' $T/hist.txt && grep -q '^/save' $T/hist.txt && python3 -c \"import json,sys; a=json.load(open('$T/tty.json')); b=json.load(open('$T/upto1.json')); sys.exit(not (a[:1]==b and a[1]['content']+'\\n'==open('$T/answer1.txt').read()))\""
 
 out=$(printf '/bogus\nhello\n/save\n' | "$BIN" chat --model "$T/m" $G 2>&1 >/dev/null); rc=$?
 check "unknown command and /save without a file: errors, the chat goes on, exit 1" \

@@ -1,0 +1,104 @@
+/* rl.h — reinforcement learning from feedback (docs/rl.md): the losses of PPO
+ * (RLHF), GRPO and RLOO as pure functions over fixed rollouts, the rewards,
+ * rollouts, and the objectives that put them on the one trainer.
+ *
+ * Rollouts are laid out as n rows of up to T completion tokens: row i's
+ * tokens are positions 0 .. len[i]-1 of its (n,T) arrays, the rest is padding
+ * that no function reads or writes (gradients there are 0). Groups (GRPO,
+ * RLOO) are G consecutive rows: the completions of one prompt.
+ *
+ * Every loss returns its value and d loss / d (its inputs that carry a
+ * gradient: the policy's per-token log-probs, the value head's predictions);
+ * tests/reference/test_rl.py checks both against PyTorch autograd. The
+ * formulas follow TRL (trl/trainer/ppo_trainer.py, grpo_trainer.py,
+ * rloo_trainer.py); where lmkit differs it says so here and in docs/rl.md. */
+#ifndef LM_TRAIN_RL_H
+#define LM_TRAIN_RL_H
+
+#include <math.h>
+#include <stdint.h>
+#include "lmkit.h"
+#include "base/base.h"
+
+/* ---- KL estimators per token, of KL(pi || pi_ref) from a sample of pi (Schulman's k1, k3).
+ * lp = log pi(y), ref = log pi_ref(y). k1 is unbiased but noisy (PPO's reward shaping, RLOO);
+ * k3 = e^(ref-lp) - (ref-lp) - 1 >= 0 (GRPO's penalty, TRL's per_token_kl). */
+static inline double lm_kl_k1(double lp, double ref) { return lp - ref; }
+static inline double lm_kl_k3(double lp, double ref) { return exp(ref - lp) - (ref - lp) - 1.0; }
+static inline double lm_kl_k3_grad(double lp, double ref) { return 1.0 - exp(ref - lp); }   /* d k3 / d lp */
+
+/* ---- advantages */
+typedef enum { LM_RL_SCALE_GROUP = 0, LM_RL_SCALE_BATCH, LM_RL_SCALE_NONE } lm_rl_scale;
+int lm_rl_scale_from_name(const char *name);   /* -1 when unknown */
+const char *lm_rl_scale_name(int scale);
+
+/* GRPO (TRL GRPOTrainer._generate_and_score_completions): adv = r - mean of r's group, divided by
+ * (std + 1e-4) where std is the unbiased standard deviation of the group (group), of all n
+ * rewards (batch), or not divided (none). n a multiple of G >= 2. */
+void lm_rl_group_advantages(const float *r, int64_t n, int G, int scale, float *adv);
+/* RLOO (TRL RLOOTrainer): the KL-shaped sequence reward x = score - kl_coef * klsum (klsum: the
+ * sum of k1 over the row's tokens) and adv = x - mean of the other G-1 rows of the group (the
+ * leave-one-out baseline). TRL lays the k samples of a prompt rloo_k batches apart; lmkit keeps
+ * them consecutive, as GRPO. rlhf (may be NULL) receives x. */
+void lm_rl_rloo_advantages(const float *score, const float *klsum, double kl_coef, int64_t n, int G, float *adv,
+                           float *rlhf);
+
+/* PPO's per-token rewards (TRL PPOTrainer.train, "compute rewards"): -kl_coef * k1(lp, ref) at
+ * every token, plus score at the row's last token. (TRL adds the score one position past the last
+ * token when the row has room, at the first padding token whose value it keeps; lmkit puts it on
+ * the last token, as InstructGPT does.) */
+void lm_rl_kl_rewards(int64_t n, int64_t T, const int64_t *len, const float *lp, const float *ref, const float *score,
+                      double kl_coef, float *rewards);
+/* Generalised advantage estimation over each row's tokens (TRL's loop): delta_t = r_t + gamma
+ * V_{t+1} - V_t (V past the last token = 0), A_t = delta_t + gamma lambda A_{t+1}; returns
+ * R_t = A_t + V_t. */
+void lm_rl_gae(int64_t n, int64_t T, const int64_t *len, const float *rewards, const float *values, double gamma,
+               double lam, float *adv, float *ret);
+/* TRL's masked_whiten over the real tokens (shift_mean): (x - mean) / sqrt(var + 1e-8), var the
+ * unbiased variance; in place. */
+void lm_rl_whiten(int64_t n, int64_t T, const int64_t *len, float *x);
+
+/* ---- the policy loss, one function for PPO, GRPO (and DAPO, Dr. GRPO) and RLOO.
+ * ratio = exp(lp - old) per token (seq_ratio: one per row, exp(sum lp - sum old), RLOO's),
+ * per-token (per-row) loss  l = max(-A ratio, -A clip(ratio, 1 - clip_low, 1 + clip_high))
+ *                              + beta * k3(lp, ref)                   (beta > 0: GRPO's KL term)
+ * normalised by norm:
+ *   SEQ    mean over rows of (sum over the row's tokens / len)             GRPO's "grpo"
+ *   TOKEN  sum over all tokens / tokens (or / denom when denom > 0)        "dapo" (denom = the
+ *          tokens of the whole generation batch, TRL's num_items_in_batch), "bnpo", PPO's masked_mean
+ *   CONST  sum over all tokens / (n * denom), denom = the maximum completion length   "dr_grpo"
+ *   ROWS   mean over rows (seq_ratio; RLOO's pg_loss_max.mean())
+ * A is adv (n,T) per token (PPO), or (n) per row (GRPO, RLOO) when adv_per_row. */
+typedef enum { LM_RL_NORM_SEQ = 0, LM_RL_NORM_TOKEN, LM_RL_NORM_CONST, LM_RL_NORM_ROWS } lm_rl_norm;
+typedef struct {
+  int norm;                   /* lm_rl_norm */
+  int seq_ratio;              /* RLOO: one ratio per row */
+  int adv_per_row;            /* adv is (n) */
+  double clip_low, clip_high; /* 0.2, 0.2 */
+  double beta;                /* k3 weight (0: none; ref unused) */
+  double denom;               /* TOKEN: 0 or the batch's tokens; CONST: the maximum completion length */
+} lm_rl_policy_opts;
+typedef struct {
+  double loss;
+  double clipfrac;            /* share of tokens (rows) whose clipped term was the larger (TRL's pg_clipfrac) */
+  double kl;                  /* mean k3 over tokens (beta > 0), else mean k1 against ref when ref given */
+  double ratio;               /* mean ratio */
+} lm_rl_policy_stats;
+/* dlp (n,T): d loss / d lp at real tokens, 0 at padding. ref may be NULL when beta == 0. */
+void lm_rl_policy_loss(const lm_rl_policy_opts *o, int64_t n, int64_t T, const int64_t *len, const float *lp,
+                       const float *old, const float *ref, const float *adv, float *dlp, lm_rl_policy_stats *st);
+
+/* PPO's clipped value loss (TRL): 0.5 * mean over real tokens of
+ * max((v - R)^2, (clip(v, v_old - c, v_old + c) - R)^2); dv (n,T) its gradient; *clipfrac (may be
+ * NULL) the share of tokens where the clipped term was the larger. */
+double lm_rl_value_loss(int64_t n, int64_t T, const int64_t *len, const float *v, const float *vold, const float *ret,
+                        double cliprange_value, float *dv, double *clipfrac);
+
+/* Entropy of softmax(z / temperature) over V logits (policy/entropy). */
+double lm_rl_entropy(const float *z, int64_t V, double temperature);
+
+/* The adaptive KL controller (Ziegler et al. 2019, TRL's AdaptiveKLController):
+ * kl_coef *= 1 + clip(kl / target - 1, -0.2, 0.2) * n_steps / horizon. */
+double lm_rl_adaptive_kl(double kl_coef, double kl, double target, double horizon, int64_t n_steps);
+
+#endif

@@ -8,8 +8,8 @@
  * HF's Unigram::encode_optimized (itself SentencePiece's EncodeOptimized):
  * walking the text one character at a time, every piece that starts there
  * (found by walking a byte trie of all pieces) proposes best[start] + score
- * at its end; a strictly better score wins, so on ties the first proposal,
- * the shortest piece, stays. A character that no one-character piece covers
+ * at its end; a strictly better score wins, so on ties the first proposal
+ * stays: the one from the earliest start, whose last piece is the longest. A character that no one-character piece covers
  * proposes the unknown token with score min_score - 10. Backtracking from the
  * end gives the pieces; consecutive unknown-token nodes are fused into one
  * string, which becomes its own id if it is a piece, else (byte_fallback)
@@ -19,7 +19,8 @@
  * and reused, so encoding does not allocate once warm).
  *
  * The trie: nodes are numbers, the edge (node, byte) -> child is an
- * open-addressing hash table (Fibonacci hashing) (the root's 256 edges are a plain array); each
+ * open-addressing hash table with Fibonacci hashing (the root's 256 edges are
+ * a plain array); each
  * node records the id of the piece ending there (the last one when a piece
  * is listed twice, as HF's token -> id map does). Every vocabulary entry is in
  * it, special pieces too, as in HF (where added tokens are cut out before).
@@ -57,7 +58,7 @@ typedef struct {
 typedef struct {
   double *best; size_t *from; int32_t *id;   /* per byte position 0..len: best score, start of its last piece, that piece */
   size_t cap;
-  uint32_t *rev; size_t rcap;                /* ids of the best path, last first */
+  uint32_t *rev;                             /* ids of the best path, last first (at most one per byte) */
 } uni_state;
 
 #define NONE SIZE_MAX
@@ -164,19 +165,18 @@ static lm_status state_reserve(uni_state *s, size_t n) {
 }
 
 /* Appends the ids of text[a..b), the unknown stretch fused from unknown-token nodes. */
-static lm_status push_unknown(const lm_unigram *u, const uint8_t *s, size_t a, size_t b, uni_state *st, size_t *k) {
+static void push_unknown(const lm_unigram *u, const uint8_t *s, size_t a, size_t b, uni_state *st, size_t *k) {
   int32_t id = trie_find(&u->trie, s + a, b - a);
-  if (id >= 0) { st->rev[(*k)++] = (uint32_t)id; return LM_OK; }
+  if (id >= 0) { st->rev[(*k)++] = (uint32_t)id; return; }
   if (u->byte_fallback) {
     size_t j = a;
     while (j < b && u->byte_id[s[j]] >= 0) j++;
     if (j == b) {   /* pushed last first, like the rest of rev */
       for (j = b; j > a; j--) st->rev[(*k)++] = (uint32_t)u->byte_id[s[j - 1]];
-      return LM_OK;
+      return;
     }
   }
   st->rev[(*k)++] = (uint32_t)u->unk_id;
-  return LM_OK;
 }
 
 static lm_status uni_encode(lm_tok_encoder *e, const char *text, size_t len, uint32_t **ids, size_t *n, size_t *cap) {
@@ -236,9 +236,6 @@ static lm_status uni_encode(lm_tok_encoder *e, const char *text, size_t len, uin
 
 /* ------------------------------------------------------------ tokenizer.json */
 static const char *const MODEL_KEYS[] = {"type", "unk_id", "vocab", "byte_fallback"};
-/* Components the Unigram model itself does not run (the tokenizer.json pipeline does). */
-static const char *const PIPELINE_KEYS[] = {"normalizer", "pre_tokenizer", "post_processor", "decoder"};
-
 static int cmp_added(const void *a, const void *b) {
   const lm_tok_added *x = a, *y = b;
   return x->id < y->id ? -1 : x->id > y->id;
@@ -289,12 +286,6 @@ done:
 static lm_status uni_from_json(lm_tokenizer **out, const cJSON *root, const char *name) {
   *out = NULL;
   const cJSON *model = cJSON_GetObjectItemCaseSensitive(root, "model");
-  for (size_t i = 0; i < sizeof PIPELINE_KEYS / sizeof *PIPELINE_KEYS; i++) {
-    const cJSON *x = cJSON_GetObjectItemCaseSensitive(root, PIPELINE_KEYS[i]);
-    if (x && !cJSON_IsNull(x))
-      return lm_error(LM_ERR_UNSUPPORTED, "%s: %s: lmkit runs a Unigram model without the tokenizer.json pipeline yet; "
-                      "a %s is not read", name, PIPELINE_KEYS[i], PIPELINE_KEYS[i]);
-  }
   for (const cJSON *x = model->child; x; x = x->next) {
     size_t k = 0;
     while (k < sizeof MODEL_KEYS / sizeof *MODEL_KEYS && strcmp(x->string, MODEL_KEYS[k])) k++;

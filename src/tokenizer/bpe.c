@@ -215,6 +215,8 @@ static lm_status bpe_build(lm_tokenizer **out, int64_t n_vocab, const uint8_t *c
       if (!nc) { free(cat); st = lm_error(LM_ERR_NOMEM, "out of memory"); goto fail; }
       cat = nc;
     }
+    /* with a continuing_subword_prefix, "a ##b" makes "ab" (HF drops the right part's prefix) */
+    if (t->prefix_n && rn >= t->prefix_n && !memcmp(rb, t->prefix, t->prefix_n)) { rb += t->prefix_n; rn -= t->prefix_n; }
     memcpy(cat, lb, ln); memcpy(cat + ln, rb, rn);
     int32_t res = lm_tok_lookup(tok, cat, ln + rn);
     if (res < 0) {

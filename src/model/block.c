@@ -5,6 +5,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <cblas.h>
 #include "base/base.h"
 #include "kernels/kernels.h"
 #include "model/block.h"
@@ -62,26 +63,37 @@ void lm_norm_backward(const lm_config *c, float *dinp, float *dw, float *db, con
 
 /* ------------------------------------------------------------------ linears */
 
-/* out(N,OC) = inp W^T + b [+ scale (inp A^T) B^T with an adapter a]: every linear of the block */
+/* out(N,OC) = inp W^T + b [+ scale (inp A_p^T) B_p^T into the rows of each adapted part p]:
+ * every linear of the block */
 static void linear_forward(float *out, const float *inp, const float *W, const float *b, const lm_lora_linear *a,
                            int64_t N, int64_t C, int64_t OC) {
   matmul_forward(out, inp, W, b, N, C, OC);
-  if (!a) return;
-  matmul_forward(a->v, inp, a->A, NULL, N, C, a->r);                            // v = x A^T (N,r)
-  scale_inplace(a->v, N * a->r, a->scale);                                       // v *= scale
-  matmul_forward_add(out, a->v, a->B, N, a->r, OC);                              // out += v B^T
+  for (int k = 0; a && k < a->n_parts; k++) {
+    const lm_lora_part *p = &a->part[k];
+    if (!p->A) continue;
+    matmul_forward(p->v, inp, p->A, NULL, N, C, a->r);                            // v = x A^T (N,r)
+    scale_inplace(p->v, N * a->r, a->scale);                                      // v *= scale
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)N, (int)p->rows, (int)a->r, 1.0f, p->v, (int)a->r,
+                p->B, (int)a->r, 1.0f, out + p->row0, (int)OC);                   // out[:, part] += v B^T
+  }
 }
 
-/* The backward of linear_forward: dinp += dout W (+ the adapter's path); dW, db, dA, dB accumulate
+/* The backward of linear_forward: dinp += dout W (+ the adapters' paths); dW, db, dA, dB accumulate
  * where non-NULL (a frozen base passes NULL dW and db). */
 static void linear_backward(float *dinp, float *dW, float *db, const float *dout, const float *inp, const float *W,
                             const lm_lora_linear *a, int64_t N, int64_t C, int64_t OC) {
   matmul_backward(dinp, dW, db, dout, inp, W, N, C, OC);
-  if (!a) return;
-  memset(a->dv, 0, (size_t)(N * a->r) * sizeof(float));
-  matmul_backward(a->dv, a->dB, NULL, dout, a->v, a->B, N, a->r, OC);           // dv = dout B, dB += dout^T v
-  scale_inplace(a->dv, N * a->r, a->scale);                                      // d(x A^T) = scale dv
-  matmul_backward(dinp, a->dA, NULL, a->dv, inp, a->A, N, C, a->r);             // dinp += .. A, dA += ..^T x
+  for (int k = 0; a && k < a->n_parts; k++) {
+    const lm_lora_part *p = &a->part[k];
+    if (!p->A) continue;
+    const float *g = dout + p->row0;                                              // (N, rows), row stride OC
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)N, (int)a->r, (int)p->rows, 1.0f, g, (int)OC,
+                p->B, (int)a->r, 0.0f, a->dv, (int)a->r);                         // dv = dout B
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)p->rows, (int)a->r, (int)N, 1.0f, g, (int)OC,
+                p->v, (int)a->r, 1.0f, p->dB, (int)a->r);                         // dB += dout^T v
+    scale_inplace(a->dv, N * a->r, a->scale);                                     // d(x A^T) = scale dv
+    matmul_backward(dinp, p->dA, NULL, a->dv, inp, p->A, N, C, a->r);            // dinp += .. A, dA += ..^T x
+  }
 }
 
 /* ------------------------------------------------------------------ forward */

@@ -22,16 +22,26 @@
 #include <stdint.h>
 #include "lmkit.h"
 
-/* A LoRA adapter on one linear layer W (OC, C) (src/model/lora.h):
- *   y = x W^T + b + scale * (x A^T) B^T,   A (r, C), B (OC, r), scale = alpha / r
- * v keeps scale * x A^T (N, r) of the last forward for backward, dv is backward scratch (N, r).
- * dA, dB receive the gradients (accumulated); the base W gets none when its gradient view is NULL. */
+/* A LoRA adapter on one linear layer W (OC, C) (src/model/lora.h). A fused linear (q|k|v, gate|up)
+ * is adapted part by part, as PEFT adapts HF's separate modules: part p covers the rows
+ * row0 .. row0+rows of W and has its own A (r, C) and B (rows, r), or none (A NULL):
+ *   y[:, part p] = x W_p^T + b_p + scale * (x A_p^T) B_p^T,   scale = alpha / r
+ * v of each part keeps scale * x A_p^T (N, r) of the last forward for backward; dv (N, r) is
+ * backward scratch. dA, dB receive the gradients (accumulated); the base W gets none when its
+ * gradient view is NULL. An unfused linear is one part covering every row. */
+#define LM_LORA_MAX_PARTS 4
+typedef struct {
+  int64_t row0, rows;
+  const float *A, *B;
+  float *dA, *dB;
+  float *v;
+} lm_lora_part;
 typedef struct {
   int64_t r;
   float scale;
-  const float *A, *B;
-  float *dA, *dB;
-  float *v, *dv;
+  int n_parts;
+  lm_lora_part part[LM_LORA_MAX_PARTS];
+  float *dv;
 } lm_lora_linear;
 
 /* Views of one block's tensors in a flat parameter (or gradient) array; NULL where the config has none.

@@ -3,9 +3,12 @@
  *
  * The adapter of linear k of layer l is lin[l * 4 + k], a view the block reads
  * through lm_block_weights' *_lora pointers (block.c linear_forward /
- * linear_backward); its A and B live in the adapter's own params/grads arrays,
- * indexed by a parameter table like the model's. Nothing here asks which
- * family it runs: Hugging Face names come from the family's hf_name. */
+ * linear_backward). A linear the family stores as several HF modules (Llama's
+ * q_proj/k_proj/v_proj, BERT's query/key/value) is adapted part by part, one
+ * PEFT module each: a "module" here is (layer, linear, part), MOD(l, k, p).
+ * The A and B of every adapted module live in the adapter's own params/grads
+ * arrays, indexed by a parameter table like the model's. Nothing here asks
+ * which family it runs: Hugging Face names come from the family's hf_name. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,6 +23,8 @@
 #include <pcre2.h>
 
 enum { QKV = 0, ATTN_PROJ, FC, FC_PROJ, KINDS };
+#define NP LM_LORA_MAX_PARTS
+#define MOD(l, k, p) ((((int64_t)(l)) * KINDS + (k)) * NP + (p))   /* a module's index in `adapted` */
 static const char *const KIND_NAME[KINDS] = {"attn.c_attn", "attn.c_proj", "mlp.c_fc", "mlp.c_proj"};
 static const unsigned TARGET_KINDS[] = {0xF, 1u << QKV | 1u << ATTN_PROJ, 1u << FC | 1u << FC_PROJ};
 static const char *const TARGET_NAME[] = {"all-linear", "attn", "mlp"};
@@ -34,7 +39,7 @@ struct lm_lora {
   size_t n_params;
   float *params, *grads;
   int *head_src;                 /* (n_info) index in m->info of the head tensor an entry copies, or -1 */
-  lm_lora_linear *lin;           /* (L * KINDS); A == NULL: not adapted */
+  lm_lora_linear *lin;           /* (L * KINDS); n_parts == 0: not adapted */
   float *acts; int64_t acts_N;   /* v of every adapted linear, then dv */
   int enabled;
 };
@@ -73,6 +78,22 @@ static void kind_dims(const lm_config *c, int k, int64_t *out, int64_t *in) {
   *in = k == FC_PROJ ? F : C;
 }
 
+/* How the family stores linear k: its number of parts (HF modules), and the rows of W each covers. */
+static int kind_parts(const lm_model *m, int k, int64_t *row0, int64_t *rows) {
+  char ours[LM_MAX_NAME];
+  snprintf(ours, sizeof ours, "h.0.%s.weight", KIND_NAME[k]);
+  lm_hf_tensor t;
+  int64_t out_d, in_d;
+  kind_dims(&m->cfg, k, &out_d, &in_d);
+  int n = m->fam->hf_name(&m->cfg, ours, -1, &t) || t.parts < 1 || t.parts > NP ? 1 : t.parts;
+  for (int p = 0, at = 0; p < n; p++) {
+    rows[p] = n == 1 ? out_d : t.part_rows[0] ? t.part_rows[p] : out_d / n;
+    row0[p] = at;
+    at += (int)rows[p];
+  }
+  return n;
+}
+
 static float **base_weight(lm_model *m, int64_t l, int k) {
   lm_block_weights *h = &m->w.h[l];
   float **w[KINDS] = {&h->qkv_w, &h->attn_proj_w, &h->fc_w, &h->fc_proj_w};
@@ -83,7 +104,7 @@ static void set_views(lm_model *m, int on) {
   for (int64_t l = 0; l < m->cfg.n_layer; l++) {
     lm_block_weights *h = &m->w.h[l];
     lm_lora_linear *x = m->lora ? &m->lora->lin[l * KINDS] : NULL;
-#define V(k) (on && x && x[k].A ? &x[k] : NULL)
+#define V(k) (on && x && x[k].n_parts ? &x[k] : NULL)
     h->qkv_lora = V(QKV); h->attn_proj_lora = V(ATTN_PROJ); h->fc_lora = V(FC); h->fc_proj_lora = V(FC_PROJ);
 #undef V
   }
@@ -97,16 +118,18 @@ static lm_status hf_full(const lm_model *m, const char *ours, char *out, size_t 
   return LM_OK;
 }
 
-/* The HF module name of linear k of layer l (its weight's name without ".weight"). */
-static lm_status module_name(const lm_model *m, int64_t l, int k, char *out, size_t n, int *parts, int *transpose) {
-  char ours[LM_MAX_NAME];
+/* The HF module name of part p of linear k of layer l (its weight's name without ".weight"). */
+static lm_status module_name(const lm_model *m, int64_t l, int k, int p, char *out, size_t n, int *transpose) {
+  char ours[LM_MAX_NAME], full[200];
   snprintf(ours, sizeof ours, "h.%lld.%s.weight", (long long)l, KIND_NAME[k]);
   lm_hf_tensor t;
-  lm_status st = hf_full(m, ours, out, n, &t);
+  lm_status st = hf_full(m, ours, full, sizeof full, &t);
   if (st) return st;
+  static const char *const qkv[] = {"query", "key", "value"};
+  if (t.parts > 1) snprintf(out, n, full, (t.part_names ? t.part_names : qkv)[p]);
+  else snprintf(out, n, "%s", full);
   size_t len = strlen(out);
-  if (t.parts == 1 && len > 7 && !strcmp(out + len - 7, ".weight")) out[len - 7] = 0;
-  if (parts) *parts = t.parts;
+  if (len > 7 && !strcmp(out + len - 7, ".weight")) out[len - 7] = 0;
   if (transpose) *transpose = t.transpose;
   return LM_OK;
 }
@@ -160,7 +183,7 @@ static int add_entry(struct lm_lora *a, int *cap, const char *name, int64_t d0, 
   return 0;
 }
 
-/* Builds the adapter's table and allocation for the linears marked in adapted (L * KINDS), A and B
+/* Builds the adapter's table and allocation for the modules marked in adapted (MOD), A and B
  * zero, head copies from the model, and points the block views at it; the model's base gradients
  * are dropped. Does not attach it to m. */
 static lm_status build(lm_model *m, const uint8_t *adapted, int64_t r, float alpha, int rslora, const char *base_model,
@@ -177,17 +200,22 @@ static lm_status build(lm_model *m, const uint8_t *adapted, int64_t r, float alp
   a->lin = calloc((size_t)(L * KINDS), sizeof *a->lin);
   a->base_model = base_model ? lm_strdup(base_model) : NULL;
   int cap = 0, fail = !a->lin || (base_model && !a->base_model);
-  char nm[LM_MAX_NAME];
+  char nm[LM_MAX_NAME], part[16];
+  int64_t row0[KINDS][NP], rows[KINDS][NP];
+  int parts[KINDS];
+  for (int k = 0; k < KINDS; k++) parts[k] = kind_parts(m, k, row0[k], rows[k]);
   for (int64_t l = 0; l < L && !fail; l++)
-    for (int k = 0; k < KINDS && !fail; k++) {
-      if (!adapted[l * KINDS + k]) continue;
-      int64_t out_d, in_d;
-      kind_dims(c, k, &out_d, &in_d);
-      snprintf(nm, sizeof nm, "h.%lld.%s.lora_A.weight", (long long)l, KIND_NAME[k]);
-      fail |= add_entry(a, &cap, nm, r, in_d, 1, -1);
-      snprintf(nm, sizeof nm, "h.%lld.%s.lora_B.weight", (long long)l, KIND_NAME[k]);
-      fail |= add_entry(a, &cap, nm, out_d, r, 1, -1);
-    }
+    for (int k = 0; k < KINDS && !fail; k++)
+      for (int p = 0; p < parts[k] && !fail; p++) {
+        if (!adapted[MOD(l, k, p)]) continue;
+        int64_t out_d, in_d;
+        kind_dims(c, k, &out_d, &in_d);
+        if (parts[k] > 1) snprintf(part, sizeof part, ".%d", p); else part[0] = 0;
+        snprintf(nm, sizeof nm, "h.%lld.%s%s.lora_A.weight", (long long)l, KIND_NAME[k], part);
+        fail |= add_entry(a, &cap, nm, r, in_d, 1, -1);
+        snprintf(nm, sizeof nm, "h.%lld.%s%s.lora_B.weight", (long long)l, KIND_NAME[k], part);
+        fail |= add_entry(a, &cap, nm, rows[k][p], r, 1, -1);
+      }
   for (int i = 0; i < m->n_info && !fail; i++)
     if (head_copied(m, &m->info[i]))
       fail |= add_entry(a, &cap, m->info[i].name, m->info[i].shape[0], m->info[i].shape[1], m->info[i].decay, i);
@@ -202,11 +230,15 @@ static lm_status build(lm_model *m, const uint8_t *adapted, int64_t r, float alp
   int e = 0;
   for (int64_t l = 0; l < L; l++)
     for (int k = 0; k < KINDS; k++) {
-      if (!adapted[l * KINDS + k]) continue;
       lm_lora_linear *x = &a->lin[l * KINDS + k];
-      x->r = r; x->scale = a->scale;
-      x->A = a->params + a->info[e].offset; x->dA = a->grads + a->info[e].offset; e++;
-      x->B = a->params + a->info[e].offset; x->dB = a->grads + a->info[e].offset; e++;
+      for (int p = 0; p < parts[k]; p++) {
+        if (!adapted[MOD(l, k, p)]) continue;
+        x->r = r; x->scale = a->scale; x->n_parts = parts[k];
+        lm_lora_part *q = &x->part[p];
+        q->A = a->params + a->info[e].offset; q->dA = a->grads + a->info[e].offset; e++;
+        q->B = a->params + a->info[e].offset; q->dB = a->grads + a->info[e].offset; e++;
+      }
+      for (int p = 0; p < x->n_parts; p++) { x->part[p].row0 = row0[k][p]; x->part[p].rows = rows[k][p]; }
     }
   for (int i = 0; i < a->n_info; i++)
     if (a->head_src[i] >= 0)
@@ -229,7 +261,7 @@ static lm_status install(lm_model *m, struct lm_lora *a) {
   return had_acts ? lm_model_reserve(m, B, T, grads) : LM_OK;
 }
 
-/* Refuses what one adapter per linear cannot express: shared layers, fused tensors stored in parts. */
+/* Refuses what the adapters cannot express: shared layers, Conv1D and Linear layouts mixed. */
 static lm_status check_kinds(const lm_model *m, unsigned kinds, int *transpose) {
   if (m->cfg.share_layers)
     return lm_error(LM_ERR_UNSUPPORTED, "LoRA on a model with shared layers (ALBERT, --share-layers) is not supported");
@@ -237,12 +269,9 @@ static lm_status check_kinds(const lm_model *m, unsigned kinds, int *transpose) 
   for (int k = 0; k < KINDS; k++) {
     if (!(kinds >> k & 1)) continue;
     char mod[200];
-    int parts, t;
-    lm_status st = module_name(m, 0, k, mod, sizeof mod, &parts, &t);
+    int t;
+    lm_status st = module_name(m, 0, k, 0, mod, sizeof mod, &t);
     if (st) return st;
-    if (parts > 1)
-      return lm_error(LM_ERR_UNSUPPORTED, "the %s family stores %s as %d tensors (%s): one LoRA adapter cannot span them; "
-                      "choose targets without it (e.g. mlp)", m->fam->model_type, KIND_NAME[k], parts, mod);
     if (tr >= 0 && t != tr)
       return lm_error(LM_ERR_UNSUPPORTED, "the %s family mixes Conv1D and Linear layouts among the LoRA targets", m->fam->model_type);
     tr = t;
@@ -261,9 +290,9 @@ lm_status lm_lora_attach(lm_model *m, const lm_lora_opts *o) {
   lm_status st = check_kinds(m, kinds, NULL);
   if (st) return st;
   int64_t L = m->cfg.n_layer;
-  uint8_t *adapted = calloc((size_t)(L * KINDS), 1);
+  uint8_t *adapted = calloc((size_t)(L * KINDS * NP), 1);
   if (!adapted) return lm_error(LM_ERR_NOMEM, "out of memory");
-  for (int64_t i = 0; i < L * KINDS; i++) adapted[i] = kinds >> (i % KINDS) & 1;
+  for (int64_t i = 0; i < L * KINDS * NP; i++) adapted[i] = kinds >> (i / NP % KINDS) & 1;   /* every part */
   struct lm_lora *a;
   st = build(m, adapted, o->rank, o->alpha, 0, o->base_model, &a);
   free(adapted);
@@ -273,11 +302,13 @@ lm_status lm_lora_attach(lm_model *m, const lm_lora_opts *o) {
   lm_rng_seed(&rng, o->seed);
   for (int64_t i = 0; i < L * KINDS; i++) {
     lm_lora_linear *x = &a->lin[i];
-    if (!x->A) continue;
     int64_t out_d, in_d;
     kind_dims(&m->cfg, (int)(i % KINDS), &out_d, &in_d);
-    float bound = 1.0f / sqrtf((float)in_d), *A = (float *)x->A;
-    for (int64_t j = 0; j < x->r * in_d; j++) A[j] = bound * (2.0f * lm_rng_uniform(&rng) - 1.0f);
+    for (int p = 0; p < x->n_parts; p++) {
+      if (!x->part[p].A) continue;
+      float bound = 1.0f / sqrtf((float)in_d), *A = (float *)x->part[p].A;
+      for (int64_t j = 0; j < x->r * in_d; j++) A[j] = bound * (2.0f * lm_rng_uniform(&rng) - 1.0f);
+    }
   }
   st = install(m, a);
   if (st) lm_lora_detach(m);
@@ -305,7 +336,8 @@ void lm_lora_enable(lm_model *m, int on) {
 lm_status lm_lora_reserve(lm_model *m, int64_t B, int64_t T) {
   struct lm_lora *a = m->lora;
   int64_t N = B * T, L = m->cfg.n_layer, n = 0;
-  for (int64_t i = 0; i < L * KINDS; i++) n += a->lin[i].A != NULL;
+  for (int64_t i = 0; i < L * KINDS; i++)
+    for (int p = 0; p < a->lin[i].n_parts; p++) n += a->lin[i].part[p].A != NULL;
   if (a->acts && a->acts_N >= N) return LM_OK;
   lm_free(a->acts);
   a->acts = lm_alloc((size_t)(n + 1) * (size_t)(N * a->r) * sizeof(float));
@@ -313,8 +345,11 @@ lm_status lm_lora_reserve(lm_model *m, int64_t B, int64_t T) {
   a->acts_N = N;
   float *p = a->acts;
   float *dv = a->acts + (size_t)n * (size_t)(N * a->r);
-  for (int64_t i = 0; i < L * KINDS; i++)
-    if (a->lin[i].A) { a->lin[i].v = p; a->lin[i].dv = dv; p += N * a->r; }
+  for (int64_t i = 0; i < L * KINDS; i++) {
+    a->lin[i].dv = dv;
+    for (int k = 0; k < a->lin[i].n_parts; k++)
+      if (a->lin[i].part[k].A) { a->lin[i].part[k].v = p; p += N * a->r; }
+  }
   return LM_OK;
 }
 
@@ -333,13 +368,16 @@ lm_status lm_lora_merge(lm_model *m) {
   int64_t L = m->cfg.n_layer;
   for (int64_t i = 0; i < L * KINDS; i++) {
     const lm_lora_linear *x = &a->lin[i];
-    if (!x->A) continue;
     int64_t out_d, in_d;
     kind_dims(&m->cfg, (int)(i % KINDS), &out_d, &in_d);
     float *W = *base_weight(m, i / KINDS, (int)(i % KINDS));
-    /* W (out, in) += scale * B (out, r) @ A (r, in) */
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)out_d, (int)in_d, (int)x->r, x->scale, x->B, (int)x->r,
-                x->A, (int)in_d, 1.0f, W, (int)in_d);
+    for (int k = 0; k < x->n_parts; k++) {
+      const lm_lora_part *q = &x->part[k];
+      if (!q->A) continue;
+      /* W[part rows] (rows, in) += scale * B (rows, r) @ A (r, in) */
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)q->rows, (int)in_d, (int)x->r, x->scale, q->B,
+                  (int)x->r, q->A, (int)in_d, 1.0f, W + q->row0 * in_d, (int)in_d);
+    }
   }
   for (int i = 0; i < a->n_info; i++)
     if (a->head_src[i] >= 0)
@@ -386,15 +424,26 @@ static lm_status compile_target(const cJSON *tm, pcre2_code **re, const char *pa
   return LM_OK;
 }
 
-/* Does tm select exactly the adapted linears among every 2-D tensor's module of the model? */
+static int n_parts(const lm_model *m, int k) {
+  int64_t r0[NP], rows[NP];
+  return kind_parts(m, k, r0, rows);
+}
+/* every module (l, k, p) of the model's blocks */
+#define FOR_MODULES(m, l, k, p)                   \
+  for (int64_t l = 0; l < (m)->cfg.n_layer; l++) \
+    for (int k = 0; k < KINDS; k++)              \
+      for (int p = 0; p < n_parts(m, k); p++)
+
+/* Does tm select exactly the adapted modules among every 2-D tensor's module of the model? */
 static int selects_exactly(const lm_model *m, const cJSON *tm, const uint8_t *adapted) {
   pcre2_code *re;
   if (compile_target(tm, &re, "")) return 0;
   int ok = 1;
   char mod[200];
-  for (int64_t l = 0; l < m->cfg.n_layer && ok; l++)
-    for (int k = 0; k < KINDS && ok; k++)
-      ok = !module_name(m, l, k, mod, sizeof mod, NULL, NULL) && target_match(tm, re, mod) == adapted[l * KINDS + k];
+  FOR_MODULES(m, l, k, p) {
+    if (!ok) break;
+    ok = !module_name(m, l, k, p, mod, sizeof mod, NULL) && target_match(tm, re, mod) == adapted[MOD(l, k, p)];
+  }
   /* no other matrix of the model (embeddings, heads) may match */
   for (int i = 0; i < m->n_info && ok; i++) {
     const lm_param_info *p = &m->info[i];
@@ -430,13 +479,12 @@ static cJSON *target_modules(const lm_model *m, const uint8_t *adapted) {
   char mod[200];
   for (int form = 0; form < 2; form++) {
     cJSON *arr = cJSON_CreateArray();
-    for (int64_t l = 0; l < m->cfg.n_layer; l++)
-      for (int k = 0; k < KINDS; k++) {
-        if (!adapted[l * KINDS + k] || module_name(m, l, k, mod, sizeof mod, NULL, NULL)) continue;
-        const char *s = layer_suffix(mod, l);
-        if (form == 0 && strrchr(s, '.')) s = strrchr(s, '.') + 1;
-        add_unique(arr, s);
-      }
+    FOR_MODULES(m, l, k, p) {
+      if (!adapted[MOD(l, k, p)] || module_name(m, l, k, p, mod, sizeof mod, NULL)) continue;
+      const char *s = layer_suffix(mod, l);
+      if (form == 0 && strrchr(s, '.')) s = strrchr(s, '.') + 1;
+      add_unique(arr, s);
+    }
     if (selects_exactly(m, arr, adapted)) return arr;
     cJSON_Delete(arr);
   }
@@ -445,9 +493,8 @@ static cJSON *target_modules(const lm_model *m, const uint8_t *adapted) {
   if (!re) return NULL;
   n += (size_t)snprintf(re, cap, "(?:");
   int first = 1;
-  for (int64_t l = 0; l < m->cfg.n_layer; l++)
-    for (int k = 0; k < KINDS; k++) {
-      if (!adapted[l * KINDS + k] || module_name(m, l, k, mod, sizeof mod, NULL, NULL)) continue;
+  FOR_MODULES(m, l, k, p) {
+      if (!adapted[MOD(l, k, p)] || module_name(m, l, k, p, mod, sizeof mod, NULL)) continue;
       if (n + 2 * strlen(mod) + 8 > cap) {
         char *g = lm_xrealloc(re, cap = 2 * cap + 2 * strlen(mod) + 8);
         if (!g) { free(re); return NULL; }
@@ -472,28 +519,28 @@ lm_status lm_lora_save(const lm_model *m, const char *dir) {
   lm_status st = lm_mkdir_p(dir);
   if (st) return st;
   int64_t L = m->cfg.n_layer;
-  uint8_t *adapted = calloc((size_t)(L * KINDS), 1);
+  uint8_t *adapted = calloc((size_t)(L * KINDS * NP), 1);
   lm_st_entry *e = calloc((size_t)a->n_info + 1, sizeof *e);
   char (*names)[240] = calloc((size_t)a->n_info + 1, sizeof *names);
   cJSON *cfg = cJSON_CreateObject(), *saved = cJSON_CreateArray();
   if (!adapted || !e || !names || !cfg || !saved) { st = lm_error(LM_ERR_NOMEM, "out of memory"); goto done; }
   int n = 0, transpose = 0;
   char mod[200];
-  for (int64_t l = 0; l < L && !st; l++)
-    for (int k = 0; k < KINDS && !st; k++) {
-      const lm_lora_linear *x = &a->lin[l * KINDS + k];
-      if (!x->A) continue;
-      adapted[l * KINDS + k] = 1;
-      int tr;
-      if ((st = module_name(m, l, k, mod, sizeof mod, NULL, &tr))) break;
-      transpose |= tr;
-      int64_t out_d, in_d;
-      kind_dims(&m->cfg, k, &out_d, &in_d);
-      snprintf(names[n], sizeof names[n], "base_model.model.%s.lora_A.weight", mod);
-      e[n] = (lm_st_entry){.name = names[n], .ndim = 2, .shape = {x->r, in_d}, .data = x->A}; n++;
-      snprintf(names[n], sizeof names[n], "base_model.model.%s.lora_B.weight", mod);
-      e[n] = (lm_st_entry){.name = names[n], .ndim = 2, .shape = {out_d, x->r}, .data = x->B}; n++;
-    }
+  FOR_MODULES(m, l, k, p) {
+    if (st) break;
+    const lm_lora_linear *x = &a->lin[l * KINDS + k];
+    if (p >= x->n_parts || !x->part[p].A) continue;
+    adapted[MOD(l, k, p)] = 1;
+    int tr;
+    if ((st = module_name(m, l, k, p, mod, sizeof mod, &tr))) break;
+    transpose |= tr;
+    int64_t out_d, in_d;
+    kind_dims(&m->cfg, k, &out_d, &in_d);
+    snprintf(names[n], sizeof names[n], "base_model.model.%s.lora_A.weight", mod);
+    e[n] = (lm_st_entry){.name = names[n], .ndim = 2, .shape = {x->r, in_d}, .data = x->part[p].A}; n++;
+    snprintf(names[n], sizeof names[n], "base_model.model.%s.lora_B.weight", mod);
+    e[n] = (lm_st_entry){.name = names[n], .ndim = 2, .shape = {x->part[p].rows, x->r}, .data = x->part[p].B}; n++;
+  }
   for (int i = 0; i < a->n_info && !st; i++) {
     if (a->head_src[i] < 0) continue;
     const lm_param_info *p = &a->info[i];
@@ -640,7 +687,7 @@ lm_status lm_lora_load(lm_model *m, const char *dir) {
   if ((st = compile_target(tm, &re, cpath))) goto done;
   /* layers_to_transform: an index or a list of them, or null */
   layer_ok = malloc((size_t)L + 1);
-  adapted = calloc((size_t)(L * KINDS) + 1, 1);
+  adapted = calloc((size_t)(L * KINDS * NP) + 1, 1);
   if (!layer_ok || !adapted) { st = LM_ERR_NOMEM; goto done; }
   memset(layer_ok, !lt || cJSON_IsNull(lt), (size_t)L);
   if (cJSON_IsNumber(lt) && lt->valuedouble >= 0 && lt->valuedouble < L) layer_ok[(int64_t)lt->valuedouble] = 1;
@@ -650,14 +697,13 @@ lm_status lm_lora_load(lm_model *m, const char *dir) {
   }
   char mod[200], nm[240];
   unsigned kinds = 0;
-  for (int64_t l = 0; l < L; l++)
-    for (int k = 0; k < KINDS; k++) {
-      if ((st = module_name(m, l, k, mod, sizeof mod, NULL, NULL))) goto done;
-      if (layer_ok[l] && target_match(tm, re, mod)) { adapted[l * KINDS + k] = 1; kinds |= 1u << k; }
-    }
+  FOR_MODULES(m, l, k, p) {
+    if ((st = module_name(m, l, k, p, mod, sizeof mod, NULL))) goto done;
+    if (layer_ok[l] && target_match(tm, re, mod)) { adapted[MOD(l, k, p)] = 1; kinds |= 1u << k; }
+  }
   if (!kinds) {
     st = lm_error(LM_ERR_FORMAT, "%s: target_modules matches none of the %s model's linear layers (e.g. %s)", cpath,
-                  m->fam->model_type, (module_name(m, 0, 0, mod, sizeof mod, NULL, NULL), mod));
+                  m->fam->model_type, (module_name(m, 0, 0, 0, mod, sizeof mod, NULL), mod));
     goto done;
   }
   if ((st = check_kinds(m, kinds, NULL))) { lm_error_prefix(st, "%s", cpath); goto done; }
@@ -668,22 +714,22 @@ lm_status lm_lora_load(lm_model *m, const char *dir) {
   const cJSON *b = cJSON_GetObjectItemCaseSensitive(j, "base_model_name_or_path");
   if (cJSON_IsString(b)) bm = b->valuestring;
   if ((st = build(m, adapted, rank, (float)al->valuedouble, rslora, bm, &a))) goto done;
-  for (int64_t l = 0; l < L && !st; l++)
-    for (int k = 0; k < KINDS && !st; k++) {
-      lm_lora_linear *x = &a->lin[l * KINDS + k];
-      if (!x->A) continue;
-      int64_t out_d, in_d;
-      kind_dims(&m->cfg, k, &out_d, &in_d);
-      module_name(m, l, k, mod, sizeof mod, NULL, NULL);
-      for (int ab = 0; ab < 2 && !st; ab++) {
-        snprintf(nm, sizeof nm, "base_model.model.%s.lora_%c.weight", mod, ab ? 'B' : 'A');
-        int idx = lm_st_find(f, nm);
-        if (idx < 0) { st = lm_error(LM_ERR_FORMAT, "%s: missing tensor '%s' (target_modules selects %s)", wpath, nm, mod); break; }
-        int64_t shape[2] = {ab ? out_d : rank, ab ? rank : in_d};
-        st = lm_st_read_f32(f, idx, (float *)(ab ? x->B : x->A), shape, 2, 0);
-        used[idx] = 1;
-      }
+  FOR_MODULES(m, l, k, p) {
+    if (st) break;
+    lm_lora_linear *x = &a->lin[l * KINDS + k];
+    if (p >= x->n_parts || !x->part[p].A) continue;
+    int64_t out_d, in_d;
+    kind_dims(&m->cfg, k, &out_d, &in_d);
+    module_name(m, l, k, p, mod, sizeof mod, NULL);
+    for (int ab = 0; ab < 2 && !st; ab++) {
+      snprintf(nm, sizeof nm, "base_model.model.%s.lora_%c.weight", mod, ab ? 'B' : 'A');
+      int idx = lm_st_find(f, nm);
+      if (idx < 0) { st = lm_error(LM_ERR_FORMAT, "%s: missing tensor '%s' (target_modules selects %s)", wpath, nm, mod); break; }
+      int64_t shape[2] = {ab ? x->part[p].rows : rank, ab ? rank : in_d};
+      st = lm_st_read_f32(f, idx, (float *)(ab ? x->part[p].B : x->part[p].A), shape, 2, 0);
+      used[idx] = 1;
     }
+  }
   /* a trained head (modules_to_save): from the file when it is there */
   for (int i = 0; i < a->n_info && !st; i++) {
     if (a->head_src[i] < 0) continue;

@@ -23,9 +23,12 @@
  *   base_model.model.<HF module>.lora_B.weight  (out, r)
  * where the HF module is the family's Hugging Face name of the linear
  * (GPT-2: transformer.h.0.attn.c_attn), and base_model.model.<HF name> for a
- * trained head (GPT-2: score.weight). A fused tensor stored in parts (BERT's
- * query/key/value) cannot carry one adapter and is refused. Shared layers
- * (ALBERT) are refused too.
+ * trained head (GPT-2: score.weight). A linear lmkit fuses but HF stores as
+ * several modules (Llama's q_proj/k_proj/v_proj and gate_proj/up_proj, BERT's
+ * query/key/value) gets one adapter per module, each on its rows of the fused
+ * matrix, so PEFT's adapters of those families load and save unchanged, with
+ * any subset of the modules (PEFT's Llama default is q_proj and v_proj).
+ * Shared layers (ALBERT) are refused.
  *
  * Inference (src/infer) runs the base's own kernels: lm_lora_merge the
  * adapter first (lmkit generate --adapter does). */

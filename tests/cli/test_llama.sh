@@ -6,6 +6,8 @@
 #   - `generate` (KV cache) and `eval` run on it; `info` describes the block;
 #   - the post-training commands take a Llama: `sft` lowers the held-out assistant loss, `reward`
 #     trains a LlamaForSequenceClassification and `score` reads it, `dpo` runs;
+#   - LoRA on a Llama: `sft --lora-rank` saves a PEFT adapter of the seven HF modules (q/k/v and
+#     gate/up are fused inside lmkit), `generate --adapter` and `lora merge` use it;
 #   - `--arch mistral` and `--arch qwen2` train and reload; bad flags are clear errors.
 # (Correctness against PyTorch and the HF layouts: tests/reference/test_llama.py.)
 set -u
@@ -82,7 +84,7 @@ info=$("$BIN" info "$T/base" 2>/dev/null)
 check "info describes GQA, SwiGLU and RoPE" 'echo "$info" | grep -q "2 key/value heads" && echo "$info" | grep -q "gated silu" && echo "$info" | grep -q "rotary"'
 
 # post-training on a Llama
-"$BIN" sft --model "$T/base" --data "$T/sft.jsonl" --max-length 48 --steps 60 --lr 3e-3 --eval-every 30 --threads 1 \
+"$BIN" sft --model "$T/base" --data "$T/sft.jsonl" --max-length 48 --steps 60 --lr 3e-3 --eval-every 30 --val-fraction 0.1 --threads 1 \
   --quiet --out "$T/sft" > "$T/sft.log" 2>&1; rc=$?
 sv=($(losses "$T/sft/metrics.jsonl" val_loss))
 check "sft on a llama runs (rc $rc) and the held-out assistant loss falls: ${sv[*]}" \
@@ -96,6 +98,17 @@ check "score reads it: $sc" 'echo "$sc" | grep -q "[0-9]"'
 "$BIN" dpo --model "$T/sft" --data "$T/prefs.jsonl" --max-length 48 --steps 12 --batch 8 --lr 3e-4 --threads 1 --quiet \
   --out "$T/dpo" > "$T/dpo.log" 2>&1; rc=$?
 check "dpo on a llama runs (rc $rc)" "[ $rc = 0 ] && [ -f $T/dpo/model.safetensors ]"
+
+# LoRA: PEFT's per-module adapters on the fused matrices
+"$BIN" sft --model "$T/base" --data "$T/sft.jsonl" --max-length 48 --steps 20 --lr 3e-3 --threads 1 --quiet \
+  --lora-rank 4 --out "$T/lora" > "$T/lora.log" 2>&1; rc=$?
+tm=$(python3 -c "import json,sys; print(' '.join(json.load(open(sys.argv[1]))['target_modules']))" "$T/lora/adapter_config.json" 2>&1)
+check "sft --lora-rank on a llama (rc $rc) saves a PEFT adapter of the HF modules: $tm" \
+  '[ $rc = 0 ] && [ "$tm" = "q_proj k_proj v_proj o_proj gate_proj up_proj down_proj" ]'
+a=$("$BIN" generate --model "$T/base" --adapter "$T/lora" --prompt "reverse: sun cat" --temperature 0 --max-tokens 6 --threads 1 2>/dev/null)
+"$BIN" lora merge --adapter "$T/lora" --model "$T/base" --out "$T/merged" > /dev/null 2>&1
+b=$("$BIN" generate --model "$T/merged" --prompt "reverse: sun cat" --temperature 0 --max-tokens 6 --threads 1 2>/dev/null)
+check "generate --adapter equals generate on the merged model: '$a'" '[ -n "$a" ] && [ "$a" = "$b" ]'
 
 # the relatives
 for arch in mistral qwen2; do

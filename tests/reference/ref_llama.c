@@ -12,6 +12,11 @@
  *       the KV-cache session: the first P ids in one call, then one by one; OUT: (T-P+1, V) logits
  *   ref_llama --save DIR OUTDIR
  *       loads DIR and saves it to OUTDIR (lmkit -> Hugging Face)
+ *   ref_llama --adapter ADIR DIR B T IDS.bin TARGETS.bin OUTDIR
+ *       as the first form with the PEFT adapter ADIR attached (lm_lora_load): grads.safetensors
+ *       holds the adapter's gradients (lmkit's names)
+ *   ref_llama --merged ADIR DIR B T IDS.bin TARGETS.bin OUTDIR
+ *       the adapter merged into the base (lm_lora_merge), then the first form
  * Exit status 0 on success; on failure 1 with lm_last_error() on stderr. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,6 +24,7 @@
 #include "base/base.h"
 #include "infer/infer.h"
 #include "model/heads.h"
+#include "model/lora.h"
 #include "model/model.h"
 #include "refdrv.h"
 
@@ -66,13 +72,22 @@ int main(int argc, char **argv) {
     lm_model_free(m);
     return rc;
   }
+  const char *adapter = NULL;
+  int merge = 0;
+  if (argc == 9 && (!strcmp(argv[1], "--adapter") || !strcmp(argv[1], "--merged"))) {
+    merge = !strcmp(argv[1], "--merged");
+    adapter = argv[2];
+    argc -= 2; argv += 2;
+  }
   if (argc != 7) {
-    fprintf(stderr, "usage: ref_llama DIR B T IDS.bin TARGETS.bin OUTDIR | --session P DIR IDS.bin OUT.bin | --save DIR OUTDIR\n");
+    fprintf(stderr, "usage: ref_llama [--adapter|--merged ADIR] DIR B T IDS.bin TARGETS.bin OUTDIR | --session P DIR IDS.bin OUT.bin | "
+                    "--save DIR OUTDIR\n");
     return 2;
   }
   int64_t B = atoll(argv[2]), T = atoll(argv[3]), n1, n2;
   lm_model *m;
   if (lm_model_load(&m, argv[1])) return fail(argv[1]);
+  if (adapter && (lm_lora_load(m, adapter) || (merge && lm_lora_merge(m)))) { lm_model_free(m); return fail(adapter); }
   int32_t *ids = read_ids(argv[4], &n1), *tg = read_ids(argv[5], &n2);
   int rc = !ids || !tg || n1 != B * T || n2 != B * T;
   if (rc) fprintf(stderr, "ref_llama: ids/targets must hold B*T int32\n");
@@ -83,7 +98,8 @@ int main(int argc, char **argv) {
     rc = write_bin(argv[6], "loss.bin", &loss, sizeof loss) ||
          write_bin(argv[6], "logits.bin", lm_model_logits(m), (size_t)(B * T * m->cfg.vocab_size) * sizeof(float));
     lm_model_backward(m, ids, tg, NULL, B, T);   /* (the logits buffer may hold their gradient after this) */
-    if (!rc) rc = save_tensors(m, m->grads, argv[6], "grads.safetensors");
+    lm_trainable t = lm_model_trainable(m);
+    if (!rc) rc = save_table(t.info, t.n_info, t.grads, argv[6], "grads.safetensors");
   }
   free(ids); free(tg);
   lm_model_free(m);

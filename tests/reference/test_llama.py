@@ -16,7 +16,13 @@ in float64 on the same (rounded) weights, to 1e-5 relative error:
 The KV-cache session's logits are checked against the same reference; lmkit's
 own save must write the HF names and shapes back; and bad inputs (a shard the
 index names but the directory lacks, a config key of the wrong type, an
-unsupported rope_type) must be clear errors."""
+unsupported rope_type) must be clear errors.
+
+LoRA: a PEFT adapter the test writes (target_modules q_proj, v_proj, down_proj,
+as PEFT names Llama's modules, with random non-zero A and B) loads onto the
+fused q|k|v and gate|up matrices part by part; the loss, logits and the
+gradient of every A and B agree with PyTorch's W + (alpha/r) B A, and the
+merged model computes the same logits."""
 import json
 import os
 import struct
@@ -216,6 +222,32 @@ def ours(v, P):
     return out
 
 
+LORA_TARGETS = {"self_attn.q_proj": ("attn.c_attn", 0), "self_attn.v_proj": ("attn.c_attn", 2),
+                "mlp.down_proj": ("mlp.c_proj", None)}
+
+
+def write_adapter(d, v, P, r, alpha, seed):
+    """A PEFT LoRA adapter directory; returns {hf module: (A, B)} in float64."""
+    g = torch.Generator().manual_seed(seed)
+    os.makedirs(d, exist_ok=True)
+    cfg = {"peft_type": "LORA", "r": r, "lora_alpha": alpha, "target_modules": ["q_proj", "v_proj", "down_proj"],
+           "bias": "none", "task_type": "CAUSAL_LM", "lora_dropout": 0.0, "fan_in_fan_out": False,
+           "base_model_name_or_path": None, "use_rslora": False, "use_dora": False, "modules_to_save": None}
+    with open(os.path.join(d, "adapter_config.json"), "w") as f:
+        json.dump(cfg, f, indent=2)
+    ad, entries = {}, []
+    for l in range(v["layers"]):
+        for mod in LORA_TARGETS:
+            W = P[f"model.layers.{l}.{mod}.weight"]
+            A = torch.randn(r, W.shape[1], generator=g, dtype=torch.float64) * 0.2
+            B = torch.randn(W.shape[0], r, generator=g, dtype=torch.float64) * 0.2
+            name = f"model.layers.{l}.{mod}"
+            ad[name] = (A, B)
+            entries += [(f"base_model.model.{name}.lora_A.weight", A, "F32"), (f"base_model.model.{name}.lora_B.weight", B, "F32")]
+    write_safetensors(os.path.join(d, "adapter_model.safetensors"), sorted(entries, key=lambda e: e[0]))
+    return ad
+
+
 def run(args):
     return subprocess.run([REF] + [str(a) for a in args], capture_output=True, text=True, timeout=120)
 
@@ -279,6 +311,50 @@ def main():
                     "rope_scaling", "sliding_window", "eos_token_id", "intermediate_size", "max_position_embeddings"]
             diff = [k for k in keys if k in orig and saved.get(k) != orig[k]]
             chk.check(f"{label}: saved config.json keys {diff or 'match'}", 0 if not diff else float("inf"))
+
+        # ---- LoRA on a Llama: PEFT's per-module adapters on lmkit's fused matrices
+        v = dict(BASE, kv=2, dtype="F32")
+        d = os.path.join(tmp, "lora_base")
+        P = random_weights(v, 41)
+        write_dir(d, v, P)
+        r, alpha = 4, 8.0
+        ad = write_adapter(os.path.join(tmp, "adapter"), v, P, r, alpha, 42)
+        R = {k: t.clone() for k, t in P.items()}
+        AB = {k: (a.clone().requires_grad_(True), b.clone().requires_grad_(True)) for k, (a, b) in ad.items()}
+        for name, (A, B) in AB.items():
+            R[name + ".weight"] = P[name + ".weight"] + (alpha / r) * (B @ A)
+        B_, T_ = v["B"], v["T"]
+        ids = torch.randint(0, v["vocab"], (B_, T_))
+        targets = torch.randint(0, v["vocab"], (B_, T_))
+        ids.numpy().astype("<i4").tofile(os.path.join(d, "ids.bin"))
+        targets.numpy().astype("<i4").tofile(os.path.join(d, "tg.bin"))
+        loss, logits = reference(v, R, ids, targets)
+        loss.backward()
+        io = [d, B_, T_, os.path.join(d, "ids.bin"), os.path.join(d, "tg.bin"), d]
+        rr = run(["--adapter", os.path.join(tmp, "adapter")] + io)
+        if rr.returncode:
+            chk.check(f"LoRA on llama: ref_llama --adapter failed: {rr.stderr.strip()}", float("inf"))
+        else:
+            chk.check("LoRA (q_proj, v_proj, down_proj) on llama GQA: loss",
+                      rel_err(np.fromfile(os.path.join(d, "loss.bin"), dtype="<f4")[0], loss.item()))
+            lg = np.fromfile(os.path.join(d, "logits.bin"), dtype="<f4").reshape(B_, T_, -1)
+            chk.check("LoRA on llama: logits", rel_err(lg, logits.detach().numpy()))
+            G = read_safetensors(os.path.join(d, "grads.safetensors"))
+            want = {}
+            for name, (A, B) in AB.items():
+                l = int(name.split(".")[2])
+                ours_k, part = LORA_TARGETS[name.split(".", 3)[3]]
+                base = f"h.{l}.{ours_k}" + ("" if part is None else f".{part}")
+                want[base + ".lora_A.weight"], want[base + ".lora_B.weight"] = A.grad, B.grad
+            if set(G) != set(want):
+                chk.check(f"LoRA gradient names {sorted(set(G) ^ set(want))}", float("inf"))
+            worst = max(((rel_err(G[n], want[n].numpy()), n) for n in want if n in G), default=(float("inf"), "-"))
+            chk.check(f"LoRA on llama: every A and B gradient ({len(want)} tensors; worst {worst[1]})", worst[0])
+            rr = run(["--merged", os.path.join(tmp, "adapter")] + io)
+            ok = rr.returncode == 0
+            lm = np.fromfile(os.path.join(d, "logits.bin"), dtype="<f4").reshape(B_, T_, -1) if ok else None
+            chk.check("LoRA on llama: the merged model computes the same logits",
+                      rel_err(lm, logits.detach().numpy()) if ok else float("inf"))
 
         # ---- bad input: clear errors naming the problem
         v = dict(BASE, shards=2)

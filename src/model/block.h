@@ -13,7 +13,8 @@
  *   pre-LN  (GPT-2):  a1 = N1(x);  res1 = x + attn(a1);  a2 = N2(res1);  res2 = res1 + mlp(a2)
  *   post-LN (BERT):   a1 = x + attn(x);  res1 = N1(a1);  a2 = res1 + mlp(res1);  res2 = N2(a2)
  *
- * res2 is the block's output. The block uses only the kernels; it knows
+ * res2 is the block's output. The block uses only the kernels (and a strided
+ * GEMM for the LoRA adapters of row blocks of a fused matrix); it knows
  * nothing of families, heads or the model's parameter table (model.c points
  * the lm_block_weights views into the flat parameter and gradient arrays). */
 #ifndef LM_MODEL_BLOCK_H

@@ -31,8 +31,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <utf8proc.h>
+#include "tokenizer/pipeline.h"
 #include "tokenizer/precompiled.h"
-#include "tokenizer/tokenizer.h"
 
 struct lm_precompiled {
   uint32_t *units; size_t n_units;
@@ -168,13 +168,6 @@ static lm_status replace(const lm_precompiled *p, obuf *o, const uint8_t *key, s
   return put(o, s, len);
 }
 
-static uint32_t utf8_cp(const uint8_t *s, size_t len) {
-  static const uint8_t lead_mask[5] = {0, 0x7F, 0x1F, 0x0F, 0x07};
-  uint32_t c = s[0] & lead_mask[len];
-  for (size_t i = 1; i < len; i++) c = c << 6 | (s[i] & 0x3F);
-  return c;
-}
-
 /* Hugging Face: grapheme clusters shorter than 6 bytes whole (first key), else character by character. */
 static lm_status normalize_hf(const lm_precompiled *p, const uint8_t *s, size_t n, obuf *o) {
   size_t pos = 0;
@@ -185,12 +178,13 @@ static lm_status normalize_hf(const lm_precompiled *p, const uint8_t *s, size_t 
     if (!cl) { st = put(o, s + pos, 1); pos++; continue; }   /* an invalid byte: no key matches it */
     /* the cluster [pos, end) */
     size_t end = pos + cl, nchar = 1;
-    uint32_t prev = s[pos] < 0x80 ? s[pos] : utf8_cp(s + pos, cl);
+    uint32_t prev, c2;
+    lm_utf8_dec(s + pos, cl, &prev);
     utf8proc_int32_t state = 0;
     while (end < n) {
       size_t l2 = lm_utf8_char(s + end, n - end);
       if (!l2) break;
-      uint32_t c2 = l2 == 1 ? s[end] : utf8_cp(s + end, l2);
+      lm_utf8_dec(s + end, l2, &c2);
       /* ASCII pairs always break, except CR LF (GB3): skips the table for plain text */
       if (prev < 0x80 && c2 < 0x80 ? !(prev == '\r' && c2 == '\n')
                                    : utf8proc_grapheme_break_stateful((utf8proc_int32_t)prev, (utf8proc_int32_t)c2, &state))

@@ -15,13 +15,15 @@ const char *const CLI_GEN_FLAGS_HELP =
   "  --top-k N            sample among the N most likely tokens; 0 = off (40)\n"
   "  --top-p X            nucleus: smallest set with probability >= X; 1 = off (0.95)\n"
   "  --seed N             sampling seed (42)\n"
-  "  --no-stop            keep going past the end-of-text (and end-of-turn) token\n";
+  "  --no-stop            keep going past the end-of-text (and end-of-turn) token\n"
+  "  --calc               the calculator tool: a call <|calc|>EXPR<|/calc|> gets \" \xe2\x86\x92 RESULT\" spliced in (docs/rl.md)\n";
 
 int cli_gen_flag(int argc, char **argv, int *i, lm_gen_opts *o) {
   const char *a = argv[*i], *v;
   int64_t x;
   int r;
   if (!strcmp(a, "--no-stop")) { o->stop_at_eot = 0; return 1; }
+  if (!strcmp(a, "--calc")) { o->calc = 1; return 1; }
   if ((r = cli_opt(argc, argv, i, "--max-tokens", &v))) {
     if (r < 0 || cli_i64(a, v, 1, 1 << 24, &x)) return -1;
     o->max_tokens = x;

@@ -196,6 +196,9 @@ typedef struct {
    * the last half of the context is re-prefilled (a longer prompt keeps its last context tokens).
    * Called once, when that first happens, with lm_generate's user pointer; NULL: not told. */
   void (*on_window)(int64_t context, int64_t prompt_dropped, void *user);
+  /* The calculator tool: when the generated text ends a call <|calc|>EXPR<|/calc|>, " → RESULT" is
+   * evaluated (src/infer/calc.h), printed and fed to the model, and generation goes on. 0: off. */
+  int calc;
 } lm_gen_opts;
 
 void lm_gen_opts_default(lm_gen_opts *o);

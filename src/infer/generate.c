@@ -3,12 +3,15 @@
  * callback only as complete UTF-8 sequences, since one character can span
  * several byte-level tokens. Past the model's context the window slides: the
  * last half of it is re-prefilled (learned absolute positions cannot shift, so
- * the cache cannot simply drop its oldest entries). */
+ * the cache cannot simply drop its oldest entries). With o->calc, a finished
+ * calculator call in the generated text (calc.h) gets its result spliced in:
+ * printed, tokenized and fed like sampled tokens, not counted as generated. */
 #include <stdlib.h>
 #include <string.h>
 #include "base/base.h"
 #include "model/model.h"
 #include "infer/infer.h"
+#include "infer/calc.h"
 
 /* Length of the longest prefix of buf[0..n) that does not end inside a UTF-8 sequence. */
 static size_t utf8_complete(const unsigned char *buf, size_t n) {
@@ -19,6 +22,30 @@ static size_t utf8_complete(const unsigned char *buf, size_t n) {
   size_t need = lead >= 0xF0 ? 4 : lead >= 0xE0 ? 3 : lead >= 0xC0 ? 2 : 1;
   if (lead < 0x80 || lead >= 0xF8) return n;  /* ASCII or invalid lead: nothing to wait for */
   return back + 1 >= need ? n : i - 1;
+}
+
+/* The window a generation runs in: the tokens in the cache and how it slides. */
+typedef struct {
+  lm_session *s;
+  int32_t *win;
+  int64_t len, max_len, keep, P;
+  int told;
+  const lm_gen_opts *o;
+  void *user;
+} gen_window;
+
+/* Appends one token to the context (sliding when the cache is full); *logits: the next token's. */
+static lm_status window_push(gen_window *w, int32_t next, const float **logits) {
+  if (w->len < w->max_len) {
+    w->win[w->len++] = next;
+    return lm_session_feed(w->s, &next, 1, logits);
+  }
+  if (!w->told && w->o->on_window) { w->o->on_window(w->P, 0, w->user); w->told = 1; }   /* the cache is full: slide */
+  memmove(w->win, w->win + w->len - (w->keep - 1), (size_t)(w->keep - 1) * sizeof(int32_t));
+  w->win[w->keep - 1] = next;
+  w->len = w->keep;
+  lm_session_reset(w->s);
+  return lm_session_feed(w->s, w->win, w->len, logits);
 }
 
 lm_status lm_generate(lm_model *m, const lm_tokenizer *tok, const char *prompt, const lm_gen_opts *o,
@@ -61,6 +88,9 @@ lm_status lm_generate(lm_model *m, const lm_tokenizer *tok, const char *prompt, 
   st = lm_session_feed(s, win, len, &logits);
   gs.prefill_sec = lm_time_sec() - t0;
   unsigned char pending[64]; size_t np = 0;
+  gen_window w = {.s = s, .win = win, .len = len, .max_len = max_len, .keep = keep, .P = P, .told = told, .o = o,
+                  .user = user};
+  char tail[LM_CALC_MAX_EXPR + 64]; size_t nt = 0;   /* the end of the generated text, for calculator calls */
   t0 = lm_time_sec();
   for (int64_t k = 0; !st && k < o->max_tokens; k++) {
     int32_t next = lm_sampler_pick(&sp, logits);
@@ -71,10 +101,19 @@ lm_status lm_generate(lm_model *m, const lm_tokenizer *tok, const char *prompt, 
     uint32_t u = (uint32_t)next;
     char *text; size_t tlen;
     if ((st = lm_tokenizer_decode(tok, &u, 1, &text, &tlen))) break;
+    char splice[64]; int ns = 0;
+    if (o->calc) {   /* keep the last bytes of the text; a call just closed gets its result */
+      for (size_t i = 0; i < tlen; i++) {
+        if (nt == sizeof tail) { memmove(tail, tail + sizeof tail / 2, sizeof tail / 2); nt = sizeof tail / 2; }
+        tail[nt++] = text[i];
+      }
+      ns = lm_calc_splice(tail, nt, splice, sizeof splice);
+      if (ns) nt = 0;
+    }
     /* append, emit the complete-UTF-8 prefix, keep the rest */
     int stop = 0;
-    for (size_t i = 0; i < tlen && !stop; i++) {
-      pending[np++] = (unsigned char)text[i];
+    for (size_t i = 0; i < tlen + (size_t)ns && !stop; i++) {
+      pending[np++] = (unsigned char)(i < tlen ? text[i] : splice[i - tlen]);
       if (np == sizeof pending) { stop = cb && cb((char *)pending, np, user); np = 0; }
     }
     free(text);
@@ -83,16 +122,13 @@ lm_status lm_generate(lm_model *m, const lm_tokenizer *tok, const char *prompt, 
     memmove(pending, pending + ok, np - ok); np -= ok;
     if (stop) break;
     if (k + 1 == o->max_tokens) break;
-    if (len < max_len) {
-      win[len++] = next;
-      st = lm_session_feed(s, &next, 1, &logits);
-    } else {                      /* the cache is full: slide */
-      if (!told && o->on_window) { o->on_window(P, 0, user); told = 1; }
-      memmove(win, win + len - (keep - 1), (size_t)(keep - 1) * sizeof(int32_t));
-      win[keep - 1] = next;
-      len = keep;
-      lm_session_reset(s);
-      st = lm_session_feed(s, win, len, &logits);
+    st = window_push(&w, next, &logits);
+    if (ns && !st) {   /* the result joins the context as text the model reads */
+      uint32_t *sid = NULL; size_t nsid = 0;
+      splice[ns] = 0;
+      st = lm_tokenizer_encode(tok, splice, (size_t)ns, 0, &sid, &nsid);
+      for (size_t i = 0; !st && i < nsid; i++) st = window_push(&w, (int32_t)sid[i], &logits);
+      free(sid);
     }
   }
   if (!st && np && cb) cb((char *)pending, np, user);

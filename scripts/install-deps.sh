@@ -11,6 +11,7 @@ APT_PKGS=(
   libmicrohttpd-dev libgsl-dev libcriterion-dev libedit-dev
   python3-torch python3-numpy python3-sentencepiece
   fortunes fortunes-min
+  chromium
 )
 
 missing=()
@@ -74,8 +75,9 @@ if command -v npm >/dev/null 2>&1; then
   fi
 fi
 
-# The server's client (tests/cli/test_serve*.sh): the official openai SDK.
-SERVE_PKGS=(openai@7.55.0)
+# The server's clients (tests/cli/test_serve*.sh): the official openai SDK, and playwright-core
+# driving Debian's chromium (above) through the chat page.
+SERVE_PKGS=(openai@7.55.0 playwright-core@1.65.1)
 if command -v npm >/dev/null 2>&1; then
   missing_npm=()
   for p in "${SERVE_PKGS[@]}"; do

@@ -10,46 +10,12 @@
 #   - a full queue answers 503; SIGTERM lets a stream in flight finish, then the server exits 0;
 #   - flags: --help, a bad --pool, a missing model, a busy port.
 set -u
-BIN="${LMKIT_BIN:-build}/lmkit"
-SRC="${LMKIT_SRC:-$(cd "$(dirname "$0")/../.." && pwd)}"
-T=${KEEP_T:-$(mktemp -d)}; mkdir -p "$T"
-PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done; [ -n "${KEEP_T:-}" ] || rm -rf "$T"; }
-trap cleanup EXIT
-pass=0; fail=0
-ok() { echo "ok   $1"; pass=$((pass+1)); }
-bad() { echo "FAIL $1"; fail=$((fail+1)); }
-check() { if eval "$2"; then ok "$1"; else bad "$1"; fi; }
-
-# ---- a tiny model: a byte-level BPE with the ChatML tokens, 30 steps on a toy corpus
-python3 - "$T" <<'PY'
-import random, sys
-r = random.Random(1)
-with open(sys.argv[1] + "/corpus.txt", "w") as f:
-    for _ in range(3000):
-        f.write("the quick brown fox %d jumps over the lazy dog. hello world, how are you?\n" % r.randint(0, 999))
-PY
-"$BIN" tokenizer train --data "$T/corpus.txt" --vocab-size 300 --out "$T/tok" \
-  --special "<|endoftext|>" --special "<|im_start|>" --special "<|im_end|>" > "$T/tok.log" 2>&1
-"$BIN" train --data "$T/corpus.txt" --tokenizer "$T/tok" --out "$T/model" --layers 2 --heads 4 --dim 64 --context 128 \
-  --steps 30 --lr 3e-3 --batch 8 --threads 1 --quiet > "$T/train.log" 2>&1
+source "$(dirname "$0")/serve_lib.sh"
+serve_model "$T"
 check "a tiny model to serve" '[ -f "$T/model/model.safetensors" ]'
 
-# start_server LOG ARGS...: starts lmkit serve on a free port; sets PORT and SPID
-start_server() {
-  local log=$1; shift
-  "$BIN" serve --port 0 --threads 1 "$@" > "$log" 2>&1 &
-  SPID=$!; PIDS+=("$SPID"); PORT=""
-  for _ in $(seq 100); do
-    PORT=$(grep -o 'listening on http://[0-9.]*:[0-9]*' "$log" | sed 's/.*://')
-    [ -n "$PORT" ] && return 0
-    kill -0 "$SPID" 2>/dev/null || return 1
-    sleep 0.1
-  done
-  return 1
-}
 KEY=test-key-123
-start_server "$T/serve.log" --model "$T/model" --parallel 4 --api-key "$KEY"
+start_server "$BIN" "$T/serve.log" --model "$T/model" --parallel 4 --api-key "$KEY"
 check "lmkit serve starts on 127.0.0.1 and a free port ($PORT)" '[ -n "$PORT" ] && grep -q "listening on http://127.0.0.1:" "$T/serve.log"'
 check "one warning at start-up: no chat template, ChatML" '[ "$(grep -c "warning: .*no chat template.*ChatML" "$T/serve.log")" -eq 1 ]'
 URL="http://127.0.0.1:$PORT"
@@ -107,7 +73,7 @@ check "404 for an unknown route, 405 for a wrong method" '[ "$(code "${AUTH[@]}"
 check "the server is still up after the errors" '[ "$(code "$URL/health")" = 200 ]'
 
 # ---- a full queue: 1 slot, 1 waiting; a third concurrent request gets 503
-start_server "$T/serve_q.log" --model "$T/model" --parallel 1 --queue 1
+start_server "$BIN" "$T/serve_q.log" --model "$T/model" --parallel 1 --queue 1
 LONG='{"prompt":"the","max_tokens":100,"temperature":0,"stream":true}'
 QP=()
 for k in 1 2 3 4; do
@@ -138,5 +104,4 @@ check "a missing model directory is a clear error" '[ $r2 -ne 0 ] && grep -q "lm
 "$BIN" serve --model "$T/model" --port "$(grep -o ':[0-9]*' <<< "$URL" | tr -d :)" > "$T/e3" 2>&1; r3=$?
 check "a busy port is a clear error" '[ $r3 -ne 0 ] && grep -q "cannot listen on 127.0.0.1" "$T/e3"'
 
-echo "test_serve: $pass passed, $fail failed"
-[ $fail -eq 0 ]
+serve_done test_serve

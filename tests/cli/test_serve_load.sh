@@ -8,42 +8,10 @@
 #   When an ASan+UBSan build of lmkit is there (LMKIT_ASAN_BIN, default the build-asan next to
 #   the release build), one round runs against it too and its log must be free of reports.
 set -u
-BIN="${LMKIT_BIN:-build}/lmkit"
+source "$(dirname "$0")/serve_lib.sh"
 ASAN_BIN="${LMKIT_ASAN_BIN:-$(dirname "$(cd "${LMKIT_BIN:-build}" && pwd)")/build-asan}/lmkit"
-SRC="${LMKIT_SRC:-$(cd "$(dirname "$0")/../.." && pwd)}"
-T=${KEEP_T:-$(mktemp -d)}; mkdir -p "$T"
-PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done; [ -n "${KEEP_T:-}" ] || rm -rf "$T"; }
-trap cleanup EXIT
-pass=0; fail=0
-ok() { echo "ok   $1"; pass=$((pass+1)); }
-bad() { echo "FAIL $1"; fail=$((fail+1)); }
-check() { if eval "$2"; then ok "$1"; else bad "$1"; fi; }
+serve_model "$T"
 
-python3 - "$T" <<'PY'
-import random, sys
-r = random.Random(1)
-with open(sys.argv[1] + "/corpus.txt", "w") as f:
-    for _ in range(3000):
-        f.write("the quick brown fox %d jumps over the lazy dog. hello world, how are you?\n" % r.randint(0, 999))
-PY
-"$BIN" tokenizer train --data "$T/corpus.txt" --vocab-size 300 --out "$T/tok" \
-  --special "<|endoftext|>" --special "<|im_start|>" --special "<|im_end|>" > "$T/tok.log" 2>&1
-"$BIN" train --data "$T/corpus.txt" --tokenizer "$T/tok" --out "$T/model" --layers 2 --heads 4 --dim 64 --context 128 \
-  --steps 30 --lr 3e-3 --batch 8 --threads 1 --quiet > "$T/train.log" 2>&1
-
-start_server() {   # start_server BIN LOG ARGS...: sets PORT and SPID
-  local bin=$1 log=$2; shift 2
-  "$bin" serve --port 0 --threads 1 "$@" > "$log" 2>&1 &
-  SPID=$!; PIDS+=("$SPID"); PORT=""
-  for _ in $(seq 300); do
-    PORT=$(grep -o 'listening on http://[0-9.]*:[0-9]*' "$log" | sed 's/.*://')
-    [ -n "$PORT" ] && return 0
-    kill -0 "$SPID" 2>/dev/null || return 1
-    sleep 0.1
-  done
-  return 1
-}
 rss() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
 settled() {   # no busy slot and no queue (abandoned streams freed theirs), within 2 s
   for _ in $(seq 20); do
@@ -86,5 +54,4 @@ else
   echo "skip the ASan round: no $ASAN_BIN (make test builds it)"
 fi
 
-echo "test_serve_load: $pass passed, $fail failed"
-[ $fail -eq 0 ]
+serve_done test_serve_load

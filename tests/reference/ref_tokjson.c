@@ -1,6 +1,7 @@
 /* ref_tokjson.c — batch driver for tests/reference/test_tokenizer_json.py.
  *
- * usage: ref_tokjson TOKENIZER
+ * usage: ref_tokjson TOKENIZER [--resave DIR]
+ * (--resave: save the tokenizer into DIR, load it back from there and use that copy)
  * Reads records from stdin, each "<byte length>\n<bytes>", and for each prints
  *   the ids with special-token text matched (LM_ENCODE_SPECIAL), one line;
  *   the same with the post-processor's tokens added (LM_ENCODE_ADD_SPECIAL), one line;
@@ -29,9 +30,18 @@ static int decode_rec(lm_tokenizer *tok, const uint32_t *ids, size_t n, int flag
 }
 
 int main(int argc, char **argv) {
-  if (argc < 2) { fprintf(stderr, "usage: ref_tokjson TOKENIZER\n"); return 2; }
+  if (argc < 2) { fprintf(stderr, "usage: ref_tokjson TOKENIZER [--resave DIR]\n"); return 2; }
   lm_tokenizer *tok;
   if (lm_tokenizer_load(&tok, argv[1])) { fprintf(stderr, "ref_tokjson: %s\n", lm_last_error()); return 1; }
+  if (argc > 3 && !strcmp(argv[2], "--resave")) {
+    lm_tokenizer *again;
+    if (lm_tokenizer_save(tok, argv[3]) || lm_tokenizer_load(&again, argv[3])) {
+      fprintf(stderr, "ref_tokjson: %s\n", lm_last_error());
+      return 1;
+    }
+    lm_tokenizer_free(tok);
+    tok = again;
+  }
   char *buf = NULL; size_t cap = 0;
   unsigned long long len;
   int rc = 0;

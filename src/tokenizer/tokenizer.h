@@ -22,6 +22,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 #include "base/base.h"
 
@@ -205,6 +206,15 @@ lm_status lm_tokenizer_from_json(lm_tokenizer **out, const char *json, size_t le
 lm_status lm_tokenizer_to_json(const lm_tokenizer *t, char **json, size_t *len);
 /* Writes dir/file atomically. */
 lm_status lm_tok_write(const char *dir, const char *file, const char *text, size_t len);
+/* Writes dir/tokenizer.json (lm_tokenizer_to_json) atomically: a model's save, or its first step. */
+static inline lm_status lm_tok_write_json(const lm_tokenizer *t, const char *dir) {
+  char *json; size_t len;
+  lm_status st = lm_tokenizer_to_json(t, &json, &len);
+  if (st) return st;
+  st = lm_tok_write(dir, "tokenizer.json", json, len);
+  free(json);
+  return st;
+}
 
 /* ---- byte-level BPE (bpe.c) ---- */
 /* Builds a BPE tokenizer from token byte strings and merges. tok_bytes[i]/tok_len[i] for

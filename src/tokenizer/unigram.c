@@ -365,19 +365,10 @@ static lm_status uni_to_json(const lm_tokenizer *t, cJSON *root) {
   return st;
 }
 
-static lm_status uni_save(const lm_tokenizer *t, const char *dir) {
-  char *json; size_t len;
-  lm_status st = lm_tokenizer_to_json(t, &json, &len);
-  if (st) return st;
-  st = lm_tok_write(dir, "tokenizer.json", json, len);
-  free(json);
-  return st;
-}
-
 const lm_tok_model_ops lm_unigram_ops = {
   .type = "Unigram", .what = "Unigram", .byte_level = 0,
   .from_json = uni_from_json,
   .state_new = state_new, .state_free = state_free,
   .encode = uni_encode, .decode = lm_tok_join,
-  .to_json = uni_to_json, .save = uni_save, .free = uni_free,
+  .to_json = uni_to_json, .save = lm_tok_write_json, .free = uni_free,
 };

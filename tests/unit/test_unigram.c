@@ -4,7 +4,7 @@
  *    best segmentation, ties (the first proposal at an end stays), unknown
  *    characters (score min - 10), fused unknown runs, byte_fallback (all bytes
  *    or unk), invalid UTF-8, a missing unk_id;
- *  - tokenizer.json: round trip, errors naming the file and key;
+ *  - tokenizer.json: round trip (also through save and load), errors naming the file and key;
  *  - a hand-built Darts-clone trie ("a" -> "A", "ab" -> "AB!"): HF's grapheme
  *    rule and SentencePiece's longest-match rule, invalid bytes, and corrupted
  *    blobs (short, odd trie size, trie past the end, invalid UTF-8 strings,
@@ -112,8 +112,19 @@ Test(unigram, json_round_trip) {
   cr_assert_str_eq(a, b);
   EXPECT(u, "abcxa", 2, 8, 7, 2);
   cr_assert_eq(lm_tokenizer_token_id(u, "</s>"), 1);
-  free(a); free(b);
-  lm_tokenizer_free(t); lm_tokenizer_free(u);
+  /* save writes DIR/tokenizer.json, which loads back the same */
+  char dir[] = "/tmp/lmkit_unigram_XXXXXX";
+  cr_assert(mkdtemp(dir));
+  cr_assert_eq(lm_tokenizer_save(u, dir), LM_OK, "%s", lm_last_error());
+  lm_tokenizer *v;
+  cr_assert_eq(lm_tokenizer_load(&v, dir), LM_OK, "%s", lm_last_error());
+  char *c; size_t cn;
+  cr_assert_eq(lm_tokenizer_to_json(v, &c, &cn), LM_OK);
+  cr_assert_str_eq(a, c);
+  char *p = lm_path_join(dir, "tokenizer.json");
+  remove(p); remove(dir);
+  free(p); free(a); free(b); free(c);
+  lm_tokenizer_free(t); lm_tokenizer_free(u); lm_tokenizer_free(v);
 }
 
 static void refused(const char *json, const char *needle) {

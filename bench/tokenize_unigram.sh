@@ -47,26 +47,29 @@ open(os.path.join(tmp, "charsmap"), "wb").write(blob)
 text = open(os.path.join(tmp, "corpus.txt"), encoding="utf-8", errors="replace").read()
 lines = text.split("\n")
 mb = len(text.encode()) / 1e6
-def timed(f):
-    runs = []
+def timed(f):   # MB/s of wall-clock and of CPU time, medians of 5
+    wall, cpu = [], []
     for _ in range(5):
-        t0 = time.perf_counter(); out = f(); runs.append(time.perf_counter() - t0)
-    return out, mb / statistics.median(runs)
+        t0, c0 = time.perf_counter(), time.process_time()
+        out = f()
+        wall.append(time.perf_counter() - t0); cpu.append(time.process_time() - c0)
+    return out, (mb / statistics.median(wall), mb / statistics.median(cpu))
 ref, sp_line = timed(lambda: [sp.encode(l) for l in lines])
 _, sp_batch = timed(lambda: sp.encode(lines, num_threads=1))
 open(os.path.join(tmp, "corpus.txt"), "w", encoding="utf-8").write(text)
-lm = float(subprocess.run([os.path.join(build, "ref_unigram"), "bench", os.path.join(tmp, "model.json"),
+lm = tuple(float(x) for x in subprocess.run([os.path.join(build, "ref_unigram"), "bench", os.path.join(tmp, "model.json"),
                            os.path.join(tmp, "charsmap"), os.path.join(tmp, "corpus.txt")],
-                          capture_output=True, text=True, check=True).stdout)
+                          capture_output=True, text=True, check=True).stdout.split())
 with open(os.path.join(tmp, "lines.jsonl"), "w") as f:
     f.writelines(json.dumps(l) + "\n" for l in lines)
 got = subprocess.run([os.path.join(build, "ref_unigram"), "spm", os.path.join(tmp, "model.json"), os.path.join(tmp, "charsmap")],
                      stdin=open(os.path.join(tmp, "lines.jsonl")), capture_output=True, text=True, check=True).stdout.split("\n")[:-1]
 same = sum(1 for a, b in zip(got, ref) if [int(x) for x in a.split()] == b)
 print("model: %d pieces, nmt_nfkc; %d lines, %d ids" % (sp.get_piece_size(), len(lines), sum(map(len, ref))))
-print("lmkit (precompiled + Unigram, 1 thread):          %7.2f MB/s (median of 5)" % lm)
-print("sentencepiece %s (python, sp.encode per line):  %7.2f MB/s" % (spm.__version__, sp_line))
-print("sentencepiece %s (python, encode(list), 1 thr): %7.2f MB/s" % (spm.__version__, sp_batch))
+print("MB/s, medians of 5:                                wall-clock  CPU time")
+print("lmkit (precompiled + Unigram, 1 thread):            %7.2f   %7.2f" % lm)
+print("sentencepiece %s (python, sp.encode per line):    %7.2f   %7.2f" % ((spm.__version__,) + sp_line))
+print("sentencepiece %s (python, encode(list), 1 thread): %7.2f   %7.2f" % ((spm.__version__,) + sp_batch))
 print("ids: %d of %d lines identical to sentencepiece" % (same, len(lines)))
 PY
 

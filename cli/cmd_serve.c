@@ -40,6 +40,11 @@ static const char *HELP =
   "  --max-body BYTES     request body limit (1048576); larger bodies get 413\n"
   "  --pool mean|cls|last embedding pooling over the final hidden states (mean)\n"
   "  --alias NAME         the model's id in replies (default: the directory's name)\n"
+  "  --index NAME=PATH    a retrieval index ('lmkit index') that chat requests use with\n"
+  "                       \"retrieval\": {\"index\": NAME, \"k\": 5}: the last user message is\n"
+  "                       answered from the top k passages, cited as [n], and the reply\n"
+  "                       lists them in \"sources\" (repeatable; hybrid search when the\n"
+  "                       index has dense vectors, else BM25)\n"
   "  --threads N          threads (default: all cores)\n";
 
 int cmd_serve(int argc, char **argv) {
@@ -49,6 +54,10 @@ int cmd_serve(int argc, char **argv) {
   const char *v, *pool = "mean";
   int r;
   int64_t x, threads = 0;
+  enum { MAX_INDEX = 16 };
+  const char *names[MAX_INDEX], *paths[MAX_INDEX];
+  char *specs[MAX_INDEX];
+  int n_index = 0;
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
     if (cli_is_help(a)) { fputs(HELP, stdout); return 0; }
@@ -57,6 +66,19 @@ int cmd_serve(int argc, char **argv) {
     if ((r = cli_opt(argc, argv, &i, "--api-key", &v)) < 0) return 1; else if (r) { o.api_key = v; continue; }
     if ((r = cli_opt(argc, argv, &i, "--alias", &v)) < 0) return 1; else if (r) { o.alias = v; continue; }
     if ((r = cli_opt(argc, argv, &i, "--pool", &v)) < 0) return 1; else if (r) { pool = v; continue; }
+    if ((r = cli_opt(argc, argv, &i, "--index", &v)) < 0) return 1;
+    else if (r) {
+      const char *eq = strchr(v, '=');
+      if (!eq || eq == v || !eq[1]) return cli_error("--index takes NAME=PATH (got '%s')", v);
+      if (n_index == MAX_INDEX) return cli_error("at most %d --index", MAX_INDEX);
+      for (int k = 0; k < n_index; k++)
+        if (strlen(names[k]) == (size_t)(eq - v) && !strncmp(names[k], v, (size_t)(eq - v)))
+          return cli_error("--index %.*s is given twice", (int)(eq - v), v);
+      specs[n_index] = strndup(v, (size_t)(eq - v));
+      if (!specs[n_index]) return cli_error("out of memory");
+      names[n_index] = specs[n_index]; paths[n_index++] = eq + 1;
+      continue;
+    }
     if ((r = cli_opt(argc, argv, &i, "--port", &v)) < 0) return 1;
     else if (r) { if (cli_i64(a, v, 0, 65535, &x)) return 1; o.port = (int)x; continue; }
     if ((r = cli_opt(argc, argv, &i, "--parallel", &v)) < 0) return 1;
@@ -78,6 +100,7 @@ int cmd_serve(int argc, char **argv) {
   if (p == 3) return cli_error("unknown --pool '%s' (mean, cls, last)", pool);
   o.pool = (lm_server_pool)p;
   if (o.api_key && !*o.api_key) return cli_error("--api-key is empty");
+  o.index_names = names; o.index_paths = paths; o.n_index = n_index;
   lm_set_threads((int)threads);
 
   sigset_t sigs;
@@ -96,5 +119,6 @@ int cmd_serve(int argc, char **argv) {
   fprintf(stderr, "lmkit serve: %s: finishing the requests in flight\n", sig == SIGTERM ? "SIGTERM" : "SIGINT");
   lm_server_stop(s);
   fprintf(stderr, "lmkit serve: stopped\n");
+  for (int k = 0; k < n_index; k++) free(specs[k]);
   return 0;
 }

@@ -159,8 +159,21 @@ static lm_status f_tool_choice(lm_request *r, const cJSON *v, const char *name) 
   if (cJSON_IsString(v) && (!strcmp(v->valuestring, "none") || !strcmp(v->valuestring, "auto"))) return LM_OK;
   return lm_error(LM_ERR_UNSUPPORTED, "'%s': only \"none\" or \"auto\" (tool calls are not available yet)", name);
 }
+/* {"index": NAME, "k": K}: answer from the passages of an index the server loaded (--index NAME=PATH) */
 static lm_status f_retrieval(lm_request *r, const cJSON *v, const char *name) {
-  return lm_error(LM_ERR_UNSUPPORTED, "'%s': retrieval not available in this lmkit server", name);
+  if (!cJSON_IsObject(v)) return type_err(name, "an object {\"index\": NAME, \"k\": K}");
+  r->retrieval_k = 5;
+  for (const cJSON *o = v->child; o; o = o->next) {
+    lm_status st = LM_OK;
+    if (!strcmp(o->string, "index")) {
+      if (!cJSON_IsString(o) || !*o->valuestring) return type_err("retrieval.index", "a non-empty string");
+      r->retrieval = o->valuestring;
+    } else if (!strcmp(o->string, "k")) st = get_int(o, "retrieval.k", 1, 100, &r->retrieval_k);
+    else return lm_error(LM_ERR_UNSUPPORTED, "unknown field '%s.%s' (lmkit knows index and k)", name, o->string);
+    if (st) return st;
+  }
+  if (!r->retrieval) return lm_error(LM_ERR_FORMAT, "'%s.index' is required", name);
+  return LM_OK;
 }
 static lm_status f_response_format(lm_request *r, const cJSON *v, const char *name) {
   const cJSON *t = cJSON_IsObject(v) ? cJSON_GetObjectItemCaseSensitive(v, "type") : NULL;

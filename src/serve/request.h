@@ -36,6 +36,8 @@ typedef struct {
   int add_special, with_pieces;  /* tokenize */
   int32_t *ids; int64_t n_ids;   /* detokenize */
   int base64;                    /* embeddings: encoding_format "base64" */
+  const char *retrieval;         /* chat: "retrieval": {"index": NAME, "k": K}: the index's name, or NULL */
+  int64_t retrieval_k;           /* passages (5) */
 } lm_request;
 
 /* Parses len bytes (not necessarily NUL-terminated). On failure the request is freed, the

@@ -29,6 +29,7 @@
 #include "infer/infer.h"
 #include "model/heads.h"
 #include "model/model.h"
+#include "rag/rag.h"
 #include "serve/request.h"
 #include "serve/server.h"
 #include "tokenizer/tokenizer.h"
@@ -55,6 +56,7 @@ typedef struct job {
   int64_t n_gen;
   const char *finish;                    /* "stop", "length"; NULL while running */
   char *error;                           /* an internal failure, reported to the client */
+  cJSON *sources;                        /* the passages a retrieval request was given, or NULL */
   int cancelled, done, refs;
   double t_queued, t_first;
   pthread_cond_t cv;
@@ -75,6 +77,7 @@ struct lm_server {
   int32_t chat_stop[LM_CHAT_MAX_STOP + 1]; int n_chat_stop;
   int64_t ctx, eot;
   lm_batch_decoder *dec;
+  lm_rag **rag;                          /* (o.n_index) */
   /* engine */
   pthread_t engine; int engine_started;
   pthread_mutex_t mu;
@@ -94,6 +97,7 @@ static void job_unref(lm_server *s, job *j) {   /* with s->mu held */
   lm_request_free(&j->req);
   lm_sampler_free(&j->sp);
   free(j->prompt); free(j->text); free(j->lp); free(j->error);
+  cJSON_Delete(j->sources);
   pthread_cond_destroy(&j->cv);
   free(j);
 }
@@ -458,6 +462,7 @@ static cJSON *full_response(lm_server *s, const job *j) {
   cJSON *ch = cJSON_AddArrayToObject(o, "choices");
   cJSON_AddItemToArray(ch, choice(s, j, j->text ? j->text : "", j->len, 0, lp_upto(j, j->len), 0, 0, finish_name(j), 1));
   add_usage(o, j);
+  if (j->sources) cJSON_AddItemToObject(o, "sources", cJSON_Duplicate(j->sources, 1));
   return o;
 }
 
@@ -487,6 +492,7 @@ static cJSON *chunk(lm_server *s, conn_ctx *cx, const char *text, size_t len, in
   cJSON *ch = cJSON_AddArrayToObject(o, "choices");
   cJSON_AddItemToArray(ch, choice(s, j, text, len, cx->lp_sent, lp_b, cx->sent, 1, finish, role));
   if (j->req.include_usage) cJSON_AddNullToObject(o, "usage");
+  if (role && j->sources) cJSON_AddItemToObject(o, "sources", cJSON_Duplicate(j->sources, 1));   /* with the first chunk */
   return o;
 }
 
@@ -558,6 +564,24 @@ static enum MHD_Result generate(conn_ctx *cx, lm_request *rq) {
   char *prompt = NULL;
   const char *text = j->req.prompt;
   lm_status st = LM_OK;
+  if (j->req.retrieval) {   /* the last user message becomes a question over numbered sources */
+    int k = 0;
+    while (k < s->o.n_index && strcmp(s->o.index_names[k], j->req.retrieval)) k++;
+    char have[512] = "";
+    for (int i = 0; i < s->o.n_index; i++)
+      snprintf(have + strlen(have), sizeof have - strlen(have), "%s%s", i ? ", " : "", s->o.index_names[i]);
+    if (k == s->o.n_index) {
+      char msg[768];
+      snprintf(msg, sizeof msg, "no index named '%s' (%s%s)", j->req.retrieval,
+               s->o.n_index ? "this server has: " : "this server has none: start it with --index NAME=PATH", have);
+      pthread_mutex_lock(&s->mu); job_unref(s, j); pthread_mutex_unlock(&s->mu);
+      return send_error(cx, 400, "retrieval", "%s", msg);
+    }
+    if (lm_rag_augment(s->rag[k], (cJSON *)j->req.messages, j->req.retrieval_k, &j->sources)) {
+      pthread_mutex_lock(&s->mu); job_unref(s, j); pthread_mutex_unlock(&s->mu);
+      return send_error(cx, 400, "retrieval", "%s", lm_last_error());
+    }
+  }
   if (j->req.kind == LM_REQ_CHAT) {
     st = lm_chat_generation_prompt(&s->cc, j->req.messages, &prompt, NULL);
     text = prompt;
@@ -588,9 +612,9 @@ static enum MHD_Result generate(conn_ctx *cx, lm_request *rq) {
     snprintf(buf, sizeof buf, "the prompt (%zu tokens) plus max_tokens (%lld) exceed the context of %lld tokens", n,
              (long long)j->req.max_tokens, (long long)s->ctx);
     why = buf;
+    what = "max_tokens";
   }
   if (why) {
-    if (j->req.max_tokens > 0) what = "max_tokens";
     pthread_mutex_lock(&s->mu); job_unref(s, j); pthread_mutex_unlock(&s->mu);
     return send_error(cx, 400, what, "%s", why);
   }
@@ -1019,6 +1043,11 @@ lm_status lm_server_load(lm_server *s) {
     if (pthread_create(&s->engine, NULL, engine_main, s)) return lm_error(LM_ERR_NOMEM, "cannot start the engine thread");
     s->engine_started = 1;
   }
+  s->rag = calloc((size_t)s->o.n_index + 1, sizeof *s->rag);
+  if (!s->rag) return lm_error(LM_ERR_NOMEM, "out of memory");
+  for (int i = 0; i < s->o.n_index; i++)
+    if ((st = lm_rag_open(&s->rag[i], s->o.index_paths[i], LM_RAG_AUTO, NULL)))
+      return lm_error_prefix(st, "--index %s=%s", s->o.index_names[i], s->o.index_paths[i]);
   pthread_mutex_lock(&s->mu); s->loaded = 1; pthread_mutex_unlock(&s->mu);
   return LM_OK;
 }
@@ -1035,6 +1064,8 @@ void lm_server_stop(lm_server *s) {
   MHD_stop_daemon(s->mhd);
   if (s->engine_started) pthread_join(s->engine, NULL);
   lm_batch_decoder_free(s->dec);
+  for (int i = 0; s->rag && i < s->o.n_index; i++) lm_rag_close(s->rag[i]);
+  free(s->rag);
   free(s->slot); lm_free(s->slot_logits);
   lm_chat_config_free(&s->cc);
   lm_tokenizer_free(s->tok);

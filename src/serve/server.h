@@ -29,7 +29,9 @@ typedef struct {
   int max_connections;     /* (256) */
   lm_server_pool pool;     /* embeddings */
   const char *alias;       /* the model's id in replies; NULL: the directory's name */
-  int log;                 /* one line per request on stderr */
+  /* retrieval indexes (lmkit index) that chat requests name in "retrieval": {"index": NAME} */
+  const char *const *index_names, *const *index_paths;
+  int n_index;
 } lm_server_opts;
 
 typedef struct lm_server lm_server;

@@ -1,7 +1,7 @@
 # serve_lib.sh — what the lmkit serve tests share (sourced by tests/cli/test_serve*.sh):
 #   BIN, SRC, T (a temporary directory, kept with KEEP_T=DIR), ok/bad/check and their counts,
 #   serve_model DIR: a tiny GPT-2 (byte-level BPE with the ChatML tokens, 30 steps on a toy
-#   corpus, about a second), start_server BIN LOG ARGS...: lmkit serve on a free port of
+#   corpus, context 512, about a second), serve_index DIR (below), start_server BIN LOG ARGS...: lmkit serve on a free port of
 #   127.0.0.1 (sets PORT and SPID; killed at exit), serve_done NAME: the summary and exit status.
 BIN="${LMKIT_BIN:-build}/lmkit"
 SRC="${LMKIT_SRC:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}"
@@ -26,8 +26,17 @@ with open(sys.argv[1] + "/corpus.txt", "w") as f:
 PY
   "$BIN" tokenizer train --data "$d/corpus.txt" --vocab-size 300 --out "$d/tok" \
     --special "<|endoftext|>" --special "<|im_start|>" --special "<|im_end|>" > "$d/tok.log" 2>&1
-  "$BIN" train --data "$d/corpus.txt" --tokenizer "$d/tok" --out "$d/model" --layers 2 --heads 4 --dim 64 --context 128 \
+  "$BIN" train --data "$d/corpus.txt" --tokenizer "$d/tok" --out "$d/model" --layers 2 --heads 4 --dim 64 --context 512 \
     --steps 30 --lr 3e-3 --batch 8 --threads 1 --quiet > "$d/train.log" 2>&1
+}
+
+# serve_index DIR: DIR/docs.idx, a BM25 index (lmkit index) of two documents; the capital of
+# Zorbania is in DIR/docs/zorbania.txt
+serve_index() {
+  mkdir -p "$1/docs"
+  printf 'Zorbania is a small country.\n\nThe capital of Zorbania is Quxville, on the river Lem.\n' > "$1/docs/zorbania.txt"
+  printf 'Bananas are yellow when ripe.\n\nApples can be red or green.\n' > "$1/docs/fruit.txt"
+  "$BIN" index --docs "$1/docs" --out "$1/docs.idx" > "$1/index.log" 2>&1
 }
 
 start_server() {

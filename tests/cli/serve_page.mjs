@@ -56,6 +56,14 @@ try {
     bodies[1].messages[1].content === a1[0][1], roles);
   const users = await page.$$eval(".msg.user", els => els.map(e => e.textContent));
   check("both user messages are shown", users.join("|") === "hello, how are you?|and then?");
+  // retrieval: the page names the index; the answer lists its sources
+  await page.goto(base + "/?temperature=0&max_tokens=4&index=docs");
+  await page.fill("#input", "What is the capital of Zorbania?");
+  await page.press("#input", "Enter");
+  await page.waitForFunction(() => ["done", "error"].includes(document.querySelector(".msg.assistant, .msg.error")?.dataset.state),
+    null, { timeout: 60000 });
+  const src = await page.$eval(".msg.assistant .sources", e => e.textContent).catch(() => "");
+  check("a retrieval answer shows its sources", /^Sources: \[1\] .*zorbania\.txt, lines \d+-\d+/.test(src), src);
 } finally {
   await browser.close();
 }

@@ -14,8 +14,12 @@ source "$(dirname "$0")/serve_lib.sh"
 serve_model "$T"
 check "a tiny model to serve" '[ -f "$T/model/model.safetensors" ]'
 
+# a retrieval index over two documents (lmkit index, BM25)
+serve_index "$T"
+check "a retrieval index to serve" '[ -f "$T/docs.idx" ]'
+
 KEY=test-key-123
-start_server "$BIN" "$T/serve.log" --model "$T/model" --parallel 4 --api-key "$KEY"
+start_server "$BIN" "$T/serve.log" --model "$T/model" --parallel 4 --api-key "$KEY" --index "docs=$T/docs.idx"
 check "lmkit serve starts on 127.0.0.1 and a free port ($PORT)" '[ -n "$PORT" ] && grep -q "listening on http://127.0.0.1:" "$T/serve.log"'
 check "one warning at start-up: no chat template, ChatML" '[ "$(grep -c "warning: .*no chat template.*ChatML" "$T/serve.log")" -eq 1 ]'
 URL="http://127.0.0.1:$PORT"
@@ -58,6 +62,22 @@ ids=$(python3 -c "import json,sys; print(json.dumps({'tokens': json.load(open(sy
 check "/tokenize then /detokenize gives the text back" '[ "$(code "${AUTH[@]}" -d "$ids" "$URL/detokenize")" = 200 ] &&
   grep -qF "\"content\":\"hello world, how are you?\"" "$T/out.json"'
 
+# ---- retrieval: the last user message answered from the index's passages, listed in "sources"
+RQ='{"messages":[{"role":"user","content":"What is the capital of Zorbania?"}],"max_tokens":4,"temperature":0,"retrieval":{"index":"docs","k":2}}'
+check "retrieval: the reply lists the passages it was given, the one with the fact first" \
+  '[ "$(code "${AUTH[@]}" -d "$RQ" "$URL/v1/chat/completions")" = 200 ] && python3 -c "
+import json, sys
+j = json.load(open(sys.argv[1]))
+s = j[\"sources\"]
+assert s[0][\"n\"] == 1 and s[0][\"file\"].endswith(\"zorbania.txt\") and \"Quxville\" in s[0][\"text\"], s
+assert j[\"choices\"][0][\"message\"][\"role\"] == \"assistant\"
+" "$T/out.json"'
+RQS='{"messages":[{"role":"user","content":"What is the capital of Zorbania?"}],"max_tokens":4,"stream":true,"retrieval":{"index":"docs"}}'
+curl -sN "${AUTH[@]}" -d "$RQS" "$URL/v1/chat/completions" | head -1 > "$T/rsse.txt"
+check "retrieval, streamed: the first chunk carries the sources" 'grep -q "\"sources\":\[{\"n\":1" "$T/rsse.txt"'
+check "retrieval: an unknown index is a 400 naming the loaded ones" \
+  '[ "$(code "${AUTH[@]}" -d "${RQ/\"docs\"/\"nope\"}" "$URL/v1/chat/completions")" = 400 ] && grep -q "no index named .nope. (this server has: docs)" "$T/out.json"'
+
 # ---- limits and errors
 check "401 without the API key" '[ "$(code -d "$BODY" "$URL/v1/chat/completions")" = 401 ] && grep -q "API key" "$T/out.json"'
 head -c 2000000 /dev/zero | tr '\0' 'a' > "$T/big.txt"
@@ -67,8 +87,8 @@ check "400 naming a field of the wrong type" '[ "$(code "${AUTH[@]}" -d "{\"prom
   grep -q "\"param\":\"max_tokens\"" "$T/out.json" && grep -q "must be an integer" "$T/out.json"'
 check "400 for an unknown field, named" '[ "$(code "${AUTH[@]}" -d "{\"prompt\": \"a\", \"best_off\": 2}" "$URL/v1/completions")" = 400 ] &&
   grep -q "unknown field .best_off" "$T/out.json"'
-check "400 when prompt + max_tokens exceed the context" '[ "$(code "${AUTH[@]}" -d "{\"prompt\": \"a b\", \"max_tokens\": 500}" "$URL/v1/completions")" = 400 ] &&
-  grep -q "exceed the context of 128" "$T/out.json"'
+check "400 when prompt + max_tokens exceed the context" '[ "$(code "${AUTH[@]}" -d "{\"prompt\": \"a b\", \"max_tokens\": 600}" "$URL/v1/completions")" = 400 ] &&
+  grep -q "exceed the context of 512" "$T/out.json"'
 check "404 for an unknown route, 405 for a wrong method" '[ "$(code "${AUTH[@]}" "$URL/v2/x")" = 404 ] && [ "$(code "${AUTH[@]}" "$URL/v1/completions")" = 405 ]'
 check "the server is still up after the errors" '[ "$(code "$URL/health")" = 200 ]'
 

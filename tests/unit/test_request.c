@@ -18,12 +18,13 @@ Test(request, chat_fields) {
     "{\"model\":\"x\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],\"max_completion_tokens\":7,"
     "\"temperature\":0,\"top_p\":0.5,\"top_k\":3,\"seed\":12,\"stop\":[\"a\",\"bc\"],\"stream\":true,"
     "\"stream_options\":{\"include_usage\":true},\"logprobs\":true,\"top_logprobs\":4,\"n\":1,\"user\":\"u\","
-    "\"frequency_penalty\":0,\"tool_choice\":\"none\",\"tools\":[]}");
+    "\"frequency_penalty\":0,\"tool_choice\":\"none\",\"tools\":[],\"retrieval\":{\"index\":\"docs\",\"k\":2}}");
   cr_assert(cJSON_IsArray(r.messages));
   cr_assert_eq(r.max_tokens, 7); cr_assert_eq(r.temperature, 0); cr_assert_float_eq(r.top_p, 0.5, 1e-7);
   cr_assert_eq(r.top_k, 3); cr_assert(r.has_seed && r.seed == 12);
   cr_assert_eq(r.n_stop, 2); cr_assert_str_eq(r.stop[1], "bc");
   cr_assert(r.stream && r.include_usage && r.logprobs); cr_assert_eq(r.top_logprobs, 4);
+  cr_assert_str_eq(r.retrieval, "docs"); cr_assert_eq(r.retrieval_k, 2);
   lm_request_free(&r);
 }
 
@@ -65,8 +66,12 @@ Test(request, refusals_name_the_field) {
     {LM_REQ_CHAT, "{\"messages\":[{\"role\":\"user\"}],\"top_logprobs\":2}", LM_ERR_FORMAT, "top_logprobs", "needs"},
     {LM_REQ_CHAT, "{\"messages\":[{\"role\":\"user\"}],\"n\":2}", LM_ERR_UNSUPPORTED, "n", "must be 1"},
     {LM_REQ_CHAT, "{\"messages\":[{\"role\":\"user\"}],\"presence_penalty\":0.5}", LM_ERR_UNSUPPORTED, "presence_penalty", "only 0"},
-    {LM_REQ_CHAT, "{\"messages\":[{\"role\":\"user\"}],\"retrieval\":{\"index\":\"d\"}}", LM_ERR_UNSUPPORTED, "retrieval",
-     "retrieval not available"},
+    {LM_REQ_CHAT, "{\"messages\":[{\"role\":\"user\"}],\"retrieval\":{\"k\":3}}", LM_ERR_FORMAT, "retrieval",
+     "'retrieval.index' is required"},
+    {LM_REQ_CHAT, "{\"messages\":[{\"role\":\"user\"}],\"retrieval\":{\"index\":\"d\",\"k\":0}}", LM_ERR_RANGE, "retrieval",
+     "retrieval.k"},
+    {LM_REQ_CHAT, "{\"messages\":[{\"role\":\"user\"}],\"retrieval\":{\"index\":\"d\",\"top\":1}}", LM_ERR_UNSUPPORTED,
+     "retrieval", "retrieval.top"},
     {LM_REQ_CHAT, "{\"messages\":[{\"role\":\"user\"}],\"colour\":1}", LM_ERR_UNSUPPORTED, "", "unknown field 'colour'"},
     {LM_REQ_CHAT, "{\"messages\":[{\"role\":\"user\"}],\"seed\":1,\"seed\":2}", LM_ERR_FORMAT, "seed", "given twice"},
     {LM_REQ_COMPLETION, "{\"prompt\":[\"a\",\"b\"]}", LM_ERR_RANGE, "prompt", "at most 1"},

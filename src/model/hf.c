@@ -20,6 +20,7 @@
 #include "base/base.h"
 #include "model/config.h"
 #include "model/config_io.h"
+#include "model/gguf.h"
 #include "model/heads.h"
 #include "model/model.h"
 #include "model/safetensors.h"
@@ -271,6 +272,7 @@ static int config_headless(const char *cpath, const lm_family *f) {
 
 lm_status lm_model_load_head(lm_model **out, const char *dir, int head, int64_t num_labels, uint64_t seed) {
   *out = NULL;
+  if (lm_gguf_is_file(dir)) return lm_gguf_model_load(out, dir, head);   /* a GGUF file (gguf_model.c) */
   if (!lm_dir_exists(dir)) return lm_error(LM_ERR_IO, "%s: no such model directory", dir);
   char *cpath = lm_path_join(dir, "config.json");
   if (!cpath) return lm_error(LM_ERR_NOMEM, "out of memory");

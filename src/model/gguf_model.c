@@ -1,0 +1,581 @@
+/* gguf_model.c — GGUF files as lmkit models and tokenizers, both ways (gguf.h).
+ *
+ * Names: the family already says what Hugging Face calls each of our tensors
+ * (family.h hf_name, with q/k/v and gate/up parts by rows); ARCHS below maps
+ * those HF module names to llama.cpp's (convert_hf_to_gguf's tensor map), so a
+ * tensor's GGUF name is HF name -> table. GGUF's ne = [in, out] is lmkit's
+ * row-major (out, in), so no tensor is transposed (GPT-2's Conv1D transpose is
+ * a property of the HF file only).
+ *
+ * Rotary convention: HF rotates the two halves of each head, llama.cpp
+ * adjacent pairs, so convert_hf_to_gguf permutes the rows of q (per attention
+ * head) and k (per key/value head): GGUF row 2j+i of a head is HF row
+ * i*hs/2 + j. permute_rows does it and its inverse.
+ *
+ * Tokenizer: the GGUF keys are turned into a tokenizer.json document (BPE
+ * model, GPT-2's ByteLevel pre-tokenizer and decoder, added tokens) and read by
+ * lm_tokenizer_from_json, and exported from the one lm_tokenizer_to_json
+ * writes, so both directions reuse the tokenizer's own reader and writer. */
+#include <stdlib.h>
+#include <string.h>
+#include <cjson/cJSON.h>
+#include "base/base.h"
+#include "model/config.h"
+#include "model/gguf.h"
+#include "model/model.h"
+#include "tokenizer/tokenizer.h"
+
+/* ------------------------------------------------------------------ architectures */
+
+typedef struct { const char *hf, *gguf; int permute; } name_map;   /* permute: 1 q (heads), 2 k (kv heads) */
+
+static const name_map GPT2_NAMES[] = {
+    {"wte", "token_embd", 0},     {"wpe", "position_embd", 0},     {"ln_f", "output_norm", 0},    {"lm_head", "output", 0},
+    {"ln_1", "attn_norm", 0},     {"attn.c_attn", "attn_qkv", 0},  {"attn.c_proj", "attn_output", 0},
+    {"ln_2", "ffn_norm", 0},      {"mlp.c_fc", "ffn_up", 0},       {"mlp.c_proj", "ffn_down", 0},   {NULL, NULL, 0},
+};
+static const name_map LLAMA_NAMES[] = {
+    {"embed_tokens", "token_embd", 0},         {"norm", "output_norm", 0},             {"lm_head", "output", 0},
+    {"input_layernorm", "attn_norm", 0},       {"self_attn.q_proj", "attn_q", 1},   {"self_attn.k_proj", "attn_k", 2},
+    {"self_attn.v_proj", "attn_v", 0},         {"self_attn.o_proj", "attn_output", 0}, {"post_attention_layernorm", "ffn_norm", 0},
+    {"mlp.gate_proj", "ffn_gate", 0},          {"mlp.up_proj", "ffn_up", 0},           {"mlp.down_proj", "ffn_down", 0},
+    {NULL, NULL, 0},
+};
+
+/* One architecture: its name in general.architecture, the family, where HF puts layer N, the name
+ * map, and its keys (after "<arch>."): the ones read into lm_config; any other <arch>.* key is
+ * refused, since it would change the computation. */
+typedef struct {
+  const char *name; lm_arch arch; const char *layer_prefix; const name_map *names;
+  const char *eps_key;   /* the norm epsilon key */
+} arch_info;
+
+static const arch_info ARCHS[] = {
+    {"gpt2", LM_ARCH_GPT2, "h.", GPT2_NAMES, "attention.layer_norm_epsilon"},
+    {"llama", LM_ARCH_LLAMA, "layers.", LLAMA_NAMES, "attention.layer_norm_rms_epsilon"},
+};
+#define N_ARCHS (sizeof ARCHS / sizeof *ARCHS)
+
+static const arch_info *arch_by_name(const char *s, size_t n) {
+  for (size_t i = 0; i < N_ARCHS; i++)
+    if (strlen(ARCHS[i].name) == n && !memcmp(ARCHS[i].name, s, n)) return &ARCHS[i];
+  return NULL;
+}
+static const arch_info *arch_by_id(lm_arch a) {
+  for (size_t i = 0; i < N_ARCHS; i++)
+    if (ARCHS[i].arch == a) return &ARCHS[i];
+  return NULL;
+}
+
+/* HF name (without the base prefix) -> GGUF name; the name map entry, or NULL */
+static const name_map *gguf_name(const arch_info *a, const char *hf, char *out, size_t n) {
+  long long layer = -1;
+  int k = 0;
+  size_t pl = strlen(a->layer_prefix);
+  char fmt[32];
+  snprintf(fmt, sizeof fmt, "%s%%lld.%%n", a->layer_prefix);
+  if (!strncmp(hf, a->layer_prefix, pl) && (sscanf(hf, fmt, &layer, &k) != 1 || !k)) return NULL;
+  const char *rest = layer >= 0 ? hf + k : hf, *dot = strrchr(rest, '.');
+  if (!dot) return NULL;
+  for (const name_map *m = a->names; m->hf; m++) {
+    if (strlen(m->hf) != (size_t)(dot - rest) || memcmp(m->hf, rest, (size_t)(dot - rest))) continue;
+    if (layer >= 0) snprintf(out, n, "blk.%lld.%s%s", layer, m->gguf, dot);
+    else snprintf(out, n, "%s%s", m->gguf, dot);
+    return m;
+  }
+  return NULL;
+}
+
+/* Rows of an (heads * hs, cols) matrix between HF's rotate-half order and GGUF's pairs. */
+static void permute_rows(float *dst, const float *src, int64_t heads, int64_t hs, int64_t cols, int to_gguf) {
+  for (int64_t h = 0; h < heads; h++)
+    for (int64_t j = 0; j < hs / 2; j++)
+      for (int64_t i = 0; i < 2; i++) {
+        int64_t g = h * hs + 2 * j + i, f = h * hs + i * (hs / 2) + j;
+        memcpy(dst + (to_gguf ? g : f) * cols, src + (to_gguf ? f : g) * cols, (size_t)cols * sizeof *dst);
+      }
+}
+
+static void part_name(const lm_hf_tensor *t, int k, char *out, size_t n) {
+  static const char *const qkv[3] = {"query", "key", "value"};
+  if (t->parts > 1) snprintf(out, n, t->name, (t->part_names ? t->part_names : qkv)[k]);
+  else snprintf(out, n, "%s", t->name);
+}
+
+static int64_t part_rows(const lm_hf_tensor *t, const lm_param_info *p, int k, int64_t *row0) {
+  *row0 = 0;
+  if (!t->part_rows[0]) { *row0 = k * (p->shape[0] / t->parts); return p->shape[0] / t->parts; }
+  for (int j = 0; j < k; j++) *row0 += t->part_rows[j];
+  return t->part_rows[k];
+}
+
+/* Calls fn for every GGUF tensor of m: its name, where its rows start in the parameter, how many,
+ * and the permutation (0, 1 q, 2 k). */
+typedef lm_status (*tensor_fn)(const lm_model *m, const lm_param_info *p, const char *gname, int64_t row0, int64_t rows,
+                               int permute, void *user);
+static lm_status each_tensor(const lm_model *m, const arch_info *a, tensor_fn fn, void *user) {
+  for (int i = 0; i < m->n_info; i++) {
+    const lm_param_info *p = &m->info[i];
+    lm_hf_tensor t;
+    if (m->fam->hf_name(&m->cfg, p->name, -1, &t))
+      return lm_error(LM_ERR_FORMAT, "internal: the %s family has no name for '%s'", m->fam->model_type, p->name);
+    for (int k = 0; k < t.parts; k++) {
+      char hf[200], g[200];
+      part_name(&t, k, hf, sizeof hf);
+      const name_map *nm = gguf_name(a, hf, g, sizeof g);
+      if (!nm) return lm_error(LM_ERR_UNSUPPORTED, "tensor '%s' (%s) has no GGUF name for %s", p->name, hf, a->name);
+      int64_t row0, rows = part_rows(&t, p, k, &row0);
+      lm_status st = fn(m, p, g, row0, rows, nm->permute, user);
+      if (st) return st;
+    }
+  }
+  return LM_OK;
+}
+
+static int64_t head_dim(const lm_config *c) { return c->n_embd / c->n_head; }
+static int64_t perm_heads(const lm_config *c, int permute) { return permute == 1 ? c->n_head : lm_kv_heads(c); }
+
+/* ------------------------------------------------------------------ loading */
+
+int lm_gguf_is_file(const char *path) {
+  if (!path || lm_dir_exists(path)) return 0;
+  FILE *f = fopen(path, "rb");
+  if (!f) return 0;
+  char m[4];
+  int ok = fread(m, 1, 4, f) == 4 && !memcmp(m, "GGUF", 4);
+  fclose(f);
+  return ok;
+}
+
+/* the tokenizer keys lmkit reads (any other tokenizer.* key is refused) */
+static const char *const TOKENIZER_KEYS[] = {
+    "tokenizer.ggml.model", "tokenizer.ggml.pre", "tokenizer.ggml.tokens", "tokenizer.ggml.token_type",
+    "tokenizer.ggml.merges", "tokenizer.ggml.scores", "tokenizer.ggml.bos_token_id", "tokenizer.ggml.eos_token_id",
+    "tokenizer.ggml.unknown_token_id", "tokenizer.ggml.padding_token_id", "tokenizer.ggml.add_bos_token",
+    "tokenizer.ggml.add_eos_token", "tokenizer.chat_template",
+};
+/* <arch>.* keys lmkit reads */
+static const char *const ARCH_KEYS[] = {
+    "context_length", "embedding_length", "block_count", "feed_forward_length", "attention.head_count",
+    "attention.head_count_kv", "attention.layer_norm_epsilon", "attention.layer_norm_rms_epsilon", "rope.freq_base",
+    "rope.dimension_count", "attention.key_length", "attention.value_length", "vocab_size",
+};
+
+static int in_list(const char *s, const char *const *list, size_t n) {
+  for (size_t i = 0; i < n; i++)
+    if (!strcmp(s, list[i])) return 1;
+  return 0;
+}
+
+static lm_status arch_of(const lm_gguf *g, const arch_info **out) {
+  const char *s = NULL; size_t n = 0;
+  lm_status st = lm_gguf_get_str(g, "general.architecture", &s, &n, 1);
+  if (st) return st;
+  *out = arch_by_name(s, n);
+  if (!*out) return lm_error(LM_ERR_UNSUPPORTED, "%s: general.architecture \"%.*s\" is not supported (gpt2, llama)",
+                             lm_gguf_name(g), (int)(n > 60 ? 60 : n), s);
+  return LM_OK;
+}
+
+static lm_status key(const lm_gguf *g, const arch_info *a, const char *k, int64_t *v, int required) {
+  char full[128];
+  snprintf(full, sizeof full, "%s.%s", a->name, k);
+  return lm_gguf_get_int(g, full, v, required);
+}
+static lm_status fkey(const lm_gguf *g, const arch_info *a, const char *k, float *v, int required) {
+  char full[128];
+  snprintf(full, sizeof full, "%s.%s", a->name, k);
+  return lm_gguf_get_float(g, full, v, required);
+}
+
+static lm_status read_config(const lm_gguf *g, const arch_info *a, lm_config *c) {
+  const char *p = lm_gguf_name(g);
+  size_t al = strlen(a->name);
+  for (int64_t i = 0; i < lm_gguf_n_kv(g); i++) {   /* every key is one lmkit knows */
+    const char *k = lm_gguf_kv_at(g, i)->key;
+    if (!strncmp(k, "general.", 8)) continue;
+    if (!strncmp(k, "tokenizer.", 10)) {
+      if (!in_list(k, TOKENIZER_KEYS, sizeof TOKENIZER_KEYS / sizeof *TOKENIZER_KEYS))
+        return lm_error(LM_ERR_UNSUPPORTED, "%s: key '%s' is not supported", p, k);
+      continue;
+    }
+    if (strncmp(k, a->name, al) || k[al] != '.' || !in_list(k + al + 1, ARCH_KEYS, sizeof ARCH_KEYS / sizeof *ARCH_KEYS))
+      return lm_error(LM_ERR_UNSUPPORTED, "%s: key '%s' is not supported for a %s model (it may change the computation)", p, k, a->name);
+  }
+  lm_config_default(c, a->arch);
+  int64_t kv = 0, rope_dim = 0, klen = 0, vlen = 0, vocab = 0, v = -1;
+  lm_status st;
+  if ((st = key(g, a, "context_length", &c->n_positions, 1)) || (st = key(g, a, "embedding_length", &c->n_embd, 1)) ||
+      (st = key(g, a, "block_count", &c->n_layer, 1)) || (st = key(g, a, "feed_forward_length", &c->n_inner, 1)) ||
+      (st = key(g, a, "attention.head_count", &c->n_head, 1)) || (st = key(g, a, "attention.head_count_kv", &kv, 0)) ||
+      (st = fkey(g, a, a->eps_key, &c->norm_eps, 1)) || (st = key(g, a, "rope.dimension_count", &rope_dim, 0)) ||
+      (st = key(g, a, "attention.key_length", &klen, 0)) || (st = key(g, a, "attention.value_length", &vlen, 0)) ||
+      (st = key(g, a, "vocab_size", &vocab, 0)))
+    return st;
+  if (c->rope && (st = fkey(g, a, "rope.freq_base", &c->rope_theta, 0))) return st;
+  if (c->n_head < 1 || c->n_embd % c->n_head)
+    return lm_error(LM_ERR_FORMAT, "%s: embedding_length %lld is not a multiple of head_count %lld", p, (long long)c->n_embd,
+                    (long long)c->n_head);
+  int64_t hs = c->n_embd / c->n_head;
+  if ((rope_dim && rope_dim != hs) || (klen && klen != hs) || (vlen && vlen != hs))
+    return lm_error(LM_ERR_UNSUPPORTED, "%s: rope.dimension_count / key_length / value_length other than the head size %lld "
+                    "are not supported", p, (long long)hs);
+  if (kv && (kv < 1 || c->n_head % kv))
+    return lm_error(LM_ERR_FORMAT, "%s: attention.head_count_kv = %lld does not divide head_count %lld", p, (long long)kv,
+                    (long long)c->n_head);
+  if (kv && !c->rope && kv != c->n_head) return lm_error(LM_ERR_UNSUPPORTED, "%s: attention.head_count_kv for gpt2", p);
+  c->n_kv_head = kv == c->n_head ? 0 : kv;
+  int64_t emb = lm_gguf_find_tensor(g, "token_embd.weight");
+  if (emb < 0) return lm_error(LM_ERR_FORMAT, "%s: missing tensor 'token_embd.weight'", p);
+  c->vocab_size = lm_gguf_tensor_at(g, emb)->ne[1];
+  if (vocab && vocab != c->vocab_size)
+    return lm_error(LM_ERR_FORMAT, "%s: %s.vocab_size = %lld but token_embd.weight has %lld rows", p, a->name, (long long)vocab,
+                    (long long)c->vocab_size);
+  c->tie_embeddings = lm_gguf_find_tensor(g, "output.weight") < 0;
+  c->bos_token_id = c->eos_token_id = -1;
+  if ((st = lm_gguf_get_int(g, "tokenizer.ggml.bos_token_id", &v, 0))) return st;
+  if (v >= 0) c->bos_token_id = v;
+  v = -1;
+  if ((st = lm_gguf_get_int(g, "tokenizer.ggml.eos_token_id", &v, 0))) return st;
+  if (v >= 0) c->eos_token_id = v;
+  c->head = LM_HEAD_LM;
+  if ((st = lm_config_validate(c))) return lm_error_prefix(st, "%s", p);
+  return LM_OK;
+}
+
+typedef struct { const lm_gguf *g; char *used; float *tmp; size_t tmp_n; } load_ctx;
+
+static lm_status load_one(const lm_model *m, const lm_param_info *p, const char *gname, int64_t row0, int64_t rows,
+                          int permute, void *user) {
+  load_ctx *x = user;
+  const char *path = lm_gguf_name(x->g);
+  int64_t i = lm_gguf_find_tensor(x->g, gname);
+  if (i < 0) return lm_error(LM_ERR_FORMAT, "%s: missing tensor '%s'", path, gname);
+  const lm_gguf_tensor *t = lm_gguf_tensor_at(x->g, i);
+  int64_t cols = p->ndim == 2 ? p->shape[1] : p->shape[0];
+  int want = p->ndim == 2 ? 2 : 1;
+  if (t->n_dims != want || t->ne[0] != cols || (want == 2 && t->ne[1] != rows))
+    return lm_error(LM_ERR_FORMAT, "%s: tensor '%s' has shape [%lld, %lld] (ne), expected [%lld, %lld]", path, gname,
+                    (long long)t->ne[0], (long long)t->ne[1], (long long)cols, (long long)(want == 2 ? rows : 1));
+  float *dst = m->params + p->offset + row0 * (p->ndim == 2 ? cols : 0);
+  float *to = dst;
+  if (permute) {
+    if ((size_t)t->numel > x->tmp_n) {
+      float *b = lm_xrealloc(x->tmp, (size_t)t->numel * sizeof *b);
+      if (!b) return LM_ERR_NOMEM;
+      x->tmp = b; x->tmp_n = (size_t)t->numel;
+    }
+    to = x->tmp;
+  }
+  lm_status st = lm_gguf_dequantize((int)t->type, t->data, t->nbytes, to, t->numel);
+  if (st) return lm_error_prefix(st, "%s: tensor '%s'", path, gname);
+  int64_t hs = head_dim(&m->cfg);
+  if (permute) {
+    if (rows != perm_heads(&m->cfg, permute) * hs) return lm_error(LM_ERR_FORMAT, "%s: tensor '%s': rows are not heads x head size", path, gname);
+    permute_rows(dst, to, perm_heads(&m->cfg, permute), hs, cols, 0);
+  }
+  x->used[i] = 1;
+  return LM_OK;
+}
+
+lm_status lm_gguf_model_load(lm_model **out, const char *path, int head) {
+  *out = NULL;
+  if (head >= 0 && head != LM_HEAD_LM)
+    return lm_error(LM_ERR_UNSUPPORTED, "%s: GGUF files hold language models; other heads are not supported", path);
+  lm_gguf *g;
+  lm_status st = lm_gguf_open(&g, path);
+  if (st) return st;
+  const arch_info *a = NULL;
+  lm_config cfg;
+  lm_model *m = NULL;
+  load_ctx x = {g, NULL, NULL, 0};
+  if (!(st = arch_of(g, &a)) && !(st = read_config(g, a, &cfg)) && !(st = lm_model_alloc(&m, &cfg))) {
+    x.used = calloc((size_t)lm_gguf_n_tensors(g) + 1, 1);
+    st = x.used ? each_tensor(m, a, load_one, &x) : lm_error(LM_ERR_NOMEM, "out of memory");
+  }
+  for (int64_t i = 0; !st && i < lm_gguf_n_tensors(g); i++)
+    if (!x.used[i])
+      st = lm_error(LM_ERR_UNSUPPORTED, "%s: unexpected tensor '%s' for a %lld-layer %s model", path, lm_gguf_tensor_at(g, i)->name,
+                    (long long)cfg.n_layer, a->name);
+  free(x.used); free(x.tmp);
+  lm_gguf_close(g);
+  if (st) { lm_model_free(m); return st; }
+  *out = m;
+  return LM_OK;
+}
+
+/* ------------------------------------------------------------------ the tokenizer */
+
+/* token_type values (llama.cpp's llama_token_type) */
+enum { TT_NORMAL = 1, TT_UNKNOWN = 2, TT_CONTROL = 3, TT_USER = 4, TT_UNUSED = 5, TT_BYTE = 6 };
+
+static cJSON *byte_level(int prefix, int trim) {
+  cJSON *o = cJSON_CreateObject();
+  cJSON_AddStringToObject(o, "type", "ByteLevel");
+  cJSON_AddBoolToObject(o, "add_prefix_space", prefix);
+  cJSON_AddBoolToObject(o, "trim_offsets", trim);
+  cJSON_AddBoolToObject(o, "use_regex", 1);
+  return o;
+}
+
+static lm_status gguf_tok_json(const lm_gguf *g, cJSON **out) {
+  const char *p = lm_gguf_name(g), *model = NULL, *pre = NULL;
+  size_t mn = 0, pn = 0;
+  const lm_gguf_kv *tokens, *types, *merges;
+  int64_t add_bos = 0, add_eos = 0;
+  lm_status st;
+  if ((st = lm_gguf_get_str(g, "tokenizer.ggml.model", &model, &mn, 1))) return st;
+  if (mn != 4 || memcmp(model, "gpt2", 4))
+    return lm_error(LM_ERR_UNSUPPORTED, "%s: tokenizer.ggml.model \"%.*s\" is not supported yet (gpt2: byte-level BPE)", p,
+                    (int)(mn > 40 ? 40 : mn), model);
+  if ((st = lm_gguf_get_str(g, "tokenizer.ggml.pre", &pre, &pn, 1))) return st;
+  if (pn != 5 || memcmp(pre, "gpt-2", 5))
+    return lm_error(LM_ERR_UNSUPPORTED, "%s: tokenizer.ggml.pre \"%.*s\" is not supported yet (gpt-2)", p, (int)(pn > 40 ? 40 : pn), pre);
+  if ((st = lm_gguf_get_int(g, "tokenizer.ggml.add_bos_token", &add_bos, 0)) ||
+      (st = lm_gguf_get_int(g, "tokenizer.ggml.add_eos_token", &add_eos, 0)))
+    return st;
+  if (add_bos || add_eos)
+    return lm_error(LM_ERR_UNSUPPORTED, "%s: tokenizer.ggml.add_%s_token = true is not supported yet", p, add_bos ? "bos" : "eos");
+  if ((st = lm_gguf_get_arr(g, "tokenizer.ggml.tokens", LM_GGUF_STR, &tokens, 1)) ||
+      (st = lm_gguf_get_arr(g, "tokenizer.ggml.token_type", -1, &types, 0)) ||
+      (st = lm_gguf_get_arr(g, "tokenizer.ggml.merges", LM_GGUF_STR, &merges, 1)))
+    return st;
+  if (types && types->n != tokens->n)
+    return lm_error(LM_ERR_FORMAT, "%s: tokenizer.ggml.token_type has %llu entries for %llu tokens", p,
+                    (unsigned long long)types->n, (unsigned long long)tokens->n);
+  cJSON *root = cJSON_CreateObject(), *added = cJSON_AddArrayToObject(root, "added_tokens");
+  cJSON_AddStringToObject(root, "version", "1.0");
+  cJSON_AddNullToObject(root, "truncation");
+  cJSON_AddNullToObject(root, "padding");
+  cJSON_AddNullToObject(root, "normalizer");
+  cJSON_AddItemToObject(root, "pre_tokenizer", byte_level(0, 1));
+  cJSON_AddItemToObject(root, "post_processor", byte_level(1, 0));
+  cJSON_AddItemToObject(root, "decoder", byte_level(1, 1));
+  cJSON *mo = cJSON_AddObjectToObject(root, "model");
+  cJSON_AddStringToObject(mo, "type", "BPE");
+  cJSON_AddNullToObject(mo, "dropout");
+  cJSON_AddNullToObject(mo, "unk_token");
+  cJSON_AddStringToObject(mo, "continuing_subword_prefix", "");
+  cJSON_AddStringToObject(mo, "end_of_word_suffix", "");
+  cJSON_AddBoolToObject(mo, "fuse_unk", 0);
+  cJSON_AddBoolToObject(mo, "byte_fallback", 0);
+  cJSON_AddBoolToObject(mo, "ignore_merges", 0);
+  cJSON *vocab = cJSON_AddObjectToObject(mo, "vocab"), *ml = cJSON_AddArrayToObject(mo, "merges");
+  char *s = NULL;
+  for (uint64_t i = 0; i < tokens->n && !st; i++) {
+    const char *tb; size_t tn;
+    lm_gguf_arr_str(tokens, i, &tb, &tn);
+    double tt = types ? lm_gguf_arr_num(types, i) : TT_NORMAL;
+    if (tt != TT_NORMAL && tt != TT_CONTROL && tt != TT_USER) {
+      st = lm_error(LM_ERR_UNSUPPORTED, "%s: tokenizer.ggml.token_type[%llu] = %g is not supported for a gpt2 tokenizer (1, 3, 4)", p,
+                    (unsigned long long)i, tt);
+      break;
+    }
+    if (!(s = lm_xmalloc(tn + 1))) { st = LM_ERR_NOMEM; break; }
+    memcpy(s, tb, tn); s[tn] = 0;
+    if (strlen(s) != tn) st = lm_error(LM_ERR_FORMAT, "%s: tokenizer.ggml.tokens[%llu] holds a NUL byte", p, (unsigned long long)i);
+    else if (cJSON_GetObjectItemCaseSensitive(vocab, s))
+      st = lm_error(LM_ERR_FORMAT, "%s: tokenizer.ggml.tokens[%llu] \"%.60s\" appears twice", p, (unsigned long long)i, s);
+    if (!st) cJSON_AddNumberToObject(vocab, s, (double)i);
+    if (!st && tt != TT_NORMAL) {
+      cJSON *a = cJSON_CreateObject();
+      cJSON_AddNumberToObject(a, "id", (double)i);
+      cJSON_AddStringToObject(a, "content", s);
+      cJSON_AddBoolToObject(a, "single_word", 0);
+      cJSON_AddBoolToObject(a, "lstrip", 0);
+      cJSON_AddBoolToObject(a, "rstrip", 0);
+      cJSON_AddBoolToObject(a, "normalized", 0);
+      cJSON_AddBoolToObject(a, "special", tt == TT_CONTROL);
+      cJSON_AddItemToArray(added, a);
+    }
+    free(s); s = NULL;
+  }
+  for (uint64_t i = 0; i < merges->n && !st; i++) {
+    const char *mb; size_t mlen;
+    lm_gguf_arr_str(merges, i, &mb, &mlen);
+    if (!(s = lm_xmalloc(mlen + 1))) { st = LM_ERR_NOMEM; break; }
+    memcpy(s, mb, mlen); s[mlen] = 0;
+    if (strlen(s) != mlen) st = lm_error(LM_ERR_FORMAT, "%s: tokenizer.ggml.merges[%llu] holds a NUL byte", p, (unsigned long long)i);
+    else cJSON_AddItemToArray(ml, cJSON_CreateString(s));
+    free(s); s = NULL;
+  }
+  if (st) { cJSON_Delete(root); return st; }
+  *out = root;
+  return LM_OK;
+}
+
+lm_status lm_gguf_tokenizer_load(lm_tokenizer **out, const char *path) {
+  *out = NULL;
+  lm_gguf *g;
+  lm_status st = lm_gguf_open(&g, path);
+  if (st) return st;
+  cJSON *root = NULL;
+  st = gguf_tok_json(g, &root);
+  lm_gguf_close(g);
+  if (st) return st;
+  char *json = cJSON_PrintUnformatted(root);
+  cJSON_Delete(root);
+  if (!json) return lm_error(LM_ERR_NOMEM, "out of memory");
+  st = lm_tokenizer_from_json(out, json, strlen(json), path);
+  free(json);
+  return st;
+}
+
+lm_status lm_gguf_chat_template(const char *path, char **out) {
+  *out = NULL;
+  lm_gguf *g;
+  lm_status st = lm_gguf_open(&g, path);
+  if (st) return st;
+  const char *s = NULL; size_t n = 0;
+  st = lm_gguf_get_str(g, "tokenizer.chat_template", &s, &n, 0);
+  if (!st && s && !(*out = lm_xmalloc(n + 1))) st = LM_ERR_NOMEM;
+  if (!st && s) { memcpy(*out, s, n); (*out)[n] = 0; }
+  lm_gguf_close(g);
+  return st;
+}
+
+/* ------------------------------------------------------------------ export */
+
+static int is_true(const cJSON *o, const char *k, int dflt) {
+  const cJSON *x = cJSON_GetObjectItemCaseSensitive(o, k);
+  return x ? cJSON_IsTrue(x) : dflt;
+}
+static int is_type(const cJSON *o, const char *k, const char *type) {
+  const cJSON *x = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(o, k), "type");
+  return cJSON_IsString(x) && !strcmp(x->valuestring, type);
+}
+static int is_null(const cJSON *o, const char *k) {
+  const cJSON *x = cJSON_GetObjectItemCaseSensitive(o, k);
+  return !x || cJSON_IsNull(x);
+}
+
+/* What GGUF's tokenizer.ggml.pre "gpt-2" means: a byte-level BPE without normalizer, GPT-2's
+ * ByteLevel pre-tokenizer (its regex, no prefix space), the ByteLevel decoder, nothing added
+ * around the ids. Checked on the tokenizer.json lmkit would write for tok. */
+static lm_status check_gpt2_style(const lm_tokenizer *tok, const cJSON *root) {
+  const cJSON *pre = cJSON_GetObjectItemCaseSensitive(root, "pre_tokenizer"), *model = cJSON_GetObjectItemCaseSensitive(root, "model");
+  const char *why = NULL;
+  if (tok->ops != &lm_bpe_ops || !tok->byte_level) why = "not a byte-level BPE";
+  else if (!is_null(root, "normalizer")) why = "it has a normalizer";
+  else if (!is_type(root, "pre_tokenizer", "ByteLevel") || is_true(pre, "add_prefix_space", 0) || !is_true(pre, "use_regex", 1))
+    why = "its pre-tokenizer is not GPT-2's ByteLevel (regex on, no prefix space)";
+  else if (!is_null(root, "post_processor") && !is_type(root, "post_processor", "ByteLevel")) why = "its post-processor adds tokens";
+  else if (!is_type(root, "decoder", "ByteLevel")) why = "its decoder is not ByteLevel";
+  else if (!is_null(model, "unk_token") || is_true(model, "byte_fallback", 0) || is_true(model, "ignore_merges", 0))
+    why = "its BPE has an unknown token, byte fallback or ignore_merges";
+  if (why)
+    return lm_error(LM_ERR_UNSUPPORTED, "tokenizer: only GPT-2-style byte-level BPE tokenizers are exported to GGUF so far (%s)", why);
+  return LM_OK;
+}
+
+/* tokens, token types and merges from the tokenizer.json lm_tokenizer_to_json writes */
+static lm_status write_tokenizer(lm_gguf_writer *w, const lm_tokenizer *tok) {
+  char *json; size_t len;
+  lm_status st = lm_tokenizer_to_json(tok, &json, &len);
+  if (st) return st;
+  cJSON *root = cJSON_ParseWithLength(json, len);
+  free(json);
+  if (!root) return lm_error(LM_ERR_NOMEM, "out of memory");
+  if ((st = check_gpt2_style(tok, root))) { cJSON_Delete(root); return st; }
+  const cJSON *model = cJSON_GetObjectItemCaseSensitive(root, "model");
+  const cJSON *vocab = cJSON_GetObjectItemCaseSensitive(model, "vocab"), *merges = cJSON_GetObjectItemCaseSensitive(model, "merges");
+  int64_t n = tok->n_vocab, nm = cJSON_GetArraySize(merges);
+  const char **toks = calloc((size_t)n + 1, sizeof *toks), **mer = calloc((size_t)nm + 1, sizeof *mer);
+  size_t *tl = calloc((size_t)n + 1, sizeof *tl), *mlen = calloc((size_t)nm + 1, sizeof *mlen);
+  int32_t *types = calloc((size_t)n + 1, sizeof *types);
+  if (!toks || !mer || !tl || !mlen || !types) st = lm_error(LM_ERR_NOMEM, "out of memory");
+  for (const cJSON *v = vocab ? vocab->child : NULL; v && !st; v = v->next) {
+    int64_t id;
+    if (!lm_tok_json_int(v, 0, n - 1, &id)) st = lm_error(LM_ERR_FORMAT, "internal: tokenizer vocab id of \"%s\"", v->string);
+    else { toks[id] = v->string; tl[id] = strlen(v->string); types[id] = tok->is_special[id] ? TT_CONTROL : TT_NORMAL; }
+  }
+  for (int64_t i = 0; i < n && !st; i++)
+    if (!toks[i]) st = lm_error(LM_ERR_UNSUPPORTED, "tokenizer: id %lld has no token (a vocabulary with holes)", (long long)i);
+  int64_t k = 0;
+  for (const cJSON *x = merges ? merges->child : NULL; x && !st; x = x->next, k++) {
+    if (!cJSON_IsString(x)) { st = lm_error(LM_ERR_FORMAT, "internal: a merge is not a string"); break; }
+    mer[k] = x->valuestring; mlen[k] = strlen(x->valuestring);
+  }
+  if (!st) st = lm_gguf_w_str(w, "tokenizer.ggml.model", "gpt2", 4);
+  if (!st) st = lm_gguf_w_str(w, "tokenizer.ggml.pre", "gpt-2", 5);
+  if (!st) st = lm_gguf_w_arr_str(w, "tokenizer.ggml.tokens", toks, tl, (uint64_t)n);
+  if (!st) st = lm_gguf_w_arr_i32(w, "tokenizer.ggml.token_type", types, (uint64_t)n);
+  if (!st) st = lm_gguf_w_arr_str(w, "tokenizer.ggml.merges", mer, mlen, (uint64_t)nm);
+  free(toks); free(mer); free(tl); free(mlen); free(types);
+  cJSON_Delete(root);
+  return st;
+}
+
+typedef struct { lm_gguf_writer *w; int type; } export_ctx;
+
+static lm_status export_one(const lm_model *m, const lm_param_info *p, const char *gname, int64_t row0, int64_t rows,
+                            int permute, void *user) {
+  export_ctx *x = user;
+  int64_t cols = p->ndim == 2 ? p->shape[1] : p->shape[0];
+  int64_t ne[2] = {cols, rows};
+  const float *src = m->params + p->offset + (p->ndim == 2 ? row0 * cols : 0);
+  /* 1-D tensors and rows that are not whole blocks stay F32, as llama.cpp's quantizer leaves them */
+  int type = p->ndim == 2 && cols % lm_ggml_block_elems(x->type) == 0 ? x->type : LM_GGML_F32;
+  if (!permute) return lm_gguf_w_tensor(x->w, gname, p->ndim == 2 ? 2 : 1, ne, type, src, 0);
+  float *buf = lm_xmalloc((size_t)(rows * cols) * sizeof *buf);
+  if (!buf) return LM_ERR_NOMEM;
+  permute_rows(buf, src, perm_heads(&m->cfg, permute), head_dim(&m->cfg), cols, 1);
+  return lm_gguf_w_tensor(x->w, gname, 2, ne, type, buf, 1);
+}
+
+/* general.file_type: llama_ftype of the chosen type */
+static uint32_t file_type(int type) {
+  switch (type) {
+    case LM_GGML_F16: return 1;
+    case LM_GGML_Q4_0: return 2;
+    case LM_GGML_Q8_0: return 7;
+    case LM_GGML_BF16: return 32;
+    default: return 0;
+  }
+}
+
+lm_status lm_gguf_export(const lm_model *m, const lm_tokenizer *tok, const char *chat_template, int type, const char *path,
+                         int progress) {
+  const lm_config *c = &m->cfg;
+  const arch_info *a = arch_by_id(c->arch);
+  if (!a) return lm_error(LM_ERR_UNSUPPORTED, "GGUF export: model_type %s is not supported (gpt2, llama)", lm_arch_name(c->arch));
+  if (c->head != LM_HEAD_LM) return lm_error(LM_ERR_UNSUPPORTED, "GGUF export: only language models (the LM head) are exported");
+  if (c->rope_scaling) return lm_error(LM_ERR_UNSUPPORTED, "GGUF export: Llama 3's rope_scaling is not exported yet");
+  if (c->sliding_window) return lm_error(LM_ERR_UNSUPPORTED, "GGUF export: a sliding attention window is not exported");
+  if (c->share_layers || m->lora) return lm_error(LM_ERR_UNSUPPORTED, "GGUF export: shared layers or an attached LoRA adapter (merge it first)");
+  if (type != LM_GGML_F32 && type != LM_GGML_F16 && type != LM_GGML_Q8_0 && type != LM_GGML_Q4_0)
+    return lm_error(LM_ERR_UNSUPPORTED, "GGUF export: type %s is not written (f32, f16, q8_0, q4_0)", lm_ggml_type_name(type));
+  if (tok->n_vocab != c->vocab_size)
+    return lm_error(LM_ERR_FORMAT, "GGUF export: the tokenizer has %lld tokens, the model %lld", (long long)tok->n_vocab,
+                    (long long)c->vocab_size);
+  lm_gguf_writer *w;
+  lm_status st = lm_gguf_writer_new(&w);
+  if (st) return st;
+  char k[128];
+#define AKEY(s) (snprintf(k, sizeof k, "%s.%s", a->name, s), k)
+  st = lm_gguf_w_str(w, "general.architecture", a->name, strlen(a->name));
+  if (!st) st = lm_gguf_w_str(w, "general.name", "lmkit", 5);
+  if (!st) st = lm_gguf_w_u32(w, "general.file_type", file_type(type));
+  if (!st && type != LM_GGML_F32 && type != LM_GGML_F16) st = lm_gguf_w_u32(w, "general.quantization_version", 2);
+  if (!st) st = lm_gguf_w_u32(w, AKEY("context_length"), (uint32_t)c->n_positions);
+  if (!st) st = lm_gguf_w_u32(w, AKEY("embedding_length"), (uint32_t)c->n_embd);
+  if (!st) st = lm_gguf_w_u32(w, AKEY("block_count"), (uint32_t)c->n_layer);
+  if (!st) st = lm_gguf_w_u32(w, AKEY("feed_forward_length"), (uint32_t)lm_ffn_width(c));
+  if (!st) st = lm_gguf_w_u32(w, AKEY("attention.head_count"), (uint32_t)c->n_head);
+  if (!st && c->rope) st = lm_gguf_w_u32(w, AKEY("attention.head_count_kv"), (uint32_t)lm_kv_heads(c));
+  if (!st) st = lm_gguf_w_f32(w, AKEY(a->eps_key), c->norm_eps);
+  if (!st && c->rope) st = lm_gguf_w_f32(w, AKEY("rope.freq_base"), c->rope_theta);
+  if (!st && c->rope) st = lm_gguf_w_u32(w, AKEY("rope.dimension_count"), (uint32_t)head_dim(c));
+  if (!st && c->rope) st = lm_gguf_w_u32(w, AKEY("vocab_size"), (uint32_t)c->vocab_size);
+#undef AKEY
+  if (!st) st = write_tokenizer(w, tok);
+  if (!st && c->bos_token_id >= 0) st = lm_gguf_w_u32(w, "tokenizer.ggml.bos_token_id", (uint32_t)c->bos_token_id);
+  if (!st && c->eos_token_id >= 0) st = lm_gguf_w_u32(w, "tokenizer.ggml.eos_token_id", (uint32_t)c->eos_token_id);
+  if (!st) st = lm_gguf_w_bool(w, "tokenizer.ggml.add_bos_token", 0);
+  if (!st && chat_template) st = lm_gguf_w_str(w, "tokenizer.chat_template", chat_template, strlen(chat_template));
+  export_ctx x = {w, type};
+  if (!st) st = each_tensor(m, a, export_one, &x);
+  if (!st) st = lm_gguf_write(w, path, progress);
+  lm_gguf_writer_free(w);
+  return st;
+}

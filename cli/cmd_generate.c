@@ -135,6 +135,7 @@ int cmd_generate(int argc, char **argv) {
   if (lm_gguf_is_file(base) ? lm_gguf_tokenizer_load(&tok, base) : lm_tokenizer_load(&tok, base)) { rc = cli_fail(); goto done; }
   if (!chat) {
     fputs(prompt, stdout);
+    o.add_special = 1;   /* plain text, as HF's tokenizer(prompt): Llama's <s> / <|begin_of_text|> first */
     if (lm_generate(m, tok, prompt, &o, print_piece, NULL, &gs)) { fputc('\n', stdout); rc = cli_fail(); goto done; }
     fputc('\n', stdout);
     if (stats) print_stats(&gs);

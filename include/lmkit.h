@@ -199,6 +199,10 @@ typedef struct {
   /* The calculator tool: when the generated text ends a call <|calc|>EXPR<|/calc|>, " → RESULT" is
    * evaluated (src/infer/calc.h), printed and fed to the model, and generation goes on. 0: off. */
   int calc;
+  /* 1: the prompt is plain text: add the tokenizer's post-processor tokens (Llama's <s> or
+   * <|begin_of_text|>), as HF's tokenizer(prompt) does. 0 (default): the prompt is used as is, as a
+   * chat template's rendering must be (it writes its own bos_token). */
+  int add_special;
 } lm_gen_opts;
 
 void lm_gen_opts_default(lm_gen_opts *o);

@@ -1,7 +1,8 @@
 /* generate.c — autoregressive generation: prompt → tokens → prefill the KV
  * cache → sample, feed, repeat → stream decoded text. Text is handed to the
- * callback only as complete UTF-8 sequences, since one character can span
- * several byte-level tokens. Past the model's context the window slides: the
+ * callback as the streaming detokenizer (detok.h) completes it: complete UTF-8,
+ * with the spaces SentencePiece-style decoders give a token only in context.
+ * Past the model's context the window slides: the
  * last half of it is re-prefilled (learned absolute positions cannot shift, so
  * the cache cannot simply drop its oldest entries). With o->calc, a finished
  * calculator call in the generated text (calc.h) gets its result spliced in:
@@ -12,17 +13,7 @@
 #include "model/model.h"
 #include "infer/infer.h"
 #include "infer/calc.h"
-
-/* Length of the longest prefix of buf[0..n) that does not end inside a UTF-8 sequence. */
-static size_t utf8_complete(const unsigned char *buf, size_t n) {
-  size_t i = n, back = 0;
-  while (i > 0 && back < 4 && (buf[i - 1] & 0xC0) == 0x80) { i--; back++; }
-  if (i == 0) return n;                       /* only continuation bytes: invalid, flush */
-  unsigned char lead = buf[i - 1];
-  size_t need = lead >= 0xF0 ? 4 : lead >= 0xE0 ? 3 : lead >= 0xC0 ? 2 : 1;
-  if (lead < 0x80 || lead >= 0xF8) return n;  /* ASCII or invalid lead: nothing to wait for */
-  return back + 1 >= need ? n : i - 1;
-}
+#include "infer/detok.h"
 
 /* The window a generation runs in: the tokens in the cache and how it slides. */
 typedef struct {
@@ -55,7 +46,8 @@ lm_status lm_generate(lm_model *m, const lm_tokenizer *tok, const char *prompt, 
     return lm_error(LM_ERR_UNSUPPORTED, "generation needs a causal decoder with an LM head; this is a %s model (an encoder, "
                     "or a task head)", lm_arch_name(c->arch));
   uint32_t *ids = NULL; size_t n = 0;
-  lm_status st = lm_tokenizer_encode(tok, prompt, strlen(prompt), 1, &ids, &n);
+  lm_status st = lm_tokenizer_encode(tok, prompt, strlen(prompt), LM_ENCODE_SPECIAL | (o->add_special ? LM_ENCODE_ADD_SPECIAL : 0),
+                                     &ids, &n);
   if (st) return st;
   int64_t eot = lm_tokenizer_eot(tok);
   if (n == 0) {           /* an empty prompt starts a new document, as in GPT-2 */
@@ -87,7 +79,8 @@ lm_status lm_generate(lm_model *m, const lm_tokenizer *tok, const char *prompt, 
   double t0 = lm_time_sec();
   st = lm_session_feed(s, win, len, &logits);
   gs.prefill_sec = lm_time_sec() - t0;
-  unsigned char pending[64]; size_t np = 0;
+  lm_detok dt = {0};
+  if (!st) st = lm_detok_init(&dt, tok, win[len - 1]);
   gen_window w = {.s = s, .win = win, .len = len, .max_len = max_len, .keep = keep, .P = P, .told = told, .o = o,
                   .user = user};
   char tail[LM_CALC_MAX_EXPR + 64]; size_t nt = 0;   /* the end of the generated text, for calculator calls */
@@ -98,9 +91,8 @@ lm_status lm_generate(lm_model *m, const lm_tokenizer *tok, const char *prompt, 
     int is_stop = o->stop_at_eot && next == eot;
     for (int j = 0; j < o->n_stop_tokens && !is_stop; j++) is_stop = o->stop_tokens[j] == next;
     if (is_stop) { gs.stop_token = next; break; }   /* a stop token ends generation unprinted */
-    uint32_t u = (uint32_t)next;
-    char *text; size_t tlen;
-    if ((st = lm_tokenizer_decode(tok, &u, 1, &text, &tlen))) break;
+    const char *text; size_t tlen;
+    if ((st = lm_detok_push(&dt, (uint32_t)next, &text, &tlen))) break;
     char splice[64]; int ns = 0;
     if (o->calc) {   /* keep the last bytes of the text; a call just closed gets its result */
       for (size_t i = 0; i < tlen; i++) {
@@ -110,16 +102,8 @@ lm_status lm_generate(lm_model *m, const lm_tokenizer *tok, const char *prompt, 
       ns = lm_calc_splice(tail, nt, splice, sizeof splice);
       if (ns) nt = 0;
     }
-    /* append, emit the complete-UTF-8 prefix, keep the rest */
-    int stop = 0;
-    for (size_t i = 0; i < tlen + (size_t)ns && !stop; i++) {
-      pending[np++] = (unsigned char)(i < tlen ? text[i] : splice[i - tlen]);
-      if (np == sizeof pending) { stop = cb && cb((char *)pending, np, user); np = 0; }
-    }
-    free(text);
-    size_t ok = utf8_complete(pending, np);
-    if (!stop && ok && cb) stop = cb((char *)pending, ok, user);
-    memmove(pending, pending + ok, np - ok); np -= ok;
+    int stop = tlen && cb && cb(text, tlen, user);
+    if (!stop && ns && cb) stop = cb(splice, (size_t)ns, user);
     if (stop) break;
     if (k + 1 == o->max_tokens) break;
     st = window_push(&w, next, &logits);
@@ -131,7 +115,9 @@ lm_status lm_generate(lm_model *m, const lm_tokenizer *tok, const char *prompt, 
       free(sid);
     }
   }
-  if (!st && np && cb) cb((char *)pending, np, user);
+  const char *rest; size_t nrest;
+  if (!st && !lm_detok_flush(&dt, &rest, &nrest) && nrest && cb) cb(rest, nrest, user);
+  lm_detok_free(&dt);
   gs.decode_sec = lm_time_sec() - t0;
   if (stats) *stats = gs;
   lm_sampler_free(&sp);

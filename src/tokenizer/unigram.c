@@ -20,10 +20,10 @@
  *
  * The trie: nodes are numbers, the edge (node, byte) -> child is an
  * open-addressing hash table with Fibonacci hashing (the root's 256 edges are
- * a plain array); each
- * node records the id of the piece ending there (the last one when a piece
- * is listed twice, as HF's token -> id map does). Every vocabulary entry is in
- * it, special pieces too, as in HF (where added tokens are cut out before).
+ * a plain array); each edge records the id of the piece ending at its child
+ * (the last one when a piece is listed twice, as HF's token -> id map does).
+ * Every vocabulary entry is in it, special pieces too, as in HF (where added
+ * tokens are cut out before).
  *
  * Decoding concatenates the pieces; turning `▁` back into spaces and <0xNN>
  * into bytes is the decoders' work (Metaspace, ByteFallback). */
@@ -35,12 +35,13 @@
 
 #define UNK_PENALTY 10.0   /* HF's K_UNK_PENALTY, SentencePiece's kUnkPenalty */
 
-typedef struct { uint32_t key; int32_t child; } uni_edge;   /* key: node << 8 | byte (node >= 1); 0: empty slot */
+/* An edge (node, byte) -> child, with the id of the piece ending at the child (-1: none) so that
+ * a step of the walk touches one cache line. key: node << 8 | byte (node >= 1); 0: empty slot. */
+typedef struct { uint32_t key; int32_t child, piece; } uni_edge;
 typedef struct {
-  int32_t root[256];        /* the root's children, -1: none */
-  uni_edge *edge;           /* open addressing, linear probing */
+  uni_edge root[256];       /* the root's edges (child -1: none) */
+  uni_edge *edge;           /* the others: open addressing, linear probing */
   uint64_t cap; int shift;  /* cap = 2^(64 - shift) slots */
-  int32_t *piece;           /* per node: id of the piece ending here, -1 */
   int64_t n_nodes;
 } uni_trie;
 
@@ -67,13 +68,14 @@ typedef struct {
 /* Fibonacci hashing: one multiply, the top bits (the walk does one probe per byte of text) */
 static inline uint64_t edge_slot(const uni_trie *tr, uint32_t k) { return (k * 0x9E3779B97F4A7C15ull) >> tr->shift; }
 
-static inline int32_t trie_child(const uni_trie *tr, int32_t node, uint8_t b) {
-  if (node == 0) return tr->root[b];
+/* The edge from node by byte b, NULL if none. */
+static inline const uni_edge *trie_step(const uni_trie *tr, int32_t node, uint8_t b) {
+  if (node == 0) return tr->root[b].child >= 0 ? &tr->root[b] : NULL;
   uint32_t k = (uint32_t)node << 8 | b;
   uint64_t mask = tr->cap - 1, h = edge_slot(tr, k);
   for (;;) {
-    if (tr->edge[h].key == k) return tr->edge[h].child;
-    if (!tr->edge[h].key) return -1;
+    if (tr->edge[h].key == k) return &tr->edge[h];
+    if (!tr->edge[h].key) return NULL;
     h = (h + 1) & mask;
   }
 }
@@ -81,54 +83,57 @@ static inline int32_t trie_child(const uni_trie *tr, int32_t node, uint8_t b) {
 static lm_status trie_build(uni_trie *tr, int64_t n, const uint8_t *const *bytes, const size_t *len) {
   uint64_t total = 1;
   for (int64_t i = 0; i < n; i++) total += len[i];
-  if (total >= (1u << 24))   /* nodes fit 24 bits, so an edge is 8 bytes (the walk's cache misses) */
+  if (total >= (1u << 24))   /* nodes fit 24 bits, so an edge is 12 bytes (the walk's cache misses) */
     return lm_error(LM_ERR_UNSUPPORTED, "Unigram: the pieces are too long in total (%llu bytes; lmkit takes up to 16 MB)",
                     (unsigned long long)total);
   tr->cap = lm_tok_pow2_at_least(2 * total);
   tr->shift = 64;
   for (uint64_t c = tr->cap; c > 1; c >>= 1) tr->shift--;
   tr->edge = calloc(tr->cap, sizeof *tr->edge);
-  tr->piece = malloc(total * sizeof *tr->piece);
-  if (!tr->edge || !tr->piece) return lm_error(LM_ERR_NOMEM, "out of memory");
-  for (int b = 0; b < 256; b++) tr->root[b] = -1;
-  tr->piece[0] = -1;
+  if (!tr->edge) return lm_error(LM_ERR_NOMEM, "out of memory");
+  for (int b = 0; b < 256; b++) tr->root[b] = (uni_edge){0, -1, -1};
   tr->n_nodes = 1;
   uint64_t mask = tr->cap - 1;
   for (int64_t i = 0; i < n; i++) {
     int32_t node = 0;
+    uni_edge *last = NULL;
     for (size_t j = 0; j < len[i]; j++) {
       uint8_t b = bytes[i][j];
-      int32_t c = trie_child(tr, node, b);
-      if (c < 0) {
-        c = (int32_t)tr->n_nodes++;
-        tr->piece[c] = -1;
-        if (node == 0) tr->root[b] = c;
+      last = (uni_edge *)trie_step(tr, node, b);
+      if (!last) {
+        int32_t c = (int32_t)tr->n_nodes++;
+        uint32_t k = (uint32_t)node << 8 | b;
+        if (node == 0) last = &tr->root[b];
         else {
-          uint32_t k = (uint32_t)node << 8 | b;
           uint64_t h = edge_slot(tr, k);
           while (tr->edge[h].key) h = (h + 1) & mask;
-          tr->edge[h].key = k; tr->edge[h].child = c;
+          last = &tr->edge[h];
         }
+        *last = (uni_edge){k, c, -1};
       }
-      node = c;
+      node = last->child;
     }
-    if (len[i]) tr->piece[node] = (int32_t)i;   /* an empty piece is never matched (HF's trie) */
+    if (last) last->piece = (int32_t)i;   /* an empty piece is never matched (HF's trie) */
   }
   return LM_OK;
 }
 
 /* The id of the piece with exactly these bytes, -1 if none. */
 static int32_t trie_find(const uni_trie *tr, const uint8_t *s, size_t n) {
+  const uni_edge *ed = NULL;
   int32_t node = 0;
-  for (size_t i = 0; i < n && node >= 0; i++) node = trie_child(tr, node, s[i]);
-  return node > 0 ? tr->piece[node] : -1;
+  for (size_t i = 0; i < n; i++) {
+    if (!(ed = trie_step(tr, node, s[i]))) return -1;
+    node = ed->child;
+  }
+  return ed ? ed->piece : -1;
 }
 
 /* ------------------------------------------------------------ the model */
 static void uni_free(void *p) {
   lm_unigram *u = p;
   if (!u) return;
-  free(u->score); free(u->trie.edge); free(u->trie.piece);
+  free(u->score); free(u->trie.edge);
   free(u);
 }
 
@@ -196,9 +201,10 @@ static lm_status uni_encode(lm_tok_encoder *e, const char *text, size_t len, uin
     int single = 0;
     int32_t node = 0;
     for (size_t j = pos; j < len; j++) {
-      node = trie_child(&u->trie, node, x[j]);
-      if (node < 0) break;
-      int32_t id = u->trie.piece[node];
+      const uni_edge *ed = trie_step(&u->trie, node, x[j]);
+      if (!ed) break;
+      node = ed->child;
+      int32_t id = ed->piece;
       if (id < 0) continue;
       size_t end = j + 1;
       double cand = u->score[id] + here;

@@ -7,7 +7,8 @@ set -euo pipefail
 SRC=$(cd "$(dirname "$0")/.." && pwd)
 OUT=${1:-$SRC/build-fuzz}
 mkdir -p "$OUT"
-LIB_SRCS="$SRC/src/tokenizer/tokenizer.c $SRC/src/tokenizer/bpe.c $SRC/src/tokenizer/wordpiece.c $SRC/src/base/error.c $SRC/src/base/io.c $SRC/src/base/mem.c"
+TOK="tokenizer bpe wordpiece unigram precompiled pipeline pattern normalizers pretokenizers decoders"
+LIB_SRCS="$(for f in $TOK; do printf '%s ' "$SRC/src/tokenizer/$f.c"; done)$SRC/src/base/error.c $SRC/src/base/io.c $SRC/src/base/mem.c"
 FLAGS="-g -O1 -D_GNU_SOURCE -DLM_SOURCE_DIR=\"$SRC\" -I$SRC/include -I$SRC/src $(pkg-config --cflags libpcre2-8 libcjson libutf8proc)"
 LIBS="$(pkg-config --libs libpcre2-8 libcjson libutf8proc) -lm"
 echo 'int LLVMFuzzerTestOneInput(const char *d, unsigned long n) { return 0; }' > "$OUT/probe.c"

@@ -1,8 +1,13 @@
 /* fuzz_tokenizer.c — libFuzzer target for the tokenizer: the tokenizer.json
  * parser, and encode/decode of arbitrary bytes.
  *
- * The first input byte picks the mode: even -> the rest is parsed as a
+ * The first input byte picks the mode: 0 mod 4 -> the rest is parsed as a
  * tokenizer.json (and, if accepted, used to encode and decode a fixed text);
+ * 2 mod 4 -> the next byte picks a pipeline component (normalizer,
+ * pre_tokenizer, post_processor, decoder) and the rest is its JSON value,
+ * put into a small character-level BPE with byte fallback (the component
+ * parsers of pipeline.c; if accepted, the fixed text and the input itself are
+ * encoded and decoded, with and without the post-processor);
  * odd -> the rest is encoded (special tokens allowed or not) with a small
  * byte-level BPE and with GPT-2 (if its files are found), and decode must give
  * the input back. Any failure other than a clean error status aborts.
@@ -51,12 +56,57 @@ static void check_roundtrip(const lm_tokenizer *t, const uint8_t *data, size_t l
   free(ids); free(back);
 }
 
+/* A character-level BPE with byte fallback (the 256 <0xNN> tokens, a few letters, a merge). */
+static const char CHAR_JSON_HEAD[] =
+  "{\"added_tokens\": [{\"id\": 0, \"content\": \"<s>\", \"special\": true, \"normalized\": false},"
+  " {\"id\": 1, \"content\": \"x y\", \"special\": false, \"normalized\": true, \"lstrip\": true, \"single_word\": true}],"
+  " \"model\": {\"type\": \"BPE\", \"unk_token\": \"<unk>\", \"fuse_unk\": true, \"byte_fallback\": true,"
+  " \"vocab\": {\"<s>\": 0, \"x y\": 1, \"<unk>\": 2, \"a\": 3, \"b\": 4, \"ab\": 5, \"\u2581\": 6, \"\u2581a\": 7";
+static const char *const COMPONENTS[] = {"normalizer", "pre_tokenizer", "post_processor", "decoder"};
+
+static void component(const uint8_t *data, size_t size) {
+  if (size < 1) return;
+  const char *key = COMPONENTS[data[0] % 4];
+  data++; size--;
+  size_t cap = sizeof CHAR_JSON_HEAD + 256 * 24 + size + 128;
+  char *json = malloc(cap), *p = json;
+  p += sprintf(p, "%s", CHAR_JSON_HEAD);
+  for (int b = 0; b < 256; b++) p += sprintf(p, ", \"<0x%02X>\": %d", b, 8 + b);
+  p += sprintf(p, "}, \"merges\": [\"a b\", \"\u2581 a\"]}, \"%s\": ", key);
+  memcpy(p, data, size); p += size;
+  p += sprintf(p, "}");
+  lm_tokenizer *t;
+  if (lm_tokenizer_from_json(&t, json, (size_t)(p - json), "fuzz.json") == LM_OK) {
+    static const char text[] = "ab a <s>x y\n\t b\xff caf\xc3\xa9 \xe2\x96\x81" "a";
+    const char *texts[2] = {text, (const char *)data};
+    size_t lens[2] = {sizeof text - 1, size};
+    for (int k = 0; k < 2; k++)
+      for (int flags = 0; flags < 4; flags++) {
+        uint32_t *ids; size_t n; char *back; size_t bn;
+        if (lm_tokenizer_encode(t, texts[k], lens[k], flags, &ids, &n)) abort();
+        for (size_t i = 0; i < n; i++) if ((int64_t)ids[i] >= lm_tokenizer_vocab_size(t)) abort();
+        if (lm_tokenizer_decode_ex(t, ids, n, flags & 1, &back, &bn)) abort();
+        free(ids); free(back);
+      }
+    char *out; size_t on;
+    if (lm_tokenizer_to_json(t, &out, &on) == LM_OK) {
+      lm_tokenizer *u;
+      if (lm_tokenizer_from_json(&u, out, on, "resaved") != LM_OK) abort();   /* what we write, we read */
+      lm_tokenizer_free(u);
+      free(out);
+    }
+    lm_tokenizer_free(t);
+  } else if (!lm_last_error()[0]) abort();
+  free(json);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   init();
   if (size == 0) return 0;
   uint8_t mode = data[0];
   data++; size--;
-  if (!(mode & 1)) {
+  if ((mode & 3) == 2) component(data, size);
+  else if (!(mode & 1)) {
     lm_tokenizer *t;
     if (lm_tokenizer_from_json(&t, (const char *)data, size, "fuzz.json") == LM_OK) {
       static const char text[] = "Hello the world <|endoftext|> \xff\xfe caf\xc3\xa9";

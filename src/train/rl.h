@@ -17,6 +17,7 @@
 
 #include <math.h>
 #include <stdint.h>
+#include <cjson/cJSON.h>
 #include "lmkit.h"
 #include "base/base.h"
 
@@ -102,3 +103,112 @@ double lm_rl_entropy(const float *z, int64_t V, double temperature);
 double lm_rl_adaptive_kl(double kl_coef, double kl, double target, double horizon, int64_t n_steps);
 
 #endif
+
+/* ======================================================================
+ * Rollouts (src/train/rollout.c): G completions of each prompt sampled in one
+ * batch by the many-sequence decoder (src/infer/batch.h), with generate's
+ * sampling (temperature, top-k, top-p), stopping at an end-of-turn token, and
+ * the calculator tool (calc.h) when asked.
+ * ====================================================================== */
+#include "infer/batch.h"
+
+typedef struct {
+  float temperature;          /* 0: greedy (log-probs at 1); else the log-probs are those of softmax(logits / temperature) */
+  float top_p;                /* 1: off */
+  int64_t top_k;              /* 0: off */
+  int64_t max_new;            /* completion tokens at most, spliced calculator results included */
+  const int32_t *stop;        /* tokens that end a completion (kept as its last token) */
+  int n_stop;
+  int calc;                   /* splice calculator results (calc.h) */
+  uint64_t seed;              /* row i samples with seed + i: the same seed gives the same rollouts */
+} lm_rollout_opts;
+
+typedef struct {
+  int64_t n, T;               /* rows, and the capacity of a row (max_new) */
+  int32_t *ids;               /* (n,T) completion tokens */
+  float *logp;                /* (n,T) log-prob of each token under the sampling policy (0 at tool tokens) */
+  uint8_t *tool;              /* (n,T) 1: spliced by the calculator, not sampled (no loss) */
+  int64_t *len;               /* (n) */
+  uint8_t *stopped;           /* (n) 1: ended with a stop token; 0: ran out of max_new */
+  int64_t sampled;            /* tokens sampled in all */
+} lm_rollouts;
+
+lm_status lm_rollouts_alloc(lm_rollouts *r, int64_t n, int64_t T);
+void lm_rollouts_free(lm_rollouts *r);
+/* Row i continues prompt[i] (plen[i] tokens) on slot i of d (n <= its slots, plen + max_new within
+ * its length); tok decodes for the calculator (may be NULL without calc). */
+lm_status lm_rollout(lm_batch_decoder *d, const lm_model *m, const lm_tokenizer *tok, const int32_t *const *prompt,
+                     const int64_t *plen, int64_t n, const lm_rollout_opts *o, lm_rollouts *out);
+
+/* ======================================================================
+ * Rewards (src/train/rewards.c): one number per completion, from a table of
+ * kinds chosen by the --reward spec:
+ *   arith          1 when the completion's last <answer>X</answer> holds a number equal to the task's
+ *                  answer (the record's "answer", a number or numeric string, or the value of its
+ *                  "expression" by the calculator's evaluator), else 0
+ *   regex:PATTERN  1 when PCRE2 PATTERN matches somewhere in the completion, else 0 (a format reward)
+ *   cmd:COMMAND    COMMAND (run by /bin/sh) reads one JSON line {"prompt", "completion"} per
+ *                  completion on stdin and writes one number per line; a timeout, a failed exit, a
+ *                  missing, extra or non-numeric line is an error naming the command
+ *   DIR            a reward model (a directory with the scalar head, 'lmkit reward'): its score of
+ *                  the prompt + completion tokens
+ * ====================================================================== */
+typedef struct {
+  const char *prompt;         /* the prompt's text (as the model saw it) */
+  const cJSON *record;        /* the task's JSONL record */
+  const char *completion;     /* the completion's text */
+  const int32_t *ids;         /* prompt + completion tokens (reward models) */
+  int64_t n_ids;
+} lm_reward_item;
+typedef struct lm_rewarder lm_rewarder;
+lm_status lm_rewarder_open(lm_rewarder **out, const char *spec, double timeout_sec);
+void lm_rewarder_free(lm_rewarder *r);
+const char *lm_rewarder_name(const lm_rewarder *r);
+/* Checks a task record for what the reward needs (arith: an answer); error prefixed with where. */
+lm_status lm_rewarder_check(const lm_rewarder *r, const cJSON *record, const char *where);
+lm_status lm_rewarder_score(lm_rewarder *r, const lm_reward_item *items, int64_t n, float *out);
+
+/* ======================================================================
+ * Tasks and the GRPO / RLOO objective (src/train/objectives/grpo.c)
+ * ====================================================================== */
+#include "infer/template.h"
+#include "train/train.h"
+
+/* Tasks, JSONL: {"prompt": P, ...} with P a string (one user message) or a message list; other
+ * members stay in the record for the reward (arith's "answer"). Each prompt is rendered by the chat
+ * template with the generation prompt; cot (may be NULL) is appended to its last user message
+ * after a blank line. Errors name file:line; a prompt longer than max_prompt tokens is an error. */
+typedef struct {
+  int64_t n;
+  cJSON **rec;
+  char **text;                /* the rendered prompt */
+  int32_t **ids;
+  int64_t *len, *line;
+  int64_t longest;
+} lm_rl_tasks;
+lm_status lm_rl_tasks_read(lm_rl_tasks *t, const char *path, const lm_chat_config *cc, const lm_tokenizer *tok,
+                           const char *cot, int64_t max_prompt, const lm_rewarder *rw);
+void lm_rl_tasks_free(lm_rl_tasks *t);
+/* Moves the last `fraction` of t (a seeded random choice, order kept) into held. */
+lm_status lm_rl_tasks_split(lm_rl_tasks *t, float fraction, uint64_t seed, lm_rl_tasks *held);
+
+typedef enum { LM_RL_ALGO_GRPO = 0, LM_RL_ALGO_RLOO } lm_rl_algo;
+typedef struct {
+  int algo;                   /* lm_rl_algo */
+  int loss;                   /* GRPO: lm_rl_norm SEQ (grpo), TOKEN (dapo), CONST (dr_grpo); RLOO: ROWS */
+  int scale;                  /* GRPO: lm_rl_scale */
+  int G;                      /* completions per prompt (>= 2) */
+  int64_t B;                  /* prompts per micro-batch */
+  double beta;                /* GRPO: k3 weight (0: no reference model) */
+  double kl_coef;             /* RLOO: weight of the sequence's k1 sum in its reward */
+  double clip_low, clip_high;
+  lm_rollout_opts ro;         /* seed: the run's; each micro-batch derives its own from the data cursor */
+  uint64_t seed;              /* the task order */
+  char *err;                  /* (256) where a failed micro-batch leaves its error (the trainer reports a NaN loss) */
+} lm_grpo_opts;
+/* ref: the frozen starting model (needed when beta > 0 or kl_coef > 0; else may be NULL). evaluate
+ * is minus the mean reward of one greedy completion per eval task (val_reward in eval_fields);
+ * step_fields: reward, reward_std, kl, clipfrac, entropy, completion_len, stopped. */
+lm_status lm_objective_grpo(lm_objective *o, lm_model *m, lm_model *ref, const lm_tokenizer *tok,
+                            const lm_rl_tasks *train, const lm_rl_tasks *eval, lm_rewarder *rw, const lm_grpo_opts *go,
+                            const int64_t *cursor);

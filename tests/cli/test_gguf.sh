@@ -1,0 +1,90 @@
+#!/usr/bin/env bash
+# GGUF through the CLI, end to end (docs/gguf.md):
+#   - a gpt2 and a llama (GQA) model trained on a tiny task are exported with `lmkit export --format
+#     gguf` as f32 and f16 and with `lmkit quantize` as q8_0 and q4_0;
+#   - `lmkit generate --model FILE.gguf` gives the same greedy text as the directory it came from
+#     (f32, f16, on several prompts), and the same seeded samples (f32: the same weights bit for bit);
+#     q8_0 and q4_0 files generate;
+#   - a GGUF exports again (GGUF in, GGUF out) and quantizes;
+#   - bad flags and bad files are clear errors (truncated file, not a GGUF, unknown type/format).
+# Tensor bytes, blocks and the tokenizer keys against numpy: tests/reference/test_gguf.py.
+set -u
+BIN="${LMKIT_BIN:-build}/lmkit"
+T=${KEEP_T:-$(mktemp -d)}; mkdir -p "$T"; [ -n "${KEEP_T:-}" ] || trap 'rm -rf "$T"' EXIT
+pass=0; fail=0
+ok() { echo "ok   $1"; pass=$((pass+1)); }
+bad() { echo "FAIL $1"; fail=$((fail+1)); }
+check() { if eval "$2"; then ok "$1"; else bad "$1"; fi; }
+# err NAME WANT CMD...: the command fails with "lmkit: error: ...WANT..."
+err() { local name=$1 want=$2; shift 2; local out; out=$("$@" 2>&1); local rc=$?
+  if [ $rc -ne 0 ] && [[ "$out" == *"lmkit: error:"*"$want"* ]]; then ok "$name"; else bad "$name (rc $rc): $out"; fi; }
+gen() { "$BIN" generate --model "$1" --prompt "$2" --max-tokens 24 --threads 1 "${@:3}" 2>&1; }
+
+# the alphabet from a random letter: a model learns to continue it, so greedy text varies
+python3 - "$T" <<'PY'
+import random, sys
+r = random.Random(4)
+L = "abcdefghijklmnopqrstuvwxyz"
+with open(f"{sys.argv[1]}/corpus.txt", "w") as f:
+    for _ in range(3000):
+        s = r.randrange(26); f.write(" ".join(L[(s + i) % 26] for i in range(r.randint(4, 12))) + "\n")
+PY
+"$BIN" tokenizer train --data "$T/corpus.txt" --vocab-size 300 --special "<|endoftext|>" --out "$T/tok" > /dev/null 2>&1
+COMMON=(--tokenizer "$T/tok" --data "$T/corpus.txt" --layers 2 --heads 4 --dim 64 --context 64 --batch 8 --lr 3e-3
+        --steps 100 --seed 3 --threads 1 --quiet)
+"$BIN" train "${COMMON[@]}" --out "$T/g" > /dev/null 2>&1; check "train gpt2" "[ -f $T/g/model.safetensors ]"
+"$BIN" train "${COMMON[@]}" --arch llama --kv-heads 2 --out "$T/l" > /dev/null 2>&1; check "train llama" "[ -f $T/l/model.safetensors ]"
+
+for m in g l; do
+  for t in f32 f16; do
+    "$BIN" export --format gguf --type $t --model "$T/$m" --out "$T/$m-$t.gguf" --quiet
+    check "$m: export --type $t" "[ \$? = 0 ] && [ -s $T/$m-$t.gguf ]"
+  done
+  for t in q8_0 q4_0; do
+    "$BIN" quantize --type $t "$T/$m" "$T/$m-$t.gguf" --quiet
+    check "$m: quantize --type $t" "[ \$? = 0 ] && [ -s $T/$m-$t.gguf ]"
+  done
+  for p in "c d e" "x y" "m n o p"; do
+    want=$(gen "$T/$m" "$p" --temperature 0)
+    for t in f32 f16; do
+      got=$(gen "$T/$m-$t.gguf" "$p" --temperature 0)
+      check "$m: greedy from '$p': $t GGUF == directory ('$(echo "$got" | tr '\n' ' ' | head -c 60)')" "[ \"\$got\" = \"\$want\" ] && [ \${#want} -gt \$(( \${#p} + 10 )) ]"
+    done
+  done
+  want=$(gen "$T/$m" "q r" --temperature 1.0 --seed 11)
+  got=$(gen "$T/$m-f32.gguf" "q r" --temperature 1.0 --seed 11)
+  check "$m: seeded sampling: f32 GGUF == directory" "[ \"\$got\" = \"\$want\" ]"
+  for t in q8_0 q4_0; do
+    got=$(gen "$T/$m-$t.gguf" "c d e" --temperature 0); rc=$?
+    check "$m: $t generates ('$(echo "$got" | tr '\n' ' ' | head -c 50)')" "[ $rc = 0 ] && [ \${#got} -gt 15 ]"
+  done
+  # GGUF in: export again and quantize
+  "$BIN" export --format gguf --type f32 --model "$T/$m-f32.gguf" --out "$T/$m-again.gguf" --quiet
+  check "$m: GGUF f32 -> export f32 is the same file" "cmp -s $T/$m-f32.gguf $T/$m-again.gguf"
+  "$BIN" quantize "$T/$m-f16.gguf" "$T/$m-f16-q8.gguf" --quiet
+  check "$m: quantize a GGUF (f16 -> q8_0) and generate" "[ -s $T/$m-f16-q8.gguf ] && gen $T/$m-f16-q8.gguf 'a b' --temperature 0 > /dev/null"
+done
+sz() { stat -c %s "$1"; }
+check "sizes: q4_0 < q8_0 < f16 < f32 ($(sz $T/l-q4_0.gguf) $(sz $T/l-q8_0.gguf) $(sz $T/l-f16.gguf) $(sz $T/l-f32.gguf))" \
+  "[ $(sz $T/l-q4_0.gguf) -lt $(sz $T/l-q8_0.gguf) ] && [ $(sz $T/l-q8_0.gguf) -lt $(sz $T/l-f16.gguf) ] && [ $(sz $T/l-f16.gguf) -lt $(sz $T/l-f32.gguf) ]"
+
+# errors
+err "export needs --format" "--format gguf is required" "$BIN" export --model "$T/g" --out "$T/x.gguf"
+err "export --format onnx" "invalid value for --format" "$BIN" export --format onnx --model "$T/g" --out "$T/x.gguf"
+err "export --type q5_k" "invalid value for --type" "$BIN" export --format gguf --type q5_k --model "$T/g" --out "$T/x.gguf"
+err "quantize --type f16" "invalid value for --type" "$BIN" quantize --type f16 "$T/g" "$T/x.gguf"
+err "quantize without OUT" "usage: lmkit quantize" "$BIN" quantize "$T/g"
+err "quantize a missing model" "no such model directory" "$BIN" quantize "$T/nope" "$T/x.gguf"
+head -c 3000 "$T/l-f32.gguf" > "$T/cut.gguf"
+err "generate on a truncated GGUF" "truncated" "$BIN" generate --model "$T/cut.gguf" --prompt "a"
+head -c 200000 "$T/l-f32.gguf" > "$T/cut2.gguf"
+err "generate on a GGUF cut in its data" "past the end of the data" "$BIN" generate --model "$T/cut2.gguf" --prompt "a"
+check "no file was left by a failed export" "[ ! -e $T/x.gguf ]"
+"$BIN" train --arch mistral --tokenizer "$T/tok" --data "$T/corpus.txt" --layers 1 --heads 2 --dim 32 --context 16 \
+  --steps 1 --threads 1 --quiet --out "$T/mis" > /dev/null 2>&1
+err "export a mistral (sliding window) is refused" "not supported" "$BIN" export --format gguf --model "$T/mis" --out "$T/x.gguf"
+"$BIN" export --help | grep -q "lmkit export --format gguf"; check "export --help" "[ $? = 0 ]"
+"$BIN" quantize --help | grep -q "lmkit quantize"; check "quantize --help" "[ $? = 0 ]"
+
+echo "$pass passed, $fail failed"
+[ "$fail" = 0 ]

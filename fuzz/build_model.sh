@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # build_model.sh — builds the libFuzzer targets for the model-directory formats
-# (fuzz_safetensors, fuzz_config) with clang's -fsanitize=fuzzer,address,undefined,
+# (fuzz_safetensors, fuzz_config) and GGUF files (fuzz_gguf) with clang's -fsanitize=fuzzer,address,undefined,
 # and writes seed corpora and a JSON dictionary beside them. config.json's parser
 # asks the model families (src/model/families/) about their keys, and they pull
 # in the model and its kernels, so the whole library is compiled in.
@@ -8,11 +8,12 @@
 #   fuzz/build_model.sh                 # -> build-fuzz/
 #   build-fuzz/fuzz_safetensors -dict=build-fuzz/model.dict build-fuzz/corpus_safetensors -max_total_time=60
 #   build-fuzz/fuzz_config      -dict=build-fuzz/model.dict build-fuzz/corpus_config      -max_total_time=60
+#   build-fuzz/fuzz_gguf        build-fuzz/corpus_gguf -max_total_time=60
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-build-fuzz}
 CC=${CC:-clang}
-mkdir -p "$OUT/corpus_safetensors" "$OUT/corpus_config"
+mkdir -p "$OUT/corpus_safetensors" "$OUT/corpus_config" "$OUT/corpus_gguf"
 
 SRCS=$(find src -name '*.c' | sort)
 BLAS_INC=/usr/include/$(gcc -dumpmachine)/openblas-openmp
@@ -31,7 +32,7 @@ for f in $SRCS; do
 done
 wait
 ar rcs "$OUT/libmodel.a" "$OUT"/obj/*.o
-for t in safetensors config; do
+for t in safetensors config gguf; do
   # shellcheck disable=SC2086
   $CC $FLAGS "fuzz/fuzz_$t.c" "$OUT/libmodel.a" $LIBS -o "$OUT/fuzz_$t"
 done
@@ -96,4 +97,29 @@ with open(os.path.join(out, "model.dict"), "w") as f:
     for w in words: f.write('"\\"%s\\""\n' % w)
     for t in ["null", "true", "false", "1e-05", "-1", "4294967296", "[", "]", "{", "}", ":", ","]: f.write('"%s"\n' % t)
 PY
-echo "built $OUT/fuzz_safetensors and $OUT/fuzz_config"
+# GGUF seeds: a byte-level BPE tokenizer's keys and a tensor of every block type lmkit reads
+python3 - "$OUT" <<'PY'
+import struct, sys, os
+def s(x): x = x.encode(); return struct.pack("<Q", len(x)) + x
+def kv(k, t, v): return s(k) + struct.pack("<I", t) + v
+def arr(t, items): return struct.pack("<IQ", t, len(items)) + b"".join(items)
+sym = [chr(c) if 33 <= c <= 126 else chr(256 + c) for c in range(256)]
+toks = sym + ["he", "hel", "<|endoftext|>"]
+keys = [kv("general.architecture", 8, s("gpt2")), kv("general.alignment", 4, struct.pack("<I", 32)),
+        kv("tokenizer.ggml.model", 8, s("gpt2")), kv("tokenizer.ggml.pre", 8, s("gpt-2")),
+        kv("tokenizer.ggml.tokens", 9, arr(8, [s(t) for t in toks])),
+        kv("tokenizer.ggml.token_type", 9, arr(5, [struct.pack("<i", 3 if t.startswith("<|") else 1) for t in toks])),
+        kv("tokenizer.ggml.merges", 9, arr(8, [s("h e"), s("he l")])),
+        kv("tokenizer.ggml.eos_token_id", 4, struct.pack("<I", len(toks) - 1)),
+        kv("x.f64", 12, struct.pack("<d", 2.5)), kv("x.bool", 7, b"\1")]
+blocks = {0: (1, 4), 1: (1, 2), 30: (1, 2), 8: (32, 34), 2: (32, 18), 12: (256, 144), 13: (256, 176), 14: (256, 210)}
+infos, data = b"", b""
+for t, (el, by) in blocks.items():
+    raw = bytes((i * 37 + t) % 251 for i in range(by * (256 // el)))
+    infos += s(f"t{t}") + struct.pack("<IQIQ", 1, 256, t, len(data))
+    data += raw + b"\0" * (-len(raw) % 32)
+head = b"GGUF" + struct.pack("<IQQ", 3, len(blocks), len(keys)) + b"".join(keys) + infos
+head += b"\0" * (-len(head) % 32)
+open(os.path.join(sys.argv[1], "corpus_gguf", "tok_blocks"), "wb").write(head + data)
+PY
+echo "built $OUT/fuzz_safetensors, $OUT/fuzz_config and $OUT/fuzz_gguf"

@@ -133,6 +133,7 @@ int lm_gguf_is_file(const char *path);
 lm_status lm_gguf_model_load(lm_model **out, const char *path, int head);
 /* The tokenizer of tokenizer.ggml.* (model "gpt2" with pre "gpt-2": byte-level BPE). */
 lm_status lm_gguf_tokenizer_load(lm_tokenizer **out, const char *path);
+lm_status lm_gguf_tokenizer_from(lm_tokenizer **out, const lm_gguf *g);   /* an open file (the fuzzer) */
 /* tokenizer.chat_template of the file, malloc'ed, or NULL (and LM_OK) when it has none. */
 lm_status lm_gguf_chat_template(const char *path, char **out);
 /* Writes m (gpt2 or llama, LM head), its tokenizer (GPT-2-style byte-level BPE) and chat template

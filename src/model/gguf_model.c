@@ -404,20 +404,26 @@ static lm_status gguf_tok_json(const lm_gguf *g, cJSON **out) {
   return LM_OK;
 }
 
+lm_status lm_gguf_tokenizer_from(lm_tokenizer **out, const lm_gguf *g) {
+  *out = NULL;
+  cJSON *root = NULL;
+  lm_status st = gguf_tok_json(g, &root);
+  if (st) return st;
+  char *json = cJSON_PrintUnformatted(root);
+  cJSON_Delete(root);
+  if (!json) return lm_error(LM_ERR_NOMEM, "out of memory");
+  st = lm_tokenizer_from_json(out, json, strlen(json), lm_gguf_name(g));
+  free(json);
+  return st;
+}
+
 lm_status lm_gguf_tokenizer_load(lm_tokenizer **out, const char *path) {
   *out = NULL;
   lm_gguf *g;
   lm_status st = lm_gguf_open(&g, path);
   if (st) return st;
-  cJSON *root = NULL;
-  st = gguf_tok_json(g, &root);
+  st = lm_gguf_tokenizer_from(out, g);
   lm_gguf_close(g);
-  if (st) return st;
-  char *json = cJSON_PrintUnformatted(root);
-  cJSON_Delete(root);
-  if (!json) return lm_error(LM_ERR_NOMEM, "out of memory");
-  st = lm_tokenizer_from_json(out, json, strlen(json), path);
-  free(json);
   return st;
 }
 

@@ -9,19 +9,10 @@
 set -euo pipefail
 SRC=$(cd "$(dirname "$0")/.." && pwd)
 BUILD=${1:-$SRC/build}
-CORPUS=${2:-}
 TMP=$(mktemp -d)
 trap 'rm -rf "$TMP"' EXIT
-if [ -z "$CORPUS" ]; then
-  if [ -f /work/shared/data/tinyshakespeare/input.txt ]; then CORPUS=/work/shared/data/tinyshakespeare/input.txt
-  else
-    find /usr/share/games/fortunes -type f ! -name '*.dat' ! -name '*.u8' -print0 | sort -z | xargs -0 cat > "$TMP/fortunes.txt"
-    CORPUS=$TMP/fortunes.txt
-  fi
-fi
-# a corpus of a few MB: repeat small inputs up to >= 4 MB
-cp "$CORPUS" "$TMP/corpus.txt"
-while [ "$(stat -c %s "$TMP/corpus.txt")" -lt 4000000 ]; do cat "$CORPUS" >> "$TMP/corpus.txt"; done
+. "$SRC/bench/corpus.sh"
+bench_corpus "$TMP" "${2:-}"
 echo "corpus: $CORPUS, $(stat -c %s "$TMP/corpus.txt") bytes (repeated to >= 4 MB); $(nproc) cores"
 [ -x "$BUILD/bench_tokenize" ] || cmake --build "$BUILD" --target bench_tokenize lmkit_cli >/dev/null
 "$BUILD/bench_tokenize" "$TMP/corpus.txt" gpt2 "$TMP/lmkit.ids"

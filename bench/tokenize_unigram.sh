@@ -15,18 +15,10 @@
 set -euo pipefail
 SRC=$(cd "$(dirname "$0")/.." && pwd)
 BUILD=${1:-$SRC/build}
-CORPUS=${2:-}
 TMP=$(mktemp -d)
 trap 'rm -rf "$TMP"' EXIT
-if [ -z "$CORPUS" ]; then
-  if [ -f /work/shared/data/tinyshakespeare/input.txt ]; then CORPUS=/work/shared/data/tinyshakespeare/input.txt
-  else
-    find /usr/share/games/fortunes -type f ! -name '*.dat' ! -name '*.u8' -print0 | sort -z | xargs -0 cat > "$TMP/fortunes.txt"
-    CORPUS=$TMP/fortunes.txt
-  fi
-fi
-cp "$CORPUS" "$TMP/corpus.txt"
-while [ "$(stat -c %s "$TMP/corpus.txt")" -lt 4000000 ]; do cat "$CORPUS" >> "$TMP/corpus.txt"; done
+. "$SRC/bench/corpus.sh"
+bench_corpus "$TMP" "${2:-}"
 [ -x "$BUILD/ref_unigram" ] && [ -x "$BUILD/bench_tokenize" ] || cmake --build "$BUILD" --target ref_unigram bench_tokenize >/dev/null
 echo "corpus: $CORPUS, $(stat -c %s "$TMP/corpus.txt") bytes (repeated to >= 4 MB); $(nproc) cores; load: $(cut -d' ' -f1-3 /proc/loadavg)"
 /usr/bin/python3 - "$SRC" "$BUILD" "$TMP" "$CORPUS" <<'PY'

@@ -14,7 +14,8 @@
  * Two rules use the map, and they differ (both are reproduced exactly):
  *  - Hugging Face (`lm_precompiled_normalize`, the "Precompiled" normalizer,
  *    spm_precompiled): the text is cut into extended grapheme clusters
- *    (UAX #29, utf8proc). A cluster shorter than 6 bytes is looked up whole,
+ *    (UAX #29: utf8proc, plus the Extend characters of newer Unicode that HF
+ *    knows). A cluster shorter than 6 bytes is looked up whole,
  *    and the FIRST (shortest) key that prefixes it replaces the whole cluster
  *    (so "Ａ" + U+0301 becomes "A": the accent is dropped). Otherwise each
  *    character is replaced by its own entry, or kept.
@@ -168,6 +169,21 @@ static lm_status replace(const lm_precompiled *p, obuf *o, const uint8_t *key, s
   return put(o, s, len);
 }
 
+/* Grapheme_Cluster_Break=Extend characters newer than utf8proc 2.8's Unicode 15.0, which HF
+ * tokenizers' unicode-segmentation joins to the character before (found by comparing every BMP
+ * character after a base with HF: tests/reference/test_unigram.py). Used only while utf8proc
+ * reports them unassigned. */
+static const uint32_t NEW_EXTEND[][2] = {{0x0897, 0x0897}, {0x1ACF, 0x1ADD}, {0x1AE0, 0x1AEB}};
+
+static int joins_as_new_extend(uint32_t prev, uint32_t c) {
+  for (size_t i = 0; i < sizeof NEW_EXTEND / sizeof *NEW_EXTEND; i++)
+    if (c >= NEW_EXTEND[i][0] && c <= NEW_EXTEND[i][1])
+      return utf8proc_category((utf8proc_int32_t)c) == UTF8PROC_CATEGORY_CN &&
+             utf8proc_get_property((utf8proc_int32_t)prev)->boundclass != UTF8PROC_BOUNDCLASS_CONTROL &&
+             prev != '\r' && prev != '\n';   /* GB4: always a break after a control, CR or LF */
+  return 0;
+}
+
 /* Hugging Face: grapheme clusters shorter than 6 bytes whole (first key), else character by character. */
 static lm_status normalize_hf(const lm_precompiled *p, const uint8_t *s, size_t n, obuf *o) {
   size_t pos = 0;
@@ -187,7 +203,8 @@ static lm_status normalize_hf(const lm_precompiled *p, const uint8_t *s, size_t 
       lm_utf8_dec(s + end, l2, &c2);
       /* ASCII pairs always break, except CR LF (GB3): skips the table for plain text */
       if (prev < 0x80 && c2 < 0x80 ? !(prev == '\r' && c2 == '\n')
-                                   : utf8proc_grapheme_break_stateful((utf8proc_int32_t)prev, (utf8proc_int32_t)c2, &state))
+                                   : utf8proc_grapheme_break_stateful((utf8proc_int32_t)prev, (utf8proc_int32_t)c2, &state) &&
+                                     !joins_as_new_extend(prev, c2))
         break;
       end += l2; prev = c2; nchar++;
     }

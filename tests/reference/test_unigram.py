@@ -26,6 +26,8 @@ sentencepiece (Debian's python3-sentencepiece) and Hugging Face tokenizers
        tokjson_ref.js), both models, special-token text included: ids without
        and with the post-processor's </s>, decode with and without special
        tokens.
+   (c) vs HF tokenizers on every BMP character after a base that is a key
+       (the whole tokenizer.json again): grapheme clusters as HF forms them.
    HF and SentencePiece themselves differ on some strings (HF replaces a whole
    grapheme cluster shorter than 6 bytes by the entry of its first key, so
    full-width "Ａ" + U+0301 loses its accent; SentencePiece takes the longest
@@ -246,6 +248,25 @@ def full_file(name, path, strings, tmp):
     return [r["ids"] for r in ref["results"]]
 
 
+def every_bmp_char(path, tmp):
+    """(c) Grapheme clusters: every BMP character c after a base that is a key of the map (full-width
+    "Ａ" for 2-byte c, NBSP for 3-byte c: clusters under 6 bytes), so HF's rule replaces the whole
+    cluster exactly when c joins it. lmkit (utf8proc's Unicode 15 + newer Extend characters) must
+    cluster every one as HF (unicode-segmentation) does."""
+    from test_tokenizer_json import run_lmkit, run_ref
+    strings = ["x" + ("\uff21" if c < 0x800 else "\u00a0") + chr(c) + "y" for c in range(0x80, 0x10000)
+               if not 0xD800 <= c < 0xE000]
+    ref = run_ref(path, strings, tmp)
+    mine, err = run_lmkit(path, strings)
+    if not check(ref["ok"] and mine is not None, "every BMP character: %s" % (ref.get("err") or err)):
+        return
+    bad = [i for i in range(len(strings)) if ref["results"][i]["ids"] != mine[i]["ids"]]
+    for i in bad[:5]:
+        print("  U+%04X: HF %s, lmkit %s" % (ord(strings[i][2]), ref["results"][i]["ids"], mine[i]["ids"]))
+    check(not bad, "every BMP character after a base: lmkit == HF tokenizers (%d differ)" % len(bad))
+    print("every BMP character after a base (grapheme clusters): %d strings, %d differ" % (len(strings), len(bad)))
+
+
 def main():
     if not os.path.exists(DRIVER):
         raise SystemExit("missing %s (build first)" % DRIVER)
@@ -308,6 +329,9 @@ def main():
         href = full_file(name, tj, hf_strings, tmp)
         differ = sum(1 for i in range(len(strings)) if href[i] != ref[i])
         print("%s: HF tokenizers and sentencepiece themselves differ on %d of %d strings" % (name, differ, len(strings)))
+
+        if not byte_fallback:
+            every_bmp_char(tj, tmp)
 
     tally.finish()
 

@@ -7,13 +7,13 @@
 #     speed-up over one client (target: >= 4x at 8), and the median time to first token;
 #   - medians of RUNS repetitions, the machine's load before and after, and decode as a share of
 #     the DRAM bandwidth limit for one stream (bench_generate measures the bandwidth).
-#   bash bench/serve.sh            (RUNS=3 TOKENS=64 THREADS=2 BUILD=build OUT=/tmp/lmkit-bench-serve)
+#   bash bench/serve.sh            (RUNS=3 TOKENS=64 THREADS=1 BUILD=build OUT=/tmp/lmkit-bench-serve)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
 RUNS=${RUNS:-3}
 TOKENS=${TOKENS:-64}
-THREADS=${THREADS:-2}
+THREADS=${THREADS:-1}
 OUT=${OUT:-/tmp/lmkit-bench-serve}
 LEVELS=${LEVELS:-"1 4 8 16"}
 BIN="$BUILD/lmkit"

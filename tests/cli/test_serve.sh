@@ -22,7 +22,7 @@ KEY=test-key-123
 start_server "$BIN" "$T/serve.log" --model "$T/model" --parallel 4 --api-key "$KEY" --index "docs=$T/docs.idx"
 check "lmkit serve starts on 127.0.0.1 and a free port ($PORT)" '[ -n "$PORT" ] && grep -q "listening on http://127.0.0.1:" "$T/serve.log"'
 check "one warning at start-up: no chat template, ChatML" '[ "$(grep -c "warning: .*no chat template.*ChatML" "$T/serve.log")" -eq 1 ]'
-URL="http://127.0.0.1:$PORT"
+URL="http://127.0.0.1:$PORT"; PORT1=$PORT
 AUTH=(-H "Authorization: Bearer $KEY")
 
 # ---- the official SDK
@@ -78,6 +78,21 @@ check "retrieval, streamed: the first chunk carries the sources" 'grep -q "\"sou
 check "retrieval: an unknown index is a 400 naming the loaded ones" \
   '[ "$(code "${AUTH[@]}" -d "${RQ/\"docs\"/\"nope\"}" "$URL/v1/chat/completions")" = 400 ] && grep -q "no index named .nope. (this server has: docs)" "$T/out.json"'
 
+# ---- embeddings equal lmkit embed's (mean pooling on the decoder)
+same_embedding() {   # same_embedding SERVER_JSON EMBED_JSONL: every vector within 1e-5
+  python3 - "$1" "$2" <<'PY'
+import json, sys
+a = [d["embedding"] for d in json.load(open(sys.argv[1]))["data"]]
+b = [json.loads(l)["embedding"] for l in open(sys.argv[2])]
+assert len(a) == len(b) == 2 and all(len(x) == len(y) for x, y in zip(a, b)), (len(a), len(b))
+assert all(abs(u - v) <= 1e-5 * (1 + abs(v)) for x, y in zip(a, b) for u, v in zip(x, y))
+PY
+}
+EMB='{"input":["hello world","the lazy dog"],"encoding_format":"float"}'
+printf 'hello world\nthe lazy dog\n' | "$BIN" embed --model "$T/model" --pool mean > "$T/emb_ref.jsonl" 2>/dev/null
+check "embeddings (decoder, mean pooling) equal lmkit embed --pool mean" \
+  '[ "$(code "${AUTH[@]}" -d "$EMB" "$URL/v1/embeddings")" = 200 ] && same_embedding "$T/out.json" "$T/emb_ref.jsonl"'
+
 # ---- limits and errors
 check "401 without the API key" '[ "$(code -d "$BODY" "$URL/v1/chat/completions")" = 401 ] && grep -q "API key" "$T/out.json"'
 head -c 2000000 /dev/zero | tr '\0' 'a' > "$T/big.txt"
@@ -115,13 +130,27 @@ wait "$CPID"; wait "$SPID"; src=$?
 check "SIGTERM: the stream in flight ends with [DONE], the server exits 0 (rc $src)" \
   '[ $src -eq 0 ] && tail -c 14 "$T/drain.txt" | grep -q "data: \[DONE\]" && grep -q "finishing the requests in flight" "$T/serve_q.log"'
 
+# ---- a BERT model serves embeddings (CLS pooling here) and refuses to generate
+"$BIN" tokenizer train --data "$T/corpus.txt" --vocab-size 300 --special "[PAD]" --special "[CLS]" --special "[SEP]" \
+  --special "[MASK]" --special "[UNK]" --out "$T/btok" > /dev/null 2>&1
+"$BIN" train --arch bert --objective mlm --tokenizer "$T/btok" --data "$T/corpus.txt" --layers 2 --heads 2 --dim 32 \
+  --context 64 --batch 8 --steps 5 --threads 1 --quiet --out "$T/bert" > "$T/bert.log" 2>&1
+start_server "$BIN" "$T/serve_b.log" --model "$T/bert" --pool cls
+URL="http://127.0.0.1:$PORT"
+printf 'hello world\nthe lazy dog\n' | "$BIN" embed --model "$T/bert" --pool cls > "$T/bemb_ref.jsonl" 2>/dev/null
+check "BERT: embeddings (CLS pooling) equal lmkit embed --pool cls" \
+  '[ "$(code -d "$EMB" "$URL/v1/embeddings")" = 200 ] && same_embedding "$T/out.json" "$T/bemb_ref.jsonl"'
+check "BERT: chat is a 400 saying the model does not generate" \
+  '[ "$(code -d "$BODY" "$URL/v1/chat/completions")" = 400 ] && grep -q "not a text generator" "$T/out.json"'
+kill -TERM "$SPID"; wait "$SPID"
+
 # ---- flags
 check "serve --help" '"$BIN" serve --help | grep -q -- "--parallel"'
 "$BIN" serve --model "$T/model" --pool max > "$T/e1" 2>&1; r1=$?
 check "a bad --pool is a clear error" '[ $r1 -ne 0 ] && grep -q "unknown --pool .max." "$T/e1"'
 "$BIN" serve --model "$T/none" --port 0 > "$T/e2" 2>&1; r2=$?
 check "a missing model directory is a clear error" '[ $r2 -ne 0 ] && grep -q "lmkit: error: .*none" "$T/e2"'
-"$BIN" serve --model "$T/model" --port "$(grep -o ':[0-9]*' <<< "$URL" | tr -d :)" > "$T/e3" 2>&1; r3=$?
+timeout 20 "$BIN" serve --model "$T/model" --port "$PORT1" > "$T/e3" 2>&1; r3=$?   # the first server holds it
 check "a busy port is a clear error" '[ $r3 -ne 0 ] && grep -q "cannot listen on 127.0.0.1" "$T/e3"'
 
 serve_done test_serve

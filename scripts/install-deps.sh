@@ -73,3 +73,8 @@ npm_ensure "${TOKJSON_PKGS[@]}"
 # driving Debian's chromium (above) through the chat page.
 SERVE_PKGS=(openai@7.55.0 playwright-core@1.65.1)
 npm_ensure "${SERVE_PKGS[@]}"
+
+# llama.cpp as the peer of GGUF files (tests/cli/test_gguf.sh): node-llama-cpp ships a prebuilt
+# llama.cpp (@node-llama-cpp/linux-x64); its postinstall step is not needed.
+LLAMACPP_PKGS=(node-llama-cpp@3.21.1)
+npm_ensure "${LLAMACPP_PKGS[@]}"

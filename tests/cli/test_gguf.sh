@@ -6,6 +6,8 @@
 #     (f32, f16, on several prompts), and the same seeded samples (f32: the same weights bit for bit);
 #     q8_0 and q4_0 files generate;
 #   - a GGUF exports again (GGUF in, GGUF out) and quantizes;
+#   - llama.cpp (node-llama-cpp 3.21.1's prebuilt) loads the f32 and f16 files and generates the same
+#     greedy text as lmkit (q8_0 / q4_0: reported, since llama.cpp also quantizes the activations);
 #   - bad flags and bad files are clear errors (truncated file, not a GGUF, unknown type/format).
 # Tensor bytes, blocks and the tokenizer keys against numpy: tests/reference/test_gguf.py.
 set -u
@@ -64,6 +66,24 @@ for m in g l; do
   "$BIN" quantize "$T/$m-f16.gguf" "$T/$m-f16-q8.gguf" --quiet
   check "$m: quantize a GGUF (f16 -> q8_0) and generate" "[ -s $T/$m-f16-q8.gguf ] && gen $T/$m-f16-q8.gguf 'a b' --temperature 0 > /dev/null"
 done
+# llama.cpp (node-llama-cpp's prebuilt) loads lmkit's files and continues them as lmkit does
+SRC="${LMKIT_SRC:-$(cd "$(dirname "$0")/../.." && pwd)}"
+if [ -f "$SRC/third_party/npm/node_modules/node-llama-cpp/package.json" ]; then
+  for m in g l; do
+    for t in f32 f16 q8_0 q4_0; do
+      want=$(gen "$T/$m-$t.gguf" "c d e" --temperature 0 --max-tokens 20)
+      got=$(node "$SRC/tests/cli/gguf_llamacpp.mjs" "$T/$m-$t.gguf" "c d e" 20 2>&1)
+      if [ "$t" = f32 ] || [ "$t" = f16 ]; then
+        check "$m: llama.cpp on the $t file: the same greedy text as lmkit ('$(echo "$got" | tr '\n' ' ' | head -c 50)')" "[ \"\$got\" = \"\$want\" ]"
+      else   # llama.cpp multiplies quantized activations too: reported, not required
+        [ "$got" = "$want" ] && echo "info $m: llama.cpp on the $t file: the same greedy text" \
+          || echo "info $m: llama.cpp on the $t file differs: '$(echo "$got" | tr '\n' ' ')' vs lmkit '$(echo "$want" | tr '\n' ' ')'"
+      fi
+    done
+  done
+else
+  bad "node-llama-cpp is not installed (scripts/install-deps.sh installs it into third_party/npm)"
+fi
 sz() { stat -c %s "$1"; }
 check "sizes: q4_0 < q8_0 < f16 < f32 ($(sz $T/l-q4_0.gguf) $(sz $T/l-q8_0.gguf) $(sz $T/l-f16.gguf) $(sz $T/l-f32.gguf))" \
   "[ $(sz $T/l-q4_0.gguf) -lt $(sz $T/l-q8_0.gguf) ] && [ $(sz $T/l-q8_0.gguf) -lt $(sz $T/l-f16.gguf) ] && [ $(sz $T/l-f16.gguf) -lt $(sz $T/l-f32.gguf) ]"

@@ -215,6 +215,9 @@ static lm_status f_content(lm_request *r, const cJSON *v, const char *name) {
   return get_texts(r, v, name, 1);
 }
 static lm_status f_add_special(lm_request *r, const cJSON *v, const char *name) { return get_bool(v, name, &r->add_special); }
+static lm_status f_parse_special(lm_request *r, const cJSON *v, const char *name) {
+  return get_bool(v, name, &r->parse_special);
+}
 static lm_status f_with_pieces(lm_request *r, const cJSON *v, const char *name) { return get_bool(v, name, &r->with_pieces); }
 static lm_status f_tokens(lm_request *r, const cJSON *v, const char *name) {
   if (!cJSON_IsArray(v)) return type_err(name, "a list of token ids");
@@ -262,6 +265,7 @@ static const field FIELDS[] = {
   {"encoding_format", K(LM_REQ_EMBEDDING), f_encoding_format, 0},
   {"content", K(LM_REQ_TOKENIZE), f_content, 1},
   {"add_special", K(LM_REQ_TOKENIZE), f_add_special, 0},
+  {"parse_special", K(LM_REQ_TOKENIZE), f_parse_special, 0},
   {"with_pieces", K(LM_REQ_TOKENIZE), f_with_pieces, 0},
   {"tokens", K(LM_REQ_DETOKENIZE), f_tokens, 1},
 };
@@ -276,7 +280,7 @@ void lm_request_free(lm_request *r) {
 
 lm_status lm_request_parse(lm_request *r, lm_req_kind kind, const char *data, size_t len, const char **param) {
   memset(r, 0, sizeof *r);
-  r->kind = kind; r->max_tokens = -1; r->temperature = 1.0f; r->top_p = 1.0f; r->add_special = 1;
+  r->kind = kind; r->max_tokens = -1; r->temperature = 1.0f; r->top_p = 1.0f; r->parse_special = 1;
   if (param) *param = "";
   const char *end = NULL;
   r->body = cJSON_ParseWithLengthOpts(data, len, &end, 0);

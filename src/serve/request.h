@@ -33,7 +33,7 @@ typedef struct {
   int logprobs, top_logprobs;    /* chat: logprobs bool + top_logprobs; completion: logprobs N -> both */
   /* embeddings: the texts; tokenize: one text (inputs[0]); detokenize: ids */
   const char **inputs; int64_t n_inputs;
-  int add_special, with_pieces;  /* tokenize */
+  int add_special, parse_special, with_pieces;  /* tokenize (llama.cpp's: false, true, false) */
   int32_t *ids; int64_t n_ids;   /* detokenize */
   int base64;                    /* embeddings: encoding_format "base64" */
   const char *retrieval;         /* chat: "retrieval": {"index": NAME, "k": K}: the index's name, or NULL */

@@ -587,7 +587,10 @@ static enum MHD_Result generate(conn_ctx *cx, lm_request *rq) {
     text = prompt;
   }
   uint32_t *ids = NULL; size_t n = 0;
-  if (!st) st = lm_tokenizer_encode(s->tok, text, strlen(text), 1, &ids, &n);
+  /* a chat template writes its own specials (<|begin_of_text|>...); a plain prompt gets the tokenizer's, as
+   * lmkit generate --prompt and HF's tokenizer(prompt) do */
+  int flags = LM_ENCODE_SPECIAL | (j->req.kind == LM_REQ_CHAT ? 0 : LM_ENCODE_ADD_SPECIAL);
+  if (!st) st = lm_tokenizer_encode(s->tok, text, strlen(text), flags, &ids, &n);
   free(prompt);
   const char *what = j->req.kind == LM_REQ_CHAT ? "messages" : "prompt";
   if (st) {
@@ -767,7 +770,8 @@ static enum MHD_Result embeddings(conn_ctx *cx, lm_request *rq) {
 static enum MHD_Result tokenize(conn_ctx *cx, lm_request *rq) {
   lm_server *s = cx->s;
   uint32_t *ids = NULL; size_t n = 0;
-  lm_status st = lm_tokenizer_encode(s->tok, rq->inputs[0], strlen(rq->inputs[0]), rq->add_special, &ids, &n);
+  int flags = (rq->parse_special ? LM_ENCODE_SPECIAL : 0) | (rq->add_special ? LM_ENCODE_ADD_SPECIAL : 0);
+  lm_status st = lm_tokenizer_encode(s->tok, rq->inputs[0], strlen(rq->inputs[0]), flags, &ids, &n);
   if (st) { lm_request_free(rq); return send_error(cx, 400, "content", "%s", lm_last_error()); }
   cJSON *o = cJSON_CreateObject(), *a = cJSON_AddArrayToObject(o, "tokens");
   for (size_t i = 0; i < n; i++) {

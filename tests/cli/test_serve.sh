@@ -78,6 +78,20 @@ check "retrieval, streamed: the first chunk carries the sources" 'grep -q "\"sou
 check "retrieval: an unknown index is a 400 naming the loaded ones" \
   '[ "$(code "${AUTH[@]}" -d "${RQ/\"docs\"/\"nope\"}" "$URL/v1/chat/completions")" = 400 ] && grep -q "no index named .nope. (this server has: docs)" "$T/out.json"'
 
+# ---- a greedy completion is what lmkit generate writes (server: batched decoder; generate: a session)
+same_as_generate() {   # same_as_generate MODEL URL AUTH...: 16 greedy tokens of one prompt, both ways
+  local model=$1 url=$2; shift 2
+  "$BIN" generate --model "$model" --prompt "the quick" --max-tokens 16 --temperature 0 --no-stop --threads 1 \
+    > "$T/gen.txt" 2>/dev/null
+  [ "$(code "$@" -d '{"prompt":"the quick","max_tokens":16,"temperature":0}' "$url/v1/completions")" = 200 ] &&
+    python3 -c "
+import json, sys
+got = 'the quick' + json.load(open(sys.argv[1]))['choices'][0]['text']
+want = open(sys.argv[2]).read()[:-1]   # generate ends with a newline
+assert got == want, (got, want)" "$T/out.json" "$T/gen.txt"
+}
+check "a greedy completion equals lmkit generate's text (GPT-2)" 'same_as_generate "$T/model" "$URL" "${AUTH[@]}"'
+
 # ---- embeddings equal lmkit embed's (mean pooling on the decoder)
 same_embedding() {   # same_embedding SERVER_JSON EMBED_JSONL: every vector within 1e-5
   python3 - "$1" "$2" <<'PY'
@@ -129,6 +143,19 @@ kill -TERM "$SPID"
 wait "$CPID"; wait "$SPID"; src=$?
 check "SIGTERM: the stream in flight ends with [DONE], the server exits 0 (rc $src)" \
   '[ $src -eq 0 ] && tail -c 14 "$T/drain.txt" | grep -q "data: \[DONE\]" && grep -q "finishing the requests in flight" "$T/serve_q.log"'
+
+# ---- a Llama model (RoPE, grouped-query attention, SwiGLU) batches too
+"$BIN" train --arch llama --tokenizer "$T/tok" --data "$T/corpus.txt" --layers 2 --heads 4 --kv-heads 2 --dim 64 \
+  --context 256 --batch 8 --steps 20 --lr 3e-3 --threads 1 --quiet --out "$T/llama" > "$T/llama.log" 2>&1
+start_server "$BIN" "$T/serve_l.log" --model "$T/llama" --parallel 3
+check "Llama: a greedy completion equals lmkit generate's text" 'same_as_generate "$T/llama" "http://127.0.0.1:$PORT"'
+for k in 1 2 3; do
+  curl -s -o "$T/lc$k.json" -d '{"messages":[{"role":"user","content":"hello"}],"max_tokens":24,"temperature":0.7,"seed":'$k'}' \
+    "http://127.0.0.1:$PORT/v1/chat/completions" & LP[$k]=$!
+done
+wait "${LP[@]}"
+check "Llama: three concurrent chats complete" 'for k in 1 2 3; do grep -q "\"finish_reason\":\"\(stop\|length\)\"" "$T/lc$k.json" || exit 1; done'
+kill -TERM "$SPID"; wait "$SPID"
 
 # ---- a BERT model serves embeddings (CLS pooling here) and refuses to generate
 "$BIN" tokenizer train --data "$T/corpus.txt" --vocab-size 300 --special "[PAD]" --special "[CLS]" --special "[SEP]" \

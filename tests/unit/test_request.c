@@ -40,8 +40,11 @@ Test(request, defaults_and_nulls) {
   r = parse_ok(LM_REQ_DETOKENIZE, "{\"tokens\":[0,5,70000]}");
   cr_assert_eq(r.n_ids, 3); cr_assert_eq(r.ids[2], 70000);
   lm_request_free(&r);
-  r = parse_ok(LM_REQ_TOKENIZE, "{\"content\":\"x y\",\"add_special\":false}");
-  cr_assert_str_eq(r.inputs[0], "x y"); cr_assert_eq(r.add_special, 0);
+  r = parse_ok(LM_REQ_TOKENIZE, "{\"content\":\"x y\"}");
+  cr_assert_str_eq(r.inputs[0], "x y"); cr_assert_eq(r.add_special, 0); cr_assert_eq(r.parse_special, 1);
+  lm_request_free(&r);
+  r = parse_ok(LM_REQ_TOKENIZE, "{\"content\":\"x\",\"add_special\":true,\"parse_special\":false}");
+  cr_assert_eq(r.add_special, 1); cr_assert_eq(r.parse_special, 0);
   lm_request_free(&r);
 }
 

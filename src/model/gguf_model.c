@@ -309,14 +309,16 @@ lm_status lm_gguf_model_load(lm_model **out, const char *path, int head) {
 /* token_type values (llama.cpp's llama_token_type) */
 enum { TT_NORMAL = 1, TT_UNKNOWN = 2, TT_CONTROL = 3, TT_USER = 4, TT_UNUSED = 5, TT_BYTE = 6 };
 
-static cJSON *byte_level(int prefix, int trim) {
-  cJSON *o = cJSON_CreateObject();
-  cJSON_AddStringToObject(o, "type", "ByteLevel");
-  cJSON_AddBoolToObject(o, "add_prefix_space", prefix);
-  cJSON_AddBoolToObject(o, "trim_offsets", trim);
-  cJSON_AddBoolToObject(o, "use_regex", 1);
-  return o;
-}
+/* The tokenizer.json around a "gpt2" vocabulary with pre "gpt-2": GPT-2's byte-level pipeline, as
+ * lmkit and Hugging Face write it; the vocabulary, merges and added tokens are filled in. */
+static const char GPT2_TOKENIZER_JSON[] =
+    "{\"version\":\"1.0\",\"truncation\":null,\"padding\":null,\"added_tokens\":[],\"normalizer\":null,"
+    "\"pre_tokenizer\":{\"type\":\"ByteLevel\",\"add_prefix_space\":false,\"trim_offsets\":true,\"use_regex\":true},"
+    "\"post_processor\":{\"type\":\"ByteLevel\",\"add_prefix_space\":true,\"trim_offsets\":false,\"use_regex\":true},"
+    "\"decoder\":{\"type\":\"ByteLevel\",\"add_prefix_space\":true,\"trim_offsets\":true,\"use_regex\":true},"
+    "\"model\":{\"type\":\"BPE\",\"dropout\":null,\"unk_token\":null,\"continuing_subword_prefix\":\"\","
+    "\"end_of_word_suffix\":\"\",\"fuse_unk\":false,\"byte_fallback\":false,\"ignore_merges\":false,"
+    "\"vocab\":{},\"merges\":[]}}";
 
 static lm_status gguf_tok_json(const lm_gguf *g, cJSON **out) {
   const char *p = lm_gguf_name(g), *model = NULL, *pre = NULL;
@@ -343,24 +345,10 @@ static lm_status gguf_tok_json(const lm_gguf *g, cJSON **out) {
   if (types && types->n != tokens->n)
     return lm_error(LM_ERR_FORMAT, "%s: tokenizer.ggml.token_type has %llu entries for %llu tokens", p,
                     (unsigned long long)types->n, (unsigned long long)tokens->n);
-  cJSON *root = cJSON_CreateObject(), *added = cJSON_AddArrayToObject(root, "added_tokens");
-  cJSON_AddStringToObject(root, "version", "1.0");
-  cJSON_AddNullToObject(root, "truncation");
-  cJSON_AddNullToObject(root, "padding");
-  cJSON_AddNullToObject(root, "normalizer");
-  cJSON_AddItemToObject(root, "pre_tokenizer", byte_level(0, 1));
-  cJSON_AddItemToObject(root, "post_processor", byte_level(1, 0));
-  cJSON_AddItemToObject(root, "decoder", byte_level(1, 1));
-  cJSON *mo = cJSON_AddObjectToObject(root, "model");
-  cJSON_AddStringToObject(mo, "type", "BPE");
-  cJSON_AddNullToObject(mo, "dropout");
-  cJSON_AddNullToObject(mo, "unk_token");
-  cJSON_AddStringToObject(mo, "continuing_subword_prefix", "");
-  cJSON_AddStringToObject(mo, "end_of_word_suffix", "");
-  cJSON_AddBoolToObject(mo, "fuse_unk", 0);
-  cJSON_AddBoolToObject(mo, "byte_fallback", 0);
-  cJSON_AddBoolToObject(mo, "ignore_merges", 0);
-  cJSON *vocab = cJSON_AddObjectToObject(mo, "vocab"), *ml = cJSON_AddArrayToObject(mo, "merges");
+  cJSON *root = cJSON_Parse(GPT2_TOKENIZER_JSON);
+  if (!root) return lm_error(LM_ERR_NOMEM, "out of memory");
+  cJSON *added = cJSON_GetObjectItemCaseSensitive(root, "added_tokens"), *mo = cJSON_GetObjectItemCaseSensitive(root, "model");
+  cJSON *vocab = cJSON_GetObjectItemCaseSensitive(mo, "vocab"), *ml = cJSON_GetObjectItemCaseSensitive(mo, "merges");
   char *s = NULL;
   for (uint64_t i = 0; i < tokens->n && !st; i++) {
     const char *tb; size_t tn;

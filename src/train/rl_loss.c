@@ -128,7 +128,10 @@ void lm_rl_policy_loss(const lm_rl_policy_opts *o, int64_t n, int64_t T, const i
       double r = exp(diff), a = adv[i];
       total += w * clip_term(a, r, lo, hi, &dr, &c);
       clipped += c; ratios += r;
-      for (int64_t t = 0; t < L; t++) d[t] = (float)(w * dr * r);
+      for (int64_t t = 0; t < L; t++) {
+        d[t] = (float)(w * dr * r);
+        if (ref) kl += lm_kl_k1(l[t], ref[i * T + t]);
+      }
       continue;
     }
     for (int64_t t = 0; t < L; t++) {

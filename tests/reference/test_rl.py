@@ -174,6 +174,9 @@ def run_case(ck, label, seed, n, T, G, V, pol, scale, c):
         ck.check(name, rel_err(got[0], loss.item()))
         ck.check(name + " d/d logp", rel_err(out("dlp", shape=(n, T)), lp.grad * mask))
         ck.check(name + " clipfrac", abs(got[1] - clipfrac.item()))
+        lp0 = t(r["lp"])
+        kl_tok = torch.exp(ref_ - lp0) - (ref_ - lp0) - 1 if pol["beta"] else lp0 - ref_
+        ck.check(name + (" mean k3" if pol["beta"] else " mean k1"), rel_err(got[2], masked_mean(kl_tok, mask).item()))
 
         # PPO
         p = ppo(r, mask, dict(c, clip_low=pol["clip_low"], clip_high=pol["clip_high"]))

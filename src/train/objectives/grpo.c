@@ -114,8 +114,8 @@ lm_status lm_rl_tasks_read(lm_rl_tasks *t, const char *path, const lm_chat_confi
       if (!cJSON_IsObject(rec)) { cJSON_Delete(rec); st = lm_error(LM_ERR_FORMAT, "%s: not a JSON object", where); break; }
       if (t->n == cap && (st = tasks_grow(t, cap = cap ? 2 * cap : 64))) { cJSON_Delete(rec); break; }
       char *pt = NULL; int32_t *ids = NULL; int64_t n = 0;
-      st = rw ? lm_rewarder_check(rw, rec, where) : LM_OK;
-      if (!st) st = task_prompt(rec, where, cc, tok, cot, &pt, &ids, &n);
+      st = task_prompt(rec, where, cc, tok, cot, &pt, &ids, &n);
+      if (!st && rw) st = lm_rewarder_check(rw, rec, where);
       if (!st && n > max_prompt)
         st = lm_error(LM_ERR_RANGE, "%s: the prompt is %lld tokens, longer than the %lld that --max-length leaves after "
                       "--max-new-tokens", where, (long long)n, (long long)max_prompt);

@@ -1,12 +1,10 @@
-/* cmd_export.c — `lmkit export --format gguf` and `lmkit quantize`: a model
- * (a Hugging Face directory or a GGUF file) with its tokenizer and chat
- * template, written as one GGUF file for llama.cpp (docs/gguf.md). quantize is
- * export with the input and output as arguments and a quantized type, so both
- * commands share load_source and lm_gguf_export. */
+/* cmd_export.c — `lmkit export --format gguf`: a model (a Hugging Face
+ * directory or a GGUF file) with its tokenizer and chat template, written as
+ * one GGUF file for llama.cpp (docs/gguf.md). `lmkit quantize` (cmd_quantize.c)
+ * runs this command with a quantized type. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include "cli.h"
 #include "infer/template.h"
 #include "model/gguf.h"
@@ -20,13 +18,6 @@ static const char *EXPORT_HELP =
   "  --out FILE           the GGUF file to write (atomically)\n"
   "  --type T             f32, f16 (default), q8_0 or q4_0: the type of the 2-D weights; norms and\n"
   "                       rows that are not whole 32-value blocks stay f32\n"
-  "  --quiet              no progress bar\n";
-
-static const char *QUANTIZE_HELP =
-  "usage: lmkit quantize [--type q8_0] IN OUT.gguf\n"
-  "Quantizes a model (a model directory or a GGUF file) into a GGUF file: q8_0 (8-bit, one f16\n"
-  "scale per 32 values) or q4_0 (4-bit); as 'lmkit export --format gguf --type T' (docs/gguf.md).\n"
-  "  --type T             q8_0 (default) or q4_0\n"
   "  --quiet              no progress bar\n";
 
 /* the model, tokenizer and chat template (NULL when none) of a directory or GGUF file */
@@ -72,21 +63,4 @@ int cmd_export(int argc, char **argv) {
   if (!model) return cli_error("--model DIR is required");
   if (!out) return cli_error("--out FILE.gguf is required");
   return run(model, out, type, quiet);
-}
-
-int cmd_quantize(int argc, char **argv) {
-  const char *type = "q8_0", *in = NULL, *out = NULL, *v;
-  int quiet = 0, r;
-  for (int i = 1; i < argc; i++) {
-    if (cli_is_help(argv[i])) { fputs(QUANTIZE_HELP, stdout); return 0; }
-    if (!strcmp(argv[i], "--quiet")) { quiet = 1; continue; }
-    if ((r = cli_opt(argc, argv, &i, "--type", &v))) { if (r < 0) return 1; type = v; continue; }
-    if (argv[i][0] == '-') return cli_unknown("quantize", argv[i]);
-    if (!in) in = argv[i];
-    else if (!out) out = argv[i];
-    else return cli_error("quantize takes IN and OUT, got a third argument '%s'", argv[i]);
-  }
-  if (!in || !out) return cli_error("usage: lmkit quantize [--type q8_0|q4_0] IN OUT.gguf");
-  if (strcasecmp(type, "q8_0") && strcasecmp(type, "q4_0")) return cli_error("invalid value for --type: '%s' (q8_0, q4_0)", type);
-  return run(in, out, type, quiet);
 }

@@ -17,7 +17,7 @@ int cmd_serve(int argc, char **argv);      /* cli/cmd_serve.c */
 int cmd_grpo(int argc, char **argv);       /* cli/cmd_rl.c */
 int cmd_rloo(int argc, char **argv);       /* cli/cmd_rl.c */
 int cmd_export(int argc, char **argv);     /* cli/cmd_export.c */
-int cmd_quantize(int argc, char **argv);   /* cli/cmd_export.c */
+int cmd_quantize(int argc, char **argv);   /* cli/cmd_quantize.c */
 static const command COMMANDS[] = {
   {"tokenizer", cmd_tokenizer, "train a byte-level BPE tokenizer; encode or decode text (BPE, WordPiece)", "tokenize"},
   {"data", cmd_data, "prepare token shards from text (data prepare)", "tokenize"},

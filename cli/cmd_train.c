@@ -52,6 +52,9 @@ static const char *HELP =
   "  --dim N              model width, divisible by --heads (384)\n"
   "  --ffn N              feed-forward width (4 * dim; gated families 8/3 * dim rounded\n"
   "                       up to a multiple of 32, the same parameter count)\n"
+  "  --dropout P          dropout rate in training, in [0, 1): embeddings, attention\n"
+  "                       probabilities and residual branches (llama: attention only) (0)\n"
+  "  --attn-dropout P     the attention probabilities' rate, if other than --dropout\n"
   "  --context N          tokens per training sequence; also the model's positions (256)\n"
   "                       bert needs a tokenizer with [CLS] [SEP] [MASK] [PAD] (a vocab.txt\n"
   "                       directory, or 'lmkit tokenizer train --special [PAD] --special [CLS] ...')\n"
@@ -89,16 +92,18 @@ static int is_flag(const char *s) { return s[0] == '-' && s[1] == '-'; }
 /* The settings that define a run. On --resume each one given must equal what the run saved;
  * given[] holds the text as typed (NULL: not given), to name it in an error. */
 enum { F_TOKENIZER, F_ARCH, F_OBJECTIVE, F_MLM_PROB, F_SHARE, F_LAYERS, F_HEADS, F_KV_HEADS, F_DIM, F_FFN, F_CONTEXT,
-       F_POSITIONS, F_BATCH, F_GRAD_ACCUM, F_WARMUP, F_LR, F_MIN_LR, F_WEIGHT_DECAY, F_CLIP, F_VAL_FRACTION, F_SEED, F_N };
+       F_POSITIONS, F_DROPOUT, F_ATTN_DROPOUT, F_BATCH, F_GRAD_ACCUM, F_WARMUP, F_LR, F_MIN_LR, F_WEIGHT_DECAY, F_CLIP,
+       F_VAL_FRACTION, F_SEED, F_N };
 static const char *const FLAG_NAMES[F_N] = {
   "--tokenizer", "--arch", "--objective", "--mlm-prob", "--share-layers", "--layers", "--heads", "--kv-heads", "--dim",
-  "--ffn", "--context", "--positions", "--batch", "--grad-accum", "--warmup", "--lr", "--min-lr", "--weight-decay",
+  "--ffn", "--context", "--positions", "--dropout", "--attn-dropout", "--batch", "--grad-accum", "--warmup", "--lr", "--min-lr", "--weight-decay",
   "--clip", "--val-fraction", "--seed"};
 
 typedef struct {
   const char *given[F_N];
   const char *tok_spec, *arch;
   int64_t layers, heads, kv_heads, dim, ffn, positions;
+  float dropout, attn_dropout;   /* attn_dropout < 0: as dropout */
   int share;
 } run_flags;
 
@@ -144,6 +149,8 @@ static int check_resume_flags(const run_flags *rf, const lm_train_opts *o, const
   INT_SAME(F_KV_HEADS, rf->kv_heads, lm_kv_heads(c))
   INT_SAME(F_DIM, rf->dim, c->n_embd)
   INT_SAME(F_FFN, rf->ffn, lm_ffn_width(c))
+  FLT_SAME(F_DROPOUT, rf->dropout, lm_family_of(c)->hidden_dropout ? c->resid_pdrop : c->attn_pdrop)
+  FLT_SAME(F_ATTN_DROPOUT, rf->attn_dropout, c->attn_pdrop)
   INT_SAME(F_CONTEXT, o->context, saved->context)
   if (g[F_POSITIONS]) {
     /* a new run's position table is the larger of --positions and --context */
@@ -198,7 +205,7 @@ static char *run_dir_of(const char *resume_dir, const char *state) {
 int cmd_train(int argc, char **argv) {
   lm_train_opts o;
   lm_train_opts_default(&o);
-  run_flags rf = {.tok_spec = "byte", .arch = "gpt2", .layers = 6, .heads = 6, .dim = 384};
+  run_flags rf = {.tok_spec = "byte", .arch = "gpt2", .layers = 6, .heads = 6, .dim = 384, .attn_dropout = -1};
   const char *v;
   int64_t threads = 0;
   int steps_set = 0, r;
@@ -231,6 +238,8 @@ int cmd_train(int argc, char **argv) {
     if ((k = OPT("--kv-heads")) == 1) return 1; else if (k) { NUM(rf.kv_heads, 1, 1024); GIVEN(F_KV_HEADS); continue; }
     if ((k = OPT("--dim")) == 1) return 1; else if (k) { NUM(rf.dim, 1, 65536); GIVEN(F_DIM); continue; }
     if ((k = OPT("--ffn")) == 1) return 1; else if (k) { NUM(rf.ffn, 1, 1 << 20); GIVEN(F_FFN); continue; }
+    if ((k = OPT("--dropout")) == 1) return 1; else if (k) { FLT(rf.dropout, 0, 0.999f); GIVEN(F_DROPOUT); continue; }
+    if ((k = OPT("--attn-dropout")) == 1) return 1; else if (k) { FLT(rf.attn_dropout, 0, 0.999f); GIVEN(F_ATTN_DROPOUT); continue; }
     if ((k = OPT("--context")) == 1) return 1; else if (k) { NUM(o.context, 1, 1 << 20); GIVEN(F_CONTEXT); continue; }
     if ((k = OPT("--positions")) == 1) return 1; else if (k) { NUM(rf.positions, 1, 1 << 20); GIVEN(F_POSITIONS); continue; }
     if ((k = OPT("--batch")) == 1) return 1; else if (k) { NUM(o.batch, 1, 1 << 20); GIVEN(F_BATCH); continue; }
@@ -330,6 +339,9 @@ int cmd_train(int argc, char **argv) {
       goto done;
     }
     cfg.n_kv_head = rf.kv_heads == rf.heads ? 0 : rf.kv_heads;
+    /* dropout: --dropout everywhere the family drops (Llama: attention only), --attn-dropout for attention */
+    cfg.embd_pdrop = cfg.resid_pdrop = fam->hidden_dropout ? rf.dropout : 0;
+    cfg.attn_pdrop = rf.attn_dropout >= 0 ? rf.attn_dropout : rf.dropout;
     if (lm_model_create(&m, &cfg, o.seed)) { rc = cli_fail(); goto done; }
   }
   const lm_config *c = lm_model_config(m);

@@ -83,6 +83,9 @@ typedef struct {
   float rope_factor, rope_low_freq_factor, rope_high_freq_factor;
   int64_t rope_original_positions;
   int64_t sliding_window;    /* attention sees at most this many keys (Mistral); 0: all */
+  /* dropout in training (never in eval or generation): on the embeddings, on the attention
+   * probabilities, and on each residual branch (attention and FFN outputs); each in [0, 1) */
+  float embd_pdrop, attn_pdrop, resid_pdrop;
   int tie_embeddings;    /* LM head shares the token embedding */
   float norm_eps;
   float init_std;        /* initializer_range */

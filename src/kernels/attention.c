@@ -62,7 +62,7 @@ void attention_forward(float *out, float *att, const float *qkv, const uint8_t *
 
 void attention_forward_packed(float *out, float *att, const float *qkv, const uint8_t *key_mask, const int32_t *starts,
                               int64_t B, int64_t T, int64_t C, int64_t NH, int causal) {
-  attention_forward_gqa(out, att, qkv, key_mask, starts, B, T, C, NH, NH, causal, 0);
+  attention_forward_gqa(out, att, qkv, key_mask, starts, B, T, C, NH, NH, causal, 0, NULL, 0, NULL);
 }
 
 void attention_forward_gqa(float *out,              // (B,T,C)
@@ -71,7 +71,7 @@ void attention_forward_gqa(float *out,              // (B,T,C)
                            const uint8_t *key_mask, // (B,T) or NULL
                            const int32_t *starts,   // (B,T) or NULL: first key of each query's example
                            int64_t B, int64_t T, int64_t C, int64_t NH, int64_t NKV, int causal,
-                           int64_t window) {
+                           int64_t window, const uint64_t *drop, float drop_p, float *pd) {
   const int64_t hs = C / NH, KVC = NKV * hs, W = C + 2 * KVC, group = NH / NKV;
   const float scale = 1.0f / sqrtf((float)hs);
   const int64_t rb = causal ? ATT_BLOCK : T;
@@ -97,15 +97,24 @@ void attention_forward_gqa(float *out,              // (B,T,C)
         if (lo > 0) memset(a + t * T, 0, (size_t)lo * sizeof(float));
         masked_softmax_row(a + t * T + lo, mask ? mask + lo : NULL, (causal ? t + 1 : T) - lo, T - lo);
       }
+      const float *pv = a;   /* the probabilities that weigh V: dropped ones in pd (att keeps the softmax) */
+      if (drop) {
+        float *d = pd + bh * T * T;
+        for (int64_t t = r0; t < r0 + nr; t++) {
+          memcpy(d + t * T, a + t * T, (size_t)kn * sizeof(float));
+          dropout_apply_at(d + t * T, drop, (bh * T + t) * T, kn, drop_p);
+        }
+        pv = d;
+      }
       cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)nr, (int)hs, (int)kn,
-                  1.0f, a + r0 * T, (int)T, v, (int)W, 0.0f, o + r0 * C, (int)C);
+                  1.0f, pv + r0 * T, (int)T, v, (int)W, 0.0f, o + r0 * C, (int)C);
     }
   }
 }
 
 void attention_backward(float *dqkv, float *scratch, const float *dout, const float *qkv, const float *att,
                         int64_t B, int64_t T, int64_t C, int64_t NH) {
-  attention_backward_gqa(dqkv, scratch, dout, qkv, att, B, T, C, NH, NH);
+  attention_backward_gqa(dqkv, scratch, dout, qkv, att, B, T, C, NH, NH, NULL, 0);
 }
 
 /* The query heads that share a key/value head run in one iteration, one after another, so that
@@ -115,7 +124,8 @@ void attention_backward_gqa(float *dqkv,            // (B,T,C+2*KVC)
                             const float *dout,      // (B,T,C)
                             const float *qkv,       // (B,T,C+2*KVC)
                             const float *att,       // (B,NH,T,T)
-                            int64_t B, int64_t T, int64_t C, int64_t NH, int64_t NKV) {
+                            int64_t B, int64_t T, int64_t C, int64_t NH, int64_t NKV, const uint64_t *drop,
+                            float drop_p) {
   if (!dqkv) return;
   const int64_t hs = C / NH, KVC = NKV * hs, W = C + 2 * KVC, group = NH / NKV;
   const float scale = 1.0f / sqrtf((float)hs);
@@ -144,9 +154,21 @@ void attention_backward_gqa(float *dqkv,            // (B,T,C+2*KVC)
           if (s > kn) kn = s;
         }
         if (kn == 0) continue;
+        if (drop) {
+          /* with dropout, O = Pd V where Pd = P * mask / (1 - p): dV takes Pd (rebuilt here from P and
+             the mask), and d P = mask / (1 - p) * (dO V^T) */
+          for (int64_t t = r0; t < r0 + nr; t++) {
+            memcpy(ds + t * T, p + t * T, (size_t)kn * sizeof(float));
+            dropout_apply_at(ds + t * T, drop, (bh * T + t) * T, kn, drop_p);
+          }
+          cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)kn, (int)hs, (int)nr,
+                      1.0f, ds + r0 * T, (int)T, g + r0 * C, (int)C, 1.0f, dv, (int)W);
+        }
         // dP = dO V^T
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)nr, (int)kn, (int)hs,
                     1.0f, g + r0 * C, (int)C, v, (int)W, 0.0f, ds + r0 * T, (int)T);
+        if (drop)
+          for (int64_t t = r0; t < r0 + nr; t++) dropout_apply_at(ds + t * T, drop, (bh * T + t) * T, kn, drop_p);
         // dS = P * (dP - sum_s P dP), the softmax backward
         for (int64_t t = r0; t < r0 + nr; t++) {
           const float *pr = p + t * T;
@@ -157,9 +179,10 @@ void attention_backward_gqa(float *dqkv,            // (B,T,C+2*KVC)
           #pragma omp simd
           for (int64_t s = 0; s < kn; s++) dr[s] = pr[s] * (dr[s] - dot);
         }
-        // dV += P^T dO
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)kn, (int)hs, (int)nr,
-                    1.0f, p + r0 * T, (int)T, g + r0 * C, (int)C, 1.0f, dv, (int)W);
+        // dV += P^T dO (without dropout; with it, done above)
+        if (!drop)
+          cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)kn, (int)hs, (int)nr,
+                      1.0f, p + r0 * T, (int)T, g + r0 * C, (int)C, 1.0f, dv, (int)W);
         // dQ += scale * dS K
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)nr, (int)hs, (int)kn,
                     scale, ds + r0 * T, (int)T, k, (int)W, 1.0f, dq + r0 * W, (int)W);

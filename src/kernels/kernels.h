@@ -15,6 +15,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include "lmkit.h"
+#include "base/base.h"
 
 /* ---- matmul: out(N,OC) = inp(N,C) @ weight(OC,C)^T + bias(OC); bias may be NULL ---- */
 void matmul_forward(float *out, const float *inp, const float *weight, const float *bias,
@@ -57,6 +58,18 @@ void glu_backward(float *dinp, const float *inp, const float *dout, int64_t N, i
 void rope_apply(float *x, int64_t stride, int64_t nh, int64_t hs, const int32_t *pos, const float *cs, int64_t N,
                 int inverse);
 
+/* ---- dropout (inverted): bits (ceil(n/64) words) 1 = kept, drawn from r with P(drop) = p; apply
+ * scales kept elements by 1/(1-p) and zeroes the others, in place (its backward is the same call on
+ * the gradient) ---- */
+void dropout_mask(uint64_t *bits, int64_t n, float p, lm_rng *r);
+void dropout_apply(float *x, const uint64_t *bits, int64_t n, float p);
+static inline int dropout_kept(const uint64_t *bits, int64_t i) { return (int)(bits[i >> 6] >> (i & 63) & 1); }
+/* x[0..n) *= mask bits at0.. / (1 - p): a row of a larger masked tensor */
+static inline void dropout_apply_at(float *x, const uint64_t *bits, int64_t at0, int64_t n, float p) {
+  const float scale = 1.0f / (1.0f - p);
+  for (int64_t i = 0; i < n; i++) x[i] = dropout_kept(bits, at0 + i) ? x[i] * scale : 0.0f;
+}
+
 /* ---- residual: out = a + b; backward adds dout into da and db ---- */
 void residual_forward(float *out, const float *a, const float *b, int64_t n);
 void residual_backward(float *da, float *db, const float *dout, int64_t n);
@@ -81,9 +94,14 @@ void attention_backward(float *dqkv, float *scratch, const float *dout, const fl
  * KVC = NKV*hs. NKV = NH is multi-head attention (the functions above). window > 0 (causal): query t
  * sees only keys > t - window (Mistral's sliding window); 0: no window. */
 void attention_forward_gqa(float *out, float *att, const float *qkv, const uint8_t *key_mask, const int32_t *starts,
-                           int64_t B, int64_t T, int64_t C, int64_t NH, int64_t NKV, int causal, int64_t window);
+                           int64_t B, int64_t T, int64_t C, int64_t NH, int64_t NKV, int causal, int64_t window,
+                           const uint64_t *drop, float drop_p, float *pd);
 void attention_backward_gqa(float *dqkv, float *scratch, const float *dout, const float *qkv, const float *att,
-                            int64_t B, int64_t T, int64_t C, int64_t NH, int64_t NKV);
+                            int64_t B, int64_t T, int64_t C, int64_t NH, int64_t NKV, const uint64_t *drop,
+                            float drop_p);
+/* Attention dropout: drop (bits of (B,NH,T,T), dropout.c) or NULL drops attention probabilities with
+ * probability drop_p: O = (P * mask / (1 - p)) V. att keeps the softmax P (backward needs it);
+ * pd (B,NH,T,T) is scratch for the dropped probabilities (the backward scratch serves). */
 
 /* ---- softmax cross-entropy over V classes ----
  * losses[n] = -log softmax(logits[n])[targets[n]]; a target < 0 means "ignored" (loss 0).

@@ -104,8 +104,9 @@ static void attn_forward(const lm_config *c, const lm_block_weights *w, lm_layer
   int64_t N = B * T, C = c->n_embd, NH = c->n_head, NKV = lm_kv_heads(c), QKV = lm_qkv_width(c);
   linear_forward(la->qkv, inp, w->qkv_w, w->qkv_b, w->qkv_lora, N, C, QKV);                  // (N,QKV)
   if (mask.rope) rope_apply(la->qkv, QKV, NH + NKV, C / NH, mask.pos, mask.rope, N, 0);      // q and k heads
+  int drop = mask.drop && la->drop_att;
   attention_forward_gqa(la->atty, la->att, la->qkv, mask.key_mask, mask.starts, B, T, C, NH, NKV, c->causal,
-                        c->sliding_window);                                                 // (N,C)
+                        c->sliding_window, drop ? la->drop_att : NULL, c->attn_pdrop, mask.pd);                                                 // (N,C)
   linear_forward(out, la->atty, w->attn_proj_w, w->attn_proj_b, w->attn_proj_lora, N, C, C);      // (N,C)
 }
 
@@ -122,18 +123,23 @@ static void mlp_forward(const lm_config *c, const lm_block_weights *w, lm_layer_
 void lm_block_forward(const lm_config *c, const lm_block_weights *w, lm_layer_acts *la, const float *x,
                       float *tmp, lm_attn_mask mask, int64_t B, int64_t T) {
   int64_t N = B * T, C = c->n_embd;
+  const uint64_t *d1 = mask.drop ? la->drop_res1 : NULL, *d2 = mask.drop ? la->drop_res2 : NULL;
   if (c->pre_ln) {
     lm_norm_forward(c, la->a1, la->mean1, la->rstd1, x, w->ln1_w, w->ln1_b, N);
     attn_forward(c, w, la, tmp, la->a1, mask, B, T);
+    if (d1) dropout_apply(tmp, d1, N * C, c->resid_pdrop);
     residual_forward(la->res1, x, tmp, N * C);
     lm_norm_forward(c, la->a2, la->mean2, la->rstd2, la->res1, w->ln2_w, w->ln2_b, N);
     mlp_forward(c, w, la, tmp, la->a2, N);
+    if (d2) dropout_apply(tmp, d2, N * C, c->resid_pdrop);
     residual_forward(la->res2, la->res1, tmp, N * C);
   } else {
     attn_forward(c, w, la, tmp, x, mask, B, T);
+    if (d1) dropout_apply(tmp, d1, N * C, c->resid_pdrop);
     residual_forward(la->a1, x, tmp, N * C);
     lm_norm_forward(c, la->res1, la->mean1, la->rstd1, la->a1, w->ln1_w, w->ln1_b, N);
     mlp_forward(c, w, la, tmp, la->res1, N);
+    if (d2) dropout_apply(tmp, d2, N * C, c->resid_pdrop);
     residual_forward(la->a2, la->res1, tmp, N * C);
     lm_norm_forward(c, la->res2, la->mean2, la->rstd2, la->a2, w->ln2_w, w->ln2_b, N);
   }
@@ -148,7 +154,9 @@ static void attn_backward(const lm_config *c, const lm_block_weights *w, lm_bloc
   memset(s->datty, 0, N * C * sizeof(float));
   linear_backward(s->datty, g->attn_proj_w, g->attn_proj_b, dout, la->atty, w->attn_proj_w, w->attn_proj_lora, N, C, C);
   memset(s->dqkv, 0, N * QKV * sizeof(float));
-  attention_backward_gqa(s->dqkv, s->datt, s->datty, la->qkv, la->att, B, T, C, NH, NKV);
+  int drop = mask.drop && la->drop_att;
+  attention_backward_gqa(s->dqkv, s->datt, s->datty, la->qkv, la->att, B, T, C, NH, NKV, drop ? la->drop_att : NULL,
+                         c->attn_pdrop);
   if (mask.rope) rope_apply(s->dqkv, QKV, NH + NKV, C / NH, mask.pos, mask.rope, N, 1);     // d(before rotation)
   linear_backward(dinp, g->qkv_w, g->qkv_b, s->dqkv, inp, w->qkv_w, w->qkv_lora, N, C, QKV);
 }
@@ -171,15 +179,20 @@ void lm_block_backward(const lm_config *c, const lm_block_weights *w, lm_block_w
   int64_t N = B * T;
   size_t bytes = N * c->n_embd * sizeof(float);
   float *D = s->dtmp;
+  /* a dropped residual branch passes its gradient back through the same mask */
+  const uint64_t *d1 = mask.drop ? la->drop_res1 : NULL, *d2 = mask.drop ? la->drop_res2 : NULL;
+  int64_t NC = N * c->n_embd;
   if (c->pre_ln) {
     /* res2 = res1 + mlp(a2), a2 = N2(res1) */
     memcpy(Q, P, bytes);                                        /* d res1: residual path */
     memset(D, 0, bytes);
+    if (d2) dropout_apply(P, d2, NC, c->resid_pdrop);
     mlp_backward(c, w, g, la, s, D, P, la->a2, N);              /* d a2 */
     lm_norm_backward(c, Q, g->ln2_w, g->ln2_b, D, la->res1, w->ln2_w, la->mean2, la->rstd2, N);
     /* res1 = x + attn(a1), a1 = N1(x) */
     memcpy(P, Q, bytes);                                        /* d x: residual path */
     memset(D, 0, bytes);
+    if (d1) dropout_apply(Q, d1, NC, c->resid_pdrop);
     attn_backward(c, w, g, la, s, D, Q, la->a1, mask, B, T);          /* d a1 */
     lm_norm_backward(c, P, g->ln1_w, g->ln1_b, D, x, w->ln1_w, la->mean1, la->rstd1, N);
   } else {
@@ -187,11 +200,13 @@ void lm_block_backward(const lm_config *c, const lm_block_weights *w, lm_block_w
     memset(Q, 0, bytes);
     lm_norm_backward(c, Q, g->ln2_w, g->ln2_b, P, la->a2, w->ln2_w, la->mean2, la->rstd2, N); /* d a2 */
     memcpy(P, Q, bytes);                                        /* d res1: residual path */
+    if (d2) dropout_apply(Q, d2, NC, c->resid_pdrop);
     mlp_backward(c, w, g, la, s, P, Q, la->res1, N);
     /* res1 = N1(a1), a1 = x + attn(x) */
     memset(Q, 0, bytes);
     lm_norm_backward(c, Q, g->ln1_w, g->ln1_b, P, la->a1, w->ln1_w, la->mean1, la->rstd1, N); /* d a1 */
     memcpy(P, Q, bytes);                                        /* d x: residual path */
+    if (d1) dropout_apply(Q, d1, NC, c->resid_pdrop);
     attn_backward(c, w, g, la, s, P, Q, x, mask, B, T);
   }
 }

@@ -65,6 +65,9 @@ typedef struct {
   float *att;                            /* (B,NH,T,T) */
   float *atty;                           /* (N,C) */
   float *fch, *fch_act;                  /* (N,F) each; gated: (N,2F) and (N,F) */
+  /* dropout masks, 1 bit per element (kernels.h dropout_*): attention probabilities (B,NH,T,T) and the
+   * two residual branches (N,C); NULL when the config has no such dropout */
+  uint64_t *drop_att, *drop_res1, *drop_res2;
 } lm_layer_acts;
 
 /* Backward workspace shared by every block (contents clobbered). */
@@ -94,6 +97,8 @@ typedef struct {
   const int32_t *starts;
   const int32_t *pos;
   const float *rope;
+  int drop;      /* training with dropout: the layer's masks (lm_layer_acts drop_*) are drawn and apply */
+  float *pd;     /* (B,NH,T,T) scratch for the dropped attention probabilities (when drop) */
 } lm_attn_mask;
 
 /* Forward: x (N,C) -> la->res2 (N,C); tmp (N,C) is scratch for a sub-layer output. */

@@ -100,6 +100,11 @@ static lm_status cfg_validate_at(const lm_config *c, const char *p) {
   if (c->rope && ((c->n_embd / c->n_head) % 2 || !(c->rope_theta > 0)))
     return lm_error(LM_ERR_RANGE, "%s: rotary embeddings need an even head size and rope_theta > 0", p);
   if (c->sliding_window < 0) return lm_error(LM_ERR_RANGE, "%s: sliding_window must be >= 0", p);
+  const float drops[3] = {c->embd_pdrop, c->attn_pdrop, c->resid_pdrop};
+  for (int i = 0; i < 3; i++)
+    if (!(drops[i] >= 0 && drops[i] < 1))
+      return lm_error(LM_ERR_RANGE, "%s: %s = %g: a dropout rate must be in [0, 1)", p, f->keys.drop[i] ? f->keys.drop[i] : "dropout",
+                      (double)drops[i]);
   if (c->n_eos < 0 || c->n_eos > LM_MAX_EOS) return lm_error(LM_ERR_RANGE, "%s: %d eos ids", p, c->n_eos);
   if ((unsigned)c->share_layers > 1) return lm_error(LM_ERR_ARG, "%s: share_layers = %d must be 0 or 1", p, c->share_layers);
   if (c->head < 0 || c->head >= LM_HEAD_COUNT) return lm_error(LM_ERR_ARG, "%s: unknown head %d", p, c->head);

@@ -66,13 +66,15 @@ typedef struct lm_family {
   /* properties */
   lm_pool_kind pool;               /* sequence heads' pooling */
   int seq_head_bias;               /* classify/scalar output layer has a bias (BERT) or not (GPT-2's score) */
+  int hidden_dropout;              /* it drops embeddings and residual branches (GPT-2, BERT), not only attention (Llama) */
 
   /* config.json */
   void (*defaults)(lm_config *c);                                  /* HF's defaults for the family */
   lm_status (*parse)(const struct cJSON *root, lm_config *c, const char *path);
   lm_status (*validate)(const lm_config *c, const char *path);     /* family-only checks; may be NULL */
   void (*write)(lm_cfg_writer *w, const lm_config *c);             /* every key, sorted as transformers writes */
-  struct { const char *vocab, *pos, *embd, *layer, *head, *inner, *eps, *init; } keys;  /* HF's keys, for messages */
+  struct { const char *vocab, *pos, *embd, *layer, *head, *inner, *eps, *init; const char *drop[3]; } keys;
+                                   /* HF's keys, for messages; drop: those of embd_pdrop, attn_pdrop, resid_pdrop */
 
   /* tensors: add_embeddings before the blocks, add_final after them (heads add their own) */
   int (*add_embeddings)(const lm_config *c, lm_param_table *t);

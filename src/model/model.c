@@ -163,6 +163,7 @@ void lm_model_init_weights(lm_model *m, uint64_t seed) {
 }
 
 static void free_acts(lm_model *m) {
+  free(m->acts.drop_bits);
   lm_free(m->acts.arena);
   free(m->acts.layer);
   free(m->acts.pos);
@@ -238,6 +239,20 @@ static lm_status reserve_blocks(lm_model *m, int64_t B, int64_t T, int need_grad
   }
 #undef CARVE
   if ((size_t)(p - a->arena) > total) { free_acts(m); return lm_error(LM_ERR_NOMEM, "internal: activation arena too small"); }
+  if (need_grads && (c->embd_pdrop > 0 || c->attn_pdrop > 0 || c->resid_pdrop > 0)) {
+    /* dropout masks: one bit per element of what each drops */
+    size_t w_att = c->attn_pdrop > 0 ? ((size_t)B * NH * T * T + 63) / 64 : 0;
+    size_t w_res = c->resid_pdrop > 0 ? ((size_t)N * C + 63) / 64 : 0, w_emb = c->embd_pdrop > 0 ? ((size_t)N * C + 63) / 64 : 0;
+    a->drop_bits = calloc(w_emb + (size_t)L * (w_att + 2 * w_res) + 1, sizeof(uint64_t));
+    if (!a->drop_bits) { free_acts(m); return lm_error(LM_ERR_NOMEM, "out of memory for the dropout masks"); }
+    uint64_t *q = a->drop_bits;
+    if (w_emb) { a->drop_emb = q; q += w_emb; }
+    for (int64_t l = 0; l < L; l++) {
+      lm_layer_acts *la = &a->layer[l];
+      if (w_att) { la->drop_att = q; q += w_att; }
+      if (w_res) { la->drop_res1 = q; q += w_res; la->drop_res2 = q; q += w_res; }
+    }
+  }
   for (int64_t i = 0; i < N; i++) a->pos[i] = (int32_t)(i % T);
   a->B = B; a->T = T;
   m->have_acts = 1;
@@ -302,13 +317,31 @@ lm_status lm_batch_check(const lm_model *m, const lm_batch *b) {
 /* What the blocks' attention needs: masks, and with RoPE each token's position (t, or t - the start
  * of its example when examples are packed). */
 static lm_attn_mask attn_mask(lm_model *m, const lm_batch *b) {
-  lm_attn_mask am = {b->mask, b->starts, NULL, m->rope};
+  lm_attn_mask am = {b->mask, b->starts, NULL, m->rope, m->acts.dropped, m->acts.scratch.datt};
   if (!m->rope) return am;
   int32_t *pos = m->acts.pos;
   for (int64_t i = 0; i < b->B; i++)
     for (int64_t t = 0; t < b->T; t++) pos[i * b->T + t] = (int32_t)(t - (b->starts ? b->starts[i * b->T + t] : 0));
   am.pos = pos;
   return am;
+}
+
+void lm_model_set_training(lm_model *m, lm_rng *rng) { m->dropout_rng = rng; }
+
+/* Draws this forward's dropout masks (training mode with masks reserved), in a fixed order. */
+static int draw_dropout(lm_model *m, int64_t B, int64_t T) {
+  lm_acts *a = &m->acts;
+  const lm_config *c = &m->cfg;
+  if (!m->dropout_rng || m->dropout_off || !a->drop_bits) return 0;
+  int64_t N = B * T, C = c->n_embd;
+  if (a->drop_emb) dropout_mask(a->drop_emb, N * C, c->embd_pdrop, m->dropout_rng);
+  for (int64_t l = 0; l < c->n_layer; l++) {
+    lm_layer_acts *la = &a->layer[l];
+    if (la->drop_att) dropout_mask(la->drop_att, B * c->n_head * T * T, c->attn_pdrop, m->dropout_rng);
+    if (la->drop_res1) dropout_mask(la->drop_res1, N * C, c->resid_pdrop, m->dropout_rng);
+    if (la->drop_res2) dropout_mask(la->drop_res2, N * C, c->resid_pdrop, m->dropout_rng);
+  }
+  return 1;
 }
 
 float lm_forward(lm_model *m, const lm_batch *b, float *aux_a, float *aux_b) {
@@ -324,6 +357,8 @@ float lm_forward(lm_model *m, const lm_batch *b, float *aux_a, float *aux_b) {
     float mag = b->neftune_alpha / sqrtf((float)(T * c->n_embd));
     for (int64_t i = 0; i < N * c->n_embd; i++) a->emb[i] += mag * (2.0f * lm_rng_uniform(b->noise_rng) - 1.0f);
   }
+  a->dropped = draw_dropout(m, B, T);
+  if (a->dropped && a->drop_emb) dropout_apply(a->emb, a->drop_emb, N * c->n_embd, c->embd_pdrop);
   const float *x = a->emb;
   float *tmp = a->scratch.dtmp ? a->scratch.dtmp : a->lnf;   /* lnf is free until the final norm */
   lm_attn_mask am = attn_mask(m, b);
@@ -360,6 +395,7 @@ void lm_backward(lm_model *m, const lm_batch *b) {
     const float *x = l ? a->layer[l - 1].res2 : a->emb;
     lm_block_backward(c, &m->w.h[l], &m->g.h[l], &a->layer[l], &a->scratch, x, P, Q, am, B, T);
   }
+  if (a->dropped && a->drop_emb) dropout_apply(P, a->drop_emb, N * c->n_embd, c->embd_pdrop);
   m->fam->embed_backward(m, b, P);                                                         // P = d emb
 }
 

@@ -88,6 +88,9 @@ typedef struct {
   float *dres_a, *dres_b;        /* (N,C) backward: d(residual stream) and scratch */
   lm_block_scratch scratch;      /* backward workspace shared by the blocks */
   int32_t *pos;                  /* (N) position ids t of row b*T + t */
+  uint64_t *drop_bits;           /* every dropout mask (the layers' drop_* and drop_emb point into it), or NULL */
+  uint64_t *drop_emb;            /* (N,C) bits: the embeddings' dropout mask, or NULL */
+  int dropped;                   /* the last forward drew and applied dropout masks */
 } lm_acts;
 
 struct lm_model {
@@ -107,7 +110,14 @@ struct lm_model {
   char **label_names;            /* (num_labels) id2label of a loaded classifier, kept for saving; or NULL */
   int ok;                        /* the last forward succeeded: backward may run */
   struct lm_lora *lora;          /* the attached LoRA adapter (lora.h) or NULL; while attached the base is frozen */
+  lm_rng *dropout_rng;           /* training mode: dropout masks are drawn from it (lm_model_set_training) */
+  int dropout_off;               /* dropout disabled for this run whatever the config says (DPO, reward) */
 };
+
+/* Training mode: forward passes draw dropout masks from rng (the trainer's, checkpointed, so a resumed
+ * run draws the same masks); NULL: evaluation mode, no dropout. Only a forward with gradients
+ * reserved (lm_model_reserve need_grads) drops. */
+void lm_model_set_training(lm_model *m, lm_rng *rng);
 
 /* The parameters an optimiser trains: the LoRA adapter's own table when one is attached (the base
  * is frozen and has no gradients), else every parameter of the model. grads is NULL until

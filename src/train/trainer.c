@@ -647,7 +647,9 @@ lm_status lm_train_run(lm_model *m, const lm_tokenizer *tok, const lm_train_opts
     double t0 = lm_time_sec();
     lm_model_zero_grad(m);
     double loss_sum = 0;
+    lm_model_set_training(m, &ts.rng);   /* dropout masks come from the checkpointed rng */
     for (int64_t micro = 0; micro < o.grad_accum; micro++) loss_sum += obj.micro(obj.self, m);
+    lm_model_set_training(m, NULL);
     /* each micro-batch added the gradient of its mean loss: average them */
     float *grads = lm_model_trainable(m).grads;
     if (o.grad_accum > 1) scale_inplace(grads, (int64_t)n_train, 1.0f / (float)o.grad_accum);

@@ -17,6 +17,11 @@
  *       holds the adapter's gradients (lmkit's names)
  *   ref_llama --merged ADIR DIR B T IDS.bin TARGETS.bin OUTDIR
  *       the adapter merged into the base (lm_lora_merge), then the first form
+ *   ref_llama --dropout E A R SEED DIR B T IDS.bin TARGETS.bin OUTDIR
+ *       the first form in training mode with dropout rates E (embeddings), A (attention
+ *       probabilities), R (residual branches) set on the loaded config (the general block's
+ *       mechanism, whatever the family's keys) and masks drawn from an rng seeded SEED; also writes
+ *       OUTDIR/mask_emb.bin and mask_L_{att,res1,res2}.bin (uint64 words of bits, 1 = kept)
  * Exit status 0 on success; on failure 1 with lm_last_error() on stderr. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -74,6 +79,15 @@ int main(int argc, char **argv) {
   }
   const char *adapter = NULL;
   int merge = 0;
+  float drop[3] = {0, 0, 0};
+  uint64_t drop_seed = 0;
+  int dropout = 0;
+  if (argc == 12 && !strcmp(argv[1], "--dropout")) {
+    for (int k = 0; k < 3; k++) drop[k] = (float)atof(argv[2 + k]);
+    drop_seed = strtoull(argv[5], NULL, 10);
+    dropout = 1;
+    argc -= 5; argv += 5;
+  }
   if (argc == 9 && (!strcmp(argv[1], "--adapter") || !strcmp(argv[1], "--merged"))) {
     merge = !strcmp(argv[1], "--merged");
     adapter = argv[2];
@@ -88,6 +102,12 @@ int main(int argc, char **argv) {
   lm_model *m;
   if (lm_model_load(&m, argv[1])) return fail(argv[1]);
   if (adapter && (lm_lora_load(m, adapter) || (merge && lm_lora_merge(m)))) { lm_model_free(m); return fail(adapter); }
+  lm_rng rng;
+  if (dropout) {
+    m->cfg.embd_pdrop = drop[0]; m->cfg.attn_pdrop = drop[1]; m->cfg.resid_pdrop = drop[2];
+    lm_rng_seed(&rng, drop_seed);
+    lm_model_set_training(m, &rng);
+  }
   int32_t *ids = read_ids(argv[4], &n1), *tg = read_ids(argv[5], &n2);
   int rc = !ids || !tg || n1 != B * T || n2 != B * T;
   if (rc) fprintf(stderr, "ref_llama: ids/targets must hold B*T int32\n");
@@ -100,6 +120,21 @@ int main(int argc, char **argv) {
     lm_model_backward(m, ids, tg, NULL, B, T);   /* (the logits buffer may hold their gradient after this) */
     lm_trainable t = lm_model_trainable(m);
     if (!rc) rc = save_table(t.info, t.n_info, t.grads, argv[6], "grads.safetensors");
+    if (!rc && dropout) {   /* the masks this forward drew */
+      const lm_acts *a = &m->acts;
+      size_t w_nc = (size_t)(B * T * m->cfg.n_embd + 63) / 64, w_att = (size_t)(B * m->cfg.n_head * T * T + 63) / 64;
+      char nm[64];
+      if (a->drop_emb) rc |= write_bin(argv[6], "mask_emb.bin", a->drop_emb, w_nc * 8);
+      for (int64_t l = 0; l < m->cfg.n_layer && !rc; l++) {
+        const lm_layer_acts *la = &a->layer[l];
+        snprintf(nm, sizeof nm, "mask_%lld_att.bin", (long long)l);
+        if (la->drop_att) rc |= write_bin(argv[6], nm, la->drop_att, w_att * 8);
+        snprintf(nm, sizeof nm, "mask_%lld_res1.bin", (long long)l);
+        if (la->drop_res1) rc |= write_bin(argv[6], nm, la->drop_res1, w_nc * 8);
+        snprintf(nm, sizeof nm, "mask_%lld_res2.bin", (long long)l);
+        if (la->drop_res2) rc |= write_bin(argv[6], nm, la->drop_res2, w_nc * 8);
+      }
+    }
   }
   free(ids); free(tg);
   lm_model_free(m);

@@ -162,8 +162,9 @@ def rotate_half(x):
     return torch.cat((-x[..., h:], x[..., :h]), dim=-1)
 
 
-def reference(v, P, ids, targets):
-    """loss (mean CE over targets >= 0) and logits, modeling_llama's forward in float64."""
+def reference(v, P, ids, targets, drop=None):
+    """loss (mean CE over targets >= 0) and logits, modeling_llama's forward in float64. drop: dropout
+    rates and masks {"p": (embd, attn, resid), "emb": mask, l: {"att", "res1", "res2"}} (1 = kept)."""
     B, T = ids.shape
     C, NH, KV = v["dim"], v["heads"], v["kv"]
     hs = C // NH
@@ -180,9 +181,15 @@ def reference(v, P, ids, targets):
     if v["window"]:
         i = torch.arange(T)
         mask &= (i[:, None] - i[None, :]) < v["window"]
+    def dropped(t, mask, p):
+        return t if mask is None else t * mask / (1 - p)
+
+    pe, pa, pr = drop["p"] if drop else (0, 0, 0)
     x = P["model.embed_tokens.weight"][ids]
+    x = dropped(x, drop and drop.get("emb"), pe)
     for l in range(v["layers"]):
         p = f"model.layers.{l}."
+        dl = (drop or {}).get(l, {})
         h = rms(x, P[p + "input_layernorm.weight"])
         q = lin(h, p + "self_attn.q_proj").view(B, T, NH, hs).transpose(1, 2)
         k = lin(h, p + "self_attn.k_proj").view(B, T, KV, hs).transpose(1, 2)
@@ -193,10 +200,11 @@ def reference(v, P, ids, targets):
         vv = vv.repeat_interleave(NH // KV, dim=1)
         s = (q @ k.transpose(-1, -2)) / hs ** 0.5
         s = s.masked_fill(~mask, float("-inf"))
-        a = torch.softmax(s, dim=-1) @ vv
-        x = x + lin(a.transpose(1, 2).reshape(B, T, C), p + "self_attn.o_proj")
+        a = dropped(torch.softmax(s, dim=-1), dl.get("att"), pa) @ vv
+        x = x + dropped(lin(a.transpose(1, 2).reshape(B, T, C), p + "self_attn.o_proj"), dl.get("res1"), pr)
         h = rms(x, P[p + "post_attention_layernorm.weight"])
-        x = x + lin(torch.nn.functional.silu(lin(h, p + "mlp.gate_proj")) * lin(h, p + "mlp.up_proj"), p + "mlp.down_proj")
+        mlp = lin(torch.nn.functional.silu(lin(h, p + "mlp.gate_proj")) * lin(h, p + "mlp.up_proj"), p + "mlp.down_proj")
+        x = x + dropped(mlp, dl.get("res2"), pr)
     x = rms(x, P["model.norm.weight"])
     head = P["model.embed_tokens.weight"] if v["tie"] else P["lm_head.weight"]
     logits = x @ head.T
@@ -355,6 +363,44 @@ def main():
             lm = np.fromfile(os.path.join(d, "logits.bin"), dtype="<f4").reshape(B_, T_, -1) if ok else None
             chk.check("LoRA on llama: the merged model computes the same logits",
                       rel_err(lm, logits.detach().numpy()) if ok else float("inf"))
+
+        # ---- dropout: the masks lmkit drew, applied by the reference at the same places
+        def bits(path, shape):
+            w = np.fromfile(path, dtype="<u8")
+            b = np.unpackbits(w.view(np.uint8), bitorder="little")[: int(np.prod(shape))]
+            return torch.from_numpy(b.reshape(shape).astype(np.float64))
+
+        v = dict(BASE, kv=2)
+        d = os.path.join(tmp, "drop")
+        P = random_weights(v, 51)
+        write_dir(d, v, P)
+        B_, T_, C_, NH_ = v["B"], v["T"], v["dim"], v["heads"]
+        ids = torch.randint(0, v["vocab"], (B_, T_))
+        targets = torch.randint(0, v["vocab"], (B_, T_))
+        ids.numpy().astype("<i4").tofile(os.path.join(d, "ids.bin"))
+        targets.numpy().astype("<i4").tofile(os.path.join(d, "tg.bin"))
+        rates = (0.1, 0.2, 0.3)
+        rr = run(["--dropout", *rates, 77, d, B_, T_, os.path.join(d, "ids.bin"), os.path.join(d, "tg.bin"), d])
+        if rr.returncode:
+            chk.check(f"dropout: ref_llama failed: {rr.stderr.strip()}", float("inf"))
+        else:
+            drop = {"p": rates, "emb": bits(os.path.join(d, "mask_emb.bin"), (B_, T_, C_))}
+            for l in range(v["layers"]):
+                drop[l] = {"att": bits(os.path.join(d, f"mask_{l}_att.bin"), (B_, NH_, T_, T_)),
+                           "res1": bits(os.path.join(d, f"mask_{l}_res1.bin"), (B_, T_, C_)),
+                           "res2": bits(os.path.join(d, f"mask_{l}_res2.bin"), (B_, T_, C_))}
+            kept = float(np.mean([drop[0]["att"].mean().item(), drop["emb"].mean().item()]))
+            R = {k: t.clone().requires_grad_(True) for k, t in P.items()}
+            loss, logits = reference(v, R, ids, targets, drop)
+            loss.backward()
+            chk.check(f"dropout (embeddings 0.1, attention 0.2, residual 0.3; kept share {kept:.3f}): loss",
+                      rel_err(np.fromfile(os.path.join(d, "loss.bin"), dtype="<f4")[0], loss.item()))
+            lg = np.fromfile(os.path.join(d, "logits.bin"), dtype="<f4").reshape(B_, T_, -1)
+            chk.check("dropout: logits", rel_err(lg, logits.detach().numpy()))
+            G = read_safetensors(os.path.join(d, "grads.safetensors"))
+            want = ours(v, {k: t.grad for k, t in R.items()})
+            worst = max(((rel_err(G[n], want[n].numpy()), n) for n in want if n in G), default=(float("inf"), "-"))
+            chk.check(f"dropout: every gradient ({len(want)} tensors; worst {worst[1]})", worst[0])
 
         # ---- bad input: clear errors naming the problem
         v = dict(BASE, shards=2)

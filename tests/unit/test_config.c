@@ -69,6 +69,8 @@ static void assert_same(const lm_config *a, const lm_config *b) {
   cr_assert_eq(a->act, b->act);
   cr_assert_eq(a->causal, b->causal);
   cr_assert_eq(a->bias, b->bias);
+  cr_assert(a->embd_pdrop == b->embd_pdrop && a->attn_pdrop == b->attn_pdrop && a->resid_pdrop == b->resid_pdrop,
+            "dropout %g %g %g vs %g %g %g", a->embd_pdrop, a->attn_pdrop, a->resid_pdrop, b->embd_pdrop, b->attn_pdrop, b->resid_pdrop);
   cr_assert_eq(a->tie_embeddings, b->tie_embeddings);
   cr_assert_eq(a->norm_eps, b->norm_eps);
   cr_assert_eq(a->init_std, b->init_std);
@@ -161,6 +163,7 @@ Test(config, hf_gpt2) {
   lm_config c, d;
   cr_assert_eq(parse(&c, j), LM_OK, "%s", lm_last_error());
   lm_config_default(&d, LM_ARCH_GPT2);
+  d.embd_pdrop = d.attn_pdrop = d.resid_pdrop = 0.1f;   /* the hub file's: dropout in training, as in transformers */
   assert_same(&c, &d);
   /* gpt2-medium sizes */
   cr_assert_eq(parse(&c, "{\"model_type\":\"gpt2\",\"n_embd\":1024,\"n_head\":16,\"n_layer\":24}"), LM_OK);
@@ -251,6 +254,8 @@ Test(config, gpt2_aliases_and_nulls) {
 Test(config, gpt2_round_trip) {
   lm_config c;
   lm_config_default(&c, LM_ARCH_GPT2);
+  cr_assert(c.embd_pdrop == 0 && c.attn_pdrop == 0 && c.resid_pdrop == 0, "a new model has no dropout unless asked");
+  c.embd_pdrop = c.attn_pdrop = c.resid_pdrop = 0.1f;
   char *text;
   lm_config r = round_trip(&c, "a.json", &text);
   assert_same(&c, &r);
@@ -264,7 +269,12 @@ Test(config, gpt2_round_trip) {
   cr_assert_null(strstr(text, "lmkit"), "lmkit block written for a plain gpt2");
   free(text);
 
+  /* a file without the dropout keys means GPT2Config's 0.1 */
+  cr_assert_eq(parse(&r, "{\"model_type\":\"gpt2\"}"), LM_OK);
+  cr_assert(r.embd_pdrop == 0.1f && r.attn_pdrop == 0.1f && r.resid_pdrop == 0.1f);
+
   /* a tiny, unusual GPT: every field away from its default */
+  c.embd_pdrop = 0.05f; c.attn_pdrop = 0.2f; c.resid_pdrop = 0.3f;
   c.vocab_size = 257; c.n_positions = 64; c.n_embd = 48; c.n_layer = 3; c.n_head = 6; c.n_inner = 100;
   c.act = LM_ACT_RELU; c.norm = LM_NORM_RMS; c.pre_ln = 0; c.bias = 0; c.tie_embeddings = 0;
   c.norm_eps = 1e-6f; c.init_std = 0.037f; c.bos_token_id = -1; c.eos_token_id = 256;
@@ -279,6 +289,7 @@ Test(config, gpt2_round_trip) {
 Test(config, bert_round_trip) {
   lm_config c;
   lm_config_default(&c, LM_ARCH_BERT);
+  c.embd_pdrop = c.attn_pdrop = c.resid_pdrop = 0.1f;
   char *text;
   lm_config r = round_trip(&c, "bert.json", &text);
   cr_assert_eq(r.n_inner, 3072);   /* 0 means 4*n_embd; BERT writes the number */

@@ -10,6 +10,7 @@
 #include "kernels/kernels.h"
 #include "model/model.h"
 #include "model/heads.h"
+#include "model/config.h"
 #include "infer/infer.h"
 
 static lm_config tiny(void) {
@@ -183,4 +184,67 @@ Test(sampler, greedy_topk_topp) {
   lm_sampler_free(&s);
   o.top_p = 2;
   cr_assert_eq(lm_sampler_init(&s, &o, 6), LM_ERR_ARG);
+}
+
+/* ---------------------------------------------------------------- dropout */
+Test(dropout, masks_drop_p_and_scale) {
+  const int64_t n = 1000000;
+  uint64_t *bits = malloc((n + 63) / 64 * 8);
+  float *x = malloc(n * sizeof(float));
+  const float ps[] = {0.05f, 0.1f, 0.5f, 0.9f};
+  for (int k = 0; k < 4; k++) {
+    lm_rng r; lm_rng_seed(&r, 11 + k);
+    dropout_mask(bits, n, ps[k], &r);
+    int64_t kept = 0;
+    for (int64_t i = 0; i < n; i++) kept += dropout_kept(bits, i);
+    double dropped = 1.0 - (double)kept / n;
+    cr_assert(fabs(dropped - ps[k]) < 0.002, "p = %g: dropped %.5f of 10^6", ps[k], dropped);
+    for (int64_t i = 0; i < n; i++) x[i] = 1.0f;
+    dropout_apply(x, bits, n, ps[k]);
+    for (int64_t i = 0; i < n; i++)
+      cr_assert(x[i] == (dropout_kept(bits, i) ? 1.0f / (1.0f - ps[k]) : 0.0f));
+  }
+  /* the same seed draws the same masks */
+  uint64_t *b2 = malloc((n + 63) / 64 * 8);
+  lm_rng r1, r2; lm_rng_seed(&r1, 5); lm_rng_seed(&r2, 5);
+  dropout_mask(bits, n, 0.3f, &r1); dropout_mask(b2, n, 0.3f, &r2);
+  cr_assert_eq(memcmp(bits, b2, (n + 63) / 64 * 8), 0);
+  free(bits); free(b2); free(x);
+}
+
+/* p = 0 in training mode is today's path bit for bit (no masks, no draws); p > 0 changes the loss
+ * in training mode only */
+Test(dropout, zero_rate_is_bit_identical_and_eval_never_drops) {
+  lm_config c = tiny();
+  lm_model *m;
+  cr_assert_eq(lm_model_create(&m, &c, 3), LM_OK);
+  int32_t ids[2 * 16], tg[2 * 16];
+  lm_rng r; lm_rng_seed(&r, 9);
+  for (int i = 0; i < 32; i++) { ids[i] = (int32_t)lm_rng_below(&r, 50); tg[i] = (int32_t)lm_rng_below(&r, 50); }
+  cr_assert_eq(lm_model_reserve(m, 2, 16, 1), LM_OK);
+  float eval = lm_model_forward(m, ids, tg, NULL, 2, 16);
+  lm_rng dr; lm_rng_seed(&dr, 1);
+  lm_model_set_training(m, &dr);
+  lm_rng before = dr;
+  float train0 = lm_model_forward(m, ids, tg, NULL, 2, 16);
+  cr_assert(memcmp(&train0, &eval, sizeof eval) == 0, "p = 0: %g vs %g", train0, eval);
+  cr_assert(memcmp(&before, &dr, sizeof dr) == 0, "p = 0 draws nothing");
+  lm_model_free(m);
+  c.embd_pdrop = c.attn_pdrop = c.resid_pdrop = 0.1f;
+  cr_assert_eq(lm_model_create(&m, &c, 3), LM_OK);
+  cr_assert_eq(lm_model_reserve(m, 2, 16, 1), LM_OK);
+  float e1 = lm_model_forward(m, ids, tg, NULL, 2, 16);
+  cr_assert(memcmp(&e1, &eval, sizeof eval) == 0, "evaluation never drops: %g vs %g", e1, eval);
+  lm_model_set_training(m, &dr);
+  float t1 = lm_model_forward(m, ids, tg, NULL, 2, 16);
+  cr_assert(t1 != eval, "training with p = 0.1 drops");
+  lm_model_set_training(m, NULL);
+  float e2 = lm_model_forward(m, ids, tg, NULL, 2, 16);
+  cr_assert(memcmp(&e2, &eval, sizeof eval) == 0);
+  lm_model_free(m);
+  /* a rate outside [0, 1) is an error naming the key */
+  lm_config bad = tiny();
+  bad.resid_pdrop = 1.0f;
+  cr_assert_eq(lm_config_validate(&bad), LM_ERR_RANGE);
+  cr_assert(strstr(lm_last_error(), "resid_pdrop"), "%s", lm_last_error());
 }

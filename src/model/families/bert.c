@@ -44,6 +44,8 @@ static lm_status parse(const cJSON *r, lm_config *c, const char *p) {
   lm_status st;
   int64_t type_vocab = c->type_vocab_size;
   const char *pos_type = NULL;
+  float hidden_drop = 0.1f;   /* BertConfig's, for a file without the keys */
+  c->attn_pdrop = 0.1f;
   if ((st = lm_cfg_int(r, "vocab_size", &c->vocab_size, 0, 0, p)) ||
       (st = lm_cfg_int(r, "max_position_embeddings", &c->n_positions, 0, 0, p)) ||
       (st = lm_cfg_int(r, "hidden_size", &c->n_embd, 0, 0, p)) ||
@@ -53,6 +55,8 @@ static lm_status parse(const cJSON *r, lm_config *c, const char *p) {
       (st = lm_cfg_act(r, "hidden_act", &c->act, p)) ||
       (st = lm_cfg_float(r, "layer_norm_eps", &c->norm_eps, p)) ||
       (st = lm_cfg_float(r, "initializer_range", &c->init_std, p)) ||
+      (st = lm_cfg_float(r, "hidden_dropout_prob", &hidden_drop, p)) ||
+      (st = lm_cfg_float(r, "attention_probs_dropout_prob", &c->attn_pdrop, p)) ||
       (st = lm_cfg_int(r, "bos_token_id", &c->bos_token_id, 1, -1, p)) ||
       (st = lm_cfg_int(r, "eos_token_id", &c->eos_token_id, 1, -1, p)) ||
       (st = lm_cfg_int(r, "type_vocab_size", &type_vocab, 0, 0, p)) ||
@@ -61,6 +65,7 @@ static lm_status parse(const cJSON *r, lm_config *c, const char *p) {
     return st;
   if ((st = lm_cfg_range(p, "type_vocab_size", type_vocab, 0, (int64_t)1 << 24))) return st;
   c->type_vocab_size = type_vocab;
+  c->embd_pdrop = c->resid_pdrop = hidden_drop;   /* BERT's one hidden dropout: embeddings and both branches */
   if (pos_type && strcmp(pos_type, "absolute") != 0)
     return lm_error(LM_ERR_UNSUPPORTED, "%s: position_embedding_type = \"%.64s\" is not supported (absolute)", p,
                     pos_type);
@@ -71,6 +76,8 @@ static lm_status validate(const lm_config *c, const char *p) {
   lm_status st = lm_cfg_range(p, "type_vocab_size", c->type_vocab_size, 0, (int64_t)1 << 24);
   if (st) return st;
   /* the embedding and MLM-transform norms are LayerNorms with biases, as in BERT */
+  if (c->embd_pdrop != c->resid_pdrop)
+    return lm_error(LM_ERR_UNSUPPORTED, "%s: BERT has one hidden_dropout_prob for the embeddings and the residual branches", p);
   if (c->norm != LM_NORM_LAYER || !c->bias)
     return lm_error(LM_ERR_UNSUPPORTED, "%s: the bert family needs LayerNorm with biases (lmkit.norm, lmkit.bias)", p);
   return LM_OK;
@@ -78,12 +85,12 @@ static lm_status validate(const lm_config *c, const char *p) {
 
 static void write(lm_cfg_writer *w, const lm_config *c) {   /* keys sorted, as transformers writes them */
   lm_cfgw_architectures(w, c);
-  lm_cfgw_float(w, "attention_probs_dropout_prob", 0.1f);
+  lm_cfgw_float(w, "attention_probs_dropout_prob", c->attn_pdrop);
   if (c->bos_token_id >= 0) lm_cfgw_int(w, "bos_token_id", c->bos_token_id);
   lm_cfgw_raw(w, "classifier_dropout", "null");
   if (c->eos_token_id >= 0) lm_cfgw_int(w, "eos_token_id", c->eos_token_id);
   lm_cfgw_str(w, "hidden_act", lm_cfg_act_name(c->act));
-  lm_cfgw_float(w, "hidden_dropout_prob", 0.1f);
+  lm_cfgw_float(w, "hidden_dropout_prob", c->resid_pdrop);
   lm_cfgw_int(w, "hidden_size", c->n_embd);
   lm_cfgw_id2label(w, c);
   lm_cfgw_float(w, "initializer_range", c->init_std);
@@ -279,10 +286,11 @@ const lm_family lm_family_bert = {
     .model_type = "bert", .arch = LM_ARCH_BERT, .class_prefix = "Bert",
     .classes = classes, .n_classes = sizeof classes / sizeof *classes,
     .base_prefix = "bert.",
-    .pool = LM_POOL_FIRST, .seq_head_bias = 1,
+    .pool = LM_POOL_FIRST, .seq_head_bias = 1, .hidden_dropout = 1,
     .defaults = defaults, .parse = parse, .validate = validate, .write = write,
     .keys = {"vocab_size", "max_position_embeddings", "hidden_size", "num_hidden_layers", "num_attention_heads",
-             "intermediate_size", "layer_norm_eps", "initializer_range"},
+             "intermediate_size", "layer_norm_eps", "initializer_range",
+             {"hidden_dropout_prob", "attention_probs_dropout_prob", "hidden_dropout_prob"}},
     .add_embeddings = add_embeddings, .init_done = init_done,
     .reserve = reserve, .free_state = free_state, .check = check,
     .embed_forward = embed_forward, .embed_backward = embed_backward,

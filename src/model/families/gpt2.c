@@ -35,6 +35,7 @@ static lm_status parse(const cJSON *r, lm_config *c, const char *p) {
   lm_status st;
   int64_t n_ctx = -1;
   int scale = 1, inv_layer = 0;
+  c->embd_pdrop = c->attn_pdrop = c->resid_pdrop = 0.1f;   /* GPT2Config's, for a file without the keys */
   if ((st = lm_cfg_int(r, "vocab_size", &c->vocab_size, 0, 0, p)) ||
       (st = lm_cfg_int(r, "n_ctx", &n_ctx, 0, 0, p)) ||
       (st = lm_cfg_int(r, "n_positions", &c->n_positions, 0, 0, p)) ||
@@ -45,6 +46,9 @@ static lm_status parse(const cJSON *r, lm_config *c, const char *p) {
       (st = lm_cfg_act(r, "activation_function", &c->act, p)) ||
       (st = lm_cfg_float(r, "layer_norm_epsilon", &c->norm_eps, p)) ||
       (st = lm_cfg_float(r, "initializer_range", &c->init_std, p)) ||
+      (st = lm_cfg_float(r, "embd_pdrop", &c->embd_pdrop, p)) ||
+      (st = lm_cfg_float(r, "attn_pdrop", &c->attn_pdrop, p)) ||
+      (st = lm_cfg_float(r, "resid_pdrop", &c->resid_pdrop, p)) ||
       (st = lm_cfg_int(r, "bos_token_id", &c->bos_token_id, 1, -1, p)) ||
       (st = lm_cfg_int(r, "eos_token_id", &c->eos_token_id, 1, -1, p)) ||
       (st = lm_cfg_bool(r, "tie_word_embeddings", &c->tie_embeddings, p)) ||
@@ -61,9 +65,9 @@ static lm_status parse(const cJSON *r, lm_config *c, const char *p) {
 static void write(lm_cfg_writer *w, const lm_config *c) {   /* keys sorted, as transformers writes them */
   lm_cfgw_str(w, "activation_function", lm_cfg_act_name(c->act));
   lm_cfgw_architectures(w, c);
-  lm_cfgw_float(w, "attn_pdrop", 0.1f);
+  lm_cfgw_float(w, "attn_pdrop", c->attn_pdrop);
   lm_cfgw_id(w, "bos_token_id", c->bos_token_id);
-  lm_cfgw_float(w, "embd_pdrop", 0.1f);
+  lm_cfgw_float(w, "embd_pdrop", c->embd_pdrop);
   lm_cfgw_id(w, "eos_token_id", c->eos_token_id);
   lm_cfgw_id2label(w, c);
   lm_cfgw_float(w, "initializer_range", c->init_std);
@@ -79,7 +83,7 @@ static void write(lm_cfg_writer *w, const lm_config *c) {   /* keys sorted, as t
   lm_cfgw_int(w, "n_positions", c->n_positions);
   if (c->pad_token_id >= 0) lm_cfgw_int(w, "pad_token_id", c->pad_token_id);
   lm_cfgw_bool(w, "reorder_and_upcast_attn", 0);
-  lm_cfgw_float(w, "resid_pdrop", 0.1f);
+  lm_cfgw_float(w, "resid_pdrop", c->resid_pdrop);
   lm_cfgw_bool(w, "scale_attn_by_inverse_layer_idx", 0);
   lm_cfgw_bool(w, "scale_attn_weights", 1);
   lm_cfgw_bool(w, "tie_word_embeddings", c->tie_embeddings);
@@ -171,9 +175,10 @@ const lm_family lm_family_gpt2 = {
     .model_type = "gpt2", .arch = LM_ARCH_GPT2, .class_prefix = "GPT2",
     .classes = classes, .n_classes = sizeof classes / sizeof *classes,
     .base_prefix = "transformer.",
-    .pool = LM_POOL_LAST, .seq_head_bias = 0,
+    .pool = LM_POOL_LAST, .seq_head_bias = 0, .hidden_dropout = 1,
     .defaults = defaults, .parse = parse, .write = write,
-    .keys = {"vocab_size", "n_positions", "n_embd", "n_layer", "n_head", "n_inner", "layer_norm_epsilon", "initializer_range"},
+    .keys = {"vocab_size", "n_positions", "n_embd", "n_layer", "n_head", "n_inner", "layer_norm_epsilon", "initializer_range",
+             {"embd_pdrop", "attn_pdrop", "resid_pdrop"}},
     .add_embeddings = add_embeddings, .init_std = init_std,
     .embed_forward = embed_forward, .embed_backward = embed_backward, .embed_tokens = embed_tokens,
     .hf_name = hf_name, .hf_ignore = hf_ignore,

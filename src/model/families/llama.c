@@ -118,7 +118,6 @@ static lm_status parse(const cJSON *r, lm_config *c, const char *p) {
   lm_status st;
   int64_t head_dim = 0, tp = 1, window = v->window, kv = -1;
   int attn_bias = 0, mlp_bias = 0, use_window = v->arch == LM_ARCH_MISTRAL;
-  float dropout = 0;
   if ((st = lm_cfg_int(r, "vocab_size", &c->vocab_size, 0, 0, p)) ||
       (st = lm_cfg_int(r, "max_position_embeddings", &c->n_positions, 0, 0, p)) ||
       (st = lm_cfg_int(r, "hidden_size", &c->n_embd, 0, 0, p)) ||
@@ -131,7 +130,7 @@ static lm_status parse(const cJSON *r, lm_config *c, const char *p) {
       (st = lm_cfg_float(r, "rms_norm_eps", &c->norm_eps, p)) ||
       (st = lm_cfg_float(r, "initializer_range", &c->init_std, p)) ||
       (st = lm_cfg_float(r, "rope_theta", &c->rope_theta, p)) ||
-      (st = lm_cfg_float(r, "attention_dropout", &dropout, p)) ||
+      (st = lm_cfg_float(r, "attention_dropout", &c->attn_pdrop, p)) ||
       (st = lm_cfg_int(r, "bos_token_id", &c->bos_token_id, 1, -1, p)) ||
       (st = parse_eos(r, c, p)) ||
       (st = lm_cfg_bool(r, "tie_word_embeddings", &c->tie_embeddings, p)) ||
@@ -160,6 +159,8 @@ static lm_status parse(const cJSON *r, lm_config *c, const char *p) {
 }
 
 static lm_status validate(const lm_config *c, const char *p) {
+  if (c->embd_pdrop > 0 || c->resid_pdrop > 0)
+    return lm_error(LM_ERR_UNSUPPORTED, "%s: the llama family drops attention probabilities only (attention_dropout)", p);
   if (c->n_inner < 1) return lm_error(LM_ERR_RANGE, "%s: intermediate_size = %lld must be positive", p, (long long)c->n_inner);
   if (!c->rope || !c->glu || c->norm != LM_NORM_RMS || !c->pre_ln || !c->causal)
     return lm_error(LM_ERR_UNSUPPORTED, "%s: the llama family is a pre-RMSNorm causal decoder with RoPE and SwiGLU", p);
@@ -175,7 +176,7 @@ static void write(lm_cfg_writer *w, const lm_config *c) {   /* keys sorted, as t
   const variant *v = variant_of(c->arch);
   lm_cfgw_architectures(w, c);
   if (v->llama_keys) lm_cfgw_bool(w, "attention_bias", 0);
-  lm_cfgw_float(w, "attention_dropout", 0.0f);
+  lm_cfgw_float(w, "attention_dropout", c->attn_pdrop);
   lm_cfgw_id(w, "bos_token_id", c->bos_token_id);
   if (c->n_eos > 1) {
     char list[LM_MAX_EOS * 24 + 8];
@@ -318,7 +319,8 @@ static int hf_ignore(const lm_config *c, const char *name) {
       .pool = LM_POOL_LAST, .seq_head_bias = 0,                                                                    \
       .defaults = defaults, .parse = parse, .validate = validate, .write = write,                                  \
       .keys = {"vocab_size", "max_position_embeddings", "hidden_size", "num_hidden_layers", "num_attention_heads", \
-               "intermediate_size", "rms_norm_eps", "initializer_range"},                                          \
+               "intermediate_size", "rms_norm_eps", "initializer_range",                                           \
+               {"(no embedding dropout)", "attention_dropout", "(no residual dropout)"}},                           \
       .add_embeddings = add_embeddings,                                                                            \
       .embed_forward = embed_forward, .embed_backward = embed_backward, .embed_tokens = embed_tokens,              \
       .hf_name = hf_name, .hf_ignore = hf_ignore,                                                                  \

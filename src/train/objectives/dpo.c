@@ -328,6 +328,7 @@ lm_status lm_objective_dpo(lm_objective *obj, lm_model *m, const lm_pref_data *t
   if (B < 1 || T < 2) return lm_error(LM_ERR_ARG, "batch must be positive and max length at least 2");
   if (po->loss < 0 || po->loss > LM_PREF_ORPO) return lm_error(LM_ERR_ARG, "unknown preference loss %d", po->loss);
   if (!(po->beta > 0)) return lm_error(LM_ERR_ARG, "beta must be positive (got %g)", (double)po->beta);
+  m->dropout_off = 1;   /* as TRL's disable_dropout: the policy and its reference compare like for like */
   lm_status st = lm_pref_check_length(m, train, eval, T);
   if (st) return st;
   if (lm_pref_loss_uses_reference(po->loss) && (!train_ref || (eval && eval->n && !eval_ref)))

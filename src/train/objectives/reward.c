@@ -142,6 +142,7 @@ lm_status lm_objective_reward(lm_objective *obj, lm_model *m, const lm_pref_data
     return lm_error(LM_ERR_ARG, "a reward model needs the scalar head; this model has a %s head", lm_head_name(m->cfg.head));
   int64_t B = ro->B, T = ro->T;
   if (B < 1 || T < 2) return lm_error(LM_ERR_ARG, "batch must be positive and max length at least 2");
+  m->dropout_off = 1;   /* as TRL's RewardTrainer (disable_dropout): both answers of a pair scored alike */
   lm_status st = lm_pref_check_length(m, train, eval, T);
   if (st) return st;
   if (!(ro->center >= 0)) return lm_error(LM_ERR_ARG, "the reward centering coefficient must be >= 0");

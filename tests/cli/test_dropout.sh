@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# Dropout in training, through the CLI:
+#   - `train --dropout P` writes the rates under the family's HF keys (GPT-2: embd_pdrop, attn_pdrop,
+#     resid_pdrop; --attn-dropout apart) and a file without them reads as transformers' defaults;
+#   - --dropout 0 is today's run bit for bit (the same loss curve as no flag);
+#   - dropout changes the training curve but not evaluation: `lmkit eval` on the saved model equals
+#     the run's last validation loss;
+#   - a run with dropout resumed from its middle checkpoint continues the curve bit for bit (the masks
+#     come from the checkpointed rng);
+#   - a rate outside [0, 1) is a clear error, as a flag and in config.json.
+# (The masks' math against PyTorch, forward and every gradient: tests/reference/test_llama.py.)
+set -u
+BIN="${LMKIT_BIN:-build}/lmkit"
+T=${KEEP_T:-$(mktemp -d)}; mkdir -p "$T"; [ -n "${KEEP_T:-}" ] || trap 'rm -rf "$T"' EXIT
+pass=0; fail=0
+ok() { echo "ok   $1"; pass=$((pass+1)); }
+bad() { echo "FAIL $1"; fail=$((fail+1)); }
+check() { if eval "$2"; then ok "$1"; else bad "$1"; fi; }
+curve() { python3 -c "
+import json, sys
+print(' '.join(repr(json.loads(l)[sys.argv[2]]) for l in open(sys.argv[1]) if sys.argv[2] in json.loads(l)))" "$1" "$2"; }
+
+head -c 200000 /usr/share/games/fortunes/fortunes > "$T/corpus.txt" 2>/dev/null || \
+  python3 -c "import random; r=random.Random(1); print('\n'.join(' '.join(r.choice(['the','cat','sat','on','a','mat','dog','ran']) for _ in range(12)) for _ in range(3000)))" > "$T/corpus.txt"
+RUN=(--data "$T/corpus.txt" --layers 2 --heads 2 --dim 32 --context 32 --batch 4 --steps 40 --eval-every 20
+     --eval-batches 2 --lr 3e-3 --seed 3 --threads 1 --quiet)
+"$BIN" train "${RUN[@]}" --out "$T/plain" > /dev/null 2>&1
+"$BIN" train "${RUN[@]}" --dropout 0 --out "$T/zero" > /dev/null 2>&1
+check "--dropout 0 is the run without dropout, bit for bit" \
+  '[ -n "$(curve $T/plain/metrics.jsonl loss)" ] && [ "$(curve $T/plain/metrics.jsonl loss)" = "$(curve $T/zero/metrics.jsonl loss)" ]'
+
+"$BIN" train "${RUN[@]}" --dropout 0.2 --attn-dropout 0.1 --save-every 20 --out "$T/drop" > "$T/drop.log" 2>&1; rc=$?
+keys=$(python3 -c "import json,sys; c=json.load(open(sys.argv[1])); print(c['embd_pdrop'], c['attn_pdrop'], c['resid_pdrop'])" "$T/drop/config.json" 2>&1)
+check "train --dropout 0.2 --attn-dropout 0.1 (rc $rc) writes embd/attn/resid_pdrop: $keys" '[ $rc = 0 ] && [ "$keys" = "0.2 0.1 0.2" ]'
+check "dropout changes the training curve" '[ "$(curve $T/plain/metrics.jsonl loss)" != "$(curve $T/drop/metrics.jsonl loss)" ]'
+lastval=$(curve "$T/drop/metrics.jsonl" val_loss | tr ' ' '\n' | tail -1)
+ev=$("$BIN" eval --model "$T/drop" --data "$T/corpus.txt" --threads 1 2>/dev/null | awk '{print $2}')
+check "evaluation has no dropout: the run's last val loss $lastval, eval of the whole text $ev (finite, close)" \
+  "python3 -c 'import sys, math; a, b = float(sys.argv[1]), float(sys.argv[2]); sys.exit(0 if math.isfinite(b) and abs(a - b) < 0.5 else 1)' $lastval ${ev:-nan}"
+
+"$BIN" train "${RUN[@]}" --dropout 0.2 --attn-dropout 0.1 --save-every 20 --resume "$T/drop/checkpoint-20" --out "$T/res" > /dev/null 2>&1
+a=$(curve "$T/drop/metrics.jsonl" loss | tr ' ' '\n' | tail -20 | tr '\n' ' ')
+b=$(curve "$T/res/metrics.jsonl" loss | tr ' ' '\n' | tail -20 | tr '\n' ' ')
+check "a dropout run resumed at step 20 continues the curve bit for bit" '[ "$(echo $a | wc -w)" -eq 20 ] && [ "$a" = "$b" ]'
+check "and ends with the same weights" 'cmp -s "$T/drop/model.safetensors" "$T/res/model.safetensors"'
+err=$("$BIN" train "${RUN[@]}" --dropout 0.2 --attn-dropout 0.3 --resume "$T/drop" --steps 60 --out "$T/res2" 2>&1); rc=$?
+check "resuming with another --attn-dropout is refused: $err" '[ $rc != 0 ] && echo "$err" | grep -q -- "--attn-dropout"'
+
+err=$("$BIN" train "${RUN[@]}" --dropout 1 --out "$T/x" 2>&1); rc=$?
+check "--dropout 1 is a clear error: $err" '[ $rc != 0 ] && echo "$err" | grep -q -- "--dropout"'
+cp -r "$T/plain" "$T/badcfg"
+python3 -c "import json,sys; p=sys.argv[1]; c=json.load(open(p)); c['resid_pdrop']=1.5; json.dump(c, open(p,'w'))" "$T/badcfg/config.json"
+err=$("$BIN" eval --model "$T/badcfg" --data "$T/corpus.txt" 2>&1); rc=$?
+check "resid_pdrop = 1.5 in config.json is a clear error: $err" '[ $rc != 0 ] && echo "$err" | grep -q "resid_pdrop"'
+
+echo "$pass passed, $fail failed"
+[ "$fail" -eq 0 ]

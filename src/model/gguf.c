@@ -26,41 +26,7 @@
 #include <string.h>
 #include <strings.h>
 #include "base/base.h"
-
-/* ------------------------------------------------------------------ f16 and bf16 */
-
-float lm_f16_to_f32(uint16_t h) {
-  uint32_t s = (uint32_t)(h & 0x8000) << 16, e = (h >> 10) & 0x1f, m = h & 0x3ff, x;
-  if (e == 0x1f) x = s | 0x7f800000u | (m << 13);   /* inf, nan */
-  else if (e) x = s | ((e + 112) << 23) | (m << 13);
-  else {                                             /* zero and subnormals: m * 2^-24, exact */
-    float v = (float)m * 0x1p-24f;
-    memcpy(&x, &v, 4);
-    x |= s;
-  }
-  float f;
-  memcpy(&f, &x, 4);
-  return f;
-}
-
-uint16_t lm_f32_to_f16(float f) {
-  uint32_t x;
-  memcpy(&x, &f, 4);
-  uint16_t sign = (uint16_t)((x >> 16) & 0x8000);
-  uint32_t ax = x & 0x7fffffffu;
-  if (ax > 0x7f800000u) return sign | 0x7e00 | (uint16_t)((ax >> 13) & 0x1ff);   /* nan stays nan */
-  if (ax >= 0x477ff000u) return sign | 0x7c00;                                  /* >= 65520: inf */
-  if (ax < 0x38800000u) {   /* below 2^-14: a subnormal; adding 0.5 makes the FPU round at 2^-24 */
-    float v;
-    memcpy(&v, &ax, 4);
-    v += 0.5f;
-    uint32_t r;
-    memcpy(&r, &v, 4);
-    return sign | (uint16_t)(r - 0x3f000000u);
-  }
-  ax += 0xc8000fffu + ((ax >> 13) & 1);   /* rebias the exponent, round to nearest even */
-  return sign | (uint16_t)(ax >> 13);
-}
+#include "kernels/quant.h"
 
 static inline uint16_t rd16(const uint8_t *p) { return (uint16_t)(p[0] | p[1] << 8); }
 static inline void wr16(uint8_t *p, uint16_t v) { p[0] = (uint8_t)v; p[1] = (uint8_t)(v >> 8); }
@@ -160,14 +126,8 @@ static void q_bf16(const float *x, uint8_t *b) {   /* ggml_compute_fp32_to_bf16:
   wr16(b, (u & 0x7fffffffu) > 0x7f800000u ? (uint16_t)((u >> 16) | 64) : (uint16_t)((u + (0x7fffu + ((u >> 16) & 1))) >> 16));
 }
 
-/* quantize_row_q8_0_ref: d = amax / 127, q = roundf(x / d) */
-static void q_q8_0(const float *x, uint8_t *b) {
-  float amax = 0;
-  for (int j = 0; j < 32; j++) amax = fmaxf(amax, fabsf(x[j]));
-  float d = amax / 127.0f, id = d != 0 ? 1.0f / d : 0.0f;
-  wr16(b, lm_f32_to_f16(d));
-  for (int j = 0; j < 32; j++) b[2 + j] = (uint8_t)(int8_t)roundf(x[j] * id);
-}
+/* quantize_row_q8_0_ref, shared with the kernels' activation blocks */
+static void q_q8_0(const float *x, uint8_t *b) { lm_quant_act_q8(x, 32, b); }
 
 /* quantize_row_q4_0_ref: d = (the value of largest magnitude) / -8, q = min(15, (int8)(x / d + 8.5)) */
 static void q_q4_0(const float *x, uint8_t *b) {

@@ -20,6 +20,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include "lmkit.h"
+#include "kernels/quant.h"   /* lm_f16_to_f32, lm_f32_to_f16 */
 
 #define LM_GGUF_MAX_DIMS 4
 
@@ -97,8 +98,6 @@ lm_status lm_gguf_dequantize(int type, const void *src, size_t nbytes, float *ds
 /* n floats (a multiple of the block) -> type F32, F16, BF16, Q8_0 or Q4_0 at dst
  * (n / block_elems * block_bytes bytes), rounding as ggml's reference quantizers do. */
 lm_status lm_gguf_quantize(int type, const float *src, int64_t n, void *dst);
-float lm_f16_to_f32(uint16_t h);
-uint16_t lm_f32_to_f16(float f);   /* round to nearest even, as F16C's vcvtps2ph */
 
 /* ---- writing ---- */
 typedef struct lm_gguf_writer lm_gguf_writer;

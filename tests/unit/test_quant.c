@@ -1,0 +1,109 @@
+/* test_quant.c — the quantized matrix-vector kernels (src/kernels/quant.c).
+ *
+ * For Q8_0 and Q4_0 weights (blocks made by the GGUF quantizer, lm_gguf_quantize) times Q8_0
+ * activations: the portable path equals ggml's definition written out here (exact int sums per
+ * block, scaled by d_w * d_x, summed in block order) bit for bit; the AVX2 and AVX-512 VNNI paths,
+ * when this CPU has them, equal the portable path bit for bit; and the product is within a stated
+ * bound of the f32 product of the dequantized weights and the unquantized activations: each
+ * activation moves by at most d_x / 2 when quantized, so
+ *   |y - y_f32| <= sum over blocks of (d_x / 2) * sum |w|   (+ 1e-5 relative for float rounding). */
+/* the scale multiply and the sum are two roundings on every path (no a*b + c as one FMA) */
+#if defined(__clang__)
+#pragma clang fp contract(off)
+#elif defined(__GNUC__)
+#pragma GCC optimize("fp-contract=off")
+#endif
+#include <criterion/criterion.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include "base/base.h"
+#include "kernels/quant.h"
+#include "model/gguf.h"
+
+static void run_case(lm_qweight wt, int64_t rows, int64_t cols, uint64_t seed) {
+  int gt = wt == LM_QW_Q8_0 ? LM_GGML_Q8_0 : LM_GGML_Q4_0;
+  size_t bb = lm_ggml_block_bytes(gt);
+  int64_t nb = cols / 32;
+  lm_rng r;
+  lm_rng_seed(&r, seed);
+  float *w = malloc(sizeof(float) * rows * cols), *x = malloc(sizeof(float) * cols), *wd = malloc(sizeof(float) * rows * cols);
+  uint8_t *wq = malloc(bb * rows * nb), *xq = malloc(34 * nb);
+  float *y = malloc(sizeof(float) * rows), *y2 = malloc(sizeof(float) * rows);
+  for (int64_t i = 0; i < rows * cols; i++) w[i] = lm_rng_normal(&r) * (i % 97 == 0 ? 8.0f : 1.0f);
+  for (int64_t i = 0; i < cols; i++) x[i] = lm_rng_normal(&r) * (i % 61 == 0 ? 10.0f : 1.0f);
+  for (int64_t i = 0; i < 32; i++) x[i] = 0;   /* a zero activation block: d = 0 */
+  cr_assert_eq(lm_gguf_quantize(gt, w, rows * cols, wq), LM_OK);
+  cr_assert_eq(lm_gguf_dequantize(gt, wq, bb * rows * nb, wd, rows * cols), LM_OK);
+  lm_quant_act_q8(x, cols, xq);
+
+  /* ggml's definition, written out */
+  lm_qmatvec(wt, wq, rows, cols, xq, y, LM_QPATH_PORTABLE);
+  for (int64_t i = 0; i < rows; i++) {
+    float s = 0;
+    for (int64_t b = 0; b < nb; b++) {
+      const uint8_t *wb = wq + (i * nb + b) * bb, *xb = xq + b * 34;
+      int32_t isum = 0;
+      for (int j = 0; j < 32; j++) {
+        int qw = wt == LM_QW_Q8_0 ? (int8_t)wb[2 + j] : j < 16 ? (wb[2 + j] & 15) - 8 : (wb[2 + j - 16] >> 4) - 8;
+        isum += qw * (int8_t)xb[2 + j];
+      }
+      float dw = lm_f16_to_f32((uint16_t)(wb[0] | wb[1] << 8)), dx = lm_f16_to_f32((uint16_t)(xb[0] | xb[1] << 8));
+      s += (float)isum * (dw * dx);
+    }
+    cr_assert(memcmp(&s, &y[i], 4) == 0, "row %lld: portable %.9g, definition %.9g", (long long)i, (double)y[i], (double)s);
+    /* the f32 product, and the bound */
+    double exact = 0, bound = 0, mag = 0;
+    for (int64_t b = 0; b < nb; b++) {
+      const uint8_t *xb = xq + b * 34;
+      double dx = lm_f16_to_f32((uint16_t)(xb[0] | xb[1] << 8)), aw = 0;
+      for (int j = 0; j < 32; j++) {
+        double wv = wd[i * cols + b * 32 + j];
+        exact += wv * x[b * 32 + j];
+        mag += fabs(wv * x[b * 32 + j]);
+        aw += fabs(wv);
+      }
+      bound += dx / 2 * aw * 1.001;   /* d_x is the f16 of amax / 127: a hair off the true step */
+    }
+    cr_assert(fabs(y[i] - exact) <= bound + 1e-5 * mag, "row %lld: %.9g vs f32 %.9g, bound %.3g", (long long)i, (double)y[i],
+              exact, bound);
+  }
+  /* every path this CPU has gives the same bits */
+  for (int p = 1; p < LM_QPATH_COUNT; p++) {
+    if (!lm_qpath_available((lm_qpath)p)) { cr_log_info("path %s not available here", lm_qpath_name((lm_qpath)p)); continue; }
+    lm_qmatvec(wt, wq, rows, cols, xq, y2, (lm_qpath)p);
+    cr_assert(memcmp(y, y2, sizeof(float) * rows) == 0, "%s differs from portable", lm_qpath_name((lm_qpath)p));
+  }
+  free(w); free(x); free(wd); free(wq); free(xq); free(y); free(y2);
+}
+
+Test(quant, q8_0_paths_agree_and_bound) {
+  run_case(LM_QW_Q8_0, 37, 32 * 13, 1);
+  run_case(LM_QW_Q8_0, 300, 4096, 2);   /* large enough to run rows in parallel */
+}
+
+Test(quant, q4_0_paths_agree_and_bound) {
+  run_case(LM_QW_Q4_0, 37, 32 * 13, 3);
+  run_case(LM_QW_Q4_0, 300, 4096, 4);
+}
+
+Test(quant, extreme_blocks) {
+  /* weights of -128 (Q8_0 allows it) against activations of +-127: the SIMD paths' int16 pairs
+   * must not saturate */
+  uint8_t w[34], x[34];
+  float y[LM_QPATH_COUNT];
+  w[0] = 0x00; w[1] = 0x3c;   /* d = 1 */
+  x[0] = 0x00; x[1] = 0x3c;
+  for (int j = 0; j < 32; j++) { w[2 + j] = 0x80; x[2 + j] = (uint8_t)(int8_t)(j % 2 ? 127 : -127); }
+  for (int p = 0; p < LM_QPATH_COUNT; p++) {
+    if (!lm_qpath_available((lm_qpath)p)) continue;
+    lm_qmatvec(LM_QW_Q8_0, w, 1, 32, x, &y[p], (lm_qpath)p);
+    cr_assert_eq(y[p], 0.0f, "%s: %g", lm_qpath_name((lm_qpath)p), (double)y[p]);
+  }
+  for (int j = 0; j < 32; j++) x[2 + j] = 0x81;   /* -127 everywhere: 32 * 128 * 127 */
+  for (int p = 0; p < LM_QPATH_COUNT; p++) {
+    if (!lm_qpath_available((lm_qpath)p)) continue;
+    lm_qmatvec(LM_QW_Q8_0, w, 1, 32, x, &y[p], (lm_qpath)p);
+    cr_assert_eq(y[p], 32.0f * 128 * 127, "%s: %g", lm_qpath_name((lm_qpath)p), (double)y[p]);
+  }
+}

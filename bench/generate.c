@@ -18,28 +18,6 @@
 #include "infer/infer.h"
 #include "model/model.h"
 
-/* Best-of-5 read bandwidth (bytes/s) of a parallel sum over a 1 GiB float array. */
-static double read_bandwidth(void) {
-  const size_t n = ((size_t)1 << 30) / sizeof(float);
-  float *x = lm_alloc(n * sizeof(float));
-  if (!x) return NAN;
-  #pragma omp parallel for schedule(static)
-  for (size_t i = 0; i < n; i++) x[i] = 1.0f + (float)(i & 7);   /* touches every page, outside the timing */
-  double best = 1e30, sink = 0;
-  for (int r = 0; r < 6; r++) {   /* run 0 warms up */
-    double t = lm_time_sec();
-    float s = 0;
-    #pragma omp parallel for simd schedule(static) reduction(+ : s)
-    for (size_t i = 0; i < n; i++) s += x[i];
-    t = lm_time_sec() - t;
-    sink += s;
-    if (r > 0 && t < best) best = t;
-  }
-  lm_free(x);
-  if (sink == 0) fprintf(stderr, "(bandwidth sum was zero)\n");
-  return (double)n * sizeof(float) / best;
-}
-
 static int32_t argmax(const float *v, int64_t n) {
   int64_t b = 0;
   for (int64_t i = 1; i < n; i++)
@@ -59,7 +37,7 @@ int main(int argc, char **argv) {
     return 2;
   }
   lm_set_threads(threads);
-  double bw = read_bandwidth();
+  double bw = bench_read_bandwidth();
 
   lm_config c;
   if (llama) {   /* TinyLlama-1.1B's config.json */

@@ -77,6 +77,7 @@ void lm_quant_act_q8(const float *x, int64_t n, uint8_t *out) {
 /* ------------------------------------------------------------------ block dot products */
 
 typedef int32_t (*block_dot)(const uint8_t *w, const int8_t *x);
+typedef float (*block_scale)(const uint8_t *p);   /* a block's f16 scale as f32 (exact on every path) */
 
 static int32_t dot_q8_c(const uint8_t *w, const int8_t *x) {
   const int8_t *q = (const int8_t *)(w + 2);
@@ -116,6 +117,7 @@ AVX2 static int32_t dot_q8_avx2(const uint8_t *w, const int8_t *x) {
   return dot_avx2(_mm256_loadu_si256((const __m256i *)(w + 2)), x);
 }
 AVX2 static int32_t dot_q4_avx2(const uint8_t *w, const int8_t *x) { return dot_avx2(unpack_q4(w), x); }
+__attribute__((target("f16c"))) static float scale_f16c(const uint8_t *p) { return _cvtsh_ss((unsigned short)(p[0] | p[1] << 8)); }
 
 VNNI static inline int32_t dot_vnni(__m256i a, const int8_t *x) {
   __m256i b = _mm256_loadu_si256((const __m256i *)x);
@@ -126,9 +128,12 @@ VNNI static int32_t dot_q8_vnni(const uint8_t *w, const int8_t *x) {
 }
 VNNI static int32_t dot_q4_vnni(const uint8_t *w, const int8_t *x) { return dot_vnni(unpack_q4(w), x); }
 #define DOTS(c, a, v) {c, a, v}
+#define SCALES {scale_at, scale_f16c, scale_f16c}
 #else
 #define DOTS(c, a, v) {c, NULL, NULL}
+#define SCALES {scale_at, NULL, NULL}
 #endif
+static const block_scale SCALE[LM_QPATH_COUNT] = SCALES;
 
 static const struct {
   size_t bytes;
@@ -161,18 +166,26 @@ lm_qpath lm_qpath_best(void) {
 
 void lm_qmatvec(lm_qweight wt, const void *w, int64_t rows, int64_t cols, const uint8_t *xq, float *y, lm_qpath p) {
   block_dot dot = WEIGHTS[wt].dot[p];
+  block_scale scale = SCALE[p];
   size_t bytes = WEIGHTS[wt].bytes;
   int64_t nb = cols / LM_QK;
   size_t row_bytes = (size_t)nb * bytes;
-  #pragma omp parallel for schedule(static) if (rows * cols >= (1 << 18))
-  for (int64_t r = 0; r < rows; r++) {
-    const uint8_t *wr = (const uint8_t *)w + (size_t)r * row_bytes;
-    float s = 0;
-    for (int64_t b = 0; b < nb; b++) {
-      const uint8_t *wb = wr + (size_t)b * bytes, *xb = xq + (size_t)b * LM_Q8_0_BYTES;
-      int32_t isum = dot(wb, (const int8_t *)(xb + 2));
-      s += (float)isum * (scale_at(wb) * scale_at(xb));
+  float dx[512];   /* the activations' scales, converted once per chunk of blocks */
+  for (int64_t r = 0; r < rows; r++) y[r] = 0;
+  for (int64_t b0 = 0; b0 < nb; b0 += 512) {
+    int64_t n = nb - b0 < 512 ? nb - b0 : 512;
+    for (int64_t b = 0; b < n; b++) dx[b] = scale(xq + (size_t)(b0 + b) * LM_Q8_0_BYTES);
+    #pragma omp parallel for schedule(static) if (rows * n >= (1 << 13))
+    for (int64_t r = 0; r < rows; r++) {
+      const uint8_t *wr = (const uint8_t *)w + (size_t)r * row_bytes + (size_t)b0 * bytes;
+      const uint8_t *xr = xq + (size_t)b0 * LM_Q8_0_BYTES;
+      float s = y[r];
+      for (int64_t b = 0; b < n; b++) {
+        const uint8_t *wb = wr + (size_t)b * bytes;
+        int32_t isum = dot(wb, (const int8_t *)(xr + (size_t)b * LM_Q8_0_BYTES + 2));
+        s += (float)isum * (scale(wb) * dx[b]);
+      }
+      y[r] = s;
     }
-    y[r] = s;
   }
 }

@@ -125,8 +125,27 @@ void lm_session_free(lm_session *s) {
 void lm_session_reset(lm_session *s) { s->pos = 0; }
 int64_t lm_session_pos(const lm_session *s) { return s->pos; }
 
+/* A few rows (a decode step of several sequences): each weight row is read from memory once and
+ * used for every input row while it sits in L1. sgemm would first copy (pack) the whole matrix,
+ * which at this size costs more memory traffic than the products save. */
+#define FEW_ROWS 32
+static void linear_few(float *out, const float *inp, const float *w, const float *b, int64_t n, int64_t C, int64_t OC) {
+  #pragma omp parallel for schedule(static) if (OC * C >= (1 << 18))
+  for (int64_t o = 0; o < OC; o++) {
+    const float *wr = w + o * C;
+    for (int64_t i = 0; i < n; i++) {
+      const float *x = inp + i * C;
+      float acc = 0.0f;
+      #pragma omp simd reduction(+:acc)
+      for (int64_t k = 0; k < C; k++) acc += x[k] * wr[k];
+      out[i * OC + o] = acc + (b ? b[o] : 0.0f);
+    }
+  }
+}
+
 /* out(n,OC) = inp(n,C) @ W(OC,C)^T + b; one row goes through gemv, which streams W once. */
 static void linear(float *out, const float *inp, const float *w, const float *b, int64_t n, int64_t C, int64_t OC) {
+  if (n > 1 && n <= FEW_ROWS) { linear_few(out, inp, w, b, n, C, OC); return; }
   if (n > 1) { matmul_forward(out, inp, w, b, n, C, OC); return; }
   cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)OC, (int)C, 1.0f, w, (int)C, inp, 1, 0.0f, out, 1);
   if (b) for (int64_t o = 0; o < OC; o++) out[o] += b[o];

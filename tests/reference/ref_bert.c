@@ -9,7 +9,9 @@
  *                                   hidden.bin, logits.bin (MLM over every row), nsp.bin
  *        ref_bert save DIR MODEL    the grad-mode model, lm_model_save(MODEL), then reloaded ->
  *                                   params.safetensors (before), params2.safetensors (reloaded)
- * DIR/config.txt: "key value" lines; DIR/ids.bin int32 (B*T); optional segments.bin int32,
+ * DIR/config.txt: "key value" lines (drop, adrop: hidden and attention dropout rates, drawn in
+ * training mode from an rng seeded drop_seed; the masks go to DIR/mask_*.bin, refdrv.h);
+ * DIR/ids.bin int32 (B*T); optional segments.bin int32,
  * mask.bin uint8, mlm.bin int32 (B*T), nsp.bin int32 (B), labels.bin int32 (head-shaped). */
 #include <math.h>
 #include <stdio.h>
@@ -22,6 +24,7 @@
 #include "refdrv.h"
 
 static int64_t B = 2, T = 8;
+static uint64_t drop_seed = 0;
 
 static int read_config(const char *dir, lm_config *c) {
   lm_config_default(c, LM_ARCH_BERT);
@@ -46,6 +49,9 @@ static int read_config(const char *dir, lm_config *c) {
     else if (!strcmp(k, "type_vocab")) c->type_vocab_size = (int64_t)v;
     else if (!strcmp(k, "pad")) c->pad_token_id = (int64_t)v;
     else if (!strcmp(k, "share")) c->share_layers = (int)v;
+    else if (!strcmp(k, "drop")) c->embd_pdrop = c->resid_pdrop = (float)v;
+    else if (!strcmp(k, "adrop")) c->attn_pdrop = (float)v;
+    else if (!strcmp(k, "drop_seed")) drop_seed = (uint64_t)v;
     else if (!strcmp(k, "B")) B = (int64_t)v;
     else if (!strcmp(k, "T")) T = (int64_t)v;
   }
@@ -110,6 +116,9 @@ int main(int argc, char **argv) {
   if (!ids) { fprintf(stderr, "ref_bert: missing ids.bin\n"); return 1; }
   b.ids = ids; b.segments = seg; b.mask = mask; b.mlm_labels = mlm; b.nsp_labels = nsp; b.labels = lab;
   lm_model_zero_grad(m);
+  lm_rng drng;
+  lm_rng_seed(&drng, drop_seed);
+  if (grad) lm_model_set_training(m, &drng);   /* dropout only where the config has rates */
   float lm = NAN, ln = NAN;
   float loss = lm_forward(m, &b, &lm, &ln);
   if (grad && isnan(loss)) { fprintf(stderr, "ref_bert: forward: %s\n", lm_last_error()); return 1; }
@@ -125,7 +134,7 @@ int main(int argc, char **argv) {
     free(lp);
     fprintf(lf, "%.9g %.9g %.9g\n", loss, lm, ln);
     fclose(lf);
-    if (save_tensors(m, m->grads, dir, "grads.safetensors")) return 1;
+    if (save_tensors(m, m->grads, dir, "grads.safetensors") || save_dropout_masks(m, B, T, dir)) return 1;
   }
   free(ids); free(seg); free(mask); free(mlm); free(nsp); free(lab);
   lm_model_free(m);

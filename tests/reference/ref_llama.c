@@ -120,21 +120,7 @@ int main(int argc, char **argv) {
     lm_model_backward(m, ids, tg, NULL, B, T);   /* (the logits buffer may hold their gradient after this) */
     lm_trainable t = lm_model_trainable(m);
     if (!rc) rc = save_table(t.info, t.n_info, t.grads, argv[6], "grads.safetensors");
-    if (!rc && dropout) {   /* the masks this forward drew */
-      const lm_acts *a = &m->acts;
-      size_t w_nc = (size_t)(B * T * m->cfg.n_embd + 63) / 64, w_att = (size_t)(B * m->cfg.n_head * T * T + 63) / 64;
-      char nm[64];
-      if (a->drop_emb) rc |= write_bin(argv[6], "mask_emb.bin", a->drop_emb, w_nc * 8);
-      for (int64_t l = 0; l < m->cfg.n_layer && !rc; l++) {
-        const lm_layer_acts *la = &a->layer[l];
-        snprintf(nm, sizeof nm, "mask_%lld_att.bin", (long long)l);
-        if (la->drop_att) rc |= write_bin(argv[6], nm, la->drop_att, w_att * 8);
-        snprintf(nm, sizeof nm, "mask_%lld_res1.bin", (long long)l);
-        if (la->drop_res1) rc |= write_bin(argv[6], nm, la->drop_res1, w_nc * 8);
-        snprintf(nm, sizeof nm, "mask_%lld_res2.bin", (long long)l);
-        if (la->drop_res2) rc |= write_bin(argv[6], nm, la->drop_res2, w_nc * 8);
-      }
-    }
+    if (!rc && dropout) rc = save_dropout_masks(m, B, T, argv[6]);   /* the masks this forward drew */
   }
   free(ids); free(tg);
   lm_model_free(m);

@@ -49,4 +49,23 @@ static inline int save_tensors(const lm_model *m, const float *base, const char 
   return save_table(m->info, m->n_info, base, dir, name);
 }
 
+/* The dropout masks the last training forward of a (B,T) batch drew, as DIR/mask_emb.bin and
+ * DIR/mask_L_{att,res1,res2}.bin (uint64 words of bits, 1 = kept); those the config lacks are absent. */
+static inline int save_dropout_masks(const lm_model *m, int64_t B, int64_t T, const char *dir) {
+  const lm_acts *a = &m->acts;
+  size_t w_nc = (size_t)(B * T * m->cfg.n_embd + 63) / 64, w_att = (size_t)(B * m->cfg.n_head * T * T + 63) / 64;
+  char nm[64];
+  int rc = a->drop_emb ? write_bin(dir, "mask_emb.bin", a->drop_emb, w_nc * 8) : 0;
+  for (int64_t l = 0; l < m->cfg.n_layer && !rc; l++) {
+    const lm_layer_acts *la = &a->layer[l];
+    snprintf(nm, sizeof nm, "mask_%lld_att.bin", (long long)l);
+    if (la->drop_att) rc |= write_bin(dir, nm, la->drop_att, w_att * 8);
+    snprintf(nm, sizeof nm, "mask_%lld_res1.bin", (long long)l);
+    if (la->drop_res1) rc |= write_bin(dir, nm, la->drop_res1, w_nc * 8);
+    snprintf(nm, sizeof nm, "mask_%lld_res2.bin", (long long)l);
+    if (la->drop_res2) rc |= write_bin(dir, nm, la->drop_res2, w_nc * 8);
+  }
+  return rc;
+}
+
 #endif

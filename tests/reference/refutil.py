@@ -27,6 +27,24 @@ def read_safetensors(path):
     return out
 
 
+def dropout_masks(d, layers, B, T, C, NH):
+    """The dropout masks a C driver saved (refdrv.h save_dropout_masks) as float64 torch tensors, 1 = kept:
+    {"emb": (B,T,C), l: {"att": (B,NH,T,T), "res1": (B,T,C), "res2": (B,T,C)}}; absent files are left out."""
+    import torch
+
+    def bits(name, shape):
+        path = os.path.join(d, name)
+        if not os.path.exists(path):
+            return None
+        b = np.unpackbits(np.fromfile(path, dtype="<u8").view(np.uint8), bitorder="little")[: int(np.prod(shape))]
+        return torch.from_numpy(b.reshape(shape).astype(np.float64))
+
+    out = {"emb": bits("mask_emb.bin", (B, T, C))}
+    for l in range(layers):
+        out[l] = {k: bits(f"mask_{l}_{k}.bin", (B, NH, T, T) if k == "att" else (B, T, C)) for k in ("att", "res1", "res2")}
+    return out
+
+
 def rel_err(a, b):
     a = np.asarray(a, dtype=np.float64)
     b = np.asarray(b, dtype=np.float64)

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from refutil import BIN, Checker, read_safetensors, rel_err
+from refutil import BIN, Checker, dropout_masks, read_safetensors, rel_err
 
 PRETRAIN, CLASSIFY, TOKENS, QA = 0, 1, 2, 3
 BASE = dict(vocab=61, positions=20, dim=32, layers=2, heads=4, inner=0, pre_ln=0, act=1, tie=1, eps=1e-12,
@@ -39,6 +39,9 @@ VARIANTS = {
     "classify": dict(head=CLASSIFY, labels=3),
     "tokens": dict(head=TOKENS, labels=5),
     "qa": dict(head=QA),
+    # dropout in training: hidden 0.1 (embeddings after their LayerNorm, both residual branches), attention 0.2
+    "pretrain_dropout_post_ln": dict(drop=0.1, adrop=0.2, drop_seed=5),
+    "mlm_dropout_pre_ln": dict(plain=1, type_vocab=0, pre_ln=1, drop=0.3, adrop=0.1, drop_seed=6),
 }
 
 
@@ -93,8 +96,16 @@ def write_inputs(d, cfg, batch):
 
 
 # ------------------------------------------------------------------ the reference model
-def encoder(P, cfg, ids, seg, mask):
+def encoder(P, cfg, ids, seg, mask, drop=None):
+    """drop: the masks lmkit drew (refutil.dropout_masks), applied where BERT drops: the embeddings
+    after their LayerNorm, the attention probabilities, each branch before its residual add."""
     B, T = ids.shape
+    drop = drop or {}
+    ph, pa = cfg.get("drop", 0), cfg.get("adrop", 0)
+
+    def dropped(x, m, p):
+        return x if m is None else x * m / (1 - p)
+
     C, NH, L, eps = cfg["dim"], cfg["heads"], cfg["layers"], cfg["eps"]
     hs = C // NH
     act = (lambda z: F.gelu(z, approximate="tanh")) if cfg["act"] == 0 else F.gelu
@@ -105,29 +116,29 @@ def encoder(P, cfg, ids, seg, mask):
     def linear(x, name):
         return x @ P[name + ".weight"].T + P[name + ".bias"]
 
-    def attn(x, pre):
+    def attn(x, pre, l):
         q, k, v = linear(x, pre + ".attn.c_attn").split(C, dim=-1)
         q, k, v = (t.view(B, T, NH, hs).transpose(1, 2) for t in (q, k, v))
         s = q @ k.transpose(-2, -1) / math.sqrt(hs)
         s = s.masked_fill(~mask.bool().view(B, 1, 1, T), float("-inf"))
-        y = (torch.softmax(s, dim=-1) @ v).transpose(1, 2).reshape(B, T, C)
-        return linear(y, pre + ".attn.c_proj")
+        y = (dropped(torch.softmax(s, dim=-1), drop.get(l, {}).get("att"), pa) @ v).transpose(1, 2).reshape(B, T, C)
+        return dropped(linear(y, pre + ".attn.c_proj"), drop.get(l, {}).get("res1"), ph)
 
-    def mlp(x, pre):
-        return linear(act(linear(x, pre + ".mlp.c_fc")), pre + ".mlp.c_proj")
+    def mlp(x, pre, l):
+        return dropped(linear(act(linear(x, pre + ".mlp.c_fc")), pre + ".mlp.c_proj"), drop.get(l, {}).get("res2"), ph)
 
     x = F.embedding(ids, P["wte.weight"], padding_idx=cfg["pad"]) + P["wpe.weight"][:T].unsqueeze(0)
     if cfg["type_vocab"]:
         x = x + P["wtt.weight"][seg]
-    x = ln(x, "emb_ln")
+    x = dropped(ln(x, "emb_ln"), drop.get("emb"), ph)
     for l in range(L):
         pre = f"h.{0 if cfg['share'] else l}"
         if cfg["pre_ln"]:
-            x = x + attn(ln(x, pre + ".ln_1"), pre)
-            x = x + mlp(ln(x, pre + ".ln_2"), pre)
+            x = x + attn(ln(x, pre + ".ln_1"), pre, l)
+            x = x + mlp(ln(x, pre + ".ln_2"), pre, l)
         else:
-            x = ln(x + attn(x, pre), pre + ".ln_1")
-            x = ln(x + mlp(x, pre), pre + ".ln_2")
+            x = ln(x + attn(x, pre, l), pre + ".ln_1")
+            x = ln(x + mlp(x, pre, l), pre + ".ln_2")
     if cfg["pre_ln"]:
         x = ln(x, "ln_f")
     return x
@@ -317,7 +328,8 @@ def check_grads(chk, name, cfg):
             return
         P = load_params(os.path.join(d, "params.safetensors"), torch.float64)
         b64 = {k: v for k, v in batch.items()}
-        h = encoder(P, cfg, batch["ids"].long(), batch["seg"].long(), batch["mask"])
+        drop = dropout_masks(d, cfg["layers"], cfg["B"], cfg["T"], cfg["dim"], cfg["heads"]) if cfg.get("drop") else None
+        h = encoder(P, cfg, batch["ids"].long(), batch["seg"].long(), batch["mask"], drop)
         loss, mlm, nsp, logits, nsp_logits = heads(P, cfg, h, b64)
         loss.backward()
         ours = [float(x) for x in open(os.path.join(d, "loss.txt")).read().split()]

@@ -32,7 +32,7 @@ import tempfile
 import numpy as np
 import torch
 
-from refutil import BIN, Checker, read_safetensors, rel_err
+from refutil import BIN, Checker, dropout_masks, read_safetensors, rel_err
 
 REF = os.path.join(BIN, "ref_llama")
 torch.manual_seed(0)
@@ -365,11 +365,6 @@ def main():
                       rel_err(lm, logits.detach().numpy()) if ok else float("inf"))
 
         # ---- dropout: the masks lmkit drew, applied by the reference at the same places
-        def bits(path, shape):
-            w = np.fromfile(path, dtype="<u8")
-            b = np.unpackbits(w.view(np.uint8), bitorder="little")[: int(np.prod(shape))]
-            return torch.from_numpy(b.reshape(shape).astype(np.float64))
-
         v = dict(BASE, kv=2)
         d = os.path.join(tmp, "drop")
         P = random_weights(v, 51)
@@ -384,11 +379,7 @@ def main():
         if rr.returncode:
             chk.check(f"dropout: ref_llama failed: {rr.stderr.strip()}", float("inf"))
         else:
-            drop = {"p": rates, "emb": bits(os.path.join(d, "mask_emb.bin"), (B_, T_, C_))}
-            for l in range(v["layers"]):
-                drop[l] = {"att": bits(os.path.join(d, f"mask_{l}_att.bin"), (B_, NH_, T_, T_)),
-                           "res1": bits(os.path.join(d, f"mask_{l}_res1.bin"), (B_, T_, C_)),
-                           "res2": bits(os.path.join(d, f"mask_{l}_res2.bin"), (B_, T_, C_))}
+            drop = dict(dropout_masks(d, v["layers"], B_, T_, C_, NH_), p=rates)
             kept = float(np.mean([drop[0]["att"].mean().item(), drop["emb"].mean().item()]))
             R = {k: t.clone().requires_grad_(True) for k, t in P.items()}
             loss, logits = reference(v, R, ids, targets, drop)

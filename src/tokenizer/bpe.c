@@ -1027,9 +1027,19 @@ static lm_status bpe_to_json(const lm_tokenizer *t, cJSON *root) {
   cJSON_AddItemToObject(model, "vocab", vocab);
   cJSON *merges = cJSON_AddArrayToObject(model, "merges");
   for (int64_t m = 0; m < lm_bpe_n_merges(t); m++) {
-    char *s = merge_line(t, m);
-    cJSON *x = s ? cJSON_CreateString(s) : NULL;
-    free(s);
+    cJSON *x = NULL;
+    if (b->byte_level) {   /* "LEFT RIGHT": byte-level symbols never hold a space */
+      char *s = merge_line(t, m);
+      x = s ? cJSON_CreateString(s) : NULL;
+      free(s);
+    } else if ((x = cJSON_CreateArray())) {   /* [LEFT, RIGHT]: text tokens may hold spaces */
+      size_t ln, rn;
+      const uint8_t *lb = lm_tok_bytes(t, b->merge_l[m], &ln), *rb = lm_tok_bytes(t, b->merge_r[m], &rn);
+      char *l = dup_n((const char *)lb, ln), *r = dup_n((const char *)rb, rn);
+      if (l && r) { cJSON_AddItemToArray(x, cJSON_CreateString(l)); cJSON_AddItemToArray(x, cJSON_CreateString(r)); }
+      else { cJSON_Delete(x); x = NULL; }
+      free(l); free(r);
+    }
     if (!x) return lm_error(LM_ERR_NOMEM, "out of memory");
     cJSON_AddItemToArray(merges, x);
   }

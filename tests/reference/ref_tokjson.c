@@ -37,6 +37,7 @@ int main(int argc, char **argv) {
     lm_tokenizer *again;
     if (lm_tokenizer_save(tok, argv[3]) || lm_tokenizer_load(&again, argv[3])) {
       fprintf(stderr, "ref_tokjson: %s\n", lm_last_error());
+      lm_tokenizer_free(tok);
       return 1;
     }
     lm_tokenizer_free(tok);

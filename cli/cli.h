@@ -32,6 +32,8 @@ ssize_t cli_read_line(char **buf, size_t *cap);
 /* Up to max stdin lines into lines[] (each malloc'ed, without LF / CRLF); sets *eof at the end.
  * Returns how many were read. */
 int64_t cli_read_lines(char **lines, int64_t max, int *eof);
+/* The tokenizer of a model: a GGUF file's tokenizer.ggml.* keys, else lm_tokenizer_load(path). */
+lm_status cli_tokenizer_of(const char *model, lm_tokenizer **tok);
 
 /* The trainer's flags (cli/train_flags.c), shared by the commands that run the one trainer.
  * cli_train_flag consumes argv[*i] when it is one: returns 1, -1 after printing an error, or 0. */

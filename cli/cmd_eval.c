@@ -49,7 +49,7 @@ int cmd_eval(int argc, char **argv) {
   double loss; int64_t n;
   /* the adapter is kept apart from the base (not merged): the loss is that of y = x W^T + (alpha/r) x A^T B^T */
   if (cli_load_with_adapter(model, adapter, 0, &m, &base)) { rc = 1; goto done; }
-  if (lm_tokenizer_load(&tok, base)) { rc = cli_fail(); goto done; }
+  if (cli_tokenizer_of(base, &tok)) { rc = cli_fail(); goto done; }
   if (context > lm_model_config(m)->n_positions) {
     rc = cli_error("--context %lld is longer than the model's %lld positions", (long long)context, (long long)lm_model_config(m)->n_positions);
     goto done;

@@ -9,7 +9,6 @@
 #include "cli.h"
 #include "base/base.h"
 #include "infer/chat_generate.h"
-#include "model/gguf.h"
 #include "tokenizer/tokenizer.h"
 
 static const char *HELP =
@@ -132,7 +131,7 @@ int cmd_generate(int argc, char **argv) {
   int32_t stop[LM_CHAT_MAX_STOP];
   lm_gen_stats gs;
   if (cli_load_with_adapter(model, adapter, 1, &m, &base)) { rc = 1; goto done; }
-  if (lm_gguf_is_file(base) ? lm_gguf_tokenizer_load(&tok, base) : lm_tokenizer_load(&tok, base)) { rc = cli_fail(); goto done; }
+  if (cli_tokenizer_of(base, &tok)) { rc = cli_fail(); goto done; }
   if (!chat) {
     fputs(prompt, stdout);
     o.add_special = 1;   /* plain text, as HF's tokenizer(prompt): Llama's <s> / <|begin_of_text|> first */

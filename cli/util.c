@@ -7,6 +7,7 @@
 #include <string.h>
 #include <sys/types.h>
 #include "cli.h"
+#include "model/gguf.h"
 
 int cli_error(const char *fmt, ...) {
   va_list ap;
@@ -90,4 +91,8 @@ void cli_json_str(FILE *f, const char *s) {
     else fputc(*p, f);
   }
   fputc('"', f);
+}
+
+lm_status cli_tokenizer_of(const char *model, lm_tokenizer **tok) {
+  return lm_gguf_is_file(model) ? lm_gguf_tokenizer_load(tok, model) : lm_tokenizer_load(tok, model);
 }

@@ -5,6 +5,8 @@
 #   - `lmkit generate --model FILE.gguf` gives the same greedy text as the directory it came from
 #     (f32, f16, on several prompts), and the same seeded samples (f32: the same weights bit for bit);
 #     q8_0 and q4_0 files generate;
+#   - `lmkit eval --model FILE.gguf`: the f32 file's perplexity is the directory's; q8_0 costs under
+#     0.5% and q4_0 under 5% of perplexity on these models;
 #   - a GGUF exports again (GGUF in, GGUF out) and quantizes;
 #   - llama.cpp (node-llama-cpp 3.21.1's prebuilt) loads the f32 and f16 files and generates the same
 #     greedy text as lmkit (q8_0 / q4_0: reported, since llama.cpp also quantizes the activations);
@@ -60,6 +62,12 @@ for m in g l; do
     got=$(gen "$T/$m-$t.gguf" "c d e" --temperature 0); rc=$?
     check "$m: $t generates ('$(echo "$got" | tr '\n' ' ' | head -c 50)')" "[ $rc = 0 ] && [ \${#got} -gt 15 ]"
   done
+  # eval: the f32 file's loss is the directory's; the perplexity cost of q8_0 (< 0.5%) and q4_0 (< 5%)
+  ev() { "$BIN" eval --model "$1" --data "$T/corpus.txt" --context 32 --threads 1 2>&1 | sed -n 's/.*perplexity \([0-9.]*\).*/\1/p'; }
+  pd=$(ev "$T/$m"); p32=$(ev "$T/$m-f32.gguf"); p8=$(ev "$T/$m-q8_0.gguf"); p4=$(ev "$T/$m-q4_0.gguf")
+  check "$m: eval on the f32 GGUF == directory (perplexity $p32 vs $pd)" "[ -n \"$pd\" ] && [ \"$p32\" = \"$pd\" ]"
+  check "$m: perplexity cost q8_0 $p8, q4_0 $p4 vs f32 $pd: under 0.5% and 5%" \
+    "python3 -c 'import sys; d, a, b = map(float, sys.argv[1:]); sys.exit(0 if a <= d * 1.005 and b <= d * 1.05 else 1)' $pd $p8 $p4"
   # GGUF in: export again and quantize
   "$BIN" export --format gguf --type f32 --model "$T/$m-f32.gguf" --out "$T/$m-again.gguf" --quiet
   check "$m: GGUF f32 -> export f32 is the same file" "cmp -s $T/$m-f32.gguf $T/$m-again.gguf"

@@ -9,7 +9,8 @@
 #     0.5% and q4_0 under 5% of perplexity on these models;
 #   - a GGUF exports again (GGUF in, GGUF out) and quantizes;
 #   - llama.cpp (node-llama-cpp 3.21.1's prebuilt) loads the f32 and f16 files and generates the same
-#     greedy text as lmkit (q8_0 / q4_0: reported, since llama.cpp also quantizes the activations);
+#     greedy text as lmkit (on q8_0 / q4_0 files llama.cpp also quantizes the activations, so the
+#     text may differ: docs/gguf.md);
 #   - bad flags and bad files are clear errors (truncated file, not a GGUF, unknown type/format).
 # Tensor bytes, blocks and the tokenizer keys against numpy: tests/reference/test_gguf.py.
 set -u
@@ -78,15 +79,10 @@ done
 SRC="${LMKIT_SRC:-$(cd "$(dirname "$0")/../.." && pwd)}"
 if [ -f "$SRC/third_party/npm/node_modules/node-llama-cpp/package.json" ]; then
   for m in g l; do
-    for t in f32 f16 q8_0 q4_0; do
+    for t in f32 f16; do
       want=$(gen "$T/$m-$t.gguf" "c d e" --temperature 0 --max-tokens 20)
       got=$(node "$SRC/tests/cli/gguf_llamacpp.mjs" "$T/$m-$t.gguf" "c d e" 20 2>&1)
-      if [ "$t" = f32 ] || [ "$t" = f16 ]; then
-        check "$m: llama.cpp on the $t file: the same greedy text as lmkit ('$(echo "$got" | tr '\n' ' ' | head -c 50)')" "[ \"\$got\" = \"\$want\" ]"
-      else   # llama.cpp multiplies quantized activations too: reported, not required
-        [ "$got" = "$want" ] && echo "info $m: llama.cpp on the $t file: the same greedy text" \
-          || echo "info $m: llama.cpp on the $t file differs: '$(echo "$got" | tr '\n' ' ')' vs lmkit '$(echo "$want" | tr '\n' ' ')'"
-      fi
+      check "$m: llama.cpp on the $t file: the same greedy text as lmkit ('$(echo "$got" | tr '\n' ' ' | head -c 50)')" "[ \"\$got\" = \"\$want\" ]"
     done
   done
 else

@@ -130,15 +130,18 @@ int64_t lm_session_pos(const lm_session *s) { return s->pos; }
  * which at this size costs more memory traffic than the products save. */
 #define FEW_ROWS 32
 static void linear_few(float *out, const float *inp, const float *w, const float *b, int64_t n, int64_t C, int64_t OC) {
+  /* four weight rows at a time, so that each input value loaded serves four products */
   #pragma omp parallel for schedule(static) if (OC * C >= (1 << 18))
-  for (int64_t o = 0; o < OC; o++) {
-    const float *wr = w + o * C;
+  for (int64_t o = 0; o < OC; o += 4) {
+    int64_t m = OC - o < 4 ? OC - o : 4;
+    const float *w0 = w + o * C, *w1 = w + (o + (m > 1)) * C, *w2 = w + (o + (m > 2 ? 2 : 0)) * C, *w3 = w + (o + (m > 3 ? 3 : 0)) * C;
     for (int64_t i = 0; i < n; i++) {
       const float *x = inp + i * C;
-      float acc = 0.0f;
-      #pragma omp simd reduction(+:acc)
-      for (int64_t k = 0; k < C; k++) acc += x[k] * wr[k];
-      out[i * OC + o] = acc + (b ? b[o] : 0.0f);
+      float a0 = 0.0f, a1 = 0.0f, a2 = 0.0f, a3 = 0.0f;
+      #pragma omp simd reduction(+:a0, a1, a2, a3)
+      for (int64_t k = 0; k < C; k++) { a0 += x[k] * w0[k]; a1 += x[k] * w1[k]; a2 += x[k] * w2[k]; a3 += x[k] * w3[k]; }
+      float acc[4] = {a0, a1, a2, a3};
+      for (int64_t r = 0; r < m; r++) out[i * OC + o + r] = acc[r] + (b ? b[o + r] : 0.0f);
     }
   }
 }

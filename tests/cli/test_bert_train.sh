@@ -3,13 +3,7 @@
 # masked-LM (+ next-sentence prediction) loss falls, a resumed run repeats the
 # uninterrupted one bit for bit, ALBERT-style sharing trains a smaller model,
 # and bad setups give one clear error line.
-set -u
-BIN="${LMKIT_BIN:-build}/lmkit"
-T=$(mktemp -d); trap 'rm -rf "$T"' EXIT
-pass=0; fail=0
-ok() { echo "ok   $1"; pass=$((pass+1)); }
-bad() { echo "FAIL $1"; fail=$((fail+1)); }
-check() { if eval "$2"; then ok "$1"; else bad "$1"; fi; }
+source "$(dirname "$0")/lib.sh"
 
 python3 - "$T/corpus.txt" <<'PY'
 import random, sys

@@ -10,13 +10,7 @@
 #   - --system starts with a system message; a model without a chat template or ChatML tokens,
 #     unknown commands, /save without a file, a missing --model: one clear error line each.
 # The tiny model is trained for a few steps only: its answers are not judged, only the machinery.
-set -u
-BIN="${LMKIT_BIN:-build}/lmkit"
-T=${KEEP_T:-$(mktemp -d)}; mkdir -p "$T"; [ -n "${KEEP_T:-}" ] || trap 'rm -rf "$T"' EXIT
-pass=0; fail=0
-ok() { echo "ok   $1"; pass=$((pass+1)); }
-bad() { echo "FAIL $1"; fail=$((fail+1)); }
-check() { if eval "$2"; then ok "$1"; else bad "$1"; fi; }
+source "$(dirname "$0")/lib.sh"
 err() {
   local name="$1" want="$2"; shift 2
   local out; out=$("$@" 2>&1 >/dev/null); local rc=$?

@@ -14,13 +14,7 @@
 #   - ipo, hinge, simpo and orpo train too (held-out accuracy >= 0.9);
 #   - bad records are counted and skipped, malformed ones refused with file:line,
 #     bad options and models refused with one error line.
-set -u
-BIN="${LMKIT_BIN:-build}/lmkit"
-T=${KEEP_T:-$(mktemp -d)}; [ -n "${KEEP_T:-}" ] || trap 'rm -rf "$T"' EXIT
-pass=0; fail=0
-ok() { echo "ok   $1"; pass=$((pass+1)); }
-bad() { echo "FAIL $1"; fail=$((fail+1)); }
-check() { if eval "$2"; then ok "$1"; else bad "$1"; fi; }
+source "$(dirname "$0")/lib.sh"
 err() {
   local name=$1 text=$2; shift 2
   "$@" > "$T/err.out" 2> "$T/err.txt"; local rc=$?

@@ -9,13 +9,7 @@
 #     come from the checkpointed rng);
 #   - a rate outside [0, 1) is a clear error, as a flag and in config.json.
 # (The masks' math against PyTorch, forward and every gradient: tests/reference/test_llama.py.)
-set -u
-BIN="${LMKIT_BIN:-build}/lmkit"
-T=${KEEP_T:-$(mktemp -d)}; mkdir -p "$T"; [ -n "${KEEP_T:-}" ] || trap 'rm -rf "$T"' EXIT
-pass=0; fail=0
-ok() { echo "ok   $1"; pass=$((pass+1)); }
-bad() { echo "FAIL $1"; fail=$((fail+1)); }
-check() { if eval "$2"; then ok "$1"; else bad "$1"; fi; }
+source "$(dirname "$0")/lib.sh"
 curve() { python3 -c "
 import json, sys
 print(' '.join(repr(json.loads(l)[sys.argv[2]]) for l in open(sys.argv[1]) if sys.argv[2] in json.loads(l)))" "$1" "$2"; }

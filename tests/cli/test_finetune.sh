@@ -5,13 +5,7 @@
 # list), require dev accuracy well above chance, label stdin with `predict`,
 # print embeddings with `embed`, and get one clear error line (or the
 # documented truncation note) for each kind of bad input.
-set -u
-BIN="${LMKIT_BIN:-build}/lmkit"
-T=$(mktemp -d); trap 'rm -rf "$T"' EXIT
-pass=0; fail=0
-ok() { echo "ok   $1"; pass=$((pass+1)); }
-bad() { echo "FAIL $1"; fail=$((fail+1)); }
-check() { if eval "$2"; then ok "$1"; else bad "$1"; fi; }
+source "$(dirname "$0")/lib.sh"
 # one "lmkit: error:" line, containing $2, and a non-zero exit; $1 is the stderr file, $3 the exit code
 one_error() { [ "$3" -ne 0 ] && [ "$(wc -l < "$1")" -eq 1 ] && grep -q '^lmkit: error: ' "$1" && grep -qF -- "$2" "$1"; }
 

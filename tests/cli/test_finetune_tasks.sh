@@ -5,14 +5,7 @@
 # to dev entity F1 >= 0.8, and on a generated SQuAD set ("what color is the
 # ball ?" over "the ball is red .") to dev exact match well above chance; and
 # get a counted skip or one clear error line for each kind of bad input.
-set -u
-BIN="${LMKIT_BIN:-build}/lmkit"
-# KEEP_T=DIR keeps the generated files and models there (for debugging)
-T=${KEEP_T:-$(mktemp -d)}; [ -n "${KEEP_T:-}" ] || trap 'rm -rf "$T"' EXIT
-pass=0; fail=0
-ok() { echo "ok   $1"; pass=$((pass+1)); }
-bad() { echo "FAIL $1"; fail=$((fail+1)); }
-check() { if eval "$2"; then ok "$1"; else bad "$1"; fi; }
+source "$(dirname "$0")/lib.sh"
 one_error() { [ "$3" -ne 0 ] && [ "$(wc -l < "$1")" -eq 1 ] && grep -q '^lmkit: error: ' "$1" && grep -qF -- "$2" "$1"; }
 
 python3 - "$T" <<'PY'

@@ -10,13 +10,7 @@
 #     gate/up are fused inside lmkit), `generate --adapter` and `lora merge` use it;
 #   - `--arch mistral` and `--arch qwen2` train and reload; bad flags are clear errors.
 # (Correctness against PyTorch and the HF layouts: tests/reference/test_llama.py.)
-set -u
-BIN="${LMKIT_BIN:-build}/lmkit"
-T=${KEEP_T:-$(mktemp -d)}; mkdir -p "$T"; [ -n "${KEEP_T:-}" ] || trap 'rm -rf "$T"' EXIT
-pass=0; fail=0
-ok() { echo "ok   $1"; pass=$((pass+1)); }
-bad() { echo "FAIL $1"; fail=$((fail+1)); }
-check() { if eval "$2"; then ok "$1"; else bad "$1"; fi; }
+source "$(dirname "$0")/lib.sh"
 losses() { python3 -c "
 import json, sys
 print(' '.join(repr(json.loads(l)[sys.argv[2]]) for l in open(sys.argv[1]) if sys.argv[2] in json.loads(l)))" "$1" "$2"; }

@@ -12,14 +12,8 @@
 #     that prompt (generate --messages), and the sources list names the file and the byte range
 #     holding the fact (the tiny model's answer text itself is not judged);
 #   - bad input: one clear error line each.
-set -u
-BIN="${LMKIT_BIN:-build}/lmkit"
+source "$(dirname "$0")/lib.sh"
 REF="${LMKIT_BIN:-build}/ref_rag"
-T=${KEEP_T:-$(mktemp -d)}; mkdir -p "$T"; [ -n "${KEEP_T:-}" ] || trap 'rm -rf "$T"' EXIT
-pass=0; fail=0
-ok() { echo "ok   $1"; pass=$((pass+1)); }
-bad() { echo "FAIL $1"; fail=$((fail+1)); }
-check() { if eval "$2"; then ok "$1"; else bad "$1"; fi; }
 err() {
   local name="$1" want="$2"; shift 2
   local out; out=$("$@" 2>&1 >/dev/null); local rc=$?

@@ -14,13 +14,7 @@
 #   - LoRA (--lora-rank): adapters + the scalar head train (>= 0.9 accuracy), the
 #     optimizer state is adapter-sized, resume is bit-exact, `lmkit score --adapter`
 #     equals `lmkit score` of `lmkit lora merge`'s output; --adapter goes on training.
-set -u
-BIN="${LMKIT_BIN:-build}/lmkit"
-T=${KEEP_T:-$(mktemp -d)}; [ -n "${KEEP_T:-}" ] || trap 'rm -rf "$T"' EXIT
-pass=0; fail=0
-ok() { echo "ok   $1"; pass=$((pass+1)); }
-bad() { echo "FAIL $1"; fail=$((fail+1)); }
-check() { if eval "$2"; then ok "$1"; else bad "$1"; fi; }
+source "$(dirname "$0")/lib.sh"
 # err NAME TEXT CMD...: exits non-zero with one "lmkit: error:" line containing TEXT
 err() {
   local name=$1 text=$2; shift 2

@@ -17,14 +17,7 @@
 # Threads: 1 (tiny models: more OpenMP threads only add synchronisation on 2 shared cores). The
 # settings (byte-level letters, 600 steps at 3e-3) learn the task on every seed tried (16 of 16
 # runs, packed or not); with merged tokens or digits the same model often stalls on a plateau.
-set -u
-BIN="${LMKIT_BIN:-build}/lmkit"
-# KEEP_T=DIR keeps the generated files and models there (for debugging)
-T=${KEEP_T:-$(mktemp -d)}; mkdir -p "$T"; [ -n "${KEEP_T:-}" ] || trap 'rm -rf "$T"' EXIT
-pass=0; fail=0
-ok() { echo "ok   $1"; pass=$((pass+1)); }
-bad() { echo "FAIL $1"; fail=$((fail+1)); }
-check() { if eval "$2"; then ok "$1"; else bad "$1"; fi; }
+source "$(dirname "$0")/lib.sh"
 one_error() { [ "$3" -ne 0 ] && [ "$(wc -l < "$1")" -eq 1 ] && grep -q '^lmkit: error: ' "$1" && grep -qF -- "$2" "$1"; }
 
 python3 - "$T" <<'PY'

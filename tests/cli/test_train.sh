@@ -2,13 +2,7 @@
 # End-to-end: train a tiny GPT with the CLI on data this test generates, see
 # the loss fall, resume bit-exactly, evaluate, generate, inspect, and get one
 # clear error line for each kind of bad input.
-set -u
-BIN="${LMKIT_BIN:-build}/lmkit"
-T=$(mktemp -d); trap 'rm -rf "$T"' EXIT
-pass=0; fail=0
-ok() { echo "ok   $1"; pass=$((pass+1)); }
-bad() { echo "FAIL $1"; fail=$((fail+1)); }
-check() { if eval "$2"; then ok "$1"; else bad "$1"; fi; }
+source "$(dirname "$0")/lib.sh"
 
 # a small, learnable corpus: repeated sentences with some variation
 python3 - "$T/corpus.txt" <<'PY'

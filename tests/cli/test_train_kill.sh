@@ -5,13 +5,7 @@
 # metrics.jsonl and the same weights. Along the way no incomplete checkpoint is ever
 # taken for a complete one, *.tmp leftovers are cleaned up, and only the newest
 # --keep-checkpoints directories remain.
-set -u
-BIN="${LMKIT_BIN:-build}/lmkit"
-T=$(mktemp -d); trap 'rm -rf "$T"' EXIT
-pass=0; fail=0
-ok() { echo "ok   $1"; pass=$((pass+1)); }
-bad() { echo "FAIL $1"; fail=$((fail+1)); }
-check() { if eval "$2"; then ok "$1"; else bad "$1"; fi; }
+source "$(dirname "$0")/lib.sh"
 
 python3 - "$T/corpus.txt" <<'PY'
 import random, sys

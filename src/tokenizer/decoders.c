@@ -256,7 +256,7 @@ static lm_status one_char(const char *v, uint32_t *cp, const char *w, const char
   return LM_OK;
 }
 
-static lm_status p_byte_level(lm_tok_dec *d, const cJSON *o, const char *w) {
+static lm_status p_byte_level(void *d, const cJSON *o, const char *w) {
   int x = 0;
   lm_status st;
   if ((st = lm_tok_json_bool(o, "add_prefix_space", &x, w)) || (st = lm_tok_json_bool(o, "trim_offsets", &x, w)) ||
@@ -265,7 +265,7 @@ static lm_status p_byte_level(lm_tok_dec *d, const cJSON *o, const char *w) {
   return add(d, (step){.kind = D_BYTELEVEL});
 }
 
-static lm_status p_metaspace(lm_tok_dec *d, const cJSON *o, const char *w) {
+static lm_status p_metaspace(void *d, const cJSON *o, const char *w) {
   const char *rep = "\xE2\x96\x81", *scheme = NULL;
   int split = 1, legacy = -1;
   lm_status st;
@@ -284,10 +284,10 @@ static lm_status p_metaspace(lm_tok_dec *d, const cJSON *o, const char *w) {
 }
 
 static lm_status p_simple(lm_tok_dec *d, int kind) { return add(d, (step){.kind = kind}); }
-static lm_status p_fallback(lm_tok_dec *d, const cJSON *o, const char *w) { (void)o; (void)w; return p_simple(d, D_FALLBACK); }
-static lm_status p_fuse(lm_tok_dec *d, const cJSON *o, const char *w) { (void)o; (void)w; return p_simple(d, D_FUSE); }
+static lm_status p_fallback(void *d, const cJSON *o, const char *w) { (void)o; (void)w; return p_simple(d, D_FALLBACK); }
+static lm_status p_fuse(void *d, const cJSON *o, const char *w) { (void)o; (void)w; return p_simple(d, D_FUSE); }
 
-static lm_status p_strip(lm_tok_dec *d, const cJSON *o, const char *w) {
+static lm_status p_strip(void *d, const cJSON *o, const char *w) {
   const char *content = NULL;
   int64_t start = 0, stop = 0;
   lm_status st;
@@ -300,7 +300,7 @@ static lm_status p_strip(lm_tok_dec *d, const cJSON *o, const char *w) {
   return add(d, s);
 }
 
-static lm_status p_replace(lm_tok_dec *d, const cJSON *o, const char *w) {
+static lm_status p_replace(void *d, const cJSON *o, const char *w) {
   const char *content = NULL;
   char pw[700];
   snprintf(pw, sizeof pw, "%s.pattern", w);
@@ -313,7 +313,7 @@ static lm_status p_replace(lm_tok_dec *d, const cJSON *o, const char *w) {
   return add(d, s);
 }
 
-static lm_status p_wordpiece(lm_tok_dec *d, const cJSON *o, const char *w) {
+static lm_status p_wordpiece(void *d, const cJSON *o, const char *w) {
   const char *prefix = "##";
   int clean = 1;
   lm_status st;
@@ -323,7 +323,7 @@ static lm_status p_wordpiece(lm_tok_dec *d, const cJSON *o, const char *w) {
   return add(d, s);
 }
 
-static lm_status p_bpe(lm_tok_dec *d, const cJSON *o, const char *w) {
+static lm_status p_bpe(void *d, const cJSON *o, const char *w) {
   const char *suffix = "</w>";
   lm_status st = lm_tok_json_str(o, "suffix", &suffix, w);
   if (st) return st;
@@ -332,11 +332,7 @@ static lm_status p_bpe(lm_tok_dec *d, const cJSON *o, const char *w) {
   return add(d, s);
 }
 
-static const struct {
-  const char *type;
-  const char *keys[5];
-  lm_status (*parse)(lm_tok_dec *d, const cJSON *o, const char *where);
-} KINDS[] = {
+static const lm_tok_kind KINDS[] = {
   {"ByteLevel", {"add_prefix_space", "trim_offsets", "use_regex", NULL}, p_byte_level},
   {"Metaspace", {"replacement", "prepend_scheme", "split", "add_prefix_space", NULL}, p_metaspace},
   {"ByteFallback", {NULL}, p_fallback},
@@ -348,31 +344,6 @@ static const struct {
   {"Sequence", {"decoders", NULL}, NULL},
 };
 #define N_KINDS (sizeof KINDS / sizeof *KINDS)
-
-static lm_status parse_into(lm_tok_dec *d, const cJSON *o, const char *where, int depth) {
-  if (depth > 16) return lm_error(LM_ERR_FORMAT, "%s: Sequence nested too deeply", where);
-  const char *type = lm_tok_json_type(o, where);
-  if (!type) return LM_ERR_FORMAT;
-  size_t k = 0;
-  while (k < N_KINDS && strcmp(KINDS[k].type, type)) k++;
-  if (k == N_KINDS) {
-    const char *names[N_KINDS];
-    for (size_t i = 0; i < N_KINDS; i++) names[i] = KINDS[i].type;
-    return lm_tok_unknown_type(where, "decoder", type, names, N_KINDS);
-  }
-  lm_status st = lm_tok_json_keys(o, KINDS[k].keys, where);
-  if (st) return st;
-  if (KINDS[k].parse) return KINDS[k].parse(d, o, where);
-  const cJSON *list = cJSON_GetObjectItemCaseSensitive(o, "decoders");
-  if (!cJSON_IsArray(list)) return lm_error(LM_ERR_FORMAT, "%s.decoders: expected an array", where);
-  int i = 0;
-  for (const cJSON *x = list->child; x; x = x->next, i++) {
-    char w[700];
-    snprintf(w, sizeof w, "%s.decoders[%d]", where, i);
-    if ((st = parse_into(d, x, w, depth + 1))) return st;
-  }
-  return LM_OK;
-}
 
 void lm_tok_dec_free(lm_tok_dec *d) {
   if (!d) return;
@@ -386,7 +357,7 @@ lm_status lm_tok_dec_parse(lm_tok_dec **out, const cJSON *o, const char *where) 
   if (!o || cJSON_IsNull(o)) return LM_OK;
   lm_tok_dec *d = calloc(1, sizeof *d);
   if (!d) return lm_error(LM_ERR_NOMEM, "out of memory");
-  lm_status st = parse_into(d, o, where, 0);
+  lm_status st = lm_tok_parse_kind(d, KINDS, N_KINDS, "decoder", o, where);
   if (st) { lm_tok_dec_free(d); return st; }
   *out = d;
   return LM_OK;

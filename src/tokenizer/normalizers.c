@@ -184,17 +184,17 @@ static lm_status p_unicode(lm_tok_norm *nm, const cJSON *o, const char *w, int o
   (void)o; (void)w;
   return add(nm, (step){.kind = S_UNICODE, .a = UTF8PROC_STABLE | opts});
 }
-static lm_status p_nfc(lm_tok_norm *nm, const cJSON *o, const char *w) { return p_unicode(nm, o, w, UTF8PROC_COMPOSE); }
-static lm_status p_nfd(lm_tok_norm *nm, const cJSON *o, const char *w) { return p_unicode(nm, o, w, UTF8PROC_DECOMPOSE); }
-static lm_status p_nfkc(lm_tok_norm *nm, const cJSON *o, const char *w) { return p_unicode(nm, o, w, UTF8PROC_COMPOSE | UTF8PROC_COMPAT); }
-static lm_status p_nfkd(lm_tok_norm *nm, const cJSON *o, const char *w) { return p_unicode(nm, o, w, UTF8PROC_DECOMPOSE | UTF8PROC_COMPAT); }
-static lm_status p_lower(lm_tok_norm *nm, const cJSON *o, const char *w) { (void)o; (void)w; return add(nm, (step){.kind = S_LOWER}); }
-static lm_status p_strip_acc(lm_tok_norm *nm, const cJSON *o, const char *w) {
+static lm_status p_nfc(void *nm, const cJSON *o, const char *w) { return p_unicode(nm, o, w, UTF8PROC_COMPOSE); }
+static lm_status p_nfd(void *nm, const cJSON *o, const char *w) { return p_unicode(nm, o, w, UTF8PROC_DECOMPOSE); }
+static lm_status p_nfkc(void *nm, const cJSON *o, const char *w) { return p_unicode(nm, o, w, UTF8PROC_COMPOSE | UTF8PROC_COMPAT); }
+static lm_status p_nfkd(void *nm, const cJSON *o, const char *w) { return p_unicode(nm, o, w, UTF8PROC_DECOMPOSE | UTF8PROC_COMPAT); }
+static lm_status p_lower(void *nm, const cJSON *o, const char *w) { (void)o; (void)w; return add(nm, (step){.kind = S_LOWER}); }
+static lm_status p_strip_acc(void *nm, const cJSON *o, const char *w) {
   (void)o; (void)w;
   return add(nm, (step){.kind = S_FILTER, .a = MARKS});
 }
 
-static lm_status p_strip(lm_tok_norm *nm, const cJSON *o, const char *w) {
+static lm_status p_strip(void *nm, const cJSON *o, const char *w) {
   int l = 1, r = 1;
   lm_status st;
   if ((st = lm_tok_json_bool(o, "strip_left", &l, w)) || (st = lm_tok_json_bool(o, "strip_right", &r, w))) return st;
@@ -210,7 +210,7 @@ static lm_status p_str(step *s, const cJSON *o, const char *key, const char *w) 
   return (s->str = lm_strdup(v)) ? LM_OK : lm_error(LM_ERR_NOMEM, "out of memory");
 }
 
-static lm_status p_replace(lm_tok_norm *nm, const cJSON *o, const char *w) {
+static lm_status p_replace(void *nm, const cJSON *o, const char *w) {
   step s = {.kind = S_REPLACE};
   char pw[700];
   snprintf(pw, sizeof pw, "%s.pattern", w);
@@ -221,7 +221,7 @@ static lm_status p_replace(lm_tok_norm *nm, const cJSON *o, const char *w) {
   return st;
 }
 
-static lm_status p_prepend(lm_tok_norm *nm, const cJSON *o, const char *w) {
+static lm_status p_prepend(void *nm, const cJSON *o, const char *w) {
   step s = {.kind = S_PREPEND};
   lm_status st = p_str(&s, o, "prepend", w);
   if (!st) st = add(nm, s);
@@ -229,7 +229,7 @@ static lm_status p_prepend(lm_tok_norm *nm, const cJSON *o, const char *w) {
   return st;
 }
 
-static lm_status p_bert(lm_tok_norm *nm, const cJSON *o, const char *w) {
+static lm_status p_bert(void *nm, const cJSON *o, const char *w) {
   int clean = 1, cjk = 1, lower = 1, strip = -1;
   lm_status st;
   if ((st = lm_tok_json_bool(o, "clean_text", &clean, w)) || (st = lm_tok_json_bool(o, "handle_chinese_chars", &cjk, w)) ||
@@ -263,7 +263,7 @@ static lm_status b64_decode(const char *s, uint8_t **out, size_t *n, const char 
   return LM_OK;
 }
 
-static lm_status p_precompiled(lm_tok_norm *nm, const cJSON *o, const char *w) {
+static lm_status p_precompiled(void *nm, const cJSON *o, const char *w) {
   const char *b64 = NULL;
   lm_status st = lm_tok_json_str(o, "precompiled_charsmap", &b64, w);
   if (st) return st;
@@ -279,11 +279,7 @@ static lm_status p_precompiled(lm_tok_norm *nm, const cJSON *o, const char *w) {
   return st;
 }
 
-static const struct {
-  const char *type;
-  const char *keys[5];
-  lm_status (*parse)(lm_tok_norm *nm, const cJSON *o, const char *where);
-} KINDS[] = {
+static const lm_tok_kind KINDS[] = {
   {"NFC", {NULL}, p_nfc},
   {"NFD", {NULL}, p_nfd},
   {"NFKC", {NULL}, p_nfkc},
@@ -298,31 +294,6 @@ static const struct {
   {"Sequence", {"normalizers", NULL}, NULL},
 };
 #define N_KINDS (sizeof KINDS / sizeof *KINDS)
-
-static lm_status parse_into(lm_tok_norm *nm, const cJSON *o, const char *where, int depth) {
-  if (depth > 16) return lm_error(LM_ERR_FORMAT, "%s: Sequence nested too deeply", where);
-  const char *type = lm_tok_json_type(o, where);
-  if (!type) return LM_ERR_FORMAT;
-  size_t k = 0;
-  while (k < N_KINDS && strcmp(KINDS[k].type, type)) k++;
-  if (k == N_KINDS) {
-    const char *names[N_KINDS];
-    for (size_t i = 0; i < N_KINDS; i++) names[i] = KINDS[i].type;
-    return lm_tok_unknown_type(where, "normalizer", type, names, N_KINDS);
-  }
-  lm_status st = lm_tok_json_keys(o, KINDS[k].keys, where);
-  if (st) return st;
-  if (KINDS[k].parse) return KINDS[k].parse(nm, o, where);
-  const cJSON *list = cJSON_GetObjectItemCaseSensitive(o, "normalizers");
-  if (!cJSON_IsArray(list)) return lm_error(LM_ERR_FORMAT, "%s.normalizers: expected an array", where);
-  int i = 0;
-  for (const cJSON *x = list->child; x; x = x->next, i++) {
-    char w[700];
-    snprintf(w, sizeof w, "%s.normalizers[%d]", where, i);
-    if ((st = parse_into(nm, x, w, depth + 1))) return st;
-  }
-  return LM_OK;
-}
 
 void lm_tok_norm_free(lm_tok_norm *nm) {
   if (!nm) return;
@@ -339,7 +310,7 @@ lm_status lm_tok_norm_parse(lm_tok_norm **out, const cJSON *o, const char *where
   if (!o || cJSON_IsNull(o)) return LM_OK;
   lm_tok_norm *nm = calloc(1, sizeof *nm);
   if (!nm) return lm_error(LM_ERR_NOMEM, "out of memory");
-  lm_status st = parse_into(nm, o, where, 0);
+  lm_status st = lm_tok_parse_kind(nm, KINDS, N_KINDS, "normalizer", o, where);
   if (st || nm->n == 0) { lm_tok_norm_free(nm); return st; }   /* an empty Sequence: no normalizer */
   *out = nm;
   return LM_OK;

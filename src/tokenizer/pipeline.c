@@ -78,6 +78,37 @@ lm_status lm_tok_unknown_type(const char *where, const char *what, const char *t
   return lm_error(LM_ERR_UNSUPPORTED, "%s: %s type \"%.100s\" is not supported (lmkit reads %s)", where, what, type, known);
 }
 
+static lm_status parse_kind(void *obj, const lm_tok_kind *kinds, size_t n, const char *what, const cJSON *o,
+                            const char *where, int depth) {
+  if (depth > 16) return lm_error(LM_ERR_FORMAT, "%s: Sequence nested too deeply", where);
+  const char *type = lm_tok_json_type(o, where);
+  if (!type) return LM_ERR_FORMAT;
+  size_t k = 0;
+  while (k < n && strcmp(kinds[k].type, type)) k++;
+  if (k == n) {
+    const char *names[32];
+    for (size_t i = 0; i < n && i < 32; i++) names[i] = kinds[i].type;
+    return lm_tok_unknown_type(where, what, type, names, n < 32 ? n : 32);
+  }
+  lm_status st = lm_tok_json_keys(o, kinds[k].keys, where);
+  if (st) return st;
+  if (kinds[k].parse) return kinds[k].parse(obj, o, where);
+  const cJSON *list = cJSON_GetObjectItemCaseSensitive(o, kinds[k].keys[0]);
+  if (!cJSON_IsArray(list)) return lm_error(LM_ERR_FORMAT, "%s.%s: expected an array", where, kinds[k].keys[0]);
+  int i = 0;
+  for (const cJSON *x = list->child; x; x = x->next, i++) {
+    char w[700];
+    snprintf(w, sizeof w, "%s.%s[%d]", where, kinds[k].keys[0], i);
+    if ((st = parse_kind(obj, kinds, n, what, x, w, depth + 1))) return st;
+  }
+  return LM_OK;
+}
+
+lm_status lm_tok_parse_kind(void *obj, const lm_tok_kind *kinds, size_t n, const char *what, const cJSON *o,
+                            const char *where) {
+  return parse_kind(obj, kinds, n, what, o, where, 0);
+}
+
 /* ------------------------------------------------------------ added tokens */
 typedef struct {
   int32_t id; const char *s; size_t n;

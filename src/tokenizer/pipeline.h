@@ -87,6 +87,17 @@ lm_status lm_tok_json_uint(const struct cJSON *o, const char *key, int64_t *v, c
 const char *lm_tok_json_type(const struct cJSON *o, const char *where);
 /* Error "where: type T is not supported (lmkit reads A, B, ...)" from a table of names. */
 lm_status lm_tok_unknown_type(const char *where, const char *what, const char *type, const char *const *names, size_t n);
+/* One row of a component table: tokenizer.json's type, its keys besides "type", and the parser
+ * that adds it to obj (a normalizer, pre-tokenizer or decoder list); parse NULL: the Sequence,
+ * whose members are in the array under keys[0]. */
+typedef struct {
+  const char *type;
+  const char *keys[6];
+  lm_status (*parse)(void *obj, const struct cJSON *o, const char *where);
+} lm_tok_kind;
+/* Parses component o (`what`: "normalizer", ...) by its type in kinds[0..n), Sequences flattened. */
+lm_status lm_tok_parse_kind(void *obj, const lm_tok_kind *kinds, size_t n, const char *what, const struct cJSON *o,
+                            const char *where);
 
 /* ---- normalizers (normalizers.c) ---- */
 typedef struct lm_tok_norm lm_tok_norm;

@@ -86,7 +86,7 @@ static lm_status behavior_of(const cJSON *o, int *b, const char *w) {
                   "MergedWithPrevious, MergedWithNext and Contiguous)", w, v);
 }
 
-static lm_status p_split(lm_tok_pretok *pt, const cJSON *o, const char *w) {
+static lm_status p_split(void *pt, const cJSON *o, const char *w) {
   stage s = {.kind = K_SPLIT, .behavior = -1};
   char pw[700];
   snprintf(pw, sizeof pw, "%s.pattern", w);
@@ -98,7 +98,7 @@ static lm_status p_split(lm_tok_pretok *pt, const cJSON *o, const char *w) {
   return add(pt, s, w);
 }
 
-static lm_status p_byte_level(lm_tok_pretok *pt, const cJSON *o, const char *w) {
+static lm_status p_byte_level(void *pt, const cJSON *o, const char *w) {
   int prefix = 1, regex = 1, trim = 1;
   lm_status st;
   if ((st = lm_tok_json_bool(o, "add_prefix_space", &prefix, w)) || (st = lm_tok_json_bool(o, "use_regex", &regex, w)) ||
@@ -106,11 +106,11 @@ static lm_status p_byte_level(lm_tok_pretok *pt, const cJSON *o, const char *w) 
     return st;
   if (prefix && (st = add(pt, (stage){.kind = K_PREFIX}, w))) return st;
   if (regex && (st = add_regex(pt, GPT2_RE, B_ISOLATED, 0, w))) return st;
-  pt->byte_level = 1;
+  ((lm_tok_pretok *)pt)->byte_level = 1;
   return LM_OK;
 }
 
-static lm_status p_metaspace(lm_tok_pretok *pt, const cJSON *o, const char *w) {
+static lm_status p_metaspace(void *pt, const cJSON *o, const char *w) {
   const char *rep = "\xE2\x96\x81", *scheme = NULL;
   int split = 1, legacy = -1;
   lm_status st;
@@ -135,39 +135,35 @@ static lm_status p_metaspace(lm_tok_pretok *pt, const cJSON *o, const char *w) {
   return split ? add_pred(pt, pred_eq, cp, B_NEXT, w) : LM_OK;
 }
 
-static lm_status p_whitespace(lm_tok_pretok *pt, const cJSON *o, const char *w) {
+static lm_status p_whitespace(void *pt, const cJSON *o, const char *w) {
   (void)o;
   return add_regex(pt, WHITESPACE_RE, B_REMOVED, 1, w);
 }
 
-static lm_status p_ws_split(lm_tok_pretok *pt, const cJSON *o, const char *w) {
+static lm_status p_ws_split(void *pt, const cJSON *o, const char *w) {
   (void)o;
   return add_pred(pt, pred_space, 0, B_REMOVED, w);
 }
 
-static lm_status p_digits(lm_tok_pretok *pt, const cJSON *o, const char *w) {
+static lm_status p_digits(void *pt, const cJSON *o, const char *w) {
   int individual = 0;
   lm_status st = lm_tok_json_bool(o, "individual_digits", &individual, w);
   return st ? st : add_pred(pt, pred_numeric, 0, individual ? B_ISOLATED : B_CONTIG, w);
 }
 
-static lm_status p_punct(lm_tok_pretok *pt, const cJSON *o, const char *w) {
+static lm_status p_punct(void *pt, const cJSON *o, const char *w) {
   int b = B_ISOLATED;
   lm_status st = behavior_of(o, &b, w);
   return st ? st : add_pred(pt, pred_punct, 0, b, w);
 }
 
-static lm_status p_bert(lm_tok_pretok *pt, const cJSON *o, const char *w) {
+static lm_status p_bert(void *pt, const cJSON *o, const char *w) {
   (void)o;
   lm_status st = add_pred(pt, pred_space, 0, B_REMOVED, w);
   return st ? st : add_pred(pt, pred_punct, 0, B_ISOLATED, w);
 }
 
-static const struct {
-  const char *type;
-  const char *keys[5];
-  lm_status (*parse)(lm_tok_pretok *pt, const cJSON *o, const char *where);
-} KINDS[] = {
+static const lm_tok_kind KINDS[] = {
   {"Split", {"pattern", "behavior", "invert", NULL}, p_split},
   {"ByteLevel", {"add_prefix_space", "trim_offsets", "use_regex", NULL}, p_byte_level},
   {"Metaspace", {"replacement", "prepend_scheme", "split", "add_prefix_space", NULL}, p_metaspace},
@@ -179,31 +175,6 @@ static const struct {
   {"Sequence", {"pretokenizers", NULL}, NULL},
 };
 #define N_KINDS (sizeof KINDS / sizeof *KINDS)
-
-static lm_status parse_into(lm_tok_pretok *pt, const cJSON *o, const char *where, int depth) {
-  if (depth > 16) return lm_error(LM_ERR_FORMAT, "%s: Sequence nested too deeply", where);
-  const char *type = lm_tok_json_type(o, where);
-  if (!type) return LM_ERR_FORMAT;
-  size_t k = 0;
-  while (k < N_KINDS && strcmp(KINDS[k].type, type)) k++;
-  if (k == N_KINDS) {
-    const char *names[N_KINDS];
-    for (size_t i = 0; i < N_KINDS; i++) names[i] = KINDS[i].type;
-    return lm_tok_unknown_type(where, "pre-tokenizer", type, names, N_KINDS);
-  }
-  lm_status st = lm_tok_json_keys(o, KINDS[k].keys, where);
-  if (st) return st;
-  if (KINDS[k].parse) return KINDS[k].parse(pt, o, where);
-  const cJSON *list = cJSON_GetObjectItemCaseSensitive(o, "pretokenizers");
-  if (!cJSON_IsArray(list)) return lm_error(LM_ERR_FORMAT, "%s.pretokenizers: expected an array", where);
-  int i = 0;
-  for (const cJSON *x = list->child; x; x = x->next, i++) {
-    char w[700];
-    snprintf(w, sizeof w, "%s.pretokenizers[%d]", where, i);
-    if ((st = parse_into(pt, x, w, depth + 1))) return st;
-  }
-  return LM_OK;
-}
 
 void lm_tok_pretok_free(lm_tok_pretok *pt) {
   if (!pt) return;
@@ -217,7 +188,7 @@ lm_status lm_tok_pretok_parse(lm_tok_pretok **out, const cJSON *o, const char *w
   if (!o || cJSON_IsNull(o)) return LM_OK;
   lm_tok_pretok *pt = calloc(1, sizeof *pt);
   if (!pt) return lm_error(LM_ERR_NOMEM, "out of memory");
-  lm_status st = parse_into(pt, o, where, 0);
+  lm_status st = lm_tok_parse_kind(pt, KINDS, N_KINDS, "pre-tokenizer", o, where);
   if (st) { lm_tok_pretok_free(pt); return st; }
   *byte_level = pt->byte_level;
   *out = pt;

@@ -98,24 +98,6 @@ static lm_status push_id(uint32_t **ids, size_t *n, size_t *cap, int64_t id) {
 
 /* ------------------------------------------------------------ characters */
 /* Decodes one UTF-8 character of s (n > 0 bytes); an invalid byte reads as U+FFFD, length 1. */
-static size_t utf8_dec(const uint8_t *s, size_t n, uint32_t *cp) {
-  size_t k = lm_utf8_char(s, n);
-  if (k <= 1) { *cp = k ? s[0] : 0xFFFD; return 1; }
-  uint32_t v = s[0] & (0x7F >> k);
-  for (size_t i = 1; i < k; i++) v = v << 6 | (s[i] & 0x3F);
-  *cp = v;
-  return k;
-}
-
-static size_t utf8_enc(uint32_t c, uint8_t *o) {
-  if (c < 0x80) { o[0] = (uint8_t)c; return 1; }
-  if (c < 0x800) { o[0] = (uint8_t)(0xC0 | c >> 6); o[1] = (uint8_t)(0x80 | (c & 0x3F)); return 2; }
-  if (c < 0x10000) { o[0] = (uint8_t)(0xE0 | c >> 12); o[1] = (uint8_t)(0x80 | (c >> 6 & 0x3F)); o[2] = (uint8_t)(0x80 | (c & 0x3F)); return 3; }
-  o[0] = (uint8_t)(0xF0 | c >> 18); o[1] = (uint8_t)(0x80 | (c >> 12 & 0x3F));
-  o[2] = (uint8_t)(0x80 | (c >> 6 & 0x3F)); o[3] = (uint8_t)(0x80 | (c & 0x3F));
-  return 4;
-}
-
 static int cat(uint32_t c) { return (int)utf8proc_category((utf8proc_int32_t)c); }
 
 /* BERT's _is_control (Hugging Face: every category C*), \t \n \r excluded. */
@@ -193,7 +175,7 @@ static lm_status wp_piece(const lm_tokenizer *t, lm_wp_scratch *s, const uint32_
       (st = grow(&s->c, &s->ccap, 4 * n + wp->prefix_len, 1)))
     return st;
   size_t nb = 0;
-  for (size_t i = 0; i < n; i++) { s->off[i] = nb; nb += utf8_enc(p[i], s->b + nb); }
+  for (size_t i = 0; i < n; i++) { s->off[i] = nb; nb += lm_utf8_enc(p[i], s->b + nb); }
   s->off[n] = nb;
   size_t first = *nid, start = 0;
   memcpy(s->c, wp->prefix, wp->prefix_len);
@@ -297,7 +279,7 @@ static lm_status wp_encode(lm_tok_encoder *e, const char *text, size_t len, uint
   lm_status st;
   for (size_t i = 0; i < len;) {
     uint32_t c;
-    i += utf8_dec(b + i, len - i, &c);
+    i += lm_utf8_dec(b + i, len - i, &c);
     if (wp->clean_text && (c == 0 || c == 0xFFFD || is_control(c))) continue;
     int space = is_space(c), cjk = !space && wp->chinese && is_cjk(c);
     if (space || cjk) {
@@ -324,7 +306,7 @@ static lm_status wp_encode_word(lm_tok_encoder *e, const char *text, size_t len,
   lm_status st;
   for (size_t i = 0; i < len;) {
     if ((st = grow(&s->w, &s->wcap, nw + 1, sizeof *s->w))) return st;
-    i += utf8_dec(b + i, len - i, &s->w[nw++]);
+    i += lm_utf8_dec(b + i, len - i, &s->w[nw++]);
   }
   return nw ? wp_piece(e->t, s, s->w, nw, ids, n, cap) : LM_OK;
 }

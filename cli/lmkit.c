@@ -14,8 +14,8 @@ static const char *const STAGES[] = {"tokenize", "pre-train", "post-train", "use
 
 int cmd_template(int argc, char **argv);   /* cli/cmd_template.c */
 int cmd_serve(int argc, char **argv);      /* cli/cmd_serve.c */
-int cmd_grpo(int argc, char **argv);       /* cli/cmd_rl.c */
-int cmd_rloo(int argc, char **argv);       /* cli/cmd_rl.c */
+int cmd_grpo(int argc, char **argv);       /* cli/cmd_grpo.c */
+int cmd_rloo(int argc, char **argv);       /* cli/cmd_rloo.c */
 int cmd_export(int argc, char **argv);     /* cli/cmd_export.c */
 int cmd_quantize(int argc, char **argv);   /* cli/cmd_quantize.c */
 static const command COMMANDS[] = {
@@ -27,8 +27,8 @@ static const command COMMANDS[] = {
   {"lora", cmd_lora, "merge a LoRA adapter (PEFT directory) into its base model: a full model", "post-train"},
   {"reward", cmd_reward, "train a reward model on preference pairs (scalar head, Bradley-Terry loss)", "post-train"},
   {"dpo", cmd_dpo, "optimise a decoder on preference pairs: DPO, IPO, hinge, SimPO, ORPO", "post-train"},
-  {"grpo", cmd_grpo, "RL of a decoder against a reward: GRPO (grpo, dapo, dr_grpo losses)", "post-train"},
-  {"rloo", cmd_rloo, "RL of a decoder against a reward: REINFORCE leave-one-out", "post-train"},
+  {"grpo", cmd_grpo, "train a decoder against a reward with GRPO (grpo, dapo, dr_grpo losses)", "post-train"},
+  {"rloo", cmd_rloo, "train a decoder against a reward with RLOO (REINFORCE leave-one-out)", "post-train"},
   {"distill", cmd_distill, "distill a BERT teacher into a smaller, faster student (DistilBERT)", "post-train"},
   {"generate", cmd_generate, "generate text from a prompt, streaming tokens", "use"},
   {"predict", cmd_predict, "label stdin lines with a fine-tuned model (classes, tags, answer spans)", "use"},

@@ -1,7 +1,7 @@
-/* cmd_rl.c — `lmkit grpo` and `lmkit rloo`: online RL of a decoder against a
- * reward (src/train/objectives/grpo.c, rewards.c; docs/rl.md). The two
- * commands are rows of one table (their defaults and help) over the same
- * code. The run's settings go to OUT/posttrain.json so that --resume needs
+/* cmd_grpo.c — `lmkit grpo` (and, through cli_rl_main, `lmkit rloo`,
+ * cli/cmd_rloo.c): online RL of a decoder against a reward
+ * (src/train/objectives/grpo.c, rewards.c; docs/rl.md). The two commands are
+ * rows of one table (their defaults and help) over the same code. The run's settings go to OUT/posttrain.json so that --resume needs
  * nothing else; the reference model is the starting --policy. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -329,5 +329,6 @@ done:
   return rc;
 }
 
+int cli_rl_main(int algo, int argc, char **argv);   /* cli/cmd_rloo.c calls it */
+int cli_rl_main(int algo, int argc, char **argv) { return rl_main(&COMMANDS[algo == LM_RL_ALGO_RLOO], argc, argv); }
 int cmd_grpo(int argc, char **argv) { return rl_main(&COMMANDS[0], argc, argv); }
-int cmd_rloo(int argc, char **argv) { return rl_main(&COMMANDS[1], argc, argv); }

@@ -12,15 +12,10 @@
 #   - rloo with its KL-shaped reward and grpo with --beta (k3) and --loss dapo hold a reference
 #     and log a KL; a reward command (--reward-cmd) scores; the arith reward reads the tasks'
 #     answers;
-#   - the calculator: a model tuned to write a call gets " → RESULT" spliced by generate --calc;
+#   - the calculator: a model tuned to write a call gets " → RESULT" spliced by generate --calc and
+#     in grpo's rollouts with --calc;
 #   - bad options, tasks and reward commands are one clear error each.
-set -u
-BIN="${LMKIT_BIN:-build}/lmkit"
-T=${KEEP_T:-$(mktemp -d)}; [ -n "${KEEP_T:-}" ] || trap 'rm -rf "$T"' EXIT
-pass=0; fail=0
-ok() { echo "ok   $1"; pass=$((pass+1)); }
-bad() { echo "FAIL $1"; fail=$((fail+1)); }
-check() { if eval "$2"; then ok "$1"; else bad "$1"; fi; }
+source "$(dirname "$0")/lib.sh"
 err() {
   local name=$1 text=$2; shift 2
   "$@" > "$T/err.out" 2> "$T/err.txt"; local rc=$?
@@ -121,6 +116,11 @@ out=$("$BIN" generate --model "$T/calc" --user go --temperature 0 --max-tokens 2
 check "generate --calc: the call's result is spliced ('$out')" "[[ '$out' == *'<|calc|>77*33<|/calc|> → 2541'* ]]"
 out=$("$BIN" generate --model "$T/calc" --user go --temperature 0 --max-tokens 24 2> /dev/null)
 check "generate without --calc: the call, no result ('$out')" "[[ '$out' == *'<|calc|>77*33<|/calc|>'* && '$out' != *'→'* ]]"
+# in rollouts: the greedy completion of "go" holds the spliced result only with --calc
+echo '{"prompt": "go"}' > "$T/go.jsonl"
+calc_reward() { "$BIN" grpo --policy "$T/calc" --prompts "$T/go.jsonl" --eval "$T/go.jsonl" --reward 'regex:<\|/calc\|> → 2541' \
+  --eval-only --max-length 64 --max-new-tokens 40 "$@" | python3 -c 'import json,sys; print(json.load(sys.stdin)["val_reward"])'; }
+check "grpo --calc: rollouts splice the calculator's result" "[ \"\$(calc_reward --calc)\" = 1 ] && [ \"\$(calc_reward)\" = 0 ]"
 
 # ---- errors
 err "grpo: --reward required" "--reward SPEC or --reward-cmd CMD is required" "$BIN" grpo --policy "$T/sft" --prompts "$T/tasks.jsonl" --out "$T/x"

@@ -14,6 +14,7 @@
 #     answers;
 #   - the calculator: a model tuned to write a call gets " → RESULT" spliced by generate --calc and
 #     in grpo's rollouts with --calc;
+#   - --cot appends its instruction to the task;
 #   - bad options, tasks and reward commands are one clear error each.
 source "$(dirname "$0")/lib.sh"
 err() {
@@ -121,6 +122,15 @@ echo '{"prompt": "go"}' > "$T/go.jsonl"
 calc_reward() { "$BIN" grpo --policy "$T/calc" --prompts "$T/go.jsonl" --eval "$T/go.jsonl" --reward 'regex:<\|/calc\|> → 2541' \
   --eval-only --max-length 64 --max-new-tokens 40 "$@" | python3 -c 'import json,sys; print(json.load(sys.stdin)["val_reward"])'; }
 check "grpo --calc: rollouts splice the calculator's result" "[ \"\$(calc_reward --calc)\" = 1 ] && [ \"\$(calc_reward)\" = 0 ]"
+
+# ---- --cot: the instruction joins the prompt the policy (and a reward command) sees
+cat > "$T/cot.py" <<'PY'
+import json, sys
+for line in sys.stdin:
+    print(int(json.loads(line)["prompt"].count("+0=\n\nLet's think step by step.") == 1))
+PY
+cot_reward() { "$BIN" grpo "${COMMON[@]}" --max-length 64 --reward-cmd "python3 $T/cot.py" --eval-only "$@" | python3 -c 'import json,sys; print(json.load(sys.stdin)["val_reward"])'; }
+check "grpo --cot: \"Let's think step by step.\" after the task, only when asked" "[ \"\$(cot_reward --cot)\" = 1 ] && [ \"\$(cot_reward)\" = 0 ]"
 
 # ---- errors
 err "grpo: --reward required" "--reward SPEC or --reward-cmd CMD is required" "$BIN" grpo --policy "$T/sft" --prompts "$T/tasks.jsonl" --out "$T/x"

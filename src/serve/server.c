@@ -26,6 +26,7 @@
 #include "base/base.h"
 #include "infer/batch.h"
 #include "infer/chat_generate.h"
+#include "infer/detok.h"
 #include "infer/infer.h"
 #include "model/heads.h"
 #include "model/model.h"
@@ -49,6 +50,7 @@ typedef struct job {
   lm_request req;
   int32_t *prompt; int64_t n_prompt, max_tokens;
   lm_sampler sp;
+  lm_detok dt;                           /* the generated text, token by token, with the spaces context gives */
   char id[48]; long created;
   /* guarded by the server's mutex */
   char *text; size_t len, cap, safe;
@@ -96,6 +98,7 @@ static void job_unref(lm_server *s, job *j) {   /* with s->mu held */
   if (--j->refs) return;
   lm_request_free(&j->req);
   lm_sampler_free(&j->sp);
+  lm_detok_free(&j->dt);
   free(j->prompt); free(j->text); free(j->lp); free(j->error);
   cJSON_Delete(j->sources);
   pthread_cond_destroy(&j->cv);
@@ -175,16 +178,25 @@ static int next_token(lm_server *s, job *j, const float *logits, int32_t *tok_ou
   if (j->req.logprobs) logprobs(j, logits, V, &e);
   int is_stop = t == s->eot;
   for (int k = 0; k < s->n_chat_stop && j->req.kind == LM_REQ_CHAT; k++) is_stop |= t == s->chat_stop[k];
-  char *piece = NULL; size_t plen = 0;
-  lm_status st = is_stop ? LM_OK : lm_tokenizer_decode(s->tok, (const uint32_t *)&t, 1, &piece, &plen);
+  /* the text this token completes; at the end of the job, also what the detokenizer held back */
+  const char *piece = ""; size_t plen = 0;
+  const char *rest = ""; size_t nrest = 0;
+  lm_status st = is_stop ? LM_OK : lm_detok_push(&j->dt, (uint32_t)t, &piece, &plen);
+  char *held = NULL;
+  if (!st && !is_stop && plen && !(held = strndup(piece, plen))) st = lm_error(LM_ERR_NOMEM, "out of memory");
+  if (!st && (is_stop || j->n_gen + 1 >= j->max_tokens)) st = lm_detok_flush(&j->dt, &rest, &nrest);
+  if (held) piece = held;
   pthread_mutex_lock(&s->mu);
   j->n_gen++; s->gen_tokens++;
   if (j->n_gen == 1) j->t_first = lm_time_sec();
   if (j->cancelled) finish_job(s, j, "cancelled");
-  else if (st || (!is_stop && append(j, piece, plen))) { j->error = lm_strdup(st ? lm_last_error() : "out of memory"); finish_job(s, j, "error"); }
+  else if (st || (plen && append(j, piece, plen)) || (nrest && append(j, rest, nrest))) {
+    j->error = lm_strdup(st ? lm_last_error() : "out of memory");
+    finish_job(s, j, "error");
+  }
   else if (is_stop) finish_job(s, j, "stop");
   else {
-    size_t old = j->len - plen;
+    size_t old = j->len - plen - nrest;
     if (j->req.logprobs && j->n_lp < j->max_tokens) {
       if (j->n_lp == j->cap_lp) {
         int64_t cap = j->cap_lp ? 2 * j->cap_lp : 16;
@@ -200,7 +212,7 @@ static int next_token(lm_server *s, job *j, const float *logits, int32_t *tok_ou
   }
   int goes_on = !j->done;
   pthread_mutex_unlock(&s->mu);
-  free(piece);
+  free(held);
   *tok_out = t;
   return goes_on;
 }
@@ -604,6 +616,10 @@ static enum MHD_Result generate(conn_ctx *cx, lm_request *rq) {
     if (ids) { ids[0] = (uint32_t)s->eot; n = 1; }
   }
   j->prompt = (int32_t *)ids; j->n_prompt = (int64_t)n;
+  if (n && lm_detok_init(&j->dt, s->tok, j->prompt[n - 1])) {
+    pthread_mutex_lock(&s->mu); job_unref(s, j); pthread_mutex_unlock(&s->mu);
+    return send_error(cx, 500, NULL, "%s", lm_last_error());
+  }
   enum MHD_Result ret;
   const char *why = NULL;
   char buf[256];

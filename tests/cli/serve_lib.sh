@@ -3,16 +3,11 @@
 #   serve_model DIR: a tiny GPT-2 (byte-level BPE with the ChatML tokens, 30 steps on a toy
 #   corpus, context 512, about a second), serve_index DIR (below), start_server BIN LOG ARGS...: lmkit serve on a free port of
 #   127.0.0.1 (sets PORT and SPID; killed at exit), serve_done NAME: the summary and exit status.
-BIN="${LMKIT_BIN:-build}/lmkit"
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 SRC="${LMKIT_SRC:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}"
-T=${KEEP_T:-$(mktemp -d)}; mkdir -p "$T"
 PIDS=()
 serve_cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done; [ -n "${KEEP_T:-}" ] || rm -rf "$T"; }
-trap serve_cleanup EXIT
-pass=0; fail=0
-ok() { echo "ok   $1"; pass=$((pass+1)); }
-bad() { echo "FAIL $1"; fail=$((fail+1)); }
-check() { if eval "$2"; then ok "$1"; else bad "$1"; fi; }
+trap serve_cleanup EXIT   # (replaces lib.sh's trap: the servers go first)
 
 serve_model() {
   local d=$1

@@ -13,13 +13,7 @@
 #     text may differ: docs/gguf.md);
 #   - bad flags and bad files are clear errors (truncated file, not a GGUF, unknown type/format).
 # Tensor bytes, blocks and the tokenizer keys against numpy: tests/reference/test_gguf.py.
-set -u
-BIN="${LMKIT_BIN:-build}/lmkit"
-T=${KEEP_T:-$(mktemp -d)}; mkdir -p "$T"; [ -n "${KEEP_T:-}" ] || trap 'rm -rf "$T"' EXIT
-pass=0; fail=0
-ok() { echo "ok   $1"; pass=$((pass+1)); }
-bad() { echo "FAIL $1"; fail=$((fail+1)); }
-check() { if eval "$2"; then ok "$1"; else bad "$1"; fi; }
+source "$(dirname "$0")/lib.sh"
 # err NAME WANT CMD...: the command fails with "lmkit: error: ...WANT..."
 err() { local name=$1 want=$2; shift 2; local out; out=$("$@" 2>&1); local rc=$?
   if [ $rc -ne 0 ] && [[ "$out" == *"lmkit: error:"*"$want"* ]]; then ok "$name"; else bad "$name (rc $rc): $out"; fi; }

@@ -1,11 +1,12 @@
-"""Helpers for the reference tests: locate the build, read safetensors without
-the safetensors package (struct + json), and compare tensors."""
+"""Helpers for the reference tests: locate the build, read and write safetensors without
+the safetensors package (struct + json), read dropout masks, and compare tensors."""
 import json
 import os
 import struct
 import sys
 
 import numpy as np
+import torch
 
 SRC = os.environ.get("LMKIT_SRC", os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 BIN = os.environ.get("LMKIT_BIN", os.path.join(os.path.dirname(__file__), "..", "..", "build"))
@@ -30,8 +31,6 @@ def read_safetensors(path):
 def dropout_masks(d, layers, B, T, C, NH):
     """The dropout masks a C driver saved (refdrv.h save_dropout_masks) as float64 torch tensors, 1 = kept:
     {"emb": (B,T,C), l: {"att": (B,NH,T,T), "res1": (B,T,C), "res2": (B,T,C)}}; absent files are left out."""
-    import torch
-
     def bits(name, shape):
         path = os.path.join(d, name)
         if not os.path.exists(path):
@@ -43,6 +42,36 @@ def dropout_masks(d, layers, B, T, C, NH):
     for l in range(layers):
         out[l] = {k: bits(f"mask_{l}_{k}.bin", (B, NH, T, T) if k == "att" else (B, T, C)) for k in ("att", "res1", "res2")}
     return out
+
+
+# safetensors by hand (no safetensors package): dtype -> (torch dtype, bytes per element)
+DTYPES = {"F32": (torch.float32, 4), "F16": (torch.float16, 2), "BF16": (torch.bfloat16, 2),
+          "BOOL": (torch.bool, 1), "U8": (torch.uint8, 1), "F64": (torch.float64, 8), "I32": (torch.int32, 4)}
+
+
+def tensor_bytes(t, dtype):
+    t = t.detach().to(DTYPES[dtype][0]).contiguous()
+    if dtype == "BF16":
+        return t.view(torch.int16).numpy().tobytes()
+    return t.numpy().tobytes()
+
+
+def write_safetensors(path, tensors, metadata=None):
+    """A safetensors file as the safetensors library writes it (header padded to 8 bytes). tensors: a
+    list of (name, torch tensor, dtype string), data in the given order; metadata: the __metadata__ dict."""
+    header, blobs, off = {}, [], 0
+    if metadata is not None:
+        header["__metadata__"] = metadata
+    for name, t, dt in tensors:
+        b = tensor_bytes(t, dt)
+        header[name] = {"dtype": dt, "shape": list(t.shape), "data_offsets": [off, off + len(b)]}
+        blobs.append(b)
+        off += len(b)
+    h = json.dumps(header, separators=(",", ":")).encode()
+    h += b" " * (-len(h) % 8)
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(h)) + h + b"".join(blobs))
+
 
 
 def rel_err(a, b):

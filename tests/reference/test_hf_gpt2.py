@@ -35,7 +35,7 @@ import tempfile
 import numpy as np
 import torch
 
-from refutil import BIN, Checker, rel_err
+from refutil import BIN, DTYPES, Checker, rel_err, write_safetensors
 
 REF = os.path.join(BIN, "ref_logits")
 REF_HEADS = os.path.join(BIN, "ref_heads")
@@ -68,33 +68,6 @@ HUB_CONFIG = {
 }
 
 # ------------------------------------------------------------------ safetensors, by hand
-DTYPES = {"F32": (torch.float32, 4), "F16": (torch.float16, 2), "BF16": (torch.bfloat16, 2),
-          "BOOL": (torch.bool, 1), "U8": (torch.uint8, 1), "F64": (torch.float64, 8), "I32": (torch.int32, 4)}
-
-
-def tensor_bytes(t, dtype):
-    t = t.detach().to(DTYPES[dtype][0]).contiguous()
-    if dtype == "BF16":
-        return t.view(torch.int16).numpy().tobytes()
-    return t.numpy().tobytes()
-
-
-def write_safetensors(path, tensors, metadata=None):
-    """tensors: list of (name, torch tensor, dtype string). Data in the given order."""
-    header, blobs, off = {}, [], 0
-    if metadata is not None:
-        header["__metadata__"] = metadata
-    for name, t, dt in tensors:
-        b = tensor_bytes(t, dt)
-        header[name] = {"dtype": dt, "shape": list(t.shape), "data_offsets": [off, off + len(b)]}
-        blobs.append(b)
-        off += len(b)
-    h = json.dumps(header, separators=(",", ":")).encode()
-    h += b" " * (-len(h) % 8)
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(h)) + h + b"".join(blobs))
-
-
 def read_safetensors_strict(path):
     """Reads as the safetensors library does, returning (tensors as float64 torch, header, problems):
     problems lists every rule of the format (as safetensors enforces it) that the file breaks."""

@@ -25,14 +25,13 @@ gradient of every A and B agree with PyTorch's W + (alpha/r) B A, and the
 merged model computes the same logits."""
 import json
 import os
-import struct
 import subprocess
 import tempfile
 
 import numpy as np
 import torch
 
-from refutil import BIN, Checker, dropout_masks, read_safetensors, rel_err
+from refutil import BIN, DTYPES, Checker, dropout_masks, read_safetensors, rel_err, write_safetensors
 
 REF = os.path.join(BIN, "ref_llama")
 torch.manual_seed(0)
@@ -49,28 +48,10 @@ VARIANTS = {
     "mistral GQA, sliding window 7 < T, 2 shards": dict(model_type="mistral", kv=2, window=7, shards=2),
 }
 CLASSES = {"llama": "LlamaForCausalLM", "qwen2": "Qwen2ForCausalLM", "mistral": "MistralForCausalLM"}
-DT = {"F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16}
+DT = {k: DTYPES[k][0] for k in ("F32", "F16", "BF16")}
 
 
-# ------------------------------------------------------------------ HF files, by hand
-def tensor_bytes(t, dtype):
-    t = t.detach().to(DT[dtype]).contiguous()
-    return (t.view(torch.int16) if dtype == "BF16" else t).numpy().tobytes()
-
-
-def write_safetensors(path, entries):
-    header, blobs, off = {"__metadata__": {"format": "pt"}}, [], 0
-    for name, t, dt in entries:
-        b = tensor_bytes(t, dt)
-        header[name] = {"dtype": dt, "shape": list(t.shape), "data_offsets": [off, off + len(b)]}
-        blobs.append(b)
-        off += len(b)
-    h = json.dumps(header, separators=(",", ":")).encode()
-    h += b" " * (-len(h) % 8)
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(h)) + h + b"".join(blobs))
-
-
+# ------------------------------------------------------------------ HF files, by hand (refutil.write_safetensors)
 def hf_config(v):
     c = {"architectures": [CLASSES[v["model_type"]]], "model_type": v["model_type"], "vocab_size": v["vocab"],
          "hidden_size": v["dim"], "intermediate_size": v["inner"], "num_hidden_layers": v["layers"],
@@ -123,14 +104,14 @@ def write_dir(d, v, P):
         json.dump(hf_config(v), f, indent=2, sort_keys=True)
     names = sorted(P)
     if v["shards"] == 1:
-        write_safetensors(os.path.join(d, "model.safetensors"), [(n, P[n], v["dtype"]) for n in names])
+        write_safetensors(os.path.join(d, "model.safetensors"), [(n, P[n], v["dtype"]) for n in names], {"format": "pt"})
         return
     k = v["shards"]
     parts = [names[i::k] for i in range(k)]
     wmap = {}
     for i, part in enumerate(parts):
         fn = f"model-{i + 1:05d}-of-{k:05d}.safetensors"
-        write_safetensors(os.path.join(d, fn), [(n, P[n], v["dtype"]) for n in part])
+        write_safetensors(os.path.join(d, fn), [(n, P[n], v["dtype"]) for n in part], {"format": "pt"})
         wmap.update({n: fn for n in part})
     with open(os.path.join(d, "model.safetensors.index.json"), "w") as f:
         json.dump({"metadata": {"total_size": 0}, "weight_map": wmap}, f, indent=2, sort_keys=True)
@@ -252,7 +233,7 @@ def write_adapter(d, v, P, r, alpha, seed):
             name = f"model.layers.{l}.{mod}"
             ad[name] = (A, B)
             entries += [(f"base_model.model.{name}.lora_A.weight", A, "F32"), (f"base_model.model.{name}.lora_B.weight", B, "F32")]
-    write_safetensors(os.path.join(d, "adapter_model.safetensors"), sorted(entries, key=lambda e: e[0]))
+    write_safetensors(os.path.join(d, "adapter_model.safetensors"), sorted(entries, key=lambda e: e[0]), {"format": "pt"})
     return ad
 
 

@@ -2,6 +2,8 @@
 #   BIN    the lmkit binary of the build under test ($LMKIT_BIN, else build/)
 #   T      a fresh folder for the test's files, removed at exit; KEEP_T=DIR keeps them in DIR
 #   ok / bad / check NAME 'CONDITION'   count a result and print "ok   NAME" or "FAIL NAME"
+#   err NAME TEXT CMD...   CMD fails with exactly one "lmkit: error: " line, and it holds TEXT
+#   ge X Y                 X >= Y as numbers (X empty: 0)
 # and a test ends with
 #   echo "$pass passed, $fail failed"; [ "$fail" -eq 0 ]
 set -u
@@ -11,3 +13,10 @@ pass=0; fail=0
 ok() { echo "ok   $1"; pass=$((pass+1)); }
 bad() { echo "FAIL $1"; fail=$((fail+1)); }
 check() { if eval "$2"; then ok "$1"; else bad "$1"; fi; }
+err() {
+  local name=$1 text=$2; shift 2
+  "$@" > "$T/err.out" 2> "$T/err.txt"; local rc=$?
+  if [ $rc -ne 0 ] && [ "$(grep -c '^lmkit: error: ' "$T/err.txt")" -eq 1 ] && grep -qF -- "$text" "$T/err.txt"; then ok "$name"
+  else bad "$name (rc $rc: $(head -c 300 "$T/err.txt"))"; fi
+}
+ge() { python3 -c 'import sys; sys.exit(not float(sys.argv[1]) >= float(sys.argv[2]))' "${1:-0}" "$2"; }

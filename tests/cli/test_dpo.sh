@@ -15,14 +15,6 @@
 #   - bad records are counted and skipped, malformed ones refused with file:line,
 #     bad options and models refused with one error line.
 source "$(dirname "$0")/lib.sh"
-err() {
-  local name=$1 text=$2; shift 2
-  "$@" > "$T/err.out" 2> "$T/err.txt"; local rc=$?
-  if [ $rc -ne 0 ] && [ "$(grep -c '^lmkit: error: ' "$T/err.txt")" -eq 1 ] && grep -qF -- "$text" "$T/err.txt"; then ok "$name"
-  else bad "$name (rc $rc: $(head -c 300 "$T/err.txt"))"; fi
-}
-# ge X Y: X >= Y as numbers
-ge() { python3 -c 'import sys; sys.exit(not float(sys.argv[1]) >= float(sys.argv[2]))' "${1:-0}" "$2"; }
 # the last evaluation's field of a run
 last_val() { grep '"val_loss"' "$1/metrics.jsonl" | tail -1 | python3 -c 'import json,sys; print(json.loads(sys.stdin.read())[sys.argv[1]])' "$2"; }
 

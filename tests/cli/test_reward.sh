@@ -16,12 +16,6 @@
 #     equals `lmkit score` of `lmkit lora merge`'s output; --adapter goes on training.
 source "$(dirname "$0")/lib.sh"
 # err NAME TEXT CMD...: exits non-zero with one "lmkit: error:" line containing TEXT
-err() {
-  local name=$1 text=$2; shift 2
-  "$@" > "$T/err.out" 2> "$T/err.txt"; local rc=$?
-  if [ $rc -ne 0 ] && [ "$(grep -c '^lmkit: error: ' "$T/err.txt")" -eq 1 ] && grep -qF -- "$text" "$T/err.txt"; then ok "$name"
-  else bad "$name (rc $rc: $(head -c 300 "$T/err.txt"))"; fi
-}
 
 python3 - "$T" <<'PY'
 import json, random, sys

@@ -17,13 +17,6 @@
 #   - --cot appends its instruction to the task;
 #   - bad options, tasks and reward commands are one clear error each.
 source "$(dirname "$0")/lib.sh"
-err() {
-  local name=$1 text=$2; shift 2
-  "$@" > "$T/err.out" 2> "$T/err.txt"; local rc=$?
-  if [ $rc -ne 0 ] && [ "$(grep -c '^lmkit: error: ' "$T/err.txt")" -eq 1 ] && grep -qF -- "$text" "$T/err.txt"; then ok "$name"
-  else bad "$name (rc $rc: $(head -c 300 "$T/err.txt"))"; fi
-}
-ge() { python3 -c 'import sys; sys.exit(not float(sys.argv[1]) >= float(sys.argv[2]))' "${1:-0}" "$2"; }
 # field F of the last evaluation line of run R
 last_val() { grep '"val_reward"' "$1/metrics.jsonl" | tail -1 | python3 -c 'import json,sys; print(json.loads(sys.stdin.read())[sys.argv[1]])' "$2"; }
 # mean of field F over training lines [a, b) of run R

@@ -26,37 +26,18 @@
 static int64_t B = 2, T = 8;
 static uint64_t drop_seed = 0;
 
+/* the driver's own keys of config.txt (refdrv.h read_config_txt) */
+static int own_key(const char *k, double v) {
+  if (!strcmp(k, "drop_seed")) drop_seed = (uint64_t)v;
+  else if (!strcmp(k, "B")) B = (int64_t)v;
+  else if (!strcmp(k, "T")) T = (int64_t)v;
+  else return 0;
+  return 1;
+}
+
 static int read_config(const char *dir, lm_config *c) {
   lm_config_default(c, LM_ARCH_BERT);
-  char *p = lm_path_join(dir, "config.txt");
-  FILE *f = fopen(p, "r");
-  free(p);
-  if (!f) return 1;
-  char k[64]; double v;
-  while (fscanf(f, "%63s %lf", k, &v) == 2) {
-    if (!strcmp(k, "vocab")) c->vocab_size = (int64_t)v;
-    else if (!strcmp(k, "positions")) c->n_positions = (int64_t)v;
-    else if (!strcmp(k, "dim")) c->n_embd = (int64_t)v;
-    else if (!strcmp(k, "layers")) c->n_layer = (int64_t)v;
-    else if (!strcmp(k, "heads")) c->n_head = (int64_t)v;
-    else if (!strcmp(k, "inner")) c->n_inner = (int64_t)v;
-    else if (!strcmp(k, "pre_ln")) c->pre_ln = (int)v;
-    else if (!strcmp(k, "act")) c->act = (lm_act_kind)(int)v;
-    else if (!strcmp(k, "tie")) c->tie_embeddings = (int)v;
-    else if (!strcmp(k, "eps")) c->norm_eps = (float)v;
-    else if (!strcmp(k, "head")) c->head = (int)v;
-    else if (!strcmp(k, "labels")) c->num_labels = (int64_t)v;
-    else if (!strcmp(k, "type_vocab")) c->type_vocab_size = (int64_t)v;
-    else if (!strcmp(k, "pad")) c->pad_token_id = (int64_t)v;
-    else if (!strcmp(k, "share")) c->share_layers = (int)v;
-    else if (!strcmp(k, "drop")) c->embd_pdrop = c->resid_pdrop = (float)v;
-    else if (!strcmp(k, "adrop")) c->attn_pdrop = (float)v;
-    else if (!strcmp(k, "drop_seed")) drop_seed = (uint64_t)v;
-    else if (!strcmp(k, "B")) B = (int64_t)v;
-    else if (!strcmp(k, "T")) T = (int64_t)v;
-  }
-  fclose(f);
-  return 0;
+  return read_config_txt(dir, c, own_key);
 }
 
 static size_t logits_floats(const lm_model *m) {

@@ -33,37 +33,20 @@
 static int64_t B = 2, T = 8, rank = 4, targets = 0;
 static float alpha = 8;
 
+/* the driver's own keys of config.txt (refdrv.h read_config_txt) */
+static int own_key(const char *k, double v) {
+  if (!strcmp(k, "B")) B = (int64_t)v;
+  else if (!strcmp(k, "T")) T = (int64_t)v;
+  else if (!strcmp(k, "rank")) rank = (int64_t)v;
+  else if (!strcmp(k, "alpha")) alpha = (float)v;
+  else if (!strcmp(k, "targets")) targets = (int64_t)v;
+  else return 0;
+  return 1;
+}
+
 static int read_config(const char *dir, lm_config *c) {
   lm_config_default(c, LM_ARCH_GPT2);
-  char *p = lm_path_join(dir, "config.txt");
-  FILE *f = fopen(p, "r");
-  free(p);
-  if (!f) return 1;
-  char k[64]; double v;
-  while (fscanf(f, "%63s %lf", k, &v) == 2) {
-    if (!strcmp(k, "vocab")) c->vocab_size = (int64_t)v;
-    else if (!strcmp(k, "positions")) c->n_positions = (int64_t)v;
-    else if (!strcmp(k, "dim")) c->n_embd = (int64_t)v;
-    else if (!strcmp(k, "layers")) c->n_layer = (int64_t)v;
-    else if (!strcmp(k, "heads")) c->n_head = (int64_t)v;
-    else if (!strcmp(k, "inner")) c->n_inner = (int64_t)v;
-    else if (!strcmp(k, "rms")) c->norm = v ? LM_NORM_RMS : LM_NORM_LAYER;
-    else if (!strcmp(k, "pre_ln")) c->pre_ln = (int)v;
-    else if (!strcmp(k, "act")) c->act = (lm_act_kind)(int)v;
-    else if (!strcmp(k, "causal")) c->causal = (int)v;
-    else if (!strcmp(k, "bias")) c->bias = (int)v;
-    else if (!strcmp(k, "tie")) c->tie_embeddings = (int)v;
-    else if (!strcmp(k, "head")) c->head = (int)v;
-    else if (!strcmp(k, "labels")) c->num_labels = (int64_t)v;
-    else if (!strcmp(k, "pad")) c->pad_token_id = (int64_t)v;
-    else if (!strcmp(k, "B")) B = (int64_t)v;
-    else if (!strcmp(k, "T")) T = (int64_t)v;
-    else if (!strcmp(k, "rank")) rank = (int64_t)v;
-    else if (!strcmp(k, "alpha")) alpha = (float)v;
-    else if (!strcmp(k, "targets")) targets = (int64_t)v;
-  }
-  fclose(f);
-  return 0;
+  return read_config_txt(dir, c, own_key);
 }
 
 #define DIE(...) do { fprintf(stderr, "ref_lora: " __VA_ARGS__); fprintf(stderr, ": %s\n", lm_last_error()); return 1; } while (0)

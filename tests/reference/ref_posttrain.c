@@ -29,28 +29,20 @@
 static float center = 0, beta = 0.1f, gamma_ = 0.5f;
 static int loss_kind = 0;
 
+/* the driver's own keys of config.txt (refdrv.h read_config_txt) */
+static int own_key(const char *k, double v) {
+  if (!strcmp(k, "center")) center = (float)v;
+  else if (!strcmp(k, "loss")) loss_kind = (int)v;
+  else if (!strcmp(k, "beta")) beta = (float)v;
+  else if (!strcmp(k, "gamma")) gamma_ = (float)v;
+  else return 0;
+  return 1;
+}
+
 static int read_config(const char *dir, lm_config *c) {
   lm_config_default(c, LM_ARCH_GPT2);
-  char *p = lm_path_join(dir, "config.txt");
-  FILE *f = fopen(p, "r");
-  free(p);
-  if (!f) return 1;
-  char k[64]; double v;
-  while (fscanf(f, "%63s %lf", k, &v) == 2) {
-    if (!strcmp(k, "vocab")) c->vocab_size = (int64_t)v;
-    else if (!strcmp(k, "positions")) c->n_positions = (int64_t)v;
-    else if (!strcmp(k, "dim")) c->n_embd = (int64_t)v;
-    else if (!strcmp(k, "layers")) c->n_layer = (int64_t)v;
-    else if (!strcmp(k, "heads")) c->n_head = (int64_t)v;
-    else if (!strcmp(k, "head")) c->head = (int)v;
-    else if (!strcmp(k, "pad")) c->pad_token_id = (int64_t)v;
-    else if (!strcmp(k, "center")) center = (float)v;
-    else if (!strcmp(k, "loss")) loss_kind = (int)v;
-    else if (!strcmp(k, "beta")) beta = (float)v;
-    else if (!strcmp(k, "gamma")) gamma_ = (float)v;
-  }
+  if (read_config_txt(dir, c, own_key)) return 1;
   if (c->head == LM_HEAD_SCALAR) c->num_labels = 1;
-  fclose(f);
   return 0;
 }
 

@@ -6,6 +6,7 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include "base/base.h"
 #include "model/model.h"
 #include "model/safetensors.h"
@@ -29,6 +30,47 @@ static inline int write_bin(const char *dir, const char *name, const void *data,
   if (!f) return 1;
   int bad = fwrite(data, 1, bytes, f) != bytes;
   return fclose(f) || bad;
+}
+
+/* A model setting of DIR/config.txt ("key value" lines the tests write); 1 if k is one. */
+static inline int config_key(lm_config *c, const char *k, double v) {
+  if (!strcmp(k, "vocab")) c->vocab_size = (int64_t)v;
+  else if (!strcmp(k, "positions")) c->n_positions = (int64_t)v;
+  else if (!strcmp(k, "dim")) c->n_embd = (int64_t)v;
+  else if (!strcmp(k, "layers")) c->n_layer = (int64_t)v;
+  else if (!strcmp(k, "heads")) c->n_head = (int64_t)v;
+  else if (!strcmp(k, "inner")) c->n_inner = (int64_t)v;
+  else if (!strcmp(k, "rms")) c->norm = v ? LM_NORM_RMS : LM_NORM_LAYER;
+  else if (!strcmp(k, "pre_ln")) c->pre_ln = (int)v;
+  else if (!strcmp(k, "act")) c->act = (lm_act_kind)(int)v;
+  else if (!strcmp(k, "causal")) c->causal = (int)v;
+  else if (!strcmp(k, "bias")) c->bias = (int)v;
+  else if (!strcmp(k, "tie")) c->tie_embeddings = (int)v;
+  else if (!strcmp(k, "eps")) c->norm_eps = (float)v;
+  else if (!strcmp(k, "head")) c->head = (int)v;
+  else if (!strcmp(k, "labels")) c->num_labels = (int64_t)v;
+  else if (!strcmp(k, "type_vocab")) c->type_vocab_size = (int64_t)v;
+  else if (!strcmp(k, "pad")) c->pad_token_id = (int64_t)v;
+  else if (!strcmp(k, "share")) c->share_layers = (int)v;
+  else if (!strcmp(k, "drop")) c->embd_pdrop = c->resid_pdrop = (float)v;
+  else if (!strcmp(k, "adrop")) c->attn_pdrop = (float)v;
+  else return 0;
+  return 1;
+}
+
+/* Reads DIR/config.txt into c (which holds the family's defaults): each key goes to the driver's own
+ * (own returns 1 when it took it; may be NULL), else to config_key; reading stops at the first line
+ * without a number. Non-zero when the file is missing. */
+static inline int read_config_txt(const char *dir, lm_config *c, int (*own)(const char *k, double v)) {
+  char *p = lm_path_join(dir, "config.txt");
+  FILE *f = fopen(p, "r");
+  free(p);
+  if (!f) return 1;
+  char k[64]; double v;
+  while (fscanf(f, "%63s %lf", k, &v) == 2)
+    if (!own || !own(k, v)) config_key(c, k, v);
+  fclose(f);
+  return 0;
 }
 
 /* n tensors of a table (offsets into base) as DIR/NAME; non-zero on failure (message on stderr) */

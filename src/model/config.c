@@ -340,13 +340,17 @@ void lm_cfgw_raw(lm_cfg_writer *o, const char *key, const char *v) { co_key(o, k
 void lm_cfgw_id(lm_cfg_writer *o, const char *key, int64_t v) { if (v < 0) lm_cfgw_raw(o, key, "null"); else lm_cfgw_int(o, key, v); }
 /* The shortest decimal that reads back as the same float (1e-05, not
  * 9.99999975e-06), written as a float so Python sees a float. */
-void lm_cfgw_float(lm_cfg_writer *o, const char *key, float v) {
-  char s[40];
+void lm_cfg_float_text(float v, char s[40]) {
   for (int prec = 1; prec <= 9; prec++) {
-    snprintf(s, sizeof s, "%.*g", prec, (double)v);
+    snprintf(s, 40, "%.*g", prec, (double)v);
     if (strtof(s, NULL) == v) break;
   }
   if (!strpbrk(s, ".eEn")) strcat(s, ".0");
+}
+
+void lm_cfgw_float(lm_cfg_writer *o, const char *key, float v) {
+  char s[40];
+  lm_cfg_float_text(v, s);
   co_key(o, key);
   co_put(o, "%s", s);
 }

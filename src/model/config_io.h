@@ -33,6 +33,7 @@ void lm_cfgw_str(lm_cfg_writer *w, const char *key, const char *v);
 void lm_cfgw_raw(lm_cfg_writer *w, const char *key, const char *v);    /* v is JSON text */
 void lm_cfgw_id(lm_cfg_writer *w, const char *key, int64_t v);          /* null when < 0 */
 void lm_cfgw_float(lm_cfg_writer *w, const char *key, float v);         /* shortest exact decimal */
+void lm_cfg_float_text(float v, char s[40]);                             /* that decimal, as text (JSON number) */
 const char *lm_cfg_act_name(lm_act_kind a);                              /* HF's name: "gelu_new", "gelu", "relu" */
 /* the generic keys, each written where it falls in sorted order */
 void lm_cfgw_architectures(lm_cfg_writer *w, const lm_config *c);       /* "architectures": [class of c->head] */

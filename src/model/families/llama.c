@@ -208,10 +208,9 @@ static void write(lm_cfg_writer *w, const lm_config *c) {   /* keys sorted, as t
   lm_cfgw_float(w, "rms_norm_eps", c->norm_eps);
   if (c->rope_scaling) {
     char o[400], f[3][40];
-    snprintf(f[0], sizeof f[0], "%.9g", (double)c->rope_factor);
-    snprintf(f[1], sizeof f[1], "%.9g", (double)c->rope_high_freq_factor);
-    snprintf(f[2], sizeof f[2], "%.9g", (double)c->rope_low_freq_factor);
-    for (int i = 0; i < 3; i++) if (!strpbrk(f[i], ".eEn")) strcat(f[i], ".0");
+    lm_cfg_float_text(c->rope_factor, f[0]);
+    lm_cfg_float_text(c->rope_high_freq_factor, f[1]);
+    lm_cfg_float_text(c->rope_low_freq_factor, f[2]);
     snprintf(o, sizeof o, "{\n    \"factor\": %s,\n    \"high_freq_factor\": %s,\n    \"low_freq_factor\": %s,\n"
              "    \"original_max_position_embeddings\": %lld,\n    \"rope_type\": \"llama3\"\n  }",
              f[0], f[1], f[2], (long long)c->rope_original_positions);

@@ -119,6 +119,37 @@ void glu_backward(float *dinp, const float *inp, const float *dout, int64_t N, i
   }
 }
 
+/* act(gate) * up with any activation, a row at a time through act_forward/act_backward; SiLU takes
+ * the fused loops above */
+void glu_act_forward(float *out, const float *inp, int64_t N, int64_t F, lm_act_kind kind) {
+  if (kind == LM_ACT_SILU) { glu_forward(out, inp, N, F); return; }
+  #pragma omp parallel for schedule(static) if (N * F > PAR_MIN)
+  for (int64_t r = 0; r < N; r++) {
+    const float *u = inp + r * 2 * F + F;
+    float *o = out + r * F;
+    act_forward(o, inp + r * 2 * F, F, kind);
+    for (int64_t j = 0; j < F; j++) o[j] *= u[j];
+  }
+}
+
+/* d gate += act'(gate) * up * d,  d up += act(gate) * d; through act_backward/act_forward on chunks of
+ * a row held on the stack */
+void glu_act_backward(float *dinp, const float *inp, const float *dout, int64_t N, int64_t F, lm_act_kind kind) {
+  if (kind == LM_ACT_SILU) { glu_backward(dinp, inp, dout, N, F); return; }
+  #pragma omp parallel for schedule(static) if (N * F > PAR_MIN)
+  for (int64_t r = 0; r < N; r++) {
+    const float *g = inp + r * 2 * F, *u = g + F, *d = dout + r * F;
+    float *dg = dinp + r * 2 * F, *du = dg + F, tmp[256];
+    for (int64_t j0 = 0; j0 < F; j0 += 256) {
+      int64_t n = F - j0 < 256 ? F - j0 : 256;
+      for (int64_t j = 0; j < n; j++) tmp[j] = u[j0 + j] * d[j0 + j];
+      act_backward(dg + j0, g + j0, tmp, n, kind);
+      act_forward(tmp, g + j0, n, kind);
+      for (int64_t j = 0; j < n; j++) du[j0 + j] += tmp[j] * d[j0 + j];
+    }
+  }
+}
+
 void residual_forward(float *out, const float *a, const float *b, int64_t n) {
   #pragma omp parallel for simd schedule(static) if (n > PAR_MIN)
   for (int64_t i = 0; i < n; i++) out[i] = a[i] + b[i];

@@ -48,6 +48,9 @@ void act_backward(float *dinp, const float *inp, const float *dout, int64_t n, l
 /* ---- SwiGLU: out(N,F) = silu(inp[:, :F]) * inp[:, F:], inp (N,2F) = [gate | up]; dinp (N,2F) += ---- */
 void glu_forward(float *out, const float *inp, int64_t N, int64_t F);
 void glu_backward(float *dinp, const float *inp, const float *dout, int64_t N, int64_t F);
+/* the same gate with another activation: out = act(gate) * up (T5 v1.1's gated-GELU, GEGLU); SiLU is glu_* */
+void glu_act_forward(float *out, const float *inp, int64_t N, int64_t F, lm_act_kind kind);
+void glu_act_backward(float *dinp, const float *inp, const float *dout, int64_t N, int64_t F, lm_act_kind kind);
 
 /* ---- rotary position embedding (RoPE), Hugging Face's rotate-half convention ----
  * For each of the N rows of x (row stride `stride`), each of the nh heads of width hs starting at

@@ -96,6 +96,16 @@ typedef struct {
   /* the family's extras (its file in src/model/families/ says which it uses) */
   int64_t type_vocab_size;   /* segment embeddings (0: none; BERT) */
   int share_layers;          /* 1: every layer uses layer 0's weights (ALBERT-style; gradients summed) */
+  /* encoder-decoder (T5, BART): n_enc_layer > 0 puts that many bidirectional encoder blocks before the
+   * n_layer decoder blocks, each of which then has a cross-attention sub-layer over the encoder's output */
+  int64_t n_enc_layer;
+  int64_t decoder_start_token_id;  /* the decoder's first input (T5: pad; BART: eos) */
+  int64_t head_dim;          /* attention head width (T5's d_kv); 0 means n_embd / n_head */
+  int attn_unscaled;         /* attention scores are q.k, not q.k / sqrt(head_dim) (T5) */
+  /* T5's relative position bias: rel_buckets > 0 buckets of the key - query distance (up to
+   * rel_max_distance, log-spaced), one learned bias per bucket and head, computed once per stack and
+   * shared by its layers; bidirectional in the encoder, causal in the decoder */
+  int64_t rel_buckets, rel_max_distance;
   /* the head on top of the hidden states (src/model/heads.h) */
   int head;                  /* lm_head_kind; lm_config_default sets the family's own (LM for GPT-2) */
   int64_t num_labels;        /* classes of the classify / token heads (HF num_labels, len(id2label); 2) */

@@ -16,8 +16,10 @@ int cmd_template(int argc, char **argv);   /* cli/cmd_template.c */
 int cmd_serve(int argc, char **argv);      /* cli/cmd_serve.c */
 int cmd_grpo(int argc, char **argv);       /* cli/cmd_grpo.c */
 int cmd_rloo(int argc, char **argv);       /* cli/cmd_rloo.c */
+int cmd_ppo(int argc, char **argv);        /* cli/cmd_ppo.c */
 int cmd_export(int argc, char **argv);     /* cli/cmd_export.c */
 int cmd_quantize(int argc, char **argv);   /* cli/cmd_quantize.c */
+int cmd_toolformer(int argc, char **argv); /* cli/cmd_toolformer.c */
 static const command COMMANDS[] = {
   {"tokenizer", cmd_tokenizer, "train a byte-level BPE tokenizer; encode or decode text (BPE, WordPiece)", "tokenize"},
   {"data", cmd_data, "prepare token shards from text (data prepare)", "tokenize"},
@@ -29,6 +31,8 @@ static const command COMMANDS[] = {
   {"dpo", cmd_dpo, "optimise a decoder on preference pairs: DPO, IPO, hinge, SimPO, ORPO", "post-train"},
   {"grpo", cmd_grpo, "train a decoder against a reward with GRPO (grpo, dapo, dr_grpo losses)", "post-train"},
   {"rloo", cmd_rloo, "train a decoder against a reward with RLOO (REINFORCE leave-one-out)", "post-train"},
+  {"ppo", cmd_ppo, "RLHF: train a decoder against a reward model with PPO and a value model", "post-train"},
+  {"toolformer", cmd_toolformer, "insert calculator calls into text where they help the model (Toolformer's data)", "post-train"},
   {"distill", cmd_distill, "distill a BERT teacher into a smaller, faster student (DistilBERT)", "post-train"},
   {"generate", cmd_generate, "generate text from a prompt, streaming tokens", "use"},
   {"predict", cmd_predict, "label stdin lines with a fine-tuned model (classes, tags, answer spans)", "use"},

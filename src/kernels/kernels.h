@@ -77,34 +77,50 @@ static inline void dropout_apply_at(float *x, const uint64_t *bits, int64_t at0,
 void residual_forward(float *out, const float *a, const float *b, int64_t n);
 void residual_backward(float *da, float *db, const float *dout, int64_t n);
 
-/* ---- multi-head scaled dot-product self-attention ----
- * qkv(B,T,3C): per token [q | k | v], head h at columns h*hs..(h+1)*hs of each third (hs = C/NH).
- * out(B,T,C); att(B,NH,T,T) receives the softmax probabilities (saved for backward).
- * causal: query t sees keys <= t.  key_mask(B,T) or NULL: key s of sequence b is visible iff
- * key_mask[b*T+s] != 0. A query that sees no key gets a zero output (and zero gradient). */
-void attention_forward(float *out, float *att, const float *qkv, const uint8_t *key_mask,
-                       int64_t B, int64_t T, int64_t C, int64_t NH, int causal);
-/* The same with examples packed into one row: starts (B,T) holds, for each query, the position
- * where its example begins (<= its own position); keys before it are not visible, so attention
- * stays inside each example (a block-diagonal mask). NULL: no packing. */
-void attention_forward_packed(float *out, float *att, const float *qkv, const uint8_t *key_mask, const int32_t *starts,
-                              int64_t B, int64_t T, int64_t C, int64_t NH, int causal);
-/* dqkv(B,T,3C) += ...; scratch(B,NH,T,T) is workspace (contents clobbered). */
-void attention_backward(float *dqkv, float *scratch, const float *dout, const float *qkv, const float *att,
-                        int64_t B, int64_t T, int64_t C, int64_t NH);
-/* Grouped-query attention (Llama 2 70B, Llama 3, Mistral, Qwen2): NKV key/value heads (NH % NKV == 0)
- * each shared by NH/NKV query heads; qkv (B,T,C+2*KVC) holds [q (C) | k (KVC) | v (KVC)] per token,
- * KVC = NKV*hs. NKV = NH is multi-head attention (the functions above). window > 0 (causal): query t
- * sees only keys > t - window (Mistral's sliding window); 0: no window. */
-void attention_forward_gqa(float *out, float *att, const float *qkv, const uint8_t *key_mask, const int32_t *starts,
-                           int64_t B, int64_t T, int64_t C, int64_t NH, int64_t NKV, int causal, int64_t window,
-                           const uint64_t *drop, float drop_p, float *pd);
-void attention_backward_gqa(float *dqkv, float *scratch, const float *dout, const float *qkv, const float *att,
-                            int64_t B, int64_t T, int64_t C, int64_t NH, int64_t NKV, const uint64_t *drop,
-                            float drop_p);
-/* Attention dropout: drop (bits of (B,NH,T,T), dropout.c) or NULL drops attention probabilities with
- * probability drop_p: O = (P * mask / (1 - p)) V. att keeps the softmax P (backward needs it);
- * pd (B,NH,T,T) is scratch for the dropped probabilities (the backward scratch serves). */
+/* ---- multi-head scaled dot-product attention, tiled (FlashAttention-2's algorithm) ----
+ * One description of an attention call, for self-attention (q, k, v inside one packed qkv buffer)
+ * and cross-attention (Tq queries over Tk keys of another sequence) alike:
+ *   q (B,Tq,*) row stride qs: query head h at columns h*hs..(h+1)*hs;
+ *   k, v (B,Tk,*) row stride ks: key/value head g at columns g*hs.. (NKV heads; query head h uses
+ *   g = h / (NH/NKV): grouped-query attention; NKV = NH is multi-head attention).
+ * score(i,j) = scale * q_i.k_j [+ bias[h*bias_hs + i*bias_is + j]]: an additive per-head bias, NULL for
+ * none; a full (NH,Tq,Tk) matrix has bias_hs = Tq*Tk, bias_is = Tk; a bias that depends only on the
+ * offset j - i (T5's relative position buckets, ALiBi) is O(T): rel (NH, Tq+Tk-1) indexed by
+ * j - i + Tq - 1 is bias = rel + Tq - 1, bias_hs = Tq + Tk - 1, bias_is = -1.
+ * Key j is visible to query i iff key_mask[b*Tk+j] (when key_mask != NULL), and, with off = Tk - Tq:
+ *   causal:     j <= i + off;     window > 0: j > i + off - window (Mistral's sliding window);
+ *   starts (B,Tq) (packed examples, Tq == Tk): j >= starts[b*Tq+i] (the query's example begins there).
+ * A query that sees no key gets a zero output (and zero gradient).
+ * drop (bits of (B,NH,Tq,Tk), dropout.c) or NULL: attention dropout with probability drop_p,
+ * O = (P * mask / (1 - drop_p)) V, the mask bit of (b,h,i,j) at ((b*NH + h)*Tq + i)*Tk + j. */
+typedef struct {
+  int64_t B, Tq, Tk, NH, NKV, hs;
+  const float *q, *k, *v;
+  int64_t qs, ks;
+  float scale;                /* usually 1/sqrt(hs); T5 uses 1 */
+  int causal;
+  int64_t window;
+  const uint8_t *key_mask;
+  const int32_t *starts;
+  const float *bias;
+  int64_t bias_hs, bias_is;
+  const uint64_t *drop;
+  float drop_p;
+} lm_attn;
+
+/* Self-attention over a packed qkv (B,T,A+2*KVC) = [q (A) | k (KVC) | v (KVC)] per token, A = NH*hs,
+ * KVC = NKV*hs: the description with scale 1/sqrt(hs), no mask, no bias, no dropout (set those after). */
+lm_attn lm_attn_self(const float *qkv, int64_t B, int64_t T, int64_t NH, int64_t NKV, int64_t hs, int causal);
+
+/* out (B,Tq,NH*hs) = softmax(scores) V per head; lse (B,NH,Tq) = each query row's log-sum-exp of its
+ * visible scores (+inf for a row that sees no key), all backward needs besides q, k, v and out. Memory:
+ * O(Tq) besides the inputs; no (Tq,Tk) matrix is ever held. */
+void attention_forward(const lm_attn *a, float *out, float *lse);
+/* dq, dk, dv (same layouts and strides as q, k, v) += the gradients, recomputing the probabilities
+ * tile by tile from lse; dbias (the bias's layout, bias_hs and bias_is) or NULL += the bias's
+ * gradient, summed over the batch in sequence order. dq NULL: nothing. */
+void attention_backward(const lm_attn *a, float *dq, float *dk, float *dv, float *dbias, const float *out,
+                        const float *lse, const float *dout);
 
 /* ---- softmax cross-entropy over V classes ----
  * losses[n] = -log softmax(logits[n])[targets[n]]; a target < 0 means "ignored" (loss 0).

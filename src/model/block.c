@@ -98,15 +98,24 @@ static void linear_backward(float *dinp, float *dW, float *db, const float *dout
 
 /* ------------------------------------------------------------------ forward */
 
+/* the attention call of this layer: self-attention over la->qkv with the block's masks */
+static lm_attn attn_desc(const lm_config *c, const lm_layer_acts *la, lm_attn_mask mask, int64_t B, int64_t T) {
+  lm_attn a = lm_attn_self(la->qkv, B, T, c->n_head, lm_kv_heads(c), c->n_embd / c->n_head, c->causal);
+  a.window = c->sliding_window;
+  a.key_mask = mask.key_mask;
+  a.starts = mask.starts;
+  if (mask.drop && la->drop_att) { a.drop = la->drop_att; a.drop_p = c->attn_pdrop; }
+  return a;
+}
+
 /* attention sub-layer: out(N,C) = proj(attn(rope(qkv(inp)))) */
 static void attn_forward(const lm_config *c, const lm_block_weights *w, lm_layer_acts *la, float *out,
                          const float *inp, lm_attn_mask mask, int64_t B, int64_t T) {
   int64_t N = B * T, C = c->n_embd, NH = c->n_head, NKV = lm_kv_heads(c), QKV = lm_qkv_width(c);
   linear_forward(la->qkv, inp, w->qkv_w, w->qkv_b, w->qkv_lora, N, C, QKV);                  // (N,QKV)
   if (mask.rope) rope_apply(la->qkv, QKV, NH + NKV, C / NH, mask.pos, mask.rope, N, 0);      // q and k heads
-  int drop = mask.drop && la->drop_att;
-  attention_forward_gqa(la->atty, la->att, la->qkv, mask.key_mask, mask.starts, B, T, C, NH, NKV, c->causal,
-                        c->sliding_window, drop ? la->drop_att : NULL, c->attn_pdrop, mask.pd);                                                 // (N,C)
+  lm_attn at = attn_desc(c, la, mask, B, T);
+  attention_forward(&at, la->atty, la->lse);                                                  // (N,C)
   linear_forward(out, la->atty, w->attn_proj_w, w->attn_proj_b, w->attn_proj_lora, N, C, C);      // (N,C)
 }
 
@@ -154,9 +163,8 @@ static void attn_backward(const lm_config *c, const lm_block_weights *w, lm_bloc
   memset(s->datty, 0, N * C * sizeof(float));
   linear_backward(s->datty, g->attn_proj_w, g->attn_proj_b, dout, la->atty, w->attn_proj_w, w->attn_proj_lora, N, C, C);
   memset(s->dqkv, 0, N * QKV * sizeof(float));
-  int drop = mask.drop && la->drop_att;
-  attention_backward_gqa(s->dqkv, s->datt, s->datty, la->qkv, la->att, B, T, C, NH, NKV, drop ? la->drop_att : NULL,
-                         c->attn_pdrop);
+  lm_attn at = attn_desc(c, la, mask, B, T);
+  attention_backward(&at, s->dqkv, s->dqkv + (at.k - at.q), s->dqkv + (at.v - at.q), NULL, la->atty, la->lse, s->datty);
   if (mask.rope) rope_apply(s->dqkv, QKV, NH + NKV, C / NH, mask.pos, mask.rope, N, 1);     // d(before rotation)
   linear_backward(dinp, g->qkv_w, g->qkv_b, s->dqkv, inp, w->qkv_w, w->qkv_lora, N, C, QKV);
 }

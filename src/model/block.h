@@ -62,7 +62,7 @@ typedef struct {
   float *a1, *res1, *a2, *res2;          /* (N,C) each */
   float *mean1, *rstd1, *mean2, *rstd2;  /* (N) */
   float *qkv;                            /* (N,QKV), q and k rotated when RoPE is on */
-  float *att;                            /* (B,NH,T,T) */
+  float *lse;                            /* (B,NH,T): attention's per-row log-sum-exp (kernels.h) */
   float *atty;                           /* (N,C) */
   float *fch, *fch_act;                  /* (N,F) each; gated: (N,2F) and (N,F) */
   /* dropout masks, 1 bit per element (kernels.h dropout_*): attention probabilities (B,NH,T,T) and the
@@ -75,7 +75,6 @@ typedef struct {
   float *dtmp, *datty;                   /* (N,C) */
   float *dqkv;                           /* (N,QKV) */
   float *dfch, *dfch_act;                /* (N,F) each; gated: (N,2F) and (N,F) */
-  float *datt;                           /* (B,NH,T,T) */
 } lm_block_scratch;
 
 int64_t lm_ffn_width(const lm_config *c);   /* n_inner, or 4 * n_embd when 0 */
@@ -98,7 +97,6 @@ typedef struct {
   const int32_t *pos;
   const float *rope;
   int drop;      /* training with dropout: the layer's masks (lm_layer_acts drop_*) are drawn and apply */
-  float *pd;     /* (B,NH,T,T) scratch for the dropped attention probabilities (when drop) */
 } lm_attn_mask;
 
 /* Forward: x (N,C) -> la->res2 (N,C); tmp (N,C) is scratch for a sub-layer output. */

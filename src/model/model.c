@@ -208,9 +208,9 @@ static lm_status reserve_blocks(lm_model *m, int64_t B, int64_t T, int need_grad
   free_acts(m);
   int64_t N = B * T, C = c->n_embd, F = lm_ffn_width(c), FW = lm_fc_width(c), QKV = lm_qkv_width(c);
   int64_t L = c->n_layer, NH = c->n_head;
-  size_t per_layer = (size_t)N * (4 * C + 4 + QKV + C + FW + F) + (size_t)B * NH * T * T;
+  size_t per_layer = (size_t)N * (4 * C + 4 + QKV + C + FW + F) + (size_t)B * NH * T;
   size_t total = (size_t)N * C + per_layer * L + (size_t)N * (C + 2);
-  if (need_grads) total += (size_t)N * (4 * C + QKV + FW + F) + (size_t)B * NH * T * T;
+  if (need_grads) total += (size_t)N * (4 * C + QKV + FW + F);
   /* each carve rounds to 16 floats; leave room */
   total += 64 * (size_t)(L * 16 + 32);
   lm_acts *a = &m->acts;
@@ -226,7 +226,7 @@ static lm_status reserve_blocks(lm_model *m, int64_t B, int64_t T, int need_grad
     lm_layer_acts *la = &a->layer[l];
     la->a1 = CARVE(N * C); la->res1 = CARVE(N * C); la->a2 = CARVE(N * C); la->res2 = CARVE(N * C);
     la->mean1 = CARVE(N); la->rstd1 = CARVE(N); la->mean2 = CARVE(N); la->rstd2 = CARVE(N);
-    la->qkv = CARVE(N * QKV); la->att = CARVE(B * NH * T * T); la->atty = CARVE(N * C);
+    la->qkv = CARVE(N * QKV); la->lse = CARVE(B * NH * T); la->atty = CARVE(N * C);
     la->fch = CARVE(N * FW); la->fch_act = CARVE(N * F);
   }
   a->lnf = CARVE(N * C); a->lnf_mean = CARVE(N); a->lnf_rstd = CARVE(N);
@@ -235,7 +235,6 @@ static lm_status reserve_blocks(lm_model *m, int64_t B, int64_t T, int need_grad
     a->dres_a = CARVE(N * C); a->dres_b = CARVE(N * C); s->dtmp = CARVE(N * C); s->datty = CARVE(N * C);
     s->dqkv = CARVE(N * QKV);
     s->dfch = CARVE(N * FW); s->dfch_act = CARVE(N * F);
-    s->datt = CARVE(B * NH * T * T);
   }
 #undef CARVE
   if ((size_t)(p - a->arena) > total) { free_acts(m); return lm_error(LM_ERR_NOMEM, "internal: activation arena too small"); }
@@ -317,7 +316,7 @@ lm_status lm_batch_check(const lm_model *m, const lm_batch *b) {
 /* What the blocks' attention needs: masks, and with RoPE each token's position (t, or t - the start
  * of its example when examples are packed). */
 static lm_attn_mask attn_mask(lm_model *m, const lm_batch *b) {
-  lm_attn_mask am = {b->mask, b->starts, NULL, m->rope, m->acts.dropped, m->acts.scratch.datt};
+  lm_attn_mask am = {.key_mask = b->mask, .starts = b->starts, .rope = m->rope, .drop = m->acts.dropped};
   if (!m->rope) return am;
   int32_t *pos = m->acts.pos;
   for (int64_t i = 0; i < b->B; i++)

@@ -131,21 +131,44 @@ static void op_residual(void) {
   savef("out", out, n); savef("da", da, n); savef("db", db, n);
 }
 
+/* attention of any shape: q (B,Tq,NH*hs), k and v (B,Tk,NKV*hs); optional key mask (B,Tk), packed
+ * starts (B,Tq), relative bias (NH,Tq+Tk-1) and dropout mask (B,NH,Tq,Tk) as int32 0/1 */
 static void op_attention(void) {
-  int64_t B = meta("B"), T = meta("T"), C = meta("C"), NH = meta("NH");
-  int causal = meta("causal") != 0, has_mask = meta("mask") != 0;
-  float *qkv = loadf("qkv", B * T * 3 * C), *dout = loadf("dout", B * T * C);
+  int64_t B = meta("B"), Tq = meta("Tq"), Tk = meta("Tk"), NH = meta("NH"), NKV = meta("NKV"), hs = meta("hs");
+  int64_t A = NH * hs, KVC = NKV * hs, R = Tq + Tk - 1;
+  lm_attn a = {.B = B, .Tq = Tq, .Tk = Tk, .NH = NH, .NKV = NKV, .hs = hs, .qs = A, .ks = KVC,
+               .scale = meta("scale"), .causal = meta("causal") != 0, .window = meta("window")};
+  float *q = loadf("q", B * Tq * A), *k = loadf("k", B * Tk * KVC), *v = loadf("v", B * Tk * KVC);
+  float *dout = loadf("dout", B * Tq * A), *rel = NULL, *drel = NULL;
+  a.q = q; a.k = k; a.v = v;
   uint8_t *mask = NULL;
-  if (has_mask) {
-    int32_t *m32 = loadi("key_mask", B * T);
-    mask = malloc(B * T);
-    for (int64_t i = 0; i < B * T; i++) mask[i] = m32[i] != 0;
+  uint64_t *bits = NULL;
+  if (meta("mask") != 0) {
+    int32_t *m32 = loadi("key_mask", B * Tk);
+    mask = malloc(B * Tk);
+    for (int64_t i = 0; i < B * Tk; i++) mask[i] = m32[i] != 0;
+    a.key_mask = mask;
   }
-  float *out = zeros(B * T * C), *att = zeros(B * NH * T * T), *scratch = zeros(B * NH * T * T);
-  float *dqkv = zeros(B * T * 3 * C);
-  attention_forward(out, att, qkv, mask, B, T, C, NH, causal);
-  attention_backward(dqkv, scratch, dout, qkv, att, B, T, C, NH);
-  savef("out", out, B * T * C); savef("att", att, B * NH * T * T); savef("dqkv", dqkv, B * T * 3 * C);
+  if (meta("starts") != 0) a.starts = loadi("starts", B * Tq);
+  if (meta("bias") != 0) {
+    rel = loadf("rel_bias", NH * R);
+    drel = zeros(NH * R);
+    a.bias = rel + Tq - 1; a.bias_hs = R; a.bias_is = -1;
+  }
+  if (meta("drop") > 0) {
+    int64_t n = B * NH * Tq * Tk;
+    int32_t *d32 = loadi("drop_mask", n);
+    bits = calloc((n + 63) / 64, sizeof(uint64_t));
+    for (int64_t i = 0; i < n; i++) if (d32[i]) bits[i >> 6] |= 1ull << (i & 63);
+    a.drop = bits; a.drop_p = meta("drop");
+  }
+  float *out = zeros(B * Tq * A), *lse = zeros(B * NH * Tq);
+  float *dq = zeros(B * Tq * A), *dk = zeros(B * Tk * KVC), *dv = zeros(B * Tk * KVC);
+  attention_forward(&a, out, lse);
+  attention_backward(&a, dq, dk, dv, drel ? drel + Tq - 1 : NULL, out, lse, dout);
+  savef("out", out, B * Tq * A); savef("lse", lse, B * NH * Tq);
+  savef("dq", dq, B * Tq * A); savef("dk", dk, B * Tk * KVC); savef("dv", dv, B * Tk * KVC);
+  if (drel) savef("drel_bias", drel, NH * R);
 }
 
 static void op_crossentropy(void) {
@@ -213,20 +236,19 @@ static void bench(void) {
     TIME_IT("matmul_backward N=256 C=768 OC=3072", 10, 2 * f, matmul_backward(dx, dw, db, out, x, w, N, C, OC));
   }
   {
-    int64_t B = 4, T = 64, C = 768, NH = 12;
-    float *qkv = bench_randn(B * T * 3 * C, &r), *dout = bench_randn(B * T * C, &r);
-    float *out = zeros(B * T * C), *att = zeros(B * NH * T * T), *scr = zeros(B * NH * T * T);
-    float *dqkv = zeros(B * T * 3 * C);
-    TIME_IT("attention fwd+bwd B=4 T=64 C=768 NH=12", 20, 0,
-            attention_forward(out, att, qkv, NULL, B, T, C, NH, 1);
-            attention_backward(dqkv, scr, dout, qkv, att, B, T, C, NH));
-    int64_t T2 = 1024, B2 = 1;
-    float *qkv2 = bench_randn(B2 * T2 * 3 * C, &r), *dout2 = bench_randn(B2 * T2 * C, &r);
-    float *out2 = zeros(B2 * T2 * C), *att2 = zeros(B2 * NH * T2 * T2), *scr2 = zeros(B2 * NH * T2 * T2);
-    float *dqkv2 = zeros(B2 * T2 * 3 * C);
-    TIME_IT("attention fwd+bwd B=1 T=1024 C=768 NH=12", 3, 0,
-            attention_forward(out2, att2, qkv2, NULL, B2, T2, C, NH, 1);
-            attention_backward(dqkv2, scr2, dout2, qkv2, att2, B2, T2, C, NH));
+    int64_t NH = 12, hs = 64;
+    for (int64_t T = 64; T <= 1024; T *= 4) {
+      int64_t B = 4096 / T > 4 ? 4 : 4096 / T;
+      float *qkv = bench_randn(B * T * 3 * NH * hs, &r), *dout = bench_randn(B * T * NH * hs, &r);
+      float *out = zeros(B * T * NH * hs), *lse = zeros(B * NH * T), *dqkv = zeros(B * T * 3 * NH * hs);
+      lm_attn a = lm_attn_self(qkv, B, T, NH, NH, hs, 1);
+      char label[64];
+      snprintf(label, sizeof label, "attention fwd+bwd B=%lld T=%lld C=768 NH=12", (long long)B, (long long)T);
+      TIME_IT(label, T > 256 ? 3 : 20, 0,
+              attention_forward(&a, out, lse);
+              attention_backward(&a, dqkv, dqkv + NH * hs, dqkv + 2 * NH * hs, NULL, out, lse, dout));
+      free(qkv); free(dout); free(out); free(lse); free(dqkv);
+    }
   }
   {
     int64_t N = 256, V = 50257;

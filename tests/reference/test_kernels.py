@@ -164,40 +164,86 @@ def test_residual(n):
     check(f"residual n={n} db", o["db"], b.grad)
 
 
-def torch_attention(qkv, B, T, C, NH, causal, key_mask):
-    hs = C // NH
-    q, k, v = qkv.split(C, dim=2)
-    q = q.view(B, T, NH, hs).transpose(1, 2)
-    k = k.view(B, T, NH, hs).transpose(1, 2)
-    v = v.view(B, T, NH, hs).transpose(1, 2)
-    s = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(hs))
-    vis = torch.ones(B, 1, T, T, dtype=torch.bool)
+def torch_attention(q, k, v, B, Tq, Tk, NH, NKV, hs, scale, causal, window=0, key_mask=None, starts=None,
+                    rel_bias=None, drop_mask=None, drop_p=0.0):
+    """softmax(scale q k^T + bias, visible keys) V, the dense way, and each row's log-sum-exp"""
+    q = q.view(B, Tq, NH, hs).transpose(1, 2)
+    k = k.view(B, Tk, NKV, hs).transpose(1, 2).repeat_interleave(NH // NKV, dim=1)
+    v = v.view(B, Tk, NKV, hs).transpose(1, 2).repeat_interleave(NH // NKV, dim=1)
+    s = (q @ k.transpose(-2, -1)) * scale
+    i = torch.arange(Tq).view(Tq, 1)
+    j = torch.arange(Tk).view(1, Tk)
+    if rel_bias is not None:
+        s = s + rel_bias[:, j - i + Tq - 1]
+    off = Tk - Tq
+    vis = torch.ones(B, 1, Tq, Tk, dtype=torch.bool)
     if causal:
-        vis = vis & torch.tril(torch.ones(T, T, dtype=torch.bool))
+        vis = vis & (j <= i + off)
+    if window:
+        vis = vis & (j > i + off - window)
+    if starts is not None:
+        vis = vis & (j.view(1, 1, 1, Tk) >= starts.view(B, 1, Tq, 1))
     if key_mask is not None:
-        vis = vis & (key_mask != 0).view(B, 1, 1, T)
-    vis = vis.expand(B, NH, T, T)
+        vis = vis & (key_mask != 0).view(B, 1, 1, Tk)
+    vis = vis.expand(B, NH, Tq, Tk)
     row_any = vis.any(-1, keepdim=True)
     s = s.masked_fill(~vis, float("-inf"))
     s = torch.where(row_any, s, torch.zeros_like(s))  # rows seeing no key: no NaN, zeroed below
+    lse = torch.logsumexp(s, dim=-1)
     p = F.softmax(s, dim=-1) * vis
-    y = (p @ v).transpose(1, 2).contiguous().view(B, T, C)
-    return y, p
+    if drop_mask is not None:
+        p = p * drop_mask / (1.0 - drop_p)
+    y = (p @ v).transpose(1, 2).contiguous().view(B, Tq, NH * hs)
+    return y, lse, row_any.squeeze(-1)
 
 
-def test_attention(B, T, C, NH, causal, key_mask=None, label=""):
-    qkv = leaf(B, T, 3 * C)
-    dout = torch.randn(B, T, C)
-    y, p = torch_attention(qkv, B, T, C, NH, causal, key_mask)
+def test_attention(B, Tq, NH, hs, causal, key_mask=None, label="", Tk=None, NKV=None, window=0, starts=None,
+                   bias=False, drop_p=0.0, scale=None):
+    Tk = Tk or Tq
+    NKV = NKV or NH
+    scale = 1.0 / math.sqrt(hs) if scale is None else scale
+    q, k, v = leaf(B, Tq, NH * hs), leaf(B, Tk, NKV * hs), leaf(B, Tk, NKV * hs)
+    rel = leaf(NH, Tq + Tk - 1) if bias else None
+    drop = (torch.rand(B, NH, Tq, Tk) >= drop_p).to(torch.int32) if drop_p > 0 else None
+    dout = torch.randn(B, Tq, NH * hs)
+    y, lse, rows = torch_attention(q, k, v, B, Tq, Tk, NH, NKV, hs, scale, causal, window, key_mask, starts, rel,
+                                   drop, drop_p)
     y.backward(dout)
-    t = {"qkv": qkv, "dout": dout}
+    t = {"q": q, "k": k, "v": v, "dout": dout}
     if key_mask is not None:
         t["key_mask"] = key_mask.to(torch.int32)
-    o = run("attention", t, dict(B=B, T=T, C=C, NH=NH, causal=int(causal), mask=int(key_mask is not None)))
-    tag = f"attention B={B} T={T} C={C} NH={NH} causal={int(causal)} {label}"
+    if starts is not None:
+        t["starts"] = starts.to(torch.int32)
+    if bias:
+        t["rel_bias"] = rel
+    if drop is not None:
+        t["drop_mask"] = drop
+    o = run("attention", t, dict(B=B, Tq=Tq, Tk=Tk, NH=NH, NKV=NKV, hs=hs, scale=scale, causal=int(causal),
+                                 window=window, mask=int(key_mask is not None), starts=int(starts is not None),
+                                 bias=int(bias), drop=drop_p))
+    tag = f"attention B={B} T={Tq}x{Tk} NH={NH}/{NKV} hs={hs} causal={int(causal)} {label}"
     check(tag + " out", o["out"], y)
-    check(tag + " att", o["att"], p)
-    check(tag + " dqkv", o["dqkv"], qkv.grad)
+    got = torch.from_numpy(o["lse"].astype(np.float64)).view(B, NH, Tq)
+    rows = rows.expand(B, NH, Tq)
+    check(tag + " lse", got[rows], lse.detach()[rows])
+    check(tag + " lse empty rows", (got[~rows] == float("inf")).double(), torch.ones(int((~rows).sum())))
+    check(tag + " dq", o["dq"], q.grad)
+    check(tag + " dk", o["dk"], k.grad)
+    check(tag + " dv", o["dv"], v.grad)
+    if bias:
+        check(tag + " drel_bias", o["drel_bias"], rel.grad)
+
+
+def packed_starts(B, T, lengths):
+    """starts (B,T) of examples of the given lengths packed one after another in each row"""
+    st = torch.zeros(B, T, dtype=torch.int32)
+    for b in range(B):
+        t = 0
+        for n in lengths[b]:
+            st[b, t:t + n] = t
+            t += n
+        st[b, t:] = torch.arange(t, T, dtype=torch.int32) if t < T else st[b, t:]
+    return st
 
 
 def test_crossentropy(N, V, inplace=False, scale=2.0):
@@ -270,20 +316,36 @@ def main():
     for kind in (0, 1, 2):
         test_act(kind, 100003)
     test_residual(70001)
-    test_attention(1, 8, 16, 1, True, label="single head")
-    test_attention(3, 40, 48, 4, True, label="multi head")
-    test_attention(2, 150, 64, 2, True, label="3 row blocks")
+    test_attention(1, 8, 1, 16, True, label="single head")
+    test_attention(3, 40, 4, 12, True, label="multi head")
+    test_attention(2, 150, 2, 32, True, label="3 row blocks")
+    test_attention(2, 600, 2, 32, True, label="3 key tiles (online softmax)")
     km = torch.ones(3, 24, dtype=torch.int32)
     km[0, 18:] = 0           # padding masks several keys
     km[1, 5:] = 0            # a short sequence
     km[2, :] = 0             # a sequence with no visible key at all
-    test_attention(3, 24, 32, 4, False, km, label="key mask")
+    test_attention(3, 24, 4, 8, False, km, label="key mask")
     km2 = torch.ones(2, 100, dtype=torch.int32)
     km2[0, 0] = 0            # under causal, query 0 sees no key
     km2[0, 60:] = 0
     km2[1, 90:] = 0
-    test_attention(2, 100, 32, 2, True, km2, label="causal+mask")
-    test_attention(2, 70, 64, 4, False, None, label="bidirectional")
+    test_attention(2, 100, 2, 16, True, km2, label="causal+mask")
+    test_attention(2, 70, 4, 16, False, None, label="bidirectional")
+    test_attention(2, 300, 8, 16, True, NKV=2, label="grouped-query")
+    test_attention(1, 700, 2, 16, True, window=100, label="sliding window")
+    test_attention(2, 520, 2, 16, True, starts=packed_starts(2, 520, [[100, 300, 90], [520]]), label="packed")
+    km3 = torch.ones(2, 300, dtype=torch.int32)
+    km3[0, 250:] = 0
+    km3[1, 10:20] = 0
+    test_attention(2, 37, 4, 16, False, km3, Tk=300, bias=True, scale=1.0, label="cross, mask, bias, scale 1")
+    test_attention(2, 300, 4, 16, True, bias=True, scale=1.0, label="causal relative bias")
+    test_attention(1, 50, 2, 16, True, Tk=400, label="causal cross (Tq < Tk)")
+    test_attention(2, 300, 4, 16, True, NKV=2, drop_p=0.1, label="dropout")
+    test_attention(1, 2048, 2, 32, True, label="T=2048")
+    km4 = torch.ones(1, 2048, dtype=torch.int32)
+    km4[0, 1500:] = 0
+    km4[0, 3:40] = 0
+    test_attention(1, 2048, 2, 32, False, km4, label="T=2048 key mask")
     test_crossentropy(16, 1000)
     test_crossentropy(16, 1000, inplace=True)
     test_crossentropy(32, 50257, scale=3.0)

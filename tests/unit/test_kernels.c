@@ -89,10 +89,21 @@ Test(kernels, fd_layernorm_rmsnorm) {
   }
 }
 
-struct att_ctx { float *qkv, *R, *out, *att; const uint8_t *mask; int64_t B, T, C, NH; int causal; };
+/* self-attention over a packed qkv (B,T,3C) with a key mask; dqkv receives all three gradients */
+static lm_attn self_attn(const float *qkv, const uint8_t *mask, int64_t B, int64_t T, int64_t C, int64_t NH, int causal) {
+  lm_attn a = lm_attn_self(qkv, B, T, NH, NH, C / NH, causal);
+  a.key_mask = mask;
+  return a;
+}
+static void self_attn_backward(const lm_attn *a, float *dqkv, const float *out, const float *lse, const float *dout) {
+  attention_backward(a, dqkv, dqkv ? dqkv + (a->k - a->q) : NULL, dqkv ? dqkv + (a->v - a->q) : NULL, NULL, out, lse, dout);
+}
+
+struct att_ctx { float *qkv, *R, *out, *lse; const uint8_t *mask; int64_t B, T, C, NH; int causal; };
 static double att_obj(void *p) {
   struct att_ctx *c = p;
-  attention_forward(c->out, c->att, c->qkv, c->mask, c->B, c->T, c->C, c->NH, c->causal);
+  lm_attn a = self_attn(c->qkv, c->mask, c->B, c->T, c->C, c->NH, c->causal);
+  attention_forward(&a, c->out, c->lse);
   return dot(c->out, c->R, c->B * c->T * c->C);
 }
 
@@ -101,13 +112,14 @@ Test(kernels, fd_attention) {
   uint8_t mask[14] = {1, 1, 1, 1, 1, 0, 0, 0, 1, 1, 1, 0, 1, 1};
   for (int causal = 0; causal <= 1; causal++) {
     struct att_ctx c = {randn(B * T * 3 * C, 1.0f), randn(B * T * C, 1.0f), zeros(B * T * C),
-                        zeros(B * NH * T * T), mask, B, T, C, NH, causal};
-    float *dqkv = zeros(B * T * 3 * C), *scratch = zeros(B * NH * T * T);
+                        zeros(B * NH * T), mask, B, T, C, NH, causal};
+    float *dqkv = zeros(B * T * 3 * C);
     att_obj(&c);
-    attention_backward(dqkv, scratch, c.R, c.qkv, c.att, B, T, C, NH);
+    lm_attn a = self_attn(c.qkv, mask, B, T, C, NH, causal);
+    self_attn_backward(&a, dqkv, c.out, c.lse, c.R);
     fd_check(causal ? "attention causal" : "attention masked", att_obj, &c, c.qkv, dqkv,
              B * T * 3 * C, 40, 1e-2f, 2e-2f);
-    free(c.qkv); free(c.R); free(c.out); free(c.att); free(dqkv); free(scratch);
+    free(c.qkv); free(c.R); free(c.out); free(c.lse); free(dqkv);
   }
 }
 
@@ -226,17 +238,18 @@ Test(kernels, backward_accumulates) {
 
   int64_t B = 2, T = 5, AC = 8, NH = 2;
   float *qkv = randn(B * T * 3 * AC, 1), *adout = randn(B * T * AC, 1), *aout = zeros(B * T * AC),
-        *att = zeros(B * NH * T * T), *scr = zeros(B * NH * T * T);
+        *att = zeros(B * NH * T);
   float *q0 = zeros(B * T * 3 * AC), *q1 = fill(B * T * 3 * AC, 1);
-  attention_forward(aout, att, qkv, NULL, B, T, AC, NH, 1);
-  attention_backward(q0, scr, adout, qkv, att, B, T, AC, NH);
-  attention_backward(q1, scr, adout, qkv, att, B, T, AC, NH);
+  lm_attn at = self_attn(qkv, NULL, B, T, AC, NH, 1);
+  attention_forward(&at, aout, att);
+  self_attn_backward(&at, q0, aout, att, adout);
+  self_attn_backward(&at, q1, aout, att, adout);
   EXPECT_ACC("attention dqkv", q0, q1, B * T * 3 * AC, 1.0f);
 
   free(x); free(w); free(dout); free(dx0); free(dw0); free(db0); free(dx1); free(dw1); free(db1);
   free(g); free(lw); free(lb); free(out); free(mean); free(rstd); free(a0); free(w0); free(b0);
   free(a1); free(w1); free(b1); free(ra); free(rb); free(zero); free(t0); free(t1);
-  free(qkv); free(adout); free(aout); free(att); free(scr); free(q0); free(q1);
+  free(qkv); free(adout); free(aout); free(att); free(q0); free(q1);
 }
 
 Test(kernels, null_grads_skipped) {
@@ -267,12 +280,13 @@ Test(kernels, null_grads_skipped) {
   residual_backward(NULL, a2, g, N * C);
   residual_backward(a2, NULL, g, N * C);
   embedding_backward(NULL, g, (int32_t[8]){0}, N, C);
-  float *att = zeros(N * N), *scr = zeros(N * N), *qkv = randn(N * 3 * C, 1), *ao = zeros(N * C);
-  attention_forward(ao, att, qkv, NULL, 1, N, C, 1, 1);
-  attention_backward(NULL, scr, g, qkv, att, 1, N, C, 1);
+  float *att = zeros(N), *qkv = randn(N * 3 * C, 1), *ao = zeros(N * C);
+  lm_attn at = self_attn(qkv, NULL, 1, N, C, 1, 1);
+  attention_forward(&at, ao, att);
+  self_attn_backward(&at, NULL, ao, att, g);
   free(x); free(w); free(dout); free(dx); free(dw); free(db); free(dx2); free(dw2); free(db2);
   free(lw); free(g); free(out); free(mean); free(rstd); free(a); free(wg); free(a2); free(wg2);
-  free(att); free(scr); free(qkv); free(ao);
+  free(att); free(qkv); free(ao);
 }
 
 /* ---------------------------------------------------------------- determinism */
@@ -280,13 +294,14 @@ Test(kernels, null_grads_skipped) {
 Test(kernels, deterministic_repeats) {
   int64_t B = 2, T = 70, C = 32, NH = 2, N = B * T;
   float *qkv = randn(N * 3 * C, 1), *dout = randn(N * C, 1);
-  float *o1 = zeros(N * C), *o2 = zeros(N * C), *at1 = zeros(B * NH * T * T), *at2 = zeros(B * NH * T * T);
-  float *s = zeros(B * NH * T * T), *d1 = zeros(N * 3 * C), *d2 = zeros(N * 3 * C);
-  attention_forward(o1, at1, qkv, NULL, B, T, C, NH, 1);
-  attention_backward(d1, s, dout, qkv, at1, B, T, C, NH);
-  attention_forward(o2, at2, qkv, NULL, B, T, C, NH, 1);
-  attention_backward(d2, s, dout, qkv, at2, B, T, C, NH);
-  cr_expect(memcmp(o1, o2, N * C * 4) == 0 && memcmp(at1, at2, B * NH * T * T * 4) == 0);
+  float *o1 = zeros(N * C), *o2 = zeros(N * C), *at1 = zeros(B * NH * T), *at2 = zeros(B * NH * T);
+  float *d1 = zeros(N * 3 * C), *d2 = zeros(N * 3 * C);
+  lm_attn at = self_attn(qkv, NULL, B, T, C, NH, 1);
+  attention_forward(&at, o1, at1);
+  self_attn_backward(&at, d1, o1, at1, dout);
+  attention_forward(&at, o2, at2);
+  self_attn_backward(&at, d2, o2, at2, dout);
+  cr_expect(memcmp(o1, o2, N * C * 4) == 0 && memcmp(at1, at2, B * NH * T * 4) == 0);
   cr_expect(memcmp(d1, d2, N * 3 * C * 4) == 0, "attention backward not bitwise repeatable");
 
   int64_t V = 3000;
@@ -321,7 +336,7 @@ Test(kernels, deterministic_repeats) {
   cr_expect(fabs(global_norm((float[4]){3, 4, 0, 0}, 4) - 5.0) < 1e-12);
   cr_expect(global_norm(big, 0) == 0.0);
 
-  free(qkv); free(dout); free(o1); free(o2); free(at1); free(at2); free(s); free(d1); free(d2);
+  free(qkv); free(dout); free(o1); free(o2); free(at1); free(at2); free(d1); free(d2);
   free(logits); free(l1); free(l2); free(g1); free(g2); free(dl); free(tg);
   free(lw); free(lb); free(mean); free(rstd); free(lo); free(w1); free(w2); free(b1); free(b2); free(big);
 }
@@ -333,33 +348,58 @@ Test(kernels, attention_query_without_keys_is_zero) {
   uint8_t mask[12] = {0, 1, 1, 1, 0, 0,   /* causal: query 0 sees no key */
                       0, 0, 0, 0, 0, 0};  /* sequence 1: nothing visible */
   float *qkv = randn(B * T * 3 * C, 1), *dout = randn(B * T * C, 1);
-  float *out = fill(B * T * C, 7), *att = fill(B * NH * T * T, 7), *scr = zeros(B * NH * T * T);
+  float *out = fill(B * T * C, 7), *lse = fill(B * NH * T, 7);
   float *dqkv = zeros(B * T * 3 * C);
-  attention_forward(out, att, qkv, mask, B, T, C, NH, 1);
-  attention_backward(dqkv, scr, dout, qkv, att, B, T, C, NH);
+  lm_attn at = self_attn(qkv, mask, B, T, C, NH, 1);
+  attention_forward(&at, out, lse);
+  self_attn_backward(&at, dqkv, out, lse, dout);
   for (int64_t c = 0; c < C; c++) cr_expect_eq(out[c], 0.0f, "query 0 must output 0");
   for (int64_t i = T * C; i < 2 * T * C; i++) cr_expect_eq(out[i], 0.0f, "fully masked sequence must output 0");
   for (int64_t i = T * 3 * C; i < 2 * T * 3 * C; i++) cr_expect_eq(dqkv[i], 0.0f);
   for (int64_t c = 0; c < C; c++) cr_expect_eq(dqkv[c], 0.0f, "query 0 gets no gradient");
   for (int64_t i = 0; i < B * T * C; i++) cr_expect(isfinite(out[i]));
-  // other rows: probabilities of visible keys sum to 1, masked keys get exactly 0
-  for (int64_t h = 0; h < NH; h++)
-    for (int64_t t = 1; t < T; t++) {
-      const float *row = att + (h * T + t) * T;
-      double s = 0;
-      for (int64_t k = 0; k < T; k++) {
-        if (k > t || !mask[k]) cr_expect_eq(row[k], 0.0f);
-        s += row[k];
+  // a row that sees no key has lse = +inf; the others a finite log-sum-exp
+  for (int64_t b = 0; b < B; b++)
+    for (int64_t h = 0; h < NH; h++)
+      for (int64_t t = 0; t < T; t++) {
+        float l = lse[(b * NH + h) * T + t];
+        if (b == 1 || t == 0) cr_expect(l == INFINITY);
+        else cr_expect(isfinite(l));
       }
-      cr_expect(fabs(s - 1.0) < 1e-5);
-    }
-  free(qkv); free(dout); free(out); free(att); free(scr); free(dqkv);
+  free(qkv); free(dout); free(out); free(lse); free(dqkv);
 
   /* bidirectional: fully masked sequence, finite and zero */
-  float *qkv2 = randn(T * 3 * C, 1), *o2 = fill(T * C, 3), *a2 = zeros(NH * T * T);
-  attention_forward(o2, a2, qkv2, mask + T, 1, T, C, NH, 0);
+  float *qkv2 = randn(T * 3 * C, 1), *o2 = fill(T * C, 3), *l2 = zeros(NH * T);
+  lm_attn a2 = self_attn(qkv2, mask + T, 1, T, C, NH, 0);
+  attention_forward(&a2, o2, l2);
   for (int64_t i = 0; i < T * C; i++) cr_expect_eq(o2[i], 0.0f);
-  free(qkv2); free(o2); free(a2);
+  free(qkv2); free(o2); free(l2);
+}
+
+/* Results do not depend on the thread count (each (sequence, head) is one thread's work, its tiles in a
+ * fixed order), nor does attention dropout on anything but its mask bits. */
+Test(kernels, attention_thread_count_and_dropout) {
+  int64_t B = 2, T = 300, C = 32, NH = 4, N = B * T, n = B * NH * T * T;
+  float *qkv = randn(N * 3 * C, 1), *dout = randn(N * C, 1);
+  uint64_t *bits = calloc((size_t)(n + 63) / 64, sizeof(uint64_t));
+  lm_rng r;
+  lm_rng_seed(&r, 7);
+  dropout_mask(bits, n, 0.2f, &r);
+  float *o[2], *l[2], *d[2];
+  int nt = omp_get_max_threads();
+  for (int k = 0; k < 2; k++) {
+    omp_set_num_threads(k ? 3 : 1);
+    o[k] = zeros(N * C); l[k] = zeros(B * NH * T); d[k] = zeros(N * 3 * C);
+    lm_attn a = self_attn(qkv, NULL, B, T, C, NH, 1);
+    a.drop = bits; a.drop_p = 0.2f;
+    attention_forward(&a, o[k], l[k]);
+    self_attn_backward(&a, d[k], o[k], l[k], dout);
+  }
+  omp_set_num_threads(nt);
+  cr_expect(memcmp(o[0], o[1], N * C * 4) == 0 && memcmp(l[0], l[1], B * NH * T * 4) == 0);
+  cr_expect(memcmp(d[0], d[1], N * 3 * C * 4) == 0, "attention backward depends on the thread count");
+  for (int k = 0; k < 2; k++) { free(o[k]); free(l[k]); free(d[k]); }
+  free(qkv); free(dout); free(bits);
 }
 
 Test(kernels, crossentropy_in_place_and_stable) {

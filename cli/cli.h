@@ -76,6 +76,9 @@ int cli_load_with_adapter(const char *model, const char *adapter, int merge, lm_
  * tokens that end the assistant's turn (kept in stop[LM_CHAT_MAX_STOP]) o's stop tokens.
  * Returns 0, or 1 after printing an error. */
 extern const char *const CLI_GEN_FLAGS_HELP;
+/* --cot (LM_COT_DEFAULT) and --cot-text T: *cot is set; returns 1 when consumed, -1 on error, 0 */
+extern const char *const CLI_COT_HELP;
+int cli_cot_flag(int argc, char **argv, int *i, const char **cot);
 int cli_gen_flag(int argc, char **argv, int *i, lm_gen_opts *o);
 /* lm_gen_opts.on_window: says on stderr (once) that the context is full or the prompt too long */
 void cli_gen_on_window(int64_t context, int64_t prompt_dropped, void *user);

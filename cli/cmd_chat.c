@@ -117,13 +117,17 @@ int cmd_chat(int argc, char **argv) {
   lm_gen_opts o;
   lm_gen_opts_default(&o);
   o.on_window = cli_gen_on_window;   /* a conversation past the context loses its oldest turns: said */
-  const char *model = NULL, *adapter = NULL, *system = NULL, *history = NULL, *v;
+  const char *model = NULL, *adapter = NULL, *system = NULL, *history = NULL, *cot = NULL, *v;
   int64_t threads = 0;
   int r;
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
-    if (cli_is_help(a)) { fputs(HELP, stdout); fputs(CLI_GEN_FLAGS_HELP, stdout); fputs(HELP_TAIL, stdout); return 0; }
+    if (cli_is_help(a)) {
+      fputs(HELP, stdout); fputs(CLI_GEN_FLAGS_HELP, stdout); fputs(CLI_COT_HELP, stdout); fputs(HELP_TAIL, stdout);
+      return 0;
+    }
     if ((r = cli_gen_flag(argc, argv, &i, &o))) { if (r < 0) return 1; continue; }
+    if ((r = cli_cot_flag(argc, argv, &i, &cot))) { if (r < 0) return 1; continue; }
     if ((r = cli_opt(argc, argv, &i, "--model", &v))) { if (r < 0) return 1; model = v; continue; }
     if ((r = cli_opt(argc, argv, &i, "--adapter", &v))) { if (r < 0) return 1; adapter = v; continue; }
     if ((r = cli_opt(argc, argv, &i, "--system", &v))) { if (r < 0) return 1; system = v; continue; }
@@ -182,6 +186,7 @@ int cmd_chat(int argc, char **argv) {
     line = NULL;
     if (!um) { rc = cli_error("out of memory"); break; }
     cJSON_AddItemToArray(conv, um);
+    if (cot && lm_chat_add_cot(conv, cot)) { rc = cli_fail(); break; }   /* each user turn gets the instruction */
     char *prompt = NULL;
     if (lm_chat_generation_prompt(&cc, conv, &prompt, NULL)) { rc = cli_fail(); break; }
     cli_text s = {0};

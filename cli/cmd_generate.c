@@ -95,14 +95,18 @@ int cmd_generate(int argc, char **argv) {
   lm_gen_opts o;
   lm_gen_opts_default(&o);
   o.on_window = cli_gen_on_window;
-  const char *model = NULL, *adapter = NULL, *prompt = NULL, *user = NULL, *system = NULL, *messages = NULL, *v;
+  const char *model = NULL, *adapter = NULL, *prompt = NULL, *user = NULL, *system = NULL, *messages = NULL, *cot = NULL, *v;
   char *base = NULL;
   int64_t threads = 0;
   int stats = 0, r;
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
-    if (cli_is_help(a)) { fputs(HELP, stdout); fputs(CLI_GEN_FLAGS_HELP, stdout); fputs(HELP_TAIL, stdout); return 0; }
+    if (cli_is_help(a)) {
+      fputs(HELP, stdout); fputs(CLI_GEN_FLAGS_HELP, stdout); fputs(CLI_COT_HELP, stdout); fputs(HELP_TAIL, stdout);
+      return 0;
+    }
     if ((r = cli_gen_flag(argc, argv, &i, &o))) { if (r < 0) return 1; continue; }
+    if ((r = cli_cot_flag(argc, argv, &i, &cot))) { if (r < 0) return 1; continue; }
     if (!strcmp(a, "--stats")) { stats = 1; continue; }
     if ((r = cli_opt(argc, argv, &i, "--model", &v))) { if (r < 0) return 1; model = v; continue; }
     if ((r = cli_opt(argc, argv, &i, "--adapter", &v))) { if (r < 0) return 1; adapter = v; continue; }
@@ -126,13 +130,19 @@ int cmd_generate(int argc, char **argv) {
   lm_model *m = NULL;
   lm_chat_config cc = {0};
   cJSON *conv = NULL;
-  char *rendered = NULL, *line = NULL;
+  char *rendered = NULL, *line = NULL, *with_cot = NULL;
   int rc = 0;
   int32_t stop[LM_CHAT_MAX_STOP];
   lm_gen_stats gs;
   if (cli_load_with_adapter(model, adapter, 1, &m, &base)) { rc = 1; goto done; }
   if (cli_tokenizer_of(base, &tok)) { rc = cli_fail(); goto done; }
   if (!chat) {
+    if (cot) {   /* a raw prompt: the instruction follows after a space ("Q: ... A: Let's think step by step.") */
+      size_t k = strlen(prompt) + strlen(cot) + 2;
+      if (!(with_cot = malloc(k))) { rc = cli_error("out of memory"); goto done; }
+      snprintf(with_cot, k, "%s%s%s", prompt, *prompt ? " " : "", cot);
+      prompt = with_cot;
+    }
     fputs(prompt, stdout);
     o.add_special = 1;   /* plain text, as HF's tokenizer(prompt): Llama's <s> / <|begin_of_text|> first */
     if (lm_generate(m, tok, prompt, &o, print_piece, NULL, &gs)) { fputc('\n', stdout); rc = cli_fail(); goto done; }
@@ -148,7 +158,8 @@ int cmd_generate(int argc, char **argv) {
     for (int64_t k = 1; cli_read_line(&line, &cap) >= 0; k++) {
       cJSON *msgs = user_messages(system, line);
       if (!msgs) { rc = cli_error("out of memory"); break; }
-      lm_status st = lm_chat_generation_prompt(&cc, msgs, &rendered, NULL);
+      lm_status st = cot ? lm_chat_add_cot(msgs, cot) : LM_OK;
+      if (!st) st = lm_chat_generation_prompt(&cc, msgs, &rendered, NULL);
       cJSON_Delete(msgs);
       out.len = 0;
       if (out.buf) out.buf[0] = 0;
@@ -169,7 +180,7 @@ int cmd_generate(int argc, char **argv) {
   }
   conv = user ? user_messages(system, user) : read_messages(messages);
   if (!conv) { rc = 1; if (user) cli_error("out of memory"); goto done; }
-  if (lm_chat_generation_prompt(&cc, conv, &rendered, NULL)) {
+  if ((cot && lm_chat_add_cot(conv, cot)) || lm_chat_generation_prompt(&cc, conv, &rendered, NULL)) {
     rc = cli_error("%s: %s", !messages ? "--user" : strcmp(messages, "-") ? messages : "stdin", lm_last_error());
     goto done;
   }
@@ -177,7 +188,7 @@ int cmd_generate(int argc, char **argv) {
   fputc('\n', stdout);
   if (stats) print_stats(&gs);
 done:
-  free(rendered); free(line);
+  free(rendered); free(line); free(with_cot);
   cJSON_Delete(conv);
   lm_chat_config_free(&cc);
   lm_model_free(m);

@@ -18,6 +18,18 @@ const char *const CLI_GEN_FLAGS_HELP =
   "  --no-stop            keep going past the end-of-text (and end-of-turn) token\n"
   "  --calc               the calculator tool: a call <|calc|>EXPR<|/calc|> gets \" \xe2\x86\x92 RESULT\" spliced in (docs/rl.md)\n";
 
+const char *const CLI_COT_HELP =
+  "  --cot                chain-of-thought: append \"" LM_COT_DEFAULT "\" to the (last) user message\n"
+  "  --cot-text T         the same with another instruction\n";
+
+int cli_cot_flag(int argc, char **argv, int *i, const char **cot) {
+  const char *v;
+  int r;
+  if (!strcmp(argv[*i], "--cot")) { if (!*cot) *cot = LM_COT_DEFAULT; return 1; }
+  if ((r = cli_opt(argc, argv, i, "--cot-text", &v))) { if (r > 0) *cot = v; return r; }
+  return 0;
+}
+
 int cli_gen_flag(int argc, char **argv, int *i, lm_gen_opts *o) {
   const char *a = argv[*i], *v;
   int64_t x;

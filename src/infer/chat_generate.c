@@ -1,9 +1,29 @@
 /* chat_generate.c — the prompt and the stop tokens of an assistant's turn (chat_generate.h). */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include "base/base.h"
 #include "infer/chat_generate.h"
 #include "tokenizer/tokenizer.h"
+
+lm_status lm_chat_add_cot(cJSON *conv, const char *cot) {
+  cJSON *msgs = cJSON_IsObject(conv) ? cJSON_GetObjectItemCaseSensitive(conv, "messages") : conv, *last = NULL, *m;
+  cJSON_ArrayForEach(m, msgs) {
+    cJSON *r = cJSON_GetObjectItemCaseSensitive(m, "role");
+    if (cJSON_IsString(r) && !strcmp(r->valuestring, "user")) last = m;
+  }
+  cJSON *c = last ? cJSON_GetObjectItemCaseSensitive(last, "content") : NULL;
+  if (!cJSON_IsString(c)) return lm_error(LM_ERR_FORMAT, "--cot needs a user message with text content to add its instruction to");
+  size_t k = strlen(c->valuestring) + strlen(cot) + 3;
+  char *s = malloc(k);
+  if (!s) return lm_error(LM_ERR_NOMEM, "out of memory");
+  snprintf(s, k, "%s\n\n%s", c->valuestring, cot);
+  cJSON *ns = cJSON_CreateString(s);
+  free(s);
+  if (!ns) return lm_error(LM_ERR_NOMEM, "out of memory");
+  cJSON_ReplaceItemInObjectCaseSensitive(last, "content", ns);
+  return LM_OK;
+}
 
 lm_status lm_chat_generation_prompt(const lm_chat_config *cc, const cJSON *conv, char **prompt, size_t *len) {
   *prompt = NULL;

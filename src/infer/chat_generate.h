@@ -24,6 +24,12 @@
  * (unless the request sets it). *prompt is malloc'ed and NUL-terminated; len may be NULL. */
 lm_status lm_chat_generation_prompt(const lm_chat_config *cc, const cJSON *conv, char **prompt, size_t *len);
 
+/* Chain-of-thought prompting (Kojima et al. 2022; docs/rl.md "Chain-of-thought"): appends
+ * "\n\n" + cot to the content of the last user message of `conv` (a message list or a chat
+ * request body). An error when there is no user message with string content. */
+#define LM_COT_DEFAULT "Let's think step by step."
+lm_status lm_chat_add_cot(cJSON *conv, const char *cot);
+
 /* The tokens that end an assistant's turn, without duplicates, at most cap:
  *   1. the template's end of turn: the special token that follows an assistant message in a
  *      rendering of [user, assistant] (after any whitespace; the contents as strings, else as

@@ -13,7 +13,45 @@
 int64_t lm_ffn_width(const lm_config *c) { return c->n_inner > 0 ? c->n_inner : 4 * c->n_embd; }
 int64_t lm_fc_width(const lm_config *c) { return (c->glu ? 2 : 1) * lm_ffn_width(c); }
 int64_t lm_kv_heads(const lm_config *c) { return c->n_kv_head > 0 ? c->n_kv_head : c->n_head; }
-int64_t lm_qkv_width(const lm_config *c) { return c->n_embd + 2 * lm_kv_heads(c) * (c->n_embd / c->n_head); }
+int64_t lm_head_size(const lm_config *c) { return c->head_dim > 0 ? c->head_dim : c->n_embd / c->n_head; }
+int64_t lm_attn_width(const lm_config *c) { return c->n_head * lm_head_size(c); }
+int64_t lm_qkv_width(const lm_config *c) { return lm_attn_width(c) + 2 * lm_kv_heads(c) * lm_head_size(c); }
+
+/* HF T5's _relative_position_bucket: distances below max_exact get a bucket each, longer ones share
+ * log-spaced buckets up to max_distance; the logarithm in float32 as torch computes it. */
+int64_t lm_rel_bucket(int64_t rel, int bidirectional, int64_t n_buckets, int64_t max_distance) {
+  int64_t bucket = 0, nb = n_buckets;
+  if (bidirectional) {
+    nb /= 2;
+    if (rel > 0) bucket += nb;
+    rel = rel < 0 ? -rel : rel;
+  } else {
+    rel = rel < 0 ? -rel : 0;
+  }
+  int64_t max_exact = nb / 2;
+  if (rel < max_exact) return bucket + rel;
+  float scaled = logf((float)rel / (float)max_exact) / (float)log((double)max_distance / (double)max_exact) *
+                 (float)(nb - max_exact);
+  int64_t large = max_exact + (int64_t)scaled;
+  return bucket + (large < nb - 1 ? large : nb - 1);
+}
+
+void lm_rel_bias_forward(const lm_config *c, float *bias, const float *table, int64_t Tq, int64_t Tk, int bidirectional) {
+  int64_t NH = c->n_head, W = Tq + Tk - 1;
+  for (int64_t o = 0; o < W; o++) {   // offset o = k - q + Tq - 1
+    int64_t bucket = lm_rel_bucket(o - (Tq - 1), bidirectional, c->rel_buckets, c->rel_max_distance);
+    for (int64_t h = 0; h < NH; h++) bias[h * W + o] = table[bucket * NH + h];
+  }
+}
+
+void lm_rel_bias_backward(const lm_config *c, float *dtable, const float *dbias, int64_t Tq, int64_t Tk,
+                          int bidirectional) {
+  int64_t NH = c->n_head, W = Tq + Tk - 1;
+  for (int64_t o = 0; o < W; o++) {
+    int64_t bucket = lm_rel_bucket(o - (Tq - 1), bidirectional, c->rel_buckets, c->rel_max_distance);
+    for (int64_t h = 0; h < NH; h++) dtable[bucket * NH + h] += dbias[h * W + o];
+  }
+}
 
 /* HF's _compute_default_rope_parameters and _compute_llama3_parameters, operation by operation in
  * fp32 (the angles of long contexts are sensitive to the rounding of the frequencies). */
@@ -100,7 +138,9 @@ static void linear_backward(float *dinp, float *dW, float *db, const float *dout
 
 /* the attention call of this layer: self-attention over la->qkv with the block's masks */
 static lm_attn attn_desc(const lm_config *c, const lm_layer_acts *la, lm_attn_mask mask, int64_t B, int64_t T) {
-  lm_attn a = lm_attn_self(la->qkv, B, T, c->n_head, lm_kv_heads(c), c->n_embd / c->n_head, c->causal);
+  lm_attn a = lm_attn_self(la->qkv, B, T, c->n_head, lm_kv_heads(c), lm_head_size(c), c->causal);
+  if (c->attn_unscaled) a.scale = 1.0f;
+  if (mask.bias) { a.bias = mask.bias + T - 1; a.bias_hs = 2 * T - 1; a.bias_is = -1; }   /* by offset: (NH, 2T-1) */
   a.window = c->sliding_window;
   a.key_mask = mask.key_mask;
   a.starts = mask.starts;
@@ -111,12 +151,32 @@ static lm_attn attn_desc(const lm_config *c, const lm_layer_acts *la, lm_attn_ma
 /* attention sub-layer: out(N,C) = proj(attn(rope(qkv(inp)))) */
 static void attn_forward(const lm_config *c, const lm_block_weights *w, lm_layer_acts *la, float *out,
                          const float *inp, lm_attn_mask mask, int64_t B, int64_t T) {
-  int64_t N = B * T, C = c->n_embd, NH = c->n_head, NKV = lm_kv_heads(c), QKV = lm_qkv_width(c);
+  int64_t N = B * T, C = c->n_embd, NH = c->n_head, NKV = lm_kv_heads(c), QKV = lm_qkv_width(c), A = lm_attn_width(c);
   linear_forward(la->qkv, inp, w->qkv_w, w->qkv_b, w->qkv_lora, N, C, QKV);                  // (N,QKV)
-  if (mask.rope) rope_apply(la->qkv, QKV, NH + NKV, C / NH, mask.pos, mask.rope, N, 0);      // q and k heads
+  if (mask.rope) rope_apply(la->qkv, QKV, NH + NKV, lm_head_size(c), mask.pos, mask.rope, N, 0);  // q and k heads
   lm_attn at = attn_desc(c, la, mask, B, T);
-  attention_forward(&at, la->atty, la->lse);                                                  // (N,C)
-  linear_forward(out, la->atty, w->attn_proj_w, w->attn_proj_b, w->attn_proj_lora, N, C, C);      // (N,C)
+  attention_forward(&at, la->atty, la->lse);                                                  // (N,A)
+  linear_forward(out, la->atty, w->attn_proj_w, w->attn_proj_b, w->attn_proj_lora, N, A, C);      // (N,C)
+}
+
+/* cross-attention sub-layer: out(N,C) = proj(attn(q(inp), k(enc), v(enc))), the encoder output enc
+ * (B,S,C) seen whole (its padding hidden by enc_mask) */
+static lm_attn xattn_desc(const lm_config *c, const lm_layer_acts *la, lm_attn_mask mask, int64_t B, int64_t T) {
+  int64_t hs = lm_head_size(c), A = lm_attn_width(c);
+  lm_attn a = {.B = B, .Tq = T, .Tk = mask.S, .NH = c->n_head, .NKV = c->n_head, .hs = hs, .q = la->xq,
+               .k = la->xkv, .v = la->xkv + A, .qs = A, .ks = 2 * A,
+               .scale = c->attn_unscaled ? 1.0f : 1.0f / sqrtf((float)hs), .key_mask = mask.enc_mask};
+  return a;
+}
+
+static void xattn_forward(const lm_config *c, const lm_block_weights *w, lm_layer_acts *la, float *out,
+                          const float *inp, lm_attn_mask mask, int64_t B, int64_t T) {
+  int64_t N = B * T, C = c->n_embd, A = lm_attn_width(c);
+  linear_forward(la->xq, inp, w->xq_w, w->xq_b, NULL, N, C, A);                             // (N,A)
+  linear_forward(la->xkv, mask.enc, w->xkv_w, w->xkv_b, NULL, B * mask.S, C, 2 * A);        // (B*S,2A)
+  lm_attn at = xattn_desc(c, la, mask, B, T);
+  attention_forward(&at, la->xatty, la->xlse);                                               // (N,A)
+  linear_forward(out, la->xatty, w->xproj_w, w->xproj_b, NULL, N, A, C);                     // (N,C)
 }
 
 /* feed-forward sub-layer: out(N,C) = proj(act(fc(inp))), or proj(silu(gate(inp)) * up(inp)) */
@@ -124,7 +184,7 @@ static void mlp_forward(const lm_config *c, const lm_block_weights *w, lm_layer_
                         const float *inp, int64_t N) {
   int64_t C = c->n_embd, F = lm_ffn_width(c);
   linear_forward(la->fch, inp, w->fc_w, w->fc_b, w->fc_lora, N, C, lm_fc_width(c));        // (N,F) or (N,2F)
-  if (c->glu) glu_forward(la->fch_act, la->fch, N, F);                                      // (N,F)
+  if (c->glu) glu_act_forward(la->fch_act, la->fch, N, F, c->act);                          // (N,F)
   else act_forward(la->fch_act, la->fch, N * F, c->act);
   linear_forward(out, la->fch_act, w->fc_proj_w, w->fc_proj_b, w->fc_proj_lora, N, F, C);       // (N,C)
 }
@@ -138,18 +198,32 @@ void lm_block_forward(const lm_config *c, const lm_block_weights *w, lm_layer_ac
     attn_forward(c, w, la, tmp, la->a1, mask, B, T);
     if (d1) dropout_apply(tmp, d1, N * C, c->resid_pdrop);
     residual_forward(la->res1, x, tmp, N * C);
-    lm_norm_forward(c, la->a2, la->mean2, la->rstd2, la->res1, w->ln2_w, w->ln2_b, N);
+    const float *mid = la->res1;   /* the FFN's input: res1, or resx after cross-attention */
+    if (w->xq_w) {
+      lm_norm_forward(c, la->ax, la->meanx, la->rstdx, la->res1, w->lnx_w, w->lnx_b, N);
+      xattn_forward(c, w, la, tmp, la->ax, mask, B, T);
+      residual_forward(la->resx, la->res1, tmp, N * C);
+      mid = la->resx;
+    }
+    lm_norm_forward(c, la->a2, la->mean2, la->rstd2, mid, w->ln2_w, w->ln2_b, N);
     mlp_forward(c, w, la, tmp, la->a2, N);
     if (d2) dropout_apply(tmp, d2, N * C, c->resid_pdrop);
-    residual_forward(la->res2, la->res1, tmp, N * C);
+    residual_forward(la->res2, mid, tmp, N * C);
   } else {
     attn_forward(c, w, la, tmp, x, mask, B, T);
     if (d1) dropout_apply(tmp, d1, N * C, c->resid_pdrop);
     residual_forward(la->a1, x, tmp, N * C);
     lm_norm_forward(c, la->res1, la->mean1, la->rstd1, la->a1, w->ln1_w, w->ln1_b, N);
-    mlp_forward(c, w, la, tmp, la->res1, N);
+    const float *mid = la->res1;
+    if (w->xq_w) {
+      xattn_forward(c, w, la, tmp, la->res1, mask, B, T);
+      residual_forward(la->ax, la->res1, tmp, N * C);
+      lm_norm_forward(c, la->resx, la->meanx, la->rstdx, la->ax, w->lnx_w, w->lnx_b, N);
+      mid = la->resx;
+    }
+    mlp_forward(c, w, la, tmp, mid, N);
     if (d2) dropout_apply(tmp, d2, N * C, c->resid_pdrop);
-    residual_forward(la->a2, la->res1, tmp, N * C);
+    residual_forward(la->a2, mid, tmp, N * C);
     lm_norm_forward(c, la->res2, la->mean2, la->rstd2, la->a2, w->ln2_w, w->ln2_b, N);
   }
 }
@@ -159,14 +233,31 @@ void lm_block_forward(const lm_config *c, const lm_block_weights *w, lm_layer_ac
 static void attn_backward(const lm_config *c, const lm_block_weights *w, lm_block_weights *g, const lm_layer_acts *la,
                           const lm_block_scratch *s, float *dinp, const float *dout, const float *inp,
                           lm_attn_mask mask, int64_t B, int64_t T) {
-  int64_t N = B * T, C = c->n_embd, NH = c->n_head, NKV = lm_kv_heads(c), QKV = lm_qkv_width(c);
-  memset(s->datty, 0, N * C * sizeof(float));
-  linear_backward(s->datty, g->attn_proj_w, g->attn_proj_b, dout, la->atty, w->attn_proj_w, w->attn_proj_lora, N, C, C);
+  int64_t N = B * T, C = c->n_embd, NH = c->n_head, NKV = lm_kv_heads(c), QKV = lm_qkv_width(c), A = lm_attn_width(c);
+  memset(s->datty, 0, N * A * sizeof(float));
+  linear_backward(s->datty, g->attn_proj_w, g->attn_proj_b, dout, la->atty, w->attn_proj_w, w->attn_proj_lora, N, A, C);
   memset(s->dqkv, 0, N * QKV * sizeof(float));
   lm_attn at = attn_desc(c, la, mask, B, T);
-  attention_backward(&at, s->dqkv, s->dqkv + (at.k - at.q), s->dqkv + (at.v - at.q), NULL, la->atty, la->lse, s->datty);
-  if (mask.rope) rope_apply(s->dqkv, QKV, NH + NKV, C / NH, mask.pos, mask.rope, N, 1);     // d(before rotation)
+  attention_backward(&at, s->dqkv, s->dqkv + (at.k - at.q), s->dqkv + (at.v - at.q), mask.dbias ? mask.dbias + T - 1 : NULL,
+                     la->atty, la->lse, s->datty);
+  if (mask.rope) rope_apply(s->dqkv, QKV, NH + NKV, lm_head_size(c), mask.pos, mask.rope, N, 1);  // d(before rotation)
   linear_backward(dinp, g->qkv_w, g->qkv_b, s->dqkv, inp, w->qkv_w, w->qkv_lora, N, C, QKV);
+}
+
+/* d inp += .., d enc (mask.denc) += ..; q's gradient goes through dqkv's first N*A floats */
+static void xattn_backward(const lm_config *c, const lm_block_weights *w, lm_block_weights *g, const lm_layer_acts *la,
+                           const lm_block_scratch *s, float *dinp, const float *dout, const float *inp,
+                           lm_attn_mask mask, int64_t B, int64_t T) {
+  int64_t N = B * T, C = c->n_embd, A = lm_attn_width(c), NS = B * mask.S;
+  float *dxq = s->dqkv;
+  memset(s->datty, 0, N * A * sizeof(float));
+  linear_backward(s->datty, g->xproj_w, g->xproj_b, dout, la->xatty, w->xproj_w, NULL, N, A, C);
+  memset(dxq, 0, N * A * sizeof(float));
+  memset(s->dxkv, 0, NS * 2 * A * sizeof(float));
+  lm_attn at = xattn_desc(c, la, mask, B, T);
+  attention_backward(&at, dxq, s->dxkv, s->dxkv + A, NULL, la->xatty, la->xlse, s->datty);
+  linear_backward(dinp, g->xq_w, g->xq_b, dxq, inp, w->xq_w, NULL, N, C, A);
+  linear_backward(mask.denc, g->xkv_w, g->xkv_b, s->dxkv, mask.enc, w->xkv_w, NULL, NS, C, 2 * A);
 }
 
 static void mlp_backward(const lm_config *c, const lm_block_weights *w, lm_block_weights *g, const lm_layer_acts *la,
@@ -175,7 +266,7 @@ static void mlp_backward(const lm_config *c, const lm_block_weights *w, lm_block
   memset(s->dfch_act, 0, N * F * sizeof(float));
   linear_backward(s->dfch_act, g->fc_proj_w, g->fc_proj_b, dout, la->fch_act, w->fc_proj_w, w->fc_proj_lora, N, F, C);
   memset(s->dfch, 0, N * FW * sizeof(float));
-  if (c->glu) glu_backward(s->dfch, la->fch, s->dfch_act, N, F);
+  if (c->glu) glu_act_backward(s->dfch, la->fch, s->dfch_act, N, F, c->act);
   else act_backward(s->dfch, la->fch, s->dfch_act, N * F, c->act);
   linear_backward(dinp, g->fc_w, g->fc_b, s->dfch, inp, w->fc_w, w->fc_lora, N, C, FW);
 }
@@ -196,7 +287,15 @@ void lm_block_backward(const lm_config *c, const lm_block_weights *w, lm_block_w
     memset(D, 0, bytes);
     if (d2) dropout_apply(P, d2, NC, c->resid_pdrop);
     mlp_backward(c, w, g, la, s, D, P, la->a2, N);              /* d a2 */
-    lm_norm_backward(c, Q, g->ln2_w, g->ln2_b, D, la->res1, w->ln2_w, la->mean2, la->rstd2, N);
+    lm_norm_backward(c, Q, g->ln2_w, g->ln2_b, D, w->xq_w ? la->resx : la->res1, w->ln2_w, la->mean2, la->rstd2, N);
+    if (w->xq_w) {
+      /* resx = res1 + xattn(ax), ax = Nx(res1); Q holds d resx */
+      memcpy(P, Q, bytes);                                      /* d res1: residual path */
+      memset(D, 0, bytes);
+      xattn_backward(c, w, g, la, s, D, Q, la->ax, mask, B, T);  /* d ax */
+      lm_norm_backward(c, P, g->lnx_w, g->lnx_b, D, la->res1, w->lnx_w, la->meanx, la->rstdx, N);
+      memcpy(Q, P, bytes);
+    }
     /* res1 = x + attn(a1), a1 = N1(x) */
     memcpy(P, Q, bytes);                                        /* d x: residual path */
     memset(D, 0, bytes);
@@ -209,7 +308,14 @@ void lm_block_backward(const lm_config *c, const lm_block_weights *w, lm_block_w
     lm_norm_backward(c, Q, g->ln2_w, g->ln2_b, P, la->a2, w->ln2_w, la->mean2, la->rstd2, N); /* d a2 */
     memcpy(P, Q, bytes);                                        /* d res1: residual path */
     if (d2) dropout_apply(Q, d2, NC, c->resid_pdrop);
-    mlp_backward(c, w, g, la, s, P, Q, la->res1, N);
+    mlp_backward(c, w, g, la, s, P, Q, w->xq_w ? la->resx : la->res1, N);
+    if (w->xq_w) {
+      /* resx = Nx(ax), ax = res1 + xattn(res1); P holds d resx */
+      memset(Q, 0, bytes);
+      lm_norm_backward(c, Q, g->lnx_w, g->lnx_b, P, la->ax, w->lnx_w, la->meanx, la->rstdx, N); /* d ax */
+      memcpy(P, Q, bytes);                                      /* d res1: residual path */
+      xattn_backward(c, w, g, la, s, P, Q, la->res1, mask, B, T);
+    }
     /* res1 = N1(a1), a1 = x + attn(x) */
     memset(Q, 0, bytes);
     lm_norm_backward(c, Q, g->ln1_w, g->ln1_b, P, la->a1, w->ln1_w, la->mean1, la->rstd1, N); /* d a1 */

@@ -13,6 +13,14 @@
  *   pre-LN  (GPT-2):  a1 = N1(x);  res1 = x + attn(a1);  a2 = N2(res1);  res2 = res1 + mlp(a2)
  *   post-LN (BERT):   a1 = x + attn(x);  res1 = N1(a1);  a2 = res1 + mlp(res1);  res2 = N2(a2)
  *
+ * A decoder block of an encoder-decoder (T5, BART) has a third sub-layer between the two, cross-
+ * attention: queries from the decoder, keys and values from the encoder's output e (B,S,C),
+ *   xattn(x) = o_x(A(q_x(x), k_x(e), v_x(e)))
+ *   pre-LN  (T5):   ax = Nx(res1);  resx = res1 + xattn(ax);  then the FFN on resx instead of res1
+ *   post-LN (BART): ax = res1 + xattn(res1);  resx = Nx(ax);  then the FFN on resx
+ * and its backward accumulates d e. Attention heads are hs = head_dim wide (T5's d_kv; n_embd / n_head
+ * unless set), so q and the attention output are A = n_head * hs wide, which may differ from C.
+ *
  * res2 is the block's output. The block uses only the kernels (and a strided
  * GEMM for the LoRA adapters of row blocks of a fused matrix); it knows
  * nothing of families, heads or the model's parameter table (model.c points
@@ -54,6 +62,11 @@ typedef struct {
   float *ln2_w, *ln2_b;             /* (C) */
   float *fc_w, *fc_b;               /* (F, C), (F); gated: (2F, C), rows [gate | up] */
   float *fc_proj_w, *fc_proj_b;     /* (C, F), (C) */
+  /* cross-attention (decoder blocks of encoder-decoders), else NULL */
+  float *lnx_w, *lnx_b;             /* (C) */
+  float *xq_w, *xq_b;               /* (A, C), (A) */
+  float *xkv_w, *xkv_b;             /* (2A, C), (2A): rows [k | v], applied to the encoder output */
+  float *xproj_w, *xproj_b;         /* (C, A), (C) */
   lm_lora_linear *qkv_lora, *attn_proj_lora, *fc_lora, *fc_proj_lora;
 } lm_block_weights;
 
@@ -65,6 +78,8 @@ typedef struct {
   float *lse;                            /* (B,NH,T): attention's per-row log-sum-exp (kernels.h) */
   float *atty;                           /* (N,C) */
   float *fch, *fch_act;                  /* (N,F) each; gated: (N,2F) and (N,F) */
+  float *ax, *resx, *meanx, *rstdx;      /* cross-attention: (N,C), (N,C), (N), (N) */
+  float *xq, *xkv, *xlse, *xatty;        /* (N,A), (B*S,2A), (B,NH,T), (N,A) */
   /* dropout masks, 1 bit per element (kernels.h dropout_*): attention probabilities (B,NH,T,T) and the
    * two residual branches (N,C); NULL when the config has no such dropout */
   uint64_t *drop_att, *drop_res1, *drop_res2;
@@ -75,12 +90,25 @@ typedef struct {
   float *dtmp, *datty;                   /* (N,C) */
   float *dqkv;                           /* (N,QKV) */
   float *dfch, *dfch_act;                /* (N,F) each; gated: (N,2F) and (N,F) */
+  float *dxkv;                           /* cross-attention: (B*S,2A) */
 } lm_block_scratch;
 
 int64_t lm_ffn_width(const lm_config *c);   /* n_inner, or 4 * n_embd when 0 */
 int64_t lm_fc_width(const lm_config *c);    /* rows of fc: F, or 2F for a gated FFN */
 int64_t lm_kv_heads(const lm_config *c);    /* n_kv_head, or n_head when 0 */
-int64_t lm_qkv_width(const lm_config *c);   /* C + 2 * NKV * hs */
+int64_t lm_qkv_width(const lm_config *c);   /* A + 2 * NKV * hs */
+int64_t lm_head_size(const lm_config *c);   /* hs: head_dim, or n_embd / n_head when 0 */
+int64_t lm_attn_width(const lm_config *c);  /* A = n_head * hs: q and the attention output */
+
+/* T5's relative position bucket of a key - query distance rel (HF _relative_position_bucket, with
+ * its float32 logarithm): bidirectional splits the buckets between keys before and after the
+ * query; causal keeps only keys before it. */
+int64_t lm_rel_bucket(int64_t rel, int bidirectional, int64_t n_buckets, int64_t max_distance);
+/* The bias (NH, Tq+Tk-1) of a stack from its table (n_buckets, NH), by offset as kernels.h's
+ * rel_bias: bias[h][k - q + Tq - 1] = table[bucket(k - q), h]; backward ACCUMULATES dtable. */
+void lm_rel_bias_forward(const lm_config *c, float *bias, const float *table, int64_t Tq, int64_t Tk, int bidirectional);
+void lm_rel_bias_backward(const lm_config *c, float *dtable, const float *dbias, int64_t Tq, int64_t Tk,
+                          int bidirectional);
 
 /* RoPE's table (n_positions, hs): for each position p the hs/2 values cos(p f_i), then the hs/2
  * sin(p f_i), with HF's inverse frequencies f_i = theta^(-2i/hs) (Llama 3's scaling applied), all
@@ -97,6 +125,16 @@ typedef struct {
   const int32_t *pos;
   const float *rope;
   int drop;      /* training with dropout: the layer's masks (lm_layer_acts drop_*) are drawn and apply */
+  /* bias (NH, 2T-1): added to the self-attention scores by key - query offset k - q + T - 1 (T5's
+   * relative positions), or NULL; backward ACCUMULATES its gradient into dbias (or NULL) */
+  const float *bias;
+  float *dbias;
+  /* the encoder output (B,S,C) that cross-attention reads (blocks with lnx/xq weights), its key
+   * mask (B,S) or NULL, and d enc (B,S,C), which backward ACCUMULATES */
+  const float *enc;
+  const uint8_t *enc_mask;
+  float *denc;
+  int64_t S;
 } lm_attn_mask;
 
 /* Forward: x (N,C) -> la->res2 (N,C); tmp (N,C) is scratch for a sub-layer output. */

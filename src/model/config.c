@@ -84,7 +84,7 @@ static lm_status cfg_validate_at(const lm_config *c, const char *p) {
       (st = lm_cfg_range(p, "pad_token_id", c->pad_token_id, -1, c->vocab_size - 1)) ||
       (st = lm_cfg_range(p, "num_labels", c->num_labels, 1, CFG_MAX_LABELS)))
     return st;
-  if (c->n_embd % c->n_head != 0)
+  if (!c->head_dim && c->n_embd % c->n_head != 0)
     return lm_error(LM_ERR_RANGE, "%s: %s = %lld is not divisible by %s = %lld", p, f->keys.embd, (long long)c->n_embd,
                     f->keys.head, (long long)c->n_head);
   if (!(c->norm_eps > 0 && c->norm_eps < 1))
@@ -93,7 +93,9 @@ static lm_status cfg_validate_at(const lm_config *c, const char *p) {
     return lm_error(LM_ERR_RANGE, "%s: %s = %g must be in [0, 10]", p, f->keys.init, (double)c->init_std);
   if ((unsigned)c->norm > LM_NORM_RMS) return lm_error(LM_ERR_ARG, "%s: unknown norm kind %d", p, (int)c->norm);
   if ((unsigned)c->act > LM_ACT_SILU) return lm_error(LM_ERR_ARG, "%s: unknown activation %d", p, (int)c->act);
-  if (c->glu && c->act != LM_ACT_SILU) return lm_error(LM_ERR_UNSUPPORTED, "%s: a gated FFN is implemented with silu only", p);
+  if (c->head_dim < 0 || c->head_dim > CFG_MAX_EMBD || c->n_enc_layer < 0 || c->n_enc_layer > CFG_MAX_LAYER)
+    return lm_error(LM_ERR_RANGE, "%s: head_dim = %lld or %lld encoder layers out of range", p, (long long)c->head_dim,
+                    (long long)c->n_enc_layer);
   if (c->n_kv_head < 0 || c->n_kv_head > c->n_head || (c->n_kv_head && c->n_head % c->n_kv_head))
     return lm_error(LM_ERR_RANGE, "%s: %lld key/value heads do not divide %lld heads", p, (long long)c->n_kv_head,
                     (long long)c->n_head);

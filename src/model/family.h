@@ -92,6 +92,11 @@ typedef struct lm_family {
   void (*embed_forward)(lm_model *m, const lm_batch *b, float *emb);
   void (*embed_backward)(lm_model *m, const lm_batch *b, float *demb);
   void (*embed_tokens)(const lm_model *m, const int32_t *ids, const int32_t *pos, int64_t n, float *out);
+  /* encoder-decoders: the encoder's embeddings of b->enc_ids (B*S,C), forward and backward (ACCUMULATES) */
+  void (*enc_embed_forward)(lm_model *m, const lm_batch *b, float *emb);
+  void (*enc_embed_backward)(lm_model *m, const lm_batch *b, float *demb);
+  /* a tied LM head reads the hidden states times n_embd^-0.5 (T5) */
+  int tied_head_rescale;
 
   /* Hugging Face tensor names: ours -> HF (0, or -1 when the family has no name for it);
    * layer >= 0 overrides the layer index (shared layers are written once per layer). */

@@ -41,20 +41,32 @@ int lm_table_add(lm_param_table *t, const char *name, int64_t d0, int64_t d1, in
   return 0;
 }
 
-/* the blocks: shared layers (ALBERT) have only layer 0's tensors, and every layer points at them */
-static int add_blocks(lm_param_table *t, const lm_config *c) {
-  int64_t C = c->n_embd, F = lm_ffn_width(c), QKV = lm_qkv_width(c);
+/* One stack of L blocks named <prefix>l.*: shared layers (ALBERT) have only layer 0's tensors, and
+ * every layer points at them; cross: each block has a cross-attention sub-layer (the decoder of an
+ * encoder-decoder). */
+static int add_stack(lm_param_table *t, const lm_config *c, const char *prefix, int64_t L, int cross) {
+  int64_t C = c->n_embd, F = lm_ffn_width(c), QKV = lm_qkv_width(c), A = lm_attn_width(c);
   char nm[LM_MAX_NAME];
   int rms = c->norm == LM_NORM_RMS, b = c->bias;
-  for (int64_t l = 0; l < (c->share_layers ? 1 : c->n_layer); l++) {
-#define LADD(suffix, d0, d1, dec) do { snprintf(nm, sizeof nm, "h.%lld." suffix, (long long)l); \
+  for (int64_t l = 0; l < (c->share_layers ? 1 : L); l++) {
+#define LADD(suffix, d0, d1, dec) do { snprintf(nm, sizeof nm, "%s%lld." suffix, prefix, (long long)l); \
                                        if (lm_table_add(t, nm, d0, d1, dec)) return -1; } while (0)
     LADD("ln_1.weight", C, 0, 0);
     if (!rms && b) LADD("ln_1.bias", C, 0, 0);
     LADD("attn.c_attn.weight", QKV, C, 1);
     if (b || c->qkv_bias) LADD("attn.c_attn.bias", QKV, 0, 0);
-    LADD("attn.c_proj.weight", C, C, 1);
+    LADD("attn.c_proj.weight", C, A, 1);
     if (b) LADD("attn.c_proj.bias", C, 0, 0);
+    if (cross) {
+      LADD("ln_x.weight", C, 0, 0);
+      if (!rms && b) LADD("ln_x.bias", C, 0, 0);
+      LADD("xattn.q.weight", A, C, 1);
+      if (b) LADD("xattn.q.bias", A, 0, 0);
+      LADD("xattn.kv.weight", 2 * A, C, 1);
+      if (b) LADD("xattn.kv.bias", 2 * A, 0, 0);
+      LADD("xattn.c_proj.weight", C, A, 1);
+      if (b) LADD("xattn.c_proj.bias", C, 0, 0);
+    }
     LADD("ln_2.weight", C, 0, 0);
     if (!rms && b) LADD("ln_2.bias", C, 0, 0);
     LADD("mlp.c_fc.weight", lm_fc_width(c), C, 1);
@@ -63,11 +75,25 @@ static int add_blocks(lm_param_table *t, const lm_config *c) {
     if (b) LADD("mlp.c_proj.bias", C, 0, 0);
 #undef LADD
   }
+  char ln[LM_MAX_NAME];
+  const char *stack = strncmp(prefix, "enc.", 4) ? "" : "enc.";
+  if (c->rel_buckets > 0) {   /* T5: one relative position bias table per stack */
+    snprintf(ln, sizeof ln, "%srel_bias.weight", stack);
+    if (lm_table_add(t, ln, c->rel_buckets, c->n_head, 0)) return -1;
+  }
   if (c->pre_ln) {   /* the final norm of pre-LN stacks */
-    if (lm_table_add(t, "ln_f.weight", C, 0, 0)) return -1;
-    if (!rms && b && lm_table_add(t, "ln_f.bias", C, 0, 0)) return -1;
+    snprintf(ln, sizeof ln, "%sln_f.weight", stack);
+    if (lm_table_add(t, ln, C, 0, 0)) return -1;
+    snprintf(ln, sizeof ln, "%sln_f.bias", stack);
+    if (!rms && b && lm_table_add(t, ln, C, 0, 0)) return -1;
   }
   return 0;
+}
+
+/* the blocks: an encoder-decoder's encoder stack ("enc.h.N"), then the (decoder) stack "h.N" */
+static int add_blocks(lm_param_table *t, const lm_config *c) {
+  if (c->n_enc_layer > 0 && add_stack(t, c, "enc.h.", c->n_enc_layer, 0)) return -1;
+  return add_stack(t, c, "h.", c->n_layer, c->n_enc_layer > 0);
 }
 
 static int build_table(lm_param_table *t, const lm_config *c, const lm_family *f) {
@@ -98,19 +124,28 @@ static void layout(const lm_model *m, float *base, lm_weights *w) {
 #define P(n) lm_model_tensor(m, base, n)
   w->wte = P("wte.weight");
   w->wpe = P("wpe.weight");
-  for (int64_t l = 0; l < m->cfg.n_layer; l++) {
-    lm_block_weights *h = &w->h[l];
-    int64_t src = m->cfg.share_layers ? 0 : l;   /* gradients of shared layers sum into layer 0 */
-#define LP(suffix) (snprintf(nm, sizeof nm, "h.%lld." suffix, (long long)src), P(nm))
-    h->ln1_w = LP("ln_1.weight"); h->ln1_b = LP("ln_1.bias");
-    h->qkv_w = LP("attn.c_attn.weight"); h->qkv_b = LP("attn.c_attn.bias");
-    h->attn_proj_w = LP("attn.c_proj.weight"); h->attn_proj_b = LP("attn.c_proj.bias");
-    h->ln2_w = LP("ln_2.weight"); h->ln2_b = LP("ln_2.bias");
-    h->fc_w = LP("mlp.c_fc.weight"); h->fc_b = LP("mlp.c_fc.bias");
-    h->fc_proj_w = LP("mlp.c_proj.weight"); h->fc_proj_b = LP("mlp.c_proj.bias");
+  for (int enc = 0; enc < 2; enc++) {   /* the (decoder) stack "h.N", then an encoder's "enc.h.N" */
+    const char *pre = enc ? "enc.h." : "h.";
+    for (int64_t l = 0; l < (enc ? m->cfg.n_enc_layer : m->cfg.n_layer); l++) {
+      lm_block_weights *h = enc ? &w->enc_h[l] : &w->h[l];
+      int64_t src = m->cfg.share_layers ? 0 : l;   /* gradients of shared layers sum into layer 0 */
+#define LP(suffix) (snprintf(nm, sizeof nm, "%s%lld." suffix, pre, (long long)src), P(nm))
+      h->ln1_w = LP("ln_1.weight"); h->ln1_b = LP("ln_1.bias");
+      h->qkv_w = LP("attn.c_attn.weight"); h->qkv_b = LP("attn.c_attn.bias");
+      h->attn_proj_w = LP("attn.c_proj.weight"); h->attn_proj_b = LP("attn.c_proj.bias");
+      h->ln2_w = LP("ln_2.weight"); h->ln2_b = LP("ln_2.bias");
+      h->fc_w = LP("mlp.c_fc.weight"); h->fc_b = LP("mlp.c_fc.bias");
+      h->fc_proj_w = LP("mlp.c_proj.weight"); h->fc_proj_b = LP("mlp.c_proj.bias");
+      h->lnx_w = LP("ln_x.weight"); h->lnx_b = LP("ln_x.bias");
+      h->xq_w = LP("xattn.q.weight"); h->xq_b = LP("xattn.q.bias");
+      h->xkv_w = LP("xattn.kv.weight"); h->xkv_b = LP("xattn.kv.bias");
+      h->xproj_w = LP("xattn.c_proj.weight"); h->xproj_b = LP("xattn.c_proj.bias");
 #undef LP
+    }
   }
   w->lnf_w = P("ln_f.weight"); w->lnf_b = P("ln_f.bias");
+  w->enc_lnf_w = P("enc.ln_f.weight"); w->enc_lnf_b = P("enc.ln_f.bias");
+  w->rel_bias = P("rel_bias.weight"); w->enc_rel_bias = P("enc.rel_bias.weight");
 #undef P
 }
 
@@ -129,7 +164,9 @@ lm_status lm_model_alloc(lm_model **out, const lm_config *cfg) {
   m->params = lm_alloc(m->n_params * sizeof(float));
   m->w.h = calloc(cfg->n_layer, sizeof(lm_block_weights));
   m->g.h = calloc(cfg->n_layer, sizeof(lm_block_weights));
-  if (!m->params || !m->w.h || !m->g.h) { lm_model_free(m); return lm_error(LM_ERR_NOMEM, "out of memory for %zu parameters", t.total); }
+  m->w.enc_h = calloc(cfg->n_enc_layer + 1, sizeof(lm_block_weights));
+  m->g.enc_h = calloc(cfg->n_enc_layer + 1, sizeof(lm_block_weights));
+  if (!m->params || !m->w.h || !m->g.h || !m->w.enc_h || !m->g.enc_h) { lm_model_free(m); return lm_error(LM_ERR_NOMEM, "out of memory for %zu parameters", t.total); }
   layout(m, m->params, &m->w);
   st = lm_rope_table(cfg, &m->rope);
   if (st) { lm_model_free(m); return st; }
@@ -163,6 +200,8 @@ void lm_model_init_weights(lm_model *m, uint64_t seed) {
 }
 
 static void free_acts(lm_model *m) {
+  lm_free(m->acts.ed_arena);
+  free(m->acts.enc_layer);
   free(m->acts.drop_bits);
   lm_free(m->acts.arena);
   free(m->acts.layer);
@@ -179,7 +218,7 @@ void lm_model_free(lm_model *m) {
   lm_head_free(m);
   if (m->fam && m->fam->free_state) m->fam->free_state(m);
   lm_free(m->params); lm_free(m->grads); lm_free(m->rope);
-  free(m->w.h); free(m->g.h); free(m->info);
+  free(m->w.h); free(m->g.h); free(m->w.enc_h); free(m->g.enc_h); free(m->info);
   for (int64_t i = 0; m->label_names && i < m->cfg.num_labels; i++) free(m->label_names[i]);
   free(m->label_names);
   free(m);
@@ -208,9 +247,10 @@ static lm_status reserve_blocks(lm_model *m, int64_t B, int64_t T, int need_grad
   free_acts(m);
   int64_t N = B * T, C = c->n_embd, F = lm_ffn_width(c), FW = lm_fc_width(c), QKV = lm_qkv_width(c);
   int64_t L = c->n_layer, NH = c->n_head;
-  size_t per_layer = (size_t)N * (4 * C + 4 + QKV + C + FW + F) + (size_t)B * NH * T;
+  int64_t A = lm_attn_width(c);   /* the attention output's width (T5's n_head * d_kv may differ from C) */
+  size_t per_layer = (size_t)N * (4 * C + 4 + QKV + A + FW + F) + (size_t)B * NH * T;
   size_t total = (size_t)N * C + per_layer * L + (size_t)N * (C + 2);
-  if (need_grads) total += (size_t)N * (4 * C + QKV + FW + F);
+  if (need_grads) total += (size_t)N * (3 * C + A + QKV + FW + F);
   /* each carve rounds to 16 floats; leave room */
   total += 64 * (size_t)(L * 16 + 32);
   lm_acts *a = &m->acts;
@@ -226,13 +266,13 @@ static lm_status reserve_blocks(lm_model *m, int64_t B, int64_t T, int need_grad
     lm_layer_acts *la = &a->layer[l];
     la->a1 = CARVE(N * C); la->res1 = CARVE(N * C); la->a2 = CARVE(N * C); la->res2 = CARVE(N * C);
     la->mean1 = CARVE(N); la->rstd1 = CARVE(N); la->mean2 = CARVE(N); la->rstd2 = CARVE(N);
-    la->qkv = CARVE(N * QKV); la->lse = CARVE(B * NH * T); la->atty = CARVE(N * C);
+    la->qkv = CARVE(N * QKV); la->lse = CARVE(B * NH * T); la->atty = CARVE(N * A);
     la->fch = CARVE(N * FW); la->fch_act = CARVE(N * F);
   }
   a->lnf = CARVE(N * C); a->lnf_mean = CARVE(N); a->lnf_rstd = CARVE(N);
   if (need_grads) {
     lm_block_scratch *s = &a->scratch;
-    a->dres_a = CARVE(N * C); a->dres_b = CARVE(N * C); s->dtmp = CARVE(N * C); s->datty = CARVE(N * C);
+    a->dres_a = CARVE(N * C); a->dres_b = CARVE(N * C); s->dtmp = CARVE(N * C); s->datty = CARVE(N * A);
     s->dqkv = CARVE(N * QKV);
     s->dfch = CARVE(N * FW); s->dfch_act = CARVE(N * F);
   }
@@ -258,6 +298,48 @@ static lm_status reserve_blocks(lm_model *m, int64_t B, int64_t T, int need_grad
   return LM_OK;
 }
 
+/* Encoder-decoders: the decoder blocks' cross-attention activations, the encoder's (its inputs are up
+ * to T tokens too: S <= T) and the relative position biases, in an arena of their own. Two passes: the
+ * first (base NULL) only counts. */
+static lm_status reserve_encdec(lm_model *m, int64_t B, int64_t T, int need_grads) {
+  const lm_config *c = &m->cfg;
+  lm_acts *a = &m->acts;
+  if (c->n_enc_layer <= 0 || a->ed_arena) return LM_OK;   /* none, or kept with the blocks' */
+  int64_t N = B * T, C = c->n_embd, F = lm_ffn_width(c), FW = lm_fc_width(c), QKV = lm_qkv_width(c);
+  int64_t A = lm_attn_width(c), NH = c->n_head, R = NH * (2 * T - 1);
+  a->enc_layer = calloc(c->n_enc_layer, sizeof(lm_layer_acts));
+  if (!a->enc_layer) return lm_error(LM_ERR_NOMEM, "out of memory for the encoder's activations");
+  float *base = NULL;
+  for (int pass = 0; pass < 2; pass++) {
+    size_t off = 0;
+#define CARVE(n) (off += ((size_t)(n) + 15) & ~(size_t)15, base ? base + off - (((size_t)(n) + 15) & ~(size_t)15) : NULL)
+    for (int64_t l = 0; l < c->n_layer; l++) {
+      lm_layer_acts *la = &a->layer[l];
+      la->ax = CARVE(N * C); la->resx = CARVE(N * C); la->meanx = CARVE(N); la->rstdx = CARVE(N);
+      la->xq = CARVE(N * A); la->xkv = CARVE(N * 2 * A); la->xlse = CARVE(B * NH * T); la->xatty = CARVE(N * A);
+    }
+    a->enc_emb = CARVE(N * C);
+    for (int64_t l = 0; l < c->n_enc_layer; l++) {
+      lm_layer_acts *la = &a->enc_layer[l];
+      la->a1 = CARVE(N * C); la->res1 = CARVE(N * C); la->a2 = CARVE(N * C); la->res2 = CARVE(N * C);
+      la->mean1 = CARVE(N); la->rstd1 = CARVE(N); la->mean2 = CARVE(N); la->rstd2 = CARVE(N);
+      la->qkv = CARVE(N * QKV); la->lse = CARVE(B * NH * T); la->atty = CARVE(N * A);
+      la->fch = CARVE(N * FW); la->fch_act = CARVE(N * F);
+    }
+    a->enc_out = CARVE(N * C); a->enc_mean = CARVE(N); a->enc_rstd = CARVE(N);
+    a->bias = CARVE(R); a->enc_bias = CARVE(R);
+    if (need_grads) {
+      a->denc = CARVE(N * C); a->dbias = CARVE(R); a->enc_dbias = CARVE(R);
+      a->scratch.dxkv = CARVE(N * 2 * A);
+    }
+#undef CARVE
+    if (!pass && !(base = a->ed_arena = lm_alloc(off * sizeof(float))))
+      return lm_error(LM_ERR_NOMEM, "out of memory for the encoder's activations (batch %lld x %lld)", (long long)B,
+                      (long long)T);
+  }
+  return LM_OK;
+}
+
 lm_status lm_model_reserve(lm_model *m, int64_t B, int64_t T, int need_grads) {
   const lm_config *c = &m->cfg;
   if (T <= 0 || B <= 0) return lm_error(LM_ERR_ARG, "batch %lld x context %lld must be positive", (long long)B, (long long)T);
@@ -269,6 +351,7 @@ lm_status lm_model_reserve(lm_model *m, int64_t B, int64_t T, int need_grads) {
     layout(m, m->grads, &m->g);
   }
   lm_status st = reserve_blocks(m, B, T, need_grads);
+  if (!st) st = reserve_encdec(m, B, T, need_grads);
   if (!st && m->lora) st = lm_lora_reserve(m, B, T);
   if (!st && m->fam->reserve) st = m->fam->reserve(m, B, T, need_grads);
   if (!st) st = lm_head_reserve(m, B, T, need_grads);
@@ -309,6 +392,20 @@ lm_status lm_batch_check(const lm_model *m, const lm_batch *b) {
                           (long long)(i * T + t), (int)s);
       }
   }
+  if (c->n_enc_layer > 0) {   /* the encoder's input */
+    if (!b->enc_ids) return lm_error(LM_ERR_ARG, "batch: an encoder-decoder needs the encoder's input (enc_ids)");
+    if (b->S <= 0 || b->S > m->acts.T)
+      return lm_error(LM_ERR_RANGE, "batch: encoder input of %lld tokens (1..%lld reserved)", (long long)b->S,
+                      (long long)m->acts.T);
+    if (b->starts) return lm_error(LM_ERR_UNSUPPORTED, "batch: packed examples (starts) in an encoder-decoder");
+    for (int64_t i = 0; i < B * b->S; i++)
+      if (b->enc_ids[i] < 0 || b->enc_ids[i] >= c->vocab_size)
+        return lm_error(LM_ERR_RANGE, "batch: enc_ids[%lld] = %d is out of range (vocabulary 0..%lld)", (long long)i,
+                        (int)b->enc_ids[i], (long long)c->vocab_size - 1);
+  } else if (b->enc_ids || b->enc_mask) {
+    return lm_error(LM_ERR_ARG, "batch: encoder input (enc_ids) given to a %s model, which has no encoder",
+                    m->fam->model_type);
+  }
   lm_status st = m->fam->check ? m->fam->check(m, b) : LM_OK;
   return st ? st : lm_head_check(m, b);
 }
@@ -326,6 +423,83 @@ static lm_attn_mask attn_mask(lm_model *m, const lm_batch *b) {
 }
 
 void lm_model_set_training(lm_model *m, lm_rng *rng) { m->dropout_rng = rng; }
+
+/* ---- encoder-decoders: the encoder stack before the decoder's blocks */
+
+/* The encoder's blocks see every real token (bidirectional) and its relative bias. */
+static lm_config encoder_config(const lm_config *c) {
+  lm_config e = *c;
+  e.causal = 0;
+  return e;
+}
+
+/* What the decoder's and the encoder's attention read of the encoder: its output, mask and length,
+ * the relative position biases and, with gradients, where theirs go. */
+static void encdec_masks(lm_model *m, const lm_batch *b, lm_attn_mask *am, lm_attn_mask *em) {
+  lm_acts *a = &m->acts;
+  memset(em, 0, sizeof *em);
+  em->key_mask = b->enc_mask;
+  am->enc = m->cfg.pre_ln ? a->enc_out : a->enc_layer[m->cfg.n_enc_layer - 1].res2;
+  am->enc_mask = b->enc_mask;
+  am->S = b->S;
+  am->denc = a->denc;
+  if (m->cfg.rel_buckets > 0) {
+    am->bias = a->bias; am->dbias = a->dbias;
+    em->bias = a->enc_bias; em->dbias = a->enc_dbias;
+  }
+}
+
+/* enc_ids (B,S) -> the encoder output (B,S,C) */
+static void encoder_forward(lm_model *m, const lm_batch *b, lm_attn_mask *am) {
+  const lm_config *c = &m->cfg;
+  lm_config ec = encoder_config(c);
+  lm_acts *a = &m->acts;
+  int64_t B = b->B, S = b->S;
+  lm_attn_mask em;
+  if (c->rel_buckets > 0) {
+    lm_rel_bias_forward(c, a->enc_bias, m->w.enc_rel_bias, S, S, 1);                   // (NH, 2S-1)
+    lm_rel_bias_forward(c, a->bias, m->w.rel_bias, b->T, b->T, 0);                     // (NH, 2T-1)
+  }
+  encdec_masks(m, b, am, &em);
+  m->fam->enc_embed_forward(m, b, a->enc_emb);                                          // (B*S,C)
+  const float *x = a->enc_emb;
+  for (int64_t l = 0; l < c->n_enc_layer; l++) {   /* enc_out is free until the final norm: the scratch */
+    lm_block_forward(&ec, &m->w.enc_h[l], &a->enc_layer[l], x, a->enc_out, em, B, S);
+    x = a->enc_layer[l].res2;
+  }
+  if (c->pre_ln) lm_norm_forward(c, a->enc_out, a->enc_mean, a->enc_rstd, x, m->w.enc_lnf_w, m->w.enc_lnf_b, B * S);
+}
+
+/* d enc_out (a->denc, summed over the decoder's layers) -> the encoder's gradients; P, Q (B*S,C) scratch */
+static void encoder_backward(lm_model *m, const lm_batch *b, float *P, float *Q) {
+  const lm_config *c = &m->cfg;
+  lm_config ec = encoder_config(c);
+  lm_acts *a = &m->acts;
+  int64_t B = b->B, S = b->S, NS = B * S, Le = c->n_enc_layer;
+  lm_attn_mask am = {0}, em;
+  encdec_masks(m, b, &am, &em);
+  if (c->pre_ln) {
+    memset(P, 0, NS * c->n_embd * sizeof(float));
+    lm_norm_backward(c, P, m->g.enc_lnf_w, m->g.enc_lnf_b, a->denc, a->enc_layer[Le - 1].res2, m->w.enc_lnf_w,
+                     a->enc_mean, a->enc_rstd, NS);
+  } else {
+    memcpy(P, a->denc, NS * c->n_embd * sizeof(float));
+  }
+  for (int64_t l = Le - 1; l >= 0; l--) {
+    const float *x = l ? a->enc_layer[l - 1].res2 : a->enc_emb;
+    lm_block_backward(&ec, &m->w.enc_h[l], &m->g.enc_h[l], &a->enc_layer[l], &a->scratch, x, P, Q, em, B, S);
+  }
+  m->fam->enc_embed_backward(m, b, P);                                                  // P = d enc_emb
+  if (c->rel_buckets > 0) {
+    lm_rel_bias_backward(c, m->g.enc_rel_bias, a->enc_dbias, S, S, 1);
+    lm_rel_bias_backward(c, m->g.rel_bias, a->dbias, b->T, b->T, 0);
+  }
+}
+
+/* T5 reads a tied head's input times n_embd^-0.5 (as transformers: the float32 of the double) */
+static float head_rescale(const lm_model *m) {
+  return m->fam->tied_head_rescale && m->cfg.tie_embeddings ? (float)pow((double)m->cfg.n_embd, -0.5) : 1.0f;
+}
 
 /* Draws this forward's dropout masks (training mode with masks reserved), in a fixed order. */
 static int draw_dropout(lm_model *m, int64_t B, int64_t T) {
@@ -361,11 +535,13 @@ float lm_forward(lm_model *m, const lm_batch *b, float *aux_a, float *aux_b) {
   const float *x = a->emb;
   float *tmp = a->scratch.dtmp ? a->scratch.dtmp : a->lnf;   /* lnf is free until the final norm */
   lm_attn_mask am = attn_mask(m, b);
+  if (c->n_enc_layer > 0) encoder_forward(m, b, &am);
   for (int64_t l = 0; l < L; l++) {
     lm_block_forward(c, &m->w.h[l], &a->layer[l], x, tmp, am, B, T);
     x = a->layer[l].res2;
   }
   if (c->pre_ln) lm_norm_forward(c, a->lnf, a->lnf_mean, a->lnf_rstd, x, m->w.lnf_w, m->w.lnf_b, N);
+  if (c->pre_ln && head_rescale(m) != 1.0f) scale_inplace(a->lnf, N * c->n_embd, head_rescale(m));
   m->hidden = c->pre_ln ? a->lnf : x;                                                     // (N,C)
   m->ok = 1;   /* the head clears it when it refuses the batch */
   return lm_head_forward(m, b, m->hidden, aux_a, aux_b);
@@ -386,16 +562,27 @@ void lm_backward(lm_model *m, const lm_batch *b) {
   lm_head_backward(m, b, m->hidden, dh);
   if (c->pre_ln) {
     const float *x = L ? a->layer[L - 1].res2 : a->emb;
+    if (head_rescale(m) != 1.0f) scale_inplace(Q, N * c->n_embd, head_rescale(m));
     memset(P, 0, bytes);
     lm_norm_backward(c, P, m->g.lnf_w, m->g.lnf_b, Q, x, m->w.lnf_w, a->lnf_mean, a->lnf_rstd, N);
   }
   lm_attn_mask am = attn_mask(m, b);
+  if (c->n_enc_layer > 0) {   /* the decoder's blocks sum d enc_out and the biases' gradients */
+    lm_attn_mask em;
+    encdec_masks(m, b, &am, &em);
+    memset(a->denc, 0, b->B * b->S * c->n_embd * sizeof(float));
+    if (c->rel_buckets > 0) {
+      memset(a->dbias, 0, c->n_head * (2 * T - 1) * sizeof(float));
+      memset(a->enc_dbias, 0, c->n_head * (2 * b->S - 1) * sizeof(float));
+    }
+  }
   for (int64_t l = L - 1; l >= 0; l--) {
     const float *x = l ? a->layer[l - 1].res2 : a->emb;
     lm_block_backward(c, &m->w.h[l], &m->g.h[l], &a->layer[l], &a->scratch, x, P, Q, am, B, T);
   }
   if (a->dropped && a->drop_emb) dropout_apply(P, a->drop_emb, N * c->n_embd, c->embd_pdrop);
   m->fam->embed_backward(m, b, P);                                                         // P = d emb
+  if (c->n_enc_layer > 0) encoder_backward(m, b, P, Q);
 }
 
 /* ------------------------------------------------------------------ the LM-head shorthand */

@@ -50,6 +50,12 @@ struct lm_batch {
   const int32_t *nsp_labels;/* (B) 0 = is next, 1 = random, -1 = none; NULL = no NSP loss (pretrain head) */
   const int32_t *labels;    /* classify: (B); tokens: (B,T) with -1 ignored; qa: (B,2) start,end (-1: none); or NULL */
   const float *values;      /* scalar head: (B) regression targets, loss = mean squared error; or NULL */
+  /* Encoder-decoders (cfg.n_enc_layer > 0): the encoder's input enc_ids (B,S) and its padding mask
+   * enc_mask (B,S) (1 = real; NULL = all real). ids (B,T) are then the decoder's input (the labels
+   * shifted right after decoder_start_token_id) and targets the labels. */
+  const int32_t *enc_ids;
+  const uint8_t *enc_mask;
+  int64_t S;
   /* The caller's own loss (reward, DPO, PPO...): d loss / d head output, shaped as lm_head_output
    * (scalar (B), classify (B,L), LM (N,V), ...). When set, lm_backward starts from it instead of
    * the head's loss. For the LM head it may be the logits buffer itself (lm_model_logits),
@@ -77,6 +83,11 @@ typedef struct {
   float *wpe;                    /* (maxT, C) learned positions, or NULL */
   lm_block_weights *h;           /* (L) */
   float *lnf_w, *lnf_b;          /* (C) final norm (pre-LN models) */
+  /* encoder-decoders: the encoder's blocks (n_enc_layer) and final norm; relative position bias
+   * tables (rel_buckets, NH) of the decoder and the encoder, or NULL */
+  lm_block_weights *enc_h;
+  float *enc_lnf_w, *enc_lnf_b;
+  float *rel_bias, *enc_rel_bias;
 } lm_weights;
 
 typedef struct {
@@ -91,6 +102,14 @@ typedef struct {
   uint64_t *drop_bits;           /* every dropout mask (the layers' drop_* and drop_emb point into it), or NULL */
   uint64_t *drop_emb;            /* (N,C) bits: the embeddings' dropout mask, or NULL */
   int dropped;                   /* the last forward drew and applied dropout masks */
+  /* encoder-decoders (model.c reserve_encdec), in an arena of their own: the encoder's embeddings,
+   * layers and output enc_out (B*S,C) with its norm statistics; denc (B*S,C) its gradient; the
+   * relative position biases (NH, 2T-1) of the decoder and (NH, 2S-1) of the encoder and their
+   * gradients */
+  float *ed_arena;
+  float *enc_emb, *enc_out, *enc_mean, *enc_rstd, *denc;
+  lm_layer_acts *enc_layer;
+  float *bias, *dbias, *enc_bias, *enc_dbias;
 } lm_acts;
 
 struct lm_model {

@@ -102,8 +102,6 @@ double lm_rl_entropy(const float *z, int64_t V, double temperature);
  * kl_coef *= 1 + clip(kl / target - 1, -0.2, 0.2) * n_steps / horizon. */
 double lm_rl_adaptive_kl(double kl_coef, double kl, double target, double horizon, int64_t n_steps);
 
-#endif
-
 /* ======================================================================
  * Rollouts (src/train/rollout.c): G completions of each prompt sampled in one
  * batch by the many-sequence decoder (src/infer/batch.h), with generate's
@@ -192,23 +190,45 @@ void lm_rl_tasks_free(lm_rl_tasks *t);
 /* Moves the last `fraction` of t (a seeded random choice, order kept) into held. */
 lm_status lm_rl_tasks_split(lm_rl_tasks *t, float fraction, uint64_t seed, lm_rl_tasks *held);
 
-typedef enum { LM_RL_ALGO_GRPO = 0, LM_RL_ALGO_RLOO } lm_rl_algo;
+/* The algorithms, rows of one table in grpo.c: how advantages are made, the policy loss's options,
+ * whether a value model trains alongside (PPO) and the metrics they log. */
+typedef enum { LM_RL_ALGO_GRPO = 0, LM_RL_ALGO_RLOO, LM_RL_ALGO_PPO } lm_rl_algo;
 typedef struct {
   int algo;                   /* lm_rl_algo */
-  int loss;                   /* GRPO: lm_rl_norm SEQ (grpo), TOKEN (dapo), CONST (dr_grpo); RLOO: ROWS */
+  int loss;                   /* GRPO: lm_rl_norm SEQ (grpo), TOKEN (dapo), CONST (dr_grpo); RLOO: ROWS; PPO: TOKEN */
   int scale;                  /* GRPO: lm_rl_scale */
-  int G;                      /* completions per prompt (>= 2) */
+  int G;                      /* completions per prompt (>= 2 for GRPO and RLOO; PPO: 1) */
   int64_t B;                  /* prompts per micro-batch */
   double beta;                /* GRPO: k3 weight (0: no reference model) */
-  double kl_coef;             /* RLOO: weight of the sequence's k1 sum in its reward */
+  double kl_coef;             /* RLOO: weight of the sequence's k1 sum in its reward; PPO: of the per-token k1 */
   double clip_low, clip_high;
+  double missing_eos_penalty; /* subtracted from the score of a completion that ran out of tokens (TRL) */
+  /* PPO (TRL PPOTrainer): the rollout batch is B x grad_accum x mini_batches prompts, used for
+   * ppo_epochs passes of mini_batches optimizer steps (grad_accum micro-batches of B rows each);
+   * rows are shuffled anew each pass */
+  int ppo_epochs, mini_batches;
+  int64_t grad_accum;
+  double gamma, lam;          /* GAE */
+  double vf_coef, cliprange_value;
+  double target_kl, kl_horizon;   /* the adaptive KL controller (target_kl > 0; Ziegler et al.) */
+  lm_model *value;            /* PPO: the value model (a tokens head of 1 label), trained with the policy */
   lm_rollout_opts ro;         /* seed: the run's; each micro-batch derives its own from the data cursor */
   uint64_t seed;              /* the task order */
   char *err;                  /* (256) where a failed micro-batch leaves its error (the trainer reports a NaN loss) */
+  /* tests (tests/reference/ref_rl.c): these completions and scores instead of sampled and scored
+   * ones; row i of each rollout batch is fixed row i, a completion of task i / G */
+  const lm_rollouts *fixed;
+  const float *fixed_score;
 } lm_grpo_opts;
 /* ref: the frozen starting model (needed when beta > 0 or kl_coef > 0; else may be NULL). evaluate
  * is minus the mean reward of one greedy completion per eval task (val_reward in eval_fields);
- * step_fields: reward, reward_std, kl, clipfrac, entropy, completion_len, stopped. */
+ * step_fields: GRPO and RLOO reward, reward_std, kl, clipfrac, entropy, completion_len, stopped;
+ * PPO TRL's objective/kl, objective/scores, objective/rlhf_reward, objective/non_score_reward,
+ * objective/kl_coef, policy/clipfrac, policy/entropy, policy/approxkl, loss/policy, loss/value,
+ * val/clipfrac, completion_len, stopped. PPO's value model is the objective's aux model (train.h)
+ * and its KL coefficient its state. */
 lm_status lm_objective_grpo(lm_objective *o, lm_model *m, lm_model *ref, const lm_tokenizer *tok,
                             const lm_rl_tasks *train, const lm_rl_tasks *eval, lm_rewarder *rw, const lm_grpo_opts *go,
                             const int64_t *cursor);
+
+#endif

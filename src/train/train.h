@@ -8,6 +8,8 @@
 #include "lmkit.h"
 #include "train/shard.h"
 
+struct cJSON;
+
 typedef struct {
   const uint32_t *ids;   /* (n) */
   uint64_t n;
@@ -48,6 +50,18 @@ typedef struct {
   /* optional: extra JSON members for a step's metrics line, over the micro-batches since the last
    * call (e.g. DPO's "rewards/chosen"); returns the length written into buf (0: nothing) */
   int (*step_fields)(void *self, char *buf, size_t n);
+  /* optional: a second model trained alongside m (PPO's value model). The trainer zeroes its
+   * gradients, clips both models by one global norm (TRL's one optimizer over policy and value),
+   * steps it with AdamW at the same rate, and saves it in every state as the model directory
+   * aux_name/ (its moments in optimizer.safetensors as aux.exp_avg, aux.exp_avg_sq). On resume the
+   * trainer reads the moments back; the caller loads the weights from RESUME/aux_name. */
+  lm_model *aux;
+  const char *aux_name;
+  /* optional: the objective's own state, kept in trainer_state.json as "objective_state" (PPO's
+   * adaptive KL coefficient). state_save writes a JSON object into buf after each step (returns
+   * its length); state_restore gets it back on resume, before the first micro-batch. */
+  int (*state_save)(void *self, char *buf, size_t n);
+  lm_status (*state_restore)(void *self, const struct cJSON *state);
 } lm_objective;
 
 /* Makes the objective of a run (e.g. a fine-tuning task over its own data); rng is the trainer's
@@ -65,6 +79,10 @@ lm_status lm_objective_clm(lm_objective *o, lm_model *m, const lm_stream *train,
 /* BERT pre-training: MLM (+ NSP when nsp) on [CLS] A [SEP] B [SEP] examples drawn with rng. */
 lm_status lm_objective_bert(lm_objective *o, lm_model *m, const lm_tokenizer *tok, const lm_stream *train,
                             const lm_stream *val, int64_t B, int64_t T, int nsp, float mlm_prob, lm_rng *rng);
+/* T5 span corruption (objectives/span.c) for encoder-decoders: inputs of S tokens from windows of
+ * the train stream drawn with rng. */
+lm_status lm_objective_span(lm_objective *o, lm_model *m, const lm_tokenizer *tok, const lm_stream *train,
+                            const lm_stream *val, int64_t B, int64_t S, lm_rng *rng);
 /* Mean next-token loss over consecutive windows of s; inp/tgt hold (B,T). */
 lm_status lm_clm_eval_stream(lm_model *m, const lm_stream *s, int64_t T, int64_t B, int64_t max_batches,
                              int32_t *inp, int32_t *tgt, double *mean, int64_t *count);

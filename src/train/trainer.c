@@ -12,7 +12,14 @@
  * directory with that name is complete. The final save goes into OUT itself,
  * optimizer.safetensors first and trainer_state.json last; both carry the
  * step, and OUT's own state counts as complete only when they agree (see
- * "run directories" below). */
+ * "run directories" below).
+ *
+ * An objective may bring a second model that trains alongside (lm_objective.aux,
+ * PPO's value model): one global norm clips both, as TRL's one optimizer over
+ * policy and value does; its weights go into each state as the model directory
+ * aux_name/ and its moments into optimizer.safetensors as aux.exp_avg and
+ * aux.exp_avg_sq. An objective's own state (PPO's adaptive KL coefficient) is
+ * kept in trainer_state.json as "objective_state". */
 #include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
@@ -75,7 +82,15 @@ lm_status lm_evaluate(lm_model *m, const lm_tokenizer *tok, const char *const *f
 typedef struct {
   int64_t step, epoch, index;
   lm_rng rng;
+  cJSON *obj_state;             /* the objective's own state (lm_objective.state_save), or NULL */
 } train_state;
+
+/* the objective's second model and its AdamW moments (lm_objective.aux), or all NULL */
+typedef struct {
+  lm_model *m;
+  const char *name;
+  float *mom, *vel;
+} train_aux;
 
 static cJSON *opts_to_json(const lm_train_opts *o) {
   cJSON *j = cJSON_CreateObject();
@@ -105,19 +120,27 @@ static cJSON *opts_to_json(const lm_train_opts *o) {
  * trainer_state.json last, both carrying the step, so that a save killed in between leaves dir
  * with two steps that disagree (state_step() then rejects it) rather than a mix that looks whole. */
 static lm_status save_checkpoint(const lm_model *m, const lm_tokenizer *tok, const lm_train_opts *o,
-                                 const train_state *ts, const float *mom, const float *vel, const char *dir) {
+                                 const train_state *ts, const float *mom, const float *vel, const train_aux *aux,
+                                 const char *dir) {
   char step[32]; snprintf(step, sizeof step, "%lld", (long long)ts->step);
   const char *meta[] = {"step", step, NULL};
   int64_t n = (int64_t)lm_model_trainable(m).n_params;   /* the adapter's alone under LoRA */
-  lm_st_entry e[2] = {
+  int64_t na = aux->m ? (int64_t)lm_model_trainable(aux->m).n_params : 0;
+  lm_st_entry e[4] = {
     {.name = "exp_avg", .ndim = 1, .shape = {n}, .data = mom},
     {.name = "exp_avg_sq", .ndim = 1, .shape = {n}, .data = vel},
+    {.name = "aux.exp_avg", .ndim = 1, .shape = {na}, .data = aux->mom},
+    {.name = "aux.exp_avg_sq", .ndim = 1, .shape = {na}, .data = aux->vel},
   };
   char *opath = lm_path_join(dir, "optimizer.safetensors"), *spath = lm_path_join(dir, "trainer_state.json");
-  if (!opath || !spath) { free(opath); free(spath); return LM_ERR_NOMEM; }
-  lm_status st = lm_st_write(opath, e, 2, meta);
+  char *apath = aux->m ? lm_path_join(dir, aux->name) : NULL;
+  if (!opath || !spath || (aux->m && !apath)) { free(opath); free(spath); free(apath); return LM_ERR_NOMEM; }
+  lm_status st = lm_st_write(opath, e, aux->m ? 4 : 2, meta);
   if (!st) st = m->lora ? lm_lora_save(m, dir) : lm_model_save(m, dir);   /* LoRA: the adapter (PEFT) */
   if (!st && tok) st = lm_tokenizer_save(tok, dir);
+  if (!st && apath) st = lm_mkdir_p(apath);   /* before trainer_state.json, which completes the state */
+  if (!st && apath) st = lm_model_save(aux->m, apath);
+  free(apath);
   if (!st) {
     cJSON *j = cJSON_CreateObject();
     cJSON_AddNumberToObject(j, "step", (double)ts->step);
@@ -130,6 +153,7 @@ static lm_status save_checkpoint(const lm_model *m, const lm_tokenizer *tok, con
       cJSON_AddItemToArray(rng, cJSON_CreateString(b));
     }
     cJSON_AddItemToObject(j, "options", opts_to_json(o));
+    if (ts->obj_state) cJSON_AddItemToObject(j, "objective_state", cJSON_Duplicate(ts->obj_state, 1));
     char *text = cJSON_Print(j);
     cJSON_Delete(j);
     if (!text) st = lm_error(LM_ERR_NOMEM, "out of memory");
@@ -188,10 +212,12 @@ static lm_status load_state(const char *dir, train_state *ts, lm_train_opts *o, 
     goto done;
   }
   o->seed = strtoull(seed->valuestring, NULL, 10);
+  const cJSON *os = cJSON_GetObjectItemCaseSensitive(j, "objective_state");
+  if (os && !(ts->obj_state = cJSON_Duplicate(os, 1))) { st = lm_error(LM_ERR_NOMEM, "out of memory"); goto done; }
   const cJSON *objective = cJSON_GetObjectItemCaseSensitive(op, "objective");
-  static const char *known[] = {"clm", "mlm", "mlm+nsp"};
+  static const char *known[] = {"clm", "mlm", "mlm+nsp", "span-corruption"};
   o->objective = "clm";
-  for (int i = 0; i < 3; i++)
+  for (int i = 0; i < 4; i++)
     if (cJSON_IsString(objective) && !strcmp(objective->valuestring, known[i])) o->objective = known[i];
   json_f32(op, "mlm_prob", &o->mlm_prob);
   *n_data = cJSON_GetArraySize(data);
@@ -211,12 +237,14 @@ lm_status lm_train_read_state(const char *dir, lm_train_opts *o, int64_t *step) 
   char **data = NULL; int n = 0;
   lm_status st = load_state(dir, &ts, o, &data, &n);
   if (data) { for (int i = 0; i < n; i++) free(data[i]); free(data); }
+  cJSON_Delete(ts.obj_state);
   o->data = NULL; o->n_data = 0;
   if (!st && step) *step = ts.step;
   return st;
 }
 
-static lm_status load_optimizer(const char *dir, const lm_model *m, int64_t step, float *mom, float *vel) {
+/* The moments of m, named prefix + "exp_avg" and prefix + "exp_avg_sq" ("aux." for the objective's second model). */
+static lm_status load_optimizer(const char *dir, const lm_model *m, const char *prefix, int64_t step, float *mom, float *vel) {
   char *path = lm_path_join(dir, "optimizer.safetensors");
   if (!path) return LM_ERR_NOMEM;
   lm_st_file *f;
@@ -227,8 +255,10 @@ static lm_status load_optimizer(const char *dir, const lm_model *m, int64_t step
     st = lm_error(LM_ERR_FORMAT, "%s: optimizer state is for step %s but trainer_state.json says %lld (an interrupted save?)",
                   path, s ? s : "?", (long long)step);
   int64_t shape[1] = {(int64_t)lm_model_trainable(m).n_params};
-  int a = lm_st_find(f, "exp_avg"), b = lm_st_find(f, "exp_avg_sq");
-  if (!st && (a < 0 || b < 0)) st = lm_error(LM_ERR_FORMAT, "%s: missing exp_avg or exp_avg_sq", path);
+  char na[32], nb[32];
+  snprintf(na, sizeof na, "%sexp_avg", prefix); snprintf(nb, sizeof nb, "%sexp_avg_sq", prefix);
+  int a = lm_st_find(f, na), b = lm_st_find(f, nb);
+  if (!st && (a < 0 || b < 0)) st = lm_error(LM_ERR_FORMAT, "%s: missing %s or %s", path, na, nb);
   if (!st) st = lm_st_read_f32(f, a, mom, shape, 1, 0);
   if (!st) st = lm_st_read_f32(f, b, vel, shape, 1, 0);
   lm_st_close(f);
@@ -259,8 +289,9 @@ static lm_status fsync_dir(const char *dir) {
   return LM_OK;
 }
 
-/* Removes a directory of plain files (a checkpoint, or the leftover of an interrupted save). */
-static lm_status remove_flat_dir(const char *dir) {
+/* Removes a checkpoint directory (or the leftover of an interrupted save): its files and the
+ * directories in it (an objective's second model, lm_objective.aux). */
+static lm_status remove_dir(const char *dir) {
   DIR *d = opendir(dir);
   if (!d) return errno == ENOENT ? LM_OK : lm_error(LM_ERR_IO, "%s: cannot open directory: %s", dir, strerror(errno));
   lm_status st = LM_OK;
@@ -268,7 +299,9 @@ static lm_status remove_flat_dir(const char *dir) {
   while (!st && (de = readdir(d))) {
     if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, "..")) continue;
     char *p = lm_path_join(dir, de->d_name);
+    struct stat sb;
     if (!p) st = LM_ERR_NOMEM;
+    else if (lstat(p, &sb) == 0 && S_ISDIR(sb.st_mode)) st = remove_dir(p);
     else if (unlink(p) != 0 && errno != ENOENT) st = lm_error(LM_ERR_IO, "%s: cannot remove: %s", p, strerror(errno));
     free(p);
   }
@@ -390,7 +423,7 @@ static lm_status remove_leftovers(const char *out) {
     if (!tdir && !tfile) continue;
     char *p = lm_path_join(out, de->d_name);
     if (!p) { st = LM_ERR_NOMEM; break; }
-    if (tdir && lm_dir_exists(p)) st = remove_flat_dir(p);
+    if (tdir && lm_dir_exists(p)) st = remove_dir(p);
     else if (tfile && lm_file_exists(p) && unlink(p) != 0)
       st = lm_error(LM_ERR_IO, "%s: cannot remove: %s", p, strerror(errno));
     free(p);
@@ -432,9 +465,9 @@ static lm_status prune_checkpoints(const char *out, int64_t keep) {
     char *p = lm_path_join(out, name), *t = lm_path_join(out, tname);
     if (!p || !t) st = LM_ERR_NOMEM;
     else if (!lm_dir_exists(p)) { /* not a directory: not ours */ }
-    else if ((st = remove_flat_dir(t))) {}
+    else if ((st = remove_dir(t))) {}
     else if (rename(p, t) != 0) st = lm_error(LM_ERR_IO, "%s: cannot remove an old checkpoint: %s", p, strerror(errno));
-    else st = remove_flat_dir(t);
+    else st = remove_dir(t);
     free(p); free(t);
   }
   free(steps);
@@ -443,23 +476,23 @@ static lm_status prune_checkpoints(const char *out, int64_t keep) {
 
 /* Saves OUT/checkpoint-STEP through OUT/checkpoint-STEP.tmp, then keeps the newest o->keep_checkpoints. */
 static lm_status save_checkpoint_dir(const lm_model *m, const lm_tokenizer *tok, const lm_train_opts *o,
-                                     const train_state *ts, const float *mom, const float *vel) {
+                                     const train_state *ts, const float *mom, const float *vel, const train_aux *aux) {
   char name[64], tname[72], oname[80];
   snprintf(name, sizeof name, "checkpoint-%lld", (long long)ts->step);
   snprintf(tname, sizeof tname, "%s.tmp", name);
   snprintf(oname, sizeof oname, "%s.old.tmp", name);
   char *dir = lm_path_join(o->out_dir, name), *tmp = lm_path_join(o->out_dir, tname), *old = lm_path_join(o->out_dir, oname);
   lm_status st = dir && tmp && old ? LM_OK : LM_ERR_NOMEM;
-  if (!st) st = remove_flat_dir(tmp);
+  if (!st) st = remove_dir(tmp);
   if (!st && mkdir(tmp, 0755) != 0) st = lm_error(LM_ERR_IO, "%s: cannot create directory: %s", tmp, strerror(errno));
-  if (!st) st = save_checkpoint(m, tok, o, ts, mom, vel, tmp);
+  if (!st) st = save_checkpoint(m, tok, o, ts, mom, vel, aux, tmp);
   if (!st) st = fsync_dir(tmp);
   /* a checkpoint of the same step from an earlier attempt is moved aside, never mixed into */
-  if (!st && lm_dir_exists(dir) && !(st = remove_flat_dir(old)) && rename(dir, old) != 0)
+  if (!st && lm_dir_exists(dir) && !(st = remove_dir(old)) && rename(dir, old) != 0)
     st = lm_error(LM_ERR_IO, "%s: cannot replace: %s", dir, strerror(errno));
   if (!st && rename(tmp, dir) != 0) st = lm_error(LM_ERR_IO, "%s: rename to %s failed: %s", tmp, dir, strerror(errno));
   if (!st) st = fsync_dir(o->out_dir);
-  if (!st) st = remove_flat_dir(old);
+  if (!st) st = remove_dir(old);
   if (!st) st = prune_checkpoints(o->out_dir, o->keep_checkpoints);
   free(dir); free(tmp); free(old);
   return st;
@@ -506,7 +539,8 @@ static lm_status lm_objective_for(lm_objective *obj, lm_model *m, const lm_token
                                  name, lm_arch_name(m->cfg.arch), lm_head_name(m->cfg.head));
     return lm_objective_bert(obj, m, tok, train, val, o->batch, o->context, !strcmp(name, "mlm+nsp"), o->mlm_prob, rng);
   }
-  return lm_error(LM_ERR_ARG, "unknown objective '%s' (clm, mlm, mlm+nsp)", name);
+  if (!strcmp(name, "span-corruption")) return lm_objective_span(obj, m, tok, train, val, o->batch, o->context, rng);
+  return lm_error(LM_ERR_ARG, "unknown objective '%s' (clm, mlm, mlm+nsp, span-corruption)", name);
 }
 
 static lm_status append_metrics(FILE *f, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -576,8 +610,27 @@ lm_status lm_train_run(lm_model *m, const lm_tokenizer *tok, const lm_train_opts
   size_t n_train = lm_model_trainable(m).n_params;   /* optimiser state only for what trains */
   float *mom = lm_alloc(n_train * sizeof(float)), *vel = lm_alloc(n_train * sizeof(float));
   FILE *metrics = NULL;
+  train_aux aux = {0};
   if (!mom || !vel) { st = lm_error(LM_ERR_NOMEM, "out of memory for the optimiser state"); goto cleanup; }
-  if (o.resume_dir && (st = load_optimizer(o.resume_dir, m, ts.step, mom, vel))) goto cleanup;
+  if (o.resume_dir && (st = load_optimizer(o.resume_dir, m, "", ts.step, mom, vel))) goto cleanup;
+  {
+    /* the objective before OUT is touched: a state saved below must hold its second model */
+    int64_t cursor[2] = {ts.epoch, ts.index};
+    st = factory ? factory(&obj, m, tok, &o, &ts.rng, o.resume_dir ? cursor : NULL, ctx)
+                 : lm_objective_for(&obj, m, tok, &o, &train, &val, &ts.rng, o.resume_dir ? cursor : NULL);
+    if (st) goto cleanup;
+  }
+  if (obj.aux) {
+    size_t na = lm_model_trainable(obj.aux).n_params;
+    aux = (train_aux){obj.aux, obj.aux_name, lm_alloc(na * sizeof(float)), lm_alloc(na * sizeof(float))};
+    if (!aux.mom || !aux.vel) { st = lm_error(LM_ERR_NOMEM, "out of memory for the optimiser state"); goto cleanup; }
+    if (!lm_model_trainable(obj.aux).grads) { st = lm_error(LM_ERR_ARG, "the objective's %s model has no gradients", obj.aux_name); goto cleanup; }
+    if (o.resume_dir && (st = load_optimizer(o.resume_dir, obj.aux, "aux.", ts.step, aux.mom, aux.vel))) goto cleanup;
+  }
+  if (o.resume_dir && obj.state_restore) {
+    if (!ts.obj_state) { st = lm_error(LM_ERR_FORMAT, "%s: trainer_state.json has no objective_state", o.resume_dir); goto cleanup; }
+    if ((st = obj.state_restore(obj.self, ts.obj_state))) goto cleanup;
+  }
   if ((st = lm_mkdir_p(o.out_dir)) || (st = remove_leftovers(o.out_dir))) goto cleanup;
   {
     /* OUT may hold a run already: continue it only from its newest state, never start over it */
@@ -617,14 +670,8 @@ lm_status lm_train_run(lm_model *m, const lm_tokenizer *tok, const lm_train_opts
       if (!cp) { st = LM_ERR_NOMEM; goto cleanup; }
       int have = state_step(cp) == ts.step;
       free(cp);
-      if (!have && (st = save_checkpoint_dir(m, tok, &o, &ts, mom, vel))) goto cleanup;
+      if (!have && (st = save_checkpoint_dir(m, tok, &o, &ts, mom, vel, &aux))) goto cleanup;
     }
-  }
-  {
-    int64_t cursor[2] = {ts.epoch, ts.index};
-    st = factory ? factory(&obj, m, tok, &o, &ts.rng, o.resume_dir ? cursor : NULL, ctx)
-                 : lm_objective_for(&obj, m, tok, &o, &train, &val, &ts.rng, o.resume_dir ? cursor : NULL);
-    if (st) goto cleanup;
   }
   {
     char *mpath = lm_path_join(o.out_dir, "metrics.jsonl");
@@ -646,18 +693,26 @@ lm_status lm_train_run(lm_model *m, const lm_tokenizer *tok, const lm_train_opts
   for (int64_t step = ts.step + 1; step <= o.steps; step++) {
     double t0 = lm_time_sec();
     lm_model_zero_grad(m);
+    if (aux.m) lm_model_zero_grad(aux.m);
     double loss_sum = 0;
     lm_model_set_training(m, &ts.rng);   /* dropout masks come from the checkpointed rng */
     for (int64_t micro = 0; micro < o.grad_accum; micro++) loss_sum += obj.micro(obj.self, m);
     lm_model_set_training(m, NULL);
     /* each micro-batch added the gradient of its mean loss: average them */
-    float *grads = lm_model_trainable(m).grads;
+    float *grads = lm_model_trainable(m).grads, *agrads = aux.m ? lm_model_trainable(aux.m).grads : NULL;
+    int64_t n_aux = aux.m ? (int64_t)lm_model_trainable(aux.m).n_params : 0;
     if (o.grad_accum > 1) scale_inplace(grads, (int64_t)n_train, 1.0f / (float)o.grad_accum);
+    if (o.grad_accum > 1 && aux.m) scale_inplace(agrads, n_aux, 1.0f / (float)o.grad_accum);
     float loss = (float)(loss_sum / o.grad_accum);
     double norm = global_norm(grads, (int64_t)n_train);
-    if (o.clip > 0 && norm > o.clip) scale_inplace(grads, (int64_t)n_train, (float)(o.clip / norm));
+    if (aux.m) { double na = global_norm(agrads, n_aux); norm = sqrt(norm * norm + na * na); }   /* one norm over both */
+    if (o.clip > 0 && norm > o.clip) {
+      scale_inplace(grads, (int64_t)n_train, (float)(o.clip / norm));
+      if (aux.m) scale_inplace(agrads, n_aux, (float)(o.clip / norm));
+    }
     float lr = lm_lr_at(step, o.steps, o.warmup, o.lr, o.min_lr);
     optimizer_step(m, mom, vel, &o, lr, step);
+    if (aux.m) optimizer_step(aux.m, aux.mom, aux.vel, &o, lr, step);
     double dt = lm_time_sec() - t0;
     tokens_done += N * o.grad_accum;
     double tps = N * o.grad_accum / dt;
@@ -667,7 +722,7 @@ lm_status lm_train_run(lm_model *m, const lm_tokenizer *tok, const lm_train_opts
     }
     lm_train_event ev = {step, loss, NAN, lr, tps};
     if (o.log_every > 0 && (step % o.log_every == 0 || step == o.steps)) {
-      char sf[256] = "";
+      char sf[1024] = "";   /* PPO logs a dozen figures */
       if (obj.step_fields && obj.step_fields(obj.self, sf + 2, sizeof sf - 2) > 0) sf[0] = ',', sf[1] = ' ';
       append_metrics(metrics, "{\"step\": %lld, \"loss\": %.9g, \"lr\": %.6e, \"grad_norm\": %.6f, \"tokens_per_sec\": %.1f, \"step_ms\": %.2f%s}\n",
                      (long long)step, loss, lr, norm, tps, dt * 1e3, sf);
@@ -683,8 +738,15 @@ lm_status lm_train_run(lm_model *m, const lm_tokenizer *tok, const lm_train_opts
     }
     ts.step = step;
     obj.cursor(obj.self, &ts.epoch, &ts.index);
+    if (obj.state_save) {
+      char buf[1024];
+      int k = obj.state_save(obj.self, buf, sizeof buf);
+      cJSON_Delete(ts.obj_state);
+      ts.obj_state = k > 0 ? cJSON_ParseWithLength(buf, (size_t)k) : NULL;
+      if (!ts.obj_state) { st = lm_error(LM_ERR_ARG, "the objective's state is not a JSON object"); break; }
+    }
     if (o.save_every > 0 && step % o.save_every == 0 && step != o.steps) {
-      if ((st = save_checkpoint_dir(m, tok, &o, &ts, mom, vel))) break;
+      if ((st = save_checkpoint_dir(m, tok, &o, &ts, mom, vel, &aux))) break;
     }
     if (cb) cb(&ev, user);
     if (o.progress) {
@@ -696,14 +758,15 @@ lm_status lm_train_run(lm_model *m, const lm_tokenizer *tok, const lm_train_opts
     }
   }
   if (o.progress) lm_progress_finish(&bar, NULL);
-  if (!st) st = save_checkpoint(m, tok, &o, &ts, mom, vel, o.out_dir);
+  if (!st) st = save_checkpoint(m, tok, &o, &ts, mom, vel, &aux, o.out_dir);
   if (!st) st = fsync_dir(o.out_dir);
 cleanup:
   if (metrics) fclose(metrics);
   if (obj.free) obj.free(obj.self);
-  lm_free(mom); lm_free(vel);
+  lm_free(mom); lm_free(vel); lm_free(aux.mom); lm_free(aux.vel);
   lm_stream_free(&train); lm_stream_free(&val);
 cleanup_saved:
+  cJSON_Delete(ts.obj_state);
   if (saved_data) { for (int i = 0; i < n_saved; i++) free(saved_data[i]); free(saved_data); }
   return st;
 }

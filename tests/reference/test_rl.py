@@ -13,8 +13,17 @@ completion tokens (ragged lengths), groups of G consecutive rows.
       masked mean of the larger square, cliprange_value) and their gradients, pg_clipfrac;
   the entropy of softmax(logits / temperature).
 Each to <= 1e-5 relative error (against the largest magnitude).
+
+PPO through the model (ref_rl ppo, the real objective of src/train/objectives/grpo.c): a tiny GPT-2
+policy, its reference and a value model (a tokens head of one label), a fixed rollout batch with
+ragged prompts and completions, some without a stop token (missing_eos_penalty). The objective's
+second PPO epoch after the weights moved: its loss pg + vf_coef * vf, every gradient of the policy
+and of the value model, and the metrics (objective/kl, scores, rlhf_reward, kl_coef, policy/
+clipfrac, policy/entropy, loss/policy, loss/value, val/clipfrac) and the adapted kl_coef.
 """
+import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -23,7 +32,8 @@ import numpy as np
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from refutil import BIN, Checker, rel_err  # noqa: E402
+from refutil import BIN, Checker, read_safetensors, rel_err  # noqa: E402
+from test_gpt import torch_hidden  # noqa: E402
 
 torch.set_default_dtype(torch.float64)
 NORM = {"grpo": 0, "bnpo": 1, "dapo": 1, "dr_grpo": 2, "rloo": 3}
@@ -87,8 +97,9 @@ def grpo_loss(r, o, mask, lp, loss_type):
     return loss, clipfrac
 
 
-def ppo(r, mask, c):
-    """TRL PPOTrainer.train: rewards, GAE, whitening; then the losses of one mini-batch."""
+def ppo(r, mask, c, lp=None, v=None):
+    """TRL PPOTrainer.train: rewards, GAE, whitening; then the losses of one mini-batch, of r's lp and
+    v (leaves) or of the given lp and v tensors (functions of a model's parameters)."""
     n, T = mask.shape
     lens = r["len"]
     old, ref, vold = t(r["old"]) * mask, t(r["ref"]) * mask, t(r["vold"]) * mask
@@ -104,18 +115,23 @@ def ppo(r, mask, c):
     adv = torch.stack(rev[::-1], axis=1)
     ret = adv + vold
     adv = torch.masked_fill(masked_whiten(adv, mask), mask == 0, 0)
-    lp = t(r["lp"]).requires_grad_()
+    leaves = lp is None
+    if leaves:
+        lp, v = t(r["lp"]).requires_grad_(), t(r["v"]).requires_grad_()
     ratio = torch.exp(lp - t(r["old"]))
     pg_losses = -adv * ratio
     pg_losses2 = -adv * torch.clamp(ratio, 1.0 - c["clip_low"], 1.0 + c["clip_high"])
     pg_loss = masked_mean(torch.max(pg_losses, pg_losses2), mask)
     pg_clipfrac = masked_mean((pg_losses2 > pg_losses).double(), mask)
-    pg_loss.backward()
-    v = t(r["v"]).requires_grad_()
+    if leaves:
+        pg_loss.backward()
     vpredclipped = torch.clamp(v, t(r["vold"]) - c["cv"], t(r["vold"]) + c["cv"])
     vf_loss_max = torch.max(torch.square(v - ret), torch.square(vpredclipped - ret))
     vf_loss = 0.5 * masked_mean(vf_loss_max, mask)
     vf_clipfrac = masked_mean((torch.square(vpredclipped - ret) > torch.square(v - ret)).double(), mask)
+    if not leaves:
+        return dict(pg_loss=pg_loss, vf_loss=vf_loss, pg_clipfrac=pg_clipfrac.item(), vf_clipfrac=vf_clipfrac.item(),
+                    kl=(kl * mask).sum(1), rewards=rewards)
     vf_loss.backward()
     return dict(rewards=rewards * mask, adv=adv, ret=ret * mask, pg=pg_loss.item(), pg_clipfrac=pg_clipfrac.item(),
                 dlp=lp.grad * mask, vf=vf_loss.item(), vf_clipfrac=vf_clipfrac.item(), dv=v.grad * mask)
@@ -194,6 +210,102 @@ def run_case(ck, label, seed, n, T, G, V, pol, scale, c):
         ck.check(f"{label}: PPO vf_clipfrac", abs(got[1] - p["vf_clipfrac"]))
 
 
+HEAD_TOKENS = 2   # lmkit.h lm_head_kind
+MODEL = dict(vocab=61, positions=24, dim=32, layers=2, heads=4, inner=0, rms=0, pre_ln=1, act=0, causal=1, bias=1,
+             tie=1, eps=1e-5, pad=60)
+
+
+def ppo_model_case(ck, label, seed, c):
+    """PPO through the model: the objective's second epoch on a fixed rollout batch."""
+    g = np.random.default_rng(seed)
+    n, P, T, V = 5, 6, 7, MODEL["vocab"]
+    plen = g.integers(2, P + 1, size=n).astype(np.int64)
+    lens = g.integers(1, T + 1, size=n).astype(np.int64)
+    lens[0] = T
+    stopped = np.array([1, 0, 1, 1, 0], dtype=np.uint8)
+    prompt = g.integers(0, V - 1, size=(n, P)).astype(np.int32)
+    comp = g.integers(0, V - 1, size=(n, T)).astype(np.int32)
+    score = g.normal(0, 2, size=n).astype(np.float32)
+    with tempfile.TemporaryDirectory() as d:
+        cfg = dict(vocab=V, positions=MODEL["positions"], dim=MODEL["dim"], layers=MODEL["layers"], heads=MODEL["heads"],
+                   pad=MODEL["pad"], n=n, P=P, T=T, **{k: c[k] for k in (
+                       "temperature", "kl_coef", "target_kl", "kl_horizon", "gamma", "lam", "vf_coef", "cliprange_value",
+                       "clip_low", "clip_high", "missing_eos_penalty")})
+        with open(os.path.join(d, "config.txt"), "w") as f:
+            f.writelines(f"{k} {v!r}\n" for k, v in cfg.items())
+        for name, x in dict(prompt=prompt, plen=plen, comp=comp, len=lens, stopped=stopped, score=score).items():
+            x.tofile(os.path.join(d, name + ".bin"))
+        subprocess.run([os.path.join(BIN, "ref_rl"), "ppo", d], check=True)
+
+        def params(name, grad=False):
+            return {k: torch.tensor(v, dtype=torch.float64, requires_grad=grad)
+                    for k, v in read_safetensors(os.path.join(d, name + ".safetensors")).items()}
+        P0, R, W0 = params("policy0"), params("ref"), params("value0")
+        P1, W1 = params("policy1", True), params("value1", True)
+        mcfg = dict(MODEL)
+        temp = c["temperature"]
+
+        def forward(Pm, W=None):
+            """per row: log-probs of the completion tokens at temperature, their entropies, values"""
+            lp = torch.zeros(n, T, dtype=torch.float64)
+            ent = torch.zeros(n, T, dtype=torch.float64)
+            val = torch.zeros(n, T, dtype=torch.float64)
+            for i in range(n):
+                ids = torch.tensor(np.concatenate([prompt[i, :plen[i]], comp[i, :lens[i]]]), dtype=torch.long).view(1, -1)
+                pos = torch.arange(plen[i] - 1, plen[i] + lens[i] - 1)   # the positions that predict the tokens
+                x = torch_hidden(Pm if W is None else W, mcfg, ids, None)[0]
+                if W is None:
+                    z = (x @ Pm["wte.weight"].T)[pos] / temp
+                    lsm = torch.log_softmax(z, -1)
+                    y = torch.tensor(comp[i, :lens[i]], dtype=torch.long)
+                    lp = lp.index_put((torch.full((lens[i],), i), torch.arange(lens[i])), lsm.gather(1, y.view(-1, 1))[:, 0])
+                    ent = ent.index_put((torch.full((lens[i],), i), torch.arange(lens[i])), -(lsm.exp() * lsm).sum(-1))
+                else:
+                    v = (x @ W["token_classifier.weight"].T)[:, 0] + W["token_classifier.bias"][0]
+                    val = val.index_put((torch.full((lens[i],), i), torch.arange(lens[i])), v[pos])
+            return lp, ent, val
+
+        mask = t(np.arange(T)[None, :] < lens[:, None])
+        with torch.no_grad():
+            old, _, _ = forward(P0)
+            ref, _, _ = forward(R)
+            _, _, vold = forward(None, W0)
+        s_pen = score - c["missing_eos_penalty"] * (1 - stopped)
+        r = dict(len=lens, old=old.numpy(), ref=ref.numpy(), vold=vold.numpy(), score=s_pen.astype(np.float64))
+        lp, ent, _ = forward(P1)
+        _, _, v = forward(None, W1)
+        p = ppo(r, mask, dict(kl_coef=c["kl_coef"], gamma=c["gamma"], lam=c["lam"], cv=c["cliprange_value"],
+                              clip_low=c["clip_low"], clip_high=c["clip_high"]), lp=lp, v=v)
+        loss = p["pg_loss"] + c["vf_coef"] * p["vf_loss"]
+        loss.backward()
+        ours = float(open(os.path.join(d, "loss.txt")).read())
+        ck.check(f"{label}: loss pg + vf_coef vf {ours:.6f}", rel_err(ours, loss.item()))
+        for who, Pm, gname in (("policy", P1, "grads"), ("value model", W1, "vgrads")):
+            G = read_safetensors(os.path.join(d, gname + ".safetensors"))
+            missing = [k for k in Pm if k not in G or Pm[k].grad is None]
+            if missing:
+                ck.check(f"{label}: {who} gradients [missing {missing}]", 1.0)
+                continue
+            worst = max(G, key=lambda k: rel_err(G[k], Pm[k].grad.numpy()))
+            ck.check(f"{label}: all {len(G)} {who} gradients (worst {worst})", rel_err(G[worst], Pm[worst].grad.numpy()))
+        f = json.loads("{" + open(os.path.join(d, "fields.txt")).read() + "}")
+        kl = p["kl"].mean().item()
+        want = {"objective/kl": kl, "objective/scores": float(s_pen.astype(np.float64).mean()),
+                "objective/rlhf_reward": float(s_pen.astype(np.float64).mean()) - c["kl_coef"] * kl,
+                "objective/kl_coef": c["kl_coef"], "loss/policy": p["pg_loss"].item(), "loss/value": p["vf_loss"].item(),
+                "policy/entropy": masked_mean(ent.detach(), mask).item()}
+        for k, w in want.items():   # the metrics are printed with 6 significant digits
+            ck.check(f"{label}: metrics {k} {f[k]}", abs(f[k] - w) / max(abs(w), 1e-3), 5e-6)
+        for k, w in (("policy/clipfrac", p["pg_clipfrac"]), ("val/clipfrac", p["vf_clipfrac"])):
+            ck.check(f"{label}: metrics {k} {f[k]} (of {int(mask.sum())} tokens)", abs(f[k] - w), 1e-3)
+        coef = c["kl_coef"]
+        if c["target_kl"] > 0:   # Ziegler et al. / TRL AdaptiveKLController.update(current, n_steps)
+            e = min(max(kl / c["target_kl"] - 1, -0.2), 0.2)
+            coef = coef * (1 + e * n / c["kl_horizon"])
+        st = json.loads(open(os.path.join(d, "state.txt")).read())
+        ck.check(f"{label}: kl_coef after the batch {st['kl_coef']:.6g}", rel_err(st["kl_coef"], coef))
+
+
 def main():
     ck = Checker(1e-5)
     n, T, G, V = 12, 9, 4, 11
@@ -210,6 +322,12 @@ def main():
     ]
     for i, (label, scale, pol, c) in enumerate(cases):
         run_case(ck, label, 100 + i, n, T, G, V, pol, scale, c)
+    ppo_base = dict(temperature=1.0, kl_coef=0.05, target_kl=0.0, kl_horizon=10000.0, gamma=1.0, lam=0.95, vf_coef=0.1,
+                    cliprange_value=0.2, clip_low=0.2, clip_high=0.2, missing_eos_penalty=1.0)
+    ppo_model_case(ck, "PPO through the model", 300, ppo_base)
+    ppo_model_case(ck, "PPO through the model, temperature 0.7, gamma 0.9, adaptive KL", 301,
+                   dict(ppo_base, temperature=0.7, kl_coef=0.2, target_kl=0.5, kl_horizon=50.0, gamma=0.9, lam=0.8,
+                        vf_coef=0.5, cliprange_value=0.05, clip_low=0.1, clip_high=0.1, missing_eos_penalty=0.5))
     ck.finish()
 
 

@@ -134,6 +134,6 @@ lm_status lm_objective_bert(lm_objective *obj, lm_model *m, const lm_tokenizer *
   if (st) { free(o); return st; }
   st = lm_model_reserve(m, B, T, 1);
   if (st) { bert_free(o); return st; }
-  *obj = (lm_objective){o, bert_micro, bert_evaluate, bert_cursor, bert_free, NULL, NULL};
+  *obj = (lm_objective){.self = o, .micro = bert_micro, .evaluate = bert_evaluate, .cursor = bert_cursor, .free = bert_free};
   return LM_OK;
 }

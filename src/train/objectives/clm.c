@@ -96,6 +96,6 @@ lm_status lm_objective_clm(lm_objective *o, lm_model *m, const lm_stream *train,
   }
   if (!st) st = lm_model_reserve(m, B, T, 1);
   if (st) { clm_free(c); return st; }
-  *o = (lm_objective){c, clm_micro, clm_evaluate, clm_cursor, clm_free, NULL, NULL};
+  *o = (lm_objective){.self = c, .micro = clm_micro, .evaluate = clm_evaluate, .cursor = clm_cursor, .free = clm_free};
   return LM_OK;
 }

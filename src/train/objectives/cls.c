@@ -485,6 +485,6 @@ lm_status lm_objective_cls(lm_objective *o, lm_model *m, const lm_cls_data *trai
   if (!st) st = lm_epochs_init(&c->order, train->n, seed, 0xC15ULL, cursor);
   if (!st) st = lm_model_reserve(m, B, c->T, 1);
   if (st) { cls_free(c); return st; }
-  *o = (lm_objective){c, cls_micro, cls_evaluate, cls_cursor, cls_free, cls_eval_fields, NULL};
+  *o = (lm_objective){.self = c, .micro = cls_micro, .evaluate = cls_evaluate, .cursor = cls_cursor, .free = cls_free, .eval_fields = cls_eval_fields};
   return LM_OK;
 }

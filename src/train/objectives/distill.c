@@ -191,7 +191,7 @@ lm_status lm_objective_distill(lm_objective *obj, lm_model *student, const lm_di
   if (!st) st = lm_model_reserve(dl->teacher, B, T, 0);
   if (!st) st = lm_model_reserve(student, B, T, 1);
   if (st) { distill_free(o); return st; }
-  *obj = (lm_objective){o, distill_micro, distill_evaluate, distill_cursor, distill_free, NULL, NULL};
+  *obj = (lm_objective){.self = o, .micro = distill_micro, .evaluate = distill_evaluate, .cursor = distill_cursor, .free = distill_free};
   return LM_OK;
 }
 

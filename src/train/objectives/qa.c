@@ -614,6 +614,6 @@ lm_status lm_objective_qa(lm_objective *o, lm_model *m, const lm_qa_data *train,
   if (!st) st = lm_epochs_init(&c->order, train->n_feat, seed, 0x0AULL, cursor);
   if (!st) st = lm_model_reserve(m, B, c->T, 1);
   if (st) { qa_free(c); return st; }
-  *o = (lm_objective){c, qa_micro, qa_evaluate, qa_cursor, qa_free, qa_eval_fields, NULL};
+  *o = (lm_objective){.self = c, .micro = qa_micro, .evaluate = qa_evaluate, .cursor = qa_cursor, .free = qa_free, .eval_fields = qa_eval_fields};
   return LM_OK;
 }

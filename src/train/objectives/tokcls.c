@@ -460,6 +460,6 @@ lm_status lm_objective_tokcls(lm_objective *o, lm_model *m, const lm_tokcls_data
   if (!st) st = lm_epochs_init(&c->order, train->n, seed, 0x70CULL, cursor);
   if (!st) st = lm_model_reserve(m, B, c->T, 1);
   if (st) { tok_free(c); return st; }
-  *o = (lm_objective){c, tok_micro, tok_evaluate, tok_cursor, tok_free, tok_eval_fields, NULL};
+  *o = (lm_objective){.self = c, .micro = tok_micro, .evaluate = tok_evaluate, .cursor = tok_cursor, .free = tok_free, .eval_fields = tok_eval_fields};
   return LM_OK;
 }

@@ -54,6 +54,9 @@ static const char *HELP =
   "  --warmup-ratio X     share of the steps spent warming up (0.1)\n"
   "  --weight-decay X     AdamW weight decay on weight matrices (0.01)\n"
   "  --clip X             clip the global gradient norm; 0 disables (1.0)\n"
+  "  --dropout P          training dropout rate in [0, 1) on embeddings, attention and residual\n"
+  "                       branches (default: the model's config.json, e.g. BERT's 0.1)\n"
+  "  --attn-dropout P     the attention probabilities' rate, if other than --dropout\n"
   "  --eval-every N       evaluate every N steps (default: once per epoch)\n"
   "  --seed N             head initialisation and data order (42)\n"
   "  --threads N          threads (default: all cores)\n"
@@ -127,6 +130,8 @@ int cmd_finetune(int argc, char **argv) {
     if ((k = OPT("--warmup-ratio")) < 0) return 1; else if (k) { FLT(o.warmup_ratio, 0, 1); continue; }
     if ((k = OPT("--weight-decay")) < 0) return 1; else if (k) { FLT(o.weight_decay, 0, 10); continue; }
     if ((k = OPT("--clip")) < 0) return 1; else if (k) { FLT(o.clip, 0, 1e9); continue; }
+    if ((k = OPT("--dropout")) < 0) return 1; else if (k) { FLT(o.dropout, 0, 0.999f); continue; }
+    if ((k = OPT("--attn-dropout")) < 0) return 1; else if (k) { FLT(o.attn_dropout, 0, 0.999f); continue; }
     if ((k = OPT("--eval-every")) < 0) return 1; else if (k) { NUM(o.eval_every, 1, INT64_MAX / 2); continue; }
     if ((k = OPT("--seed")) < 0) return 1; else if (k) { if (cli_u64(a, v, &o.seed)) return 1; continue; }
     if ((k = OPT("--stride")) < 0) return 1; else if (k) { NUM(stride, 1, 1 << 20); continue; }

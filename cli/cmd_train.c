@@ -9,6 +9,7 @@
 #include <string.h>
 #include "cli.h"
 #include "model/block.h"
+#include "model/config.h"
 #include "model/family.h"
 #include "tokenizer/tokenizer.h"
 #include "train/train.h"
@@ -340,8 +341,7 @@ int cmd_train(int argc, char **argv) {
     }
     cfg.n_kv_head = rf.kv_heads == rf.heads ? 0 : rf.kv_heads;
     /* dropout: --dropout everywhere the family drops (Llama: attention only), --attn-dropout for attention */
-    cfg.embd_pdrop = cfg.resid_pdrop = fam->hidden_dropout ? rf.dropout : 0;
-    cfg.attn_pdrop = rf.attn_dropout >= 0 ? rf.attn_dropout : rf.dropout;
+    lm_config_set_dropout(&cfg, rf.dropout, rf.attn_dropout);
     if (lm_model_create(&m, &cfg, o.seed)) { rc = cli_fail(); goto done; }
   }
   const lm_config *c = lm_model_config(m);

@@ -496,3 +496,10 @@ lm_status lm_config_label_names(const char *path, int64_t n, char ***names) {
   *names = v;
   return LM_OK;
 }
+
+void lm_config_set_dropout(lm_config *cfg, float p, float p_attn) {
+  if (p < 0 && p_attn < 0) return;
+  const lm_family *f = lm_family_of(cfg);
+  if (p >= 0) cfg->embd_pdrop = cfg->resid_pdrop = f && f->hidden_dropout ? p : 0;
+  cfg->attn_pdrop = p_attn >= 0 ? p_attn : p;
+}

@@ -26,7 +26,14 @@ void lm_finetune_opts_default(lm_finetune_opts *o) {
   memset(o, 0, sizeof *o);
   o->epochs = 3; o->batch = 32; o->context = 128;
   o->lr = 3e-5f; o->warmup_ratio = 0.1f; o->weight_decay = 0.01f; o->clip = 1.0f;
+  o->dropout = o->attn_dropout = -1;
   o->seed = 42; o->progress = 1;
+}
+
+lm_status lm_finetune_load(lm_model **m, const lm_finetune_opts *fo, int head, int64_t n_labels) {
+  lm_status st = lm_model_load_head(m, fo->model_dir, head, n_labels, fo->seed);
+  if (!st) lm_config_set_dropout(&(*m)->cfg, fo->dropout, fo->attn_dropout);
+  return st;
 }
 
 typedef struct {
@@ -104,7 +111,7 @@ lm_status lm_finetune_classify(const lm_finetune_opts *fo, lm_finetune_result *r
     st = lm_error(LM_ERR_ARG, "%s: every example has the label '%s': classification needs at least 2 labels",
                   fo->train_path, labels.names[0]);
   if (!st && fo->eval_path) st = read_and_encode(fo->eval_path, &cfg, tok, &labels, 0, context, &eval);
-  if (!st) st = lm_model_load_head(&m, fo->model_dir, LM_HEAD_CLASSIFY, labels.n, fo->seed);
+  if (!st) st = lm_finetune_load(&m, fo, LM_HEAD_CLASSIFY, labels.n);
   if (st) goto done;
   /* decoders pool the last real token; HF needs the padding id in the config to find it */
   if (m->cfg.pad_token_id < 0) m->cfg.pad_token_id = train.pad;

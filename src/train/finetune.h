@@ -98,6 +98,8 @@ typedef struct {
   float warmup_ratio;       /* 0.1 */
   float weight_decay;       /* 0.01 */
   float clip;               /* 1.0 */
+  float dropout;            /* -1: the model config's rates; else lm_config_set_dropout */
+  float attn_dropout;       /* -1: as dropout */
   uint64_t seed;            /* 42 */
   int progress;
 } lm_finetune_opts;
@@ -113,6 +115,8 @@ void lm_finetune_opts_default(lm_finetune_opts *o);
  * tokenizer and the config; *context = the options' context capped to the model's positions. */
 lm_status lm_finetune_setup(const lm_finetune_opts *fo, int head, const char *task, int64_t min_context,
                             lm_tokenizer **tok, int64_t *context, lm_config *cfg);
+/* lm_model_load_head of model_dir with the options' dropout rates (--dropout / --attn-dropout). */
+lm_status lm_finetune_load(lm_model **m, const lm_finetune_opts *fo, int head, int64_t n_labels);
 /* Loads model_dir with a fresh classification head sized to the training labels, fine-tunes
  * it with lm_train_run, writes out_dir (model, tokenizer, label names in config.json,
  * metrics.jsonl with val_loss/val_accuracy per evaluation and a final eval line). */

@@ -90,7 +90,7 @@ lm_status lm_finetune_tokens(const lm_finetune_opts *fo, lm_finetune_tasks_resul
   if (!st && fo->eval_path) st = lm_conll_read(fo->eval_path, &labels, 0, &ceval);
   if (!st && (st = lm_tokcls_encode(&train, &cfg, tok, &ctrain, context))) lm_error_prefix(st, "%s", fo->train_path);
   if (!st && fo->eval_path && (st = lm_tokcls_encode(&eval, &cfg, tok, &ceval, context))) lm_error_prefix(st, "%s", fo->eval_path);
-  if (!st) st = lm_model_load_head(&m, fo->model_dir, LM_HEAD_TOKENS, labels.n, fo->seed);
+  if (!st) st = lm_finetune_load(&m, fo, LM_HEAD_TOKENS, labels.n);
   if (st) goto done;
   if (m->cfg.pad_token_id < 0) m->cfg.pad_token_id = train.pad;   /* decoders: the padding the data used */
 
@@ -150,7 +150,7 @@ lm_status lm_finetune_qa(const lm_finetune_opts *fo, int64_t stride, lm_finetune
   if (!st && fo->eval_path) st = lm_squad_read(fo->eval_path, &seval);
   if (!st && (st = lm_qa_encode(&train, tok, &strain, context, stride, 1))) lm_error_prefix(st, "%s", fo->train_path);
   if (!st && fo->eval_path && (st = lm_qa_encode(&eval, tok, &seval, context, stride, 0))) lm_error_prefix(st, "%s", fo->eval_path);
-  if (!st) st = lm_model_load_head(&m, fo->model_dir, LM_HEAD_QA, 2, fo->seed);
+  if (!st) st = lm_finetune_load(&m, fo, LM_HEAD_QA, 2);
   if (st) goto done;
 
   lm_train_opts o;

@@ -7,6 +7,7 @@
 #     the run's last validation loss;
 #   - a run with dropout resumed from its middle checkpoint continues the curve bit for bit (the masks
 #     come from the checkpointed rng);
+#   - `finetune --dropout P` overrides the base model's rates (saved with the fine-tuned model);
 #   - a rate outside [0, 1) is a clear error, as a flag and in config.json.
 # (The masks' math against PyTorch, forward and every gradient: tests/reference/test_llama.py.)
 source "$(dirname "$0")/lib.sh"
@@ -46,6 +47,21 @@ cp -r "$T/plain" "$T/badcfg"
 python3 -c "import json,sys; p=sys.argv[1]; c=json.load(open(p)); c['resid_pdrop']=1.5; json.dump(c, open(p,'w'))" "$T/badcfg/config.json"
 err=$("$BIN" eval --model "$T/badcfg" --data "$T/corpus.txt" 2>&1); rc=$?
 check "resid_pdrop = 1.5 in config.json is a clear error: $err" '[ $rc != 0 ] && echo "$err" | grep -q "resid_pdrop"'
+
+python3 -c "
+import random; r = random.Random(2)
+print('label\ttext')
+for _ in range(64):
+    y = r.randrange(2); print(y, ' '.join(r.choice(['good', 'fine', 'great'] if y else ['bad', 'poor', 'awful']) for _ in range(4)), sep='\t')" > "$T/cls.tsv"
+FT=(finetune --model "$T/plain" --task classify --data "$T/cls.tsv" --steps 4 --batch 8 --seed 1 --threads 1 --quiet)
+"$BIN" "${FT[@]}" --dropout 0.3 --attn-dropout 0.05 --out "$T/ft" > /dev/null 2>&1; rc=$?
+keys=$(python3 -c "import json,sys; c=json.load(open(sys.argv[1])); print(c['embd_pdrop'], c['attn_pdrop'], c['resid_pdrop'])" "$T/ft/config.json" 2>&1)
+check "finetune --dropout 0.3 --attn-dropout 0.05 (rc $rc) on a model trained without dropout: $keys" '[ $rc = 0 ] && [ "$keys" = "0.3 0.05 0.3" ]'
+"$BIN" "${FT[@]}" --out "$T/ft0" > /dev/null 2>&1
+keys=$(python3 -c "import json,sys; c=json.load(open(sys.argv[1])); print(c['embd_pdrop'], c['attn_pdrop'], c['resid_pdrop'])" "$T/ft0/config.json" 2>&1)
+check "finetune without --dropout keeps the base model's rates: $keys" '[ "$keys" = "0 0 0" ]'
+err=$("$BIN" "${FT[@]}" --dropout 1.0 --out "$T/ft1" 2>&1); rc=$?
+check "finetune --dropout 1.0 is a clear error: $err" '[ $rc != 0 ] && echo "$err" | grep -q -- "--dropout"'
 
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]

@@ -215,9 +215,9 @@ static lm_status load_state(const char *dir, train_state *ts, lm_train_opts *o, 
   const cJSON *os = cJSON_GetObjectItemCaseSensitive(j, "objective_state");
   if (os && !(ts->obj_state = cJSON_Duplicate(os, 1))) { st = lm_error(LM_ERR_NOMEM, "out of memory"); goto done; }
   const cJSON *objective = cJSON_GetObjectItemCaseSensitive(op, "objective");
-  static const char *known[] = {"clm", "mlm", "mlm+nsp", "span-corruption"};
+  static const char *known[] = {"clm", "mlm", "mlm+nsp"};
   o->objective = "clm";
-  for (int i = 0; i < 4; i++)
+  for (int i = 0; i < 3; i++)
     if (cJSON_IsString(objective) && !strcmp(objective->valuestring, known[i])) o->objective = known[i];
   json_f32(op, "mlm_prob", &o->mlm_prob);
   *n_data = cJSON_GetArraySize(data);
@@ -539,8 +539,7 @@ static lm_status lm_objective_for(lm_objective *obj, lm_model *m, const lm_token
                                  name, lm_arch_name(m->cfg.arch), lm_head_name(m->cfg.head));
     return lm_objective_bert(obj, m, tok, train, val, o->batch, o->context, !strcmp(name, "mlm+nsp"), o->mlm_prob, rng);
   }
-  if (!strcmp(name, "span-corruption")) return lm_objective_span(obj, m, tok, train, val, o->batch, o->context, rng);
-  return lm_error(LM_ERR_ARG, "unknown objective '%s' (clm, mlm, mlm+nsp, span-corruption)", name);
+  return lm_error(LM_ERR_ARG, "unknown objective '%s' (clm, mlm, mlm+nsp)", name);
 }
 
 static lm_status append_metrics(FILE *f, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

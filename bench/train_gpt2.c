@@ -35,11 +35,11 @@ int main(int argc, char **argv) {
     loss = lm_model_forward(m, ids, ids + 1, NULL, B, T);
     lm_model_backward(m, ids, ids + 1, NULL, B, T);
     double norm = global_norm(m->grads, (int64_t)m->n_params);
-    if (norm > 1.0) scale_inplace(m->grads, (int64_t)m->n_params, (float)(1.0 / norm));
+    float clip = norm > 1.0 ? (float)(1.0 / norm) : 1.0f;   /* applied inside the AdamW pass */
     for (int i = 0; i < m->n_info; i++) {
       const lm_param_info *p = &m->info[i];
       adamw_update(m->params + p->offset, m->grads + p->offset, mo + p->offset, ve + p->offset, (int64_t)p->numel,
-                   1e-4f, 0.9f, 0.95f, 1e-8f, p->decay ? 0.1f : 0.0f, s + 1);
+                   1e-4f, 0.9f, 0.95f, 1e-8f, p->decay ? 0.1f : 0.0f, s + 1, clip);
     }
     if (s > 0) times[s - 1] = lm_time_sec() - t0;
   }

@@ -134,9 +134,10 @@ void crossentropy_backward(float *dlogits, const float *logits, const int32_t *t
 
 /* ---- optimiser ----
  * One AdamW step (PyTorch semantics: decoupled decay p -= lr*wd*p, bias-corrected moments,
- * eps added to sqrt(v_hat)); t is the 1-based step count. */
+ * eps added to sqrt(v_hat)); t is the 1-based step count. The gradient is grads * clip: the
+ * clipping factor (1 for none) is applied in the same pass; grads is left as it is. */
 void adamw_update(float *params, const float *grads, float *m, float *v, int64_t n, float lr,
-                  float beta1, float beta2, float eps, float weight_decay, int64_t t);
+                  float beta1, float beta2, float eps, float weight_decay, int64_t t, float clip);
 /* sqrt(sum g^2), accumulated in double in a fixed order (deterministic) */
 double global_norm(const float *g, int64_t n);
 void scale_inplace(float *x, int64_t n, float s);

@@ -3,9 +3,19 @@
  * adamw_update is one fused, vectorised, OpenMP-parallel pass over the
  * parameters, following PyTorch's torch.optim.AdamW arithmetic step by step
  * (decay first, then moments, then p -= lr/bc1 * m / (sqrt(v)/sqrt(bc2) + eps))
- * so trajectories match it closely. global_norm sums squares in double over a
+ * so trajectories match it closely. The clipping factor is applied to each
+ * gradient as it is read (g * clip, the same product a separate scaling pass
+ * wrote), so a clipped step reads the gradients once instead of reading and
+ * writing them once more first. The pass is memory-bound (28 bytes per
+ * parameter). This file is compiled without math-errno (CMakeLists.txt), so
+ * sqrtf is the vector square root and the loop vectorises, and without
+ * floating-point contraction: the fused multiply-adds are written out (fmaf)
+ * where the compiler used to contract them, so the vector loop rounds exactly
+ * as the scalar one did and optimizer states resume bit for bit.
+ * global_norm sums squares in double over a
  * fixed number of equal chunks, one partial per chunk reduced in chunk order,
  * so the result is bitwise identical for any thread count or schedule. */
+
 #include <math.h>
 #include "kernels/kernels.h"
 
@@ -13,7 +23,7 @@
 #define NORM_CHUNKS 64
 
 void adamw_update(float *params, const float *grads, float *m, float *v, int64_t n, float lr,
-                  float beta1, float beta2, float eps, float weight_decay, int64_t t) {
+                  float beta1, float beta2, float eps, float weight_decay, int64_t t, float clip) {
   if (t < 1) t = 1;
   const double bc1 = 1.0 - pow((double)beta1, (double)t);
   const double bc2 = 1.0 - pow((double)beta2, (double)t);
@@ -23,14 +33,14 @@ void adamw_update(float *params, const float *grads, float *m, float *v, int64_t
   const float b1c = 1.0f - beta1, b2c = 1.0f - beta2;
   #pragma omp parallel for simd schedule(static) if (n > PAR_MIN)
   for (int64_t i = 0; i < n; i++) {
-    float g = grads[i];
+    float g = grads[i] * clip;
     float p = params[i] * decay;
-    float mi = beta1 * m[i] + b1c * g;
-    float vi = beta2 * v[i] + b2c * (g * g);
+    float mi = fmaf(beta1, m[i], b1c * g);
+    float vi = fmaf(beta2, v[i], b2c * (g * g));
     m[i] = mi;
     v[i] = vi;
-    float denom = sqrtf(vi) * inv_bc2_sqrt + eps;
-    params[i] = p - step * (mi / denom);
+    float denom = fmaf(sqrtf(vi), inv_bc2_sqrt, eps);
+    params[i] = fmaf(-step, mi / denom, p);   // p - step * (mi / denom), fused
   }
 }
 

@@ -554,13 +554,14 @@ static lm_status append_metrics(FILE *f, const char *fmt, ...) {
 }
 
 /* AdamW over the trainable parameters (model.h lm_model_trainable: the LoRA adapter's alone when
- * one is attached, else the whole model) */
-static void optimizer_step(lm_model *m, float *mom, float *vel, const lm_train_opts *o, float lr, int64_t t) {
+ * one is attached, else the whole model), each gradient times clip (the clipping factor, applied in
+ * the same pass over the parameters) */
+static void optimizer_step(lm_model *m, float *mom, float *vel, const lm_train_opts *o, float lr, int64_t t, float clip) {
   lm_trainable tr = lm_model_trainable(m);
   for (int i = 0; i < tr.n_info; i++) {
     const lm_param_info *p = &tr.info[i];
     adamw_update(tr.params + p->offset, tr.grads + p->offset, mom + p->offset, vel + p->offset, (int64_t)p->numel,
-                 lr, o->beta1, o->beta2, o->eps, p->decay ? o->weight_decay : 0.0f, t);
+                 lr, o->beta1, o->beta2, o->eps, p->decay ? o->weight_decay : 0.0f, t, clip);
   }
 }
 
@@ -705,13 +706,10 @@ lm_status lm_train_run(lm_model *m, const lm_tokenizer *tok, const lm_train_opts
     float loss = (float)(loss_sum / o.grad_accum);
     double norm = global_norm(grads, (int64_t)n_train);
     if (aux.m) { double na = global_norm(agrads, n_aux); norm = sqrt(norm * norm + na * na); }   /* one norm over both */
-    if (o.clip > 0 && norm > o.clip) {
-      scale_inplace(grads, (int64_t)n_train, (float)(o.clip / norm));
-      if (aux.m) scale_inplace(agrads, n_aux, (float)(o.clip / norm));
-    }
+    float clip = o.clip > 0 && norm > o.clip ? (float)(o.clip / norm) : 1.0f;
     float lr = lm_lr_at(step, o.steps, o.warmup, o.lr, o.min_lr);
-    optimizer_step(m, mom, vel, &o, lr, step);
-    if (aux.m) optimizer_step(aux.m, aux.mom, aux.vel, &o, lr, step);
+    optimizer_step(m, mom, vel, &o, lr, step, clip);
+    if (aux.m) optimizer_step(aux.m, aux.mom, aux.vel, &o, lr, step, clip);
     double dt = lm_time_sec() - t0;
     tokens_done += N * o.grad_accum;
     double tps = N * o.grad_accum / dt;

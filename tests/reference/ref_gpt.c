@@ -109,7 +109,7 @@ int main(int argc, char **argv) {
       for (int i = 0; i < m->n_info; i++) {
         const lm_param_info *p = &m->info[i];
         adamw_update(m->params + p->offset, m->grads + p->offset, mo + p->offset, ve + p->offset, (int64_t)p->numel,
-                     lr, 0.9f, 0.95f, 1e-8f, p->decay ? wd : 0.0f, s);
+                     lr, 0.9f, 0.95f, 1e-8f, p->decay ? wd : 0.0f, s, 1.0f);
       }
     }
     lm_free(mo); lm_free(ve);

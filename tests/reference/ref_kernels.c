@@ -189,7 +189,7 @@ static void op_adamw(void) {
   float *p = loadf("params", n), *grads = loadf("grads", steps * n);
   float *m = zeros(n), *v = zeros(n), *traj = zeros(steps * n);
   for (int64_t t = 1; t <= steps; t++) {
-    adamw_update(p, grads + (t - 1) * n, m, v, n, lr, b1, b2, eps, wd, t);
+    adamw_update(p, grads + (t - 1) * n, m, v, n, lr, b1, b2, eps, wd, t, 1.0f);
     memcpy(traj + (t - 1) * n, p, n * sizeof(float));
   }
   savef("traj", traj, steps * n); savef("m", m, n); savef("v", v, n);
@@ -274,7 +274,7 @@ static void bench(void) {
   {
     int64_t n = 124439808;
     float *p = bench_randn(n, &r), *g = bench_randn(n, &r), *m = zeros(n), *v = zeros(n);
-    TIME_IT("adamw_update n=124M", 3, 0, adamw_update(p, g, m, v, n, 1e-4f, 0.9f, 0.95f, 1e-8f, 0.1f, 1));
+    TIME_IT("adamw_update n=124M", 3, 0, adamw_update(p, g, m, v, n, 1e-4f, 0.9f, 0.95f, 1e-8f, 0.1f, 1, 1.0f));
     TIME_IT("global_norm n=124M", 3, 0, (void)global_norm(g, n));
   }
 }

@@ -55,7 +55,7 @@ static void adamw_step(lm_model *m, float *mo, float *ve, int64_t t, float lr) {
   for (int i = 0; i < m->n_info; i++) {
     const lm_param_info *p = &m->info[i];
     adamw_update(m->params + p->offset, m->grads + p->offset, mo + p->offset, ve + p->offset, (int64_t)p->numel, lr,
-                 0.9f, 0.999f, 1e-8f, p->decay ? 0.01f : 0.0f, t);
+                 0.9f, 0.999f, 1e-8f, p->decay ? 0.01f : 0.0f, t, 1.0f);
   }
 }
 

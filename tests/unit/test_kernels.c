@@ -428,7 +428,7 @@ Test(kernels, crossentropy_in_place_and_stable) {
 Test(kernels, adamw_first_step_by_hand) {
   // step 1 with bias correction: m_hat = g, v_hat = g^2, so p -= lr * (wd*p + g/(|g|+eps))
   float p[2] = {1.0f, -2.0f}, g[2] = {0.5f, -3.0f}, m[2] = {0}, v[2] = {0};
-  adamw_update(p, g, m, v, 2, 0.1f, 0.9f, 0.999f, 1e-8f, 0.01f, 1);
+  adamw_update(p, g, m, v, 2, 0.1f, 0.9f, 0.999f, 1e-8f, 0.01f, 1, 1.0f);
   cr_expect(fabsf(p[0] - (1.0f * (1 - 0.001f) - 0.1f)) < 1e-6f, "p0 %g", p[0]);
   cr_expect(fabsf(p[1] - (-2.0f * (1 - 0.001f) + 0.1f)) < 1e-6f, "p1 %g", p[1]);
   float x[3] = {1, 2, 3};

@@ -116,7 +116,7 @@ static void train_steps(float *losses, int n) {
     lm_model_zero_grad(m);
     losses[s - 1] = lm_model_forward(m, ids, tgt, NULL, 2, 16);
     lm_model_backward(m, ids, tgt, NULL, 2, 16);
-    adamw_update(m->params, m->grads, mo, ve, (int64_t)m->n_params, 3e-3f, 0.9f, 0.95f, 1e-8f, 0.0f, s);
+    adamw_update(m->params, m->grads, mo, ve, (int64_t)m->n_params, 3e-3f, 0.9f, 0.95f, 1e-8f, 0.0f, s, 1.0f);
   }
   lm_free(mo); lm_free(ve);
   lm_model_free(m);

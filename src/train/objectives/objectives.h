@@ -39,4 +39,23 @@ void lm_pair_source_free(lm_pair_source *s);
  * (0 or 1), or label -1 with a single segment when nsp is 0 (MLM-only: one span of a document). */
 int32_t lm_pair_make(const lm_pair_source *s, lm_rng *rng, int64_t T, int nsp, int32_t *ids, int32_t *segments, uint8_t *mask);
 
+/* ---- T5 span corruption (span.c) */
+/* T5's random_spans_noise_mask: noise (length) gets 1 on round(length * density) tokens in
+ * round(noise / mean_span) spans (round half to even), kept tokens first; work (3 length + 6) is
+ * scratch; every random draw (a shuffle index) is appended to draws when non-NULL (at most
+ * 2 length). Returns the number of spans. */
+int64_t lm_span_noise_mask(lm_rng *rng, int64_t length, double density, double mean_span, uint8_t *noise,
+                           int64_t *work, uint32_t *draws);
+/* T5's compute_input_and_target_lengths: the raw window that corrupts to inputs_length tokens, and
+ * the target's length */
+void lm_span_lengths(int64_t inputs_length, double density, double mean_span, int64_t *raw, int64_t *targets);
+/* raw (n) and its noise mask -> inp (kept tokens, one sentinel per span: sentinel0, sentinel0 - 1,
+ * ..., then eos) and tgt (each span's sentinel and its tokens, then eos); their lengths out */
+void lm_span_corrupt(const int32_t *raw, const uint8_t *noise, int64_t n, int32_t sentinel0, int32_t eos, int32_t *inp,
+                     int64_t *n_inp, int32_t *tgt, int64_t *n_tgt);
+struct lm_tokenizer;
+/* The id of <extra_id_0>, checking that <extra_id_1> .. <extra_id_{n-1}> count down from it; an
+ * error naming the missing or misplaced one otherwise. */
+lm_status lm_span_sentinels(const struct lm_tokenizer *tok, int64_t n, int32_t *sentinel0);
+
 #endif

@@ -24,12 +24,15 @@ const char *const CLI_TRAIN_FLAGS_HELP =
   "  --threads N          threads (default: all cores)\n"
   "  --resume DIR         continue the run saved in DIR (a run or one of its checkpoints)\n"
   "                       bit-exactly; --steps may extend it\n"
+  "  --checkpoint-activations  recompute each block's activations in backward: less memory\n"
+  "                       for long contexts, the same gradients, about 1/3 more compute\n"
   "  --quiet              no progress bar\n";
 
 int cli_train_flag(int argc, char **argv, int *i, lm_train_opts *o, cli_train_seen *seen) {
   const char *a = argv[*i], *v;
   int r;
   if (!strcmp(a, "--quiet")) { o->progress = 0; return 1; }
+  if (!strcmp(a, "--checkpoint-activations")) { o->checkpoint_activations = 1; return 1; }
 #define OPT(name) ((r = cli_opt(argc, argv, i, name, &v)) < 0 ? -1 : r)
 #define NUM(dst, lo, hi) do { int64_t x_; if (cli_i64(a, v, lo, hi, &x_)) return -1; dst = x_; } while (0)
 #define FLT(dst, lo, hi) do { if (cli_f32(a, v, lo, hi, &dst)) return -1; } while (0)

@@ -179,6 +179,8 @@ typedef struct {
   const char *objective;                /* "clm" (GPT, default), "mlm" or "mlm+nsp" (BERT) */
   float mlm_prob;                       /* share of tokens chosen for MLM (0.15) */
   int64_t keep_checkpoints;             /* newest out_dir/checkpoint-N directories kept (3); 0 keeps all */
+  int checkpoint_activations;           /* recompute each block's activations in backward (less memory,
+                                           the same gradients bit for bit, one more forward per step) */
 } lm_train_opts;
 
 void lm_train_opts_default(lm_train_opts *o);

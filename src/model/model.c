@@ -243,13 +243,15 @@ lm_status lm_model_create(lm_model **out, const lm_config *cfg, uint64_t seed) {
 
 static lm_status reserve_blocks(lm_model *m, int64_t B, int64_t T, int need_grads) {
   const lm_config *c = &m->cfg;
-  if (m->have_acts && m->acts.B == B && m->acts.T == T && (!need_grads || m->acts.dres_a)) return LM_OK;
+  int ck = need_grads && m->checkpoint && c->n_layer > 1;   /* activation checkpointing */
+  if (m->have_acts && m->acts.B == B && m->acts.T == T && (!need_grads || m->acts.dres_a) && m->acts.ckpt == ck)
+    return LM_OK;
   free_acts(m);
   int64_t N = B * T, C = c->n_embd, F = lm_ffn_width(c), FW = lm_fc_width(c), QKV = lm_qkv_width(c);
   int64_t L = c->n_layer, NH = c->n_head;
   int64_t A = lm_attn_width(c);   /* the attention output's width (T5's n_head * d_kv may differ from C) */
   size_t per_layer = (size_t)N * (4 * C + 4 + QKV + A + FW + F) + (size_t)B * NH * T;
-  size_t total = (size_t)N * C + per_layer * L + (size_t)N * (C + 2);
+  size_t total = (size_t)N * C + (ck ? per_layer + (size_t)(L - 1) * N * C : per_layer * L) + (size_t)N * (C + 2);
   if (need_grads) total += (size_t)N * (3 * C + A + QKV + FW + F);
   /* each carve rounds to 16 floats; leave room */
   total += 64 * (size_t)(L * 16 + 32);
@@ -264,6 +266,7 @@ static lm_status reserve_blocks(lm_model *m, int64_t B, int64_t T, int need_grad
   a->emb = CARVE(N * C);
   for (int64_t l = 0; l < L; l++) {
     lm_layer_acts *la = &a->layer[l];
+    if (ck && l > 0) { *la = a->layer[0]; la->res2 = CARVE(N * C); continue; }   /* only the output is kept */
     la->a1 = CARVE(N * C); la->res1 = CARVE(N * C); la->a2 = CARVE(N * C); la->res2 = CARVE(N * C);
     la->mean1 = CARVE(N); la->rstd1 = CARVE(N); la->mean2 = CARVE(N); la->rstd2 = CARVE(N);
     la->qkv = CARVE(N * QKV); la->lse = CARVE(B * NH * T); la->atty = CARVE(N * A);
@@ -293,7 +296,7 @@ static lm_status reserve_blocks(lm_model *m, int64_t B, int64_t T, int need_grad
     }
   }
   for (int64_t i = 0; i < N; i++) a->pos[i] = (int32_t)(i % T);
-  a->B = B; a->T = T;
+  a->B = B; a->T = T; a->ckpt = ck;
   m->have_acts = 1;
   return LM_OK;
 }
@@ -423,6 +426,8 @@ static lm_attn_mask attn_mask(lm_model *m, const lm_batch *b) {
 }
 
 void lm_model_set_training(lm_model *m, lm_rng *rng) { m->dropout_rng = rng; }
+
+void lm_model_set_checkpointing(lm_model *m, int on) { m->checkpoint = on != 0; }
 
 /* ---- encoder-decoders: the encoder stack before the decoder's blocks */
 
@@ -578,6 +583,9 @@ void lm_backward(lm_model *m, const lm_batch *b) {
   }
   for (int64_t l = L - 1; l >= 0; l--) {
     const float *x = l ? a->layer[l - 1].res2 : a->emb;
+    /* checkpointing: the shared buffers hold the last layer's activations; the others run their
+       forward again (the same inputs, masks and kernels give the same bits) */
+    if (a->ckpt && l < L - 1) lm_block_forward(c, &m->w.h[l], &a->layer[l], x, a->scratch.dtmp, am, B, T);
     lm_block_backward(c, &m->w.h[l], &m->g.h[l], &a->layer[l], &a->scratch, x, P, Q, am, B, T);
   }
   if (a->dropped && a->drop_emb) dropout_apply(P, a->drop_emb, N * c->n_embd, c->embd_pdrop);

@@ -102,6 +102,7 @@ typedef struct {
   uint64_t *drop_bits;           /* every dropout mask (the layers' drop_* and drop_emb point into it), or NULL */
   uint64_t *drop_emb;            /* (N,C) bits: the embeddings' dropout mask, or NULL */
   int dropped;                   /* the last forward drew and applied dropout masks */
+  int ckpt;                      /* activation checkpointing: layers > 0 share layer 0's buffers but res2 */
   /* encoder-decoders (model.c reserve_encdec), in an arena of their own: the encoder's embeddings,
    * layers and output enc_out (B*S,C) with its norm statistics; denc (B*S,C) its gradient; the
    * relative position biases (NH, 2T-1) of the decoder and (NH, 2S-1) of the encoder and their
@@ -131,12 +132,19 @@ struct lm_model {
   struct lm_lora *lora;          /* the attached LoRA adapter (lora.h) or NULL; while attached the base is frozen */
   lm_rng *dropout_rng;           /* training mode: dropout masks are drawn from it (lm_model_set_training) */
   int dropout_off;               /* dropout disabled for this run whatever the config says (DPO, reward) */
+  int checkpoint;                /* recompute each block's activations in backward (lm_model_set_checkpointing) */
 };
 
 /* Training mode: forward passes draw dropout masks from rng (the trainer's, checkpointed, so a resumed
  * run draws the same masks); NULL: evaluation mode, no dropout. Only a forward with gradients
  * reserved (lm_model_reserve need_grads) drops. */
 void lm_model_set_training(lm_model *m, lm_rng *rng);
+
+/* Activation checkpointing for the next lm_model_reserve with gradients: each block keeps only its
+ * output; backward runs the block's forward again (same inputs, masks and kernels: the same bits)
+ * before its backward, so activation memory is one block's plus (N,C) per layer. Gradients are
+ * bit-identical to the plain path; a backward costs one more forward. */
+void lm_model_set_checkpointing(lm_model *m, int on);
 
 /* The parameters an optimiser trains: the LoRA adapter's own table when one is attached (the base
  * is frozen and has no gradients), else every parameter of the model. grads is NULL until

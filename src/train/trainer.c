@@ -616,6 +616,7 @@ lm_status lm_train_run(lm_model *m, const lm_tokenizer *tok, const lm_train_opts
   {
     /* the objective before OUT is touched: a state saved below must hold its second model */
     int64_t cursor[2] = {ts.epoch, ts.index};
+    lm_model_set_checkpointing(m, o.checkpoint_activations);   /* before the objective reserves activations */
     st = factory ? factory(&obj, m, tok, &o, &ts.rng, o.resume_dir ? cursor : NULL, ctx)
                  : lm_objective_for(&obj, m, tok, &o, &train, &val, &ts.rng, o.resume_dir ? cursor : NULL);
     if (st) goto cleanup;

@@ -32,7 +32,7 @@ static const command COMMANDS[] = {
   {"dpo", cmd_dpo, "optimise a decoder on preference pairs: DPO, IPO, hinge, SimPO, ORPO", "post-train"},
   {"grpo", cmd_grpo, "train a decoder against a reward with GRPO (grpo, dapo, dr_grpo losses)", "post-train"},
   {"rloo", cmd_rloo, "train a decoder against a reward with RLOO (REINFORCE leave-one-out)", "post-train"},
-  {"ppo", cmd_ppo, "RLHF: train a decoder against a reward model with PPO and a value model", "post-train"},
+  {"ppo", cmd_ppo, "train a decoder against a reward model with PPO and a value model (RLHF)", "post-train"},
   {"toolformer", cmd_toolformer, "insert calculator calls into text where they help the model (Toolformer's data)", "post-train"},
   {"distill", cmd_distill, "distill a BERT teacher into a smaller, faster student (DistilBERT)", "post-train"},
   {"generate", cmd_generate, "generate text from a prompt, streaming tokens", "use"},

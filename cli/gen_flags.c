@@ -15,6 +15,7 @@ const char *const CLI_GEN_FLAGS_HELP =
   "  --top-k N            sample among the N most likely tokens; 0 = off (40)\n"
   "  --top-p X            nucleus: smallest set with probability >= X; 1 = off (0.95)\n"
   "  --seed N             sampling seed (42)\n"
+  "  --kv-type f32|f16    the KV cache's type: f16 halves its memory (f32)\n"
   "  --no-stop            keep going past the end-of-text (and end-of-turn) token\n"
   "  --calc               the calculator tool: a call <|calc|>EXPR<|/calc|> gets \" \xe2\x86\x92 RESULT\" spliced in (docs/rl.md)\n";
 
@@ -49,6 +50,12 @@ int cli_gen_flag(int argc, char **argv, int *i, lm_gen_opts *o) {
   }
   if ((r = cli_opt(argc, argv, i, "--top-p", &v))) return r < 0 || cli_f32(a, v, 1e-6f, 1, &o->top_p) ? -1 : 1;
   if ((r = cli_opt(argc, argv, i, "--seed", &v))) return r < 0 || cli_u64(a, v, &o->seed) ? -1 : 1;
+  if ((r = cli_opt(argc, argv, i, "--kv-type", &v))) {
+    if (r < 0) return -1;
+    if (strcmp(v, "f32") && strcmp(v, "f16")) { cli_error("invalid value for --kv-type: '%s' (f32, f16)", v); return -1; }
+    o->kv_f16 = !strcmp(v, "f16");
+    return 1;
+  }
   return 0;
 }
 

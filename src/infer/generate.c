@@ -71,7 +71,7 @@ lm_status lm_generate(lm_model *m, const lm_tokenizer *tok, const char *prompt, 
   if (!win) { free(ids); return LM_ERR_NOMEM; }
   for (int64_t i = 0; i < len; i++) win[i] = (int32_t)ids[dropped + i];
   free(ids);
-  st = lm_session_init(&s, m, max_len);
+  st = lm_session_init_kv(&s, m, max_len, o->kv_f16);
   if (!st) st = lm_sampler_init(&sp, o, c->vocab_size);
   if (st) { lm_session_free(s); free(win); return st; }
   lm_gen_stats gs = {.prompt_tokens = (int64_t)n, .stop_token = -1};
@@ -103,7 +103,6 @@ lm_status lm_generate(lm_model *m, const lm_tokenizer *tok, const char *prompt, 
       if (ns) nt = 0;
     }
     int stop = tlen && cb && cb(text, tlen, user);
-    if (!stop && ns && o->on_calc) o->on_calc(splice, (size_t)ns, user);
     if (!stop && ns && cb) stop = cb(splice, (size_t)ns, user);
     if (stop) break;
     if (k + 1 == o->max_tokens) break;

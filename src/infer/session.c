@@ -22,6 +22,7 @@
 #include <omp.h>
 #include "base/base.h"
 #include "kernels/kernels.h"
+#include "kernels/quant.h"
 #include "model/model.h"
 #include "model/heads.h"
 #include "infer/infer.h"
@@ -39,6 +40,10 @@ struct lm_fwd {
   float *logits;            /* (rows, V): each run's last token */
   int32_t *pos_ids;         /* (rows) */
   int64_t *start;           /* (rows) the first row of each run */
+  void *qscratch;           /* the quantized activations of (rows) rows, when the model has quantized linears */
+  float *kvf;               /* (threads, 2, max_len, hs): a head's keys and values of an f16 cache, as f32 */
+  int threads;
+  lm_qpath qpath;           /* the quantized kernels' path: the best this CPU has */
 };
 
 struct lm_session {
@@ -47,27 +52,33 @@ struct lm_session {
   int64_t pos;
 };
 
-lm_status lm_kv_init(lm_kv *kv, const lm_model *m, int64_t max_len) {
+lm_status lm_kv_init(lm_kv *kv, const lm_model *m, int64_t max_len) { return lm_kv_init_type(kv, m, max_len, 0); }
+
+lm_status lm_kv_init_type(lm_kv *kv, const lm_model *m, int64_t max_len, int f16) {
   const lm_config *c = &m->cfg;
   size_t n = (size_t)c->n_layer * max_len * lm_kv_heads(c) * (c->n_embd / c->n_head);
-  kv->max_len = max_len;
-  kv->k = lm_alloc(n * sizeof(float));
-  kv->v = lm_alloc(n * sizeof(float));
-  if (!kv->k || !kv->v) {
+  *kv = (lm_kv){.max_len = max_len};
+  if (f16) { kv->k16 = lm_alloc(n * sizeof(uint16_t)); kv->v16 = lm_alloc(n * sizeof(uint16_t)); }
+  else { kv->k = lm_alloc(n * sizeof(float)); kv->v = lm_alloc(n * sizeof(float)); }
+  if (f16 ? !kv->k16 || !kv->v16 : !kv->k || !kv->v) {
     lm_kv_free(kv);
     return lm_error(LM_ERR_NOMEM, "out of memory for a KV cache of %lld tokens", (long long)max_len);
   }
   return LM_OK;
 }
 
-void lm_kv_free(lm_kv *kv) { lm_free(kv->k); lm_free(kv->v); kv->k = kv->v = NULL; }
+void lm_kv_free(lm_kv *kv) {
+  lm_free(kv->k); lm_free(kv->v); lm_free(kv->k16); lm_free(kv->v16);
+  kv->k = kv->v = NULL; kv->k16 = kv->v16 = NULL;
+}
 
 lm_status lm_fwd_init(lm_fwd **out, const lm_model *m, int64_t rows, int64_t max_len) {
   const lm_config *c = &m->cfg;
   *out = NULL;
-  if (!c->causal || c->head != LM_HEAD_LM || !m->fam->embed_tokens)
-    return lm_error(LM_ERR_UNSUPPORTED, "generation needs a causal decoder with an LM head; this is a %s model with a %s head",
-                    lm_arch_name(c->arch), lm_head_name(c->head));
+  if (!c->causal || c->head != LM_HEAD_LM || !m->fam->embed_tokens || c->n_enc_layer > 0)
+    return lm_error(LM_ERR_UNSUPPORTED, "generation needs a causal decoder with an LM head; this is a %s model with a %s head%s",
+                    lm_arch_name(c->arch), lm_head_name(c->head),
+                    c->n_enc_layer > 0 ? " (encoder-decoder generation is not implemented yet)" : "");
   if (m->lora)   /* the cache's kernels read the base weights only */
     return lm_error(LM_ERR_UNSUPPORTED, "generation runs on the base weights: merge the LoRA adapter first (lm_lora_merge)");
   if (max_len <= 0 || max_len > c->n_positions)
@@ -86,7 +97,12 @@ lm_status lm_fwd_init(lm_fwd **out, const lm_model *m, int64_t rows, int64_t max
   s->logits = lm_alloc((size_t)n * c->vocab_size * sizeof(float));
   s->pos_ids = malloc(n * sizeof(int32_t));
   s->start = malloc(n * sizeof(int64_t));
-  if (!s->x || !s->a || !s->t || !s->y || !s->qkv || !s->h || !s->g || !s->mean || !s->rstd || !s->scores ||
+  s->qpath = lm_qpath_best();
+  s->threads = omp_get_max_threads();
+  s->kvf = lm_alloc((size_t)s->threads * 2 * max_len * (C / NH) * sizeof(float));
+  int fail_q = 0;
+  if (m->qlin) fail_q = !(s->qscratch = lm_alloc(lm_qmatmul_scratch(n, F > C ? F : C)));
+  if (fail_q || !s->kvf || !s->x || !s->a || !s->t || !s->y || !s->qkv || !s->h || !s->g || !s->mean || !s->rstd || !s->scores ||
       !s->logits || !s->pos_ids || !s->start) {
     lm_fwd_free(s);
     return lm_error(LM_ERR_NOMEM, "out of memory for the scratch of %lld tokens", (long long)rows);
@@ -100,16 +116,18 @@ void lm_fwd_free(lm_fwd *s) {
   lm_free(s->x); lm_free(s->a); lm_free(s->t); lm_free(s->y);
   if (s->g != s->h) lm_free(s->g);
   lm_free(s->qkv); lm_free(s->h); lm_free(s->mean); lm_free(s->rstd); lm_free(s->scores); lm_free(s->logits);
-  free(s->pos_ids); free(s->start);
+  free(s->pos_ids); free(s->start); lm_free(s->qscratch); lm_free(s->kvf);
   free(s);
 }
 
-lm_status lm_session_init(lm_session **out, const lm_model *m, int64_t max_len) {
+lm_status lm_session_init(lm_session **out, const lm_model *m, int64_t max_len) { return lm_session_init_kv(out, m, max_len, 0); }
+
+lm_status lm_session_init_kv(lm_session **out, const lm_model *m, int64_t max_len, int kv_f16) {
   *out = NULL;
   lm_session *s = calloc(1, sizeof *s);
   if (!s) return lm_error(LM_ERR_NOMEM, "out of memory");
   lm_status st = lm_fwd_init(&s->f, m, CHUNK, max_len);
-  if (!st) st = lm_kv_init(&s->kv, m, max_len);
+  if (!st) st = lm_kv_init_type(&s->kv, m, max_len, kv_f16);
   if (st) { lm_session_free(s); return st; }
   *out = s;
   return LM_OK;
@@ -129,6 +147,12 @@ int64_t lm_session_pos(const lm_session *s) { return s->pos; }
  * used for every input row while it sits in L1. sgemm would first copy (pack) the whole matrix,
  * which at this size costs more memory traffic than the products save. */
 #define FEW_ROWS 32
+
+/* layer l's linear k (LM_QL_*; l = n_layer: the LM head) when kept quantized, else NULL */
+static const lm_qmat *qlin(const lm_model *m, int64_t l, int k) {
+  const lm_qmat *q = m->qlin ? &m->qlin[l * LM_QL_PER_LAYER + k] : NULL;
+  return q && q->data ? q : NULL;
+}
 static void linear_few(float *out, const float *inp, const float *w, const float *b, int64_t n, int64_t C, int64_t OC) {
   /* four weight rows at a time, so that each input value loaded serves four products */
   #pragma omp parallel for schedule(static) if (OC * C >= (1 << 18))
@@ -146,8 +170,12 @@ static void linear_few(float *out, const float *inp, const float *w, const float
   }
 }
 
-/* out(n,OC) = inp(n,C) @ W(OC,C)^T + b; one row goes through gemv, which streams W once. */
-static void linear(float *out, const float *inp, const float *w, const float *b, int64_t n, int64_t C, int64_t OC) {
+/* out(n,OC) = inp(n,C) @ W(OC,C)^T + b. The weight's type picks the kernel: quantized blocks (q,
+ * model.h qlin) go through quant.c against the activations quantized once per row; f32 weights
+ * through gemv for one row (it streams W once), linear_few for a few, sgemm for more. */
+static void linear(lm_fwd *s, float *out, const float *inp, const float *w, const float *b, const lm_qmat *q, int64_t n,
+                   int64_t C, int64_t OC) {
+  if (q) { lm_qmatmul(q, inp, n, b, out, s->qscratch, s->qpath); return; }
   if (n > 1 && n <= FEW_ROWS) { linear_few(out, inp, w, b, n, C, OC); return; }
   if (n > 1) { matmul_forward(out, inp, w, b, n, C, OC); return; }
   cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)OC, (int)C, 1.0f, w, (int)C, inp, 1, 0.0f, out, 1);
@@ -168,16 +196,28 @@ static void attention_cached(lm_fwd *s, float *y, const float *qkv, const lm_kv_
   float scale = 1.0f / sqrtf((float)hs);
   for (int r = 0; r < n_runs; r++) { s->start[r] = N; N += runs[r].n; work += runs[r].n * (runs[r].pos + runs[r].n); }
   /* a decoded token's per-head work is microseconds: a fork/join would cost more than it saves */
-  #pragma omp parallel for collapse(2) schedule(static) if (work * hs * NH >= 65536)
+  #pragma omp parallel for collapse(2) schedule(static) num_threads(s->threads) if (work * hs * NH >= 65536)
   for (int r = 0; r < n_runs; r++)
   for (int64_t h = 0; h < NH; h++) {
     const lm_kv_run *u = &runs[r];
     int64_t n = u->n, p0 = u->pos, Lk = p0 + n, i0 = s->start[r];
     size_t layer = (size_t)l * u->kv->max_len * KVC;
-    const float *Kh = u->kv->k + layer + (h / group) * hs, *Vh = u->kv->v + layer + (h / group) * hs;
+    const float *Kh, *Vh;
+    int64_t ld = KVC;
+    if (u->kv->k16) {   /* an f16 cache: this head's keys and values up to Lk, as f32 in the thread's scratch */
+      float *kf = s->kvf + (size_t)omp_get_thread_num() * 2 * s->max_len * hs, *vf = kf + s->max_len * hs;
+      const uint16_t *k16 = u->kv->k16 + layer + (h / group) * hs, *v16 = u->kv->v16 + layer + (h / group) * hs;
+      for (int64_t j = 0; j < Lk; j++) {
+        lm_f16_to_f32_row(k16 + j * KVC, kf + j * hs, hs);
+        lm_f16_to_f32_row(v16 + j * KVC, vf + j * hs, hs);
+      }
+      Kh = kf; Vh = vf; ld = hs;
+    } else {
+      Kh = u->kv->k + layer + (h / group) * hs; Vh = u->kv->v + layer + (h / group) * hs;
+    }
     float *S = s->scores + (h * N + i0) * s->max_len;   /* (n, Lk), row stride Lk */
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, (int)Lk, (int)hs, scale, qkv + i0 * QKV + h * hs,
-                (int)QKV, Kh, (int)KVC, 0.0f, S, (int)Lk);
+                (int)QKV, Kh, (int)ld, 0.0f, S, (int)Lk);
     for (int64_t i = 0; i < n; i++) {
       float *row = S + i * Lk;
       int64_t visible = c->causal ? p0 + i + 1 : Lk;
@@ -192,18 +232,18 @@ static void attention_cached(lm_fwd *s, float *y, const float *qkv, const lm_kv_
       for (int64_t j = visible; j < Lk; j++) row[j] = 0.0f;
     }
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)n, (int)hs, (int)Lk, 1.0f, S, (int)Lk,
-                Vh, (int)KVC, 0.0f, y + i0 * C + h * hs, (int)C);
+                Vh, (int)ld, 0.0f, y + i0 * C + h * hs, (int)C);
   }
 }
 
 /* the FFN: t(n,C) = proj(act(fc(a))) or proj(silu(gate(a)) * up(a)) */
-static void mlp(lm_fwd *s, const lm_block_weights *w, const float *a, int64_t n) {
+static void mlp(lm_fwd *s, int64_t l, const lm_block_weights *w, const float *a, int64_t n) {
   const lm_config *c = &s->m->cfg;
   int64_t C = c->n_embd, F = lm_ffn_width(c);
-  linear(s->h, a, w->fc_w, w->fc_b, n, C, lm_fc_width(c));
+  linear(s, s->h, a, w->fc_w, w->fc_b, qlin(s->m, l, LM_QL_FC), n, C, lm_fc_width(c));
   if (c->glu) glu_forward(s->g, s->h, n, F);
   else act_forward(s->h, s->h, n * F, c->act);
-  linear(s->t, s->g, w->fc_proj_w, w->fc_proj_b, n, F, C);
+  linear(s, s->t, s->g, w->fc_proj_w, w->fc_proj_b, qlin(s->m, l, LM_QL_FC_PROJ), n, F, C);
 }
 
 const float *lm_fwd_feed(lm_fwd *s, const lm_kv_run *runs, int n_runs) {
@@ -220,26 +260,28 @@ const float *lm_fwd_feed(lm_fwd *s, const lm_kv_run *runs, int n_runs) {
     const lm_block_weights *w = &m->w.h[l];
     const float *ain = s->x;
     if (c->pre_ln) { norm(c, s->a, s, s->x, w->ln1_w, w->ln1_b, n); ain = s->a; }
-    linear(s->qkv, ain, w->qkv_w, w->qkv_b, n, C, QKV);
+    linear(s, s->qkv, ain, w->qkv_w, w->qkv_b, qlin(m, l, LM_QL_QKV), n, C, QKV);
     if (m->rope) rope_apply(s->qkv, QKV, NH + NKV, C / NH, s->pos_ids, m->rope, n, 0);
     for (int r = 0, i0 = 0; r < n_runs; i0 += (int)runs[r].n, r++) {
-      float *K = runs[r].kv->k + (size_t)l * runs[r].kv->max_len * KVC, *V = runs[r].kv->v + (size_t)l * runs[r].kv->max_len * KVC;
-      for (int64_t i = 0; i < runs[r].n; i++) {
-        memcpy(K + (runs[r].pos + i) * KVC, s->qkv + (i0 + i) * QKV + C, KVC * sizeof(float));
-        memcpy(V + (runs[r].pos + i) * KVC, s->qkv + (i0 + i) * QKV + C + KVC, KVC * sizeof(float));
+      const lm_kv *kv = runs[r].kv;
+      size_t at = ((size_t)l * kv->max_len + runs[r].pos) * KVC;
+      for (int64_t i = 0; i < runs[r].n; i++, at += KVC) {
+        const float *k = s->qkv + (i0 + i) * QKV + C, *v = k + KVC;
+        if (kv->k16) { lm_f32_to_f16_row(k, kv->k16 + at, KVC); lm_f32_to_f16_row(v, kv->v16 + at, KVC); }
+        else { memcpy(kv->k + at, k, KVC * sizeof(float)); memcpy(kv->v + at, v, KVC * sizeof(float)); }
       }
     }
     attention_cached(s, s->y, s->qkv, runs, n_runs, l);
-    linear(s->t, s->y, w->attn_proj_w, w->attn_proj_b, n, C, C);
+    linear(s, s->t, s->y, w->attn_proj_w, w->attn_proj_b, qlin(m, l, LM_QL_ATTN_PROJ), n, C, C);
     if (c->pre_ln) {
       residual_forward(s->x, s->x, s->t, n * C);
       norm(c, s->a, s, s->x, w->ln2_w, w->ln2_b, n);
-      mlp(s, w, s->a, n);
+      mlp(s, l, w, s->a, n);
       residual_forward(s->x, s->x, s->t, n * C);
     } else {
       residual_forward(s->a, s->x, s->t, n * C);
       norm(c, s->x, s, s->a, w->ln1_w, w->ln1_b, n);
-      mlp(s, w, s->x, n);
+      mlp(s, l, w, s->x, n);
       residual_forward(s->a, s->x, s->t, n * C);
       norm(c, s->x, s, s->a, w->ln2_w, w->ln2_b, n);
     }
@@ -251,7 +293,7 @@ const float *lm_fwd_feed(lm_fwd *s, const lm_kv_run *runs, int n_runs) {
   }
   const float *last = s->t;
   if (c->pre_ln) { norm(c, s->a, s, s->t, m->w.lnf_w, m->w.lnf_b, n_runs); last = s->a; }
-  linear(s->logits, last, lm_model_lm_head(m), NULL, n_runs, C, c->vocab_size);
+  linear(s, s->logits, last, lm_model_lm_head(m), NULL, qlin(m, c->n_layer, 0), n_runs, C, c->vocab_size);
   return s->logits;
 }
 

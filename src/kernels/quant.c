@@ -1,15 +1,18 @@
-/* quant.c — quantized matrix-vector kernels and the f16 conversions (quant.h).
+/* quant.c — quantized matrix kernels and the f16 conversions (quant.h).
  *
- * One table (WEIGHTS) gives, per weight type, the block size and the block dot product of each
- * path; lm_qmatvec is the one loop over rows and blocks that calls it. A block dot product is an
- * exact int32 sum of 32 int8 x int8 products:
+ * One table (KERNELS) gives, per weight type and path, the row kernel: one weight row against up
+ * to 4 prepared activation rows (the weight block is loaded and unpacked once for all of them).
+ * lm_qmatmul quantizes the activations once per row and is the one loop over tiles of weight rows
+ * that calls it. In a block, lane k's integer sum over values 4k..4k+3 is exact on every path:
  *   - portable C: the sum as written;
- *   - AVX2: vpmaddubsw on |w| and x * sign(w) (u8 x s8 pairs into int16: at most 2 * 128 * 127, no
- *     saturation), vpmaddwd into int32;
- *   - AVX-512 VNNI: vpdpbusd (u8 x s8, four products into each int32 at once) on |w| and
- *     x * sign(w).
- * Q4_0's nibbles are unpacked to bytes q - 8 first. The scale multiply and the accumulation over
- * blocks are the same scalar code for every path, so all paths give the same bits. */
+ *   - AVX2: vpmaddubsw (u8 x s8 pairs into int16: at most 2 * 128 * 127, no saturation), then
+ *     vpmaddwd with ones into the int32 lanes;
+ *   - AVX-512 VNNI: vpdpbusd (u8 x s8, four products into each int32 lane at once), on 256-bit
+ *     registers (its AVX512VL form).
+ * Q8_0 multiplies |w| by x * sign(w) (u8 x s8). Q4_0 multiplies the unsigned nibbles q by x and
+ * subtracts 8 x (the lane's sum of x), computed once per activation block: sum (q - 8) x exactly.
+ * Then every path does the same float operations in the same order (quant.h), so all paths give
+ * the same bits. */
 /* the scale multiply and the sum are two roundings on every path (no a*b + c as one FMA) */
 #if defined(__clang__)
 #pragma clang fp contract(off)
@@ -18,6 +21,7 @@
 #endif
 #include "kernels/quant.h"
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 #if defined(__x86_64__)
 #include <immintrin.h>
@@ -58,6 +62,23 @@ uint16_t lm_f32_to_f16(float f) {
   return sign | (uint16_t)(ax >> 13);
 }
 
+void lm_f16_to_f32_row(const uint16_t *src, float *dst, int64_t n) {
+  int64_t i = 0;
+#if defined(__F16C__) && defined(__AVX__)
+  for (; i + 8 <= n; i += 8) _mm256_storeu_ps(dst + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(src + i))));
+#endif
+  for (; i < n; i++) dst[i] = lm_f16_to_f32(src[i]);
+}
+
+void lm_f32_to_f16_row(const float *src, uint16_t *dst, int64_t n) {
+  int64_t i = 0;
+#if defined(__F16C__) && defined(__AVX__)
+  for (; i + 8 <= n; i += 8)
+    _mm_storeu_si128((__m128i *)(dst + i), _mm256_cvtps_ph(_mm256_loadu_ps(src + i), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+#endif
+  for (; i < n; i++) dst[i] = lm_f32_to_f16(src[i]);
+}
+
 static inline float scale_at(const uint8_t *p) { return lm_f16_to_f32((uint16_t)(p[0] | p[1] << 8)); }
 
 /* ------------------------------------------------------------------ activations */
@@ -74,86 +95,161 @@ void lm_quant_act_q8(const float *x, int64_t n, uint8_t *out) {
   }
 }
 
-/* ------------------------------------------------------------------ block dot products */
+/* ------------------------------------------------------------------ activations, prepared */
 
-typedef int32_t (*block_dot)(const uint8_t *w, const int8_t *x);
-typedef float (*block_scale)(const uint8_t *p);   /* a block's f16 scale as f32 (exact on every path) */
+/* One activation row as the kernels read it: its Q8_0 blocks, their scales as f32, and per block
+ * 8 x the sum of each lane's 4 values (Q4_0's offset of 8, exact in int32). */
+typedef struct {
+  const uint8_t *q;     /* nb blocks of 34 bytes */
+  const float *d;       /* nb */
+  const int32_t *c8;    /* nb x 8 */
+} qrow;
 
-static int32_t dot_q8_c(const uint8_t *w, const int8_t *x) {
-  const int8_t *q = (const int8_t *)(w + 2);
-  int32_t s = 0;
-  for (int j = 0; j < LM_QK; j++) s += q[j] * x[j];
-  return s;
+#define ALIGN64(n) (((n) + 63) & ~(size_t)63)
+
+size_t lm_qmatmul_scratch(int64_t n, int64_t cols) {
+  size_t nb = (size_t)(cols / LM_QK);
+  return ALIGN64((size_t)n * sizeof(qrow)) + ALIGN64((size_t)n * nb * LM_Q8_0_BYTES) + ALIGN64((size_t)n * nb * sizeof(float)) +
+         ALIGN64((size_t)n * nb * 8 * sizeof(int32_t)) + 64;
 }
 
-static int32_t dot_q4_c(const uint8_t *w, const int8_t *x) {
-  int32_t s = 0;
-  for (int j = 0; j < LM_QK / 2; j++) s += ((w[2 + j] & 15) - 8) * x[j] + ((w[2 + j] >> 4) - 8) * x[j + 16];
-  return s;
+/* fills the scratch with n prepared rows; xq given (already quantized) or NULL (quantize x) */
+static qrow *prepare(const float *x, const uint8_t *xq, int64_t n, int64_t cols, void *scratch) {
+  int64_t nb = cols / LM_QK;
+  uint8_t *p = (uint8_t *)ALIGN64((uintptr_t)scratch);
+  qrow *rows = (qrow *)p;
+  p += ALIGN64((size_t)n * sizeof(qrow));
+  uint8_t *q = p;
+  p += ALIGN64((size_t)n * nb * LM_Q8_0_BYTES);
+  float *d = (float *)p;
+  p += ALIGN64((size_t)n * nb * sizeof(float));
+  int32_t *c8 = (int32_t *)p;
+  #pragma omp parallel for schedule(static) if (n * cols >= (1 << 16))
+  for (int64_t i = 0; i < n; i++) {
+    uint8_t *qi = q + (size_t)i * nb * LM_Q8_0_BYTES;
+    if (xq) memcpy(qi, xq + (size_t)i * nb * LM_Q8_0_BYTES, (size_t)nb * LM_Q8_0_BYTES);
+    else lm_quant_act_q8(x + i * cols, cols, qi);
+    for (int64_t b = 0; b < nb; b++) {
+      const uint8_t *blk = qi + b * LM_Q8_0_BYTES;
+      const int8_t *v = (const int8_t *)(blk + 2);
+      d[i * nb + b] = scale_at(blk);
+      for (int k = 0; k < 8; k++) c8[(i * nb + b) * 8 + k] = 8 * (v[4 * k] + v[4 * k + 1] + v[4 * k + 2] + v[4 * k + 3]);
+    }
+    rows[i] = (qrow){qi, d + i * nb, c8 + i * nb * 8};
+  }
+  return rows;
 }
+
+/* ------------------------------------------------------------------ row kernels */
+
+/* out[i] = row w (nb blocks) . x[i], i < m <= 4 */
+typedef void (*row_kernel)(const uint8_t *w, int64_t nb, const qrow *x, int m, float *out);
+
+static inline float hsum_lanes(const float *a) { return ((a[0] + a[4]) + (a[2] + a[6])) + ((a[1] + a[5]) + (a[3] + a[7])); }
+
+static inline int q8_val(const uint8_t *wb, int j) { return (int8_t)wb[2 + j]; }
+static inline int q4_val(const uint8_t *wb, int j) { return j < 16 ? (wb[2 + j] & 15) - 8 : (wb[2 + j - 16] >> 4) - 8; }
+
+#define PORTABLE_KERNEL(name, bytes, val)                                                        \
+  static void name(const uint8_t *w, int64_t nb, const qrow *x, int m, float *out) {            \
+    float acc[4][8] = {{0}};                                                                     \
+    for (int64_t b = 0; b < nb; b++) {                                                           \
+      const uint8_t *wb = w + b * (bytes);                                                       \
+      float dw = scale_at(wb);                                                                   \
+      for (int i = 0; i < m; i++) {                                                              \
+        const int8_t *xv = (const int8_t *)(x[i].q + b * LM_Q8_0_BYTES + 2);                     \
+        float s = dw * x[i].d[b];                                                                \
+        for (int k = 0; k < 8; k++) {                                                            \
+          int32_t is = 0;                                                                        \
+          for (int j = 4 * k; j < 4 * k + 4; j++) is += val(wb, j) * xv[j];                      \
+          acc[i][k] += (float)is * s;                                                            \
+        }                                                                                        \
+      }                                                                                          \
+    }                                                                                            \
+    for (int i = 0; i < m; i++) out[i] = hsum_lanes(acc[i]);                                     \
+  }
+PORTABLE_KERNEL(k_q8_c, LM_Q8_0_BYTES, q8_val)
+PORTABLE_KERNEL(k_q4_c, LM_Q4_0_BYTES, q4_val)
 
 #if defined(__x86_64__)
-#define AVX2 __attribute__((target("avx2")))
-#define VNNI __attribute__((target("avx2,avx512f,avx512bw,avx512vl,avx512vnni")))
+#define AVX2 __attribute__((target("avx2,f16c")))
+#define VNNI __attribute__((target("avx2,f16c,avx512f,avx512bw,avx512vl,avx512vnni")))
+#define INL inline __attribute__((always_inline))
 
-AVX2 static inline int32_t hsum8(__m256i v) {
-  __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
-  s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4e));
-  s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xb1));
-  return _mm_cvtsi128_si32(s);
+AVX2 static INL float hsum8_ps(__m256 v) {   /* hsum_lanes' order */
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));   /* a0+a4, a1+a5, a2+a6, a3+a7 */
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));                                           /* (a0+a4)+(a2+a6), (a1+a5)+(a3+a7) */
+  return _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)));
 }
-/* Q4_0's 16 bytes -> 32 signed bytes q - 8, in value order (low nibbles are values 0..15) */
-AVX2 static inline __m256i unpack_q4(const uint8_t *w) {
-  __m128i q = _mm_loadu_si128((const __m128i *)(w + 2)), m = _mm_set1_epi8(15);
-  __m256i a = _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(q, 4), m), _mm_and_si128(q, m));
-  return _mm256_sub_epi8(a, _mm256_set1_epi8(8));
+AVX2 static INL float f16c_scale(const uint8_t *p) { return _cvtsh_ss((unsigned short)(p[0] | p[1] << 8)); }
+/* Q4_0's 16 bytes -> the 32 unsigned nibbles q in value order (low nibbles are values 0..15) */
+AVX2 static INL __m256i nibbles(const uint8_t *wb) {
+  __m128i q = _mm_loadu_si128((const __m128i *)(wb + 2)), m = _mm_set1_epi8(15);
+  return _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(q, 4), m), _mm_and_si128(q, m));
 }
-AVX2 static inline int32_t dot_avx2(__m256i a, const int8_t *x) {
-  __m256i b = _mm256_loadu_si256((const __m256i *)x);
-  __m256i p = _mm256_maddubs_epi16(_mm256_sign_epi8(a, a), _mm256_sign_epi8(b, a));
-  return hsum8(_mm256_madd_epi16(p, _mm256_set1_epi16(1)));
-}
-AVX2 static int32_t dot_q8_avx2(const uint8_t *w, const int8_t *x) {
-  return dot_avx2(_mm256_loadu_si256((const __m256i *)(w + 2)), x);
-}
-AVX2 static int32_t dot_q4_avx2(const uint8_t *w, const int8_t *x) { return dot_avx2(unpack_q4(w), x); }
-__attribute__((target("f16c"))) static float scale_f16c(const uint8_t *p) { return _cvtsh_ss((unsigned short)(p[0] | p[1] << 8)); }
 
-VNNI static inline int32_t dot_vnni(__m256i a, const int8_t *x) {
-  __m256i b = _mm256_loadu_si256((const __m256i *)x);
-  return hsum8(_mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_abs_epi8(a), _mm256_sign_epi8(b, a)));
-}
-VNNI static int32_t dot_q8_vnni(const uint8_t *w, const int8_t *x) {
-  return dot_vnni(_mm256_loadu_si256((const __m256i *)(w + 2)), x);
-}
-VNNI static int32_t dot_q4_vnni(const uint8_t *w, const int8_t *x) { return dot_vnni(unpack_q4(w), x); }
-#define DOTS(c, a, v) {c, a, v}
-#define SCALES {scale_at, scale_f16c, scale_f16c}
+/* The SIMD row kernel: LANES(a, xv, i) gives block b's int32 lanes against row i, from `a` (the
+ * weight block as prepared by PREP) */
+#define SIMD_KERNEL(name, attr, bytes, PREP, LANES)                                              \
+  attr static INL void name##_m(const uint8_t *w, int64_t nb, const qrow *x, const int m, float *out) { \
+    __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()}; \
+    for (int64_t b = 0; b < nb; b++) {                                                           \
+      const uint8_t *wb = w + b * (bytes);                                                       \
+      __m256i a = PREP;                                                                          \
+      float dw = f16c_scale(wb);                                                                 \
+      for (int i = 0; i < m; i++) {                                                              \
+        __m256i xv = _mm256_loadu_si256((const __m256i *)(x[i].q + b * LM_Q8_0_BYTES + 2));     \
+        __m256i is = LANES;                                                                      \
+        acc[i] = _mm256_add_ps(acc[i], _mm256_mul_ps(_mm256_cvtepi32_ps(is), _mm256_set1_ps(dw * x[i].d[b]))); \
+      }                                                                                          \
+    }                                                                                            \
+    for (int i = 0; i < m; i++) out[i] = hsum8_ps(acc[i]);                                       \
+  }                                                                                              \
+  attr static void name(const uint8_t *w, int64_t nb, const qrow *x, int m, float *out) {       \
+    switch (m) {                                                                                 \
+      case 1: name##_m(w, nb, x, 1, out); break;                                                 \
+      case 2: name##_m(w, nb, x, 2, out); break;                                                 \
+      case 3: name##_m(w, nb, x, 3, out); break;                                                 \
+      default: name##_m(w, nb, x, 4, out); break;                                                \
+    }                                                                                            \
+  }
+
+#define C8(i) _mm256_loadu_si256((const __m256i *)(x[i].c8 + b * 8))
+#define ONES16 _mm256_set1_epi16(1)
+SIMD_KERNEL(k_q8_avx2, AVX2, LM_Q8_0_BYTES, _mm256_loadu_si256((const __m256i *)(wb + 2)),
+            _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_sign_epi8(a, a), _mm256_sign_epi8(xv, a)), ONES16))
+SIMD_KERNEL(k_q4_avx2, AVX2, LM_Q4_0_BYTES, nibbles(wb),
+            _mm256_sub_epi32(_mm256_madd_epi16(_mm256_maddubs_epi16(a, xv), ONES16), C8(i)))
+SIMD_KERNEL(k_q8_vnni, VNNI, LM_Q8_0_BYTES, _mm256_loadu_si256((const __m256i *)(wb + 2)),
+            _mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_abs_epi8(a), _mm256_sign_epi8(xv, a)))
+SIMD_KERNEL(k_q4_vnni, VNNI, LM_Q4_0_BYTES, nibbles(wb),
+            _mm256_sub_epi32(_mm256_dpbusd_epi32(_mm256_setzero_si256(), a, xv), C8(i)))
+#define KERN(c, a, v) {c, a, v}
 #else
-#define DOTS(c, a, v) {c, NULL, NULL}
-#define SCALES {scale_at, NULL, NULL}
+#define KERN(c, a, v) {c, NULL, NULL}
 #endif
-static const block_scale SCALE[LM_QPATH_COUNT] = SCALES;
 
 static const struct {
   size_t bytes;
-  block_dot dot[LM_QPATH_COUNT];   /* by lm_qpath; NULL: not built */
-} WEIGHTS[LM_QW_COUNT] = {
-    [LM_QW_Q8_0] = {LM_Q8_0_BYTES, DOTS(dot_q8_c, dot_q8_avx2, dot_q8_vnni)},
-    [LM_QW_Q4_0] = {LM_Q4_0_BYTES, DOTS(dot_q4_c, dot_q4_avx2, dot_q4_vnni)},
+  row_kernel kern[LM_QPATH_COUNT];   /* by lm_qpath; NULL: not built */
+} KERNELS[LM_QW_COUNT] = {
+    [LM_QW_Q8_0] = {LM_Q8_0_BYTES, KERN(k_q8_c, k_q8_avx2, k_q8_vnni)},
+    [LM_QW_Q4_0] = {LM_Q4_0_BYTES, KERN(k_q4_c, k_q4_avx2, k_q4_vnni)},
 };
+
+size_t lm_qweight_block_bytes(lm_qweight t) { return t < LM_QW_COUNT ? KERNELS[t].bytes : 0; }
 
 static const char *const PATH_NAMES[LM_QPATH_COUNT] = {"portable", "avx2", "avx512-vnni"};
 const char *lm_qpath_name(lm_qpath p) { return p < LM_QPATH_COUNT ? PATH_NAMES[p] : "?"; }
 
 int lm_qpath_available(lm_qpath p) {
-  if (p >= LM_QPATH_COUNT || !WEIGHTS[0].dot[p]) return 0;
+  if (p >= LM_QPATH_COUNT || !KERNELS[0].kern[p]) return 0;
 #if defined(__x86_64__)
   __builtin_cpu_init();
-  if (p == LM_QPATH_AVX2) return __builtin_cpu_supports("avx2");
+  if (p == LM_QPATH_AVX2) return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("f16c");
   if (p == LM_QPATH_VNNI)
-    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
-           __builtin_cpu_supports("avx512vnni");
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("f16c") && __builtin_cpu_supports("avx512bw") &&
+           __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni");
 #endif
   return 1;
 }
@@ -164,28 +260,40 @@ lm_qpath lm_qpath_best(void) {
   return LM_QPATH_PORTABLE;
 }
 
-void lm_qmatvec(lm_qweight wt, const void *w, int64_t rows, int64_t cols, const uint8_t *xq, float *y, lm_qpath p) {
-  block_dot dot = WEIGHTS[wt].dot[p];
-  block_scale scale = SCALE[p];
-  size_t bytes = WEIGHTS[wt].bytes;
-  int64_t nb = cols / LM_QK;
-  size_t row_bytes = (size_t)nb * bytes;
-  float dx[512];   /* the activations' scales, converted once per chunk of blocks */
-  for (int64_t r = 0; r < rows; r++) y[r] = 0;
-  for (int64_t b0 = 0; b0 < nb; b0 += 512) {
-    int64_t n = nb - b0 < 512 ? nb - b0 : 512;
-    for (int64_t b = 0; b < n; b++) dx[b] = scale(xq + (size_t)(b0 + b) * LM_Q8_0_BYTES);
-    #pragma omp parallel for schedule(static) if (rows * n >= (1 << 13))
-    for (int64_t r = 0; r < rows; r++) {
-      const uint8_t *wr = (const uint8_t *)w + (size_t)r * row_bytes + (size_t)b0 * bytes;
-      const uint8_t *xr = xq + (size_t)b0 * LM_Q8_0_BYTES;
-      float s = y[r];
-      for (int64_t b = 0; b < n; b++) {
-        const uint8_t *wb = wr + (size_t)b * bytes;
-        int32_t isum = dot(wb, (const int8_t *)(xr + (size_t)b * LM_Q8_0_BYTES + 2));
-        s += (float)isum * (scale(wb) * dx[b]);
+/* ------------------------------------------------------------------ the products */
+
+#define TILE 16   /* weight rows a thread takes at a time: each is read once for all activation rows */
+
+static void qmatmul_rows(lm_qweight wt, const uint8_t *w, int64_t rows, int64_t cols, const qrow *x, int64_t n,
+                         const float *bias, float *y, lm_qpath p) {
+  row_kernel kern = KERNELS[wt].kern[p];
+  int64_t nb = cols / LM_QK, tiles = (rows + TILE - 1) / TILE;
+  size_t row_bytes = (size_t)nb * KERNELS[wt].bytes;
+  /* dynamic: a thread that shares its core with another job takes fewer tiles instead of holding
+   * the others up at the end (each output is one thread's work, so the bits do not depend on it) */
+  #pragma omp parallel for schedule(dynamic, 1) if (rows * nb * n >= (1 << 12))
+  for (int64_t t = 0; t < tiles; t++) {
+    int64_t r1 = (t + 1) * TILE < rows ? (t + 1) * TILE : rows;
+    for (int64_t i0 = 0; i0 < n; i0 += 4) {
+      int m = n - i0 < 4 ? (int)(n - i0) : 4;
+      for (int64_t r = t * TILE; r < r1; r++) {
+        float out[4];
+        kern(w + (size_t)r * row_bytes, nb, x + i0, m, out);
+        for (int i = 0; i < m; i++) y[(i0 + i) * rows + r] = bias ? out[i] + bias[r] : out[i];
       }
-      y[r] = s;
     }
   }
+}
+
+void lm_qmatmul(const lm_qmat *W, const float *x, int64_t n, const float *bias, float *y, void *scratch, lm_qpath p) {
+  const qrow *xr = prepare(x, NULL, n, W->cols, scratch);
+  qmatmul_rows(W->type, W->data, W->rows, W->cols, xr, n, bias, y, p);
+}
+
+void lm_qmatvec(lm_qweight wt, const void *w, int64_t rows, int64_t cols, const uint8_t *xq, float *y, lm_qpath p) {
+  void *scratch = malloc(lm_qmatmul_scratch(1, cols));
+  if (!scratch) { for (int64_t r = 0; r < rows; r++) y[r] = NAN; return; }
+  const qrow *xr = prepare(NULL, xq, 1, cols, scratch);
+  qmatmul_rows(wt, w, rows, cols, xr, 1, NULL, y, p);
+  free(scratch);
 }

@@ -22,6 +22,7 @@
 #include "base/base.h"
 #include "model/config.h"
 #include "model/gguf.h"
+#include "model/heads.h"
 #include "model/model.h"
 #include "tokenizer/tokenizer.h"
 
@@ -86,13 +87,14 @@ static const name_map *gguf_name(const arch_info *a, const char *hf, char *out, 
   return NULL;
 }
 
-/* Rows of an (heads * hs, cols) matrix between HF's rotate-half order and GGUF's pairs. */
-static void permute_rows(float *dst, const float *src, int64_t heads, int64_t hs, int64_t cols, int to_gguf) {
+/* Rows (row_bytes each: floats or quantized blocks) of an (heads * hs, cols) matrix between HF's
+ * rotate-half order and GGUF's pairs. */
+static void permute_rows(void *dst, const void *src, int64_t heads, int64_t hs, size_t row_bytes, int to_gguf) {
   for (int64_t h = 0; h < heads; h++)
     for (int64_t j = 0; j < hs / 2; j++)
       for (int64_t i = 0; i < 2; i++) {
         int64_t g = h * hs + 2 * j + i, f = h * hs + i * (hs / 2) + j;
-        memcpy(dst + (to_gguf ? g : f) * cols, src + (to_gguf ? f : g) * cols, (size_t)cols * sizeof *dst);
+        memcpy((char *)dst + (to_gguf ? g : f) * row_bytes, (const char *)src + (to_gguf ? f : g) * row_bytes, row_bytes);
       }
 }
 
@@ -272,10 +274,84 @@ static lm_status load_one(const lm_model *m, const lm_param_info *p, const char 
   int64_t hs = head_dim(&m->cfg);
   if (permute) {
     if (rows != perm_heads(&m->cfg, permute) * hs) return lm_error(LM_ERR_FORMAT, "%s: tensor '%s': rows are not heads x head size", path, gname);
-    permute_rows(dst, to, perm_heads(&m->cfg, permute), hs, cols, 0);
+    permute_rows(dst, to, perm_heads(&m->cfg, permute), hs, (size_t)cols * sizeof(float), 0);
   }
   x->used[i] = 1;
   return LM_OK;
+}
+
+/* ------------------------------------------------------------------ quantized linears */
+
+/* How each linear is kept for inference (model.h qlin), from the types of its GGUF parts: Q8_0 and
+ * Q4_0 blocks as they are in the file (rows permuted as the f32 ones); the other quantized types
+ * (Q4_K, Q5_K, Q6_K) or a mix of types requantized to Q8_0 from their dequantized values (8 bits
+ * keep what their 4-6 bits hold); a linear with a float part (F32, F16, BF16) stays f32. */
+enum { QK_UNSET = -3, QK_F32 = -2, QK_REQUANT = -1 };   /* else the lm_qweight of every part */
+typedef struct { const lm_gguf *g; int *kind; const float **f32; int pass; } qctx;
+
+/* the qlin entry a parameter is, or -1 */
+static int64_t qlin_index(const lm_model *m, const lm_param_info *p) {
+  const float *w = m->params + p->offset;
+  if (p->ndim != 2) return -1;
+  for (int64_t l = 0; l < m->cfg.n_layer; l++) {
+    const lm_block_weights *b = &m->w.h[l];
+    const float *ws[LM_QL_PER_LAYER] = {[LM_QL_QKV] = b->qkv_w, [LM_QL_ATTN_PROJ] = b->attn_proj_w, [LM_QL_FC] = b->fc_w,
+                                        [LM_QL_FC_PROJ] = b->fc_proj_w};
+    for (int k = 0; k < LM_QL_PER_LAYER; k++)
+      if (w == ws[k]) return l * LM_QL_PER_LAYER + k;
+  }
+  return w == lm_model_lm_head(m) ? LM_QL_PER_LAYER * m->cfg.n_layer : -1;
+}
+
+/* pass 0: each entry's kind and shape; pass 1: the blocks of Q8_0 / Q4_0 entries, part by part */
+static lm_status qlin_part(const lm_model *m, const lm_param_info *p, const char *gname, int64_t row0, int64_t rows,
+                           int permute, void *user) {
+  qctx *x = user;
+  int64_t e = qlin_index(m, p);
+  if (e < 0) return LM_OK;
+  const lm_gguf_tensor *t = lm_gguf_tensor_at(x->g, lm_gguf_find_tensor(x->g, gname));   /* load_one found it */
+  lm_qmat *q = &m->qlin[e];
+  if (x->pass == 0) {
+    int k = t->type == LM_GGML_Q8_0 ? LM_QW_Q8_0 : t->type == LM_GGML_Q4_0 ? LM_QW_Q4_0
+          : t->type == LM_GGML_F32 || t->type == LM_GGML_F16 || t->type == LM_GGML_BF16 ? QK_F32 : QK_REQUANT;
+    int *cur = &x->kind[e];
+    *cur = *cur == QK_UNSET ? k : *cur == QK_F32 || k == QK_F32 ? QK_F32 : *cur != k ? QK_REQUANT : k;
+    if (p->shape[1] % LM_QK) *cur = QK_F32;
+    q->rows = p->shape[0]; q->cols = p->shape[1];
+    x->f32[e] = m->params + p->offset;
+    return LM_OK;
+  }
+  if (x->kind[e] < 0) return LM_OK;
+  size_t rb = (size_t)(q->cols / LM_QK) * lm_qweight_block_bytes(q->type);
+  uint8_t *dst = q->data + (size_t)row0 * rb;
+  if (t->nbytes != (size_t)rows * rb) return lm_error(LM_ERR_FORMAT, "%s: tensor '%s': %zu bytes", lm_gguf_name(x->g), gname, t->nbytes);
+  if (permute) permute_rows(dst, t->data, perm_heads(&m->cfg, permute), head_dim(&m->cfg), rb, 0);
+  else memcpy(dst, t->data, t->nbytes);
+  return LM_OK;
+}
+
+/* m->qlin from the file's blocks; NULL when every linear is f32 */
+static lm_status qlin_load(lm_model *m, const arch_info *a, const lm_gguf *g) {
+  int64_t n = LM_QL_PER_LAYER * m->cfg.n_layer + 1, used = 0;
+  qctx x = {g, malloc((size_t)n * sizeof(int)), calloc((size_t)n, sizeof(float *)), 0};
+  m->qlin = calloc((size_t)n, sizeof *m->qlin);
+  lm_status st = x.kind && x.f32 && m->qlin ? LM_OK : lm_error(LM_ERR_NOMEM, "out of memory");
+  for (int64_t e = 0; !st && e < n; e++) x.kind[e] = QK_UNSET;
+  if (!st) st = each_tensor(m, a, qlin_part, &x);
+  for (int64_t e = 0; !st && e < n; e++) {
+    lm_qmat *q = &m->qlin[e];
+    if (x.kind[e] == QK_UNSET || x.kind[e] == QK_F32) continue;
+    q->type = x.kind[e] == QK_REQUANT ? LM_QW_Q8_0 : (lm_qweight)x.kind[e];
+    q->data = lm_alloc((size_t)q->rows * (size_t)(q->cols / LM_QK) * lm_qweight_block_bytes(q->type));
+    if (!q->data) { st = lm_error(LM_ERR_NOMEM, "out of memory for the quantized weights"); break; }
+    if (x.kind[e] == QK_REQUANT) st = lm_gguf_quantize(LM_GGML_Q8_0, x.f32[e], q->rows * q->cols, q->data);
+    used++;
+  }
+  x.pass = 1;
+  if (!st && used) st = each_tensor(m, a, qlin_part, &x);
+  free(x.kind); free(x.f32);
+  if (st || !used) lm_model_drop_quant(m);
+  return st;
 }
 
 lm_status lm_gguf_model_load(lm_model **out, const char *path, int head) {
@@ -292,6 +368,7 @@ lm_status lm_gguf_model_load(lm_model **out, const char *path, int head) {
   if (!(st = arch_of(g, &a)) && !(st = read_config(g, a, &cfg)) && !(st = lm_model_alloc(&m, &cfg))) {
     x.used = calloc((size_t)lm_gguf_n_tensors(g) + 1, 1);
     st = x.used ? each_tensor(m, a, load_one, &x) : lm_error(LM_ERR_NOMEM, "out of memory");
+    if (!st) st = qlin_load(m, a, g);
   }
   for (int64_t i = 0; !st && i < lm_gguf_n_tensors(g); i++)
     if (!x.used[i])
@@ -513,7 +590,7 @@ static lm_status export_one(const lm_model *m, const lm_param_info *p, const cha
   if (!permute) return lm_gguf_w_tensor(x->w, gname, p->ndim == 2 ? 2 : 1, ne, type, src, 0);
   float *buf = lm_xmalloc((size_t)(rows * cols) * sizeof *buf);
   if (!buf) return LM_ERR_NOMEM;
-  permute_rows(buf, src, perm_heads(&m->cfg, permute), head_dim(&m->cfg), cols, 1);
+  permute_rows(buf, src, perm_heads(&m->cfg, permute), head_dim(&m->cfg), (size_t)cols * sizeof(float), 1);
   return lm_gguf_w_tensor(x->w, gname, 2, ne, type, buf, 1);
 }
 

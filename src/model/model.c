@@ -13,6 +13,7 @@
 #include "base/base.h"
 #include "kernels/kernels.h"
 #include "model/model.h"
+#include "kernels/quant.h"
 #include "model/heads.h"
 #include "model/config.h"
 #include "model/lora.h"
@@ -217,11 +218,18 @@ void lm_model_free(lm_model *m) {
   lm_lora_detach(m);
   lm_head_free(m);
   if (m->fam && m->fam->free_state) m->fam->free_state(m);
+  lm_model_drop_quant(m);
   lm_free(m->params); lm_free(m->grads); lm_free(m->rope);
   free(m->w.h); free(m->g.h); free(m->w.enc_h); free(m->g.enc_h); free(m->info);
   for (int64_t i = 0; m->label_names && i < m->cfg.num_labels; i++) free(m->label_names[i]);
   free(m->label_names);
   free(m);
+}
+
+void lm_model_drop_quant(lm_model *m) {
+  for (int64_t i = 0; m->qlin && i < LM_QL_PER_LAYER * m->cfg.n_layer + 1; i++) lm_free(m->qlin[i].data);
+  free(m->qlin);
+  m->qlin = NULL;
 }
 
 const lm_config *lm_model_config(const lm_model *m) { return &m->cfg; }
@@ -348,6 +356,7 @@ lm_status lm_model_reserve(lm_model *m, int64_t B, int64_t T, int need_grads) {
   if (T <= 0 || B <= 0) return lm_error(LM_ERR_ARG, "batch %lld x context %lld must be positive", (long long)B, (long long)T);
   if (T > c->n_positions)
     return lm_error(LM_ERR_RANGE, "context %lld is longer than the model's %lld positions", (long long)T, (long long)c->n_positions);
+  if (need_grads) lm_model_drop_quant(m);   /* training changes the f32 weights: the blocks would be stale */
   if (need_grads && !m->grads && !m->lora) {   /* a LoRA adapter freezes the base: no base gradients */
     m->grads = lm_alloc(m->n_params * sizeof(float));
     if (!m->grads) return LM_ERR_NOMEM;

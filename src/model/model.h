@@ -122,6 +122,11 @@ struct lm_model {
   float *grads;                  /* (n_params), allocated by lm_model_reserve(..., need_grads) */
   lm_weights w, g;               /* views into params and grads */
   float *rope;                   /* (n_positions, hs) RoPE cos|sin table (lm_rope_table), or NULL */
+  /* Linears kept quantized for inference (Q8_0/Q4_0 blocks of a GGUF file, gguf_model.c), or NULL:
+   * every linear is f32. LM_QL_PER_LAYER entries per layer (LM_QL_*), then the LM head; an entry
+   * whose data is NULL stays f32. params hold the same weights dequantized, for everything else;
+   * reserving gradients drops the blocks (training changes the f32 weights). */
+  struct lm_qmat *qlin;
   lm_acts acts;
   int have_acts;
   void *fam_state;               /* the family's activations (family.h reserve/free_state) */
@@ -167,6 +172,8 @@ void lm_model_init_weights(lm_model *m, uint64_t seed);
 /* One tensor as lm_model_init_weights would draw it (a head the loaded file lacks). */
 void lm_model_init_tensor(lm_model *m, const lm_param_info *p, lm_rng *r);
 const lm_param_info *lm_model_find_param(const lm_model *m, const char *name);
+enum { LM_QL_QKV, LM_QL_ATTN_PROJ, LM_QL_FC, LM_QL_FC_PROJ, LM_QL_PER_LAYER };
+void lm_model_drop_quant(lm_model *m);   /* frees qlin */
 float *lm_model_tensor(const lm_model *m, const float *base, const char *name);   /* base + offset, or NULL */
 /* Sizes the activations for batches of up to B sequences of up to T tokens (T <= n_positions). */
 lm_status lm_model_reserve(lm_model *m, int64_t B, int64_t T, int need_grads);

@@ -1,8 +1,9 @@
 /* test_quant.c — the quantized matrix-vector kernels (src/kernels/quant.c).
  *
  * For Q8_0 and Q4_0 weights (blocks made by the GGUF quantizer, lm_gguf_quantize) times Q8_0
- * activations: the portable path equals ggml's definition written out here (exact int sums per
- * block, scaled by d_w * d_x, summed in block order) bit for bit; the AVX2 and AVX-512 VNNI paths,
+ * activations: the portable path equals the definition written out here (quant.h: per block, 8
+ * exact int sums of 4 products each, scaled by d_w * d_x into 8 lane accumulators, summed in block
+ * order, then the lanes in a fixed order) bit for bit; the AVX2 and AVX-512 VNNI paths,
  * when this CPU has them, equal the portable path bit for bit; and the product is within a stated
  * bound of the f32 product of the dequantized weights and the unquantized activations: each
  * activation moves by at most d_x / 2 when quantized, so
@@ -37,20 +38,23 @@ static void run_case(lm_qweight wt, int64_t rows, int64_t cols, uint64_t seed) {
   cr_assert_eq(lm_gguf_dequantize(gt, wq, bb * rows * nb, wd, rows * cols), LM_OK);
   lm_quant_act_q8(x, cols, xq);
 
-  /* ggml's definition, written out */
+  /* the definition, written out */
   lm_qmatvec(wt, wq, rows, cols, xq, y, LM_QPATH_PORTABLE);
   for (int64_t i = 0; i < rows; i++) {
-    float s = 0;
+    float acc[8] = {0};
     for (int64_t b = 0; b < nb; b++) {
       const uint8_t *wb = wq + (i * nb + b) * bb, *xb = xq + b * 34;
-      int32_t isum = 0;
-      for (int j = 0; j < 32; j++) {
-        int qw = wt == LM_QW_Q8_0 ? (int8_t)wb[2 + j] : j < 16 ? (wb[2 + j] & 15) - 8 : (wb[2 + j - 16] >> 4) - 8;
-        isum += qw * (int8_t)xb[2 + j];
-      }
       float dw = lm_f16_to_f32((uint16_t)(wb[0] | wb[1] << 8)), dx = lm_f16_to_f32((uint16_t)(xb[0] | xb[1] << 8));
-      s += (float)isum * (dw * dx);
+      for (int k = 0; k < 8; k++) {
+        int32_t isum = 0;
+        for (int j = 4 * k; j < 4 * k + 4; j++) {
+          int qw = wt == LM_QW_Q8_0 ? (int8_t)wb[2 + j] : j < 16 ? (wb[2 + j] & 15) - 8 : (wb[2 + j - 16] >> 4) - 8;
+          isum += qw * (int8_t)xb[2 + j];
+        }
+        acc[k] += (float)isum * (dw * dx);
+      }
     }
+    float s = ((acc[0] + acc[4]) + (acc[2] + acc[6])) + ((acc[1] + acc[5]) + (acc[3] + acc[7]));
     cr_assert(memcmp(&s, &y[i], 4) == 0, "row %lld: portable %.9g, definition %.9g", (long long)i, (double)y[i], (double)s);
     /* the f32 product, and the bound */
     double exact = 0, bound = 0, mag = 0;
@@ -106,4 +110,42 @@ Test(quant, extreme_blocks) {
     lm_qmatvec(LM_QW_Q8_0, w, 1, 32, x, &y[p], (lm_qpath)p);
     cr_assert_eq(y[p], 32.0f * 128 * 127, "%s: %g", lm_qpath_name((lm_qpath)p), (double)y[p]);
   }
+}
+
+/* lm_qmatmul: n rows at once (tiles of weight rows against up to 4 activation rows) give each row's
+ * lm_qmatvec bit for bit, plus the bias, on every path this CPU has */
+static void matmul_case(lm_qweight wt, int64_t rows, int64_t cols, int64_t n, uint64_t seed) {
+  int gt = wt == LM_QW_Q8_0 ? LM_GGML_Q8_0 : LM_GGML_Q4_0;
+  int64_t nb = cols / 32;
+  lm_rng r;
+  lm_rng_seed(&r, seed);
+  float *w = malloc(sizeof(float) * rows * cols), *x = malloc(sizeof(float) * n * cols), *bias = malloc(sizeof(float) * rows);
+  float *y = malloc(sizeof(float) * n * rows), *y1 = malloc(sizeof(float) * rows);
+  lm_qmat W = {wt, rows, cols, malloc(lm_ggml_block_bytes(gt) * rows * nb)};
+  uint8_t *xq = malloc(34 * nb);
+  void *scratch = malloc(lm_qmatmul_scratch(n, cols));
+  for (int64_t i = 0; i < rows * cols; i++) w[i] = lm_rng_normal(&r);
+  for (int64_t i = 0; i < n * cols; i++) x[i] = lm_rng_normal(&r) * (i % 37 == 0 ? 6.0f : 1.0f);
+  for (int64_t i = 0; i < rows; i++) bias[i] = lm_rng_normal(&r);
+  cr_assert_eq(lm_gguf_quantize(gt, w, rows * cols, W.data), LM_OK);
+  for (int p = 0; p < LM_QPATH_COUNT; p++) {
+    if (!lm_qpath_available((lm_qpath)p)) continue;
+    lm_qmatmul(&W, x, n, bias, y, scratch, (lm_qpath)p);
+    for (int64_t i = 0; i < n; i++) {
+      lm_quant_act_q8(x + i * cols, cols, xq);
+      lm_qmatvec(wt, W.data, rows, cols, xq, y1, LM_QPATH_PORTABLE);
+      for (int64_t o = 0; o < rows; o++) {
+        float want = y1[o] + bias[o];
+        cr_assert(memcmp(&want, &y[i * rows + o], 4) == 0, "%s row %lld out %lld: %.9g vs %.9g", lm_qpath_name((lm_qpath)p),
+                  (long long)i, (long long)o, (double)y[i * rows + o], (double)want);
+      }
+    }
+  }
+  free(w); free(x); free(bias); free(y); free(y1); free(W.data); free(xq); free(scratch);
+}
+
+Test(quant, matmul_rows_equal_matvec) {
+  matmul_case(LM_QW_Q8_0, 45, 32 * 5, 7, 5);   /* rows not a multiple of the tile, n not of 4 */
+  matmul_case(LM_QW_Q4_0, 45, 32 * 5, 7, 6);
+  matmul_case(LM_QW_Q4_0, 200, 1024, 9, 7);    /* in parallel */
 }

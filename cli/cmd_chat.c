@@ -18,6 +18,7 @@
 #include <editline/readline.h>
 #include "cli.h"
 #include "base/base.h"
+#include "infer/calc.h"
 #include "infer/chat_generate.h"
 
 static const char *HELP =
@@ -57,11 +58,32 @@ static const char *COMMANDS_HELP =
 static volatile sig_atomic_t interrupted;
 static void on_sigint(int sig) { (void)sig; interrupted = 1; }
 
+/* The answer being streamed: its text (for the conversation) and whether the next piece is the
+ * calculator's result (shown on a line of its own rather than in the text on a terminal). */
+typedef struct { cli_text text; int tty, splice_next; } chat_answer;
+
 /* prints each piece as it comes and keeps the answer for the conversation */
 static int stream_piece(const char *piece, size_t len, void *user) {
-  fwrite(piece, 1, len, stdout);
+  chat_answer *a = user;
+  if (!(a->splice_next && a->tty)) fwrite(piece, 1, len, stdout);
   fflush(stdout);
-  return cli_text_piece(piece, len, user) || interrupted;
+  a->splice_next = 0;
+  return cli_text_piece(piece, len, &a->text) || interrupted;
+}
+
+/* --calc: "[calc] EXPR → RESULT" on stderr (dimmed on a terminal) as the call completes; the
+ * answer so far ends with the call's closing tag, its last opening tag starts the expression */
+static void show_calc(const char *splice, size_t len, void *user) {
+  chat_answer *a = user;
+  const char *t = a->text.buf ? a->text.buf : "", *open = NULL;
+  size_t lo = strlen(LM_CALC_OPEN), n = a->text.len, lc = strlen(LM_CALC_CLOSE);
+  for (const char *p = t; (p = strstr(p, LM_CALC_OPEN)); p += lo) open = p;
+  int expr = open && n >= lc + (size_t)(open - t) + lo ? (int)(n - lc - (size_t)(open - t) - lo) : 0;
+  int dim = isatty(STDERR_FILENO);
+  fflush(stdout);
+  fprintf(stderr, "%s[calc] %.*s%.*s%s\n", dim ? "\n\x1b[2m" : "", expr, open ? open + lo : "", (int)len, splice,
+          dim ? "\x1b[0m" : "");
+  a->splice_next = 1;
 }
 
 static cJSON *message(const char *role, const char *content) {
@@ -117,6 +139,7 @@ int cmd_chat(int argc, char **argv) {
   lm_gen_opts o;
   lm_gen_opts_default(&o);
   o.on_window = cli_gen_on_window;   /* a conversation past the context loses its oldest turns: said */
+  o.on_calc = show_calc;
   const char *model = NULL, *adapter = NULL, *system = NULL, *history = NULL, *cot = NULL, *v;
   int64_t threads = 0;
   int r;
@@ -189,14 +212,14 @@ int cmd_chat(int argc, char **argv) {
     if (cot && lm_chat_add_cot(conv, cot)) { rc = cli_fail(); break; }   /* each user turn gets the instruction */
     char *prompt = NULL;
     if (lm_chat_generation_prompt(&cc, conv, &prompt, NULL)) { rc = cli_fail(); break; }
-    cli_text s = {0};
+    chat_answer s = {.tty = tty};
     interrupted = 0;
     sigaction(SIGINT, &sa, &old_sa);
     lm_status st = lm_generate(m, tok, prompt, &o, stream_piece, &s, NULL);
     sigaction(SIGINT, &old_sa, NULL);
     free(prompt);
-    char *answer = cli_valid_utf8(s.buf ? s.buf : "", s.len);
-    free(s.buf);
+    char *answer = cli_valid_utf8(s.text.buf ? s.text.buf : "", s.text.len);
+    free(s.text.buf);
     if (st || !answer) { fputc('\n', stdout); free(answer); rc = st ? cli_fail() : cli_error("out of memory"); break; }
     fputc('\n', stdout);
     fflush(stdout);

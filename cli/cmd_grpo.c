@@ -39,7 +39,7 @@ static const char *HELP_COMMON =
   "  --reward-cmd CMD     a reward command (run by /bin/sh once per batch)\n"
   "  --reward-timeout S   seconds a reward command may take per batch (60)\n"
   "  --out DIR            where the tuned model, checkpoints and metrics.jsonl go\n"
-  "  --generations G      completions per task, the group (4)\n"
+  "  --generations G      completions per task: the group of grpo and rloo (4; ppo: 1)\n"
   "  --max-new-tokens N   completion length at most (64)\n"
   "  --temperature X      sampling temperature (1.0); log-probs are of softmax(logits / X)\n"
   "  --top-p X, --top-k N sampling filters (1.0 and 0: off)\n"
@@ -108,8 +108,7 @@ static const rl_command COMMANDS[] = {
    "  --mini-batches N     optimizer steps per pass (1)\n"
    "  --gamma G, --lam L   GAE discount and lambda (1.0, 0.95)\n"
    "  --vf-coef C          weight of the value loss (0.1)\n"
-   "  --cliprange-value C  clip range of the value predictions (0.2)\n"
-   "  --generations G      completions per task (1)\n"},
+   "  --cliprange-value C  clip range of the value predictions (0.2)\n"},
 };
 
 static const char *const LOSSES[] = {"grpo", "dapo", "dr_grpo"};   /* = LM_RL_NORM_SEQ, TOKEN, CONST */

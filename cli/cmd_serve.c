@@ -21,6 +21,7 @@ static const char *HELP =
   "  POST /v1/embeddings         sentence embeddings (encoders and decoders; see --pool)\n"
   "  GET  /v1/models             the model\n"
   "  POST /tokenize, /detokenize text <-> token ids\n"
+  "  POST /apply-template        the prompt a chat request renders to (llama.cpp's)\n"
   "  GET  /health                503 while loading, then 200\n"
   "  GET  /metrics               Prometheus text: requests, tokens, tokens/s, slots, queue\n"
   "  GET  /                      a chat page\n"
@@ -45,6 +46,8 @@ static const char *HELP =
   "                       answered from the top k passages, cited as [n], and the reply\n"
   "                       lists them in \"sources\" (repeatable; hybrid search when the\n"
   "                       index has dense vectors, else BM25)\n"
+  "  --calc               the calculator tool in every answer: a call <|calc|>EXPR<|/calc|>\n"
+  "                       gets \" \xe2\x86\x92 RESULT\" spliced in and generation goes on (docs/rl.md)\n"
   "  --threads N          threads (default: all cores)\n";
 
 int cmd_serve(int argc, char **argv) {
@@ -61,6 +64,7 @@ int cmd_serve(int argc, char **argv) {
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
     if (cli_is_help(a)) { fputs(HELP, stdout); return 0; }
+    if (!strcmp(a, "--calc")) { o.calc = 1; continue; }
     if ((r = cli_opt(argc, argv, &i, "--model", &v)) < 0) return 1; else if (r) { o.model_dir = v; continue; }
     if ((r = cli_opt(argc, argv, &i, "--host", &v)) < 0) return 1; else if (r) { o.host = v; continue; }
     if ((r = cli_opt(argc, argv, &i, "--api-key", &v)) < 0) return 1; else if (r) { o.api_key = v; continue; }
@@ -112,8 +116,8 @@ int cmd_serve(int argc, char **argv) {
   fprintf(stderr, "lmkit serve: loading %s\n", o.model_dir);
   if (lm_server_load(s)) { int rc = cli_fail(); lm_server_stop(s); return rc; }
   if (lm_server_warning(s)) fprintf(stderr, "lmkit serve: warning: %s\n", lm_server_warning(s));
-  fprintf(stderr, "lmkit serve: listening on http://%s:%d (%d slots%s)\n", o.host, lm_server_port(s), o.parallel,
-          o.api_key ? ", API key required" : "");
+  fprintf(stderr, "lmkit serve: listening on http://%s:%d (%d slots%s%s)\n", o.host, lm_server_port(s), o.parallel,
+          o.api_key ? ", API key required" : "", o.calc ? ", calculator on" : "");
   int sig = 0;
   sigwait(&sigs, &sig);
   fprintf(stderr, "lmkit serve: %s: finishing the requests in flight\n", sig == SIGTERM ? "SIGTERM" : "SIGINT");

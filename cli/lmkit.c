@@ -20,6 +20,7 @@ int cmd_ppo(int argc, char **argv);        /* cli/cmd_ppo.c */
 int cmd_export(int argc, char **argv);     /* cli/cmd_export.c */
 int cmd_quantize(int argc, char **argv);   /* cli/cmd_quantize.c */
 int cmd_fit(int argc, char **argv);        /* cli/cmd_fit.c */
+int cmd_sweep(int argc, char **argv);      /* cli/cmd_sweep.c */
 int cmd_toolformer(int argc, char **argv); /* cli/cmd_toolformer.c */
 static const command COMMANDS[] = {
   {"tokenizer", cmd_tokenizer, "train a byte-level BPE tokenizer; encode or decode text (BPE, WordPiece)", "tokenize"},
@@ -32,7 +33,7 @@ static const command COMMANDS[] = {
   {"dpo", cmd_dpo, "optimise a decoder on preference pairs: DPO, IPO, hinge, SimPO, ORPO", "post-train"},
   {"grpo", cmd_grpo, "train a decoder against a reward with GRPO (grpo, dapo, dr_grpo losses)", "post-train"},
   {"rloo", cmd_rloo, "train a decoder against a reward with RLOO (REINFORCE leave-one-out)", "post-train"},
-  {"ppo", cmd_ppo, "RLHF: train a decoder against a reward model with PPO and a value model", "post-train"},
+  {"ppo", cmd_ppo, "train a decoder against a reward model with PPO and a value model (RLHF)", "post-train"},
   {"toolformer", cmd_toolformer, "insert calculator calls into text where they help the model (Toolformer's data)", "post-train"},
   {"distill", cmd_distill, "distill a BERT teacher into a smaller, faster student (DistilBERT)", "post-train"},
   {"generate", cmd_generate, "generate text from a prompt, streaming tokens", "use"},
@@ -42,6 +43,7 @@ static const command COMMANDS[] = {
   {"serve", cmd_serve, "serve a model over HTTP with OpenAI's API (chat, completions, embeddings)", "use"},
   {"score", cmd_score, "print a reward model's score of each {prompt, response} on stdin", "use"},
   {"eval", cmd_eval, "mean loss and perplexity of a model on data", "study"},
+  {"sweep", cmd_sweep, "train a ladder of GPT sizes per compute budget (IsoFLOP profiles) into runs.jsonl", "study"},
   {"fit", cmd_fit, "fit scaling laws to a sweep: Chinchilla L(N,D), IsoFLOP optima, Kaplan L(N)", "study"},
   {"info", cmd_info, "show a model's config and size; --system shows BLAS and threads", "study"},
   {"chat", cmd_chat, "talk with a chat model in the terminal (streaming, /system, /reset, /save)", "use"},

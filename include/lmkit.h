@@ -214,6 +214,9 @@ typedef struct {
   /* The calculator tool: when the generated text ends a call <|calc|>EXPR<|/calc|>, " → RESULT" is
    * evaluated (src/infer/calc.h), printed and fed to the model, and generation goes on. 0: off. */
   int calc;
+  /* With calc: told of each splice (" → RESULT") right before the piece callback receives it, so
+   * that a caller can show the tool call apart from the text (lmkit chat). NULL: not told. */
+  void (*on_calc)(const char *splice, size_t len, void *user);
   /* 1: the prompt is plain text: add the tokenizer's post-processor tokens (Llama's <s> or
    * <|begin_of_text|>), as HF's tokenizer(prompt) does. 0 (default): the prompt is used as is, as a
    * chat template's rendering must be (it writes its own bos_token). */

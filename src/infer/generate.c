@@ -103,6 +103,7 @@ lm_status lm_generate(lm_model *m, const lm_tokenizer *tok, const char *prompt, 
       if (ns) nt = 0;
     }
     int stop = tlen && cb && cb(text, tlen, user);
+    if (!stop && ns && o->on_calc) o->on_calc(splice, (size_t)ns, user);
     if (!stop && ns && cb) stop = cb(splice, (size_t)ns, user);
     if (stop) break;
     if (k + 1 == o->max_tokens) break;

@@ -49,6 +49,38 @@ static lm_status f_ignored_string(lm_request *r, const cJSON *v, const char *nam
   return cJSON_IsString(v) ? LM_OK : type_err(name, "a string");
 }
 
+/* The OpenAI fields of a tool message and of an assistant message's tool calls (the rest of a
+ * message is the template's business). Arguments are a JSON string that must hold an object:
+ * templates receive them parsed (serve/tools.h). */
+static lm_status check_tool_fields(const cJSON *m, int i) {
+  const cJSON *role = cJSON_GetObjectItemCaseSensitive(m, "role");
+  const cJSON *id = cJSON_GetObjectItemCaseSensitive(m, "tool_call_id");
+  if (id && !cJSON_IsString(id)) return lm_error(LM_ERR_FORMAT, "'messages[%d].tool_call_id' must be a string", i);
+  if (!strcmp(role->valuestring, "tool") && !cJSON_IsString(cJSON_GetObjectItemCaseSensitive(m, "content")))
+    return lm_error(LM_ERR_FORMAT, "'messages[%d].content' of a tool message must be a string (the tool's result)", i);
+  const cJSON *calls = cJSON_GetObjectItemCaseSensitive(m, "tool_calls");
+  if (!calls || cJSON_IsNull(calls)) return LM_OK;
+  if (strcmp(role->valuestring, "assistant")) return lm_error(LM_ERR_FORMAT, "'messages[%d].tool_calls': only assistant messages have tool calls", i);
+  if (!cJSON_IsArray(calls)) return lm_error(LM_ERR_FORMAT, "'messages[%d].tool_calls' must be a list", i);
+  int k = 0;
+  for (const cJSON *c = calls->child; c; c = c->next, k++) {
+    const cJSON *t = cJSON_GetObjectItemCaseSensitive(c, "type"), *f = cJSON_GetObjectItemCaseSensitive(c, "function");
+    const cJSON *cid = cJSON_GetObjectItemCaseSensitive(c, "id");
+    const cJSON *n = cJSON_GetObjectItemCaseSensitive(f, "name"), *a = cJSON_GetObjectItemCaseSensitive(f, "arguments");
+    if (!cJSON_IsObject(c)) return lm_error(LM_ERR_FORMAT, "'messages[%d].tool_calls[%d]' must be an object", i, k);
+    if (cid && !cJSON_IsString(cid)) return lm_error(LM_ERR_FORMAT, "'messages[%d].tool_calls[%d].id' must be a string", i, k);
+    if (t && (!cJSON_IsString(t) || strcmp(t->valuestring, "function")))
+      return lm_error(LM_ERR_FORMAT, "'messages[%d].tool_calls[%d].type' must be \"function\"", i, k);
+    if (!cJSON_IsObject(f)) return lm_error(LM_ERR_FORMAT, "'messages[%d].tool_calls[%d].function' must be an object", i, k);
+    if (!cJSON_IsString(n)) return lm_error(LM_ERR_FORMAT, "'messages[%d].tool_calls[%d].function.name' must be a string", i, k);
+    cJSON *args = cJSON_IsString(a) ? cJSON_Parse(a->valuestring) : NULL;
+    int ok = cJSON_IsObject(args);
+    cJSON_Delete(args);
+    if (!ok)
+      return lm_error(LM_ERR_FORMAT, "'messages[%d].tool_calls[%d].function.arguments' must be a string holding a JSON object", i, k);
+  }
+  return LM_OK;
+}
 static lm_status f_messages(lm_request *r, const cJSON *v, const char *name) {
   if (!cJSON_IsArray(v) || !cJSON_GetArraySize(v)) return type_err(name, "a non-empty list of messages");
   int i = 0;
@@ -59,6 +91,8 @@ static lm_status f_messages(lm_request *r, const cJSON *v, const char *name) {
     const cJSON *c = cJSON_GetObjectItemCaseSensitive(m, "content");
     if (c && !cJSON_IsString(c) && !cJSON_IsArray(c) && !cJSON_IsNull(c))
       return lm_error(LM_ERR_FORMAT, "'messages[%d].content' must be a string, a list of parts or null", i);
+    lm_status st = check_tool_fields(m, i);
+    if (st) return st;
   }
   r->messages = v;
   return LM_OK;
@@ -149,16 +183,84 @@ static lm_status f_only_false(lm_request *r, const cJSON *v, const char *name) {
   return st;
 }
 
+/* OpenAI's function names: 1..64 of [A-Za-z0-9_-] */
+static int tool_name_ok(const char *n) {
+  size_t k = strlen(n);
+  if (k < 1 || k > 64) return 0;
+  for (size_t i = 0; i < k; i++)
+    if (!(n[i] == '_' || n[i] == '-' || (n[i] >= '0' && n[i] <= '9') || ((n[i] | 32) >= 'a' && (n[i] | 32) <= 'z'))) return 0;
+  return 1;
+}
+
+/* tools: [{"type": "function", "function": {"name", "description"?, "parameters"?, "strict"?}}] */
 static lm_status f_tools(lm_request *r, const cJSON *v, const char *name) {
   if (!cJSON_IsArray(v)) return type_err(name, "a list of tools");
-  if (cJSON_GetArraySize(v))
-    return lm_error(LM_ERR_UNSUPPORTED, "'%s': tool calls are not available in this lmkit server yet", name);
+  int i = 0;
+  for (const cJSON *t = v->child; t; t = t->next, i++) {
+    if (!cJSON_IsObject(t)) return lm_error(LM_ERR_FORMAT, "'tools[%d]' must be an object {\"type\": \"function\", \"function\": {...}}", i);
+    const cJSON *fn = NULL;
+    for (const cJSON *o = t->child; o; o = o->next) {
+      if (!strcmp(o->string, "type")) {
+        if (!cJSON_IsString(o) || strcmp(o->valuestring, "function"))
+          return lm_error(LM_ERR_UNSUPPORTED, "'tools[%d].type' must be \"function\" (the only kind of tool lmkit knows)", i);
+      } else if (!strcmp(o->string, "function")) fn = o;
+      else return lm_error(LM_ERR_UNSUPPORTED, "unknown field 'tools[%d].%s' (lmkit knows type and function)", i, o->string);
+    }
+    if (!cJSON_GetObjectItemCaseSensitive(t, "type")) return lm_error(LM_ERR_FORMAT, "'tools[%d].type' is required", i);
+    if (!cJSON_IsObject(fn)) return lm_error(LM_ERR_FORMAT, "'tools[%d].function' must be an object {\"name\", ...}", i);
+    for (const cJSON *o = fn->child; o; o = o->next) {
+      if (!strcmp(o->string, "name")) {
+        if (!cJSON_IsString(o) || !tool_name_ok(o->valuestring))
+          return lm_error(LM_ERR_FORMAT, "'tools[%d].function.name' must be 1 to 64 letters, digits, '_' or '-'", i);
+      } else if (!strcmp(o->string, "description")) {
+        if (!cJSON_IsString(o)) return lm_error(LM_ERR_FORMAT, "'tools[%d].function.description' must be a string", i);
+      } else if (!strcmp(o->string, "parameters")) {
+        if (!cJSON_IsObject(o)) return lm_error(LM_ERR_FORMAT, "'tools[%d].function.parameters' must be a JSON Schema object", i);
+      } else if (!strcmp(o->string, "strict")) {
+        if (!cJSON_IsBool(o)) return lm_error(LM_ERR_FORMAT, "'tools[%d].function.strict' must be true or false", i);
+        if (cJSON_IsTrue(o))
+          return lm_error(LM_ERR_UNSUPPORTED, "'tools[%d].function.strict': lmkit does not constrain the arguments to the schema", i);
+      } else
+        return lm_error(LM_ERR_UNSUPPORTED, "unknown field 'tools[%d].function.%s' (lmkit knows name, description, parameters, strict)",
+                        i, o->string);
+    }
+    const cJSON *fname = cJSON_GetObjectItemCaseSensitive(fn, "name");
+    if (!fname) return lm_error(LM_ERR_FORMAT, "'tools[%d].function.name' is required", i);
+    int k = 0;
+    for (const cJSON *u = v->child; u != t; u = u->next, k++)
+      if (!strcmp(cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(u, "function"), "name")->valuestring,
+                  fname->valuestring))
+        return lm_error(LM_ERR_FORMAT, "'tools[%d].function.name': '%s' is also tools[%d]'s name", i, fname->valuestring, k);
+  }
+  r->tools = i ? v : NULL;
   return LM_OK;
 }
+
+/* "none" | "auto" | "required" | {"type": "function", "function": {"name": NAME}} */
 static lm_status f_tool_choice(lm_request *r, const cJSON *v, const char *name) {
-  if (cJSON_IsString(v) && (!strcmp(v->valuestring, "none") || !strcmp(v->valuestring, "auto"))) return LM_OK;
-  return lm_error(LM_ERR_UNSUPPORTED, "'%s': only \"none\" or \"auto\" (tool calls are not available yet)", name);
+  static const char *const MODES[] = {"none", "auto", "required"};   /* in lm_tool_choice's order */
+  if (cJSON_IsString(v)) {
+    for (int k = 0; k < 3; k++)
+      if (!strcmp(v->valuestring, MODES[k])) { r->tool_choice = (lm_tool_choice)k; return LM_OK; }
+    return lm_error(LM_ERR_FORMAT, "'%s' must be \"none\", \"auto\", \"required\" or {\"type\": \"function\", \"function\": {\"name\": ...}}", name);
+  }
+  const cJSON *t = cJSON_IsObject(v) ? cJSON_GetObjectItemCaseSensitive(v, "type") : NULL;
+  const cJSON *f = cJSON_IsObject(v) ? cJSON_GetObjectItemCaseSensitive(v, "function") : NULL;
+  const cJSON *n = cJSON_IsObject(f) ? cJSON_GetObjectItemCaseSensitive(f, "name") : NULL;
+  if (!cJSON_IsString(t) || strcmp(t->valuestring, "function") || !cJSON_IsString(n) || cJSON_GetArraySize(v) != 2 ||
+      cJSON_GetArraySize(f) != 1)
+    return lm_error(LM_ERR_FORMAT, "'%s' must be \"none\", \"auto\", \"required\" or {\"type\": \"function\", \"function\": {\"name\": ...}}", name);
+  r->tool_choice = LM_TOOL_CHOICE_FUNCTION;
+  r->tool_choice_name = n->valuestring;
+  return LM_OK;
 }
+static lm_status f_parallel_tool_calls(lm_request *r, const cJSON *v, const char *name) {
+  int b = 1;
+  lm_status st = get_bool(v, name, &b);
+  r->single_tool_call = !b;
+  return st;
+}
+
 /* {"index": NAME, "k": K}: answer from the passages of an index the server loaded (--index NAME=PATH) */
 static lm_status f_retrieval(lm_request *r, const cJSON *v, const char *name) {
   if (!cJSON_IsObject(v)) return type_err(name, "an object {\"index\": NAME, \"k\": K}");
@@ -256,7 +358,7 @@ static const field FIELDS[] = {
   {"frequency_penalty", GEN, f_only_zero, 0},
   {"presence_penalty", GEN, f_only_zero, 0},
   {"echo", K(LM_REQ_COMPLETION), f_only_false, 0},
-  {"parallel_tool_calls", K(LM_REQ_CHAT), f_only_false, 0},
+  {"parallel_tool_calls", K(LM_REQ_CHAT), f_parallel_tool_calls, 0},
   {"tools", K(LM_REQ_CHAT), f_tools, 0},
   {"tool_choice", K(LM_REQ_CHAT), f_tool_choice, 0},
   {"retrieval", K(LM_REQ_CHAT), f_retrieval, 0},
@@ -280,7 +382,7 @@ void lm_request_free(lm_request *r) {
 
 lm_status lm_request_parse(lm_request *r, lm_req_kind kind, const char *data, size_t len, const char **param) {
   memset(r, 0, sizeof *r);
-  r->kind = kind; r->max_tokens = -1; r->temperature = 1.0f; r->top_p = 1.0f; r->parse_special = 1;
+  r->kind = kind; r->max_tokens = -1; r->tool_choice = LM_TOOL_CHOICE_AUTO; r->temperature = 1.0f; r->top_p = 1.0f; r->parse_special = 1;
   if (param) *param = "";
   const char *end = NULL;
   r->body = cJSON_ParseWithLengthOpts(data, len, &end, 0);
@@ -313,6 +415,23 @@ lm_status lm_request_parse(lm_request *r, lm_req_kind kind, const char *data, si
   if (!st && r->include_usage && !r->stream) {
     if (param) *param = "stream_options";
     st = lm_error(LM_ERR_FORMAT, "'stream_options' is only allowed with \"stream\": true");
+  }
+  if (!st && r->tool_choice >= LM_TOOL_CHOICE_REQUIRED && !r->tools) {
+    if (param) *param = "tool_choice";
+    st = lm_error(LM_ERR_FORMAT, "'tool_choice' asks for a tool call but 'tools' declares none");
+  }
+  if (!st && r->tool_choice == LM_TOOL_CHOICE_FUNCTION) {
+    const cJSON *t = r->tools->child;
+    while (t && strcmp(cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(t, "function"), "name")->valuestring,
+                       r->tool_choice_name)) t = t->next;
+    if (!t) {
+      if (param) *param = "tool_choice";
+      st = lm_error(LM_ERR_FORMAT, "'tool_choice' names '%s', which 'tools' does not declare", r->tool_choice_name);
+    }
+  }
+  if (!st && r->tools && r->tool_choice != LM_TOOL_CHOICE_NONE && r->logprobs) {
+    if (param) *param = "logprobs";
+    st = lm_error(LM_ERR_UNSUPPORTED, "'logprobs' together with 'tools' is not supported");
   }
   if (!st && r->top_logprobs && !r->logprobs) {
     if (param) *param = "top_logprobs";

@@ -18,11 +18,17 @@ typedef enum { LM_REQ_CHAT = 0, LM_REQ_COMPLETION, LM_REQ_EMBEDDING, LM_REQ_TOKE
 #define LM_REQ_MAX_STOP 4        /* OpenAI allows up to 4 stop sequences */
 #define LM_REQ_MAX_TOP_LOGPROBS 20
 
+/* tool_choice: in OpenAI's order of strings, then {"type": "function", "function": {"name"}} */
+typedef enum { LM_TOOL_CHOICE_NONE = 0, LM_TOOL_CHOICE_AUTO, LM_TOOL_CHOICE_REQUIRED, LM_TOOL_CHOICE_FUNCTION } lm_tool_choice;
+
 typedef struct {
   lm_req_kind kind;
   cJSON *body;                   /* the parsed body (owned); messages/tools point into it */
   const cJSON *messages;         /* chat: the list, rendered by the chat template */
-  const cJSON *tools;            /* chat: user-declared functions (NULL: none) */
+  const cJSON *tools;            /* chat: user-declared functions, checked (NULL: none) */
+  lm_tool_choice tool_choice;    /* auto */
+  const char *tool_choice_name;  /* LM_TOOL_CHOICE_FUNCTION: the function (one of tools) */
+  int single_tool_call;          /* "parallel_tool_calls": false */
   const char *prompt;            /* completion: the text (points into body) */
   int64_t max_tokens;            /* -1: up to the end of the context */
   float temperature, top_p;

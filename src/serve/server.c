@@ -25,6 +25,7 @@
 #include <cjson/cJSON.h>
 #include "base/base.h"
 #include "infer/batch.h"
+#include "infer/calc.h"
 #include "infer/chat_generate.h"
 #include "infer/detok.h"
 #include "infer/infer.h"
@@ -33,6 +34,7 @@
 #include "rag/rag.h"
 #include "serve/request.h"
 #include "serve/server.h"
+#include "serve/tools.h"
 #include "tokenizer/tokenizer.h"
 #include "train/finetune.h"
 
@@ -52,6 +54,9 @@ typedef struct job {
   lm_sampler sp;
   lm_detok dt;                           /* the generated text, token by token, with the spaces context gives */
   char id[48]; long created;
+  uint64_t seq;                          /* the request's number (ids of its tool calls) */
+  int tools;                             /* tool calls are read out of the answer (serve/tools.h) */
+  int32_t *run; int64_t n_run;           /* engine: a sampled token and the calculator's result to feed with it */
   /* guarded by the server's mutex */
   char *text; size_t len, cap, safe;
   lp_entry *lp; int64_t n_lp, cap_lp;
@@ -99,7 +104,7 @@ static void job_unref(lm_server *s, job *j) {   /* with s->mu held */
   lm_request_free(&j->req);
   lm_sampler_free(&j->sp);
   lm_detok_free(&j->dt);
-  free(j->prompt); free(j->text); free(j->lp); free(j->error);
+  free(j->prompt); free(j->text); free(j->lp); free(j->error); free(j->run);
   cJSON_Delete(j->sources);
   pthread_cond_destroy(&j->cv);
   free(j);
@@ -142,6 +147,13 @@ static void check_stops(job *j, size_t old_len) {
   }
   size_t tail = utf8_tail(j->text, j->len);
   j->safe = j->len - (hold > tail ? hold : tail);
+  if (!j->tools) return;
+  size_t ce = lm_tools_content_end(j->text, j->len);   /* a tool call is not content: streamed when it is whole */
+  if (ce < j->safe) j->safe = ce;
+  const char *close = j->req.single_tool_call && ce < j->len ? strstr(j->text + ce, LM_TOOL_CLOSE) : NULL;
+  if (close) {   /* "parallel_tool_calls": false: the first call ends the answer */
+    j->len = (size_t)(close - j->text) + strlen(LM_TOOL_CLOSE); j->text[j->len] = 0; j->finish = "stop";
+  }
 }
 
 /* log-softmax of the logits: the chosen token's and the top ones' */
@@ -168,6 +180,33 @@ static void finish_job(lm_server *s, job *j, const char *reason) {   /* with s->
   j->done = 1;
   j->safe = j->len;
   pthread_cond_broadcast(&j->cv);
+}
+
+/* The calculator (calc.h, as lmkit generate --calc): when the answer (which only this thread
+ * writes) has just closed a call, " → RESULT" joins it, and j->run holds token t and the
+ * result's tokens for the engine to feed together. Returns 1 when the job goes on. */
+static int calc_splice(lm_server *s, job *j, int32_t t) {
+  char sp[64];
+  int ns = lm_calc_splice(j->text, j->len, sp, sizeof sp);
+  if (!ns) return 1;
+  uint32_t *ids = NULL; size_t n = 0;
+  lm_status st = lm_tokenizer_encode(s->tok, sp, (size_t)ns, 0, &ids, &n);
+  int32_t *run = st ? NULL : realloc(j->run, (n + 1) * sizeof *run);
+  if (!st && !run) st = lm_error(LM_ERR_NOMEM, "out of memory");
+  pthread_mutex_lock(&s->mu);
+  if (!st && append(j, sp, (size_t)ns)) st = lm_error(LM_ERR_NOMEM, "out of memory");
+  if (st) { j->error = lm_strdup(lm_last_error()); finish_job(s, j, "error"); }
+  else {
+    j->run = run; j->run[0] = t; j->n_run = (int64_t)n + 1;
+    for (size_t i = 0; i < n; i++) j->run[i + 1] = (int32_t)ids[i];
+    check_stops(j, j->len - (size_t)ns);
+    if (j->finish) finish_job(s, j, "stop");
+    else pthread_cond_broadcast(&j->cv);
+  }
+  int goes_on = !j->done;
+  pthread_mutex_unlock(&s->mu);
+  free(ids);
+  return goes_on;
 }
 
 /* Samples the slot's next token and records it; returns 1 when the job goes on. */
@@ -214,6 +253,8 @@ static int next_token(lm_server *s, job *j, const float *logits, int32_t *tok_ou
   pthread_mutex_unlock(&s->mu);
   free(held);
   *tok_out = t;
+  j->n_run = 0;
+  if (goes_on && s->o.calc) goes_on = calc_splice(s, j, t);
   return goes_on;
 }
 
@@ -257,7 +298,17 @@ static void *engine_main(void *arg) {
     int n = 0;
     for (int i = 0; i < P; i++) {                    /* sample; the ones going on form the step */
       job *j = s->slot[i];
-      if (j && !j->done && next_token(s, j, s->slot_logits + (size_t)i * V, &toks[n])) slots[n++] = i;
+      if (!j || j->done || !next_token(s, j, s->slot_logits + (size_t)i * V, &toks[n])) continue;
+      int64_t need = j->n_run ? j->n_run : 1;
+      if (lm_batch_decoder_pos(s->dec, i) + need > s->ctx) {   /* calculator results filled the context */
+        pthread_mutex_lock(&s->mu); finish_job(s, j, "length"); pthread_mutex_unlock(&s->mu);
+        continue;
+      }
+      if (!j->n_run) { slots[n++] = i; continue; }
+      const float *lg;                               /* a token and a calculator result: fed on their own */
+      lm_status st = lm_batch_decoder_feed(s->dec, i, j->run, j->n_run, &lg);
+      if (!st) memcpy(s->slot_logits + (size_t)i * V, lg, (size_t)V * sizeof(float));
+      else { pthread_mutex_lock(&s->mu); j->error = lm_strdup(lm_last_error()); finish_job(s, j, "error"); pthread_mutex_unlock(&s->mu); }
     }
     if (n) {
       const float *lg;
@@ -294,6 +345,7 @@ typedef struct {
   /* streaming state */
   char *out; size_t out_len, out_off;
   size_t sent; int64_t lp_sent; int phase;
+  size_t seen; int calls_sent;          /* with tools: the text parsed so far, the tool calls sent */
 } conn_ctx;
 
 static enum MHD_Result send_text(struct MHD_Connection *c, unsigned code, const char *type, const char *text, size_t len) {
@@ -468,11 +520,38 @@ static cJSON *choice(lm_server *s, const job *j, const char *text, size_t len, i
 }
 
 static const char *finish_name(const job *j) { return strcmp(j->finish, "length") ? "stop" : "length"; }
+/* with tools: a cut-off answer is "length" still; one that called a tool, "tool_calls" */
+static const char *tool_finish(const job *j, const lm_tool_output *to) {
+  return !strcmp(finish_name(j), "length") ? "length" : cJSON_GetArraySize(to->calls) ? "tool_calls" : "stop";
+}
+
+/* an answer with tools: its content (text before the calls and after the last good one; null
+ * when empty and there are calls) and its tool_calls */
+static cJSON *tool_choice_json(lm_server *s, const job *j) {
+  const char *text = j->text ? j->text : "";
+  lm_tool_output to;
+  if (lm_tools_parse(text, j->len, j->req.tools, 1, j->seq, &to)) return NULL;
+  char *content = malloc(j->len + 1);
+  size_t n = 0;
+  if (content) {
+    memcpy(content, text, to.content_end); n = to.content_end;
+    memcpy(content + n, text + to.rest, j->len - to.rest); n += j->len - to.rest;
+  }
+  cJSON *c = content ? choice(s, j, content, n, 0, 0, 0, 0, tool_finish(j, &to), 1) : NULL;
+  free(content);
+  cJSON *m = cJSON_GetObjectItemCaseSensitive(c, "message");
+  if (m && cJSON_GetArraySize(to.calls)) {
+    if (!n) cJSON_ReplaceItemInObjectCaseSensitive(m, "content", cJSON_CreateNull());
+    cJSON_AddItemToObject(m, "tool_calls", to.calls);
+  } else cJSON_Delete(to.calls);
+  return c;
+}
 
 static cJSON *full_response(lm_server *s, const job *j) {
   cJSON *o = head(s, j, j->req.kind == LM_REQ_CHAT ? "chat.completion" : "text_completion");
   cJSON *ch = cJSON_AddArrayToObject(o, "choices");
-  cJSON_AddItemToArray(ch, choice(s, j, j->text ? j->text : "", j->len, 0, lp_upto(j, j->len), 0, 0, finish_name(j), 1));
+  if (j->tools) cJSON_AddItemToArray(ch, tool_choice_json(s, j));
+  else cJSON_AddItemToArray(ch, choice(s, j, j->text ? j->text : "", j->len, 0, lp_upto(j, j->len), 0, 0, finish_name(j), 1));
   add_usage(o, j);
   if (j->sources) cJSON_AddItemToObject(o, "sources", cJSON_Duplicate(j->sources, 1));
   return o;
@@ -482,7 +561,7 @@ static cJSON *full_response(lm_server *s, const job *j) {
 
 static int has_news(conn_ctx *cx) {
   const job *j = cx->j;
-  return j->done || j->safe > cx->sent || (cx->phase == 0);
+  return j->done || j->safe > cx->sent || (cx->phase == 0) || (j->tools && j->len > cx->seen);
 }
 
 static int emit(conn_ctx *cx, cJSON *o) {
@@ -508,6 +587,63 @@ static cJSON *chunk(lm_server *s, conn_ctx *cx, const char *text, size_t len, in
   return o;
 }
 
+/* A tool call as OpenAI streams it: {"index", "id", "type", "function": {"name", "arguments": ""}},
+ * then {"index", "function": {"arguments"}} */
+static void emit_tool_call(lm_server *s, conn_ctx *cx, const cJSON *call, int k) {
+  for (int part = 0; part < 2; part++) {
+    cJSON *o = chunk(s, cx, "", 0, cx->lp_sent, NULL, 0);
+    cJSON *d = cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(o, "choices"), 0), "delta");
+    cJSON *tc = cJSON_CreateObject(), *f = cJSON_CreateObject();
+    const cJSON *cf = cJSON_GetObjectItemCaseSensitive(call, "function");
+    cJSON_AddNumberToObject(tc, "index", k);
+    if (!part) {
+      cJSON_AddItemToObject(tc, "id", cJSON_Duplicate(cJSON_GetObjectItemCaseSensitive(call, "id"), 0));
+      cJSON_AddStringToObject(tc, "type", "function");
+      cJSON_AddItemToObject(f, "name", cJSON_Duplicate(cJSON_GetObjectItemCaseSensitive(cf, "name"), 0));
+      cJSON_AddStringToObject(f, "arguments", "");
+    } else cJSON_AddItemToObject(f, "arguments", cJSON_Duplicate(cJSON_GetObjectItemCaseSensitive(cf, "arguments"), 0));
+    cJSON_AddItemToObject(tc, "function", f);
+    cJSON_AddItemToArray(cJSON_AddArrayToObject(d, "tool_calls"), tc);
+    emit(cx, o);
+  }
+}
+
+static void produce_end(conn_ctx *cx, const char *finish);
+
+/* With tools: content up to the first call, each call once it is whole, then what follows it. */
+static void produce_tools(conn_ctx *cx) {
+  lm_server *s = cx->s;
+  job *j = cx->j;
+  const char *text = j->text ? j->text : "";
+  lm_tool_output to;
+  if (lm_tools_parse(text, j->len, j->req.tools, j->done, j->seq, &to)) return;   /* out of memory: next time */
+  cx->seen = j->len;
+  size_t lim = j->done || j->safe > to.content_end ? to.content_end : j->safe;
+  if (lim > cx->sent) { emit(cx, chunk(s, cx, text + cx->sent, lim - cx->sent, cx->lp_sent, NULL, 0)); cx->sent = lim; }
+  for (; cx->calls_sent < cJSON_GetArraySize(to.calls); cx->calls_sent++)
+    emit_tool_call(s, cx, cJSON_GetArrayItem(to.calls, cx->calls_sent), cx->calls_sent);
+  if (j->done) {
+    if (to.rest < j->len) emit(cx, chunk(s, cx, text + to.rest, j->len - to.rest, cx->lp_sent, NULL, 0));
+    produce_end(cx, tool_finish(j, &to));
+  }
+  cJSON_Delete(to.calls);
+}
+
+/* the last chunk, the usage, [DONE] */
+static void produce_end(conn_ctx *cx, const char *finish) {
+  lm_server *s = cx->s;
+  job *j = cx->j;
+  emit(cx, chunk(s, cx, "", 0, cx->lp_sent, finish, 0));
+  if (j->req.include_usage) {
+    cJSON *o = head(s, j, j->req.kind == LM_REQ_CHAT ? "chat.completion.chunk" : "text_completion");
+    cJSON_AddArrayToObject(o, "choices");
+    add_usage(o, j);
+    emit(cx, o);
+  }
+  emit(cx, NULL);
+  cx->phase = 3;
+}
+
 /* Formats what the job has new into cx->out (s->mu held). */
 static void produce(conn_ctx *cx) {
   lm_server *s = cx->s;
@@ -523,22 +659,13 @@ static void produce(conn_ctx *cx) {
     cx->phase = 3;
     return;
   }
+  if (j->tools) { produce_tools(cx); return; }
   if (j->safe > cx->sent) {
     int64_t lp_b = lp_upto(j, j->safe);
     emit(cx, chunk(s, cx, j->text + cx->sent, j->safe - cx->sent, lp_b, NULL, 0));
     cx->sent = j->safe; cx->lp_sent = lp_b;
   }
-  if (j->done) {
-    emit(cx, chunk(s, cx, "", 0, cx->lp_sent, finish_name(j), 0));
-    if (j->req.include_usage) {
-      cJSON *o = head(s, j, j->req.kind == LM_REQ_CHAT ? "chat.completion.chunk" : "text_completion");
-      cJSON_AddArrayToObject(o, "choices");
-      add_usage(o, j);
-      emit(cx, o);
-    }
-    emit(cx, NULL);
-    cx->phase = 3;
-  }
+  if (j->done) produce_end(cx, finish_name(j));
 }
 
 static ssize_t stream_reader(void *cls, uint64_t pos, char *buf, size_t max) {
@@ -594,8 +721,15 @@ static enum MHD_Result generate(conn_ctx *cx, lm_request *rq) {
       return send_error(cx, 400, "retrieval", "%s", lm_last_error());
     }
   }
-  if (j->req.kind == LM_REQ_CHAT) {
-    st = lm_chat_generation_prompt(&s->cc, j->req.messages, &prompt, NULL);
+  const char *what = j->req.kind == LM_REQ_CHAT ? "messages" : "prompt";
+  if (j->req.kind == LM_REQ_CHAT) {   /* the answer may be made to start with a tool call (tool_choice) */
+    char *forced = NULL, *both = NULL;
+    st = lm_tools_chat_prompt(&s->cc, &j->req, &prompt, &forced, &what);
+    if (!st && *forced && (!(both = malloc(strlen(prompt) + strlen(forced) + 1)) || append(j, forced, strlen(forced))))
+      st = lm_error(LM_ERR_NOMEM, "out of memory");
+    if (both) { strcat(strcpy(both, prompt), forced); free(prompt); prompt = both; }
+    free(forced);
+    j->tools = j->req.tools && j->req.tool_choice != LM_TOOL_CHOICE_NONE;
     text = prompt;
   }
   uint32_t *ids = NULL; size_t n = 0;
@@ -604,7 +738,6 @@ static enum MHD_Result generate(conn_ctx *cx, lm_request *rq) {
   int flags = LM_ENCODE_SPECIAL | (j->req.kind == LM_REQ_CHAT ? 0 : LM_ENCODE_ADD_SPECIAL);
   if (!st) st = lm_tokenizer_encode(s->tok, text, strlen(text), flags, &ids, &n);
   free(prompt);
-  const char *what = j->req.kind == LM_REQ_CHAT ? "messages" : "prompt";
   if (st) {
     pthread_mutex_lock(&s->mu); job_unref(s, j); pthread_mutex_unlock(&s->mu);
     free(ids);
@@ -644,7 +777,7 @@ static enum MHD_Result generate(conn_ctx *cx, lm_request *rq) {
   g.top_p = j->req.top_p > 0 ? j->req.top_p : 1;
   g.top_k = j->req.top_k;
   pthread_mutex_lock(&s->mu);
-  uint64_t seq = ++s->seq;
+  uint64_t seq = j->seq = ++s->seq;
   pthread_mutex_unlock(&s->mu);
   g.seed = j->req.has_seed ? j->req.seed : (uint64_t)time(NULL) * 0x9E3779B97F4A7C15ull + seq;
   if (lm_sampler_init(&j->sp, &g, lm_model_config(s->m)->vocab_size)) {
@@ -783,6 +916,24 @@ static enum MHD_Result embeddings(conn_ctx *cx, lm_request *rq) {
   return send_json(cx->conn, 200, o);
 }
 
+/* llama.cpp's /apply-template: the prompt a chat request's messages (and tools) render to */
+static enum MHD_Result apply_template(conn_ctx *cx, lm_request *rq) {
+  lm_server *s = cx->s;
+  if (!s->generates) { lm_request_free(rq); return send_error(cx, 400, "model", "%s has no chat template: it is not a text generator", s->model_id); }
+  char *prompt = NULL, *forced = NULL;
+  const char *param;
+  lm_status st = lm_tools_chat_prompt(&s->cc, rq, &prompt, &forced, &param);
+  lm_request_free(rq);
+  if (st) return send_error(cx, status_code(st), param, "%s", lm_last_error());
+  cJSON *o = cJSON_CreateObject();
+  size_t np = strlen(prompt), nf = strlen(forced);
+  char *both = malloc(np + nf + 1);
+  if (both) { memcpy(both, prompt, np); memcpy(both + np, forced, nf + 1); }
+  cJSON_AddStringToObject(o, "prompt", both ? both : "");
+  free(both); free(prompt); free(forced);
+  return send_json(cx->conn, 200, o);
+}
+
 static enum MHD_Result tokenize(conn_ctx *cx, lm_request *rq) {
   lm_server *s = cx->s;
   uint32_t *ids = NULL; size_t n = 0;
@@ -887,6 +1038,7 @@ static const route ROUTES[] = {
   {"POST", "/v1/chat/completions", LM_REQ_CHAT, generate, NULL, 1, 1},
   {"POST", "/v1/completions", LM_REQ_COMPLETION, generate, NULL, 1, 1},
   {"POST", "/v1/embeddings", LM_REQ_EMBEDDING, embeddings, NULL, 1, 1},
+  {"POST", "/apply-template", LM_REQ_CHAT, apply_template, NULL, 1, 1},
   {"POST", "/tokenize", LM_REQ_TOKENIZE, tokenize, NULL, 1, 1},
   {"POST", "/detokenize", LM_REQ_DETOKENIZE, detokenize, NULL, 1, 1},
   {"GET", "/v1/models", -1, NULL, models, 1, 1},

@@ -32,6 +32,7 @@ typedef struct {
   /* retrieval indexes (lmkit index) that chat requests name in "retrieval": {"index": NAME} */
   const char *const *index_names, *const *index_paths;
   int n_index;
+  int calc;                /* the calculator tool (infer/calc.h): a call <|calc|>EXPR<|/calc|> gets " → RESULT" */
 } lm_server_opts;
 
 typedef struct lm_server lm_server;

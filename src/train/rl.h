@@ -52,7 +52,7 @@ void lm_rl_kl_rewards(int64_t n, int64_t T, const int64_t *len, const float *lp,
                       double kl_coef, float *rewards);
 /* Generalised advantage estimation over each row's tokens (TRL's loop): delta_t = r_t + gamma
  * V_{t+1} - V_t (V past the last token = 0), A_t = delta_t + gamma lambda A_{t+1}; returns
- * R_t = A_t + V_t. */
+ * R_t = A_t + V_t. ret may be rewards itself (each r_t is read before R_t is written). */
 void lm_rl_gae(int64_t n, int64_t T, const int64_t *len, const float *rewards, const float *values, double gamma,
                double lam, float *adv, float *ret);
 /* TRL's masked_whiten over the real tokens (shift_mean): (x - mean) / sqrt(var + 1e-8), var the

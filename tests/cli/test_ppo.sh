@@ -1,8 +1,7 @@
 #!/usr/bin/env bash
 # End to end: `lmkit ppo` (RLHF with a value model; docs/rl.md) on a tiny generated task.
-#   - a tiny GPT-2 is pre-trained on "a+0=a" lines and "<answer>a</answer>", instruction-tuned
-#     (`lmkit sft`) to answer "a+0=" mostly with "the answer is a", and a reward model (`lmkit reward`)
-#     learns to prefer "<answer>a</answer>" to "the answer is a";
+#   - the tiny policy of rl_lib.sh (a GPT-2 instruction-tuned to answer "a+0=" mostly with "the
+#     answer is a"), and a reward model (`lmkit reward`) that learns to prefer "<answer>a</answer>";
 #   - ppo runs against it: metrics.jsonl carries TRL's objective/kl, objective/scores,
 #     objective/rlhf_reward, policy/clipfrac, policy/entropy, loss/value and loss/policy on every
 #     step; OUT/value is the value model (a tokens head) beside the policy;
@@ -13,34 +12,19 @@
 #     adaptive controller included);
 #   - bad options and prompts are one clear error each.
 source "$(dirname "$0")/lib.sh"
-
+source "$(dirname "$0")/rl_lib.sh"
+rl_setup
 python3 - "$T" <<'PY'
 import json, random, sys
 d = sys.argv[1]
-random.seed(5)
-with open(f"{d}/corpus.txt", "w") as f:
-    for _ in range(1500):
-        a = random.randrange(10); f.write(f"{a}+0={a}\n<answer>{a}</answer>\n")
-random.seed(6)
-with open(f"{d}/sft.jsonl", "w") as f:
-    for i in range(400):
-        a = random.randrange(10)
-        f.write(json.dumps({"prompt": f"{a}+0=", "completion": f"<answer>{a}</answer>" if i % 4 == 0 else f"the answer is {a}"}) + "\n")
-with open(f"{d}/prefs.jsonl", "w") as f:
+random.seed(7)
+with open(f"{d}/prefs.jsonl", "w") as f:   # the reward model prefers the tagged answer
     for i in range(200):
         a = random.randrange(10)
         f.write(json.dumps({"prompt": f"{a}+0=", "chosen": f"<answer>{a}</answer>", "rejected": f"the answer is {a}"}) + "\n")
-with open(f"{d}/tasks.jsonl", "w") as f:
-    for a in range(10): f.write(json.dumps({"prompt": f"{a}+0="}) + "\n")
 with open(f"{d}/bad.jsonl", "w") as f:
     f.write(json.dumps({"prompt": "1+0="}) + "\n" + json.dumps({"question": "2+0="}) + "\n")
 PY
-
-"$BIN" tokenizer train --data "$T/corpus.txt" --vocab-size 300 --special "<|endoftext|>" --special "<|im_start|>" \
-  --special "<|im_end|>" --out "$T/tok" > /dev/null 2>&1
-"$BIN" train --tokenizer "$T/tok" --data "$T/corpus.txt" --layers 2 --heads 4 --dim 64 --context 64 --steps 40 \
-  --lr 3e-3 --quiet --out "$T/base" > /dev/null 2>&1
-"$BIN" sft --model "$T/base" --data "$T/sft.jsonl" --max-length 40 --steps 40 --lr 3e-3 --quiet --out "$T/sft" > /dev/null 2>&1
 "$BIN" reward --model "$T/sft" --data "$T/prefs.jsonl" --max-length 40 --steps 30 --lr 1e-3 --quiet --out "$T/rm" > /dev/null 2>&1
 check "policy and reward model trained" "[ -f $T/sft/model.safetensors ] && grep -q ForSequenceClassification $T/rm/config.json"
 

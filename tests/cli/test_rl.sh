@@ -26,33 +26,18 @@ rows = [json.loads(l) for l in open(sys.argv[1] + "/metrics.jsonl") if "\"loss\"
 xs = [r[sys.argv[2]] for r in rows[int(sys.argv[3]):int(sys.argv[4])]]
 print(sum(xs) / len(xs))' "$@"; }
 
+source "$(dirname "$0")/rl_lib.sh"
+rl_setup
 python3 - "$T" <<'PY'
-import json, random, sys
+import json, sys
 d = sys.argv[1]
-random.seed(5)
-with open(f"{d}/corpus.txt", "w") as f:
-    for _ in range(1500):
-        a = random.randrange(10); f.write(f"{a}+0={a}\n<answer>{a}</answer>\n")
-random.seed(6)
-with open(f"{d}/sft.jsonl", "w") as f:     # tagged one time in four
-    for i in range(800):
-        a = random.randrange(10)
-        f.write(json.dumps({"prompt": f"{a}+0=", "completion": f"<answer>{a}</answer>" if i % 4 == 0 else f"the answer is {a}"}) + "\n")
 with open(f"{d}/calc.jsonl", "w") as f:   # a model that calls the calculator
     for i in range(64): f.write(json.dumps({"prompt": "go", "completion": "<|calc|>77*33<|/calc|>"}) + "\n")
-with open(f"{d}/tasks.jsonl", "w") as f:
-    for a in range(10): f.write(json.dumps({"prompt": f"{a}+0=", "answer": a}) + "\n")
 with open(f"{d}/noanswer.jsonl", "w") as f:
     f.write(json.dumps({"prompt": "1+0=", "answer": 1}) + "\n" + json.dumps({"prompt": "2+0="}) + "\n")
 with open(f"{d}/malformed.jsonl", "w") as f:
     f.write(json.dumps({"prompt": "1+0=", "answer": 1}) + "\n" + json.dumps({"prompt": 7}) + "\n")
 PY
-
-"$BIN" tokenizer train --data "$T/corpus.txt" --vocab-size 300 --special "<|endoftext|>" --special "<|im_start|>" \
-  --special "<|im_end|>" --out "$T/tok" > /dev/null 2>&1
-"$BIN" train --tokenizer "$T/tok" --data "$T/corpus.txt" --layers 2 --heads 4 --dim 64 --context 64 --steps 40 \
-  --lr 3e-3 --quiet --out "$T/base" > /dev/null 2>&1
-"$BIN" sft --model "$T/base" --data "$T/sft.jsonl" --max-length 40 --steps 60 --lr 3e-3 --quiet --out "$T/sft" > /dev/null 2>&1
 "$BIN" sft --model "$T/base" --data "$T/calc.jsonl" --max-length 64 --steps 80 --lr 3e-3 --quiet --out "$T/calc" > /dev/null 2>&1
 check "base and SFT models trained" "[ -f $T/sft/model.safetensors ] && [ -f $T/calc/model.safetensors ]"
 

@@ -350,15 +350,14 @@ static void rloo_advantages(grpo_obj *o, int64_t n) {
  * batch from this one's mean summed KL (Ziegler et al.; TRL's AdaptiveKLController). */
 static void ppo_advantages(grpo_obj *o, int64_t n) {
   const int64_t *len = o->roll.len;
-  float *rew = o->mold;   /* scratch: (n_mic,T) is too small in general; the rewards go to ret first */
-  (void)rew;
+  /* the rewards go to ret: GAE reads each r_t before it writes R_t over it */
   lm_rl_kl_rewards(n, o->T, len, o->old, o->need_ref ? o->ref_lp : o->old, o->score, o->kl_coef, o->ret);
   double kl = 0, nonscore = 0, score = 0, tokens = 0, stop = 0;
   for (int64_t i = 0; i < n; i++) {
     for (int64_t t = 0; t < len[i] && o->need_ref; t++) kl += lm_kl_k1(o->old[i * o->T + t], o->ref_lp[i * o->T + t]);
     score += o->score[i]; tokens += (double)len[i]; stop += o->roll.stopped[i];
   }
-  nonscore = -o->kl_coef * kl;
+  nonscore = 0.0 - o->kl_coef * kl;   /* 0 - x: +0 rather than -0 without a KL */
   o->r_kl = kl / (double)n; o->r_nonscore = nonscore / (double)n; o->r_score = score / (double)n;
   o->r_coef = o->kl_coef; o->r_len = tokens / (double)n; o->r_stop = stop / (double)n;
   /* GAE reads the rewards from ret and writes the returns over them, row by row from the end */

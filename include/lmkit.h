@@ -86,6 +86,9 @@ typedef struct {
   /* dropout in training (never in eval or generation): on the embeddings, on the attention
    * probabilities, and on each residual branch (attention and FFN outputs); each in [0, 1) */
   float embd_pdrop, attn_pdrop, resid_pdrop;
+  /* the dropout a family's classification heads apply before their classifier (BERT's
+   * classifier_dropout); < 0: resid_pdrop (HF's null). Families without one ignore it. */
+  float cls_pdrop;
   int tie_embeddings;    /* LM head shares the token embedding */
   float norm_eps;
   float init_std;        /* initializer_range */

@@ -57,6 +57,7 @@ void lm_config_default(lm_config *cfg, lm_arch arch) {
   cfg->tie_embeddings = 1; cfg->norm_eps = 1e-5f; cfg->init_std = 0.02f;
   cfg->bos_token_id = cfg->eos_token_id = cfg->pad_token_id = -1;
   cfg->num_labels = 2; cfg->head = LM_HEAD_LM;
+  cfg->cls_pdrop = -1;
   const lm_family *f = lm_family_of(cfg);
   if (f) f->defaults(cfg);
 }
@@ -107,6 +108,8 @@ static lm_status cfg_validate_at(const lm_config *c, const char *p) {
     if (!(drops[i] >= 0 && drops[i] < 1))
       return lm_error(LM_ERR_RANGE, "%s: %s = %g: a dropout rate must be in [0, 1)", p, f->keys.drop[i] ? f->keys.drop[i] : "dropout",
                       (double)drops[i]);
+  if (!(c->cls_pdrop < 1)) return lm_error(LM_ERR_RANGE, "%s: classifier_dropout = %g: a dropout rate must be in [0, 1)", p,
+                                          (double)c->cls_pdrop);
   if (c->n_eos < 0 || c->n_eos > LM_MAX_EOS) return lm_error(LM_ERR_RANGE, "%s: %d eos ids", p, c->n_eos);
   if ((unsigned)c->share_layers > 1) return lm_error(LM_ERR_ARG, "%s: share_layers = %d must be 0 or 1", p, c->share_layers);
   if (c->head < 0 || c->head >= LM_HEAD_COUNT) return lm_error(LM_ERR_ARG, "%s: unknown head %d", p, c->head);
@@ -501,5 +504,6 @@ void lm_config_set_dropout(lm_config *cfg, float p, float p_attn) {
   if (p < 0 && p_attn < 0) return;
   const lm_family *f = lm_family_of(cfg);
   if (p >= 0) cfg->embd_pdrop = cfg->resid_pdrop = f && f->hidden_dropout ? p : 0;
+  if (p >= 0) cfg->cls_pdrop = -1;   /* the heads' dropout follows (HF's null) */
   cfg->attn_pdrop = p_attn >= 0 ? p_attn : p;
 }

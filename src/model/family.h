@@ -66,6 +66,7 @@ typedef struct lm_family {
   /* properties */
   lm_pool_kind pool;               /* sequence heads' pooling */
   int seq_head_bias;               /* classify/scalar output layer has a bias (BERT) or not (GPT-2's score) */
+  int head_dropout;                /* its classify/scalar/tokens heads drop their input (BERT's classifier_dropout) */
   int hidden_dropout;              /* it drops embeddings and residual branches (GPT-2, BERT), not only attention (Llama) */
 
   /* config.json */

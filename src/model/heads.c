@@ -115,7 +115,12 @@ typedef struct {
   float *mlm_mean, *mlm_rstd;             /* (M) */
   float *cls, *pooled;                    /* (B,C): gathered hidden, pooled (== cls without a pooler) */
   float *nsp_logits;                      /* (B,2) */
-  float *d1, *d2;                         /* backward scratch (M,C) or (B,C) */
+  float *d1, *d2;                         /* backward scratch (M,C), (N,C) or (B,C) */
+  /* the classifier's input dropout (BERT's classifier_dropout), training only */
+  float drop_p;                           /* its rate; 0: none */
+  uint64_t *drop;                         /* (B,C) or (N,C) bits, 1 = kept; NULL without */
+  float *xd;                              /* the dropped input, (B,C) or (N,C) */
+  int dropped;                            /* the last forward dropped */
   /* the last forward */
   int has_mlm, has_nsp, has_head, has_distill;
   int64_t fB, fT, M;
@@ -130,6 +135,7 @@ void lm_head_free(lm_model *m) {
   if (!s) return;
   lm_free(s->arena);
   free(s->iarena);
+  free(s->drop);
   free(s);
   m->head_state = NULL;
 }
@@ -153,6 +159,15 @@ static void view(const lm_model *m, int grad, head_weights *w, const float *wte)
 #undef T
 }
 
+/* The rate a family's classification heads drop their classifier's input with (BERT's
+ * classifier_dropout, null meaning hidden_dropout_prob, as transformers reads it), or 0. */
+static float head_drop_rate(const lm_model *m) {
+  const lm_config *c = &m->cfg;
+  int cls = c->head == LM_HEAD_CLASSIFY || c->head == LM_HEAD_SCALAR || c->head == LM_HEAD_TOKENS;
+  if (!cls || !m->fam->head_dropout) return 0;
+  return c->cls_pdrop >= 0 ? c->cls_pdrop : c->resid_pdrop;
+}
+
 lm_status lm_head_reserve(lm_model *m, int64_t B, int64_t T, int need_grads) {
   const lm_config *c = &m->cfg;
   head_state *s = hs(m);
@@ -161,11 +176,13 @@ lm_status lm_head_reserve(lm_model *m, int64_t B, int64_t T, int need_grads) {
     int64_t N = B * T, C = c->n_embd, V = c->vocab_size, L = head_width(c);
     int big = c->head == LM_HEAD_LM || has_mlm(c->head);
     int64_t small = N * (L > 2 ? L : 2);             /* every small head's logits fit, and NSP's */
-    int64_t dsz = has_mlm(c->head) ? N * C : B * C;  /* backward scratch rows */
+    float drop_p = need_grads ? head_drop_rate(m) : 0;
+    int64_t xn = c->head == LM_HEAD_TOKENS ? N * C : B * C;   /* the classifier's input */
+    int64_t dsz = has_mlm(c->head) || (drop_p > 0 && c->head == LM_HEAD_TOKENS) ? N * C : B * C;  /* backward scratch */
     size_t total = (big ? (size_t)N * V : (size_t)small) + 3 * (size_t)N + (size_t)small
                    + (has_mlm(c->head) ? 4 * (size_t)N * C + 2 * (size_t)N : 0)
                    + 2 * (size_t)B * C + 2 * (size_t)B
-                   + (need_grads ? 2 * (size_t)dsz : 0) + 16 * 16;
+                   + (need_grads ? 2 * (size_t)dsz : 0) + (drop_p > 0 ? (size_t)xn : 0) + 16 * 16;
     s = calloc(1, sizeof *s);
     if (!s) return lm_error(LM_ERR_NOMEM, "out of memory");
     s->arena = lm_alloc(total * sizeof(float));
@@ -186,8 +203,12 @@ lm_status lm_head_reserve(lm_model *m, int64_t B, int64_t T, int need_grads) {
     }
     s->cls = CARVE(B * C); s->pooled = CARVE(B * C); s->nsp_logits = CARVE(2 * B);
     if (need_grads) { s->d1 = CARVE(dsz); s->d2 = CARVE(dsz); }
+    if (drop_p > 0) { s->xd = CARVE(xn); s->drop_p = drop_p; s->drop = calloc(((size_t)xn + 63) / 64, sizeof(uint64_t)); }
 #undef CARVE
-    if ((size_t)(p - s->arena) > total) { lm_free(s->arena); free(s->iarena); free(s); return lm_error(LM_ERR_NOMEM, "internal: head arena too small"); }
+    if ((size_t)(p - s->arena) > total || (drop_p > 0 && !s->drop)) {
+      lm_free(s->arena); free(s->iarena); free(s->drop); free(s);
+      return lm_error(LM_ERR_NOMEM, "out of memory for the %s head's activations", lm_head_name(c->head));
+    }
     s->tgt = s->iarena; s->rows = s->iarena + N; s->mlm_tgt = s->iarena + 2 * N; s->pool_idx = s->iarena + 3 * N;
     s->B = B; s->T = T; s->grads = need_grads;
     m->head_state = s;
@@ -430,6 +451,17 @@ static float mlm_forward(lm_model *m, head_state *s, const lm_batch *b, const fl
   return loss;
 }
 
+/* The classifier's input x (n floats): in training mode with a rate, a mask drawn from the
+ * model's dropout rng after the blocks' (a fixed order) and applied to a copy; else x itself. */
+static const float *head_dropout_forward(lm_model *m, head_state *s, const float *x, int64_t n) {
+  s->dropped = s->drop && m->dropout_rng && !m->dropout_off;
+  if (!s->dropped) return x;
+  dropout_mask(s->drop, n, s->drop_p, m->dropout_rng);
+  memcpy(s->xd, x, (size_t)n * sizeof(float));
+  dropout_apply(s->xd, s->drop, n, s->drop_p);
+  return s->xd;
+}
+
 float lm_head_forward(lm_model *m, const lm_batch *b, const float *hidden, float *aux_a, float *aux_b) {
   head_state *s = hs(m);
   const lm_config *c = &m->cfg;
@@ -468,7 +500,7 @@ float lm_head_forward(lm_model *m, const lm_batch *b, const float *hidden, float
     case LM_HEAD_CLASSIFY: case LM_HEAD_SCALAR:
       pool_index(m, b, s->pool_idx);
       pool_forward(s, hidden, B, T, C);
-      matmul_forward(s->logits, s->pooled, s->w.out_w, s->w.out_b, B, C, NL);             // (B,L)
+      matmul_forward(s->logits, head_dropout_forward(m, s, s->pooled, B * C), s->w.out_w, s->w.out_b, B, C, NL); // (B,L)
       if (b->labels) {
         memcpy(s->tgt, b->labels, B * sizeof(int32_t));
         crossentropy_forward(s->losses, s->logits, s->tgt, B, NL);
@@ -482,7 +514,7 @@ float lm_head_forward(lm_model *m, const lm_batch *b, const float *hidden, float
       }
       break;
     case LM_HEAD_TOKENS:
-      matmul_forward(s->logits, hidden, s->w.out_w, s->w.out_b, N, C, NL);                // (N,L)
+      matmul_forward(s->logits, head_dropout_forward(m, s, hidden, N * C), s->w.out_w, s->w.out_b, N, C, NL); // (N,L)
       if (b->labels) {
         for (int64_t n = 0; n < N; n++) s->tgt[n] = (b->mask && !b->mask[n]) ? -1 : b->labels[n];
         crossentropy_forward(s->losses, s->logits, s->tgt, N, NL);
@@ -553,14 +585,19 @@ void lm_head_backward(lm_model *m, const lm_batch *b, const float *hidden, float
       else if (s->has_head) crossentropy_backward(s->dsmall, s->logits, s->tgt, s->dlosses, B, NL);   // (B,L)
       else break;
       memset(s->d1, 0, B * C * sizeof(float));
-      matmul_backward(s->d1, s->g.out_w, s->g.out_b, s->dsmall, s->pooled, s->w.out_w, B, C, NL);
+      matmul_backward(s->d1, s->g.out_w, s->g.out_b, s->dsmall, s->dropped ? s->xd : s->pooled, s->w.out_w, B, C, NL);
+      if (s->dropped) dropout_apply(s->d1, s->drop, B * C, s->drop_p);   /* d pooled through the same mask */
       pool_backward(s, dhidden, B, T, C);
       break;
     case LM_HEAD_TOKENS:
       if (dout) memcpy(s->dsmall, dout, N * NL * sizeof(float));
       else if (s->has_head) crossentropy_backward(s->dsmall, s->logits, s->tgt, s->dlosses, N, NL);   // (N,L)
       else break;
-      matmul_backward(dhidden, s->g.out_w, s->g.out_b, s->dsmall, hidden, s->w.out_w, N, C, NL);
+      if (!s->dropped) { matmul_backward(dhidden, s->g.out_w, s->g.out_b, s->dsmall, hidden, s->w.out_w, N, C, NL); break; }
+      memset(s->d1, 0, (size_t)N * C * sizeof(float));
+      matmul_backward(s->d1, s->g.out_w, s->g.out_b, s->dsmall, s->xd, s->w.out_w, N, C, NL);    // d xd (N,C)
+      dropout_apply(s->d1, s->drop, N * C, s->drop_p);
+      for (int64_t i = 0; i < N * C; i++) dhidden[i] += s->d1[i];
       break;
     case LM_HEAD_QA:
       if (dout) memcpy(s->dsmall, dout, N * 2 * sizeof(float));
@@ -581,6 +618,11 @@ void lm_head_backward(lm_model *m, const lm_batch *b, const float *hidden, float
 const float *lm_model_hidden(const lm_model *m) { return m->hidden; }
 
 const float *lm_model_logits(const lm_model *m) { return hs(m) ? hs(m)->logits : NULL; }
+
+const uint64_t *lm_model_head_dropout_mask(const lm_model *m) {
+  const head_state *s = hs(m);
+  return s && s->dropped ? s->drop : NULL;
+}
 
 const float *lm_model_pooled(const lm_model *m) {
   const head_state *s = hs(m);

@@ -48,6 +48,9 @@ const float *lm_model_hidden(const lm_model *m);     /* (B,T,C) the head's input
  * After lm_backward the LM and MLM buffers hold d(logits). */
 const float *lm_model_logits(const lm_model *m);
 const float *lm_model_pooled(const lm_model *m);     /* (B,C) the pooled vectors of sequence heads, or NULL */
+/* the classifier-input dropout mask the last training forward drew ((B,C) bits for classify/scalar,
+ * (B*T,C) for tokens, 1 = kept), or NULL when it drew none (refdrv.h save_dropout_masks) */
+const uint64_t *lm_model_head_dropout_mask(const lm_model *m);
 const int32_t *lm_model_pool_index(const lm_model *m); /* (B) the token each sequence was pooled at, or NULL */
 int64_t lm_model_mlm_rows(const lm_model *m, const int32_t **rows);  /* rows (b*T + t) of the MLM logits; M */
 const float *lm_model_nsp_logits(const lm_model *m); /* (B,2), pretrain head */

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "base/base.h"
+#include "model/heads.h"
 #include "model/model.h"
 #include "model/safetensors.h"
 
@@ -54,6 +55,7 @@ static inline int config_key(lm_config *c, const char *k, double v) {
   else if (!strcmp(k, "share")) c->share_layers = (int)v;
   else if (!strcmp(k, "drop")) c->embd_pdrop = c->resid_pdrop = (float)v;
   else if (!strcmp(k, "adrop")) c->attn_pdrop = (float)v;
+  else if (!strcmp(k, "cdrop")) c->cls_pdrop = (float)v;
   else return 0;
   return 1;
 }
@@ -91,13 +93,17 @@ static inline int save_tensors(const lm_model *m, const float *base, const char 
   return save_table(m->info, m->n_info, base, dir, name);
 }
 
-/* The dropout masks the last training forward of a (B,T) batch drew, as DIR/mask_emb.bin and
- * DIR/mask_L_{att,res1,res2}.bin (uint64 words of bits, 1 = kept); those the config lacks are absent. */
+/* The dropout masks the last training forward of a (B,T) batch drew, as DIR/mask_emb.bin,
+ * DIR/mask_L_{att,res1,res2}.bin and the classifier input's DIR/mask_head.bin ((B,C), or (B,T,C) for
+ * the tokens head) (uint64 words of bits, 1 = kept); those the config lacks are absent. */
 static inline int save_dropout_masks(const lm_model *m, int64_t B, int64_t T, const char *dir) {
   const lm_acts *a = &m->acts;
   size_t w_nc = (size_t)(B * T * m->cfg.n_embd + 63) / 64, w_att = (size_t)(B * m->cfg.n_head * T * T + 63) / 64;
   char nm[64];
   int rc = a->drop_emb ? write_bin(dir, "mask_emb.bin", a->drop_emb, w_nc * 8) : 0;
+  const uint64_t *head = lm_model_head_dropout_mask(m);
+  size_t w_head = (size_t)((m->cfg.head == LM_HEAD_TOKENS ? B * T : B) * m->cfg.n_embd + 63) / 64;
+  if (head && !rc) rc = write_bin(dir, "mask_head.bin", head, w_head * 8);
   for (int64_t l = 0; l < m->cfg.n_layer && !rc; l++) {
     const lm_layer_acts *la = &a->layer[l];
     snprintf(nm, sizeof nm, "mask_%lld_att.bin", (long long)l);

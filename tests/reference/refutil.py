@@ -28,9 +28,10 @@ def read_safetensors(path):
     return out
 
 
-def dropout_masks(d, layers, B, T, C, NH):
+def dropout_masks(d, layers, B, T, C, NH, head_shape=None):
     """The dropout masks a C driver saved (refdrv.h save_dropout_masks) as float64 torch tensors, 1 = kept:
-    {"emb": (B,T,C), l: {"att": (B,NH,T,T), "res1": (B,T,C), "res2": (B,T,C)}}; absent files are left out."""
+    {"emb": (B,T,C), l: {"att": (B,NH,T,T), "res1": (B,T,C), "res2": (B,T,C)}, "head": head_shape};
+    absent files are None."""
     def bits(name, shape):
         path = os.path.join(d, name)
         if not os.path.exists(path):
@@ -38,7 +39,7 @@ def dropout_masks(d, layers, B, T, C, NH):
         b = np.unpackbits(np.fromfile(path, dtype="<u8").view(np.uint8), bitorder="little")[: int(np.prod(shape))]
         return torch.from_numpy(b.reshape(shape).astype(np.float64))
 
-    out = {"emb": bits("mask_emb.bin", (B, T, C))}
+    out = {"emb": bits("mask_emb.bin", (B, T, C)), "head": bits("mask_head.bin", head_shape) if head_shape else None}
     for l in range(layers):
         out[l] = {k: bits(f"mask_{l}_{k}.bin", (B, NH, T, T) if k == "att" else (B, T, C)) for k in ("att", "res1", "res2")}
     return out

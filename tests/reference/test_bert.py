@@ -42,6 +42,9 @@ VARIANTS = {
     # dropout in training: hidden 0.1 (embeddings after their LayerNorm, both residual branches), attention 0.2
     "pretrain_dropout_post_ln": dict(drop=0.1, adrop=0.2, drop_seed=5),
     "mlm_dropout_pre_ln": dict(plain=1, type_vocab=0, pre_ln=1, drop=0.3, adrop=0.1, drop_seed=6),
+    # the task heads' input dropout: classifier_dropout 0.3 on the pooled vector; null (= hidden) on tokens
+    "classify_dropout": dict(head=CLASSIFY, labels=3, drop=0.1, adrop=0.1, cdrop=0.3, drop_seed=7),
+    "tokens_dropout_null": dict(head=TOKENS, labels=5, drop=0.2, adrop=0.05, drop_seed=8),
 }
 
 
@@ -144,9 +147,14 @@ def encoder(P, cfg, ids, seg, mask, drop=None):
     return x
 
 
-def heads(P, cfg, h, batch):
-    """(loss, mlm loss, nsp loss, logits as lmkit reports them)"""
+def heads(P, cfg, h, batch, head_mask=None):
+    """(loss, mlm loss, nsp loss, logits as lmkit reports them); head_mask: the classifier input's
+    dropout mask lmkit drew (rate classifier_dropout, or hidden_dropout_prob when that is null)"""
     C, eps = cfg["dim"], cfg["eps"]
+    p = cfg.get("cdrop", cfg.get("drop", 0))
+
+    def dropped(x):
+        return x if head_mask is None else x * head_mask / (1 - p)
     act = (lambda z: F.gelu(z, approximate="tanh")) if cfg["act"] == 0 else F.gelu
     mask = batch["mask"].long()
 
@@ -172,10 +180,10 @@ def heads(P, cfg, h, batch):
         nsp = F.cross_entropy(nsp_logits, batch["nsp"].long(), ignore_index=-1)
         return mlm + nsp, mlm, nsp, logits, nsp_logits
     if cfg["head"] == CLASSIFY:
-        logits = pooled() @ P["classifier.weight"].T + P["classifier.bias"]
+        logits = dropped(pooled()) @ P["classifier.weight"].T + P["classifier.bias"]
         return F.cross_entropy(logits, batch["labels"].long(), ignore_index=-1), None, None, logits, None
     if cfg["head"] == TOKENS:
-        logits = h @ P["token_classifier.weight"].T + P["token_classifier.bias"]
+        logits = dropped(h) @ P["token_classifier.weight"].T + P["token_classifier.bias"]
         lab = batch["labels"].long().masked_fill(mask == 0, -1)
         loss = F.cross_entropy(logits.reshape(-1, cfg["labels"]), lab.view(-1), ignore_index=-1)
         return loss, None, None, logits, None
@@ -328,9 +336,13 @@ def check_grads(chk, name, cfg):
             return
         P = load_params(os.path.join(d, "params.safetensors"), torch.float64)
         b64 = {k: v for k, v in batch.items()}
-        drop = dropout_masks(d, cfg["layers"], cfg["B"], cfg["T"], cfg["dim"], cfg["heads"]) if cfg.get("drop") else None
+        B, T, C = cfg["B"], cfg["T"], cfg["dim"]
+        drop = dropout_masks(d, cfg["layers"], B, T, C, cfg["heads"], (B, T, C) if cfg["head"] == TOKENS else (B, C)) \
+            if cfg.get("drop") else None
         h = encoder(P, cfg, batch["ids"].long(), batch["seg"].long(), batch["mask"], drop)
-        loss, mlm, nsp, logits, nsp_logits = heads(P, cfg, h, b64)
+        if cfg["head"] in (CLASSIFY, TOKENS) and cfg.get("drop"):
+            chk.check(f"{name}: the classifier input's dropout mask was drawn", 0.0 if drop["head"] is not None else 1.0)
+        loss, mlm, nsp, logits, nsp_logits = heads(P, cfg, h, b64, drop and drop["head"])
         loss.backward()
         ours = [float(x) for x in open(os.path.join(d, "loss.txt")).read().split()]
         chk.check(f"{name}: loss {ours[0]:.6f}", abs(ours[0] - loss.item()) / abs(loss.item()))

@@ -81,6 +81,7 @@ static void assert_same(const lm_config *a, const lm_config *b) {
   cr_assert_eq(a->num_labels, b->num_labels);
   cr_assert_eq(a->head, b->head);
   cr_assert_eq(a->share_layers, b->share_layers);
+  cr_assert(a->cls_pdrop == b->cls_pdrop, "classifier dropout %g vs %g", a->cls_pdrop, b->cls_pdrop);
 }
 
 static lm_config round_trip(const lm_config *c, const char *name, char **text_out) {
@@ -198,6 +199,24 @@ Test(config, hf_bert) {
   cr_assert_eq(c.type_vocab_size, 2);
   cr_assert_eq(c.pad_token_id, 0);
   cr_assert_eq(c.head, LM_HEAD_MLM);   /* BertForMaskedLM: the MLM head */
+}
+
+Test(config, bert_classifier_dropout) {
+  lm_config c;
+  /* null (transformers' default) means hidden_dropout_prob: kept as < 0, and written back as null */
+  cr_assert_eq(parse(&c, "{\"model_type\": \"bert\", \"classifier_dropout\": null}"), LM_OK, "%s", lm_last_error());
+  cr_assert(c.cls_pdrop < 0);
+  cr_assert_eq(parse(&c, "{\"model_type\": \"bert\", \"classifier_dropout\": 0.25}"), LM_OK, "%s", lm_last_error());
+  cr_assert_eq(c.cls_pdrop, 0.25f);
+  char *text;
+  lm_config r = round_trip(&c, "cd.json", &text);
+  r.n_inner = 0;   /* BERT writes 4 * n_embd for 0 */
+  assert_same(&c, &r);
+  cr_assert(strstr(text, "\"classifier_dropout\": 0.25"), "%s", text);
+  free(text);
+  expect_bad("{\"model_type\": \"bert\", \"classifier_dropout\": 1.5}", LM_ERR_RANGE, "classifier_dropout", "[0, 1)");
+  expect_bad("{\"model_type\": \"bert\", \"classifier_dropout\": -0.1}", LM_ERR_RANGE, "classifier_dropout", NULL);
+  expect_bad("{\"model_type\": \"bert\", \"classifier_dropout\": \"x\"}", LM_ERR_FORMAT, "classifier_dropout", NULL);
 }
 
 Test(config, hf_bert_fine_tuned) {

@@ -66,6 +66,14 @@ static lm_status parse(const cJSON *r, lm_config *c, const char *p) {
   if ((st = lm_cfg_range(p, "type_vocab_size", type_vocab, 0, (int64_t)1 << 24))) return st;
   c->type_vocab_size = type_vocab;
   c->embd_pdrop = c->resid_pdrop = hidden_drop;   /* BERT's one hidden dropout: embeddings and both branches */
+  /* the task heads' dropout: a rate, or null for hidden_dropout_prob (as transformers reads it) */
+  const cJSON *cd = cJSON_GetObjectItemCaseSensitive(r, "classifier_dropout");
+  if (cd && !cJSON_IsNull(cd)) {
+    if ((st = lm_cfg_float(r, "classifier_dropout", &c->cls_pdrop, p))) return st;
+    if (c->cls_pdrop < 0)
+      return lm_error(LM_ERR_RANGE, "%s: classifier_dropout = %g: a dropout rate must be in [0, 1)", p,
+                      (double)c->cls_pdrop);
+  }
   if (pos_type && strcmp(pos_type, "absolute") != 0)
     return lm_error(LM_ERR_UNSUPPORTED, "%s: position_embedding_type = \"%.64s\" is not supported (absolute)", p,
                     pos_type);
@@ -87,7 +95,8 @@ static void write(lm_cfg_writer *w, const lm_config *c) {   /* keys sorted, as t
   lm_cfgw_architectures(w, c);
   lm_cfgw_float(w, "attention_probs_dropout_prob", c->attn_pdrop);
   if (c->bos_token_id >= 0) lm_cfgw_int(w, "bos_token_id", c->bos_token_id);
-  lm_cfgw_raw(w, "classifier_dropout", "null");
+  if (c->cls_pdrop < 0) lm_cfgw_raw(w, "classifier_dropout", "null");
+  else lm_cfgw_float(w, "classifier_dropout", c->cls_pdrop);
   if (c->eos_token_id >= 0) lm_cfgw_int(w, "eos_token_id", c->eos_token_id);
   lm_cfgw_str(w, "hidden_act", lm_cfg_act_name(c->act));
   lm_cfgw_float(w, "hidden_dropout_prob", c->resid_pdrop);
@@ -286,7 +295,7 @@ const lm_family lm_family_bert = {
     .model_type = "bert", .arch = LM_ARCH_BERT, .class_prefix = "Bert",
     .classes = classes, .n_classes = sizeof classes / sizeof *classes,
     .base_prefix = "bert.",
-    .pool = LM_POOL_FIRST, .seq_head_bias = 1, .hidden_dropout = 1,
+    .pool = LM_POOL_FIRST, .seq_head_bias = 1, .hidden_dropout = 1, .head_dropout = 1,
     .defaults = defaults, .parse = parse, .validate = validate, .write = write,
     .keys = {"vocab_size", "max_position_embeddings", "hidden_size", "num_hidden_layers", "num_attention_heads",
              "intermediate_size", "layer_norm_eps", "initializer_range",

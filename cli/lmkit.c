@@ -21,6 +21,7 @@ int cmd_export(int argc, char **argv);     /* cli/cmd_export.c */
 int cmd_quantize(int argc, char **argv);   /* cli/cmd_quantize.c */
 int cmd_fit(int argc, char **argv);        /* cli/cmd_fit.c */
 int cmd_sweep(int argc, char **argv);      /* cli/cmd_sweep.c */
+int cmd_plot(int argc, char **argv);       /* cli/cmd_plot.c */
 int cmd_toolformer(int argc, char **argv); /* cli/cmd_toolformer.c */
 static const command COMMANDS[] = {
   {"tokenizer", cmd_tokenizer, "train a byte-level BPE tokenizer; encode or decode text (BPE, WordPiece)", "tokenize"},
@@ -45,6 +46,7 @@ static const command COMMANDS[] = {
   {"eval", cmd_eval, "mean loss and perplexity of a model on data", "study"},
   {"sweep", cmd_sweep, "train a ladder of GPT sizes per compute budget (IsoFLOP profiles) into runs.jsonl", "study"},
   {"fit", cmd_fit, "fit scaling laws to a sweep: Chinchilla L(N,D), IsoFLOP optima, Kaplan L(N)", "study"},
+  {"plot", cmd_plot, "PNG plots with gnuplot: IsoFLOP curves, the compute-optimal frontier, loss curves", "study"},
   {"info", cmd_info, "show a model's config and size; --system shows BLAS and threads", "study"},
   {"chat", cmd_chat, "talk with a chat model in the terminal (streaming, /system, /reset, /save)", "use"},
   {"index", cmd_index, "build a retrieval index of documents (passages, BM25, dense vectors)", "use"},

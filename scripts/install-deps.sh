@@ -10,7 +10,7 @@ APT_PKGS=(
   libopenblas-openmp-dev libcjson-dev libpcre2-dev libutf8proc-dev
   libmicrohttpd-dev libgsl-dev libcriterion-dev libedit-dev
   python3-torch python3-numpy python3-sentencepiece
-  fortunes fortunes-min
+  fortunes fortunes-min gnuplot-nox
   chromium
 )
 

@@ -3,6 +3,7 @@
  * error names the file and line. Keys lmkit does not know are refused, so a
  * typo ("val-loss") is never a silently missing value. */
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <cjson/cJSON.h>
@@ -54,6 +55,10 @@ static lm_status parse_line(const char *s, size_t len, const char *name, int64_t
   if (!st && r->flops == 0) r->flops = 6 * r->params * r->tokens;
   if (!st && !isfinite(r->flops)) st = lm_error(LM_ERR_FORMAT, "%s:%lld: 6 * params * tokens overflows", name, (long long)line);
   r->line = line;
+  r->run[0] = 0; r->steps = 0;
+  const cJSON *rn = cJSON_GetObjectItemCaseSensitive(o, "run"), *steps = cJSON_GetObjectItemCaseSensitive(o, "steps");
+  if (!st && cJSON_IsString(rn)) snprintf(r->run, sizeof r->run, "%s", rn->valuestring);
+  if (!st && cJSON_IsNumber(steps) && steps->valuedouble >= 1 && steps->valuedouble < 1e15) r->steps = (int64_t)steps->valuedouble;
   cJSON_Delete(o);
   return st;
 }

@@ -25,6 +25,8 @@ typedef struct {
   double flops;      /* C: the budget the run belongs to (6 N D when the line has no "flops") */
   double val_loss;   /* L */
   int64_t line;      /* 1-based line in runs.jsonl */
+  char run[64];      /* the sweep's run name ("run"; SWEEP/runs/<run>), or "" */
+  int64_t steps;     /* optimiser steps ("steps"), or 0 */
 } lm_scaling_run;
 
 /* Parses runs.jsonl text (len bytes, need not be NUL-terminated); name goes into errors as

@@ -2,7 +2,9 @@
 tied head), batch and threads, torch.optim.AdamW with the same decay groups
 and gradient clipping. Prints one JSON line like bench_train_gpt2.
 
-usage: train_gpt2_torch.py LAYERS HEADS DIM VOCAB BATCH SEQ STEPS SGEMM_PEAK_GFLOPS THREADS"""
+usage: train_gpt2_torch.py LAYERS HEADS DIM VOCAB BATCH SEQ STEPS SGEMM_PEAK_GFLOPS THREADS [ATTN]
+ATTN: dense (default: the (T,T) matrix, as lmkit's kernel once was) or sdpa
+(F.scaled_dot_product_attention, PyTorch's memory-efficient kernel)."""
 import json
 import math
 import resource
@@ -16,8 +18,9 @@ import torch.nn.functional as F
 
 
 class Block(nn.Module):
-    def __init__(self, C, NH):
+    def __init__(self, C, NH, sdpa):
         super().__init__()
+        self.sdpa = sdpa
         self.ln_1, self.ln_2 = nn.LayerNorm(C), nn.LayerNorm(C)
         self.c_attn, self.c_proj = nn.Linear(C, 3 * C), nn.Linear(C, C)
         self.c_fc, self.mlp_proj = nn.Linear(C, 4 * C), nn.Linear(4 * C, C)
@@ -27,17 +30,21 @@ class Block(nn.Module):
         B, T, C = x.shape
         q, k, v = self.c_attn(self.ln_1(x)).split(C, dim=2)
         q, k, v = (t.view(B, T, self.NH, C // self.NH).transpose(1, 2) for t in (q, k, v))
-        att = (q @ k.transpose(-2, -1)) / math.sqrt(C // self.NH)
-        att = att.masked_fill(torch.triu(torch.ones(T, T, dtype=torch.bool), 1), float("-inf")).softmax(-1)
-        x = x + self.c_proj((att @ v).transpose(1, 2).reshape(B, T, C))
+        if self.sdpa:
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        else:
+            att = (q @ k.transpose(-2, -1)) / math.sqrt(C // self.NH)
+            att = att.masked_fill(torch.triu(torch.ones(T, T, dtype=torch.bool), 1), float("-inf")).softmax(-1)
+            y = att @ v
+        x = x + self.c_proj(y.transpose(1, 2).reshape(B, T, C))
         return x + self.mlp_proj(F.gelu(self.c_fc(self.ln_2(x)), approximate="tanh"))
 
 
 class GPT(nn.Module):
-    def __init__(self, L, NH, C, V, P):
+    def __init__(self, L, NH, C, V, P, sdpa):
         super().__init__()
         self.wte, self.wpe = nn.Embedding(V, C), nn.Embedding(P, C)
-        self.h = nn.ModuleList(Block(C, NH) for _ in range(L))
+        self.h = nn.ModuleList(Block(C, NH, sdpa) for _ in range(L))
         self.ln_f = nn.LayerNorm(C)
 
     def forward(self, idx, tgt):
@@ -53,7 +60,9 @@ def main():
     peak, threads = float(sys.argv[8]) * 1e9, int(sys.argv[9])
     torch.set_num_threads(threads)
     torch.manual_seed(0)
-    model = GPT(L, NH, C, V, 1024)
+    sdpa = len(sys.argv) > 10 and sys.argv[10] == "sdpa"
+    P = max(1024, T)
+    model = GPT(L, NH, C, V, P, sdpa)
     decay = [p for n, p in model.named_parameters() if p.dim() == 2 and "wte" not in n and "wpe" not in n]
     rest = [p for n, p in model.named_parameters() if not (p.dim() == 2 and "wte" not in n and "wpe" not in n)]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.1}, {"params": rest, "weight_decay": 0.0}],
@@ -72,9 +81,9 @@ def main():
             times.append(time.perf_counter() - t0)
     med = statistics.median(times)
     n_params = sum(p.numel() for p in model.parameters())
-    n_nonemb = n_params - V * C - 1024 * C
+    n_nonemb = n_params - V * C - P * C
     fpt = 6 * n_nonemb + 6 * C * V + 12 * L * C * T
-    print(json.dumps({"impl": "pytorch", "layers": L, "dim": C, "batch": B, "seq": T, "threads": threads,
+    print(json.dumps({"impl": "pytorch" + (" sdpa" if sdpa else ""), "layers": L, "dim": C, "batch": B, "seq": T, "threads": threads,
                       "step_s": round(med, 4), "tokens_per_s": round(B * T / med, 1),
                       "mfu": round(B * T / med * fpt / peak, 3), "sgemm_peak_gflops": peak / 1e9,
                       "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),

@@ -40,10 +40,14 @@ static const char *HELP =
   "  --tokenizer T        'byte' (default), 'gpt2', or a tokenizer directory\n"
   "  --val-fraction F     last fraction of the tokens held out for validation (0.05)\n"
   "model (new):\n"
-  "  --arch NAME          model family: gpt2 (decoder, default), bert (encoder), or llama,\n"
-  "                       mistral, qwen2 (decoders with RoPE, RMSNorm, SwiGLU; docs/models.md)\n"
+  "  --arch NAME          model family: gpt2 (decoder, default), bert (encoder), llama,\n"
+  "                       mistral, qwen2 (decoders with RoPE, RMSNorm, SwiGLU), or t5\n"
+  "                       (encoder-decoder, --layers each; docs/models.md)\n"
   "  --objective NAME     clm (gpt2 default); mlm+nsp (bert default: masked LM + next\n"
-  "                       sentence prediction) or mlm (RoBERTa: no NSP, dynamic masks)\n"
+  "                       sentence prediction) or mlm (RoBERTa: no NSP, dynamic masks);\n"
+  "                       span-corruption (t5 default: 15% noise in spans of mean 3, each\n"
+  "                       span one sentinel; the tokenizer needs <extra_id_0>, <extra_id_1>...\n"
+  "                       counting down; --context is the encoder's input)\n"
   "  --mlm-prob X         share of tokens chosen for masked LM (0.15)\n"
   "  --share-layers       ALBERT: all layers share one set of weights (bert)\n"
   "  --layers N           transformer blocks (6)\n"
@@ -53,6 +57,7 @@ static const char *HELP =
   "  --dim N              model width, divisible by --heads (384)\n"
   "  --ffn N              feed-forward width (4 * dim; gated families 8/3 * dim rounded\n"
   "                       up to a multiple of 32, the same parameter count)\n"
+  "  --ffn relu|gated-gelu  t5: T5 v1.0's ReLU FFN (default) or v1.1's gated GELU\n"
   "  --dropout P          dropout rate in training, in [0, 1): embeddings, attention\n"
   "                       probabilities and residual branches (llama: attention only) (0)\n"
   "  --attn-dropout P     the attention probabilities' rate, if other than --dropout\n"
@@ -108,6 +113,7 @@ typedef struct {
   int64_t layers, heads, kv_heads, dim, ffn, positions;
   float dropout, attn_dropout;   /* attn_dropout < 0: as dropout */
   int share;
+  const char *ffn_kind;          /* t5's --ffn relu|gated-gelu, or NULL */
 } run_flags;
 
 /* The FFN width of a new model: --ffn, else 4 * dim, or for a gated FFN (three matrices instead of
@@ -241,7 +247,9 @@ int cmd_train(int argc, char **argv) {
     if ((k = OPT("--heads")) == 1) return 1; else if (k) { NUM(rf.heads, 1, 1024); GIVEN(F_HEADS); continue; }
     if ((k = OPT("--kv-heads")) == 1) return 1; else if (k) { NUM(rf.kv_heads, 1, 1024); GIVEN(F_KV_HEADS); continue; }
     if ((k = OPT("--dim")) == 1) return 1; else if (k) { NUM(rf.dim, 1, 65536); GIVEN(F_DIM); continue; }
-    if ((k = OPT("--ffn")) == 1) return 1; else if (k) { NUM(rf.ffn, 1, 1 << 20); GIVEN(F_FFN); continue; }
+    if ((k = OPT("--ffn")) == 1) return 1;
+    else if (k && (!strcmp(v, "relu") || !strcmp(v, "gated-gelu"))) { rf.ffn_kind = v; continue; }
+    else if (k) { NUM(rf.ffn, 1, 1 << 20); GIVEN(F_FFN); continue; }
     if ((k = OPT("--dropout")) == 1) return 1; else if (k) { FLT(rf.dropout, 0, 0.999f); GIVEN(F_DROPOUT); continue; }
     if ((k = OPT("--attn-dropout")) == 1) return 1; else if (k) { FLT(rf.attn_dropout, 0, 0.999f); GIVEN(F_ATTN_DROPOUT); continue; }
     if ((k = OPT("--context")) == 1) return 1; else if (k) { NUM(o.context, 1, 1 << 20); GIVEN(F_CONTEXT); continue; }
@@ -275,10 +283,13 @@ int cmd_train(int argc, char **argv) {
   /* the family's own head says what it pre-trains with: next-token (LM) or masked LM + NSP */
   int masked = cfg.head == LM_HEAD_PRETRAIN;
   if (!o.resume_dir && masked && !rf.given[F_OBJECTIVE]) o.objective = "mlm+nsp";
-  if (strcmp(o.objective, "clm") && strcmp(o.objective, "mlm") && strcmp(o.objective, "mlm+nsp")) {
+  if (!o.resume_dir && cfg.n_enc_layer > 0 && !rf.given[F_OBJECTIVE]) o.objective = "span-corruption";
+  if (strcmp(o.objective, "clm") && strcmp(o.objective, "mlm") && strcmp(o.objective, "mlm+nsp") &&
+      strcmp(o.objective, "span-corruption")) {
     free(data);
-    return cli_error("unknown --objective '%s' (clm, mlm, mlm+nsp)", o.objective);
+    return cli_error("unknown --objective '%s' (clm, mlm, mlm+nsp, span-corruption)", o.objective);
   }
+  if (rf.ffn_kind && cfg.n_enc_layer <= 0) { free(data); return cli_error("--ffn %s is for --arch t5", rf.ffn_kind); }
   if (!rf.given[F_WARMUP]) o.warmup = o.steps / 10 < 100 ? o.steps / 10 : 100;
   if (!rf.given[F_MIN_LR]) o.min_lr = o.lr / 10;
   lm_set_threads((int)threads);
@@ -330,6 +341,15 @@ int cmd_train(int argc, char **argv) {
       int64_t pad = lm_tokenizer_token_id(tok, "[PAD]");
       if (pad < 0) pad = lm_tokenizer_token_id(tok, "<pad>");
       cfg.pad_token_id = pad >= 0 ? pad : 0;
+    } else if (cfg.n_enc_layer > 0) {   /* an encoder-decoder: its decoder starts from the pad token (T5) */
+      int64_t pad = lm_tokenizer_token_id(tok, "<pad>"), eos = lm_tokenizer_token_id(tok, "</s>");
+      if (eos < 0) eos = lm_tokenizer_eot(tok);
+      cfg.pad_token_id = cfg.decoder_start_token_id = pad >= 0 ? pad : 0;
+      cfg.eos_token_id = eos >= 0 ? eos : 0;
+      cfg.n_enc_layer = rf.layers;
+      cfg.head_dim = rf.dim / rf.heads;
+      if (rf.ffn_kind && !strcmp(rf.ffn_kind, "gated-gelu")) { cfg.glu = 1; cfg.act = LM_ACT_GELU_TANH; cfg.tie_embeddings = 0; }
+      if (!rf.ffn) rf.ffn = 4 * rf.dim;   /* T5's d_ff = 4 d_model, gated or not */
     } else {        /* a decoder's documents end with the end-of-text token */
       int64_t eot = lm_tokenizer_eot(tok);
       cfg.bos_token_id = cfg.eos_token_id = eot >= 0 ? eot : 0;

@@ -191,6 +191,8 @@ static lm_status build(lm_model *m, const uint8_t *adapted, int64_t r, float alp
   *out = NULL;
   const lm_config *c = &m->cfg;
   int64_t L = c->n_layer;
+  if (c->n_enc_layer > 0)   /* the adapter covers one stack of blocks; an encoder's base would be left frozen without a path */
+    return lm_error(LM_ERR_UNSUPPORTED, "LoRA on an encoder-decoder (%s) is not supported yet", lm_arch_name(c->arch));
   struct lm_lora *a = calloc(1, sizeof *a);
   if (!a) return lm_error(LM_ERR_NOMEM, "out of memory");
   a->r = r; a->alpha = alpha; a->rslora = rslora;

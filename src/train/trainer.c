@@ -215,9 +215,9 @@ static lm_status load_state(const char *dir, train_state *ts, lm_train_opts *o, 
   const cJSON *os = cJSON_GetObjectItemCaseSensitive(j, "objective_state");
   if (os && !(ts->obj_state = cJSON_Duplicate(os, 1))) { st = lm_error(LM_ERR_NOMEM, "out of memory"); goto done; }
   const cJSON *objective = cJSON_GetObjectItemCaseSensitive(op, "objective");
-  static const char *known[] = {"clm", "mlm", "mlm+nsp"};
+  static const char *known[] = {"clm", "mlm", "mlm+nsp", "span-corruption"};
   o->objective = "clm";
-  for (int i = 0; i < 3; i++)
+  for (int i = 0; i < 4; i++)
     if (cJSON_IsString(objective) && !strcmp(objective->valuestring, known[i])) o->objective = known[i];
   json_f32(op, "mlm_prob", &o->mlm_prob);
   *n_data = cJSON_GetArraySize(data);
@@ -528,10 +528,11 @@ static lm_status trim_metrics(const char *path, int64_t step) {
 static lm_status lm_objective_for(lm_objective *obj, lm_model *m, const lm_tokenizer *tok, const lm_train_opts *o,
                                   const lm_stream *train, const lm_stream *val, lm_rng *rng, const int64_t *cursor) {
   const char *name = o->objective ? o->objective : "clm";
-  int lm = m->cfg.head == LM_HEAD_LM && m->cfg.causal, masked = m->cfg.head == LM_HEAD_PRETRAIN;
+  int lm = m->cfg.head == LM_HEAD_LM && m->cfg.causal && m->cfg.n_enc_layer == 0, masked = m->cfg.head == LM_HEAD_PRETRAIN;
   if (!strcmp(name, "clm")) {
     if (!lm) return lm_error(LM_ERR_ARG, "--objective clm needs a causal model with an LM head; this %s model has a %s head "
-                             "(use --objective mlm or mlm+nsp)", lm_arch_name(m->cfg.arch), lm_head_name(m->cfg.head));
+                             "(use --objective %s)", lm_arch_name(m->cfg.arch), lm_head_name(m->cfg.head),
+                             m->cfg.n_enc_layer > 0 ? "span-corruption for an encoder-decoder" : "mlm or mlm+nsp");
     return lm_objective_clm(obj, m, train, val->n > 1 ? val : NULL, o->batch, o->context, o->seed, cursor);
   }
   if (!strcmp(name, "mlm") || !strcmp(name, "mlm+nsp")) {
@@ -539,7 +540,8 @@ static lm_status lm_objective_for(lm_objective *obj, lm_model *m, const lm_token
                                  name, lm_arch_name(m->cfg.arch), lm_head_name(m->cfg.head));
     return lm_objective_bert(obj, m, tok, train, val, o->batch, o->context, !strcmp(name, "mlm+nsp"), o->mlm_prob, rng);
   }
-  return lm_error(LM_ERR_ARG, "unknown objective '%s' (clm, mlm, mlm+nsp)", name);
+  if (!strcmp(name, "span-corruption")) return lm_objective_span(obj, m, tok, train, val, o->batch, o->context, rng);
+  return lm_error(LM_ERR_ARG, "unknown objective '%s' (clm, mlm, mlm+nsp, span-corruption)", name);
 }
 
 static lm_status append_metrics(FILE *f, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

@@ -36,7 +36,7 @@ REF = os.path.join(BIN, "ref_t5")
 V1_0 = dict(vocab=61, d_model=32, d_kv=8, heads=4, d_ff=48, layers=2, dec_layers=2, ffn="relu", tie=True,
             buckets=8, max_distance=12, B=2, S=11, T=9, extra_rel=True)
 V1_1 = dict(vocab=57, d_model=24, d_kv=10, heads=3, d_ff=40, layers=2, dec_layers=3, ffn="gated-gelu", tie=False,
-            buckets=10, max_distance=16, B=3, S=13, T=7, extra_rel=False)
+            buckets=10, max_distance=16, B=3, S=13, T=12, extra_rel=False)
 
 
 # ------------------------------------------------------------------ transformers' bucket formula

@@ -1,0 +1,175 @@
+/* encdec.c — decoding with an encoder-decoder (see encdec.h).
+ *
+ *   init:  e = encoder(ids)                                   once: (S,C)
+ *          xk[l], xv[l] = k_x(e), v_x(e) for every decoder layer   once: (S,A) each
+ *   step:  x = embed(id)                                      (C)
+ *          per layer: x += attn(N1 x) over the cached k, v of tokens 0..t (+ relative bias)
+ *                     x += xattn(Nx x) over xk[l], xv[l]
+ *                     x += mlp(N2 x)
+ *          logits = head(norm(x) [* d_model^-0.5 when tied])
+ *
+ * The encoder is the model's own stack run through lm_block_forward on
+ * buffers of this decoder; a step is the general block's pre-LN equations for
+ * one row, with the attention kernel (kernels.h lm_attn) reading the cache.
+ * Post-LN encoder-decoders (BART) are not here yet: refused. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include "base/base.h"
+#include "kernels/kernels.h"
+#include "model/model.h"
+#include "infer/encdec.h"
+
+struct lm_encdec {
+  const lm_model *m;
+  int64_t S, max_len, pos;
+  float *arena;
+  float *enc;              /* (S,C) encoder output */
+  float *xk, *xv;          /* (L,S,A) cross-attention keys and values of every decoder layer */
+  float *kc, *vc;          /* (L,max_len,A) self-attention cache */
+  float *x, *a, *qkv, *y, *t, *h, *ha, *lse, *mean, *rstd, *bias, *logits;
+};
+
+/* one token's attention over Tk keys: q (A), k, v rows of stride ks, bias (NH, Tk) or NULL */
+static void attend(const lm_config *c, float *out, float *lse, const float *q, const float *k, const float *v, int64_t ks,
+                   int64_t Tk, const float *bias) {
+  int64_t hs = lm_head_size(c);
+  lm_attn a = {.B = 1, .Tq = 1, .Tk = Tk, .NH = c->n_head, .NKV = c->n_head, .hs = hs, .q = q, .k = k, .v = v,
+               .qs = c->n_head * hs, .ks = ks, .scale = c->attn_unscaled ? 1.0f : 1.0f / sqrtf((float)hs),
+               .bias = bias, .bias_hs = Tk};
+  attention_forward(&a, out, lse);
+}
+
+/* the encoder: embeddings, the encoder's blocks, its final norm, into e->enc */
+static lm_status encode(lm_encdec *e, const int32_t *ids) {
+  const lm_model *m = e->m;
+  const lm_config *c = &m->cfg;
+  lm_config ec = *c;
+  ec.causal = 0;
+  int64_t S = e->S, C = c->n_embd, F = lm_ffn_width(c), FW = lm_fc_width(c), QKV = lm_qkv_width(c), A = lm_attn_width(c);
+  size_t per = (size_t)S * (5 * C + 4 + QKV + A + FW + F) + (size_t)c->n_head * (S + 2 * S);
+  float *buf = lm_alloc(per * sizeof(float));
+  if (!buf) return lm_error(LM_ERR_NOMEM, "out of memory for the encoder (%lld tokens)", (long long)S);
+  float *p = buf;
+  lm_layer_acts la = {0};
+  float *x = p; p += S * C;
+  la.a1 = p; p += S * C; la.res1 = p; p += S * C; la.a2 = p; p += S * C; la.res2 = p; p += S * C;
+  la.mean1 = p; p += S; la.rstd1 = p; p += S; la.mean2 = p; p += S; la.rstd2 = p; p += S;
+  la.qkv = p; p += S * QKV; la.atty = p; p += S * A; la.fch = p; p += S * FW; la.fch_act = p; p += S * F;
+  la.lse = p; p += c->n_head * S;
+  float *bias = p;   /* (NH, 2S-1) */
+  lm_batch b = {.ids = ids, .enc_ids = ids, .B = 1, .T = S, .S = S};
+  m->fam->enc_embed_forward((lm_model *)m, &b, x);                                      // (S,C)
+  lm_attn_mask em = {0};
+  if (c->rel_buckets > 0) { lm_rel_bias_forward(c, bias, m->w.enc_rel_bias, S, S, 1); em.bias = bias; }
+  for (int64_t l = 0; l < c->n_enc_layer; l++) {   /* each layer's output becomes the next one's input */
+    lm_block_forward(&ec, &m->w.enc_h[l], &la, x, e->enc, em, 1, S);
+    memcpy(x, la.res2, (size_t)S * C * sizeof(float));
+  }
+  lm_norm_forward(c, e->enc, la.mean1, la.rstd1, x, m->w.enc_lnf_w, m->w.enc_lnf_b, S);   // (S,C)
+  lm_free(buf);
+  return LM_OK;
+}
+
+lm_status lm_encdec_init(lm_encdec **out, const lm_model *m, const int32_t *ids, int64_t S, int64_t max_len) {
+  *out = NULL;
+  const lm_config *c = &m->cfg;
+  if (c->n_enc_layer <= 0 || c->head != LM_HEAD_LM || !m->fam->enc_embed_forward || !c->pre_ln)
+    return lm_error(LM_ERR_UNSUPPORTED, "encoder-decoder decoding needs a pre-LN encoder-decoder with an LM head (t5); "
+                    "this is a %s model", lm_arch_name(c->arch));
+  if (S < 1 || S > c->n_positions || max_len < 1 || max_len > c->n_positions)
+    return lm_error(LM_ERR_RANGE, "an input of %lld tokens and an output of %lld must each fit the model's %lld positions",
+                    (long long)S, (long long)max_len, (long long)c->n_positions);
+  for (int64_t i = 0; i < S; i++)
+    if (ids[i] < 0 || ids[i] >= c->vocab_size)
+      return lm_error(LM_ERR_RANGE, "input id %d at %lld is outside the vocabulary of %lld", (int)ids[i], (long long)i,
+                      (long long)c->vocab_size);
+  lm_encdec *e = calloc(1, sizeof *e);
+  if (!e) return lm_error(LM_ERR_NOMEM, "out of memory");
+  int64_t L = c->n_layer, C = c->n_embd, A = lm_attn_width(c), QKV = lm_qkv_width(c), FW = lm_fc_width(c);
+  int64_t NH = c->n_head, V = c->vocab_size;
+  size_t n = (size_t)S * C + 2 * (size_t)L * S * A + 2 * (size_t)L * max_len * A + 3 * (size_t)C + QKV + 2 * (size_t)A +
+             2 * (size_t)FW + (size_t)S * 2 * A + NH + 2 + (size_t)NH * max_len + V + 64;
+  e->arena = lm_alloc(n * sizeof(float));
+  if (!e->arena) { free(e); return lm_error(LM_ERR_NOMEM, "out of memory for decoding"); }
+  float *p = e->arena;
+  e->m = m; e->S = S; e->max_len = max_len;
+  e->enc = p; p += S * C;
+  e->xk = p; p += L * S * A; e->xv = p; p += L * S * A;
+  e->kc = p; p += L * max_len * A; e->vc = p; p += L * max_len * A;
+  e->x = p; p += C; e->a = p; p += C; e->t = p; p += C;
+  e->qkv = p; p += QKV; e->y = p; p += A; e->h = p; p += FW; e->ha = p; p += FW;
+  float *kv = p; p += S * 2 * A;   /* one layer's k|v rows of the encoder output */
+  e->lse = p; p += NH; e->mean = p; p += 1; e->rstd = p; p += 1;
+  e->bias = p; p += NH * max_len; e->logits = p;
+  lm_status st = encode(e, ids);
+  for (int64_t l = 0; l < L && !st; l++) {   /* cross-attention keys and values, once */
+    const lm_block_weights *w = &m->w.h[l];
+    matmul_forward(kv, e->enc, w->xkv_w, w->xkv_b, S, C, 2 * A);                        // (S,2A)
+    for (int64_t s = 0; s < S; s++) {
+      memcpy(e->xk + (l * S + s) * A, kv + s * 2 * A, A * sizeof(float));
+      memcpy(e->xv + (l * S + s) * A, kv + s * 2 * A + A, A * sizeof(float));
+    }
+  }
+  if (st) { lm_encdec_free(e); return st; }
+  *out = e;
+  return LM_OK;
+}
+
+int64_t lm_encdec_pos(const lm_encdec *e) { return e->pos; }
+
+lm_status lm_encdec_step(lm_encdec *e, int32_t id, const float **logits) {
+  const lm_model *m = e->m;
+  const lm_config *c = &m->cfg;
+  int64_t t = e->pos, C = c->n_embd, A = lm_attn_width(c), QKV = lm_qkv_width(c), F = lm_ffn_width(c), NH = c->n_head;
+  if (t >= e->max_len) return lm_error(LM_ERR_RANGE, "the decoder is full (%lld tokens)", (long long)e->max_len);
+  if (id < 0 || id >= c->vocab_size) return lm_error(LM_ERR_RANGE, "token id %d is outside the vocabulary", (int)id);
+  int32_t pos = (int32_t)t;
+  m->fam->embed_tokens(m, &id, &pos, 1, e->x);                                          // (C)
+  const float *bias = NULL;
+  if (c->rel_buckets > 0) {   /* key j of this query at t: bucket of j - t, causal; shared by the layers */
+    for (int64_t j = 0; j <= t; j++) {
+      int64_t bk = lm_rel_bucket(j - t, 0, c->rel_buckets, c->rel_max_distance);
+      for (int64_t h = 0; h < NH; h++) e->bias[h * (t + 1) + j] = m->w.rel_bias[bk * NH + h];
+    }
+    bias = e->bias;
+  }
+  for (int64_t l = 0; l < c->n_layer; l++) {
+    const lm_block_weights *w = &m->w.h[l];
+    float *kc = e->kc + l * e->max_len * A, *vc = e->vc + l * e->max_len * A;
+    /* self-attention over the cache */
+    lm_norm_forward(c, e->a, e->mean, e->rstd, e->x, w->ln1_w, w->ln1_b, 1);
+    matmul_forward(e->qkv, e->a, w->qkv_w, w->qkv_b, 1, C, QKV);                        // [q | k | v]
+    memcpy(kc + t * A, e->qkv + A, A * sizeof(float));
+    memcpy(vc + t * A, e->qkv + 2 * A, A * sizeof(float));
+    attend(c, e->y, e->lse, e->qkv, kc, vc, A, t + 1, bias);
+    matmul_forward(e->t, e->y, w->attn_proj_w, w->attn_proj_b, 1, A, C);
+    residual_forward(e->x, e->x, e->t, C);
+    /* cross-attention over the encoder */
+    lm_norm_forward(c, e->a, e->mean, e->rstd, e->x, w->lnx_w, w->lnx_b, 1);
+    matmul_forward(e->qkv, e->a, w->xq_w, w->xq_b, 1, C, A);
+    attend(c, e->y, e->lse, e->qkv, e->xk + l * e->S * A, e->xv + l * e->S * A, A, e->S, NULL);
+    matmul_forward(e->t, e->y, w->xproj_w, w->xproj_b, 1, A, C);
+    residual_forward(e->x, e->x, e->t, C);
+    /* feed-forward */
+    lm_norm_forward(c, e->a, e->mean, e->rstd, e->x, w->ln2_w, w->ln2_b, 1);
+    matmul_forward(e->h, e->a, w->fc_w, w->fc_b, 1, C, lm_fc_width(c));
+    if (c->glu) glu_act_forward(e->ha, e->h, 1, F, c->act);
+    else act_forward(e->ha, e->h, F, c->act);
+    matmul_forward(e->t, e->ha, w->fc_proj_w, w->fc_proj_b, 1, F, C);
+    residual_forward(e->x, e->x, e->t, C);
+  }
+  lm_norm_forward(c, e->a, e->mean, e->rstd, e->x, m->w.lnf_w, m->w.lnf_b, 1);
+  if (m->fam->tied_head_rescale && c->tie_embeddings) scale_inplace(e->a, C, (float)pow((double)C, -0.5));
+  const float *W = c->tie_embeddings ? m->w.wte : lm_model_tensor(m, m->params, "lm_head.weight");
+  matmul_forward(e->logits, e->a, W, NULL, 1, C, c->vocab_size);                       // (V)
+  e->pos++;
+  *logits = e->logits;
+  return LM_OK;
+}
+
+void lm_encdec_free(lm_encdec *e) {
+  if (!e) return;
+  lm_free(e->arena);
+  free(e);
+}

@@ -1,0 +1,23 @@
+/* encdec.h — decoding with an encoder-decoder (T5): the encoder runs once
+ * over the input, then the decoder takes one token at a time with a
+ * self-attention key/value cache, and every layer's cross-attention keys and
+ * values are computed once from the encoder output. Each step's logits equal
+ * a full forward of the model over the decoder prefix (tests/unit/test_encdec.c). */
+#ifndef LM_INFER_ENCDEC_H
+#define LM_INFER_ENCDEC_H
+
+#include <stdint.h>
+#include "lmkit.h"
+
+typedef struct lm_encdec lm_encdec;
+
+/* Encodes ids (S) once and prepares a decoder of up to max_len tokens. The model (pre-LN
+ * encoder-decoder with an LM head) must outlive the decoder and is not changed. */
+lm_status lm_encdec_init(lm_encdec **out, const lm_model *m, const int32_t *ids, int64_t S, int64_t max_len);
+/* Feeds the next decoder token (the first is the model's decoder_start_token_id); *logits (V)
+ * are the next token's, valid until the next call. */
+lm_status lm_encdec_step(lm_encdec *e, int32_t id, const float **logits);
+int64_t lm_encdec_pos(const lm_encdec *e);   /* decoder tokens fed so far */
+void lm_encdec_free(lm_encdec *e);
+
+#endif

@@ -62,7 +62,9 @@ lm_status lm_generate(lm_model *m, const lm_tokenizer *tok, const char *prompt, 
    * A prompt longer than P keeps its last P tokens. */
   int64_t P = c->n_positions, keep = P / 2 > 0 ? P / 2 : 1;
   int64_t dropped = (int64_t)n > P ? (int64_t)n - P : 0, len = (int64_t)n - dropped;
-  int64_t max_len = len + o->max_tokens < P ? len + o->max_tokens : P;
+  /* calculator results are fed without counting as generated tokens, so with calc the window may
+   * fill (and slide) before max_tokens: it gets the whole context */
+  int64_t max_len = !o->calc && len + o->max_tokens < P ? len + o->max_tokens : P;
   int told = 0;
   if (dropped && o->on_window) { o->on_window(P, dropped, user); told = 1; }
   lm_session *s = NULL;

@@ -192,12 +192,13 @@ static int calc_splice(lm_server *s, job *j, int32_t t) {
   uint32_t *ids = NULL; size_t n = 0;
   lm_status st = lm_tokenizer_encode(s->tok, sp, (size_t)ns, 0, &ids, &n);
   int32_t *run = st ? NULL : realloc(j->run, (n + 1) * sizeof *run);
-  if (!st && !run) st = lm_error(LM_ERR_NOMEM, "out of memory");
+  if (run) j->run = run;
+  else if (!st) st = lm_error(LM_ERR_NOMEM, "out of memory");
   pthread_mutex_lock(&s->mu);
   if (!st && append(j, sp, (size_t)ns)) st = lm_error(LM_ERR_NOMEM, "out of memory");
   if (st) { j->error = lm_strdup(lm_last_error()); finish_job(s, j, "error"); }
   else {
-    j->run = run; j->run[0] = t; j->n_run = (int64_t)n + 1;
+    j->run[0] = t; j->n_run = (int64_t)n + 1;
     for (size_t i = 0; i < n; i++) j->run[i + 1] = (int32_t)ids[i];
     check_stops(j, j->len - (size_t)ns);
     if (j->finish) finish_job(s, j, "stop");

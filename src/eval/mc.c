@@ -1,7 +1,6 @@
 /* mc.c — multiple-choice evaluation by log-likelihood (mc.h).
  *
- * Records are read line by line with cJSON (bounds from the line's length);
- * an error names the file and line. Scoring follows lm-evaluation-harness
+ * Records are read by mc_data.c. Scoring follows lm-evaluation-harness
  * (lm_eval/api/model.py _encode_pair, loglikelihood): the continuation's
  * tokens are those of encode(context + continuation) past encode(context),
  * scored from one causal forward over the pair (one sequence at a time; the
@@ -12,101 +11,10 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#include <cjson/cJSON.h>
 #include "base/base.h"
 #include "eval/mc.h"
 #include "model/heads.h"
 #include "model/model.h"
-
-/* fields of the HF hellaswag dataset that are not read */
-static const char *const OTHER_KEYS[] = {"ind", "activity_label", "ctx_a", "ctx_b", "source_id", "split", "split_type"};
-
-static lm_status parse_item(const char *s, size_t len, const char *name, int64_t line, lm_mc_item *it) {
-  memset(it, 0, sizeof *it);
-  it->line = line;
-  cJSON *o = cJSON_ParseWithLength(s, len);
-  lm_status st = LM_OK;
-#define BAD(...) do { st = lm_error(LM_ERR_FORMAT, __VA_ARGS__); goto done; } while (0)
-  if (!o || !cJSON_IsObject(o)) BAD("%s:%lld: not a JSON object", name, (long long)line);
-  for (const cJSON *c = o->child; c; c = c->next) {
-    int known = !strcmp(c->string, "ctx") || !strcmp(c->string, "endings") || !strcmp(c->string, "label");
-    for (size_t k = 0; k < sizeof OTHER_KEYS / sizeof *OTHER_KEYS && !known; k++) known = !strcmp(c->string, OTHER_KEYS[k]);
-    if (!known) BAD("%s:%lld: unknown key \"%s\" (a record is {\"ctx\", \"endings\", \"label\"})", name, (long long)line, c->string);
-  }
-  const cJSON *ctx = cJSON_GetObjectItemCaseSensitive(o, "ctx"), *end = cJSON_GetObjectItemCaseSensitive(o, "endings"),
-              *lab = cJSON_GetObjectItemCaseSensitive(o, "label");
-  if (!cJSON_IsString(ctx)) BAD("%s:%lld: \"ctx\" must be a string", name, (long long)line);
-  if (!cJSON_IsArray(end) || cJSON_GetArraySize(end) < 2) BAD("%s:%lld: \"endings\" must be an array of at least 2 strings", name, (long long)line);
-  int n = cJSON_GetArraySize(end);
-  /* the label: a number, or a string of digits as in the HF dataset ("3") */
-  double lv = -1;
-  if (cJSON_IsNumber(lab)) lv = lab->valuedouble;
-  else if (cJSON_IsString(lab) && lab->valuestring[0] && strspn(lab->valuestring, "0123456789") == strlen(lab->valuestring) &&
-           strlen(lab->valuestring) < 6)
-    lv = atof(lab->valuestring);
-  else BAD("%s:%lld: \"label\" must be the index of the right ending", name, (long long)line);
-  if (lv != floor(lv) || lv < 0 || lv >= n)
-    BAD("%s:%lld: \"label\" %g is not an index of the %d endings", name, (long long)line, lv, n);
-  it->label = (int)lv;
-  if (!(it->ctx = lm_strdup(ctx->valuestring)) || !(it->endings = calloc((size_t)n, sizeof *it->endings))) {
-    st = lm_error(LM_ERR_NOMEM, "out of memory");
-    goto done;
-  }
-  it->n_endings = n;
-  int k = 0;
-  for (const cJSON *e = end->child; e; e = e->next, k++) {
-    if (!cJSON_IsString(e)) BAD("%s:%lld: ending %d is not a string", name, (long long)line, k);
-    if (!(it->endings[k] = lm_strdup(e->valuestring))) { st = LM_ERR_NOMEM; goto done; }
-  }
-#undef BAD
-done:
-  cJSON_Delete(o);
-  return st;
-}
-
-static void item_free(lm_mc_item *it) {
-  for (int k = 0; k < it->n_endings; k++) free(it->endings[k]);
-  free(it->endings); free(it->ctx);
-}
-
-void lm_mc_free(lm_mc_set *s) {
-  for (int64_t i = 0; i < s->n; i++) item_free(&s->items[i]);
-  free(s->items);
-  s->items = NULL; s->n = 0;
-}
-
-lm_status lm_mc_parse(const char *text, size_t len, const char *name, lm_mc_set *s) {
-  s->items = NULL; s->n = 0;
-  int64_t cap = 0, line = 0;
-  for (size_t at = 0; at < len;) {
-    const char *p = text + at, *nl = memchr(p, '\n', len - at);
-    size_t l = nl ? (size_t)(nl - p) : len - at;
-    at += l + (nl != NULL);
-    line++;
-    size_t b = 0;
-    while (b < l && (p[b] == ' ' || p[b] == '\t' || p[b] == '\r')) b++;
-    if (b == l) continue;
-    if (s->n == cap) {
-      cap = cap ? 2 * cap : 64;
-      lm_mc_item *w = lm_xrealloc(s->items, (size_t)cap * sizeof *w);
-      if (!w) { lm_mc_free(s); return LM_ERR_NOMEM; }
-      s->items = w;
-    }
-    lm_status st = parse_item(p, l, name, line, &s->items[s->n]);
-    if (st) { item_free(&s->items[s->n]); lm_mc_free(s); return st; }
-    s->n++;
-  }
-  if (!s->n) return lm_error(LM_ERR_FORMAT, "%s: no records", name);
-  return LM_OK;
-}
-
-lm_status lm_mc_read(const char *path, lm_mc_set *s) {
-  char *text = NULL; size_t len = 0;
-  lm_status st = lm_read_file(path, &text, &len);
-  if (!st) st = lm_mc_parse(text, len, path, s);
-  free(text);
-  return st;
-}
 
 /* ---- scoring ---- */
 

@@ -11,14 +11,17 @@
  * The encoder is the model's own stack run through lm_block_forward on
  * buffers of this decoder; a step is the general block's pre-LN equations for
  * one row, with the attention kernel (kernels.h lm_attn) reading the cache.
- * Post-LN encoder-decoders (BART) are not here yet: refused. */
+ * Post-LN encoder-decoders (BART) are not here yet: refused. lm_encdec_generate
+ * is lm_generate's loop (sampler, stop tokens, streaming detokenizer) around it. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include "base/base.h"
 #include "kernels/kernels.h"
 #include "model/model.h"
+#include "infer/detok.h"
 #include "infer/encdec.h"
+#include "infer/infer.h"
 
 struct lm_encdec {
   const lm_model *m;
@@ -172,4 +175,62 @@ void lm_encdec_free(lm_encdec *e) {
   if (!e) return;
   lm_free(e->arena);
   free(e);
+}
+
+lm_status lm_encdec_generate(const lm_model *m, const lm_tokenizer *tok, const char *prompt, const lm_gen_opts *o,
+                             lm_piece_callback cb, void *user, lm_gen_stats *stats) {
+  const lm_config *c = &m->cfg;
+  uint32_t *ids = NULL; size_t n = 0;
+  lm_status st = lm_tokenizer_encode(tok, prompt, strlen(prompt), LM_ENCODE_SPECIAL | (o->add_special ? LM_ENCODE_ADD_SPECIAL : 0),
+                                     &ids, &n);
+  if (st) return st;
+  int64_t P = c->n_positions, eos = c->eos_token_id;
+  int32_t *in = malloc((n + 1) * sizeof(int32_t));
+  if (!in) { free(ids); return lm_error(LM_ERR_NOMEM, "out of memory"); }
+  int64_t S = 0, dropped = 0;
+  for (size_t i = 0; i < n; i++) in[S++] = (int32_t)ids[i];
+  free(ids);
+  if (eos >= 0 && (S == 0 || in[S - 1] != eos)) in[S++] = (int32_t)eos;   /* T5's inputs end with </s> */
+  if (S > P) {   /* the encoder's input is truncated to its positions, its end kept */
+    dropped = S - P;
+    if (eos >= 0) in[P - 1] = (int32_t)eos;
+    S = P;
+    if (o->on_window) o->on_window(P, dropped, user);
+  }
+  int64_t max_len = o->max_tokens + 1 < P ? o->max_tokens + 1 : P;
+  lm_encdec *e = NULL;
+  lm_sampler sp;
+  lm_gen_stats gs = {.prompt_tokens = S, .stop_token = -1};
+  double t0 = lm_time_sec();
+  st = lm_encdec_init(&e, m, in, S, max_len);
+  free(in);
+  if (st) return st;
+  if ((st = lm_sampler_init(&sp, o, c->vocab_size))) { lm_encdec_free(e); return st; }
+  const float *logits;
+  int32_t next = (int32_t)c->decoder_start_token_id;
+  st = lm_encdec_step(e, next, &logits);
+  gs.prefill_sec = lm_time_sec() - t0;
+  lm_detok dt = {0};
+  if (!st) st = lm_detok_init(&dt, tok, -1);
+  t0 = lm_time_sec();
+  for (int64_t k = 0; !st && k < o->max_tokens; k++) {
+    next = lm_sampler_pick(&sp, logits);
+    gs.generated_tokens++;
+    int is_stop = o->stop_at_eot && next == eos;
+    for (int j = 0; j < o->n_stop_tokens && !is_stop; j++) is_stop = o->stop_tokens[j] == next;
+    if (is_stop) { gs.stop_token = next; break; }   /* a stop token ends generation unprinted */
+    const char *text; size_t tlen;
+    if ((st = lm_detok_push(&dt, (uint32_t)next, &text, &tlen))) break;
+    if (tlen && cb && cb(text, tlen, user)) break;
+    if (k + 1 == o->max_tokens || lm_encdec_pos(e) >= max_len) break;
+    st = lm_encdec_step(e, next, &logits);
+  }
+  const char *rest; size_t nrest;
+  if (!st && !lm_detok_flush(&dt, &rest, &nrest) && nrest && cb) cb(rest, nrest, user);
+  lm_detok_free(&dt);
+  gs.decode_sec = lm_time_sec() - t0;
+  if (stats) *stats = gs;
+  lm_sampler_free(&sp);
+  lm_encdec_free(e);
+  return st;
 }

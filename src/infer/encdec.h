@@ -20,4 +20,11 @@ lm_status lm_encdec_step(lm_encdec *e, int32_t id, const float **logits);
 int64_t lm_encdec_pos(const lm_encdec *e);   /* decoder tokens fed so far */
 void lm_encdec_free(lm_encdec *e);
 
+/* lm_generate for encoder-decoders: the prompt (EOS appended when it lacks one; longer than the
+ * model's positions, its first positions - 1 tokens are kept and the dropped count is told through
+ * o->on_window) is the encoder's input; the decoder starts from decoder_start_token_id and samples
+ * up to o->max_tokens tokens, ending at the model's EOS (o->stop_at_eot) or a stop token. */
+lm_status lm_encdec_generate(const lm_model *m, const lm_tokenizer *tok, const char *prompt, const lm_gen_opts *o,
+                             lm_piece_callback cb, void *user, lm_gen_stats *stats);
+
 #endif

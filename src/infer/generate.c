@@ -14,6 +14,7 @@
 #include "infer/infer.h"
 #include "infer/calc.h"
 #include "infer/detok.h"
+#include "infer/encdec.h"
 
 /* The window a generation runs in: the tokens in the cache and how it slides. */
 typedef struct {
@@ -42,6 +43,7 @@ static lm_status window_push(gen_window *w, int32_t next, const float **logits) 
 lm_status lm_generate(lm_model *m, const lm_tokenizer *tok, const char *prompt, const lm_gen_opts *o,
                       lm_piece_callback cb, void *user, lm_gen_stats *stats) {
   const lm_config *c = &m->cfg;
+  if (c->n_enc_layer > 0) return lm_encdec_generate(m, tok, prompt, o, cb, user, stats);   /* T5: encdec.c */
   if (c->head != LM_HEAD_LM || !c->causal)
     return lm_error(LM_ERR_UNSUPPORTED, "generation needs a causal decoder with an LM head; this is a %s model (an encoder, "
                     "or a task head)", lm_arch_name(c->arch));

@@ -192,8 +192,8 @@ lm_status lm_objective_span(lm_objective *obj, lm_model *m, const lm_tokenizer *
   *o = (span_obj){.train = train, .val = val && val->n > 1 ? val : NULL, .rng = rng, .B = B, .S = S,
                   .density = 0.15, .mean_span = 3.0, .start = (int32_t)c->decoder_start_token_id};
   lm_span_lengths(S, o->density, o->mean_span, &o->raw, &o->Tt);
-  int64_t eos = tok ? lm_tokenizer_eot(tok) : -1;
-  if (eos < 0) eos = c->eos_token_id;
+  int64_t eos = c->eos_token_id;   /* the model's </s>, which generation stops at; else the tokenizer's end of text */
+  if ((eos < 0 || eos >= c->vocab_size) && tok) eos = lm_tokenizer_eot(tok);
   int64_t spans = (int64_t)rint(rint((double)o->raw * o->density) / o->mean_span);
   lm_status st = LM_OK;
   if (eos < 0 || eos >= c->vocab_size) st = lm_error(LM_ERR_ARG, "span corruption needs an end-of-sequence token (</s>)");

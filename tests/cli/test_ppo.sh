@@ -2,6 +2,8 @@
 # End to end: `lmkit ppo` (RLHF with a value model; docs/rl.md) on a tiny generated task.
 #   - the tiny policy of rl_lib.sh (a GPT-2 instruction-tuned to answer "a+0=" mostly with "the
 #     answer is a"), and a reward model (`lmkit reward`) that learns to prefer "<answer>a</answer>";
+#   - learning: 32 steps (4 iterations) raise the reward model's score of the greedy answers and of
+#     the sampled ones;
 #   - ppo runs against it: metrics.jsonl carries TRL's objective/kl, objective/scores,
 #     objective/rlhf_reward, policy/clipfrac, policy/entropy, loss/value and loss/policy on every
 #     step; OUT/value is the value model (a tokens head) beside the policy;
@@ -52,6 +54,23 @@ check "ppo: the metrics are consistent (iteration figures, adaptive kl_coef, rlh
 check "ppo: OUT holds the policy (GPT2LMHeadModel) and OUT/value the value model (GPT2ForTokenClassification)" \
   "grep -q GPT2LMHeadModel $T/p/config.json && grep -q GPT2ForTokenClassification $T/p/value/config.json && [ -f $T/p/checkpoint-4/value/model.safetensors ]"
 check "ppo: the value model started from the reward model (value_init reward)" "grep -q '\"value_init\":[[:space:]]*\"reward\"' $T/p/posttrain.json"
+
+# ---- learning: the reward model's score of the greedy answers rises (4 iterations, lr 2e-3)
+score_of() { python3 -c 'import json,sys; print(json.load(sys.stdin)["val_reward"])'; }
+LEARN=(--policy "$T/sft" --reward "$T/rm" --prompts "$T/tasks.jsonl" --eval "$T/tasks.jsonl" --max-length 40 --max-new-tokens 10
+       --batch 4 --ppo-epochs 4 --mini-batches 2 --missing-eos-penalty 1 --threads 2 --quiet)
+before=$("$BIN" ppo "${LEARN[@]}" --eval-only | score_of)
+"$BIN" ppo "${LEARN[@]}" --lr 2e-3 --steps 32 --eval-every 32 --out "$T/l" > /dev/null 2>&1
+after=$(grep '"val_reward"' "$T/l/metrics.jsonl" | tail -1 | score_of)
+check "ppo: the reward model's mean score of the greedy answers rises by > 0.3 in 32 steps (${before:-?} -> ${after:-?})" \
+  "ge '${after:-0}' \$(python3 -c 'print(${before:-1} + 0.3)')"
+first_last() { python3 -c '
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1]) if "\"loss\"" in l]
+print(rows[0]["objective/scores"] if sys.argv[2] == "first" else rows[-1]["objective/scores"])' "$T/l/metrics.jsonl" "$1"; }
+s0=$(first_last first); s1=$(first_last last)
+check "ppo: the sampled completions' mean score rises by > 0.5 from the first iteration to the fourth (${s0:-?} -> ${s1:-?})" \
+  "ge '${s1:-0}' \$(python3 -c 'print(${s0:-1} + 0.5)')"
 
 # ---- determinism and resume
 curve() { grep '"loss"' "$1" | sed 's/, "tokens_per_sec": [^,]*, "step_ms": [^,]*//'; }

@@ -435,3 +435,22 @@ Test(kernels, adamw_first_step_by_hand) {
   scale_inplace(x, 3, 0.5f);
   cr_expect(x[0] == 0.5f && x[1] == 1.0f && x[2] == 1.5f);
 }
+
+/* The clipping factor applied inside the AdamW pass gives the bits of scaling the gradients first and
+ * stepping with factor 1 (the two passes the trainer used to make), over steps, with and without decay;
+ * and the gradients are left as they were. */
+Test(kernels, adamw_fused_clip_equals_scale_then_step) {
+  int64_t n = 100003;   /* parallel and vector loops with a remainder */
+  float *p1 = randn(n, 0.02f), *p2 = copy(p1, n), *m1 = zeros(n), *m2 = zeros(n), *v1 = zeros(n), *v2 = zeros(n);
+  for (int t = 1; t <= 3; t++) {
+    float *g = randn(n, 1.0f), *gs = copy(g, n), *g0 = copy(g, n), clip = 0.37f / (float)t;
+    scale_inplace(gs, n, clip);
+    adamw_update(p1, gs, m1, v1, n, 6e-4f, 0.9f, 0.95f, 1e-8f, t == 2 ? 0.0f : 0.1f, t, 1.0f);
+    adamw_update(p2, g, m2, v2, n, 6e-4f, 0.9f, 0.95f, 1e-8f, t == 2 ? 0.0f : 0.1f, t, clip);
+    cr_expect(memcmp(p1, p2, n * 4) == 0 && memcmp(m1, m2, n * 4) == 0 && memcmp(v1, v2, n * 4) == 0,
+              "step %d: fused clipping differs from scaling first", t);
+    cr_expect(memcmp(g, g0, n * 4) == 0, "the gradients must be left as they were");
+    free(g); free(gs); free(g0);
+  }
+  free(p1); free(p2); free(m1); free(m2); free(v1); free(v2);
+}

@@ -9,6 +9,7 @@
  *
  *   lm_batch_decoder *d;  lm_batch_decoder_init(&d, m, 8, 1024);
  *   lm_batch_decoder_feed(d, 3, prompt_ids, n, &logits);           // slot 3's prompt
+ *   lm_batch_decoder_prefill(d, slots, prompts, lens, k, &logits);  // k prompts together: (k, V)
  *   int slots[] = {0, 3};  int32_t next[] = {t0, t3};
  *   lm_batch_decoder_step(d, slots, next, 2, &logits);             // logits: (2, V), row i for slots[i]
  */
@@ -28,6 +29,11 @@ void lm_batch_decoder_reset(lm_batch_decoder *d, int slot);
 int64_t lm_batch_decoder_pos(const lm_batch_decoder *d, int slot);
 /* Feeds n tokens to one slot; *logits (V) are the last token's, valid until the next call. */
 lm_status lm_batch_decoder_feed(lm_batch_decoder *d, int slot, const int32_t *ids, int64_t n, const float **logits);
+/* Prompts for n distinct slots, packed into as few forwards as the scratch allows (a weight is read
+ * once per forward for all of them, where n feeds would read it n times); prompt i (ids[i], len[i])
+ * goes to slots[i]. *logits is (n, V), row i the last token's of prompt i, valid until the next call. */
+lm_status lm_batch_decoder_prefill(lm_batch_decoder *d, const int *slots, const int32_t *const *ids, const int64_t *len,
+                                   int n, const float **logits);
 /* One token for each of n distinct slots, in one forward; *logits is (n, V), row i for slots[i]. */
 lm_status lm_batch_decoder_step(lm_batch_decoder *d, const int *slots, const int32_t *ids, int n, const float **logits);
 

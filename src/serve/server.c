@@ -2,7 +2,8 @@
  *
  * Threads: libmicrohttpd runs one thread per connection; each parses its body
  * (lm_request_parse), renders and tokenizes the prompt and queues a job. One engine thread owns
- * the decoder: between steps it admits queued jobs into free slots (prefilling their prompts),
+ * the decoder: between steps it admits queued jobs into free slots (prefilling their prompts
+ * together, lm_batch_decoder_prefill),
  * then samples a token for every active slot and runs ONE batched forward over them
  * (lm_batch_decoder_step). Jobs leave when they stop, reach max_tokens or are cancelled (their
  * client went away), so a slot frees at the next step. One mutex guards the queue, the jobs'
@@ -265,7 +266,9 @@ static void *engine_main(void *arg) {
   int64_t V = lm_model_config(s->m)->vocab_size;
   int *slots = malloc((size_t)P * sizeof *slots), *fresh = malloc((size_t)P * sizeof *fresh);
   int32_t *toks = malloc((size_t)P * sizeof *toks);
-  if (!slots || !fresh || !toks) abort();   /* a few bytes at start-up */
+  const int32_t **fresh_ids = malloc((size_t)P * sizeof *fresh_ids);
+  int64_t *fresh_len = malloc((size_t)P * sizeof *fresh_len);
+  if (!slots || !fresh || !toks || !fresh_ids || !fresh_len) abort();   /* a few bytes at start-up */
   pthread_mutex_lock(&s->mu);
   for (;;) {
     int n_fresh = 0;
@@ -284,17 +287,20 @@ static void *engine_main(void *arg) {
       continue;
     }
     pthread_mutex_unlock(&s->mu);
-    for (int k = 0; k < n_fresh; k++) {              /* prefill the new ones */
-      job *j = s->slot[fresh[k]];
+    if (n_fresh) {                                   /* prefill the new ones, together: one read of the weights */
       const float *lg;
-      lm_batch_decoder_reset(s->dec, fresh[k]);
-      lm_status st = lm_batch_decoder_feed(s->dec, fresh[k], j->prompt, j->n_prompt, &lg);
-      if (!st) memcpy(s->slot_logits + (size_t)fresh[k] * V, lg, (size_t)V * sizeof(float));
-      else {
-        pthread_mutex_lock(&s->mu);
-        j->error = lm_strdup(lm_last_error()); finish_job(s, j, "error");
-        pthread_mutex_unlock(&s->mu);
+      for (int k = 0; k < n_fresh; k++) {
+        lm_batch_decoder_reset(s->dec, fresh[k]);
+        fresh_ids[k] = s->slot[fresh[k]]->prompt; fresh_len[k] = s->slot[fresh[k]]->n_prompt;
       }
+      lm_status st = lm_batch_decoder_prefill(s->dec, fresh, fresh_ids, fresh_len, n_fresh, &lg);
+      if (st) pthread_mutex_lock(&s->mu);
+      for (int k = 0; k < n_fresh; k++) {
+        job *j = s->slot[fresh[k]];
+        if (!st) memcpy(s->slot_logits + (size_t)fresh[k] * V, lg + (size_t)k * V, (size_t)V * sizeof(float));
+        else { j->error = lm_strdup(lm_last_error()); finish_job(s, j, "error"); }
+      }
+      if (st) pthread_mutex_unlock(&s->mu);
     }
     int n = 0;
     for (int i = 0; i < P; i++) {                    /* sample; the ones going on form the step */
@@ -331,7 +337,7 @@ static void *engine_main(void *arg) {
     }
   }
   pthread_mutex_unlock(&s->mu);
-  free(slots); free(fresh); free(toks);
+  free(slots); free(fresh); free(toks); free(fresh_ids); free(fresh_len);
   return NULL;
 }
 

@@ -118,6 +118,45 @@ Test(batch, sampled_gpt2) { check(LM_ARCH_GPT2, 0.9f); }
 Test(batch, greedy_llama) { check(LM_ARCH_LLAMA, 0.0f); }
 Test(batch, sampled_llama) { check(LM_ARCH_LLAMA, 0.9f); }
 
+/* prompts prefilled together (split across forwards of 256 rows: 200 + 56 of 150, then 94 + 5 + 1)
+ * give each prompt's logits and cache as feeding it alone does */
+Test(batch, prefill_packs_prompts) {
+  lm_config c = tiny(LM_ARCH_LLAMA);
+  c.n_positions = 320;
+  lm_model *m;
+  cr_assert_eq(lm_model_create(&m, &c, 5), LM_OK, "%s", lm_last_error());
+  enum { K = 4 };
+  static int32_t p[K][200];
+  const int32_t *ids[K] = {p[0], p[1], p[2], p[3]};
+  int64_t len[K] = {200, 150, 5, 1};
+  int slots[K] = {2, 0, 3, 1};
+  lm_rng r; lm_rng_seed(&r, 3);
+  for (int k = 0; k < K; k++) for (int i = 0; i < len[k]; i++) p[k][i] = (int32_t)lm_rng_below(&r, 64);
+  lm_batch_decoder *alone, *packed;
+  cr_assert_eq(lm_batch_decoder_init(&alone, m, K, c.n_positions), LM_OK);
+  cr_assert_eq(lm_batch_decoder_init(&packed, m, K, c.n_positions), LM_OK);
+  const float *lg, *lp;
+  cr_assert_eq(lm_batch_decoder_prefill(packed, slots, ids, len, K, &lp), LM_OK, "%s", lm_last_error());
+  double worst = 0;
+  for (int k = 0; k < K; k++) {
+    cr_assert_eq(lm_batch_decoder_feed(alone, slots[k], ids[k], len[k], &lg), LM_OK);
+    cr_assert_eq(lm_batch_decoder_pos(packed, slots[k]), len[k]);
+    for (int64_t v = 0; v < c.vocab_size; v++) worst = fmax(worst, fabs(lg[v] - lp[k * c.vocab_size + v]));
+  }
+  /* the caches too: one step on every slot */
+  int32_t next[K] = {1, 2, 3, 4};
+  static float a[K * 64];
+  cr_assert_eq(lm_batch_decoder_step(alone, slots, next, K, &lg), LM_OK);
+  memcpy(a, lg, sizeof a);
+  cr_assert_eq(lm_batch_decoder_step(packed, slots, next, K, &lg), LM_OK);
+  for (int i = 0; i < K * 64; i++) worst = fmax(worst, fabs(a[i] - lg[i]));
+  cr_assert(worst < 1e-4, "packed prefill differs from one prompt at a time by %g", worst);
+  int dup[2] = {1, 1};
+  cr_assert_eq(lm_batch_decoder_prefill(packed, dup, ids + 2, len + 2, 2, &lp), LM_ERR_ARG, "a slot twice");
+  lm_batch_decoder_free(alone); lm_batch_decoder_free(packed);
+  lm_model_free(m);
+}
+
 Test(batch, refuses_bad_slots_and_lengths) {
   lm_config c = tiny(LM_ARCH_GPT2);
   lm_model *m;

@@ -143,7 +143,7 @@ int cmd_generate(int argc, char **argv) {
       snprintf(with_cot, k, "%s%s%s", prompt, *prompt ? " " : "", cot);
       prompt = with_cot;
     }
-    fputs(prompt, stdout);
+    if (lm_model_config(m)->n_enc_layer <= 0) fputs(prompt, stdout);   /* a decoder continues it; an encoder-decoder answers */
     o.add_special = 1;   /* plain text, as HF's tokenizer(prompt): Llama's <s> / <|begin_of_text|> first */
     if (lm_generate(m, tok, prompt, &o, print_piece, NULL, &gs)) { fputc('\n', stdout); rc = cli_fail(); goto done; }
     fputc('\n', stdout);

@@ -45,11 +45,11 @@ print(c["model_type"], c["architectures"][0], c["feed_forward_proj"], c["num_lay
 PY
 check "saved as T5ForConditionalGeneration (v1.0 layout, tied): $(cat "$T/layout.txt")" \
   "[ \"\$(cat $T/layout.txt)\" = 't5 T5ForConditionalGeneration relu 2 2 True False' ]"
-# generation: the encoder once, the decoder with its caches, stopping at </s>
+# generation: the encoder once, the decoder with its caches, stopping at </s>; the answer alone (no prompt echo)
 "$BIN" generate --model "$T/base" --prompt "the cat <extra_id_0> on the <extra_id_1> ." --max-tokens 12 --temperature 0 \
   > "$T/gen.txt" 2> "$T/gen.err"; rc=$?
 check "generate on a t5 runs (rc $rc) and answers with sentinels: $(tr '\n' ' ' < "$T/gen.txt" | cut -c1-120)" \
-  "[ $rc = 0 ] && grep -q '<extra_id_0>' $T/gen.txt && ! grep -q '</s>' $T/gen.txt"
+  "[ $rc = 0 ] && grep -q '^<extra_id_0>' $T/gen.txt && ! grep -q '</s>' $T/gen.txt"
 # resume from the middle checkpoint: the same final loss as the uninterrupted run
 "$BIN" train "${TRAIN[@]}" --steps 90 --save-every 45 --out "$T/base" --resume "$T/base/checkpoint-45" --out "$T/resumed" \
   > "$T/resumed.log" 2>&1; rc=$?

@@ -59,9 +59,10 @@ float lm_lr_at(int64_t step, int64_t steps, int64_t warmup, float lr, float min_
 
 lm_status lm_evaluate(lm_model *m, const lm_tokenizer *tok, const char *const *files, int n_files,
                       int64_t context, int64_t batch, double *mean_loss, int64_t *n_tokens) {
-  if (m->cfg.head != LM_HEAD_LM || !m->cfg.causal)
+  if (m->cfg.head != LM_HEAD_LM || !m->cfg.causal || m->cfg.n_enc_layer > 0)
     return lm_error(LM_ERR_UNSUPPORTED, "lmkit eval measures the next-token loss of a causal decoder with an LM head; this is "
-                    "a %s model with a %s head", lm_arch_name(m->cfg.arch), lm_head_name(m->cfg.head));
+                    "a %s model with a %s head%s", lm_arch_name(m->cfg.arch), lm_head_name(m->cfg.head),
+                    m->cfg.n_enc_layer > 0 ? " (an encoder-decoder: its validation loss is in the training run's metrics.jsonl)" : "");
   lm_stream s;
   lm_status st = lm_streams_load(tok, files, n_files, 0, m->cfg.vocab_size, &s, NULL);
   if (st) return st;

@@ -6,8 +6,9 @@
 #   - the saved directory is a T5ForConditionalGeneration directory (model_type t5, encoder/decoder
 #     HF tensor names, shared embeddings); `--ffn gated-gelu` saves the v1.1 layout (wi_0/wi_1,
 #     lm_head);
+#   - `generate` answers (encoder once, decoder caches) and stops at </s>;
 #   - errors: a tokenizer without T5's sentinels names <extra_id_0>; --ffn gated-gelu on a decoder,
-#     span corruption on a decoder, clm on t5.
+#     span corruption on a decoder, clm on t5, eval's next-token loss on t5.
 # (Correctness against PyTorch and the HF layouts: tests/reference/test_t5.py, test_span.py.)
 source "$(dirname "$0")/lib.sh"
 losses() { python3 -c "
@@ -64,6 +65,8 @@ err "--ffn gated-gelu on a decoder is an error" "--ffn gated-gelu is for --arch 
   "$BIN" train --arch gpt2 --ffn gated-gelu --data "$T/corpus.txt" --steps 2 --out "$T/x2" --quiet
 err "span corruption on a decoder is an error" "encoder-decoder" \
   "$BIN" train --arch gpt2 --objective span-corruption --data "$T/corpus.txt" --steps 2 --out "$T/x3" --quiet
+err "eval (next-token loss) on a t5 is a clear error, not NaN" "encoder-decoder" \
+  "$BIN" eval --model "$T/base" --data "$T/corpus.txt"
 err "clm on t5 is an error" "causal" \
   "$BIN" train "${TRAIN[@]}" --objective clm --steps 2 --out "$T/x4"
 echo "$pass passed, $fail failed"; [ "$fail" -eq 0 ]

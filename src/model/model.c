@@ -405,7 +405,9 @@ lm_status lm_batch_check(const lm_model *m, const lm_batch *b) {
       }
   }
   if (c->n_enc_layer > 0) {   /* the encoder's input */
-    if (!b->enc_ids) return lm_error(LM_ERR_ARG, "batch: an encoder-decoder needs the encoder's input (enc_ids)");
+    if (!b->enc_ids)
+      return lm_error(LM_ERR_ARG, "batch: a %s model is an encoder-decoder and needs the encoder's input (enc_ids); this "
+                      "batch has decoder tokens only", m->fam->model_type);
     if (b->S <= 0 || b->S > m->acts.T)
       return lm_error(LM_ERR_RANGE, "batch: encoder input of %lld tokens (1..%lld reserved)", (long long)b->S,
                       (long long)m->acts.T);

@@ -717,6 +717,12 @@ lm_status lm_train_run(lm_model *m, const lm_tokenizer *tok, const lm_train_opts
     double dt = lm_time_sec() - t0;
     tokens_done += N * o.grad_accum;
     double tps = N * o.grad_accum / dt;
+    if (!isfinite(loss) && !m->ok) {   /* the model refused the objective's batch: its error says why */
+      char why[512];
+      snprintf(why, sizeof why, "%s", lm_last_error());
+      st = lm_error(LM_ERR_ARG, "step %lld: %s", (long long)step, why);
+      break;
+    }
     if (!isfinite(loss)) {
       st = lm_error(LM_ERR_RANGE, "loss became %f at step %lld: lower --lr or raise --warmup", loss, (long long)step);
       break;

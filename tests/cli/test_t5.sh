@@ -67,6 +67,9 @@ err "span corruption on a decoder is an error" "encoder-decoder" \
   "$BIN" train --arch gpt2 --objective span-corruption --data "$T/corpus.txt" --steps 2 --out "$T/x3" --quiet
 err "eval (next-token loss) on a t5 is a clear error, not NaN" "encoder-decoder" \
   "$BIN" eval --model "$T/base" --data "$T/corpus.txt"
+printf '{"prompt": "a b", "completion": "c d"}\n%.0s' {1..20} > "$T/sft.jsonl"
+err "sft (decoder batches) on a t5 names the missing encoder input, not a NaN loss" "needs the encoder's input" \
+  "$BIN" sft --model "$T/base" --data "$T/sft.jsonl" --out "$T/x5" --steps 2 --quiet
 err "clm on t5 is an error" "causal" \
   "$BIN" train "${TRAIN[@]}" --objective clm --steps 2 --out "$T/x4"
 echo "$pass passed, $fail failed"; [ "$fail" -eq 0 ]

@@ -1,21 +1,26 @@
 /* grpo.c — online RL on the one trainer: GRPO (DeepSeekMath; TRL's
- * GRPOTrainer, with its loss types grpo, dapo, dr_grpo) and RLOO (TRL's
- * RLOOTrainer) as one objective, the algorithm a row of a table of choices
- * (the advantage and the policy loss's options; rl.h, docs/rl.md).
+ * GRPOTrainer, with its loss types grpo, dapo, dr_grpo), RLOO (TRL's
+ * RLOOTrainer) and PPO (InstructGPT; TRL's PPOTrainer) as one objective, the
+ * algorithm a row of a table (VARIANTS below: how advantages are made, the
+ * policy loss's options, whether a value model trains, the metrics; rl.h,
+ * docs/rl.md).
  *
- * A micro-batch is B tasks x G completions:
+ * An iteration over a rollout batch (B tasks x G completions per micro-batch it feeds):
  *   1. rollouts of the current policy (rollout.c, batched), seeded from the
  *      data cursor so that a resumed run samples what the first run would;
- *   2. rewards (rewards.c) of the decoded completions (the stop token left out);
- *   3. one forward of the n = B*G rows prompt + completion: the per-token
- *      log-probs lp = log softmax(logits / temperature)[token] (TRL divides by
- *      the temperature too), and the reference model's when beta > 0 (GRPO's
- *      k3) or kl_coef > 0 (RLOO's KL-shaped reward);
- *   4. advantages and the loss (rl_loss.c) with old = lp detached: one
- *      optimisation step per rollout batch (TRL's num_iterations = 1), so the
- *      ratio is 1 and clipping only matters for its gradient's form;
+ *   2. rewards (rewards.c) of the decoded completions (the stop token left out),
+ *      less the missing-EOS penalty;
+ *   3. forwards of the rows prompt + completion: the per-token log-probs
+ *      lp = log softmax(logits / temperature)[token] (TRL divides by the
+ *      temperature too), the reference model's when a KL term is on, and PPO's
+ *      values (the value model's output at the position before each token);
+ *   4. advantages (the variant's) and the loss (rl_loss.c) against the old
+ *      log-probs: GRPO and RLOO use a batch once, in the forward that gives
+ *      them (TRL's num_iterations = 1: ratio 1, clipping only shapes the
+ *      gradient); PPO makes several passes in mini-batches (see "the objective");
  *   5. d loss / d lp becomes d loss / d logits = g / temperature * (onehot - softmax)
- *      at the position before each completion token, through lm_batch.dout.
+ *      at the position before each completion token, through lm_batch.dout;
+ *      PPO's value loss goes back through the value model's own dout.
  * Calculator results spliced into a completion (tool tokens) take no
  * gradient; they still count in the length normalisations. */
 #include <math.h>

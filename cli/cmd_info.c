@@ -47,7 +47,10 @@ int cmd_info(int argc, char **argv) {
   static const char *norms[] = {"layernorm", "rmsnorm"}, *acts[] = {"gelu_tanh", "gelu_erf", "relu", "silu"};
   printf("model:            %s (%s)\n", dir, lm_arch_name(c->arch));
   printf("parameters:       %lld (%.2fM)\n", (long long)lm_model_num_params(m), lm_model_num_params(m) / 1e6);
-  printf("layers:           %lld\n", (long long)c->n_layer);
+  if (c->n_enc_layer > 0)
+    printf("layers:           %lld encoder + %lld decoder (cross-attention)\n", (long long)c->n_enc_layer, (long long)c->n_layer);
+  else
+    printf("layers:           %lld\n", (long long)c->n_layer);
   printf("heads:            %lld", (long long)c->n_head);
   if (c->n_kv_head && c->n_kv_head != c->n_head) printf(" (%lld key/value heads: grouped-query attention)", (long long)c->n_kv_head);
   printf("\n");
@@ -61,6 +64,12 @@ int cmd_info(int argc, char **argv) {
   if (c->rope)
     printf("rope:             theta %g%s\n", (double)c->rope_theta, c->rope_scaling ? ", llama3 scaling" : "");
   if (c->sliding_window) printf("sliding window:   %lld\n", (long long)c->sliding_window);
+  if (c->head_dim || c->attn_unscaled)
+    printf("attention:        heads of %lld%s\n", (long long)(c->head_dim ? c->head_dim : c->n_embd / c->n_head),
+           c->attn_unscaled ? ", scores not scaled by 1/sqrt(d)" : "");
+  if (c->rel_buckets > 0)
+    printf("positions:        relative bias, %lld buckets up to distance %lld\n", (long long)c->rel_buckets,
+           (long long)c->rel_max_distance);
   lm_tokenizer *tok;
   if (lm_tokenizer_load(&tok, dir) == LM_OK) {
     printf("tokenizer:        %lld ids, end-of-text id %lld\n", (long long)lm_tokenizer_vocab_size(tok), (long long)lm_tokenizer_eot(tok));

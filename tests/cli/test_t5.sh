@@ -46,6 +46,7 @@ print(c["model_type"], c["architectures"][0], c["feed_forward_proj"], c["num_lay
 PY
 check "saved as T5ForConditionalGeneration (v1.0 layout, tied): $(cat "$T/layout.txt")" \
   "[ \"\$(cat $T/layout.txt)\" = 't5 T5ForConditionalGeneration relu 2 2 True False' ]"
+check "info describes the encoder-decoder" "\"$BIN\" info $T/base | grep -q '2 encoder + 2 decoder' && \"$BIN\" info $T/base | grep -q 'relative bias, 32 buckets'"
 # generation: the encoder once, the decoder with its caches, stopping at </s>; the answer alone (no prompt echo)
 "$BIN" generate --model "$T/base" --prompt "the cat <extra_id_0> on the <extra_id_1> ." --max-tokens 12 --temperature 0 \
   > "$T/gen.txt" 2> "$T/gen.err"; rc=$?

@@ -13,7 +13,7 @@ mkdir -p "$OUT/corpus_study"
 FLAGS="-g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer -D_GNU_SOURCE
   -Iinclude -Isrc $(pkg-config --cflags libcjson)"
 # shellcheck disable=SC2086
-$CC $FLAGS fuzz/fuzz_study.c src/scaling/runs.c src/eval/mc_data.c src/base/error.c src/base/io.c src/base/mem.c \
+$CC $FLAGS fuzz/fuzz_study.c src/scaling/runs.c src/eval/mc_data.c src/base/lines.c src/base/error.c src/base/io.c src/base/mem.c \
   $(pkg-config --libs libcjson) -lm -o "$OUT/fuzz_study"
 printf '\000{"run":"C1e+09-2x32","params":25472,"tokens":6656,"flops":1e9,"val_loss":4.28,"steps":52}\n\n{"params":1,"tokens":2,"val_loss":3}\n' > "$OUT/corpus_study/runs"
 printf '\000{"params":1,"tokens":2,"val-loss":3}\n' > "$OUT/corpus_study/runs_bad"

@@ -71,14 +71,9 @@ void lm_mc_free(lm_mc_set *s) {
 lm_status lm_mc_parse(const char *text, size_t len, const char *name, lm_mc_set *s) {
   s->items = NULL; s->n = 0;
   int64_t cap = 0, line = 0;
-  for (size_t at = 0; at < len;) {
-    const char *p = text + at, *nl = memchr(p, '\n', len - at);
-    size_t l = nl ? (size_t)(nl - p) : len - at;
-    at += l + (nl != NULL);
-    line++;
-    size_t b = 0;
-    while (b < l && (p[b] == ' ' || p[b] == '\t' || p[b] == '\r')) b++;
-    if (b == l) continue;
+  size_t at = 0, l;
+  const char *p;
+  while (lm_next_line(text, len, &at, &line, &p, &l)) {
     if (s->n == cap) {
       cap = cap ? 2 * cap : 64;
       lm_mc_item *w = lm_xrealloc(s->items, (size_t)cap * sizeof *w);

@@ -67,14 +67,9 @@ lm_status lm_scaling_parse(const char *text, size_t len, const char *name, lm_sc
   *runs = NULL; *n = 0;
   lm_scaling_run *v = NULL;
   int64_t cnt = 0, cap = 0, line = 0;
-  for (size_t at = 0; at < len;) {
-    const char *s = text + at, *nl = memchr(s, '\n', len - at);
-    size_t l = nl ? (size_t)(nl - s) : len - at;
-    at += l + (nl != NULL);
-    line++;
-    size_t b = 0;
-    while (b < l && (s[b] == ' ' || s[b] == '\t' || s[b] == '\r')) b++;
-    if (b == l) continue;
+  size_t at = 0, l;
+  const char *s;
+  while (lm_next_line(text, len, &at, &line, &s, &l)) {
     if (cnt == cap) {
       cap = cap ? 2 * cap : 64;
       lm_scaling_run *w = lm_xrealloc(v, (size_t)cap * sizeof *v);

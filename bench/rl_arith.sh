@@ -13,6 +13,7 @@
 # reward and accuracy curves as PNG (gnuplot: apt-get install gnuplot-nox); all into $WORK.
 #   bash bench/rl_arith.sh                  full run (about an hour on 2 quiet cores)
 #   SCALE=quick bash bench/rl_arith.sh      a small run (minutes on a quiet machine) to check the path
+#   SCALE=medium bash bench/rl_arith.sh     in between (4 layers x 128, 1200 + 800 steps, 40 RL steps)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
@@ -23,7 +24,9 @@ THREADS=${THREADS:-2}
 [ -x "$BIN" ] || { cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE=Release >/dev/null && cmake --build "$BUILD" -j "$(nproc)"; }
 [ -x "$BUILD/bench_rollout" ] || cmake --build "$BUILD" --target bench_rollout > /dev/null
 export OMP_WAIT_POLICY=passive
-if [ "$SCALE" = quick ]; then
+if [ "$SCALE" = medium ]; then
+  N_TRAIN=3000; N_HELD=100; LAYERS=4; DIM=128; HEADS=4; VOCAB=512; PRE=1200; SFT=800; RM=300; RL=40; EVAL_EVERY=20; ROLL="16 32 16 1"
+elif [ "$SCALE" = quick ]; then
   N_TRAIN=1500; N_HELD=100; LAYERS=2; DIM=96; HEADS=4; VOCAB=512; PRE=300; SFT=300; RM=150; RL=12; EVAL_EVERY=4; ROLL="16 32 16 1"
 else
   N_TRAIN=8000; N_HELD=300; LAYERS=4; DIM=192; HEADS=6; VOCAB=1024; PRE=3000; SFT=1500; RM=600; RL=200; EVAL_EVERY=40; ROLL="16 32 32 3"

@@ -6,9 +6,14 @@
  *   gpt2       GPT-2 124M: 12 layers, 768 wide, 12 heads, vocab 50257, context 1024
  *   tinyllama  TinyLlama-1.1B: 22 layers, 2048 wide, 32 heads / 4 KV heads, SwiGLU FFN 5632,
  *              vocab 32000, context 2048, untied head
- * bench/generate_gpt2.sh and bench/generate_llama.sh run it.
+ * or MODEL is a GGUF file (its weights kept as the file has them: Q8_0/Q4_0 blocks decode through
+ * the quantized kernels, and the bytes per token count the blocks). `bench_generate write SHAPE
+ * TYPE OUT.gguf` writes a shape's random model as GGUF (f32, f16, q8_0, q4_0; GPT-2's tokenizer, so
+ * llama.cpp loads it: the TinyLlama shape then has 50257 tokens instead of 32000).
+ * bench/generate_gpt2.sh, bench/generate_llama.sh and bench/generate_gguf.sh run it.
  *
- * usage: bench_generate [MODEL=gpt2] [THREADS=2] [PROMPT=512] [DECODE=128] [RUNS=5] [DECODE_PREFILL=16] */
+ * usage: bench_generate [MODEL=gpt2|tinyllama|FILE.gguf] [THREADS=2] [PROMPT=512] [DECODE=128] [RUNS=5] [DECODE_PREFILL=16]
+ *        bench_generate write gpt2|tinyllama f32|f16|q8_0|q4_0 OUT.gguf */
 #include <math.h>
 #include <omp.h>
 #include <stdio.h>
@@ -17,6 +22,8 @@
 #include "bench_util.h"
 #include "infer/infer.h"
 #include "model/model.h"
+#include "model/gguf.h"
+#include "kernels/quant.h"
 
 static int32_t argmax(const float *v, int64_t n) {
   int64_t b = 0;
@@ -25,14 +32,41 @@ static int32_t argmax(const float *v, int64_t n) {
   return (int32_t)b;
 }
 
+static void shape_config(lm_config *c, int llama) {
+  if (llama) {   /* TinyLlama-1.1B's config.json */
+    lm_config_default(c, LM_ARCH_LLAMA);
+    c->vocab_size = 32000; c->n_positions = 2048; c->n_embd = 2048; c->n_layer = 22; c->n_head = 32; c->n_kv_head = 4;
+    c->n_inner = 5632; c->norm_eps = 1e-5f;
+  } else {
+    lm_config_default(c, LM_ARCH_GPT2);   /* GPT-2 small: 12 x 768, 12 heads, 50257, 1024 */
+  }
+}
+
+/* a shape's random weights (N(0, 0.02) as lm_model_create draws them) as a GGUF file of one type */
+static int write_gguf(const char *shape, const char *type, const char *out) {
+  int llama = !strcmp(shape, "tinyllama"), t = lm_ggml_type_by_name(type);
+  lm_config c;
+  lm_tokenizer *tok;
+  lm_model *m;
+  if ((!llama && strcmp(shape, "gpt2")) || t < 0) { fprintf(stderr, "usage: bench_generate write gpt2|tinyllama f32|f16|q8_0|q4_0 OUT\n"); return 2; }
+  if (lm_tokenizer_load(&tok, "gpt2")) { fprintf(stderr, "%s\n", lm_last_error()); return 1; }
+  shape_config(&c, llama);
+  c.vocab_size = lm_tokenizer_vocab_size(tok);
+  if (lm_model_create(&m, &c, 1) || lm_gguf_export(m, tok, NULL, t, out, 0)) { fprintf(stderr, "%s\n", lm_last_error()); return 1; }
+  lm_model_free(m);
+  lm_tokenizer_free(tok);
+  return 0;
+}
+
 int main(int argc, char **argv) {
+  if (argc > 1 && !strcmp(argv[1], "write")) return argc == 5 ? write_gguf(argv[2], argv[3], argv[4]) : 2;
   const char *model = argc > 1 ? argv[1] : "gpt2";
   int threads = argc > 2 ? atoi(argv[2]) : 2;
   int64_t P = argc > 3 ? atoll(argv[3]) : 512, D = argc > 4 ? atoll(argv[4]) : 128;
   int runs = argc > 5 ? atoi(argv[5]) : 5;
   int64_t DP = argc > 6 ? atoll(argv[6]) : 16;
-  int llama = !strcmp(model, "tinyllama");
-  if ((!llama && strcmp(model, "gpt2")) || runs < 1 || P < 1 || D < 1 || DP < 1) {
+  int llama = !strcmp(model, "tinyllama"), file = lm_gguf_is_file(model);
+  if ((!llama && !file && strcmp(model, "gpt2")) || runs < 1 || P < 1 || D < 1 || DP < 1) {
     fprintf(stderr, "usage: %s [gpt2|tinyllama] [THREADS] [PROMPT] [DECODE] [RUNS] [DECODE_PREFILL]\n", argv[0]);
     return 2;
   }
@@ -40,17 +74,14 @@ int main(int argc, char **argv) {
   double bw = bench_read_bandwidth();
 
   lm_config c;
-  if (llama) {   /* TinyLlama-1.1B's config.json */
-    lm_config_default(&c, LM_ARCH_LLAMA);
-    c.vocab_size = 32000; c.n_positions = 2048; c.n_embd = 2048; c.n_layer = 22; c.n_head = 32; c.n_kv_head = 4;
-    c.n_inner = 5632; c.norm_eps = 1e-5f;
-  } else {
-    lm_config_default(&c, LM_ARCH_GPT2);   /* GPT-2 small: 12 x 768, 12 heads, 50257, 1024 */
-  }
   lm_model *m;
   lm_session *s;
   int64_t max_len = (P > DP + D ? P : DP + D);
-  if (lm_model_create(&m, &c, 1) || lm_session_init(&s, m, max_len)) { fprintf(stderr, "%s\n", lm_last_error()); return 1; }
+  shape_config(&c, llama);
+  if (file ? lm_model_load(&m, model) : lm_model_create(&m, &c, 1)) { fprintf(stderr, "%s\n", lm_last_error()); return 1; }
+  c = m->cfg;
+  int kv16 = getenv("KV_F16") && atoi(getenv("KV_F16"));
+  if (lm_session_init_kv(&s, m, max_len, kv16)) { fprintf(stderr, "%s\n", lm_last_error()); return 1; }
   const int64_t V = c.vocab_size, C = c.n_embd, L = c.n_layer, KVC = lm_kv_heads(&c) * (C / c.n_head);
   int32_t *prompt = malloc(P * sizeof(int32_t));
   lm_rng r;
@@ -92,14 +123,20 @@ int main(int argc, char **argv) {
   /* K and V of every layer up to the current length; the mean length over the decode */
   double kv_len = DP + (D + 1) / 2.0;
   double kv_bytes = 4.0 * 2.0 * L * kv_len * KVC;
+  for (int64_t e = 0; m->qlin && e <= LM_QL_PER_LAYER * L; e++) {   /* quantized linears: their blocks */
+    const lm_qmat *q = &m->qlin[e];
+    if (q->data) weight_bytes += (double)q->rows * (q->cols / LM_QK) * lm_qweight_block_bytes(q->type) - 4.0 * q->rows * q->cols;
+  }
+  if (kv16) kv_bytes /= 2;
   double limit_w = bw / weight_bytes, limit_wkv = bw / (weight_bytes + kv_bytes);
 
-  printf("{\"impl\": \"lmkit\", \"model\": \"%s\", \"threads\": %d, \"bandwidth_gbs\": %.2f, "
+  const char *name = file ? model : llama ? "tinyllama-1.1B" : "gpt2-124M";
+  printf("{\"impl\": \"lmkit\", \"model\": \"%s\", \"kv_f16\": %d, \"threads\": %d, \"bandwidth_gbs\": %.2f, "
          "\"prefill_tokens\": %lld, \"prefill_tok_s\": %.1f, \"decode_prefill\": %lld, \"decode_tokens\": %lld, "
          "\"decode_tok_s\": %.2f, \"weight_mb_per_token\": %.1f, \"kv_mb_per_token\": %.1f, "
          "\"bw_limit_tok_s\": %.2f, \"bw_fraction\": %.3f, \"bw_limit_kv_tok_s\": %.2f, \"bw_fraction_kv\": %.3f, "
          "\"peak_rss_mb\": %.0f, \"last_token\": %d}\n",
-         llama ? "tinyllama-1.1B" : "gpt2-124M", lm_get_threads(), bw / 1e9, (long long)P, pre_tps, (long long)DP,
+         name, kv16, lm_get_threads(), bw / 1e9, (long long)P, pre_tps, (long long)DP,
          (long long)D, dec_tps, weight_bytes / 1e6, kv_bytes / 1e6, limit_w, dec_tps / limit_w, limit_wkv, dec_tps / limit_wkv, bench_peak_rss_mb(), last);
   fprintf(stderr,
           "%s, %d threads, DRAM read bandwidth %.2f GB/s\n"
@@ -107,7 +144,7 @@ int main(int argc, char **argv) {
           "  decode  %lld tokens:  %8.2f tok/s\n"
           "  bandwidth limit:      %8.2f tok/s  (%.1f MB of weights per token) -> %.2f of the limit\n"
           "  with the KV cache:    %8.2f tok/s  (+%.1f MB mean KV per token)   -> %.2f of the limit\n",
-          llama ? "TinyLlama-1.1B" : "GPT-2 124M", lm_get_threads(), bw / 1e9, (long long)P, pre_tps, (long long)D, dec_tps, limit_w, weight_bytes / 1e6,
+          name, lm_get_threads(), bw / 1e9, (long long)P, pre_tps, (long long)D, dec_tps, limit_w, weight_bytes / 1e6,
           dec_tps / limit_w, limit_wkv, kv_bytes / 1e6, dec_tps / limit_wkv);
   free(prompt); free(pre); free(dec);
   lm_session_free(s);

@@ -19,7 +19,7 @@
 #include "tokenizer/tokenizer.h"
 #include "train/rl.h"
 
-#define DEFAULT_COT "Let's think step by step."
+#define DEFAULT_COT LM_COT_DEFAULT   /* infer/chat_generate.h */
 
 static const char *HELP_COMMON =
   "\n"

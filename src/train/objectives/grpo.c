@@ -67,23 +67,7 @@ static lm_status task_prompt(const cJSON *rec, const char *where, const lm_chat_
   cJSON *msgs = lm_chat_as_messages(p, "user");
   if (!msgs) return lm_error(LM_ERR_NOMEM, "out of memory");
   lm_status st = lm_chat_check_messages(msgs, where, "prompt");
-  if (!st && cot && *cot) {   /* the chain-of-thought instruction joins the last user message */
-    cJSON *last = NULL, *m;
-    cJSON_ArrayForEach(m, msgs)
-      if (!strcmp(cJSON_GetObjectItemCaseSensitive(m, "role")->valuestring, "user")) last = m;
-    if (!last) st = lm_error(LM_ERR_FORMAT, "%s: --cot needs a user message in the prompt", where);
-    else {
-      const char *c = cJSON_GetObjectItemCaseSensitive(last, "content")->valuestring;
-      size_t k = strlen(c) + strlen(cot) + 3;
-      char *s = malloc(k);
-      if (!s) st = lm_error(LM_ERR_NOMEM, "out of memory");
-      else {
-        snprintf(s, k, "%s\n\n%s", c, cot);
-        cJSON_ReplaceItemInObjectCaseSensitive(last, "content", cJSON_CreateString(s));
-        free(s);
-      }
-    }
-  }
+  if (!st && cot && *cot) st = lm_chat_add_cot(msgs, cot);   /* joins the last user message */
   size_t len = 0;
   if (!st) st = lm_chat_generation_prompt(cc, msgs, text, &len);
   cJSON_Delete(msgs);

@@ -5,20 +5,20 @@
 #   before      lmkit at revision BEFORE (default e78e701^: the dense kernel that kept (B,NH,T,T) per layer)
 #   lmkit       this tree (tiled attention: O(T) per layer)
 #   lmkit ckpt  this tree with activation checkpointing (train --checkpoint-activations)
-#   pytorch     PyTorch CPU, the same model with its (T,T) attention, and with SDPA (its memory-efficient kernel)
+#   pytorch     PyTorch CPU, the same model with its (T,T) attention (sdpa: with F.scaled_dot_product_attention)
 # all in the same run, on the same threads. A configuration whose estimated need is above the memory
 # available is skipped (said so), not run into the OOM killer; the limit is MEM_MB (default: MemAvailable).
 #   bash bench/long_context.sh [STEPS]     (timed steps after one warm-up; default 2; 0: the warm-up
 #                                          step alone, timed, for the memory figures on a busy machine)
 # Environment: TS="1024 2048 4096", THREADS=2, BUILD=build, BEFORE=<git revision>, OLD_BIN=<its bench_train_gpt2>,
-# IMPLS="before lmkit ckpt sdpa torch".
+# IMPLS="before lmkit ckpt torch" (add sdpa where PyTorch >= 2.0 has F.scaled_dot_product_attention).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
 BEFORE=${BEFORE:-e78e701^}
 STEPS=${1:-2}
 TS=${TS:-"1024 2048 4096"}
-IMPLS=${IMPLS:-"before lmkit ckpt sdpa torch"}
+IMPLS=${IMPLS:-"before lmkit ckpt torch"}
 unset OPENBLAS_CORETYPE   # forces AVX2 kernels on some machines and halves sgemm
 THREADS=${THREADS:-2}
 export OMP_NUM_THREADS=$THREADS

@@ -77,7 +77,7 @@ def main():
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
-        if s:
+        if s or not steps:   # STEPS 0: the warm-up step alone, timed
             times.append(time.perf_counter() - t0)
     med = statistics.median(times)
     n_params = sum(p.numel() for p in model.parameters())

@@ -46,7 +46,7 @@ static const command COMMANDS[] = {
   {"eval", cmd_eval, "mean loss and perplexity of a model on data", "study"},
   {"sweep", cmd_sweep, "train a ladder of GPT sizes per compute budget (IsoFLOP profiles) into runs.jsonl", "study"},
   {"fit", cmd_fit, "fit scaling laws to a sweep: Chinchilla L(N,D), IsoFLOP optima, Kaplan L(N)", "study"},
-  {"plot", cmd_plot, "PNG plots with gnuplot: IsoFLOP curves, the compute-optimal frontier, loss curves", "study"},
+  {"plot", cmd_plot, "draw PNG plots with gnuplot: IsoFLOP curves, the compute-optimal frontier, loss curves", "study"},
   {"info", cmd_info, "show a model's config and size; --system shows BLAS and threads", "study"},
   {"chat", cmd_chat, "talk with a chat model in the terminal (streaming, /system, /reset, /save)", "use"},
   {"index", cmd_index, "build a retrieval index of documents (passages, BM25, dense vectors)", "use"},

@@ -31,14 +31,19 @@ static int64_t synth(lm_scaling_run *r, uint64_t seed, double noise) {
   return n;
 }
 
+/* the fit of r[0..n) with n_boot resamples (default seed), asserted to succeed */
+static void fit(const lm_scaling_run *r, int64_t n, int64_t n_boot, lm_scaling_fit *f) {
+  lm_scaling_fit_opts o;
+  lm_scaling_fit_opts_default(&o);
+  o.n_boot = n_boot;
+  cr_assert_eq(lm_scaling_fit_runs(r, n, &o, f), LM_OK, "%s", lm_last_error());
+}
+
 Test(scaling, recovers_chinchilla) {
   lm_scaling_run r[128];
   int64_t n = synth(r, 7, 0.01);
-  lm_scaling_fit_opts o;
-  lm_scaling_fit_opts_default(&o);
-  o.n_boot = 20;
   lm_scaling_fit f;
-  cr_assert_eq(lm_scaling_fit_runs(r, n, &o, &f), LM_OK, "%s", lm_last_error());
+  fit(r, n, 20, &f);
   cr_expect(fabs(f.law.alpha - 0.34) < 0.03, "alpha %g", f.law.alpha);
   cr_expect(fabs(f.law.beta - 0.28) < 0.03, "beta %g", f.law.beta);
   cr_expect(fabs(f.law.E - 1.69) < 0.05, "E %g", f.law.E);
@@ -54,7 +59,7 @@ Test(scaling, recovers_chinchilla) {
   cr_expect(f.kaplan_alpha > 0 && f.kaplan_alpha < 0.34, "kaplan alpha %g", f.kaplan_alpha);
   /* the same runs and seed: the same fit, bit for bit; predictions come with their interval */
   lm_scaling_fit g;
-  cr_assert_eq(lm_scaling_fit_runs(r, n, &o, &g), LM_OK);
+  fit(r, n, 20, &g);
   cr_expect(!memcmp(&f.law, &g.law, sizeof f.law) && !memcmp(&f.lo, &g.lo, sizeof f.lo) && !memcmp(&f.hi, &g.hi, sizeof f.hi));
   double L, lo, hi;
   lm_scaling_predict(&f, 1e10, 2e11, &L, &lo, &hi);
@@ -67,11 +72,8 @@ Test(scaling, recovers_chinchilla) {
 Test(scaling, noiseless_is_exact) {
   lm_scaling_run r[128];
   int64_t n = synth(r, 1, 0);
-  lm_scaling_fit_opts o;
-  lm_scaling_fit_opts_default(&o);
-  o.n_boot = 0;
   lm_scaling_fit f;
-  cr_assert_eq(lm_scaling_fit_runs(r, n, &o, &f), LM_OK, "%s", lm_last_error());
+  fit(r, n, 0, &f);
   cr_expect(fabs(f.law.alpha - 0.34) < 1e-3 && fabs(f.law.beta - 0.28) < 1e-3 && fabs(f.law.E - 1.69) < 1e-3,
             "E %g alpha %g beta %g", f.law.E, f.law.alpha, f.law.beta);
   lm_scaling_fit_free(&f);
@@ -107,7 +109,8 @@ Test(scaling, runs_jsonl) {
 }
 
 Test(scaling, too_few_runs) {
-  lm_scaling_run r[4] = {{1, 1, 6, 1, 1}, {2, 1, 12, 1, 2}, {3, 1, 18, 1, 3}, {4, 1, 24, 1, 4}};
+  lm_scaling_run r[4];
+  for (int i = 0; i < 4; i++) r[i] = (lm_scaling_run){.params = i + 1, .tokens = 1, .flops = 6 * (i + 1), .val_loss = 1, .line = i + 1};
   lm_scaling_fit_opts o;
   lm_scaling_fit_opts_default(&o);
   lm_scaling_fit f;

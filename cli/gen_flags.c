@@ -17,6 +17,10 @@ const char *const CLI_GEN_FLAGS_HELP =
   "  --seed N             sampling seed (42)\n"
   "  --kv-type f32|f16    the KV cache's type: f16 halves its memory (f32)\n"
   "  --no-stop            keep going past the end-of-text (and end-of-turn) token\n"
+  "  --beams N            beam search with N beams, the best hypothesis printed (1 = greedy; off)\n"
+  "  --length-penalty X   beams: a hypothesis scores sum log p / length^X (1.0; > 1 favours longer)\n"
+  "  --early-stopping     beams: stop as soon as N hypotheses are finished\n"
+  "  --no-repeat-ngram N  beams: never generate an n-gram of N tokens twice (prompt included; 0 = off)\n"
   "  --calc               the calculator tool: a call <|calc|>EXPR<|/calc|> gets \" \xe2\x86\x92 RESULT\" spliced in (docs/rl.md)\n";
 
 const char *const CLI_COT_HELP =
@@ -37,6 +41,18 @@ int cli_gen_flag(int argc, char **argv, int *i, lm_gen_opts *o) {
   int r;
   if (!strcmp(a, "--no-stop")) { o->stop_at_eot = 0; return 1; }
   if (!strcmp(a, "--calc")) { o->calc = 1; return 1; }
+  if (!strcmp(a, "--early-stopping")) { o->early_stopping = 1; return 1; }
+  if ((r = cli_opt(argc, argv, i, "--beams", &v))) {
+    if (r < 0 || cli_i64(a, v, 1, 1024, &x)) return -1;
+    o->beams = (int)x;
+    return 1;
+  }
+  if ((r = cli_opt(argc, argv, i, "--no-repeat-ngram", &v))) {
+    if (r < 0 || cli_i64(a, v, 0, 1 << 20, &x)) return -1;
+    o->no_repeat_ngram = (int)x;
+    return 1;
+  }
+  if ((r = cli_opt(argc, argv, i, "--length-penalty", &v))) return r < 0 || cli_f32(a, v, -100, 100, &o->length_penalty) ? -1 : 1;
   if ((r = cli_opt(argc, argv, i, "--max-tokens", &v))) {
     if (r < 0 || cli_i64(a, v, 1, 1 << 24, &x)) return -1;
     o->max_tokens = x;

@@ -226,6 +226,13 @@ typedef struct {
   int add_special;
   /* 1: the KV cache holds f16 (half its memory and reads; attention computes in f32). 0: f32. */
   int kv_f16;
+  /* Beam search (src/infer/beam.h, HF's semantics): beams >= 1 keeps that many hypotheses and prints
+   * the best (1 = greedy); 0 (default): sample. A hypothesis scores sum log p / length^length_penalty
+   * (1.0); early_stopping: stop as soon as `beams` are finished; no_repeat_ngram N > 0: no n-gram twice. */
+  int beams;
+  float length_penalty;
+  int early_stopping;
+  int no_repeat_ngram;
 } lm_gen_opts;
 
 void lm_gen_opts_default(lm_gen_opts *o);

@@ -26,6 +26,7 @@
 struct lm_encdec {
   const lm_model *m;
   int64_t S, max_len, pos;
+  size_t arena_n;          /* floats in the arena, for lm_encdec_clone */
   float *arena;
   float *enc;              /* (S,C) encoder output */
   float *xk, *xv;          /* (L,S,A) cross-attention keys and values of every decoder layer */
@@ -95,6 +96,7 @@ lm_status lm_encdec_init(lm_encdec **out, const lm_model *m, const int32_t *ids,
              2 * (size_t)FW + (size_t)S * 2 * A + NH + 2 + (size_t)NH * max_len + V + 64;
   e->arena = lm_alloc(n * sizeof(float));
   if (!e->arena) { free(e); return lm_error(LM_ERR_NOMEM, "out of memory for decoding"); }
+  e->arena_n = n;
   float *p = e->arena;
   e->m = m; e->S = S; e->max_len = max_len;
   e->enc = p; p += S * C;
@@ -120,6 +122,34 @@ lm_status lm_encdec_init(lm_encdec **out, const lm_model *m, const int32_t *ids,
 }
 
 int64_t lm_encdec_pos(const lm_encdec *e) { return e->pos; }
+
+lm_status lm_encdec_clone(lm_encdec **out, const lm_encdec *src) {
+  *out = NULL;
+  lm_encdec *e = malloc(sizeof *e);
+  if (!e) return lm_error(LM_ERR_NOMEM, "out of memory");
+  *e = *src;
+  if (!(e->arena = lm_alloc(src->arena_n * sizeof(float)))) { free(e); return lm_error(LM_ERR_NOMEM, "out of memory for decoding"); }
+  memcpy(e->arena, src->arena, src->arena_n * sizeof(float));
+  /* every buffer is an offset into the arena: move the pointers with it */
+  float **ptrs[] = {&e->enc, &e->xk, &e->xv, &e->kc, &e->vc, &e->x, &e->a, &e->qkv, &e->y, &e->t, &e->h, &e->ha, &e->lse,
+                    &e->mean, &e->rstd, &e->bias, &e->logits};
+  for (size_t i = 0; i < sizeof ptrs / sizeof *ptrs; i++) *ptrs[i] = e->arena + (*ptrs[i] - src->arena);
+  *out = e;
+  return LM_OK;
+}
+
+lm_status lm_encdec_copy(lm_encdec *dst, const lm_encdec *src) {
+  if (dst->m != src->m || dst->S != src->S || dst->max_len != src->max_len || dst->xk - dst->arena != src->xk - src->arena)
+    return lm_error(LM_ERR_ARG, "lm_encdec_copy: the decoders are not clones of one another");
+  int64_t A = lm_attn_width(&src->m->cfg);
+  for (int64_t l = 0; l < src->m->cfg.n_layer; l++) {   /* the self-attention cache of tokens 0..pos-1 */
+    size_t at = (size_t)l * src->max_len * A, n = (size_t)src->pos * A * sizeof(float);
+    memcpy(dst->kc + at, src->kc + at, n);
+    memcpy(dst->vc + at, src->vc + at, n);
+  }
+  dst->pos = src->pos;
+  return LM_OK;
+}
 
 lm_status lm_encdec_step(lm_encdec *e, int32_t id, const float **logits) {
   const lm_model *m = e->m;

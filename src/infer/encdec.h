@@ -18,6 +18,10 @@ lm_status lm_encdec_init(lm_encdec **out, const lm_model *m, const int32_t *ids,
  * are the next token's, valid until the next call. */
 lm_status lm_encdec_step(lm_encdec *e, int32_t id, const float **logits);
 int64_t lm_encdec_pos(const lm_encdec *e);   /* decoder tokens fed so far */
+/* For beam search (beam.c): a second decoder over the same encoding (nothing recomputed), and
+ * dst's decoder state (its self-attention cache and position) made src's; dst a clone of src's. */
+lm_status lm_encdec_clone(lm_encdec **out, const lm_encdec *src);
+lm_status lm_encdec_copy(lm_encdec *dst, const lm_encdec *src);
 void lm_encdec_free(lm_encdec *e);
 
 /* lm_generate for encoder-decoders: the prompt (EOS appended when it lacks one; longer than the

@@ -15,6 +15,7 @@
 #include "infer/calc.h"
 #include "infer/detok.h"
 #include "infer/encdec.h"
+#include "infer/beam.h"
 
 /* The window a generation runs in: the tokens in the cache and how it slides. */
 typedef struct {
@@ -43,6 +44,7 @@ static lm_status window_push(gen_window *w, int32_t next, const float **logits) 
 lm_status lm_generate(lm_model *m, const lm_tokenizer *tok, const char *prompt, const lm_gen_opts *o,
                       lm_piece_callback cb, void *user, lm_gen_stats *stats) {
   const lm_config *c = &m->cfg;
+  if (o->beams > 0) return lm_beam_generate(m, tok, prompt, o, cb, user, stats);   /* beam.c, both kinds */
   if (c->n_enc_layer > 0) return lm_encdec_generate(m, tok, prompt, o, cb, user, stats);   /* T5: encdec.c */
   if (c->head != LM_HEAD_LM || !c->causal)
     return lm_error(LM_ERR_UNSUPPORTED, "generation needs a causal decoder with an LM head; this is a %s model (an encoder, "

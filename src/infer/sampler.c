@@ -14,6 +14,7 @@
 void lm_gen_opts_default(lm_gen_opts *o) {
   memset(o, 0, sizeof *o);
   o->max_tokens = 128; o->temperature = 0.8f; o->top_k = 40; o->top_p = 0.95f; o->seed = 42; o->stop_at_eot = 1;
+  o->length_penalty = 1.0f;
 }
 
 lm_status lm_sampler_init(lm_sampler *s, const lm_gen_opts *o, int64_t V) {

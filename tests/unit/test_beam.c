@@ -202,3 +202,31 @@ Test(beam, bad_options_are_errors) {
   cr_assert_eq(lm_beam_decoder_init(&b2, m, 2, PROMPT, 3, 46, &ops, &first), LM_ERR_RANGE, "past the context");
   lm_model_free(m);
 }
+
+static int collect(const char *piece, size_t len, void *user) {
+  char *s = user;
+  strncat(s, piece, len < 4000 - strlen(s) ? len : 4000 - strlen(s));
+  return 0;
+}
+
+/* lm_generate --beams 1 prints what greedy lm_generate prints (the prompt handling of both kinds) */
+Test(beam, generate_with_one_beam_is_greedy_generate) {
+  lm_tokenizer *tok;
+  cr_assert_eq(lm_tokenizer_load(&tok, "byte"), LM_OK);
+  for (int t5 = 0; t5 < 2; t5++) {
+    lm_model *m = tiny(t5, lm_tokenizer_vocab_size(tok) + 3);
+    lm_gen_opts o;
+    lm_gen_opts_default(&o);
+    o.temperature = 0; o.max_tokens = 16;
+    char a[4096] = "", b[4096] = "";
+    lm_gen_stats ga, gb;
+    cr_assert_eq(lm_generate(m, tok, "the cat", &o, collect, a, &ga), LM_OK, "%s", lm_last_error());
+    o.beams = 1;
+    cr_assert_eq(lm_generate(m, tok, "the cat", &o, collect, b, &gb), LM_OK, "%s", lm_last_error());
+    cr_assert_str_eq(a, b, "%s: greedy '%s', one beam '%s'", t5 ? "t5" : "gpt2", a, b);
+    cr_assert_eq(ga.generated_tokens, gb.generated_tokens);
+    cr_assert_eq(ga.stop_token, gb.stop_token);
+    lm_model_free(m);
+  }
+  lm_tokenizer_free(tok);
+}

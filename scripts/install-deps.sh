@@ -12,6 +12,7 @@ APT_PKGS=(
   python3-torch python3-numpy python3-sentencepiece
   fortunes fortunes-min gnuplot-nox
   chromium
+  libopenmpi-dev openmpi-bin
 )
 
 missing=()

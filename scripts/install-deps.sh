@@ -13,6 +13,7 @@ APT_PKGS=(
   fortunes fortunes-min gnuplot-nox
   chromium
   libopenmpi-dev openmpi-bin
+  libdnnl-dev
 )
 
 missing=()

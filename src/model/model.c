@@ -598,6 +598,7 @@ void lm_backward(lm_model *m, const lm_batch *b) {
        forward again (the same inputs, masks and kernels give the same bits) */
     if (a->ckpt && l < L - 1) lm_block_forward(c, &m->w.h[l], &a->layer[l], x, a->scratch.dtmp, am, B, T);
     lm_block_backward(c, &m->w.h[l], &m->g.h[l], &a->layer[l], &a->scratch, x, P, Q, am, B, T);
+    if (m->on_block_grads) m->on_block_grads(m->on_block_grads_user, l);
   }
   if (a->dropped && a->drop_emb) dropout_apply(P, a->drop_emb, N * c->n_embd, c->embd_pdrop);
   m->fam->embed_backward(m, b, P);                                                         // P = d emb

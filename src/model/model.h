@@ -138,6 +138,11 @@ struct lm_model {
   lm_rng *dropout_rng;           /* training mode: dropout masks are drawn from it (lm_model_set_training) */
   int dropout_off;               /* dropout disabled for this run whatever the config says (DPO, reward) */
   int checkpoint;                /* recompute each block's activations in backward (lm_model_set_checkpointing) */
+  /* optional: called by lm_backward after each block of the (decoder) stack "h.N" is done, in
+   * reverse layer order, so that data parallelism (src/train/dist.c) starts reducing that block's
+   * gradients while the rest of backward runs; NULL: nothing */
+  void (*on_block_grads)(void *user, int64_t layer);
+  void *on_block_grads_user;
 };
 
 /* Training mode: forward passes draw dropout masks from rng (the trainer's, checkpointed, so a resumed

@@ -6,19 +6,21 @@
  *          per layer: x += attn(N1 x) over the cached k, v of tokens 0..t (+ relative bias)
  *                     x += xattn(Nx x) over xk[l], xv[l]
  *                     x += mlp(N2 x)
- *          logits = head(norm(x) [* d_model^-0.5 when tied])
+ *          logits = head(norm(x) [* d_model^-0.5 when tied]) [+ final_logits_bias]
+ *   post-LN (BART): x = N1(x + attn(x)), x = Nx(x + xattn(x)), x = N2(x + mlp(x)); no final norm
  *
  * The encoder is the model's own stack run through lm_block_forward on
- * buffers of this decoder; a step is the general block's pre-LN equations for
- * one row, with the attention kernel (kernels.h lm_attn) reading the cache.
- * Post-LN encoder-decoders (BART) are not here yet: refused. lm_encdec_generate
- * is lm_generate's loop (sampler, stop tokens, streaming detokenizer) around it. */
+ * buffers of this decoder; a step is the general block's equations for one
+ * row, with the attention kernel (kernels.h lm_attn) reading the cache.
+ * lm_encdec_generate is lm_generate's loop (sampler, stop tokens, streaming
+ * detokenizer) around it. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include "base/base.h"
 #include "kernels/kernels.h"
 #include "model/model.h"
+#include "model/heads.h"
 #include "infer/detok.h"
 #include "infer/encdec.h"
 #include "infer/infer.h"
@@ -63,14 +65,16 @@ static lm_status encode(lm_encdec *e, const int32_t *ids) {
   la.lse = p; p += c->n_head * S;
   float *bias = p;   /* (NH, 2S-1) */
   lm_batch b = {.ids = ids, .enc_ids = ids, .B = 1, .T = S, .S = S};
-  m->fam->enc_embed_forward((lm_model *)m, &b, x);                                      // (S,C)
+  if (m->fam->enc_embed_tokens) m->fam->enc_embed_tokens(m, ids, S, x);                // (S,C)
+  else m->fam->enc_embed_forward((lm_model *)m, &b, x);
   lm_attn_mask em = {0};
   if (c->rel_buckets > 0) { lm_rel_bias_forward(c, bias, m->w.enc_rel_bias, S, S, 1); em.bias = bias; }
   for (int64_t l = 0; l < c->n_enc_layer; l++) {   /* each layer's output becomes the next one's input */
     lm_block_forward(&ec, &m->w.enc_h[l], &la, x, e->enc, em, 1, S);
     memcpy(x, la.res2, (size_t)S * C * sizeof(float));
   }
-  lm_norm_forward(c, e->enc, la.mean1, la.rstd1, x, m->w.enc_lnf_w, m->w.enc_lnf_b, S);   // (S,C)
+  if (c->pre_ln) lm_norm_forward(c, e->enc, la.mean1, la.rstd1, x, m->w.enc_lnf_w, m->w.enc_lnf_b, S);   // (S,C)
+  else memcpy(e->enc, x, (size_t)S * C * sizeof(float));   /* post-LN: the last block's output is normalised */
   lm_free(buf);
   return LM_OK;
 }
@@ -78,8 +82,8 @@ static lm_status encode(lm_encdec *e, const int32_t *ids) {
 lm_status lm_encdec_init(lm_encdec **out, const lm_model *m, const int32_t *ids, int64_t S, int64_t max_len) {
   *out = NULL;
   const lm_config *c = &m->cfg;
-  if (c->n_enc_layer <= 0 || c->head != LM_HEAD_LM || !m->fam->enc_embed_forward || !c->pre_ln)
-    return lm_error(LM_ERR_UNSUPPORTED, "encoder-decoder decoding needs a pre-LN encoder-decoder with an LM head (t5); "
+  if (c->n_enc_layer <= 0 || c->head != LM_HEAD_LM || !m->fam->enc_embed_forward)
+    return lm_error(LM_ERR_UNSUPPORTED, "encoder-decoder decoding needs an encoder-decoder with an LM head (t5, bart); "
                     "this is a %s model", lm_arch_name(c->arch));
   if (S < 1 || S > c->n_positions || max_len < 1 || max_len > c->n_positions)
     return lm_error(LM_ERR_RANGE, "an input of %lld tokens and an output of %lld must each fit the model's %lld positions",
@@ -151,6 +155,19 @@ lm_status lm_encdec_copy(lm_encdec *dst, const lm_encdec *src) {
   return LM_OK;
 }
 
+/* a sub-layer's input: N(x) before it (pre-LN) or x itself (post-LN) */
+static const float *sub_in(const lm_config *c, lm_encdec *e, const float *w, const float *b) {
+  if (!c->pre_ln) return e->x;
+  lm_norm_forward(c, e->a, e->mean, e->rstd, e->x, w, b, 1);
+  return e->a;
+}
+
+/* x += the sub-layer's output e->t, then N(x) after it (post-LN; in place: statistics first) */
+static void sub_out(const lm_config *c, lm_encdec *e, const float *w, const float *b) {
+  residual_forward(e->x, e->x, e->t, c->n_embd);
+  if (!c->pre_ln) lm_norm_forward(c, e->x, e->mean, e->rstd, e->x, w, b, 1);
+}
+
 lm_status lm_encdec_step(lm_encdec *e, int32_t id, const float **logits) {
   const lm_model *m = e->m;
   const lm_config *c = &m->cfg;
@@ -171,31 +188,31 @@ lm_status lm_encdec_step(lm_encdec *e, int32_t id, const float **logits) {
     const lm_block_weights *w = &m->w.h[l];
     float *kc = e->kc + l * e->max_len * A, *vc = e->vc + l * e->max_len * A;
     /* self-attention over the cache */
-    lm_norm_forward(c, e->a, e->mean, e->rstd, e->x, w->ln1_w, w->ln1_b, 1);
-    matmul_forward(e->qkv, e->a, w->qkv_w, w->qkv_b, 1, C, QKV);                        // [q | k | v]
+    matmul_forward(e->qkv, sub_in(c, e, w->ln1_w, w->ln1_b), w->qkv_w, w->qkv_b, 1, C, QKV);   // [q | k | v]
     memcpy(kc + t * A, e->qkv + A, A * sizeof(float));
     memcpy(vc + t * A, e->qkv + 2 * A, A * sizeof(float));
     attend(c, e->y, e->lse, e->qkv, kc, vc, A, t + 1, bias);
     matmul_forward(e->t, e->y, w->attn_proj_w, w->attn_proj_b, 1, A, C);
-    residual_forward(e->x, e->x, e->t, C);
+    sub_out(c, e, w->ln1_w, w->ln1_b);
     /* cross-attention over the encoder */
-    lm_norm_forward(c, e->a, e->mean, e->rstd, e->x, w->lnx_w, w->lnx_b, 1);
-    matmul_forward(e->qkv, e->a, w->xq_w, w->xq_b, 1, C, A);
+    matmul_forward(e->qkv, sub_in(c, e, w->lnx_w, w->lnx_b), w->xq_w, w->xq_b, 1, C, A);
     attend(c, e->y, e->lse, e->qkv, e->xk + l * e->S * A, e->xv + l * e->S * A, A, e->S, NULL);
     matmul_forward(e->t, e->y, w->xproj_w, w->xproj_b, 1, A, C);
-    residual_forward(e->x, e->x, e->t, C);
+    sub_out(c, e, w->lnx_w, w->lnx_b);
     /* feed-forward */
-    lm_norm_forward(c, e->a, e->mean, e->rstd, e->x, w->ln2_w, w->ln2_b, 1);
-    matmul_forward(e->h, e->a, w->fc_w, w->fc_b, 1, C, lm_fc_width(c));
+    matmul_forward(e->h, sub_in(c, e, w->ln2_w, w->ln2_b), w->fc_w, w->fc_b, 1, C, lm_fc_width(c));
     if (c->glu) glu_act_forward(e->ha, e->h, 1, F, c->act);
     else act_forward(e->ha, e->h, F, c->act);
     matmul_forward(e->t, e->ha, w->fc_proj_w, w->fc_proj_b, 1, F, C);
-    residual_forward(e->x, e->x, e->t, C);
+    sub_out(c, e, w->ln2_w, w->ln2_b);
   }
-  lm_norm_forward(c, e->a, e->mean, e->rstd, e->x, m->w.lnf_w, m->w.lnf_b, 1);
-  if (m->fam->tied_head_rescale && c->tie_embeddings) scale_inplace(e->a, C, (float)pow((double)C, -0.5));
-  const float *W = c->tie_embeddings ? m->w.wte : lm_model_tensor(m, m->params, "lm_head.weight");
-  matmul_forward(e->logits, e->a, W, NULL, 1, C, c->vocab_size);                       // (V)
+  const float *h = e->x;   /* post-LN: the last block's output is the head's input */
+  if (c->pre_ln) {
+    lm_norm_forward(c, e->a, e->mean, e->rstd, e->x, m->w.lnf_w, m->w.lnf_b, 1);
+    if (m->fam->tied_head_rescale && c->tie_embeddings) scale_inplace(e->a, C, (float)pow((double)C, -0.5));
+    h = e->a;
+  }
+  matmul_forward(e->logits, h, lm_model_lm_head(m), lm_model_lm_head_bias(m), 1, C, c->vocab_size);   // (V)
   e->pos++;
   *logits = e->logits;
   return LM_OK;

@@ -4,7 +4,8 @@
 #include <string.h>
 #include "model/family.h"
 
-extern const lm_family lm_family_gpt2, lm_family_bert, lm_family_llama, lm_family_mistral, lm_family_qwen2, lm_family_t5;
+extern const lm_family lm_family_gpt2, lm_family_bert, lm_family_llama, lm_family_mistral, lm_family_qwen2, lm_family_t5,
+    lm_family_bart;
 
 static const lm_family *const registry[] = {
     &lm_family_gpt2,
@@ -13,6 +14,7 @@ static const lm_family *const registry[] = {
     &lm_family_mistral,
     &lm_family_qwen2,
     &lm_family_t5,
+    &lm_family_bart,
 };
 #define N_FAMILIES ((int)(sizeof registry / sizeof *registry))
 

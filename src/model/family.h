@@ -96,6 +96,9 @@ typedef struct lm_family {
   /* encoder-decoders: the encoder's embeddings of b->enc_ids (B*S,C), forward and backward (ACCUMULATES) */
   void (*enc_embed_forward)(lm_model *m, const lm_batch *b, float *emb);
   void (*enc_embed_backward)(lm_model *m, const lm_batch *b, float *demb);
+  /* the encoder's embeddings of n ids at positions 0..n-1 for inference (no state), or NULL:
+   * enc_embed_forward needs none (T5) */
+  void (*enc_embed_tokens)(const lm_model *m, const int32_t *ids, int64_t n, float *out);
   /* a tied LM head reads the hidden states times n_embd^-0.5 (T5) */
   int tied_head_rescale;
 

@@ -151,7 +151,10 @@ static void view(const lm_model *m, int grad, head_weights *w, const float *wte)
   w->mlm_dec = has_mlm(m->cfg.head) ? (m->cfg.tie_embeddings ? (float *)wte : T("mlm.decoder.weight")) : NULL;
   w->nsp_w = T("nsp.weight"); w->nsp_b = T("nsp.bias");
   switch (m->cfg.head) {
-    case LM_HEAD_LM: w->out_w = m->cfg.tie_embeddings ? (float *)wte : T("lm_head.weight"); break;
+    case LM_HEAD_LM:   /* BART's final_logits_bias: added, never trained (a buffer in transformers) */
+      w->out_w = m->cfg.tie_embeddings ? (float *)wte : T("lm_head.weight");
+      w->out_b = T("final_logits_bias");
+      break;
     case LM_HEAD_CLASSIFY: case LM_HEAD_SCALAR: w->out_w = T("classifier.weight"); w->out_b = T("classifier.bias"); break;
     case LM_HEAD_TOKENS: w->out_w = T("token_classifier.weight"); w->out_b = T("token_classifier.bias"); break;
     case LM_HEAD_QA: w->out_w = T("qa_outputs.weight"); w->out_b = T("qa_outputs.bias"); break;
@@ -471,7 +474,7 @@ float lm_head_forward(lm_model *m, const lm_batch *b, const float *hidden, float
   float loss = NAN;
   switch (c->head) {
     case LM_HEAD_LM:
-      matmul_forward(s->logits, hidden, s->w.out_w, NULL, N, C, V);                       // (N,V)
+      matmul_forward(s->logits, hidden, s->w.out_w, s->w.out_b, N, C, V);                 // (N,V)
       if (b->targets) {
         crossentropy_forward(s->losses, s->logits, b->targets, N, V);
         loss = masked_mean(s->losses, s->dlosses, b->targets, N, &s->has_head);
@@ -653,6 +656,10 @@ float lm_model_distill_kl(const lm_model *m) {
 const float *lm_model_token_losses(const lm_model *m) {
   const head_state *s = hs(m);
   return s && m->cfg.head == LM_HEAD_LM ? s->losses : NULL;
+}
+
+const float *lm_model_lm_head_bias(const lm_model *m) {
+  return m->cfg.head == LM_HEAD_LM ? lm_model_tensor(m, m->params, "final_logits_bias") : NULL;
 }
 
 const float *lm_model_lm_head(const lm_model *m) {

@@ -59,6 +59,8 @@ const float *lm_model_nsp_logits(const lm_model *m); /* (B,2), pretrain head */
 float lm_model_distill_kl(const lm_model *m);
 /* The LM head's output matrix (V,C): wte when tied, else lm_head.weight; NULL for other heads. */
 const float *lm_model_lm_head(const lm_model *m);
+/* The LM head's logits bias (V) (BART's final_logits_bias), or NULL: none. */
+const float *lm_model_lm_head_bias(const lm_model *m);
 /* Per-token losses of the LM head's last forward with targets (N), 0 where ignored. */
 const float *lm_model_token_losses(const lm_model *m);
 

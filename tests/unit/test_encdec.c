@@ -1,8 +1,8 @@
 /* test_encdec.c — encoder-decoder decoding (src/infer/encdec.c): the encoder once, the decoder one
  * token at a time with its self-attention cache and the cross-attention keys/values computed once,
  * gives the logits of a full forward over the decoder prefix at every step, and the same greedy
- * tokens; for T5 v1.0 (tied, relu) and v1.1 (untied, gated-gelu, d_kv * heads != d_model); bad
- * input is an error. */
+ * tokens; for T5 v1.0 (tied, relu) and v1.1 (untied, gated-gelu, d_kv * heads != d_model) and BART
+ * (post-LN, learned positions, embedding LayerNorms, final_logits_bias); bad input is an error. */
 #include <criterion/criterion.h>
 #include <math.h>
 #include <stdlib.h>
@@ -20,9 +20,19 @@ static lm_config tiny_t5(int v11) {
   return c;
 }
 
+static lm_config tiny_bart(void) {
+  lm_config c;
+  lm_config_default(&c, LM_ARCH_BART);
+  c.vocab_size = 40; c.n_positions = 32; c.n_embd = 24; c.n_head = 3; c.n_inner = 36; c.n_enc_layer = 2; c.n_layer = 3;
+  return c;
+}
+
 static void check_decoding(lm_config c) {
   lm_model *m;
   cr_assert_eq(lm_model_create(&m, &c, 7), LM_OK, "%s", lm_last_error());
+  /* BART's final_logits_bias starts at zero: give it values so that the cached path must add it */
+  float *flb = lm_model_tensor(m, m->params, "final_logits_bias");
+  for (int64_t v = 0; flb && v < c.vocab_size; v++) flb[v] = 0.05f * (float)(v % 7) - 0.1f;
   int64_t S = 13, T = 12, V = c.vocab_size;
   int32_t enc[13], dec[12];
   lm_rng r; lm_rng_seed(&r, 3);
@@ -57,6 +67,7 @@ static void check_decoding(lm_config c) {
 
 Test(encdec, t5_v1_0_cached_equals_full) { check_decoding(tiny_t5(0)); }
 Test(encdec, t5_v1_1_cached_equals_full) { check_decoding(tiny_t5(1)); }
+Test(encdec, bart_cached_equals_full) { check_decoding(tiny_bart()); }
 
 Test(encdec, bad_input) {
   lm_config c = tiny_t5(0);

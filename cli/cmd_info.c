@@ -6,6 +6,7 @@
 #include <string.h>
 #include <omp.h>
 #include "cli.h"
+#include "model/model.h"
 
 extern char *openblas_get_config(void) __attribute__((weak));
 extern char *openblas_get_corename(void) __attribute__((weak));
@@ -47,6 +48,10 @@ int cmd_info(int argc, char **argv) {
   static const char *norms[] = {"layernorm", "rmsnorm"}, *acts[] = {"gelu_tanh", "gelu_erf", "relu", "silu"};
   printf("model:            %s (%s)\n", dir, lm_arch_name(c->arch));
   printf("parameters:       %lld (%.2fM)\n", (long long)lm_model_num_params(m), lm_model_num_params(m) / 1e6);
+  if (m->fam->describe) {   /* a model that is not a stack of blocks (src/model/classic/) says what it is */
+    m->fam->describe(m, stdout);
+    goto tokenizer;
+  }
   if (c->n_enc_layer > 0)
     printf("layers:           %lld encoder + %lld decoder (cross-attention)\n", (long long)c->n_enc_layer, (long long)c->n_layer);
   else
@@ -70,6 +75,7 @@ int cmd_info(int argc, char **argv) {
   if (c->rel_buckets > 0)
     printf("positions:        relative bias, %lld buckets up to distance %lld\n", (long long)c->rel_buckets,
            (long long)c->rel_max_distance);
+tokenizer:;
   lm_tokenizer *tok;
   if (lm_tokenizer_load(&tok, dir) == LM_OK) {
     printf("tokenizer:        %lld ids, end-of-text id %lld\n", (long long)lm_tokenizer_vocab_size(tok), (long long)lm_tokenizer_eot(tok));

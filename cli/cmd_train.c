@@ -13,6 +13,7 @@
 #include "model/family.h"
 #include "tokenizer/tokenizer.h"
 #include "train/train.h"
+#include "train_counted.h"
 
 static const char *HELP =
   "usage: lmkit train --data FILE|DIR... --out DIR [options]\n"
@@ -42,7 +43,11 @@ static const char *HELP =
   "model (new):\n"
   "  --arch NAME          model family: gpt2 (decoder, default), bert (encoder), llama,\n"
   "                       mistral, qwen2 (decoders with RoPE, RMSNorm, SwiGLU), or t5\n"
-  "                       (encoder-decoder, --layers each; docs/models.md)\n"
+  "                       (encoder-decoder, --layers each; docs/models.md); the past\n"
+  "                       (docs/classic.md): rnn (Elman, tanh), lstm (--dim wide,\n"
+  "                       truncated BPTT over --context windows), ngram (Kneser-Ney,\n"
+  "                       counted in one pass: no steps, no resume)\n"
+  "  --order N            ngram: the order (3)\n"
   "  --objective NAME     clm (gpt2 default); mlm+nsp (bert default: masked LM + next\n"
   "                       sentence prediction) or mlm (RoBERTa: no NSP, dynamic masks);\n"
   "                       span-corruption (t5 default: 15% noise in spans of mean 3, each\n"
@@ -50,7 +55,7 @@ static const char *HELP =
   "                       counting down; --context is the encoder's input)\n"
   "  --mlm-prob X         share of tokens chosen for masked LM (0.15)\n"
   "  --share-layers       ALBERT: all layers share one set of weights (bert)\n"
-  "  --layers N           transformer blocks (6)\n"
+  "  --layers N           transformer blocks (6); rnn, lstm: recurrent layers\n"
   "  --heads N            attention heads (6)\n"
   "  --kv-heads N         key/value heads, dividing --heads: grouped-query attention\n"
   "                       (llama, mistral, qwen2; default: --heads)\n"
@@ -153,7 +158,7 @@ static int check_resume_flags(const run_flags *rf, const lm_train_opts *o, const
   if (g[F_OBJECTIVE] && strcmp(o->objective, saved->objective)) return differs(F_OBJECTIVE, g[F_OBJECTIVE], saved->objective, ckpt);
   if (g[F_SHARE] && !c->share_layers)
     return cli_error("--share-layers differs from the checkpoint (%s), whose layers are not shared", ckpt);
-  INT_SAME(F_LAYERS, rf->layers, c->n_layer)
+  INT_SAME(F_LAYERS, rf->layers, lm_family_of(c)->own_body ? c->rnn_layers : c->n_layer)
   INT_SAME(F_HEADS, rf->heads, c->n_head)
   INT_SAME(F_KV_HEADS, rf->kv_heads, lm_kv_heads(c))
   INT_SAME(F_DIM, rf->dim, c->n_embd)
@@ -216,7 +221,7 @@ int cmd_train(int argc, char **argv) {
   lm_train_opts_default(&o);
   run_flags rf = {.tok_spec = "byte", .arch = "gpt2", .layers = 6, .heads = 6, .dim = 384, .attn_dropout = -1};
   const char *v;
-  int64_t threads = 0;
+  int64_t order = 3, threads = 0;
   int steps_set = 0, r;
   const char **data = calloc(argc, sizeof *data);
   int n_data = 0;
@@ -243,6 +248,7 @@ int cmd_train(int argc, char **argv) {
     if ((k = OPT("--arch")) == 1) return 1; else if (k) { rf.arch = GIVEN(F_ARCH); continue; }
     if ((k = OPT("--objective")) == 1) return 1; else if (k) { o.objective = GIVEN(F_OBJECTIVE); continue; }
     if ((k = OPT("--mlm-prob")) == 1) return 1; else if (k) { FLT(o.mlm_prob, 0.001f, 0.9f); GIVEN(F_MLM_PROB); continue; }
+    if ((k = OPT("--order")) == 1) return 1; else if (k) { NUM(order, 1, 8); continue; }
     if ((k = OPT("--layers")) == 1) return 1; else if (k) { NUM(rf.layers, 1, 1024); GIVEN(F_LAYERS); continue; }
     if ((k = OPT("--heads")) == 1) return 1; else if (k) { NUM(rf.heads, 1, 1024); GIVEN(F_HEADS); continue; }
     if ((k = OPT("--kv-heads")) == 1) return 1; else if (k) { NUM(rf.kv_heads, 1, 1024); GIVEN(F_KV_HEADS); continue; }
@@ -365,8 +371,14 @@ int cmd_train(int argc, char **argv) {
     cfg.n_kv_head = rf.kv_heads == rf.heads ? 0 : rf.kv_heads;
     /* dropout: --dropout everywhere the family drops (Llama: attention only), --attn-dropout for attention */
     lm_config_set_dropout(&cfg, rf.dropout, rf.attn_dropout);
+    if (fam->own_body) {   /* no blocks (src/model/classic/): --layers are its own, one width, no heads */
+      cfg.rnn_layers = rf.layers; cfg.ngram_order = order;
+      cfg.n_layer = 0; cfg.n_head = 1; cfg.n_inner = 0;
+      if (fam->logits_body) cfg.n_embd = cfg.vocab_size;
+    }
     if (lm_model_create(&m, &cfg, o.seed)) { rc = cli_fail(); goto done; }
   }
+  if (lm_family_of(lm_model_config(m))->fit) { rc = cli_train_counted(m, tok, &o); goto done; }   /* counted, not trained */
   const lm_config *c = lm_model_config(m);
   fprintf(stderr, "lmkit train: %s, %lld layers, %lld heads, dim %lld, vocab %lld, context %lld: %.2fM parameters; %lld threads\n",
           lm_arch_name(c->arch), (long long)c->n_layer, (long long)c->n_head, (long long)c->n_embd,

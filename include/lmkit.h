@@ -50,7 +50,8 @@ void lm_clear_error(void);
 const char *lm_status_str(lm_status st);
 
 /* ---------------------------------------------------------------- config */
-typedef enum { LM_ARCH_GPT2 = 0, LM_ARCH_BERT, LM_ARCH_T5, LM_ARCH_BART, LM_ARCH_LLAMA, LM_ARCH_MISTRAL, LM_ARCH_QWEN2 } lm_arch;
+typedef enum { LM_ARCH_GPT2 = 0, LM_ARCH_BERT, LM_ARCH_T5, LM_ARCH_BART, LM_ARCH_LLAMA, LM_ARCH_MISTRAL, LM_ARCH_QWEN2,
+               LM_ARCH_RNN, LM_ARCH_LSTM, LM_ARCH_NGRAM } lm_arch;   /* the last three: src/model/classic/ */
 typedef enum { LM_NORM_LAYER = 0, LM_NORM_RMS } lm_norm_kind;
 typedef enum { LM_ACT_GELU_TANH = 0, LM_ACT_GELU_ERF, LM_ACT_RELU, LM_ACT_SILU } lm_act_kind;
 
@@ -112,6 +113,9 @@ typedef struct {
   /* the head on top of the hidden states (src/model/heads.h) */
   int head;                  /* lm_head_kind; lm_config_default sets the family's own (LM for GPT-2) */
   int64_t num_labels;        /* classes of the classify / token heads (HF num_labels, len(id2label); 2) */
+  /* the models transformers replaced (src/model/classic/; they have no general blocks, n_layer = 0) */
+  int64_t rnn_layers;        /* recurrent layers of the rnn (Elman) and lstm families, of width n_embd */
+  int64_t ngram_order;       /* the n-gram family's order N (1..8) */
 } lm_config;
 
 /* Heads: objects of their own on top of any family's hidden states (src/model/heads.h). Each

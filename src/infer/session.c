@@ -50,12 +50,22 @@ struct lm_session {
   lm_fwd *f;
   lm_kv kv;
   int64_t pos;
+  /* a family that decodes from a per-sequence state instead of a KV cache (family.h state_*: RNN,
+   * LSTM, n-gram): f and kv stay empty and state_feed does the work */
+  const lm_model *m;
+  void *state;
+  float *logits;   /* (V) */
+  int64_t max_len;
 };
 
 lm_status lm_kv_init(lm_kv *kv, const lm_model *m, int64_t max_len) { return lm_kv_init_type(kv, m, max_len, 0); }
 
 lm_status lm_kv_init_type(lm_kv *kv, const lm_model *m, int64_t max_len, int f16) {
   const lm_config *c = &m->cfg;
+  *kv = (lm_kv){.max_len = max_len};
+  if (m->fam->state_new)   /* the batch decoder and beam search run on KV caches; a session does not need one */
+    return lm_error(LM_ERR_UNSUPPORTED, "a %s model decodes from its own state, not a KV cache: batched decoding and beam "
+                    "search do not support it (lmkit generate without --beams does)", m->fam->model_type);
   size_t n = (size_t)c->n_layer * max_len * lm_kv_heads(c) * (c->n_embd / c->n_head);
   *kv = (lm_kv){.max_len = max_len};
   if (f16) { kv->k16 = lm_alloc(n * sizeof(uint16_t)); kv->v16 = lm_alloc(n * sizeof(uint16_t)); }
@@ -126,6 +136,14 @@ lm_status lm_session_init_kv(lm_session **out, const lm_model *m, int64_t max_le
   *out = NULL;
   lm_session *s = calloc(1, sizeof *s);
   if (!s) return lm_error(LM_ERR_NOMEM, "out of memory");
+  if (m->fam->state_new) {
+    s->m = m; s->max_len = max_len;
+    lm_status st = m->fam->state_new(m, &s->state);
+    if (!st && !(s->logits = lm_alloc((size_t)m->cfg.vocab_size * sizeof(float)))) st = lm_error(LM_ERR_NOMEM, "out of memory");
+    if (st) { lm_session_free(s); return st; }
+    *out = s;
+    return LM_OK;
+  }
   lm_status st = lm_fwd_init(&s->f, m, CHUNK, max_len);
   if (!st) st = lm_kv_init_type(&s->kv, m, max_len, kv_f16);
   if (st) { lm_session_free(s); return st; }
@@ -137,10 +155,15 @@ void lm_session_free(lm_session *s) {
   if (!s) return;
   lm_fwd_free(s->f);
   lm_kv_free(&s->kv);
+  if (s->state) s->m->fam->state_free(s->state);
+  lm_free(s->logits);
   free(s);
 }
 
-void lm_session_reset(lm_session *s) { s->pos = 0; }
+void lm_session_reset(lm_session *s) {
+  s->pos = 0;
+  if (s->state) s->m->fam->state_reset(s->m, s->state);
+}
 int64_t lm_session_pos(const lm_session *s) { return s->pos; }
 
 /* A few rows (a decode step of several sequences): each weight row is read from memory once and
@@ -298,13 +321,21 @@ const float *lm_fwd_feed(lm_fwd *s, const lm_kv_run *runs, int n_runs) {
 }
 
 lm_status lm_session_feed(lm_session *s, const int32_t *ids, int64_t n, const float **logits) {
-  const lm_config *c = &s->f->m->cfg;
+  const lm_config *c = s->state ? &s->m->cfg : &s->f->m->cfg;
+  int64_t max_len = s->state ? s->max_len : s->kv.max_len;
   if (n <= 0) return lm_error(LM_ERR_ARG, "nothing to feed");
-  if (s->pos + n > s->kv.max_len)
-    return lm_error(LM_ERR_RANGE, "%lld tokens exceed the context of %lld", (long long)(s->pos + n), (long long)s->kv.max_len);
+  if (s->pos + n > max_len)
+    return lm_error(LM_ERR_RANGE, "%lld tokens exceed the context of %lld", (long long)(s->pos + n), (long long)max_len);
   for (int64_t i = 0; i < n; i++)
     if (ids[i] < 0 || ids[i] >= c->vocab_size)
       return lm_error(LM_ERR_RANGE, "token id %d is outside the vocabulary (%lld)", ids[i], (long long)c->vocab_size);
+  if (s->state) {
+    lm_status st = s->m->fam->state_feed(s->m, s->state, ids, n, s->logits);
+    if (st) return st;
+    s->pos += n;
+    if (logits) *logits = s->logits;
+    return LM_OK;
+  }
   const float *lg = NULL;
   for (int64_t done = 0; done < n; done += CHUNK) {
     lm_kv_run run = {.kv = &s->kv, .pos = s->pos, .ids = ids + done, .n = n - done < CHUNK ? n - done : CHUNK};

@@ -77,7 +77,7 @@ static lm_status cfg_validate_at(const lm_config *c, const char *p) {
   if ((st = lm_cfg_range(p, f->keys.vocab, c->vocab_size, 1, CFG_MAX_VOCAB)) ||
       (st = lm_cfg_range(p, f->keys.pos, c->n_positions, 1, CFG_MAX_POS)) ||
       (st = lm_cfg_range(p, f->keys.embd, c->n_embd, 1, CFG_MAX_EMBD)) ||
-      (st = lm_cfg_range(p, f->keys.layer, c->n_layer, 1, CFG_MAX_LAYER)) ||
+      (st = lm_cfg_range(p, f->keys.layer, c->n_layer, f->own_body ? 0 : 1, f->own_body ? 0 : CFG_MAX_LAYER)) ||
       (st = lm_cfg_range(p, f->keys.head, c->n_head, 1, CFG_MAX_EMBD)) ||
       (st = lm_cfg_range(p, f->keys.inner, c->n_inner, 0, CFG_MAX_INNER)) ||
       (st = lm_cfg_range(p, "bos_token_id", c->bos_token_id, -1, CFG_MAX_TOKEN_ID)) ||

@@ -6,6 +6,7 @@
 
 extern const lm_family lm_family_gpt2, lm_family_bert, lm_family_llama, lm_family_mistral, lm_family_qwen2, lm_family_t5,
     lm_family_bart;
+extern const lm_family lm_family_rnn, lm_family_lstm, lm_family_ngram;   /* src/model/classic/ */
 
 static const lm_family *const registry[] = {
     &lm_family_gpt2,
@@ -15,6 +16,9 @@ static const lm_family *const registry[] = {
     &lm_family_qwen2,
     &lm_family_t5,
     &lm_family_bart,
+    &lm_family_rnn,
+    &lm_family_lstm,
+    &lm_family_ngram,
 };
 #define N_FAMILIES ((int)(sizeof registry / sizeof *registry))
 

@@ -19,6 +19,7 @@
 #define LM_MODEL_FAMILY_H
 
 #include <stddef.h>
+#include <stdio.h>
 #include <stdint.h>
 #include "lmkit.h"
 #include "base/base.h"
@@ -110,6 +111,27 @@ typedef struct lm_family {
   int (*hf_ignore)(const lm_config *c, const char *name);
   /* an alternative spelling of an HF name to try on load (TF-era gamma/beta), or 0 */
   int (*hf_alias)(const char *hf, char *out, size_t n);
+
+  /* The models transformers replaced (src/model/classic/). own_body: no general blocks (n_layer = 0);
+   * embed_forward / embed_backward run the family's whole body, ids -> the head's input (N,C).
+   * logits_body: that input already is the next-token log-probabilities (N,V) (C = V), which the LM
+   * head takes as its logits, with no tensors of its own (the n-gram). */
+  int own_body, logits_body;
+  /* Decoding with a per-sequence state instead of a KV cache (O(1) per token: a recurrent state, an
+   * n-gram's last tokens); NULL: the KV cache. state_new: a fresh state (nothing read yet);
+   * state_feed: reads n tokens and writes the next token's logits (V) after the last. */
+  lm_status (*state_new)(const lm_model *m, void **state);
+  void (*state_reset)(const lm_model *m, void *state);
+  void (*state_free)(void *state);
+  lm_status (*state_feed)(const lm_model *m, void *state, const int32_t *ids, int64_t n, float *logits);
+  /* Models fitted by counting, not by gradients (the n-gram): fit builds the model from a token stream
+   * (`lmkit train` calls it instead of the trainer). save_extra / load_extra write and read what is not
+   * a tensor, beside model.safetensors. NULL: none. */
+  lm_status (*fit)(lm_model *m, const uint32_t *ids, size_t n);
+  lm_status (*save_extra)(const lm_model *m, const char *dir);
+  lm_status (*load_extra)(lm_model *m, const char *dir);
+  /* `lmkit info`: the family's own description instead of the transformer's lines; NULL: those */
+  void (*describe)(const lm_model *m, FILE *out);
 } lm_family;
 
 /* ---- the registry (family.c) */

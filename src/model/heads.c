@@ -67,7 +67,7 @@ int lm_head_add_params(const lm_config *c, const lm_family *f, lm_param_table *t
   if (has_pooler(c, f)) { ADD("pooler.weight", C, C, 1); ADD("pooler.bias", C, 0, 0); }
   switch (c->head) {
     case LM_HEAD_LM:
-      if (!c->tie_embeddings) ADD("lm_head.weight", V, C, 1);
+      if (!c->tie_embeddings && !f->logits_body) ADD("lm_head.weight", V, C, 1);
       break;
     case LM_HEAD_PRETRAIN: case LM_HEAD_MLM:
       ADD("mlm.dense.weight", C, C, 1); ADD("mlm.dense.bias", C, 0, 0);
@@ -474,7 +474,8 @@ float lm_head_forward(lm_model *m, const lm_batch *b, const float *hidden, float
   float loss = NAN;
   switch (c->head) {
     case LM_HEAD_LM:
-      matmul_forward(s->logits, hidden, s->w.out_w, s->w.out_b, N, C, V);                 // (N,V)
+      if (m->fam->logits_body) memcpy(s->logits, hidden, (size_t)N * V * sizeof(float));   // the n-gram's log p
+      else matmul_forward(s->logits, hidden, s->w.out_w, s->w.out_b, N, C, V);            // (N,V)
       if (b->targets) {
         crossentropy_forward(s->losses, s->logits, b->targets, N, V);
         loss = masked_mean(s->losses, s->dlosses, b->targets, N, &s->has_head);
@@ -570,6 +571,7 @@ void lm_head_backward(lm_model *m, const lm_batch *b, const float *hidden, float
       if (dout) { if (dout != s->logits) memcpy(s->logits, dout, (size_t)N * V * sizeof(float)); }
       else if (s->has_head) crossentropy_backward(s->logits, s->logits, b->targets, s->dlosses, N, V); // in place
       else break;
+      if (m->fam->logits_body) break;   /* counted, not trained: nothing to differentiate */
       matmul_backward(dhidden, s->g.out_w, NULL, s->logits, hidden, s->w.out_w, N, C, V);
       break;
     case LM_HEAD_MLM: case LM_HEAD_PRETRAIN:

@@ -81,6 +81,7 @@ lm_status lm_model_save(const lm_model *m, const char *dir) {
   if (!st && (!wpath || !cpath)) st = lm_error(LM_ERR_NOMEM, "out of memory");
   if (!st) st = lm_st_write(wpath, e, n, NULL);
   if (!st) st = lm_config_save(c, cpath);
+  if (!st && f->save_extra) st = f->save_extra(m, dir);   /* what is not a tensor (the n-gram's counts) */
   if (!st) {   /* the single file now holds the model: a sharded index left from before would contradict it */
     char *ipath = lm_path_join(dir, "model.safetensors.index.json");
     if (ipath && lm_file_exists(ipath) && remove(ipath)) st = lm_error(LM_ERR_IO, "%s: cannot remove the old index", ipath);
@@ -292,6 +293,7 @@ lm_status lm_model_load_head(lm_model **out, const char *dir, int head, int64_t 
   lm_model *m = NULL;
   if (!st) st = lm_model_alloc(&m, &cfg);
   if (!st) st = load_weights(m, dir, load_head, seed);
+  if (!st && m->fam->load_extra) st = m->fam->load_extra(m, dir);
   if (!st && load_head && lm_cfg_has_labels(&cfg)) st = lm_config_label_names(cpath, cfg.num_labels, &m->label_names);
   free(cpath);
   if (st) { lm_model_free(m); return st; }

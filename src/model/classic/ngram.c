@@ -171,3 +171,56 @@ double lm_ngram_prob(const lm_ngram *m, const uint32_t *ctx, size_t n_ctx, uint3
   }
   return p;
 }
+
+int lm_ngram_order(const lm_ngram *m) { return m->order; }
+int64_t lm_ngram_vocab(const lm_ngram *m) { return m->vocab; }
+size_t lm_ngram_tokens(const lm_ngram *m) { return m->n; }
+size_t lm_ngram_count(const lm_ngram *m, int k) { return k >= 1 && k <= m->order ? m->gram[k].n : 0; }
+
+/* ------------------------------------------------------------------ the file */
+
+#define MAGIC "LMNGRAM1"
+#define HEADER 32   /* magic 8, order 4, width 4, vocab 8, n 8 */
+
+static void put_le(char *p, uint64_t v, int bytes) { for (int i = 0; i < bytes; i++) p[i] = (char)(v >> (8 * i)); }
+static uint64_t get_le(const unsigned char *p, int bytes) {
+  uint64_t v = 0;
+  for (int i = 0; i < bytes; i++) v |= (uint64_t)p[i] << (8 * i);
+  return v;
+}
+
+lm_status lm_ngram_write(const lm_ngram *m, char **out, size_t *len) {
+  int w = m->vocab <= 65536 ? 2 : 4;
+  size_t n = HEADER + m->n * (size_t)w;
+  char *b = lm_xmalloc(n);
+  if (!b) return lm_error(LM_ERR_NOMEM, "out of memory for the n-gram file (%zu bytes)", n);
+  memcpy(b, MAGIC, 8);
+  put_le(b + 8, (uint64_t)m->order, 4); put_le(b + 12, (uint64_t)w, 4);
+  put_le(b + 16, (uint64_t)m->vocab, 8); put_le(b + 24, (uint64_t)m->n, 8);
+  for (size_t i = 0; i < m->n; i++) put_le(b + HEADER + i * w, m->ids[i], w);
+  *out = b; *len = n;
+  return LM_OK;
+}
+
+lm_status lm_ngram_read(lm_ngram **out, const void *data, size_t len, int order, int64_t vocab) {
+  const unsigned char *p = data;
+  *out = NULL;
+  if (len < HEADER || memcmp(p, MAGIC, 8)) return lm_error(LM_ERR_FORMAT, "not an lmkit n-gram file (no " MAGIC " header)");
+  uint64_t o = get_le(p + 8, 4), w = get_le(p + 12, 4), v = get_le(p + 16, 8), n = get_le(p + 24, 8);
+  if (o < 1 || o > MAX_ORDER) return lm_error(LM_ERR_FORMAT, "n-gram file: order %llu is not in 1..%d", (unsigned long long)o, MAX_ORDER);
+  if (w != 2 && w != 4) return lm_error(LM_ERR_FORMAT, "n-gram file: %llu bytes per id (2 or 4)", (unsigned long long)w);
+  if (v < 1 || v > (1ull << 32)) return lm_error(LM_ERR_FORMAT, "n-gram file: vocabulary %llu out of range", (unsigned long long)v);
+  if ((order && o != (uint64_t)order) || (vocab && v != (uint64_t)vocab))
+    return lm_error(LM_ERR_FORMAT, "n-gram file: order %llu and vocabulary %llu, but the config says %d and %lld",
+                    (unsigned long long)o, (unsigned long long)v, order, (long long)vocab);
+  if (n > (len - HEADER) / w || HEADER + n * w != len)
+    return lm_error(LM_ERR_FORMAT, "n-gram file: %llu ids of %llu bytes do not fill its %zu bytes", (unsigned long long)n,
+                    (unsigned long long)w, len);
+  uint32_t *ids = lm_xmalloc((n ? n : 1) * sizeof *ids);
+  if (!ids) return lm_error(LM_ERR_NOMEM, "out of memory for %llu n-gram ids", (unsigned long long)n);
+  for (size_t i = 0; i < n; i++) ids[i] = (uint32_t)get_le(p + HEADER + i * w, (int)w);
+  lm_status st = lm_ngram_train(out, ids, n, (int)o, (int64_t)v);   /* checks every id against the vocabulary */
+  free(ids);
+  if (st) lm_error_prefix(st, "n-gram file");
+  return st;
+}

@@ -26,6 +26,7 @@
 #include "model/model.h"
 #include "model/heads.h"
 #include "infer/infer.h"
+#include "infer/linear.h"
 
 #define CHUNK 256   /* prompt tokens per forward pass: bounds the scratch memory */
 
@@ -166,9 +167,8 @@ void lm_session_reset(lm_session *s) {
 }
 int64_t lm_session_pos(const lm_session *s) { return s->pos; }
 
-/* A few rows (a decode step of several sequences): each weight row is read from memory once and
- * used for every input row while it sits in L1. sgemm would first copy (pack) the whole matrix,
- * which at this size costs more memory traffic than the products save. */
+/* Up to this many rows (a decode step, a short prompt) go through lm_linear_rows (linear.c), which
+ * reads each weight row from memory once for all of them; more through sgemm. */
 #define FEW_ROWS 32
 
 /* layer l's linear k (LM_QL_*; l = n_layer: the LM head) when kept quantized, else NULL */
@@ -176,33 +176,16 @@ static const lm_qmat *qlin(const lm_model *m, int64_t l, int k) {
   const lm_qmat *q = m->qlin ? &m->qlin[l * LM_QL_PER_LAYER + k] : NULL;
   return q && q->data ? q : NULL;
 }
-static void linear_few(float *out, const float *inp, const float *w, const float *b, int64_t n, int64_t C, int64_t OC) {
-  /* four weight rows at a time, so that each input value loaded serves four products */
-  #pragma omp parallel for schedule(static) if (OC * C >= (1 << 18))
-  for (int64_t o = 0; o < OC; o += 4) {
-    int64_t m = OC - o < 4 ? OC - o : 4;
-    const float *w0 = w + o * C, *w1 = w + (o + (m > 1)) * C, *w2 = w + (o + (m > 2 ? 2 : 0)) * C, *w3 = w + (o + (m > 3 ? 3 : 0)) * C;
-    for (int64_t i = 0; i < n; i++) {
-      const float *x = inp + i * C;
-      float a0 = 0.0f, a1 = 0.0f, a2 = 0.0f, a3 = 0.0f;
-      #pragma omp simd reduction(+:a0, a1, a2, a3)
-      for (int64_t k = 0; k < C; k++) { a0 += x[k] * w0[k]; a1 += x[k] * w1[k]; a2 += x[k] * w2[k]; a3 += x[k] * w3[k]; }
-      float acc[4] = {a0, a1, a2, a3};
-      for (int64_t r = 0; r < m; r++) out[i * OC + o + r] = acc[r] + (b ? b[o + r] : 0.0f);
-    }
-  }
-}
 
 /* out(n,OC) = inp(n,C) @ W(OC,C)^T + b. The weight's type picks the kernel: quantized blocks (q,
  * model.h qlin) go through quant.c against the activations quantized once per row; f32 weights
- * through gemv for one row (it streams W once), linear_few for a few, sgemm for more. */
+ * through lm_linear_rows for up to FEW_ROWS rows (one row included, so that a sequence's decode
+ * step gives the same bits alone or in any batch), sgemm for more. */
 static void linear(lm_fwd *s, float *out, const float *inp, const float *w, const float *b, const lm_qmat *q, int64_t n,
                    int64_t C, int64_t OC) {
   if (q) { lm_qmatmul(q, inp, n, b, out, s->qscratch, s->qpath); return; }
-  if (n > 1 && n <= FEW_ROWS) { linear_few(out, inp, w, b, n, C, OC); return; }
-  if (n > 1) { matmul_forward(out, inp, w, b, n, C, OC); return; }
-  cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)OC, (int)C, 1.0f, w, (int)C, inp, 1, 0.0f, out, 1);
-  if (b) for (int64_t o = 0; o < OC; o++) out[o] += b[o];
+  if (n <= FEW_ROWS) lm_linear_rows(out, inp, w, b, n, C, OC);
+  else matmul_forward(out, inp, w, b, n, C, OC);
 }
 
 static void norm(const lm_config *c, float *out, lm_fwd *s, const float *inp, const float *w, const float *b, int64_t n) {

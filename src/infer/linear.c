@@ -1,0 +1,139 @@
+/* linear.c — out(n,OC) = inp(n,C) @ W(OC,C)^T + b for the few rows of a decode step (linear.h).
+ *
+ * A decode step of n sequences multiplies n activation rows by every weight matrix. At n = 1 the
+ * product streams the weights from memory once and is bound by bandwidth; at n = 8 the same
+ * stream feeds 8x the arithmetic, and the kernel becomes bound by the FMA units: one dot product
+ * is a chain of dependent FMAs, so the kernel keeps WR x XR of them going at once (WR weight rows
+ * times XR input rows, 16 accumulators of 16 floats), each weight vector loaded once for the XR
+ * rows and each input vector once for the WR weight rows. The weights are read once per step for
+ * all n rows: each block of WR weight rows (12 KB at C = 768) stays in L1 while the input rows
+ * pass over it. sgemm would first pack the whole matrix, which at this size costs more memory
+ * traffic than it saves (bench/linear_few.c measures both).
+ *
+ * Every output is the same sum in the same order: 16 lanes accumulated with fused multiply-adds
+ * over k in steps of 16 (the last step zero-filled), then the lanes added by one fixed tree, then
+ * the bias. So a row's result does not depend on n, on where the row sits in its block, on the
+ * thread count, or on the vector width the CPU has (AVX-512, AVX2 + FMA, or plain C with fmaf
+ * give the same bits): a request gets the same logits however many others share its step. */
+#include <math.h>
+#include <string.h>
+#include "infer/linear.h"
+#if defined(__AVX512F__) || defined(__FMA__)
+#include <immintrin.h>
+#endif
+
+typedef float v16 __attribute__((vector_size(64)));
+typedef float v8 __attribute__((vector_size(32)));
+typedef float v4 __attribute__((vector_size(16)));
+
+#define WR 4   /* weight rows per block */
+#define XR 4   /* input rows per block */
+
+static inline v16 load16(const float *p) { v16 v; memcpy(&v, p, sizeof v); return v; }
+
+/* v, in a register: the compiler cannot fold its load into each FMA that uses it */
+static inline v16 reg16(v16 v) { __asm__("" : "+v"(v)); return v; }
+
+/* the last m < 16 values, zero-filled: 0*0 added to a lane leaves it unchanged */
+static inline v16 load_tail(const float *p, int64_t m) { v16 v = {0}; memcpy(&v, p, (size_t)m * sizeof(float)); return v; }
+
+/* c + a*b rounded once, lane by lane, on any CPU */
+static inline v16 fma16(v16 a, v16 b, v16 c) {
+#if defined(__AVX512F__)
+  return (v16)_mm512_fmadd_ps((__m512)a, (__m512)b, (__m512)c);
+#elif defined(__FMA__)
+  __m256 r[2];
+  for (int h = 0; h < 2; h++)
+    r[h] = _mm256_fmadd_ps(_mm256_loadu_ps((const float *)&a + 8 * h), _mm256_loadu_ps((const float *)&b + 8 * h),
+                           _mm256_loadu_ps((const float *)&c + 8 * h));
+  v16 o; memcpy(&o, r, sizeof o); return o;
+#else
+  v16 o;
+  for (int j = 0; j < 16; j++) o[j] = fmaf(a[j], b[j], c[j]);
+  return o;
+#endif
+}
+
+/* the lane sum: lanes j + j+8, then j + j+4, j + j+2, j + j+1 */
+static inline float hsum1(v16 a) {
+  v8 h8 = __builtin_shufflevector(a, a, 0, 1, 2, 3, 4, 5, 6, 7) + __builtin_shufflevector(a, a, 8, 9, 10, 11, 12, 13, 14, 15);
+  v4 h4 = __builtin_shufflevector(h8, h8, 0, 1, 2, 3) + __builtin_shufflevector(h8, h8, 4, 5, 6, 7);
+  float h2a = h4[0] + h4[2], h2b = h4[1] + h4[3];
+  return h2a + h2b;
+}
+
+/* four lane sums at once, each by hsum1's tree (the same additions, so the same bits) */
+static inline v4 hsum4(v16 a, v16 b, v16 c, v16 d) {
+  v16 ab = __builtin_shufflevector(a, b, 0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23) +
+           __builtin_shufflevector(a, b, 8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31);
+  v16 cd = __builtin_shufflevector(c, d, 0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23) +
+           __builtin_shufflevector(c, d, 8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31);
+  /* ab = [a's 8 | b's 8]: lanes j + j+4 within each 8 */
+  v16 q = __builtin_shufflevector(ab, cd, 0, 1, 2, 3, 8, 9, 10, 11, 16, 17, 18, 19, 24, 25, 26, 27) +
+          __builtin_shufflevector(ab, cd, 4, 5, 6, 7, 12, 13, 14, 15, 20, 21, 22, 23, 28, 29, 30, 31);
+  /* q = [a's 4 | b's 4 | c's 4 | d's 4]: lanes j + j+2 within each 4, then j + j+1 */
+  v8 p = __builtin_shufflevector(q, q, 0, 1, 4, 5, 8, 9, 12, 13) + __builtin_shufflevector(q, q, 2, 3, 6, 7, 10, 11, 14, 15);
+  return __builtin_shufflevector(p, p, 0, 2, 4, 6) + __builtin_shufflevector(p, p, 1, 3, 5, 7);
+}
+
+/* out[i*OC + r] for r < R weight rows (w, C apart) and i < N input rows (x, C apart); R, N constant */
+static inline __attribute__((always_inline)) void block(float *out, int64_t OC, const float *x, const float *w,
+                                                        const float *b, int64_t C, const int R, const int N) {
+  v16 acc[WR][XR];
+  for (int r = 0; r < R; r++)
+    for (int i = 0; i < N; i++) acc[r][i] = (v16){0};
+  int64_t k = 0;
+  for (; k + 16 <= C; k += 16) {
+    v16 wv[WR], xv[XR];
+    /* each vector into a register once: folded into the FMAs, it would be loaded N (or R) times */
+    for (int r = 0; r < R; r++) wv[r] = reg16(load16(w + r * C + k));
+    /* the next block's weights, on their way from memory while these are multiplied (past the
+     * matrix's end on the last block: a prefetch never faults) */
+    for (int r = 0; r < R; r++) __builtin_prefetch(w + (WR + r) * C + k);
+    for (int i = 0; i < N; i++) xv[i] = reg16(load16(x + i * C + k));
+    for (int r = 0; r < R; r++)
+      for (int i = 0; i < N; i++) acc[r][i] = fma16(xv[i], wv[r], acc[r][i]);
+  }
+  if (k < C) {
+    v16 wv[WR], xv[XR];
+    for (int r = 0; r < R; r++) wv[r] = load_tail(w + r * C + k, C - k);
+    for (int i = 0; i < N; i++) xv[i] = load_tail(x + i * C + k, C - k);
+    for (int r = 0; r < R; r++)
+      for (int i = 0; i < N; i++) acc[r][i] = fma16(xv[i], wv[r], acc[r][i]);
+  }
+  for (int i = 0; i < N; i++) {
+    float *o = out + i * OC;
+    int r = 0;
+    for (; r + 4 <= R; r += 4) {
+      v4 s = hsum4(acc[r][i], acc[r + 1][i], acc[r + 2][i], acc[r + 3][i]);
+      for (int j = 0; j < 4; j++) o[r + j] = s[j] + (b ? b[r + j] : 0.0f);
+    }
+    for (; r < R; r++) o[r] = hsum1(acc[r][i]) + (b ? b[r] : 0.0f);
+  }
+}
+
+/* rows o.. of out for all n input rows: blocks of R weight rows x up to XR input rows */
+#define BLOCKS(R)                                                                                 \
+  for (int64_t i = 0; i < n; i += XR) {                                                           \
+    float *o = out + i * OC;                                                                      \
+    const float *x = inp + i * C;                                                                 \
+    switch (n - i < XR ? (int)(n - i) : XR) { /* constant shapes: each unrolled into registers */ \
+      case 1: block(o, OC, x, w, b, C, R, 1); break;                                              \
+      case 2: block(o, OC, x, w, b, C, R, 2); break;                                              \
+      case 3: block(o, OC, x, w, b, C, R, 3); break;                                              \
+      default: block(o, OC, x, w, b, C, R, XR); break;                                            \
+    }                                                                                             \
+  }
+
+static void full_block(float *out, const float *inp, const float *w, const float *b, int64_t n, int64_t C, int64_t OC) { BLOCKS(WR) }
+static void one_row(float *out, const float *inp, const float *w, const float *b, int64_t n, int64_t C, int64_t OC) { BLOCKS(1) }
+
+void lm_linear_rows(float *out, const float *inp, const float *w, const float *b, int64_t n, int64_t C, int64_t OC) {
+  /* a small matrix is done before a fork/join would pay for itself */
+  #pragma omp parallel for schedule(static) if (OC * C >= (1 << 18))
+  for (int64_t o = 0; o < OC; o += WR) {
+    if (OC - o >= WR) full_block(out + o, inp, w + o * C, b ? b + o : NULL, n, C, OC);
+    else   /* the last few rows, one at a time: each output is the same sum in any block */
+      for (int64_t r = o; r < OC; r++) one_row(out + r, inp, w + r * C, b ? b + r : NULL, n, C, OC);
+  }
+}

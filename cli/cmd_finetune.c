@@ -2,8 +2,10 @@
  * directory (an encoder such as BERT, or a decoder such as GPT-2) on a labelled task: `--task classify` (sequence classification:
  * pooler + linear head on [CLS]; lm_finetune_classify, src/train/finetune.c),
  * `--task tokens` (NER) and `--task qa` (SQuAD) (lm_finetune_tokens /
- * lm_finetune_qa, src/train/finetune_tasks.c). This file parses flags and
- * prints the outcome. See docs/finetune.md. */
+ * lm_finetune_qa, src/train/finetune_tasks.c) and `--task text2text` (an
+ * encoder-decoder such as T5 taught to write a target text for an input text;
+ * lm_finetune_text2text, src/train/finetune_text2text.c). This file parses
+ * flags and prints the outcome. See docs/finetune.md. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,9 +13,10 @@
 #include "cli.h"
 #include "train/finetune.h"
 #include "train/finetune_tasks.h"
+#include "train/text2text.h"
 
 static const char *HELP =
-  "usage: lmkit finetune --model DIR --task classify|tokens|qa --data TRAIN --out DIR [--eval DEV] [options]\n"
+  "usage: lmkit finetune --model DIR --task classify|tokens|qa|text2text --data TRAIN --out DIR [--eval DEV] [options]\n"
   "\n"
   "Fine-tunes a pre-trained model directory (from 'lmkit train' or Hugging Face) for\n"
   "sequence classification: a freshly initialised head, trained with the model by\n"
@@ -26,6 +29,10 @@ static const char *HELP =
   "on CoNLL data ('word ... TAG' per line, blank lines between sentences) and\n"
   "reports entity-level F1; --task qa (encoders) trains start/end span heads\n"
   "(BertForQuestionAnswering) on SQuAD v1.1 JSON and reports exact match and F1.\n"
+  "--task text2text trains an encoder-decoder (t5) to write each example's target\n"
+  "text for its input text, by cross-entropy on the target; the evaluation decodes\n"
+  "every input (greedy unless the generation flags below say otherwise) and reports\n"
+  "exact match and, when targets are long, ROUGE-L; 'lmkit predict' runs the result.\n"
   "\n"
   "data (TSV or JSONL, see docs/finetune.md):\n"
   "  TSV:   a header row naming a 'label' column and a text column ('sentence',\n"
@@ -36,11 +43,17 @@ static const char *HELP =
   "  strings, numbered in order of first appearance in TRAIN; a DEV label never seen\n"
   "  in TRAIN is an error naming file:line. Texts longer than --context - 2 tokens are\n"
   "  truncated (counted and reported).\n"
+  "  text2text: TSV lines input<TAB>target (an optional first line input<TAB>target\n"
+  "  is a header), or JSONL {\"input\": ..., \"target\": ...}; an empty input or target,\n"
+  "  a line without exactly one tab or a record with other members is an error naming\n"
+  "  file:line. Inputs get </s> and are cut to --context tokens, targets to\n"
+  "  --max-target (both counted and reported).\n"
   "\n"
   "options:\n"
   "  --model DIR          pre-trained model directory (bert or gpt2, with its tokenizer)\n"
-  "  --task NAME          classify, tokens (NER: CoNLL data, entity F1) or qa (SQuAD v1.1\n"
-  "                       JSON, exact match and F1); see docs/finetune.md\n"
+  "  --task NAME          classify, tokens (NER: CoNLL data, entity F1), qa (SQuAD v1.1\n"
+  "                       JSON, exact match and F1) or text2text (encoder-decoders: exact\n"
+  "                       match, ROUGE-L); see docs/finetune.md\n"
   "  --stride N           qa: overlap in tokens of the context windows (default: half a window)\n"
   "  --data FILE          training examples\n"
   "  --eval FILE          development examples: loss and accuracy each epoch and at the end\n"
@@ -60,7 +73,16 @@ static const char *HELP =
   "  --eval-every N       evaluate every N steps (default: once per epoch)\n"
   "  --seed N             head initialisation and data order (42)\n"
   "  --threads N          threads (default: all cores)\n"
-  "  --quiet              no progress bar\n";
+  "  --quiet              no progress bar\n"
+  "\n"
+  "text2text:\n"
+  "  --max-target N       longest target in tokens, </s> included (128; at most the model's positions)\n"
+  "  --rouge auto|on|off  report ROUGE-L (rouge-score's, no stemming); auto: when the eval targets\n"
+  "                       average more than 3 words (auto)\n"
+  "  --max-tokens N       tokens the evaluation generates at most (default: the longest target)\n"
+  "  --temperature X      0 = greedy (0); --top-k N, --top-p X sample as 'lmkit generate' does\n"
+  "  --beams N            beam search (--length-penalty X, --early-stopping, --no-repeat-ngram N)\n"
+  "  The evaluation writes OUT/eval_predictions.txt, one output per eval line.\n";
 
 /* --task tokens / qa (src/train/finetune_tasks.c) */
 static int finetune_task(const lm_finetune_opts *o, int kind, int64_t stride) {
@@ -103,12 +125,39 @@ static int finetune_task(const lm_finetune_opts *o, int kind, int64_t stride) {
   return 0;
 }
 
+/* --task text2text (src/train/finetune_text2text.c) */
+static int finetune_text2text(const lm_finetune_opts *o, int64_t max_target, const lm_t2t_eval_opts *eo) {
+  lm_t2t_result r;
+  if (lm_finetune_text2text(o, max_target, eo, &r)) return cli_fail();
+  fprintf(stderr, "lmkit finetune: %lld training examples, %lld steps, inputs of at most %lld tokens, targets of %lld\n",
+          (long long)r.n_train, (long long)r.steps, (long long)r.context, (long long)r.max_target);
+  if (r.train_src_cut || r.eval_src_cut)
+    fprintf(stderr, "lmkit finetune: truncated %lld of %lld training and %lld of %lld eval inputs to %lld tokens "
+            "(</s> included)\n", (long long)r.train_src_cut, (long long)r.n_train, (long long)r.eval_src_cut,
+            (long long)r.n_eval, (long long)r.context);
+  if (r.train_tgt_cut || r.eval_tgt_cut)
+    fprintf(stderr, "lmkit finetune: truncated %lld of %lld training and %lld of %lld eval targets to %lld tokens "
+            "(</s> included)\n", (long long)r.train_tgt_cut, (long long)r.n_train, (long long)r.eval_tgt_cut,
+            (long long)r.n_eval, (long long)r.max_target);
+  if (o->eval_path) {
+    printf("eval exact match %.4f", r.eval.exact_match);
+    if (r.rouge) printf("  rouge-l %.4f", r.eval.rouge_l);
+    printf("  eval loss %.4f  (%lld examples, targets of %.1f words on average%s)\n", r.eval.loss, (long long)r.n_eval,
+           r.mean_target_words, r.rouge ? "" : "; --rouge on adds ROUGE-L");
+  }
+  fprintf(stderr, "lmkit finetune: model saved to %s\n", o->out_dir);
+  return 0;
+}
+
 int cmd_finetune(int argc, char **argv) {
   lm_finetune_opts o;
   lm_finetune_opts_default(&o);
   const char *task = NULL, *v;
-  int64_t threads = 0, stride = 0;
-  int r;
+  int64_t threads = 0, stride = 0, max_target = 128;
+  int r, gen_used = 0;
+  lm_t2t_eval_opts eo = {.rouge = -1};
+  lm_gen_opts_default(&eo.gen);
+  eo.gen.temperature = 0; eo.gen.max_tokens = 0;   /* greedy, up to the longest target */
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
     if (cli_is_help(a)) { fputs(HELP, stdout); return 0; }
@@ -136,18 +185,36 @@ int cmd_finetune(int argc, char **argv) {
     if ((k = OPT("--seed")) < 0) return 1; else if (k) { if (cli_u64(a, v, &o.seed)) return 1; continue; }
     if ((k = OPT("--stride")) < 0) return 1; else if (k) { NUM(stride, 1, 1 << 20); continue; }
     if ((k = OPT("--threads")) < 0) return 1; else if (k) { NUM(threads, 1, 4096); continue; }
+    if ((k = OPT("--max-target")) < 0) return 1; else if (k) { NUM(max_target, 2, 1 << 20); gen_used = 1; continue; }
+    if ((k = OPT("--rouge")) < 0) return 1;
+    else if (k) {
+      eo.rouge = !strcmp(v, "on") ? 1 : !strcmp(v, "off") ? 0 : !strcmp(v, "auto") ? -1 : -2;
+      if (eo.rouge == -2) return cli_error("invalid value for --rouge: '%s' (auto, on, off)", v);
+      gen_used = 1;
+      continue;
+    }
+    if ((k = cli_gen_flag(argc, argv, &i, &eo.gen)) < 0) return 1; else if (k) { gen_used = 1; continue; }
 #undef OPT
 #undef NUM
 #undef FLT
     return cli_unknown("finetune", a);
   }
-  if (!task) return cli_error("--task is required (available: classify, tokens, qa; see 'lmkit finetune --help')");
-  int kind = !strcmp(task, "classify") ? 0 : !strcmp(task, "tokens") ? 1 : !strcmp(task, "qa") ? 2 : -1;
-  if (kind < 0) return cli_error("unknown --task '%s' (available: classify, tokens, qa)", task);
+  if (!task) return cli_error("--task is required (available: classify, tokens, qa, text2text; see 'lmkit finetune --help')");
+  int kind = !strcmp(task, "classify") ? 0 : !strcmp(task, "tokens") ? 1 : !strcmp(task, "qa") ? 2
+           : !strcmp(task, "text2text") ? 3 : -1;
+  if (kind < 0) return cli_error("unknown --task '%s' (available: classify, tokens, qa, text2text)", task);
+  if (gen_used && kind != 3)
+    return cli_error("--max-target, --rouge and the generation flags are for --task text2text");
+  if (eo.gen.calc || eo.gen.kv_f16) return cli_error("--calc and --kv-type are not for fine-tuning");
   if (!o.model_dir) return cli_error("--model DIR is required (see 'lmkit finetune --help')");
   if (!o.train_path) return cli_error("--data FILE is required (see 'lmkit finetune --help')");
   if (!o.out_dir) return cli_error("--out DIR is required (see 'lmkit finetune --help')");
   lm_set_threads((int)threads);
+  if (kind == 3) {
+    eo.gen.seed = o.seed;
+    eo.progress = o.progress;
+    return finetune_text2text(&o, max_target, &eo);
+  }
   if (kind) return finetune_task(&o, kind, stride);
   lm_finetune_result res;
   if (lm_finetune_classify(&o, &res)) return cli_fail();

@@ -11,6 +11,10 @@
  *             S}: [CLS] Q [SEP] window [SEP] over sliding context windows and
  *             the best-span decoding of evaluation (lm_qa_encode,
  *             lm_qa_predict).
+ *   text2text (an encoder-decoder with an LM head, e.g. T5 from `lmkit
+ *             finetune --task text2text`) a text -> the generated target, by
+ *             lm_t2t_generate (greedy, sampling or beams; the generation flags
+ *             of cli/gen_flags.c), as the fine-tuning's evaluation decodes.
  * Label names come from config.json's id2label. Lines longer than the context
  * are truncated (classify, tokens); the count is reported on stderr. */
 #include <math.h>
@@ -24,6 +28,7 @@
 #include "model/model.h"
 #include "train/finetune.h"
 #include "train/finetune_tasks.h"
+#include "train/text2text.h"
 
 static const char *HELP =
   "usage: lmkit predict --model DIR [--probs] [options] < inputs\n"
@@ -40,6 +45,10 @@ static const char *HELP =
   "            best span (at most 30 tokens) over sliding context windows, S its\n"
   "            start + end logit (null when the context is empty); a malformed line\n"
   "            is an error\n"
+  "  text2text an input text -> the text an encoder-decoder (t5) generates for it\n"
+  "            (greedy by default; the generation flags below), as the evaluation of\n"
+  "            'lmkit finetune --task text2text' decodes; a line break inside an output\n"
+  "            is printed as a space\n"
   "A text or sentence longer than the context is truncated (words cut from a\n"
   "sentence are printed with tag O), and the count is reported on stderr.\n"
   "\n"
@@ -48,7 +57,13 @@ static const char *HELP =
   "  --probs              classify: print {\"label\": L, \"probs\": {label: p, ...}} per line\n"
   "  --batch N            lines per forward pass (32; qa: windows per pass)\n"
   "  --context N          longest input in tokens (default: the model's positions)\n"
-  "  --threads N          threads (default: all cores)\n";
+  "  --threads N          threads (default: all cores)\n"
+  "\n"
+  "text2text generation (as 'lmkit generate'):\n"
+  "  --max-tokens N       tokens to generate at most (128)\n"
+  "  --temperature X      0 = greedy (0); --top-k N, --top-p X, --seed N when sampling\n"
+  "  --beams N            beam search (--length-penalty X, --early-stopping, --no-repeat-ngram N)\n"
+  "  --no-stop            keep going past </s>\n";
 
 static int is_space(char ch) { return ch == ' ' || ch == '\t' || ch == '\v' || ch == '\f'; }
 
@@ -203,9 +218,39 @@ done:
   return rc;
 }
 
+/* encoder-decoder: each line's generated target; inputs longer than the context are cut (counted). */
+static int predict_text2text(const lm_model *m, const lm_tokenizer *tok, int64_t context, const lm_gen_opts *g) {
+  lm_t2t_special sp;
+  if (lm_t2t_special_ids(lm_model_config(m), tok, &sp)) return cli_fail();
+  int rc = 0;
+  int64_t n_in = 0, n_cut = 0;
+  char *line = NULL, *out = NULL; size_t lcap = 0;
+  int32_t *ids = malloc((size_t)context * sizeof *ids);
+  if (!ids) return cli_error("out of memory");
+  while (cli_read_line(&line, &lcap) >= 0) {
+    int64_t n; int cut;
+    if (lm_t2t_encode_text(tok, line, sp.eos, context, ids, &n, &cut) || lm_t2t_generate(m, tok, ids, n, g, &out)) {
+      rc = cli_fail(); break;
+    }
+    n_in++; n_cut += cut;
+    for (char *p = out; *p; p++) if (*p == '\n' || *p == '\r') *p = ' ';
+    puts(out);
+    fflush(stdout);
+    free(out); out = NULL;
+  }
+  if (n_cut)
+    fprintf(stderr, "lmkit predict: truncated %lld of %lld inputs to %lld tokens (</s> included)\n", (long long)n_cut,
+            (long long)n_in, (long long)context);
+  free(line); free(ids);
+  return rc;
+}
+
 int cmd_predict(int argc, char **argv) {
   const char *dir = NULL, *v;
-  int probs = 0, r;
+  int probs = 0, r, gen_used = 0;
+  lm_gen_opts g;
+  lm_gen_opts_default(&g);
+  g.temperature = 0;   /* greedy, as the fine-tuning's evaluation */
   int64_t batch = 32, context = 0, threads = 0;
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
@@ -218,6 +263,7 @@ int cmd_predict(int argc, char **argv) {
     else if (r) { if (cli_i64(a, v, 3, 1 << 20, &context)) return 1; continue; }
     if ((r = cli_opt(argc, argv, &i, "--threads", &v)) < 0) return 1;
     else if (r) { if (cli_i64(a, v, 1, 4096, &threads)) return 1; continue; }
+    if ((r = cli_gen_flag(argc, argv, &i, &g)) < 0) return 1; else if (r) { gen_used = 1; continue; }
     return cli_unknown("predict", a);
   }
   if (!dir) return cli_error("--model DIR is required (see 'lmkit predict --help')");
@@ -230,13 +276,21 @@ int cmd_predict(int argc, char **argv) {
   int rc = 0;
   if (lm_model_load(&m, dir)) { rc = cli_fail(); goto done; }
   const lm_config *c = lm_model_config(m);
+  if (context <= 0 || context > c->n_positions) context = c->n_positions;
+  if (c->head == LM_HEAD_LM && c->n_enc_layer > 0) {
+    if (probs) { rc = cli_error("--probs applies to classification models only"); goto done; }
+    if (g.calc || g.kv_f16) { rc = cli_error("--calc and --kv-type are not for encoder-decoders"); goto done; }
+    if (lm_tokenizer_load(&tok, dir)) { rc = cli_fail(); goto done; }
+    rc = predict_text2text(m, tok, context, &g);
+    goto done;
+  }
+  if (gen_used) { rc = cli_error("the generation flags are for encoder-decoders (text2text); %s is not one", dir); goto done; }
   if (c->head != LM_HEAD_CLASSIFY && c->head != LM_HEAD_TOKENS && c->head != LM_HEAD_QA) {
-    rc = cli_error("%s is not a sequence-classification model, nor a token-classification or question-answering one "
-                   "(fine-tune one with 'lmkit finetune --task classify|tokens|qa')", dir);
+    rc = cli_error("%s is not a sequence-classification model, nor a token-classification, question-answering or "
+                   "encoder-decoder one (fine-tune one with 'lmkit finetune --task classify|tokens|qa|text2text')", dir);
     goto done;
   }
   if (probs && c->head != LM_HEAD_CLASSIFY) { rc = cli_error("--probs applies to classification models only"); goto done; }
-  if (context <= 0 || context > c->n_positions) context = c->n_positions;
   if (c->head == LM_HEAD_QA) {
     if (lm_tokenizer_load(&tok, dir)) { rc = cli_fail(); goto done; }
     rc = predict_qa(m, tok, batch, context);

@@ -78,7 +78,7 @@ int main(int argc, char **argv) {
   lm_session *s;
   int64_t max_len = (P > DP + D ? P : DP + D);
   shape_config(&c, llama);
-  if (file ? lm_model_load(&m, model) : lm_model_create(&m, &c, 1)) { fprintf(stderr, "%s\n", lm_last_error()); return 1; }
+  if (file ? lm_model_load_infer(&m, model) : lm_model_create(&m, &c, 1)) { fprintf(stderr, "%s\n", lm_last_error()); return 1; }
   c = m->cfg;
   int kv16 = getenv("KV_F16") && atoi(getenv("KV_F16"));
   if (lm_session_init_kv(&s, m, max_len, kv16)) { fprintf(stderr, "%s\n", lm_last_error()); return 1; }

@@ -68,6 +68,9 @@ int cli_lora_attach(lm_model *m, const cli_lora *l, const char *base_model, uint
  * *base_dir (malloc'ed; may be NULL) receives the base's directory, where its tokenizer is.
  * Returns 0, or 1 after printing an error. */
 int cli_load_with_adapter(const char *model, const char *adapter, int merge, lm_model **m, char **base_dir);
+/* merge = CLI_LOAD_GENERATE: as merge = 1, and a GGUF file without an adapter loads for generation only
+ * (lm_model_load_infer: no f32 copy of its quantized weights) */
+#define CLI_LOAD_GENERATE 2
 
 /* Generation (cli/gen_flags.c), for generate, chat and ask. cli_gen_flag consumes --max-tokens,
  * --temperature, --top-k, --top-p, --seed, --no-stop: returns 1, -1 after printing an error, or 0.

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <cjson/cJSON.h>
+#include "model/gguf.h"
 #include "cli.h"
 #include "base/base.h"
 #include "infer/chat_generate.h"
@@ -103,9 +104,9 @@ int cmd_ask(int argc, char **argv) {
   if (lm_rag_retrieve(rag, question, k, hits, &n)) { rc = cli_fail(); goto done; }
   const lm_rag_index *ix = lm_rag_get_index(rag);
   if (retrieve_only) { print_sources(ix, hits, n, 1); goto done; }
-  if (lm_model_load(&m, model)) { rc = cli_fail(); goto done; }
+  if (lm_model_load_infer(&m, model)) { rc = cli_fail(); goto done; }
   if (cli_posttrain_decoder(m, model, "ask")) { rc = 1; goto done; }
-  if (lm_tokenizer_load(&tok, model)) { rc = cli_fail(); goto done; }
+  if (cli_tokenizer_of(model, &tok)) { rc = cli_fail(); goto done; }
   if (cli_chat_setup(model, m, tok, "ask needs a chat model", &cc, stop, &o)) { rc = 1; goto done; }
   if (lm_rag_prompt(ix, question, hits, n, &user)) { rc = cli_fail(); goto done; }
   if (!(conv = cJSON_CreateArray())) { rc = cli_error("out of memory"); goto done; }

@@ -171,9 +171,9 @@ int cmd_chat(int argc, char **argv) {
   cJSON *conv = cJSON_CreateArray();
   if (!conv) return cli_error("out of memory");
   if (system && set_system(conv, system)) { rc = cli_error("out of memory"); goto done; }
-  if (cli_load_with_adapter(model, adapter, 1, &m, &base)) { rc = 1; goto done; }
+  if (cli_load_with_adapter(model, adapter, CLI_LOAD_GENERATE, &m, &base)) { rc = 1; goto done; }
   if (cli_posttrain_decoder(m, base, "chat")) { rc = 1; goto done; }
-  if (lm_tokenizer_load(&tok, base)) { rc = cli_fail(); goto done; }
+  if (cli_tokenizer_of(base, &tok)) { rc = cli_fail(); goto done; }
   if (cli_chat_setup(base, m, tok, "use 'lmkit generate --prompt'", &cc, stop, &o)) { rc = 1; goto done; }
   struct sigaction sa = {0}, old_sa;
   sa.sa_handler = on_sigint;

@@ -26,7 +26,7 @@ static int load_source(const char *src, lm_model **m, lm_tokenizer **tok, char *
   if (lm_model_load(m, src)) return cli_fail();
   int gguf = lm_gguf_is_file(src);
   if (gguf ? lm_gguf_tokenizer_load(tok, src) : lm_tokenizer_load(tok, src)) return cli_fail();
-  if (gguf) return lm_gguf_chat_template(src, tmpl) ? cli_fail() : 0;
+  if (gguf) return lm_gguf_chat_template(src, tmpl, NULL, NULL) ? cli_fail() : 0;
   lm_chat_config cc = {0};
   if (lm_chat_config_load(&cc, src)) return cli_fail();
   if (!cc.is_default) { *tmpl = cc.template; cc.template = NULL; }

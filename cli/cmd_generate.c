@@ -134,7 +134,7 @@ int cmd_generate(int argc, char **argv) {
   int rc = 0;
   int32_t stop[LM_CHAT_MAX_STOP];
   lm_gen_stats gs;
-  if (cli_load_with_adapter(model, adapter, 1, &m, &base)) { rc = 1; goto done; }
+  if (cli_load_with_adapter(model, adapter, CLI_LOAD_GENERATE, &m, &base)) { rc = 1; goto done; }
   if (cli_tokenizer_of(base, &tok)) { rc = cli_fail(); goto done; }
   if (!chat) {
     if (cot) {   /* a raw prompt: the instruction follows after a space ("Q: ... A: Let's think step by step.") */

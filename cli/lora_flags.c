@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <cjson/cJSON.h>
+#include "model/gguf.h"
 #include "cli.h"
 #include "base/base.h"
 #include "model/heads.h"
@@ -93,7 +94,8 @@ int cli_load_with_adapter(const char *model, const char *adapter, int merge, lm_
   int64_t labels = 0;
   int head = adapter ? adapter_head(adapter, &labels) : -1;
   /* an adapter with a trained task head (lmkit reward --lora-rank): the base gets that head, the file fills it */
-  if (head >= 0 ? lm_model_load_head(m, base, head, labels, 0) : lm_model_load(m, base)) {
+  if (head >= 0 ? lm_model_load_head(m, base, head, labels, 0)
+      : merge == CLI_LOAD_GENERATE && !adapter ? lm_model_load_infer(m, base) : lm_model_load(m, base)) {
     int rc = cli_fail();
     if (!model) fprintf(stderr, "lmkit: (the base named by %s/adapter_config.json; --model DIR names another)\n", adapter);
     free(base);

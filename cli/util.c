@@ -94,5 +94,5 @@ void cli_json_str(FILE *f, const char *s) {
 }
 
 lm_status cli_tokenizer_of(const char *model, lm_tokenizer **tok) {
-  return lm_gguf_is_file(model) ? lm_gguf_tokenizer_load(tok, model) : lm_tokenizer_load(tok, model);
+  return lm_model_tokenizer_load(tok, model);
 }

@@ -25,6 +25,7 @@
 #include <utf8proc.h>
 #include "base/base.h"
 #include "infer/template.h"
+#include "model/gguf.h"   /* lm_chat_config_load on a GGUF file */
 
 #ifndef LM_TPL_MAX_STEPS
 #define LM_TPL_MAX_STEPS 1000000       /* evaluation steps per render (real templates: < 20000) */
@@ -3032,8 +3033,19 @@ void lm_chat_config_free(lm_chat_config *cc) {
   memset(cc, 0, sizeof *cc);
 }
 
+/* a GGUF file: tokenizer.chat_template (else ChatML) and the bos/eos tokens' text */
+static lm_status gguf_chat_config(lm_chat_config *cc, const char *path) {
+  lm_status st = lm_gguf_chat_template(path, &cc->template, &cc->bos_token, &cc->eos_token);
+  if (!st && !cc->template) { cc->template = lm_strdup(LM_CHATML_TEMPLATE); cc->is_default = 1; }
+  if (!st) cc->source = cc->is_default ? lm_strdup("ChatML (default)") : lm_strdup(path);
+  if (!st && (!cc->template || !cc->source)) st = lm_error(LM_ERR_NOMEM, "out of memory");
+  if (st) lm_chat_config_free(cc);
+  return st;
+}
+
 lm_status lm_chat_config_load(lm_chat_config *cc, const char *dir) {
   memset(cc, 0, sizeof *cc);
+  if (lm_gguf_is_file(dir)) return gguf_chat_config(cc, dir);
   if (!lm_dir_exists(dir)) return lm_error(LM_ERR_IO, "%s: not a directory", dir);
   char *path = lm_path_join(dir, "tokenizer_config.json"), *jpath = lm_path_join(dir, "chat_template.jinja");
   if (!path || !jpath) { free(path); free(jpath); return LM_ERR_NOMEM; }

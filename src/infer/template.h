@@ -2,7 +2,7 @@
  * `chat_template`s use, rendered byte-for-byte as @huggingface/jinja (transformers.js) does.
  *
  *   lm_chat_config cc;                       // template + bos/eos of a model directory
- *   lm_chat_config_load(&cc, dir);           // tokenizer_config.json, else ChatML
+ *   lm_chat_config_load(&cc, dir);           // tokenizer_config.json (a GGUF file: tokenizer.chat_template), else ChatML
  *   cJSON *req = cJSON_Parse("{\"messages\":[{\"role\":\"user\",\"content\":\"Hi\"}],"
  *                            "\"add_generation_prompt\":true}");
  *   char *prompt; size_t len;

@@ -124,17 +124,26 @@ lm_status lm_gguf_write(lm_gguf_writer *w, const char *path, int progress);
 /* ---- models (gguf_model.c) ----
  * The gpt2 and llama architectures as llama.cpp names them (general.architecture, <arch>.* keys,
  * token_embd / blk.N.* / output_norm / output tensors). Loading dequantizes every tensor to f32
- * into an lm_model with the LM head; llama's q and k rows are permuted back from GGUF's
+ * into an lm_model with the LM head (and keeps Q8_0/Q4_0 linears as blocks too, model.h qlin); llama's q and k rows are permuted back from GGUF's
  * interleaved rotary pairs to Hugging Face's halves. Any tensor, <arch>.* key or tokenizer.*
  * key lmkit does not use is an error naming it. */
 /* 1 when path is a regular file starting with the GGUF magic */
 int lm_gguf_is_file(const char *path);
 lm_status lm_gguf_model_load(lm_model **out, const char *path, int head);
+/* qonly: for generation only (model.h qonly): the linears and token embedding kept quantized have
+ * no f32 copy, so a Q4_0 file takes about its own size in memory; training, eval, saving, export and
+ * LoRA refuse the model. */
+lm_status lm_gguf_model_load_qonly(lm_model **out, const char *path, int head, int qonly);
+/* lm_model_load for commands that only generate: a GGUF file loaded qonly, a directory as usual. */
+lm_status lm_model_load_infer(lm_model **out, const char *path);
 /* The tokenizer of tokenizer.ggml.* (model "gpt2" with pre "gpt-2": byte-level BPE). */
 lm_status lm_gguf_tokenizer_load(lm_tokenizer **out, const char *path);
 lm_status lm_gguf_tokenizer_from(lm_tokenizer **out, const lm_gguf *g);   /* an open file (the fuzzer) */
-/* tokenizer.chat_template of the file, malloc'ed, or NULL (and LM_OK) when it has none. */
-lm_status lm_gguf_chat_template(const char *path, char **out);
+/* The tokenizer of a model directory or GGUF file. */
+lm_status lm_model_tokenizer_load(lm_tokenizer **out, const char *path);
+/* tokenizer.chat_template of the file, malloc'ed, or NULL (and LM_OK) when it has none; bos and eos
+ * (either may be NULL) receive the text of the bos/eos tokens, or NULL when the file names none. */
+lm_status lm_gguf_chat_template(const char *path, char **tmpl, char **bos, char **eos);
 /* Writes m (gpt2 or llama, LM head), its tokenizer (GPT-2-style byte-level BPE) and chat template
  * (may be NULL) as GGUF with 2-D weights of `type` (F32, F16, Q8_0, Q4_0; rows that are not whole
  * blocks and 1-D tensors stay F32). */

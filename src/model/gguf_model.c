@@ -245,7 +245,54 @@ static lm_status read_config(const lm_gguf *g, const arch_info *a, lm_config *c)
   return LM_OK;
 }
 
-typedef struct { const lm_gguf *g; char *used; float *tmp; size_t tmp_n; } load_ctx;
+/* ------------------------------------------------------------------ quantized linears */
+
+/* How each linear is kept for inference (model.h qlin), from the types of its GGUF parts: Q8_0 and
+ * Q4_0 blocks as they are in the file (rows permuted as the f32 ones); the other quantized types
+ * (Q4_K, Q5_K, Q6_K) or a mix of types requantized to Q8_0 from their dequantized values (8 bits
+ * keep what their 4-6 bits hold); a linear with a float part (F32, F16, BF16) stays f32.
+ * Loading for generation only (qonly) keeps no f32 values for the linears kept quantized, nor for
+ * the token embedding when it is quantized (an extra entry, looked up row by row). */
+enum { QK_UNSET = -3, QK_F32 = -2, QK_REQUANT = -1 };   /* else the lm_qweight of every part */
+static int kept_quantized(int kind) { return kind == QK_REQUANT || kind >= 0; }
+
+typedef struct {
+  const lm_gguf *g;
+  char *used;              /* (n_tensors) the tensors read */
+  void *tmp, *btmp;        /* a part's f32 values and its requantized blocks */
+  size_t tmp_n, btmp_n;
+  int *kind;               /* (LM_QL_COUNT) each qlin entry's QK_* or lm_qweight */
+  int qonly, pass;         /* qlin_part: pass 0 kinds and shapes, pass 1 blocks */
+} load_ctx;
+
+static lm_status grow(void **buf, size_t *have, size_t need) {
+  if (need <= *have) return LM_OK;
+  void *b = lm_xrealloc(*buf, need);
+  if (!b) return LM_ERR_NOMEM;
+  *buf = b; *have = need;
+  return LM_OK;
+}
+
+/* the qlin entry a parameter is, or -1 */
+static int64_t qlin_index(const lm_model *m, const lm_param_info *p, int qonly) {
+  const float *w = m->params + p->offset;
+  if (p->ndim != 2) return -1;
+  for (int64_t l = 0; l < m->cfg.n_layer; l++) {
+    const lm_block_weights *b = &m->w.h[l];
+    const float *ws[LM_QL_PER_LAYER] = {[LM_QL_QKV] = b->qkv_w, [LM_QL_ATTN_PROJ] = b->attn_proj_w, [LM_QL_FC] = b->fc_w,
+                                        [LM_QL_FC_PROJ] = b->fc_proj_w};
+    for (int k = 0; k < LM_QL_PER_LAYER; k++)
+      if (w == ws[k]) return l * LM_QL_PER_LAYER + k;
+  }
+  if (w == lm_model_lm_head(m)) return LM_QL_HEAD(m);   /* tied: the token embedding too */
+  return qonly && w == m->w.wte ? LM_QL_EMB(m) : -1;
+}
+
+/* a tensor with no f32 values (qonly, kept quantized) */
+static int absent(const lm_model *m, const load_ctx *x, const lm_param_info *p) {
+  int64_t e = qlin_index(m, p, x->qonly);
+  return x->qonly && e >= 0 && kept_quantized(x->kind[e]);
+}
 
 static lm_status load_one(const lm_model *m, const lm_param_info *p, const char *gname, int64_t row0, int64_t rows,
                           int permute, void *user) {
@@ -259,14 +306,12 @@ static lm_status load_one(const lm_model *m, const lm_param_info *p, const char 
   if (t->n_dims != want || t->ne[0] != cols || (want == 2 && t->ne[1] != rows))
     return lm_error(LM_ERR_FORMAT, "%s: tensor '%s' has shape [%lld, %lld] (ne), expected [%lld, %lld]", path, gname,
                     (long long)t->ne[0], (long long)t->ne[1], (long long)cols, (long long)(want == 2 ? rows : 1));
+  x->used[i] = 1;
+  if (x->pass < 0 || absent(m, x, p)) return LM_OK;   /* pass -1: checks only */
   float *dst = m->params + p->offset + row0 * (p->ndim == 2 ? cols : 0);
   float *to = dst;
   if (permute) {
-    if ((size_t)t->numel > x->tmp_n) {
-      float *b = lm_xrealloc(x->tmp, (size_t)t->numel * sizeof *b);
-      if (!b) return LM_ERR_NOMEM;
-      x->tmp = b; x->tmp_n = (size_t)t->numel;
-    }
+    if (grow(&x->tmp, &x->tmp_n, (size_t)t->numel * sizeof(float))) return LM_ERR_NOMEM;
     to = x->tmp;
   }
   lm_status st = lm_gguf_dequantize((int)t->type, t->data, t->nbytes, to, t->numel);
@@ -276,40 +321,17 @@ static lm_status load_one(const lm_model *m, const lm_param_info *p, const char 
     if (rows != perm_heads(&m->cfg, permute) * hs) return lm_error(LM_ERR_FORMAT, "%s: tensor '%s': rows are not heads x head size", path, gname);
     permute_rows(dst, to, perm_heads(&m->cfg, permute), hs, (size_t)cols * sizeof(float), 0);
   }
-  x->used[i] = 1;
   return LM_OK;
 }
 
-/* ------------------------------------------------------------------ quantized linears */
-
-/* How each linear is kept for inference (model.h qlin), from the types of its GGUF parts: Q8_0 and
- * Q4_0 blocks as they are in the file (rows permuted as the f32 ones); the other quantized types
- * (Q4_K, Q5_K, Q6_K) or a mix of types requantized to Q8_0 from their dequantized values (8 bits
- * keep what their 4-6 bits hold); a linear with a float part (F32, F16, BF16) stays f32. */
-enum { QK_UNSET = -3, QK_F32 = -2, QK_REQUANT = -1 };   /* else the lm_qweight of every part */
-typedef struct { const lm_gguf *g; int *kind; const float **f32; int pass; } qctx;
-
-/* the qlin entry a parameter is, or -1 */
-static int64_t qlin_index(const lm_model *m, const lm_param_info *p) {
-  const float *w = m->params + p->offset;
-  if (p->ndim != 2) return -1;
-  for (int64_t l = 0; l < m->cfg.n_layer; l++) {
-    const lm_block_weights *b = &m->w.h[l];
-    const float *ws[LM_QL_PER_LAYER] = {[LM_QL_QKV] = b->qkv_w, [LM_QL_ATTN_PROJ] = b->attn_proj_w, [LM_QL_FC] = b->fc_w,
-                                        [LM_QL_FC_PROJ] = b->fc_proj_w};
-    for (int k = 0; k < LM_QL_PER_LAYER; k++)
-      if (w == ws[k]) return l * LM_QL_PER_LAYER + k;
-  }
-  return w == lm_model_lm_head(m) ? LM_QL_PER_LAYER * m->cfg.n_layer : -1;
-}
-
-/* pass 0: each entry's kind and shape; pass 1: the blocks of Q8_0 / Q4_0 entries, part by part */
+/* pass 0: each entry's kind and shape; pass 1: the blocks of the entries kept quantized, part by part
+ * (Q8_0 / Q4_0 parts copied, other parts dequantized and requantized to Q8_0; rows are independent) */
 static lm_status qlin_part(const lm_model *m, const lm_param_info *p, const char *gname, int64_t row0, int64_t rows,
                            int permute, void *user) {
-  qctx *x = user;
-  int64_t e = qlin_index(m, p);
+  load_ctx *x = user;
+  int64_t e = qlin_index(m, p, x->qonly);
   if (e < 0) return LM_OK;
-  const lm_gguf_tensor *t = lm_gguf_tensor_at(x->g, lm_gguf_find_tensor(x->g, gname));   /* load_one found it */
+  const lm_gguf_tensor *t = lm_gguf_tensor_at(x->g, lm_gguf_find_tensor(x->g, gname));   /* load_one checked it */
   lm_qmat *q = &m->qlin[e];
   if (x->pass == 0) {
     int k = t->type == LM_GGML_Q8_0 ? LM_QW_Q8_0 : t->type == LM_GGML_Q4_0 ? LM_QW_Q4_0
@@ -318,43 +340,49 @@ static lm_status qlin_part(const lm_model *m, const lm_param_info *p, const char
     *cur = *cur == QK_UNSET ? k : *cur == QK_F32 || k == QK_F32 ? QK_F32 : *cur != k ? QK_REQUANT : k;
     if (p->shape[1] % LM_QK) *cur = QK_F32;
     q->rows = p->shape[0]; q->cols = p->shape[1];
-    x->f32[e] = m->params + p->offset;
     return LM_OK;
   }
-  if (x->kind[e] < 0) return LM_OK;
+  if (!kept_quantized(x->kind[e])) return LM_OK;
   size_t rb = (size_t)(q->cols / LM_QK) * lm_qweight_block_bytes(q->type);
+  const uint8_t *src = t->data;
+  lm_status st;
+  if (x->kind[e] == QK_REQUANT) {   /* this part's values, quantized to Q8_0 in the file's row order */
+    if (grow(&x->tmp, &x->tmp_n, (size_t)t->numel * sizeof(float)) || grow(&x->btmp, &x->btmp_n, (size_t)rows * rb))
+      return LM_ERR_NOMEM;
+    if ((st = lm_gguf_dequantize((int)t->type, t->data, t->nbytes, x->tmp, t->numel)) ||
+        (st = lm_gguf_quantize(LM_GGML_Q8_0, x->tmp, t->numel, x->btmp)))
+      return lm_error_prefix(st, "%s: tensor '%s'", lm_gguf_name(x->g), gname);
+    src = x->btmp;
+  } else if (t->nbytes != (size_t)rows * rb)
+    return lm_error(LM_ERR_FORMAT, "%s: tensor '%s': %zu bytes", lm_gguf_name(x->g), gname, t->nbytes);
   uint8_t *dst = q->data + (size_t)row0 * rb;
-  if (t->nbytes != (size_t)rows * rb) return lm_error(LM_ERR_FORMAT, "%s: tensor '%s': %zu bytes", lm_gguf_name(x->g), gname, t->nbytes);
-  if (permute) permute_rows(dst, t->data, perm_heads(&m->cfg, permute), head_dim(&m->cfg), rb, 0);
-  else memcpy(dst, t->data, t->nbytes);
+  if (permute) permute_rows(dst, src, perm_heads(&m->cfg, permute), head_dim(&m->cfg), rb, 0);
+  else memcpy(dst, src, (size_t)rows * rb);
   return LM_OK;
 }
 
-/* m->qlin from the file's blocks; NULL when every linear is f32 */
-static lm_status qlin_load(lm_model *m, const arch_info *a, const lm_gguf *g) {
-  int64_t n = LM_QL_PER_LAYER * m->cfg.n_layer + 1, used = 0;
-  qctx x = {g, malloc((size_t)n * sizeof(int)), calloc((size_t)n, sizeof(float *)), 0};
+/* m->qlin's kinds, shapes and memory (pass 0); the entries kept quantized, counted in *used */
+static lm_status qlin_plan(lm_model *m, const arch_info *a, load_ctx *x, int64_t *used) {
+  int64_t n = LM_QL_COUNT(m);
+  *used = 0;
+  x->kind = malloc((size_t)n * sizeof(int));
   m->qlin = calloc((size_t)n, sizeof *m->qlin);
-  lm_status st = x.kind && x.f32 && m->qlin ? LM_OK : lm_error(LM_ERR_NOMEM, "out of memory");
-  for (int64_t e = 0; !st && e < n; e++) x.kind[e] = QK_UNSET;
-  if (!st) st = each_tensor(m, a, qlin_part, &x);
+  if (!x->kind || !m->qlin) return lm_error(LM_ERR_NOMEM, "out of memory");
+  for (int64_t e = 0; e < n; e++) x->kind[e] = QK_UNSET;
+  x->pass = 0;
+  lm_status st = each_tensor(m, a, qlin_part, x);
   for (int64_t e = 0; !st && e < n; e++) {
     lm_qmat *q = &m->qlin[e];
-    if (x.kind[e] == QK_UNSET || x.kind[e] == QK_F32) continue;
-    q->type = x.kind[e] == QK_REQUANT ? LM_QW_Q8_0 : (lm_qweight)x.kind[e];
+    if (!kept_quantized(x->kind[e])) continue;
+    q->type = x->kind[e] == QK_REQUANT ? LM_QW_Q8_0 : (lm_qweight)x->kind[e];
     q->data = lm_alloc((size_t)q->rows * (size_t)(q->cols / LM_QK) * lm_qweight_block_bytes(q->type));
-    if (!q->data) { st = lm_error(LM_ERR_NOMEM, "out of memory for the quantized weights"); break; }
-    if (x.kind[e] == QK_REQUANT) st = lm_gguf_quantize(LM_GGML_Q8_0, x.f32[e], q->rows * q->cols, q->data);
-    used++;
+    if (!q->data) st = lm_error(LM_ERR_NOMEM, "out of memory for the quantized weights");
+    (*used)++;
   }
-  x.pass = 1;
-  if (!st && used) st = each_tensor(m, a, qlin_part, &x);
-  free(x.kind); free(x.f32);
-  if (st || !used) lm_model_drop_quant(m);
   return st;
 }
 
-lm_status lm_gguf_model_load(lm_model **out, const char *path, int head) {
+lm_status lm_gguf_model_load_qonly(lm_model **out, const char *path, int head, int qonly) {
   *out = NULL;
   if (head >= 0 && head != LM_HEAD_LM)
     return lm_error(LM_ERR_UNSUPPORTED, "%s: GGUF files hold language models; other heads are not supported", path);
@@ -364,21 +392,37 @@ lm_status lm_gguf_model_load(lm_model **out, const char *path, int head) {
   const arch_info *a = NULL;
   lm_config cfg;
   lm_model *m = NULL;
-  load_ctx x = {g, NULL, NULL, 0};
-  if (!(st = arch_of(g, &a)) && !(st = read_config(g, a, &cfg)) && !(st = lm_model_alloc(&m, &cfg))) {
+  load_ctx x = {.g = g, .qonly = qonly};
+  int64_t used = 0;
+  if (!(st = arch_of(g, &a)) && !(st = read_config(g, a, &cfg)) &&
+      !(st = qonly ? lm_model_alloc_qonly(&m, &cfg) : lm_model_alloc(&m, &cfg))) {
     x.used = calloc((size_t)lm_gguf_n_tensors(g) + 1, 1);
+    x.pass = -1;   /* every tensor present with its shape, before anything reads them */
     st = x.used ? each_tensor(m, a, load_one, &x) : lm_error(LM_ERR_NOMEM, "out of memory");
-    if (!st) st = qlin_load(m, a, g);
+    if (!st) st = qlin_plan(m, a, &x, &used);
+    for (int i = 0; !st && qonly && i < m->n_info; i++)
+      if (!absent(m, &x, &m->info[i])) st = lm_model_keep(m, &m->info[i]);
+    x.pass = 0;
+    if (!st) st = each_tensor(m, a, load_one, &x);
+    x.pass = 1;
+    if (!st && used) st = each_tensor(m, a, qlin_part, &x);
+    if (!st && !used) { lm_model_drop_quant(m); m->qonly = 0; }   /* every weight is f32 */
   }
   for (int64_t i = 0; !st && i < lm_gguf_n_tensors(g); i++)
     if (!x.used[i])
       st = lm_error(LM_ERR_UNSUPPORTED, "%s: unexpected tensor '%s' for a %lld-layer %s model", path, lm_gguf_tensor_at(g, i)->name,
                     (long long)cfg.n_layer, a->name);
-  free(x.used); free(x.tmp);
+  free(x.used); free(x.tmp); free(x.btmp); free(x.kind);
   lm_gguf_close(g);
   if (st) { lm_model_free(m); return st; }
   *out = m;
   return LM_OK;
+}
+
+lm_status lm_gguf_model_load(lm_model **out, const char *path, int head) { return lm_gguf_model_load_qonly(out, path, head, 0); }
+
+lm_status lm_model_load_infer(lm_model **out, const char *path) {
+  return lm_gguf_is_file(path) ? lm_gguf_model_load_qonly(out, path, -1, 1) : lm_model_load(out, path);
 }
 
 /* ------------------------------------------------------------------ the tokenizer */
@@ -492,16 +536,53 @@ lm_status lm_gguf_tokenizer_load(lm_tokenizer **out, const char *path) {
   return st;
 }
 
-lm_status lm_gguf_chat_template(const char *path, char **out) {
-  *out = NULL;
+lm_status lm_model_tokenizer_load(lm_tokenizer **out, const char *path) {
+  return lm_gguf_is_file(path) ? lm_gguf_tokenizer_load(out, path) : lm_tokenizer_load(out, path);
+}
+
+/* a malloc'ed NUL-terminated copy of n bytes, or NULL (with an error) */
+static char *dup_n(const char *s, size_t n, lm_status *st) {
+  char *d = *st ? NULL : lm_xmalloc(n + 1);
+  if (!d) { if (!*st) *st = LM_ERR_NOMEM; return NULL; }
+  memcpy(d, s, n); d[n] = 0;
+  return d;
+}
+
+/* the text of the token named by an id key (bos/eos), or NULL when the key is absent */
+static char *token_text(const lm_gguf *g, const char *id_key, lm_status *st) {
+  int64_t id = -1;
+  const lm_gguf_kv *tokens = NULL;
+  if (*st || (*st = lm_gguf_get_int(g, id_key, &id, 0)) || id < 0) return NULL;
+  if ((*st = lm_gguf_get_arr(g, "tokenizer.ggml.tokens", LM_GGUF_STR, &tokens, 1))) return NULL;
+  if ((uint64_t)id >= tokens->n) {
+    *st = lm_error(LM_ERR_FORMAT, "%s: %s = %lld is not a token id (%llu tokens)", lm_gguf_name(g), id_key, (long long)id,
+                   (unsigned long long)tokens->n);
+    return NULL;
+  }
+  const char *t; size_t n;
+  lm_gguf_arr_str(tokens, (uint64_t)id, &t, &n);
+  return dup_n(t, n, st);
+}
+
+lm_status lm_gguf_chat_template(const char *path, char **tmpl, char **bos, char **eos) {
+  *tmpl = NULL;
+  if (bos) *bos = NULL;
+  if (eos) *eos = NULL;
   lm_gguf *g;
   lm_status st = lm_gguf_open(&g, path);
   if (st) return st;
   const char *s = NULL; size_t n = 0;
   st = lm_gguf_get_str(g, "tokenizer.chat_template", &s, &n, 0);
-  if (!st && s && !(*out = lm_xmalloc(n + 1))) st = LM_ERR_NOMEM;
-  if (!st && s) { memcpy(*out, s, n); (*out)[n] = 0; }
+  if (!st && s) *tmpl = dup_n(s, n, &st);
+  if (!st && *tmpl && strlen(*tmpl) != n) st = lm_error(LM_ERR_FORMAT, "%s: tokenizer.chat_template holds a NUL byte", path);
+  if (bos) *bos = token_text(g, "tokenizer.ggml.bos_token_id", &st);
+  if (eos) *eos = token_text(g, "tokenizer.ggml.eos_token_id", &st);
   lm_gguf_close(g);
+  if (st) {
+    free(*tmpl); *tmpl = NULL;
+    if (bos) { free(*bos); *bos = NULL; }
+    if (eos) { free(*eos); *eos = NULL; }
+  }
   return st;
 }
 
@@ -614,6 +695,7 @@ lm_status lm_gguf_export(const lm_model *m, const lm_tokenizer *tok, const char 
   if (c->rope_scaling) return lm_error(LM_ERR_UNSUPPORTED, "GGUF export: Llama 3's rope_scaling is not exported yet");
   if (c->sliding_window) return lm_error(LM_ERR_UNSUPPORTED, "GGUF export: a sliding attention window is not exported");
   if (c->share_layers || m->lora) return lm_error(LM_ERR_UNSUPPORTED, "GGUF export: shared layers or an attached LoRA adapter (merge it first)");
+  if (lm_model_check_f32(m, "GGUF export")) return LM_ERR_UNSUPPORTED;
   if (type != LM_GGML_F32 && type != LM_GGML_F16 && type != LM_GGML_Q8_0 && type != LM_GGML_Q4_0)
     return lm_error(LM_ERR_UNSUPPORTED, "GGUF export: type %s is not written (f32, f16, q8_0, q4_0)", lm_ggml_type_name(type));
   if (tok->n_vocab != c->vocab_size)

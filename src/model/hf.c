@@ -44,7 +44,9 @@ static int64_t part_rows(const lm_hf_tensor *t, const lm_param_info *p, int k, i
 /* ------------------------------------------------------------------ save */
 
 lm_status lm_model_save(const lm_model *m, const char *dir) {
-  lm_status st = lm_mkdir_p(dir);
+  lm_status st = lm_model_check_f32(m, "saving");
+  if (st) return st;
+  st = lm_mkdir_p(dir);
   if (st) return st;
   const lm_config *c = &m->cfg;
   const lm_family *f = m->fam;

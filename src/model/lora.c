@@ -285,6 +285,7 @@ static lm_status check_kinds(const lm_model *m, unsigned kinds, int *transpose) 
 lm_status lm_lora_attach(lm_model *m, const lm_lora_opts *o) {
   if (!m || !o) return lm_error(LM_ERR_ARG, "LoRA: NULL model or options");
   if (m->lora) return lm_error(LM_ERR_ARG, "LoRA: the model already has an adapter");
+  if (lm_model_check_f32(m, "a LoRA adapter")) return LM_ERR_UNSUPPORTED;
   if (o->rank < 1 || o->rank > 65536) return lm_error(LM_ERR_ARG, "LoRA rank %lld must be in 1..65536", (long long)o->rank);
   if (!isfinite(o->alpha) || o->alpha <= 0) return lm_error(LM_ERR_ARG, "LoRA alpha %g must be positive", o->alpha);
   if ((unsigned)o->targets > LM_LORA_MLP) return lm_error(LM_ERR_ARG, "LoRA: unknown targets %d", (int)o->targets);
@@ -644,6 +645,7 @@ static int unset(const cJSON *v) {
 lm_status lm_lora_load(lm_model *m, const char *dir) {
   if (!m) return lm_error(LM_ERR_ARG, "LoRA load: NULL model");
   if (m->lora) return lm_error(LM_ERR_ARG, "LoRA load: the model already has an adapter");
+  if (lm_model_check_f32(m, "a LoRA adapter")) return LM_ERR_UNSUPPORTED;
   cJSON *j; char *cpath;
   lm_status st = read_config(dir, &j, &cpath);
   if (st) return st;

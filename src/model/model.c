@@ -10,6 +10,8 @@
 #include <math.h>
 #include <string.h>
 #include <stdlib.h>
+#include <sys/mman.h>
+#include <unistd.h>
 #include "base/base.h"
 #include "kernels/kernels.h"
 #include "model/model.h"
@@ -17,6 +19,7 @@
 #include "model/heads.h"
 #include "model/config.h"
 #include "model/lora.h"
+#include "model/gguf.h"
 
 /* ------------------------------------------------------------------ table */
 
@@ -150,7 +153,7 @@ static void layout(const lm_model *m, float *base, lm_weights *w) {
 #undef P
 }
 
-lm_status lm_model_alloc(lm_model **out, const lm_config *cfg) {
+static lm_status model_alloc(lm_model **out, const lm_config *cfg, int qonly) {
   *out = NULL;
   lm_status st = lm_config_validate(cfg);
   if (st) return st;
@@ -162,7 +165,11 @@ lm_status lm_model_alloc(lm_model **out, const lm_config *cfg) {
   lm_param_table t = {0};
   if (build_table(&t, cfg, f)) { free(t.v); free(m); return lm_error(LM_ERR_NOMEM, "out of memory"); }
   m->info = t.v; m->n_info = t.n; m->n_params = t.total;
-  m->params = lm_alloc(m->n_params * sizeof(float));
+  if (qonly) {   /* address space only: no memory is committed until lm_model_keep */
+    m->qonly = 1;
+    void *p = mmap(NULL, m->n_params * sizeof(float), PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (p != MAP_FAILED) { m->params = p; m->params_map = m->n_params * sizeof(float); }
+  } else m->params = lm_alloc(m->n_params * sizeof(float));
   m->w.h = calloc(cfg->n_layer, sizeof(lm_block_weights));
   m->g.h = calloc(cfg->n_layer, sizeof(lm_block_weights));
   m->w.enc_h = calloc(cfg->n_enc_layer + 1, sizeof(lm_block_weights));
@@ -173,6 +180,39 @@ lm_status lm_model_alloc(lm_model **out, const lm_config *cfg) {
   if (st) { lm_model_free(m); return st; }
   *out = m;
   return LM_OK;
+}
+
+lm_status lm_model_alloc(lm_model **out, const lm_config *cfg) { return model_alloc(out, cfg, 0); }
+lm_status lm_model_alloc_qonly(lm_model **out, const lm_config *cfg) { return model_alloc(out, cfg, 1); }
+
+lm_status lm_model_keep(lm_model *m, const lm_param_info *p) {
+  if (!m->params_map) return LM_OK;
+  size_t page = (size_t)sysconf(_SC_PAGESIZE);
+  uintptr_t a = (uintptr_t)(m->params + p->offset), b = (uintptr_t)(m->params + p->offset + p->numel);
+  a &= ~(uintptr_t)(page - 1); b = (b + page - 1) & ~(uintptr_t)(page - 1);
+  if (mprotect((void *)a, b - a, PROT_READ | PROT_WRITE))
+    return lm_error(LM_ERR_NOMEM, "out of memory for tensor '%s' (%zu values)", p->name, p->numel);
+  return LM_OK;
+}
+
+lm_status lm_model_check_f32(const lm_model *m, const char *what) {
+  if (!m->qonly) return LM_OK;
+  return lm_error(LM_ERR_UNSUPPORTED, "%s needs the f32 weights: this model was loaded for generation only (its quantized "
+                  "weights have no f32 copy); load the GGUF file dequantized instead", what);
+}
+
+void lm_model_embed_rows(const lm_model *m, const int32_t *ids, int64_t n, float *out) {
+  const lm_qmat *q = NULL;
+  if (m->qonly && m->qlin) {
+    q = &m->qlin[LM_QL_EMB(m)];
+    if (!q->data && m->cfg.tie_embeddings) q = &m->qlin[LM_QL_HEAD(m)];
+    if (!q->data) q = NULL;
+  }
+  int64_t C = m->cfg.n_embd;
+  if (!q) { embedding_forward(out, ids, m->w.wte, n, C, 0); return; }
+  size_t rb = (size_t)(C / LM_QK) * lm_qweight_block_bytes(q->type);
+  int type = q->type == LM_QW_Q8_0 ? LM_GGML_Q8_0 : LM_GGML_Q4_0;   /* ggml's block formats (gguf.c) */
+  for (int64_t i = 0; i < n; i++) lm_gguf_dequantize(type, q->data + (size_t)ids[i] * rb, rb, out + i * C, C);
 }
 
 /* norm gains: "ln_1.weight", "ln_f.weight", "emb_ln.weight", "mlm.ln.weight" */
@@ -219,7 +259,9 @@ void lm_model_free(lm_model *m) {
   lm_head_free(m);
   if (m->fam && m->fam->free_state) m->fam->free_state(m);
   lm_model_drop_quant(m);
-  lm_free(m->params); lm_free(m->grads); lm_free(m->rope);
+  if (m->params_map) munmap(m->params, m->params_map);
+  else lm_free(m->params);
+  lm_free(m->grads); lm_free(m->rope);
   free(m->w.h); free(m->g.h); free(m->w.enc_h); free(m->g.enc_h); free(m->info);
   for (int64_t i = 0; m->label_names && i < m->cfg.num_labels; i++) free(m->label_names[i]);
   free(m->label_names);
@@ -227,7 +269,7 @@ void lm_model_free(lm_model *m) {
 }
 
 void lm_model_drop_quant(lm_model *m) {
-  for (int64_t i = 0; m->qlin && i < LM_QL_PER_LAYER * m->cfg.n_layer + 1; i++) lm_free(m->qlin[i].data);
+  for (int64_t i = 0; m->qlin && i < LM_QL_COUNT(m); i++) lm_free(m->qlin[i].data);
   free(m->qlin);
   m->qlin = NULL;
 }
@@ -356,6 +398,8 @@ lm_status lm_model_reserve(lm_model *m, int64_t B, int64_t T, int need_grads) {
   if (T <= 0 || B <= 0) return lm_error(LM_ERR_ARG, "batch %lld x context %lld must be positive", (long long)B, (long long)T);
   if (T > c->n_positions)
     return lm_error(LM_ERR_RANGE, "context %lld is longer than the model's %lld positions", (long long)T, (long long)c->n_positions);
+  lm_status qst = lm_model_check_f32(m, need_grads ? "training" : "a full forward pass (eval, embeddings)");
+  if (qst) return qst;
   if (need_grads) lm_model_drop_quant(m);   /* training changes the f32 weights: the blocks would be stale */
   if (need_grads && !m->grads && !m->lora) {   /* a LoRA adapter freezes the base: no base gradients */
     m->grads = lm_alloc(m->n_params * sizeof(float));

@@ -127,6 +127,14 @@ struct lm_model {
    * whose data is NULL stays f32. params hold the same weights dequantized, for everything else;
    * reserving gradients drops the blocks (training changes the f32 weights). */
   struct lm_qmat *qlin;
+  /* Inference-only (lm_gguf_model_load with qonly; generate, chat, serve, ask): the tensors kept in
+   * qlin have no f32 values. params is then an address range of params_map bytes reserved without
+   * memory (lm_model_alloc_qonly) in which only the other tensors are readable (lm_model_keep), so a
+   * stray read of an absent weight faults instead of returning zeros; lm_model_reserve, saving,
+   * export and LoRA refuse such a model. qlin then has one more entry, the token embedding
+   * (LM_QL_EMB(m); for tied embeddings the head's entry serves), looked up row by row. */
+  int qonly;
+  size_t params_map;
   lm_acts acts;
   int have_acts;
   void *fam_state;               /* the family's activations (family.h reserve/free_state) */
@@ -178,7 +186,18 @@ void lm_model_init_weights(lm_model *m, uint64_t seed);
 void lm_model_init_tensor(lm_model *m, const lm_param_info *p, lm_rng *r);
 const lm_param_info *lm_model_find_param(const lm_model *m, const char *name);
 enum { LM_QL_QKV, LM_QL_ATTN_PROJ, LM_QL_FC, LM_QL_FC_PROJ, LM_QL_PER_LAYER };
+#define LM_QL_HEAD(m) (LM_QL_PER_LAYER * (m)->cfg.n_layer)        /* the LM head's qlin entry */
+#define LM_QL_EMB(m) (LM_QL_PER_LAYER * (m)->cfg.n_layer + 1)     /* the token embedding's (qonly models) */
+#define LM_QL_COUNT(m) (LM_QL_PER_LAYER * (m)->cfg.n_layer + 2)   /* entries of qlin */
 void lm_model_drop_quant(lm_model *m);   /* frees qlin */
+/* As lm_model_alloc, but params is reserved address space (model.h qonly); lm_model_keep makes a
+ * tensor's values real, zeroed memory. */
+lm_status lm_model_alloc_qonly(lm_model **out, const lm_config *cfg);
+lm_status lm_model_keep(lm_model *m, const lm_param_info *p);
+/* out (n,C) = the token embedding's rows ids (n): f32 rows, or quantized rows dequantized (qonly) */
+void lm_model_embed_rows(const lm_model *m, const int32_t *ids, int64_t n, float *out);
+/* an error naming `what` when m is inference-only (qonly), else LM_OK */
+lm_status lm_model_check_f32(const lm_model *m, const char *what);
 float *lm_model_tensor(const lm_model *m, const float *base, const char *name);   /* base + offset, or NULL */
 /* Sizes the activations for batches of up to B sequences of up to T tokens (T <= n_positions). */
 lm_status lm_model_reserve(lm_model *m, int64_t B, int64_t T, int need_grads);

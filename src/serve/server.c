@@ -24,6 +24,7 @@
 #include <sys/socket.h>
 #include <time.h>
 #include <cjson/cJSON.h>
+#include "model/gguf.h"
 #include "base/base.h"
 #include "infer/batch.h"
 #include "infer/calc.h"
@@ -1190,7 +1191,7 @@ const char *lm_server_warning(const lm_server *s) { return s->warning; }
 
 lm_status lm_server_load(lm_server *s) {
   const char *dir = s->o.model_dir;
-  lm_status st = lm_model_load(&s->m, dir);
+  lm_status st = lm_model_load_infer(&s->m, dir);   /* a GGUF file: no f32 copy of its quantized weights */
   if (st) return st;
   const lm_config *c = lm_model_config(s->m);
   s->generates = c->causal && c->head == LM_HEAD_LM;
@@ -1203,7 +1204,7 @@ lm_status lm_server_load(lm_server *s) {
   if (s->ctx > c->n_positions)
     return lm_error(LM_ERR_RANGE, "--ctx %lld is beyond the model's context of %lld tokens", (long long)s->ctx,
                     (long long)c->n_positions);
-  if ((st = lm_tokenizer_load(&s->tok, dir))) return st;
+  if ((st = lm_model_tokenizer_load(&s->tok, dir))) return st;
   s->eot = lm_tokenizer_eot(s->tok);
   if (s->generates) {
     if ((st = lm_chat_config_load(&s->cc, dir))) return st;

@@ -128,7 +128,7 @@ static void embed_backward(lm_model *m, const lm_batch *b, float *demb) {
 }
 
 static void embed_tokens(const lm_model *m, const int32_t *ids, const int32_t *pos, int64_t n, float *out) {
-  embedding_forward(out, ids, m->w.wte, n, m->cfg.n_embd, 0);
+  lm_model_embed_rows(m, ids, n, out);   /* f32 rows, or a quantized embedding's rows dequantized */
   embedding_forward(out, pos, m->w.wpe, n, m->cfg.n_embd, 1);
 }
 

@@ -1,0 +1,103 @@
+/* test_gguf_qonly.c — GGUF models loaded for generation only (lm_gguf_model_load_qonly, model.h
+ * qonly): the linears and the token embedding kept as Q8_0/Q4_0 blocks have no f32 copy, and
+ * generation gives the logits of the same file loaded with its f32 copy, bit for bit (the same
+ * quantized kernels; the embedding rows dequantized on the fly are the f32 copy's values), for a
+ * prompt and for decoded tokens, on GPT-2 (tied embeddings) and a grouped-query Llama (untied), in
+ * q8_0 and q4_0. The f32 memory is really absent (only the kept tensors' pages are reserved), and
+ * everything that needs the f32 weights (a full forward, training, saving, export, LoRA) is an error
+ * naming the reason. */
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+#include "base/base.h"
+#include "model/model.h"
+#include "model/gguf.h"
+#include "model/lora.h"
+#include "infer/infer.h"
+#include "tokenizer/tokenizer.h"
+
+static void run_case(lm_arch arch, int tied, int type) {
+  lm_config c;
+  lm_config_default(&c, arch);
+  c.vocab_size = 257; c.n_positions = 64; c.n_embd = 64; c.n_layer = 2; c.n_head = 4; c.tie_embeddings = tied;
+  if (arch == LM_ARCH_LLAMA) { c.n_kv_head = 2; c.n_inner = 96; }
+  lm_model *m, *full, *q;
+  lm_tokenizer *tok;
+  cr_assert_eq(lm_model_create(&m, &c, 7), LM_OK, "%s", lm_last_error());
+  cr_assert_eq(lm_tokenizer_load(&tok, "byte"), LM_OK, "%s", lm_last_error());
+  char path[64];
+  snprintf(path, sizeof path, "/tmp/lmkit_qonly_%d.gguf", (int)getpid());
+  cr_assert_eq(lm_gguf_export(m, tok, NULL, type, path, 0), LM_OK, "%s", lm_last_error());
+  cr_assert_eq(lm_gguf_model_load(&full, path, -1), LM_OK, "%s", lm_last_error());
+  cr_assert_eq(lm_gguf_model_load_qonly(&q, path, -1, 1), LM_OK, "%s", lm_last_error());
+  unlink(path);
+  cr_assert(q->qonly && q->params_map && q->qlin && !full->qonly);
+  /* every linear kept quantized; the embedding has its own blocks unless the head's serve */
+  for (int64_t e = 0; e <= LM_QL_HEAD(q); e++) cr_assert(q->qlin[e].data, "qlin entry %lld is f32", (long long)e);
+  cr_assert(tied ? !q->qlin[LM_QL_EMB(q)].data : q->qlin[LM_QL_EMB(q)].data != NULL);
+  /* the tensors kept as f32 (norms, biases) are a small part of the model */
+  size_t kept = 0;
+  for (int i = 0; i < q->n_info; i++) {
+    const lm_param_info *p = &q->info[i];
+    if (p->ndim == 1) kept += p->numel;
+  }
+  cr_assert(kept * 20 < q->n_params, "%zu of %zu values kept", kept, q->n_params);
+
+  lm_session *sf, *sq;
+  cr_assert_eq(lm_session_init(&sf, full, 64), LM_OK, "%s", lm_last_error());
+  cr_assert_eq(lm_session_init(&sq, q, 64), LM_OK, "%s", lm_last_error());
+  int32_t ids[30];
+  lm_rng r;
+  lm_rng_seed(&r, 3);
+  for (int i = 0; i < 30; i++) ids[i] = (int32_t)lm_rng_below(&r, 257);
+  for (int step = 0; step < 8; step++) {
+    const int32_t *feed = step == 0 ? ids : ids + 19 + step;
+    int64_t n = step == 0 ? 20 : 1;
+    const float *a, *b;
+    cr_assert_eq(lm_session_feed(sf, feed, n, &a), LM_OK, "%s", lm_last_error());
+    cr_assert_eq(lm_session_feed(sq, feed, n, &b), LM_OK, "%s", lm_last_error());
+    cr_assert(!memcmp(a, b, 257 * sizeof(float)), "%s %s step %d: qonly logits differ", lm_arch_name(arch), lm_ggml_type_name(type), step);
+  }
+  lm_session_free(sf); lm_session_free(sq);
+
+  /* what needs the f32 weights is refused, naming why */
+  cr_assert_eq(lm_model_reserve(q, 1, 8, 0), LM_ERR_UNSUPPORTED);
+  cr_assert(strstr(lm_last_error(), "loaded for generation only"), "%s", lm_last_error());
+  cr_assert_eq(lm_model_reserve(q, 1, 8, 1), LM_ERR_UNSUPPORTED);
+  cr_assert(strstr(lm_last_error(), "training"), "%s", lm_last_error());
+  cr_assert_neq(lm_model_save(q, "/tmp/lmkit_qonly_never"), LM_OK);
+  cr_assert(strstr(lm_last_error(), "saving"), "%s", lm_last_error());
+  cr_assert_neq(lm_gguf_export(q, tok, NULL, LM_GGML_F32, "/tmp/lmkit_qonly_never.gguf", 0), LM_OK);
+  cr_assert(strstr(lm_last_error(), "GGUF export"), "%s", lm_last_error());
+  lm_lora_opts lo = {.rank = 2, .alpha = 4};
+  cr_assert_neq(lm_lora_attach(q, &lo), LM_OK);
+  cr_assert(strstr(lm_last_error(), "LoRA"), "%s", lm_last_error());
+  cr_assert(access("/tmp/lmkit_qonly_never", F_OK) != 0 && access("/tmp/lmkit_qonly_never.gguf", F_OK) != 0);
+  lm_model_free(m); lm_model_free(full); lm_model_free(q); lm_tokenizer_free(tok);
+}
+
+Test(gguf_qonly, gpt2_tied_q8_0) { run_case(LM_ARCH_GPT2, 1, LM_GGML_Q8_0); }
+Test(gguf_qonly, gpt2_tied_q4_0) { run_case(LM_ARCH_GPT2, 1, LM_GGML_Q4_0); }
+Test(gguf_qonly, llama_untied_q8_0) { run_case(LM_ARCH_LLAMA, 0, LM_GGML_Q8_0); }
+Test(gguf_qonly, llama_untied_q4_0) { run_case(LM_ARCH_LLAMA, 0, LM_GGML_Q4_0); }
+
+/* a file with float weights loads as an ordinary model (nothing to leave out) */
+Test(gguf_qonly, f32_file_is_an_ordinary_model) {
+  lm_config c;
+  lm_config_default(&c, LM_ARCH_LLAMA);
+  c.vocab_size = 257; c.n_positions = 32; c.n_embd = 64; c.n_layer = 1; c.n_head = 4; c.n_inner = 96;
+  lm_model *m, *q;
+  lm_tokenizer *tok;
+  cr_assert_eq(lm_model_create(&m, &c, 7), LM_OK, "%s", lm_last_error());
+  cr_assert_eq(lm_tokenizer_load(&tok, "byte"), LM_OK, "%s", lm_last_error());
+  char path[64];
+  snprintf(path, sizeof path, "/tmp/lmkit_qonly_f_%d.gguf", (int)getpid());
+  cr_assert_eq(lm_gguf_export(m, tok, NULL, LM_GGML_F32, path, 0), LM_OK, "%s", lm_last_error());
+  cr_assert_eq(lm_gguf_model_load_qonly(&q, path, -1, 1), LM_OK, "%s", lm_last_error());
+  unlink(path);
+  cr_assert(!q->qonly && !q->qlin);
+  cr_assert(!memcmp(q->params, m->params, m->n_params * sizeof(float)));
+  cr_assert_eq(lm_model_reserve(q, 1, 8, 1), LM_OK, "%s", lm_last_error());
+  lm_model_free(m); lm_model_free(q); lm_tokenizer_free(tok);
+}

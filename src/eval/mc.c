@@ -91,7 +91,22 @@ static char *prompt_of(const lm_mc_item *it, const lm_mc_set *train, const int64
   return p;
 }
 
-static double stderr_of(double p, int64_t n) { return n > 1 ? sqrt(p * (1 - p) * (double)n / (double)(n - 1) / (double)n) : NAN; }
+double lm_eval_stderr(double p, int64_t n) { return n > 1 ? sqrt(p * (1 - p) * (double)n / (double)(n - 1) / (double)n) : NAN; }
+
+void lm_eval_shots(uint64_t seed, int64_t i, int64_t n_train, int same, int k, int64_t *shots) {
+  lm_rng rng;
+  lm_rng_seed(&rng, seed ^ (0x9e3779b97f4a7c15ull * (uint64_t)(i + 1)));
+  for (int j = 0; j < k; j++) {   /* distinct, and not the item itself */
+    int64_t s;
+    int dup;
+    do {
+      s = lm_rng_below(&rng, (uint32_t)n_train);
+      dup = same && s == i;
+      for (int q = 0; q < j && !dup; q++) dup = shots[q] == s;
+    } while (dup);
+    shots[j] = s;
+  }
+}
 
 lm_status lm_mc_eval(lm_model *m, const lm_tokenizer *tok, const lm_mc_set *test, const lm_mc_opts *o, lm_mc_result *r,
                      lm_mc_callback cb, void *user) {
@@ -116,18 +131,7 @@ lm_status lm_mc_eval(lm_model *m, const lm_tokenizer *tok, const lm_mc_set *test
   int64_t right = 0, right_norm = 0;
   for (int64_t i = 0; i < test->n && !st; i++) {
     const lm_mc_item *it = &test->items[i];
-    lm_rng rng;
-    lm_rng_seed(&rng, o->seed ^ (0x9e3779b97f4a7c15ull * (uint64_t)(i + 1)));
-    for (int j = 0; j < o->shots; j++) {   /* distinct, and not the item itself */
-      int64_t s;
-      int dup;
-      do {
-        s = lm_rng_below(&rng, (uint32_t)o->train->n);
-        dup = o->train == test && s == i;
-        for (int q = 0; q < j && !dup; q++) dup = shots[q] == s;
-      } while (dup);
-      shots[j] = s;
-    }
+    if (o->shots) lm_eval_shots(o->seed, i, o->train->n, o->train == test, o->shots, shots);
     char *prompt = prompt_of(it, o->train, shots, o->shots);
     if (!prompt) { st = LM_ERR_NOMEM; break; }
     int pred = 0, pred_norm = 0;
@@ -163,8 +167,8 @@ lm_status lm_mc_eval(lm_model *m, const lm_tokenizer *tok, const lm_mc_set *test
     r->n = test->n;
     r->acc = (double)right / (double)test->n;
     r->acc_norm = (double)right_norm / (double)test->n;
-    r->acc_stderr = stderr_of(r->acc, test->n);
-    r->acc_norm_stderr = stderr_of(r->acc_norm, test->n);
+    r->acc_stderr = lm_eval_stderr(r->acc, test->n);
+    r->acc_norm_stderr = lm_eval_stderr(r->acc_norm, test->n);
   }
 done:
   free(ll); free(bytes); free(shots); free(cont);

@@ -61,4 +61,10 @@ typedef lm_status (*lm_mc_callback)(const lm_mc_detail *d, void *user);
 lm_status lm_mc_eval(lm_model *m, const lm_tokenizer *tok, const lm_mc_set *test, const lm_mc_opts *o, lm_mc_result *r,
                      lm_mc_callback cb, void *user);
 
+/* Shared by the tasks that prompt with solved examples (mc.c, em.c): item i's k shots, distinct
+ * indices below n_train drawn by an rng seeded by (seed, i), never i itself when `same` (the shots
+ * come from the evaluated set); and lm-eval's standard error of a mean of 0/1 scores. */
+void lm_eval_shots(uint64_t seed, int64_t i, int64_t n_train, int same, int k, int64_t *shots);
+double lm_eval_stderr(double p, int64_t n);
+
 #endif

@@ -145,17 +145,12 @@ int cmd_toolformer(int argc, char **argv) {
   lm_progress bar;
   lm_progress_start(&bar, "toolformer", (int64_t)len);
   int64_t lineno = 0;
-  for (size_t i = 0; i < len && !rc;) {
-    size_t j = i, b = i;
-    while (j < len && text[j] != '\n') j++;
-    size_t e = j > i && text[j - 1] == '\r' ? j - 1 : j;
-    i = j + 1;
-    lineno++;
-    while (b < e && (text[b] == ' ' || text[b] == '\t')) b++;
-    if (b == e) continue;
+  size_t at = 0, l;
+  const char *p;
+  while (!rc && lm_next_line(text, len, &at, &lineno, &p, &l)) {
     char where[600];
     snprintf(where, sizeof where, "%s:%lld", data, (long long)lineno);
-    cJSON *rec = cJSON_ParseWithLength(text + b, e - b), *obj;
+    cJSON *rec = cJSON_ParseWithLength(p, l), *obj;
     const char *key = NULL;
     int chat = 0;
     uint32_t *ctx = NULL;
@@ -191,7 +186,7 @@ int cmd_toolformer(int argc, char **argv) {
     }
     free(aug); free(c); free(ctx);
     cJSON_Delete(rec);
-    lm_progress_update(&bar, (int64_t)(i < len ? i : len), NULL);
+    lm_progress_update(&bar, (int64_t)at, NULL);
   }
   if (rc) goto done;
   {

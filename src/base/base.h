@@ -55,7 +55,8 @@ lm_status lm_mkdir_p(const char *path);
 /* Joins dir and name into a freshly malloc'ed string. */
 char *lm_path_join(const char *dir, const char *name);
 /* The next non-blank line of text[0..len) from *at (start both *at and *line at 0): sets *s, *n
- * (without the LF), advances *at past it and *line to its 1-based number; 0 at the end. */
+ * (trimmed of blanks, \r and a leading UTF-8 BOM), advances *at past it and *line to its 1-based
+ * number; 0 at the end. */
 int lm_next_line(const char *text, size_t len, size_t *at, int64_t *line, const char **s, size_t *n);
 
 /* ---- time and progress ---- */

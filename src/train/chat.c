@@ -110,21 +110,12 @@ lm_status lm_chat_read(const char *path, lm_chat_set *out) {
   lm_status st = lm_read_file(path, &text, &len);
   if (st) return st;
   int64_t cap = 0, lineno = 0;
-  for (size_t i = 0; i < len && !st;) {
-    size_t j = i;
-    while (j < len && text[j] != '\n') j++;
-    lineno++;
-    size_t e = j;
-    if (e > i && text[e - 1] == '\r') e--;
-    size_t b = i;
-    if (lineno == 1 && e - b >= 3 && !memcmp(text + b, "\xEF\xBB\xBF", 3)) b += 3;   /* UTF-8 BOM */
-    i = j + 1;
-    int blank = 1;
-    for (size_t k = b; k < e; k++) if (text[k] != ' ' && text[k] != '\t') { blank = 0; break; }
-    if (blank) continue;
+  size_t at = 0, l;
+  const char *p;
+  while (!st && lm_next_line(text, len, &at, &lineno, &p, &l)) {
     char where[600];
     snprintf(where, sizeof where, "%s:%lld", path, (long long)lineno);
-    cJSON *rec = cJSON_ParseWithLength(text + b, e - b);
+    cJSON *rec = cJSON_ParseWithLength(p, l);
     if (!rec) { st = lm_error(LM_ERR_FORMAT, "%s: not valid JSON", where); break; }
     cJSON *conv; const char *why;
     st = lm_chat_record_messages(rec, where, &conv, &why);

@@ -283,18 +283,12 @@ lm_status lm_pref_read(lm_pref_data *d, const char *path, const lm_chat_config *
   if (st) return st;
   pref_caps cap = {0, 0};
   int64_t lineno = 0;
-  for (size_t i = 0; i < len && !st;) {
-    size_t j = i;
-    while (j < len && text[j] != '\n') j++;
-    lineno++;
-    size_t e = j, b = i;
-    if (e > b && text[e - 1] == '\r') e--;
-    if (lineno == 1 && e - b >= 3 && !memcmp(text + b, "\xEF\xBB\xBF", 3)) b += 3;   /* UTF-8 BOM */
-    i = j + 1;
-    if (blank_span(text + b, e - b)) continue;
+  size_t at = 0, l;
+  const char *p;
+  while (!st && lm_next_line(text, len, &at, &lineno, &p, &l)) {
     char where[600];
     snprintf(where, sizeof where, "%s:%lld", path, (long long)lineno);
-    cJSON *rec = cJSON_ParseWithLength(text + b, e - b);
+    cJSON *rec = cJSON_ParseWithLength(p, l);
     if (!rec) { st = lm_error(LM_ERR_FORMAT, "%s: not valid JSON", where); break; }
     cJSON *conv[2]; double margin; const char *why;
     st = lm_pref_record(rec, where, &conv[0], &conv[1], &margin, &why);

@@ -90,31 +90,25 @@ lm_status lm_rl_tasks_read(lm_rl_tasks *t, const char *path, const lm_chat_confi
   lm_status st = lm_read_file(path, &text, &len);
   if (st) return st;
   int64_t cap = 0, lineno = 0;
-  for (size_t b = 0; b < len && !st;) {
-    size_t e = b;
-    while (e < len && text[e] != '\n') e++;
-    lineno++;
+  size_t at = 0, l;
+  const char *p;
+  while (!st && lm_next_line(text, len, &at, &lineno, &p, &l)) {
     char where[600];
     snprintf(where, sizeof where, "%s:%lld", path, (long long)lineno);
-    size_t s = b;
-    while (s < e && (text[s] == ' ' || text[s] == '\t' || text[s] == '\r')) s++;
-    if (s < e) {
-      cJSON *rec = cJSON_ParseWithLength(text + s, e - s);
-      if (!cJSON_IsObject(rec)) { cJSON_Delete(rec); st = lm_error(LM_ERR_FORMAT, "%s: not a JSON object", where); break; }
-      if (t->n == cap && (st = tasks_grow(t, cap = cap ? 2 * cap : 64))) { cJSON_Delete(rec); break; }
-      char *pt = NULL; int32_t *ids = NULL; int64_t n = 0;
-      st = task_prompt(rec, where, cc, tok, cot, &pt, &ids, &n);
-      if (!st && rw) st = lm_rewarder_check(rw, rec, where);
-      if (!st && n > max_prompt)
-        st = lm_error(LM_ERR_RANGE, "%s: the prompt is %lld tokens, longer than the %lld that --max-length leaves after "
-                      "--max-new-tokens", where, (long long)n, (long long)max_prompt);
-      if (!st && n == 0) st = lm_error(LM_ERR_FORMAT, "%s: the prompt renders to no tokens", where);
-      if (st) { cJSON_Delete(rec); free(pt); free(ids); break; }
-      t->rec[t->n] = rec; t->text[t->n] = pt; t->ids[t->n] = ids; t->len[t->n] = n; t->line[t->n] = lineno;
-      t->longest = n > t->longest ? n : t->longest;
-      t->n++;
-    }
-    b = e + 1;
+    cJSON *rec = cJSON_ParseWithLength(p, l);
+    if (!cJSON_IsObject(rec)) { cJSON_Delete(rec); st = lm_error(LM_ERR_FORMAT, "%s: not a JSON object", where); break; }
+    if (t->n == cap && (st = tasks_grow(t, cap = cap ? 2 * cap : 64))) { cJSON_Delete(rec); break; }
+    char *pt = NULL; int32_t *ids = NULL; int64_t n = 0;
+    st = task_prompt(rec, where, cc, tok, cot, &pt, &ids, &n);
+    if (!st && rw) st = lm_rewarder_check(rw, rec, where);
+    if (!st && n > max_prompt)
+      st = lm_error(LM_ERR_RANGE, "%s: the prompt is %lld tokens, longer than the %lld that --max-length leaves after "
+                    "--max-new-tokens", where, (long long)n, (long long)max_prompt);
+    if (!st && n == 0) st = lm_error(LM_ERR_FORMAT, "%s: the prompt renders to no tokens", where);
+    if (st) { cJSON_Delete(rec); free(pt); free(ids); break; }
+    t->rec[t->n] = rec; t->text[t->n] = pt; t->ids[t->n] = ids; t->len[t->n] = n; t->line[t->n] = lineno;
+    t->longest = n > t->longest ? n : t->longest;
+    t->n++;
   }
   free(text);
   if (!st && t->n == 0) st = lm_error(LM_ERR_FORMAT, "%s: no tasks", path);

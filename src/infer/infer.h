@@ -43,6 +43,7 @@ typedef struct {
   int64_t V;
   float *prob;      /* (V) */
   int32_t *idx;     /* (V) */
+  float logp;       /* the last sampled token's log-probability at the temperature, before any cut */
 } lm_sampler;
 lm_status lm_sampler_init(lm_sampler *s, const lm_gen_opts *o, int64_t V);
 void lm_sampler_free(lm_sampler *s);

@@ -6,7 +6,7 @@
  * (lm_batch_decoder_step). A row ends at a stop token (kept: the policy learns
  * to stop) or at max_new tokens. Each row samples with its own generator
  * (seed + row), so rollouts do not depend on which rows are still live or on
- * the thread count. With calc, a row whose text ends a calculator call gets
+ * the thread count; rows sample in parallel. With calc, a row whose text ends a calculator call gets
  * " → RESULT" (calc.h) appended as tool tokens: fed to its slot on their own,
  * marked in r->tool, never sampled and never trained on. */
 #include <math.h>
@@ -15,6 +15,7 @@
 #include "base/base.h"
 #include "infer/calc.h"
 #include "infer/infer.h"
+#include "kernels/vexp.h"
 #include "model/model.h"
 #include "train/rl.h"
 
@@ -36,12 +37,15 @@ void lm_rollouts_free(lm_rollouts *r) {
   memset(r, 0, sizeof *r);
 }
 
-/* log softmax(z / temperature)[y] */
-static float token_logp(const float *z, int64_t V, float temperature, int32_t y) {
-  double inv = 1.0 / temperature, mx = z[0] * inv, s = 0;
-  for (int64_t v = 1; v < V; v++) mx = z[v] * inv > mx ? z[v] * inv : mx;
-  for (int64_t v = 0; v < V; v++) s += exp(z[v] * inv - mx);
-  return (float)(z[y] * inv - mx - log(s));
+/* log softmax(z / temperature)[y] as the sampler computes it (lm_sampler.logp): e (V) is scratch
+ * for the exponentials, by vexp in float (vectorised), summed in double */
+static float token_logp(const float *z, int64_t V, float temperature, int32_t y, float *e) {
+  float inv = 1.0f / temperature, mx = z[0];
+  for (int64_t v = 1; v < V; v++) mx = z[v] > mx ? z[v] : mx;
+  for (int64_t v = 0; v < V; v++) e[v] = vexp((z[v] - mx) * inv);
+  double s = 0;
+  for (int64_t v = 0; v < V; v++) s += e[v];
+  return (float)((double)((z[y] - mx) * inv) - log(s));
 }
 
 typedef struct { char text[LM_CALC_MAX_EXPR + 64]; size_t n; } text_tail;
@@ -74,9 +78,13 @@ lm_status lm_rollout(lm_batch_decoder *d, const lm_model *m, const lm_tokenizer 
   float *L = lm_alloc((size_t)(n * V) * sizeof *L);   /* (n,V) each live row's next-token logits */
   lm_sampler *sp = calloc((size_t)n, sizeof *sp);
   int *slots = malloc((size_t)n * sizeof *slots), *live = malloc((size_t)n * sizeof *live);
-  int32_t *next = malloc((size_t)n * sizeof *next);
+  int32_t *next = malloc((size_t)n * sizeof *next), *picked = malloc((size_t)n * sizeof *picked);
+  float *lp = malloc((size_t)n * sizeof *lp);
   text_tail *tails = o->calc ? calloc((size_t)n, sizeof *tails) : NULL;
-  if (!L || !sp || !slots || !live || !next || (o->calc && !tails)) { st = lm_error(LM_ERR_NOMEM, "out of memory"); goto done; }
+  if (!L || !sp || !slots || !live || !next || !picked || !lp || (o->calc && !tails)) {
+    st = lm_error(LM_ERR_NOMEM, "out of memory");
+    goto done;
+  }
   memset(r->len, 0, (size_t)n * sizeof *r->len); memset(r->stopped, 0, (size_t)n);
   memset(r->tool, 0, (size_t)(n * r->T));
   r->sampled = 0;
@@ -96,13 +104,22 @@ lm_status lm_rollout(lm_batch_decoder *d, const lm_model *m, const lm_tokenizer 
   int64_t n_live = n;
   while (!st && n_live > 0) {
     int k = 0;
-    for (int64_t i = 0; i < n && !st; i++) {
+    /* every live row's token and its log-probability, rows in parallel: each row has its own
+     * sampler (generator and scratch), so the draws do not depend on the thread count */
+    #pragma omp parallel for schedule(dynamic, 1)
+    for (int64_t i = 0; i < n; i++) {
       if (!live[i]) continue;
       const float *z = L + i * V;
-      int32_t y = lm_sampler_pick(&sp[i], z);
+      picked[i] = lm_sampler_pick(&sp[i], z);
+      /* greedy: the log-probability at temperature 1, the sampler's scratch free for it */
+      lp[i] = o->temperature > 0 ? sp[i].logp : token_logp(z, V, 1.0f, picked[i], sp[i].prob);
+    }
+    for (int64_t i = 0; i < n && !st; i++) {
+      if (!live[i]) continue;
+      int32_t y = picked[i];
       int64_t t = r->len[i]++;
       r->ids[i * r->T + t] = y;
-      r->logp[i * r->T + t] = token_logp(z, V, o->temperature > 0 ? o->temperature : 1.0f, y);   /* greedy: at 1 */
+      r->logp[i * r->T + t] = lp[i];
       r->sampled++;
       int stop = 0;
       for (int j = 0; j < o->n_stop && !stop; j++) stop = o->stop[j] == y;
@@ -135,6 +152,6 @@ lm_status lm_rollout(lm_batch_decoder *d, const lm_model *m, const lm_tokenizer 
   }
 done:
   if (sp) for (int64_t i = 0; i < n; i++) lm_sampler_free(&sp[i]);
-  free(sp); lm_free(L); free(slots); free(live); free(next); free(tails);
+  free(sp); lm_free(L); free(slots); free(live); free(next); free(picked); free(lp); free(tails);
   return st;
 }

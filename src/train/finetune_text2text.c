@@ -45,8 +45,15 @@ static int all_blank(const char *s, size_t n) {
   return 1;
 }
 
+static void trim(const char **s, size_t *n) {
+  while (*n && ((*s)[0] == ' ' || (*s)[0] == '\r')) { (*s)++; (*n)--; }
+  while (*n && ((*s)[*n - 1] == ' ' || (*s)[*n - 1] == '\r')) (*n)--;
+}
+
 static lm_status add_row(lm_t2t_rows *r, int64_t *cap, const char *name, int64_t line, const char *in, size_t nin,
                          const char *tg, size_t ntg) {
+  trim(&in, &nin);   /* blanks around a field (a CRLF file's \r) are not part of it */
+  trim(&tg, &ntg);
   if (all_blank(in, nin)) return lm_error(LM_ERR_FORMAT, "%s:%lld: empty input", name, (long long)line);
   if (all_blank(tg, ntg))
     return lm_error(LM_ERR_FORMAT, "%s:%lld: empty target (every example needs a target text to learn)", name,
@@ -100,9 +107,10 @@ static lm_status jsonl_row(lm_t2t_rows *r, int64_t *cap, const char *name, int64
 }
 
 static lm_status tsv_row(lm_t2t_rows *r, int64_t *cap, const char *name, int64_t line, const char *s, size_t n,
-                         const char *end) {
+                         const char *begin, const char *end) {
   const char *tab = memchr(s, '\t', n);
-  if (!tab) {   /* lm_next_line trims blanks: a line `input<TAB>` ends before its tab */
+  if (!tab) {   /* lm_next_line trims blanks: `input<TAB>` ends before its tab, `<TAB>target` starts after it */
+    if (s > begin && s[-1] == '\t') return lm_error(LM_ERR_FORMAT, "%s:%lld: empty input", name, (long long)line);
     if (s + n < end && s[n] == '\t')
       return lm_error(LM_ERR_FORMAT, "%s:%lld: empty target (every example needs a target text to learn)", name,
                       (long long)line);
@@ -128,7 +136,7 @@ lm_status lm_t2t_parse(const char *text, size_t len, const char *name, lm_t2t_ro
       jsonl = s[0] == '{';
       if (!jsonl && n == 12 && !memcmp(s, "input\ttarget", 12)) continue;   /* the TSV header */
     }
-    st = jsonl ? jsonl_row(r, &cap, name, line, s, n) : tsv_row(r, &cap, name, line, s, n, text + len);
+    st = jsonl ? jsonl_row(r, &cap, name, line, s, n) : tsv_row(r, &cap, name, line, s, n, text, text + len);
   }
   if (!st && r->n == 0) st = lm_error(LM_ERR_FORMAT, "%s: no examples (input<TAB>target lines or JSONL records)", name);
   if (st) lm_t2t_rows_free(r);

@@ -59,14 +59,18 @@ struct lm_session {
   int64_t max_len;
 };
 
+/* a family that decodes from its own state (RNN, LSTM, n-gram) has no KV cache to batch or copy */
+static lm_status no_kv(const lm_model *m) {
+  return lm_error(LM_ERR_UNSUPPORTED, "a %s model decodes from its own state, not a KV cache: batched decoding and beam "
+                  "search do not support it (lmkit generate without --beams does)", m->fam->model_type);
+}
+
 lm_status lm_kv_init(lm_kv *kv, const lm_model *m, int64_t max_len) { return lm_kv_init_type(kv, m, max_len, 0); }
 
 lm_status lm_kv_init_type(lm_kv *kv, const lm_model *m, int64_t max_len, int f16) {
   const lm_config *c = &m->cfg;
   *kv = (lm_kv){.max_len = max_len};
-  if (m->fam->state_new)   /* the batch decoder and beam search run on KV caches; a session does not need one */
-    return lm_error(LM_ERR_UNSUPPORTED, "a %s model decodes from its own state, not a KV cache: batched decoding and beam "
-                    "search do not support it (lmkit generate without --beams does)", m->fam->model_type);
+  if (m->fam->state_new) return no_kv(m);
   size_t n = (size_t)c->n_layer * max_len * lm_kv_heads(c) * (c->n_embd / c->n_head);
   *kv = (lm_kv){.max_len = max_len};
   if (f16) { kv->k16 = lm_alloc(n * sizeof(uint16_t)); kv->v16 = lm_alloc(n * sizeof(uint16_t)); }
@@ -86,6 +90,7 @@ void lm_kv_free(lm_kv *kv) {
 lm_status lm_fwd_init(lm_fwd **out, const lm_model *m, int64_t rows, int64_t max_len) {
   const lm_config *c = &m->cfg;
   *out = NULL;
+  if (m->fam->state_new) return no_kv(m);
   if (!c->causal || c->head != LM_HEAD_LM || !m->fam->embed_tokens || c->n_enc_layer > 0)
     return lm_error(LM_ERR_UNSUPPORTED, "generation needs a causal decoder with an LM head; this is a %s model with a %s head%s",
                     lm_arch_name(c->arch), lm_head_name(c->head),

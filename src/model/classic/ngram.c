@@ -208,8 +208,10 @@ lm_status lm_ngram_read(lm_ngram **out, const void *data, size_t len, int order,
   if (len < HEADER || memcmp(p, MAGIC, 8)) return lm_error(LM_ERR_FORMAT, "not an lmkit n-gram file (no " MAGIC " header)");
   uint64_t o = get_le(p + 8, 4), w = get_le(p + 12, 4), v = get_le(p + 16, 8), n = get_le(p + 24, 8);
   if (o < 1 || o > MAX_ORDER) return lm_error(LM_ERR_FORMAT, "n-gram file: order %llu is not in 1..%d", (unsigned long long)o, MAX_ORDER);
-  if (w != 2 && w != 4) return lm_error(LM_ERR_FORMAT, "n-gram file: %llu bytes per id (2 or 4)", (unsigned long long)w);
   if (v < 1 || v > (1ull << 32)) return lm_error(LM_ERR_FORMAT, "n-gram file: vocabulary %llu out of range", (unsigned long long)v);
+  if (w != (v <= 65536 ? 2u : 4u))   /* one way to write each file */
+    return lm_error(LM_ERR_FORMAT, "n-gram file: %llu bytes per id for a vocabulary of %llu (2 up to 65536, else 4)",
+                    (unsigned long long)w, (unsigned long long)v);
   if ((order && o != (uint64_t)order) || (vocab && v != (uint64_t)vocab))
     return lm_error(LM_ERR_FORMAT, "n-gram file: order %llu and vocabulary %llu, but the config says %d and %lld",
                     (unsigned long long)o, (unsigned long long)v, order, (long long)vocab);

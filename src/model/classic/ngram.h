@@ -35,7 +35,7 @@ size_t lm_ngram_count(const lm_ngram *m, int k);  /* distinct k-grams (1..order)
 /* The file (ngram.bin, docs/classic.md): the counted token stream, from which every count is
  * recomputed on load (an n-gram is stored as a position in that stream, so the stream is the counts'
  * compact form), little-endian:
- *   "LMNGRAM1" | u32 order | u32 bytes per id (2 or 4) | u64 vocab | u64 n | n ids
+ *   "LMNGRAM1" | u32 order | u32 bytes per id (2 when vocab <= 65536, else 4) | u64 vocab | u64 n | n ids
  * lm_ngram_write returns the bytes (malloc'ed); lm_ngram_read checks every field and id, and needs
  * the file's order and vocabulary to match order / vocab (0: take the file's). */
 lm_status lm_ngram_write(const lm_ngram *m, char **out, size_t *len);

@@ -1,7 +1,10 @@
 /* cmd_tokenizer.c — `lmkit tokenizer train|encode|decode`.
  *
- * train learns a byte-level BPE from text files and writes tokenizer.json +
- * vocab.json + merges.txt; encode and decode filter stdin to stdout. A
+ * train learns a tokenizer from text files with a trainer chosen from a table
+ * (--model): a byte-level BPE (src/tokenizer/train.c; tokenizer.json +
+ * vocab.json + merges.txt) or a SentencePiece-style Unigram
+ * (src/tokenizer/unigram_train.c; tokenizer.json); encode and decode filter
+ * stdin to stdout. A
  * tokenizer is a directory (tokenizer.json, vocab.json + merges.txt, or
  * encoder.json + vocab.bpe), a tokenizer.json file, "gpt2" or "byte". */
 #include <errno.h>
@@ -12,7 +15,7 @@
 #include "tokenizer/tokenizer.h"
 
 static const char *HELP =
-  "usage: lmkit tokenizer train --data FILE... --vocab-size N --out DIR [--special TOKEN...]\n"
+  "usage: lmkit tokenizer train --data FILE... --vocab-size N --out DIR [--model bpe|unigram] [--special TOKEN...]\n"
   "       lmkit tokenizer encode --tokenizer T [--ids] [--allow-special] [--add-special]   (stdin -> stdout)\n"
   "       lmkit tokenizer decode --tokenizer T [--skip-special]                            (ids on stdin -> text)\n"
   "\n"
@@ -21,12 +24,17 @@ static const char *HELP =
   "\n"
   "train:\n"
   "  --data FILE...        training text (a directory means its files)\n"
-  "  --vocab-size N        total vocabulary, special tokens included (>= 256 + specials)\n"
-  "  --out DIR             writes DIR/tokenizer.json, DIR/vocab.json, DIR/merges.txt\n"
-  "  --special TOKEN...    more special tokens after the merges (<|endoftext|> and ChatML's\n"
+  "  --model bpe|unigram   byte-level BPE (default), or SentencePiece's Unigram: EM over seed pieces\n"
+  "                        pruned by 0.75 a round, a Metaspace (\xe2\x96\x81) pre-tokenizer, NFKC (docs/tokenizer.md)\n"
+  "  --vocab-size N        total vocabulary, special tokens included (BPE: >= 256 + specials)\n"
+  "  --out DIR             writes DIR/tokenizer.json (BPE: and DIR/vocab.json, DIR/merges.txt)\n"
+  "  --special TOKEN...    more special tokens after the vocabulary (<|endoftext|> and ChatML's\n"
   "                       <|im_start|>, <|im_end|> are always included)\n"
-  "  --min-frequency N     merge only pairs seen at least N times (default 2)\n"
-  "  --threads N           threads for counting (default: all cores)\n"
+  "  --sentinels N         T5's sentinels <extra_id_N-1> .. <extra_id_0> last, so <extra_id_0> has the\n"
+  "                        highest id (0)\n"
+  "  --min-frequency N     BPE: merge only pairs seen at least N times (default 2)\n"
+  "  --byte-fallback       Unigram: <0x00>..<0xFF> pieces, so that no character is unknown\n"
+  "  --threads N           threads (default: all cores)\n"
   "encode:\n"
   "  --ids                 print ids separated by single spaces (default: the tokens as byte-level symbols)\n"
   "  --allow-special       match special tokens such as <|endoftext|> in the text (default: plain text)\n"
@@ -67,45 +75,83 @@ static char *read_stdin(size_t *len) {
   return buf;
 }
 
+/* what `tokenizer train` parsed, for the trainer of --model */
+typedef struct {
+  const char **data, **special; int n_data, n_special;
+  int64_t vocab, minf, threads;
+  int minf_given, byte_fallback;
+} train_args;
+
+static lm_status train_bpe(lm_tokenizer **tok, const train_args *a) {
+  if (a->byte_fallback) return lm_error(LM_ERR_ARG, "--byte-fallback is for --model unigram (a byte-level BPE has every byte)");
+  lm_bpe_train_opts o = {.vocab_size = a->vocab, .special = a->special, .n_special = a->n_special, .min_frequency = a->minf,
+                         .progress = 1, .threads = (int)a->threads};
+  return lm_tokenizer_train(tok, a->data, a->n_data, &o);
+}
+
+static lm_status train_unigram(lm_tokenizer **tok, const train_args *a) {
+  if (a->minf_given) return lm_error(LM_ERR_ARG, "--min-frequency is for --model bpe");
+  lm_unigram_train_opts o = {.vocab_size = a->vocab, .special = a->special, .n_special = a->n_special,
+                             .byte_fallback = a->byte_fallback, .progress = 1, .threads = (int)a->threads};
+  return lm_unigram_train(tok, a->data, a->n_data, &o);
+}
+
+static const struct {
+  const char *name, *files;
+  lm_status (*train)(lm_tokenizer **tok, const train_args *a);
+} TRAINERS[] = {{"bpe", "tokenizer.json, vocab.json, merges.txt", train_bpe}, {"unigram", "tokenizer.json", train_unigram}};
+
 static int do_train(int argc, char **argv) {
-  const char *data[4096], *special[256], *out = NULL, *v;
-  int n_data = 0, n_special = 0, r;
-  int64_t vocab = 0, minf = 2, threads = 0;
+  const char *data[4096], *special[256 + 1024], *out = NULL, *v, *model = "bpe";
+  char sentinel[1024][32];
+  train_args a = {.data = data, .special = special, .minf = 2};
+  int r;
+  int64_t sentinels = 0;
   /* end of text, and ChatML's turn markers: models lmkit trains get ChatML as their chat template */
-  special[n_special++] = "<|endoftext|>";
-  special[n_special++] = "<|im_start|>";
-  special[n_special++] = "<|im_end|>";
+  special[a.n_special++] = "<|endoftext|>";
+  special[a.n_special++] = "<|im_start|>";
+  special[a.n_special++] = "<|im_end|>";
   for (int i = 1; i < argc; i++) {
     if (cli_is_help(argv[i])) { fputs(HELP, stdout); return 0; }
-    if (!strcmp(argv[i], "--data")) { if (multi(argc, argv, &i, data, &n_data, 4096, "--data")) return 1; continue; }
+    if (!strcmp(argv[i], "--data")) { if (multi(argc, argv, &i, data, &a.n_data, 4096, "--data")) return 1; continue; }
     if (!strcmp(argv[i], "--special")) {
-      int before = n_special;
-      if (multi(argc, argv, &i, special, &n_special, 256, "--special")) return 1;
+      int before = a.n_special;
+      if (multi(argc, argv, &i, special, &a.n_special, 256, "--special")) return 1;
       /* drop duplicates (e.g. an explicit <|endoftext|>) */
-      for (int k = before; k < n_special; k++)
+      for (int k = before; k < a.n_special; k++)
         for (int j = 0; j < k; j++)
-          if (!strcmp(special[j], special[k])) { special[k--] = special[--n_special]; break; }
+          if (!strcmp(special[j], special[k])) { special[k--] = special[--a.n_special]; break; }
       continue;
     }
-    if ((r = cli_opt(argc, argv, &i, "--vocab-size", &v))) { if (r < 0 || cli_i64("--vocab-size", v, 257, LM_TOK_MAX_VOCAB - 1, &vocab)) return 1; continue; }
-    if ((r = cli_opt(argc, argv, &i, "--min-frequency", &v))) { if (r < 0 || cli_i64("--min-frequency", v, 1, INT64_MAX, &minf)) return 1; continue; }
-    if ((r = cli_opt(argc, argv, &i, "--threads", &v))) { if (r < 0 || cli_i64("--threads", v, 1, 4096, &threads)) return 1; continue; }
+    if (!strcmp(argv[i], "--byte-fallback")) { a.byte_fallback = 1; continue; }
+    if ((r = cli_opt(argc, argv, &i, "--vocab-size", &v))) { if (r < 0 || cli_i64("--vocab-size", v, 2, LM_TOK_MAX_VOCAB - 1, &a.vocab)) return 1; continue; }
+    if ((r = cli_opt(argc, argv, &i, "--min-frequency", &v))) { if (r < 0 || cli_i64("--min-frequency", v, 1, INT64_MAX, &a.minf)) return 1; a.minf_given = 1; continue; }
+    if ((r = cli_opt(argc, argv, &i, "--threads", &v))) { if (r < 0 || cli_i64("--threads", v, 1, 4096, &a.threads)) return 1; continue; }
+    if ((r = cli_opt(argc, argv, &i, "--sentinels", &v))) { if (r < 0 || cli_i64("--sentinels", v, 0, 1024, &sentinels)) return 1; continue; }
     if ((r = cli_opt(argc, argv, &i, "--out", &out))) { if (r < 0) return 1; continue; }
+    if ((r = cli_opt(argc, argv, &i, "--model", &model))) { if (r < 0) return 1; continue; }
     return cli_unknown("tokenizer train", argv[i]);
   }
-  if (!n_data) return cli_error("tokenizer train needs --data FILE...");
-  if (!vocab) return cli_error("tokenizer train needs --vocab-size N");
+  int t = 0;
+  while (t < (int)(sizeof TRAINERS / sizeof *TRAINERS) && strcmp(TRAINERS[t].name, model)) t++;
+  if (t == (int)(sizeof TRAINERS / sizeof *TRAINERS)) return cli_error("unknown --model '%s' (bpe, unigram)", model);
+  if (!a.n_data) return cli_error("tokenizer train needs --data FILE...");
+  if (!a.vocab) return cli_error("tokenizer train needs --vocab-size N");
   if (!out) return cli_error("tokenizer train needs --out DIR");
-  for (int k = 0; k < n_special; k++)
+  for (int k = 0; k < a.n_special; k++)
     if (!special[k][0]) return cli_error("--special: a special token cannot be empty");
-  lm_bpe_train_opts o = {.vocab_size = vocab, .special = special, .n_special = n_special, .min_frequency = minf,
-                         .progress = 1, .threads = (int)threads};
+  for (int64_t k = sentinels - 1; k >= 0; k--) {   /* T5's order: <extra_id_0> last, the highest id */
+    snprintf(sentinel[k], sizeof sentinel[k], "<extra_id_%lld>", (long long)k);
+    for (int j = 0; j < a.n_special; j++)
+      if (!strcmp(special[j], sentinel[k])) return cli_error("--special %s and --sentinels: the sentinel is given twice", sentinel[k]);
+    special[a.n_special++] = sentinel[k];
+  }
   lm_tokenizer *tok;
   double t0 = lm_time_sec();
-  if (lm_tokenizer_train(&tok, data, n_data, &o)) return cli_fail();
+  if (TRAINERS[t].train(&tok, &a)) return cli_fail();
   if (lm_tokenizer_save(tok, out)) { lm_tokenizer_free(tok); return cli_fail(); }
-  fprintf(stderr, "trained %lld tokens (%lld merges) in %.2f s; wrote %s/tokenizer.json, vocab.json, merges.txt\n",
-          (long long)lm_tokenizer_vocab_size(tok), (long long)lm_bpe_n_merges(tok), lm_time_sec() - t0, out);
+  fprintf(stderr, "trained a %s of %lld tokens in %.2f s; wrote %s: %s\n", TRAINERS[t].name,
+          (long long)lm_tokenizer_vocab_size(tok), lm_time_sec() - t0, out, TRAINERS[t].files);
   lm_tokenizer_free(tok);
   return 0;
 }

@@ -255,6 +255,16 @@ typedef struct {
 } lm_bpe_train_opts;
 lm_status lm_tokenizer_train(lm_tokenizer **out, const char *const *files, int n_files, const lm_bpe_train_opts *o);
 
+/* ---- training a SentencePiece-style Unigram model (unigram_train.c) ---- */
+typedef struct {
+  int64_t vocab_size;              /* total: <unk>, the byte pieces, the learned pieces, the specials */
+  const char *const *special; int n_special;   /* added tokens after the pieces */
+  int byte_fallback;               /* <0x00>..<0xFF> pieces after <unk>, byte_fallback in tokenizer.json */
+  int progress;                    /* progress bar on stderr */
+  int threads;                     /* for the E step and the Viterbi passes (<= 0: all cores) */
+} lm_unigram_train_opts;
+lm_status lm_unigram_train(lm_tokenizer **out, const char *const *files, int n_files, const lm_unigram_train_opts *o);
+
 /* ---- corpora (files.c) ---- */
 /* Tokenizes files in parallel (threads <= 0: all cores): one file = one document; the
  * ids of all documents are concatenated with the end-of-text id after each (when the

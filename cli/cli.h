@@ -46,6 +46,8 @@ extern const char *const CLI_TRAIN_FLAGS_HELP;
 int cli_train_flag(int argc, char **argv, int *i, lm_train_opts *o, cli_train_seen *seen);
 /* Defaults that depend on the data: steps from --epochs, warmup, min-lr, eval cadence. */
 void cli_train_finish(lm_train_opts *o, const cli_train_seen *seen, int64_t steps_per_epoch);
+/* --precision fp32|bf16 into *out (lm_precision); 0, or 1 after printing an error */
+int cli_precision(const char *flag, const char *s, int *out);
 
 /* LoRA (cli/lora_flags.c), for the commands that train (sft, reward, dpo) and those that load a
  * model (--adapter DIR). cli_lora_flag consumes --lora-rank / --lora-alpha / --lora-targets:

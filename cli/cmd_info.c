@@ -7,6 +7,7 @@
 #include <omp.h>
 #include "cli.h"
 #include "model/model.h"
+#include "kernels/mm.h"
 
 extern char *openblas_get_config(void) __attribute__((weak));
 extern char *openblas_get_corename(void) __attribute__((weak));
@@ -14,7 +15,7 @@ extern int openblas_get_num_threads(void) __attribute__((weak));
 
 static const char *HELP =
   "usage: lmkit info DIR          a model directory's config, parameters and tokenizer\n"
-  "       lmkit info --system     BLAS library, core type and threads in use\n"
+  "       lmkit info --system     BLAS library, core type and threads in use, bf16 support\n"
   "  --threads N                  threads (default: all cores)\n";
 
 static void system_info(void) {
@@ -23,6 +24,10 @@ static void system_info(void) {
   printf("blas:             %s\n", openblas_get_config ? openblas_get_config() : "unknown (not OpenBLAS)");
   printf("blas core type:   %s\n", openblas_get_corename ? openblas_get_corename() : "unknown");
   printf("blas threads:     %d\n", openblas_get_num_threads ? openblas_get_num_threads() : -1);
+  char isa[64];
+  int bf16 = lm_mm_bf16_native(isa, sizeof isa);
+  printf("bf16 products:    %s (oneDNN, ISA %s)%s\n", bf16 ? "yes" : "no", isa,
+         bf16 ? "" : ": train --precision bf16 runs in fp32");
   const char *ct = getenv("OPENBLAS_CORETYPE");
   if (ct) printf("OPENBLAS_CORETYPE=%s is set: it forces that kernel family; unset it for full speed on newer CPUs\n", ct);
 }

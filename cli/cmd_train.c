@@ -80,6 +80,9 @@ static const char *HELP =
   "  --weight-decay X     AdamW decoupled weight decay on weight matrices (0.1)\n"
   "  --clip X             clip the global gradient norm to X; 0 disables (1.0)\n"
   "  --seed N             initialisation and data order seed (1337)\n"
+  "  --precision P        fp32, or bf16: the linears' matrix products in bf16 through oneDNN\n"
+  "                       (fp32 accumulation, master weights and AdamW state; fp32 where the\n"
+  "                       CPU lacks AVX512-BF16/AMX) (fp32)\n"
   "bookkeeping:\n"
   "  --eval-every N       validation loss every N steps (100)\n"
   "  --eval-batches N     batches per validation (20)\n"
@@ -244,6 +247,7 @@ int cmd_train(int argc, char **argv) {
     int k;
     if ((k = OPT("--out")) == 1) return 1; else if (k) { o.out_dir = v; continue; }
     if ((k = OPT("--resume")) == 1) return 1; else if (k) { o.resume_dir = v; continue; }
+    if ((k = OPT("--precision")) == 1) return 1; else if (k) { if (cli_precision(a, v, &o.precision)) { free(data); return 1; } continue; }
     if ((k = OPT("--tokenizer")) == 1) return 1; else if (k) { rf.tok_spec = GIVEN(F_TOKENIZER); continue; }
     if ((k = OPT("--arch")) == 1) return 1; else if (k) { rf.arch = GIVEN(F_ARCH); continue; }
     if ((k = OPT("--objective")) == 1) return 1; else if (k) { o.objective = GIVEN(F_OBJECTIVE); continue; }

@@ -24,6 +24,9 @@ const char *const CLI_TRAIN_FLAGS_HELP =
   "  --threads N          threads (default: all cores)\n"
   "  --resume DIR         continue the run saved in DIR (a run or one of its checkpoints)\n"
   "                       bit-exactly; --steps may extend it\n"
+  "  --precision P        fp32, or bf16: the linears' matrix products in bf16 through oneDNN\n"
+  "                       (fp32 accumulation, master weights and AdamW state; fp32 where the\n"
+  "                       CPU lacks AVX512-BF16/AMX) (fp32)\n"
   "  --checkpoint-activations  recompute each block's activations in backward: less memory\n"
   "                       for long contexts, the same gradients, about 1/3 more compute\n"
   "  --quiet              no progress bar\n";
@@ -51,9 +54,17 @@ int cli_train_flag(int argc, char **argv, int *i, lm_train_opts *o, cli_train_se
   if ((r = OPT("--seed"))) { if (r < 0) return -1; if (cli_u64(a, v, &o->seed)) return -1; seen->hyper = a; return 1; }
   if ((r = OPT("--threads"))) { if (r < 0) return -1; NUM(seen->threads, 1, 4096); return 1; }
   if ((r = OPT("--resume"))) { if (r < 0) return -1; o->resume_dir = v; return 1; }
+  if ((r = OPT("--precision"))) { if (r < 0 || cli_precision(a, v, &o->precision)) return -1; return 1; }
 #undef OPT
 #undef NUM
 #undef FLT
+  return 0;
+}
+
+int cli_precision(const char *flag, const char *s, int *out) {
+  if (!strcmp(s, "fp32")) *out = LM_PRECISION_FP32;
+  else if (!strcmp(s, "bf16")) *out = LM_PRECISION_BF16;
+  else return cli_error("%s: unknown precision '%s' (fp32 or bf16)", flag, s);
   return 0;
 }
 

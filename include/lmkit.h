@@ -173,6 +173,10 @@ const lm_config *lm_model_config(const lm_model *m);
 int64_t lm_model_num_params(const lm_model *m);
 
 /* ---------------------------------------------------------------- training */
+/* The precision of the linear layers' matrix products (lm_train_opts.precision; src/kernels/mm.h):
+ * fp32 through OpenBLAS, or bf16 inputs with fp32 accumulation through oneDNN. Master weights, the
+ * AdamW state, attention, the loss and its softmax stay fp32 either way. */
+typedef enum { LM_PRECISION_FP32 = 0, LM_PRECISION_BF16 } lm_precision;
 typedef struct {
   const char *const *data; int n_data;  /* text files, or shard directories from `lmkit data prepare` */
   const char *out_dir;
@@ -183,6 +187,8 @@ typedef struct {
   float val_fraction;
   uint64_t seed;
   int progress;                         /* draw a progress bar on stderr */
+  int precision;                        /* lm_precision (fp32); bf16 falls back to fp32, with a note on
+                                           stderr, where the CPU has no bf16 products */
   const char *objective;                /* "clm" (GPT, default), "mlm" or "mlm+nsp" (BERT) */
   float mlm_prob;                       /* share of tokens chosen for MLM (0.15) */
   int64_t keep_checkpoints;             /* newest out_dir/checkpoint-N directories kept (3); 0 keeps all */

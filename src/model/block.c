@@ -8,6 +8,7 @@
 #include <cblas.h>
 #include "base/base.h"
 #include "kernels/kernels.h"
+#include "kernels/mm.h"
 #include "model/block.h"
 
 int64_t lm_ffn_width(const lm_config *c) { return c->n_inner > 0 ? c->n_inner : 4 * c->n_embd; }
@@ -102,10 +103,11 @@ void lm_norm_backward(const lm_config *c, float *dinp, float *dw, float *db, con
 /* ------------------------------------------------------------------ linears */
 
 /* out(N,OC) = inp W^T + b [+ scale (inp A_p^T) B_p^T into the rows of each adapted part p]:
- * every linear of the block */
-static void linear_forward(float *out, const float *inp, const float *W, const float *b, const lm_lora_linear *a,
-                           int64_t N, int64_t C, int64_t OC) {
-  matmul_forward(out, inp, W, b, N, C, OC);
+ * every linear of the block. The base product runs on the model's engine mm (mm.h: fp32 when
+ * NULL, else bf16); the adapters' small products stay fp32. */
+static void linear_forward(lm_mm *mm, float *out, const float *inp, const float *W, const float *b,
+                           const lm_lora_linear *a, int64_t N, int64_t C, int64_t OC) {
+  lm_linear_forward(mm, out, inp, W, b, N, C, OC);
   for (int k = 0; a && k < a->n_parts; k++) {
     const lm_lora_part *p = &a->part[k];
     if (!p->A) continue;
@@ -118,9 +120,9 @@ static void linear_forward(float *out, const float *inp, const float *W, const f
 
 /* The backward of linear_forward: dinp += dout W (+ the adapters' paths); dW, db, dA, dB accumulate
  * where non-NULL (a frozen base passes NULL dW and db). */
-static void linear_backward(float *dinp, float *dW, float *db, const float *dout, const float *inp, const float *W,
-                            const lm_lora_linear *a, int64_t N, int64_t C, int64_t OC) {
-  matmul_backward(dinp, dW, db, dout, inp, W, N, C, OC);
+static void linear_backward(lm_mm *mm, float *dinp, float *dW, float *db, const float *dout, const float *inp,
+                            const float *W, const lm_lora_linear *a, int64_t N, int64_t C, int64_t OC) {
+  lm_linear_backward(mm, dinp, dW, db, dout, inp, W, N, C, OC);
   for (int k = 0; a && k < a->n_parts; k++) {
     const lm_lora_part *p = &a->part[k];
     if (!p->A) continue;
@@ -152,11 +154,11 @@ static lm_attn attn_desc(const lm_config *c, const lm_layer_acts *la, lm_attn_ma
 static void attn_forward(const lm_config *c, const lm_block_weights *w, lm_layer_acts *la, float *out,
                          const float *inp, lm_attn_mask mask, int64_t B, int64_t T) {
   int64_t N = B * T, C = c->n_embd, NH = c->n_head, NKV = lm_kv_heads(c), QKV = lm_qkv_width(c), A = lm_attn_width(c);
-  linear_forward(la->qkv, inp, w->qkv_w, w->qkv_b, w->qkv_lora, N, C, QKV);                  // (N,QKV)
+  linear_forward(mask.mm, la->qkv, inp, w->qkv_w, w->qkv_b, w->qkv_lora, N, C, QKV);                  // (N,QKV)
   if (mask.rope) rope_apply(la->qkv, QKV, NH + NKV, lm_head_size(c), mask.pos, mask.rope, N, 0);  // q and k heads
   lm_attn at = attn_desc(c, la, mask, B, T);
   attention_forward(&at, la->atty, la->lse);                                                  // (N,A)
-  linear_forward(out, la->atty, w->attn_proj_w, w->attn_proj_b, w->attn_proj_lora, N, A, C);      // (N,C)
+  linear_forward(mask.mm, out, la->atty, w->attn_proj_w, w->attn_proj_b, w->attn_proj_lora, N, A, C);      // (N,C)
 }
 
 /* cross-attention sub-layer: out(N,C) = proj(attn(q(inp), k(enc), v(enc))), the encoder output enc
@@ -172,21 +174,21 @@ static lm_attn xattn_desc(const lm_config *c, const lm_layer_acts *la, lm_attn_m
 static void xattn_forward(const lm_config *c, const lm_block_weights *w, lm_layer_acts *la, float *out,
                           const float *inp, lm_attn_mask mask, int64_t B, int64_t T) {
   int64_t N = B * T, C = c->n_embd, A = lm_attn_width(c);
-  linear_forward(la->xq, inp, w->xq_w, w->xq_b, NULL, N, C, A);                             // (N,A)
-  linear_forward(la->xkv, mask.enc, w->xkv_w, w->xkv_b, NULL, B * mask.S, C, 2 * A);        // (B*S,2A)
+  linear_forward(mask.mm, la->xq, inp, w->xq_w, w->xq_b, NULL, N, C, A);                             // (N,A)
+  linear_forward(mask.mm, la->xkv, mask.enc, w->xkv_w, w->xkv_b, NULL, B * mask.S, C, 2 * A);        // (B*S,2A)
   lm_attn at = xattn_desc(c, la, mask, B, T);
   attention_forward(&at, la->xatty, la->xlse);                                               // (N,A)
-  linear_forward(out, la->xatty, w->xproj_w, w->xproj_b, NULL, N, A, C);                     // (N,C)
+  linear_forward(mask.mm, out, la->xatty, w->xproj_w, w->xproj_b, NULL, N, A, C);                     // (N,C)
 }
 
 /* feed-forward sub-layer: out(N,C) = proj(act(fc(inp))), or proj(silu(gate(inp)) * up(inp)) */
 static void mlp_forward(const lm_config *c, const lm_block_weights *w, lm_layer_acts *la, float *out,
-                        const float *inp, int64_t N) {
+                        const float *inp, lm_attn_mask mask, int64_t N) {
   int64_t C = c->n_embd, F = lm_ffn_width(c);
-  linear_forward(la->fch, inp, w->fc_w, w->fc_b, w->fc_lora, N, C, lm_fc_width(c));        // (N,F) or (N,2F)
+  linear_forward(mask.mm, la->fch, inp, w->fc_w, w->fc_b, w->fc_lora, N, C, lm_fc_width(c));        // (N,F) or (N,2F)
   if (c->glu) glu_act_forward(la->fch_act, la->fch, N, F, c->act);                          // (N,F)
   else act_forward(la->fch_act, la->fch, N * F, c->act);
-  linear_forward(out, la->fch_act, w->fc_proj_w, w->fc_proj_b, w->fc_proj_lora, N, F, C);       // (N,C)
+  linear_forward(mask.mm, out, la->fch_act, w->fc_proj_w, w->fc_proj_b, w->fc_proj_lora, N, F, C);       // (N,C)
 }
 
 void lm_block_forward(const lm_config *c, const lm_block_weights *w, lm_layer_acts *la, const float *x,
@@ -206,7 +208,7 @@ void lm_block_forward(const lm_config *c, const lm_block_weights *w, lm_layer_ac
       mid = la->resx;
     }
     lm_norm_forward(c, la->a2, la->mean2, la->rstd2, mid, w->ln2_w, w->ln2_b, N);
-    mlp_forward(c, w, la, tmp, la->a2, N);
+    mlp_forward(c, w, la, tmp, la->a2, mask, N);
     if (d2) dropout_apply(tmp, d2, N * C, c->resid_pdrop);
     residual_forward(la->res2, mid, tmp, N * C);
   } else {
@@ -221,7 +223,7 @@ void lm_block_forward(const lm_config *c, const lm_block_weights *w, lm_layer_ac
       lm_norm_forward(c, la->resx, la->meanx, la->rstdx, la->ax, w->lnx_w, w->lnx_b, N);
       mid = la->resx;
     }
-    mlp_forward(c, w, la, tmp, mid, N);
+    mlp_forward(c, w, la, tmp, mid, mask, N);
     if (d2) dropout_apply(tmp, d2, N * C, c->resid_pdrop);
     residual_forward(la->a2, mid, tmp, N * C);
     lm_norm_forward(c, la->res2, la->mean2, la->rstd2, la->a2, w->ln2_w, w->ln2_b, N);
@@ -235,13 +237,13 @@ static void attn_backward(const lm_config *c, const lm_block_weights *w, lm_bloc
                           lm_attn_mask mask, int64_t B, int64_t T) {
   int64_t N = B * T, C = c->n_embd, NH = c->n_head, NKV = lm_kv_heads(c), QKV = lm_qkv_width(c), A = lm_attn_width(c);
   memset(s->datty, 0, N * A * sizeof(float));
-  linear_backward(s->datty, g->attn_proj_w, g->attn_proj_b, dout, la->atty, w->attn_proj_w, w->attn_proj_lora, N, A, C);
+  linear_backward(mask.mm, s->datty, g->attn_proj_w, g->attn_proj_b, dout, la->atty, w->attn_proj_w, w->attn_proj_lora, N, A, C);
   memset(s->dqkv, 0, N * QKV * sizeof(float));
   lm_attn at = attn_desc(c, la, mask, B, T);
   attention_backward(&at, s->dqkv, s->dqkv + (at.k - at.q), s->dqkv + (at.v - at.q), mask.dbias ? mask.dbias + T - 1 : NULL,
                      la->atty, la->lse, s->datty);
   if (mask.rope) rope_apply(s->dqkv, QKV, NH + NKV, lm_head_size(c), mask.pos, mask.rope, N, 1);  // d(before rotation)
-  linear_backward(dinp, g->qkv_w, g->qkv_b, s->dqkv, inp, w->qkv_w, w->qkv_lora, N, C, QKV);
+  linear_backward(mask.mm, dinp, g->qkv_w, g->qkv_b, s->dqkv, inp, w->qkv_w, w->qkv_lora, N, C, QKV);
 }
 
 /* d inp += .., d enc (mask.denc) += ..; q's gradient goes through dqkv's first N*A floats */
@@ -251,24 +253,25 @@ static void xattn_backward(const lm_config *c, const lm_block_weights *w, lm_blo
   int64_t N = B * T, C = c->n_embd, A = lm_attn_width(c), NS = B * mask.S;
   float *dxq = s->dqkv;
   memset(s->datty, 0, N * A * sizeof(float));
-  linear_backward(s->datty, g->xproj_w, g->xproj_b, dout, la->xatty, w->xproj_w, NULL, N, A, C);
+  linear_backward(mask.mm, s->datty, g->xproj_w, g->xproj_b, dout, la->xatty, w->xproj_w, NULL, N, A, C);
   memset(dxq, 0, N * A * sizeof(float));
   memset(s->dxkv, 0, NS * 2 * A * sizeof(float));
   lm_attn at = xattn_desc(c, la, mask, B, T);
   attention_backward(&at, dxq, s->dxkv, s->dxkv + A, NULL, la->xatty, la->xlse, s->datty);
-  linear_backward(dinp, g->xq_w, g->xq_b, dxq, inp, w->xq_w, NULL, N, C, A);
-  linear_backward(mask.denc, g->xkv_w, g->xkv_b, s->dxkv, mask.enc, w->xkv_w, NULL, NS, C, 2 * A);
+  linear_backward(mask.mm, dinp, g->xq_w, g->xq_b, dxq, inp, w->xq_w, NULL, N, C, A);
+  linear_backward(mask.mm, mask.denc, g->xkv_w, g->xkv_b, s->dxkv, mask.enc, w->xkv_w, NULL, NS, C, 2 * A);
 }
 
 static void mlp_backward(const lm_config *c, const lm_block_weights *w, lm_block_weights *g, const lm_layer_acts *la,
-                         const lm_block_scratch *s, float *dinp, const float *dout, const float *inp, int64_t N) {
+                         const lm_block_scratch *s, float *dinp, const float *dout, const float *inp,
+                         lm_attn_mask mask, int64_t N) {
   int64_t C = c->n_embd, F = lm_ffn_width(c), FW = lm_fc_width(c);
   memset(s->dfch_act, 0, N * F * sizeof(float));
-  linear_backward(s->dfch_act, g->fc_proj_w, g->fc_proj_b, dout, la->fch_act, w->fc_proj_w, w->fc_proj_lora, N, F, C);
+  linear_backward(mask.mm, s->dfch_act, g->fc_proj_w, g->fc_proj_b, dout, la->fch_act, w->fc_proj_w, w->fc_proj_lora, N, F, C);
   memset(s->dfch, 0, N * FW * sizeof(float));
   if (c->glu) glu_act_backward(s->dfch, la->fch, s->dfch_act, N, F, c->act);
   else act_backward(s->dfch, la->fch, s->dfch_act, N * F, c->act);
-  linear_backward(dinp, g->fc_w, g->fc_b, s->dfch, inp, w->fc_w, w->fc_lora, N, C, FW);
+  linear_backward(mask.mm, dinp, g->fc_w, g->fc_b, s->dfch, inp, w->fc_w, w->fc_lora, N, C, FW);
 }
 
 /* Buffers accumulate, so each is zeroed or copied into before use. */
@@ -286,7 +289,7 @@ void lm_block_backward(const lm_config *c, const lm_block_weights *w, lm_block_w
     memcpy(Q, P, bytes);                                        /* d res1: residual path */
     memset(D, 0, bytes);
     if (d2) dropout_apply(P, d2, NC, c->resid_pdrop);
-    mlp_backward(c, w, g, la, s, D, P, la->a2, N);              /* d a2 */
+    mlp_backward(c, w, g, la, s, D, P, la->a2, mask, N);              /* d a2 */
     lm_norm_backward(c, Q, g->ln2_w, g->ln2_b, D, w->xq_w ? la->resx : la->res1, w->ln2_w, la->mean2, la->rstd2, N);
     if (w->xq_w) {
       /* resx = res1 + xattn(ax), ax = Nx(res1); Q holds d resx */
@@ -308,7 +311,7 @@ void lm_block_backward(const lm_config *c, const lm_block_weights *w, lm_block_w
     lm_norm_backward(c, Q, g->ln2_w, g->ln2_b, P, la->a2, w->ln2_w, la->mean2, la->rstd2, N); /* d a2 */
     memcpy(P, Q, bytes);                                        /* d res1: residual path */
     if (d2) dropout_apply(Q, d2, NC, c->resid_pdrop);
-    mlp_backward(c, w, g, la, s, P, Q, w->xq_w ? la->resx : la->res1, N);
+    mlp_backward(c, w, g, la, s, P, Q, w->xq_w ? la->resx : la->res1, mask, N);
     if (w->xq_w) {
       /* resx = Nx(ax), ax = res1 + xattn(res1); P holds d resx */
       memset(Q, 0, bytes);

@@ -135,6 +135,8 @@ typedef struct {
   const uint8_t *enc_mask;
   float *denc;
   int64_t S;
+  /* the engine of the linears' products (kernels/mm.h): NULL = fp32 OpenBLAS, else bf16 oneDNN */
+  struct lm_mm *mm;
 } lm_attn_mask;
 
 /* Forward: x (N,C) -> la->res2 (N,C); tmp (N,C) is scratch for a sub-layer output. */

@@ -19,6 +19,7 @@
 #include <string.h>
 #include "base/base.h"
 #include "kernels/kernels.h"
+#include "kernels/mm.h"
 #include "model/heads.h"
 
 /* ------------------------------------------------------------------ names */
@@ -434,10 +435,10 @@ static float mlm_forward(lm_model *m, head_state *s, const lm_batch *b, const fl
   s->M = M;
   if (M == 0) return NAN;
   for (int64_t i = 0; i < M; i++) memcpy(s->mlm_x + i * C, hidden + (int64_t)s->rows[i] * C, C * sizeof(float));
-  matmul_forward(s->mlm_h, s->mlm_x, s->w.mlm_dw, s->w.mlm_db, M, C, C);               // (M,C)
+  lm_linear_forward(m->mm, s->mlm_h, s->mlm_x, s->w.mlm_dw, s->w.mlm_db, M, C, C);               // (M,C)
   act_forward(s->mlm_g, s->mlm_h, M * C, c->act);
   layernorm_forward(s->mlm_t, s->mlm_mean, s->mlm_rstd, s->mlm_g, s->w.mlm_ln_w, s->w.mlm_ln_b, M, C, c->norm_eps);
-  matmul_forward(s->logits, s->mlm_t, s->w.mlm_dec, s->w.mlm_bias, M, C, V);             // (M,V)
+  lm_linear_forward(m->mm, s->logits, s->mlm_t, s->w.mlm_dec, s->w.mlm_bias, M, C, V);             // (M,V)
   if (b->mlm_labels) {
     crossentropy_forward(s->losses, s->logits, s->mlm_tgt, M, V);
     loss = masked_mean(s->losses, s->dlosses, s->mlm_tgt, M, &s->has_mlm);
@@ -475,7 +476,7 @@ float lm_head_forward(lm_model *m, const lm_batch *b, const float *hidden, float
   switch (c->head) {
     case LM_HEAD_LM:
       if (m->fam->logits_body) memcpy(s->logits, hidden, (size_t)N * V * sizeof(float));   // the n-gram's log p
-      else matmul_forward(s->logits, hidden, s->w.out_w, s->w.out_b, N, C, V);            // (N,V)
+      else lm_linear_forward(m->mm, s->logits, hidden, s->w.out_w, s->w.out_b, N, C, V);            // (N,V)
       if (b->targets) {
         crossentropy_forward(s->losses, s->logits, b->targets, N, V);
         loss = masked_mean(s->losses, s->dlosses, b->targets, N, &s->has_head);
@@ -491,7 +492,7 @@ float lm_head_forward(lm_model *m, const lm_batch *b, const float *hidden, float
       /* NSP on the pooled first token */
       pool_index(m, b, s->pool_idx);
       pool_forward(s, hidden, B, T, C);
-      matmul_forward(s->nsp_logits, s->pooled, s->w.nsp_w, s->w.nsp_b, B, C, 2);          // (B,2)
+      lm_linear_forward(m->mm, s->nsp_logits, s->pooled, s->w.nsp_w, s->w.nsp_b, B, C, 2);          // (B,2)
       if (b->nsp_labels) {
         memcpy(s->tgt, b->nsp_labels, B * sizeof(int32_t));
         crossentropy_forward(s->losses, s->nsp_logits, s->tgt, B, 2);
@@ -504,7 +505,7 @@ float lm_head_forward(lm_model *m, const lm_batch *b, const float *hidden, float
     case LM_HEAD_CLASSIFY: case LM_HEAD_SCALAR:
       pool_index(m, b, s->pool_idx);
       pool_forward(s, hidden, B, T, C);
-      matmul_forward(s->logits, head_dropout_forward(m, s, s->pooled, B * C), s->w.out_w, s->w.out_b, B, C, NL); // (B,L)
+      lm_linear_forward(m->mm, s->logits, head_dropout_forward(m, s, s->pooled, B * C), s->w.out_w, s->w.out_b, B, C, NL); // (B,L)
       if (b->labels) {
         memcpy(s->tgt, b->labels, B * sizeof(int32_t));
         crossentropy_forward(s->losses, s->logits, s->tgt, B, NL);
@@ -518,7 +519,7 @@ float lm_head_forward(lm_model *m, const lm_batch *b, const float *hidden, float
       }
       break;
     case LM_HEAD_TOKENS:
-      matmul_forward(s->logits, head_dropout_forward(m, s, hidden, N * C), s->w.out_w, s->w.out_b, N, C, NL); // (N,L)
+      lm_linear_forward(m->mm, s->logits, head_dropout_forward(m, s, hidden, N * C), s->w.out_w, s->w.out_b, N, C, NL); // (N,L)
       if (b->labels) {
         for (int64_t n = 0; n < N; n++) s->tgt[n] = (b->mask && !b->mask[n]) ? -1 : b->labels[n];
         crossentropy_forward(s->losses, s->logits, s->tgt, N, NL);
@@ -526,7 +527,7 @@ float lm_head_forward(lm_model *m, const lm_batch *b, const float *hidden, float
       }
       break;
     case LM_HEAD_QA:
-      matmul_forward(s->logits, hidden, s->w.out_w, s->w.out_b, N, C, 2);                 // (N,2)
+      lm_linear_forward(m->mm, s->logits, hidden, s->w.out_w, s->w.out_b, N, C, 2);                 // (N,2)
       if (b->labels) {
         loss = qa_forward(s, b, B, T);
         s->has_head = !isnan(loss);
@@ -547,13 +548,13 @@ static void mlm_backward(lm_model *m, head_state *s, const lm_batch *b, float *d
   else
     crossentropy_backward(s->logits, s->logits, s->mlm_tgt, s->dlosses, M, V);                 // (M,V) in place
   memset(s->d1, 0, M * C * sizeof(float));
-  matmul_backward(s->d1, s->g.mlm_dec, s->g.mlm_bias, s->logits, s->mlm_t, s->w.mlm_dec, M, C, V); // d mlm_t
+  lm_linear_backward(m->mm, s->d1, s->g.mlm_dec, s->g.mlm_bias, s->logits, s->mlm_t, s->w.mlm_dec, M, C, V); // d mlm_t
   memset(s->d2, 0, M * C * sizeof(float));
   layernorm_backward(s->d2, s->g.mlm_ln_w, s->g.mlm_ln_b, s->d1, s->mlm_g, s->w.mlm_ln_w, s->mlm_mean, s->mlm_rstd, M, C);
   memset(s->d1, 0, M * C * sizeof(float));
   act_backward(s->d1, s->mlm_h, s->d2, M * C, c->act);                                         // d mlm_h
   memset(s->d2, 0, M * C * sizeof(float));
-  matmul_backward(s->d2, s->g.mlm_dw, s->g.mlm_db, s->d1, s->mlm_x, s->w.mlm_dw, M, C, C);     // d mlm_x
+  lm_linear_backward(m->mm, s->d2, s->g.mlm_dw, s->g.mlm_db, s->d1, s->mlm_x, s->w.mlm_dw, M, C, C);     // d mlm_x
   for (int64_t i = 0; i < M; i++) {
     float *dst = dhidden + (int64_t)s->rows[i] * C;
     for (int64_t j = 0; j < C; j++) dst[j] += s->d2[i * C + j];
@@ -572,14 +573,14 @@ void lm_head_backward(lm_model *m, const lm_batch *b, const float *hidden, float
       else if (s->has_head) crossentropy_backward(s->logits, s->logits, b->targets, s->dlosses, N, V); // in place
       else break;
       if (m->fam->logits_body) break;   /* counted, not trained: nothing to differentiate */
-      matmul_backward(dhidden, s->g.out_w, NULL, s->logits, hidden, s->w.out_w, N, C, V);
+      lm_linear_backward(m->mm, dhidden, s->g.out_w, NULL, s->logits, hidden, s->w.out_w, N, C, V);
       break;
     case LM_HEAD_MLM: case LM_HEAD_PRETRAIN:
       if (s->has_mlm || s->has_distill) mlm_backward(m, s, b, dhidden);
       if (s->has_nsp) {
         crossentropy_backward(s->dsmall, s->nsp_logits, s->tgt, s->dlosses + N, B, 2);          // (B,2)
         memset(s->d1, 0, B * C * sizeof(float));
-        matmul_backward(s->d1, s->g.nsp_w, s->g.nsp_b, s->dsmall, s->pooled, s->w.nsp_w, B, C, 2);
+        lm_linear_backward(m->mm, s->d1, s->g.nsp_w, s->g.nsp_b, s->dsmall, s->pooled, s->w.nsp_w, B, C, 2);
         pool_backward(s, dhidden, B, T, C);
       }
       break;
@@ -590,7 +591,7 @@ void lm_head_backward(lm_model *m, const lm_batch *b, const float *hidden, float
       else if (s->has_head) crossentropy_backward(s->dsmall, s->logits, s->tgt, s->dlosses, B, NL);   // (B,L)
       else break;
       memset(s->d1, 0, B * C * sizeof(float));
-      matmul_backward(s->d1, s->g.out_w, s->g.out_b, s->dsmall, s->dropped ? s->xd : s->pooled, s->w.out_w, B, C, NL);
+      lm_linear_backward(m->mm, s->d1, s->g.out_w, s->g.out_b, s->dsmall, s->dropped ? s->xd : s->pooled, s->w.out_w, B, C, NL);
       if (s->dropped) dropout_apply(s->d1, s->drop, B * C, s->drop_p);   /* d pooled through the same mask */
       pool_backward(s, dhidden, B, T, C);
       break;
@@ -598,9 +599,9 @@ void lm_head_backward(lm_model *m, const lm_batch *b, const float *hidden, float
       if (dout) memcpy(s->dsmall, dout, N * NL * sizeof(float));
       else if (s->has_head) crossentropy_backward(s->dsmall, s->logits, s->tgt, s->dlosses, N, NL);   // (N,L)
       else break;
-      if (!s->dropped) { matmul_backward(dhidden, s->g.out_w, s->g.out_b, s->dsmall, hidden, s->w.out_w, N, C, NL); break; }
+      if (!s->dropped) { lm_linear_backward(m->mm, dhidden, s->g.out_w, s->g.out_b, s->dsmall, hidden, s->w.out_w, N, C, NL); break; }
       memset(s->d1, 0, (size_t)N * C * sizeof(float));
-      matmul_backward(s->d1, s->g.out_w, s->g.out_b, s->dsmall, s->xd, s->w.out_w, N, C, NL);    // d xd (N,C)
+      lm_linear_backward(m->mm, s->d1, s->g.out_w, s->g.out_b, s->dsmall, s->xd, s->w.out_w, N, C, NL);    // d xd (N,C)
       dropout_apply(s->d1, s->drop, N * C, s->drop_p);
       for (int64_t i = 0; i < N * C; i++) dhidden[i] += s->d1[i];
       break;
@@ -613,7 +614,7 @@ void lm_head_backward(lm_model *m, const lm_batch *b, const float *hidden, float
           if (b->labels[2 * i] >= 0)
             for (int k = 0; k < 2; k++) qa_softmax(s, b, i, k, T, s->dsmall + i * T * 2 + k);
       } else break;
-      matmul_backward(dhidden, s->g.out_w, s->g.out_b, s->dsmall, hidden, s->w.out_w, N, C, 2);
+      lm_linear_backward(m->mm, dhidden, s->g.out_w, s->g.out_b, s->dsmall, hidden, s->w.out_w, N, C, 2);
       break;
   }
 }

@@ -14,6 +14,7 @@
 #include <unistd.h>
 #include "base/base.h"
 #include "kernels/kernels.h"
+#include "kernels/mm.h"
 #include "model/model.h"
 #include "kernels/quant.h"
 #include "model/heads.h"
@@ -255,6 +256,7 @@ static void free_acts(lm_model *m) {
 void lm_model_free(lm_model *m) {
   if (!m) return;
   free_acts(m);
+  lm_mm_free(m->mm);
   lm_lora_detach(m);
   lm_head_free(m);
   if (m->fam && m->fam->free_state) m->fam->free_state(m);
@@ -471,7 +473,7 @@ lm_status lm_batch_check(const lm_model *m, const lm_batch *b) {
 /* What the blocks' attention needs: masks, and with RoPE each token's position (t, or t - the start
  * of its example when examples are packed). */
 static lm_attn_mask attn_mask(lm_model *m, const lm_batch *b) {
-  lm_attn_mask am = {.key_mask = b->mask, .starts = b->starts, .rope = m->rope, .drop = m->acts.dropped};
+  lm_attn_mask am = {.key_mask = b->mask, .starts = b->starts, .rope = m->rope, .drop = m->acts.dropped, .mm = m->mm};
   if (!m->rope) return am;
   int32_t *pos = m->acts.pos;
   for (int64_t i = 0; i < b->B; i++)
@@ -483,6 +485,17 @@ static lm_attn_mask attn_mask(lm_model *m, const lm_batch *b) {
 void lm_model_set_training(lm_model *m, lm_rng *rng) { m->dropout_rng = rng; }
 
 void lm_model_set_checkpointing(lm_model *m, int on) { m->checkpoint = on != 0; }
+
+lm_status lm_model_set_precision(lm_model *m, int precision) {
+  if (precision != LM_PRECISION_FP32 && precision != LM_PRECISION_BF16)
+    return lm_error(LM_ERR_ARG, "unknown precision %d (fp32 or bf16)", precision);
+  if ((precision == LM_PRECISION_BF16) == (m->mm != NULL)) return LM_OK;
+  lm_mm_free(m->mm);
+  m->mm = NULL;
+  return precision == LM_PRECISION_BF16 ? lm_mm_create(&m->mm) : LM_OK;
+}
+
+void lm_model_weights_changed(lm_model *m) { lm_mm_invalidate(m->mm); }
 
 /* ---- encoder-decoders: the encoder stack before the decoder's blocks */
 
@@ -499,6 +512,7 @@ static void encdec_masks(lm_model *m, const lm_batch *b, lm_attn_mask *am, lm_at
   lm_acts *a = &m->acts;
   memset(em, 0, sizeof *em);
   em->key_mask = b->enc_mask;
+  em->mm = m->mm;
   am->enc = m->cfg.pre_ln ? a->enc_out : a->enc_layer[m->cfg.n_enc_layer - 1].res2;
   am->enc_mask = b->enc_mask;
   am->S = b->S;

@@ -146,6 +146,7 @@ struct lm_model {
   lm_rng *dropout_rng;           /* training mode: dropout masks are drawn from it (lm_model_set_training) */
   int dropout_off;               /* dropout disabled for this run whatever the config says (DPO, reward) */
   int checkpoint;                /* recompute each block's activations in backward (lm_model_set_checkpointing) */
+  struct lm_mm *mm;              /* the linears' product engine (kernels/mm.h): NULL = fp32, else bf16 */
   /* optional: called by lm_backward after each block of the (decoder) stack "h.N" is done, in
    * reverse layer order, so that data parallelism (src/train/dist.c) starts reducing that block's
    * gradients while the rest of backward runs; NULL: nothing */
@@ -163,6 +164,13 @@ void lm_model_set_training(lm_model *m, lm_rng *rng);
  * before its backward, so activation memory is one block's plus (N,C) per layer. Gradients are
  * bit-identical to the plain path; a backward costs one more forward. */
 void lm_model_set_checkpointing(lm_model *m, int on);
+
+/* The precision of the linears' products (lm_precision, include/lmkit.h): bf16 gives the model a
+ * oneDNN engine (kernels/mm.h) that keeps a bf16 copy of each weight, rounded once and reused until
+ * lm_model_weights_changed (the trainer calls it after each optimiser step). LM_ERR_UNSUPPORTED,
+ * the model staying fp32, when the CPU has no bf16 products. */
+lm_status lm_model_set_precision(lm_model *m, int precision);
+void lm_model_weights_changed(lm_model *m);
 
 /* The parameters an optimiser trains: the LoRA adapter's own table when one is attached (the base
  * is frozen and has no gradients), else every parameter of the model. grads is NULL until

@@ -579,6 +579,13 @@ lm_status lm_train_run(lm_model *m, const lm_tokenizer *tok, const lm_train_opts
   char **saved_data = NULL; int n_saved = 0;
   lm_status st = LM_OK;
   if (!o.out_dir) return lm_error(LM_ERR_ARG, "no output directory given");
+  /* bf16 products where the CPU has them, else fp32 and a note (docs/training.md) */
+  if ((st = lm_model_set_precision(m, o.precision)) == LM_ERR_UNSUPPORTED) {
+    fprintf(stderr, "lmkit: note: --precision bf16: %s; training in fp32 (OpenBLAS)\n", lm_last_error());
+    st = LM_OK;
+  } else if (st) {
+    return st;
+  }
   if (o.resume_dir) {
     /* the run's hyper-parameters and data come from the checkpoint; steps and the
      * logging/saving cadence are the caller's */
@@ -714,6 +721,7 @@ lm_status lm_train_run(lm_model *m, const lm_tokenizer *tok, const lm_train_opts
     float lr = lm_lr_at(step, o.steps, o.warmup, o.lr, o.min_lr);
     optimizer_step(m, mom, vel, &o, lr, step, clip);
     if (aux.m) optimizer_step(aux.m, aux.mom, aux.vel, &o, lr, step, clip);
+    lm_model_weights_changed(m);   /* the engine's bf16 copies of the weights are stale */
     double dt = lm_time_sec() - t0;
     tokens_done += N * o.grad_accum;
     double tps = N * o.grad_accum / dt;

@@ -2,7 +2,8 @@
  * (src/model/classic/ngram.c) on the ids in argv[1] (whitespace-separated) with order argv[2] and
  * vocabulary argv[3], then for each line of argv[4] (a context: ids, possibly none) prints
  * p(w | context) for every w of the vocabulary on one line; the first `order` lines are the
- * discounts D1 D2 D3+ of each order. */
+ * discounts D1 D2 D3+ of each order. lm_ngram_dist (the whole distribution at once) must give the
+ * same bits as lm_ngram_prob, else the driver fails. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -40,7 +41,14 @@ int main(int argc, char **argv) {
   uint32_t ctx[1024];
   while (q && fgets(line, sizeof line, q)) {
     size_t nc = read_ids(line, ctx, 1024);
-    for (int64_t w = 0; w < V; w++) printf("%s%.17g", w ? " " : "", lm_ngram_prob(m, ctx, nc, (uint32_t)w));
+    double *p = malloc((size_t)V * sizeof *p);
+    lm_ngram_dist(m, ctx, nc, p);   /* the whole distribution at once must be the same bits */
+    for (int64_t w = 0; w < V; w++) {
+      double q = lm_ngram_prob(m, ctx, nc, (uint32_t)w);
+      if (memcmp(&q, &p[w], sizeof q)) { fprintf(stderr, "lm_ngram_dist differs from lm_ngram_prob at w = %lld\n", (long long)w); return 1; }
+      printf("%s%.17g", w ? " " : "", q);
+    }
+    free(p);
     printf("\n");
   }
   if (q) fclose(q);

@@ -172,6 +172,35 @@ double lm_ngram_prob(const lm_ngram *m, const uint32_t *ctx, size_t n_ctx, uint3
   return p;
 }
 
+/* lm_ngram_prob for every w at once: the same sums in the same order, so the same bits, with each
+ * order's context looked up once instead of once per w */
+void lm_ngram_dist(const lm_ngram *m, const uint32_t *ctx, size_t n_ctx, double *p) {
+  uint32_t key[MAX_ORDER];
+  const double *d = m->d[1];
+  double gamma = m->uni_total > 0 ? (d[0] * m->uni_n[0] + d[1] * m->uni_n[1] + d[2] * m->uni_n[2]) / m->uni_total : 0;
+  for (int64_t w = 0; w < m->vocab; w++) {
+    p[w] = 1.0 / (double)m->vocab;
+    if (m->uni_total <= 0) continue;
+    key[0] = (uint32_t)w;
+    slot *s = table_find(m, (table *)&m->gram[1], key, 0, 0);
+    double c = s ? s->v[0] : 0;
+    p[w] = fmax(c - disc(d, c), 0) / m->uni_total + gamma * p[w];
+  }
+  for (int k = 2; k <= m->order && (size_t)(k - 1) <= n_ctx; k++) {
+    memcpy(key, ctx + n_ctx - (k - 1), (size_t)(k - 1) * sizeof *key);
+    slot *h = table_find(m, (table *)&m->ctx[k], key, 0, 0);
+    if (!h || h->v[0] <= 0) continue;
+    d = m->d[k];
+    gamma = (d[0] * h->v[1] + d[1] * h->v[2] + d[2] * h->v[3]) / h->v[0];
+    for (int64_t w = 0; w < m->vocab; w++) {
+      key[k - 1] = (uint32_t)w;
+      slot *s = table_find(m, (table *)&m->gram[k], key, 0, 0);
+      double c = s ? s->v[0] : 0;
+      p[w] = fmax(c - disc(d, c), 0) / h->v[0] + gamma * p[w];
+    }
+  }
+}
+
 int lm_ngram_order(const lm_ngram *m) { return m->order; }
 int64_t lm_ngram_vocab(const lm_ngram *m) { return m->vocab; }
 size_t lm_ngram_tokens(const lm_ngram *m) { return m->n; }

@@ -25,6 +25,8 @@ lm_status lm_ngram_train(lm_ngram **out, const uint32_t *ids, size_t n, int orde
 void lm_ngram_free(lm_ngram *m);
 /* p(w | ctx): ctx[0..n_ctx) are the preceding tokens (only the last order-1 are used). */
 double lm_ngram_prob(const lm_ngram *m, const uint32_t *ctx, size_t n_ctx, uint32_t w);
+/* p[0..vocab) = p(w | ctx) for every w: equal to lm_ngram_prob bit for bit, cheaper */
+void lm_ngram_dist(const lm_ngram *m, const uint32_t *ctx, size_t n_ctx, double *p);
 /* the three discounts D1, D2, D3+ of order k (1..order) */
 void lm_ngram_discounts(const lm_ngram *m, int k, double d[3]);
 int lm_ngram_order(const lm_ngram *m);

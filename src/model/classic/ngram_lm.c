@@ -28,20 +28,28 @@ static const lm_family_class classes[] = {{LM_HEAD_LM, "NgramLanguageModel", 0}}
 
 static lm_ngram *counts(const lm_model *m) { return m->fam_state; }
 
-/* out (V) = log p(w | ctx) for every w; a model not yet counted is uniform */
-static void log_dist(const lm_model *m, const int32_t *ctx, int64_t n_ctx, float *out) {
+/* out (V) = log p(w | ctx) for every w, p (V) scratch; a model not yet counted is uniform */
+static void log_dist(const lm_model *m, const int32_t *ctx, int64_t n_ctx, float *out, double *p) {
   int64_t V = m->cfg.vocab_size, k = m->cfg.ngram_order - 1;
   uint32_t key[8];
   if (n_ctx > k) { ctx += n_ctx - k; n_ctx = k; }
   for (int64_t i = 0; i < n_ctx; i++) key[i] = (uint32_t)ctx[i];
-  for (int64_t w = 0; w < V; w++)
-    out[w] = counts(m) ? (float)log(lm_ngram_prob(counts(m), key, (size_t)n_ctx, (uint32_t)w)) : -logf((float)V);
+  if (counts(m)) lm_ngram_dist(counts(m), key, (size_t)n_ctx, p);
+  for (int64_t w = 0; w < V; w++) out[w] = counts(m) ? (float)log(p[w]) : -logf((float)V);
 }
 
 static void embed_forward(lm_model *m, const lm_batch *b, float *out) {
   int64_t B = b->B, T = b->T, V = m->cfg.vocab_size;
-  #pragma omp parallel for schedule(dynamic, 8) if (B * T * V > 65536)
-  for (int64_t r = 0; r < B * T; r++) log_dist(m, b->ids + (r / T) * T, r % T + 1, out + r * V);   // (N,V)
+  #pragma omp parallel if (B * T * V > 65536)
+  {
+    double *p = malloc((size_t)V * sizeof *p);   /* per thread; the (N,V) output is where it fails first */
+    #pragma omp for schedule(dynamic, 8)
+    for (int64_t r = 0; r < B * T; r++) {
+      if (p) log_dist(m, b->ids + (r / T) * T, r % T + 1, out + r * V, p);                    // (N,V)
+      else for (int64_t w = 0; w < V; w++) out[r * V + w] = NAN;   /* out of memory: a NaN loss, not a wrong one */
+    }
+    free(p);
+  }
 }
 
 static void embed_backward(lm_model *m, const lm_batch *b, float *d) { (void)m; (void)b; (void)d; }   /* counted, not trained */
@@ -86,18 +94,21 @@ static lm_status load_extra(lm_model *m, const char *dir) {
 }
 
 /* decoding: the last order-1 tokens */
-typedef struct { int32_t last[8]; int64_t n; } ngram_state;
+typedef struct { int32_t last[8]; int64_t n; double *p; } ngram_state;
 
 static lm_status state_new(const lm_model *m, void **out) {
-  (void)m;
   ngram_state *s = calloc(1, sizeof *s);
-  if (!s) return lm_error(LM_ERR_NOMEM, "out of memory");
+  if (!s || !(s->p = malloc((size_t)m->cfg.vocab_size * sizeof *s->p))) { free(s); return lm_error(LM_ERR_NOMEM, "out of memory"); }
   *out = s;
   return LM_OK;
 }
 
 static void state_reset(const lm_model *m, void *st) { (void)m; ((ngram_state *)st)->n = 0; }
-static void state_free(void *st) { free(st); }
+static void state_free(void *st) {
+  ngram_state *s = st;
+  if (s) free(s->p);
+  free(s);
+}
 
 static lm_status state_feed(const lm_model *m, void *st, const int32_t *ids, int64_t n, float *logits) {
   ngram_state *s = st;
@@ -107,7 +118,7 @@ static lm_status state_feed(const lm_model *m, void *st, const int32_t *ids, int
     if (s->n == k) { memmove(s->last, s->last + 1, (size_t)(k - 1) * sizeof *s->last); s->n--; }
     s->last[s->n++] = ids[i];
   }
-  log_dist(m, s->last, s->n, logits);
+  log_dist(m, s->last, s->n, logits, s->p);
   return LM_OK;
 }
 

@@ -366,7 +366,7 @@ int cmd_train(int argc, char **argv) {
     }
     cfg.n_layer = rf.layers; cfg.n_head = rf.heads; cfg.n_embd = rf.dim; cfg.n_inner = ffn_width(&rf, &cfg);
     cfg.n_positions = rf.positions > o.context ? rf.positions : o.context;
-    if (rf.dim % rf.heads) { rc = cli_error("--dim %lld is not divisible by --heads %lld", (long long)rf.dim, (long long)rf.heads); goto done; }
+    if (!fam->own_body && rf.dim % rf.heads) { rc = cli_error("--dim %lld is not divisible by --heads %lld", (long long)rf.dim, (long long)rf.heads); goto done; }
     if (rf.kv_heads && !cfg.rope) { rc = cli_error("--kv-heads: the %s family has no grouped-query attention", rf.arch); goto done; }
     if (rf.kv_heads && rf.heads % rf.kv_heads) {
       rc = cli_error("--heads %lld is not a multiple of --kv-heads %lld", (long long)rf.heads, (long long)rf.kv_heads);

@@ -42,7 +42,7 @@ static const char *HELP =
   "  --val-fraction F     last fraction of the tokens held out for validation (0.05)\n"
   "model (new):\n"
   "  --arch NAME          model family: gpt2 (decoder, default), bert (encoder), llama,\n"
-  "                       mistral, qwen2 (decoders with RoPE, RMSNorm, SwiGLU), or t5\n"
+  "                       mistral, qwen2 (decoders with RoPE, RMSNorm, SwiGLU), t5 or bart\n"
   "                       (encoder-decoder, --layers each; docs/models.md); the past\n"
   "                       (docs/classic.md): rnn (Elman, tanh), lstm (--dim wide,\n"
   "                       truncated BPTT over --context windows), ngram (Kneser-Ney,\n"
@@ -52,7 +52,15 @@ static const char *HELP =
   "                       sentence prediction) or mlm (RoBERTa: no NSP, dynamic masks);\n"
   "                       span-corruption (t5 default: 15% noise in spans of mean 3, each\n"
   "                       span one sentinel; the tokenizer needs <extra_id_0>, <extra_id_1>...\n"
-  "                       counting down; --context is the encoder's input)\n"
+  "                       counting down; --context is the encoder's input); denoise (bart\n"
+  "                       default: BART's noising, the paper's best setting: 30% of words\n"
+  "                       infilled, each Poisson(3) span one <mask>, every sentence permuted;\n"
+  "                       the tokenizer needs <mask>; docs/encdec.md)\n"
+  "  --mask-ratio X       denoise: share of words infilled (0.3); --poisson-lambda X their\n"
+  "                       mean span in words (3); --permute X share of sentences permuted (1);\n"
+  "                       --delete-ratio X tokens deleted (0); --rotate X probability of\n"
+  "                       rotating the document (0); --insert-ratio X random tokens\n"
+  "                       inserted per token (0)\n"
   "  --mlm-prob X         share of tokens chosen for masked LM (0.15)\n"
   "  --share-layers       ALBERT: all layers share one set of weights (bert)\n"
   "  --layers N           transformer blocks (6); rnn, lstm: recurrent layers\n"
@@ -104,6 +112,15 @@ static void on_step(const lm_train_event *ev, void *user) {
 }
 
 static int is_flag(const char *s) { return s[0] == '-' && s[1] == '-'; }
+
+/* --objective denoise's flags and the field of lm_denoise_opts each sets */
+#define N_DENOISE 6
+static const char *const DENOISE_FLAGS[N_DENOISE] = {"--mask-ratio", "--poisson-lambda", "--permute", "--delete-ratio",
+                                                     "--rotate", "--insert-ratio"};
+static float *denoise_field(lm_denoise_opts *d, int j) {
+  float *f[N_DENOISE] = {&d->mask_ratio, &d->poisson_lambda, &d->permute, &d->delete_ratio, &d->rotate, &d->insert};
+  return f[j];
+}
 
 /* The settings that define a run. On --resume each one given must equal what the run saved;
  * given[] holds the text as typed (NULL: not given), to name it in an error. */
@@ -226,6 +243,7 @@ int cmd_train(int argc, char **argv) {
   const char *v;
   int64_t order = 3, threads = 0;
   int steps_set = 0, r;
+  const char *dn_given[N_DENOISE] = {0};
   const char **data = calloc(argc, sizeof *data);
   int n_data = 0;
   if (!data) return cli_error("out of memory");
@@ -252,6 +270,10 @@ int cmd_train(int argc, char **argv) {
     if ((k = OPT("--arch")) == 1) return 1; else if (k) { rf.arch = GIVEN(F_ARCH); continue; }
     if ((k = OPT("--objective")) == 1) return 1; else if (k) { o.objective = GIVEN(F_OBJECTIVE); continue; }
     if ((k = OPT("--mlm-prob")) == 1) return 1; else if (k) { FLT(o.mlm_prob, 0.001f, 0.9f); GIVEN(F_MLM_PROB); continue; }
+    int dk = -1;
+    for (int j = 0; j < N_DENOISE && dk < 0; j++)
+      if ((k = OPT(DENOISE_FLAGS[j])) == 1) return 1; else if (k) dk = j;
+    if (dk >= 0) { FLT(*denoise_field(&o.denoise, dk), 0, dk == 1 ? 30 : 1); dn_given[dk] = v; continue; }
     if ((k = OPT("--order")) == 1) return 1; else if (k) { NUM(order, 1, 8); continue; }
     if ((k = OPT("--layers")) == 1) return 1; else if (k) { NUM(rf.layers, 1, 1024); GIVEN(F_LAYERS); continue; }
     if ((k = OPT("--heads")) == 1) return 1; else if (k) { NUM(rf.heads, 1, 1024); GIVEN(F_HEADS); continue; }
@@ -293,12 +315,17 @@ int cmd_train(int argc, char **argv) {
   /* the family's own head says what it pre-trains with: next-token (LM) or masked LM + NSP */
   int masked = cfg.head == LM_HEAD_PRETRAIN;
   if (!o.resume_dir && masked && !rf.given[F_OBJECTIVE]) o.objective = "mlm+nsp";
-  if (!o.resume_dir && cfg.n_enc_layer > 0 && !rf.given[F_OBJECTIVE]) o.objective = "span-corruption";
+  if (!o.resume_dir && cfg.n_enc_layer > 0 && !rf.given[F_OBJECTIVE] && fam->objective) o.objective = fam->objective;
   if (strcmp(o.objective, "clm") && strcmp(o.objective, "mlm") && strcmp(o.objective, "mlm+nsp") &&
-      strcmp(o.objective, "span-corruption")) {
+      strcmp(o.objective, "span-corruption") && strcmp(o.objective, "denoise")) {
     free(data);
-    return cli_error("unknown --objective '%s' (clm, mlm, mlm+nsp, span-corruption)", o.objective);
+    return cli_error("unknown --objective '%s' (clm, mlm, mlm+nsp, span-corruption, denoise)", o.objective);
   }
+  for (int j = 0; j < N_DENOISE && !o.resume_dir; j++)
+    if (dn_given[j] && strcmp(o.objective, "denoise")) {
+      free(data);
+      return cli_error("%s is a setting of --objective denoise (this run's objective is %s)", DENOISE_FLAGS[j], o.objective);
+    }
   if (rf.ffn_kind && cfg.n_enc_layer <= 0) { free(data); return cli_error("--ffn %s is for --arch t5", rf.ffn_kind); }
   if (!rf.given[F_WARMUP]) o.warmup = o.steps / 10 < 100 ? o.steps / 10 : 100;
   if (!rf.given[F_MIN_LR]) o.min_lr = o.lr / 10;
@@ -316,6 +343,16 @@ int cmd_train(int argc, char **argv) {
     if (lm_train_find_resume(o.resume_dir, &state, &at) || lm_train_read_state(state, &saved, &at) ||
         lm_tokenizer_load(&tok, state) || lm_model_load(&m, state)) { rc = cli_fail(); goto done; }
     if ((rc = check_resume_flags(&rf, &o, &saved, lm_model_config(m), tok, state))) goto done;
+    for (int j = 0; j < N_DENOISE; j++)
+      if (dn_given[j] && (strcmp(saved.objective, "denoise") || *denoise_field(&o.denoise, j) != *denoise_field(&saved.denoise, j))) {
+        char buf[32];
+        snprintf(buf, sizeof buf, "%g", (double)*denoise_field(&saved.denoise, j));
+        rc = strcmp(saved.objective, "denoise")
+                 ? cli_error("%s: the run in %s trains with %s, not denoise", DENOISE_FLAGS[j], state, saved.objective)
+                 : cli_error("%s %s differs from the checkpoint's %s (%s): leave it out or give the saved value to "
+                             "resume", DENOISE_FLAGS[j], dn_given[j], buf, state);
+        goto done;
+      }
     if (!(run_dir = run_dir_of(o.resume_dir, state))) { rc = cli_error("out of memory"); goto done; }
     if (!o.out_dir) o.out_dir = run_dir;
     int64_t target = steps_set ? o.steps : saved.steps;
@@ -351,11 +388,14 @@ int cmd_train(int argc, char **argv) {
       int64_t pad = lm_tokenizer_token_id(tok, "[PAD]");
       if (pad < 0) pad = lm_tokenizer_token_id(tok, "<pad>");
       cfg.pad_token_id = pad >= 0 ? pad : 0;
-    } else if (cfg.n_enc_layer > 0) {   /* an encoder-decoder: its decoder starts from the pad token (T5) */
+    } else if (cfg.n_enc_layer > 0) {   /* an encoder-decoder: its decoder starts from the pad token (T5) or </s> (BART) */
       int64_t pad = lm_tokenizer_token_id(tok, "<pad>"), eos = lm_tokenizer_token_id(tok, "</s>");
+      int start_eos = cfg.decoder_start_token_id == cfg.eos_token_id;   /* the family's default says which */
       if (eos < 0) eos = lm_tokenizer_eot(tok);
-      cfg.pad_token_id = cfg.decoder_start_token_id = pad >= 0 ? pad : 0;
+      cfg.pad_token_id = pad >= 0 ? pad : 0;
       cfg.eos_token_id = eos >= 0 ? eos : 0;
+      cfg.decoder_start_token_id = start_eos ? cfg.eos_token_id : cfg.pad_token_id;
+      if (cfg.bos_token_id >= 0) cfg.bos_token_id = lm_tokenizer_token_id(tok, "<s>");
       cfg.n_enc_layer = rf.layers;
       cfg.head_dim = rf.dim / rf.heads;
       if (rf.ffn_kind && !strcmp(rf.ffn_kind, "gated-gelu")) { cfg.glu = 1; cfg.act = LM_ACT_GELU_TANH; cfg.tie_embeddings = 0; }

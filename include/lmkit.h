@@ -177,6 +177,16 @@ int64_t lm_model_num_params(const lm_model *m);
  * fp32 through OpenBLAS, or bf16 inputs with fp32 accumulation through oneDNN. Master weights, the
  * AdamW state, attention, the loss and its softmax stay fp32 either way. */
 typedef enum { LM_PRECISION_FP32 = 0, LM_PRECISION_BF16 } lm_precision;
+/* BART's noising functions for --objective denoise (src/train/objectives/denoise.c) */
+typedef struct {
+  float mask_ratio;       /* text infilling: share of words hidden, each span one <mask> (0.3) */
+  float poisson_lambda;   /* infilling span lengths ~ Poisson(lambda) words (3) */
+  float permute;          /* sentence permutation: share of sentences shuffled (1) */
+  float delete_ratio;     /* token deletion: share of tokens deleted (0) */
+  float rotate;           /* document rotation: its probability (0) */
+  float insert;           /* random insertion: random tokens added per token (0) */
+} lm_denoise_opts;
+
 typedef struct {
   const char *const *data; int n_data;  /* text files, or shard directories from `lmkit data prepare` */
   const char *out_dir;
@@ -191,6 +201,8 @@ typedef struct {
                                            stderr, where the CPU has no bf16 products */
   const char *objective;                /* "clm" (GPT, default), "mlm" or "mlm+nsp" (BERT) */
   float mlm_prob;                       /* share of tokens chosen for MLM (0.15) */
+  lm_denoise_opts denoise;              /* "denoise" (BART): the noising (the paper's best: 30% infilling,
+                                           every sentence permuted) */
   int64_t keep_checkpoints;             /* newest out_dir/checkpoint-N directories kept (3); 0 keeps all */
   int checkpoint_activations;           /* recompute each block's activations in backward (less memory,
                                            the same gradients bit for bit, one more forward per step) */

@@ -102,6 +102,9 @@ typedef struct lm_family {
   void (*enc_embed_tokens)(const lm_model *m, const int32_t *ids, int64_t n, float *out);
   /* a tied LM head reads the hidden states times n_embd^-0.5 (T5) */
   int tied_head_rescale;
+  /* the pre-training objective `lmkit train` uses for it by default (encoder-decoders: T5's
+   * span-corruption, BART's denoise), or NULL: the head's own (clm, mlm+nsp) */
+  const char *objective;
 
   /* Hugging Face tensor names: ours -> HF (0, or -1 when the family has no name for it);
    * layer >= 0 overrides the layer index (shared layers are written once per layer). */

@@ -38,6 +38,7 @@
 #include "model/heads.h"
 #include "model/safetensors.h"
 #include "train/train.h"
+#include "train/objectives/denoise.h"
 
 void lm_train_opts_default(lm_train_opts *o) {
   memset(o, 0, sizeof *o);
@@ -46,7 +47,9 @@ void lm_train_opts_default(lm_train_opts *o) {
   o->beta1 = 0.9f; o->beta2 = 0.95f; o->eps = 1e-8f;
   o->eval_every = 100; o->eval_batches = 20; o->save_every = 0; o->log_every = 1;
   o->val_fraction = 0.05f; o->seed = 1337; o->progress = 1;
-  o->objective = "clm"; o->mlm_prob = 0.15f; o->keep_checkpoints = 3;
+  o->objective = "clm"; o->mlm_prob = 0.15f;
+  o->denoise = (lm_denoise_opts){.mask_ratio = 0.3f, .poisson_lambda = 3.0f, .permute = 1.0f};   /* BART's best */
+  o->keep_checkpoints = 3;
 }
 
 float lm_lr_at(int64_t step, int64_t steps, int64_t warmup, float lr, float min_lr) {
@@ -110,6 +113,15 @@ static cJSON *opts_to_json(const lm_train_opts *o) {
   cJSON_AddNumberToObject(j, "val_fraction", o->val_fraction);
   cJSON_AddStringToObject(j, "objective", o->objective ? o->objective : "clm");
   cJSON_AddNumberToObject(j, "mlm_prob", o->mlm_prob);
+  if (o->objective && !strcmp(o->objective, "denoise")) {
+    cJSON *d = cJSON_AddObjectToObject(j, "denoise");
+    cJSON_AddNumberToObject(d, "mask_ratio", o->denoise.mask_ratio);
+    cJSON_AddNumberToObject(d, "poisson_lambda", o->denoise.poisson_lambda);
+    cJSON_AddNumberToObject(d, "permute", o->denoise.permute);
+    cJSON_AddNumberToObject(d, "delete_ratio", o->denoise.delete_ratio);
+    cJSON_AddNumberToObject(d, "rotate", o->denoise.rotate);
+    cJSON_AddNumberToObject(d, "insert", o->denoise.insert);
+  }
   char seed[32]; snprintf(seed, sizeof seed, "%llu", (unsigned long long)o->seed);
   cJSON_AddStringToObject(j, "seed", seed);
   cJSON *d = cJSON_AddArrayToObject(j, "data");
@@ -216,11 +228,18 @@ static lm_status load_state(const char *dir, train_state *ts, lm_train_opts *o, 
   const cJSON *os = cJSON_GetObjectItemCaseSensitive(j, "objective_state");
   if (os && !(ts->obj_state = cJSON_Duplicate(os, 1))) { st = lm_error(LM_ERR_NOMEM, "out of memory"); goto done; }
   const cJSON *objective = cJSON_GetObjectItemCaseSensitive(op, "objective");
-  static const char *known[] = {"clm", "mlm", "mlm+nsp", "span-corruption"};
+  static const char *known[] = {"clm", "mlm", "mlm+nsp", "span-corruption", "denoise"};
   o->objective = "clm";
-  for (int i = 0; i < 4; i++)
+  for (int i = 0; i < (int)(sizeof known / sizeof *known); i++)
     if (cJSON_IsString(objective) && !strcmp(objective->valuestring, known[i])) o->objective = known[i];
   json_f32(op, "mlm_prob", &o->mlm_prob);
+  const cJSON *dn = cJSON_GetObjectItemCaseSensitive(op, "denoise");
+  if (dn && !(json_f32(dn, "mask_ratio", &o->denoise.mask_ratio) && json_f32(dn, "poisson_lambda", &o->denoise.poisson_lambda) &&
+              json_f32(dn, "permute", &o->denoise.permute) && json_f32(dn, "delete_ratio", &o->denoise.delete_ratio) &&
+              json_f32(dn, "rotate", &o->denoise.rotate) && json_f32(dn, "insert", &o->denoise.insert))) {
+    st = lm_error(LM_ERR_FORMAT, "%s: malformed denoise options", path);
+    goto done;
+  }
   *n_data = cJSON_GetArraySize(data);
   *data_out = calloc(*n_data + 1, sizeof(char *));
   for (int i = 0; i < *n_data; i++) {
@@ -542,7 +561,9 @@ static lm_status lm_objective_for(lm_objective *obj, lm_model *m, const lm_token
     return lm_objective_bert(obj, m, tok, train, val, o->batch, o->context, !strcmp(name, "mlm+nsp"), o->mlm_prob, rng);
   }
   if (!strcmp(name, "span-corruption")) return lm_objective_span(obj, m, tok, train, val, o->batch, o->context, rng);
-  return lm_error(LM_ERR_ARG, "unknown objective '%s' (clm, mlm, mlm+nsp, span-corruption)", name);
+  if (!strcmp(name, "denoise"))
+    return lm_objective_denoise(obj, m, tok, train, val, o->batch, o->context, &o->denoise, rng);
+  return lm_error(LM_ERR_ARG, "unknown objective '%s' (clm, mlm, mlm+nsp, span-corruption, denoise)", name);
 }
 
 static lm_status append_metrics(FILE *f, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

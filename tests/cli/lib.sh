@@ -4,6 +4,7 @@
 #   ok / bad / check NAME 'CONDITION'   count a result and print "ok   NAME" or "FAIL NAME"
 #   err NAME TEXT CMD...   CMD fails with exactly one "lmkit: error: " line, and it holds TEXT
 #   ge X Y                 X >= Y as numbers (X empty: 0)
+#   words_corpus FILE      a small seeded corpus of sentences (encoder-decoder tests)
 # and a test ends with
 #   echo "$pass passed, $fail failed"; [ "$fail" -eq 0 ]
 set -u
@@ -20,3 +21,14 @@ err() {
   else bad "$name (rc $rc: $(head -c 300 "$T/err.txt"))"; fi
 }
 ge() { python3 -c 'import sys; sys.exit(not float(sys.argv[1]) >= float(sys.argv[2]))' "${1:-0}" "$2"; }
+# words_corpus FILE: 3000 lines of 4-9 words of a 14-word vocabulary, each ending " ." (seeded: the same file always)
+words_corpus() {
+  python3 - "$1" <<'PY'
+import random, sys
+r = random.Random(3)
+W = ["the", "cat", "sat", "on", "mat", "a", "dog", "ran", "to", "red", "blue", "tree", "and", "sun"]
+with open(sys.argv[1], "w") as f:
+    for _ in range(3000):
+        f.write(" ".join(r.choice(W) for _ in range(r.randint(4, 9))) + " .\n")
+PY
+}

@@ -15,14 +15,7 @@ losses() { python3 -c "
 import json, sys
 print(' '.join(repr(json.loads(l)[sys.argv[2]]) for l in open(sys.argv[1]) if sys.argv[2] in json.loads(l)))" "$1" "$2"; }
 
-python3 - "$T" <<'PY'
-import random, sys
-r = random.Random(3)
-W = ["the", "cat", "sat", "on", "mat", "a", "dog", "ran", "to", "red", "blue", "tree", "and", "sun"]
-with open(f"{sys.argv[1]}/corpus.txt", "w") as f:
-    for _ in range(3000):
-        f.write(" ".join(r.choice(W) for _ in range(r.randint(4, 9))) + " .\n")
-PY
+words_corpus "$T/corpus.txt"
 SENT=(); for k in 19 18 17 16 15 14 13 12 11 10 9 8 7 6 5 4 3 2 1 0; do SENT+=(--special "<extra_id_$k>"); done
 "$BIN" tokenizer train --data "$T/corpus.txt" --vocab-size 320 --special "<pad>" --special "</s>" "${SENT[@]}" \
   --out "$T/tok" > /dev/null 2>&1 || bad "tokenizer train"

@@ -378,5 +378,6 @@ const lm_family lm_family_bart = {
     .reserve = reserve, .free_state = free_state,
     .embed_forward = embed_forward, .embed_backward = embed_backward, .embed_tokens = embed_tokens,
     .enc_embed_forward = enc_embed_forward, .enc_embed_backward = enc_embed_backward, .enc_embed_tokens = enc_embed_tokens,
+    .objective = "denoise",
     .hf_name = hf_name, .hf_ignore = hf_ignore,
 };

@@ -252,5 +252,6 @@ const lm_family lm_family_t5 = {
     .add_embeddings = add_embeddings, .init_std = init_std, .init_done = init_done,
     .embed_forward = embed_forward, .embed_backward = embed_backward, .embed_tokens = embed_tokens,
     .enc_embed_forward = enc_embed_forward, .enc_embed_backward = enc_embed_backward, .tied_head_rescale = 1,
+    .objective = "span-corruption",
     .hf_name = hf_name, .hf_ignore = hf_ignore,
 };

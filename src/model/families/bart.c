@@ -23,8 +23,8 @@
  * add_final_layer_norm (mBART), scale_embedding (mBART, Marian), unequal
  * encoder/decoder widths or heads, layerdrop, static (sinusoidal) positions.
  * Dropout (dropout, attention_dropout, activation_dropout) is read but not
- * applied: lmkit trains encoder-decoders without dropout (docs/encdec.md)
- * and saves them with 0. */
+ * applied: lmkit trains encoder-decoders without dropout (docs/encdec.md),
+ * training says so (unapplied_pdrop), and saves them with 0. */
 #include <stdlib.h>
 #include <string.h>
 #include <cjson/cJSON.h>
@@ -112,6 +112,8 @@ static lm_status parse(const cJSON *r, lm_config *c, const char *p) {
   for (int i = 0; i < 3; i++)
     if (!(rates[i] >= 0 && rates[i] < 1))
       return lm_error(LM_ERR_RANGE, "%s: %s = %g must be in [0, 1)", p, names[i], (double)rates[i]);
+  for (int i = 0; i < 3; i++)   /* not applied: training says so (docs/encdec.md) */
+    if (rates[i] > c->unapplied_pdrop) c->unapplied_pdrop = rates[i];
   return LM_OK;
 }
 

@@ -17,7 +17,8 @@
  *
  * dropout_rate is read (transformers writes it) but lmkit's T5 never drops:
  * T5 places dropout where the general block has none (inside the FFN, after
- * the final norms), so a model trains without it and is saved with 0. */
+ * the final norms), so a model trains without it, training says so
+ * (unapplied_pdrop), and it is saved with 0. */
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
@@ -81,6 +82,7 @@ static lm_status parse(const cJSON *r, lm_config *c, const char *p) {
   c->n_layer = dec_layers >= 0 ? dec_layers : c->n_enc_layer;   /* num_decoder_layers: null = num_layers */
   if (!enc_dec) return lm_error(LM_ERR_UNSUPPORTED, "%s: is_encoder_decoder = false (T5EncoderModel) is not supported", p);
   if (!(dropout >= 0 && dropout < 1)) return lm_error(LM_ERR_RANGE, "%s: dropout_rate = %g must be in [0, 1)", p, (double)dropout);
+  c->unapplied_pdrop = dropout;   /* not applied: training says so (docs/encdec.md) */
   return LM_OK;
 }
 

@@ -1,5 +1,5 @@
-/* ref_t5.c — driver for tests/reference/test_t5.py: loads a Hugging Face T5
- * directory with lm_model_load, runs the encoder-decoder forward and backward
+/* ref_t5.c — driver for tests/reference/test_t5.py and test_bart.py: loads a Hugging Face T5 or
+ * BART directory with lm_model_load, runs the encoder-decoder forward and backward
  * on given encoder ids, encoder mask, decoder ids and labels, and writes what
  * the test compares with a PyTorch T5 written from the equations.
  *

@@ -25,6 +25,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/mman.h>
+#include <unistd.h>
 #include "base/base.h"
 #include "kernels/quant.h"
 
@@ -448,6 +450,14 @@ void lm_gguf_close(lm_gguf *g) {
   free(g->kv); free(g->t); free(g->name);
   if (g->map.data) lm_mmap_close(&g->map);
   free(g);
+}
+
+void lm_gguf_release(const lm_gguf *g, const lm_gguf_tensor *t) {
+  if (!g->map.data || !t->nbytes) return;   /* a caller's buffer: not ours to drop */
+  size_t page = (size_t)sysconf(_SC_PAGESIZE);
+  uintptr_t a = (uintptr_t)t->data & ~(uintptr_t)(page - 1), b = (uintptr_t)t->data + t->nbytes;
+  /* a read-only private file mapping: the pages leave this process and come back from the file if read again */
+  madvise((void *)a, b - a, MADV_DONTNEED);
 }
 
 const char *lm_gguf_name(const lm_gguf *g) { return g->name; }

@@ -92,6 +92,9 @@ int64_t lm_gguf_n_tensors(const lm_gguf *g);
 const lm_gguf_tensor *lm_gguf_tensor_at(const lm_gguf *g, int64_t i);
 int64_t lm_gguf_find_tensor(const lm_gguf *g, const char *name);   /* index or -1 */
 uint32_t lm_gguf_alignment(const lm_gguf *g);
+/* A tensor read for the last time: its pages of the file mapping leave the process's memory
+ * (loading then holds one copy of the weights, not the file's and the model's). */
+void lm_gguf_release(const lm_gguf *g, const lm_gguf_tensor *t);
 
 /* n elements (a multiple of the type's block) of type `type` at src (nbytes available) -> f32. */
 lm_status lm_gguf_dequantize(int type, const void *src, size_t nbytes, float *dst, int64_t n);
@@ -139,6 +142,8 @@ lm_status lm_model_load_infer(lm_model **out, const char *path);
 /* The tokenizer of tokenizer.ggml.* (model "gpt2" with pre "gpt-2": byte-level BPE). */
 lm_status lm_gguf_tokenizer_load(lm_tokenizer **out, const char *path);
 lm_status lm_gguf_tokenizer_from(lm_tokenizer **out, const lm_gguf *g);   /* an open file (the fuzzer) */
+/* A GGUF file of tok's tokenizer.ggml.* keys alone (a vocabulary file, as llama.cpp's --vocab-only). */
+lm_status lm_gguf_write_vocab(const lm_tokenizer *tok, const char *path);
 /* The tokenizer of a model directory or GGUF file. */
 lm_status lm_model_tokenizer_load(lm_tokenizer **out, const char *path);
 /* tokenizer.chat_template of the file, malloc'ed, or NULL (and LM_OK) when it has none; bos and eos

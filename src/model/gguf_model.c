@@ -16,6 +16,8 @@
  * model, GPT-2's ByteLevel pre-tokenizer and decoder, added tokens) and read by
  * lm_tokenizer_from_json, and exported from the one lm_tokenizer_to_json
  * writes, so both directions reuse the tokenizer's own reader and writer. */
+#include <ctype.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <cjson/cJSON.h>
@@ -316,6 +318,8 @@ static lm_status load_one(const lm_model *m, const lm_param_info *p, const char 
   }
   lm_status st = lm_gguf_dequantize((int)t->type, t->data, t->nbytes, to, t->numel);
   if (st) return lm_error_prefix(st, "%s: tensor '%s'", path, gname);
+  int64_t e = qlin_index(m, p, x->qonly);
+  if (e < 0 || !kept_quantized(x->kind[e])) lm_gguf_release(x->g, t);   /* else its blocks are copied next */
   int64_t hs = head_dim(&m->cfg);
   if (permute) {
     if (rows != perm_heads(&m->cfg, permute) * hs) return lm_error(LM_ERR_FORMAT, "%s: tensor '%s': rows are not heads x head size", path, gname);
@@ -358,6 +362,7 @@ static lm_status qlin_part(const lm_model *m, const lm_param_info *p, const char
   uint8_t *dst = q->data + (size_t)row0 * rb;
   if (permute) permute_rows(dst, src, perm_heads(&m->cfg, permute), head_dim(&m->cfg), rb, 0);
   else memcpy(dst, src, (size_t)rows * rb);
+  lm_gguf_release(x->g, t);
   return LM_OK;
 }
 
@@ -430,84 +435,259 @@ lm_status lm_model_load_infer(lm_model **out, const char *path) {
 /* token_type values (llama.cpp's llama_token_type) */
 enum { TT_NORMAL = 1, TT_UNKNOWN = 2, TT_CONTROL = 3, TT_USER = 4, TT_UNUSED = 5, TT_BYTE = 6 };
 
-/* The tokenizer.json around a "gpt2" vocabulary with pre "gpt-2": GPT-2's byte-level pipeline, as
- * lmkit and Hugging Face write it; the vocabulary, merges and added tokens are filled in. */
-static const char GPT2_TOKENIZER_JSON[] =
-    "{\"version\":\"1.0\",\"truncation\":null,\"padding\":null,\"added_tokens\":[],\"normalizer\":null,"
-    "\"pre_tokenizer\":{\"type\":\"ByteLevel\",\"add_prefix_space\":false,\"trim_offsets\":true,\"use_regex\":true},"
-    "\"post_processor\":{\"type\":\"ByteLevel\",\"add_prefix_space\":true,\"trim_offsets\":false,\"use_regex\":true},"
-    "\"decoder\":{\"type\":\"ByteLevel\",\"add_prefix_space\":true,\"trim_offsets\":true,\"use_regex\":true},"
-    "\"model\":{\"type\":\"BPE\",\"dropout\":null,\"unk_token\":null,\"continuing_subword_prefix\":\"\","
-    "\"end_of_word_suffix\":\"\",\"fuse_unk\":false,\"byte_fallback\":false,\"ignore_merges\":false,"
-    "\"vocab\":{},\"merges\":[]}}";
+/* A GGUF vocabulary stands for a Hugging Face tokenizer.json; the parts each kind implies are
+ * below, as lmkit writes them, and the vocabulary, merges, added tokens and post-processor are
+ * filled in from the keys. "gpt2" is a byte-level BPE whose tokenizer.ggml.pre names the
+ * pre-tokenizer (llama.cpp's names); "llama" is a SentencePiece BPE: text pieces with "▁" for
+ * spaces, <0xNN> byte-fallback pieces, and merges implied by the scores (a pair of pieces merges
+ * with the score of the piece it makes, as transformers derives them). */
+#define BYTE_LEVEL(pfx, trim, re) "{\"type\":\"ByteLevel\",\"add_prefix_space\":" pfx ",\"trim_offsets\":" trim ",\"use_regex\":" re "}"
+#define SPLIT(re) "{\"type\":\"Split\",\"pattern\":{\"Regex\":\"" re "\"},\"behavior\":\"Isolated\",\"invert\":false}"
+#define RE_HEAD "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\\\r\\\\n\\\\p{L}\\\\p{N}]?\\\\p{L}+|"
+#define RE_TAIL "| ?[^\\\\s\\\\p{L}\\\\p{N}]+[\\\\r\\\\n]*|\\\\s*[\\\\r\\\\n]+|\\\\s+(?!\\\\S)|\\\\s+"
+typedef struct {
+  const char *model, *pre;   /* tokenizer.ggml.model and .pre (NULL: none) */
+  const char *normalizer, *pre_tokenizer, *decoder;
+  int ignore_merges, byte_fallback, add_bos;   /* add_bos: when tokenizer.ggml.add_bos_token is absent */
+} tok_kind;
+static const tok_kind TOK_KINDS[] = {
+    {"gpt2", "gpt-2", "null", BYTE_LEVEL("false", "true", "true"), BYTE_LEVEL("true", "true", "true"), 0, 0, 0},
+    {"gpt2", "llama-bpe", "null",
+     "{\"type\":\"Sequence\",\"pretokenizers\":[" SPLIT(RE_HEAD "\\\\p{N}{1,3}" RE_TAIL) "," BYTE_LEVEL("false", "true", "false") "]}",
+     BYTE_LEVEL("true", "true", "true"), 1, 0, 0},
+    {"gpt2", "qwen2", "{\"type\":\"NFC\"}",
+     "{\"type\":\"Sequence\",\"pretokenizers\":[" SPLIT(RE_HEAD "\\\\p{N}" RE_TAIL) "," BYTE_LEVEL("false", "false", "false") "]}",
+     BYTE_LEVEL("false", "false", "false"), 0, 0, 0},
+    {"llama", NULL,
+     "{\"type\":\"Sequence\",\"normalizers\":[{\"type\":\"Prepend\",\"prepend\":\"\\u2581\"},"
+     "{\"type\":\"Replace\",\"pattern\":{\"String\":\" \"},\"content\":\"\\u2581\"}]}",
+     "null",
+     "{\"type\":\"Sequence\",\"decoders\":[{\"type\":\"Replace\",\"pattern\":{\"String\":\"\\u2581\"},\"content\":\" \"},"
+     "{\"type\":\"ByteFallback\"},{\"type\":\"Fuse\"},{\"type\":\"Strip\",\"content\":\" \",\"start\":1,\"stop\":0}]}",
+     0, 1, 1},
+};
+#define N_TOK_KINDS (sizeof TOK_KINDS / sizeof *TOK_KINDS)
+
+static const tok_kind *tok_kind_of(const char *model, size_t mn, const char *pre, size_t pn) {
+  for (size_t i = 0; i < N_TOK_KINDS; i++) {
+    const tok_kind *k = &TOK_KINDS[i];
+    if (strlen(k->model) != mn || memcmp(k->model, model, mn)) continue;
+    if (!k->pre || (pre && strlen(k->pre) == pn && !memcmp(k->pre, pre, pn))) return k;
+  }
+  return NULL;
+}
+
+/* A TemplateProcessing that puts bos (and eos) around each sequence, as Llama 2's tokenizer.json does. */
+static cJSON *bos_eos_template(const char *bos, int64_t bos_id, const char *eos, int64_t eos_id) {
+  cJSON *t = cJSON_CreateObject(), *single = cJSON_CreateArray(), *pair = cJSON_CreateArray(), *sp = cJSON_CreateObject();
+  cJSON_AddStringToObject(t, "type", "TemplateProcessing");
+  for (int seq = 0; seq < 2; seq++) {
+    cJSON *arr = seq ? pair : single;
+    for (int part = 0; part <= seq; part++) {
+      const char *ids[3] = {bos, part ? "B" : "A", eos};
+      for (int k = 0; k < 3; k++) {
+        if (!ids[k]) continue;
+        cJSON *e = cJSON_CreateObject(), *in = cJSON_AddObjectToObject(e, k == 1 ? "Sequence" : "SpecialToken");
+        cJSON_AddStringToObject(in, "id", ids[k]);
+        cJSON_AddNumberToObject(in, "type_id", part);
+        cJSON_AddItemToArray(arr, e);
+      }
+    }
+  }
+  cJSON_AddItemToObject(t, "single", single);
+  cJSON_AddItemToObject(t, "pair", pair);
+  for (int k = 0; k < 2; k++) {
+    const char *s = k ? eos : bos;
+    if (!s || cJSON_GetObjectItemCaseSensitive(sp, s)) continue;
+    cJSON *o = cJSON_AddObjectToObject(sp, s), *ia = cJSON_AddArrayToObject(o, "ids"), *ta = cJSON_AddArrayToObject(o, "tokens");
+    cJSON_AddStringToObject(o, "id", s);
+    cJSON_AddItemToArray(ia, cJSON_CreateNumber((double)(k ? eos_id : bos_id)));
+    cJSON_AddItemToArray(ta, cJSON_CreateString(s));
+  }
+  cJSON_AddItemToObject(t, "special_tokens", sp);
+  return t;
+}
+
+/* ---- merges implied by SentencePiece scores */
+
+/* piece text -> id, open addressing (the vocabulary is looked up once per split point) */
+typedef struct { int64_t *slot; uint64_t mask; char **text; } piece_map;
+static uint64_t piece_hash(const char *s, size_t n) {
+  uint64_t h = 1469598103934665603ull;
+  for (size_t i = 0; i < n; i++) h = (h ^ (uint8_t)s[i]) * 1099511628211ull;
+  return h;
+}
+static int64_t piece_find(const piece_map *m, const char *s, size_t n) {
+  for (uint64_t i = piece_hash(s, n) & m->mask;; i = (i + 1) & m->mask) {
+    int64_t id = m->slot[i];
+    if (id < 0 || (strlen(m->text[id]) == n && !memcmp(m->text[id], s, n))) return id;
+  }
+}
+
+/* the map of text[0..n); *dup: the first id whose text an earlier id has, or -1 */
+static lm_status piece_map_build(piece_map *pm, char **text, int64_t n, int64_t *dup) {
+  uint64_t cap = 2;
+  while (cap < (uint64_t)n * 2) cap <<= 1;
+  *pm = (piece_map){malloc(cap * sizeof(int64_t)), cap - 1, text};
+  *dup = -1;
+  if (!pm->slot) return lm_error(LM_ERR_NOMEM, "out of memory");
+  for (uint64_t i = 0; i < cap; i++) pm->slot[i] = -1;
+  for (int64_t id = 0; id < n; id++) {
+    size_t len = strlen(text[id]);
+    uint64_t i = piece_hash(text[id], len) & pm->mask;
+    while (pm->slot[i] >= 0 && !(strlen(text[pm->slot[i]]) == len && !memcmp(text[pm->slot[i]], text[id], len))) i = (i + 1) & pm->mask;
+    if (pm->slot[i] < 0) pm->slot[i] = id;
+    else if (*dup < 0) *dup = id;
+  }
+  return LM_OK;
+}
+
+typedef struct { int64_t l, r, t; float score; } spm_merge;
+static int merge_order(const void *a, const void *b) {   /* score down, then the piece made, then the pair's ids */
+  const spm_merge *x = a, *y = b;
+  if (x->score != y->score) return x->score > y->score ? -1 : 1;
+  if (x->t != y->t) return x->t < y->t ? -1 : 1;
+  if (x->l != y->l) return x->l < y->l ? -1 : 1;
+  return (x->r > y->r) - (x->r < y->r);
+}
+
+/* every split of every piece into two pieces of the vocabulary, ordered as merge_order */
+static lm_status spm_merges(const lm_gguf *g, const piece_map *pm, int64_t n, const lm_gguf_kv *scores, cJSON *ml) {
+  char **text = pm->text;
+  if (!scores) return lm_error(LM_ERR_FORMAT, "%s: a \"llama\" tokenizer needs tokenizer.ggml.scores (its merges follow them)", lm_gguf_name(g));
+  if (scores->n != (uint64_t)n)
+    return lm_error(LM_ERR_FORMAT, "%s: tokenizer.ggml.scores has %llu entries for %lld tokens", lm_gguf_name(g),
+                    (unsigned long long)scores->n, (long long)n);
+  spm_merge *mv = NULL;
+  size_t nm = 0, mcap = 0;
+  lm_status st = LM_OK;
+  for (int64_t t = 0; !st && t < n; t++) {
+    const char *s = text[t];
+    size_t len = strlen(s);
+    for (size_t k = 1; k < len && !st; k++) {
+      if (((uint8_t)s[k] & 0xC0) == 0x80) continue;   /* split between characters only */
+      int64_t l = piece_find(pm, s, k), r = l >= 0 ? piece_find(pm, s + k, len - k) : -1;
+      if (l < 0 || r < 0) continue;
+      if (nm == mcap) {
+        spm_merge *b = lm_xrealloc(mv, (mcap = mcap ? 2 * mcap : 4096) * sizeof *mv);
+        if (!b) { st = LM_ERR_NOMEM; break; }
+        mv = b;
+      }
+      mv[nm++] = (spm_merge){l, r, t, (float)lm_gguf_arr_num(scores, (uint64_t)t)};
+    }
+  }
+  if (!st) qsort(mv, nm, sizeof *mv, merge_order);
+  for (size_t i = 0; !st && i < nm; i++) {
+    cJSON *pair = cJSON_CreateArray();
+    cJSON_AddItemToArray(pair, cJSON_CreateString(text[mv[i].l]));
+    cJSON_AddItemToArray(pair, cJSON_CreateString(text[mv[i].r]));
+    cJSON_AddItemToArray(ml, pair);
+  }
+  free(mv);
+  return st;
+}
 
 static lm_status gguf_tok_json(const lm_gguf *g, cJSON **out) {
   const char *p = lm_gguf_name(g), *model = NULL, *pre = NULL;
   size_t mn = 0, pn = 0;
-  const lm_gguf_kv *tokens, *types, *merges;
-  int64_t add_bos = 0, add_eos = 0;
+  const lm_gguf_kv *tokens, *types, *merges, *scores;
+  int64_t add_bos = -1, add_eos = 0, bos_id = -1, eos_id = -1, unk_id = -1;
   lm_status st;
-  if ((st = lm_gguf_get_str(g, "tokenizer.ggml.model", &model, &mn, 1))) return st;
-  if (mn != 4 || memcmp(model, "gpt2", 4))
-    return lm_error(LM_ERR_UNSUPPORTED, "%s: tokenizer.ggml.model \"%.*s\" is not supported yet (gpt2: byte-level BPE)", p,
-                    (int)(mn > 40 ? 40 : mn), model);
-  if ((st = lm_gguf_get_str(g, "tokenizer.ggml.pre", &pre, &pn, 1))) return st;
-  if (pn != 5 || memcmp(pre, "gpt-2", 5))
-    return lm_error(LM_ERR_UNSUPPORTED, "%s: tokenizer.ggml.pre \"%.*s\" is not supported yet (gpt-2)", p, (int)(pn > 40 ? 40 : pn), pre);
-  if ((st = lm_gguf_get_int(g, "tokenizer.ggml.add_bos_token", &add_bos, 0)) ||
-      (st = lm_gguf_get_int(g, "tokenizer.ggml.add_eos_token", &add_eos, 0)))
+  if ((st = lm_gguf_get_str(g, "tokenizer.ggml.model", &model, &mn, 1)) || (st = lm_gguf_get_str(g, "tokenizer.ggml.pre", &pre, &pn, 0)))
     return st;
-  if (add_bos || add_eos)
-    return lm_error(LM_ERR_UNSUPPORTED, "%s: tokenizer.ggml.add_%s_token = true is not supported yet", p, add_bos ? "bos" : "eos");
+  const tok_kind *kind = tok_kind_of(model, mn, pre, pn);
+  if (!kind && mn == 4 && !memcmp(model, "gpt2", 4))
+    return lm_error(LM_ERR_UNSUPPORTED, "%s: tokenizer.ggml.pre \"%.*s\" is not supported (gpt-2, llama-bpe, qwen2)", p,
+                    (int)(pn > 40 ? 40 : pn), pre ? pre : "");
+  if (!kind)
+    return lm_error(LM_ERR_UNSUPPORTED, "%s: tokenizer.ggml.model \"%.*s\" is not supported (gpt2: byte-level BPE, llama: "
+                    "SentencePiece BPE)", p, (int)(mn > 40 ? 40 : mn), model);
+  if ((st = lm_gguf_get_int(g, "tokenizer.ggml.add_bos_token", &add_bos, 0)) ||
+      (st = lm_gguf_get_int(g, "tokenizer.ggml.add_eos_token", &add_eos, 0)) ||
+      (st = lm_gguf_get_int(g, "tokenizer.ggml.bos_token_id", &bos_id, 0)) ||
+      (st = lm_gguf_get_int(g, "tokenizer.ggml.eos_token_id", &eos_id, 0)) ||
+      (st = lm_gguf_get_int(g, "tokenizer.ggml.unknown_token_id", &unk_id, 0)))
+    return st;
+  if (add_bos < 0) add_bos = kind->add_bos;
   if ((st = lm_gguf_get_arr(g, "tokenizer.ggml.tokens", LM_GGUF_STR, &tokens, 1)) ||
       (st = lm_gguf_get_arr(g, "tokenizer.ggml.token_type", -1, &types, 0)) ||
-      (st = lm_gguf_get_arr(g, "tokenizer.ggml.merges", LM_GGUF_STR, &merges, 1)))
+      (st = lm_gguf_get_arr(g, "tokenizer.ggml.scores", -1, &scores, 0)) ||
+      (st = lm_gguf_get_arr(g, "tokenizer.ggml.merges", LM_GGUF_STR, &merges, !kind->byte_fallback)))
     return st;
+  int64_t n = (int64_t)tokens->n;
+  if (kind->byte_fallback && lm_gguf_find_kv(g, "tokenizer.ggml.merges"))
+    return lm_error(LM_ERR_UNSUPPORTED, "%s: tokenizer.ggml.merges in a \"llama\" (SentencePiece) tokenizer is not supported "
+                    "(its merges follow the scores)", p);
   if (types && types->n != tokens->n)
     return lm_error(LM_ERR_FORMAT, "%s: tokenizer.ggml.token_type has %llu entries for %llu tokens", p,
                     (unsigned long long)types->n, (unsigned long long)tokens->n);
-  cJSON *root = cJSON_Parse(GPT2_TOKENIZER_JSON);
-  if (!root) return lm_error(LM_ERR_NOMEM, "out of memory");
+  if ((add_bos && (bos_id < 0 || bos_id >= n)) || (add_eos && (eos_id < 0 || eos_id >= n)))
+    return lm_error(LM_ERR_FORMAT, "%s: tokenizer.ggml.add_%s_token is set without a valid %s_token_id", p, add_bos ? "bos" : "eos",
+                    add_bos ? "bos" : "eos");
+  if (unk_id >= n) return lm_error(LM_ERR_FORMAT, "%s: tokenizer.ggml.unknown_token_id %lld is not a token", p, (long long)unk_id);
+  char doc[2048];
+  snprintf(doc, sizeof doc,
+           "{\"version\":\"1.0\",\"truncation\":null,\"padding\":null,\"added_tokens\":[],\"normalizer\":%s,\"pre_tokenizer\":%s,"
+           "\"post_processor\":null,\"decoder\":%s,\"model\":{\"type\":\"BPE\",\"dropout\":null,\"unk_token\":null,"
+           "\"continuing_subword_prefix\":\"\",\"end_of_word_suffix\":\"\",\"fuse_unk\":%s,\"byte_fallback\":%s,"
+           "\"ignore_merges\":%s,\"vocab\":{},\"merges\":[]}}",
+           kind->normalizer, kind->pre_tokenizer, kind->decoder, kind->byte_fallback ? "true" : "false",
+           kind->byte_fallback ? "true" : "false", kind->ignore_merges ? "true" : "false");
+  cJSON *root = cJSON_Parse(doc);
+  char **text = calloc((size_t)n + 1, sizeof *text);
+  if (!root || !text) { cJSON_Delete(root); free(text); return lm_error(LM_ERR_NOMEM, "out of memory"); }
   cJSON *added = cJSON_GetObjectItemCaseSensitive(root, "added_tokens"), *mo = cJSON_GetObjectItemCaseSensitive(root, "model");
   cJSON *vocab = cJSON_GetObjectItemCaseSensitive(mo, "vocab"), *ml = cJSON_GetObjectItemCaseSensitive(mo, "merges");
-  char *s = NULL;
-  for (uint64_t i = 0; i < tokens->n && !st; i++) {
+  for (int64_t i = 0; i < n && !st; i++) {
     const char *tb; size_t tn;
-    lm_gguf_arr_str(tokens, i, &tb, &tn);
-    double tt = types ? lm_gguf_arr_num(types, i) : TT_NORMAL;
-    if (tt != TT_NORMAL && tt != TT_CONTROL && tt != TT_USER) {
-      st = lm_error(LM_ERR_UNSUPPORTED, "%s: tokenizer.ggml.token_type[%llu] = %g is not supported for a gpt2 tokenizer (1, 3, 4)", p,
-                    (unsigned long long)i, tt);
+    lm_gguf_arr_str(tokens, (uint64_t)i, &tb, &tn);
+    double tt = types ? lm_gguf_arr_num(types, (uint64_t)i) : TT_NORMAL;
+    if (tt != TT_NORMAL && tt != TT_CONTROL && tt != TT_USER && (!kind->byte_fallback || (tt != TT_UNKNOWN && tt != TT_UNUSED && tt != TT_BYTE))) {
+      st = lm_error(LM_ERR_UNSUPPORTED, "%s: tokenizer.ggml.token_type[%lld] = %g is not supported for a %s tokenizer", p, (long long)i,
+                    tt, kind->model);
       break;
     }
-    if (!(s = lm_xmalloc(tn + 1))) { st = LM_ERR_NOMEM; break; }
-    memcpy(s, tb, tn); s[tn] = 0;
-    if (strlen(s) != tn) st = lm_error(LM_ERR_FORMAT, "%s: tokenizer.ggml.tokens[%llu] holds a NUL byte", p, (unsigned long long)i);
-    else if (cJSON_GetObjectItemCaseSensitive(vocab, s))
-      st = lm_error(LM_ERR_FORMAT, "%s: tokenizer.ggml.tokens[%llu] \"%.60s\" appears twice", p, (unsigned long long)i, s);
-    if (!st) cJSON_AddNumberToObject(vocab, s, (double)i);
-    if (!st && tt != TT_NORMAL) {
+    if (!(text[i] = lm_xmalloc(tn + 1))) { st = LM_ERR_NOMEM; break; }
+    memcpy(text[i], tb, tn); text[i][tn] = 0;
+    if (strlen(text[i]) != tn) st = lm_error(LM_ERR_FORMAT, "%s: tokenizer.ggml.tokens[%lld] holds a NUL byte", p, (long long)i);
+    if (!st) cJSON_AddNumberToObject(vocab, text[i], (double)i);
+    if (!st && tt == TT_UNKNOWN && unk_id < 0) unk_id = i;
+    if (!st && (tt == TT_CONTROL || tt == TT_USER || tt == TT_UNKNOWN)) {   /* matched as text; control and unknown are special */
       cJSON *a = cJSON_CreateObject();
       cJSON_AddNumberToObject(a, "id", (double)i);
-      cJSON_AddStringToObject(a, "content", s);
+      cJSON_AddStringToObject(a, "content", text[i]);
       cJSON_AddBoolToObject(a, "single_word", 0);
       cJSON_AddBoolToObject(a, "lstrip", 0);
       cJSON_AddBoolToObject(a, "rstrip", 0);
       cJSON_AddBoolToObject(a, "normalized", 0);
-      cJSON_AddBoolToObject(a, "special", tt == TT_CONTROL);
+      cJSON_AddBoolToObject(a, "special", tt != TT_USER);
       cJSON_AddItemToArray(added, a);
     }
-    free(s); s = NULL;
   }
-  for (uint64_t i = 0; i < merges->n && !st; i++) {
+  piece_map pm = {0};
+  int64_t dup = -1;
+  if (!st) st = piece_map_build(&pm, text, n, &dup);
+  if (!st && dup >= 0) st = lm_error(LM_ERR_FORMAT, "%s: tokenizer.ggml.tokens[%lld] \"%.60s\" appears twice", p, (long long)dup, text[dup]);
+  if (!st && kind->byte_fallback) {
+    if (unk_id >= 0) cJSON_ReplaceItemInObjectCaseSensitive(mo, "unk_token", cJSON_CreateString(text[unk_id]));
+    st = spm_merges(g, &pm, n, scores, ml);
+  }
+  free(pm.slot);
+  for (uint64_t i = 0; !kind->byte_fallback && i < merges->n && !st; i++) {
     const char *mb; size_t mlen;
     lm_gguf_arr_str(merges, i, &mb, &mlen);
-    if (!(s = lm_xmalloc(mlen + 1))) { st = LM_ERR_NOMEM; break; }
+    char *s = lm_xmalloc(mlen + 1);
+    if (!s) { st = LM_ERR_NOMEM; break; }
     memcpy(s, mb, mlen); s[mlen] = 0;
     if (strlen(s) != mlen) st = lm_error(LM_ERR_FORMAT, "%s: tokenizer.ggml.merges[%llu] holds a NUL byte", p, (unsigned long long)i);
     else cJSON_AddItemToArray(ml, cJSON_CreateString(s));
-    free(s); s = NULL;
+    free(s);
   }
+  if (!st && (add_bos || add_eos))
+    cJSON_ReplaceItemInObjectCaseSensitive(root, "post_processor", bos_eos_template(add_bos ? text[bos_id] : NULL, bos_id,
+                                                                                   add_eos ? text[eos_id] : NULL, eos_id));
+  for (int64_t i = 0; i < n; i++) free(text[i]);
+  free(text);
   if (st) { cJSON_Delete(root); return st; }
   *out = root;
   return LM_OK;
@@ -592,8 +772,8 @@ static int is_true(const cJSON *o, const char *k, int dflt) {
   const cJSON *x = cJSON_GetObjectItemCaseSensitive(o, k);
   return x ? cJSON_IsTrue(x) : dflt;
 }
-static int is_type(const cJSON *o, const char *k, const char *type) {
-  const cJSON *x = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(o, k), "type");
+static int is_type(const cJSON *o, const char *k, const char *type) {   /* k NULL: o itself */
+  const cJSON *x = cJSON_GetObjectItemCaseSensitive(k ? cJSON_GetObjectItemCaseSensitive(o, k) : o, "type");
   return cJSON_IsString(x) && !strcmp(x->valuestring, type);
 }
 static int is_null(const cJSON *o, const char *k) {
@@ -601,60 +781,183 @@ static int is_null(const cJSON *o, const char *k) {
   return !x || cJSON_IsNull(x);
 }
 
-/* What GGUF's tokenizer.ggml.pre "gpt-2" means: a byte-level BPE without normalizer, GPT-2's
- * ByteLevel pre-tokenizer (its regex, no prefix space), the ByteLevel decoder, nothing added
- * around the ids. Checked on the tokenizer.json lmkit would write for tok. */
-static lm_status check_gpt2_style(const lm_tokenizer *tok, const cJSON *root) {
-  const cJSON *pre = cJSON_GetObjectItemCaseSensitive(root, "pre_tokenizer"), *model = cJSON_GetObjectItemCaseSensitive(root, "model");
-  const char *why = NULL;
-  if (tok->ops != &lm_bpe_ops || !tok->byte_level) why = "not a byte-level BPE";
-  else if (!is_null(root, "normalizer")) why = "it has a normalizer";
-  else if (!is_type(root, "pre_tokenizer", "ByteLevel") || is_true(pre, "add_prefix_space", 0) || !is_true(pre, "use_regex", 1))
-    why = "its pre-tokenizer is not GPT-2's ByteLevel (regex on, no prefix space)";
-  else if (!is_null(root, "post_processor") && !is_type(root, "post_processor", "ByteLevel")) why = "its post-processor adds tokens";
-  else if (!is_type(root, "decoder", "ByteLevel")) why = "its decoder is not ByteLevel";
-  else if (!is_null(model, "unk_token") || is_true(model, "byte_fallback", 0) || is_true(model, "ignore_merges", 0))
-    why = "its BPE has an unknown token, byte fallback or ignore_merges";
-  if (why)
-    return lm_error(LM_ERR_UNSUPPORTED, "tokenizer: only GPT-2-style byte-level BPE tokenizers are exported to GGUF so far (%s)", why);
+/* a JSON part equals `want` up to what changes no id or text: trim_offsets (offsets only) */
+static void drop_trim(cJSON *x) {
+  if (!x) return;
+  cJSON_DeleteItemFromObjectCaseSensitive(x, "trim_offsets");
+  for (cJSON *c = x->child; c; c = c->next) drop_trim(c);
+}
+static int same_part(const cJSON *part, const char *want) {
+  cJSON *a = part ? cJSON_Duplicate(part, 1) : cJSON_CreateNull(), *b = cJSON_Parse(want);
+  drop_trim(a); drop_trim(b);
+  int same = a && b && cJSON_Compare(a, b, 1);
+  cJSON_Delete(a); cJSON_Delete(b);
+  return same;
+}
+
+/* The GGUF vocabulary kind of tok, from the tokenizer.json lmkit writes for it, or NULL. */
+static const tok_kind *kind_of_tokenizer(const lm_tokenizer *tok, const cJSON *root) {
+  const cJSON *model = cJSON_GetObjectItemCaseSensitive(root, "model");
+  if (tok->ops != &lm_bpe_ops) return NULL;
+  for (size_t i = 0; i < N_TOK_KINDS; i++) {
+    const tok_kind *k = &TOK_KINDS[i];
+    if (k->byte_fallback == tok->byte_level || is_true(model, "byte_fallback", 0) != k->byte_fallback ||
+        is_true(model, "ignore_merges", 0) != k->ignore_merges || is_null(model, "unk_token") == k->byte_fallback)
+      continue;
+    if (!same_part(cJSON_GetObjectItemCaseSensitive(root, "normalizer"), k->normalizer) ||
+        !same_part(cJSON_GetObjectItemCaseSensitive(root, "pre_tokenizer"), k->pre_tokenizer))
+      continue;
+    /* a ByteLevel decoder's flags change no text; SentencePiece's decoder must be Llama 2's */
+    if (k->byte_fallback ? !same_part(cJSON_GetObjectItemCaseSensitive(root, "decoder"), k->decoder) : !is_type(root, "decoder", "ByteLevel"))
+      continue;
+    return k;
+  }
+  return NULL;
+}
+
+/* The tokens a post-processor puts around one sequence, as GGUF's add_bos_token / add_eos_token
+ * say them: none (null, ByteLevel), or a TemplateProcessing [bos] $A [eos] (alone, or in a Sequence
+ * with ByteLevel). *bos / *eos: the ids, or -1. */
+static lm_status template_ends(const cJSON *post, const cJSON *vocab, int64_t *bos, int64_t *eos) {
+  *bos = *eos = -1;
+  if (!post || cJSON_IsNull(post) || is_type(post, NULL, "ByteLevel")) return LM_OK;
+  const cJSON *tp = NULL, *procs = cJSON_GetObjectItemCaseSensitive(post, "processors");
+  if (is_type(post, NULL, "TemplateProcessing")) tp = post;
+  else if (is_type(post, NULL, "Sequence"))
+    for (const cJSON *x = procs ? procs->child : NULL; x; x = x->next) {
+      if (is_type(x, NULL, "TemplateProcessing") && !tp) tp = x;
+      else if (!is_type(x, NULL, "ByteLevel")) { tp = NULL; procs = NULL; break; }
+    }
+  const cJSON *single = tp ? cJSON_GetObjectItemCaseSensitive(tp, "single") : NULL;
+  int n = cJSON_GetArraySize(single), ok = single != NULL, seen_a = 0;
+  for (int i = 0; ok && i < n; i++) {
+    const cJSON *e = cJSON_GetArrayItem(single, i), *sp = cJSON_GetObjectItemCaseSensitive(e, "SpecialToken");
+    const cJSON *sq = cJSON_GetObjectItemCaseSensitive(e, "Sequence"), *id = cJSON_GetObjectItemCaseSensitive(sp ? sp : sq, "id");
+    if (sq) { ok = !seen_a && cJSON_IsString(id) && !strcmp(id->valuestring, "A"); seen_a = 1; continue; }
+    const cJSON *v = sp && cJSON_IsString(id) ? cJSON_GetObjectItemCaseSensitive(vocab, id->valuestring) : NULL;
+    int64_t *slot = seen_a ? eos : bos;
+    ok = v && cJSON_IsNumber(v) && *slot < 0;
+    if (ok) *slot = (int64_t)v->valuedouble;
+  }
+  if (!ok || !seen_a)
+    return lm_error(LM_ERR_UNSUPPORTED, "tokenizer: its post-processor is not one GGUF can say (nothing, or a TemplateProcessing "
+                    "[bos] $A [eos]: add_bos_token / add_eos_token)");
   return LM_OK;
 }
 
-/* tokens, token types and merges from the tokenizer.json lm_tokenizer_to_json writes */
-static lm_status write_tokenizer(lm_gguf_writer *w, const lm_tokenizer *tok) {
+/* SentencePiece scores that imply the BPE's merges (spm_merges above): the piece made by merge k
+ * scores -k (the first merge making it); other pieces score below every merge, in id order. */
+static lm_status merge_scores(const cJSON *merges, char **text, int64_t n, float *scores) {
+  piece_map pm;
+  int64_t dup;
+  lm_status st = piece_map_build(&pm, text, n, &dup);
+  if (st) return st;
+  int64_t nm = cJSON_GetArraySize(merges), k = 0;
+  for (int64_t id = 0; id < n; id++) scores[id] = NAN;
+  char buf[1024];
+  for (const cJSON *x = merges ? merges->child : NULL; x && !st; x = x->next, k++) {
+    const char *l = NULL, *r = NULL, *sp;
+    if (cJSON_IsString(x) && (sp = strchr(x->valuestring, ' '))) { l = x->valuestring; r = sp + 1; }
+    else if (cJSON_IsArray(x) && cJSON_GetArraySize(x) == 2) { l = cJSON_GetArrayItem(x, 0)->valuestring; r = cJSON_GetArrayItem(x, 1)->valuestring; }
+    size_t ln = l && r ? (cJSON_IsString(x) ? (size_t)(r - 1 - l) : strlen(l)) : 0;
+    if (!l || !r || ln + strlen(r) >= sizeof buf) { st = lm_error(LM_ERR_FORMAT, "internal: merge %lld", (long long)k); break; }
+    memcpy(buf, l, ln); strcpy(buf + ln, r);
+    int64_t t = piece_find(&pm, buf, strlen(buf));
+    if (t < 0) { st = lm_error(LM_ERR_FORMAT, "tokenizer: merge %lld makes \"%.60s\", which is not in the vocabulary", (long long)k, buf); break; }
+    if (isnan(scores[t])) scores[t] = (float)-k;
+  }
+  for (int64_t id = 0; id < n; id++)
+    if (isnan(scores[id])) scores[id] = (float)(-nm - id);
+  free(pm.slot);
+  return st;
+}
+
+/* "<0xNN>": a byte-fallback piece */
+static int is_byte_piece(const char *s) {
+  return strlen(s) == 6 && !strncmp(s, "<0x", 3) && isxdigit((unsigned char)s[3]) && isxdigit((unsigned char)s[4]) && s[5] == '>';
+}
+
+/* The tokenizer.ggml.* keys of tok (its kind, tokens, types, merges or scores, bos/eos and what is
+ * added around a sequence). cfg_bos / cfg_eos: the model's ids (-1: none), which must agree with
+ * the tokenizer's template. */
+static lm_status write_tokenizer(lm_gguf_writer *w, const lm_tokenizer *tok, int64_t cfg_bos, int64_t cfg_eos) {
   char *json; size_t len;
   lm_status st = lm_tokenizer_to_json(tok, &json, &len);
   if (st) return st;
   cJSON *root = cJSON_ParseWithLength(json, len);
   free(json);
   if (!root) return lm_error(LM_ERR_NOMEM, "out of memory");
-  if ((st = check_gpt2_style(tok, root))) { cJSON_Delete(root); return st; }
-  const cJSON *model = cJSON_GetObjectItemCaseSensitive(root, "model");
+  const tok_kind *kind = kind_of_tokenizer(tok, root);
+  const cJSON *model = cJSON_GetObjectItemCaseSensitive(root, "model"), *added = cJSON_GetObjectItemCaseSensitive(root, "added_tokens");
   const cJSON *vocab = cJSON_GetObjectItemCaseSensitive(model, "vocab"), *merges = cJSON_GetObjectItemCaseSensitive(model, "merges");
-  int64_t n = tok->n_vocab, nm = cJSON_GetArraySize(merges);
-  const char **toks = calloc((size_t)n + 1, sizeof *toks), **mer = calloc((size_t)nm + 1, sizeof *mer);
+  const cJSON *unk = cJSON_GetObjectItemCaseSensitive(model, "unk_token");
+  int64_t n = tok->n_vocab, nm = cJSON_GetArraySize(merges), bos = -1, eos = -1;
+  if (!kind)
+    st = lm_error(LM_ERR_UNSUPPORTED, "tokenizer: its normalizer, pre-tokenizer, decoder or BPE options are none of the GGUF "
+                  "tokenizers lmkit writes (byte-level BPE as gpt-2, llama-bpe or qwen2; SentencePiece BPE as Llama 2's)");
+  if (!st) st = template_ends(cJSON_GetObjectItemCaseSensitive(root, "post_processor"), vocab, &bos, &eos);
+  if (!st && ((bos >= 0 && cfg_bos >= 0 && bos != cfg_bos) || (eos >= 0 && cfg_eos >= 0 && eos != cfg_eos)))
+    st = lm_error(LM_ERR_UNSUPPORTED, "tokenizer: its template adds token %lld, but the model's %s_token_id is %lld",
+                  (long long)(bos >= 0 && bos != cfg_bos ? bos : eos), bos >= 0 && bos != cfg_bos ? "bos" : "eos",
+                  (long long)(bos >= 0 && bos != cfg_bos ? cfg_bos : cfg_eos));
+  char **toks = calloc((size_t)n + 1, sizeof *toks), **mer = calloc((size_t)nm + 1, sizeof *mer);
   size_t *tl = calloc((size_t)n + 1, sizeof *tl), *mlen = calloc((size_t)nm + 1, sizeof *mlen);
   int32_t *types = calloc((size_t)n + 1, sizeof *types);
-  if (!toks || !mer || !tl || !mlen || !types) st = lm_error(LM_ERR_NOMEM, "out of memory");
+  float *scores = calloc((size_t)n + 1, sizeof *scores);
+  if (!toks || !mer || !tl || !mlen || !types || !scores) st = lm_error(LM_ERR_NOMEM, "out of memory");
   for (const cJSON *v = vocab ? vocab->child : NULL; v && !st; v = v->next) {
     int64_t id;
     if (!lm_tok_json_int(v, 0, n - 1, &id)) st = lm_error(LM_ERR_FORMAT, "internal: tokenizer vocab id of \"%s\"", v->string);
-    else { toks[id] = v->string; tl[id] = strlen(v->string); types[id] = tok->is_special[id] ? TT_CONTROL : TT_NORMAL; }
+    else { toks[id] = v->string; types[id] = TT_NORMAL; }
   }
-  for (int64_t i = 0; i < n && !st; i++)
-    if (!toks[i]) st = lm_error(LM_ERR_UNSUPPORTED, "tokenizer: id %lld has no token (a vocabulary with holes)", (long long)i);
+  for (const cJSON *a = added ? added->child : NULL; a && !st; a = a->next) {   /* added tokens: control or user-defined */
+    int64_t id;
+    const cJSON *c = cJSON_GetObjectItemCaseSensitive(a, "content");
+    if (!lm_tok_json_int(cJSON_GetObjectItemCaseSensitive(a, "id"), 0, n - 1, &id) || !cJSON_IsString(c))
+      st = lm_error(LM_ERR_FORMAT, "internal: an added token");
+    else { toks[id] = c->valuestring; types[id] = is_true(a, "special", 0) ? TT_CONTROL : TT_USER; }
+  }
+  for (int64_t i = 0; i < n && !st; i++) {
+    if (!toks[i]) { st = lm_error(LM_ERR_UNSUPPORTED, "tokenizer: id %lld has no token (a vocabulary with holes)", (long long)i); break; }
+    tl[i] = strlen(toks[i]);
+    if (kind->byte_fallback && cJSON_IsString(unk) && !strcmp(toks[i], unk->valuestring)) types[i] = TT_UNKNOWN;
+    else if (kind->byte_fallback && types[i] == TT_NORMAL && is_byte_piece(toks[i])) types[i] = TT_BYTE;
+  }
   int64_t k = 0;
-  for (const cJSON *x = merges ? merges->child : NULL; x && !st; x = x->next, k++) {
+  for (const cJSON *x = merges ? merges->child : NULL; x && !st && !kind->byte_fallback; x = x->next, k++) {
     if (!cJSON_IsString(x)) { st = lm_error(LM_ERR_FORMAT, "internal: a merge is not a string"); break; }
     mer[k] = x->valuestring; mlen[k] = strlen(x->valuestring);
   }
-  if (!st) st = lm_gguf_w_str(w, "tokenizer.ggml.model", "gpt2", 4);
-  if (!st) st = lm_gguf_w_str(w, "tokenizer.ggml.pre", "gpt-2", 5);
-  if (!st) st = lm_gguf_w_arr_str(w, "tokenizer.ggml.tokens", toks, tl, (uint64_t)n);
+  if (!st && kind->byte_fallback) st = merge_scores(merges, toks, n, scores);
+  if (!st) st = lm_gguf_w_str(w, "tokenizer.ggml.model", kind->model, strlen(kind->model));
+  if (!st && kind->pre) st = lm_gguf_w_str(w, "tokenizer.ggml.pre", kind->pre, strlen(kind->pre));
+  if (!st) st = lm_gguf_w_arr_str(w, "tokenizer.ggml.tokens", (const char *const *)toks, tl, (uint64_t)n);
+  if (!st && kind->byte_fallback) st = lm_gguf_w_arr_f32(w, "tokenizer.ggml.scores", scores, (uint64_t)n);
   if (!st) st = lm_gguf_w_arr_i32(w, "tokenizer.ggml.token_type", types, (uint64_t)n);
-  if (!st) st = lm_gguf_w_arr_str(w, "tokenizer.ggml.merges", mer, mlen, (uint64_t)nm);
-  free(toks); free(mer); free(tl); free(mlen); free(types);
+  if (!st && !kind->byte_fallback) st = lm_gguf_w_arr_str(w, "tokenizer.ggml.merges", (const char *const *)mer, mlen, (uint64_t)nm);
+  if (bos < 0) bos = cfg_bos;
+  if (eos < 0) eos = cfg_eos;
+  if (!st && bos >= 0) st = lm_gguf_w_u32(w, "tokenizer.ggml.bos_token_id", (uint32_t)bos);
+  if (!st && eos >= 0) st = lm_gguf_w_u32(w, "tokenizer.ggml.eos_token_id", (uint32_t)eos);
+  for (int64_t i = 0; !st && kind->byte_fallback && i < n; i++)
+    if (types[i] == TT_UNKNOWN) { st = lm_gguf_w_u32(w, "tokenizer.ggml.unknown_token_id", (uint32_t)i); break; }
+  int64_t tb, te;
+  if (!st) template_ends(cJSON_GetObjectItemCaseSensitive(root, "post_processor"), vocab, &tb, &te);
+  if (!st) st = lm_gguf_w_bool(w, "tokenizer.ggml.add_bos_token", tb >= 0);
+  if (!st) st = lm_gguf_w_bool(w, "tokenizer.ggml.add_eos_token", te >= 0);
+  free(toks); free(mer); free(tl); free(mlen); free(types); free(scores);
   cJSON_Delete(root);
+  return st;
+}
+
+lm_status lm_gguf_write_vocab(const lm_tokenizer *tok, const char *path) {
+  lm_gguf_writer *w;
+  lm_status st = lm_gguf_writer_new(&w);
+  if (st) return st;
+  st = lm_gguf_w_str(w, "general.name", "lmkit vocabulary", 16);
+  if (!st) st = write_tokenizer(w, tok, -1, -1);
+  if (!st) st = lm_gguf_write(w, path, 0);
+  lm_gguf_writer_free(w);
   return st;
 }
 
@@ -721,10 +1024,7 @@ lm_status lm_gguf_export(const lm_model *m, const lm_tokenizer *tok, const char 
   if (!st && c->rope) st = lm_gguf_w_u32(w, AKEY("rope.dimension_count"), (uint32_t)head_dim(c));
   if (!st && c->rope) st = lm_gguf_w_u32(w, AKEY("vocab_size"), (uint32_t)c->vocab_size);
 #undef AKEY
-  if (!st) st = write_tokenizer(w, tok);
-  if (!st && c->bos_token_id >= 0) st = lm_gguf_w_u32(w, "tokenizer.ggml.bos_token_id", (uint32_t)c->bos_token_id);
-  if (!st && c->eos_token_id >= 0) st = lm_gguf_w_u32(w, "tokenizer.ggml.eos_token_id", (uint32_t)c->eos_token_id);
-  if (!st) st = lm_gguf_w_bool(w, "tokenizer.ggml.add_bos_token", 0);
+  if (!st) st = write_tokenizer(w, tok, c->bos_token_id, c->eos_token_id);
   if (!st && chat_template) st = lm_gguf_w_str(w, "tokenizer.chat_template", chat_template, strlen(chat_template));
   export_ctx x = {w, type};
   if (!st) st = each_tensor(m, a, export_one, &x);

@@ -1,7 +1,8 @@
 /* ref_tokjson.c — batch driver for tests/reference/test_tokenizer_json.py.
  *
- * usage: ref_tokjson TOKENIZER [--resave DIR]
- * (--resave: save the tokenizer into DIR, load it back from there and use that copy)
+ * usage: ref_tokjson TOKENIZER [--resave DIR | --gguf FILE]
+ * (--resave: save the tokenizer into DIR, load it back from there and use that copy; --gguf: the
+ * same through a GGUF vocabulary file, lm_gguf_write_vocab and lm_gguf_tokenizer_load)
  * Reads records from stdin, each "<byte length>\n<bytes>", and for each prints
  *   the ids with special-token text matched (LM_ENCODE_SPECIAL), one line;
  *   the same with the post-processor's tokens added (LM_ENCODE_ADD_SPECIAL), one line;
@@ -12,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "lmkit.h"
+#include "model/gguf.h"
 
 static int encode_line(lm_tokenizer *tok, const char *s, size_t len, int flags, uint32_t **ids, size_t *n) {
   if (lm_tokenizer_encode(tok, s, len, flags, ids, n)) { fprintf(stderr, "ref_tokjson: %s\n", lm_last_error()); return 1; }
@@ -33,9 +35,11 @@ int main(int argc, char **argv) {
   if (argc < 2) { fprintf(stderr, "usage: ref_tokjson TOKENIZER [--resave DIR]\n"); return 2; }
   lm_tokenizer *tok;
   if (lm_tokenizer_load(&tok, argv[1])) { fprintf(stderr, "ref_tokjson: %s\n", lm_last_error()); return 1; }
-  if (argc > 3 && !strcmp(argv[2], "--resave")) {
+  if (argc > 3 && (!strcmp(argv[2], "--resave") || !strcmp(argv[2], "--gguf"))) {
     lm_tokenizer *again;
-    if (lm_tokenizer_save(tok, argv[3]) || lm_tokenizer_load(&again, argv[3])) {
+    int gguf = !strcmp(argv[2], "--gguf");   /* a GGUF vocabulary file (gguf_model.c) instead of a directory */
+    if ((gguf ? lm_gguf_write_vocab(tok, argv[3]) : lm_tokenizer_save(tok, argv[3])) ||
+        (gguf ? lm_gguf_tokenizer_load(&again, argv[3]) : lm_tokenizer_load(&again, argv[3]))) {
       fprintf(stderr, "ref_tokjson: %s\n", lm_last_error());
       lm_tokenizer_free(tok);
       return 1;

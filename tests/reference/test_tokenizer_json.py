@@ -306,9 +306,10 @@ def run_ref(path, strings, tmp):
     return json.loads(p.stdout.decode("utf-8"))
 
 
-def run_lmkit(path, strings, resave=None):
+def run_lmkit(path, strings, resave=None, gguf=None):
     data = b"".join(b"%d\n" % len(s.encode("utf-8")) + s.encode("utf-8") for s in strings)
-    p = subprocess.run([DRIVER, path] + (["--resave", resave] if resave else []), input=data, capture_output=True, timeout=300)
+    extra = ["--resave", resave] if resave else ["--gguf", gguf] if gguf else []
+    p = subprocess.run([DRIVER, path] + extra, input=data, capture_output=True, timeout=300)
     if p.returncode != 0:
         return None, p.stderr.decode("utf-8", "replace").strip()
     out, pos, res = p.stdout, 0, []
@@ -334,11 +335,13 @@ def run_lmkit(path, strings, resave=None):
     return res, None
 
 
-def compare(name, path, strings, tmp, resave=False):
+def compare(name, path, strings, tmp, resave=False, gguf=False):
+    """HF on path vs lmkit on path (resave: through a directory lmkit saved; gguf: through a GGUF vocabulary file)."""
     ref = run_ref(path, strings, tmp)
     if not check(ref["ok"], "%s: the reference cannot load it: %s" % (name, ref.get("err"))):
         return 0
-    mine, err = run_lmkit(path, strings, os.path.join(tmp, "resaved") if resave else None)
+    mine, err = run_lmkit(path, strings, os.path.join(tmp, "resaved") if resave else None,
+                          os.path.join(tmp, "vocab.gguf") if gguf else None)
     if not check(mine is not None, "%s: lmkit cannot load it: %s" % (name, err)):
         return 0
     bad = 0

@@ -177,7 +177,7 @@ Test(gguf, f16_round_trips_every_value) {
 
 /* ---- models */
 
-/* a GGUF with the given keys (NULL-terminated name/value strings: "u32:" / "str:" / "f32:" prefixes) and tensors */
+/* a GGUF with the given keys (NULL-terminated name/value strings: "u32:" / "str:" / "f32:" / "strs:a,b" prefixes) and tensors */
 static void write_model(const char *name, const char *const *kv, const char *const *tensors, int64_t rows) {
   lm_gguf_writer *w;
   cr_assert_eq(lm_gguf_writer_new(&w), LM_OK);
@@ -185,7 +185,14 @@ static void write_model(const char *name, const char *const *kv, const char *con
     const char *v = kv[i + 1];
     if (!strncmp(v, "u32:", 4)) cr_assert_eq(lm_gguf_w_u32(w, kv[i], (uint32_t)atoi(v + 4)), LM_OK);
     else if (!strncmp(v, "f32:", 4)) cr_assert_eq(lm_gguf_w_f32(w, kv[i], (float)atof(v + 4)), LM_OK);
-    else cr_assert_eq(lm_gguf_w_str(w, kv[i], v + 4, strlen(v + 4)), LM_OK);
+    else if (!strncmp(v, "strs:", 5)) {   /* an array of strings, comma-separated */
+      const char *s[8]; size_t len[8]; int n = 0;
+      for (const char *p = v + 5; n < 8; p += len[n++] + 1) {
+        s[n] = p; len[n] = strcspn(p, ",");
+        if (!p[len[n]]) { n++; break; }
+      }
+      cr_assert_eq(lm_gguf_w_arr_str(w, kv[i], s, len, (uint64_t)n), LM_OK);
+    } else cr_assert_eq(lm_gguf_w_str(w, kv[i], v + 4, strlen(v + 4)), LM_OK);
   }
   static float zeros[64 * 64];
   for (int i = 0; tensors && tensors[i]; i++) {
@@ -257,15 +264,26 @@ Test(gguf, models_refused) {
 }
 
 Test(gguf, tokenizers_refused) {
-  static const char *const spm[] = {"general.architecture", "str:llama", "tokenizer.ggml.model", "str:llama", NULL};
-  write_model("s.gguf", spm, NULL, 8);
+  static const char *const bert[] = {"general.architecture", "str:llama", "tokenizer.ggml.model", "str:bert", NULL};
+  write_model("s.gguf", bert, NULL, 8);
   lm_tokenizer *tok = NULL;
   cr_assert_neq(lm_gguf_tokenizer_load(&tok, path_of("s.gguf")), LM_OK);
-  cr_assert(strstr(lm_last_error(), "tokenizer.ggml.model \"llama\" is not supported yet"), "%s", lm_last_error());
-  static const char *const pre[] = {"tokenizer.ggml.model", "str:gpt2", "tokenizer.ggml.pre", "str:llama-bpe", NULL};
+  cr_assert(strstr(lm_last_error(), "tokenizer.ggml.model \"bert\" is not supported"), "%s", lm_last_error());
+  static const char *const pre[] = {"tokenizer.ggml.model", "str:gpt2", "tokenizer.ggml.pre", "str:deepseek-llm", NULL};
   write_model("p.gguf", pre, NULL, 8);
   cr_assert_neq(lm_gguf_tokenizer_load(&tok, path_of("p.gguf")), LM_OK);
-  cr_assert(strstr(lm_last_error(), "tokenizer.ggml.pre \"llama-bpe\""), "%s", lm_last_error());
+  cr_assert(strstr(lm_last_error(), "tokenizer.ggml.pre \"deepseek-llm\" is not supported"), "%s", lm_last_error());
+  /* SentencePiece ("llama"): its merges follow the scores, which must be there; merges are not read */
+  static const char *const noscores[] = {"tokenizer.ggml.model", "str:llama", "tokenizer.ggml.tokens", "strs:a,b,ab",
+                                         "tokenizer.ggml.add_bos_token", "u32:0", NULL};
+  write_model("n.gguf", noscores, NULL, 8);
+  cr_assert_neq(lm_gguf_tokenizer_load(&tok, path_of("n.gguf")), LM_OK);
+  cr_assert(strstr(lm_last_error(), "needs tokenizer.ggml.scores"), "%s", lm_last_error());
+  static const char *const withmerges[] = {"tokenizer.ggml.model", "str:llama", "tokenizer.ggml.tokens", "strs:a,b,ab", "tokenizer.ggml.add_bos_token", "u32:0",
+                                           "tokenizer.ggml.merges", "strs:a b", NULL};
+  write_model("m.gguf", withmerges, NULL, 8);
+  cr_assert_neq(lm_gguf_tokenizer_load(&tok, path_of("m.gguf")), LM_OK);
+  cr_assert(strstr(lm_last_error(), "tokenizer.ggml.merges in a \"llama\""), "%s", lm_last_error());
   static const char *const notok[] = {"tokenizer.ggml.model", "str:gpt2", "tokenizer.ggml.pre", "str:gpt-2", NULL};
   write_model("t.gguf", notok, NULL, 8);
   cr_assert_neq(lm_gguf_tokenizer_load(&tok, path_of("t.gguf")), LM_OK);

@@ -2,9 +2,11 @@
 tied head), batch and threads, torch.optim.AdamW with the same decay groups
 and gradient clipping. Prints one JSON line like bench_train_gpt2.
 
-usage: train_gpt2_torch.py LAYERS HEADS DIM VOCAB BATCH SEQ STEPS SGEMM_PEAK_GFLOPS THREADS [ATTN]
+usage: train_gpt2_torch.py LAYERS HEADS DIM VOCAB BATCH SEQ STEPS SGEMM_PEAK_GFLOPS THREADS [ATTN] [PRECISION]
 ATTN: dense (default: the (T,T) matrix, as lmkit's kernel once was) or sdpa
-(F.scaled_dot_product_attention, PyTorch's memory-efficient kernel)."""
+(F.scaled_dot_product_attention, PyTorch's memory-efficient kernel).
+PRECISION: fp32 (default) or bf16: the forward under torch.autocast("cpu", torch.bfloat16), PyTorch's
+mixed precision on the CPU (matmuls in bf16 through oneDNN, fp32 weights and optimiser)."""
 import json
 import math
 import resource
@@ -61,6 +63,7 @@ def main():
     torch.set_num_threads(threads)
     torch.manual_seed(0)
     sdpa = len(sys.argv) > 10 and sys.argv[10] == "sdpa"
+    bf16 = len(sys.argv) > 11 and sys.argv[11] == "bf16"
     P = max(1024, T)
     model = GPT(L, NH, C, V, P, sdpa)
     decay = [p for n, p in model.named_parameters() if p.dim() == 2 and "wte" not in n and "wpe" not in n]
@@ -73,7 +76,8 @@ def main():
     for s in range(steps + 1):
         t0 = time.perf_counter()
         opt.zero_grad(set_to_none=True)
-        loss = model(x, y)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            loss = model(x, y)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
@@ -83,7 +87,8 @@ def main():
     n_params = sum(p.numel() for p in model.parameters())
     n_nonemb = n_params - V * C - P * C
     fpt = 6 * n_nonemb + 6 * C * V + 12 * L * C * T
-    print(json.dumps({"impl": "pytorch" + (" sdpa" if sdpa else ""), "layers": L, "dim": C, "batch": B, "seq": T, "threads": threads,
+    print(json.dumps({"impl": "pytorch" + (" sdpa" if sdpa else "") + (" bf16" if bf16 else ""),
+                      "precision": "bf16" if bf16 else "fp32", "layers": L, "dim": C, "batch": B, "seq": T, "threads": threads,
                       "step_s": round(med, 4), "tokens_per_s": round(B * T / med, 1),
                       "mfu": round(B * T / med * fpt / peak, 3), "sgemm_peak_gflops": peak / 1e9,
                       "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),

@@ -40,6 +40,18 @@ static void check_close(const char *what, const float *y, const double *ref, con
     cr_assert(fabs(y[i] - ref[i]) <= 1e-5 * mag[i] + 1e-6, "%s[%lld]: %.9g vs %.9g", what, (long long)i, y[i], ref[i]);
 }
 
+/* ref(M,Nc) = c0 + A B in double (c0 (M,Nc), or a bias bias[j] per column, or 0), mag the same sum of
+ * magnitudes; A(i,k) = a[i*ai + k*ak], B(k,j) = b[k*bk + j*bj] (strides: any transpose) */
+static void ref_product(double *ref, double *mag, const float *c0, const float *bias, const float *a, int64_t ai,
+                        int64_t ak, const float *b, int64_t bk, int64_t bj, int64_t M, int64_t Nc, int64_t K) {
+  for (int64_t i = 0; i < M; i++)
+    for (int64_t j = 0; j < Nc; j++) {
+      double s = c0 ? c0[i * Nc + j] : bias ? bias[j] : 0, m = fabs(s);
+      for (int64_t k = 0; k < K; k++) { double t = (double)a[i * ai + k * ak] * b[k * bk + j * bj]; s += t; m += fabs(t); }
+      ref[i * Nc + j] = s; mag[i * Nc + j] = m;
+    }
+}
+
 static double rel_err(const float *y, const float *x, int64_t n) {
   double d = 0, s = 0;
   for (int64_t i = 0; i < n; i++) { d += ((double)y[i] - x[i]) * ((double)y[i] - x[i]); s += (double)x[i] * x[i]; }
@@ -57,12 +69,7 @@ static void run_shape(lm_mm *mm, int64_t N, int64_t C, int64_t OC, uint64_t seed
   lm_linear_forward(NULL, y32, x, W, b, N, C, OC);
   int64_t most = N * (C > OC ? C : OC) > OC * C ? N * (C > OC ? C : OC) : OC * C;
   double *ref = calloc((size_t)most, sizeof(double)), *mag = calloc((size_t)most, sizeof(double));
-  for (int64_t n = 0; n < N; n++)
-    for (int64_t o = 0; o < OC; o++) {
-      double s = b[o], m = fabs(b[o]);
-      for (int64_t c = 0; c < C; c++) { s += (double)xr[n * C + c] * Wr[o * C + c]; m += fabs((double)xr[n * C + c] * Wr[o * C + c]); }
-      ref[n * OC + o] = s; mag[n * OC + o] = m;
-    }
+  ref_product(ref, mag, NULL, b, xr, C, 1, Wr, 1, C, N, OC, C);                     // x W^T + b
   check_close("forward", y, ref, mag, N * OC);
   cr_assert(rel_err(y, y32, N * OC) <= 1e-2, "forward (%lld,%lld,%lld): rel err %.3g vs fp32", (long long)N,
             (long long)C, (long long)OC, rel_err(y, y32, N * OC));
@@ -81,19 +88,9 @@ static void run_shape(lm_mm *mm, int64_t N, int64_t C, int64_t OC, uint64_t seed
   memcpy(dx0, dx, sizeof(float) * N * C); memcpy(dW0, dW, sizeof(float) * OC * C);
   lm_linear_backward(mm, dx, dW, db, dy, x, W, N, C, OC);
   lm_linear_backward(NULL, dx32, dW32, db32, dy, x, W, N, C, OC);
-  for (int64_t n = 0; n < N; n++)
-    for (int64_t c = 0; c < C; c++) {
-      double s = dx0[n * C + c], m = fabs(dx0[n * C + c]);
-      for (int64_t o = 0; o < OC; o++) { s += (double)dyr[n * OC + o] * Wr[o * C + c]; m += fabs((double)dyr[n * OC + o] * Wr[o * C + c]); }
-      ref[n * C + c] = s; mag[n * C + c] = m;
-    }
+  ref_product(ref, mag, dx0, NULL, dyr, OC, 1, Wr, C, 1, N, C, OC);                 // dx0 + dy W
   check_close("d input", dx, ref, mag, N * C);
-  for (int64_t o = 0; o < OC; o++)
-    for (int64_t c = 0; c < C; c++) {
-      double s = dW0[o * C + c], m = fabs(dW0[o * C + c]);
-      for (int64_t n = 0; n < N; n++) { s += (double)dyr[n * OC + o] * xr[n * C + c]; m += fabs((double)dyr[n * OC + o] * xr[n * C + c]); }
-      ref[o * C + c] = s; mag[o * C + c] = m;
-    }
+  ref_product(ref, mag, dW0, NULL, dyr, 1, OC, xr, C, 1, OC, C, N);                 // dW0 + dy^T x
   check_close("d weight", dW, ref, mag, OC * C);
   cr_assert(!memcmp(db, db32, sizeof(float) * OC), "d bias is matmul.c's fp32 column sum");
   /* the gradients alone, against fp32's (the accumulated start values would hide the error) */

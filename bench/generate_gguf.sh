@@ -7,8 +7,10 @@
 #     bandwidth measured in the same program and the decode's share of bandwidth / bytes per token;
 #   - llama.cpp (node-llama-cpp 3.21.1's prebuilt, bench/llamacpp_bench.mjs): the same two figures.
 # Prints a table with the ratios to llama.cpp, and the machine's load before and after (these
-# machines are shared: a loaded run says so). lmkit keeps f16 files' weights as f32 (4 bytes a
-# weight, twice llama.cpp's reads); Q8_0/Q4_0 stay blocks.
+# machines are shared: a loaded run says so) and lmkit's peak resident memory (it loads the file
+# for generation only: Q8_0/Q4_0 stay blocks with no f32 copy). lmkit keeps f16 files' weights as
+# f32 (4 bytes a weight, twice llama.cpp's reads).
+# A quick look: MODELS=tinyllama PROMPT=128 DECODE=16 bash bench/generate_gguf.sh 1
 #   bash bench/generate_gguf.sh [RUNS]   (default 3; THREADS=2 PROMPT=512 DECODE=64 BUILD=build
 #                                         GGUF_DIR=/tmp/lmkit-bench-gguf MODELS="gpt2 tinyllama"
 #                                         OMP_WAIT_POLICY: passed through when set)
@@ -39,11 +41,12 @@ import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.startswith("{")]
 by = {}
 for r in rows: by.setdefault((r["shape"], r["type"]), {})["lmkit" if r["impl"] == "lmkit" else "llama"] = r
-print(f"{'model':10} {'type':5} | {'prefill tok/s':>13} {'llama.cpp':>9} {'ratio':>5} | {'decode tok/s':>12} {'llama.cpp':>9} {'ratio':>5} | {'of bandwidth':>12}")
+print(f"{'model':10} {'type':5} | {'prefill tok/s':>13} {'llama.cpp':>9} {'ratio':>5} | {'decode tok/s':>12} {'llama.cpp':>9} {'ratio':>5} | {'lmkit RSS':>9} | {'of bandwidth':>12}")
 for (shape, t), d in by.items():
     a, b = d.get("lmkit"), d.get("llama")
     if not a or not b: continue
     print(f"{shape:10} {t:5} | {a['prefill_tok_s']:13.1f} {b['prefill_tok_s']:9.1f} {a['prefill_tok_s'] / b['prefill_tok_s']:5.2f} | "
           f"{a['decode_tok_s']:12.2f} {b['decode_tok_s']:9.2f} {a['decode_tok_s'] / b['decode_tok_s']:5.2f} | "
+          f"{a['peak_rss_mb']:6.0f} MB | "
           f"{a['bw_fraction']:6.2f} ({a['weight_mb_per_token']:.0f} MB/token, {a['bandwidth_gbs']:.1f} GB/s)")
 PY

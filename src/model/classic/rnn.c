@@ -23,7 +23,6 @@
  * One width C (n_embd) is the embedding, hidden and cell size, so the head
  * can be tied. Dropout is not implemented here: a config asking for it is an
  * error, not ignored. */
-#include <cblas.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -42,14 +41,42 @@ static float sigmoidf(float x) { return 1.0f / (1.0f + expf(-x)); }
 
 /* ------------------------------------------------------------------ cells */
 
+/* out(B,OC) += x(B,C) @ W(OC,C)^T, rows ldo and ldx apart. The recurrent products are small (B rows)
+ * and come T times in a row: one thread, no BLAS call, whose fork/join would cost more than the
+ * product (and far more on a loaded machine). Each W row is read once for all B rows. */
+static void rec_matmul(float *out, int64_t ldo, const float *x, int64_t ldx, const float *W, int64_t B, int64_t C, int64_t OC) {
+  for (int64_t o = 0; o < OC; o++) {
+    const float *w = W + o * C;
+    for (int64_t b = 0; b < B; b++) {
+      const float *xb = x + b * ldx;
+      float acc = 0.0f;
+      #pragma omp simd reduction(+:acc)
+      for (int64_t k = 0; k < C; k++) acc += xb[k] * w[k];
+      out[b * ldo + o] += acc;
+    }
+  }
+}
+
+/* out(B,C) = d(B,OC) @ W(OC,C), rows ldd apart: the transpose product of backward */
+static void rec_matmul_t(float *out, const float *d, int64_t ldd, const float *W, int64_t B, int64_t C, int64_t OC) {
+  memset(out, 0, (size_t)B * C * sizeof(float));
+  for (int64_t b = 0; b < B; b++) {
+    float *ob = out + b * C;
+    for (int64_t o = 0; o < OC; o++) {
+      const float *w = W + o * C;
+      float g = d[b * ldd + o];
+      #pragma omp simd
+      for (int64_t k = 0; k < C; k++) ob[k] += g * w[k];
+    }
+  }
+}
+
 /* One layer over a (B,T) batch. G (B,T,GC) must hold x W_ih^T + b_ih + b_hh on entry; on return it holds
  * the activated gates (RNN: h itself). H (B,T,C) receives h, Cs (B,T,C) c (LSTM; NULL for the RNN). */
 static void rnn_layer_forward(const lm_config *c, float *G, float *H, float *Cs, const float *Whh, int64_t B, int64_t T) {
   int64_t C = c->n_embd, GC = gates(c) * C;
   for (int64_t t = 0; t < T; t++) {
-    if (t > 0)   /* G[:,t] += h_{t-1} W_hh^T: (B,C) x (C,GC), rows T apart */
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)B, (int)GC, (int)C, 1.0f, H + (t - 1) * C, (int)(T * C),
-                  Whh, (int)C, 1.0f, G + t * GC, (int)(T * GC));
+    if (t > 0) rec_matmul(G + t * GC, T * GC, H + (t - 1) * C, T * C, Whh, B, C, GC);   /* G[:,t] += h_{t-1} W_hh^T */
     for (int64_t b = 0; b < B; b++) {
       float *g = G + (b * T + t) * GC, *h = H + (b * T + t) * C;
       if (!is_lstm(c)) {
@@ -107,9 +134,7 @@ static void lstm_backward(const lm_config *c, float *dx, float *dWih, float *dbi
         dcn[b * C + j] = dc * f;
       }
     }
-    if (t > 0)   /* d h_{t-1} = dG[:,t] W_hh: (B,GC) x (GC,C) */
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)B, (int)C, (int)GC, 1.0f, dG + t * GC, (int)(T * GC),
-                  Whh, (int)C, 0.0f, dhn, (int)C);
+    if (t > 0) rec_matmul_t(dhn, dG + t * GC, T * GC, Whh, B, C, GC);   /* d h_{t-1} = dG[:,t] W_hh */
   }
   for (int64_t b = 0; b < B; b++) {   /* h_{t-1} beside each step (zero at t = 0) */
     memset(Hp + b * T * C, 0, C * sizeof(float));
@@ -254,8 +279,8 @@ static lm_status state_feed(const lm_model *m, void *st, const int32_t *ids, int
       rnn_w w = layer_w(m, 0, l);
       float *h = s->h + l * C, *cc = s->c + l * C, *g = s->g;
       for (int64_t j = 0; j < GC; j++) g[j] = w.bih[j] + w.bhh[j];
-      cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)GC, (int)C, 1.0f, w.wih, (int)C, s->x, 1, 1.0f, g, 1);
-      cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)GC, (int)C, 1.0f, w.whh, (int)C, h, 1, 1.0f, g, 1);
+      rec_matmul(g, GC, s->x, C, w.wih, 1, C, GC);
+      rec_matmul(g, GC, h, C, w.whh, 1, C, GC);
       for (int64_t j = 0; j < C; j++) {
         if (!is_lstm(c)) { h[j] = tanhf(g[j]); continue; }
         float i = sigmoidf(g[j]), f = sigmoidf(g[C + j]), gg = tanhf(g[2 * C + j]), o = sigmoidf(g[3 * C + j]);
@@ -265,8 +290,8 @@ static lm_status state_feed(const lm_model *m, void *st, const int32_t *ids, int
       memcpy(s->x, h, C * sizeof(float));
     }
   }
-  cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)c->vocab_size, (int)C, 1.0f, lm_model_lm_head(m), (int)C, s->x, 1, 0.0f,
-              logits, 1);
+  memset(logits, 0, (size_t)c->vocab_size * sizeof(float));
+  rec_matmul(logits, c->vocab_size, s->x, C, lm_model_lm_head(m), 1, C, c->vocab_size);
   return LM_OK;
 }
 

@@ -17,18 +17,23 @@
 #include "infer/infer.h"
 #include "tokenizer/tokenizer.h"
 
-static void run_case(lm_arch arch, int tied, int type) {
+/* a random model (the byte tokenizer's 257 tokens, 64 wide) written to path as `type` */
+static void write_file(lm_arch arch, int tied, int64_t layers, int type, char *path, lm_model **m, lm_tokenizer **tok) {
   lm_config c;
   lm_config_default(&c, arch);
-  c.vocab_size = 257; c.n_positions = 64; c.n_embd = 64; c.n_layer = 2; c.n_head = 4; c.tie_embeddings = tied;
+  c.vocab_size = 257; c.n_positions = 64; c.n_embd = 64; c.n_layer = layers; c.n_head = 4; c.tie_embeddings = tied;
   if (arch == LM_ARCH_LLAMA) { c.n_kv_head = 2; c.n_inner = 96; }
+  cr_assert_eq(lm_model_create(m, &c, 7), LM_OK, "%s", lm_last_error());
+  cr_assert_eq(lm_tokenizer_load(tok, "byte"), LM_OK, "%s", lm_last_error());
+  snprintf(path, 64, "/tmp/lmkit_qonly_%d.gguf", (int)getpid());
+  cr_assert_eq(lm_gguf_export(*m, *tok, NULL, type, path, 0), LM_OK, "%s", lm_last_error());
+}
+
+static void run_case(lm_arch arch, int tied, int type) {
   lm_model *m, *full, *q;
   lm_tokenizer *tok;
-  cr_assert_eq(lm_model_create(&m, &c, 7), LM_OK, "%s", lm_last_error());
-  cr_assert_eq(lm_tokenizer_load(&tok, "byte"), LM_OK, "%s", lm_last_error());
   char path[64];
-  snprintf(path, sizeof path, "/tmp/lmkit_qonly_%d.gguf", (int)getpid());
-  cr_assert_eq(lm_gguf_export(m, tok, NULL, type, path, 0), LM_OK, "%s", lm_last_error());
+  write_file(arch, tied, 2, type, path, &m, &tok);
   cr_assert_eq(lm_gguf_model_load(&full, path, -1), LM_OK, "%s", lm_last_error());
   cr_assert_eq(lm_gguf_model_load_qonly(&q, path, -1, 1), LM_OK, "%s", lm_last_error());
   unlink(path);
@@ -84,16 +89,10 @@ Test(gguf_qonly, llama_untied_q4_0) { run_case(LM_ARCH_LLAMA, 0, LM_GGML_Q4_0); 
 
 /* a file with float weights loads as an ordinary model (nothing to leave out) */
 Test(gguf_qonly, f32_file_is_an_ordinary_model) {
-  lm_config c;
-  lm_config_default(&c, LM_ARCH_LLAMA);
-  c.vocab_size = 257; c.n_positions = 32; c.n_embd = 64; c.n_layer = 1; c.n_head = 4; c.n_inner = 96;
   lm_model *m, *q;
   lm_tokenizer *tok;
-  cr_assert_eq(lm_model_create(&m, &c, 7), LM_OK, "%s", lm_last_error());
-  cr_assert_eq(lm_tokenizer_load(&tok, "byte"), LM_OK, "%s", lm_last_error());
   char path[64];
-  snprintf(path, sizeof path, "/tmp/lmkit_qonly_f_%d.gguf", (int)getpid());
-  cr_assert_eq(lm_gguf_export(m, tok, NULL, LM_GGML_F32, path, 0), LM_OK, "%s", lm_last_error());
+  write_file(LM_ARCH_LLAMA, 0, 1, LM_GGML_F32, path, &m, &tok);
   cr_assert_eq(lm_gguf_model_load_qonly(&q, path, -1, 1), LM_OK, "%s", lm_last_error());
   unlink(path);
   cr_assert(!q->qonly && !q->qlin);

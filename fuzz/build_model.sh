@@ -83,6 +83,16 @@ cfgs = {
             "num_attention_heads": 14, "num_key_value_heads": 2, "use_sliding_window": False, "sliding_window": 32768,
             "max_window_layers": 21, "rope_theta": 1000000.0, "tie_word_embeddings": True, "vocab_size": 151936},
   "mistral": {"model_type": "mistral", "sliding_window": 4096, "num_key_value_heads": 8, "head_dim": 128},
+  "t5": {"architectures": ["T5ForConditionalGeneration"], "model_type": "t5", "d_model": 512, "d_kv": 64, "d_ff": 2048,
+         "num_layers": 6, "num_decoder_layers": None, "num_heads": 8, "relative_attention_num_buckets": 32,
+         "relative_attention_max_distance": 128, "dropout_rate": 0.1, "feed_forward_proj": "gated-gelu",
+         "decoder_start_token_id": 0, "tie_word_embeddings": False, "vocab_size": 32128},
+  "bart": {"architectures": ["BartForConditionalGeneration"], "model_type": "bart", "d_model": 768, "encoder_layers": 6,
+           "decoder_layers": 6, "encoder_ffn_dim": 3072, "decoder_ffn_dim": 3072, "encoder_attention_heads": 12,
+           "decoder_attention_heads": 12, "max_position_embeddings": 1024, "activation_function": "gelu", "dropout": 0.1,
+           "attention_dropout": 0.1, "activation_dropout": 0.1, "scale_embedding": False, "normalize_before": False,
+           "add_final_layer_norm": False, "normalize_embedding": True, "extra_pos_embeddings": 2, "pad_token_id": 1,
+           "bos_token_id": 0, "eos_token_id": 2, "decoder_start_token_id": 2, "vocab_size": 50265},
 }
 for k, v in cfgs.items():
     open(os.path.join(out, "corpus_config", k), "w").write(json.dumps(v, indent=2))
@@ -92,7 +102,10 @@ words = ["weight_map", "metadata", "total_size", "dtype", "shape", "data_offsets
          "activation_function", "hidden_act", "gelu_new", "gelu", "relu", "layer_norm_epsilon", "layer_norm_eps",
          "initializer_range", "bos_token_id", "eos_token_id", "pad_token_id", "type_vocab_size",
          "tie_word_embeddings", "lmkit", "norm", "rms", "layer", "pre_ln", "causal", "bias", "architectures",
-         "position_embedding_type", "absolute", "scale_attn_weights"]
+         "position_embedding_type", "absolute", "scale_attn_weights", "t5", "bart", "d_model", "encoder_layers",
+         "decoder_layers", "encoder_ffn_dim", "decoder_ffn_dim", "encoder_attention_heads", "decoder_attention_heads",
+         "dropout", "attention_dropout", "activation_dropout", "scale_embedding", "normalize_before",
+         "add_final_layer_norm", "extra_pos_embeddings", "decoder_start_token_id", "encoder_layerdrop"]
 with open(os.path.join(out, "model.dict"), "w") as f:
     for w in words: f.write('"\\"%s\\""\n' % w)
     for t in ["null", "true", "false", "1e-05", "-1", "4294967296", "[", "]", "{", "}", ":", ","]: f.write('"%s"\n' % t)

@@ -11,8 +11,10 @@
 #include <cjson/cJSON.h>
 #include "base/base.h"
 #include "eval/em.h"
+#include "eval/mc.h"
 
-static void item_free(lm_em_item *it) {
+static void item_free(void *item) {
+  lm_em_item *it = item;
   for (int k = 0; k < it->n_targets; k++) free(it->targets[k]);
   free(it->targets); free(it->input);
 }
@@ -23,7 +25,10 @@ void lm_em_free(lm_em_set *s) {
   s->items = NULL; s->n = 0;
 }
 
-static lm_status parse_item(const char *p, size_t l, const char *name, int64_t line, lm_em_item *it) {
+static lm_status parse_item(void *user, const char *p, size_t l, const char *name, int64_t line, void *item, int *skip) {
+  (void)user; (void)skip;
+  lm_em_item *it = item;
+  it->line = line;
   cJSON *o = cJSON_ParseWithLength(p, l);
   lm_status st = LM_OK;
 #define BAD(...) do { st = lm_error(LM_ERR_FORMAT, __VA_ARGS__); goto done; } while (0)
@@ -58,33 +63,19 @@ done:
   return st;
 }
 
+static const lm_eval_reader EM = {sizeof(lm_em_item), parse_item, item_free, NULL};
+
 lm_status lm_em_parse(const char *text, size_t len, const char *name, lm_em_set *s) {
-  s->items = NULL; s->n = 0;
-  int64_t cap = 0, line = 0;
-  size_t at = 0, l;
-  const char *p;
-  while (lm_next_line(text, len, &at, &line, &p, &l)) {
-    if (s->n == cap) {
-      cap = cap ? 2 * cap : 64;
-      lm_em_item *w = lm_xrealloc(s->items, (size_t)cap * sizeof *w);
-      if (!w) { lm_em_free(s); return LM_ERR_NOMEM; }
-      s->items = w;
-    }
-    lm_em_item *it = &s->items[s->n++];
-    memset(it, 0, sizeof *it);
-    it->line = line;
-    lm_status st = parse_item(p, l, name, line, it);
-    if (st) { lm_em_free(s); return st; }
-  }
-  if (!s->n) return lm_error(LM_ERR_FORMAT, "%s: no records", name);
-  return LM_OK;
+  void *items = NULL;
+  lm_status st = lm_eval_parse(&EM, text, len, name, &items, &s->n);
+  s->items = items;
+  return st;
 }
 
 lm_status lm_em_read(const char *path, lm_em_set *s) {
-  char *text = NULL; size_t len = 0;
-  lm_status st = lm_read_file(path, &text, &len);
-  if (!st) st = lm_em_parse(text, len, path, s);
-  free(text);
+  void *items = NULL;
+  lm_status st = lm_eval_read(&EM, path, &items, &s->n);
+  s->items = items;
   return st;
 }
 

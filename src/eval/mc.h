@@ -23,6 +23,19 @@ typedef struct {
 
 typedef struct { lm_mc_item *items; int64_t n; } lm_mc_set;
 
+/* The reader the eval tasks' record files share (mc_data.c): each non-blank line of the text is
+ * parsed into an item of `size` bytes (zeroed first) by parse, which sets *skip for a line that is
+ * not a record (a header); on an error the partial item is freed by item_free and so are the
+ * others. No records is an error naming the file. */
+typedef struct {
+  size_t size;
+  lm_status (*parse)(void *user, const char *p, size_t l, const char *name, int64_t line, void *item, int *skip);
+  void (*item_free)(void *item);
+  void *user;
+} lm_eval_reader;
+lm_status lm_eval_parse(const lm_eval_reader *r, const char *text, size_t len, const char *name, void **items, int64_t *n);
+lm_status lm_eval_read(const lm_eval_reader *r, const char *path, void **items, int64_t *n);
+
 /* Parses JSONL text (len bytes); errors say "name:LINE: ...". Blank lines are skipped. */
 lm_status lm_mc_parse(const char *text, size_t len, const char *name, lm_mc_set *s);
 lm_status lm_mc_read(const char *path, lm_mc_set *s);

@@ -14,8 +14,9 @@
 /* fields of the HF hellaswag dataset that are not read */
 static const char *const OTHER_KEYS[] = {"ind", "activity_label", "ctx_a", "ctx_b", "source_id", "split", "split_type"};
 
-static lm_status parse_item(const char *s, size_t len, const char *name, int64_t line, lm_mc_item *it) {
-  memset(it, 0, sizeof *it);
+static lm_status parse_item(void *user, const char *s, size_t len, const char *name, int64_t line, void *item, int *skip) {
+  (void)user; (void)skip;
+  lm_mc_item *it = item;
   it->line = line;
   cJSON *o = cJSON_ParseWithLength(s, len);
   lm_status st = LM_OK;
@@ -57,7 +58,8 @@ done:
   return st;
 }
 
-static void item_free(lm_mc_item *it) {
+static void item_free(void *item) {
+  lm_mc_item *it = item;
   for (int k = 0; k < it->n_endings; k++) free(it->endings[k]);
   free(it->endings); free(it->ctx);
 }
@@ -68,30 +70,58 @@ void lm_mc_free(lm_mc_set *s) {
   s->items = NULL; s->n = 0;
 }
 
-lm_status lm_mc_parse(const char *text, size_t len, const char *name, lm_mc_set *s) {
-  s->items = NULL; s->n = 0;
-  int64_t cap = 0, line = 0;
+/* ---- the reader every task's records share (mc.h) ---- */
+lm_status lm_eval_parse(const lm_eval_reader *r, const char *text, size_t len, const char *name, void **items, int64_t *n) {
+  char *a = NULL;
+  int64_t cap = 0, line = 0, k = 0;
   size_t at = 0, l;
   const char *p;
-  while (lm_next_line(text, len, &at, &line, &p, &l)) {
-    if (s->n == cap) {
+  lm_status st = LM_OK;
+  *items = NULL; *n = 0;
+  while (!st && lm_next_line(text, len, &at, &line, &p, &l)) {
+    if (k == cap) {
       cap = cap ? 2 * cap : 64;
-      lm_mc_item *w = lm_xrealloc(s->items, (size_t)cap * sizeof *w);
-      if (!w) { lm_mc_free(s); return LM_ERR_NOMEM; }
-      s->items = w;
+      char *w = lm_xrealloc(a, (size_t)cap * r->size);
+      if (!w) { st = LM_ERR_NOMEM; break; }
+      a = w;
     }
-    lm_status st = parse_item(p, l, name, line, &s->items[s->n]);
-    if (st) { item_free(&s->items[s->n]); lm_mc_free(s); return st; }
-    s->n++;
+    void *it = a + (size_t)k * r->size;
+    int skip = 0;
+    memset(it, 0, r->size);
+    st = r->parse(r->user, p, l, name, line, it, &skip);
+    if (st || skip) r->item_free(it);
+    else k++;
   }
-  if (!s->n) return lm_error(LM_ERR_FORMAT, "%s: no records", name);
+  if (!st && !k) st = lm_error(LM_ERR_FORMAT, "%s: no records", name);
+  if (st) {
+    for (int64_t i = 0; i < k; i++) r->item_free(a + (size_t)i * r->size);
+    free(a);
+    return st;
+  }
+  *items = a; *n = k;
   return LM_OK;
 }
 
-lm_status lm_mc_read(const char *path, lm_mc_set *s) {
+lm_status lm_eval_read(const lm_eval_reader *r, const char *path, void **items, int64_t *n) {
   char *text = NULL; size_t len = 0;
   lm_status st = lm_read_file(path, &text, &len);
-  if (!st) st = lm_mc_parse(text, len, path, s);
+  if (!st) st = lm_eval_parse(r, text, len, path, items, n);
   free(text);
+  return st;
+}
+
+static const lm_eval_reader MC = {sizeof(lm_mc_item), parse_item, item_free, NULL};
+
+lm_status lm_mc_parse(const char *text, size_t len, const char *name, lm_mc_set *s) {
+  void *items = NULL;
+  lm_status st = lm_eval_parse(&MC, text, len, name, &items, &s->n);
+  s->items = items;
+  return st;
+}
+
+lm_status lm_mc_read(const char *path, lm_mc_set *s) {
+  void *items = NULL;
+  lm_status st = lm_eval_read(&MC, path, &items, &s->n);
+  s->items = items;
   return st;
 }

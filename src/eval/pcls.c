@@ -56,44 +56,44 @@ static lm_status tsv_item(const char *p, size_t l, const char *name, int64_t lin
   return LM_OK;
 }
 
+static void item_free(void *item) { lm_pcls_item *it = item; free(it->text); free(it->label); }
+
 void lm_pcls_free(lm_pcls_set *s) {
-  for (int64_t i = 0; i < s->n; i++) { free(s->items[i].text); free(s->items[i].label); }
+  for (int64_t i = 0; i < s->n; i++) item_free(&s->items[i]);
   free(s->items);
   s->items = NULL; s->n = 0;
 }
 
-lm_status lm_pcls_parse(const char *text, size_t len, const char *name, lm_pcls_set *s) {
-  s->items = NULL; s->n = 0;
-  int64_t cap = 0, line = 0;
-  size_t at = 0, l;
-  const char *p;
-  int json = -1;
-  while (lm_next_line(text, len, &at, &line, &p, &l)) {
-    if (json < 0) {
-      json = p[0] == '{';
-      if (!json && ((l == 14 && !memcmp(p, "sentence\tlabel", 14)) || (l == 10 && !memcmp(p, "text\tlabel", 10)))) continue;
+/* user: the format, -1 until the first line tells (then 1: JSONL, 0: TSV) */
+static lm_status parse_item(void *user, const char *p, size_t l, const char *name, int64_t line, void *item, int *skip) {
+  int *json = user;
+  lm_pcls_item *it = item;
+  it->line = line;
+  if (*json < 0) {
+    *json = p[0] == '{';
+    if (!*json && ((l == 14 && !memcmp(p, "sentence\tlabel", 14)) || (l == 10 && !memcmp(p, "text\tlabel", 10)))) {
+      *skip = 1;
+      return LM_OK;
     }
-    if (s->n == cap) {
-      cap = cap ? 2 * cap : 64;
-      lm_pcls_item *w = lm_xrealloc(s->items, (size_t)cap * sizeof *w);
-      if (!w) { lm_pcls_free(s); return LM_ERR_NOMEM; }
-      s->items = w;
-    }
-    lm_pcls_item *it = &s->items[s->n++];
-    memset(it, 0, sizeof *it);
-    it->line = line;
-    lm_status st = json ? json_item(p, l, name, line, it) : tsv_item(p, l, name, line, it);
-    if (st) { lm_pcls_free(s); return st; }
   }
-  if (!s->n) return lm_error(LM_ERR_FORMAT, "%s: no records", name);
-  return LM_OK;
+  return *json ? json_item(p, l, name, line, it) : tsv_item(p, l, name, line, it);
+}
+
+lm_status lm_pcls_parse(const char *text, size_t len, const char *name, lm_pcls_set *s) {
+  int json = -1;
+  lm_eval_reader r = {sizeof(lm_pcls_item), parse_item, item_free, &json};
+  void *items = NULL;
+  lm_status st = lm_eval_parse(&r, text, len, name, &items, &s->n);
+  s->items = items;
+  return st;
 }
 
 lm_status lm_pcls_read(const char *path, lm_pcls_set *s) {
-  char *text = NULL; size_t len = 0;
-  lm_status st = lm_read_file(path, &text, &len);
-  if (!st) st = lm_pcls_parse(text, len, path, s);
-  free(text);
+  int json = -1;
+  lm_eval_reader r = {sizeof(lm_pcls_item), parse_item, item_free, &json};
+  void *items = NULL;
+  lm_status st = lm_eval_read(&r, path, &items, &s->n);
+  s->items = items;
   return st;
 }
 

@@ -2,16 +2,21 @@
  * causal-LM objective (or a BERT model with MLM) on text files or token
  * shards, with a live progress bar, periodic evaluation and checkpoints, and
  * exact resume. `--resume DIR` takes the command that started the run: flags
- * given again must equal the saved settings, and --out defaults to the run. */
+ * given again must equal the saved settings, and --out defaults to the run.
+ * Launched by `mpirun -np P`, it trains data-parallel (src/train/dist.c): MPI
+ * is initialised here and only then, rank 0 alone prints, and an error on any
+ * rank aborts the whole job (MPI_Abort) instead of leaving the others waiting. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include "cli.h"
 #include "model/block.h"
 #include "model/config.h"
 #include "model/family.h"
 #include "tokenizer/tokenizer.h"
+#include "train/dist.h"
 #include "train/train.h"
 #include "train_counted.h"
 
@@ -98,10 +103,19 @@ static const char *HELP =
   "  --keep-checkpoints K keep the newest K checkpoint-STEP directories, deleting older\n"
   "                       ones after each save (3; 0 keeps all)\n"
   "  --resume DIR         continue the run in DIR (a run or checkpoint directory) bit-exactly\n"
-  "  --threads N          threads (default: all cores)\n"
+  "  --threads N          threads per process (default: all cores; under mpirun, the\n"
+  "                       machine's cores divided by the ranks on it)\n"
+  "  --zero 0|1           under mpirun: 1 shards the AdamW state across the ranks\n"
+  "                       (ZeRO-1: 1/P of the optimiser memory each, the same result) (0)\n"
   "  --checkpoint-activations  recompute each block's activations in backward: less memory\n"
   "                       for long contexts, the same gradients, about 1/3 more compute\n"
-  "  --quiet              no progress bar\n";
+  "  --quiet              no progress bar\n"
+  "\n"
+  "Data parallel: 'mpirun -np P lmkit train ...' (Open MPI) runs P ranks, each on\n"
+  "--batch sequences of every micro-batch: P ranks at --batch B train as one process\n"
+  "at P x B. Gradients are averaged over the ranks as backward produces them; rank 0\n"
+  "logs and writes the checkpoints; a run resumes with the same P. The causal-LM\n"
+  "objective only. See docs/scaling-out.md (hostfiles, threads per rank).\n";
 
 typedef struct { float train, val; } last_losses;
 
@@ -241,7 +255,7 @@ int cmd_train(int argc, char **argv) {
   lm_train_opts_default(&o);
   run_flags rf = {.tok_spec = "byte", .arch = "gpt2", .layers = 6, .heads = 6, .dim = 384, .attn_dropout = -1};
   const char *v;
-  int64_t order = 3, threads = 0;
+  int64_t order = 3, threads = 0, zero = 0;
   int steps_set = 0, r;
   const char *dn_given[N_DENOISE] = {0};
   const char **data = calloc(argc, sizeof *data);
@@ -301,6 +315,7 @@ int cmd_train(int argc, char **argv) {
     if ((k = OPT("--save-every")) == 1) return 1; else if (k) { NUM(o.save_every, 0, INT64_MAX / 2); continue; }
     if ((k = OPT("--keep-checkpoints")) == 1) return 1; else if (k) { NUM(o.keep_checkpoints, 0, INT64_MAX / 2); continue; }
     if ((k = OPT("--threads")) == 1) return 1; else if (k) { NUM(threads, 1, 4096); continue; }
+    if ((k = OPT("--zero")) == 1) return 1; else if (k) { NUM(zero, 0, 1); continue; }
     free(data);
     return cli_unknown("train", a);
   }
@@ -329,6 +344,17 @@ int cmd_train(int argc, char **argv) {
   if (rf.ffn_kind && cfg.n_enc_layer <= 0) { free(data); return cli_error("--ffn %s is for --arch t5", rf.ffn_kind); }
   if (!rf.given[F_WARMUP]) o.warmup = o.steps / 10 < 100 ? o.steps / 10 : 100;
   if (!rf.given[F_MIN_LR]) o.min_lr = o.lr / 10;
+  /* an mpirun job's ranks (a group of one otherwise: MPI is not started) */
+  lm_dist *dist = NULL;
+  if (lm_dist_init(&dist)) { free(data); return cli_fail(); }
+  int P = lm_dist_size(dist), rank0 = lm_dist_rank(dist) == 0;
+  o.dist = dist; o.zero = (int)zero;
+  if (zero && P == 1 && rank0)
+    fprintf(stderr, "lmkit train: --zero 1 shards the optimiser state across the ranks of an mpirun job; one process keeps it whole\n");
+  if (!threads && lm_dist_local_size(dist) > 1) {   /* the ranks on this machine share its cores */
+    long cores = sysconf(_SC_NPROCESSORS_ONLN) / lm_dist_local_size(dist);
+    threads = cores > 1 ? cores : 1;
+  }
   lm_set_threads((int)threads);
 
   lm_tokenizer *tok = NULL;
@@ -361,7 +387,7 @@ int cmd_train(int argc, char **argv) {
     int in_place = ro && rr && !strcmp(ro, rr);
     free(ro); free(rr);
     if (target == at && in_place) {
-      fprintf(stderr, "lmkit train: the run in %s is complete (step %lld of %lld): nothing to do; pass --steps above %lld to extend it\n",
+      if (rank0) fprintf(stderr, "lmkit train: the run in %s is complete (step %lld of %lld): nothing to do; pass --steps above %lld to extend it\n",
               o.out_dir, (long long)at, (long long)target, (long long)at);
       goto done;
     }
@@ -377,7 +403,7 @@ int cmd_train(int argc, char **argv) {
         goto done;
       }
     }
-    fprintf(stderr, "lmkit train: resuming at step %lld from %s into %s\n", (long long)at, state, o.out_dir);
+    if (rank0) fprintf(stderr, "lmkit train: resuming at step %lld from %s into %s\n", (long long)at, state, o.out_dir);
     o.resume_dir = state;
     if (!steps_set) o.steps = 0;   /* 0: keep the checkpoint's planned steps */
   } else {
@@ -424,14 +450,25 @@ int cmd_train(int argc, char **argv) {
   }
   if (lm_family_of(lm_model_config(m))->fit) { rc = cli_train_counted(m, tok, &o); goto done; }   /* counted, not trained */
   const lm_config *c = lm_model_config(m);
-  fprintf(stderr, "lmkit train: %s, %lld layers, %lld heads, dim %lld, vocab %lld, context %lld: %.2fM parameters; %lld threads\n",
-          lm_arch_name(c->arch), (long long)c->n_layer, (long long)c->n_head, (long long)c->n_embd,
-          (long long)c->vocab_size, (long long)c->n_positions, lm_model_num_params(m) / 1e6, (long long)lm_get_threads());
+  if (rank0 && P > 1)
+    fprintf(stderr, "lmkit train: %s, %lld layers, %lld heads, dim %lld, vocab %lld, context %lld: %.2fM parameters; "
+            "%d ranks x %lld threads, batch %d x %lld%s\n", lm_arch_name(c->arch), (long long)c->n_layer, (long long)c->n_head,
+            (long long)c->n_embd, (long long)c->vocab_size, (long long)c->n_positions, lm_model_num_params(m) / 1e6, P,
+            (long long)lm_get_threads(), P, (long long)o.batch, zero ? ", ZeRO-1" : "");
+  else if (rank0)
+    fprintf(stderr, "lmkit train: %s, %lld layers, %lld heads, dim %lld, vocab %lld, context %lld: %.2fM parameters; %lld threads\n",
+            lm_arch_name(c->arch), (long long)c->n_layer, (long long)c->n_head, (long long)c->n_embd,
+            (long long)c->vocab_size, (long long)c->n_positions, lm_model_num_params(m) / 1e6, (long long)lm_get_threads());
   last_losses ll = {NAN, NAN};
   if (lm_train(m, tok, &o, on_step, &ll)) { rc = cli_fail(); goto done; }
-  printf("train loss %.4f  val loss %.4f\n", ll.train, ll.val);
-  fprintf(stderr, "lmkit train: model saved to %s\n", o.out_dir);
+  if (rank0) {
+    printf("train loss %.4f  val loss %.4f\n", ll.train, ll.val);
+    fprintf(stderr, "lmkit train: model saved to %s\n", o.out_dir);
+  }
 done:
+  /* an error on one rank of a job ends every rank (the others would wait for it forever) */
+  if (rc && P > 1) { fflush(stdout); lm_dist_abort(dist, "stopping the whole job after the error above"); }
+  lm_dist_free(dist);
   lm_model_free(m);
   lm_tokenizer_free(tok);
   free(state); free(run_dir);

@@ -209,6 +209,8 @@ typedef struct {
   int64_t keep_checkpoints;             /* newest out_dir/checkpoint-N directories kept (3); 0 keeps all */
   int checkpoint_activations;           /* recompute each block's activations in backward (less memory,
                                            the same gradients bit for bit, one more forward per step) */
+  struct lm_dist *dist;                 /* data parallelism: the MPI group (src/train/dist.h), or NULL: one process */
+  int zero;                             /* 1: ZeRO-1, the AdamW state sharded across the group's ranks */
 } lm_train_opts;
 
 void lm_train_opts_default(lm_train_opts *o);

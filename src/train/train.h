@@ -73,9 +73,11 @@ typedef lm_status (*lm_objective_factory)(lm_objective *obj, lm_model *m, const 
 lm_status lm_train_run(lm_model *m, const lm_tokenizer *tok, const lm_train_opts *o,
                        lm_objective_factory factory, void *ctx, lm_train_callback cb, void *user);
 
-/* Causal LM over windows of T+1 tokens; cursor (epoch, index) or NULL to start. Reserves the model. */
+/* Causal LM over windows of T+1 tokens; cursor (epoch, index) or NULL to start. Reserves the model.
+ * Data parallelism: rank `rank` of `ranks` takes its B of the job's ranks x B windows per
+ * micro-batch (1 rank: rank 0 of 1). */
 lm_status lm_objective_clm(lm_objective *o, lm_model *m, const lm_stream *train, const lm_stream *val,
-                           int64_t B, int64_t T, uint64_t seed, const int64_t *cursor);
+                           int64_t B, int64_t T, uint64_t seed, const int64_t *cursor, int rank, int ranks);
 /* BERT pre-training: MLM (+ NSP when nsp) on [CLS] A [SEP] B [SEP] examples drawn with rng. */
 lm_status lm_objective_bert(lm_objective *o, lm_model *m, const lm_tokenizer *tok, const lm_stream *train,
                             const lm_stream *val, int64_t B, int64_t T, int nsp, float mlm_prob, lm_rng *rng);

@@ -19,7 +19,18 @@
  * policy and value does; its weights go into each state as the model directory
  * aux_name/ and its moments into optimizer.safetensors as aux.exp_avg and
  * aux.exp_avg_sq. An objective's own state (PPO's adaptive KL coefficient) is
- * kept in trainer_state.json as "objective_state". */
+ * kept in trainer_state.json as "objective_state".
+ *
+ * Data parallelism (o->dist of more than one rank, `mpirun -np P lmkit
+ * train`): each rank runs the causal-LM objective on its share of every
+ * micro-batch of the job (objectives/clm.c), and src/train/dist.c averages
+ * the gradients (bucket by bucket, overlapped with the last micro-batch's
+ * backward), computes the global norm and runs AdamW, on every parameter or
+ * (ZeRO-1) on the rank's share followed by an all-gather. Rank 0 alone logs,
+ * evaluates (the windows one process at P x B would), and writes metrics and
+ * checkpoints (with ZeRO-1 after gathering the moments); the loss logged is
+ * the job's mean. The rank count is saved with the options: a run resumes
+ * with the same P. */
 #include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
@@ -37,6 +48,7 @@
 #include "model/model.h"
 #include "model/heads.h"
 #include "model/safetensors.h"
+#include "train/dist.h"
 #include "train/train.h"
 #include "train/objectives/denoise.h"
 
@@ -85,6 +97,7 @@ lm_status lm_evaluate(lm_model *m, const lm_tokenizer *tok, const char *const *f
 
 typedef struct {
   int64_t step, epoch, index;
+  int64_t ranks;                /* the data-parallel ranks the run trains on (1 without MPI) */
   lm_rng rng;
   cJSON *obj_state;             /* the objective's own state (lm_objective.state_save), or NULL */
 } train_state;
@@ -124,6 +137,7 @@ static cJSON *opts_to_json(const lm_train_opts *o) {
   }
   char seed[32]; snprintf(seed, sizeof seed, "%llu", (unsigned long long)o->seed);
   cJSON_AddStringToObject(j, "seed", seed);
+  cJSON_AddNumberToObject(j, "ranks", lm_dist_size(o->dist));
   cJSON *d = cJSON_AddArrayToObject(j, "data");
   for (int i = 0; i < o->n_data; i++) cJSON_AddItemToArray(d, cJSON_CreateString(o->data[i]));
   return j;
@@ -225,6 +239,7 @@ static lm_status load_state(const char *dir, train_state *ts, lm_train_opts *o, 
     goto done;
   }
   o->seed = strtoull(seed->valuestring, NULL, 10);
+  if (!json_i64(op, "ranks", &ts->ranks)) ts->ranks = 1;   /* saved before data parallelism existed */
   const cJSON *os = cJSON_GetObjectItemCaseSensitive(j, "objective_state");
   if (os && !(ts->obj_state = cJSON_Duplicate(os, 1))) { st = lm_error(LM_ERR_NOMEM, "out of memory"); goto done; }
   const cJSON *objective = cJSON_GetObjectItemCaseSensitive(op, "objective");
@@ -553,7 +568,8 @@ static lm_status lm_objective_for(lm_objective *obj, lm_model *m, const lm_token
     if (!lm) return lm_error(LM_ERR_ARG, "--objective clm needs a causal model with an LM head; this %s model has a %s head "
                              "(use --objective %s)", lm_arch_name(m->cfg.arch), lm_head_name(m->cfg.head),
                              m->cfg.n_enc_layer > 0 ? "span-corruption for an encoder-decoder" : "mlm or mlm+nsp");
-    return lm_objective_clm(obj, m, train, val->n > 1 ? val : NULL, o->batch, o->context, o->seed, cursor);
+    return lm_objective_clm(obj, m, train, val->n > 1 ? val : NULL, o->batch, o->context, o->seed, cursor,
+                            lm_dist_rank(o->dist), lm_dist_size(o->dist));
   }
   if (!strcmp(name, "mlm") || !strcmp(name, "mlm+nsp")) {
     if (!masked) return lm_error(LM_ERR_ARG, "--objective %s needs a masked-LM model (--arch bert); this %s model has a %s head",
@@ -587,6 +603,32 @@ static void optimizer_step(lm_model *m, float *mom, float *vel, const lm_train_o
     adamw_update(tr.params + p->offset, tr.grads + p->offset, mom + p->offset, vel + p->offset, (int64_t)p->numel,
                  lr, o->beta1, o->beta2, o->eps, p->decay ? o->weight_decay : 0.0f, t, clip);
   }
+}
+
+/* Saves the state: the final one into OUT (final = 1), else OUT/checkpoint-N. Rank 0 writes it; with
+ * ZeRO-1 the moments are gathered to rank 0 first, so every rank calls this at the same steps. */
+static lm_status save_state(lm_dp *dp, int final, const lm_model *m, const lm_tokenizer *tok, const lm_train_opts *o,
+                            const train_state *ts, const float *mom, const float *vel, const train_aux *aux) {
+  int rank0 = lm_dist_rank(o->dist) == 0;
+  float *fm = NULL, *fv = NULL;
+  if (dp && lm_dp_zero(dp)) {
+    size_t n = lm_model_trainable(m).n_params;
+    if (rank0 && (!(fm = lm_alloc(n * sizeof(float))) || !(fv = lm_alloc(n * sizeof(float))))) {
+      lm_free(fm);
+      return lm_error(LM_ERR_NOMEM, "out of memory gathering the optimiser state for a checkpoint");
+    }
+    lm_dp_gather(dp, mom, vel, fm, fv);
+    mom = fm; vel = fv;
+  }
+  lm_status st = LM_OK;
+  if (rank0 && final) {
+    st = save_checkpoint(m, tok, o, ts, mom, vel, aux, o->out_dir);
+    if (!st) st = fsync_dir(o->out_dir);
+  } else if (rank0) {
+    st = save_checkpoint_dir(m, tok, o, ts, mom, vel, aux);
+  }
+  lm_free(fm); lm_free(fv);
+  return st;
 }
 
 lm_status lm_train(lm_model *m, const lm_tokenizer *tok, const lm_train_opts *o, lm_train_callback cb, void *user) {
@@ -627,6 +669,19 @@ lm_status lm_train_run(lm_model *m, const lm_tokenizer *tok, const lm_train_opts
   } else {
     lm_rng_seed(&ts.rng, o.seed);
   }
+  const int P = lm_dist_size(o.dist), rank = lm_dist_rank(o.dist), rank0 = rank == 0;
+  if (o.resume_dir && ts.ranks != P) {
+    st = lm_error(LM_ERR_ARG, "%s was trained on %lld data-parallel ranks and this job has %d: resume it with "
+                  "mpirun -np %lld (each rank's share of the batches depends on it)%s", o.resume_dir, (long long)ts.ranks,
+                  P, (long long)ts.ranks, ts.ranks == 1 ? ", or without mpirun" : "");
+    goto cleanup_saved;
+  }
+  if (P > 1 && (factory || strcmp(o.objective ? o.objective : "clm", "clm"))) {
+    st = lm_error(LM_ERR_UNSUPPORTED, "data-parallel training (mpirun) supports the causal-LM objective (--objective clm) "
+                  "of lmkit train; this run's is %s", factory ? "a fine-tuning or post-training objective" : o.objective);
+    goto cleanup_saved;
+  }
+  if (!rank0) o.progress = 0;   /* rank 0 alone draws the bar */
   if (!factory && o.n_data <= 0) { st = lm_error(LM_ERR_ARG, "no training data given"); goto cleanup_saved; }
   if (o.batch <= 0 || o.context <= 0 || o.grad_accum <= 0 || o.steps <= 0)
     { st = lm_error(LM_ERR_ARG, "batch, context, grad-accum and steps must be positive"); goto cleanup_saved; }
@@ -643,11 +698,10 @@ lm_status lm_train_run(lm_model *m, const lm_tokenizer *tok, const lm_train_opts
   int64_t B = o.batch, T = o.context, N = B * T;
   lm_objective obj = {0};
   size_t n_train = lm_model_trainable(m).n_params;   /* optimiser state only for what trains */
-  float *mom = lm_alloc(n_train * sizeof(float)), *vel = lm_alloc(n_train * sizeof(float));
+  float *mom = NULL, *vel = NULL, *full_mom = NULL, *full_vel = NULL;
   FILE *metrics = NULL;
   train_aux aux = {0};
-  if (!mom || !vel) { st = lm_error(LM_ERR_NOMEM, "out of memory for the optimiser state"); goto cleanup; }
-  if (o.resume_dir && (st = load_optimizer(o.resume_dir, m, "", ts.step, mom, vel))) goto cleanup;
+  lm_dp *dp = NULL;
   {
     /* the objective before OUT is touched: a state saved below must hold its second model */
     int64_t cursor[2] = {ts.epoch, ts.index};
@@ -655,6 +709,18 @@ lm_status lm_train_run(lm_model *m, const lm_tokenizer *tok, const lm_train_opts
     st = factory ? factory(&obj, m, tok, &o, &ts.rng, o.resume_dir ? cursor : NULL, ctx)
                  : lm_objective_for(&obj, m, tok, &o, &train, &val, &ts.rng, o.resume_dir ? cursor : NULL);
     if (st) goto cleanup;
+  }
+  /* data parallelism, once the objective has reserved the gradients: every rank takes rank 0's weights */
+  if (P > 1 && (st = lm_dp_init(&dp, o.dist, m, o.zero))) goto cleanup;
+  size_t n_state = dp ? lm_dp_state_size(dp) : n_train;   /* ZeRO-1: this rank's share */
+  mom = lm_alloc((n_state ? n_state : 1) * sizeof(float)); vel = lm_alloc((n_state ? n_state : 1) * sizeof(float));
+  if (!mom || !vel) { st = lm_error(LM_ERR_NOMEM, "out of memory for the optimiser state"); goto cleanup; }
+  if (o.resume_dir && n_state == n_train && (st = load_optimizer(o.resume_dir, m, "", ts.step, mom, vel))) goto cleanup;
+  if (o.resume_dir && n_state != n_train) {   /* ZeRO-1: read the whole state, keep this rank's share */
+    full_mom = lm_alloc(n_train * sizeof(float)); full_vel = lm_alloc(n_train * sizeof(float));
+    if (!full_mom || !full_vel) { st = lm_error(LM_ERR_NOMEM, "out of memory for the optimiser state"); goto cleanup; }
+    if ((st = load_optimizer(o.resume_dir, m, "", ts.step, full_mom, full_vel))) goto cleanup;
+    lm_dp_scatter(dp, full_mom, full_vel, mom, vel);
   }
   if (obj.aux) {
     size_t na = lm_model_trainable(obj.aux).n_params;
@@ -667,8 +733,8 @@ lm_status lm_train_run(lm_model *m, const lm_tokenizer *tok, const lm_train_opts
     if (!ts.obj_state) { st = lm_error(LM_ERR_FORMAT, "%s: trainer_state.json has no objective_state", o.resume_dir); goto cleanup; }
     if ((st = obj.state_restore(obj.self, ts.obj_state))) goto cleanup;
   }
-  if ((st = lm_mkdir_p(o.out_dir)) || (st = remove_leftovers(o.out_dir))) goto cleanup;
-  {
+  if (rank0 && ((st = lm_mkdir_p(o.out_dir)) || (st = remove_leftovers(o.out_dir)))) goto cleanup;
+  if (rank0) {
     /* OUT may hold a run already: continue it only from its newest state, never start over it */
     char *newest; int64_t newest_step, n_ckpt;
     if ((st = newest_state(o.out_dir, &newest, &newest_step, &n_ckpt))) goto cleanup;
@@ -706,10 +772,12 @@ lm_status lm_train_run(lm_model *m, const lm_tokenizer *tok, const lm_train_opts
       if (!cp) { st = LM_ERR_NOMEM; goto cleanup; }
       int have = state_step(cp) == ts.step;
       free(cp);
-      if (!have && (st = save_checkpoint_dir(m, tok, &o, &ts, mom, vel, &aux))) goto cleanup;
+      if (!have && (st = save_checkpoint_dir(m, tok, &o, &ts, full_mom ? full_mom : mom, full_vel ? full_vel : vel, &aux)))
+        goto cleanup;
     }
   }
-  {
+  lm_free(full_mom); lm_free(full_vel); full_mom = full_vel = NULL;
+  if (rank0) {
     char *mpath = lm_path_join(o.out_dir, "metrics.jsonl");
     if (!mpath) { st = LM_ERR_NOMEM; goto cleanup; }
     /* a resumed run appends, after dropping what the interrupted run logged past its checkpoint */
@@ -731,25 +799,34 @@ lm_status lm_train_run(lm_model *m, const lm_tokenizer *tok, const lm_train_opts
     lm_model_zero_grad(m);
     if (aux.m) lm_model_zero_grad(aux.m);
     double loss_sum = 0;
-    lm_model_set_training(m, &ts.rng);   /* dropout masks come from the checkpointed rng */
-    for (int64_t micro = 0; micro < o.grad_accum; micro++) loss_sum += obj.micro(obj.self, m);
+    /* dropout masks come from the checkpointed rng; each rank of a data-parallel job draws its own
+     * from a generator seeded by the job's rng and the rank */
+    lm_rng drop_rng;
+    if (dp) lm_rng_seed(&drop_rng, lm_rng_u64(&ts.rng) ^ (0x9E3779B97F4A7C15ull * (uint64_t)(rank + 1)));
+    lm_model_set_training(m, dp ? &drop_rng : &ts.rng);
+    for (int64_t micro = 0; micro < o.grad_accum; micro++) {
+      if (dp && micro == o.grad_accum - 1) lm_dp_arm(dp);   /* reduce as the last backward goes */
+      loss_sum += obj.micro(obj.self, m);
+    }
     lm_model_set_training(m, NULL);
     /* each micro-batch added the gradient of its mean loss: average them */
     float *grads = lm_model_trainable(m).grads, *agrads = aux.m ? lm_model_trainable(aux.m).grads : NULL;
     int64_t n_aux = aux.m ? (int64_t)lm_model_trainable(aux.m).n_params : 0;
     if (o.grad_accum > 1) scale_inplace(grads, (int64_t)n_train, 1.0f / (float)o.grad_accum);
     if (o.grad_accum > 1 && aux.m) scale_inplace(agrads, n_aux, 1.0f / (float)o.grad_accum);
-    float loss = (float)(loss_sum / o.grad_accum);
-    double norm = global_norm(grads, (int64_t)n_train);
+    float loss = (float)(dp ? lm_dist_sum(o.dist, loss_sum / o.grad_accum) / P : loss_sum / o.grad_accum);
+    /* data parallel: the mean over the ranks and micro-batches, and the norm of all of it */
+    double norm = dp ? lm_dp_reduce(dp, 1.0f / (float)(o.grad_accum * P)) : global_norm(grads, (int64_t)n_train);
     if (aux.m) { double na = global_norm(agrads, n_aux); norm = sqrt(norm * norm + na * na); }   /* one norm over both */
     float clip = o.clip > 0 && norm > o.clip ? (float)(o.clip / norm) : 1.0f;
     float lr = lm_lr_at(step, o.steps, o.warmup, o.lr, o.min_lr);
-    optimizer_step(m, mom, vel, &o, lr, step, clip);
+    if (dp) lm_dp_step(dp, mom, vel, lr, o.beta1, o.beta2, o.eps, o.weight_decay, step, clip);
+    else optimizer_step(m, mom, vel, &o, lr, step, clip);
     if (aux.m) optimizer_step(aux.m, aux.mom, aux.vel, &o, lr, step, clip);
     lm_model_weights_changed(m);   /* the engine's bf16 copies of the weights are stale */
     double dt = lm_time_sec() - t0;
-    tokens_done += N * o.grad_accum;
-    double tps = N * o.grad_accum / dt;
+    tokens_done += N * o.grad_accum * P;
+    double tps = N * o.grad_accum * P / dt;
     if (!isfinite(loss) && !m->ok) {   /* the model refused the objective's batch: its error says why */
       char why[512];
       snprintf(why, sizeof why, "%s", lm_last_error());
@@ -767,8 +844,9 @@ lm_status lm_train_run(lm_model *m, const lm_tokenizer *tok, const lm_train_opts
       append_metrics(metrics, "{\"step\": %lld, \"loss\": %.9g, \"lr\": %.6e, \"grad_norm\": %.6f, \"tokens_per_sec\": %.1f, \"step_ms\": %.2f%s}\n",
                      (long long)step, loss, lr, norm, tps, dt * 1e3, sf);
     }
-    if (o.eval_every > 0 && (step % o.eval_every == 0 || step == o.steps)) {
-      double vl = obj.evaluate(obj.self, m, o.eval_batches);
+    if (rank0 && o.eval_every > 0 && (step % o.eval_every == 0 || step == o.steps)) {
+      /* rank 0 evaluates the windows one process at P x B would (its batches hold B) */
+      double vl = obj.evaluate(obj.self, m, o.eval_batches * P);
       if (!isnan(vl)) {
         last_val = ev.val_loss = (float)vl;
         char extra[256] = "";
@@ -786,7 +864,7 @@ lm_status lm_train_run(lm_model *m, const lm_tokenizer *tok, const lm_train_opts
       if (!ts.obj_state) { st = lm_error(LM_ERR_ARG, "the objective's state is not a JSON object"); break; }
     }
     if (o.save_every > 0 && step % o.save_every == 0 && step != o.steps) {
-      if ((st = save_checkpoint_dir(m, tok, &o, &ts, mom, vel, &aux))) break;
+      if ((st = save_state(dp, 0, m, tok, &o, &ts, mom, vel, &aux))) break;
     }
     if (cb) cb(&ev, user);
     if (o.progress) {
@@ -798,9 +876,10 @@ lm_status lm_train_run(lm_model *m, const lm_tokenizer *tok, const lm_train_opts
     }
   }
   if (o.progress) lm_progress_finish(&bar, NULL);
-  if (!st) st = save_checkpoint(m, tok, &o, &ts, mom, vel, &aux, o.out_dir);
-  if (!st) st = fsync_dir(o.out_dir);
+  if (!st) st = save_state(dp, 1, m, tok, &o, &ts, mom, vel, &aux);
 cleanup:
+  lm_dp_free(dp);
+  lm_free(full_mom); lm_free(full_vel);
   if (metrics) fclose(metrics);
   if (obj.free) obj.free(obj.self);
   lm_free(mom); lm_free(vel); lm_free(aux.mom); lm_free(aux.vel);

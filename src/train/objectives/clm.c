@@ -3,7 +3,13 @@
  * train stream starting at multiples of T, visited in a fresh random order
  * each epoch. The order is a pure function of (seed, epoch), so the data
  * cursor is just (epoch, index) and a resumed run draws exactly the batches
- * the uninterrupted run would have. */
+ * the uninterrupted run would have.
+ *
+ * Data parallelism (src/train/dist.c): with P ranks a micro-batch of the
+ * job is P x B windows drawn as one process would draw them; rank r keeps
+ * windows r*B .. r*B+B-1 and skips the others, so P ranks at batch B see the
+ * sequences one process at batch P x B sees, and every rank's cursor is the
+ * same (the job's). */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,6 +19,7 @@
 typedef struct {
   const lm_stream *train, *val;
   int64_t B, T;
+  int rank, ranks;        /* this process's share of each micro-batch of the job (1 rank: all) */
   lm_epochs order;        /* over the windows; holds the cursor */
   int32_t *inp, *tgt;     /* (B,T) */
 } clm;
@@ -20,8 +27,10 @@ typedef struct {
 /* Fills inputs/targets (B,T) with the next B windows. */
 static void next_batch(clm *c) {
   int64_t T = c->T;
-  for (int64_t b = 0; b < c->B; b++) {
-    const uint32_t *w = c->train->ids + lm_epochs_next(&c->order) * T;
+  for (int64_t g = 0; g < c->B * c->ranks; g++) {
+    int64_t win = lm_epochs_next(&c->order), b = g - c->rank * c->B;
+    if (b < 0 || b >= c->B) continue;   /* another rank's window */
+    const uint32_t *w = c->train->ids + win * T;
     for (int64_t t = 0; t < T; t++) { c->inp[b * T + t] = (int32_t)w[t]; c->tgt[b * T + t] = (int32_t)w[t + 1]; }
   }
 }
@@ -78,11 +87,12 @@ static void clm_free(void *self) {
 }
 
 lm_status lm_objective_clm(lm_objective *o, lm_model *m, const lm_stream *train, const lm_stream *val,
-                           int64_t B, int64_t T, uint64_t seed, const int64_t *cursor) {
+                           int64_t B, int64_t T, uint64_t seed, const int64_t *cursor, int rank, int ranks) {
   memset(o, 0, sizeof *o);
   clm *c = calloc(1, sizeof *c);
   if (!c) return lm_error(LM_ERR_NOMEM, "out of memory");
   c->train = train; c->val = val; c->B = B; c->T = T;
+  c->rank = rank; c->ranks = ranks > 0 ? ranks : 1;
   int64_t n_windows = train->n > 1 ? (int64_t)((train->n - 1) / (uint64_t)T) : 0;
   lm_status st = LM_OK;
   if (n_windows < 1)

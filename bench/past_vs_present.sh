@@ -13,9 +13,10 @@
 # Splits of the file: the first 90% trains, the next 5% is the dev split (n-gram order), the last
 # 5% is the validation split every figure is measured on.
 #
-#   bench/past_vs_present.sh            # TIME=30 s and FLOPS=1e13 per model: ~5 min on 2 quiet cores
-#   bench/past_vs_present.sh --quick    # TIME=8, FLOPS=2e12, smaller n-gram sweep: ~2 min (a smoke run)
-#   bench/past_vs_present.sh --full     # TIME=300, FLOPS=1e14: figures worth quoting (~30 min)
+#   bench/past_vs_present.sh --quick    # TIME=8 s, FLOPS=5e11 per model, orders 2..5: ~3 min on 2 quiet cores
+#   bench/past_vs_present.sh            # TIME=30, FLOPS=3e12: ~10 min (the LSTM's FLOPs run is the longest:
+#                                       # its recurrence runs one time step after another, at a low FLOP rate)
+#   bench/past_vs_present.sh --full     # TIME=300, FLOPS=3e13: figures worth quoting (~1 h)
 #   TIME=60 FLOPS=3e13 THREADS=2 OUT=/tmp/pvp bench/past_vs_present.sh --publish
 #
 # Prints a table (and $OUT/results.tsv) and plots $OUT/past_vs_present.png with gnuplot; --publish
@@ -35,9 +36,9 @@ for a in "$@"; do
   esac
 done
 case $MODE in
-  quick) TIME=${TIME:-8} FLOPS=${FLOPS:-2e12} ORDERS=${ORDERS:-"2 3 4 5"} ;;
-  full) TIME=${TIME:-300} FLOPS=${FLOPS:-1e14} ORDERS=${ORDERS:-"2 3 4 5 6"} ;;
-  *) TIME=${TIME:-30} FLOPS=${FLOPS:-1e13} ORDERS=${ORDERS:-"2 3 4 5 6"} ;;
+  quick) TIME=${TIME:-8} FLOPS=${FLOPS:-5e11} ORDERS=${ORDERS:-"2 3 4 5"} ;;
+  full) TIME=${TIME:-300} FLOPS=${FLOPS:-3e13} ORDERS=${ORDERS:-"2 3 4 5 6"} ;;
+  *) TIME=${TIME:-30} FLOPS=${FLOPS:-3e12} ORDERS=${ORDERS:-"2 3 4 5 6"} ;;
 esac
 THREADS=${THREADS:-$(nproc)}
 OUT=${OUT:-build/bench-past-vs-present}

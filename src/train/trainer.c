@@ -812,7 +812,7 @@ lm_status lm_train_run(lm_model *m, const lm_tokenizer *tok, const lm_train_opts
     /* each micro-batch added the gradient of its mean loss: average them */
     float *grads = lm_model_trainable(m).grads, *agrads = aux.m ? lm_model_trainable(aux.m).grads : NULL;
     int64_t n_aux = aux.m ? (int64_t)lm_model_trainable(aux.m).n_params : 0;
-    if (o.grad_accum > 1) scale_inplace(grads, (int64_t)n_train, 1.0f / (float)o.grad_accum);
+    if (!dp && o.grad_accum > 1) scale_inplace(grads, (int64_t)n_train, 1.0f / (float)o.grad_accum);
     if (o.grad_accum > 1 && aux.m) scale_inplace(agrads, n_aux, 1.0f / (float)o.grad_accum);
     float loss = (float)(dp ? lm_dist_sum(o.dist, loss_sum / o.grad_accum) / P : loss_sum / o.grad_accum);
     /* data parallel: the mean over the ranks and micro-batches, and the norm of all of it */

@@ -20,7 +20,7 @@ A model of one optimiser step on P ranks, each a machine like the one the figure
   optimiser memory per rank: 8N bytes (m, v), ZeRO-1 8N/P.
 
 usage: python3 bench/scaling_out.py [--flops F] [--per-rank g | --tokens G] [--alpha S] [--membw B] [--buckets K]
-defaults: F = 1.5e11 (lmkit's GPT-2 124M training on this machine's 2 cores, bench/train_mpi.sh), g = 512
+defaults: F = 2.27e11 (6 N x 303.6 tokens/s: lmkit's GPT-2 124M training on this machine's 2 cores, quiet, docs/PERFORMANCE.md), g = 512
 (bench/train_mpi.sh's B8xT64 per rank), alpha = 30 us (TCP over Ethernet), MB = 2e10 bytes/s, K = layers + 1.
 GPT-2's own 0.5M tokens per step (as llm.c trains it): --tokens 524288.
 """
@@ -43,7 +43,7 @@ def step(n, layers, p, bw, a, zero):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--flops", type=float, default=1.5e11, help="model FLOP/s one rank achieves (6 N tokens/s)")
+    ap.add_argument("--flops", type=float, default=2.27e11, help="model FLOP/s one rank achieves (6 N tokens/s)")
     ap.add_argument("--per-rank", type=float, default=512, help="tokens per rank per step (weak scaling)")
     ap.add_argument("--tokens", type=float, default=0, help="tokens per global step (strong scaling; 0: --per-rank)")
     ap.add_argument("--alpha", type=float, default=30e-6, help="seconds per message (latency)")

@@ -17,8 +17,9 @@
 #   --steps N    instead of --minutes
 #   --mb MB      megabytes of the corpus to pre-train on (8)
 #   --epochs E   fine-tuning epochs over the 67,349 training phrases (1)
-#   --quick      a smoke run that finishes in a few minutes: 2 MB, 2 layers x 128, 150
-#                pre-training steps, fine-tuning on 8,000 phrases (all 1,821 dev sentences)
+#   --quick      a smoke run: 2 MB, 2 layers x 128, 30 pre-training steps of batch 32,
+#                fine-tuning on 3,000 phrases (all 1,821 dev sentences), one thread
+#                (on a loaded 2-core machine two OpenMP threads can be many times slower)
 # The model is 4+4 layers x 256 (4 heads of 64, d_ff 1024, relu, tied), input context 128,
 # batch 32, pre-training lr 1e-3, fine-tuning lr 1e-3 (T5's fine-tuning uses a constant
 # 1e-3 with Adafactor; here AdamW, warmup 10%, cosine). Results: WORK/results.tsv
@@ -41,7 +42,8 @@ while [ $# -gt 0 ]; do
   esac
   shift 2
 done
-if [ "$QUICK" = 1 ]; then MB=2 LAYERS=2 HEADS=4 DIM=128 STEPS=${STEPS:-150} FT_N=8000 W=${WORK:-runs/t5_sst2_quick}; fi
+THREADS=()
+if [ "$QUICK" = 1 ]; then MB=2 LAYERS=2 HEADS=4 DIM=128 STEPS=${STEPS:-30} FT_N=3000 W=${WORK:-runs/t5_sst2_quick} THREADS=(--threads 1); fi
 [ -x "$BIN" ] || { cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE=Release >/dev/null && cmake --build "$BUILD" -j "$(nproc)"; }
 for f in sst2/train.tsv sst2/sentences.tsv; do
   [ -f "$DATA/$f" ] || { echo "t5_sst2: $DATA/$f not found (../shared/data, see its README)" >&2; exit 1; }
@@ -72,7 +74,7 @@ pretrain() {  # pretrain OUT STEPS
   rm -rf "$1"
   "$BIN" train --arch t5 --objective span-corruption --tokenizer "$W/tok" --data "$W/pretrain.txt" --out "$1" \
     --layers "$LAYERS" --heads "$HEADS" --dim "$DIM" --context 128 --batch 32 --steps "$2" --lr "$LR" \
-    --warmup $(( $2 / 20 + 1 )) --eval-every 500 --seed 1 --quiet
+    --warmup $(( $2 / 20 + 1 )) --eval-every 500 --seed 1 --quiet "${THREADS[@]}"
 }
 if [ -z "$STEPS" ]; then
   pretrain "$W/probe" 10 > /dev/null 2>&1
@@ -96,7 +98,7 @@ PY
 # 3. text-to-text fine-tuning; the dev accuracy is the exact match of the generated label
 f0=$(date +%s.%N)
 "$BIN" finetune --model "$W/t5" --task text2text --data "$W/train.tsv" --eval "$W/dev.tsv" --out "$W/sst2" \
-  --epochs "$EPOCHS" --batch 32 --lr "$FT_LR" --context 128 --max-target 8 --seed 1 --quiet > "$W/finetune.txt"
+  --epochs "$EPOCHS" --batch 32 --lr "$FT_LR" --context 128 --max-target 8 --seed 1 --quiet "${THREADS[@]}" > "$W/finetune.txt"
 f1=$(date +%s.%N)
 acc=$(sed -n 's/^eval exact match \([0-9.]*\).*/\1/p' "$W/finetune.txt")
 other=$(/usr/bin/python3 -c "

@@ -82,6 +82,33 @@ lm_status lm_finetune_setup(const lm_finetune_opts *fo, int head, const char *ta
   return st;
 }
 
+void lm_finetune_train_opts(const lm_finetune_opts *fo, int64_t n_train, int64_t context, lm_train_opts *o) {
+  int64_t per_epoch = (n_train + fo->batch - 1) / fo->batch;
+  lm_train_opts_default(o);
+  o->out_dir = fo->out_dir;
+  o->batch = fo->batch;
+  o->context = context;
+  o->steps = fo->steps > 0 ? fo->steps : fo->epochs * per_epoch;
+  o->warmup = (int64_t)(fo->warmup_ratio * (double)o->steps + 0.5);
+  o->lr = fo->lr; o->min_lr = 0;
+  o->weight_decay = fo->weight_decay; o->clip = fo->clip;
+  o->beta1 = 0.9f; o->beta2 = 0.999f; o->eps = 1e-8f;   /* torch AdamW defaults, as run_glue uses */
+  o->eval_every = fo->eval_every > 0 ? fo->eval_every : per_epoch;
+  o->eval_batches = 0;
+  o->val_fraction = 0;
+  o->seed = fo->seed;
+  o->progress = fo->progress;
+  o->save_every = 0;
+}
+
+FILE *lm_finetune_open_metrics(const char *out_dir, char **path) {
+  *path = lm_path_join(out_dir, "metrics.jsonl");
+  if (!*path) return NULL;
+  FILE *f = fopen(*path, "a");
+  if (!f) lm_error(LM_ERR_IO, "%s: cannot open for appending", *path);
+  return f;
+}
+
 static lm_status read_and_encode(const char *path, const lm_config *cfg, const lm_tokenizer *tok, lm_cls_labels *labels,
                                  int grow, int64_t context, lm_cls_data *d) {
   lm_cls_rows rows;
@@ -116,29 +143,12 @@ lm_status lm_finetune_classify(const lm_finetune_opts *fo, lm_finetune_result *r
   /* decoders pool the last real token; HF needs the padding id in the config to find it */
   if (m->cfg.pad_token_id < 0) m->cfg.pad_token_id = train.pad;
 
-  int64_t per_epoch = (train.n + fo->batch - 1) / fo->batch;
   lm_train_opts o;
-  lm_train_opts_default(&o);
-  o.out_dir = fo->out_dir;
-  o.batch = fo->batch;
-  o.context = train.context > eval.context ? train.context : eval.context;
-  o.steps = fo->steps > 0 ? fo->steps : fo->epochs * per_epoch;
-  if (o.steps < 1) { st = lm_error(LM_ERR_ARG, "nothing to train: 0 epochs and no --steps"); goto done; }
-  o.warmup = (int64_t)(fo->warmup_ratio * (double)o.steps + 0.5);
-  o.lr = fo->lr; o.min_lr = 0;
-  o.weight_decay = fo->weight_decay; o.clip = fo->clip;
-  o.beta1 = 0.9f; o.beta2 = 0.999f; o.eps = 1e-8f;   /* torch AdamW defaults, as run_glue uses */
-  o.eval_every = fo->eval_every > 0 ? fo->eval_every : per_epoch;
-  o.eval_batches = 0;
-  o.val_fraction = 0;
-  o.seed = fo->seed;
-  o.progress = fo->progress;
+  lm_finetune_train_opts(fo, train.n, train.context > eval.context ? train.context : eval.context, &o);
   o.objective = "cls";
-  o.save_every = 0;
+  if (o.steps < 1) { st = lm_error(LM_ERR_ARG, "nothing to train: 0 epochs and no --steps"); goto done; }
   ctx.train = &train; ctx.eval = fo->eval_path ? &eval : NULL; ctx.batch = fo->batch; ctx.last_acc = NAN;
   if ((st = lm_mkdir_p(fo->out_dir))) goto done;
-  mpath = lm_path_join(fo->out_dir, "metrics.jsonl");
-  if (!mpath) { st = LM_ERR_NOMEM; goto done; }
   st = lm_train_run(m, tok, &o, factory, &ctx, NULL, NULL);
   if (st) goto done;
 
@@ -146,8 +156,8 @@ lm_status lm_finetune_classify(const lm_finetune_opts *fo, lm_finetune_result *r
   if (!cpath) { st = LM_ERR_NOMEM; goto done; }
   if ((st = lm_config_set_label_names(cpath, (const char *const *)labels.names, labels.n))) goto done;
   if (fo->eval_path && (st = lm_cls_accuracy(m, &eval, &res->eval_accuracy, &res->eval_loss))) goto done;
-  FILE *f = fopen(mpath, "a");
-  if (!f) { st = lm_error(LM_ERR_IO, "%s: cannot open for appending", mpath); goto done; }
+  FILE *f = lm_finetune_open_metrics(fo->out_dir, &mpath);
+  if (!f) { st = mpath ? LM_ERR_IO : LM_ERR_NOMEM; goto done; }
   if (fo->eval_path)
     fprintf(f, "{\"step\": %lld, \"eval_loss\": %.9g, \"eval_accuracy\": %.6f, \"eval_examples\": %lld}\n",
             (long long)o.steps, res->eval_loss, res->eval_accuracy, (long long)eval.n);

@@ -13,6 +13,7 @@
 #define LM_TRAIN_FINETUNE_H
 
 #include <stdint.h>
+#include <stdio.h>
 #include "lmkit.h"
 #include "base/base.h"
 #include "train/train.h"
@@ -117,6 +118,13 @@ lm_status lm_finetune_setup(const lm_finetune_opts *fo, int head, const char *ta
                             lm_tokenizer **tok, int64_t *context, lm_config *cfg);
 /* lm_model_load_head of model_dir with the options' dropout rates (--dropout / --attn-dropout). */
 lm_status lm_finetune_load(lm_model **m, const lm_finetune_opts *fo, int head, int64_t n_labels);
+/* The trainer options of a fine-tuning run over n_train examples: steps = epochs * ceil(n_train /
+ * batch) unless --steps, warmup over warmup_ratio of them then cosine to 0, torch's AdamW
+ * defaults, an evaluation per epoch unless eval_every, no checkpoints on the way. */
+void lm_finetune_train_opts(const lm_finetune_opts *fo, int64_t n_train, int64_t context, lm_train_opts *o);
+/* out_dir/metrics.jsonl opened for appending the final evaluation (*path malloc'ed; NULL and an
+ * error set when it cannot be opened, *path NULL when out of memory). */
+FILE *lm_finetune_open_metrics(const char *out_dir, char **path);
 /* Loads model_dir with a fresh classification head sized to the training labels, fine-tunes
  * it with lm_train_run, writes out_dir (model, tokenizer, label names in config.json,
  * metrics.jsonl with val_loss/val_accuracy per evaluation and a final eval line). */

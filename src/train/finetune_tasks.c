@@ -39,33 +39,6 @@ static lm_status qa_factory(lm_objective *obj, lm_model *m, const lm_tokenizer *
   return lm_objective_qa(obj, m, c->train, c->eval, o->batch, o->seed, cursor, NULL, NULL);
 }
 
-static void train_opts(const lm_finetune_opts *fo, int64_t n_train, int64_t context, lm_train_opts *o) {
-  int64_t per_epoch = (n_train + fo->batch - 1) / fo->batch;
-  lm_train_opts_default(o);
-  o->out_dir = fo->out_dir;
-  o->batch = fo->batch;
-  o->context = context;
-  o->steps = fo->steps > 0 ? fo->steps : fo->epochs * per_epoch;
-  o->warmup = (int64_t)(fo->warmup_ratio * (double)o->steps + 0.5);
-  o->lr = fo->lr; o->min_lr = 0;
-  o->weight_decay = fo->weight_decay; o->clip = fo->clip;
-  o->beta1 = 0.9f; o->beta2 = 0.999f; o->eps = 1e-8f;
-  o->eval_every = fo->eval_every > 0 ? fo->eval_every : per_epoch;
-  o->eval_batches = 0;
-  o->val_fraction = 0;
-  o->seed = fo->seed;
-  o->progress = fo->progress;
-  o->save_every = 0;
-}
-
-static FILE *open_metrics(const char *out_dir, char **path) {
-  *path = lm_path_join(out_dir, "metrics.jsonl");
-  if (!*path) return NULL;
-  FILE *f = fopen(*path, "a");
-  if (!f) lm_error(LM_ERR_IO, "%s: cannot open for appending", *path);
-  return f;
-}
-
 /* ------------------------------------------------------------------ tokens */
 
 lm_status lm_finetune_tokens(const lm_finetune_opts *fo, lm_finetune_tasks_result *res) {
@@ -95,7 +68,7 @@ lm_status lm_finetune_tokens(const lm_finetune_opts *fo, lm_finetune_tasks_resul
   if (m->cfg.pad_token_id < 0) m->cfg.pad_token_id = train.pad;   /* decoders: the padding the data used */
 
   lm_train_opts o;
-  train_opts(fo, train.n, train.context > eval.context ? train.context : eval.context, &o);
+  lm_finetune_train_opts(fo, train.n, train.context > eval.context ? train.context : eval.context, &o);
   o.objective = "tokens";
   if (o.steps < 1) { st = lm_error(LM_ERR_ARG, "nothing to train: 0 epochs and no --steps"); goto done; }
   ctx.train = &train; ctx.eval = fo->eval_path ? &eval : NULL; ctx.labels = &labels;
@@ -111,7 +84,7 @@ lm_status lm_finetune_tokens(const lm_finetune_opts *fo, lm_finetune_tasks_resul
     lm_ner_scores(&k, &res->precision, &res->recall, &res->f1);
     res->accuracy = k.words ? (double)k.words_correct / (double)k.words : NAN;
   }
-  FILE *f = open_metrics(fo->out_dir, &mpath);
+  FILE *f = lm_finetune_open_metrics(fo->out_dir, &mpath);
   if (!f) { st = mpath ? LM_ERR_IO : LM_ERR_NOMEM; goto done; }
   if (fo->eval_path)
     fprintf(f, "{\"step\": %lld, \"eval_loss\": %.9g, \"eval_precision\": %.6f, \"eval_recall\": %.6f, \"eval_f1\": %.6f, "
@@ -154,7 +127,7 @@ lm_status lm_finetune_qa(const lm_finetune_opts *fo, int64_t stride, lm_finetune
   if (st) goto done;
 
   lm_train_opts o;
-  train_opts(fo, train.n_feat, train.context > eval.context ? train.context : eval.context, &o);
+  lm_finetune_train_opts(fo, train.n_feat, train.context > eval.context ? train.context : eval.context, &o);
   o.objective = "qa";
   if (o.steps < 1) { st = lm_error(LM_ERR_ARG, "nothing to train: 0 epochs and no --steps"); goto done; }
   ctx.train = &train; ctx.eval = fo->eval_path ? &eval : NULL;
@@ -162,7 +135,7 @@ lm_status lm_finetune_qa(const lm_finetune_opts *fo, int64_t stride, lm_finetune
   if ((st = lm_train_run(m, tok, &o, qa_factory, &ctx, NULL, NULL))) goto done;
   if (fo->eval_path &&
       (st = lm_qa_evaluate(m, &eval, fo->batch, &res->eval_loss, &res->exact_match, &res->qa_f1, NULL))) goto done;
-  FILE *f = open_metrics(fo->out_dir, &mpath);
+  FILE *f = lm_finetune_open_metrics(fo->out_dir, &mpath);
   if (!f) { st = mpath ? LM_ERR_IO : LM_ERR_NOMEM; goto done; }
   if (fo->eval_path)
     fprintf(f, "{\"step\": %lld, \"eval_loss\": %.9g, \"eval_exact_match\": %.6f, \"eval_f1\": %.6f, \"eval_questions\": %lld}\n",

@@ -552,25 +552,10 @@ lm_status lm_finetune_text2text(const lm_finetune_opts *fo, int64_t max_target, 
   if (eo.gen.max_tokens <= 0) eo.gen.max_tokens = train.T > eval.T ? train.T : eval.T;   /* the longest target, EOS included */
   if ((st = lm_finetune_load(&m, fo, LM_HEAD_LM, 0))) goto done;
 
-  int64_t per_epoch = (train.n + fo->batch - 1) / fo->batch;
   lm_train_opts o;
-  lm_train_opts_default(&o);
-  o.out_dir = fo->out_dir;
-  o.batch = fo->batch;
-  o.context = train.S > train.T ? train.S : train.T;
-  o.steps = fo->steps > 0 ? fo->steps : fo->epochs * per_epoch;
-  if (o.steps < 1) { st = lm_error(LM_ERR_ARG, "nothing to train: 0 epochs and no --steps"); goto done; }
-  o.warmup = (int64_t)(fo->warmup_ratio * (double)o.steps + 0.5);
-  o.lr = fo->lr; o.min_lr = 0;
-  o.weight_decay = fo->weight_decay; o.clip = fo->clip;
-  o.beta1 = 0.9f; o.beta2 = 0.999f; o.eps = 1e-8f;
-  o.eval_every = fo->eval_every > 0 ? fo->eval_every : per_epoch;
-  o.eval_batches = 0;
-  o.val_fraction = 0;
-  o.seed = fo->seed;
-  o.progress = fo->progress;
+  lm_finetune_train_opts(fo, train.n, train.S > train.T ? train.S : train.T, &o);
   o.objective = "text2text";
-  o.save_every = 0;
+  if (o.steps < 1) { st = lm_error(LM_ERR_ARG, "nothing to train: 0 epochs and no --steps"); goto done; }
   t2t_ctx ctx = {&train, fo->eval_path ? &eval : NULL, &erows, &sp, &eo};
   if ((st = lm_mkdir_p(fo->out_dir))) goto done;
   if ((st = lm_train_run(m, tok, &o, factory, &ctx, NULL, NULL))) goto done;
@@ -579,9 +564,8 @@ lm_status lm_finetune_text2text(const lm_finetune_opts *fo, int64_t max_target, 
   if (fo->eval_path) {
     if ((st = lm_t2t_evaluate(m, tok, &eval, &erows, &sp, &eo, fo->batch, &res->eval, &preds))) goto done;
     if ((st = write_preds(fo->out_dir, preds, eval.n))) goto done;
-    mpath = lm_path_join(fo->out_dir, "metrics.jsonl");
-    FILE *f = mpath ? fopen(mpath, "a") : NULL;
-    if (!f) { st = lm_error(LM_ERR_IO, "%s: cannot open for appending", mpath ? mpath : fo->out_dir); goto done; }
+    FILE *f = lm_finetune_open_metrics(fo->out_dir, &mpath);
+    if (!f) { st = mpath ? LM_ERR_IO : LM_ERR_NOMEM; goto done; }
     fprintf(f, "{\"step\": %lld, \"eval_loss\": %.9g, \"eval_exact_match\": %.6f", (long long)o.steps, res->eval.loss,
             res->eval.exact_match);
     if (rouge) fprintf(f, ", \"eval_rouge_l\": %.6f", res->eval.rouge_l);

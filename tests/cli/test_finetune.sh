@@ -93,7 +93,7 @@ check "TSV without a label column: error names the file and the header" "one_err
 $FT --data "$T/bad.jsonl" > /dev/null 2> "$T/e3"; rc=$?
 check "malformed JSONL line: error names file:line" "one_error $T/e3 'bad.jsonl:2: malformed JSON' $rc"
 "$BIN" finetune --model "$T/pre" --task nope --data "$T/train.tsv" --out "$T/bad" > /dev/null 2> "$T/e4"; rc=$?
-check "unknown --task: one error line listing the tasks" "one_error $T/e4 \"unknown --task 'nope' (available: classify, tokens, qa)\" $rc"
+check "unknown --task: one error line listing the tasks" "one_error $T/e4 \"unknown --task 'nope' (available: classify, tokens, qa, text2text)\" $rc"
 "$BIN" finetune --model "$T/pre" --task classify --data "$T/missing.tsv" --out "$T/bad" > /dev/null 2> "$T/e5"; rc=$?
 check "missing data file: one error line" "one_error $T/e5 'missing.tsv' $rc"
 "$BIN" predict --model "$T/pre" < /dev/null > /dev/null 2> "$T/e6"; rc=$?

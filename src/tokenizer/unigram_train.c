@@ -248,8 +248,9 @@ static void lat_marginals(lattice *l, uint32_t n, double f, double *ex) {
   }
 }
 
-/* Viterbi over the nodes but `skip` (-1: none); the path's node indices, last first, in l->back's
- * tail... returned as count (0: no path). On ties the earlier node stays, as SentencePiece's. */
+/* Viterbi over the nodes but node `skip` (-1: none): the best path's node indices, last first, in
+ * path (room for n); returns their count, 0 when no path is left. On ties the earlier node stays,
+ * as in SentencePiece's lattice. */
 static int lat_viterbi(lattice *l, uint32_t n, long skip, int32_t *path) {
   for (uint32_t i = 0; i <= n; i++) { l->a[i] = -INFINITY; l->back[i] = -1; }
   l->a[0] = 0;
@@ -271,7 +272,7 @@ typedef struct {
   uint32_t *cp; size_t *off; uint32_t *len; int64_t *count; int64_t n;   /* distinct words as characters */
 } words;
 
-typedef struct { char *b; size_t n, cap; size_t *off; uint32_t *len; size_t nw, cw; lm_status st; } wordbuf;
+typedef struct { char *b; size_t n, cap; size_t *off; uint32_t *len; size_t nw, cw; } wordbuf;   /* words as read */
 
 static lm_status emit_word(void *user, const char *p, size_t n) {
   wordbuf *w = user;

@@ -31,8 +31,13 @@ typedef float v4 __attribute__((vector_size(16)));
 
 static inline v16 load16(const float *p) { v16 v; memcpy(&v, p, sizeof v); return v; }
 
-/* v, in a register: the compiler cannot fold its load into each FMA that uses it */
+/* v, in a register: the compiler cannot fold its load into each FMA that uses it (a 64-byte
+ * vector fits one register only with AVX-512; elsewhere the compiler splits it as it likes) */
+#ifdef __AVX512F__
 static inline v16 reg16(v16 v) { __asm__("" : "+v"(v)); return v; }
+#else
+static inline v16 reg16(v16 v) { return v; }
+#endif
 
 /* the last m < 16 values, zero-filled: 0*0 added to a lane leaves it unchanged */
 static inline v16 load_tail(const float *p, int64_t m) { v16 v = {0}; memcpy(&v, p, (size_t)m * sizeof(float)); return v; }

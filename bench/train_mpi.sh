@@ -57,7 +57,7 @@ for cfg in "${CONFIGS[@]}"; do
     for x in "1 rank x 2 threads:$one" "2 ranks x 1 thread:$two" "2 ranks x 1, ZeRO-1:$zero"; do
       read -r s tps n <<< "${x#*:}"
       printf "%-22s %-26s %8.3f %9.1f %9.1f %7.2f\n" "L$L C$C B${B}xT$T" "${x%%:*}" "$s" "$tps" \
-        "$(echo "6 * $n * $tps / 1e9" | bc -l)" "$(echo "$tps / $base" | bc -l)"
+        "$(echo "6 * $n * $tps / 1000000000" | bc -l)" "$(echo "$tps / $base" | bc -l)"
     done
   done
 done

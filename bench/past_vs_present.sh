@@ -153,5 +153,5 @@ set key top right
 plot "$OUT/plot.dat" using 2:xtic(1) title "equal wall time ($TIME s)", "" using 3 title "equal FLOPs ($FLOPS)"
 EOF
   echo "plot: $OUT/past_vs_present.png"
-  [ $PUBLISH = 1 ] && cp "$OUT/past_vs_present.png" docs/past_vs_present.png && echo "copied to docs/past_vs_present.png"
+  if [ $PUBLISH = 1 ]; then cp "$OUT/past_vs_present.png" docs/past_vs_present.png && echo "copied to docs/past_vs_present.png"; fi
 fi

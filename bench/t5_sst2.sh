@@ -56,7 +56,7 @@ echo "load at start: $(uptime)"
 [ -s "$W/english.txt" ] || bash scripts/corpus.sh "$W/english.txt"
 head -c "$((MB * 1000000))" "$W/english.txt" | tr 'A-Z' 'a-z' > "$W/pretrain.txt"
 t2t() {  # label<TAB>text with a header -> sst2 sentence: text<TAB>negative|positive
-  awk -F'\t' 'NR > 1 && NF >= 2 { l = $1 == 1 ? "positive" : "negative"; print "sst2 sentence: " $2 "\t" l }' "$1"
+  awk -F'\t' 'NR > 1 && NF >= 2 { sub(/\r$/, "", $2); l = $1 == 1 ? "positive" : "negative"; print "sst2 sentence: " $2 "\t" l }' "$1"
 }
 t2t "$DATA/sst2/train.tsv" > "$W/train.tsv"
 if [ "$FT_N" -gt 0 ]; then

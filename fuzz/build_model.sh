@@ -18,8 +18,8 @@ mkdir -p "$OUT/corpus_safetensors" "$OUT/corpus_config" "$OUT/corpus_gguf"
 SRCS=$(find src -name '*.c' | sort)
 BLAS_INC=/usr/include/$(gcc -dumpmachine)/openblas-openmp
 BLAS_LIB=/usr/lib/$(gcc -dumpmachine)/openblas-openmp
-FLAGS="-g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer -fopenmp -D_GNU_SOURCE -DLM_SOURCE_DIR=\"$PWD\" -Iinclude -Isrc -I$BLAS_INC $(pkg-config --cflags libcjson libpcre2-8 libutf8proc)"
-LIBS="$(pkg-config --libs libcjson libpcre2-8 libutf8proc) -L$BLAS_LIB -Wl,-rpath,$BLAS_LIB -lopenblas -lm"
+FLAGS="-g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer -fopenmp -D_GNU_SOURCE -DLM_SOURCE_DIR=\"$PWD\" -Iinclude -Isrc -I$BLAS_INC $(pkg-config --cflags libcjson libpcre2-8 libutf8proc ompi-c)"
+LIBS="$(pkg-config --libs libcjson libpcre2-8 libutf8proc ompi-c) -L$BLAS_LIB -Wl,-rpath,$BLAS_LIB -lopenblas -ldnnl -lm"
 # an archive, so that only the objects a target needs are linked (the server's and chat's
 # libraries stay out)
 mkdir -p "$OUT/obj"

@@ -24,6 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 #if defined(__x86_64__)
+#include <cpuid.h>
 #include <immintrin.h>
 #endif
 
@@ -242,13 +243,21 @@ size_t lm_qweight_block_bytes(lm_qweight t) { return t < LM_QW_COUNT ? KERNELS[t
 static const char *const PATH_NAMES[LM_QPATH_COUNT] = {"portable", "avx2", "avx512-vnni"};
 const char *lm_qpath_name(lm_qpath p) { return p < LM_QPATH_COUNT ? PATH_NAMES[p] : "?"; }
 
+#if defined(__x86_64__)
+/* F16C from CPUID leaf 1 (ECX bit 29): clang 14's __builtin_cpu_supports does not know "f16c" */
+static int has_f16c(void) {
+  unsigned a, b, c, d;
+  return __get_cpuid(1, &a, &b, &c, &d) && (c >> 29 & 1);
+}
+#endif
+
 int lm_qpath_available(lm_qpath p) {
   if (p >= LM_QPATH_COUNT || !KERNELS[0].kern[p]) return 0;
 #if defined(__x86_64__)
   __builtin_cpu_init();
-  if (p == LM_QPATH_AVX2) return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("f16c");
+  if (p == LM_QPATH_AVX2) return __builtin_cpu_supports("avx2") && has_f16c();
   if (p == LM_QPATH_VNNI)
-    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("f16c") && __builtin_cpu_supports("avx512bw") &&
+    return __builtin_cpu_supports("avx2") && has_f16c() && __builtin_cpu_supports("avx512bw") &&
            __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni");
 #endif
   return 1;

@@ -489,6 +489,9 @@ void lm_model_set_checkpointing(lm_model *m, int on) { m->checkpoint = on != 0; 
 lm_status lm_model_set_precision(lm_model *m, int precision) {
   if (precision != LM_PRECISION_FP32 && precision != LM_PRECISION_BF16)
     return lm_error(LM_ERR_ARG, "unknown precision %d (fp32 or bf16)", precision);
+  if (precision == LM_PRECISION_BF16 && lm_family_of(&m->cfg)->own_body)   /* its recurrent products are its own */
+    return lm_error(LM_ERR_ARG, "bf16 products are for the transformer families; the %s model's own products run in "
+                    "fp32 only (use --precision fp32)", lm_arch_name(m->cfg.arch));
   if ((precision == LM_PRECISION_BF16) == (m->mm != NULL)) return LM_OK;
   lm_mm_free(m->mm);
   m->mm = NULL;

@@ -47,6 +47,7 @@ sed -i 's/"order": 4/"order": 3/' "$T/ng2/config.json"; cp "$T/ng/ngram.bin" "$T
 err "ngram: an order that differs from the file's is an error" "order 4" "$BIN" info "$T/ng2"
 err "ngram: --order out of range" "--order" "$BIN" train --arch ngram --order 9 --data "$T/corpus.txt" --out "$T/x"
 err "rnn: dropout is refused, not ignored" "dropout is not implemented" "$BIN" train --arch rnn --dropout 0.1 --data "$T/corpus.txt" --out "$T/x" --steps 1
+err "lstm: bf16 products are refused, not silently fp32" "fp32 only" "$BIN" train --arch lstm --precision bf16 --data "$T/corpus.txt" --out "$T/x" --steps 1
 err "ngram: beam search (KV caches) is refused by name" "beam search do not support it" "$BIN" generate --model "$T/ng" --prompt "a" --beams 2
 
 # ---- RNN and LSTM on the one trainer

@@ -450,15 +450,17 @@ int cmd_train(int argc, char **argv) {
   }
   if (lm_family_of(lm_model_config(m))->fit) { rc = cli_train_counted(m, tok, &o); goto done; }   /* counted, not trained */
   const lm_config *c = lm_model_config(m);
+  char shape[96];   /* a recurrent family's layers are its own, without heads */
+  if (lm_family_of(c)->own_body) snprintf(shape, sizeof shape, "%lld recurrent layers", (long long)c->rnn_layers);
+  else snprintf(shape, sizeof shape, "%lld layers, %lld heads", (long long)c->n_layer, (long long)c->n_head);
+  if (rank0)
+    fprintf(stderr, "lmkit train: %s, %s, dim %lld, vocab %lld, context %lld: %.2fM parameters; ", lm_arch_name(c->arch), shape,
+            (long long)c->n_embd, (long long)c->vocab_size, (long long)c->n_positions, lm_model_num_params(m) / 1e6);
   if (rank0 && P > 1)
-    fprintf(stderr, "lmkit train: %s, %lld layers, %lld heads, dim %lld, vocab %lld, context %lld: %.2fM parameters; "
-            "%d ranks x %lld threads, batch %d x %lld%s\n", lm_arch_name(c->arch), (long long)c->n_layer, (long long)c->n_head,
-            (long long)c->n_embd, (long long)c->vocab_size, (long long)c->n_positions, lm_model_num_params(m) / 1e6, P,
-            (long long)lm_get_threads(), P, (long long)o.batch, zero ? ", ZeRO-1" : "");
+    fprintf(stderr, "%d ranks x %lld threads, batch %d x %lld%s\n", P, (long long)lm_get_threads(), P, (long long)o.batch,
+            zero ? ", ZeRO-1" : "");
   else if (rank0)
-    fprintf(stderr, "lmkit train: %s, %lld layers, %lld heads, dim %lld, vocab %lld, context %lld: %.2fM parameters; %lld threads\n",
-            lm_arch_name(c->arch), (long long)c->n_layer, (long long)c->n_head, (long long)c->n_embd,
-            (long long)c->vocab_size, (long long)c->n_positions, lm_model_num_params(m) / 1e6, (long long)lm_get_threads());
+    fprintf(stderr, "%lld threads\n", (long long)lm_get_threads());
   last_losses ll = {NAN, NAN};
   if (lm_train(m, tok, &o, on_step, &ll)) { rc = cli_fail(); goto done; }
   if (rank0) {

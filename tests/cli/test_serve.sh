@@ -121,11 +121,13 @@ check "400 when prompt + max_tokens exceed the context" '[ "$(code "${AUTH[@]}" 
 check "404 for an unknown route, 405 for a wrong method" '[ "$(code "${AUTH[@]}" "$URL/v2/x")" = 404 ] && [ "$(code "${AUTH[@]}" "$URL/v1/completions")" = 405 ]'
 check "the server is still up after the errors" '[ "$(code "$URL/health")" = 200 ]'
 
-# ---- a full queue: 1 slot, 1 waiting; a third concurrent request gets 503
+# ---- a full queue: 1 slot, 1 waiting; a third concurrent request gets 503. The tiny model decodes
+# 100 tokens in milliseconds, so the requests ask for most of the context and there are 8 of them:
+# enough that some arrive while the slot and the queue are both taken.
 start_server "$BIN" "$T/serve_q.log" --model "$T/model" --parallel 1 --queue 1
-LONG='{"prompt":"the","max_tokens":100,"temperature":0,"stream":true}'
+LONG='{"prompt":"the","max_tokens":480,"temperature":0,"stream":true}'
 QP=()
-for k in 1 2 3 4; do
+for k in 1 2 3 4 5 6 7 8; do
   curl -sN -o "$T/q$k.txt" -w '%{http_code}' -d "$LONG" "http://127.0.0.1:$PORT/v1/completions" > "$T/q$k.code" & QP+=($!)
 done
 wait "${QP[@]}"
@@ -133,7 +135,7 @@ codes=$(cat "$T"/q?.code | sort | tr '\n' ' ')
 check "with 1 slot and a queue of 1, concurrent requests beyond them get 503 ($codes)" \
   'echo "$codes" | grep -q 503 && echo "$codes" | grep -q 200'
 check "the requests that were admitted finished completely" \
-  'for k in 1 2 3 4; do [ "$(cat $T/q$k.code)" != 200 ] || tail -c 14 $T/q$k.txt | grep -q "data: \[DONE\]" || exit 1; done'
+  'for k in 1 2 3 4 5 6 7 8; do [ "$(cat $T/q$k.code)" != 200 ] || tail -c 14 $T/q$k.txt | grep -q "data: \[DONE\]" || exit 1; done'
 
 # ---- SIGTERM drains: a stream in flight finishes, then the server exits 0
 curl -sN -d "$LONG" "http://127.0.0.1:$PORT/v1/completions" > "$T/drain.txt" &

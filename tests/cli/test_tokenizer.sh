@@ -113,7 +113,7 @@ check '[[ "$msg" == "lmkit: error: token id 99999999 at position 2 is out of ran
 msg=$(printf '1 x2' | "$BIN" tokenizer decode --tokenizer byte 2>&1 >/dev/null)
 check '[[ "$msg" == "lmkit: error: stdin: token 2: '"'"'x2'"'"' is not a token id" ]]' "decode rejects non-numbers ($msg)"
 msg=$("$BIN" tokenizer train --data "$T/doc0.txt" --vocab-size 100 --out "$T/x" 2>&1)
-check '[[ "$msg" == "lmkit: error: invalid value for --vocab-size"* ]]' "train rejects a vocabulary below 257 ($msg)"
+check '[[ "$msg" == "lmkit: error: vocabulary size 100 must be at least 256"* ]]' "train rejects a vocabulary below 257 ($msg)"
 
 # ---- a real tokenizer.json (Llama 3.1): --add-special adds the post-processor's <|begin_of_text|>,
 # decode --skip-special leaves it out (ids checked against HF tokenizers in tests/reference/test_tokenizer_json.py)

@@ -348,6 +348,20 @@ lm_status lm_tokenizer_from_json(lm_tokenizer **out, const char *json, size_t le
   return st;
 }
 
+/* One added_tokens entry of a tokenizer.json: a special token, matched as written. */
+cJSON *lm_tok_added_json(int64_t id, const char *content) {
+  cJSON *a = cJSON_CreateObject();
+  if (!a) return NULL;
+  cJSON_AddNumberToObject(a, "id", (double)id);
+  cJSON_AddStringToObject(a, "content", content);
+  cJSON_AddBoolToObject(a, "single_word", 0);
+  cJSON_AddBoolToObject(a, "lstrip", 0);
+  cJSON_AddBoolToObject(a, "rstrip", 0);
+  cJSON_AddBoolToObject(a, "normalized", 0);
+  cJSON_AddBoolToObject(a, "special", 1);
+  return a;
+}
+
 cJSON *lm_tok_json_root(const lm_tokenizer *t) {
   cJSON *root = cJSON_CreateObject();
   if (!root) return NULL;
@@ -360,18 +374,12 @@ cJSON *lm_tok_json_root(const lm_tokenizer *t) {
     if (!t->is_special[i]) continue;
     size_t n; const uint8_t *b = lm_tok_bytes(t, i, &n);
     char *s = lm_xmalloc(n + 1);
-    cJSON *a = cJSON_CreateObject();
-    if (!s || !a) { free(s); cJSON_Delete(a); cJSON_Delete(root); return NULL; }
+    if (!s) { cJSON_Delete(root); return NULL; }
     memcpy(s, b, n); s[n] = 0;
-    cJSON_AddNumberToObject(a, "id", (double)i);
-    cJSON_AddStringToObject(a, "content", s);
-    cJSON_AddBoolToObject(a, "single_word", 0);
-    cJSON_AddBoolToObject(a, "lstrip", 0);
-    cJSON_AddBoolToObject(a, "rstrip", 0);
-    cJSON_AddBoolToObject(a, "normalized", 0);
-    cJSON_AddBoolToObject(a, "special", 1);
-    cJSON_AddItemToArray(added, a);
+    cJSON *a = lm_tok_added_json(i, s);
     free(s);
+    if (!a) { cJSON_Delete(root); return NULL; }
+    cJSON_AddItemToArray(added, a);
   }
   return root;
 }

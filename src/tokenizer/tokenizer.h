@@ -200,6 +200,8 @@ lm_status lm_tok_json_added(const struct cJSON *root, const char *name, lm_tok_a
 /* A tokenizer.json object with the shared keys: version, truncation, padding, added_tokens
  * (every special token); NULL when out of memory. */
 struct cJSON *lm_tok_json_root(const lm_tokenizer *t);
+/* One added_tokens entry: a special token matched as written (lmkit's trainers write only these). */
+struct cJSON *lm_tok_added_json(int64_t id, const char *content);
 /* Parses tokenizer.json text; `name` (the file) goes into error messages. */
 lm_status lm_tokenizer_from_json(lm_tokenizer **out, const char *json, size_t len, const char *name);
 /* Serialises as tokenizer.json text (malloc'ed). */

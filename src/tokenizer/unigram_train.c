@@ -628,17 +628,6 @@ static char *utf8_of(const uint32_t *s, uint32_t n) {
   return o;
 }
 
-static cJSON *added(int64_t id, const char *s) {
-  cJSON *a = cJSON_CreateObject();
-  cJSON_AddNumberToObject(a, "id", (double)id);
-  cJSON_AddStringToObject(a, "content", s);
-  cJSON_AddBoolToObject(a, "single_word", 0);
-  cJSON_AddBoolToObject(a, "lstrip", 0);
-  cJSON_AddBoolToObject(a, "rstrip", 0);
-  cJSON_AddBoolToObject(a, "normalized", 0);
-  cJSON_AddBoolToObject(a, "special", 1);
-  return a;
-}
 
 static cJSON *vocab_pair(const char *s, double score) {
   cJSON *x = cJSON_CreateArray();
@@ -656,7 +645,7 @@ static lm_status write_json(const final_piece *fp, int64_t n_fp, const lm_unigra
   cJSON_AddNullToObject(root, "truncation");
   cJSON_AddNullToObject(root, "padding");
   cJSON_AddItemToObject(root, "added_tokens", add);
-  cJSON_AddItemToArray(add, added(id, "<unk>"));
+  cJSON_AddItemToArray(add, lm_tok_added_json(id, "<unk>"));
   cJSON_AddItemToArray(vocab, vocab_pair("<unk>", 0)); id++;
   for (int b = 0; o->byte_fallback && b < 256; b++, id++) {
     char hex[8];
@@ -664,7 +653,7 @@ static lm_status write_json(const final_piece *fp, int64_t n_fp, const lm_unigra
     cJSON_AddItemToArray(vocab, vocab_pair(hex, 0));
   }
   for (int64_t i = 0; i < n_fp; i++, id++) cJSON_AddItemToArray(vocab, vocab_pair(fp[i].s, fp[i].score));
-  for (int k = 0; k < o->n_special; k++) cJSON_AddItemToArray(add, added(id++, o->special[k]));
+  for (int k = 0; k < o->n_special; k++) cJSON_AddItemToArray(add, lm_tok_added_json(id++, o->special[k]));
   cJSON_AddItemToObject(root, "normalizer", nj);
   cJSON_AddItemToObject(root, "pre_tokenizer", pj);
   cJSON_AddNullToObject(root, "post_processor");

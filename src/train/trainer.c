@@ -649,10 +649,6 @@ lm_status lm_train_run(lm_model *m, const lm_tokenizer *tok, const lm_train_opts
   } else if (st) {
     return st;
   }
-  if (m->cfg.unapplied_pdrop > 0)   /* said, not silently ignored */
-    fprintf(stderr, "lmkit: note: this %s model's config.json asks for dropout %g, which lmkit does not apply to "
-            "encoder-decoders: training runs without dropout (docs/encdec.md)\n", lm_arch_name(m->cfg.arch),
-            (double)m->cfg.unapplied_pdrop);
   if (o.resume_dir) {
     /* the run's hyper-parameters and data come from the checkpoint; steps and the
      * logging/saving cadence are the caller's */

@@ -5,7 +5,8 @@
  * reference enumerates every sequence (end token only last; shorter than 4 only when it ends
  * with it), scores it by a full forward of the model (no cache: lm_forward) as
  * sum log p / length^penalty, drops those that repeat an n-gram when no_repeat_ngram is on,
- * and takes the best. For a GPT-2 decoder (lm_fwd caches) and a T5 (lm_encdec decoders). With
+ * and takes the best. For a GPT-2 decoder (lm_fwd caches), a T5 and a BART (lm_encdec decoders,
+ * pre-LN with relative positions and post-LN with learned ones). With
  * few beams (pruning, caches copied between slots) the returned score must still be the full
  * forward's score of the returned sequence; 1 beam is greedy; no n-gram repeats; bad options
  * are errors. */
@@ -20,15 +21,19 @@
 #include "infer/encdec.h"
 #include "infer/infer.h"
 
-static lm_model *tiny(int t5, int64_t V) {
+/* kind: 0 GPT-2, 1 T5, 2 BART (every test's `t5` flag is "an encoder-decoder": kind > 0) */
+static const char *NAME[] = {"gpt2", "t5", "bart"};
+static lm_model *tiny(int kind, int64_t V) {
+  static const lm_arch arch[] = {LM_ARCH_GPT2, LM_ARCH_T5, LM_ARCH_BART};
   lm_config c;
-  lm_config_default(&c, t5 ? LM_ARCH_T5 : LM_ARCH_GPT2);
+  lm_config_default(&c, arch[kind]);
   c.vocab_size = V; c.n_positions = 48; c.n_embd = 16; c.n_head = 2; c.n_layer = 2;
-  if (t5) { c.head_dim = 8; c.n_inner = 24; c.n_enc_layer = 2; c.rel_buckets = 8; c.rel_max_distance = 12; }
+  if (kind == 1) { c.head_dim = 8; c.n_inner = 24; c.n_enc_layer = 2; c.rel_buckets = 8; c.rel_max_distance = 12; }
+  else if (kind == 2) { c.n_inner = 24; c.n_enc_layer = 2; c.init_std = 0.3f; }
   else c.init_std = 0.3f;   /* sharp logits: no near-ties between sequences */
   lm_model *m;
-  cr_assert_eq(lm_model_create(&m, &c, t5 ? 5 : 11), LM_OK, "%s", lm_last_error());
-  if (t5) for (size_t i = 0; i < m->n_params; i++) m->params[i] *= 3.0f;   /* the same, through T5's norms */
+  cr_assert_eq(lm_model_create(&m, &c, kind ? 5 : 11), LM_OK, "%s", lm_last_error());
+  if (kind == 1) for (size_t i = 0; i < m->n_params; i++) m->params[i] *= 3.0f;   /* the same, through T5's norms */
   cr_assert_eq(lm_model_reserve(m, 1, c.n_positions, 0), LM_OK, "%s", lm_last_error());
   return m;
 }
@@ -107,7 +112,7 @@ static void exhaustive(int t5, float lp, int ng, int32_t eos) {   /* eos -1: 0 f
   lm_beam_opts o = {.beams = 128, .length_penalty = lp, .no_repeat_ngram = ng, .max_new = L, .eos = &eos, .n_eos = 1};
   int32_t *out; int64_t n; double score;
   cr_assert_eq(lm_beam_search(&ops, first, prefix, np, &o, &out, &n, &score), LM_OK, "%s", lm_last_error());
-  cr_assert_eq(n, bn, "%s lp %g ngram %d: best hypothesis of %lld tokens, the reference's %lld", t5 ? "t5" : "gpt2", lp, ng,
+  cr_assert_eq(n, bn, "%s lp %g ngram %d: best hypothesis of %lld tokens, the reference's %lld", NAME[t5], lp, ng,
                (long long)n, (long long)bn);
   for (int64_t k = 0; k < n; k++) cr_assert_eq(out[k], bseq[k], "token %lld: %d, the reference's %d", (long long)k, out[k], bseq[k]);
   cr_assert_lt(fabs(score - best) / fabs(best), 1e-5, "score %.9g, the reference's %.9g", score, best);
@@ -123,6 +128,10 @@ Test(beam, gpt2_equals_exhaustive) {
   exhaustive(0, 1.0f, 0, 3); exhaustive(0, 0.5f, 0, 3);
 }
 Test(beam, gpt2_no_repeat_equals_exhaustive) { exhaustive(0, 1.0f, 2, -1); exhaustive(0, 1.0f, 1, -1); exhaustive(0, 1.0f, 2, 3); }
+Test(beam, bart_equals_exhaustive) {
+  exhaustive(2, 1.0f, 0, -1); exhaustive(2, 2.0f, 0, -1); exhaustive(2, 0.5f, 2, -1); exhaustive(2, -1.0f, 0, -1);
+  exhaustive(2, 1.0f, 0, 3); exhaustive(2, 1.0f, 2, 3); exhaustive(2, 1.0f, 0, 0);
+}
 Test(beam, t5_equals_exhaustive) {
   exhaustive(1, 1.0f, 0, -1); exhaustive(1, 2.0f, 0, -1); exhaustive(1, 0.5f, 2, -1); exhaustive(1, -1.0f, 0, -1);
   exhaustive(1, 1.0f, 0, 2); exhaustive(1, 1.0f, 2, 2); exhaustive(1, 1.0f, 0, 3); exhaustive(1, -1.0f, 0, 3);
@@ -149,12 +158,12 @@ static void pruned(int t5, int early, int ng, int beams) {
 }
 
 Test(beam, pruned_scores_are_the_full_forwards) {
-  for (int t5 = 0; t5 < 2; t5++) { pruned(t5, 0, 0, 3); pruned(t5, 1, 0, 5); pruned(t5, 0, 2, 4); pruned(t5, 1, 3, 2); }
+  for (int t5 = 0; t5 < 3; t5++) { pruned(t5, 0, 0, 3); pruned(t5, 1, 0, 5); pruned(t5, 0, 2, 4); pruned(t5, 1, 3, 2); }
 }
 
 /* one beam is greedy: the argmax at every step, until the end token */
 Test(beam, one_beam_is_greedy) {
-  for (int t5 = 0; t5 < 2; t5++) {
+  for (int t5 = 0; t5 < 3; t5++) {
     lm_model *m = tiny(t5, 12);
     int32_t eos = t5 ? (int32_t)m->cfg.eos_token_id : 0;
     lm_beam_ops ops; const float *first; const int32_t *prefix; int64_t np;
@@ -175,7 +184,7 @@ Test(beam, one_beam_is_greedy) {
       g[ng] = a;
       if (a == eos) { ng++; break; }
     }
-    cr_assert_eq(n, ng, "%s: %lld tokens by one beam, %lld greedy", t5 ? "t5" : "gpt2", (long long)n, (long long)ng);
+    cr_assert_eq(n, ng, "%s: %lld tokens by one beam, %lld greedy", NAME[t5], (long long)n, (long long)ng);
     for (int64_t k = 0; k < n; k++) cr_assert_eq(out[k], g[k], "token %lld", (long long)k);
     free(out);
     lm_beam_model_free(b);
@@ -223,7 +232,7 @@ Test(beam, generate_with_one_beam_is_greedy_generate) {
     cr_assert_eq(lm_generate(m, tok, "the cat", &o, collect, a, &ga), LM_OK, "%s", lm_last_error());
     o.beams = 1;
     cr_assert_eq(lm_generate(m, tok, "the cat", &o, collect, b, &gb), LM_OK, "%s", lm_last_error());
-    cr_assert_str_eq(a, b, "%s: greedy '%s', one beam '%s'", t5 ? "t5" : "gpt2", a, b);
+    cr_assert_str_eq(a, b, "%s: greedy '%s', one beam '%s'", NAME[t5], a, b);
     cr_assert_eq(ga.generated_tokens, gb.generated_tokens);
     cr_assert_eq(ga.stop_token, gb.stop_token);
     lm_model_free(m);

@@ -23,12 +23,16 @@
 #include "base/base.h"
 #include "kernels/kernels.h"
 #include "kernels/quant.h"
+#include "kernels/qgemm.h"
 #include "model/model.h"
 #include "model/heads.h"
 #include "infer/infer.h"
 #include "infer/linear.h"
 
 #define CHUNK 256   /* prompt tokens per forward pass: bounds the scratch memory */
+/* Up to this many rows (a decode step, a short prompt) go through lm_linear_rows (linear.c), which
+ * reads each weight row from memory once for all of them; more through sgemm. */
+#define FEW_ROWS 32
 
 struct lm_fwd {
   const lm_model *m;
@@ -42,6 +46,7 @@ struct lm_fwd {
   int32_t *pos_ids;         /* (rows) */
   int64_t *start;           /* (rows) the first row of each run */
   void *qscratch;           /* the quantized activations of (rows) rows, when the model has quantized linears */
+  void *gscratch;           /* lm_qgemm's dequantized panels (prompts of more than FEW_ROWS rows), or NULL */
   float *kvf;               /* (threads, 2, max_len, hs): a head's keys and values of an f16 cache, as f32 */
   int threads;
   lm_qpath qpath;           /* the quantized kernels' path: the best this CPU has */
@@ -118,6 +123,7 @@ lm_status lm_fwd_init(lm_fwd **out, const lm_model *m, int64_t rows, int64_t max
   s->kvf = lm_alloc((size_t)s->threads * 2 * max_len * (C / NH) * sizeof(float));
   int fail_q = 0;
   if (m->qlin) fail_q = !(s->qscratch = lm_alloc(lm_qmatmul_scratch(n, F > C ? F : C)));
+  if (m->qlin && n > FEW_ROWS) fail_q |= !(s->gscratch = lm_alloc(lm_qgemm_scratch(F > C ? F : C, s->threads)));
   if (fail_q || !s->kvf || !s->x || !s->a || !s->t || !s->y || !s->qkv || !s->h || !s->g || !s->mean || !s->rstd || !s->scores ||
       !s->logits || !s->pos_ids || !s->start) {
     lm_fwd_free(s);
@@ -132,7 +138,7 @@ void lm_fwd_free(lm_fwd *s) {
   lm_free(s->x); lm_free(s->a); lm_free(s->t); lm_free(s->y);
   if (s->g != s->h) lm_free(s->g);
   lm_free(s->qkv); lm_free(s->h); lm_free(s->mean); lm_free(s->rstd); lm_free(s->scores); lm_free(s->logits);
-  free(s->pos_ids); free(s->start); lm_free(s->qscratch); lm_free(s->kvf);
+  free(s->pos_ids); free(s->start); lm_free(s->qscratch); lm_free(s->gscratch); lm_free(s->kvf);
   free(s);
 }
 
@@ -172,9 +178,6 @@ void lm_session_reset(lm_session *s) {
 }
 int64_t lm_session_pos(const lm_session *s) { return s->pos; }
 
-/* Up to this many rows (a decode step, a short prompt) go through lm_linear_rows (linear.c), which
- * reads each weight row from memory once for all of them; more through sgemm. */
-#define FEW_ROWS 32
 
 /* layer l's linear k (LM_QL_*; l = n_layer: the LM head) when kept quantized, else NULL */
 static const lm_qmat *qlin(const lm_model *m, int64_t l, int k) {
@@ -183,11 +186,14 @@ static const lm_qmat *qlin(const lm_model *m, int64_t l, int k) {
 }
 
 /* out(n,OC) = inp(n,C) @ W(OC,C)^T + b. The weight's type picks the kernel: quantized blocks (q,
- * model.h qlin) go through quant.c against the activations quantized once per row; f32 weights
+ * model.h qlin) go through quant.c against the activations quantized once per row for up to
+ * FEW_ROWS rows, through qgemm.c (dequantized panels x sgemm, which overtakes quant.c between 16 and
+ * 32 rows: bench/qgemm.c) for more; f32 weights
  * through lm_linear_rows for up to FEW_ROWS rows (one row included, so that a sequence's decode
  * step gives the same bits alone or in any batch), sgemm for more. */
 static void linear(lm_fwd *s, float *out, const float *inp, const float *w, const float *b, const lm_qmat *q, int64_t n,
                    int64_t C, int64_t OC) {
+  if (q && n > FEW_ROWS) { lm_qgemm(q, inp, n, b, out, s->gscratch, s->threads); return; }
   if (q) { lm_qmatmul(q, inp, n, b, out, s->qscratch, s->qpath); return; }
   if (n <= FEW_ROWS) lm_linear_rows(out, inp, w, b, n, C, OC);
   else matmul_forward(out, inp, w, b, n, C, OC);

@@ -1,0 +1,92 @@
+/* qgemm.c — micro-benchmark of prompt-sized products on quantized weights (src/kernels/qgemm.c).
+ *
+ *   bench_qgemm [THREADS=2] [REPS=7] [ROWS="4 8 16 32 64 256"] [MODEL=tinyllama|gpt2]
+ *
+ * For Q8_0 and Q4_0 weights of one layer's linears (TinyLlama-1.1B: qkv 2560x2048, proj 2048x2048,
+ * gate+up 11264x2048, down 2048x5632; GPT-2 124M: 2304x768, 768x768, 3072x768, 768x3072) and n
+ * activation rows, the time of the whole layer by
+ *   - lm_qmatmul (quant.c: int8 activations x quantized blocks, the decode kernel),
+ *   - lm_qgemm (dequantized panels x cblas_sgemm),
+ *   - cblas_sgemm on an f32 copy of the dequantized weights (what an f32 model's prefill runs: the peer).
+ * The three alternate within each repetition, so a change of the machine's load hits all alike;
+ * medians over REPS in GFLOP/s (2 n weights / time), with the machine's load before and after. The
+ * row count where lm_qgemm overtakes lm_qmatmul sets where session.c switches (qgemm.h). */
+#include <cblas.h>
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "bench_util.h"
+#include "kernels/kernels.h"
+#include "kernels/qgemm.h"
+#include "model/gguf.h"
+
+enum { NL = 4 };
+
+static void load(const char *when) {
+  double l[3] = {0};
+  FILE *f = fopen("/proc/loadavg", "r");
+  if (f) { if (fscanf(f, "%lf %lf %lf", &l[0], &l[1], &l[2]) != 3) l[0] = -1; fclose(f); }
+  printf("load %s: %.2f %.2f %.2f\n", when, l[0], l[1], l[2]);
+}
+
+int main(int argc, char **argv) {
+  int threads = argc > 1 ? atoi(argv[1]) : 2, reps = argc > 2 ? atoi(argv[2]) : 7;
+  const char *rows_arg = argc > 3 ? argv[3] : "4 8 16 32 64 256", *model = argc > 4 ? argv[4] : "tinyllama";
+  int gpt2 = !strcmp(model, "gpt2");
+  int64_t shp[NL][2] = {{2560, 2048}, {2048, 2048}, {11264, 2048}, {2048, 5632}};
+  if (gpt2) { int64_t g[NL][2] = {{2304, 768}, {768, 768}, {3072, 768}, {768, 3072}}; memcpy(shp, g, sizeof g); }
+  omp_set_num_threads(threads);
+  load("before");
+  printf("%s layer, %d threads, GFLOP/s (medians of %d)\n%-5s %5s | %9s %9s %9s | %s\n", model, threads, reps, "type", "rows",
+         "qmatmul", "qgemm", "f32 sgemm", "qgemm / f32");
+  int64_t maxc = 0, maxr = 0, total = 0;
+  for (int k = 0; k < NL; k++) { maxc = shp[k][1] > maxc ? shp[k][1] : maxc; maxr = shp[k][0] > maxr ? shp[k][0] : maxr; total += shp[k][0] * shp[k][1]; }
+  const int64_t NMAX = 256;
+  float *x = lm_alloc((size_t)NMAX * maxc * 4), *y = lm_alloc((size_t)NMAX * maxr * 4);
+  void *qs = lm_alloc(lm_qmatmul_scratch(NMAX, maxc)), *gs = lm_alloc(lm_qgemm_scratch(maxc, threads));
+  lm_rng r;
+  lm_rng_seed(&r, 1);
+  for (int64_t i = 0; i < NMAX * maxc; i++) x[i] = lm_rng_normal(&r);
+  for (int t = 0; t < 2; t++) {
+    lm_qweight wt = t ? LM_QW_Q4_0 : LM_QW_Q8_0;
+    int gt = t ? LM_GGML_Q4_0 : LM_GGML_Q8_0;
+    lm_qmat W[NL];
+    float *wf[NL];
+    for (int k = 0; k < NL; k++) {
+      int64_t n = shp[k][0] * shp[k][1];
+      float *tmp = lm_alloc((size_t)n * 4);
+      for (int64_t i = 0; i < n; i++) tmp[i] = lm_rng_normal(&r) * 0.02f;
+      W[k] = (lm_qmat){wt, shp[k][0], shp[k][1], lm_alloc((size_t)n / 32 * lm_qweight_block_bytes(wt))};
+      lm_gguf_quantize(gt, tmp, n, W[k].data);
+      lm_qmat_dequantize(&W[k], 0, W[k].rows, tmp);
+      wf[k] = tmp;
+    }
+    for (const char *p = rows_arg; *p;) {
+      char *end;
+      long n = strtol(p, &end, 10);
+      if (end == p) break;
+      p = end;
+      if (n < 1 || n > NMAX) continue;
+      double tq[64], tg[64], tf[64];
+      for (int rep = -1; rep < reps && rep < 64; rep++) {
+        double t0 = lm_time_sec();
+        for (int k = 0; k < NL; k++) lm_qmatmul(&W[k], x, n, NULL, y, qs, lm_qpath_best());
+        double t1 = lm_time_sec();
+        for (int k = 0; k < NL; k++) lm_qgemm(&W[k], x, n, NULL, y, gs, threads);
+        double t2 = lm_time_sec();
+        for (int k = 0; k < NL; k++) matmul_forward(y, x, wf[k], NULL, n, W[k].cols, W[k].rows);
+        double t3 = lm_time_sec();
+        if (rep >= 0) { tq[rep] = t1 - t0; tg[rep] = t2 - t1; tf[rep] = t3 - t2; }
+      }
+      double fl = 2.0 * n * (double)total * 1e-9, q = fl / bench_median(tq, reps), g = fl / bench_median(tg, reps),
+             f = fl / bench_median(tf, reps);
+      printf("%-5s %5ld | %9.1f %9.1f %9.1f | %.2f\n", t ? "q4_0" : "q8_0", n, q, g, f, g / f);
+      fflush(stdout);
+    }
+    for (int k = 0; k < NL; k++) { lm_free(W[k].data); lm_free(wf[k]); }
+  }
+  load("after");
+  lm_free(x); lm_free(y); lm_free(qs); lm_free(gs);
+  return 0;
+}

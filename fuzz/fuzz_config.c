@@ -22,6 +22,7 @@ static int same(const lm_config *a, const lm_config *b) {
          a->rope_low_freq_factor == b->rope_low_freq_factor && a->rope_high_freq_factor == b->rope_high_freq_factor &&
          a->rope_original_positions == b->rope_original_positions && a->sliding_window == b->sliding_window &&
          a->embd_pdrop == b->embd_pdrop && a->attn_pdrop == b->attn_pdrop && a->resid_pdrop == b->resid_pdrop &&
+         a->act_pdrop == b->act_pdrop &&
          (a->n_eos > 1 ? b->n_eos == a->n_eos && !memcmp(a->eos_token_ids, b->eos_token_ids, a->n_eos * sizeof(int64_t))
                        : b->n_eos <= 1);
 }

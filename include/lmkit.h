@@ -90,9 +90,9 @@ typedef struct {
   /* the dropout a family's classification heads apply before their classifier (BERT's
    * classifier_dropout); < 0: resid_pdrop (HF's null). Families without one ignore it. */
   float cls_pdrop;
-  /* a dropout rate config.json asks for that lmkit does not apply (T5's dropout_rate, BART's dropout:
-   * encoder-decoders train without dropout, docs/encdec.md); training says so on stderr. 0: none */
-  float unapplied_pdrop;
+  /* dropout on the FFN's activation, before its down projection (T5's dropout_rate, BART's
+   * activation_dropout); families without it keep 0 */
+  float act_pdrop;
   int tie_embeddings;    /* LM head shares the token embedding */
   float norm_eps;
   float init_std;        /* initializer_range */

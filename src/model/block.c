@@ -168,6 +168,7 @@ static lm_attn xattn_desc(const lm_config *c, const lm_layer_acts *la, lm_attn_m
   lm_attn a = {.B = B, .Tq = T, .Tk = mask.S, .NH = c->n_head, .NKV = c->n_head, .hs = hs, .q = la->xq,
                .k = la->xkv, .v = la->xkv + A, .qs = A, .ks = 2 * A,
                .scale = c->attn_unscaled ? 1.0f : 1.0f / sqrtf((float)hs), .key_mask = mask.enc_mask};
+  if (mask.drop && la->drop_xatt) { a.drop = la->drop_xatt; a.drop_p = c->attn_pdrop; }
   return a;
 }
 
@@ -181,13 +182,15 @@ static void xattn_forward(const lm_config *c, const lm_block_weights *w, lm_laye
   linear_forward(mask.mm, out, la->xatty, w->xproj_w, w->xproj_b, NULL, N, A, C);                     // (N,C)
 }
 
-/* feed-forward sub-layer: out(N,C) = proj(act(fc(inp))), or proj(silu(gate(inp)) * up(inp)) */
+/* feed-forward sub-layer: out(N,C) = proj(act(fc(inp))), or proj(silu(gate(inp)) * up(inp)); in training
+ * the activation is dropped in place (fch_act holds what proj saw) */
 static void mlp_forward(const lm_config *c, const lm_block_weights *w, lm_layer_acts *la, float *out,
                         const float *inp, lm_attn_mask mask, int64_t N) {
   int64_t C = c->n_embd, F = lm_ffn_width(c);
   linear_forward(mask.mm, la->fch, inp, w->fc_w, w->fc_b, w->fc_lora, N, C, lm_fc_width(c));        // (N,F) or (N,2F)
   if (c->glu) glu_act_forward(la->fch_act, la->fch, N, F, c->act);                          // (N,F)
   else act_forward(la->fch_act, la->fch, N * F, c->act);
+  if (mask.drop && la->drop_act) dropout_apply(la->fch_act, la->drop_act, N * F, c->act_pdrop);
   linear_forward(mask.mm, out, la->fch_act, w->fc_proj_w, w->fc_proj_b, w->fc_proj_lora, N, F, C);       // (N,C)
 }
 
@@ -195,6 +198,7 @@ void lm_block_forward(const lm_config *c, const lm_block_weights *w, lm_layer_ac
                       float *tmp, lm_attn_mask mask, int64_t B, int64_t T) {
   int64_t N = B * T, C = c->n_embd;
   const uint64_t *d1 = mask.drop ? la->drop_res1 : NULL, *d2 = mask.drop ? la->drop_res2 : NULL;
+  const uint64_t *dx = mask.drop ? la->drop_resx : NULL;
   if (c->pre_ln) {
     lm_norm_forward(c, la->a1, la->mean1, la->rstd1, x, w->ln1_w, w->ln1_b, N);
     attn_forward(c, w, la, tmp, la->a1, mask, B, T);
@@ -204,6 +208,7 @@ void lm_block_forward(const lm_config *c, const lm_block_weights *w, lm_layer_ac
     if (w->xq_w) {
       lm_norm_forward(c, la->ax, la->meanx, la->rstdx, la->res1, w->lnx_w, w->lnx_b, N);
       xattn_forward(c, w, la, tmp, la->ax, mask, B, T);
+      if (dx) dropout_apply(tmp, dx, N * C, c->resid_pdrop);
       residual_forward(la->resx, la->res1, tmp, N * C);
       mid = la->resx;
     }
@@ -219,6 +224,7 @@ void lm_block_forward(const lm_config *c, const lm_block_weights *w, lm_layer_ac
     const float *mid = la->res1;
     if (w->xq_w) {
       xattn_forward(c, w, la, tmp, la->res1, mask, B, T);
+      if (dx) dropout_apply(tmp, dx, N * C, c->resid_pdrop);
       residual_forward(la->ax, la->res1, tmp, N * C);
       lm_norm_forward(c, la->resx, la->meanx, la->rstdx, la->ax, w->lnx_w, w->lnx_b, N);
       mid = la->resx;
@@ -268,6 +274,7 @@ static void mlp_backward(const lm_config *c, const lm_block_weights *w, lm_block
   int64_t C = c->n_embd, F = lm_ffn_width(c), FW = lm_fc_width(c);
   memset(s->dfch_act, 0, N * F * sizeof(float));
   linear_backward(mask.mm, s->dfch_act, g->fc_proj_w, g->fc_proj_b, dout, la->fch_act, w->fc_proj_w, w->fc_proj_lora, N, F, C);
+  if (mask.drop && la->drop_act) dropout_apply(s->dfch_act, la->drop_act, N * F, c->act_pdrop);
   memset(s->dfch, 0, N * FW * sizeof(float));
   if (c->glu) glu_act_backward(s->dfch, la->fch, s->dfch_act, N, F, c->act);
   else act_backward(s->dfch, la->fch, s->dfch_act, N * F, c->act);
@@ -283,6 +290,7 @@ void lm_block_backward(const lm_config *c, const lm_block_weights *w, lm_block_w
   float *D = s->dtmp;
   /* a dropped residual branch passes its gradient back through the same mask */
   const uint64_t *d1 = mask.drop ? la->drop_res1 : NULL, *d2 = mask.drop ? la->drop_res2 : NULL;
+  const uint64_t *dx = mask.drop ? la->drop_resx : NULL;
   int64_t NC = N * c->n_embd;
   if (c->pre_ln) {
     /* res2 = res1 + mlp(a2), a2 = N2(res1) */
@@ -295,6 +303,7 @@ void lm_block_backward(const lm_config *c, const lm_block_weights *w, lm_block_w
       /* resx = res1 + xattn(ax), ax = Nx(res1); Q holds d resx */
       memcpy(P, Q, bytes);                                      /* d res1: residual path */
       memset(D, 0, bytes);
+      if (dx) dropout_apply(Q, dx, NC, c->resid_pdrop);
       xattn_backward(c, w, g, la, s, D, Q, la->ax, mask, B, T);  /* d ax */
       lm_norm_backward(c, P, g->lnx_w, g->lnx_b, D, la->res1, w->lnx_w, la->meanx, la->rstdx, N);
       memcpy(Q, P, bytes);
@@ -317,6 +326,7 @@ void lm_block_backward(const lm_config *c, const lm_block_weights *w, lm_block_w
       memset(Q, 0, bytes);
       lm_norm_backward(c, Q, g->lnx_w, g->lnx_b, P, la->ax, w->lnx_w, la->meanx, la->rstdx, N); /* d ax */
       memcpy(P, Q, bytes);                                      /* d res1: residual path */
+      if (dx) dropout_apply(Q, dx, NC, c->resid_pdrop);
       xattn_backward(c, w, g, la, s, P, Q, la->res1, mask, B, T);
     }
     /* res1 = N1(a1), a1 = x + attn(x) */

@@ -21,6 +21,10 @@
  * and its backward accumulates d e. Attention heads are hs = head_dim wide (T5's d_kv; n_embd / n_head
  * unless set), so q and the attention output are A = n_head * hs wide, which may differ from C.
  *
+ * In training (mask.drop), dropout applies where the layer has masks: on the attention probabilities
+ * (self and cross), on each sub-layer's output before its residual add, and on the FFN's activation
+ * before its down projection (T5, BART).
+ *
  * res2 is the block's output. The block uses only the kernels (and a strided
  * GEMM for the LoRA adapters of row blocks of a fused matrix); it knows
  * nothing of families, heads or the model's parameter table (model.c points
@@ -80,9 +84,11 @@ typedef struct {
   float *fch, *fch_act;                  /* (N,F) each; gated: (N,2F) and (N,F) */
   float *ax, *resx, *meanx, *rstdx;      /* cross-attention: (N,C), (N,C), (N), (N) */
   float *xq, *xkv, *xlse, *xatty;        /* (N,A), (B*S,2A), (B,NH,T), (N,A) */
-  /* dropout masks, 1 bit per element (kernels.h dropout_*): attention probabilities (B,NH,T,T) and the
-   * two residual branches (N,C); NULL when the config has no such dropout */
-  uint64_t *drop_att, *drop_res1, *drop_res2;
+  /* dropout masks, 1 bit per element (kernels.h dropout_*): attention probabilities (B,NH,T,T), the
+   * two residual branches (N,C), the FFN's activation (N,F) (act_pdrop) and, in a decoder block of an
+   * encoder-decoder, cross-attention's probabilities (B,NH,T,S) and its residual branch (N,C); NULL
+   * when the config has no such dropout */
+  uint64_t *drop_att, *drop_res1, *drop_res2, *drop_act, *drop_xatt, *drop_resx;
 } lm_layer_acts;
 
 /* Backward workspace shared by every block (contents clobbered). */

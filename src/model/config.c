@@ -108,6 +108,9 @@ static lm_status cfg_validate_at(const lm_config *c, const char *p) {
     if (!(drops[i] >= 0 && drops[i] < 1))
       return lm_error(LM_ERR_RANGE, "%s: %s = %g: a dropout rate must be in [0, 1)", p, f->keys.drop[i] ? f->keys.drop[i] : "dropout",
                       (double)drops[i]);
+  if (!(c->act_pdrop >= 0 && c->act_pdrop < 1) || (c->act_pdrop > 0 && !f->act_dropout))
+    return lm_error(LM_ERR_RANGE, "%s: activation dropout %g: a rate in [0, 1), and 0 for a family that has none", p,
+                    (double)c->act_pdrop);
   if (!(c->cls_pdrop < 1)) return lm_error(LM_ERR_RANGE, "%s: classifier_dropout = %g: a dropout rate must be in [0, 1)", p,
                                           (double)c->cls_pdrop);
   if (c->n_eos < 0 || c->n_eos > LM_MAX_EOS) return lm_error(LM_ERR_RANGE, "%s: %d eos ids", p, c->n_eos);
@@ -505,5 +508,6 @@ void lm_config_set_dropout(lm_config *cfg, float p, float p_attn) {
   const lm_family *f = lm_family_of(cfg);
   if (p >= 0) cfg->embd_pdrop = cfg->resid_pdrop = f && f->hidden_dropout ? p : 0;
   if (p >= 0) cfg->cls_pdrop = -1;   /* the heads' dropout follows (HF's null) */
+  if (p >= 0) cfg->act_pdrop = f && f->act_dropout ? p : 0;
   cfg->attn_pdrop = p_attn >= 0 ? p_attn : p;
 }

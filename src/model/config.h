@@ -32,8 +32,9 @@ lm_status lm_config_save(const lm_config *cfg, const char *path);
 lm_status lm_config_to_json(const lm_config *cfg, char **json, size_t *len);
 
 /* Sets the training dropout rates the way --dropout / --attn-dropout mean them: p on the
- * embeddings and residual branches where the family drops them (GPT-2, BERT; Llama drops only
- * attention), p_attn (or p when p_attn < 0) on the attention probabilities. p < 0 leaves the
+ * embeddings and residual branches where the family drops them (GPT-2, BERT, T5, BART; Llama drops
+ * only attention) and on the FFN's activation where it drops that (T5; BART's activation_dropout),
+ * p_attn (or p when p_attn < 0) on the attention probabilities. p < 0 leaves the
  * config's rates. Both must lie in [0, 1) (callers check their flags). */
 void lm_config_set_dropout(lm_config *cfg, float p, float p_attn);
 

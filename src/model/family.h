@@ -69,6 +69,8 @@ typedef struct lm_family {
   int seq_head_bias;               /* classify/scalar output layer has a bias (BERT) or not (GPT-2's score) */
   int head_dropout;                /* its classify/scalar/tokens heads drop their input (BERT's classifier_dropout) */
   int hidden_dropout;              /* it drops embeddings and residual branches (GPT-2, BERT), not only attention (Llama) */
+  int act_dropout;                 /* it drops the FFN's activation at act_pdrop (T5, BART's activation_dropout) */
+  int final_dropout;               /* it drops each stack's final-norm output at resid_pdrop (T5) */
 
   /* config.json */
   void (*defaults)(lm_config *c);                                  /* HF's defaults for the family */

@@ -333,20 +333,6 @@ static lm_status reserve_blocks(lm_model *m, int64_t B, int64_t T, int need_grad
   }
 #undef CARVE
   if ((size_t)(p - a->arena) > total) { free_acts(m); return lm_error(LM_ERR_NOMEM, "internal: activation arena too small"); }
-  if (need_grads && (c->embd_pdrop > 0 || c->attn_pdrop > 0 || c->resid_pdrop > 0)) {
-    /* dropout masks: one bit per element of what each drops */
-    size_t w_att = c->attn_pdrop > 0 ? ((size_t)B * NH * T * T + 63) / 64 : 0;
-    size_t w_res = c->resid_pdrop > 0 ? ((size_t)N * C + 63) / 64 : 0, w_emb = c->embd_pdrop > 0 ? ((size_t)N * C + 63) / 64 : 0;
-    a->drop_bits = calloc(w_emb + (size_t)L * (w_att + 2 * w_res) + 1, sizeof(uint64_t));
-    if (!a->drop_bits) { free_acts(m); return lm_error(LM_ERR_NOMEM, "out of memory for the dropout masks"); }
-    uint64_t *q = a->drop_bits;
-    if (w_emb) { a->drop_emb = q; q += w_emb; }
-    for (int64_t l = 0; l < L; l++) {
-      lm_layer_acts *la = &a->layer[l];
-      if (w_att) { la->drop_att = q; q += w_att; }
-      if (w_res) { la->drop_res1 = q; q += w_res; la->drop_res2 = q; q += w_res; }
-    }
-  }
   for (int64_t i = 0; i < N; i++) a->pos[i] = (int32_t)(i % T);
   a->B = B; a->T = T; a->ckpt = ck;
   m->have_acts = 1;
@@ -395,6 +381,41 @@ static lm_status reserve_encdec(lm_model *m, int64_t B, int64_t T, int need_grad
   return LM_OK;
 }
 
+/* Training with dropout: the masks, one bit per element of what each drops (the encoder's inputs are
+ * up to T tokens too: S <= T). Two passes: the first (base NULL) only counts. */
+static lm_status reserve_dropout(lm_model *m, int64_t B, int64_t T) {
+  const lm_config *c = &m->cfg;
+  lm_acts *a = &m->acts;
+  if (a->drop_bits || !(c->embd_pdrop > 0 || c->attn_pdrop > 0 || c->resid_pdrop > 0 || c->act_pdrop > 0)) return LM_OK;
+  int64_t N = B * T, C = c->n_embd, ed = c->n_enc_layer > 0;
+#define WORDS(n, p) ((p) > 0 ? ((size_t)(n) + 63) / 64 : 0)
+  size_t w_att = WORDS(B * c->n_head * T * T, c->attn_pdrop), w_res = WORDS(N * C, c->resid_pdrop);
+  size_t w_emb = WORDS(N * C, c->embd_pdrop), w_act = WORDS(N * lm_ffn_width(c), c->act_pdrop);
+  size_t w_fin = m->fam->final_dropout ? w_res : 0;
+#undef WORDS
+  uint64_t *base = NULL;
+  for (int pass = 0; pass < 2; pass++) {
+    size_t off = 0;
+#define TAKE(w) ((w) ? (off += (w), base ? base + off - (w) : NULL) : NULL)
+    a->drop_emb = TAKE(w_emb);
+    for (int64_t l = 0; l < c->n_layer; l++) {
+      lm_layer_acts *la = &a->layer[l];
+      la->drop_att = TAKE(w_att); la->drop_res1 = TAKE(w_res); la->drop_act = TAKE(w_act); la->drop_res2 = TAKE(w_res);
+      if (ed) { la->drop_xatt = TAKE(w_att); la->drop_resx = TAKE(w_res); }
+    }
+    a->drop_lnf = TAKE(w_fin);
+    for (int64_t l = 0; ed && l < c->n_enc_layer; l++) {
+      lm_layer_acts *la = &a->enc_layer[l];
+      la->drop_att = TAKE(w_att); la->drop_res1 = TAKE(w_res); la->drop_act = TAKE(w_act); la->drop_res2 = TAKE(w_res);
+    }
+    if (ed) { a->drop_enc_emb = TAKE(w_emb); a->drop_enc_out = TAKE(w_fin); }
+#undef TAKE
+    if (!pass && !(base = a->drop_bits = calloc(off + 1, sizeof(uint64_t))))
+      return lm_error(LM_ERR_NOMEM, "out of memory for the dropout masks");
+  }
+  return LM_OK;
+}
+
 lm_status lm_model_reserve(lm_model *m, int64_t B, int64_t T, int need_grads) {
   const lm_config *c = &m->cfg;
   if (T <= 0 || B <= 0) return lm_error(LM_ERR_ARG, "batch %lld x context %lld must be positive", (long long)B, (long long)T);
@@ -410,6 +431,7 @@ lm_status lm_model_reserve(lm_model *m, int64_t B, int64_t T, int need_grads) {
   }
   lm_status st = reserve_blocks(m, B, T, need_grads);
   if (!st) st = reserve_encdec(m, B, T, need_grads);
+  if (!st && need_grads) st = reserve_dropout(m, B, T);
   if (!st && m->lora) st = lm_lora_reserve(m, B, T);
   if (!st && m->fam->reserve) st = m->fam->reserve(m, B, T, need_grads);
   if (!st) st = lm_head_reserve(m, B, T, need_grads);
@@ -514,6 +536,7 @@ static lm_config encoder_config(const lm_config *c) {
 static void encdec_masks(lm_model *m, const lm_batch *b, lm_attn_mask *am, lm_attn_mask *em) {
   lm_acts *a = &m->acts;
   memset(em, 0, sizeof *em);
+  em->drop = a->dropped;
   em->key_mask = b->enc_mask;
   em->mm = m->mm;
   am->enc = m->cfg.pre_ln ? a->enc_out : a->enc_layer[m->cfg.n_enc_layer - 1].res2;
@@ -539,12 +562,14 @@ static void encoder_forward(lm_model *m, const lm_batch *b, lm_attn_mask *am) {
   }
   encdec_masks(m, b, am, &em);
   m->fam->enc_embed_forward(m, b, a->enc_emb);                                          // (B*S,C)
+  if (a->dropped && a->drop_enc_emb) dropout_apply(a->enc_emb, a->drop_enc_emb, B * S * c->n_embd, c->embd_pdrop);
   const float *x = a->enc_emb;
   for (int64_t l = 0; l < c->n_enc_layer; l++) {   /* enc_out is free until the final norm: the scratch */
     lm_block_forward(&ec, &m->w.enc_h[l], &a->enc_layer[l], x, a->enc_out, em, B, S);
     x = a->enc_layer[l].res2;
   }
   if (c->pre_ln) lm_norm_forward(c, a->enc_out, a->enc_mean, a->enc_rstd, x, m->w.enc_lnf_w, m->w.enc_lnf_b, B * S);
+  if (c->pre_ln && a->dropped && a->drop_enc_out) dropout_apply(a->enc_out, a->drop_enc_out, B * S * c->n_embd, c->resid_pdrop);
 }
 
 /* d enc_out (a->denc, summed over the decoder's layers) -> the encoder's gradients; P, Q (B*S,C) scratch */
@@ -556,6 +581,7 @@ static void encoder_backward(lm_model *m, const lm_batch *b, float *P, float *Q)
   lm_attn_mask am = {0}, em;
   encdec_masks(m, b, &am, &em);
   if (c->pre_ln) {
+    if (a->dropped && a->drop_enc_out) dropout_apply(a->denc, a->drop_enc_out, NS * c->n_embd, c->resid_pdrop);
     memset(P, 0, NS * c->n_embd * sizeof(float));
     lm_norm_backward(c, P, m->g.enc_lnf_w, m->g.enc_lnf_b, a->denc, a->enc_layer[Le - 1].res2, m->w.enc_lnf_w,
                      a->enc_mean, a->enc_rstd, NS);
@@ -566,6 +592,7 @@ static void encoder_backward(lm_model *m, const lm_batch *b, float *P, float *Q)
     const float *x = l ? a->enc_layer[l - 1].res2 : a->enc_emb;
     lm_block_backward(&ec, &m->w.enc_h[l], &m->g.enc_h[l], &a->enc_layer[l], &a->scratch, x, P, Q, em, B, S);
   }
+  if (a->dropped && a->drop_enc_emb) dropout_apply(P, a->drop_enc_emb, NS * c->n_embd, c->embd_pdrop);
   m->fam->enc_embed_backward(m, b, P);                                                  // P = d enc_emb
   if (c->rel_buckets > 0) {
     lm_rel_bias_backward(c, m->g.enc_rel_bias, a->enc_dbias, S, S, 1);
@@ -578,18 +605,37 @@ static float head_rescale(const lm_model *m) {
   return m->fam->tied_head_rescale && m->cfg.tie_embeddings ? (float)pow((double)m->cfg.n_embd, -0.5) : 1.0f;
 }
 
-/* Draws this forward's dropout masks (training mode with masks reserved), in a fixed order. */
-static int draw_dropout(lm_model *m, int64_t B, int64_t T) {
+/* Draws the masks of a stack's layers for B sequences of T tokens (cross-attention over S), in a
+ * fixed order: each mask that is there, a NULL one draws nothing. */
+static void draw_layers(const lm_config *c, lm_layer_acts *layers, int64_t L, int64_t B, int64_t T, int64_t S,
+                        lm_rng *r) {
+  int64_t N = B * T, C = c->n_embd;
+  for (int64_t l = 0; l < L; l++) {
+    lm_layer_acts *la = &layers[l];
+    if (la->drop_att) dropout_mask(la->drop_att, B * c->n_head * T * T, c->attn_pdrop, r);
+    if (la->drop_res1) dropout_mask(la->drop_res1, N * C, c->resid_pdrop, r);
+    if (la->drop_xatt) dropout_mask(la->drop_xatt, B * c->n_head * T * S, c->attn_pdrop, r);
+    if (la->drop_resx) dropout_mask(la->drop_resx, N * C, c->resid_pdrop, r);
+    if (la->drop_act) dropout_mask(la->drop_act, N * lm_ffn_width(c), c->act_pdrop, r);
+    if (la->drop_res2) dropout_mask(la->drop_res2, N * C, c->resid_pdrop, r);
+  }
+}
+
+/* Draws this forward's dropout masks (training mode with masks reserved), in a fixed order: the
+ * decoder's (or only) stack, then the encoder's. */
+static int draw_dropout(lm_model *m, const lm_batch *b) {
   lm_acts *a = &m->acts;
   const lm_config *c = &m->cfg;
-  if (!m->dropout_rng || m->dropout_off || !a->drop_bits) return 0;
-  int64_t N = B * T, C = c->n_embd;
-  if (a->drop_emb) dropout_mask(a->drop_emb, N * C, c->embd_pdrop, m->dropout_rng);
-  for (int64_t l = 0; l < c->n_layer; l++) {
-    lm_layer_acts *la = &a->layer[l];
-    if (la->drop_att) dropout_mask(la->drop_att, B * c->n_head * T * T, c->attn_pdrop, m->dropout_rng);
-    if (la->drop_res1) dropout_mask(la->drop_res1, N * C, c->resid_pdrop, m->dropout_rng);
-    if (la->drop_res2) dropout_mask(la->drop_res2, N * C, c->resid_pdrop, m->dropout_rng);
+  lm_rng *r = m->dropout_rng;
+  if (!r || m->dropout_off || !a->drop_bits) return 0;
+  int64_t C = c->n_embd, N = b->B * b->T, NS = b->B * b->S;
+  if (a->drop_emb) dropout_mask(a->drop_emb, N * C, c->embd_pdrop, r);
+  draw_layers(c, a->layer, c->n_layer, b->B, b->T, b->S, r);
+  if (a->drop_lnf) dropout_mask(a->drop_lnf, N * C, c->resid_pdrop, r);
+  if (c->n_enc_layer > 0) {
+    if (a->drop_enc_emb) dropout_mask(a->drop_enc_emb, NS * C, c->embd_pdrop, r);
+    draw_layers(c, a->enc_layer, c->n_enc_layer, b->B, b->S, 0, r);
+    if (a->drop_enc_out) dropout_mask(a->drop_enc_out, NS * C, c->resid_pdrop, r);
   }
   return 1;
 }
@@ -607,7 +653,7 @@ float lm_forward(lm_model *m, const lm_batch *b, float *aux_a, float *aux_b) {
     float mag = b->neftune_alpha / sqrtf((float)(T * c->n_embd));
     for (int64_t i = 0; i < N * c->n_embd; i++) a->emb[i] += mag * (2.0f * lm_rng_uniform(b->noise_rng) - 1.0f);
   }
-  a->dropped = draw_dropout(m, B, T);
+  a->dropped = draw_dropout(m, b);
   if (a->dropped && a->drop_emb) dropout_apply(a->emb, a->drop_emb, N * c->n_embd, c->embd_pdrop);
   const float *x = a->emb;
   float *tmp = a->scratch.dtmp ? a->scratch.dtmp : a->lnf;   /* lnf is free until the final norm */
@@ -618,6 +664,7 @@ float lm_forward(lm_model *m, const lm_batch *b, float *aux_a, float *aux_b) {
     x = a->layer[l].res2;
   }
   if (c->pre_ln) lm_norm_forward(c, a->lnf, a->lnf_mean, a->lnf_rstd, x, m->w.lnf_w, m->w.lnf_b, N);
+  if (c->pre_ln && a->dropped && a->drop_lnf) dropout_apply(a->lnf, a->drop_lnf, N * c->n_embd, c->resid_pdrop);
   if (c->pre_ln && head_rescale(m) != 1.0f) scale_inplace(a->lnf, N * c->n_embd, head_rescale(m));
   m->hidden = c->pre_ln ? a->lnf : x;                                                     // (N,C)
   m->ok = 1;   /* the head clears it when it refuses the batch */
@@ -640,6 +687,7 @@ void lm_backward(lm_model *m, const lm_batch *b) {
   if (c->pre_ln) {
     const float *x = L ? a->layer[L - 1].res2 : a->emb;
     if (head_rescale(m) != 1.0f) scale_inplace(Q, N * c->n_embd, head_rescale(m));
+    if (a->dropped && a->drop_lnf) dropout_apply(Q, a->drop_lnf, N * c->n_embd, c->resid_pdrop);
     memset(P, 0, bytes);
     lm_norm_backward(c, P, m->g.lnf_w, m->g.lnf_b, Q, x, m->w.lnf_w, a->lnf_mean, a->lnf_rstd, N);
   }

@@ -101,6 +101,9 @@ typedef struct {
   int32_t *pos;                  /* (N) position ids t of row b*T + t */
   uint64_t *drop_bits;           /* every dropout mask (the layers' drop_* and drop_emb point into it), or NULL */
   uint64_t *drop_emb;            /* (N,C) bits: the embeddings' dropout mask, or NULL */
+  /* encoder-decoders: the encoder's embeddings' mask (B*S,C) and, where the family drops the final
+   * norms' outputs (T5), those of the decoder (N,C) and of the encoder (B*S,C); else NULL */
+  uint64_t *drop_enc_emb, *drop_lnf, *drop_enc_out;
   int dropped;                   /* the last forward drew and applied dropout masks */
   int ckpt;                      /* activation checkpointing: layers > 0 share layer 0's buffers but res2 */
   /* encoder-decoders (model.c reserve_encdec), in an arena of their own: the encoder's embeddings,

@@ -8,8 +8,12 @@
 #   - a run with dropout resumed from its middle checkpoint continues the curve bit for bit (the masks
 #     come from the checkpointed rng);
 #   - `finetune --dropout P` overrides the base model's rates (saved with the fine-tuned model);
-#   - a rate outside [0, 1) is a clear error, as a flag and in config.json.
-# (The masks' math against PyTorch, forward and every gradient: tests/reference/test_llama.py.)
+#   - a rate outside [0, 1) is a clear error, as a flag and in config.json;
+#   - T5 and BART (`train --arch t5|bart --dropout P`): the config carries the rate (dropout_rate;
+#     dropout, attention_dropout, activation_dropout), --dropout 0 is the plain run bit for bit, the
+#     same seed gives the same run and a resumed run ends with the same weights.
+# (The masks' math against PyTorch, forward and every gradient: tests/reference/test_llama.py,
+# test_bert.py, test_t5.py, test_bart.py.)
 source "$(dirname "$0")/lib.sh"
 curve() { python3 -c "
 import json, sys
@@ -62,6 +66,37 @@ keys=$(python3 -c "import json,sys; c=json.load(open(sys.argv[1])); print(c['emb
 check "finetune without --dropout keeps the base model's rates: $keys" '[ "$keys" = "0 0 0" ]'
 err=$("$BIN" "${FT[@]}" --dropout 1.0 --out "$T/ft1" 2>&1); rc=$?
 check "finetune --dropout 1.0 is a clear error: $err" '[ $rc != 0 ] && echo "$err" | grep -q -- "--dropout"'
+
+# encoder-decoders: T5 drops at its one dropout_rate (embeddings, attention, residual branches, FFN
+# activation, final norms), BART at dropout / attention_dropout / activation_dropout (= --dropout)
+words_corpus "$T/words.txt"
+SENT=(); for k in 9 8 7 6 5 4 3 2 1 0; do SENT+=(--special "<extra_id_$k>"); done
+"$BIN" tokenizer train --data "$T/words.txt" --vocab-size 300 --special "<s>" --special "<pad>" --special "</s>" \
+  --special "<mask>" "${SENT[@]}" --out "$T/edtok" > /dev/null 2>&1 || bad "tokenizer train"
+ED=(--tokenizer "$T/edtok" --data "$T/words.txt" --layers 1 --heads 2 --dim 32 --context 24 --batch 4 --steps 12
+    --eval-every 6 --eval-batches 2 --lr 3e-3 --seed 3 --threads 1 --quiet)
+"$BIN" train --arch t5 "${ED[@]}" --out "$T/t5plain" > /dev/null 2>&1
+"$BIN" train --arch t5 "${ED[@]}" --dropout 0 --out "$T/t5zero" > /dev/null 2>&1
+check "t5: --dropout 0 is the run without dropout, bit for bit" \
+  '[ -n "$(curve $T/t5plain/metrics.jsonl loss)" ] && cmp -s "$T/t5plain/model.safetensors" "$T/t5zero/model.safetensors"'
+"$BIN" train --arch t5 "${ED[@]}" --dropout 0.1 --save-every 6 --out "$T/t5a" > "$T/t5a.log" 2>&1; rc=$?
+"$BIN" train --arch t5 "${ED[@]}" --dropout 0.1 --save-every 6 --out "$T/t5b" > /dev/null 2>&1
+rate=$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['dropout_rate'])" "$T/t5a/config.json" 2>&1)
+check "train --arch t5 --dropout 0.1 runs (rc $rc) and saves dropout_rate $rate" '[ $rc = 0 ] && [ "$rate" = 0.1 ]'
+[ $rc = 0 ] || tail -3 "$T/t5a.log"
+check "t5: dropout changes the curve; the same seed gives the same run, bit for bit" \
+  '[ "$(curve $T/t5plain/metrics.jsonl loss)" != "$(curve $T/t5a/metrics.jsonl loss)" ] && cmp -s "$T/t5a/model.safetensors" "$T/t5b/model.safetensors"'
+"$BIN" train --arch t5 "${ED[@]}" --dropout 0.1 --save-every 6 --resume "$T/t5a/checkpoint-6" --out "$T/t5r" > /dev/null 2>&1
+a=$(curve "$T/t5a/metrics.jsonl" loss | tr ' ' '\n' | tail -6 | tr '\n' ' ')
+b=$(curve "$T/t5r/metrics.jsonl" loss | tr ' ' '\n' | tail -6 | tr '\n' ' ')
+check "t5: a dropout run resumed at step 6 continues the curve and ends with the same weights" \
+  '[ "$(echo $a | wc -w)" -eq 6 ] && [ "$a" = "$b" ] && cmp -s "$T/t5a/model.safetensors" "$T/t5r/model.safetensors"'
+err=$("$BIN" train --arch t5 "${ED[@]}" --dropout 0.1 --attn-dropout 0.2 --out "$T/t5x" 2>&1); rc=$?
+check "t5: --attn-dropout other than --dropout is an error (one dropout_rate): $err" '[ $rc != 0 ] && echo "$err" | grep -q dropout_rate'
+"$BIN" train --arch bart "${ED[@]}" --dropout 0.1 --attn-dropout 0.05 --steps 3 --out "$T/bart" > /dev/null 2>&1; rc=$?
+keys=$(python3 -c "import json,sys; c=json.load(open(sys.argv[1])); print(c['dropout'], c['attention_dropout'], c['activation_dropout'])" "$T/bart/config.json" 2>&1)
+check "train --arch bart --dropout 0.1 --attn-dropout 0.05 (rc $rc) saves dropout, attention_dropout, activation_dropout: $keys" \
+  '[ $rc = 0 ] && [ "$keys" = "0.1 0.05 0.1" ]'
 
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]

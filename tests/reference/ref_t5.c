@@ -8,6 +8,9 @@
  *       INDIR holds enc.bin (B,S) int32, mask.bin (B,S) uint8 (1 = real token), dec.bin and
  *       labels.bin (B,T) int32 (label -1: no loss). Writes OUTDIR/loss.bin (1 float), OUTDIR/logits.bin (B,T,V) and
  *       OUTDIR/grads.safetensors (every gradient, lmkit's names)
+ *   ref_t5 --dropout SEED DIR B S T INDIR OUTDIR
+ *       the same in training mode: dropout at config.json's rates, the masks drawn from an rng seeded
+ *       SEED and also written to OUTDIR (refdrv.h save_encdec_dropout_masks)
  *   ref_t5 --save DIR OUTDIR
  *       loads DIR and saves it to OUTDIR (lmkit -> Hugging Face)
  *   ref_t5 --buckets T BIDIRECTIONAL BUCKETS MAX_DISTANCE OUT.bin
@@ -49,8 +52,14 @@ int main(int argc, char **argv) {
     lm_model_free(m);
     return rc;
   }
+  uint64_t seed = 0;
+  int train = argc == 9 && !strcmp(argv[1], "--dropout");
+  if (train) {
+    seed = strtoull(argv[2], NULL, 10);
+    argv += 2; argc -= 2;
+  }
   if (argc != 7) {
-    fprintf(stderr, "usage: ref_t5 DIR B S T INDIR OUTDIR | --save DIR OUTDIR | "
+    fprintf(stderr, "usage: ref_t5 [--dropout SEED] DIR B S T INDIR OUTDIR | --save DIR OUTDIR | "
                     "--buckets T BIDIR BUCKETS MAXD OUT.bin\n");
     return 2;
   }
@@ -64,6 +73,9 @@ int main(int argc, char **argv) {
   int rc = !enc || !dec || !labels || !mask;
   if (rc) fprintf(stderr, "ref_t5: short or missing input files\n");
   if (!rc && lm_model_reserve(m, B, S > T ? S : T, 1)) rc = fail("reserve");
+  lm_rng rng;
+  lm_rng_seed(&rng, seed);
+  if (train) lm_model_set_training(m, &rng);
   if (!rc) {
     lm_batch b = {.ids = dec, .targets = labels, .enc_ids = enc, .enc_mask = mask, .B = B, .T = T, .S = S};
     lm_model_zero_grad(m);
@@ -75,6 +87,7 @@ int main(int argc, char **argv) {
     if (!rc) {
       lm_backward(m, &b);
       rc = save_tensors(m, m->grads, out, "grads.safetensors");
+      if (!rc && train) rc = save_encdec_dropout_masks(m, B, S, T, out);
     }
   }
   free(enc); free(dec); free(labels); free(mask);

@@ -116,4 +116,41 @@ static inline int save_dropout_masks(const lm_model *m, int64_t B, int64_t T, co
   return rc;
 }
 
+/* The masks of a stack's layers: DIR/PREFIX_L_{att,res1,xatt,resx,act,res2}.bin, (B,NH,T,T), (B,T,C),
+ * (B,NH,T,S), (B,T,C), (B,T,F), (B,T,C); those the layer lacks are absent. */
+static inline int save_layer_masks(const lm_config *c, const lm_layer_acts *layers, int64_t L, int64_t B, int64_t T,
+                                   int64_t S, const char *prefix, const char *dir) {
+  int64_t N = B * T;
+  int rc = 0;
+  for (int64_t l = 0; l < L && !rc; l++) {
+    const lm_layer_acts *la = &layers[l];
+    const struct { const char *kind; const uint64_t *bits; int64_t n; } k[] = {
+        {"att", la->drop_att, B * c->n_head * T * T}, {"res1", la->drop_res1, N * c->n_embd},
+        {"xatt", la->drop_xatt, B * c->n_head * T * S}, {"resx", la->drop_resx, N * c->n_embd},
+        {"act", la->drop_act, N * lm_ffn_width(c)}, {"res2", la->drop_res2, N * c->n_embd}};
+    for (size_t i = 0; i < sizeof k / sizeof *k && !rc; i++) {
+      char nm[96];
+      snprintf(nm, sizeof nm, "%s_%lld_%s.bin", prefix, (long long)l, k[i].kind);
+      if (k[i].bits) rc = write_bin(dir, nm, k[i].bits, (size_t)(k[i].n + 63) / 64 * 8);
+    }
+  }
+  return rc;
+}
+
+/* An encoder-decoder's masks after a training forward of B sequences (encoder S tokens, decoder T):
+ * DIR/mask_{emb,lnf}.bin (B,T,C) and the decoder's layers as mask_L_*, DIR/mask_enc_{emb,out}.bin
+ * (B,S,C) and the encoder's layers as mask_enc_L_* (save_layer_masks); absent where none. */
+static inline int save_encdec_dropout_masks(const lm_model *m, int64_t B, int64_t S, int64_t T, const char *dir) {
+  const lm_acts *a = &m->acts;
+  const lm_config *c = &m->cfg;
+  size_t w_t = (size_t)(B * T * c->n_embd + 63) / 64 * 8, w_s = (size_t)(B * S * c->n_embd + 63) / 64 * 8;
+  int rc = 0;
+  if (a->drop_emb) rc |= write_bin(dir, "mask_emb.bin", a->drop_emb, w_t);
+  if (a->drop_lnf) rc |= write_bin(dir, "mask_lnf.bin", a->drop_lnf, w_t);
+  if (a->drop_enc_emb) rc |= write_bin(dir, "mask_enc_emb.bin", a->drop_enc_emb, w_s);
+  if (a->drop_enc_out) rc |= write_bin(dir, "mask_enc_out.bin", a->drop_enc_out, w_s);
+  return rc || save_layer_masks(c, a->layer, c->n_layer, B, T, S, "mask", dir) ||
+         save_layer_masks(c, a->enc_layer, c->n_enc_layer, B, S, 0, "mask_enc", dir);
+}
+
 #endif

@@ -45,6 +45,34 @@ def dropout_masks(d, layers, B, T, C, NH, head_shape=None):
     return out
 
 
+def encdec_dropout_masks(d, enc_layers, dec_layers, B, S, T, C, NH, F):
+    """An encoder-decoder's masks a C driver saved (refdrv.h save_encdec_dropout_masks) as float64 torch
+    tensors, 1 = kept: {"emb", "lnf": (B,T,C), "enc_emb", "enc_out": (B,S,C), "dec": [per layer {"att":
+    (B,NH,T,T), "res1", "resx", "res2": (B,T,C), "xatt": (B,NH,T,S), "act": (B,T,F)}], "enc": [per layer
+    {"att": (B,NH,S,S), "res1", "res2": (B,S,C), "act": (B,S,F)}]}; absent files are None."""
+    def bits(name, shape):
+        path = os.path.join(d, name)
+        if not os.path.exists(path):
+            return None
+        b = np.unpackbits(np.fromfile(path, dtype="<u8").view(np.uint8), bitorder="little")[: int(np.prod(shape))]
+        return torch.from_numpy(b.reshape(shape).astype(np.float64))
+
+    def layer(prefix, Tq, Tk):
+        shapes = {"att": (B, NH, Tq, Tq), "res1": (B, Tq, C), "xatt": (B, NH, Tq, Tk), "resx": (B, Tq, C),
+                  "act": (B, Tq, F), "res2": (B, Tq, C)}
+        return {k: bits(f"{prefix}_{k}.bin", sh) for k, sh in shapes.items()}
+
+    return {"emb": bits("mask_emb.bin", (B, T, C)), "lnf": bits("mask_lnf.bin", (B, T, C)),
+            "enc_emb": bits("mask_enc_emb.bin", (B, S, C)), "enc_out": bits("mask_enc_out.bin", (B, S, C)),
+            "dec": [layer(f"mask_{l}", T, S) for l in range(dec_layers)],
+            "enc": [layer(f"mask_enc_{l}", S, 0) for l in range(enc_layers)]}
+
+
+def dropped(x, mask, p):
+    """Inverted dropout with a given mask (1 = kept): x * mask / (1 - p); x itself when mask is None."""
+    return x if mask is None else x * mask / (1.0 - p)
+
+
 # safetensors by hand (no safetensors package): dtype -> (torch dtype, bytes per element)
 DTYPES = {"F32": (torch.float32, 4), "F16": (torch.float16, 2), "BF16": (torch.bfloat16, 2),
           "BOOL": (torch.bool, 1), "U8": (torch.uint8, 1), "F64": (torch.float64, 8), "I32": (torch.int32, 4)}

@@ -15,6 +15,10 @@ same weights:
   - GELU with erf, q.k / sqrt(head_dim), biases everywhere;
   - logits = h shared^T + final_logits_bias, which is a buffer: no gradient;
   - shared's padding row gets no gradient from the embeddings (padding_idx).
+In training with dropout 0.2, attention_dropout 0.1 and activation_dropout 0.3,
+lmkit's masks (ref_t5 --dropout writes them) applied by the reference where
+modeling_bart drops give the same loss, logits and gradients; at rates 0 training
+is the plain run bit for bit.
 lmkit's save must write the HF names back with the same values; keys of
 BART variants lmkit does not implement and bad files must be clear errors."""
 import json
@@ -26,7 +30,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from refutil import BIN, Checker, read_safetensors, rel_err, write_safetensors
+from refutil import BIN, Checker, dropped, encdec_dropout_masks, read_safetensors, rel_err, write_safetensors
 
 REF = os.path.join(BIN, "ref_t5")
 PAD = 1
@@ -101,7 +105,7 @@ def lin(W, name, x):
     return x @ W[name + ".weight"].T + W[name + ".bias"]
 
 
-def attention(W, pre, xq, xkv, mask, v):
+def attention(W, pre, xq, xkv, mask, v, drop=None, p=0.0):
     H = v["heads"]
     B, Tq, C = xq.shape
     Tk, hd = xkv.shape[1], C // H
@@ -109,12 +113,13 @@ def attention(W, pre, xq, xkv, mask, v):
     k = lin(W, pre + "k_proj", xkv).view(B, Tk, H, hd).transpose(1, 2)
     val = lin(W, pre + "v_proj", xkv).view(B, Tk, H, hd).transpose(1, 2)
     scores = (q @ k.transpose(2, 3)).masked_fill(~mask, float("-inf"))
-    o = (torch.softmax(scores, dim=-1) @ val).transpose(1, 2).reshape(B, Tq, C)
+    w = dropped(torch.softmax(scores, dim=-1), drop, p)   # attention_dropout on the weights
+    o = (w @ val).transpose(1, 2).reshape(B, Tq, C)
     return lin(W, pre + "out_proj", o)
 
 
-def ffn(W, p, x):
-    return lin(W, p + "fc2", F.gelu(lin(W, p + "fc1", x)))
+def ffn(W, p, x, drop=None, pa=0.0):
+    return lin(W, p + "fc2", dropped(F.gelu(lin(W, p + "fc1", x)), drop, pa))   # activation_dropout
 
 
 def embed(W, stack, ids):
@@ -124,21 +129,29 @@ def embed(W, stack, ids):
     return ln(W, f"model.{stack}.layernorm_embedding", x)
 
 
-def bart_forward(W, v, enc, emask, dec, labels):
+def bart_forward(W, v, enc, emask, dec, labels, drop=None):
+    """drop: None, or the masks lmkit drew (refutil.encdec_dropout_masks) and "p" = (dropout,
+    attention_dropout, activation_dropout), applied where modeling_bart drops: `dropout` after each stack's
+    layernorm_embedding and on each sub-layer's output before its residual add, attention_dropout on the
+    attention weights, activation_dropout after fc1's activation."""
     T = dec.shape[1]
+    dm = drop or {"enc": [{}] * v["enc_layers"], "dec": [{}] * v["dec_layers"]}
+    pd, pa, pf = drop["p"] if drop else (0.0, 0.0, 0.0)
+    D = lambda x, mask: dropped(x, mask, pd)
     m = emask.bool()[:, None, None, :]
-    e = embed(W, "encoder", enc)
+    e = D(embed(W, "encoder", enc), dm.get("enc_emb"))
     for l in range(v["enc_layers"]):
-        p = f"model.encoder.layers.{l}."
-        e = ln(W, p + "self_attn_layer_norm", e + attention(W, p + "self_attn.", e, e, m, v))
-        e = ln(W, p + "final_layer_norm", e + ffn(W, p, e))
-    d = embed(W, "decoder", dec)
+        p, k = f"model.encoder.layers.{l}.", dm["enc"][l]
+        e = ln(W, p + "self_attn_layer_norm", e + D(attention(W, p + "self_attn.", e, e, m, v, k.get("att"), pa), k.get("res1")))
+        e = ln(W, p + "final_layer_norm", e + D(ffn(W, p, e, k.get("act"), pf), k.get("res2")))
+    d = D(embed(W, "decoder", dec), dm.get("emb"))
     causal = torch.ones(T, T, dtype=torch.bool).tril()[None, None]
     for l in range(v["dec_layers"]):
-        p = f"model.decoder.layers.{l}."
-        d = ln(W, p + "self_attn_layer_norm", d + attention(W, p + "self_attn.", d, d, causal, v))
-        d = ln(W, p + "encoder_attn_layer_norm", d + attention(W, p + "encoder_attn.", d, e, m, v))
-        d = ln(W, p + "final_layer_norm", d + ffn(W, p, d))
+        p, k = f"model.decoder.layers.{l}.", dm["dec"][l]
+        d = ln(W, p + "self_attn_layer_norm", d + D(attention(W, p + "self_attn.", d, d, causal, v, k.get("att"), pa), k.get("res1")))
+        d = ln(W, p + "encoder_attn_layer_norm",
+               d + D(attention(W, p + "encoder_attn.", d, e, m, v, k.get("xatt"), pa), k.get("resx")))
+        d = ln(W, p + "final_layer_norm", d + D(ffn(W, p, d, k.get("act"), pf), k.get("res2")))
     head = W["model.shared.weight"] if v["tie"] else W["lm_head.weight"]
     logits = d @ head.T + W["final_logits_bias"].detach()   # a buffer: never trained
     lab = labels.clone()
@@ -189,26 +202,33 @@ def batch(v, seed):
     return enc, emask, dec, labels
 
 
-def check_model(ck, name, v, seed, tmp):
-    d = os.path.join(tmp, name.split(" ")[0])
-    W = random_weights(v, seed)
-    write_dir(d, v, W)
-    enc, emask, dec, labels = batch(v, seed + 1)
+def write_case(d, v, W, seed, config=None):
+    """the HF directory d and its batch in d/in; returns (enc, emask, dec, labels)"""
+    write_dir(d, v, W, config)
+    enc, emask, dec, labels = batch(v, seed)
     ind = os.path.join(d, "in")
     os.makedirs(ind)
     enc.to(torch.int32).numpy().tofile(os.path.join(ind, "enc.bin"))
     emask.numpy().tofile(os.path.join(ind, "mask.bin"))
     dec.to(torch.int32).numpy().tofile(os.path.join(ind, "dec.bin"))
     labels.to(torch.int32).numpy().tofile(os.path.join(ind, "labels.bin"))
-    out = os.path.join(d, "out")
+    return enc, emask, dec, labels
+
+
+def run_case(ck, name, d, v, out, pre=()):
+    """ref_t5 [pre...] on d's batch into d/out; False (and a failed check) when it fails"""
     os.makedirs(out)
-    r = run([d, v["B"], v["S"], v["T"], ind, out])
+    r = run([*pre, d, v["B"], v["S"], v["T"], os.path.join(d, "in"), out])
     if r.returncode:
         print(r.stderr)
         ck.check(f"{name}: ref_t5 ran", 1.0)
-        return
+    return not r.returncode
+
+
+def compare(ck, name, v, W, out, enc, emask, dec, labels, drop=None):
+    """lmkit's loss, logits and every gradient in out against the reference's; returns (Wt, G, logits)"""
     Wt = {k: t.clone().requires_grad_(True) for k, t in W.items()}
-    loss, logits = bart_forward(Wt, v, enc, emask, dec, labels)
+    loss, logits = bart_forward(Wt, v, enc, emask, dec, labels, drop)
     loss.backward()
     ours_loss = np.fromfile(os.path.join(out, "loss.bin"), dtype="<f4")[0]
     ck.check(f"{name}: loss", rel_err([ours_loss], [loss.item()]))
@@ -223,6 +243,57 @@ def check_model(ck, name, v, seed, tmp):
         if e > worst:
             worst, wname = e, ours
     ck.check(f"{name}: all {len(G)} gradients (worst {wname})", worst)
+    return Wt, G, ours_logits
+
+
+def check_dropout(ck, name, v, seed, tmp, rates=(0.2, 0.1, 0.3)):
+    """Training with dropout, attention_dropout, activation_dropout = rates: the masks lmkit drew (every
+    place modeling_bart drops), applied by the reference at the same places, give the same loss, logits
+    and gradients; at rates 0 training mode is the plain run, bit for bit."""
+    d = os.path.join(tmp, "drop_" + name)
+    W = random_weights(v, seed)
+    cfg = dict(hf_config(v), dropout=rates[0], attention_dropout=rates[1], activation_dropout=rates[2])
+    enc, emask, dec, labels = write_case(d, v, W, seed + 1, cfg)
+    out = os.path.join(d, "out")
+    if not run_case(ck, f"{name}, dropout {rates}", d, v, out, ("--dropout", 77)):
+        return
+    drop = dict(encdec_dropout_masks(out, v["enc_layers"], v["dec_layers"], v["B"], v["S"], v["T"], v["d_model"],
+                                     v["heads"], v["ffn"]), p=rates)
+    by_rate = {0: [drop["emb"], drop["enc_emb"]] + [l[k] for l in drop["enc"] + drop["dec"] for k in ("res1", "res2")]
+               + [l["resx"] for l in drop["dec"]],
+               1: [l["att"] for l in drop["enc"] + drop["dec"]] + [l["xatt"] for l in drop["dec"]],
+               2: [l["act"] for l in drop["enc"] + drop["dec"]]}
+    masks = [x for ms in by_rate.values() for x in ms]
+    absent = sum(x is None for x in masks) + (drop["lnf"] is not None) + (drop["enc_out"] is not None)
+    ck.check(f"{name}, dropout {rates}: all {len(masks)} masks drawn (embeddings, attention, cross-attention, "
+             f"residuals, FFN activation; no final norm)", float(absent))
+    if absent:
+        return
+    for i, ms in by_rate.items():
+        kept = float(torch.cat([x.reshape(-1) for x in ms]).mean())
+        ck.check(f"{name}: kept share {kept:.3f} near {1 - rates[i]}", 0.0 if abs(kept - (1 - rates[i])) < 0.03 else 1.0)
+    compare(ck, f"{name}, dropout {rates}", v, W, out, enc, emask, dec, labels, drop)
+    # rates 0: training mode (no masks) is the evaluation-mode run, bit for bit
+    d0 = os.path.join(tmp, "drop0_" + name)
+    write_case(d0, v, W, seed + 1, dict(hf_config(v), dropout=0.0, attention_dropout=0.0, activation_dropout=0.0))
+    a, b = os.path.join(d0, "plain"), os.path.join(d0, "train")
+    if run_case(ck, f"{name}, rates 0", d0, v, a) and run_case(ck, f"{name}, rates 0 training", d0, v, b, ("--dropout", 77)):
+        same = all(open(os.path.join(a, f), "rb").read() == open(os.path.join(b, f), "rb").read()
+                   for f in ("loss.bin", "logits.bin", "grads.safetensors"))
+        extra = [f for f in os.listdir(b) if f.startswith("mask")]
+        ck.check(f"{name}: rates 0 in training is the plain run bit for bit, no masks ({extra})",
+                 0.0 if same and not extra else 1.0)
+
+
+def check_model(ck, name, v, seed, tmp):
+    d = os.path.join(tmp, name.split(" ")[0])
+    W = random_weights(v, seed)
+    enc, emask, dec, labels = write_case(d, v, W, seed + 1)
+    ind = os.path.join(d, "in")
+    out = os.path.join(d, "out")
+    if not run_case(ck, name, d, v, out):
+        return
+    Wt, G, ours_logits = compare(ck, name, v, W, out, enc, emask, dec, labels)
     ck.check(f"{name}: final_logits_bias gets no gradient (a buffer)",
              float(np.abs(G["final_logits_bias"]).max()))
     pad_row = Wt["model.shared.weight"].grad[PAD] if v["tie"] else torch.zeros(v["d_model"], dtype=torch.float64)
@@ -246,7 +317,7 @@ def check_model(ck, name, v, seed, tmp):
     keys = ("d_model", "encoder_layers", "decoder_layers", "encoder_attention_heads", "decoder_attention_heads",
             "encoder_ffn_dim", "decoder_ffn_dim", "max_position_embeddings", "tie_word_embeddings", "pad_token_id",
             "bos_token_id", "eos_token_id", "decoder_start_token_id", "activation_function", "scale_embedding",
-            "architectures", "model_type")
+            "architectures", "model_type", "dropout", "attention_dropout", "activation_dropout")
     bad = [k for k in keys if cfg.get(k) != hf_config(v)[k]]
     if bad:
         print("config keys differ:", bad)
@@ -289,6 +360,8 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         check_model(ck, "tied (bart-base layout, 2+2 layers)", TIED, 11, tmp)
         check_model(ck, "untied (lm_head, 1 encoder + 3 decoder layers)", UNTIED, 23, tmp)
+        check_dropout(ck, "tied", TIED, 11, tmp)
+        check_dropout(ck, "untied", UNTIED, 23, tmp)
         check_errors(ck, tmp)
     ck.finish()
 

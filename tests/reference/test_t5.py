@@ -17,7 +17,12 @@ equations of transformers' modeling_t5, in float64 on the same weights:
     from block 0's table and shared by every layer;
   - cross-attention over the encoder output, its padding masked;
   - tied head: logits = (h * d_model^-0.5) shared^T.
-The bucket function must equal transformers' formula for every (query, key)
+In training with dropout_rate 0.3, lmkit's masks (ref_t5 --dropout writes them)
+applied by the reference where modeling_t5 drops (each stack's embeddings and
+final-norm output, the attention weights of self- and cross-attention, each
+sub-layer's output before its residual add, the FFN's activation) give the same
+loss, logits and gradients; at dropout_rate 0 training is the plain run bit for
+bit. The bucket function must equal transformers' formula for every (query, key)
 pair of 512 positions, both directions; lmkit's own save must write the HF
 names back with the same values; bad input must be a clear error."""
 import json
@@ -29,7 +34,7 @@ import tempfile
 import numpy as np
 import torch
 
-from refutil import BIN, Checker, read_safetensors, rel_err, write_safetensors
+from refutil import BIN, Checker, dropped, encdec_dropout_masks, read_safetensors, rel_err, write_safetensors
 
 REF = os.path.join(BIN, "ref_t5")
 
@@ -114,10 +119,10 @@ def random_weights(v, seed):
     return {k: t.float().double() for k, t in P.items()}   # the f32 values the file holds
 
 
-def write_dir(d, v, P):
+def write_dir(d, v, P, dropout=0.1):
     os.makedirs(d, exist_ok=True)
     with open(os.path.join(d, "config.json"), "w") as f:
-        json.dump(hf_config(v), f, indent=2, sort_keys=True)
+        json.dump(dict(hf_config(v), dropout_rate=dropout), f, indent=2, sort_keys=True)
     items = [(n, P[n], "F32") for n in sorted(P)]
     # aliases transformers may save beside shared.weight, and the unused cross-attention bias of old checkpoints
     items += [("encoder.embed_tokens.weight", P["shared.weight"], "F32"),
@@ -137,7 +142,7 @@ def gelu_new(x):
     return 0.5 * x * (1.0 + torch.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * torch.pow(x, 3.0))))
 
 
-def attention(P, pre, xq, xkv, bias, mask, v):
+def attention(P, pre, xq, xkv, bias, mask, v, drop=None, p=0.0):
     H, dk = v["heads"], v["d_kv"]
     B, Tq, _ = xq.shape
     Tk = xkv.shape[1]
@@ -148,17 +153,17 @@ def attention(P, pre, xq, xkv, bias, mask, v):
     if bias is not None:
         scores = scores + bias
     scores = scores.masked_fill(~mask, float("-inf"))
-    w = torch.softmax(scores, dim=-1)
+    w = dropped(torch.softmax(scores, dim=-1), drop, p)   # T5Attention: dropout on the weights
     o = (w @ val).transpose(1, 2).reshape(B, Tq, H * dk)
     return o @ P[pre + "o.weight"].T
 
 
-def ffn(P, pre, x, v):
+def ffn(P, pre, x, v, drop=None, p=0.0):
     if v["ffn"] == "relu":
         h = torch.relu(x @ P[pre + "wi.weight"].T)
     else:
         h = gelu_new(x @ P[pre + "wi_0.weight"].T) * (x @ P[pre + "wi_1.weight"].T)
-    return h @ P[pre + "wo.weight"].T
+    return dropped(h, drop, p) @ P[pre + "wo.weight"].T   # DenseReluDense / DenseGatedActDense: dropout before wo
 
 
 def position_bias(P, stack, Tq, Tk, bidirectional, v):
@@ -167,28 +172,35 @@ def position_bias(P, stack, Tq, Tk, bidirectional, v):
     return table[b].permute(2, 0, 1).unsqueeze(0)     # (1, H, Tq, Tk)
 
 
-def t5_forward(P, v, enc, emask, dec, labels):
+def t5_forward(P, v, enc, emask, dec, labels, drop=None):
+    """drop: None, or the masks lmkit drew (refutil.encdec_dropout_masks) and "p", dropout_rate, applied
+    where modeling_t5 drops: each stack's embeddings and final-norm output, the attention weights, each
+    sub-layer's output before its residual add, the FFN's activation."""
     B, S = enc.shape
     T = dec.shape[1]
-    h = P["shared.weight"][enc]
+    dm = drop or {"enc": [{}] * v["layers"], "dec": [{}] * v["dec_layers"]}
+    pd = drop["p"] if drop else 0.0
+    D = lambda x, mask: dropped(x, mask, pd)
+    h = D(P["shared.weight"][enc], dm.get("enc_emb"))
     ebias = position_bias(P, "encoder", S, S, True, v)
     m = emask.bool()[:, None, None, :]
     for l in range(v["layers"]):
-        p = f"encoder.block.{l}.layer."
+        p, k = f"encoder.block.{l}.layer.", dm["enc"][l]
         x = rms(h, P[p + "0.layer_norm.weight"])
-        h = h + attention(P, p + "0.SelfAttention.", x, x, ebias, m, v)
-        h = h + ffn(P, p + "1.DenseReluDense.", rms(h, P[p + "1.layer_norm.weight"]), v)
-    e = rms(h, P["encoder.final_layer_norm.weight"])
-    d = P["shared.weight"][dec]
+        h = h + D(attention(P, p + "0.SelfAttention.", x, x, ebias, m, v, k.get("att"), pd), k.get("res1"))
+        h = h + D(ffn(P, p + "1.DenseReluDense.", rms(h, P[p + "1.layer_norm.weight"]), v, k.get("act"), pd), k.get("res2"))
+    e = D(rms(h, P["encoder.final_layer_norm.weight"]), dm.get("enc_out"))
+    d = D(P["shared.weight"][dec], dm.get("emb"))
     dbias = position_bias(P, "decoder", T, T, False, v)
     causal = torch.ones(T, T, dtype=torch.bool).tril()[None, None]
     for l in range(v["dec_layers"]):
-        p = f"decoder.block.{l}.layer."
+        p, k = f"decoder.block.{l}.layer.", dm["dec"][l]
         x = rms(d, P[p + "0.layer_norm.weight"])
-        d = d + attention(P, p + "0.SelfAttention.", x, x, dbias, causal, v)
-        d = d + attention(P, p + "1.EncDecAttention.", rms(d, P[p + "1.layer_norm.weight"]), e, None, m, v)
-        d = d + ffn(P, p + "2.DenseReluDense.", rms(d, P[p + "2.layer_norm.weight"]), v)
-    d = rms(d, P["decoder.final_layer_norm.weight"])
+        d = d + D(attention(P, p + "0.SelfAttention.", x, x, dbias, causal, v, k.get("att"), pd), k.get("res1"))
+        d = d + D(attention(P, p + "1.EncDecAttention.", rms(d, P[p + "1.layer_norm.weight"]), e, None, m, v,
+                            k.get("xatt"), pd), k.get("resx"))
+        d = d + D(ffn(P, p + "2.DenseReluDense.", rms(d, P[p + "2.layer_norm.weight"]), v, k.get("act"), pd), k.get("res2"))
+    d = D(rms(d, P["decoder.final_layer_norm.weight"]), dm.get("lnf"))
     if v["tie"]:
         logits = (d * v["d_model"] ** -0.5) @ P["shared.weight"].T
     else:
@@ -241,26 +253,33 @@ def batch(v, seed):
     return enc, emask, dec, labels
 
 
-def check_model(ck, name, v, seed, tmp):
-    d = os.path.join(tmp, name.replace(" ", "_"))
-    P = random_weights(v, seed)
-    write_dir(d, v, P)
-    enc, emask, dec, labels = batch(v, seed + 1)
+def write_case(d, v, P, seed, dropout=0.1):
+    """the HF directory d and its batch in d/in; returns (enc, emask, dec, labels)"""
+    write_dir(d, v, P, dropout)
+    enc, emask, dec, labels = batch(v, seed)
     ind = os.path.join(d, "in")
     os.makedirs(ind)
     enc.to(torch.int32).numpy().tofile(os.path.join(ind, "enc.bin"))
     emask.numpy().tofile(os.path.join(ind, "mask.bin"))
     dec.to(torch.int32).numpy().tofile(os.path.join(ind, "dec.bin"))
     labels.to(torch.int32).numpy().tofile(os.path.join(ind, "labels.bin"))
-    out = os.path.join(d, "out")
+    return enc, emask, dec, labels
+
+
+def run_case(ck, name, d, v, out, pre=()):
+    """ref_t5 [pre...] on d's batch into d/out; False (and a failed check) when it fails"""
     os.makedirs(out)
-    r = run([d, v["B"], v["S"], v["T"], ind, out])
+    r = run([*pre, d, v["B"], v["S"], v["T"], os.path.join(d, "in"), out])
     if r.returncode:
         print(r.stderr)
         ck.check(f"{name}: ref_t5 ran", 1.0)
-        return
+    return not r.returncode
+
+
+def compare(ck, name, v, P, out, enc, emask, dec, labels, drop=None):
+    """lmkit's loss, logits and every gradient in out against the reference's"""
     Pt = {k: t.clone().requires_grad_(True) for k, t in P.items()}
-    loss, logits = t5_forward(Pt, v, enc, emask, dec, labels)
+    loss, logits = t5_forward(Pt, v, enc, emask, dec, labels, drop)
     loss.backward()
     ours_loss = np.fromfile(os.path.join(out, "loss.bin"), dtype="<f4")[0]
     ck.check(f"{name}: loss", rel_err([ours_loss], [loss.item()]))
@@ -276,6 +295,51 @@ def check_model(ck, name, v, seed, tmp):
     ck.check(f"{name}: all {len(G)} gradients (worst {wname})", worst)
     covered = {n for ours in G for n in hf_parts(ours, v)}
     ck.check(f"{name}: every tensor of the file has a gradient", 0.0 if covered == set(P) else 1.0)
+
+
+def check_dropout(ck, name, v, seed, tmp, p=0.3):
+    """Training with dropout_rate p: the masks lmkit drew (every place modeling_t5 drops), applied by the
+    reference at the same places, give the same loss, logits and gradients; at p = 0 training mode is
+    the plain run, bit for bit."""
+    d = os.path.join(tmp, "drop_" + name.split(" ")[1])
+    P = random_weights(v, seed)
+    enc, emask, dec, labels = write_case(d, v, P, seed + 1, dropout=p)
+    out = os.path.join(d, "out")
+    if not run_case(ck, f"{name}, dropout {p}", d, v, out, ("--dropout", 77)):
+        return
+    F = v["d_ff"]
+    drop = dict(encdec_dropout_masks(out, v["layers"], v["dec_layers"], v["B"], v["S"], v["T"], v["d_model"],
+                                     v["heads"], F), p=p)
+    masks = [drop[k] for k in ("emb", "lnf", "enc_emb", "enc_out")]
+    masks += [l[k] for l in drop["enc"] for k in ("att", "res1", "act", "res2")]
+    masks += [l[k] for l in drop["dec"] for k in ("att", "res1", "xatt", "resx", "act", "res2")]
+    ck.check(f"{name}, dropout {p}: all {len(masks)} masks drawn (embeddings, final norms, attention, "
+             f"cross-attention, residuals, FFN activation)", float(sum(x is None for x in masks)))
+    if any(x is None for x in masks):
+        return
+    kept = float(torch.cat([x.reshape(-1) for x in masks]).mean())
+    ck.check(f"{name}, dropout {p}: kept share {kept:.3f} near {1 - p}", 0.0 if abs(kept - (1 - p)) < 0.03 else 1.0)
+    compare(ck, f"{name}, dropout {p}", v, P, out, enc, emask, dec, labels, drop)
+    # p = 0: training mode (no masks) is the evaluation-mode run, bit for bit
+    d0 = os.path.join(tmp, "drop0_" + name.split(" ")[1])
+    write_case(d0, v, P, seed + 1, dropout=0.0)
+    a, b = os.path.join(d0, "plain"), os.path.join(d0, "train")
+    if run_case(ck, f"{name}, p = 0", d0, v, a) and run_case(ck, f"{name}, p = 0 training", d0, v, b, ("--dropout", 77)):
+        same = all(open(os.path.join(a, f), "rb").read() == open(os.path.join(b, f), "rb").read()
+                   for f in ("loss.bin", "logits.bin", "grads.safetensors"))
+        extra = [f for f in os.listdir(b) if f.startswith("mask")]
+        ck.check(f"{name}: dropout_rate 0 in training is the plain run bit for bit, no masks ({extra})",
+                 0.0 if same and not extra else 1.0)
+
+
+def check_model(ck, name, v, seed, tmp):
+    d = os.path.join(tmp, name.replace(" ", "_"))
+    P = random_weights(v, seed)
+    enc, emask, dec, labels = write_case(d, v, P, seed + 1)
+    out = os.path.join(d, "out")
+    if not run_case(ck, name, d, v, out):
+        return
+    compare(ck, name, v, P, out, enc, emask, dec, labels)
     # lmkit's save writes transformers' names and the same values
     saved = os.path.join(d, "saved")
     r = run(["--save", d, saved])
@@ -291,7 +355,8 @@ def check_model(ck, name, v, seed, tmp):
     cfg = json.load(open(os.path.join(saved, "config.json")))
     keys_ok = all(cfg[k] == hf_config(v)[k] for k in ("d_model", "d_kv", "d_ff", "num_layers", "num_decoder_layers",
                                                        "num_heads", "feed_forward_proj", "tie_word_embeddings",
-                                                       "relative_attention_num_buckets", "relative_attention_max_distance"))
+                                                       "relative_attention_num_buckets", "relative_attention_max_distance",
+                                                       "dropout_rate"))
     ck.check(f"{name}: saved config.json keys", 0.0 if keys_ok else 1.0)
 
 
@@ -340,6 +405,8 @@ def main():
         check_buckets(ck, tmp)
         check_model(ck, "T5 v1.0 (relu, tied, t5-small layout)", V1_0, 11, tmp)
         check_model(ck, "T5 v1.1 (gated-gelu, untied, d_kv*heads != d_model, 2+3 layers)", V1_1, 23, tmp)
+        check_dropout(ck, "T5 v1.0", V1_0, 11, tmp)
+        check_dropout(ck, "T5 v1.1", V1_1, 23, tmp)
         check_errors(ck, tmp)
     ck.finish()
 

@@ -71,6 +71,7 @@ static void assert_same(const lm_config *a, const lm_config *b) {
   cr_assert_eq(a->bias, b->bias);
   cr_assert(a->embd_pdrop == b->embd_pdrop && a->attn_pdrop == b->attn_pdrop && a->resid_pdrop == b->resid_pdrop,
             "dropout %g %g %g vs %g %g %g", a->embd_pdrop, a->attn_pdrop, a->resid_pdrop, b->embd_pdrop, b->attn_pdrop, b->resid_pdrop);
+  cr_assert(a->act_pdrop == b->act_pdrop, "activation dropout %g vs %g", a->act_pdrop, b->act_pdrop);
   cr_assert_eq(a->tie_embeddings, b->tie_embeddings);
   cr_assert_eq(a->norm_eps, b->norm_eps);
   cr_assert_eq(a->init_std, b->init_std);
@@ -420,6 +421,11 @@ Test(config, bad_model_type) {
   expect_bad("{\"model_type\": \"bart\", \"activation_function\": \"relu\"}", LM_ERR_UNSUPPORTED, "activation_function", "relu");
   expect_bad("{\"model_type\": \"bart\", \"encoder_ffn_dim\": 64, \"decoder_ffn_dim\": 32}", LM_ERR_UNSUPPORTED, "decoder_ffn_dim", NULL);
   expect_bad("{\"model_type\": \"bart\", \"decoder_layerdrop\": 0.1}", LM_ERR_UNSUPPORTED, "layerdrop", NULL);
+  /* encoder-decoder dropout rates outside [0, 1) are errors naming the key */
+  expect_bad("{\"model_type\": \"t5\", \"dropout_rate\": 1.0}", LM_ERR_RANGE, "dropout_rate", NULL);
+  expect_bad("{\"model_type\": \"bart\", \"dropout\": -0.1}", LM_ERR_RANGE, "dropout", NULL);
+  expect_bad("{\"model_type\": \"bart\", \"attention_dropout\": 1.5}", LM_ERR_RANGE, "attention_dropout", NULL);
+  expect_bad("{\"model_type\": \"bart\", \"activation_dropout\": 1.0}", LM_ERR_RANGE, "activation_dropout", NULL);
 }
 
 Test(config, bad_types) {

@@ -22,9 +22,11 @@
  * naming them: activation_function other than gelu, normalize_before /
  * add_final_layer_norm (mBART), scale_embedding (mBART, Marian), unequal
  * encoder/decoder widths or heads, layerdrop, static (sinusoidal) positions.
- * Dropout (dropout, attention_dropout, activation_dropout) is read but not
- * applied: lmkit trains encoder-decoders without dropout (docs/encdec.md),
- * training says so (unapplied_pdrop), and saves them with 0. */
+ * Dropout, in training, as modeling_bart places it: `dropout` on each stack's
+ * embeddings (after layernorm_embedding) and on each sub-layer's output before
+ * its residual add (embd_pdrop = resid_pdrop), `attention_dropout` on the
+ * attention probabilities (self and cross), `activation_dropout` after fc1's
+ * activation (act_pdrop). */
 #include <stdlib.h>
 #include <string.h>
 #include <cjson/cJSON.h>
@@ -59,7 +61,7 @@ static lm_status need_bool(const cJSON *r, const char *key, int want, const char
 static lm_status parse(const cJSON *r, lm_config *c, const char *p) {
   lm_status st;
   int64_t dec_ffn = -1, enc_heads = -1, extra_pos = POS_OFFSET;
-  float drop = 0, attn_drop = 0, act_drop = 0, enc_ld = 0, dec_ld = 0;
+  float drop = 0.1f, attn_drop = 0, act_drop = 0, enc_ld = 0, dec_ld = 0;   /* BartConfig's defaults */
   int enc_dec = 1;
   const char *act = NULL;
   if ((st = lm_cfg_int(r, "vocab_size", &c->vocab_size, 0, 0, p)) ||
@@ -107,21 +109,19 @@ static lm_status parse(const cJSON *r, lm_config *c, const char *p) {
   if (enc_ld != 0 || dec_ld != 0)
     return lm_error(LM_ERR_UNSUPPORTED, "%s: encoder_layerdrop = %g, decoder_layerdrop = %g: LayerDrop is not supported "
                     "(0)", p, (double)enc_ld, (double)dec_ld);
-  const float rates[3] = {drop, attn_drop, act_drop};
-  static const char *const names[3] = {"dropout", "attention_dropout", "activation_dropout"};
-  for (int i = 0; i < 3; i++)
-    if (!(rates[i] >= 0 && rates[i] < 1))
-      return lm_error(LM_ERR_RANGE, "%s: %s = %g must be in [0, 1)", p, names[i], (double)rates[i]);
-  for (int i = 0; i < 3; i++)   /* not applied: training says so (docs/encdec.md) */
-    if (rates[i] > c->unapplied_pdrop) c->unapplied_pdrop = rates[i];
+  if (!(act_drop >= 0 && act_drop < 1))   /* the others: config.c, by their keys */
+    return lm_error(LM_ERR_RANGE, "%s: activation_dropout = %g must be in [0, 1)", p, (double)act_drop);
+  c->embd_pdrop = c->resid_pdrop = drop;
+  c->attn_pdrop = attn_drop;
+  c->act_pdrop = act_drop;
   return LM_OK;
 }
 
 static lm_status validate(const lm_config *c, const char *p) {
   if (c->n_enc_layer < 1) return lm_error(LM_ERR_RANGE, "%s: encoder_layers = %lld must be positive", p, (long long)c->n_enc_layer);
   if (c->n_inner < 1) return lm_error(LM_ERR_RANGE, "%s: decoder_ffn_dim = %lld must be positive", p, (long long)c->n_inner);
-  if (c->embd_pdrop > 0 || c->attn_pdrop > 0 || c->resid_pdrop > 0)
-    return lm_error(LM_ERR_UNSUPPORTED, "%s: dropout in BART is not supported (lmkit trains encoder-decoders without it)", p);
+  if (c->embd_pdrop != c->resid_pdrop)
+    return lm_error(LM_ERR_UNSUPPORTED, "%s: BART has one dropout for the embeddings and the residual branches", p);
   if (c->norm != LM_NORM_LAYER || c->pre_ln || !c->bias || !c->causal || c->attn_unscaled || c->rope || c->n_kv_head ||
       c->share_layers || c->glu || c->act != LM_ACT_GELU_ERF || c->rel_buckets || (c->head_dim && c->head_dim * c->n_head != c->n_embd))
     return lm_error(LM_ERR_UNSUPPORTED, "%s: the bart family is a post-LayerNorm encoder-decoder with biases, GELU and "
@@ -130,10 +130,10 @@ static lm_status validate(const lm_config *c, const char *p) {
 }
 
 static void write(lm_cfg_writer *w, const lm_config *c) {   /* keys sorted, as transformers writes them */
-  lm_cfgw_float(w, "activation_dropout", 0.0f);
+  lm_cfgw_float(w, "activation_dropout", c->act_pdrop);
   lm_cfgw_str(w, "activation_function", "gelu");
   lm_cfgw_architectures(w, c);
-  lm_cfgw_float(w, "attention_dropout", 0.0f);
+  lm_cfgw_float(w, "attention_dropout", c->attn_pdrop);
   lm_cfgw_id(w, "bos_token_id", c->bos_token_id);
   lm_cfgw_int(w, "d_model", c->n_embd);
   lm_cfgw_int(w, "decoder_attention_heads", c->n_head);
@@ -141,7 +141,7 @@ static void write(lm_cfg_writer *w, const lm_config *c) {   /* keys sorted, as t
   lm_cfgw_float(w, "decoder_layerdrop", 0.0f);
   lm_cfgw_int(w, "decoder_layers", c->n_layer);
   lm_cfgw_int(w, "decoder_start_token_id", c->decoder_start_token_id);
-  lm_cfgw_float(w, "dropout", 0.0f);
+  lm_cfgw_float(w, "dropout", c->resid_pdrop);
   lm_cfgw_int(w, "encoder_attention_heads", c->n_head);
   lm_cfgw_int(w, "encoder_ffn_dim", c->n_inner);
   lm_cfgw_float(w, "encoder_layerdrop", 0.0f);
@@ -372,7 +372,7 @@ static const lm_family_class classes[] = {{LM_HEAD_LM, "BartForConditionalGenera
 const lm_family lm_family_bart = {
     .model_type = "bart", .arch = LM_ARCH_BART, .class_prefix = "Bart",
     .classes = classes, .n_classes = 1, .base_prefix = "model.",
-    .pool = LM_POOL_LAST, .seq_head_bias = 0,
+    .pool = LM_POOL_LAST, .seq_head_bias = 0, .hidden_dropout = 1, .act_dropout = 1,
     .defaults = defaults, .parse = parse, .validate = validate, .write = write,
     .keys = {"vocab_size", "max_position_embeddings", "d_model", "decoder_layers", "decoder_attention_heads",
              "decoder_ffn_dim", "layer_norm_eps", "init_std", {"dropout", "attention_dropout", "dropout"}},

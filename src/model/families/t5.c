@@ -15,10 +15,11 @@
  * wi_1: our gated FFN with rows [wi_0 | wi_1]), an untied lm_head and heads
  * of d_kv != d_model / num_heads. The decoder starts from the pad token.
  *
- * dropout_rate is read (transformers writes it) but lmkit's T5 never drops:
- * T5 places dropout where the general block has none (inside the FFN, after
- * the final norms), so a model trains without it, training says so
- * (unapplied_pdrop), and it is saved with 0. */
+ * Dropout, in training, as modeling_t5 places it, all at the one dropout_rate:
+ * on the embeddings of both stacks, on the attention probabilities (self and
+ * cross), on each sub-layer's output before its residual add, on the FFN's
+ * activation (after act(wi_0) * wi_1 when gated) and on each stack's final
+ * norm output (final_dropout): embd_pdrop = attn_pdrop = resid_pdrop = act_pdrop. */
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
@@ -57,7 +58,7 @@ static lm_status parse_ffn(const cJSON *r, lm_config *c, const char *p) {
 static lm_status parse(const cJSON *r, lm_config *c, const char *p) {
   lm_status st;
   int64_t dec_layers = -1;
-  float dropout = 0;
+  float dropout = 0.1f;   /* T5Config's default */
   int enc_dec = 1;
   if ((st = lm_cfg_int(r, "vocab_size", &c->vocab_size, 0, 0, p)) ||
       (st = lm_cfg_int(r, "n_positions", &c->n_positions, 0, 0, p)) ||
@@ -81,8 +82,7 @@ static lm_status parse(const cJSON *r, lm_config *c, const char *p) {
     return st;
   c->n_layer = dec_layers >= 0 ? dec_layers : c->n_enc_layer;   /* num_decoder_layers: null = num_layers */
   if (!enc_dec) return lm_error(LM_ERR_UNSUPPORTED, "%s: is_encoder_decoder = false (T5EncoderModel) is not supported", p);
-  if (!(dropout >= 0 && dropout < 1)) return lm_error(LM_ERR_RANGE, "%s: dropout_rate = %g must be in [0, 1)", p, (double)dropout);
-  c->unapplied_pdrop = dropout;   /* not applied: training says so (docs/encdec.md) */
+  c->embd_pdrop = c->attn_pdrop = c->resid_pdrop = c->act_pdrop = dropout;   /* range-checked by config.c */
   return LM_OK;
 }
 
@@ -95,8 +95,10 @@ static lm_status validate(const lm_config *c, const char *p) {
     return lm_error(LM_ERR_RANGE, "%s: relative_attention_num_buckets = %lld (4..4096) and relative_attention_max_distance "
                     "= %lld (more than half the buckets) out of range", p, (long long)c->rel_buckets,
                     (long long)c->rel_max_distance);
-  if (c->embd_pdrop > 0 || c->attn_pdrop > 0 || c->resid_pdrop > 0)
-    return lm_error(LM_ERR_UNSUPPORTED, "%s: dropout in T5 is not supported (lmkit trains T5 without it)", p);
+  if (c->attn_pdrop != c->resid_pdrop || c->embd_pdrop != c->resid_pdrop || c->act_pdrop != c->resid_pdrop)
+    return lm_error(LM_ERR_UNSUPPORTED, "%s: T5 has one dropout_rate for the embeddings, attention, residual branches and "
+                    "FFN activation (%g, %g, %g, %g given)", p, (double)c->embd_pdrop, (double)c->attn_pdrop,
+                    (double)c->resid_pdrop, (double)c->act_pdrop);
   if (c->norm != LM_NORM_RMS || !c->pre_ln || c->bias || !c->causal || !c->attn_unscaled || c->rope || c->n_kv_head ||
       c->share_layers)
     return lm_error(LM_ERR_UNSUPPORTED, "%s: the t5 family is a pre-RMSNorm encoder-decoder without biases", p);
@@ -114,7 +116,7 @@ static void write(lm_cfg_writer *w, const lm_config *c) {   /* keys sorted, as t
   lm_cfgw_int(w, "d_model", c->n_embd);
   lm_cfgw_int(w, "decoder_start_token_id", c->decoder_start_token_id);
   lm_cfgw_str(w, "dense_act_fn", acts[c->act]);
-  lm_cfgw_float(w, "dropout_rate", 0.0f);
+  lm_cfgw_float(w, "dropout_rate", c->resid_pdrop);
   lm_cfgw_id(w, "eos_token_id", c->eos_token_id);
   lm_cfgw_str(w, "feed_forward_proj", ffn);
   lm_cfgw_float(w, "initializer_factor", c->init_std);
@@ -247,7 +249,7 @@ static const lm_family_class classes[] = {{LM_HEAD_LM, "T5ForConditionalGenerati
 const lm_family lm_family_t5 = {
     .model_type = "t5", .arch = LM_ARCH_T5, .class_prefix = "T5",
     .classes = classes, .n_classes = 1, .base_prefix = "",
-    .pool = LM_POOL_LAST, .seq_head_bias = 0,
+    .pool = LM_POOL_LAST, .seq_head_bias = 0, .hidden_dropout = 1, .act_dropout = 1, .final_dropout = 1,
     .defaults = defaults, .parse = parse, .validate = validate, .write = write,
     .keys = {"vocab_size", "n_positions", "d_model", "num_decoder_layers", "num_heads", "d_ff", "layer_norm_epsilon",
              "initializer_factor", {"dropout_rate", "dropout_rate", "dropout_rate"}},

@@ -18,7 +18,7 @@
 # reference; the calculator vs none on 4-digit multiplication; CoT vs direct on the two-step
 # problems; reward and accuracy curves as PNG (gnuplot: apt-get install gnuplot-nox); all into $WORK.
 #   bash bench/rl_arith.sh --quick          a 2-3 minute run that checks the path (figures meaningless)
-#   SCALE=medium bash bench/rl_arith.sh     4 layers x 128 (about 40 min at THREADS=1 on a loaded machine)
+#   SCALE=medium bash bench/rl_arith.sh     4 layers x 128, 450 + 300 steps (about 45 min at THREADS=1, load 20)
 #   bash bench/rl_arith.sh                  4 layers x 192, 3000 pre-training steps (about an hour on 2 quiet cores)
 # Environment: BUILD (build), WORK (runs/rl_arith), SCALE (full|medium|quick), THREADS (2).
 set -euo pipefail
@@ -33,16 +33,16 @@ THREADS=${THREADS:-2}
 [ -x "$BUILD/bench_rollout" ] || cmake --build "$BUILD" --target bench_rollout > /dev/null
 export OMP_WAIT_POLICY=passive
 if [ "$SCALE" = medium ]; then
-  N_TRAIN=3000; N_HELD=100; LAYERS=4; DIM=128; HEADS=4; VOCAB=512; PRE=800; SFT=600; SFT_SAVE=25; RM=300
+  N_TRAIN=3000; N_HELD=100; LAYERS=4; DIM=128; HEADS=4; VOCAB=512; CTX=128; PRE=450; SFT=300; SFT_SAVE=15; RM=200
   GRPO_STEPS=40; PPO_STEPS=80; SAVE=20; ROLL="16 32 16 1"
 elif [ "$SCALE" = quick ]; then
-  N_TRAIN=600; N_HELD=50; LAYERS=2; DIM=64; HEADS=2; VOCAB=400; PRE=100; SFT=60; SFT_SAVE=20; RM=40
+  N_TRAIN=600; N_HELD=50; LAYERS=2; DIM=64; HEADS=2; VOCAB=400; CTX=128; PRE=100; SFT=60; SFT_SAVE=20; RM=40
   GRPO_STEPS=4; PPO_STEPS=8; SAVE=4; ROLL="16 8 4 1"
 else
-  N_TRAIN=8000; N_HELD=300; LAYERS=4; DIM=192; HEADS=6; VOCAB=1024; PRE=3000; SFT=1500; SFT_SAVE=50; RM=600
+  N_TRAIN=8000; N_HELD=300; LAYERS=4; DIM=192; HEADS=6; VOCAB=1024; CTX=192; PRE=3000; SFT=1500; SFT_SAVE=50; RM=600
   GRPO_STEPS=200; PPO_STEPS=400; SAVE=40; ROLL="16 32 32 3"
 fi
-CTX=192; NEW=64
+NEW=64
 mkdir -p "$W"
 echo "load: $(uptime)"
 echo "scale: $SCALE ($LAYERS layers x $DIM, vocab $VOCAB, context $CTX; $N_TRAIN train / $N_HELD held-out problems;" \

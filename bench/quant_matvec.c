@@ -57,7 +57,7 @@ int main(int argc, char **argv) {
   double us = median_us(run_f32, &j), bytes = 4.0 * rows * cols;
   printf("  %-6s %-12s %9.1f us  %7.2f GB/s  %.2f of the bandwidth limit   (peer: OpenBLAS cblas_sgemv)\n", "f32", "sgemv", us,
          bytes / us / 1e3, bytes / us / 1e3 / (bw / 1e9));
-  for (int wt = 0; wt < LM_QW_COUNT; wt++) {
+  for (int wt = 0; wt <= LM_QW_Q4_0; wt++) {   /* the integer kernels (LM_QW_F16 has none) */
     int gt = wt == LM_QW_Q8_0 ? LM_GGML_Q8_0 : LM_GGML_Q4_0;
     lm_gguf_quantize(gt, wf, rows * cols, wq);
     bytes = (double)lm_ggml_block_bytes(gt) * rows * cols / 32;

@@ -14,10 +14,15 @@
  * over k in steps of 16 (the last step zero-filled), then the lanes added by one fixed tree, then
  * the bias. So a row's result does not depend on n, on where the row sits in its block, on the
  * thread count, or on the vector width the CPU has (AVX-512, AVX2 + FMA, or plain C with fmaf
- * give the same bits): a request gets the same logits however many others share its step. */
+ * give the same bits): a request gets the same logits however many others share its step.
+ *
+ * Weights kept as f16 (lm_linear_rows_f16: half the bytes to stream) run the same kernel with each
+ * 16-value load converted to f32 (F16C's vcvtph2ps, exact; plain C without it): the same sums in
+ * the same order as on the weights converted to f32 beforehand, so the same bits. */
 #include <math.h>
 #include <string.h>
 #include "infer/linear.h"
+#include "kernels/quant.h"
 #if defined(__AVX512F__) || defined(__FMA__)
 #include <immintrin.h>
 #endif
@@ -31,6 +36,20 @@ typedef float v4 __attribute__((vector_size(16)));
 
 static inline v16 load16(const float *p) { v16 v; memcpy(&v, p, sizeof v); return v; }
 
+/* 16 f16 values as f32 (exact) */
+static inline v16 load16_h(const uint16_t *p) {
+#if defined(__AVX512F__)
+  return (v16)_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)p));
+#elif defined(__F16C__)
+  __m256 r[2] = {_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p)), _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(p + 8)))};
+  v16 o; memcpy(&o, r, sizeof o); return o;
+#else
+  v16 o;
+  for (int j = 0; j < 16; j++) o[j] = lm_f16_to_f32(p[j]);
+  return o;
+#endif
+}
+
 /* v, in a register: the compiler cannot fold its load into each FMA that uses it (a 64-byte
  * vector fits one register only with AVX-512; elsewhere the compiler splits it as it likes) */
 #ifdef __AVX512F__
@@ -41,6 +60,12 @@ static inline v16 reg16(v16 v) { return v; }
 
 /* the last m < 16 values, zero-filled: 0*0 added to a lane leaves it unchanged */
 static inline v16 load_tail(const float *p, int64_t m) { v16 v = {0}; memcpy(&v, p, (size_t)m * sizeof(float)); return v; }
+static inline v16 load_tail_h(const uint16_t *p, int64_t m) { v16 v = {0}; for (int64_t j = 0; j < m; j++) v[j] = lm_f16_to_f32(p[j]); return v; }
+
+/* row r's values k..k+15 of w: f32 or, when H, f16 */
+#define WLOAD(H, w, off) ((H) ? load16_h((const uint16_t *)(w) + (off)) : load16((const float *)(w) + (off)))
+#define WTAIL(H, w, off, m) ((H) ? load_tail_h((const uint16_t *)(w) + (off), m) : load_tail((const float *)(w) + (off), m))
+#define WADDR(H, w, off) ((H) ? (const void *)((const uint16_t *)(w) + (off)) : (const void *)((const float *)(w) + (off)))
 
 /* c + a*b rounded once, lane by lane, on any CPU */
 static inline v16 fma16(v16 a, v16 b, v16 c) {
@@ -81,9 +106,9 @@ static inline v4 hsum4(v16 a, v16 b, v16 c, v16 d) {
   return __builtin_shufflevector(p, p, 0, 2, 4, 6) + __builtin_shufflevector(p, p, 1, 3, 5, 7);
 }
 
-/* out[i*OC + r] for r < R weight rows (w, C apart) and i < N input rows (x, C apart); R, N constant */
-static inline __attribute__((always_inline)) void block(float *out, int64_t OC, const float *x, const float *w,
-                                                        const float *b, int64_t C, const int R, const int N) {
+/* out[i*OC + r] for r < R weight rows (w, C apart; f16 when H) and i < N input rows (x, C apart); R, N, H constant */
+static inline __attribute__((always_inline)) void block(float *out, int64_t OC, const float *x, const void *w,
+                                                        const float *b, int64_t C, const int R, const int N, const int H) {
   v16 acc[WR][XR];
   for (int r = 0; r < R; r++)
     for (int i = 0; i < N; i++) acc[r][i] = (v16){0};
@@ -91,17 +116,17 @@ static inline __attribute__((always_inline)) void block(float *out, int64_t OC, 
   for (; k + 16 <= C; k += 16) {
     v16 wv[WR], xv[XR];
     /* each vector into a register once: folded into the FMAs, it would be loaded N (or R) times */
-    for (int r = 0; r < R; r++) wv[r] = reg16(load16(w + r * C + k));
+    for (int r = 0; r < R; r++) wv[r] = reg16(WLOAD(H, w, r * C + k));
     /* the next block's weights, on their way from memory while these are multiplied (past the
      * matrix's end on the last block: a prefetch never faults) */
-    for (int r = 0; r < R; r++) __builtin_prefetch(w + (WR + r) * C + k);
+    for (int r = 0; r < R; r++) __builtin_prefetch(WADDR(H, w, (WR + r) * C + k));
     for (int i = 0; i < N; i++) xv[i] = reg16(load16(x + i * C + k));
     for (int r = 0; r < R; r++)
       for (int i = 0; i < N; i++) acc[r][i] = fma16(xv[i], wv[r], acc[r][i]);
   }
   if (k < C) {
     v16 wv[WR], xv[XR];
-    for (int r = 0; r < R; r++) wv[r] = load_tail(w + r * C + k, C - k);
+    for (int r = 0; r < R; r++) wv[r] = WTAIL(H, w, r * C + k, C - k);
     for (int i = 0; i < N; i++) xv[i] = load_tail(x + i * C + k, C - k);
     for (int r = 0; r < R; r++)
       for (int i = 0; i < N; i++) acc[r][i] = fma16(xv[i], wv[r], acc[r][i]);
@@ -118,27 +143,37 @@ static inline __attribute__((always_inline)) void block(float *out, int64_t OC, 
 }
 
 /* rows o.. of out for all n input rows: blocks of R weight rows x up to XR input rows */
-#define BLOCKS(R)                                                                                 \
+#define BLOCKS(R, H)                                                                              \
   for (int64_t i = 0; i < n; i += XR) {                                                           \
     float *o = out + i * OC;                                                                      \
     const float *x = inp + i * C;                                                                 \
     switch (n - i < XR ? (int)(n - i) : XR) { /* constant shapes: each unrolled into registers */ \
-      case 1: block(o, OC, x, w, b, C, R, 1); break;                                              \
-      case 2: block(o, OC, x, w, b, C, R, 2); break;                                              \
-      case 3: block(o, OC, x, w, b, C, R, 3); break;                                              \
-      default: block(o, OC, x, w, b, C, R, XR); break;                                            \
+      case 1: block(o, OC, x, w, b, C, R, 1, H); break;                                           \
+      case 2: block(o, OC, x, w, b, C, R, 2, H); break;                                           \
+      case 3: block(o, OC, x, w, b, C, R, 3, H); break;                                           \
+      default: block(o, OC, x, w, b, C, R, XR, H); break;                                         \
     }                                                                                             \
   }
 
-static void full_block(float *out, const float *inp, const float *w, const float *b, int64_t n, int64_t C, int64_t OC) { BLOCKS(WR) }
-static void one_row(float *out, const float *inp, const float *w, const float *b, int64_t n, int64_t C, int64_t OC) { BLOCKS(1) }
+static void full_block(float *out, const float *inp, const float *w, const float *b, int64_t n, int64_t C, int64_t OC) { BLOCKS(WR, 0) }
+static void one_row(float *out, const float *inp, const float *w, const float *b, int64_t n, int64_t C, int64_t OC) { BLOCKS(1, 0) }
+static void full_block_h(float *out, const float *inp, const uint16_t *w, const float *b, int64_t n, int64_t C, int64_t OC) { BLOCKS(WR, 1) }
+static void one_row_h(float *out, const float *inp, const uint16_t *w, const float *b, int64_t n, int64_t C, int64_t OC) { BLOCKS(1, 1) }
+
+/* the one loop over blocks of weight rows, for either weight type (direct calls: no pointer per block) */
+#define ROWS(full, one)                                                                           \
+  /* a small matrix is done before a fork/join would pay for itself */                            \
+  _Pragma("omp parallel for schedule(static) if (OC * C >= (1 << 18))")                           \
+  for (int64_t o = 0; o < OC; o += WR) {                                                          \
+    if (OC - o >= WR) full(out + o, inp, w + o * C, b ? b + o : NULL, n, C, OC);                  \
+    else /* the last few rows, one at a time: each output is the same sum in any block */         \
+      for (int64_t r = o; r < OC; r++) one(out + r, inp, w + r * C, b ? b + r : NULL, n, C, OC);  \
+  }
 
 void lm_linear_rows(float *out, const float *inp, const float *w, const float *b, int64_t n, int64_t C, int64_t OC) {
-  /* a small matrix is done before a fork/join would pay for itself */
-  #pragma omp parallel for schedule(static) if (OC * C >= (1 << 18))
-  for (int64_t o = 0; o < OC; o += WR) {
-    if (OC - o >= WR) full_block(out + o, inp, w + o * C, b ? b + o : NULL, n, C, OC);
-    else   /* the last few rows, one at a time: each output is the same sum in any block */
-      for (int64_t r = o; r < OC; r++) one_row(out + r, inp, w + r * C, b ? b + r : NULL, n, C, OC);
-  }
+  ROWS(full_block, one_row)
+}
+
+void lm_linear_rows_f16(float *out, const float *inp, const uint16_t *w, const float *b, int64_t n, int64_t C, int64_t OC) {
+  ROWS(full_block_h, one_row_h)
 }

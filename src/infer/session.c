@@ -187,13 +187,15 @@ static const lm_qmat *qlin(const lm_model *m, int64_t l, int k) {
 
 /* out(n,OC) = inp(n,C) @ W(OC,C)^T + b. The weight's type picks the kernel: quantized blocks (q,
  * model.h qlin) go through quant.c against the activations quantized once per row for up to
- * FEW_ROWS rows, through qgemm.c (dequantized panels x sgemm, which overtakes quant.c between 16 and
- * 32 rows: bench/qgemm.c) for more; f32 weights
+ * FEW_ROWS rows (f16 weights through lm_linear_rows_f16: the bits of their f32 values), through
+ * qgemm.c (dequantized panels x sgemm, which overtakes quant.c between 16 and 32 rows:
+ * bench/qgemm.c) for more; f32 weights
  * through lm_linear_rows for up to FEW_ROWS rows (one row included, so that a sequence's decode
  * step gives the same bits alone or in any batch), sgemm for more. */
 static void linear(lm_fwd *s, float *out, const float *inp, const float *w, const float *b, const lm_qmat *q, int64_t n,
                    int64_t C, int64_t OC) {
   if (q && n > FEW_ROWS) { lm_qgemm(q, inp, n, b, out, s->gscratch, s->threads); return; }
+  if (q && q->type == LM_QW_F16) { lm_linear_rows_f16(out, inp, (const uint16_t *)q->data, b, n, C, OC); return; }
   if (q) { lm_qmatmul(q, inp, n, b, out, s->qscratch, s->qpath); return; }
   if (n <= FEW_ROWS) lm_linear_rows(out, inp, w, b, n, C, OC);
   else matmul_forward(out, inp, w, b, n, C, OC);

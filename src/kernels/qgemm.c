@@ -1,4 +1,4 @@
-/* qgemm.c — prompt-sized products on quantized weights: dequantized panels times cblas_sgemm (qgemm.h).
+/* qgemm.c — prompt-sized products on quantized or f16 weights: dequantized panels times cblas_sgemm (qgemm.h).
  *
  * The weight's rows are cut into panels of PANEL rows; a thread takes a panel, writes its values as
  * f32 into its own scratch ((PANEL, cols): 1-3 MB, in L2/L3 while sgemm reads it) and multiplies
@@ -7,8 +7,9 @@
  * instead of splitting each sgemm, and each output is the same single-threaded sgemm's at any
  * thread count. Dequantizing is exact (a Q8_0 value is an int8 times an f16 scale, a Q4_0 value an
  * int in -8..7 times one: at most 19 significant bits), so the result is the f32 product of the
- * dequantized weight as sgemm computes it. Dequantizing costs about one pass over the weight per
- * call, which the arithmetic of a prompt's rows (more than 32) hides. */
+ * dequantized weight as sgemm computes it; weights kept as f16 (LM_QW_F16) take the same route.
+ * Dequantizing costs about one pass over the weight per call, which the arithmetic of a prompt's
+ * rows (more than 32) hides. */
 #include "kernels/qgemm.h"
 #include <cblas.h>
 #include <omp.h>
@@ -40,8 +41,16 @@ static void deq_q4_0(const uint8_t *w, int64_t nb, float *out) {
   }
 }
 
+static void deq_f16(const uint8_t *w, int64_t nb, float *out) {
+  uint16_t h[LM_QK];
+  for (int64_t b = 0; b < nb; b++, w += 2 * LM_QK, out += LM_QK) {
+    memcpy(h, w, sizeof h);   /* the row may sit at any byte offset */
+    lm_f16_to_f32_row(h, out, LM_QK);
+  }
+}
+
 typedef void (*deq_row)(const uint8_t *w, int64_t nb, float *out);
-static const deq_row DEQ[LM_QW_COUNT] = {[LM_QW_Q8_0] = deq_q8_0, [LM_QW_Q4_0] = deq_q4_0};
+static const deq_row DEQ[LM_QW_COUNT] = {[LM_QW_Q8_0] = deq_q8_0, [LM_QW_Q4_0] = deq_q4_0, [LM_QW_F16] = deq_f16};
 
 void lm_qmat_dequantize(const lm_qmat *W, int64_t r0, int64_t nr, float *out) {
   size_t rb = lm_qmat_row_bytes(W);

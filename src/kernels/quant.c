@@ -236,6 +236,7 @@ static const struct {
 } KERNELS[LM_QW_COUNT] = {
     [LM_QW_Q8_0] = {LM_Q8_0_BYTES, KERN(k_q8_c, k_q8_avx2, k_q8_vnni)},
     [LM_QW_Q4_0] = {LM_Q4_0_BYTES, KERN(k_q4_c, k_q4_avx2, k_q4_vnni)},
+    [LM_QW_F16] = {2 * LM_QK, {NULL}},   /* no integer kernel (quant.h) */
 };
 
 size_t lm_qweight_block_bytes(lm_qweight t) { return t < LM_QW_COUNT ? KERNELS[t].bytes : 0; }

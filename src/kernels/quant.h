@@ -20,7 +20,9 @@
 #define LM_Q8_0_BYTES 34         /* f16 d + 32 int8 */
 #define LM_Q4_0_BYTES 18         /* f16 d + 16 bytes of two 4-bit values (j low, j + 16 high) */
 
-typedef enum { LM_QW_Q8_0 = 0, LM_QW_Q4_0, LM_QW_COUNT } lm_qweight;
+/* LM_QW_F16: a weight kept as f16 values (blocks of 32, no scale), run by linear.c's
+ * lm_linear_rows_f16 and qgemm.c, not by lm_qmatmul / lm_qmatvec */
+typedef enum { LM_QW_Q8_0 = 0, LM_QW_Q4_0, LM_QW_F16, LM_QW_COUNT } lm_qweight;
 typedef enum { LM_QPATH_PORTABLE = 0, LM_QPATH_AVX2, LM_QPATH_VNNI, LM_QPATH_COUNT } lm_qpath;
 
 /* A weight matrix kept quantized: rows x (cols / 32) blocks of `type`, row after row (ggml's

@@ -251,8 +251,10 @@ static lm_status read_config(const lm_gguf *g, const arch_info *a, lm_config *c)
 
 /* How each linear is kept for inference (model.h qlin), from the types of its GGUF parts: Q8_0 and
  * Q4_0 blocks as they are in the file (rows permuted as the f32 ones); the other quantized types
- * (Q4_K, Q5_K, Q6_K) or a mix of types requantized to Q8_0 from their dequantized values (8 bits
- * keep what their 4-6 bits hold); a linear with a float part (F32, F16, BF16) stays f32.
+ * (Q4_K, Q5_K, Q6_K) or a mix of them requantized to Q8_0 from their dequantized values (8 bits
+ * keep what their 4-6 bits hold); a linear whose parts are all F16 kept as f16 when loading for
+ * generation only (half the bytes a decoded token reads); any other float part (F32, BF16, F16
+ * mixed with other types, F16 in a model loaded with its f32 copy) makes the linear f32.
  * Loading for generation only (qonly) keeps no f32 values for the linears kept quantized, nor for
  * the token embedding when it is quantized (an extra entry, looked up row by row). */
 enum { QK_UNSET = -3, QK_F32 = -2, QK_REQUANT = -1 };   /* else the lm_qweight of every part */
@@ -339,9 +341,12 @@ static lm_status qlin_part(const lm_model *m, const lm_param_info *p, const char
   lm_qmat *q = &m->qlin[e];
   if (x->pass == 0) {
     int k = t->type == LM_GGML_Q8_0 ? LM_QW_Q8_0 : t->type == LM_GGML_Q4_0 ? LM_QW_Q4_0
+          : t->type == LM_GGML_F16 && x->qonly ? LM_QW_F16
           : t->type == LM_GGML_F32 || t->type == LM_GGML_F16 || t->type == LM_GGML_BF16 ? QK_F32 : QK_REQUANT;
     int *cur = &x->kind[e];
-    *cur = *cur == QK_UNSET ? k : *cur == QK_F32 || k == QK_F32 ? QK_F32 : *cur != k ? QK_REQUANT : k;
+    /* f16 beside another type is not requantized (8 bits would lose what f16 holds): f32 */
+    int f16_mix = *cur != k && (*cur == LM_QW_F16 || k == LM_QW_F16);
+    *cur = *cur == QK_UNSET ? k : *cur == QK_F32 || k == QK_F32 || f16_mix ? QK_F32 : *cur != k ? QK_REQUANT : k;
     if (p->shape[1] % LM_QK) *cur = QK_F32;
     q->rows = p->shape[0]; q->cols = p->shape[1];
     return LM_OK;

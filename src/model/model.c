@@ -16,11 +16,10 @@
 #include "kernels/kernels.h"
 #include "kernels/mm.h"
 #include "model/model.h"
-#include "kernels/quant.h"
+#include "kernels/qgemm.h"
 #include "model/heads.h"
 #include "model/config.h"
 #include "model/lora.h"
-#include "model/gguf.h"
 
 /* ------------------------------------------------------------------ table */
 
@@ -211,9 +210,7 @@ void lm_model_embed_rows(const lm_model *m, const int32_t *ids, int64_t n, float
   }
   int64_t C = m->cfg.n_embd;
   if (!q) { embedding_forward(out, ids, m->w.wte, n, C, 0); return; }
-  size_t rb = (size_t)(C / LM_QK) * lm_qweight_block_bytes(q->type);
-  int type = q->type == LM_QW_Q8_0 ? LM_GGML_Q8_0 : LM_GGML_Q4_0;   /* ggml's block formats (gguf.c) */
-  for (int64_t i = 0; i < n; i++) lm_gguf_dequantize(type, q->data + (size_t)ids[i] * rb, rb, out + i * C, C);
+  for (int64_t i = 0; i < n; i++) lm_qmat_dequantize(q, ids[i], 1, out + i * C);
 }
 
 /* norm gains: "ln_1.weight", "ln_f.weight", "emb_ln.weight", "mlm.ln.weight" */

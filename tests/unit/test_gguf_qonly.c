@@ -3,10 +3,12 @@
  * generation gives the logits of the same file loaded with its f32 copy, bit for bit (the same
  * quantized kernels; the embedding rows dequantized on the fly are the f32 copy's values), for a
  * prompt and for decoded tokens, on GPT-2 (tied embeddings) and a grouped-query Llama (untied), in
- * q8_0 and q4_0. The f32 memory is really absent (only the kept tensors' pages are reserved), and
+ * q8_0, q4_0 and f16 (kept as f16), and prompts of more than 32 tokens (qgemm.c) within sgemm's
+ * rounding of the f32 copy's. The f32 memory is really absent (only the kept tensors' pages are reserved), and
  * everything that needs the f32 weights (a full forward, training, saving, export, LoRA) is an error
  * naming the reason. */
 #include <criterion/criterion.h>
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -86,6 +88,45 @@ Test(gguf_qonly, gpt2_tied_q8_0) { run_case(LM_ARCH_GPT2, 1, LM_GGML_Q8_0); }
 Test(gguf_qonly, gpt2_tied_q4_0) { run_case(LM_ARCH_GPT2, 1, LM_GGML_Q4_0); }
 Test(gguf_qonly, llama_untied_q8_0) { run_case(LM_ARCH_LLAMA, 0, LM_GGML_Q8_0); }
 Test(gguf_qonly, llama_untied_q4_0) { run_case(LM_ARCH_LLAMA, 0, LM_GGML_Q4_0); }
+/* f16 linears and embeddings kept as f16 (linear.c lm_linear_rows_f16): the bits of the f32 copy's
+ * ordinary kernels */
+Test(gguf_qonly, gpt2_tied_f16) { run_case(LM_ARCH_GPT2, 1, LM_GGML_F16); }
+Test(gguf_qonly, llama_untied_f16) { run_case(LM_ARCH_LLAMA, 0, LM_GGML_F16); }
+
+/* a prompt of more than 32 tokens runs the kept weights through qgemm.c (dequantized panels x
+ * sgemm): the logits of the f32 copy run by sgemm, to sgemm's rounding (1e-4 of the largest) */
+static void prefill_case(lm_arch arch, int tied, int type) {
+  lm_model *m, *full, *q;
+  lm_tokenizer *tok;
+  char path[64];
+  write_file(arch, tied, 2, type, path, &m, &tok);
+  cr_assert_eq(lm_gguf_model_load(&full, path, -1), LM_OK, "%s", lm_last_error());
+  cr_assert_eq(lm_gguf_model_load_qonly(&q, path, -1, 1), LM_OK, "%s", lm_last_error());
+  unlink(path);
+  /* every layer's linears f32 in the copy; the LM head (one row: quant.c against quantized
+   * activations, in both) kept as it is */
+  for (int64_t e = 0; full->qlin && e < LM_QL_HEAD(full); e++) { lm_free(full->qlin[e].data); full->qlin[e].data = NULL; }
+  cr_assert(q->qlin && q->qlin[0].data);
+  lm_session *sf, *sq;
+  cr_assert_eq(lm_session_init(&sf, full, 64), LM_OK, "%s", lm_last_error());
+  cr_assert_eq(lm_session_init(&sq, q, 64), LM_OK, "%s", lm_last_error());
+  int32_t ids[45];
+  lm_rng r;
+  lm_rng_seed(&r, 5);
+  for (int i = 0; i < 45; i++) ids[i] = (int32_t)lm_rng_below(&r, 257);
+  const float *a, *b;
+  cr_assert_eq(lm_session_feed(sf, ids, 45, &a), LM_OK, "%s", lm_last_error());
+  cr_assert_eq(lm_session_feed(sq, ids, 45, &b), LM_OK, "%s", lm_last_error());
+  double mx = 0, d = 0;
+  for (int v = 0; v < 257; v++) { mx = fmax(mx, fabs(a[v])); d = fmax(d, fabs(a[v] - b[v])); }
+  cr_assert(mx > 0 && d <= 1e-4 * mx, "%s %s: max |qgemm - f32| = %g of max |logit| %g", lm_arch_name(arch), lm_ggml_type_name(type), d, mx);
+  lm_session_free(sf); lm_session_free(sq);
+  lm_model_free(m); lm_model_free(full); lm_model_free(q); lm_tokenizer_free(tok);
+}
+
+Test(gguf_qonly, prefill_q8_0) { prefill_case(LM_ARCH_GPT2, 1, LM_GGML_Q8_0); }
+Test(gguf_qonly, prefill_q4_0) { prefill_case(LM_ARCH_LLAMA, 0, LM_GGML_Q4_0); }
+Test(gguf_qonly, prefill_f16) { prefill_case(LM_ARCH_LLAMA, 0, LM_GGML_F16); }
 
 /* a file with float weights loads as an ordinary model (nothing to leave out) */
 Test(gguf_qonly, f32_file_is_an_ordinary_model) {

@@ -28,17 +28,20 @@ def read_safetensors(path):
     return out
 
 
+def mask_bits(d, name, shape):
+    """d/name's mask (uint64 words of bits, 1 = kept) as a float64 tensor of shape; None if absent"""
+    path = os.path.join(d, name)
+    if not os.path.exists(path):
+        return None
+    b = np.unpackbits(np.fromfile(path, dtype="<u8").view(np.uint8), bitorder="little")[: int(np.prod(shape))]
+    return torch.from_numpy(b.reshape(shape).astype(np.float64))
+
+
 def dropout_masks(d, layers, B, T, C, NH, head_shape=None):
     """The dropout masks a C driver saved (refdrv.h save_dropout_masks) as float64 torch tensors, 1 = kept:
     {"emb": (B,T,C), l: {"att": (B,NH,T,T), "res1": (B,T,C), "res2": (B,T,C)}, "head": head_shape};
     absent files are None."""
-    def bits(name, shape):
-        path = os.path.join(d, name)
-        if not os.path.exists(path):
-            return None
-        b = np.unpackbits(np.fromfile(path, dtype="<u8").view(np.uint8), bitorder="little")[: int(np.prod(shape))]
-        return torch.from_numpy(b.reshape(shape).astype(np.float64))
-
+    bits = lambda name, shape: mask_bits(d, name, shape)
     out = {"emb": bits("mask_emb.bin", (B, T, C)), "head": bits("mask_head.bin", head_shape) if head_shape else None}
     for l in range(layers):
         out[l] = {k: bits(f"mask_{l}_{k}.bin", (B, NH, T, T) if k == "att" else (B, T, C)) for k in ("att", "res1", "res2")}
@@ -50,13 +53,7 @@ def encdec_dropout_masks(d, enc_layers, dec_layers, B, S, T, C, NH, F):
     tensors, 1 = kept: {"emb", "lnf": (B,T,C), "enc_emb", "enc_out": (B,S,C), "dec": [per layer {"att":
     (B,NH,T,T), "res1", "resx", "res2": (B,T,C), "xatt": (B,NH,T,S), "act": (B,T,F)}], "enc": [per layer
     {"att": (B,NH,S,S), "res1", "res2": (B,S,C), "act": (B,S,F)}]}; absent files are None."""
-    def bits(name, shape):
-        path = os.path.join(d, name)
-        if not os.path.exists(path):
-            return None
-        b = np.unpackbits(np.fromfile(path, dtype="<u8").view(np.uint8), bitorder="little")[: int(np.prod(shape))]
-        return torch.from_numpy(b.reshape(shape).astype(np.float64))
-
+    bits = lambda name, shape: mask_bits(d, name, shape)
     def layer(prefix, Tq, Tk):
         shapes = {"att": (B, NH, Tq, Tq), "res1": (B, Tq, C), "xatt": (B, NH, Tq, Tk), "resx": (B, Tq, C),
                   "act": (B, Tq, F), "res2": (B, Tq, C)}
@@ -66,6 +63,12 @@ def encdec_dropout_masks(d, enc_layers, dec_layers, B, S, T, C, NH, F):
             "enc_emb": bits("mask_enc_emb.bin", (B, S, C)), "enc_out": bits("mask_enc_out.bin", (B, S, C)),
             "dec": [layer(f"mask_{l}", T, S) for l in range(dec_layers)],
             "enc": [layer(f"mask_enc_{l}", S, 0) for l in range(enc_layers)]}
+
+
+def same_run(a, b, names=("loss.bin", "logits.bin", "grads.safetensors")):
+    """(whether driver outputs a and b hold the same bytes in each of names, the mask files b holds)"""
+    same = all(open(os.path.join(a, f), "rb").read() == open(os.path.join(b, f), "rb").read() for f in names)
+    return same, [f for f in os.listdir(b) if f.startswith("mask")]
 
 
 def dropped(x, mask, p):

@@ -34,7 +34,8 @@ import tempfile
 import numpy as np
 import torch
 
-from refutil import BIN, Checker, dropped, encdec_dropout_masks, read_safetensors, rel_err, write_safetensors
+from refutil import (BIN, Checker, dropped, encdec_dropout_masks, read_safetensors, rel_err, same_run,
+                     write_safetensors)
 
 REF = os.path.join(BIN, "ref_t5")
 
@@ -325,9 +326,7 @@ def check_dropout(ck, name, v, seed, tmp, p=0.3):
     write_case(d0, v, P, seed + 1, dropout=0.0)
     a, b = os.path.join(d0, "plain"), os.path.join(d0, "train")
     if run_case(ck, f"{name}, p = 0", d0, v, a) and run_case(ck, f"{name}, p = 0 training", d0, v, b, ("--dropout", 77)):
-        same = all(open(os.path.join(a, f), "rb").read() == open(os.path.join(b, f), "rb").read()
-                   for f in ("loss.bin", "logits.bin", "grads.safetensors"))
-        extra = [f for f in os.listdir(b) if f.startswith("mask")]
+        same, extra = same_run(a, b)
         ck.check(f"{name}: dropout_rate 0 in training is the plain run bit for bit, no masks ({extra})",
                  0.0 if same and not extra else 1.0)
 

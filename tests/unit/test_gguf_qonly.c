@@ -31,14 +31,19 @@ static void write_file(lm_arch arch, int tied, int64_t layers, int type, char *p
   cr_assert_eq(lm_gguf_export(*m, *tok, NULL, type, path, 0), LM_OK, "%s", lm_last_error());
 }
 
+/* the random model m written as `type`, loaded with its f32 copy (full) and for generation only (q) */
+static void load_both(lm_arch arch, int tied, int type, lm_model **m, lm_model **full, lm_model **q, lm_tokenizer **tok) {
+  char path[64];
+  write_file(arch, tied, 2, type, path, m, tok);
+  cr_assert_eq(lm_gguf_model_load(full, path, -1), LM_OK, "%s", lm_last_error());
+  cr_assert_eq(lm_gguf_model_load_qonly(q, path, -1, 1), LM_OK, "%s", lm_last_error());
+  unlink(path);
+}
+
 static void run_case(lm_arch arch, int tied, int type) {
   lm_model *m, *full, *q;
   lm_tokenizer *tok;
-  char path[64];
-  write_file(arch, tied, 2, type, path, &m, &tok);
-  cr_assert_eq(lm_gguf_model_load(&full, path, -1), LM_OK, "%s", lm_last_error());
-  cr_assert_eq(lm_gguf_model_load_qonly(&q, path, -1, 1), LM_OK, "%s", lm_last_error());
-  unlink(path);
+  load_both(arch, tied, type, &m, &full, &q, &tok);
   cr_assert(q->qonly && q->params_map && q->qlin && !full->qonly);
   /* every linear kept quantized; the embedding has its own blocks unless the head's serve */
   for (int64_t e = 0; e <= LM_QL_HEAD(q); e++) cr_assert(q->qlin[e].data, "qlin entry %lld is f32", (long long)e);
@@ -98,11 +103,7 @@ Test(gguf_qonly, llama_untied_f16) { run_case(LM_ARCH_LLAMA, 0, LM_GGML_F16); }
 static void prefill_case(lm_arch arch, int tied, int type) {
   lm_model *m, *full, *q;
   lm_tokenizer *tok;
-  char path[64];
-  write_file(arch, tied, 2, type, path, &m, &tok);
-  cr_assert_eq(lm_gguf_model_load(&full, path, -1), LM_OK, "%s", lm_last_error());
-  cr_assert_eq(lm_gguf_model_load_qonly(&q, path, -1, 1), LM_OK, "%s", lm_last_error());
-  unlink(path);
+  load_both(arch, tied, type, &m, &full, &q, &tok);
   /* every layer's linears f32 in the copy; the LM head (one row: quant.c against quantized
    * activations, in both) kept as it is */
   for (int64_t e = 0; full->qlin && e < LM_QL_HEAD(full); e++) { lm_free(full->qlin[e].data); full->qlin[e].data = NULL; }

@@ -96,9 +96,10 @@ struct lm_server {
   float *slot_logits;                    /* (parallel, V) */
   int stopping, in_flight;
   pthread_mutex_t embed_mu;              /* lm_forward's activations are the model's */
+  int threads;                           /* the caller's thread count (lm_set_threads), for the engine and embeddings */
   /* metrics */
   uint64_t n_requests, n_errors, prompt_tokens, gen_tokens, seq;
-  double decode_sec;
+  double decode_sec;                     /* wall time inside decode steps */
 };
 
 static void job_unref(lm_server *s, job *j) {   /* with s->mu held */
@@ -270,6 +271,9 @@ static void *engine_main(void *arg) {
   const int32_t **fresh_ids = malloc((size_t)P * sizeof *fresh_ids);
   int64_t *fresh_len = malloc((size_t)P * sizeof *fresh_len);
   if (!slots || !fresh || !toks || !fresh_ids || !fresh_len) abort();   /* a few bytes at start-up */
+  /* OpenMP's thread count is per thread: a new thread starts from OMP_NUM_THREADS (or every core),
+   * not from what the caller set, so --threads 1 would otherwise decode on all cores */
+  lm_set_threads(s->threads);
   pthread_mutex_lock(&s->mu);
   for (;;) {
     int n_fresh = 0;
@@ -886,6 +890,7 @@ static enum MHD_Result embeddings(conn_ctx *cx, lm_request *rq) {
   if (!ids || !mask || !idx || !e) st = lm_error(LM_ERR_NOMEM, "out of memory");
   int64_t tokens = d.off[n];
   pthread_mutex_lock(&s->embed_mu);
+  lm_set_threads(s->threads);   /* this connection's thread starts from OpenMP's default, as the engine does */
   if (!st) st = lm_model_reserve(s->m, B, T, 0);
   for (int64_t b0 = 0; b0 < n && !st; b0 += B) {
     int64_t nb = n - b0 < B ? n - b0 : B;
@@ -1019,11 +1024,13 @@ static enum MHD_Result metrics(conn_ctx *cx) {
     "lmkit_generated_tokens_total %llu\n"
     "# HELP lmkit_decode_tokens_per_second Generated tokens per second of decode steps.\n"
     "# TYPE lmkit_decode_tokens_per_second gauge\nlmkit_decode_tokens_per_second %.3f\n"
+    "# HELP lmkit_decode_seconds_total Wall time inside decode steps.\n# TYPE lmkit_decode_seconds_total counter\n"
+    "lmkit_decode_seconds_total %.6f\n"
     "# HELP lmkit_slots_busy Slots decoding a request.\n# TYPE lmkit_slots_busy gauge\nlmkit_slots_busy %d\n"
     "# HELP lmkit_slots_total Slots.\n# TYPE lmkit_slots_total gauge\nlmkit_slots_total %d\n"
     "# HELP lmkit_queue_length Requests waiting for a slot.\n# TYPE lmkit_queue_length gauge\nlmkit_queue_length %d\n",
     (unsigned long long)s->n_requests, (unsigned long long)s->n_errors, (unsigned long long)s->prompt_tokens,
-    (unsigned long long)s->gen_tokens, s->decode_sec > 0 ? (double)s->gen_tokens / s->decode_sec : 0.0,
+    (unsigned long long)s->gen_tokens, s->decode_sec > 0 ? (double)s->gen_tokens / s->decode_sec : 0.0, s->decode_sec,
     s->n_active, s->o.parallel, s->n_queued);
   pthread_mutex_unlock(&s->mu);
   return send_text(cx->conn, 200, "text/plain; version=0.0.4", b, (size_t)n);
@@ -1191,6 +1198,7 @@ const char *lm_server_warning(const lm_server *s) { return s->warning; }
 
 lm_status lm_server_load(lm_server *s) {
   const char *dir = s->o.model_dir;
+  s->threads = lm_get_threads();
   lm_status st = lm_model_load_infer(&s->m, dir);   /* a GGUF file: no f32 copy of its quantized weights */
   if (st) return st;
   const lm_config *c = lm_model_config(s->m);

@@ -2,12 +2,19 @@
 # Server benchmark (issue #16): lmkit serve on a GPT-2 124M-shaped model (random weights, GPT-2's
 # tokenizer; made once by a 1-step `lmkit train` into $OUT/gpt2-124m):
 #   - single-stream decode through the server (streamed completions, greedy, no stop) vs
-#     `lmkit generate --stats` on the same model, prompt and length, from the same run;
+#     `lmkit generate --stats` on the same model, prompt, length, sampling and threads, the two run
+#     alternately (generate, serve, generate, serve, ...) so that a change in the machine's load
+#     hits both; both rates are the tokens after the first per second from the first token to the
+#     last (generate: its decode time, which starts at the first sample; serve: the client's clock
+#     from the first streamed token to the end of the stream), and the server's own decode steps
+#     alone (lmkit_decode_seconds_total in /metrics), which splits a gap into the forward's cost and
+#     the serving around it (sampling, streaming, thread hand-offs);
 #   - aggregate generated tokens/s with 1, 4, 8 and 16 concurrent clients (--parallel 16), the
 #     speed-up over one client (target: >= 4x at 8), and the median time to first token;
 #   - medians of RUNS repetitions, the machine's load before and after, and decode as a share of
 #     the DRAM bandwidth limit for one stream (bench_generate measures the bandwidth).
-#   bash bench/serve.sh            (RUNS=3 TOKENS=64 THREADS=1 BUILD=build OUT=/tmp/lmkit-bench-serve)
+#   bash bench/serve.sh            (RUNS=3 TOKENS=64 THREADS=1 BUILD=build OUT=/tmp/lmkit-bench-serve
+#                                   LEVELS="1 4 8 16"; OMP_WAIT_POLICY is passed through and printed)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
@@ -29,14 +36,7 @@ fi
 PROMPT="The history of the city begins in the early years of the century, when the first settlers arrived from the coast and"
 export OMP_NUM_THREADS="$THREADS"
 echo "load before: $(uptime)"
-
-# the peer: lmkit generate, single stream, the same prompt and length
-gen=()
-for _ in $(seq "$RUNS"); do
-  s=$("$BIN" generate --model "$M" --prompt "$PROMPT" --max-tokens "$TOKENS" --temperature 0 --no-stop --stats \
-      --threads "$THREADS" 2>&1 >/dev/null | grep -o 'generated [0-9]* tokens in [0-9.]* s ([0-9.]* tok/s)' | grep -o '[0-9.]* tok/s' | cut -d' ' -f1)
-  gen+=("$s")
-done
+echo "threads $THREADS, OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-(unset)}"
 
 "$BIN" serve --model "$M" --port 0 --parallel 16 --threads "$THREADS" > "$OUT/serve.log" 2>&1 &
 SPID=$!
@@ -50,11 +50,28 @@ done
 bw=$("$BUILD/bench_generate" gpt2 "$THREADS" 16 8 1 16 2>/dev/null | grep '^{' |
   python3 -c "import json,sys; j = json.load(sys.stdin); print(j['bandwidth_gbs'], j['weight_mb_per_token'])")
 
-python3 - "$PORT" "$RUNS" "$TOKENS" "$PROMPT" "$bw" "${gen[*]}" "$LEVELS" <<'PY'
-import json, statistics, sys, threading, time, http.client
-port, runs, tokens, prompt, gen, levels = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], \
-    [float(x) for x in sys.argv[6].split()], [int(x) for x in sys.argv[7].split()]
+python3 - "$PORT" "$RUNS" "$TOKENS" "$PROMPT" "$bw" "$BIN" "$LEVELS" "$M" "$THREADS" <<'PY'
+import json, re, statistics, subprocess, sys, threading, time, http.client
+port, runs, tokens, prompt, binary, levels = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], \
+    sys.argv[6], [int(x) for x in sys.argv[7].split()]
+model, threads = sys.argv[8], sys.argv[9]
 bw, weight_mb = (float(x) for x in sys.argv[5].split())
+
+def generate():
+    """the peer: lmkit generate on the same prompt, length, sampling and threads; tokens after the
+    first per second of its decode time (which starts at the first sample)"""
+    r = subprocess.run([binary, "generate", "--model", model, "--prompt", prompt, "--max-tokens", str(tokens),
+                        "--temperature", "0", "--no-stop", "--stats", "--threads", threads],
+                       stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, check=True)
+    n, sec = re.search(r"generated (\d+) tokens in ([0-9.]+) s", r.stderr).groups()
+    return (int(n) - 1) / float(sec)
+
+def metrics():
+    """the server's counters: generated tokens, seconds inside decode steps"""
+    c = http.client.HTTPConnection("127.0.0.1", int(port), timeout=60)
+    c.request("GET", "/metrics")
+    m = dict(l.split() for l in c.getresponse().read().decode().splitlines() if l and not l.startswith("#"))
+    return float(m["lmkit_generated_tokens_total"]), float(m["lmkit_decode_seconds_total"])
 
 def one(k, out):
     """one streamed completion: (time to first token, decode tok/s after it, tokens, start, end)"""
@@ -88,16 +105,22 @@ def level(n):
     return total / wall, statistics.median(o[0] for o in out), statistics.median(o[1] for o in out)
 
 one(0, [])   # warm-up
-single = []
-for _ in range(runs):
+single, gen, steps = [], [], []
+for _ in range(runs):   # alternately, so that the machine's load moves both alike
+    gen.append(generate())
+    m0 = metrics()
     o = []; one(0, o); single.append(o[0])
+    m1 = metrics()
+    steps.append((m1[0] - m0[0] - 1) / (m1[1] - m0[1]))   # n tokens: n - 1 decode steps of one row (the last is not fed)
 srv = statistics.median(s[1] for s in single)
 g = statistics.median(gen)
+ratios = [s[1] / x for s, x in zip(single, gen)]
 limit = bw * 1e9 / (weight_mb * 1e6)   # one stream reads every weight once per token
-print(f"GPT-2 124M shape (random weights), {tokens} tokens greedy, median of {runs}")
-print(f"single stream: lmkit serve {srv:.2f} tok/s vs lmkit generate {g:.2f} tok/s ({srv / g:.2f}x; target >= 0.90), "
-      f"TTFT {statistics.median(s[0] for s in single) * 1000:.0f} ms; DRAM {bw:.1f} GB/s -> bandwidth limit "
-      f"{limit:.1f} tok/s, serve at {srv / limit:.2f} of it")
+print(f"GPT-2 124M shape (random weights), {tokens} tokens greedy, {threads} thread(s), median of {runs}")
+print(f"single stream: lmkit serve {srv:.2f} tok/s vs lmkit generate {g:.2f} tok/s ({srv / g:.2f}x; target >= 0.90; "
+      f"run by run {' '.join(f'{r:.2f}' for r in ratios)}), TTFT {statistics.median(s[0] for s in single) * 1000:.0f} ms")
+print(f"  the server's decode steps alone: {statistics.median(steps):.2f} tok/s ({statistics.median(steps) / g:.2f}x generate); "
+      f"DRAM {bw:.1f} GB/s -> bandwidth limit {limit:.1f} tok/s, serve at {srv / limit:.2f} of it")
 base = None
 rows = []
 for n in levels:
@@ -108,6 +131,7 @@ for n in levels:
     print(f"  {n:2d} clients: aggregate {agg:7.2f} tok/s ({agg / base:4.2f}x one client), per client {per:6.2f} tok/s, "
           f"median TTFT {ttft * 1000:6.0f} ms")
 print(json.dumps({"impl": "lmkit serve", "single_serve_tok_s": round(srv, 2), "single_generate_tok_s": round(g, 2),
+                  "single_serve_steps_tok_s": round(statistics.median(steps), 2), "threads": int(threads),
                   "bandwidth_gbs": bw, "bw_limit_tok_s": round(limit, 2), "levels": rows}))
 PY
 echo "load after:  $(uptime)"

@@ -4,13 +4,16 @@
  *     (OC % 4 != 0), with and without a bias;
  *   - each row's outputs bit for bit equal to the row computed alone (n = 1), for every n from 1
  *     to 11 (full and partial blocks of input rows), and equal at 1 and 2 threads: a request's
- *     logits do not depend on the others in its step. */
+ *     logits do not depend on the others in its step;
+ *   - lm_linear_rows_f16 on f16 weights equals lm_linear_rows on those weights converted to f32,
+ *     bit for bit (the same sums in the same order), for every n, at 2 threads. */
 #include <criterion/criterion.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include "base/base.h"
 #include "infer/linear.h"
+#include "kernels/quant.h"
 
 static float *randoms(size_t n, uint64_t seed) {
   lm_rng r;
@@ -24,7 +27,10 @@ static void check(int64_t C, int64_t OC, int bias) {
   enum { NMAX = 11 };
   float *x = randoms((size_t)NMAX * C, 1 + C), *w = randoms((size_t)OC * C, 2 + OC), *b = bias ? randoms((size_t)OC, 3) : NULL;
   float *y = malloc((size_t)NMAX * OC * sizeof *y), *y1 = malloc((size_t)OC * sizeof *y1);
-  float *yt = malloc((size_t)NMAX * OC * sizeof *yt);
+  float *yt = malloc((size_t)NMAX * OC * sizeof *yt), *wf = malloc((size_t)OC * C * sizeof *wf);
+  uint16_t *wh = malloc((size_t)OC * C * sizeof *wh);
+  lm_f32_to_f16_row(w, wh, OC * C);
+  lm_f16_to_f32_row(wh, wf, OC * C);
   for (int64_t n = 1; n <= NMAX; n++) {
     lm_set_threads(1);
     lm_linear_rows(y, x, w, b, n, C, OC);
@@ -32,6 +38,12 @@ static void check(int64_t C, int64_t OC, int bias) {
     lm_linear_rows(yt, x, w, b, n, C, OC);
     cr_assert(!memcmp(y, yt, (size_t)(n * OC) * sizeof *y), "C=%lld OC=%lld n=%lld: other bits at 2 threads", (long long)C,
               (long long)OC, (long long)n);
+    float *yh = malloc((size_t)n * OC * sizeof *yh), *yf = malloc((size_t)n * OC * sizeof *yf);
+    lm_linear_rows(yf, x, wf, b, n, C, OC);
+    lm_linear_rows_f16(yh, x, wh, b, n, C, OC);
+    cr_assert(!memcmp(yh, yf, (size_t)(n * OC) * sizeof *yh), "C=%lld OC=%lld n=%lld: f16 weights differ from their f32 values",
+              (long long)C, (long long)OC, (long long)n);
+    free(yh); free(yf);
     for (int64_t i = 0; i < n; i++) {
       lm_linear_rows(y1, x + i * C, w, b, 1, C, OC);
       cr_assert(!memcmp(y1, y + i * OC, (size_t)OC * sizeof *y1), "C=%lld OC=%lld n=%lld: row %lld differs from the row alone",
@@ -44,7 +56,7 @@ static void check(int64_t C, int64_t OC, int bias) {
       }
     }
   }
-  free(x); free(w); free(b); free(y); free(y1); free(yt);
+  free(x); free(w); free(b); free(y); free(y1); free(yt); free(wf); free(wh);
 }
 
 Test(linear, odd_shapes) {

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "cli.h"
+#include "model/config.h"
 #include "train/finetune.h"
 #include "train/finetune_tasks.h"
 #include "train/text2text.h"
@@ -63,7 +64,9 @@ static const char *HELP =
   "  --batch N            examples per step (32)\n"
   "  --context N          longest input in tokens, [CLS] and [SEP] included (128; at most\n"
   "                       the model's positions)\n"
-  "  --lr X               peak learning rate (3e-5); linear warmup, cosine decay to 0\n"
+  "  --lr X               peak learning rate; linear warmup, cosine decay to 0 (default by the\n"
+  "                       model's width: 1e-3 under 384, 1e-4 under 768, 3e-5 from 768 up as\n"
+  "                       bert-base; printed at start; see docs/finetune.md)\n"
   "  --warmup-ratio X     share of the steps spent warming up (0.1)\n"
   "  --weight-decay X     AdamW weight decay on weight matrices (0.01)\n"
   "  --clip X             clip the global gradient norm; 0 disables (1.0)\n"
@@ -83,6 +86,30 @@ static const char *HELP =
   "  --temperature X      0 = greedy (0); --top-k N, --top-p X sample as 'lmkit generate' does\n"
   "  --beams N            beam search (--length-penalty X, --early-stopping, --no-repeat-ngram N)\n"
   "  The evaluation writes OUT/eval_predictions.txt, one output per eval line.\n";
+
+/* The default peak learning rate by the model's width (config.json's hidden size): the first
+ * row whose bound exceeds it. run_glue's 3e-5 suits bert-base (768) and wider but barely moves
+ * the 4-layer x 256 BERTs pre-trained here; on SST-2 bench/finetune_sweep.sh measured the best
+ * rate for those at 1e-3 (docs/finetune.md has the table). 1e-4 between them is interpolated
+ * (Turc et al.'s compact BERTs of width 512 fine-tune at 1e-4..3e-5), not measured. */
+static const struct { int64_t below; float lr; const char *text, *rule; } LR_BY_WIDTH[] = {
+  {384, 1e-3f, "1e-3", "narrower than 384"}, {768, 1e-4f, "1e-4", "of width 384 to 767"},
+  {INT64_MAX, 3e-5f, "3e-5", "of width 768 (bert-base) or more"}};
+
+/* Sets o->lr from the model's width when --lr was not given and says so; a config.json that
+ * cannot be read is left to the fine-tuning call, which reports it. */
+static void default_lr(lm_finetune_opts *o) {
+  char *path = lm_path_join(o->model_dir, "config.json");
+  lm_config cfg;
+  int ok = path && lm_dir_exists(o->model_dir) && !lm_config_load(&cfg, path);
+  free(path);
+  if (!ok) return;
+  size_t i = 0;
+  while (cfg.n_embd >= LR_BY_WIDTH[i].below) i++;
+  o->lr = LR_BY_WIDTH[i].lr;
+  fprintf(stderr, "lmkit finetune: lr %s (the default for models %s; this one is %lld wide; --lr to change)\n",
+          LR_BY_WIDTH[i].text, LR_BY_WIDTH[i].rule, (long long)cfg.n_embd);
+}
 
 /* --task tokens / qa (src/train/finetune_tasks.c) */
 static int finetune_task(const lm_finetune_opts *o, int kind, int64_t stride) {
@@ -154,7 +181,7 @@ int cmd_finetune(int argc, char **argv) {
   lm_finetune_opts_default(&o);
   const char *task = NULL, *v;
   int64_t threads = 0, stride = 0, max_target = 128;
-  int r, gen_used = 0;
+  int r, gen_used = 0, lr_set = 0;
   lm_t2t_eval_opts eo = {.rouge = -1};
   lm_gen_opts_default(&eo.gen);
   eo.gen.temperature = 0; eo.gen.max_tokens = 0;   /* greedy, up to the longest target */
@@ -175,7 +202,7 @@ int cmd_finetune(int argc, char **argv) {
     if ((k = OPT("--steps")) < 0) return 1; else if (k) { NUM(o.steps, 1, INT64_MAX / 2); continue; }
     if ((k = OPT("--batch")) < 0) return 1; else if (k) { NUM(o.batch, 1, 1 << 16); continue; }
     if ((k = OPT("--context")) < 0) return 1; else if (k) { NUM(o.context, 3, 1 << 20); continue; }
-    if ((k = OPT("--lr")) < 0) return 1; else if (k) { FLT(o.lr, 0, 10); continue; }
+    if ((k = OPT("--lr")) < 0) return 1; else if (k) { FLT(o.lr, 0, 10); lr_set = 1; continue; }
     if ((k = OPT("--warmup-ratio")) < 0) return 1; else if (k) { FLT(o.warmup_ratio, 0, 1); continue; }
     if ((k = OPT("--weight-decay")) < 0) return 1; else if (k) { FLT(o.weight_decay, 0, 10); continue; }
     if ((k = OPT("--clip")) < 0) return 1; else if (k) { FLT(o.clip, 0, 1e9); continue; }
@@ -210,6 +237,7 @@ int cmd_finetune(int argc, char **argv) {
   if (!o.train_path) return cli_error("--data FILE is required (see 'lmkit finetune --help')");
   if (!o.out_dir) return cli_error("--out DIR is required (see 'lmkit finetune --help')");
   lm_set_threads((int)threads);
+  if (!lr_set) default_lr(&o);
   if (kind == 3) {
     eo.gen.seed = o.seed;
     eo.progress = o.progress;

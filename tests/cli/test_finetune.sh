@@ -3,7 +3,8 @@
 # generated corpus, fine-tune it on a generated sentiment-like task (the label
 # says whether the sentence holds a word from the positive or the negative
 # list), require dev accuracy well above chance, label stdin with `predict`,
-# print embeddings with `embed`, and get one clear error line (or the
+# print embeddings with `embed`, check the default learning rate chosen by the
+# model's width (and that --lr wins), and get one clear error line (or the
 # documented truncation note) for each kind of bad input.
 source "$(dirname "$0")/lib.sh"
 # one "lmkit: error:" line, containing $2, and a non-zero exit; $1 is the stderr file, $3 the exit code
@@ -84,8 +85,20 @@ check "cls and mean pooling differ" "[ -s $T/e_mean.jsonl ] && ! cmp -s $T/e_cls
 "$BIN" finetune --model "$T/pre" --task classify --data "$T/train.jsonl" --out "$T/ftj" --steps 2 --batch 8 --threads 2 --quiet > /dev/null 2> "$T/j.err"
 check "fine-tune reads JSONL" "[ -f $T/ftj/model.safetensors ] && grep -q positive $T/ftj/config.json"
 
+# the default learning rate follows the model's width (docs/finetune.md) and says so; --lr wins.
+# 2 steps without warmup: step 1's lr is half the peak (cosine at the midpoint)
+lr1() { python3 -c 'import json,sys; print(json.loads(open(sys.argv[1]).readline())["lr"])' "$1"; }
+DL=(--task classify --data "$T/train.jsonl" --steps 2 --batch 8 --warmup-ratio 0 --threads 2 --quiet)
+"$BIN" finetune --model "$T/pre" "${DL[@]}" --out "$T/ftd" > /dev/null 2> "$T/d.err"
+a=$(lr1 "$T/ftd/metrics.jsonl")
+"$BIN" finetune --model "$T/pre" "${DL[@]}" --lr 3e-3 --out "$T/ftl" > /dev/null 2> "$T/l.err"
+b=$(lr1 "$T/ftl/metrics.jsonl")
+check "a 32-wide model fine-tunes at lr 1e-3 by default and says so (step-1 lr $a); --lr 3e-3 wins silently ($b)" \
+  "grep -qF 'lr 1e-3 (the default for models narrower than 384; this one is 32 wide; --lr to change)' $T/d.err && \
+   ! grep -q 'default for models' $T/l.err && python3 -c 'import sys; sys.exit(not (abs(${a:-1} - 5e-4) < 1e-9 and abs(${b:-1} - 1.5e-3) < 1e-9))'"
+
 # bad input: one clear error line each
-FT="$BIN finetune --model $T/pre --task classify --out $T/bad --threads 2 --quiet --steps 2"
+FT="$BIN finetune --model $T/pre --task classify --out $T/bad --threads 2 --quiet --steps 2 --lr 1e-3"  # an explicit --lr: no default-lr note, so errors are the only stderr line
 $FT --data "$T/train.tsv" --eval "$T/bad_label.tsv" > /dev/null 2> "$T/e1"; rc=$?
 check "eval label never seen in training: error names file:line" "one_error $T/e1 'bad_label.tsv:3: label' $rc"
 $FT --data "$T/no_label.tsv" > /dev/null 2> "$T/e2"; rc=$?
@@ -94,7 +107,7 @@ $FT --data "$T/bad.jsonl" > /dev/null 2> "$T/e3"; rc=$?
 check "malformed JSONL line: error names file:line" "one_error $T/e3 'bad.jsonl:2: malformed JSON' $rc"
 "$BIN" finetune --model "$T/pre" --task nope --data "$T/train.tsv" --out "$T/bad" > /dev/null 2> "$T/e4"; rc=$?
 check "unknown --task: one error line listing the tasks" "one_error $T/e4 \"unknown --task 'nope' (available: classify, tokens, qa, text2text)\" $rc"
-"$BIN" finetune --model "$T/pre" --task classify --data "$T/missing.tsv" --out "$T/bad" > /dev/null 2> "$T/e5"; rc=$?
+"$BIN" finetune --model "$T/pre" --task classify --lr 1e-3 --data "$T/missing.tsv" --out "$T/bad" > /dev/null 2> "$T/e5"; rc=$?
 check "missing data file: one error line" "one_error $T/e5 'missing.tsv' $rc"
 "$BIN" predict --model "$T/pre" < /dev/null > /dev/null 2> "$T/e6"; rc=$?
 check "predict with a model that is not a classifier: one error line" "one_error $T/e6 'not a sequence-classification model' $rc"

@@ -118,7 +118,7 @@ check "qa: predict on a malformed line: one error naming <stdin>:LINE" "one_erro
 check "qa: short windows with a stride run and score" "[ $rc -eq 0 ] && grep -q '^eval exact match' $T/qaw.out"
 
 # ---- bad input: one clear error line each
-FT="$BIN finetune --model $T/pre --out $T/bad --threads 2 --quiet --steps 2"
+FT="$BIN finetune --model $T/pre --out $T/bad --threads 2 --quiet --steps 2 --lr 1e-3"  # an explicit --lr: no default-lr note, so errors are the only stderr line
 $FT --task tokens --data "$T/ner_train.txt" --eval "$T/ner_unseen.txt" > /dev/null 2> "$T/e1"; rc=$?
 check "tokens: eval tag never seen in training: error names file:line" "one_error $T/e1 \"ner_unseen.txt:4: tag 'B-ORG'\" $rc"
 $FT --task tokens --data "$T/ner_notag.txt" > /dev/null 2> "$T/e2"; rc=$?

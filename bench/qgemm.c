@@ -9,19 +9,30 @@
  *   - lm_qgemm (dequantized panels x cblas_sgemm),
  *   - cblas_sgemm on an f32 copy of the dequantized weights (what an f32 model's prefill runs: the peer).
  * The three alternate within each repetition, so a change of the machine's load hits all alike;
- * medians over REPS in GFLOP/s (2 n weights / time), with the machine's load before and after. The
+ * medians over REPS in GFLOP/s (2 n weights / time), with the machine's load before and after. With
+ * one thread the time is the process's CPU time, so that on a loaded machine the waits for a core
+ * do not count (memory contention still does); with more, wall time. The
  * row count where lm_qgemm overtakes lm_qmatmul sets where session.c switches (qgemm.h). */
 #include <cblas.h>
 #include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include "bench_util.h"
 #include "kernels/kernels.h"
 #include "kernels/qgemm.h"
 #include "model/gguf.h"
 
 enum { NL = 4 };
+
+static int cpu_clock;   /* 1 thread: CPU time */
+static double now(void) {
+  if (!cpu_clock) return lm_time_sec();
+  struct timespec t;
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
+  return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
 
 static void load(const char *when) {
   double l[3] = {0};
@@ -37,8 +48,9 @@ int main(int argc, char **argv) {
   int64_t shp[NL][2] = {{2560, 2048}, {2048, 2048}, {11264, 2048}, {2048, 5632}};
   if (gpt2) { int64_t g[NL][2] = {{2304, 768}, {768, 768}, {3072, 768}, {768, 3072}}; memcpy(shp, g, sizeof g); }
   omp_set_num_threads(threads);
+  cpu_clock = threads == 1;
   load("before");
-  printf("%s layer, %d threads, GFLOP/s (medians of %d)\n%-5s %5s | %9s %9s %9s | %s\n", model, threads, reps, "type", "rows",
+  printf("%s layer, %d threads, GFLOP/s of %s time (medians of %d)\n%-5s %5s | %9s %9s %9s | %s\n", model, threads, cpu_clock ? "CPU" : "wall", reps, "type", "rows",
          "qmatmul", "qgemm", "f32 sgemm", "qgemm / f32");
   int64_t maxc = 0, maxr = 0, total = 0;
   for (int k = 0; k < NL; k++) { maxc = shp[k][1] > maxc ? shp[k][1] : maxc; maxr = shp[k][0] > maxr ? shp[k][0] : maxr; total += shp[k][0] * shp[k][1]; }
@@ -70,13 +82,13 @@ int main(int argc, char **argv) {
       if (n < 1 || n > NMAX) continue;
       double tq[64], tg[64], tf[64];
       for (int rep = -1; rep < reps && rep < 64; rep++) {
-        double t0 = lm_time_sec();
+        double t0 = now();
         for (int k = 0; k < NL; k++) lm_qmatmul(&W[k], x, n, NULL, y, qs, lm_qpath_best());
-        double t1 = lm_time_sec();
+        double t1 = now();
         for (int k = 0; k < NL; k++) lm_qgemm(&W[k], x, n, NULL, y, gs, threads);
-        double t2 = lm_time_sec();
+        double t2 = now();
         for (int k = 0; k < NL; k++) matmul_forward(y, x, wf[k], NULL, n, W[k].cols, W[k].rows);
-        double t3 = lm_time_sec();
+        double t3 = now();
         if (rep >= 0) { tq[rep] = t1 - t0; tg[rep] = t2 - t1; tf[rep] = t3 - t2; }
       }
       double fl = 2.0 * n * (double)total * 1e-9, q = fl / bench_median(tq, reps), g = fl / bench_median(tg, reps),

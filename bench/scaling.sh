@@ -9,7 +9,13 @@
 #
 #   bench/scaling.sh                 # the default sweep: ~1 h or more on 2 cores (untimed so far)
 #   bench/scaling.sh --tiny          # a ~2-minute smoke run at tiny budgets (numbers meaningless)
-#   BUDGETS=3e11,1e12 HOLDOUT=3e12 OUT=/tmp/sc bench/scaling.sh
+#   BUDGETS=3e11,1e12 HOLDOUT=3e12 SIZES=auto OUT=/tmp/sc bench/scaling.sh
+#
+# The default ladder (SIZES) is the same six sizes at every budget, 1x32 to 4x64: lmkit sweep's
+# auto ladder centres on Chinchilla's ~20 tokens per parameter, but at these budgets, with bytes
+# as tokens and N counting non-embedding parameters only, the compute-optimal models are the
+# smallest ones at hundreds of tokens per parameter (measured 2026-12-02: with the auto ladder
+# every IsoFLOP profile fell monotonically towards its smallest size, so the fit was unbounded).
 #   bench/scaling.sh --publish       # also copy the plots to docs/scaling-*.png
 #
 # Everything lands in $OUT (default build/bench-scaling); re-running continues the sweep where it
@@ -31,8 +37,9 @@ if [ $TINY = 1 ]; then
   OUT=${OUT:-build/bench-scaling-tiny}
 else
   BUDGETS=${BUDGETS:-3e11,1e12,3e12} HOLDOUT=${HOLDOUT:-6e12} CONTEXT=${CONTEXT:-128} BATCH=${BATCH:-8}
-  OUT=${OUT:-build/bench-scaling}
+  OUT=${OUT:-build/bench-scaling} SIZES=${SIZES:-1x32,2x32,3x32,2x64,3x64,4x64}
 fi
+SIZES=${SIZES:-auto}
 THREADS=${THREADS:-$(nproc)}
 [ -x "$BIN" ] || { echo "build lmkit first (make build)" >&2; exit 1; }
 mkdir -p "$OUT"
@@ -45,10 +52,10 @@ if [ ! -s "$OUT/corpus.txt" ]; then
   find /usr/share/games/fortunes -type f ! -name '*.dat' ! -name '*.u8' -print0 | sort -z | xargs -0 cat | grep -v '^%$' >> "$OUT/corpus.txt"
 fi
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'); load before: $(cut -d' ' -f1-3 /proc/loadavg)"
-echo "corpus: $(stat -c %s "$OUT/corpus.txt") bytes (byte tokenizer); budgets $BUDGETS; held-out run at $HOLDOUT; context $CONTEXT, batch $BATCH, $THREADS threads"
+echo "corpus: $(stat -c %s "$OUT/corpus.txt") bytes (byte tokenizer); budgets $BUDGETS, sizes $SIZES; held-out run at $HOLDOUT; context $CONTEXT, batch $BATCH, $THREADS threads"
 t0=$(date +%s)
 COMMON=(--data "$OUT/corpus.txt" --context "$CONTEXT" --batch "$BATCH" --threads "$THREADS" --quiet)
-"$BIN" sweep "${COMMON[@]}" --budgets "$BUDGETS" --sizes auto --out "$OUT/sweep"
+"$BIN" sweep "${COMMON[@]}" --budgets "$BUDGETS" --sizes "$SIZES" --out "$OUT/sweep"
 t1=$(date +%s)
 "$BIN" fit --sweep "$OUT/sweep" --json > "$OUT/fit.json"
 "$BIN" fit --sweep "$OUT/sweep" > "$OUT/fit.txt"

@@ -14,9 +14,23 @@
  * to that sequence's own cache (lm_kv). A session is one run at a time; the
  * batch decoder (batch.c) passes one run per sequence, so a decode step of N
  * sequences runs the linear layers as one (N, C) matrix-matrix product and
- * attention per run over its own cache (runs x heads in parallel). */
+ * attention per run over its own cache (runs x heads in parallel).
+ *
+ * A decode step (up to FEW_ROWS rows) with more than one thread is one OpenMP parallel region for
+ * the whole forward, not a parallel-for per operation (about 50 fork/joins a token, each a wait for
+ * every thread: on a loaded machine a thread that has lost its core held all the others up, and 2
+ * threads ran many times slower than 1). Inside the region every thread walks the same sequence of
+ * phases (one per operation: a linear's blocks of weight rows, attention's (run, head) pairs, a
+ * norm's rows); a phase's chunks go to whichever thread takes them first (an atomic counter), and a
+ * thread moves on when all of the phase's chunks are done, not when all threads have arrived. So
+ * a thread that is off its core holds nothing up (the others take its share), and one that comes
+ * back finds the finished phases and catches up. Each output is still one kernel call's, so the
+ * bits do not depend on which thread took it or on the thread count. Prompts (more rows) keep one
+ * parallel operation at a time: sgemm and the kernels parallelise themselves. */
 #include <cblas.h>
 #include <math.h>
+#include <sched.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <omp.h>
@@ -33,6 +47,19 @@
 /* Up to this many rows (a decode step, a short prompt) go through lm_linear_rows (linear.c), which
  * reads each weight row from memory once for all of them; more through sgemm. */
 #define FEW_ROWS 32
+#define PART_ROWS 256   /* at most this many weight rows per chunk of a decode step's linear */
+
+/* a phase of a decode step (one cache line): chunks taken (next) and finished (done) */
+typedef struct {
+  _Alignas(64) atomic_llong next;
+  atomic_llong done;
+} phase;
+
+/* a thread's view of the team: the shared phases and the one it is in (NULL team: no region) */
+typedef struct {
+  phase *ph;
+  int64_t k;
+} team;
 
 struct lm_fwd {
   const lm_model *m;
@@ -48,6 +75,9 @@ struct lm_fwd {
   void *qscratch;           /* the quantized activations of (rows) rows, when the model has quantized linears */
   void *gscratch;           /* lm_qgemm's dequantized panels (prompts of more than FEW_ROWS rows), or NULL */
   float *kvf;               /* (threads, 2, max_len, hs): a head's keys and values of an f16 cache, as f32 */
+  float *part;              /* (threads, FEW_ROWS, PART_ROWS): a decode step's chunk of a linear over several rows */
+  phase *ph;                /* (nph) a decode step's phases */
+  int64_t nph;
   int threads;
   lm_qpath qpath;           /* the quantized kernels' path: the best this CPU has */
 };
@@ -121,8 +151,11 @@ lm_status lm_fwd_init(lm_fwd **out, const lm_model *m, int64_t rows, int64_t max
   s->qpath = lm_qpath_best();
   s->threads = omp_get_max_threads();
   s->kvf = lm_alloc((size_t)s->threads * 2 * max_len * (C / NH) * sizeof(float));
-  int fail_q = 0;
-  if (m->qlin) fail_q = !(s->qscratch = lm_alloc(lm_qmatmul_scratch(n, F > C ? F : C)));
+  s->nph = 16 * (c->n_layer + 1);   /* a layer takes at most 14 phases (lm_fwd_feed), the head 5 */
+  s->ph = lm_alloc((size_t)s->nph * sizeof(phase));
+  s->part = lm_alloc((size_t)s->threads * FEW_ROWS * PART_ROWS * sizeof(float));
+  int fail_q = !s->ph || !s->part;
+  if (m->qlin) fail_q |= !(s->qscratch = lm_alloc(lm_qmatmul_scratch(n, F > C ? F : C)));
   if (m->qlin && n > FEW_ROWS) fail_q |= !(s->gscratch = lm_alloc(lm_qgemm_scratch(F > C ? F : C, s->threads)));
   if (fail_q || !s->kvf || !s->x || !s->a || !s->t || !s->y || !s->qkv || !s->h || !s->g || !s->mean || !s->rstd || !s->scores ||
       !s->logits || !s->pos_ids || !s->start) {
@@ -139,6 +172,7 @@ void lm_fwd_free(lm_fwd *s) {
   if (s->g != s->h) lm_free(s->g);
   lm_free(s->qkv); lm_free(s->h); lm_free(s->mean); lm_free(s->rstd); lm_free(s->scores); lm_free(s->logits);
   free(s->pos_ids); free(s->start); lm_free(s->qscratch); lm_free(s->gscratch); lm_free(s->kvf);
+  lm_free(s->part); lm_free(s->ph);
   free(s);
 }
 
@@ -201,118 +235,240 @@ static void linear(lm_fwd *s, float *out, const float *inp, const float *w, cons
   else matmul_forward(out, inp, w, b, n, C, OC);
 }
 
-static void norm(const lm_config *c, float *out, lm_fwd *s, const float *inp, const float *w, const float *b, int64_t n) {
-  if (c->norm == LM_NORM_RMS) rmsnorm_forward(out, s->rstd, inp, w, n, c->n_embd, c->norm_eps);
-  else layernorm_forward(out, s->mean, s->rstd, inp, w, b, n, c->n_embd, c->norm_eps);
+/* out's rows i0..i0+n-1 = the norm of inp's (statistics at mean/rstd + i0) */
+static void norm_rows(lm_fwd *s, float *out, const float *inp, const float *w, const float *b, int64_t i0, int64_t n) {
+  const lm_config *c = &s->m->cfg;
+  int64_t C = c->n_embd;
+  if (c->norm == LM_NORM_RMS) rmsnorm_forward(out + i0 * C, s->rstd + i0, inp + i0 * C, w, n, C, c->norm_eps);
+  else layernorm_forward(out + i0 * C, s->mean + i0, s->rstd + i0, inp + i0 * C, w, b, n, C, c->norm_eps);
 }
 
-/* y(N,C): each run's n new queries at positions p0.. attend (causally, within the sliding window if
- * any) to its cache's keys 0..p0+n-1; query head h reads key/value head h / (NH/NKV). */
-static void attention_cached(lm_fwd *s, float *y, const float *qkv, const lm_kv_run *runs, int n_runs, int64_t l) {
+/* ------------------------------------------------------------------ a decode step's team */
+
+/* the next chunk of the team's current phase of n chunks, or -1 when all are taken */
+static int64_t grab(team *t, int64_t n) {
+  long long c = atomic_fetch_add_explicit(&t->ph[t->k].next, 1, memory_order_relaxed);
+  return c < n ? c : -1;
+}
+
+static void chunk_done(team *t) { atomic_fetch_add_explicit(&t->ph[t->k].done, 1, memory_order_release); }
+
+/* waits until the phase's n chunks are done (their writes then visible to this thread) and moves
+ * on to the next phase: a short spin, then yielding the core, which the thread being waited for
+ * may be waiting to get */
+static void phase_end(team *t, int64_t n) {
+  for (int spins = 0; atomic_load_explicit(&t->ph[t->k].done, memory_order_acquire) < n; spins++) {
+    if (spins >= 256) sched_yield();
+#if defined(__x86_64__)
+    else __builtin_ia32_pause();
+#endif
+  }
+  t->k++;
+}
+
+/* each chunk c < n once, by whichever thread of the team takes it; then wait for the phase */
+#define FOR_CHUNKS(t, n, c) for (int64_t c; (c = grab(t, n)) >= 0; chunk_done(t))
+
+/* a phase of one chunk: once_begin is true for the thread that does it (the caller, with no team) */
+static int once_begin(team *t) { return !t || grab(t, 1) == 0; }
+static void once_end(team *t, int mine) {
+  if (!t) return;
+  if (mine) chunk_done(t);
+  phase_end(t, 1);
+}
+
+/* ------------------------------------------------------------------ the operations
+ * Each takes the team (NULL: the caller alone, each operation then parallel inside). */
+
+static void op_norm(lm_fwd *s, team *t, float *out, const float *inp, const float *w, const float *b, int64_t n) {
+  if (!t) { norm_rows(s, out, inp, w, b, 0, n); return; }
+  FOR_CHUNKS(t, n, i) norm_rows(s, out, inp, w, b, i, 1);
+  phase_end(t, n);
+}
+
+/* xo = x + r, then (nout given) nout = norm(xo), row by row */
+static void op_residual(lm_fwd *s, team *t, float *xo, const float *x, const float *r, float *nout, const float *w,
+                        const float *b, int64_t n) {
+  int64_t C = s->m->cfg.n_embd;
+  if (!t) {
+    residual_forward(xo, x, r, n * C);
+    if (nout) norm_rows(s, nout, xo, w, b, 0, n);
+    return;
+  }
+  FOR_CHUNKS(t, n, i) {
+    residual_forward(xo + i * C, x + i * C, r + i * C, C);
+    if (nout) norm_rows(s, nout, xo, w, b, i, 1);
+  }
+  phase_end(t, n);
+}
+
+/* out(n,OC) = inp(n,C) @ W^T + b, as linear(); in a team, chunks of weight rows (per: about 16 a
+ * thread, for balance; a multiple of 16, quant.c's tile and 4 of linear.c's blocks) */
+static void op_linear(lm_fwd *s, team *t, float *out, const float *inp, const float *w, const float *b, const lm_qmat *q,
+                      int64_t n, int64_t C, int64_t OC) {
+  if (!t) { linear(s, out, inp, w, b, q, n, C, OC); return; }
+  int64_t per = (OC / (16 * s->threads) + 15) / 16 * 16;
+  per = per < 16 ? 16 : per > PART_ROWS ? PART_ROWS : per;
+  int64_t nch = (OC + per - 1) / per;
+  if (q && q->type != LM_QW_F16) {   /* the activations quantized once, a row per chunk, then the weight rows */
+    FOR_CHUNKS(t, n, i) lm_qmatmul_prepare_row(inp, n, C, s->qscratch, i);
+    phase_end(t, n);
+    FOR_CHUNKS(t, nch, ch) lm_qmatmul_part(q, n, b, out, s->qscratch, ch * per, OC - ch * per < per ? OC : (ch + 1) * per, s->qpath);
+    phase_end(t, nch);
+    return;
+  }
+  const uint16_t *wh = q ? (const uint16_t *)q->data : NULL;   /* weights kept as f16 (LM_QW_F16) */
+  FOR_CHUNKS(t, nch, ch) {
+    int64_t o = ch * per, m = OC - o < per ? OC - o : per;
+    /* out's rows are OC apart: with several, the chunk's columns go through the thread's scratch */
+    float *p = n == 1 ? out + o : s->part + (size_t)omp_get_thread_num() * FEW_ROWS * PART_ROWS;
+    if (wh) lm_linear_rows_f16(p, inp, wh + o * C, b ? b + o : NULL, n, C, m);
+    else lm_linear_rows(p, inp, w + o * C, b ? b + o : NULL, n, C, m);
+    if (n > 1)
+      for (int64_t i = 0; i < n; i++) memcpy(out + i * OC + o, p + i * m, m * sizeof(float));
+  }
+  phase_end(t, nch);
+}
+
+/* query head h of run r (rows start[r].. of the step's N): attends (causally, within the sliding
+ * window if any) to the run's cache's keys 0..p0+n-1; query head h reads key/value head h / (NH/NKV) */
+static void attend(lm_fwd *s, float *y, const float *qkv, const lm_kv_run *u, int64_t i0, int64_t h, int64_t l, int64_t N) {
   const lm_config *c = &s->m->cfg;
-  int64_t C = c->n_embd, NH = c->n_head, hs = C / NH, QKV = lm_qkv_width(c), N = 0, work = 0;
+  int64_t C = c->n_embd, NH = c->n_head, hs = C / NH, QKV = lm_qkv_width(c);
   int64_t KVC = lm_kv_heads(c) * hs, group = NH / lm_kv_heads(c), win = c->sliding_window;
   float scale = 1.0f / sqrtf((float)hs);
-  for (int r = 0; r < n_runs; r++) { s->start[r] = N; N += runs[r].n; work += runs[r].n * (runs[r].pos + runs[r].n); }
+  int64_t n = u->n, p0 = u->pos, Lk = p0 + n;
+  size_t layer = (size_t)l * u->kv->max_len * KVC;
+  const float *Kh, *Vh;
+  int64_t ld = KVC;
+  if (u->kv->k16) {   /* an f16 cache: this head's keys and values up to Lk, as f32 in the thread's scratch */
+    float *kf = s->kvf + (size_t)omp_get_thread_num() * 2 * s->max_len * hs, *vf = kf + s->max_len * hs;
+    const uint16_t *k16 = u->kv->k16 + layer + (h / group) * hs, *v16 = u->kv->v16 + layer + (h / group) * hs;
+    for (int64_t j = 0; j < Lk; j++) {
+      lm_f16_to_f32_row(k16 + j * KVC, kf + j * hs, hs);
+      lm_f16_to_f32_row(v16 + j * KVC, vf + j * hs, hs);
+    }
+    Kh = kf; Vh = vf; ld = hs;
+  } else {
+    Kh = u->kv->k + layer + (h / group) * hs; Vh = u->kv->v + layer + (h / group) * hs;
+  }
+  float *S = s->scores + (h * N + i0) * s->max_len;   /* (n, Lk), row stride Lk */
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, (int)Lk, (int)hs, scale, qkv + i0 * QKV + h * hs,
+              (int)QKV, Kh, (int)ld, 0.0f, S, (int)Lk);
+  for (int64_t i = 0; i < n; i++) {
+    float *row = S + i * Lk;
+    int64_t visible = c->causal ? p0 + i + 1 : Lk;
+    int64_t lo = win > 0 && visible - win > 0 ? visible - win : 0;
+    float mx = -INFINITY;
+    for (int64_t j = lo; j < visible; j++) mx = row[j] > mx ? row[j] : mx;
+    float sum = 0;
+    for (int64_t j = lo; j < visible; j++) { row[j] = expf(row[j] - mx); sum += row[j]; }
+    float inv = 1.0f / sum;
+    for (int64_t j = 0; j < lo; j++) row[j] = 0.0f;
+    for (int64_t j = lo; j < visible; j++) row[j] *= inv;
+    for (int64_t j = visible; j < Lk; j++) row[j] = 0.0f;
+  }
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)n, (int)hs, (int)Lk, 1.0f, S, (int)Lk,
+              Vh, (int)ld, 0.0f, y + i0 * C + h * hs, (int)C);
+}
+
+/* y(N,C): every run's queries, head by head (s->start: each run's first row) */
+static void op_attention(lm_fwd *s, team *t, float *y, const float *qkv, const lm_kv_run *runs, int n_runs, int64_t l, int64_t N) {
+  int64_t NH = s->m->cfg.n_head, hs = s->m->cfg.n_embd / NH, work = 0;
+  if (t) {
+    FOR_CHUNKS(t, n_runs * NH, k) attend(s, y, qkv, &runs[k / NH], s->start[k / NH], k % NH, l, N);
+    phase_end(t, n_runs * NH);
+    return;
+  }
+  for (int r = 0; r < n_runs; r++) work += runs[r].n * (runs[r].pos + runs[r].n);
   /* a decoded token's per-head work is microseconds: a fork/join would cost more than it saves */
   #pragma omp parallel for collapse(2) schedule(static) num_threads(s->threads) if (work * hs * NH >= 65536)
   for (int r = 0; r < n_runs; r++)
-  for (int64_t h = 0; h < NH; h++) {
-    const lm_kv_run *u = &runs[r];
-    int64_t n = u->n, p0 = u->pos, Lk = p0 + n, i0 = s->start[r];
-    size_t layer = (size_t)l * u->kv->max_len * KVC;
-    const float *Kh, *Vh;
-    int64_t ld = KVC;
-    if (u->kv->k16) {   /* an f16 cache: this head's keys and values up to Lk, as f32 in the thread's scratch */
-      float *kf = s->kvf + (size_t)omp_get_thread_num() * 2 * s->max_len * hs, *vf = kf + s->max_len * hs;
-      const uint16_t *k16 = u->kv->k16 + layer + (h / group) * hs, *v16 = u->kv->v16 + layer + (h / group) * hs;
-      for (int64_t j = 0; j < Lk; j++) {
-        lm_f16_to_f32_row(k16 + j * KVC, kf + j * hs, hs);
-        lm_f16_to_f32_row(v16 + j * KVC, vf + j * hs, hs);
-      }
-      Kh = kf; Vh = vf; ld = hs;
-    } else {
-      Kh = u->kv->k + layer + (h / group) * hs; Vh = u->kv->v + layer + (h / group) * hs;
-    }
-    float *S = s->scores + (h * N + i0) * s->max_len;   /* (n, Lk), row stride Lk */
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, (int)Lk, (int)hs, scale, qkv + i0 * QKV + h * hs,
-                (int)QKV, Kh, (int)ld, 0.0f, S, (int)Lk);
-    for (int64_t i = 0; i < n; i++) {
-      float *row = S + i * Lk;
-      int64_t visible = c->causal ? p0 + i + 1 : Lk;
-      int64_t lo = win > 0 && visible - win > 0 ? visible - win : 0;
-      float mx = -INFINITY;
-      for (int64_t j = lo; j < visible; j++) mx = row[j] > mx ? row[j] : mx;
-      float sum = 0;
-      for (int64_t j = lo; j < visible; j++) { row[j] = expf(row[j] - mx); sum += row[j]; }
-      float inv = 1.0f / sum;
-      for (int64_t j = 0; j < lo; j++) row[j] = 0.0f;
-      for (int64_t j = lo; j < visible; j++) row[j] *= inv;
-      for (int64_t j = visible; j < Lk; j++) row[j] = 0.0f;
-    }
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)n, (int)hs, (int)Lk, 1.0f, S, (int)Lk,
-                Vh, (int)ld, 0.0f, y + i0 * C + h * hs, (int)C);
-  }
+    for (int64_t h = 0; h < NH; h++) attend(s, y, qkv, &runs[r], s->start[r], h, l, N);
 }
 
 /* the FFN: t(n,C) = proj(act(fc(a))) or proj(silu(gate(a)) * up(a)) */
-static void mlp(lm_fwd *s, int64_t l, const lm_block_weights *w, const float *a, int64_t n) {
+static void op_mlp(lm_fwd *s, team *t, int64_t l, const lm_block_weights *w, const float *a, int64_t n) {
   const lm_config *c = &s->m->cfg;
-  int64_t C = c->n_embd, F = lm_ffn_width(c);
-  linear(s, s->h, a, w->fc_w, w->fc_b, qlin(s->m, l, LM_QL_FC), n, C, lm_fc_width(c));
-  if (c->glu) glu_forward(s->g, s->h, n, F);
-  else act_forward(s->h, s->h, n * F, c->act);
-  linear(s, s->t, s->g, w->fc_proj_w, w->fc_proj_b, qlin(s->m, l, LM_QL_FC_PROJ), n, F, C);
+  int64_t C = c->n_embd, F = lm_ffn_width(c), FW = lm_fc_width(c);
+  op_linear(s, t, s->h, a, w->fc_w, w->fc_b, qlin(s->m, l, LM_QL_FC), n, C, FW);
+  if (!t) {
+    if (c->glu) glu_forward(s->g, s->h, n, F);
+    else act_forward(s->h, s->h, n * F, c->act);
+  } else {
+    FOR_CHUNKS(t, n, i) {
+      if (c->glu) glu_forward(s->g + i * F, s->h + i * FW, 1, F);
+      else act_forward(s->h + i * FW, s->h + i * FW, F, c->act);
+    }
+    phase_end(t, n);
+  }
+  op_linear(s, t, s->t, s->g, w->fc_proj_w, w->fc_proj_b, qlin(s->m, l, LM_QL_FC_PROJ), n, F, C);
 }
 
-const float *lm_fwd_feed(lm_fwd *s, const lm_kv_run *runs, int n_runs) {
+/* the forward of the n rows of runs, by the team's every thread (or by the caller alone) */
+static void forward(lm_fwd *s, team *t, const lm_kv_run *runs, int n_runs, int64_t n) {
   const lm_model *m = s->m;
   const lm_config *c = &m->cfg;
-  int64_t C = c->n_embd, QKV = lm_qkv_width(c), NH = c->n_head, NKV = lm_kv_heads(c), n = 0;
+  int64_t C = c->n_embd, QKV = lm_qkv_width(c), NH = c->n_head, NKV = lm_kv_heads(c);
   int64_t KVC = NKV * (C / NH);
-  for (int r = 0; r < n_runs; r++)
-    for (int64_t i = 0; i < runs[r].n; i++) s->pos_ids[n++] = (int32_t)(runs[r].pos + i);
-  int32_t *ids = (int32_t *)s->y;   /* the runs' ids side by side (y is free until attention) */
-  for (int r = 0, k = 0; r < n_runs; k += (int)runs[r].n, r++) memcpy(ids + k, runs[r].ids, runs[r].n * sizeof(int32_t));
-  m->fam->embed_tokens(m, ids, s->pos_ids, n, s->x);
+  int mine = once_begin(t);
+  if (mine) m->fam->embed_tokens(m, (const int32_t *)s->y, s->pos_ids, n, s->x);   /* the ids are in y (lm_fwd_feed) */
+  once_end(t, mine);
   for (int64_t l = 0; l < c->n_layer; l++) {
     const lm_block_weights *w = &m->w.h[l];
     const float *ain = s->x;
-    if (c->pre_ln) { norm(c, s->a, s, s->x, w->ln1_w, w->ln1_b, n); ain = s->a; }
-    linear(s, s->qkv, ain, w->qkv_w, w->qkv_b, qlin(m, l, LM_QL_QKV), n, C, QKV);
-    if (m->rope) rope_apply(s->qkv, QKV, NH + NKV, C / NH, s->pos_ids, m->rope, n, 0);
-    for (int r = 0, i0 = 0; r < n_runs; i0 += (int)runs[r].n, r++) {
-      const lm_kv *kv = runs[r].kv;
-      size_t at = ((size_t)l * kv->max_len + runs[r].pos) * KVC;
-      for (int64_t i = 0; i < runs[r].n; i++, at += KVC) {
-        const float *k = s->qkv + (i0 + i) * QKV + C, *v = k + KVC;
-        if (kv->k16) { lm_f32_to_f16_row(k, kv->k16 + at, KVC); lm_f32_to_f16_row(v, kv->v16 + at, KVC); }
-        else { memcpy(kv->k + at, k, KVC * sizeof(float)); memcpy(kv->v + at, v, KVC * sizeof(float)); }
+    if (c->pre_ln) { op_norm(s, t, s->a, s->x, w->ln1_w, w->ln1_b, n); ain = s->a; }
+    op_linear(s, t, s->qkv, ain, w->qkv_w, w->qkv_b, qlin(m, l, LM_QL_QKV), n, C, QKV);
+    if ((mine = once_begin(t))) {
+      if (m->rope) rope_apply(s->qkv, QKV, NH + NKV, C / NH, s->pos_ids, m->rope, n, 0);
+      for (int r = 0; r < n_runs; r++) {
+        const lm_kv *kv = runs[r].kv;
+        size_t at = ((size_t)l * kv->max_len + runs[r].pos) * KVC;
+        for (int64_t i = 0; i < runs[r].n; i++, at += KVC) {
+          const float *k = s->qkv + (s->start[r] + i) * QKV + C, *v = k + KVC;
+          if (kv->k16) { lm_f32_to_f16_row(k, kv->k16 + at, KVC); lm_f32_to_f16_row(v, kv->v16 + at, KVC); }
+          else { memcpy(kv->k + at, k, KVC * sizeof(float)); memcpy(kv->v + at, v, KVC * sizeof(float)); }
+        }
       }
     }
-    attention_cached(s, s->y, s->qkv, runs, n_runs, l);
-    linear(s, s->t, s->y, w->attn_proj_w, w->attn_proj_b, qlin(m, l, LM_QL_ATTN_PROJ), n, C, C);
+    once_end(t, mine);
+    op_attention(s, t, s->y, s->qkv, runs, n_runs, l, n);
+    op_linear(s, t, s->t, s->y, w->attn_proj_w, w->attn_proj_b, qlin(m, l, LM_QL_ATTN_PROJ), n, C, C);
     if (c->pre_ln) {
-      residual_forward(s->x, s->x, s->t, n * C);
-      norm(c, s->a, s, s->x, w->ln2_w, w->ln2_b, n);
-      mlp(s, l, w, s->a, n);
-      residual_forward(s->x, s->x, s->t, n * C);
+      op_residual(s, t, s->x, s->x, s->t, s->a, w->ln2_w, w->ln2_b, n);   /* x += attn; a = ln2(x) */
+      op_mlp(s, t, l, w, s->a, n);
+      op_residual(s, t, s->x, s->x, s->t, NULL, NULL, NULL, n);           /* x += mlp */
     } else {
-      residual_forward(s->a, s->x, s->t, n * C);
-      norm(c, s->x, s, s->a, w->ln1_w, w->ln1_b, n);
-      mlp(s, l, w, s->x, n);
-      residual_forward(s->a, s->x, s->t, n * C);
-      norm(c, s->x, s, s->a, w->ln2_w, w->ln2_b, n);
+      op_residual(s, t, s->a, s->x, s->t, s->x, w->ln1_w, w->ln1_b, n);   /* x = ln1(x + attn) */
+      op_mlp(s, t, l, w, s->x, n);
+      op_residual(s, t, s->a, s->x, s->t, s->x, w->ln2_w, w->ln2_b, n);   /* x = ln2(x + mlp) */
     }
   }
   /* each run's last hidden state -> final norm -> logits */
-  for (int r = 0, end = 0; r < n_runs; r++) {
-    end += (int)runs[r].n;
-    memmove(s->t + r * C, s->x + (end - 1) * C, C * sizeof(float));
-  }
+  if ((mine = once_begin(t)))
+    for (int r = 0; r < n_runs; r++) memmove(s->t + r * C, s->x + (s->start[r] + runs[r].n - 1) * C, C * sizeof(float));
+  once_end(t, mine);
   const float *last = s->t;
-  if (c->pre_ln) { norm(c, s->a, s, s->t, m->w.lnf_w, m->w.lnf_b, n_runs); last = s->a; }
-  linear(s, s->logits, last, lm_model_lm_head(m), NULL, qlin(m, c->n_layer, 0), n_runs, C, c->vocab_size);
+  if (c->pre_ln) { op_norm(s, t, s->a, s->t, m->w.lnf_w, m->w.lnf_b, n_runs); last = s->a; }
+  op_linear(s, t, s->logits, last, lm_model_lm_head(m), NULL, qlin(m, c->n_layer, 0), n_runs, C, c->vocab_size);
+}
+
+const float *lm_fwd_feed(lm_fwd *s, const lm_kv_run *runs, int n_runs) {
+  int64_t n = 0;
+  for (int r = 0; r < n_runs; r++) {
+    s->start[r] = n;
+    for (int64_t i = 0; i < runs[r].n; i++) s->pos_ids[n++] = (int32_t)(runs[r].pos + i);
+  }
+  int32_t *ids = (int32_t *)s->y;   /* the runs' ids side by side (y is free until attention) */
+  for (int r = 0, k = 0; r < n_runs; k += (int)runs[r].n, r++) memcpy(ids + k, runs[r].ids, runs[r].n * sizeof(int32_t));
+  if (n > FEW_ROWS || s->threads < 2) { forward(s, NULL, runs, n_runs, n); return s->logits; }
+  /* a decode step: one parallel region (see the top of the file) */
+  for (int64_t k = 0; k < s->nph; k++) { atomic_init(&s->ph[k].next, 0); atomic_init(&s->ph[k].done, 0); }
+  #pragma omp parallel num_threads(s->threads)
+  {
+    team t = {s->ph, 0};
+    forward(s, &t, runs, n_runs, n);
+  }
   return s->logits;
 }
 

@@ -114,8 +114,11 @@ size_t lm_qmatmul_scratch(int64_t n, int64_t cols) {
          ALIGN64((size_t)n * nb * 8 * sizeof(int32_t)) + 64;
 }
 
-/* fills the scratch with n prepared rows; xq given (already quantized) or NULL (quantize x) */
-static qrow *prepare(const float *x, const uint8_t *xq, int64_t n, int64_t cols, void *scratch) {
+/* the scratch's n prepared rows (the layout depends on n and cols only) */
+static qrow *scratch_rows(void *scratch) { return (qrow *)ALIGN64((uintptr_t)scratch); }
+
+/* prepares row i of n into the scratch; xq given (already quantized) or NULL (quantize x) */
+static void prepare_row(const float *x, const uint8_t *xq, int64_t n, int64_t cols, void *scratch, int64_t i) {
   int64_t nb = cols / LM_QK;
   uint8_t *p = (uint8_t *)ALIGN64((uintptr_t)scratch);
   qrow *rows = (qrow *)p;
@@ -125,20 +128,23 @@ static qrow *prepare(const float *x, const uint8_t *xq, int64_t n, int64_t cols,
   float *d = (float *)p;
   p += ALIGN64((size_t)n * nb * sizeof(float));
   int32_t *c8 = (int32_t *)p;
-  #pragma omp parallel for schedule(static) if (n * cols >= (1 << 16))
-  for (int64_t i = 0; i < n; i++) {
-    uint8_t *qi = q + (size_t)i * nb * LM_Q8_0_BYTES;
-    if (xq) memcpy(qi, xq + (size_t)i * nb * LM_Q8_0_BYTES, (size_t)nb * LM_Q8_0_BYTES);
-    else lm_quant_act_q8(x + i * cols, cols, qi);
-    for (int64_t b = 0; b < nb; b++) {
-      const uint8_t *blk = qi + b * LM_Q8_0_BYTES;
-      const int8_t *v = (const int8_t *)(blk + 2);
-      d[i * nb + b] = scale_at(blk);
-      for (int k = 0; k < 8; k++) c8[(i * nb + b) * 8 + k] = 8 * (v[4 * k] + v[4 * k + 1] + v[4 * k + 2] + v[4 * k + 3]);
-    }
-    rows[i] = (qrow){qi, d + i * nb, c8 + i * nb * 8};
+  uint8_t *qi = q + (size_t)i * nb * LM_Q8_0_BYTES;
+  if (xq) memcpy(qi, xq + (size_t)i * nb * LM_Q8_0_BYTES, (size_t)nb * LM_Q8_0_BYTES);
+  else lm_quant_act_q8(x + i * cols, cols, qi);
+  for (int64_t b = 0; b < nb; b++) {
+    const uint8_t *blk = qi + b * LM_Q8_0_BYTES;
+    const int8_t *v = (const int8_t *)(blk + 2);
+    d[i * nb + b] = scale_at(blk);
+    for (int k = 0; k < 8; k++) c8[(i * nb + b) * 8 + k] = 8 * (v[4 * k] + v[4 * k + 1] + v[4 * k + 2] + v[4 * k + 3]);
   }
-  return rows;
+  rows[i] = (qrow){qi, d + i * nb, c8 + i * nb * 8};
+}
+
+/* fills the scratch with n prepared rows */
+static qrow *prepare(const float *x, const uint8_t *xq, int64_t n, int64_t cols, void *scratch) {
+  #pragma omp parallel for schedule(static) if (n * cols >= (1 << 16))
+  for (int64_t i = 0; i < n; i++) prepare_row(x, xq, n, cols, scratch, i);
+  return scratch_rows(scratch);
 }
 
 /* ------------------------------------------------------------------ row kernels */
@@ -274,6 +280,19 @@ lm_qpath lm_qpath_best(void) {
 
 #define TILE 16   /* weight rows a thread takes at a time: each is read once for all activation rows */
 
+/* y's columns r0..r1 (weight rows) for all n activation rows; each output is one kernel call's */
+static void tile_rows(row_kernel kern, const uint8_t *w, size_t row_bytes, int64_t rows, int64_t nb, const qrow *x, int64_t n,
+                      const float *bias, float *y, int64_t r0, int64_t r1) {
+  for (int64_t i0 = 0; i0 < n; i0 += 4) {
+    int m = n - i0 < 4 ? (int)(n - i0) : 4;
+    for (int64_t r = r0; r < r1; r++) {
+      float out[4];
+      kern(w + (size_t)r * row_bytes, nb, x + i0, m, out);
+      for (int i = 0; i < m; i++) y[(i0 + i) * rows + r] = bias ? out[i] + bias[r] : out[i];
+    }
+  }
+}
+
 static void qmatmul_rows(lm_qweight wt, const uint8_t *w, int64_t rows, int64_t cols, const qrow *x, int64_t n,
                          const float *bias, float *y, lm_qpath p) {
   row_kernel kern = KERNELS[wt].kern[p];
@@ -282,17 +301,18 @@ static void qmatmul_rows(lm_qweight wt, const uint8_t *w, int64_t rows, int64_t 
   /* dynamic: a thread that shares its core with another job takes fewer tiles instead of holding
    * the others up at the end (each output is one thread's work, so the bits do not depend on it) */
   #pragma omp parallel for schedule(dynamic, 1) if (rows * nb * n >= (1 << 12))
-  for (int64_t t = 0; t < tiles; t++) {
-    int64_t r1 = (t + 1) * TILE < rows ? (t + 1) * TILE : rows;
-    for (int64_t i0 = 0; i0 < n; i0 += 4) {
-      int m = n - i0 < 4 ? (int)(n - i0) : 4;
-      for (int64_t r = t * TILE; r < r1; r++) {
-        float out[4];
-        kern(w + (size_t)r * row_bytes, nb, x + i0, m, out);
-        for (int i = 0; i < m; i++) y[(i0 + i) * rows + r] = bias ? out[i] + bias[r] : out[i];
-      }
-    }
-  }
+  for (int64_t t = 0; t < tiles; t++)
+    tile_rows(kern, w, row_bytes, rows, nb, x, n, bias, y, t * TILE, (t + 1) * TILE < rows ? (t + 1) * TILE : rows);
+}
+
+void lm_qmatmul_prepare_row(const float *x, int64_t n, int64_t cols, void *scratch, int64_t i) {
+  prepare_row(x, NULL, n, cols, scratch, i);
+}
+
+void lm_qmatmul_part(const lm_qmat *W, int64_t n, const float *bias, float *y, void *scratch, int64_t r0, int64_t r1, lm_qpath p) {
+  int64_t nb = W->cols / LM_QK;
+  tile_rows(KERNELS[W->type].kern[p], W->data, (size_t)nb * KERNELS[W->type].bytes, W->rows, nb, scratch_rows(scratch), n, bias, y,
+            r0, r1);
 }
 
 void lm_qmatmul(const lm_qmat *W, const float *x, int64_t n, const float *bias, float *y, void *scratch, lm_qpath p) {

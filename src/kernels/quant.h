@@ -54,6 +54,11 @@ size_t lm_qmatmul_scratch(int64_t n, int64_t cols);
  * (into scratch, lm_qmatmul_scratch bytes); weight rows run in parallel in tiles, each tile against
  * every activation row, so a weight block is read from memory once per call. */
 void lm_qmatmul(const lm_qmat *W, const float *x, int64_t n, const float *bias, float *y, void *scratch, lm_qpath p);
+/* lm_qmatmul in pieces, for a caller that shares the work among its own threads (session.c's
+ * decode step): prepare each activation row i < n once, then any ranges r0..r1 of weight rows, on
+ * one thread each. The same bits as lm_qmatmul. */
+void lm_qmatmul_prepare_row(const float *x, int64_t n, int64_t cols, void *scratch, int64_t i);
+void lm_qmatmul_part(const lm_qmat *W, int64_t n, const float *bias, float *y, void *scratch, int64_t r0, int64_t r1, lm_qpath p);
 /* y (rows) = W x for x given as the Q8_0 blocks of lm_quant_act_q8 (tests and benchmarks). */
 void lm_qmatvec(lm_qweight wt, const void *w, int64_t rows, int64_t cols, const uint8_t *xq, float *y, lm_qpath p);
 

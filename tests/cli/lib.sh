@@ -32,3 +32,31 @@ with open(sys.argv[1], "w") as f:
         f.write(" ".join(r.choice(W) for _ in range(r.randint(4, 9))) + " .\n")
 PY
 }
+# The kill tests (test_train_kill.sh, test_ppo_kill.sh):
+#   last_step METRICS      the step of a metrics.jsonl's last row (empty when none)
+#   kill_at METRICS TARGET MS ERRFILE CMD...   runs CMD in the background (stderr to ERRFILE) and
+#                          SIGKILLs it MS milliseconds after METRICS logs step TARGET (0: after the
+#                          start); rc = its exit status (137: killed, 0: it finished first)
+#   incomplete_checkpoints DIR FILE...   prints each DIR/checkpoint-N (not .tmp) lacking a FILE
+last_step() { grep -o '"step": [0-9]*' "$1" 2> /dev/null | tail -1 | grep -o '[0-9]*$'; }
+kill_at() {
+  local metrics=$1 target=$2 ms=$3 errf=$4 pid last; shift 4
+  "$@" > /dev/null 2> "$errf" &
+  pid=$!
+  while [ "$target" -gt 0 ] && kill -0 $pid 2> /dev/null; do
+    last=$(last_step "$metrics")
+    [ "${last:-0}" -ge "$target" ] && break
+    sleep 0.01
+  done
+  sleep "$(printf '%d.%03d' $((ms / 1000)) $((ms % 1000)))"
+  kill -KILL $pid 2> /dev/null
+  wait $pid 2> /dev/null; rc=$?
+}
+incomplete_checkpoints() {
+  local dir=$1 d f; shift
+  for d in "$dir"/checkpoint-[0-9]*; do
+    case "$d" in *.tmp) continue;; esac
+    [ -d "$d" ] || continue
+    for f in "$@"; do [ -f "$d/$f" ] || echo "$d lacks $f"; done
+  done
+}

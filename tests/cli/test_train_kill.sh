@@ -36,30 +36,15 @@ O="$T/run"; kills=0; done=0; errors=0; fresh=0; midsave=0
 for i in $(seq 0 10); do
   # what a user would do: re-run the command, with --resume once a checkpoint exists
   if ls "$O" 2> /dev/null | grep -qE '^checkpoint-[0-9]+$' || [ -f "$O/trainer_state.json" ]; then args=(--resume "$O"); else args=(--out "$O"); fresh=$((fresh+1)); fi
-  "${CMD[@]}" "${args[@]}" > /dev/null 2> "$T/err.$i" &
-  pid=$!
   target=$(( i == 0 ? 0 : 7 * i - 3 + RANDOM % 5 ))
-  while [ $target -gt 0 ] && kill -0 $pid 2> /dev/null; do
-    last=$(grep -o '"step": [0-9]*' "$O/metrics.jsonl" 2> /dev/null | tail -1 | grep -o '[0-9]*$')
-    [ "${last:-0}" -ge $target ] && break
-    sleep 0.01
-  done
-  delay=$(( i == 0 ? RANDOM % 400 : RANDOM % (3 * step_ms) ))
-  sleep "$(printf '%d.%03d' $((delay / 1000)) $((delay % 1000)))"
-  kill -KILL $pid 2> /dev/null
-  wait $pid 2> /dev/null; rc=$?
+  kill_at "$O/metrics.jsonl" $target $(( i == 0 ? RANDOM % 400 : RANDOM % (3 * step_ms) )) "$T/err.$i" "${CMD[@]}" "${args[@]}"
   if [ $rc -eq 0 ]; then done=1; break; fi
   if [ $rc -eq 137 ]; then kills=$((kills+1)); else errors=$((errors+1)); echo "attempt $i: rc=$rc: $(cat "$T/err.$i")"; fi
   # a kill inside a save leaves a checkpoint-N.tmp or NAME.tmp.PID behind (cleaned at the next start)
   [ -n "$(find "$O" -name '*.tmp*' 2> /dev/null)" ] && midsave=$((midsave+1))
   # never an incomplete directory that looks complete
-  for d in "$O"/checkpoint-[0-9]*; do
-    case "$d" in *.tmp) continue;; esac
-    [ -d "$d" ] || continue
-    for f in config.json model.safetensors trainer_state.json optimizer.safetensors tokenizer.json; do
-      [ -f "$d/$f" ] || { errors=$((errors+1)); echo "attempt $i: $d lacks $f"; }
-    done
-  done
+  bad=$(incomplete_checkpoints "$O" config.json model.safetensors trainer_state.json optimizer.safetensors tokenizer.json)
+  [ -z "$bad" ] || { errors=$((errors+1)); echo "attempt $i: $bad"; }
 done
 echo "killed $kills times ($midsave of them mid-save, $fresh fresh starts); finished before the last kill: $done"
 if [ $done = 0 ]; then "${CMD[@]}" --resume "$O" > /dev/null 2> "$T/err.last" || { errors=$((errors+1)); cat "$T/err.last"; }; fi

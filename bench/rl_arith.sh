@@ -33,7 +33,7 @@ THREADS=${THREADS:-2}
 [ -x "$BUILD/bench_rollout" ] || cmake --build "$BUILD" --target bench_rollout > /dev/null
 export OMP_WAIT_POLICY=passive
 if [ "$SCALE" = medium ]; then
-  N_TRAIN=3000; N_HELD=100; LAYERS=4; DIM=128; HEADS=4; VOCAB=512; CTX=128; PRE=450; SFT=300; SFT_SAVE=15; RM=200
+  N_TRAIN=3000; N_HELD=100; LAYERS=4; DIM=128; HEADS=4; VOCAB=512; CTX=128; PRE=450; SFT=1000; SFT_SAVE=50; RM=200
   GRPO_STEPS=40; PPO_STEPS=80; SAVE=20; ROLL="16 32 16 1"
 elif [ "$SCALE" = quick ]; then
   N_TRAIN=600; N_HELD=50; LAYERS=2; DIM=64; HEADS=2; VOCAB=400; CTX=128; PRE=100; SFT=60; SFT_SAVE=20; RM=40
@@ -42,7 +42,7 @@ else
   N_TRAIN=8000; N_HELD=300; LAYERS=4; DIM=192; HEADS=6; VOCAB=1024; CTX=192; PRE=3000; SFT=1500; SFT_SAVE=50; RM=600
   GRPO_STEPS=200; PPO_STEPS=400; SAVE=40; ROLL="16 32 32 3"
 fi
-NEW=64
+NEW=$(( CTX > 128 ? 64 : 56 ))   # a completion fits in 56 tokens; the longest prompt (CoT, template) in 72
 mkdir -p "$W"
 echo "load: $(uptime)"
 echo "scale: $SCALE ($LAYERS layers x $DIM, vocab $VOCAB, context $CTX; $N_TRAIN train / $N_HELD held-out problems;" \

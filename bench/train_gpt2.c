@@ -92,12 +92,13 @@ int main(int argc, char **argv) {
     lm_model_backward(m, ids, ids + 1, NULL, B, T);
     double norm = global_norm(m->grads, (int64_t)m->n_params);
     float clip = norm > 1.0 ? (float)(1.0 / norm) : 1.0f;   /* applied inside the AdamW pass */
+    lm_model_weights_changed(m);   /* bf16: the weights' copies are stale, and rounded in the AdamW pass, as in training */
     for (int i = 0; i < m->n_info; i++) {
       const lm_param_info *p = &m->info[i];
-      adamw_update(m->params + p->offset, m->grads + p->offset, mo + p->offset, ve + p->offset, (int64_t)p->numel,
-                   1e-4f, 0.9f, 0.95f, 1e-8f, p->decay ? 0.1f : 0.0f, s + 1, clip);
+      float *w = m->params + p->offset;
+      adamw_update_bf16(w, m->grads + p->offset, mo + p->offset, ve + p->offset, (int64_t)p->numel, 1e-4f, 0.9f, 0.95f,
+                        1e-8f, p->decay ? 0.1f : 0.0f, s + 1, clip, lm_mm_weight_claim(m->mm, w, (int64_t)p->numel));
     }
-    lm_model_weights_changed(m);   /* bf16: the weights' copies are rounded again next step, as in training */
     if (s > 0 || steps == 0) times[s > 0 ? s - 1 : 0] = lm_time_sec() - t0;
   }
   double med = bench_median(times, steps > 0 ? (int)steps : 1);

@@ -138,6 +138,11 @@ void crossentropy_backward(float *dlogits, const float *logits, const int32_t *t
  * clipping factor (1 for none) is applied in the same pass; grads is left as it is. */
 void adamw_update(float *params, const float *grads, float *m, float *v, int64_t n, float lr,
                   float beta1, float beta2, float eps, float weight_decay, int64_t t, float clip);
+/* adamw_update that also writes the updated parameters rounded to bf16 (mm.h lm_bf16_round) into
+ * bf16 (n values; NULL: none) in the same pass: a bf16 engine's copy of the weights (mm.h
+ * lm_mm_weight_claim) without a second pass over the fp32 weights. */
+void adamw_update_bf16(float *params, const float *grads, float *m, float *v, int64_t n, float lr, float beta1,
+                       float beta2, float eps, float weight_decay, int64_t t, float clip, uint16_t *bf16);
 /* sqrt(sum g^2), accumulated in double in a fixed order (deterministic) */
 double global_norm(const float *g, int64_t n);
 void scale_inplace(float *x, int64_t n, float s);

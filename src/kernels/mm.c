@@ -9,7 +9,8 @@
  * is pre-filled into out (then a sum post-op too), and its gradient is matmul.c's.
  *
  * Caches, all in the engine: primitives by (M, Nc, K, transposes, accumulate); bf16 weights by
- * address, valid while their version equals the engine's (lm_mm_invalidate bumps it); the rounded
+ * address, valid while their version equals the engine's (lm_mm_invalidate bumps it; the trainer's
+ * AdamW pass writes the new copies and claims them current, lm_mm_weight_claim); the rounded
  * inp / dout and the primitives' scratchpad in buffers that grow to the largest call and stay.
  * After the first step nothing is allocated.
  *
@@ -52,16 +53,9 @@ struct lm_mm {
 
 /* ------------------------------------------------------------------ bf16 rounding */
 
-static inline uint16_t bf16_round(float f) {
-  uint32_t u;
-  memcpy(&u, &f, 4);
-  if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 64);   /* NaN stays (quiet) NaN */
-  return (uint16_t)((u + 0x7fffu + ((u >> 16) & 1)) >> 16);                  /* nearest, ties to even */
-}
-
 void lm_f32_to_bf16(uint16_t *dst, const float *src, int64_t n) {
   #pragma omp parallel for schedule(static) if (n > 65536)
-  for (int64_t i = 0; i < n; i++) dst[i] = bf16_round(src[i]);
+  for (int64_t i = 0; i < n; i++) dst[i] = lm_bf16_round(src[i]);
 }
 
 void lm_bf16_to_f32(float *dst, const uint16_t *src, int64_t n) {
@@ -132,11 +126,23 @@ static int grow(void **buf, size_t *cap, size_t need) {
   return *buf != NULL;
 }
 
+/* the cache entry of exactly (W, n); NULL when there is none */
+static mm_weight *weight_find(lm_mm *mm, const float *W, int64_t n) {
+  for (int i = 0; i < mm->n_weights; i++)
+    if (mm->weights[i].w == W && mm->weights[i].n == n) return &mm->weights[i];
+  return NULL;
+}
+
+uint16_t *lm_mm_weight_claim(lm_mm *mm, const float *W, int64_t n) {
+  mm_weight *e = mm ? weight_find(mm, W, n) : NULL;
+  if (!e) return NULL;
+  e->version = mm->version;
+  return e->bf;
+}
+
 /* the bf16 copy of W (n elements), rounded now if it is stale or new; NULL when out of memory */
 static const uint16_t *weight_bf16(lm_mm *mm, const float *W, int64_t n) {
-  mm_weight *e = NULL;
-  for (int i = 0; i < mm->n_weights && !e; i++)
-    if (mm->weights[i].w == W && mm->weights[i].n == n) e = &mm->weights[i];
+  mm_weight *e = weight_find(mm, W, n);
   if (!e) {
     if (mm->n_weights == mm->cap_weights) {
       int cap = mm->cap_weights ? 2 * mm->cap_weights : 64;

@@ -30,6 +30,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 #include "lmkit.h"
 
 typedef struct lm_mm lm_mm;
@@ -54,7 +55,21 @@ void lm_linear_forward(lm_mm *mm, float *out, const float *inp, const float *W, 
 void lm_linear_backward(lm_mm *mm, float *dinp, float *dW, float *db, const float *dout, const float *inp,
                         const float *W, int64_t N, int64_t C, int64_t OC);
 
-/* fp32 -> bf16 (round to nearest even; NaN stays NaN) and back, n values */
+/* The engine's bf16 copy of the weight W (n values), for an optimiser that rounds the updated
+ * weights in its own pass (kernels.h adamw_update_bf16) instead of leaving it to the next product:
+ * after lm_mm_invalidate, returns the copy and counts it current, so the caller MUST fill all n
+ * values (lm_bf16_round of the new W) before the next product. NULL when mm is NULL or no product
+ * has used exactly (W, n) (then a product rounds W itself when it needs it, as without a claim). */
+uint16_t *lm_mm_weight_claim(lm_mm *mm, const float *W, int64_t n);
+
+/* fp32 -> bf16: round to nearest, ties to even; a NaN stays a (quiet) NaN */
+static inline uint16_t lm_bf16_round(float f) {
+  uint32_t u;
+  memcpy(&u, &f, 4);
+  if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 64);
+  return (uint16_t)((u + 0x7fffu + ((u >> 16) & 1)) >> 16);
+}
+/* fp32 -> bf16 (lm_bf16_round) and back, n values */
 void lm_f32_to_bf16(uint16_t *dst, const float *src, int64_t n);
 void lm_bf16_to_f32(float *dst, const uint16_t *src, int64_t n);
 

@@ -44,6 +44,7 @@
 #include <cjson/cJSON.h>
 #include "base/base.h"
 #include "kernels/kernels.h"
+#include "kernels/mm.h"
 #include "model/lora.h"
 #include "model/model.h"
 #include "model/heads.h"
@@ -595,13 +596,18 @@ static lm_status append_metrics(FILE *f, const char *fmt, ...) {
 
 /* AdamW over the trainable parameters (model.h lm_model_trainable: the LoRA adapter's alone when
  * one is attached, else the whole model), each gradient times clip (the clipping factor, applied in
- * the same pass over the parameters) */
+ * the same pass over the parameters). The model's bf16 copies of the weights go stale; those of the
+ * parameters stepped here are rounded in the same pass (mm.h lm_mm_weight_claim), the others by the
+ * next product that needs them. */
 static void optimizer_step(lm_model *m, float *mom, float *vel, const lm_train_opts *o, float lr, int64_t t, float clip) {
   lm_trainable tr = lm_model_trainable(m);
+  lm_model_weights_changed(m);
   for (int i = 0; i < tr.n_info; i++) {
     const lm_param_info *p = &tr.info[i];
-    adamw_update(tr.params + p->offset, tr.grads + p->offset, mom + p->offset, vel + p->offset, (int64_t)p->numel,
-                 lr, o->beta1, o->beta2, o->eps, p->decay ? o->weight_decay : 0.0f, t, clip);
+    float *w = tr.params + p->offset;
+    adamw_update_bf16(w, tr.grads + p->offset, mom + p->offset, vel + p->offset, (int64_t)p->numel, lr, o->beta1,
+                      o->beta2, o->eps, p->decay ? o->weight_decay : 0.0f, t, clip,
+                      lm_mm_weight_claim(m->mm, w, (int64_t)p->numel));
   }
 }
 
@@ -816,10 +822,11 @@ lm_status lm_train_run(lm_model *m, const lm_tokenizer *tok, const lm_train_opts
     if (aux.m) { double na = global_norm(agrads, n_aux); norm = sqrt(norm * norm + na * na); }   /* one norm over both */
     float clip = o.clip > 0 && norm > o.clip ? (float)(o.clip / norm) : 1.0f;
     float lr = lm_lr_at(step, o.steps, o.warmup, o.lr, o.min_lr);
-    if (dp) lm_dp_step(dp, mom, vel, lr, o.beta1, o.beta2, o.eps, o.weight_decay, step, clip);
-    else optimizer_step(m, mom, vel, &o, lr, step, clip);
+    if (dp) {
+      lm_dp_step(dp, mom, vel, lr, o.beta1, o.beta2, o.eps, o.weight_decay, step, clip);
+      lm_model_weights_changed(m);   /* the engine's bf16 copies of the weights are stale */
+    } else optimizer_step(m, mom, vel, &o, lr, step, clip);
     if (aux.m) optimizer_step(aux.m, aux.mom, aux.vel, &o, lr, step, clip);
-    lm_model_weights_changed(m);   /* the engine's bf16 copies of the weights are stale */
     double dt = lm_time_sec() - t0;
     tokens_done += N * o.grad_accum * P;
     double tps = N * o.grad_accum * P / dt;

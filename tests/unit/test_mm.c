@@ -9,7 +9,9 @@
  *      independent, so the sum's error is ~2^-8 of its norm (~4e-3), below 1e-2 for any K;
  *   3. the cache: a weight changed without lm_mm_invalidate still reads the old bf16 copy (the
  *      contract: one rounding per optimiser step), and after it the new one;
- *   4. the same call twice gives the same bits; a NULL engine is matmul.c bit for bit.
+ *   4. the same call twice gives the same bits; a NULL engine is matmul.c bit for bit;
+ *   5. the fused optimiser step: a claimed copy (lm_mm_weight_claim) is read as written, and
+ *      adamw_update_bf16 is adamw_update bit for bit with the rounded new weights beside.
  * Skipped (said) when the CPU has no bf16 products. */
 #include <criterion/criterion.h>
 #include <math.h>
@@ -142,6 +144,55 @@ Test(mm, weights_are_rounded_once_per_version) {
   for (int64_t i = 0; i < N * OC; i++) cr_assert_eq(y3[i], 2.0f * y1[i], "after invalidate: the new weights");
   free(x); free(W); free(y1); free(y2); free(y3);
   lm_mm_free(mm);
+}
+
+/* the trainer's step: invalidate, then AdamW writes each claimed copy; the next product reads the
+ * claimed copy as written (no second rounding), an unclaimed weight is rounded by its product */
+Test(mm, claimed_weights_are_used_as_written) {
+  lm_mm *mm = engine_or_skip();
+  int64_t N = 4, C = 8, OC = 6;
+  lm_rng r;
+  lm_rng_seed(&r, 4);
+  float *x = rnd(&r, N * C, 1.0f), *W = rnd(&r, OC * C, 1.0f), *W2 = rnd(&r, OC * C, 1.0f);
+  float *y1 = malloc(sizeof(float) * N * OC), *y2 = malloc(sizeof(float) * N * OC);
+  cr_assert_null(lm_mm_weight_claim(NULL, W, OC * C), "a NULL engine has no copies");
+  cr_assert_null(lm_mm_weight_claim(mm, W, OC * C), "no product has used W yet");
+  lm_linear_forward(mm, y1, x, W, NULL, N, C, OC);
+  lm_linear_forward(mm, y1, x, W2, NULL, N, C, OC);
+  cr_assert_null(lm_mm_weight_claim(mm, W, OC * C - 1), "a claim names the whole weight (W, n)");
+  lm_mm_invalidate(mm);
+  uint16_t *bf = lm_mm_weight_claim(mm, W, OC * C);
+  cr_assert_not_null(bf);
+  for (int64_t i = 0; i < OC * C; i++) { W[i] *= 2.0f; W2[i] *= 2.0f; }
+  lm_f32_to_bf16(bf, W2, OC * C);   /* a claimed copy is what the claimer wrote, here W2's bits */
+  lm_linear_forward(mm, y1, x, W, NULL, N, C, OC);
+  lm_linear_forward(mm, y2, x, W2, NULL, N, C, OC);   /* unclaimed: rounded again after invalidate */
+  cr_assert(!memcmp(y1, y2, sizeof(float) * N * OC), "the product did not read the claimed copy");
+  free(x); free(W); free(W2); free(y1); free(y2);
+  lm_mm_free(mm);
+}
+
+/* adamw_update_bf16 is adamw_update bit for bit, and its bf16 output is lm_f32_to_bf16 of the new
+ * parameters (so a fused step leaves the engine exactly as invalidate + a later rounding did) */
+Test(mm, adamw_writes_the_rounded_weights) {
+  int64_t n = 70001;   /* above optim.c's parallel threshold, and not a multiple of a vector */
+  lm_rng r;
+  lm_rng_seed(&r, 6);
+  float *p1 = rnd(&r, n, 1.0f), *g = rnd(&r, n, 0.1f), *m1 = rnd(&r, n, 0.01f), *v1 = malloc(sizeof(float) * n);
+  for (int64_t i = 0; i < n; i++) v1[i] = 1e-4f * fabsf(lm_rng_normal(&r));
+  p1[0] = NAN; p1[1] = 1e-40f; p1[2] = -0.0f;
+  float *p2 = malloc(sizeof(float) * n), *m2 = malloc(sizeof(float) * n), *v2 = malloc(sizeof(float) * n);
+  memcpy(p2, p1, sizeof(float) * n); memcpy(m2, m1, sizeof(float) * n); memcpy(v2, v1, sizeof(float) * n);
+  uint16_t *bf = malloc(sizeof(uint16_t) * n), *want = malloc(sizeof(uint16_t) * n);
+  for (int64_t t = 1; t <= 3; t++) {
+    adamw_update(p1, g, m1, v1, n, 1e-3f, 0.9f, 0.95f, 1e-8f, 0.1f, t, 0.5f);
+    adamw_update_bf16(p2, g, m2, v2, n, 1e-3f, 0.9f, 0.95f, 1e-8f, 0.1f, t, 0.5f, bf);
+    cr_assert(!memcmp(p1, p2, sizeof(float) * n) && !memcmp(m1, m2, sizeof(float) * n) &&
+              !memcmp(v1, v2, sizeof(float) * n), "step %lld: not adamw_update's bits", (long long)t);
+    lm_f32_to_bf16(want, p2, n);
+    cr_assert(!memcmp(bf, want, sizeof(uint16_t) * n), "step %lld: bf16 copy is not the rounded weights", (long long)t);
+  }
+  free(p1); free(g); free(m1); free(v1); free(p2); free(m2); free(v2); free(bf); free(want);
 }
 
 Test(mm, null_engine_is_fp32) {

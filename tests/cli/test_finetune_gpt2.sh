@@ -126,7 +126,7 @@ check "tokens: predict tags dev sentences (word/TAG), $same of 10 as gold" \
 
 # ---- question answering reads [CLS] question [SEP] context [SEP]: an encoder's input
 printf '{"data": []}\n' > "$T/qa.json"
-"$BIN" finetune --model "$T/pre" --task qa --data "$T/qa.json" --out "$T/qa" --steps 1 --threads 2 --quiet \
+"$BIN" finetune --model "$T/pre" --task qa --data "$T/qa.json" --out "$T/qa" --steps 1 --lr 1e-3 --threads 2 --quiet \
   > /dev/null 2> "$T/e_qa"; rc=$?
 check "qa on a GPT-2 model: one error line saying it needs an encoder" "one_error $T/e_qa 'needs an encoder' $rc"
 

@@ -229,6 +229,7 @@ static int next_token(lm_server *s, job *j, const float *logits, int32_t *tok_ou
   if (!st && !is_stop && plen && !(held = strndup(piece, plen))) st = lm_error(LM_ERR_NOMEM, "out of memory");
   if (!st && (is_stop || j->n_gen + 1 >= j->max_tokens)) st = lm_detok_flush(&j->dt, &rest, &nrest);
   if (held) piece = held;
+  int news = 0;
   pthread_mutex_lock(&s->mu);
   j->n_gen++; s->gen_tokens++;
   if (j->n_gen == 1) j->t_first = lm_time_sec();
@@ -251,10 +252,13 @@ static int next_token(lm_server *s, job *j, const float *logits, int32_t *tok_ou
     check_stops(j, old);
     if (j->finish) finish_job(s, j, "stop");
     else if (j->n_gen >= j->max_tokens) finish_job(s, j, "length");
-    else pthread_cond_broadcast(&j->cv);
+    else news = 1;
   }
   int goes_on = !j->done;
   pthread_mutex_unlock(&s->mu);
+  /* the connection is told after the unlock: woken under it, its thread would run only to block on
+   * the mutex and be woken again, two hand-offs per token (the job lives on: its slot holds it) */
+  if (news) pthread_cond_broadcast(&j->cv);
   free(held);
   *tok_out = t;
   j->n_run = 0;

@@ -110,6 +110,17 @@ Test(quant, extreme_blocks) {
     lm_qmatvec(LM_QW_Q8_0, w, 1, 32, x, &y[p], (lm_qpath)p);
     cr_assert_eq(y[p], 32.0f * 128 * 127, "%s: %g", lm_qpath_name((lm_qpath)p), (double)y[p]);
   }
+  /* the same block as two rows (the VNNI path's two-row kernel), the second of +127 */
+  uint8_t w2[68];
+  memcpy(w2, w, 34); memcpy(w2 + 34, w, 34);
+  for (int j = 0; j < 32; j++) w2[36 + j] = 127;
+  for (int p = 0; p < LM_QPATH_COUNT; p++) {
+    float y2[2];
+    if (!lm_qpath_available((lm_qpath)p)) continue;
+    lm_qmatvec(LM_QW_Q8_0, w2, 2, 32, x, y2, (lm_qpath)p);
+    cr_assert(y2[0] == 32.0f * 128 * 127 && y2[1] == -32.0f * 127 * 127, "%s: %g %g", lm_qpath_name((lm_qpath)p), (double)y2[0],
+              (double)y2[1]);
+  }
 }
 
 /* lm_qmatmul: n rows at once (tiles of weight rows against up to 4 activation rows) give each row's

@@ -280,15 +280,23 @@ static void once_end(team *t, int mine) {
 /* ------------------------------------------------------------------ the operations
  * Each takes the team (NULL: the caller alone, each operation then parallel inside). */
 
-static void op_norm(lm_fwd *s, team *t, float *out, const float *inp, const float *w, const float *b, int64_t n) {
+/* In a team, a row op whose output feeds a linear of integer kernels (next) quantizes each row
+ * for it in the same chunk (a phase, and a wait, fewer); op_linear is then told the rows are ready */
+static int ahead(const team *t, const lm_qmat *next) { return t && next && next->type != LM_QW_F16; }
+
+static void op_norm(lm_fwd *s, team *t, float *out, const float *inp, const float *w, const float *b, int64_t n,
+                    const lm_qmat *next) {
   if (!t) { norm_rows(s, out, inp, w, b, 0, n); return; }
-  FOR_CHUNKS(t, n, i) norm_rows(s, out, inp, w, b, i, 1);
+  FOR_CHUNKS(t, n, i) {
+    norm_rows(s, out, inp, w, b, i, 1);
+    if (ahead(t, next)) lm_qmatmul_prepare_row(out, n, next->cols, s->qscratch, i);
+  }
   phase_end(t, n);
 }
 
 /* xo = x + r, then (nout given) nout = norm(xo), row by row */
 static void op_residual(lm_fwd *s, team *t, float *xo, const float *x, const float *r, float *nout, const float *w,
-                        const float *b, int64_t n) {
+                        const float *b, int64_t n, const lm_qmat *next) {
   int64_t C = s->m->cfg.n_embd;
   if (!t) {
     residual_forward(xo, x, r, n * C);
@@ -298,6 +306,7 @@ static void op_residual(lm_fwd *s, team *t, float *xo, const float *x, const flo
   FOR_CHUNKS(t, n, i) {
     residual_forward(xo + i * C, x + i * C, r + i * C, C);
     if (nout) norm_rows(s, nout, xo, w, b, i, 1);
+    if (nout && ahead(t, next)) lm_qmatmul_prepare_row(nout, n, next->cols, s->qscratch, i);
   }
   phase_end(t, n);
 }
@@ -305,14 +314,16 @@ static void op_residual(lm_fwd *s, team *t, float *xo, const float *x, const flo
 /* out(n,OC) = inp(n,C) @ W^T + b, as linear(); in a team, chunks of weight rows (per: about 16 a
  * thread, for balance; a multiple of 16, quant.c's tile and 4 of linear.c's blocks) */
 static void op_linear(lm_fwd *s, team *t, float *out, const float *inp, const float *w, const float *b, const lm_qmat *q,
-                      int64_t n, int64_t C, int64_t OC) {
+                      int64_t n, int64_t C, int64_t OC, int ready) {
   if (!t) { linear(s, out, inp, w, b, q, n, C, OC); return; }
   int64_t per = (OC / (16 * s->threads) + 15) / 16 * 16;
   per = per < 16 ? 16 : per > PART_ROWS ? PART_ROWS : per;
   int64_t nch = (OC + per - 1) / per;
   if (q && q->type != LM_QW_F16) {   /* the activations quantized once, a row per chunk, then the weight rows */
-    FOR_CHUNKS(t, n, i) lm_qmatmul_prepare_row(inp, n, C, s->qscratch, i);
-    phase_end(t, n);
+    if (!ready) {
+      FOR_CHUNKS(t, n, i) lm_qmatmul_prepare_row(inp, n, C, s->qscratch, i);
+      phase_end(t, n);
+    }
     FOR_CHUNKS(t, nch, ch) lm_qmatmul_part(q, n, b, out, s->qscratch, ch * per, OC - ch * per < per ? OC : (ch + 1) * per, s->qpath);
     phase_end(t, nch);
     return;
@@ -391,7 +402,8 @@ static void op_attention(lm_fwd *s, team *t, float *y, const float *qkv, const l
 static void op_mlp(lm_fwd *s, team *t, int64_t l, const lm_block_weights *w, const float *a, int64_t n) {
   const lm_config *c = &s->m->cfg;
   int64_t C = c->n_embd, F = lm_ffn_width(c), FW = lm_fc_width(c);
-  op_linear(s, t, s->h, a, w->fc_w, w->fc_b, qlin(s->m, l, LM_QL_FC), n, C, FW);
+  const lm_qmat *fc = qlin(s->m, l, LM_QL_FC), *proj = qlin(s->m, l, LM_QL_FC_PROJ);
+  op_linear(s, t, s->h, a, w->fc_w, w->fc_b, fc, n, C, FW, ahead(t, fc));   /* a: by the norm before (forward) */
   if (!t) {
     if (c->glu) glu_forward(s->g, s->h, n, F);
     else act_forward(s->h, s->h, n * F, c->act);
@@ -399,10 +411,11 @@ static void op_mlp(lm_fwd *s, team *t, int64_t l, const lm_block_weights *w, con
     FOR_CHUNKS(t, n, i) {
       if (c->glu) glu_forward(s->g + i * F, s->h + i * FW, 1, F);
       else act_forward(s->h + i * FW, s->h + i * FW, F, c->act);
+      if (ahead(t, proj)) lm_qmatmul_prepare_row(s->g, n, F, s->qscratch, i);
     }
     phase_end(t, n);
   }
-  op_linear(s, t, s->t, s->g, w->fc_proj_w, w->fc_proj_b, qlin(s->m, l, LM_QL_FC_PROJ), n, F, C);
+  op_linear(s, t, s->t, s->g, w->fc_proj_w, w->fc_proj_b, proj, n, F, C, ahead(t, proj));
 }
 
 /* the forward of the n rows of runs, by the team's every thread (or by the caller alone) */
@@ -417,8 +430,9 @@ static void forward(lm_fwd *s, team *t, const lm_kv_run *runs, int n_runs, int64
   for (int64_t l = 0; l < c->n_layer; l++) {
     const lm_block_weights *w = &m->w.h[l];
     const float *ain = s->x;
-    if (c->pre_ln) { op_norm(s, t, s->a, s->x, w->ln1_w, w->ln1_b, n); ain = s->a; }
-    op_linear(s, t, s->qkv, ain, w->qkv_w, w->qkv_b, qlin(m, l, LM_QL_QKV), n, C, QKV);
+    const lm_qmat *qkv = qlin(m, l, LM_QL_QKV), *fc = qlin(m, l, LM_QL_FC);
+    if (c->pre_ln) { op_norm(s, t, s->a, s->x, w->ln1_w, w->ln1_b, n, qkv); ain = s->a; }
+    op_linear(s, t, s->qkv, ain, w->qkv_w, w->qkv_b, qkv, n, C, QKV, c->pre_ln && ahead(t, qkv));
     if ((mine = once_begin(t))) {
       if (m->rope) rope_apply(s->qkv, QKV, NH + NKV, C / NH, s->pos_ids, m->rope, n, 0);
       for (int r = 0; r < n_runs; r++) {
@@ -433,15 +447,15 @@ static void forward(lm_fwd *s, team *t, const lm_kv_run *runs, int n_runs, int64
     }
     once_end(t, mine);
     op_attention(s, t, s->y, s->qkv, runs, n_runs, l, n);
-    op_linear(s, t, s->t, s->y, w->attn_proj_w, w->attn_proj_b, qlin(m, l, LM_QL_ATTN_PROJ), n, C, C);
+    op_linear(s, t, s->t, s->y, w->attn_proj_w, w->attn_proj_b, qlin(m, l, LM_QL_ATTN_PROJ), n, C, C, 0);
     if (c->pre_ln) {
-      op_residual(s, t, s->x, s->x, s->t, s->a, w->ln2_w, w->ln2_b, n);   /* x += attn; a = ln2(x) */
+      op_residual(s, t, s->x, s->x, s->t, s->a, w->ln2_w, w->ln2_b, n, fc);     /* x += attn; a = ln2(x) */
       op_mlp(s, t, l, w, s->a, n);
-      op_residual(s, t, s->x, s->x, s->t, NULL, NULL, NULL, n);           /* x += mlp */
+      op_residual(s, t, s->x, s->x, s->t, NULL, NULL, NULL, n, NULL);           /* x += mlp */
     } else {
-      op_residual(s, t, s->a, s->x, s->t, s->x, w->ln1_w, w->ln1_b, n);   /* x = ln1(x + attn) */
+      op_residual(s, t, s->a, s->x, s->t, s->x, w->ln1_w, w->ln1_b, n, fc);     /* x = ln1(x + attn) */
       op_mlp(s, t, l, w, s->x, n);
-      op_residual(s, t, s->a, s->x, s->t, s->x, w->ln2_w, w->ln2_b, n);   /* x = ln2(x + mlp) */
+      op_residual(s, t, s->a, s->x, s->t, s->x, w->ln2_w, w->ln2_b, n, NULL);   /* x = ln2(x + mlp) */
     }
   }
   /* each run's last hidden state -> final norm -> logits */
@@ -449,8 +463,9 @@ static void forward(lm_fwd *s, team *t, const lm_kv_run *runs, int n_runs, int64
     for (int r = 0; r < n_runs; r++) memmove(s->t + r * C, s->x + (s->start[r] + runs[r].n - 1) * C, C * sizeof(float));
   once_end(t, mine);
   const float *last = s->t;
-  if (c->pre_ln) { op_norm(s, t, s->a, s->t, m->w.lnf_w, m->w.lnf_b, n_runs); last = s->a; }
-  op_linear(s, t, s->logits, last, lm_model_lm_head(m), NULL, qlin(m, c->n_layer, 0), n_runs, C, c->vocab_size);
+  const lm_qmat *head = qlin(m, c->n_layer, 0);
+  if (c->pre_ln) { op_norm(s, t, s->a, s->t, m->w.lnf_w, m->w.lnf_b, n_runs, head); last = s->a; }
+  op_linear(s, t, s->logits, last, lm_model_lm_head(m), NULL, head, n_runs, C, c->vocab_size, c->pre_ln && ahead(t, head));
 }
 
 const float *lm_fwd_feed(lm_fwd *s, const lm_kv_run *runs, int n_runs) {

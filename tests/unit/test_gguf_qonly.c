@@ -40,6 +40,15 @@ static void load_both(lm_arch arch, int tied, int type, lm_model **m, lm_model *
   unlink(path);
 }
 
+/* a session on each model and n random token ids */
+static void open_both(lm_model *full, lm_model *q, lm_session **sf, lm_session **sq, int32_t *ids, int n, uint64_t seed) {
+  cr_assert_eq(lm_session_init(sf, full, 64), LM_OK, "%s", lm_last_error());
+  cr_assert_eq(lm_session_init(sq, q, 64), LM_OK, "%s", lm_last_error());
+  lm_rng r;
+  lm_rng_seed(&r, seed);
+  for (int i = 0; i < n; i++) ids[i] = (int32_t)lm_rng_below(&r, 257);
+}
+
 static void run_case(lm_arch arch, int tied, int type) {
   lm_model *m, *full, *q;
   lm_tokenizer *tok;
@@ -57,12 +66,8 @@ static void run_case(lm_arch arch, int tied, int type) {
   cr_assert(kept * 20 < q->n_params, "%zu of %zu values kept", kept, q->n_params);
 
   lm_session *sf, *sq;
-  cr_assert_eq(lm_session_init(&sf, full, 64), LM_OK, "%s", lm_last_error());
-  cr_assert_eq(lm_session_init(&sq, q, 64), LM_OK, "%s", lm_last_error());
   int32_t ids[30];
-  lm_rng r;
-  lm_rng_seed(&r, 3);
-  for (int i = 0; i < 30; i++) ids[i] = (int32_t)lm_rng_below(&r, 257);
+  open_both(full, q, &sf, &sq, ids, 30, 3);
   for (int step = 0; step < 8; step++) {
     const int32_t *feed = step == 0 ? ids : ids + 19 + step;
     int64_t n = step == 0 ? 20 : 1;
@@ -109,12 +114,8 @@ static void prefill_case(lm_arch arch, int tied, int type) {
   for (int64_t e = 0; full->qlin && e < LM_QL_HEAD(full); e++) { lm_free(full->qlin[e].data); full->qlin[e].data = NULL; }
   cr_assert(q->qlin && q->qlin[0].data);
   lm_session *sf, *sq;
-  cr_assert_eq(lm_session_init(&sf, full, 64), LM_OK, "%s", lm_last_error());
-  cr_assert_eq(lm_session_init(&sq, q, 64), LM_OK, "%s", lm_last_error());
   int32_t ids[45];
-  lm_rng r;
-  lm_rng_seed(&r, 5);
-  for (int i = 0; i < 45; i++) ids[i] = (int32_t)lm_rng_below(&r, 257);
+  open_both(full, q, &sf, &sq, ids, 45, 5);
   const float *a, *b;
   cr_assert_eq(lm_session_feed(sf, ids, 45, &a), LM_OK, "%s", lm_last_error());
   cr_assert_eq(lm_session_feed(sq, ids, 45, &b), LM_OK, "%s", lm_last_error());

@@ -116,7 +116,8 @@ static lm_mm *engine_or_skip(void) {
 Test(mm, bf16_products_on_random_shapes) {
   lm_mm *mm = engine_or_skip();
   static const int64_t shapes[][3] = {{1, 1, 1}, {1, 7, 3}, {3, 5, 7}, {17, 33, 65}, {64, 48, 192}, {31, 127, 129},
-                                      {256, 64, 50}, {5, 300, 2}};
+                                      {256, 64, 50}, {5, 300, 2},
+                                      {1100, 24, 40}, {9, 16, 1030}};   /* >= PACK_ROWS rows: blocked weights */
   for (size_t i = 0; i < sizeof shapes / sizeof *shapes; i++)
     run_shape(mm, shapes[i][0], shapes[i][1], shapes[i][2], 1000 + i);
   lm_rng r;

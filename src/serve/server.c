@@ -252,7 +252,7 @@ static int next_token(lm_server *s, job *j, const float *logits, int32_t *tok_ou
     check_stops(j, old);
     if (j->finish) finish_job(s, j, "stop");
     else if (j->n_gen >= j->max_tokens) finish_job(s, j, "length");
-    else news = 1;
+    else news = j->req.stream;   /* a connection that is not streaming waits for the end (finish_job) only */
   }
   int goes_on = !j->done;
   pthread_mutex_unlock(&s->mu);

@@ -17,7 +17,9 @@
 #   --curve K     also fine-tune from K-1 earlier checkpoints, evenly spaced, and from no
 #                 pre-training at all: accuracy against pre-training steps (1: the end only)
 # The model is 4 layers x 256 (4 heads) by default, context 128, batch 32, lr 1e-3,
-# dropout 0.1 in pre-training and fine-tuning (BERT's). Results: WORK/results.tsv
+# dropout 0.1 in pre-training and fine-tuning (BERT's). Fine-tuning uses `lmkit finetune`'s
+# own learning rate, chosen by the model's width (3e-4 under 384; docs/finetune.md, and
+# bench/finetune_sweep.sh) unless --ft-lr is given. Results: WORK/results.tsv
 # (WORK=runs/bert_sst2 by default). The machine load is printed at start and end.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -25,13 +27,13 @@ BUILD=${BUILD:-build}
 BIN=$BUILD/lmkit
 DATA=${DATA:-../shared/data}
 W=${WORK:-runs/bert_sst2}
-STEPS=3000 MINUTES="" EPOCHS=1 CURVE=1 LAYERS=4 HEADS=4 DIM=256 LR=1e-3 FT_LR=1e-4 DROPOUT=0.1
+STEPS=3000 MINUTES="" EPOCHS=1 CURVE=1 LAYERS=4 HEADS=4 DIM=256 LR=1e-3 FT_LR="" DROPOUT=0.1
 while [ $# -gt 0 ]; do
   case "$1" in
     --steps) STEPS=$2 ;; --minutes) MINUTES=$2 ;; --epochs) EPOCHS=$2 ;; --curve) CURVE=$2 ;;
     --layers) LAYERS=$2 ;; --heads) HEADS=$2 ;; --dim) DIM=$2 ;; --lr) LR=$2 ;; --ft-lr) FT_LR=$2 ;;
     --dropout) DROPOUT=$2 ;;
-    -h|--help) sed -n 2,22p "$0"; exit 0 ;;
+    -h|--help) sed -n 2,24p "$0"; exit 0 ;;
     *) echo "bert_sst2: unknown option '$1' (see --help)" >&2; exit 2 ;;
   esac
   shift 2
@@ -89,8 +91,8 @@ for s in $points; do
   elif [ "$s" = "$STEPS" ]; then src=$W/bert; pre_s=$(/usr/bin/python3 -c "print(round($t1 - $t0))")
   else src=$W/bert/checkpoint-$s; pre_s=$(/usr/bin/python3 -c "print(round(($t1 - $t0) * $s / $STEPS))"); fi
   f0=$(date +%s.%N)
-  acc=$("$BIN" finetune --model "$src" --task classify --data "$DATA/sst2/train.tsv" --eval "$DATA/sst2/sentences.tsv" \
-    --out "$W/sst2-$s" --epochs "$EPOCHS" --batch 32 --lr "$FT_LR" --dropout "$DROPOUT" --context 64 --seed 1 --quiet \
+  acc=$("$BIN" finetune ${FT_LR:+--lr "$FT_LR"} --model "$src" --task classify --data "$DATA/sst2/train.tsv" --eval "$DATA/sst2/sentences.tsv" \
+    --out "$W/sst2-$s" --epochs "$EPOCHS" --batch 32 --dropout "$DROPOUT" --context 64 --seed 1 --quiet \
     | sed -n 's/^eval accuracy \([0-9.]*\).*/\1/p')
   f1=$(date +%s.%N)
   ft_s=$(/usr/bin/python3 -c "print(round($f1 - $f0))")

@@ -10,8 +10,11 @@
 #
 #   bash bench/finetune_sweep.sh [--steps N] [--subset K] [--lrs "A B .."]
 #                                [--warmups "0 0.1"] [--epochs "1 2"] [--layers L] [--dim D] [--quick]
+#                                [--model DIR]
 #
 #   --steps N     MLM pre-training steps (600)
+#   --model DIR   fine-tune this pre-trained BERT instead (e.g. runs/quality/sst2/bert, left by
+#                 bench/quality.sh sst2); WORK then defaults to runs/finetune_sweep_model
 #   --subset K    training phrases the sweep fine-tunes on, drawn with seed 1 (8000; 0 = all 67,349)
 #   --lrs         fine-tuning peak learning rates ("3e-5 1e-4 3e-4 1e-3")
 #   --warmups     warmup ratios ("0 0.1"); --epochs: epoch counts ("1 2"); epochs > 1 are run at
@@ -19,20 +22,21 @@
 #   --quick       a smoke run: 2 layers x 128, 30 pre-training steps, 1,000 phrases, lrs 1e-4 1e-3
 # The pre-trained model and each cell's result are kept in WORK (runs/finetune_sweep), so a
 # re-run skips what is done; results: WORK/sweep.tsv (lr, warmup, epochs, steps, seconds,
-# dev accuracy), sorted and printed at the end with the bag-of-words baseline on the same files.
+# dev accuracy), sorted and printed at the end with the bag-of-words baseline on the same files;
+# each run's metrics.jsonl is kept as WORK/ft-LR-WARMUP-EPOCHS.metrics.jsonl.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
 BIN=$BUILD/lmkit
 DATA=${DATA:-../shared/data}
 W=${WORK:-runs/finetune_sweep}
-STEPS=600 SUBSET=8000 LRS="3e-5 1e-4 3e-4 1e-3" WARMUPS="0 0.1" EPOCHS="1 2" LAYERS=4 HEADS=4 DIM=256
+MODEL="" STEPS=600 SUBSET=8000 LRS="3e-5 1e-4 3e-4 1e-3" WARMUPS="0 0.1" EPOCHS="1 2" LAYERS=4 HEADS=4 DIM=256
 while [ $# -gt 0 ]; do
   case "$1" in
     --quick) STEPS=30 SUBSET=1000 LRS="1e-4 1e-3" LAYERS=2 DIM=128 W=${WORK:-runs/finetune_sweep_quick}; shift; continue ;;
     --steps) STEPS=$2 ;; --subset) SUBSET=$2 ;; --lrs) LRS=$2 ;; --warmups) WARMUPS=$2 ;; --epochs) EPOCHS=$2 ;;
-    --layers) LAYERS=$2 ;; --dim) DIM=$2 ;;
-    -h|--help) sed -n 2,22p "$0"; exit 0 ;;
+    --layers) LAYERS=$2 ;; --dim) DIM=$2 ;; --model) MODEL=$2; W=${WORK:-runs/finetune_sweep_model} ;;
+    -h|--help) sed -n 2,26p "$0"; exit 0 ;;
     *) echo "finetune_sweep: unknown option '$1' (see --help)" >&2; exit 2 ;;
   esac
   shift 2
@@ -46,8 +50,13 @@ mkdir -p "$W"
 echo "load at start: $(uptime)"
 
 # 1. data: the corpus lower-cased (as bench/bert_sst2.sh), a fixed subset of the training phrases
-[ -s "$W/english.txt" ] || bash scripts/corpus.sh "$W/english.txt"
-[ -s "$W/pretrain.txt" ] || tr 'A-Z' 'a-z' < "$W/english.txt" > "$W/pretrain.txt"
+if [ -n "$MODEL" ]; then
+  [ -s "$MODEL/model.safetensors" ] || { echo "finetune_sweep: $MODEL/model.safetensors not found" >&2; exit 1; }
+  ln -sfn "$(cd "$MODEL" && pwd)" "$W/bert"
+else
+  [ -s "$W/english.txt" ] || bash scripts/corpus.sh "$W/english.txt"
+  [ -s "$W/pretrain.txt" ] || tr 'A-Z' 'a-z' < "$W/english.txt" > "$W/pretrain.txt"
+fi
 /usr/bin/python3 - "$DATA/sst2/train.tsv" "$SUBSET" "$W/train.tsv" <<'PY'
 import random, sys
 lines = open(sys.argv[1], encoding="utf-8").read().splitlines()
@@ -84,7 +93,7 @@ cell() {  # cell LR WARMUP EPOCHS
   steps=$(sed -n 's/.* \([0-9]*\) steps, context.*/\1/p' "$out.err")
   printf '%s\t%s\t%s\t%s\t%.0f\t%s\n' "$1" "$2" "$3" "$steps" "$(/usr/bin/python3 -c "print($(date +%s.%N) - $t0)")" "$acc" >> "$W/sweep.tsv"
   echo "lr $1 warmup $2 epochs $3 ($steps steps): dev accuracy $acc"
-  rm -rf "$out"
+  cp "$out/metrics.jsonl" "$out.metrics.jsonl"; rm -rf "$out"   # the curve stays, the weights go
 }
 for e in $EPOCHS; do
   for lr in $LRS; do

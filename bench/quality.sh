@@ -7,7 +7,8 @@
 #              M - 10 minutes (the fine-tuning epoch takes ~10 on 2 cores), with 4 points
 #              of the accuracy-against-pre-training curve; dev = the 1,821 whole sentences
 #              of ../shared/data/sst2/sentences.tsv, next to bag-of-words in the same run.
-#              Target: >= 0.82.
+#              Fine-tuning runs at `lmkit finetune`'s default lr for the model's width
+#              (3e-4 for the 4 x 256 BERT; docs/finetune.md). Target: >= 0.82.
 # shakespeare  nanoGPT's shakespeare_char recipe: characters (lmkit's byte tokenizer; the
 #              text is ASCII, so bytes are characters), 6 layers, width 384, 6 heads,
 #              context 256, batch 64, dropout 0.2, lr 1e-3 with cosine to 1e-4 over 5000
@@ -25,12 +26,13 @@ BUILD=${BUILD:-build}
 BIN=$BUILD/lmkit
 DATA=${DATA:-../shared/data}
 W=${WORK:-runs/quality}
+case "${1:-}" in -h|--help) sed -n 2,22p "$0"; exit 0 ;; esac
 WHAT=${1:-all}; [ $# -gt 0 ] && shift
 MINUTES=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --minutes) MINUTES=$2; shift 2 ;;
-    -h|--help) sed -n 2,24p "$0"; exit 0 ;;
+    -h|--help) sed -n 2,22p "$0"; exit 0 ;;
     *) echo "quality: unknown option '$1' (see --help)" >&2; exit 2 ;;
   esac
 done

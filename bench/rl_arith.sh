@@ -18,7 +18,7 @@
 # reference; the calculator vs none on 4-digit multiplication; CoT vs direct on the two-step
 # problems; reward and accuracy curves as PNG (gnuplot: apt-get install gnuplot-nox); all into $WORK.
 #   bash bench/rl_arith.sh --quick          a 2-3 minute run that checks the path (figures meaningless)
-#   SCALE=medium bash bench/rl_arith.sh     4 layers x 128, 450 + 300 steps (about 45 min at THREADS=1, load 20)
+#   SCALE=medium bash bench/rl_arith.sh     4 layers x 128, 450 + 1000 steps (about 40 min at THREADS=1, load 15-20)
 #   bash bench/rl_arith.sh                  4 layers x 192, 3000 pre-training steps (about an hour on 2 quiet cores)
 # Environment: BUILD (build), WORK (runs/rl_arith), SCALE (full|medium|quick), THREADS (2), TEMP (rollout
 # temperature, 0.7).

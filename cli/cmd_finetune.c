@@ -65,7 +65,7 @@ static const char *HELP =
   "  --context N          longest input in tokens, [CLS] and [SEP] included (128; at most\n"
   "                       the model's positions)\n"
   "  --lr X               peak learning rate; linear warmup, cosine decay to 0 (default by the\n"
-  "                       model's width: 1e-3 under 384, 1e-4 under 768, 3e-5 from 768 up as\n"
+  "                       model's width: 3e-4 under 384, 1e-4 under 768, 3e-5 from 768 up as\n"
   "                       bert-base; printed at start; see docs/finetune.md)\n"
   "  --warmup-ratio X     share of the steps spent warming up (0.1)\n"
   "  --weight-decay X     AdamW weight decay on weight matrices (0.01)\n"
@@ -89,11 +89,12 @@ static const char *HELP =
 
 /* The default peak learning rate by the model's width (config.json's hidden size): the first
  * row whose bound exceeds it. run_glue's 3e-5 suits bert-base (768) and wider but barely moves
- * the 4-layer x 256 BERTs pre-trained here; on SST-2 bench/finetune_sweep.sh measured the best
- * rate for those at 1e-3 (docs/finetune.md has the table). 1e-4 between them is interpolated
- * (Turc et al.'s compact BERTs of width 512 fine-tune at 1e-4..3e-5), not measured. */
+ * the 4-layer x 256 BERTs pre-trained here; ELECTRA-Small (width 256) fine-tunes at 3e-4, and
+ * bench/finetune_sweep.sh's runs on such a BERT are in docs/finetune.md with what they did and
+ * did not settle. 1e-4 between them is interpolated (ELECTRA-Base fine-tunes at 1e-4; Turc et
+ * al. search 3e-5..1e-4 for their compact BERTs of width 256-512), not measured here. */
 static const struct { int64_t below; float lr; const char *text, *rule; } LR_BY_WIDTH[] = {
-  {384, 1e-3f, "1e-3", "narrower than 384"}, {768, 1e-4f, "1e-4", "of width 384 to 767"},
+  {384, 3e-4f, "3e-4", "narrower than 384"}, {768, 1e-4f, "1e-4", "of width 384 to 767"},
   {INT64_MAX, 3e-5f, "3e-5", "of width 768 (bert-base) or more"}};
 
 /* Sets o->lr from the model's width when --lr was not given and says so; a config.json that

@@ -93,9 +93,9 @@ DL=(--task classify --data "$T/train.jsonl" --steps 2 --batch 8 --warmup-ratio 0
 a=$(lr1 "$T/ftd/metrics.jsonl")
 "$BIN" finetune --model "$T/pre" "${DL[@]}" --lr 3e-3 --out "$T/ftl" > /dev/null 2> "$T/l.err"
 b=$(lr1 "$T/ftl/metrics.jsonl")
-check "a 32-wide model fine-tunes at lr 1e-3 by default and says so (step-1 lr $a); --lr 3e-3 wins silently ($b)" \
-  "grep -qF 'lr 1e-3 (the default for models narrower than 384; this one is 32 wide; --lr to change)' $T/d.err && \
-   ! grep -q 'default for models' $T/l.err && python3 -c 'import sys; sys.exit(not (abs(${a:-1} - 5e-4) < 1e-9 and abs(${b:-1} - 1.5e-3) < 1e-9))'"
+check "a 32-wide model fine-tunes at lr 3e-4 by default and says so (step-1 lr $a); --lr 3e-3 wins silently ($b)" \
+  "grep -qF 'lr 3e-4 (the default for models narrower than 384; this one is 32 wide; --lr to change)' $T/d.err && \
+   ! grep -q 'default for models' $T/l.err && python3 -c 'import sys; sys.exit(not (abs(${a:-1} - 1.5e-4) < 1e-9 and abs(${b:-1} - 1.5e-3) < 1e-9))'"
 
 # bad input: one clear error line each
 FT="$BIN finetune --model $T/pre --task classify --out $T/bad --threads 2 --quiet --steps 2 --lr 1e-3"  # an explicit --lr: no default-lr note, so errors are the only stderr line

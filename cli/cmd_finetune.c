@@ -5,7 +5,8 @@
  * lm_finetune_qa, src/train/finetune_tasks.c) and `--task text2text` (an
  * encoder-decoder such as T5 taught to write a target text for an input text;
  * lm_finetune_text2text, src/train/finetune_text2text.c). This file parses
- * flags and prints the outcome. See docs/finetune.md. */
+ * flags, picks the default learning rate by the model's width (LR_BY_WIDTH)
+ * and prints the outcome. See docs/finetune.md. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>

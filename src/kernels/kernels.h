@@ -61,9 +61,9 @@ void glu_act_backward(float *dinp, const float *inp, const float *dout, int64_t 
 void rope_apply(float *x, int64_t stride, int64_t nh, int64_t hs, const int32_t *pos, const float *cs, int64_t N,
                 int inverse);
 
-/* ---- dropout (inverted): bits (ceil(n/64) words) 1 = kept, drawn from r with P(drop) = p; apply
- * scales kept elements by 1/(1-p) and zeroes the others, in place (its backward is the same call on
- * the gradient) ---- */
+/* ---- dropout (inverted): bits (ceil(n/64) words) 1 = kept, P(drop) = p, from one key drawn from r
+ * (a counter-based fill: the same bits on any number of threads); apply scales kept elements by
+ * 1/(1-p) and zeroes the others, in place (its backward is the same call on the gradient) ---- */
 void dropout_mask(uint64_t *bits, int64_t n, float p, lm_rng *r);
 void dropout_apply(float *x, const uint64_t *bits, int64_t n, float p);
 static inline int dropout_kept(const uint64_t *bits, int64_t i) { return (int)(bits[i >> 6] >> (i & 63) & 1); }

@@ -2,6 +2,7 @@
  * KV-cache decoding equals full recomputation, training is deterministic and
  * lowers the loss, save/load round-trips every tensor, bad model dirs fail cleanly. */
 #include <criterion/criterion.h>
+#include <omp.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -209,6 +210,17 @@ Test(dropout, masks_drop_p_and_scale) {
   lm_rng r1, r2; lm_rng_seed(&r1, 5); lm_rng_seed(&r2, 5);
   dropout_mask(bits, n, 0.3f, &r1); dropout_mask(b2, n, 0.3f, &r2);
   cr_assert_eq(memcmp(bits, b2, (n + 63) / 64 * 8), 0);
+  /* ... on any number of threads (threads fill disjoint words), and the next mask is another one */
+  int nt = omp_get_max_threads();
+  const int64_t n2 = n - 13;   /* a partial last word: no bits past the end */
+  lm_rng_seed(&r1, 5); lm_rng_seed(&r2, 5);
+  omp_set_num_threads(1); dropout_mask(bits, n2, 0.3f, &r1);
+  omp_set_num_threads(3); dropout_mask(b2, n2, 0.3f, &r2);
+  omp_set_num_threads(nt);
+  cr_assert_eq(memcmp(bits, b2, (n2 + 63) / 64 * 8), 0, "dropout masks depend on the thread count");
+  cr_assert_eq(bits[(n2 - 1) / 64] >> (n2 & 63), 0);
+  dropout_mask(b2, n2, 0.3f, &r2);
+  cr_assert_neq(memcmp(bits, b2, (n2 + 63) / 64 * 8), 0);
   free(bits); free(b2); free(x);
 }
 

@@ -288,13 +288,16 @@ lm_status lm_head_check(const lm_model *m, const lm_batch *b) {
 
 /* ------------------------------------------------------------------ forward */
 
-/* mean of losses[i] over the n rows with tgt[i] >= 0; dlosses[i] = 1/count there, 0 elsewhere */
-static float masked_mean(const float *losses, float *dlosses, const int32_t *tgt, int64_t n, int *any) {
+/* mean of losses[i] over the n rows with tgt[i] >= 0; dlosses[i] = 1/count there, 0 elsewhere.
+ * norm > 0 divides by norm instead of the count (lm_batch.loss_count: a rank's share of a job). */
+static float masked_mean(const float *losses, float *dlosses, const int32_t *tgt, int64_t n, float norm, int *any) {
   double sum = 0; int64_t count = 0;
   for (int64_t i = 0; i < n; i++)
     if (tgt[i] >= 0) { sum += losses[i]; count++; }
-  for (int64_t i = 0; i < n; i++) dlosses[i] = (tgt[i] >= 0 && count) ? 1.0f / (float)count : 0.0f;
+  float inv = norm > 0 ? 1.0f / norm : count ? 1.0f / (float)count : 0.0f;
+  for (int64_t i = 0; i < n; i++) dlosses[i] = (tgt[i] >= 0 && count) ? inv : 0.0f;
   *any = count > 0;
+  if (norm > 0) return (float)(sum / norm);   /* a share with no labelled token adds 0 */
   return count ? (float)(sum / count) : NAN;
 }
 
@@ -433,7 +436,7 @@ static float mlm_forward(lm_model *m, head_state *s, const lm_batch *b, const fl
   for (int64_t n = 0; n < N; n++)
     if (!b->mlm_labels || b->mlm_labels[n] >= 0) { s->rows[M] = (int32_t)n; s->mlm_tgt[M] = b->mlm_labels ? b->mlm_labels[n] : -1; M++; }
   s->M = M;
-  if (M == 0) return NAN;
+  if (M == 0) return b->mlm_labels && b->loss_count > 0 ? 0.0f : NAN;   /* a rank's share may hold no label */
   for (int64_t i = 0; i < M; i++) memcpy(s->mlm_x + i * C, hidden + (int64_t)s->rows[i] * C, C * sizeof(float));
   lm_linear_forward(m->mm, s->mlm_h, s->mlm_x, s->w.mlm_dw, s->w.mlm_db, M, C, C);               // (M,C)
   act_forward(s->mlm_g, s->mlm_h, M * C, c->act);
@@ -441,7 +444,7 @@ static float mlm_forward(lm_model *m, head_state *s, const lm_batch *b, const fl
   lm_linear_forward(m->mm, s->logits, s->mlm_t, s->w.mlm_dec, s->w.mlm_bias, M, C, V);             // (M,V)
   if (b->mlm_labels) {
     crossentropy_forward(s->losses, s->logits, s->mlm_tgt, M, V);
-    loss = masked_mean(s->losses, s->dlosses, s->mlm_tgt, M, &s->has_mlm);
+    loss = masked_mean(s->losses, s->dlosses, s->mlm_tgt, M, b->loss_count, &s->has_mlm);
     if (mlm_loss) *mlm_loss = loss;
   }
   if (b->mlm_soft_targets) {
@@ -479,7 +482,7 @@ float lm_head_forward(lm_model *m, const lm_batch *b, const float *hidden, float
       else lm_linear_forward(m->mm, s->logits, hidden, s->w.out_w, s->w.out_b, N, C, V);            // (N,V)
       if (b->targets) {
         crossentropy_forward(s->losses, s->logits, b->targets, N, V);
-        loss = masked_mean(s->losses, s->dlosses, b->targets, N, &s->has_head);
+        loss = masked_mean(s->losses, s->dlosses, b->targets, N, b->loss_count, &s->has_head);
       }
       break;
     case LM_HEAD_MLM:
@@ -496,7 +499,7 @@ float lm_head_forward(lm_model *m, const lm_batch *b, const float *hidden, float
       if (b->nsp_labels) {
         memcpy(s->tgt, b->nsp_labels, B * sizeof(int32_t));
         crossentropy_forward(s->losses, s->nsp_logits, s->tgt, B, 2);
-        float l_nsp = masked_mean(s->losses, s->dlosses + N, s->tgt, B, &s->has_nsp);   /* MLM keeps dlosses[0..M) */
+        float l_nsp = masked_mean(s->losses, s->dlosses + N, s->tgt, B, 0, &s->has_nsp);   /* MLM keeps dlosses[0..M) */
         if (aux_b) *aux_b = l_nsp;
         if (s->has_nsp) loss = s->has_mlm || s->has_distill ? loss + l_nsp : l_nsp;
       }
@@ -509,7 +512,7 @@ float lm_head_forward(lm_model *m, const lm_batch *b, const float *hidden, float
       if (b->labels) {
         memcpy(s->tgt, b->labels, B * sizeof(int32_t));
         crossentropy_forward(s->losses, s->logits, s->tgt, B, NL);
-        loss = masked_mean(s->losses, s->dlosses, s->tgt, B, &s->has_head);
+        loss = masked_mean(s->losses, s->dlosses, s->tgt, B, 0, &s->has_head);
       }
       if (b->values) {   /* mean squared error, as HF's regression (num_labels 1) */
         double sum = 0;
@@ -523,7 +526,7 @@ float lm_head_forward(lm_model *m, const lm_batch *b, const float *hidden, float
       if (b->labels) {
         for (int64_t n = 0; n < N; n++) s->tgt[n] = (b->mask && !b->mask[n]) ? -1 : b->labels[n];
         crossentropy_forward(s->losses, s->logits, s->tgt, N, NL);
-        loss = masked_mean(s->losses, s->dlosses, s->tgt, N, &s->has_head);
+        loss = masked_mean(s->losses, s->dlosses, s->tgt, N, 0, &s->has_head);
       }
       break;
     case LM_HEAD_QA:

@@ -62,6 +62,11 @@ struct lm_batch {
    * overwritten in place, which saves an (N,V) buffer. */
   const float *dout;
   int64_t B, T;
+  /* Token losses (LM targets, MLM labels) are the mean over the batch's labelled tokens; when
+   * loss_count > 0 they are the sum divided by loss_count instead. A data-parallel rank training
+   * on its share of a job's batch sets it to the job's count / ranks, so that the ranks' mean is
+   * the job's mean (objectives/share.c). 0: the batch's own count. */
+  float loss_count;
   /* NEFTune (training only): uniform noise of magnitude alpha / sqrt(T * C) added to the
    * embeddings, drawn from noise_rng. 0: none. */
   float neftune_alpha;

@@ -78,13 +78,16 @@ lm_status lm_train_run(lm_model *m, const lm_tokenizer *tok, const lm_train_opts
  * micro-batch (1 rank: rank 0 of 1). */
 lm_status lm_objective_clm(lm_objective *o, lm_model *m, const lm_stream *train, const lm_stream *val,
                            int64_t B, int64_t T, uint64_t seed, const int64_t *cursor, int rank, int ranks);
-/* BERT pre-training: MLM (+ NSP when nsp) on [CLS] A [SEP] B [SEP] examples drawn with rng. */
+/* BERT pre-training: MLM (+ NSP when nsp) on [CLS] A [SEP] B [SEP] examples drawn with rng.
+ * This and the span and denoising objectives take data parallelism as objectives/share.c does:
+ * rank `rank` of `ranks` trains on its B of the job's ranks x B examples (1 rank: rank 0 of 1). */
 lm_status lm_objective_bert(lm_objective *o, lm_model *m, const lm_tokenizer *tok, const lm_stream *train,
-                            const lm_stream *val, int64_t B, int64_t T, int nsp, float mlm_prob, lm_rng *rng);
+                            const lm_stream *val, int64_t B, int64_t T, int nsp, float mlm_prob, lm_rng *rng,
+                            int rank, int ranks);
 /* T5 span corruption (objectives/span.c) for encoder-decoders: inputs of S tokens from windows of
  * the train stream drawn with rng. */
 lm_status lm_objective_span(lm_objective *o, lm_model *m, const lm_tokenizer *tok, const lm_stream *train,
-                            const lm_stream *val, int64_t B, int64_t S, lm_rng *rng);
+                            const lm_stream *val, int64_t B, int64_t S, lm_rng *rng, int rank, int ranks);
 /* Mean next-token loss over consecutive windows of s; inp/tgt hold (B,T). */
 lm_status lm_clm_eval_stream(lm_model *m, const lm_stream *s, int64_t T, int64_t B, int64_t max_batches,
                              int32_t *inp, int32_t *tgt, double *mean, int64_t *count);

@@ -22,8 +22,10 @@
  * kept in trainer_state.json as "objective_state".
  *
  * Data parallelism (o->dist of more than one rank, `mpirun -np P lmkit
- * train`): each rank runs the causal-LM objective on its share of every
- * micro-batch of the job (objectives/clm.c), and src/train/dist.c averages
+ * train`): each rank runs the objective on its share of every micro-batch
+ * of the job (objectives/clm.c skips the other ranks' windows; the objectives
+ * that draw examples draw the whole job's, objectives/share.c), and
+ * src/train/dist.c averages
  * the gradients (bucket by bucket, overlapped with the last micro-batch's
  * backward), computes the global norm and runs AdamW, on every parameter or
  * (ZeRO-1) on the rank's share followed by an all-gather. Rank 0 alone logs,
@@ -575,11 +577,14 @@ static lm_status lm_objective_for(lm_objective *obj, lm_model *m, const lm_token
   if (!strcmp(name, "mlm") || !strcmp(name, "mlm+nsp")) {
     if (!masked) return lm_error(LM_ERR_ARG, "--objective %s needs a masked-LM model (--arch bert); this %s model has a %s head",
                                  name, lm_arch_name(m->cfg.arch), lm_head_name(m->cfg.head));
-    return lm_objective_bert(obj, m, tok, train, val, o->batch, o->context, !strcmp(name, "mlm+nsp"), o->mlm_prob, rng);
+    return lm_objective_bert(obj, m, tok, train, val, o->batch, o->context, !strcmp(name, "mlm+nsp"), o->mlm_prob, rng,
+                             lm_dist_rank(o->dist), lm_dist_size(o->dist));
   }
-  if (!strcmp(name, "span-corruption")) return lm_objective_span(obj, m, tok, train, val, o->batch, o->context, rng);
+  if (!strcmp(name, "span-corruption"))
+    return lm_objective_span(obj, m, tok, train, val, o->batch, o->context, rng, lm_dist_rank(o->dist), lm_dist_size(o->dist));
   if (!strcmp(name, "denoise"))
-    return lm_objective_denoise(obj, m, tok, train, val, o->batch, o->context, &o->denoise, rng);
+    return lm_objective_denoise(obj, m, tok, train, val, o->batch, o->context, &o->denoise, rng, lm_dist_rank(o->dist),
+                                lm_dist_size(o->dist));
   return lm_error(LM_ERR_ARG, "unknown objective '%s' (clm, mlm, mlm+nsp, span-corruption, denoise)", name);
 }
 
@@ -678,9 +683,9 @@ lm_status lm_train_run(lm_model *m, const lm_tokenizer *tok, const lm_train_opts
                   P, (long long)ts.ranks, ts.ranks == 1 ? ", or without mpirun" : "");
     goto cleanup_saved;
   }
-  if (P > 1 && (factory || strcmp(o.objective ? o.objective : "clm", "clm"))) {
-    st = lm_error(LM_ERR_UNSUPPORTED, "data-parallel training (mpirun) supports the causal-LM objective (--objective clm) "
-                  "of lmkit train; this run's is %s", factory ? "a fine-tuning or post-training objective" : o.objective);
+  if (P > 1 && factory) {
+    st = lm_error(LM_ERR_UNSUPPORTED, "data-parallel training (mpirun) supports lmkit train's pre-training objectives "
+                  "(clm, mlm, mlm+nsp, span-corruption, denoise); this run's is a fine-tuning or post-training objective");
     goto cleanup_saved;
   }
   if (!rank0) o.progress = 0;   /* rank 0 alone draws the bar */
@@ -802,9 +807,12 @@ lm_status lm_train_run(lm_model *m, const lm_tokenizer *tok, const lm_train_opts
     if (aux.m) lm_model_zero_grad(aux.m);
     double loss_sum = 0;
     /* dropout masks come from the checkpointed rng; each rank of a data-parallel job draws its own
-     * from a generator seeded by the job's rng and the rank */
+     * from a generator seeded by the run's seed, the step and the rank, which leaves the job's rng
+     * to the objective: the ranks draw the examples one process would (objectives/share.c) */
     lm_rng drop_rng;
-    if (dp) lm_rng_seed(&drop_rng, lm_rng_u64(&ts.rng) ^ (0x9E3779B97F4A7C15ull * (uint64_t)(rank + 1)));
+    if (dp)
+      lm_rng_seed(&drop_rng, o.seed * 0x9E3779B97F4A7C15ull ^ (uint64_t)step * 0xD1B54A32D192ED03ull ^
+                                 (uint64_t)(rank + 1) * 0xC2B2AE3D27D4EB4Full);
     lm_model_set_training(m, dp ? &drop_rng : &ts.rng);
     for (int64_t micro = 0; micro < o.grad_accum; micro++) {
       if (dp && micro == o.grad_accum - 1) lm_dp_arm(dp);   /* reduce as the last backward goes */

@@ -210,10 +210,10 @@ Test(denoise, tokenizer_without_mask) {
   lm_denoise_opts o = {.mask_ratio = 0.3f, .poisson_lambda = 3, .permute = 1};
   lm_rng r; lm_rng_seed(&r, 1);
   lm_objective obj;
-  cr_assert_neq(lm_objective_denoise(&obj, m, tok, &s, NULL, 2, 16, &o, &r), LM_OK);
+  cr_assert_neq(lm_objective_denoise(&obj, m, tok, &s, NULL, 2, 16, &o, &r, 0, 1), LM_OK);
   cr_assert(strstr(lm_last_error(), "<mask>"), "%s", lm_last_error());
   o.mask_ratio = 0;   /* permutation alone needs no <mask> */
-  cr_assert_eq(lm_objective_denoise(&obj, m, tok, &s, NULL, 2, 16, &o, &r), LM_OK, "%s", lm_last_error());
+  cr_assert_eq(lm_objective_denoise(&obj, m, tok, &s, NULL, 2, 16, &o, &r, 0, 1), LM_OK, "%s", lm_last_error());
   cr_assert(!isnan(obj.micro(obj.self, m)));
   obj.free(obj.self);
   lm_tokenizer_free(tok);

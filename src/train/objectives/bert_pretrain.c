@@ -19,8 +19,9 @@
 #include "train/objectives/objectives.h"
 
 typedef struct {
-  lm_bert_examples ex;
+  lm_bert_examples ex;            /* the job's batch: ranks x the rank's examples */
   lm_rng *rng;
+  int rank, ranks;                /* data parallelism (share.c) */
 } bert_obj;
 
 void lm_bert_examples_next(lm_bert_examples *e, int from_val, lm_rng *rng, lm_batch *b) {
@@ -36,10 +37,7 @@ static float bert_micro(void *self, lm_model *m) {
   bert_obj *o = self;
   lm_batch b;
   lm_bert_examples_next(&o->ex, 0, o->rng, &b);
-  float mlm, nsp;
-  float loss = lm_forward(m, &b, &mlm, &nsp);
-  lm_backward(m, &b);
-  return loss;
+  return lm_share_step(m, &b, o->rank, o->ranks);
 }
 
 static double bert_evaluate(void *self, lm_model *m, int64_t max_batches) {
@@ -48,12 +46,11 @@ static double bert_evaluate(void *self, lm_model *m, int64_t max_batches) {
   lm_rng r;
   lm_rng_seed(&r, 0x5EEDULL);
   double sum = 0;
-  int64_t n = max_batches > 0 ? max_batches : 20;
+  int64_t n = max_batches > 0 ? (max_batches + o->ranks - 1) / o->ranks : 20;   /* the trainer asks for ranks x */
   for (int64_t k = 0; k < n; k++) {
     lm_batch b;
     lm_bert_examples_next(&o->ex, 1, &r, &b);
-    float mlm, nsp;
-    sum += lm_forward(m, &b, &mlm, &nsp);
+    sum += lm_share_loss(m, &b, o->ranks);
   }
   return sum / n;
 }
@@ -125,12 +122,14 @@ lm_status lm_bert_examples_init(lm_bert_examples *e, const lm_tokenizer *tok, in
 }
 
 lm_status lm_objective_bert(lm_objective *obj, lm_model *m, const lm_tokenizer *tok, const lm_stream *train,
-                            const lm_stream *val, int64_t B, int64_t T, int nsp, float mlm_prob, lm_rng *rng) {
+                            const lm_stream *val, int64_t B, int64_t T, int nsp, float mlm_prob, lm_rng *rng,
+                            int rank, int ranks) {
   memset(obj, 0, sizeof *obj);
   bert_obj *o = calloc(1, sizeof *o);
   if (!o) return lm_error(LM_ERR_NOMEM, "out of memory");
   o->rng = rng;
-  lm_status st = lm_bert_examples_init(&o->ex, tok, m->cfg.vocab_size, train, val, B, T, nsp, mlm_prob);
+  o->rank = rank; o->ranks = ranks < 1 ? 1 : ranks;
+  lm_status st = lm_bert_examples_init(&o->ex, tok, m->cfg.vocab_size, train, val, B * o->ranks, T, nsp, mlm_prob);
   if (st) { free(o); return st; }
   st = lm_model_reserve(m, B, T, 1);
   if (st) { bert_free(o); return st; }

@@ -29,6 +29,7 @@
 #include "model/model.h"
 #include "tokenizer/tokenizer.h"
 #include "train/objectives/denoise.h"
+#include "train/objectives/objectives.h"
 
 int64_t lm_poisson(lm_rng *rng, double lambda) {
   double L = exp(-lambda), p = 1.0;
@@ -228,7 +229,8 @@ typedef struct {
   const lm_stream *train, *val;
   lm_rng *rng;
   lm_denoiser dn;
-  int64_t B, S, T;                /* batch, encoder input (context), target length = raw + 1 */
+  int64_t B, S, T;                /* the job's batch (ranks x the rank's), encoder input (context), target length */
+  int rank, ranks;                /* data parallelism (share.c) */
   int32_t eos, pad, start;
   int32_t *enc, *dec, *labels;
   uint8_t *mask, *special;
@@ -258,9 +260,7 @@ static float denoise_micro(void *self, lm_model *m) {
   denoise_obj *o = self;
   lm_batch b;
   denoise_batch(o, o->train, o->rng, &b);
-  float loss = lm_forward(m, &b, NULL, NULL);
-  lm_backward(m, &b);
-  return loss;
+  return lm_share_step(m, &b, o->rank, o->ranks);
 }
 
 static double denoise_evaluate(void *self, lm_model *m, int64_t max_batches) {
@@ -269,11 +269,11 @@ static double denoise_evaluate(void *self, lm_model *m, int64_t max_batches) {
   lm_rng r;
   lm_rng_seed(&r, 0xDE401CEULL);
   double sum = 0;
-  int64_t n = max_batches > 0 ? max_batches : 20;
+  int64_t n = max_batches > 0 ? (max_batches + o->ranks - 1) / o->ranks : 20;   /* the trainer asks for ranks x */
   for (int64_t k = 0; k < n; k++) {
     lm_batch b;
     denoise_batch(o, o->val, &r, &b);
-    sum += lm_forward(m, &b, NULL, NULL);
+    sum += lm_share_loss(m, &b, o->ranks);
   }
   return sum / n;
 }
@@ -303,7 +303,8 @@ static lm_status check_opts(const lm_denoise_opts *d) {
 }
 
 lm_status lm_objective_denoise(lm_objective *obj, lm_model *m, const lm_tokenizer *tok, const lm_stream *train,
-                               const lm_stream *val, int64_t B, int64_t S, const lm_denoise_opts *dopts, lm_rng *rng) {
+                               const lm_stream *val, int64_t B, int64_t S, const lm_denoise_opts *dopts, lm_rng *rng,
+                               int rank, int ranks) {
   memset(obj, 0, sizeof *obj);
   const lm_config *c = &m->cfg;
   lm_status st;
@@ -325,12 +326,14 @@ lm_status lm_objective_denoise(lm_objective *obj, lm_model *m, const lm_tokenize
                     (unsigned long long)train->n, (long long)S);
   denoise_obj *o = calloc(1, sizeof *o);
   if (!o) return lm_error(LM_ERR_NOMEM, "out of memory");
-  *o = (denoise_obj){.train = train, .val = val && val->n >= (uint64_t)S ? val : NULL, .rng = rng, .B = B, .S = S, .T = S,
+  if (ranks < 1) ranks = 1;
+  *o = (denoise_obj){.train = train, .val = val && val->n >= (uint64_t)S ? val : NULL, .rng = rng, .B = B * ranks, .S = S, .T = S,
+                     .rank = rank, .ranks = ranks,
                      .eos = (int32_t)eos, .start = (int32_t)c->decoder_start_token_id,
                      .pad = (int32_t)(c->pad_token_id >= 0 ? c->pad_token_id : eos)};
   st = lm_denoiser_init(&o->dn, dopts, tok, c->vocab_size, S);
-  o->enc = malloc((size_t)(B * S) * sizeof(int32_t)); o->mask = malloc((size_t)(B * S));
-  o->dec = malloc((size_t)(B * S) * sizeof(int32_t)); o->labels = malloc((size_t)(B * S) * sizeof(int32_t));
+  o->enc = malloc((size_t)(o->B * S) * sizeof(int32_t)); o->mask = malloc((size_t)(o->B * S));
+  o->dec = malloc((size_t)(o->B * S) * sizeof(int32_t)); o->labels = malloc((size_t)(o->B * S) * sizeof(int32_t));
   o->special = calloc((size_t)c->vocab_size, 1);
   if (!st && (!o->enc || !o->mask || !o->dec || !o->labels || !o->special)) st = lm_error(LM_ERR_NOMEM, "out of memory");
   if (!st) {   /* random insertion never draws these */

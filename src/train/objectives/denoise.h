@@ -55,6 +55,7 @@ int64_t lm_poisson(lm_rng *rng, double lambda);
 /* The objective: windows of context-1 tokens; the encoder reads the noised window + </s> (padded to
  * the context, truncated to it), the decoder reconstructs window + </s> after decoder_start_token_id. */
 lm_status lm_objective_denoise(lm_objective *obj, lm_model *m, const lm_tokenizer *tok, const lm_stream *train,
-                               const lm_stream *val, int64_t B, int64_t S, const lm_denoise_opts *o, lm_rng *rng);
+                               const lm_stream *val, int64_t B, int64_t S, const lm_denoise_opts *o, lm_rng *rng,
+                               int rank, int ranks);
 
 #endif

@@ -58,4 +58,14 @@ struct lm_tokenizer;
  * error naming the missing or misplaced one otherwise. */
 lm_status lm_span_sentinels(const struct lm_tokenizer *tok, int64_t n, int32_t *sentinel0);
 
+/* ---- data parallelism for objectives that draw their batches (share.c): every rank draws the
+ * job's batch of ranks x B examples with the shared rng and trains on its own B rows, token losses
+ * divided by the job's count / ranks so the ranks' mean is the job's. ranks 1: the whole batch. */
+struct lm_model;
+struct lm_batch;
+/* forward and backward on rank's share of job (B = ranks x the model's reserved batch); its loss */
+float lm_share_step(struct lm_model *m, const struct lm_batch *job, int rank, int ranks);
+/* the job's loss, share by share (no backward): what one process at the job's batch computes */
+double lm_share_loss(struct lm_model *m, const struct lm_batch *job, int ranks);
+
 #endif

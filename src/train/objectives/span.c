@@ -124,7 +124,9 @@ lm_status lm_span_sentinels(const lm_tokenizer *tok, int64_t n, int32_t *sentine
 typedef struct {
   const lm_stream *train, *val;
   lm_rng *rng;
-  int64_t B, S, Tt, raw;          /* batch, encoder input (context), target length, raw tokens per example */
+  int64_t B, S, Tt, raw;          /* the job's batch (ranks x the rank's), encoder input (context), target length,
+                                   * raw tokens per example */
+  int rank, ranks;                /* data parallelism (share.c) */
   double density, mean_span;
   int32_t sentinel0, eos, start;
   int32_t *rawbuf, *enc, *dec, *labels;
@@ -150,9 +152,7 @@ static float span_micro(void *self, lm_model *m) {
   span_obj *o = self;
   lm_batch b;
   span_batch(o, o->train, o->rng, &b);
-  float loss = lm_forward(m, &b, NULL, NULL);
-  lm_backward(m, &b);
-  return loss;
+  return lm_share_step(m, &b, o->rank, o->ranks);
 }
 
 static double span_evaluate(void *self, lm_model *m, int64_t max_batches) {
@@ -161,11 +161,11 @@ static double span_evaluate(void *self, lm_model *m, int64_t max_batches) {
   lm_rng r;
   lm_rng_seed(&r, 0x5EEDULL);
   double sum = 0;
-  int64_t n = max_batches > 0 ? max_batches : 20;
+  int64_t n = max_batches > 0 ? (max_batches + o->ranks - 1) / o->ranks : 20;   /* the trainer asks for ranks x */
   for (int64_t k = 0; k < n; k++) {
     lm_batch b;
     span_batch(o, o->val, &r, &b);
-    sum += lm_forward(m, &b, NULL, NULL);
+    sum += lm_share_loss(m, &b, o->ranks);
   }
   return sum / n;
 }
@@ -180,7 +180,7 @@ static void span_free(void *self) {
 }
 
 lm_status lm_objective_span(lm_objective *obj, lm_model *m, const lm_tokenizer *tok, const lm_stream *train,
-                            const lm_stream *val, int64_t B, int64_t S, lm_rng *rng) {
+                            const lm_stream *val, int64_t B, int64_t S, lm_rng *rng, int rank, int ranks) {
   memset(obj, 0, sizeof *obj);
   const lm_config *c = &m->cfg;
   if (c->n_enc_layer <= 0 || c->head != LM_HEAD_LM)
@@ -189,7 +189,9 @@ lm_status lm_objective_span(lm_objective *obj, lm_model *m, const lm_tokenizer *
   if (S < 4) return lm_error(LM_ERR_ARG, "span corruption needs a context of at least 4 tokens");
   span_obj *o = calloc(1, sizeof *o);
   if (!o) return lm_error(LM_ERR_NOMEM, "out of memory");
-  *o = (span_obj){.train = train, .val = val && val->n > 1 ? val : NULL, .rng = rng, .B = B, .S = S,
+  if (ranks < 1) ranks = 1;
+  *o = (span_obj){.train = train, .val = val && val->n > 1 ? val : NULL, .rng = rng, .B = B * ranks, .S = S,
+                  .rank = rank, .ranks = ranks,
                   .density = 0.15, .mean_span = 3.0, .start = (int32_t)c->decoder_start_token_id};
   lm_span_lengths(S, o->density, o->mean_span, &o->raw, &o->Tt);
   int64_t eos = c->eos_token_id;   /* the model's </s>, which generation stops at; else the tokenizer's end of text */
@@ -209,8 +211,9 @@ lm_status lm_objective_span(lm_objective *obj, lm_model *m, const lm_tokenizer *
   if (!st) {
     o->rawbuf = malloc((size_t)o->raw * sizeof(int32_t)); o->noise = malloc((size_t)o->raw);
     o->work = malloc((size_t)(3 * o->raw + 6) * sizeof(int64_t));
-    o->enc = malloc((size_t)(B * S) * sizeof(int32_t));
-    o->dec = malloc((size_t)(B * o->Tt) * sizeof(int32_t)); o->labels = malloc((size_t)(B * o->Tt) * sizeof(int32_t));
+    o->enc = malloc((size_t)(o->B * S) * sizeof(int32_t));
+    o->dec = malloc((size_t)(o->B * o->Tt) * sizeof(int32_t));
+    o->labels = malloc((size_t)(o->B * o->Tt) * sizeof(int32_t));
     if (!o->rawbuf || !o->noise || !o->work || !o->enc || !o->dec || !o->labels) st = lm_error(LM_ERR_NOMEM, "out of memory");
   }
   if (!st) st = lm_model_reserve(m, B, S > o->Tt ? S : o->Tt, 1);

@@ -38,7 +38,7 @@ lm_status cli_tokenizer_of(const char *model, lm_tokenizer **tok);
 /* The trainer's flags (cli/train_flags.c), shared by the commands that run the one trainer.
  * cli_train_flag consumes argv[*i] when it is one: returns 1, -1 after printing an error, or 0. */
 typedef struct {
-  int steps, lr, min_lr, warmup, eval_every;
+  int steps, lr, min_lr, warmup, eval_every, save_every, keep_checkpoints;
   int64_t epochs, threads;
   const char *hyper;        /* the last flag given that changes the run's maths (refused on --resume) */
 } cli_train_seen;
@@ -102,10 +102,9 @@ typedef struct {
   const char *model, *data, *eval;
   float val_fraction;
   int64_t max_length;
-  int64_t eval_every;       /* the run's evaluation cadence (reward, dpo: saved so that a resumed run keeps it) */
   cli_lora lora;            /* --lora-rank ...: train an adapter, OUT holds it */
   const char *adapter;      /* --adapter: the adapter to go on training */
-  int lora_run;             /* a resumed LoRA run (reward, dpo) */
+  int lora_run;             /* a resumed LoRA run (sft, reward, dpo) */
 } cli_posttrain;
 /* The trainer's defaults for these commands (lr as given, batch 8, no weight decay, 3 checkpoints
  * kept); the command's help followed by the trainer's and LoRA flags (returns 0). */
@@ -119,13 +118,14 @@ int cli_posttrain_no_settings(const char *setting, const cli_train_seen *seen);
 /* A new run's required flags and their conflicts; one_eval refuses --eval with --val-fraction. */
 int cli_posttrain_check(const char *cmd, const cli_posttrain *p, const char *out, int one_eval);
 /* posttrain.json: the shared keys first (command ... max_length), the command's own keys, then
- * cli_posttrain_json_end (eval_every when asked, and the LoRA settings). */
+ * cli_posttrain_json_end (o's eval_every, save_every and keep_checkpoints, and the LoRA settings). */
 cJSON *cli_posttrain_json(const char *cmd, const cli_posttrain *p);
-void cli_posttrain_json_end(cJSON *j, const cli_posttrain *p, int eval_every);
+void cli_posttrain_json_end(cJSON *j, const cli_posttrain *p, const lm_train_opts *o);
 /* Writes saved (a resumed run's settings) or else fresh (deleted here) to out/posttrain.json. */
 int cli_posttrain_save(const char *out, cJSON *saved, cJSON *fresh);
-/* --resume of a reward / dpo run (lm_posttrain_resume): the shared settings into p, OUT and the
- * evaluation cadence into o. *state, *run_dir, *saved are the caller's to free, also on error. */
+/* --resume of a post-training run (lm_posttrain_resume): the shared settings into p; OUT, the
+ * evaluation and checkpoint cadence and the checkpoints kept into o (those given again win and
+ * replace the saved ones in *saved). *state, *run_dir, *saved are the caller's to free, also on error. */
 int cli_posttrain_resume(const char *cmd, lm_train_opts *o, cli_train_seen *seen, cli_posttrain *p, char **state,
                          char **run_dir, cJSON **saved);
 int cli_posttrain_malformed(const char *cmd, const char *run_dir);

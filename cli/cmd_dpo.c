@@ -191,12 +191,11 @@ int cmd_dpo(int argc, char **argv) {
   if (!state) {
     int64_t per_epoch = (train.n + o.batch - 1) / o.batch;
     cli_train_finish(&o, &seen, (per_epoch + o.grad_accum - 1) / o.grad_accum);
-    a.p.eval_every = o.eval_every;
     if ((j = cli_posttrain_json("dpo", &a.p))) {
       cJSON_AddStringToObject(j, "loss", lm_pref_loss_name(a.loss));
       cJSON_AddNumberToObject(j, "beta", a.beta);
       cJSON_AddNumberToObject(j, "simpo_gamma", a.gamma);
-      cli_posttrain_json_end(j, &a.p, 1);
+      cli_posttrain_json_end(j, &a.p, &o);
     }
   } else cli_train_finish(&o, &seen, 1);
   /* a resumed run into another directory takes its settings along, so that it can be resumed too */

@@ -438,8 +438,7 @@ static int rl_main(const rl_command *cmd, int argc, char **argv) {
                           : (train.n + o.batch - 1) / o.batch;
   if (!state) {
     cli_train_finish(&o, &seen, per_epoch);
-    a.p.eval_every = o.eval_every;
-    if ((j = cli_posttrain_json(cmd->name, &a.p))) { args_to_json(j, &a); cli_posttrain_json_end(j, &a.p, 1); }
+    if ((j = cli_posttrain_json(cmd->name, &a.p))) { args_to_json(j, &a); cli_posttrain_json_end(j, &a.p, &o); }
   } else cli_train_finish(&o, &seen, 1);
   if (ppo) {
     const char *bad = o.steps % iter ? "--steps" : o.save_every % iter ? "--save-every" : o.eval_every % iter ? "--eval-every" : NULL;

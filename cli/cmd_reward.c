@@ -125,11 +125,10 @@ int cmd_reward(int argc, char **argv) {
     per_epoch = (per_epoch + o.grad_accum - 1) / o.grad_accum;
     cli_train_finish(&o, &seen, per_epoch);
     o.context = a.p.max_length;
-    a.p.eval_every = o.eval_every;
     cJSON *j = NULL;
     if (!state && (j = cli_posttrain_json("reward", &a.p))) {
       cJSON_AddNumberToObject(j, "center_rewards", a.center);
-      cli_posttrain_json_end(j, &a.p, 1);
+      cli_posttrain_json_end(j, &a.p, &o);
     }
     /* a resumed run into another directory takes its settings along, so that it can be resumed too */
     if ((rc = cli_posttrain_save(o.out_dir, state ? saved : NULL, j))) goto done;

@@ -3,7 +3,6 @@
  * (src/train/objectives/sft.c; docs/posttraining.md). This file reads the
  * flags and the data, and runs the one trainer. The run's post-training
  * settings go to OUT/posttrain.json so that --resume needs nothing else. */
-#include <libgen.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -69,46 +68,12 @@ static lm_status factory(lm_objective *obj, lm_model *m, const lm_tokenizer *tok
                           c->a->packing, c->a->neftune, c->pad, o->seed, rng, cursor);
 }
 
-/* reads posttrain.json from the resumed directory or the run directory above it */
-static lm_status load_args(const char *dir, sft_args *a, char **keep) {
-  char *copy = lm_strdup(dir), *path = lm_path_join(dir, "posttrain.json");
-  if (!copy || !path) { free(copy); free(path); return LM_ERR_NOMEM; }
-  if (!lm_file_exists(path)) { free(path); path = lm_path_join(dirname(copy), "posttrain.json"); }
-  free(copy);
-  char *text; size_t len;
-  lm_status st = path ? lm_read_file(path, &text, &len) : LM_ERR_NOMEM;
-  if (st) { free(path); return lm_error_prefix(st, "cannot resume: no posttrain.json in %s or above it", dir); }
-  cJSON *j = cJSON_ParseWithLength(text, len);
-  free(text);
-  const cJSON *cmd = cJSON_GetObjectItemCaseSensitive(j, "command"), *m = cJSON_GetObjectItemCaseSensitive(j, "model"),
-              *d = cJSON_GetObjectItemCaseSensitive(j, "data"), *e = cJSON_GetObjectItemCaseSensitive(j, "eval"),
-              *vf = cJSON_GetObjectItemCaseSensitive(j, "val_fraction"), *ml = cJSON_GetObjectItemCaseSensitive(j, "max_length"),
-              *pk = cJSON_GetObjectItemCaseSensitive(j, "packing"), *nf = cJSON_GetObjectItemCaseSensitive(j, "neftune_alpha");
-  if (!cJSON_IsString(cmd) || strcmp(cmd->valuestring, "sft") || !cJSON_IsString(m) || !cJSON_IsString(d) ||
-      !cJSON_IsNumber(vf) || !cJSON_IsNumber(ml) || !cJSON_IsBool(pk) || !cJSON_IsNumber(nf)) {
-    cJSON_Delete(j);
-    st = lm_error(LM_ERR_FORMAT, "%s: not the settings of an 'lmkit sft' run", path);
-    free(path);
-    return st;
-  }
-  free(path);
-  /* the strings live in one buffer the caller frees */
-  size_t n1 = strlen(m->valuestring) + 1, n2 = strlen(d->valuestring) + 1, n3 = cJSON_IsString(e) ? strlen(e->valuestring) + 1 : 0;
-  char *buf = malloc(n1 + n2 + n3 + 1);
-  if (!buf) { cJSON_Delete(j); return LM_ERR_NOMEM; }
-  memcpy(buf, m->valuestring, n1); memcpy(buf + n1, d->valuestring, n2);
-  if (n3) memcpy(buf + n1 + n2, e->valuestring, n3);
-  a->p.model = buf; a->p.data = buf + n1; a->p.eval = n3 ? buf + n1 + n2 : NULL;
-  a->p.val_fraction = (float)vf->valuedouble; a->p.max_length = (int64_t)ml->valuedouble;
+/* the settings of its own that a resumed run reads back (the shared ones: cli_posttrain_resume) */
+static int args_from_json(const cJSON *j, sft_args *a) {
+  const cJSON *pk = cJSON_GetObjectItemCaseSensitive(j, "packing"), *nf = cJSON_GetObjectItemCaseSensitive(j, "neftune_alpha");
+  if (!cJSON_IsBool(pk) || !cJSON_IsNumber(nf)) return 0;
   a->packing = cJSON_IsTrue(pk); a->neftune = (float)nf->valuedouble;
-  const cJSON *l = cJSON_GetObjectItemCaseSensitive(j, "lora");
-  if (cJSON_IsObject(l)) {   /* which adapter the checkpoint holds comes from the checkpoint itself */
-    const cJSON *lr = cJSON_GetObjectItemCaseSensitive(l, "r");
-    a->p.lora.rank = cJSON_IsNumber(lr) && lr->valuedouble >= 1 ? (int64_t)lr->valuedouble : 1;
-  }
-  *keep = buf;
-  cJSON_Delete(j);
-  return LM_OK;
+  return 1;
 }
 
 static void report_skips(const char *name, const lm_chat_set *s, const lm_sft_data *d, int64_t max_length) {
@@ -138,11 +103,14 @@ int cmd_sft(int argc, char **argv) {
     else if (r) { if (cli_f32(f, v, 0, 1000, &a.neftune)) return 1; setting = f; continue; }
     return cli_unknown("sft", f);
   }
-  char *keep = NULL;
+  char *state = NULL, *run_dir = NULL;
+  cJSON *saved = NULL;
   if (o.resume_dir) {
     if (cli_posttrain_no_settings(setting, &seen)) return 1;
-    if (load_args(o.resume_dir, &a, &keep)) return cli_fail();
-    if (!o.out_dir) o.out_dir = o.resume_dir;
+    if (cli_posttrain_resume("sft", &o, &seen, &a.p, &state, &run_dir, &saved) ||
+        (!args_from_json(saved, &a) && cli_posttrain_malformed("sft", run_dir))) {
+      cJSON_Delete(saved); free(state); free(run_dir); return 1;
+    }
   } else if (eval_only) {
     if (!a.p.model || !a.p.eval) return cli_error("--eval-only needs --model DIR and --eval FILE");
   } else if (cli_posttrain_check("sft", &a.p, o.out_dir, 0)) return 1;
@@ -156,10 +124,10 @@ int cmd_sft(int argc, char **argv) {
 #define FAIL() do { rc = cli_fail(); goto done; } while (0)
   /* a resumed run continues from its checkpoint's weights (with LoRA: the base + the checkpoint's
    * adapter); the template and tokenizer are the base's */
-  int lora = a.p.lora.rank > 0 || a.p.adapter;
-  if (lm_model_load(&m, o.resume_dir && !lora ? o.resume_dir : a.p.model)) FAIL();
+  int lora = a.p.lora.rank > 0 || a.p.adapter || a.p.lora_run;
+  if (lm_model_load(&m, state && !lora ? state : a.p.model)) FAIL();
   if ((rc = cli_posttrain_decoder(m, a.p.model, "instruction tuning"))) goto done;
-  if (lora && (rc = cli_posttrain_lora(m, "sft", &a.p, o.resume_dir, o.seed, "", ""))) goto done;
+  if (lora && (rc = cli_posttrain_lora(m, "sft", &a.p, state, o.seed, "", ""))) goto done;
   if ((rc = cli_posttrain_chat(m, &a.p, &tok, &cc))) goto done;
   if (eval_only) {   /* the loss of the model as it is, on the held-out conversations */
     if (lm_chat_read(a.p.eval, &eset) || lm_sft_encode(&eval, &eset, &cc, tok, a.p.max_length, a.p.eval)) FAIL();
@@ -192,13 +160,14 @@ int cmd_sft(int argc, char **argv) {
     per_epoch = (per_epoch + o.grad_accum - 1) / o.grad_accum;
     cli_train_finish(&o, &seen, per_epoch);
     o.context = a.p.max_length;
-    cJSON *j = o.resume_dir ? NULL : cli_posttrain_json("sft", &a.p);
+    cJSON *j = state ? NULL : cli_posttrain_json("sft", &a.p);
     if (j) {
       cJSON_AddBoolToObject(j, "packing", a.packing);
       cJSON_AddNumberToObject(j, "neftune_alpha", a.neftune);
-      cli_posttrain_json_end(j, &a.p, 0);
+      cli_posttrain_json_end(j, &a.p, &o);
     }
-    if (!o.resume_dir && (rc = cli_posttrain_save(o.out_dir, NULL, j))) goto done;
+    /* a resumed run into another directory takes its settings along, so that it can be resumed too */
+    if ((rc = cli_posttrain_save(o.out_dir, saved, j))) goto done;
     fprintf(stderr, "lmkit sft: %lld conversations (%lld tokens, %s), %lld held out; %lld steps of %lld x %lld%s; %d threads\n",
             (long long)train.n, (long long)tokens, cc.source, (long long)eval.n, (long long)o.steps, (long long)o.batch,
             (long long)a.p.max_length, a.packing ? " packed" : "", lm_get_threads());
@@ -213,6 +182,6 @@ done:
   lm_chat_config_free(&cc);
   lm_tokenizer_free(tok);
   lm_model_free(m);
-  free(keep);
+  cJSON_Delete(saved); free(state); free(run_dir);
   return rc;
 }

@@ -66,8 +66,22 @@ cJSON *cli_posttrain_json(const char *cmd, const cli_posttrain *p) {
   return j;
 }
 
-void cli_posttrain_json_end(cJSON *j, const cli_posttrain *p, int eval_every) {
-  if (eval_every) cJSON_AddNumberToObject(j, "eval_every", (double)p->eval_every);
+/* The run's evaluation and checkpoint cadence and how many checkpoints it keeps: not among the
+ * trainer's saved settings (the caller's, as in `lmkit train`), so posttrain.json holds them and
+ * `--resume RUN` alone keeps them; one given again on --resume replaces the saved value, here too. */
+static const char *const CADENCE[] = {"eval_every", "save_every", "keep_checkpoints"};
+
+static int64_t *cadence_opt(lm_train_opts *o, int i) {
+  return i == 0 ? &o->eval_every : i == 1 ? &o->save_every : &o->keep_checkpoints;
+}
+
+static int *cadence_seen(cli_train_seen *s, int i) {
+  return i == 0 ? &s->eval_every : i == 1 ? &s->save_every : &s->keep_checkpoints;
+}
+
+void cli_posttrain_json_end(cJSON *j, const cli_posttrain *p, const lm_train_opts *o) {
+  const int64_t v[3] = {o->eval_every, o->save_every, o->keep_checkpoints};
+  for (int i = 0; i < 3; i++) cJSON_AddNumberToObject(j, CADENCE[i], (double)v[i]);
   if (p->lora.rank || p->adapter) {   /* a LoRA run: checkpoints hold the adapter, the base is "model" */
     cJSON *l = cJSON_AddObjectToObject(j, "lora");
     if (p->adapter) cJSON_AddStringToObject(l, "adapter", p->adapter);
@@ -93,19 +107,29 @@ int cli_posttrain_resume(const char *cmd, lm_train_opts *o, cli_train_seen *seen
   if (lm_posttrain_resume(o->resume_dir, cmd, state, run_dir, saved)) return cli_fail();
   const cJSON *j = *saved;
 #define GET(name) cJSON_GetObjectItemCaseSensitive(j, name)
-  const cJSON *m = GET("model"), *d = GET("data"), *e = GET("eval"), *vf = GET("val_fraction"), *ml = GET("max_length"),
-              *ee = GET("eval_every");
-  if (!cJSON_IsString(m) || !cJSON_IsString(d) || (e && !cJSON_IsString(e)) || !cJSON_IsNumber(vf) ||
-      !cJSON_IsNumber(ml) || !cJSON_IsNumber(ee))
+  const cJSON *m = GET("model"), *d = GET("data"), *e = GET("eval"), *vf = GET("val_fraction"), *ml = GET("max_length");
+  if (!cJSON_IsString(m) || !cJSON_IsString(d) || (e && !cJSON_IsString(e)) || !cJSON_IsNumber(vf) || !cJSON_IsNumber(ml))
     return cli_posttrain_malformed(cmd, *run_dir);
   p->model = m->valuestring; p->data = d->valuestring; p->eval = e ? e->valuestring : NULL;
   p->val_fraction = (float)vf->valuedouble; p->max_length = (int64_t)ml->valuedouble;
-  p->eval_every = (int64_t)ee->valuedouble;
   p->lora_run = cJSON_IsObject(GET("lora"));   /* the adapter comes from the checkpoint */
+  /* the cadence: the saved one, or the one given now (saved for the next resume); a run written
+   * before lmkit saved it (no key) takes the command's defaults, as it did then */
+  for (int i = 0; i < 3; i++) {
+    cJSON *v = GET(CADENCE[i]);
+    if (v && !(cJSON_IsNumber(v) && v->valuedouble >= 0 && v->valuedouble <= (double)(INT64_MAX / 2)))
+      return cli_posttrain_malformed(cmd, *run_dir);
+    if (*cadence_seen(seen, i)) {
+      cJSON_DeleteItemFromObjectCaseSensitive(*saved, CADENCE[i]);
+      if (!cJSON_AddNumberToObject(*saved, CADENCE[i], (double)*cadence_opt(o, i))) return cli_error("out of memory");
+    } else if (v) {
+      *cadence_opt(o, i) = (int64_t)v->valuedouble;
+      *cadence_seen(seen, i) = 1;
+    }
+  }
 #undef GET
   if (!o->out_dir) o->out_dir = *run_dir;
   o->resume_dir = *state;
-  if (!seen->eval_every) { o->eval_every = p->eval_every; seen->eval_every = 1; }
   return 0;
 }
 

@@ -23,7 +23,8 @@ const char *const CLI_TRAIN_FLAGS_HELP =
   "  --seed N             data order, initialisation and noise (1337)\n"
   "  --threads N          threads (default: all cores)\n"
   "  --resume DIR         continue the run saved in DIR (a run or one of its checkpoints)\n"
-  "                       bit-exactly; --steps may extend it\n"
+  "                       bit-exactly; --steps may extend it; the run's --eval-every,\n"
+  "                       --save-every and --keep-checkpoints hold unless given again\n"
   "  --precision P        fp32, or bf16: the linears' matrix products in bf16 through oneDNN\n"
   "                       (fp32 accumulation, master weights and AdamW state; fp32 where the\n"
   "                       CPU lacks AVX512-BF16/AMX) (fp32)\n"
@@ -49,8 +50,8 @@ int cli_train_flag(int argc, char **argv, int *i, lm_train_opts *o, cli_train_se
   if ((r = OPT("--weight-decay"))) { if (r < 0) return -1; FLT(o->weight_decay, 0, 10); seen->hyper = a; return 1; }
   if ((r = OPT("--clip"))) { if (r < 0) return -1; FLT(o->clip, 0, 1e9f); seen->hyper = a; return 1; }
   if ((r = OPT("--eval-every"))) { if (r < 0) return -1; NUM(o->eval_every, 0, INT64_MAX / 2); seen->eval_every = 1; return 1; }
-  if ((r = OPT("--save-every"))) { if (r < 0) return -1; NUM(o->save_every, 0, INT64_MAX / 2); return 1; }
-  if ((r = OPT("--keep-checkpoints"))) { if (r < 0) return -1; NUM(o->keep_checkpoints, 0, 1 << 20); return 1; }
+  if ((r = OPT("--save-every"))) { if (r < 0) return -1; NUM(o->save_every, 0, INT64_MAX / 2); seen->save_every = 1; return 1; }
+  if ((r = OPT("--keep-checkpoints"))) { if (r < 0) return -1; NUM(o->keep_checkpoints, 0, 1 << 20); seen->keep_checkpoints = 1; return 1; }
   if ((r = OPT("--seed"))) { if (r < 0) return -1; if (cli_u64(a, v, &o->seed)) return -1; seen->hyper = a; return 1; }
   if ((r = OPT("--threads"))) { if (r < 0) return -1; NUM(seen->threads, 1, 4096); return 1; }
   if ((r = OPT("--resume"))) { if (r < 0) return -1; o->resume_dir = v; return 1; }

@@ -24,9 +24,9 @@ check "policy and reward model trained" "[ -f $T/sft/model.safetensors ] && [ -f
 CMD=("$BIN" ppo --policy "$T/sft" --reward "$T/rm" --prompts "$T/tasks.jsonl" --max-length 40 --max-new-tokens 10 --batch 2
      --ppo-epochs 2 --mini-batches 2 --lr 5e-4 --target-kl 1 --kl-horizon 100 --missing-eos-penalty 1 --seed 11
      --threads 1 --quiet --steps 80 --save-every 4)
-# what a user does after a crash: the run's settings come from OUT (posttrain.json, trainer_state.json);
-# --save-every is not among them, so it is given again (without it a resumed run saves only at the end)
-RESUME=("$BIN" ppo --resume "$T/run" --save-every 4 --threads 1 --quiet)
+# what a user does after a crash: the run's settings come from OUT (posttrain.json, trainer_state.json),
+# its checkpoint cadence and retention included (test_posttrain_resume.sh)
+RESUME=("$BIN" ppo --resume "$T/run" --threads 1 --quiet)
 curve() { grep '"loss"' "$1" | sed 's/, "tokens_per_sec": [^,]*, "step_ms": [^,}]*//'; }
 
 "${CMD[@]}" --out "$T/ref" > /dev/null 2> "$T/ref.err"

@@ -141,11 +141,11 @@ static float *denoise_field(lm_denoise_opts *d, int j) {
  * given[] holds the text as typed (NULL: not given), to name it in an error. */
 enum { F_TOKENIZER, F_ARCH, F_OBJECTIVE, F_MLM_PROB, F_SHARE, F_LAYERS, F_HEADS, F_KV_HEADS, F_DIM, F_FFN, F_CONTEXT,
        F_POSITIONS, F_DROPOUT, F_ATTN_DROPOUT, F_BATCH, F_GRAD_ACCUM, F_WARMUP, F_LR, F_MIN_LR, F_WEIGHT_DECAY, F_CLIP,
-       F_VAL_FRACTION, F_SEED, F_N };
+       F_VAL_FRACTION, F_SEED, F_PRECISION, F_N };
 static const char *const FLAG_NAMES[F_N] = {
   "--tokenizer", "--arch", "--objective", "--mlm-prob", "--share-layers", "--layers", "--heads", "--kv-heads", "--dim",
   "--ffn", "--context", "--positions", "--dropout", "--attn-dropout", "--batch", "--grad-accum", "--warmup", "--lr", "--min-lr", "--weight-decay",
-  "--clip", "--val-fraction", "--seed"};
+  "--clip", "--val-fraction", "--seed", "--precision"};
 
 typedef struct {
   const char *given[F_N];
@@ -215,6 +215,8 @@ static int check_resume_flags(const run_flags *rf, const lm_train_opts *o, const
   FLT_SAME(F_WEIGHT_DECAY, o->weight_decay, saved->weight_decay)
   FLT_SAME(F_CLIP, o->clip, saved->clip)
   FLT_SAME(F_VAL_FRACTION, o->val_fraction, saved->val_fraction)
+  if (g[F_PRECISION] && o->precision != saved->precision)
+    return differs(F_PRECISION, g[F_PRECISION], saved->precision == LM_PRECISION_BF16 ? "bf16" : "fp32", ckpt);
   if (g[F_SEED] && o->seed != saved->seed) {
     snprintf(buf, sizeof buf, "%llu", (unsigned long long)saved->seed);
     return differs(F_SEED, g[F_SEED], buf, ckpt);
@@ -280,7 +282,7 @@ int cmd_train(int argc, char **argv) {
     int k;
     if ((k = OPT("--out")) == 1) return 1; else if (k) { o.out_dir = v; continue; }
     if ((k = OPT("--resume")) == 1) return 1; else if (k) { o.resume_dir = v; continue; }
-    if ((k = OPT("--precision")) == 1) return 1; else if (k) { if (cli_precision(a, v, &o.precision)) { free(data); return 1; } continue; }
+    if ((k = OPT("--precision")) == 1) return 1; else if (k) { if (cli_precision(a, v, &o.precision)) { free(data); return 1; } GIVEN(F_PRECISION); continue; }
     if ((k = OPT("--tokenizer")) == 1) return 1; else if (k) { rf.tok_spec = GIVEN(F_TOKENIZER); continue; }
     if ((k = OPT("--arch")) == 1) return 1; else if (k) { rf.arch = GIVEN(F_ARCH); continue; }
     if ((k = OPT("--objective")) == 1) return 1; else if (k) { o.objective = GIVEN(F_OBJECTIVE); continue; }

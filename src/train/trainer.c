@@ -129,6 +129,7 @@ static cJSON *opts_to_json(const lm_train_opts *o) {
   cJSON_AddNumberToObject(j, "val_fraction", o->val_fraction);
   cJSON_AddStringToObject(j, "objective", o->objective ? o->objective : "clm");
   cJSON_AddNumberToObject(j, "mlm_prob", o->mlm_prob);
+  cJSON_AddStringToObject(j, "precision", o->precision == LM_PRECISION_BF16 ? "bf16" : "fp32");
   if (o->objective && !strcmp(o->objective, "denoise")) {
     cJSON *d = cJSON_AddObjectToObject(j, "denoise");
     cJSON_AddNumberToObject(d, "mask_ratio", o->denoise.mask_ratio);
@@ -251,6 +252,15 @@ static lm_status load_state(const char *dir, train_state *ts, lm_train_opts *o, 
   for (int i = 0; i < (int)(sizeof known / sizeof *known); i++)
     if (cJSON_IsString(objective) && !strcmp(objective->valuestring, known[i])) o->objective = known[i];
   json_f32(op, "mlm_prob", &o->mlm_prob);
+  /* the products' precision changes the curve: a run continues in its own (runs saved before it
+   * was recorded trained in fp32 unless --precision said otherwise, which nothing recorded) */
+  const cJSON *prec = cJSON_GetObjectItemCaseSensitive(op, "precision");
+  o->precision = LM_PRECISION_FP32;
+  if (prec && !(cJSON_IsString(prec) && (!strcmp(prec->valuestring, "fp32") || !strcmp(prec->valuestring, "bf16")))) {
+    st = lm_error(LM_ERR_FORMAT, "%s: unknown precision in the trainer state (fp32 or bf16)", path);
+    goto done;
+  }
+  if (prec && !strcmp(prec->valuestring, "bf16")) o->precision = LM_PRECISION_BF16;
   const cJSON *dn = cJSON_GetObjectItemCaseSensitive(op, "denoise");
   if (dn && !(json_f32(dn, "mask_ratio", &o->denoise.mask_ratio) && json_f32(dn, "poisson_lambda", &o->denoise.poisson_lambda) &&
               json_f32(dn, "permute", &o->denoise.permute) && json_f32(dn, "delete_ratio", &o->denoise.delete_ratio) &&
@@ -653,13 +663,6 @@ lm_status lm_train_run(lm_model *m, const lm_tokenizer *tok, const lm_train_opts
   char **saved_data = NULL; int n_saved = 0;
   lm_status st = LM_OK;
   if (!o.out_dir) return lm_error(LM_ERR_ARG, "no output directory given");
-  /* bf16 products where the CPU has them, else fp32 and a note (docs/training.md) */
-  if ((st = lm_model_set_precision(m, o.precision)) == LM_ERR_UNSUPPORTED) {
-    fprintf(stderr, "lmkit: note: --precision bf16: %s; training in fp32 (OpenBLAS)\n", lm_last_error());
-    st = LM_OK;
-  } else if (st) {
-    return st;
-  }
   if (o.resume_dir) {
     /* the run's hyper-parameters and data come from the checkpoint; steps and the
      * logging/saving cadence are the caller's */
@@ -673,8 +676,22 @@ lm_status lm_train_run(lm_model *m, const lm_tokenizer *tok, const lm_train_opts
       st = lm_error(LM_ERR_ARG, "the checkpoint in %s is at step %lld already; pass --steps above it to continue", o.resume_dir, (long long)ts.step);
       goto cleanup_saved;
     }
+    /* the run's precision; asking for bf16 on an fp32 run is an error (fp32, the default, may
+     * just be unsaid: the train CLI rejects an explicit --precision that differs) */
+    if (user_opts->precision == LM_PRECISION_BF16 && o.precision != LM_PRECISION_BF16) {
+      st = lm_error(LM_ERR_ARG, "--precision bf16 differs from the run's fp32 (%s): leave it out to resume, or start a "
+                    "new run", o.resume_dir);
+      goto cleanup_saved;
+    }
   } else {
     lm_rng_seed(&ts.rng, o.seed);
+  }
+  /* bf16 products where the CPU has them, else fp32 and a note (docs/training.md) */
+  if ((st = lm_model_set_precision(m, o.precision)) == LM_ERR_UNSUPPORTED) {
+    fprintf(stderr, "lmkit: note: --precision bf16: %s; training in fp32 (OpenBLAS)\n", lm_last_error());
+    st = LM_OK;
+  } else if (st) {
+    goto cleanup_saved;
   }
   const int P = lm_dist_size(o.dist), rank = lm_dist_rank(o.dist), rank0 = rank == 0;
   if (o.resume_dir && ts.ranks != P) {

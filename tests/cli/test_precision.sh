@@ -2,7 +2,8 @@
 # train --precision bf16 (src/kernels/mm.c, docs/training.md): a 300-step curve of a tiny GPT-2 in bf16
 # ends within 1% of fp32's (the mean of the last 20 training losses, and the final validation loss);
 # the same seed and threads give the same bf16 curve and weights bit for bit, at 1 and 2 threads; a
-# bf16 run resumed from its checkpoint ends on the same weights; where oneDNN may not use bf16
+# bf16 run resumed from its checkpoint ends on the same weights, with or without --precision (the run
+# saves it), and an explicit other precision on resume is an error; where oneDNN may not use bf16
 # (ONEDNN_MAX_CPU_ISA=AVX2, as on a CPU without AVX512-BF16/AMX) it says so and trains in fp32, the
 # fp32 run's bits; a bad value is an error naming it; the shared train flags (sft) list it.
 # (Each product against fp32 and its definition: tests/unit/test_mm.c.)
@@ -48,6 +49,16 @@ if native; then
   "$BIN" train "${SHORT[@]}" --threads 1 --precision bf16 --resume "$T/s/checkpoint-30" --out "$T/r" > /dev/null 2>&1; rc=$?
   check "a bf16 run resumed at step 30 (rc $rc) ends on the uninterrupted run's weights" \
     '[ $rc = 0 ] && cmp -s "$T/s/model.safetensors" "$T/r/model.safetensors"'
+  "$BIN" train --resume "$T/s/checkpoint-30" --threads 1 --out "$T/r2" --quiet > /dev/null 2>&1; rc=$?
+  check "the run's precision is saved with it: resumed without --precision (rc $rc) it goes on in bf16" \
+    '[ $rc = 0 ] && cmp -s "$T/s/model.safetensors" "$T/r2/model.safetensors"'
+  err "resuming a bf16 run with --precision fp32 is an error naming both" "precision fp32 differs from the checkpoint's bf16" \
+    "$BIN" train --resume "$T/s/checkpoint-30" --precision fp32 --threads 1 --out "$T/r3" --quiet
+fi
+"$BIN" train "${RUN[@]/300/20}" --threads 1 --save-every 10 --out "$T/f" > /dev/null 2>&1
+err "resuming an fp32 run with --precision bf16 is an error naming both" "precision bf16 differs from the checkpoint's fp32" \
+  "$BIN" train --resume "$T/f/checkpoint-10" --precision bf16 --threads 1 --out "$T/f2" --quiet
+if native; then :
 else
   echo "skip the bf16 curve checks: this CPU has no bf16 products"
 fi

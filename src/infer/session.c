@@ -73,7 +73,7 @@ struct lm_fwd {
   int32_t *pos_ids;         /* (rows) */
   int64_t *start;           /* (rows) the first row of each run */
   void *qscratch;           /* the quantized activations of (rows) rows, when the model has quantized linears */
-  void *gscratch;           /* lm_qgemm's dequantized panels (prompts of more than FEW_ROWS rows), or NULL */
+  void *gscratch;           /* lm_qgemm's scratch (prompts of more than FEW_ROWS rows), or NULL */
   float *kvf;               /* (threads, 2, max_len, hs): a head's keys and values of an f16 cache, as f32 */
   float *part;              /* (threads, FEW_ROWS, PART_ROWS): a decode step's chunk of a linear over several rows */
   phase *ph;                /* (nph) a decode step's phases */
@@ -156,7 +156,7 @@ lm_status lm_fwd_init(lm_fwd **out, const lm_model *m, int64_t rows, int64_t max
   s->part = lm_alloc((size_t)s->threads * FEW_ROWS * PART_ROWS * sizeof(float));
   int fail_q = !s->ph || !s->part;
   if (m->qlin) fail_q |= !(s->qscratch = lm_alloc(lm_qmatmul_scratch(n, F > C ? F : C)));
-  if (m->qlin && n > FEW_ROWS) fail_q |= !(s->gscratch = lm_alloc(lm_qgemm_scratch(F > C ? F : C, s->threads)));
+  if (m->qlin && n > FEW_ROWS) fail_q |= !(s->gscratch = lm_alloc(lm_qgemm_scratch(n, F > C ? F : C, s->threads)));
   if (fail_q || !s->kvf || !s->x || !s->a || !s->t || !s->y || !s->qkv || !s->h || !s->g || !s->mean || !s->rstd || !s->scores ||
       !s->logits || !s->pos_ids || !s->start) {
     lm_fwd_free(s);
@@ -222,13 +222,13 @@ static const lm_qmat *qlin(const lm_model *m, int64_t l, int k) {
 /* out(n,OC) = inp(n,C) @ W(OC,C)^T + b. The weight's type picks the kernel: quantized blocks (q,
  * model.h qlin) go through quant.c against the activations quantized once per row for up to
  * FEW_ROWS rows (f16 weights through lm_linear_rows_f16: the bits of their f32 values), through
- * qgemm.c (dequantized panels x sgemm, which overtakes quant.c between 16 and 32 rows:
- * bench/qgemm.c) for more; f32 weights
+ * qgemm.c (an integer GEMM on the same quantized activations; f16: converted panels x sgemm) for
+ * more; f32 weights
  * through lm_linear_rows for up to FEW_ROWS rows (one row included, so that a sequence's decode
  * step gives the same bits alone or in any batch), sgemm for more. */
 static void linear(lm_fwd *s, float *out, const float *inp, const float *w, const float *b, const lm_qmat *q, int64_t n,
                    int64_t C, int64_t OC) {
-  if (q && n > FEW_ROWS) { lm_qgemm(q, inp, n, b, out, s->gscratch, s->threads); return; }
+  if (q && n > FEW_ROWS) { lm_qgemm(q, inp, n, b, out, s->gscratch, s->threads, s->qpath); return; }
   if (q && q->type == LM_QW_F16) { lm_linear_rows_f16(out, inp, (const uint16_t *)q->data, b, n, C, OC); return; }
   if (q) { lm_qmatmul(q, inp, n, b, out, s->qscratch, s->qpath); return; }
   if (n <= FEW_ROWS) lm_linear_rows(out, inp, w, b, n, C, OC);

@@ -63,21 +63,48 @@ uint16_t lm_f32_to_f16(float f) {
   return sign | (uint16_t)(ax >> 13);
 }
 
-void lm_f16_to_f32_row(const uint16_t *src, float *dst, int64_t n) {
+#if defined(__x86_64__)
+/* F16C from CPUID leaf 1 (ECX bit 29): clang 14's __builtin_cpu_supports does not know "f16c".
+ * Asked once: CPUID traps to the hypervisor in a virtual machine (microseconds), and the row
+ * conversions below run per attention head; every thread finds the same answer, so the race on
+ * the cache is benign. */
+static int has_f16c(void) {
+  static _Atomic int known = -1;
+  int v = known;
+  if (v < 0) {
+    unsigned a, b, c, d;
+    known = v = __get_cpuid(1, &a, &b, &c, &d) && (c >> 29 & 1);
+  }
+  return v;
+}
+
+#define F16C __attribute__((target("avx,f16c")))
+F16C static void f16_to_f32_f16c(const uint16_t *src, float *dst, int64_t n) {
   int64_t i = 0;
-#if defined(__F16C__) && defined(__AVX__)
   for (; i + 8 <= n; i += 8) _mm256_storeu_ps(dst + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(src + i))));
-#endif
   for (; i < n; i++) dst[i] = lm_f16_to_f32(src[i]);
+}
+F16C static void f32_to_f16_f16c(const float *src, uint16_t *dst, int64_t n) {
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    _mm_storeu_si128((__m128i *)(dst + i), _mm256_cvtps_ph(_mm256_loadu_ps(src + i), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+  for (; i < n; i++) dst[i] = lm_f32_to_f16(src[i]);
+}
+#endif
+
+/* F16C when this CPU has it, chosen at run time (the same bits as the scalar functions) */
+void lm_f16_to_f32_row(const uint16_t *src, float *dst, int64_t n) {
+#if defined(__x86_64__)
+  if (has_f16c()) { f16_to_f32_f16c(src, dst, n); return; }
+#endif
+  for (int64_t i = 0; i < n; i++) dst[i] = lm_f16_to_f32(src[i]);
 }
 
 void lm_f32_to_f16_row(const float *src, uint16_t *dst, int64_t n) {
-  int64_t i = 0;
-#if defined(__F16C__) && defined(__AVX__)
-  for (; i + 8 <= n; i += 8)
-    _mm_storeu_si128((__m128i *)(dst + i), _mm256_cvtps_ph(_mm256_loadu_ps(src + i), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+#if defined(__x86_64__)
+  if (has_f16c()) { f32_to_f16_f16c(src, dst, n); return; }
 #endif
-  for (; i < n; i++) dst[i] = lm_f32_to_f16(src[i]);
+  for (int64_t i = 0; i < n; i++) dst[i] = lm_f32_to_f16(src[i]);
 }
 
 static inline float scale_at(const uint8_t *p) { return lm_f16_to_f32((uint16_t)(p[0] | p[1] << 8)); }
@@ -250,21 +277,14 @@ size_t lm_qweight_block_bytes(lm_qweight t) { return t < LM_QW_COUNT ? KERNELS[t
 static const char *const PATH_NAMES[LM_QPATH_COUNT] = {"portable", "avx2", "avx512-vnni"};
 const char *lm_qpath_name(lm_qpath p) { return p < LM_QPATH_COUNT ? PATH_NAMES[p] : "?"; }
 
-#if defined(__x86_64__)
-/* F16C from CPUID leaf 1 (ECX bit 29): clang 14's __builtin_cpu_supports does not know "f16c" */
-static int has_f16c(void) {
-  unsigned a, b, c, d;
-  return __get_cpuid(1, &a, &b, &c, &d) && (c >> 29 & 1);
-}
-#endif
-
 int lm_qpath_available(lm_qpath p) {
   if (p >= LM_QPATH_COUNT || !KERNELS[0].kern[p]) return 0;
 #if defined(__x86_64__)
   __builtin_cpu_init();
-  if (p == LM_QPATH_AVX2) return __builtin_cpu_supports("avx2") && has_f16c();
+  /* FMA: qgemm.c's AVX2 and VNNI kernels use it */
+  if (p == LM_QPATH_AVX2) return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && has_f16c();
   if (p == LM_QPATH_VNNI)
-    return __builtin_cpu_supports("avx2") && has_f16c() && __builtin_cpu_supports("avx512bw") &&
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && has_f16c() && __builtin_cpu_supports("avx512bw") &&
            __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni");
 #endif
   return 1;

@@ -3,8 +3,9 @@
  * generation gives the logits of the same file loaded with its f32 copy, bit for bit (the same
  * quantized kernels; the embedding rows dequantized on the fly are the f32 copy's values), for a
  * prompt and for decoded tokens, on GPT-2 (tied embeddings) and a grouped-query Llama (untied), in
- * q8_0, q4_0 and f16 (kept as f16), and prompts of more than 32 tokens (qgemm.c) within sgemm's
- * rounding of the f32 copy's. The f32 memory is really absent (only the kept tensors' pages are reserved), and
+ * q8_0, q4_0 and f16 (kept as f16); prompts of more than 32 tokens (qgemm.c) give, in f16, the f32
+ * copy's logits within sgemm's rounding, in q8_0/q4_0 the logits of the same tokens fed one by one
+ * within float rounding (prefill_case). The f32 memory is really absent (only the kept tensors' pages are reserved), and
  * everything that needs the f32 weights (a full forward, training, saving, export, LoRA) is an error
  * naming the reason. */
 #include <criterion/criterion.h>
@@ -103,8 +104,13 @@ Test(gguf_qonly, llama_untied_q4_0) { run_case(LM_ARCH_LLAMA, 0, LM_GGML_Q4_0); 
 Test(gguf_qonly, gpt2_tied_f16) { run_case(LM_ARCH_GPT2, 1, LM_GGML_F16); }
 Test(gguf_qonly, llama_untied_f16) { run_case(LM_ARCH_LLAMA, 0, LM_GGML_F16); }
 
-/* a prompt of more than 32 tokens runs the kept weights through qgemm.c (dequantized panels x
- * sgemm): the logits of the f32 copy run by sgemm, to sgemm's rounding (1e-4 of the largest) */
+/* a prompt of more than 32 tokens runs the kept weights through qgemm.c. f16: converted panels x
+ * sgemm, so the logits of the f32 copy run by sgemm to sgemm's rounding (1e-4 of the largest).
+ * Q8_0/Q4_0: an integer GEMM on the activations quantized as decode quantizes them, so the prompt
+ * fed at once gives the logits of the same prompt fed token by token (quant.c's decode kernels)
+ * to float rounding: 1e-3 of the largest, since a rounding difference can move an activation to
+ * the next quantization step in the next layer; and those of the f32 copy (unquantized
+ * activations) within the activations' quantization error (3e-2 of the largest) */
 static void prefill_case(lm_arch arch, int tied, int type) {
   lm_model *m, *full, *q;
   lm_tokenizer *tok;
@@ -113,21 +119,29 @@ static void prefill_case(lm_arch arch, int tied, int type) {
    * activations, in both) kept as it is */
   for (int64_t e = 0; full->qlin && e < LM_QL_HEAD(full); e++) { lm_free(full->qlin[e].data); full->qlin[e].data = NULL; }
   cr_assert(q->qlin && q->qlin[0].data);
-  lm_session *sf, *sq;
+  lm_session *sf, *sq, *sd;
   int32_t ids[45];
   open_both(full, q, &sf, &sq, ids, 45, 5);
-  const float *a, *b;
+  cr_assert_eq(lm_session_init(&sd, q, 64), LM_OK, "%s", lm_last_error());
+  const float *a, *b, *c = NULL;
   cr_assert_eq(lm_session_feed(sf, ids, 45, &a), LM_OK, "%s", lm_last_error());
   cr_assert_eq(lm_session_feed(sq, ids, 45, &b), LM_OK, "%s", lm_last_error());
-  double mx = 0, d = 0;
-  for (int v = 0; v < 257; v++) { mx = fmax(mx, fabs(a[v])); d = fmax(d, fabs(a[v] - b[v])); }
-  cr_assert(mx > 0 && d <= 1e-4 * mx, "%s %s: max |qgemm - f32| = %g of max |logit| %g", lm_arch_name(arch), lm_ggml_type_name(type), d, mx);
-  lm_session_free(sf); lm_session_free(sq);
+  for (int i = 0; i < 45; i++) cr_assert_eq(lm_session_feed(sd, ids + i, 1, &c), LM_OK, "%s", lm_last_error());
+  double mx = 0, d = 0, dd = 0;
+  for (int v = 0; v < 257; v++) { mx = fmax(mx, fabs(a[v])); d = fmax(d, fabs(a[v] - b[v])); dd = fmax(dd, fabs(c[v] - b[v])); }
+  int f16 = type == LM_GGML_F16;
+  cr_assert(mx > 0 && d <= (f16 ? 1e-4 : 3e-2) * mx, "%s %s: max |qgemm - f32| = %g of max |logit| %g", lm_arch_name(arch),
+            lm_ggml_type_name(type), d, mx);
+  if (!f16) cr_assert(dd <= 1e-3 * mx, "%s %s: max |prefill - decode| = %g of max |logit| %g", lm_arch_name(arch), lm_ggml_type_name(type), dd, mx);
+  cr_log_info("%s %s: max |prefill - f32| %g, |prefill - decode| %g, max |logit| %g", lm_arch_name(arch), lm_ggml_type_name(type), d, dd, mx);
+  lm_session_free(sf); lm_session_free(sq); lm_session_free(sd);
   lm_model_free(m); lm_model_free(full); lm_model_free(q); lm_tokenizer_free(tok);
 }
 
 Test(gguf_qonly, prefill_q8_0) { prefill_case(LM_ARCH_GPT2, 1, LM_GGML_Q8_0); }
 Test(gguf_qonly, prefill_q4_0) { prefill_case(LM_ARCH_LLAMA, 0, LM_GGML_Q4_0); }
+Test(gguf_qonly, prefill_q8_0_llama) { prefill_case(LM_ARCH_LLAMA, 0, LM_GGML_Q8_0); }
+Test(gguf_qonly, prefill_q4_0_gpt2) { prefill_case(LM_ARCH_GPT2, 1, LM_GGML_Q4_0); }
 Test(gguf_qonly, prefill_f16) { prefill_case(LM_ARCH_LLAMA, 0, LM_GGML_F16); }
 
 /* a file with float weights loads as an ordinary model (nothing to leave out) */

@@ -1,11 +1,24 @@
-/* test_qgemm.c — prompt-sized products on quantized weights (src/kernels/qgemm.c).
+/* test_qgemm.c — prompt-sized products on quantized or f16 weights (src/kernels/qgemm.c).
  *
  * lm_qmat_dequantize equals the GGUF reader's dequantization (lm_gguf_dequantize, written apart in
- * gguf.c) bit for bit; lm_qgemm equals the f32 product of those dequantized weights, computed here
- * in double, to sgemm's tolerance (|y - y_ref| <= 1e-5 sum |x w|, + the bias), for Q8_0, Q4_0 and
- * the K-quants (Q4_K, Q5_K, Q6_K) as the loader keeps them (dequantized, requantized to Q8_0);
- * rows that are not a multiple of the panel, a few and many activation rows; and the bits do
- * not depend on the thread count. */
+ * gguf.c) bit for bit. For Q8_0 and Q4_0 (and the K-quants as the loader keeps them: requantized
+ * to Q8_0), lm_qgemm's portable path equals the definition written out here bit for bit (qgemm.h:
+ * per output, acc = fma((float)dot_b, dx_b * dw_b, acc) over the blocks, dot_b the exact integer
+ * dot product of the weight's block and the activation's Q8_0 block from lm_quant_act_q8, then
+ * + bias); the AVX2 and AVX-512 VNNI paths, when this CPU has them, equal it bit for bit; and the
+ * product is within a stated bound of the f32 product of the dequantized weights and the
+ * unquantized activations: quantizing x = q d_h (d = amax / 127, q = round(x / d), d_h = f16(d))
+ * moves each value by at most d / 2 + 127 |d - d_h| <= d_h (1/2 + 127 / 2^11) (1 + 2^-11), so
+ *   |y - y_f32| <= sum over blocks of 0.5625 d_h,b sum_b |w|   + 1e-5 sum |x w| for float rounding.
+ * Weight rows and activation rows that do not fill the kernels' tiles, with and without bias, and
+ * the same bits at 1, 2 and 3 threads. f16 weights (converted panels x sgemm) equal the double
+ * product to sgemm's tolerance, and their bits do not depend on the thread count either (OpenBLAS
+ * would thread itself inside a team of one). */
+#if defined(__clang__)
+#pragma clang fp contract(off)
+#elif defined(__GNUC__)
+#pragma GCC optimize("fp-contract=off")
+#endif
 #include <criterion/criterion.h>
 #include <math.h>
 #include <omp.h>
@@ -22,37 +35,65 @@ static lm_qmat make(lm_qweight wt, int gt, const float *w, int64_t rows, int64_t
   return W;
 }
 
+static float f16at(const uint8_t *p) { return lm_f16_to_f32((uint16_t)(p[0] | p[1] << 8)); }
+
+/* weight value k of row o's block b */
+static int wval(const lm_qmat *W, int64_t o, int64_t b, int k) {
+  const uint8_t *wb = W->data + o * lm_qmat_row_bytes(W) + b * lm_qweight_block_bytes(W->type);
+  if (W->type == LM_QW_Q8_0) return (int8_t)wb[2 + k];
+  return k < 16 ? (wb[2 + k] & 15) - 8 : (wb[2 + k - 16] >> 4) - 8;
+}
+
 static void check(const lm_qmat *W, int gt, int64_t n, uint64_t seed) {
-  int64_t rows = W->rows, cols = W->cols;
+  int64_t rows = W->rows, cols = W->cols, nb = cols / 32;
   lm_rng r;
   lm_rng_seed(&r, seed);
   float *wd = malloc(sizeof(float) * rows * cols), *wd2 = malloc(sizeof(float) * rows * cols);
   float *x = malloc(sizeof(float) * n * cols), *bias = malloc(sizeof(float) * rows);
   float *y1 = malloc(sizeof(float) * n * rows), *y2 = malloc(sizeof(float) * n * rows);
+  uint8_t *xq = malloc((size_t)n * nb * 34);
   for (int64_t i = 0; i < n * cols; i++) x[i] = lm_rng_normal(&r) * (i % 61 == 0 ? 10.0f : 1.0f);
+  for (int64_t i = 0; i < 32; i++) x[cols + i] = 0;   /* a zero activation block (row 1): d = 0 */
   for (int64_t i = 0; i < rows; i++) bias[i] = lm_rng_normal(&r);
   cr_assert_eq(lm_gguf_dequantize(gt, W->data, (size_t)rows * lm_qmat_row_bytes(W), wd, rows * cols), LM_OK);
   lm_qmat_dequantize(W, 0, rows, wd2);
   cr_assert(memcmp(wd, wd2, sizeof(float) * rows * cols) == 0, "dequantized values differ from the GGUF reader's");
-  void *scratch = malloc(lm_qgemm_scratch(cols, 2));
-  omp_set_num_threads(2);
+  for (int64_t i = 0; i < n; i++) lm_quant_act_q8(x + i * cols, cols, xq + i * nb * 34);
+  void *scratch = malloc(lm_qgemm_scratch(n, cols, 3));
   for (int with_bias = 0; with_bias < 2; with_bias++) {
     const float *b = with_bias ? bias : NULL;
-    lm_qgemm(W, x, n, b, y1, scratch, 2);
+    lm_qgemm(W, x, n, b, y1, scratch, 2, LM_QPATH_PORTABLE);
     for (int64_t i = 0; i < n; i++)
       for (int64_t o = 0; o < rows; o++) {
-        double s = 0, mag = 0;
-        for (int64_t k = 0; k < cols; k++) { s += (double)x[i * cols + k] * wd[o * cols + k]; mag += fabs((double)x[i * cols + k] * wd[o * cols + k]); }
-        if (b) { s += b[o]; mag += fabs(b[o]); }
-        double got = y1[i * rows + o];
-        cr_assert(fabs(got - s) <= 1e-5 * mag + 1e-30, "row %lld col %lld: %.9g vs %.9g (mag %.3g)", (long long)i, (long long)o, got, s, mag);
+        /* the definition */
+        float acc = 0;
+        double bound = 0, exact = b ? b[o] : 0, mag = b ? fabs(b[o]) : 0;
+        for (int64_t k = 0; k < nb; k++) {
+          const uint8_t *xb = xq + (i * nb + k) * 34;
+          int32_t dot = 0;
+          double sw = 0;
+          for (int j = 0; j < 32; j++) { dot += wval(W, o, k, j) * (int8_t)xb[2 + j]; sw += fabs(wd[o * cols + k * 32 + j]); }
+          acc = fmaf((float)dot, f16at(xb) * f16at(W->data + o * lm_qmat_row_bytes(W) + k * lm_qweight_block_bytes(W->type)), acc);
+          bound += 0.5625 * f16at(xb) * sw;
+        }
+        float want = b ? acc + b[o] : acc, got = y1[i * rows + o];
+        cr_assert(memcmp(&want, &got, 4) == 0, "row %lld col %lld: portable %.9g, definition %.9g", (long long)i, (long long)o,
+                  (double)got, (double)want);
+        for (int64_t k = 0; k < cols; k++) { exact += (double)x[i * cols + k] * wd[o * cols + k]; mag += fabs((double)x[i * cols + k] * wd[o * cols + k]); }
+        cr_assert(fabs(got - exact) <= bound + 1e-5 * mag, "row %lld col %lld: %.9g vs f32 product %.9g (bound %.3g)", (long long)i,
+                  (long long)o, (double)got, exact, bound + 1e-5 * mag);
       }
-    omp_set_num_threads(1);   /* one thread: the same panels, each by the same sgemm, so the same bits */
-    lm_qgemm(W, x, n, b, y2, scratch, 1);
-    omp_set_num_threads(2);
-    cr_assert(memcmp(y1, y2, sizeof(float) * n * rows) == 0, "the result depends on the thread count");
+    for (int p = LM_QPATH_PORTABLE; p < LM_QPATH_COUNT; p++) {
+      if (!lm_qpath_available((lm_qpath)p)) { cr_log_info("path %s not available here", lm_qpath_name((lm_qpath)p)); continue; }
+      for (int threads = 1; threads <= 3; threads++) {
+        memset(y2, 0xff, sizeof(float) * n * rows);
+        lm_qgemm(W, x, n, b, y2, scratch, threads, (lm_qpath)p);
+        cr_assert(memcmp(y1, y2, sizeof(float) * n * rows) == 0, "%s at %d threads differs from portable at 2", lm_qpath_name((lm_qpath)p),
+                  threads);
+      }
+    }
   }
-  free(scratch); free(wd); free(wd2); free(x); free(bias); free(y1); free(y2);
+  free(scratch); free(wd); free(wd2); free(x); free(bias); free(y1); free(y2); free(xq);
 }
 
 static void run(lm_qweight wt, int gt, int64_t rows, int64_t cols, int64_t n, uint64_t seed) {
@@ -65,21 +106,55 @@ static void run(lm_qweight wt, int gt, int64_t rows, int64_t cols, int64_t n, ui
   free(W.data); free(w);
 }
 
+/* rows 37: chunks of 16 and tiles of 4 with remainders; n 5, 35, 50: one, three (a pair and one)
+ * and four activation panels, the last partly filled */
 Test(qgemm, q8_0) {
   run(LM_QW_Q8_0, LM_GGML_Q8_0, 37, 32 * 3, 5, 1);
-  run(LM_QW_Q8_0, LM_GGML_Q8_0, 300, 256, 35, 2);   /* 300: panels and a partial one */
+  run(LM_QW_Q8_0, LM_GGML_Q8_0, 70, 256, 35, 2);
+  run(LM_QW_Q8_0, LM_GGML_Q8_0, 19, 64, 50, 5);
 }
 
 Test(qgemm, q4_0) {
   run(LM_QW_Q4_0, LM_GGML_Q4_0, 37, 32 * 3, 5, 3);
-  run(LM_QW_Q4_0, LM_GGML_Q4_0, 300, 256, 35, 4);
+  run(LM_QW_Q4_0, LM_GGML_Q4_0, 70, 256, 35, 4);
+  run(LM_QW_Q4_0, LM_GGML_Q4_0, 19, 64, 50, 6);
+}
+
+/* the extremes of the integer sums: Q8_0 values -128 (a GGUF file may hold them) and 127 against
+ * activations of +-127, where vpmaddubsw would saturate without the sign trick */
+Test(qgemm, extreme_blocks) {
+  int64_t rows = 5, cols = 64, n = 17, nb = cols / 32;
+  lm_qmat W = {LM_QW_Q8_0, rows, cols, malloc((size_t)rows * nb * 34)};
+  for (int64_t o = 0; o < rows; o++)
+    for (int64_t b = 0; b < nb; b++) {
+      uint8_t *p = W.data + (o * nb + b) * 34;
+      uint16_t d = lm_f32_to_f16(1.0f);
+      p[0] = (uint8_t)d; p[1] = (uint8_t)(d >> 8);
+      for (int j = 0; j < 32; j++) p[2 + j] = (uint8_t)(int8_t)((o + j) % 3 == 0 ? -128 : o % 2 ? 127 : -127);
+    }
+  float *x = malloc(sizeof(float) * n * cols), *y = malloc(sizeof(float) * n * rows), *y2 = malloc(sizeof(float) * n * rows);
+  for (int64_t i = 0; i < n * cols; i++) x[i] = (i / 3) % 2 ? 127.0f : -127.0f;   /* d = 1: q = +-127 */
+  void *scratch = malloc(lm_qgemm_scratch(n, cols, 1));
+  lm_qgemm(&W, x, n, NULL, y, scratch, 1, LM_QPATH_PORTABLE);
+  for (int64_t i = 0; i < n; i++)
+    for (int64_t o = 0; o < rows; o++) {
+      double s = 0;
+      for (int64_t k = 0; k < cols; k++) s += (double)x[i * cols + k] * (int8_t)W.data[(o * nb + k / 32) * 34 + 2 + k % 32];
+      cr_assert_eq(y[i * rows + o], (float)s, "row %lld col %lld: %g vs %g", (long long)i, (long long)o, (double)y[i * rows + o], s);
+    }
+  for (int p = 1; p < LM_QPATH_COUNT; p++) {
+    if (!lm_qpath_available((lm_qpath)p)) continue;
+    lm_qgemm(&W, x, n, NULL, y2, scratch, 1, (lm_qpath)p);
+    cr_assert(memcmp(y, y2, sizeof(float) * n * rows) == 0, "%s differs from portable", lm_qpath_name((lm_qpath)p));
+  }
+  free(W.data); free(x); free(y); free(y2); free(scratch);
 }
 
 /* K-quant blocks (random bits with small f16 scales), as the loader keeps them: their values
  * requantized to Q8_0 (gguf_model.c qlin_part) */
 Test(qgemm, k_quants_requantized_to_q8_0) {
   const int types[] = {LM_GGML_Q4_K, LM_GGML_Q5_K, LM_GGML_Q6_K};
-  int64_t rows = 150, cols = 512, nblk = rows * cols / 256;
+  int64_t rows = 40, cols = 512, nblk = rows * cols / 256;
   lm_rng r;
   lm_rng_seed(&r, 7);
   for (int t = 0; t < 3; t++) {
@@ -96,7 +171,41 @@ Test(qgemm, k_quants_requantized_to_q8_0) {
     cr_assert_eq(lm_gguf_dequantize(types[t], blk, bb * nblk, w, rows * cols), LM_OK);
     for (int64_t i = 0; i < rows * cols; i++) cr_assert(isfinite(w[i]));
     lm_qmat W = make(LM_QW_Q8_0, LM_GGML_Q8_0, w, rows, cols);
-    check(&W, LM_GGML_Q8_0, 40, 10 + t);
+    check(&W, LM_GGML_Q8_0, 33, 10 + t);
     free(W.data); free(w); free(blk);
   }
+}
+
+/* f16 weights: the double product within sgemm's tolerance, and the same bits at 1, 2 and 3
+ * threads. 300 rows x 256 columns x 64 rows: large enough that OpenBLAS threads an sgemm it is
+ * allowed to (a 128-row panel: 2M multiply-adds) */
+Test(qgemm, f16_threads) {
+  int64_t rows = 300, cols = 256, n = 64;
+  lm_rng r;
+  lm_rng_seed(&r, 21);
+  lm_qmat W = {LM_QW_F16, rows, cols, malloc((size_t)rows * cols * 2)};
+  float *wd = malloc(sizeof(float) * rows * cols), *x = malloc(sizeof(float) * n * cols), *bias = malloc(sizeof(float) * rows);
+  float *y1 = malloc(sizeof(float) * n * rows), *y2 = malloc(sizeof(float) * n * rows);
+  uint16_t *wh = (uint16_t *)W.data;
+  for (int64_t i = 0; i < rows * cols; i++) { wh[i] = lm_f32_to_f16(lm_rng_normal(&r)); wd[i] = lm_f16_to_f32(wh[i]); }
+  for (int64_t i = 0; i < n * cols; i++) x[i] = lm_rng_normal(&r);
+  for (int64_t i = 0; i < rows; i++) bias[i] = lm_rng_normal(&r);
+  void *scratch = malloc(lm_qgemm_scratch(n, cols, 3));
+  int outer = omp_get_max_threads();
+  omp_set_num_threads(3);   /* what OpenBLAS would take inside a team of one */
+  lm_qgemm(&W, x, n, bias, y1, scratch, 2, LM_QPATH_PORTABLE);
+  for (int64_t i = 0; i < n; i++)
+    for (int64_t o = 0; o < rows; o++) {
+      double s = bias[o], mag = fabs(bias[o]);
+      for (int64_t k = 0; k < cols; k++) { s += (double)x[i * cols + k] * wd[o * cols + k]; mag += fabs((double)x[i * cols + k] * wd[o * cols + k]); }
+      cr_assert(fabs(y1[i * rows + o] - s) <= 1e-5 * mag, "row %lld col %lld: %.9g vs %.9g", (long long)i, (long long)o,
+                (double)y1[i * rows + o], s);
+    }
+  for (int threads = 1; threads <= 3; threads++) {
+    lm_qgemm(&W, x, n, bias, y2, scratch, threads, LM_QPATH_PORTABLE);
+    cr_assert(memcmp(y1, y2, sizeof(float) * n * rows) == 0, "f16 at %d threads differs from 2", threads);
+    cr_assert_eq(omp_get_max_threads(), 3, "lm_qgemm changed the caller's thread count");
+  }
+  omp_set_num_threads(outer);
+  free(W.data); free(wd); free(x); free(bias); free(y1); free(y2); free(scratch);
 }

@@ -87,7 +87,7 @@ int main(int argc, char **argv) {
   float loss = 0;
   for (int64_t s = 0; s <= steps; s++) {   /* step 0 is a warm-up, not timed */
     double t0 = lm_time_sec();
-    lm_model_zero_grad(m);
+    if (s == 0) lm_model_zero_grad(m);   /* then the AdamW pass zeroes what it read, as in training */
     loss = lm_model_forward(m, ids, ids + 1, NULL, B, T);
     lm_model_backward(m, ids, ids + 1, NULL, B, T);
     double norm = global_norm(m->grads, (int64_t)m->n_params);
@@ -96,7 +96,7 @@ int main(int argc, char **argv) {
     for (int i = 0; i < m->n_info; i++) {
       const lm_param_info *p = &m->info[i];
       float *w = m->params + p->offset;
-      adamw_update_bf16(w, m->grads + p->offset, mo + p->offset, ve + p->offset, (int64_t)p->numel, 1e-4f, 0.9f, 0.95f,
+      adamw_update_zero(w, m->grads + p->offset, mo + p->offset, ve + p->offset, (int64_t)p->numel, 1e-4f, 0.9f, 0.95f,
                         1e-8f, p->decay ? 0.1f : 0.0f, s + 1, clip, lm_mm_weight_claim(m->mm, w, (int64_t)p->numel));
     }
     if (s > 0 || steps == 0) times[s > 0 ? s - 1 : 0] = lm_time_sec() - t0;

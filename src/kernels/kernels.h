@@ -143,6 +143,10 @@ void adamw_update(float *params, const float *grads, float *m, float *v, int64_t
  * lm_mm_weight_claim) without a second pass over the fp32 weights. */
 void adamw_update_bf16(float *params, const float *grads, float *m, float *v, int64_t n, float lr, float beta1,
                        float beta2, float eps, float weight_decay, int64_t t, float clip, uint16_t *bf16);
+/* adamw_update_bf16 (bf16 may be NULL) that also sets each gradient to 0 once read: the next
+ * step's zeroing in the same pass (the same parameters, moments and bf16 copy, bit for bit) */
+void adamw_update_zero(float *params, float *grads, float *m, float *v, int64_t n, float lr, float beta1, float beta2,
+                       float eps, float weight_decay, int64_t t, float clip, uint16_t *bf16);
 /* sqrt(sum g^2), accumulated in double in a fixed order (deterministic) */
 double global_norm(const float *g, int64_t n);
 void scale_inplace(float *x, int64_t n, float s);

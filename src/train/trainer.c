@@ -611,16 +611,16 @@ static lm_status append_metrics(FILE *f, const char *fmt, ...) {
 
 /* AdamW over the trainable parameters (model.h lm_model_trainable: the LoRA adapter's alone when
  * one is attached, else the whole model), each gradient times clip (the clipping factor, applied in
- * the same pass over the parameters). The model's bf16 copies of the weights go stale; those of the
- * parameters stepped here are rounded in the same pass (mm.h lm_mm_weight_claim), the others by the
- * next product that needs them. */
+ * the same pass over the parameters) and then set to 0, which is the next step's zero_grad. The
+ * model's bf16 copies of the weights go stale; those of the parameters stepped here are rounded in
+ * the same pass (mm.h lm_mm_weight_claim), the others by the next product that needs them. */
 static void optimizer_step(lm_model *m, float *mom, float *vel, const lm_train_opts *o, float lr, int64_t t, float clip) {
   lm_trainable tr = lm_model_trainable(m);
   lm_model_weights_changed(m);
   for (int i = 0; i < tr.n_info; i++) {
     const lm_param_info *p = &tr.info[i];
     float *w = tr.params + p->offset;
-    adamw_update_bf16(w, tr.grads + p->offset, mom + p->offset, vel + p->offset, (int64_t)p->numel, lr, o->beta1,
+    adamw_update_zero(w, tr.grads + p->offset, mom + p->offset, vel + p->offset, (int64_t)p->numel, lr, o->beta1,
                       o->beta2, o->eps, p->decay ? o->weight_decay : 0.0f, t, clip,
                       lm_mm_weight_claim(m->mm, w, (int64_t)p->numel));
   }
@@ -818,10 +818,14 @@ lm_status lm_train_run(lm_model *m, const lm_tokenizer *tok, const lm_train_opts
   double t_start = lm_time_sec();
   int64_t tokens_done = 0;
   float last_val = NAN;
+  int grads_zero = 0;   /* the last optimizer_step zeroed the gradients it read: no zeroing pass */
   for (int64_t step = ts.step + 1; step <= o.steps; step++) {
     double t0 = lm_time_sec();
-    lm_model_zero_grad(m);
-    if (aux.m) lm_model_zero_grad(aux.m);
+    if (!grads_zero) {
+      lm_model_zero_grad(m);
+      if (aux.m) lm_model_zero_grad(aux.m);
+    }
+    grads_zero = 0;
     double loss_sum = 0;
     /* dropout masks come from the checkpointed rng; each rank of a data-parallel job draws its own
      * from a generator seeded by the run's seed, the step and the rank, which leaves the job's rng
@@ -852,6 +856,7 @@ lm_status lm_train_run(lm_model *m, const lm_tokenizer *tok, const lm_train_opts
       lm_model_weights_changed(m);   /* the engine's bf16 copies of the weights are stale */
     } else optimizer_step(m, mom, vel, &o, lr, step, clip);
     if (aux.m) optimizer_step(aux.m, aux.mom, aux.vel, &o, lr, step, clip);
+    grads_zero = !dp;   /* lm_dp_step leaves the gradients as they are */
     double dt = lm_time_sec() - t0;
     tokens_done += N * o.grad_accum * P;
     double tps = N * o.grad_accum * P / dt;

@@ -174,7 +174,8 @@ Test(mm, claimed_weights_are_used_as_written) {
 }
 
 /* adamw_update_bf16 is adamw_update bit for bit, and its bf16 output is lm_f32_to_bf16 of the new
- * parameters (so a fused step leaves the engine exactly as invalidate + a later rounding did) */
+ * parameters (so a fused step leaves the engine exactly as invalidate + a later rounding did);
+ * adamw_update_zero is adamw_update_bf16 bit for bit and leaves every gradient 0 */
 Test(mm, adamw_writes_the_rounded_weights) {
   int64_t n = 70001;   /* above optim.c's parallel threshold, and not a multiple of a vector */
   lm_rng r;
@@ -184,7 +185,12 @@ Test(mm, adamw_writes_the_rounded_weights) {
   p1[0] = NAN; p1[1] = 1e-40f; p1[2] = -0.0f;
   float *p2 = malloc(sizeof(float) * n), *m2 = malloc(sizeof(float) * n), *v2 = malloc(sizeof(float) * n);
   memcpy(p2, p1, sizeof(float) * n); memcpy(m2, m1, sizeof(float) * n); memcpy(v2, v1, sizeof(float) * n);
-  uint16_t *bf = malloc(sizeof(uint16_t) * n), *want = malloc(sizeof(uint16_t) * n);
+  uint16_t *bf = malloc(sizeof(uint16_t) * n), *want = malloc(sizeof(uint16_t) * n), *bf3 = malloc(sizeof(uint16_t) * n);
+  float *p3 = malloc(sizeof(float) * n), *m3 = malloc(sizeof(float) * n), *v3 = malloc(sizeof(float) * n);
+  float *g3 = malloc(sizeof(float) * n), *p4 = malloc(sizeof(float) * n), *m4 = malloc(sizeof(float) * n);
+  float *v4 = malloc(sizeof(float) * n), *g4 = malloc(sizeof(float) * n);
+  memcpy(p3, p1, sizeof(float) * n); memcpy(m3, m1, sizeof(float) * n); memcpy(v3, v1, sizeof(float) * n);
+  memcpy(p4, p1, sizeof(float) * n); memcpy(m4, m1, sizeof(float) * n); memcpy(v4, v1, sizeof(float) * n);
   for (int64_t t = 1; t <= 3; t++) {
     adamw_update(p1, g, m1, v1, n, 1e-3f, 0.9f, 0.95f, 1e-8f, 0.1f, t, 0.5f);
     adamw_update_bf16(p2, g, m2, v2, n, 1e-3f, 0.9f, 0.95f, 1e-8f, 0.1f, t, 0.5f, bf);
@@ -192,8 +198,17 @@ Test(mm, adamw_writes_the_rounded_weights) {
               !memcmp(v1, v2, sizeof(float) * n), "step %lld: not adamw_update's bits", (long long)t);
     lm_f32_to_bf16(want, p2, n);
     cr_assert(!memcmp(bf, want, sizeof(uint16_t) * n), "step %lld: bf16 copy is not the rounded weights", (long long)t);
+    memcpy(g3, g, sizeof(float) * n); memcpy(g4, g, sizeof(float) * n);
+    adamw_update_zero(p3, g3, m3, v3, n, 1e-3f, 0.9f, 0.95f, 1e-8f, 0.1f, t, 0.5f, bf3);
+    adamw_update_zero(p4, g4, m4, v4, n, 1e-3f, 0.9f, 0.95f, 1e-8f, 0.1f, t, 0.5f, NULL);
+    cr_assert(!memcmp(p1, p3, sizeof(float) * n) && !memcmp(m1, m3, sizeof(float) * n) &&
+              !memcmp(v1, v3, sizeof(float) * n) && !memcmp(bf, bf3, sizeof(uint16_t) * n) &&
+              !memcmp(p1, p4, sizeof(float) * n) && !memcmp(m1, m4, sizeof(float) * n) &&
+              !memcmp(v1, v4, sizeof(float) * n), "step %lld: adamw_update_zero is not adamw_update_bf16", (long long)t);
+    for (int64_t i = 0; i < n; i++) cr_assert(g3[i] == 0.0f && g4[i] == 0.0f && !signbit(g3[i]));
   }
   free(p1); free(g); free(m1); free(v1); free(p2); free(m2); free(v2); free(bf); free(want);
+  free(bf3); free(p3); free(m3); free(v3); free(g3); free(p4); free(m4); free(v4); free(g4);
 }
 
 Test(mm, null_engine_is_fp32) {

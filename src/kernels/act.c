@@ -1,5 +1,7 @@
 /* act.c — elementwise ops: GELU (tanh and erf forms), ReLU, SiLU, the gated
- * linear unit of Llama's SwiGLU FFN, and the residual add.
+ * linear unit of Llama's SwiGLU FFN, the residual add, and the zeroing and
+ * copying of activation-sized buffers (on all threads: a memset or memcpy of
+ * one runs on one core while the others wait for the next parallel loop).
  *
  * All loops are OpenMP-parallel and written so gcc vectorises them. libm's
  * tanhf has no vector variant without -ffast-math, so GELU-tanh is written
@@ -148,6 +150,16 @@ void glu_act_backward(float *dinp, const float *inp, const float *dout, int64_t 
       for (int64_t j = 0; j < n; j++) du[j0 + j] += tmp[j] * d[j0 + j];
     }
   }
+}
+
+void floats_zero(float *x, int64_t n) {
+  #pragma omp parallel for simd schedule(static) if (n > PAR_MIN)
+  for (int64_t i = 0; i < n; i++) x[i] = 0.0f;
+}
+
+void floats_copy(float *dst, const float *src, int64_t n) {
+  #pragma omp parallel for simd schedule(static) if (n > PAR_MIN)
+  for (int64_t i = 0; i < n; i++) dst[i] = src[i];
 }
 
 void residual_forward(float *out, const float *a, const float *b, int64_t n) {

@@ -73,6 +73,10 @@ static inline void dropout_apply_at(float *x, const uint64_t *bits, int64_t at0,
   for (int64_t i = 0; i < n; i++) x[i] = dropout_kept(bits, at0 + i) ? x[i] * scale : 0.0f;
 }
 
+/* ---- memset / memcpy of n floats on all threads (large activation buffers) ---- */
+void floats_zero(float *x, int64_t n);
+void floats_copy(float *dst, const float *src, int64_t n);
+
 /* ---- residual: out = a + b; backward adds dout into da and db ---- */
 void residual_forward(float *out, const float *a, const float *b, int64_t n);
 void residual_backward(float *da, float *db, const float *dout, int64_t n);

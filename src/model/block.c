@@ -242,9 +242,9 @@ static void attn_backward(const lm_config *c, const lm_block_weights *w, lm_bloc
                           const lm_block_scratch *s, float *dinp, const float *dout, const float *inp,
                           lm_attn_mask mask, int64_t B, int64_t T) {
   int64_t N = B * T, C = c->n_embd, NH = c->n_head, NKV = lm_kv_heads(c), QKV = lm_qkv_width(c), A = lm_attn_width(c);
-  memset(s->datty, 0, N * A * sizeof(float));
+  floats_zero(s->datty, N * A);
   linear_backward(mask.mm, s->datty, g->attn_proj_w, g->attn_proj_b, dout, la->atty, w->attn_proj_w, w->attn_proj_lora, N, A, C);
-  memset(s->dqkv, 0, N * QKV * sizeof(float));
+  floats_zero(s->dqkv, N * QKV);
   lm_attn at = attn_desc(c, la, mask, B, T);
   attention_backward(&at, s->dqkv, s->dqkv + (at.k - at.q), s->dqkv + (at.v - at.q), mask.dbias ? mask.dbias + T - 1 : NULL,
                      la->atty, la->lse, s->datty);
@@ -258,10 +258,10 @@ static void xattn_backward(const lm_config *c, const lm_block_weights *w, lm_blo
                            lm_attn_mask mask, int64_t B, int64_t T) {
   int64_t N = B * T, C = c->n_embd, A = lm_attn_width(c), NS = B * mask.S;
   float *dxq = s->dqkv;
-  memset(s->datty, 0, N * A * sizeof(float));
+  floats_zero(s->datty, N * A);
   linear_backward(mask.mm, s->datty, g->xproj_w, g->xproj_b, dout, la->xatty, w->xproj_w, NULL, N, A, C);
-  memset(dxq, 0, N * A * sizeof(float));
-  memset(s->dxkv, 0, NS * 2 * A * sizeof(float));
+  floats_zero(dxq, N * A);
+  floats_zero(s->dxkv, NS * 2 * A);
   lm_attn at = xattn_desc(c, la, mask, B, T);
   attention_backward(&at, dxq, s->dxkv, s->dxkv + A, NULL, la->xatty, la->xlse, s->datty);
   linear_backward(mask.mm, dinp, g->xq_w, g->xq_b, dxq, inp, w->xq_w, NULL, N, C, A);
@@ -272,21 +272,20 @@ static void mlp_backward(const lm_config *c, const lm_block_weights *w, lm_block
                          const lm_block_scratch *s, float *dinp, const float *dout, const float *inp,
                          lm_attn_mask mask, int64_t N) {
   int64_t C = c->n_embd, F = lm_ffn_width(c), FW = lm_fc_width(c);
-  memset(s->dfch_act, 0, N * F * sizeof(float));
+  floats_zero(s->dfch_act, N * F);
   linear_backward(mask.mm, s->dfch_act, g->fc_proj_w, g->fc_proj_b, dout, la->fch_act, w->fc_proj_w, w->fc_proj_lora, N, F, C);
   if (mask.drop && la->drop_act) dropout_apply(s->dfch_act, la->drop_act, N * F, c->act_pdrop);
-  memset(s->dfch, 0, N * FW * sizeof(float));
+  floats_zero(s->dfch, N * FW);
   if (c->glu) glu_act_backward(s->dfch, la->fch, s->dfch_act, N, F, c->act);
   else act_backward(s->dfch, la->fch, s->dfch_act, N * F, c->act);
   linear_backward(mask.mm, dinp, g->fc_w, g->fc_b, s->dfch, inp, w->fc_w, w->fc_lora, N, C, FW);
 }
 
-/* Buffers accumulate, so each is zeroed or copied into before use. */
+/* Buffers accumulate, so each is zeroed or copied into before use (on all threads: kernels.h floats_zero). */
 void lm_block_backward(const lm_config *c, const lm_block_weights *w, lm_block_weights *g, const lm_layer_acts *la,
                        const lm_block_scratch *s, const float *x, float *P, float *Q, lm_attn_mask mask, int64_t B,
                        int64_t T) {
   int64_t N = B * T;
-  size_t bytes = N * c->n_embd * sizeof(float);
   float *D = s->dtmp;
   /* a dropped residual branch passes its gradient back through the same mask */
   const uint64_t *d1 = mask.drop ? la->drop_res1 : NULL, *d2 = mask.drop ? la->drop_res2 : NULL;
@@ -294,45 +293,45 @@ void lm_block_backward(const lm_config *c, const lm_block_weights *w, lm_block_w
   int64_t NC = N * c->n_embd;
   if (c->pre_ln) {
     /* res2 = res1 + mlp(a2), a2 = N2(res1) */
-    memcpy(Q, P, bytes);                                        /* d res1: residual path */
-    memset(D, 0, bytes);
+    floats_copy(Q, P, NC);                                      /* d res1: residual path */
+    floats_zero(D, NC);
     if (d2) dropout_apply(P, d2, NC, c->resid_pdrop);
     mlp_backward(c, w, g, la, s, D, P, la->a2, mask, N);              /* d a2 */
     lm_norm_backward(c, Q, g->ln2_w, g->ln2_b, D, w->xq_w ? la->resx : la->res1, w->ln2_w, la->mean2, la->rstd2, N);
     if (w->xq_w) {
       /* resx = res1 + xattn(ax), ax = Nx(res1); Q holds d resx */
-      memcpy(P, Q, bytes);                                      /* d res1: residual path */
-      memset(D, 0, bytes);
+      floats_copy(P, Q, NC);                                    /* d res1: residual path */
+      floats_zero(D, NC);
       if (dx) dropout_apply(Q, dx, NC, c->resid_pdrop);
       xattn_backward(c, w, g, la, s, D, Q, la->ax, mask, B, T);  /* d ax */
       lm_norm_backward(c, P, g->lnx_w, g->lnx_b, D, la->res1, w->lnx_w, la->meanx, la->rstdx, N);
-      memcpy(Q, P, bytes);
+      floats_copy(Q, P, NC);
     }
     /* res1 = x + attn(a1), a1 = N1(x) */
-    memcpy(P, Q, bytes);                                        /* d x: residual path */
-    memset(D, 0, bytes);
+    floats_copy(P, Q, NC);                                      /* d x: residual path */
+    floats_zero(D, NC);
     if (d1) dropout_apply(Q, d1, NC, c->resid_pdrop);
     attn_backward(c, w, g, la, s, D, Q, la->a1, mask, B, T);          /* d a1 */
     lm_norm_backward(c, P, g->ln1_w, g->ln1_b, D, x, w->ln1_w, la->mean1, la->rstd1, N);
   } else {
     /* res2 = N2(a2), a2 = res1 + mlp(res1) */
-    memset(Q, 0, bytes);
+    floats_zero(Q, NC);
     lm_norm_backward(c, Q, g->ln2_w, g->ln2_b, P, la->a2, w->ln2_w, la->mean2, la->rstd2, N); /* d a2 */
-    memcpy(P, Q, bytes);                                        /* d res1: residual path */
+    floats_copy(P, Q, NC);                                      /* d res1: residual path */
     if (d2) dropout_apply(Q, d2, NC, c->resid_pdrop);
     mlp_backward(c, w, g, la, s, P, Q, w->xq_w ? la->resx : la->res1, mask, N);
     if (w->xq_w) {
       /* resx = Nx(ax), ax = res1 + xattn(res1); P holds d resx */
-      memset(Q, 0, bytes);
+      floats_zero(Q, NC);
       lm_norm_backward(c, Q, g->lnx_w, g->lnx_b, P, la->ax, w->lnx_w, la->meanx, la->rstdx, N); /* d ax */
-      memcpy(P, Q, bytes);                                      /* d res1: residual path */
+      floats_copy(P, Q, NC);                                    /* d res1: residual path */
       if (dx) dropout_apply(Q, dx, NC, c->resid_pdrop);
       xattn_backward(c, w, g, la, s, P, Q, la->res1, mask, B, T);
     }
     /* res1 = N1(a1), a1 = x + attn(x) */
-    memset(Q, 0, bytes);
+    floats_zero(Q, NC);
     lm_norm_backward(c, Q, g->ln1_w, g->ln1_b, P, la->a1, w->ln1_w, la->mean1, la->rstd1, N); /* d a1 */
-    memcpy(P, Q, bytes);                                        /* d x: residual path */
+    floats_copy(P, Q, NC);                                      /* d x: residual path */
     if (d1) dropout_apply(Q, d1, NC, c->resid_pdrop);
     attn_backward(c, w, g, la, s, P, Q, x, mask, B, T);
   }

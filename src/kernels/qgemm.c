@@ -112,10 +112,17 @@ static void pack_panel(const float *x, int64_t n, int64_t cols, int64_t p, int o
       if (i < n) lm_quant_act_q8(x + i * cols + b * LM_QK, LM_QK, blk);
       else memset(blk, 0, sizeof blk);
       dx[b * AP + j] = scale_at(blk);
-      for (int k = 0; k < LM_QK; k++) o[(k / 4) * GB + k % 4] = (uint8_t)(blk[2 + k] ^ (off128 ? 0x80 : 0));
+      for (int g = 0; g < 8; g++) {   /* values 4g..4g+3: row j's lane of group g */
+        uint32_t v;
+        memcpy(&v, blk + 2 + 4 * g, 4);
+        v ^= off128 ? 0x80808080u : 0;
+        memcpy(o + g * GB, &v, 4);
+      }
     }
   }
 }
+
+typedef uint8_t u8x16 __attribute__((vector_size(16)));
 
 /* weight rows r0..r0+nr-1 as int8 values (nr, nb, 32), scales dw (nr, nb), cw = -128 x each block's sum */
 static void unpack_rows(const lm_qmat *W, int64_t r0, int64_t nr, int8_t *w8, float *dw, int32_t *cw) {
@@ -126,11 +133,22 @@ static void unpack_rows(const lm_qmat *W, int64_t r0, int64_t nr, int8_t *w8, fl
     for (int64_t b = 0; b < nb; b++) {
       int8_t *o = w8 + (r * nb + b) * LM_QK;
       const uint8_t *blk = src + b * lm_qweight_block_bytes(W->type);
-      if (W->type == LM_QW_Q8_0) memcpy(o, blk + 2, LM_QK);
-      else
-        for (int k = 0; k < LM_QK / 2; k++) { o[k] = (int8_t)((blk[2 + k] & 15) - 8); o[k + LM_QK / 2] = (int8_t)((blk[2 + k] >> 4) - 8); }
+      /* the sum from the block itself: reading back the bytes just stored would stall */
       int32_t s = 0;
-      for (int k = 0; k < LM_QK; k++) s += o[k];
+      if (W->type == LM_QW_Q8_0) {
+        memcpy(o, blk + 2, LM_QK);
+        for (int k = 0; k < LM_QK; k++) s += (int8_t)blk[2 + k];
+      } else {
+        /* 16 bytes at once; the sum of 8 bytes of nibble pairs (at most 240) by one multiply */
+        u8x16 v, lo, hi, t;
+        memcpy(&v, blk + 2, 16);
+        lo = v & 15; hi = v >> 4; t = lo + hi;
+        lo -= 8; hi -= 8;   /* q - 8 as int8, two's complement */
+        memcpy(o, &lo, 16); memcpy(o + 16, &hi, 16);
+        uint64_t h[2];
+        memcpy(h, &t, 16);
+        s = (int32_t)((h[0] * 0x0101010101010101ull) >> 56) + (int32_t)((h[1] * 0x0101010101010101ull) >> 56) - 8 * LM_QK;
+      }
       dw[r * nb + b] = scale_at(blk);
       cw[r * nb + b] = -128 * s;
     }
@@ -324,16 +342,16 @@ void lm_qgemm(const lm_qmat *W, const float *x, int64_t n, const float *bias, fl
       unpack_rows(W, r0, nr, w8, dw, cw);
       for (int64_t p = 0; p < np; p += AZ) {
         int A = np - p < AZ ? (int)(np - p) : AZ;
+        float yc[AZ * AP][CH];   /* the chunk's outputs for these rows: whole lines of y, written once */
         for (int64_t r = 0; r < nr; r += WR) {
           int R = nr - r < WR ? (int)(nr - r) : WR;
           float out[WR][AZ][AP];
           kern(w8 + r * nb * LM_QK, dw + r * nb, cw + r * nb, nb, xa + p * pst, pst, dx + p * dst, dst, R, A, out);
           for (int a = 0; a < A; a++)
-            for (int j = 0; j < AP && (p + a) * AP + j < n; j++) {
-              float *yo = y + ((p + a) * AP + j) * rows + r0 + r;
-              for (int i = 0; i < R; i++) yo[i] = bias ? out[i][a][j] + bias[r0 + r + i] : out[i][a][j];
-            }
+            for (int j = 0; j < AP; j++)
+              for (int i = 0; i < R; i++) yc[a * AP + j][r + i] = bias ? out[i][a][j] + bias[r0 + r + i] : out[i][a][j];
         }
+        for (int64_t i = 0; i < A * AP && p * AP + i < n; i++) memcpy(y + (p * AP + i) * rows + r0, yc[i], (size_t)nr * sizeof(float));
       }
     }
   }

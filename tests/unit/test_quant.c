@@ -160,3 +160,34 @@ Test(quant, matmul_rows_equal_matvec) {
   matmul_case(LM_QW_Q4_0, 45, 32 * 5, 7, 6);
   matmul_case(LM_QW_Q4_0, 200, 1024, 9, 7);    /* in parallel */
 }
+
+/* lm_quant_act_q8 (AVX-512 where the CPU has it) equals ggml's quantize_row_q8_0_ref written out
+ * here, byte for byte: random blocks over many magnitudes, values that land exactly on halves
+ * (x / d = k + 0.5, rounded away from zero), a zero block, and NaNs (ignored by the maximum) */
+Test(quant, activation_blocks_equal_the_definition) {
+  int64_t nb = 200, n = nb * 32;
+  lm_rng r;
+  lm_rng_seed(&r, 31);
+  float *x = malloc(sizeof(float) * n);
+  uint8_t *got = malloc(34 * nb), *want = malloc(34 * nb);
+  for (int64_t i = 0; i < n; i++) x[i] = lm_rng_normal(&r) * ldexpf(1.0f, (int)(i / 32 % 40) - 20);
+  for (int j = 0; j < 32; j++) x[32 + j] = 0;
+  for (int j = 0; j < 32; j++) x[64 + j] = j == 0 ? 127.0f : (float)(j - 16) + (j % 2 ? 0.5f : -0.5f);   /* d = 1: halves */
+  for (int j = 0; j < 32; j++) x[96 + j] = j == 0 ? -127.0f : (float)(j % 5) * 0.5f * (j % 2 ? 1 : -1);
+  x[130] = NAN; x[160 + 7] = NAN;
+  lm_quant_act_q8(x, n, got);
+  for (int64_t b = 0; b < nb; b++) {
+    const float *v = x + b * 32;
+    uint8_t *o = want + b * 34;
+    float amax = 0;
+    for (int j = 0; j < 32; j++) amax = fmaxf(amax, fabsf(v[j]));
+    float d = amax / 127.0f, id = d != 0 ? 1.0f / d : 0.0f;
+    uint16_t h = lm_f32_to_f16(d);
+    o[0] = (uint8_t)h; o[1] = (uint8_t)(h >> 8);
+    for (int j = 0; j < 32; j++) o[2 + j] = isnan(v[j]) ? 0 : (uint8_t)(int8_t)roundf(v[j] * id);
+  }
+  for (int64_t b = 0; b < nb; b++)
+    for (int j = 0; j < 34; j++)
+      cr_assert_eq(got[b * 34 + j], want[b * 34 + j], "block %lld byte %d: %d vs %d", (long long)b, j, got[b * 34 + j], want[b * 34 + j]);
+  free(x); free(got); free(want);
+}

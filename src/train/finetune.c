@@ -39,6 +39,7 @@ lm_status lm_finetune_load(lm_model **m, const lm_finetune_opts *fo, int head, i
 typedef struct {
   const lm_cls_data *train, *eval;
   int64_t batch;
+  int group_by_length;
   double last_acc;
 } ft_ctx;
 
@@ -46,7 +47,7 @@ static lm_status factory(lm_objective *obj, lm_model *m, const lm_tokenizer *tok
                          const int64_t *cursor, void *ctx) {
   (void)tok; (void)rng;
   ft_ctx *c = ctx;
-  return lm_objective_cls(obj, m, c->train, c->eval, o->batch, o->seed, cursor, &c->last_acc);
+  return lm_objective_cls(obj, m, c->train, c->eval, o->batch, o->seed, c->group_by_length, cursor, &c->last_acc);
 }
 
 lm_status lm_finetune_setup(const lm_finetune_opts *fo, int head, const char *task, int64_t min_context,
@@ -148,6 +149,7 @@ lm_status lm_finetune_classify(const lm_finetune_opts *fo, lm_finetune_result *r
   o.objective = "cls";
   if (o.steps < 1) { st = lm_error(LM_ERR_ARG, "nothing to train: 0 epochs and no --steps"); goto done; }
   ctx.train = &train; ctx.eval = fo->eval_path ? &eval : NULL; ctx.batch = fo->batch; ctx.last_acc = NAN;
+  ctx.group_by_length = fo->group_by_length;
   if ((st = lm_mkdir_p(fo->out_dir))) goto done;
   st = lm_train_run(m, tok, &o, factory, &ctx, NULL, NULL);
   if (st) goto done;

@@ -81,9 +81,10 @@ lm_status lm_cls_accuracy(lm_model *m, const lm_cls_data *d, double *acc, double
  * of (seed, e), so the cursor (epoch, index) resumes exactly), micro-batches of B padded to
  * their longest, lm_forward/backward with the labels. evaluate = mean loss over all of
  * `eval` (NAN when eval is NULL); the accuracy of that pass goes to *last_acc if not NULL.
- * Reserves the model for (B, train->context). */
+ * group_by_length: each run of 50 batches of an epoch's order is sorted by length, longest
+ * first (lm_epochs_group_by_length), so batches pad little. Reserves the model for (B, train->context). */
 lm_status lm_objective_cls(lm_objective *o, lm_model *m, const lm_cls_data *train, const lm_cls_data *eval,
-                           int64_t B, uint64_t seed, const int64_t *cursor, double *last_acc);
+                           int64_t B, uint64_t seed, int group_by_length, const int64_t *cursor, double *last_acc);
 
 /* ---- the driver */
 typedef struct {
@@ -101,6 +102,7 @@ typedef struct {
   float clip;               /* 1.0 */
   float dropout;            /* -1: the model config's rates; else lm_config_set_dropout */
   float attn_dropout;       /* -1: as dropout */
+  int group_by_length;      /* 0; classify: batch examples of similar length (lm_objective_cls) */
   uint64_t seed;            /* 42 */
   int progress;
 } lm_finetune_opts;

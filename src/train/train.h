@@ -27,9 +27,17 @@ void lm_stream_free(lm_stream *s);
 
 /* The order an objective visits its n items in: a fresh permutation per epoch, a pure function
  * of (seed, salt, epoch), so the cursor (epoch, index) resumes exactly (src/train/epochs.c). */
-typedef struct { int64_t n, epoch, index; uint64_t seed, salt; int64_t *perm; } lm_epochs;
+typedef struct {
+  int64_t n, epoch, index; uint64_t seed, salt; int64_t *perm;
+  const int64_t *len; int64_t group; void *scratch;   /* lm_epochs_group_by_length; len NULL: off */
+} lm_epochs;
 /* cursor: (epoch, index) to resume from, or NULL to start; an out-of-range cursor is an error */
 lm_status lm_epochs_init(lm_epochs *e, int64_t n, uint64_t seed, uint64_t salt, const int64_t *cursor);
+/* From now on (the current epoch included) each run of `group` consecutive items of every epoch's
+ * order is sorted by len[item], longest first, ties in shuffled order: Hugging Face's
+ * group_by_length (mega-batches of 50 batches), so batches padded to their longest member pad
+ * little. Still a pure function of (seed, salt, epoch). len (n items) must outlive e. */
+lm_status lm_epochs_group_by_length(lm_epochs *e, const int64_t *len, int64_t group);
 int64_t lm_epochs_next(lm_epochs *e);   /* the next item, reshuffling at the end of an epoch */
 void lm_epochs_free(lm_epochs *e);
 

@@ -2,7 +2,8 @@
 # End-to-end BERT fine-tuning: pre-train a tiny BERT with masked LM on a
 # generated corpus, fine-tune it on a generated sentiment-like task (the label
 # says whether the sentence holds a word from the positive or the negative
-# list), require dev accuracy well above chance, label stdin with `predict`,
+# list), require dev accuracy well above chance (also with batches grouped by
+# length, deterministically), label stdin with `predict`,
 # print embeddings with `embed`, check the default learning rate chosen by the
 # model's width (and that --lr wins), and get one clear error line (or the
 # documented truncation note) for each kind of bad input.
@@ -68,6 +69,16 @@ check "config.json names the labels (id2label, label2id)" \
 check "metrics.jsonl has val_accuracy and the final eval_accuracy" \
   "grep -q '\"val_accuracy\"' $T/ft/metrics.jsonl && grep -q '\"eval_accuracy\"' $T/ft/metrics.jsonl"
 
+# batches grouped by length (HF's group_by_length) learn as well, and the same seed gives the same run
+for r in 1 2; do
+  "$BIN" finetune --model "$T/pre" --task classify --data "$T/train.tsv" --eval "$T/dev.tsv" --out "$T/ftg$r" \
+    --epochs 5 --batch 16 --lr 3e-3 --seed 1 --threads 2 --quiet --group-by-length > "$T/ftg$r.out" 2> /dev/null
+done
+acc=$(sed -n 's/^eval accuracy \([0-9.]*\).*/\1/p' "$T/ftg1.out")
+check "fine-tune --group-by-length reaches dev accuracy >= 0.8 (got ${acc:-none}), deterministically" \
+  "[ -n '$acc' ] && python3 -c 'import sys; sys.exit(not $acc >= 0.8)' && cmp -s $T/ftg1/model.safetensors $T/ftg2/model.safetensors"
+check "--group-by-length changes the batches" "! cmp -s $T/ft/model.safetensors $T/ftg1/model.safetensors"
+
 "$BIN" predict --model "$T/ft" --threads 2 < "$T/dev.txt" > "$T/pred.txt" 2> "$T/pred.err"
 check "predict prints one label per input line" "[ \$(wc -l < $T/pred.txt) -eq 100 ] && ! grep -qvE '^(positive|negative)\$' $T/pred.txt"
 agree=$(paste "$T/pred.txt" "$T/dev.labels" | awk '$1==$2{n++} END{print n+0}')
@@ -109,6 +120,8 @@ check "malformed JSONL line: error names file:line" "one_error $T/e3 'bad.jsonl:
 check "unknown --task: one error line listing the tasks" "one_error $T/e4 \"unknown --task 'nope' (available: classify, tokens, qa, text2text)\" $rc"
 "$BIN" finetune --model "$T/pre" --task classify --lr 1e-3 --data "$T/missing.tsv" --out "$T/bad" > /dev/null 2> "$T/e5"; rc=$?
 check "missing data file: one error line" "one_error $T/e5 'missing.tsv' $rc"
+"$BIN" finetune --model "$T/pre" --task tokens --group-by-length --data "$T/train.tsv" --out "$T/bad" > /dev/null 2> "$T/e8"; rc=$?
+check "--group-by-length outside --task classify: one error line" "one_error $T/e8 '--group-by-length is for --task classify' $rc"
 "$BIN" predict --model "$T/pre" < /dev/null > /dev/null 2> "$T/e6"; rc=$?
 check "predict with a model that is not a classifier: one error line" "one_error $T/e6 'not a sequence-classification model' $rc"
 "$BIN" embed --model "$T/pre" --pool max < /dev/null > /dev/null 2> "$T/e7"; rc=$?

@@ -9,7 +9,8 @@
  *      laid out per batch as [CLS] text [SEP] [PAD]... with an attention mask,
  *      padded to the longest example of the batch;
  *   3. the trainer objective: epochs in a shuffled order that is a pure
- *      function of (seed, epoch), micro-batches through lm_forward and
+ *      function of (seed, epoch) (optionally grouped by length, so short
+ *      phrases share batches and pad little), micro-batches through lm_forward and
  *      lm_backward with the labels, and evaluation (loss and accuracy)
  *      over the whole eval set in order. */
 #include <ctype.h>
@@ -411,6 +412,7 @@ typedef struct {
   const lm_cls_data *train, *eval;
   int64_t B, T;
   lm_epochs order;        /* over the training items; holds the cursor */
+  int64_t *len;           /* (n) tokens per training example, when grouping by length */
   int64_t *idx;           /* (B) */
   int32_t *ids, *labels;  /* (B,T), (B) */
   uint8_t *mask;          /* (B,T) */
@@ -454,12 +456,12 @@ static void cls_cursor(void *self, int64_t *epoch, int64_t *index) {
 static void cls_free(void *self) {
   cls_obj *c = self;
   if (!c) return;
-  lm_epochs_free(&c->order); free(c->idx); free(c->ids); free(c->labels); free(c->mask);
+  lm_epochs_free(&c->order); free(c->len); free(c->idx); free(c->ids); free(c->labels); free(c->mask);
   free(c);
 }
 
 lm_status lm_objective_cls(lm_objective *o, lm_model *m, const lm_cls_data *train, const lm_cls_data *eval,
-                           int64_t B, uint64_t seed, const int64_t *cursor, double *last_acc) {
+                           int64_t B, uint64_t seed, int group_by_length, const int64_t *cursor, double *last_acc) {
   memset(o, 0, sizeof *o);
   if (!m || m->cfg.head != LM_HEAD_CLASSIFY)
     return lm_error(LM_ERR_ARG, "the classification objective needs a model with a classification head");
@@ -483,6 +485,12 @@ lm_status lm_objective_cls(lm_objective *o, lm_model *m, const lm_cls_data *trai
     if (!c->idx || !c->ids || !c->labels || !c->mask) st = LM_ERR_NOMEM;
   }
   if (!st) st = lm_epochs_init(&c->order, train->n, seed, 0xC15ULL, cursor);
+  if (!st && group_by_length) {
+    /* Hugging Face's LengthGroupedSampler: mega-batches of 50 batches, each sorted longest first */
+    if (!(c->len = lm_xmalloc((size_t)train->n * sizeof *c->len))) st = LM_ERR_NOMEM;
+    for (int64_t i = 0; !st && i < train->n; i++) c->len[i] = train->off[i + 1] - train->off[i];
+    if (!st) st = lm_epochs_group_by_length(&c->order, c->len, 50 * B);
+  }
   if (!st) st = lm_model_reserve(m, B, c->T, 1);
   if (st) { cls_free(c); return st; }
   *o = (lm_objective){.self = c, .micro = cls_micro, .evaluate = cls_evaluate, .cursor = cls_cursor, .free = cls_free, .eval_fields = cls_eval_fields};

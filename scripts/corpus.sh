@@ -2,7 +2,7 @@
 # corpus.sh — builds an English pre-training corpus from Debian packages a user
 # can install, plus the public data in ../shared/data when it is present.
 #
-#   bash scripts/corpus.sh OUT.txt [--no-install] [--no-shared]
+#   bash scripts/corpus.sh OUT.txt [--no-install] [--no-shared] [--only SOURCE]
 #
 # Sources, in this order, as plain text with one blank line between records:
 #   fortunes, fortunes-min  /usr/share/games/fortunes/*  (records split at '%')    ~2.6 MB
@@ -14,21 +14,28 @@
 #   ../shared/data          tinyshakespeare, the SST-2 *training* sentences (not
 #                           sentences.tsv, which is the dev set), and the Alpaca
 #                           instructions and answers                          ~7 MB
+# --only SOURCE writes one source alone: fortunes, gcide, wordnet, shakespeare,
+# sst2 (the SST-2 training sentences, as in the whole corpus) or alpaca.
 # The packages are installed with apt-get when missing (sudo unless root), unless
 # --no-install is given; a source whose files are absent is skipped with a line
 # saying so. The output is deterministic: the same packages give the same bytes.
 # The counts of bytes per source are printed at the end. See docs/train.md.
 set -euo pipefail
-OUT=${1:?usage: bash scripts/corpus.sh OUT.txt [--no-install] [--no-shared]}
+OUT=${1:?usage: bash scripts/corpus.sh OUT.txt [--no-install] [--no-shared] [--only SOURCE]}
 shift
-INSTALL=1 SHARED=1
-for a in "$@"; do
-  case "$a" in
+INSTALL=1 SHARED=1 SOURCES="fortunes gcide wordnet shakespeare sst2 alpaca"
+while [ $# -gt 0 ]; do
+  case "$1" in
     --no-install) INSTALL=0 ;;
     --no-shared) SHARED=0 ;;
-    *) echo "corpus.sh: unknown option '$a'" >&2; exit 2 ;;
+    --only)
+      case " $SOURCES " in *" ${2:-} "*) SOURCES=$2 ;; *) echo "corpus.sh: --only takes one of: $SOURCES" >&2; exit 2 ;; esac
+      shift ;;
+    *) echo "corpus.sh: unknown option '$1'" >&2; exit 2 ;;
   esac
+  shift
 done
+case "$SOURCES" in fortunes|gcide|wordnet|*" "*) ;; *) INSTALL=0 ;; esac   # ../shared alone needs no packages
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 DATA="$ROOT/../shared/data"
 
@@ -52,9 +59,9 @@ trap 'rm -rf "$TMP"' EXIT
 : > "$TMP/out"
 count() { printf '  %-14s %10d bytes\n' "$1" "$(wc -c < "$2")" >> "$TMP/summary"; cat "$2" >> "$TMP/out"; }
 
-/usr/bin/python3 - "$TMP" "$DATA" "$SHARED" <<'PY'
+/usr/bin/python3 - "$TMP" "$DATA" "$SHARED" $SOURCES <<'PY'
 import glob, gzip, io, json, os, re, sys
-tmp, data, shared = sys.argv[1], sys.argv[2], sys.argv[3] == "1"
+tmp, data, shared, sources = sys.argv[1], sys.argv[2], sys.argv[3] == "1", sys.argv[4:]
 
 def write(name, records):
     n = 0
@@ -103,13 +110,14 @@ def wordnet():
             if line.startswith("  ") or " | " not in line: continue
             yield line.split(" | ", 1)[1]
 
-def shared_text():
-    if not shared: return
+def shakespeare():
     p = os.path.join(data, "tinyshakespeare/input.txt")
-    if os.path.exists(p):
+    if shared and os.path.exists(p):
         yield from open(p, encoding="utf-8").read().split("\n\n")
+
+def sst2():
     p = os.path.join(data, "sst2/train.tsv")
-    if os.path.exists(p):
+    if shared and os.path.exists(p):
         rows = [l.split("\t", 1)[1] for l in open(p, encoding="utf-8").read().splitlines()[1:] if "\t" in l]
         # train.tsv holds every phrase of each sentence: keep the longest ones (no phrase of another)
         rows.sort(key=len, reverse=True)
@@ -120,6 +128,9 @@ def shared_text():
             for i in range(len(words)):
                 for j in range(i + 1, len(words) + 1): seen.add(" ".join(words[i:j]))
         yield "\n".join(sorted(kept))
+
+def alpaca():
+    if not shared: return
     for name in ("instruct/alpaca_subset_train.jsonl.gz", "instruct/alpaca_libre_ok.jsonl.gz"):
         p = os.path.join(data, name)
         if not os.path.exists(p): continue
@@ -127,11 +138,11 @@ def shared_text():
             r = json.loads(line)
             yield "\n".join(x for x in (r.get("instruction"), r.get("input"), r.get("output")) if x)
 
-for name, gen in (("fortunes", fortunes), ("gcide", gcide), ("wordnet", wordnet), ("shared", shared_text)):
-    n = write(name, gen())
+for name in sources:   # in the order of the whole corpus: a source's records end in a blank line
+    n = write(name, globals()[name]())
     if n == 0: print(f"corpus.sh: no {name} text found; skipped", file=sys.stderr)
 PY
-for s in fortunes gcide wordnet shared; do count "$s" "$TMP/$s"; done
+for s in $SOURCES; do count "$s" "$TMP/$s"; done
 mkdir -p "$(dirname "$OUT")"
 mv "$TMP/out" "$OUT"
 echo "corpus.sh: wrote $OUT ($(wc -c < "$OUT") bytes):"

@@ -17,8 +17,9 @@
  * give the same bits): a request gets the same logits however many others share its step.
  *
  * Weights kept as f16 (lm_linear_rows_f16: half the bytes to stream) run the same kernel with each
- * 16-value load converted to f32 (F16C's vcvtph2ps, exact; plain C without it): the same sums in
- * the same order as on the weights converted to f32 beforehand, so the same bits. */
+ * 16-value load converted to f32 (F16C's vcvtph2ps, exact; a build for CPUs without it calls
+ * lm_f16_to_f32_row, F16C or plain C as the CPU has it): the same sums in the same order as on the
+ * weights converted to f32 beforehand, so the same bits. */
 #include <math.h>
 #include <string.h>
 #include "infer/linear.h"
@@ -36,7 +37,8 @@ typedef float v4 __attribute__((vector_size(16)));
 
 static inline v16 load16(const float *p) { v16 v; memcpy(&v, p, sizeof v); return v; }
 
-/* 16 f16 values as f32 (exact) */
+/* 16 f16 values as f32 (exact): inline when the build targets F16C, else quant.c's row conversion,
+ * which uses F16C when this CPU has it (chosen at run time) */
 static inline v16 load16_h(const uint16_t *p) {
 #if defined(__AVX512F__)
   return (v16)_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)p));
@@ -44,9 +46,9 @@ static inline v16 load16_h(const uint16_t *p) {
   __m256 r[2] = {_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p)), _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(p + 8)))};
   v16 o; memcpy(&o, r, sizeof o); return o;
 #else
-  v16 o;
-  for (int j = 0; j < 16; j++) o[j] = lm_f16_to_f32(p[j]);
-  return o;
+  float f[16];
+  lm_f16_to_f32_row(p, f, 16);
+  v16 o; memcpy(&o, f, sizeof o); return o;
 #endif
 }
 

@@ -127,22 +127,22 @@ static void quant_block_c(const float *x, uint8_t *out) {
 
 #if defined(__x86_64__)
 __attribute__((target("avx512f"))) static void quant_row_avx512(const float *x, int64_t nb, uint8_t *out) {
-  const __m512 sign = _mm512_set1_ps(-0.0f), half = _mm512_set1_ps(0.5f), one = _mm512_set1_ps(1.0f);
+  const __m512i sign = _mm512_set1_epi32((int)0x80000000u);
+  const __m512 half = _mm512_set1_ps(0.5f), one = _mm512_set1_ps(1.0f);
   for (int64_t b = 0; b < nb; b++, x += LM_QK, out += LM_Q8_0_BYTES) {
     __m512 v0 = _mm512_loadu_ps(x), v1 = _mm512_loadu_ps(x + 16);
     /* |x|, a NaN ignored as fmaxf ignores it: vmaxps(a, 0) gives 0 for a NaN a */
-    __m512 a = _mm512_max_ps(_mm512_max_ps(_mm512_andnot_ps(sign, v0), _mm512_setzero_ps()),
-                             _mm512_max_ps(_mm512_andnot_ps(sign, v1), _mm512_setzero_ps()));
+    __m512 a = _mm512_max_ps(_mm512_max_ps(_mm512_abs_ps(v0), _mm512_setzero_ps()), _mm512_max_ps(_mm512_abs_ps(v1), _mm512_setzero_ps()));
     float amax = _mm512_reduce_max_ps(a);
     float d = amax / 127.0f, id = d != 0 ? 1.0f / d : 0.0f;
     uint16_t h = lm_f32_to_f16(d);
     out[0] = (uint8_t)h; out[1] = (uint8_t)(h >> 8);
     for (int k = 0; k < 2; k++) {
-      __m512 v = _mm512_mul_ps(k ? v1 : v0, _mm512_set1_ps(id)), m = _mm512_andnot_ps(sign, v);
+      __m512 v = _mm512_mul_ps(k ? v1 : v0, _mm512_set1_ps(id)), m = _mm512_abs_ps(v);
       __m512 t = _mm512_roundscale_ps(m, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
       __mmask16 up = _mm512_cmp_ps_mask(_mm512_sub_ps(m, t), half, _CMP_GE_OQ);
       t = _mm512_mask_add_ps(t, up, t, one);
-      __m512i q = _mm512_cvttps_epi32(_mm512_or_ps(t, _mm512_and_ps(sign, v)));
+      __m512i q = _mm512_cvttps_epi32(_mm512_castsi512_ps(_mm512_or_si512(_mm512_castps_si512(t), _mm512_and_si512(sign, _mm512_castps_si512(v)))));
       _mm_storeu_si128((__m128i *)(out + 2 + 16 * k), _mm512_cvtepi32_epi8(q));
     }
   }

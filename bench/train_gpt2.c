@@ -63,7 +63,7 @@ static double bf16_peak(void) {
 }
 
 int main(int argc, char **argv) {
-  if (argc < 7) { fprintf(stderr, "usage: %s LAYERS HEADS DIM VOCAB BATCH SEQ [STEPS] [POSITIONS] [CHECKPOINT] [PRECISION]\n", argv[0]); return 2; }
+  if (argc < 7) { fprintf(stderr, "usage: %s LAYERS HEADS DIM VOCAB BATCH SEQ [STEPS] [POSITIONS] [CHECKPOINT] [PRECISION] [DROPOUT]\n", argv[0]); return 2; }
   lm_config c;
   lm_config_default(&c, LM_ARCH_GPT2);
   c.n_layer = atoll(argv[1]); c.n_head = atoll(argv[2]); c.n_embd = atoll(argv[3]); c.vocab_size = atoll(argv[4]);
@@ -76,9 +76,16 @@ int main(int argc, char **argv) {
   int bf16 = argc > 10 && !strcmp(argv[10], "bf16");
   if (argc > 10 && !bf16 && strcmp(argv[10], "fp32")) { fprintf(stderr, "PRECISION: fp32 or bf16, not %s\n", argv[10]); return 2; }
   double peak16 = bf16 ? bf16_peak() : 0;
+  /* DROPOUT: GPT-2's three rates (embeddings, attention, residual branches), masks drawn as training does */
+  float pdrop = argc > 11 ? (float)atof(argv[11]) : 0.0f;
+  if (!(pdrop >= 0.0f && pdrop < 1.0f)) { fprintf(stderr, "DROPOUT: a rate in [0, 1), not %s\n", argv[11]); return 2; }
+  c.embd_pdrop = c.attn_pdrop = c.resid_pdrop = pdrop;
+  lm_rng drop_rng;
+  lm_rng_seed(&drop_rng, 3);
   if (lm_model_create(&m, &c, 1) || (bf16 && lm_model_set_precision(m, LM_PRECISION_BF16)) ||
       (lm_model_set_checkpointing(m, checkpoint), lm_model_reserve(m, B, T, 1))) { fprintf(stderr, "%s\n", lm_last_error()); return 1; }
   int64_t N = B * T, V = c.vocab_size, C = c.n_embd, L = c.n_layer;
+  if (pdrop > 0) lm_model_set_training(m, &drop_rng);
   int32_t *ids = malloc((N + 1) * 4);
   lm_rng r; lm_rng_seed(&r, 2);
   for (int64_t i = 0; i <= N; i++) ids[i] = (int32_t)lm_rng_below(&r, (uint32_t)V);
@@ -105,9 +112,11 @@ int main(int argc, char **argv) {
   double n_nonemb = (double)lm_model_num_params(m) - (double)V * C - (double)c.n_positions * C;
   double flops_per_token = 6 * n_nonemb + 6.0 * C * V + 12.0 * L * C * T;
   double tps = N / med;
-  printf("{\"impl\": \"lmkit%s%s\", \"precision\": \"%s\", \"layers\": %lld, \"dim\": %lld, \"batch\": %lld, \"seq\": %lld, \"threads\": %d, "
+  char drop_s[32] = "";
+  if (pdrop > 0) snprintf(drop_s, sizeof drop_s, " dropout %g", pdrop);
+  printf("{\"impl\": \"lmkit%s%s%s\", \"precision\": \"%s\", \"layers\": %lld, \"dim\": %lld, \"batch\": %lld, \"seq\": %lld, \"threads\": %d, "
          "\"step_s\": %.4f, \"tokens_per_s\": %.1f, \"mfu\": %.3f, \"sgemm_peak_gflops\": %.1f, \"bf16_peak_gflops\": %.1f, \"mfu_bf16_peak\": %.3f, \"peak_rss_mb\": %.0f, \"loss\": %.4f}\n",
-         checkpoint ? " --checkpoint-activations" : "", bf16 ? " bf16" : "", bf16 ? "bf16" : "fp32", (long long)L, (long long)C, (long long)B, (long long)T, lm_get_threads(), med, tps, tps * flops_per_token / peak,
+         checkpoint ? " --checkpoint-activations" : "", bf16 ? " bf16" : "", drop_s, bf16 ? "bf16" : "fp32", (long long)L, (long long)C, (long long)B, (long long)T, lm_get_threads(), med, tps, tps * flops_per_token / peak,
          peak / 1e9, peak16 / 1e9, peak16 > 0 ? tps * flops_per_token / peak16 : 0.0, bench_peak_rss_mb(), loss);
   free(ids); free(times); lm_free(mo); lm_free(ve);
   lm_model_free(m);

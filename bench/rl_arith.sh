@@ -6,22 +6,29 @@
 #   2. a small GPT pre-trained on the train problems' worked solutions, then SFT'd on them (with the
 #      chain-of-thought instruction: the worked solution; without: the direct answer), saving a
 #      checkpoint every SFT_SAVE steps;
-#   3. RL starts from the first SFT checkpoint whose accuracy on 100 *train* tasks (dev.jsonl) is at
-#      least 0.3, so that RL has room (the final SFT model is near 0.95 with the calculator);
-#   4. GRPO from there with the arith reward (--cot --calc, --beta 0.04 for a KL);
+#   3. RL starts from the first SFT checkpoint whose greedy accuracy on 100 *train* tasks (dev.jsonl)
+#      is at least START_DEV (0.6): there it samples right answers 30-60% of the time at TEMP 0.5, so
+#      GRPO's groups carry signal, and it still has room (session 6 started at 0.3: it sampled right
+#      answers 3-15% of the time, most groups were all wrong, and GRPO stayed flat);
+#   4. GRPO from there with the arith reward (--cot --calc, 4 tasks x 16 completions, lr 2e-4,
+#      --beta 0.04 for a KL);
 #   5. a reward model (from the final SFT model) on preference pairs whose wrong side differs
-#      visibly (answer off by 1-10, two digits swapped, the last step's operation changed, and the
-#      RL start's own wrong greedy answers on train tasks), its pair accuracy on a held-out 10%;
-#      PPO from the RL start against it, with about the same time as GRPO (PPO_STEPS);
+#      visibly (answer off by 1-10, two digits swapped, the last step's operation changed, a digit
+#      of the problem's numbers miscopied into a call, and the RL start's own wrong greedy answers
+#      on train tasks), its pair accuracy on a held-out 10%;
+#      PPO from the RL start against it, with about the same time as GRPO (PPO_STEPS), lr 3e-5 and
+#      a KL penalty of KL_COEF (0.2: at TRL's 0.05 and lr 1e-4 the policy drifted 4 nats from the
+#      start and lost half its accuracy);
 #   6. rollout throughput, batched vs one sequence at a time, at 16 sequences (bench_rollout).
 # Reports held-out accuracy (greedy, arith) before and after GRPO and PPO and their KL to the
 # reference; the calculator vs none on 4-digit multiplication; CoT vs direct on the two-step
 # problems; reward and accuracy curves as PNG (gnuplot: apt-get install gnuplot-nox); all into $WORK.
 #   bash bench/rl_arith.sh --quick          a 2-3 minute run that checks the path (figures meaningless)
-#   SCALE=medium bash bench/rl_arith.sh     4 layers x 128, 450 + 1000 steps (about 40 min at THREADS=1, load 15-20)
+#   SCALE=medium bash bench/rl_arith.sh     4 layers x 128, 450 + 1000 steps (about 40 min at THREADS=1, load 15-20;
+#                                           with WORK's tokenizer, base and SFT model reused: RL and the rest, ~20 min)
 #   bash bench/rl_arith.sh                  4 layers x 192, 3000 pre-training steps (about an hour on 2 quiet cores)
 # Environment: BUILD (build), WORK (runs/rl_arith), SCALE (full|medium|quick), THREADS (2), TEMP (rollout
-# temperature, 0.7).
+# temperature, 0.5), START_DEV (0.6), KL_COEF (PPO's, 0.2).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ "${1:-}" = --quick ] && SCALE=quick
@@ -35,7 +42,7 @@ THREADS=${THREADS:-2}
 export OMP_WAIT_POLICY=passive
 if [ "$SCALE" = medium ]; then
   N_TRAIN=3000; N_HELD=100; LAYERS=4; DIM=128; HEADS=4; VOCAB=512; CTX=128; PRE=450; SFT=1000; SFT_SAVE=50; RM=200
-  GRPO_STEPS=40; PPO_STEPS=80; SAVE=20; ROLL="16 32 16 1"
+  GRPO_STEPS=40; PPO_STEPS=80; SAVE=8; ROLL="16 32 16 1"
 elif [ "$SCALE" = quick ]; then
   N_TRAIN=600; N_HELD=50; LAYERS=2; DIM=64; HEADS=2; VOCAB=400; CTX=128; PRE=100; SFT=60; SFT_SAVE=20; RM=40
   GRPO_STEPS=4; PPO_STEPS=8; SAVE=4; ROLL="16 8 4 1"
@@ -83,25 +90,31 @@ mul4_calc=$(acc "$W/sft" "$D/mul4.jsonl" --cot --calc)
 mul4_none=$(acc "$W/sft" "$D/mul4.jsonl" --cot)
 stamp "SFT evaluated (held-out $sft_held)"
 
-# ---- the RL start: the first SFT checkpoint at >= 0.3 on the train tasks of dev.jsonl
+# ---- the RL start: the first SFT checkpoint at >= START_DEV on the train tasks of dev.jsonl (the final
+# model when none is)
 START=$W/sft; start_step=$SFT; start_dev="(final)"
+START_DEV=${START_DEV:-0.6}
 for c in $(cd "$W/sft" && ls -d checkpoint-[0-9]* | sort -t- -k2 -n); do
   a=$(acc "$W/sft/$c" "$D/dev.jsonl" --cot --calc)
   echo "  SFT $c: dev (train tasks) accuracy $a"
-  if py -c 'import sys; sys.exit(float(sys.argv[1]) < 0.3)' "$a"; then START=$W/sft/$c; start_step=${c#checkpoint-}; start_dev=$a; break; fi
+  if py -c 'import sys; sys.exit(float(sys.argv[1]) < float(sys.argv[2]))' "$a" "$START_DEV"; then
+    START=$W/sft/$c; start_step=${c#checkpoint-}; start_dev=$a; break
+  fi
 done
 start_held=$(acc "$START" "$D/held.jsonl" --cot --calc)
 stamp "RL starts from $START (SFT step $start_step of $SFT; dev $start_dev, held-out $start_held)"
 
 # ---- GRPO
-# rollouts at temperature 0.7 (TEMP): at 1.0 the start's sampled accuracy is ~0.03 against 0.34 greedy, so
-# nearly every GRPO group is all wrong and carries no signal
+# rollouts at temperature 0.5 (TEMP): the model's errors are single digits copied wrongly into a
+# calculator call, and each digit's error rate grows with the temperature (session 6's medium start,
+# 0.61 greedy: 0.33 of its samples right at 0.5, 0.13 at 0.8; its 0.34-greedy checkpoint: 0.16 and 0.06)
+TEMP=${TEMP:-0.5}
 RLF=(--prompts "$D/tasks.jsonl" --eval "$D/held.jsonl" --cot --calc --max-length $CTX --max-new-tokens $NEW
-     --temperature "${TEMP:-0.7}" --save-every $SAVE --keep-checkpoints 0 --lr 1e-4 --threads $THREADS --quiet)
+     --temperature "$TEMP" --save-every $SAVE --keep-checkpoints 0 --threads $THREADS --quiet)
 t0=$(date +%s)
 rm -rf "$W/grpo"
 "$BIN" grpo --policy "$START" "${RLF[@]}" --steps $GRPO_STEPS --eval-every $SAVE --reward arith --beta 0.04 --batch 4 \
-  --generations 8 --out "$W/grpo" > /dev/null 2> "$W/grpo.err" || { tail -3 "$W/grpo.err"; exit 1; }
+  --generations 16 --lr 2e-4 --out "$W/grpo" > /dev/null 2> "$W/grpo.err" || { tail -3 "$W/grpo.err"; exit 1; }
 grpo_s=$(secs $t0)
 grpo_held=$(acc "$W/grpo" "$D/held.jsonl" --cot --calc)
 stamp "GRPO: $GRPO_STEPS steps in $grpo_s s, held-out $start_held -> $grpo_held"
@@ -127,7 +140,8 @@ stamp "reward model: $RM steps in $(secs $t0) s, held-out pair accuracy $rm_acc"
 t0=$(date +%s)
 rm -rf "$W/ppo"
 "$BIN" ppo --policy "$START" --reward "$W/rm" "${RLF[@]}" --steps $PPO_STEPS --eval-every $SAVE --batch 16 --ppo-epochs 4 \
-  --mini-batches 1 --missing-eos-penalty 1 --out "$W/ppo" > /dev/null 2> "$W/ppo.err" || { tail -3 "$W/ppo.err"; exit 1; }
+  --mini-batches 1 --lr 3e-5 --kl-coef "${KL_COEF:-0.2}" --missing-eos-penalty 1 --out "$W/ppo" > /dev/null 2> "$W/ppo.err" \
+  || { tail -3 "$W/ppo.err"; exit 1; }
 ppo_s=$(secs $t0)
 ppo_held=$(acc "$W/ppo" "$D/held.jsonl" --cot --calc)
 stamp "PPO: $PPO_STEPS steps in $ppo_s s, held-out $start_held -> $ppo_held"
@@ -146,8 +160,10 @@ out = {}
 for run, reward, kl in (("grpo", "reward", "kl"), ("ppo", "objective/scores", "objective/kl")):
     rows = [json.loads(l) for l in open(f"{w}/{run}/metrics.jsonl")]
     train = [r for r in rows if reward in r]
-    with open(f"{w}/{run}_curve.tsv", "w") as f:
-        for r in train: f.write(f"{r['step']}\t{r[reward]}\n")
+    with open(f"{w}/{run}_curve.tsv", "w") as f:   # step, reward, its mean over the last 8 steps
+        for i, r in enumerate(train):
+            last = [x[reward] for x in train[max(0, i - 7): i + 1]]
+            f.write(f"{r['step']}\t{r[reward]}\t{sum(last) / len(last)}\n")
     if run == "grpo":
         with open(f"{w}/grpo_acc.tsv", "w") as f:
             f.write(f"0\t{start}\n")
@@ -160,12 +176,12 @@ PY
 grpo_kl=$(py -c 'import json,sys; print("%.4g" % json.load(open(sys.argv[1]))["grpo"])' "$W/kl.json")
 ppo_kl=$(py -c 'import json,sys; print("%.4g" % json.load(open(sys.argv[1]))["ppo"])' "$W/kl.json")
 if command -v gnuplot > /dev/null; then
-  g="set xlabel 'step'; set key top left; set yrange [*:*];"
-  gnuplot -e "set terminal pngcairo size 1200,500; set output '$W/curves.png'; set multiplot layout 1,2;
+  g="set xlabel 'step'; set key below; set yrange [*:*];"
+  gnuplot -e "set terminal pngcairo size 1200,560; set output '$W/curves.png'; set multiplot layout 1,2;
     set title 'GRPO (arith reward, $grpo_s s)'; $g
-    plot '$W/grpo_curve.tsv' using 1:2 with lines title 'reward (sampled accuracy)', '$W/grpo_acc.tsv' using 1:2 with linespoints title 'held-out accuracy (greedy)';
+    plot '$W/grpo_curve.tsv' using 1:2 with lines lc rgb '#c0a0e0' title 'reward (sampled accuracy of the step)', '$W/grpo_curve.tsv' using 1:3 with lines lw 2 title '... its mean over 8 steps', '$W/grpo_acc.tsv' using 1:2 with linespoints lw 2 title 'held-out accuracy (greedy)';
     set title 'PPO (reward model, $ppo_s s)'; $g set ytics nomirror; set y2tics; set y2label 'reward-model score';
-    plot '$W/ppo_curve.tsv' using 1:2 axes x1y2 with lines title 'reward-model score (sampled, right axis)', '$W/ppo_acc.tsv' using 1:2 with linespoints title 'held-out accuracy (greedy)';
+    plot '$W/ppo_curve.tsv' using 1:2 axes x1y2 with lines lc rgb '#c0a0e0' title 'reward-model score (sampled, right axis)', '$W/ppo_curve.tsv' using 1:3 axes x1y2 with lines lw 2 title '... its mean over 8 steps', '$W/ppo_acc.tsv' using 1:2 with linespoints lw 2 title 'held-out accuracy (greedy)';
     unset multiplot" 2> "$W/gnuplot.err" || echo "gnuplot failed: $(head -3 "$W/gnuplot.err")"
   echo "curves: $W/curves.png"
 else
@@ -178,11 +194,11 @@ roll=$("$BUILD/bench_rollout" $THREADS $ROLL 2>&1 | tail -4) || roll="bench_roll
 
 cat <<EOF | tee "$W/report.txt"
 == bench/rl_arith ($SCALE, threads $THREADS) on $(nproc) cores; load at the end: $(cut -d' ' -f1-3 /proc/loadavg)
-held-out accuracy (greedy, arith, --cot --calc; $N_HELD problems; RL rollouts at temperature ${TEMP:-0.7}):
+held-out accuracy (greedy, arith, --cot --calc; $N_HELD problems; RL rollouts at temperature $TEMP):
   SFT, final ($SFT steps)           $sft_held
   RL start (SFT step $start_step)          $start_held
   GRPO from the start   $grpo_held   ($GRPO_STEPS steps, $grpo_s s; KL to the start (k3, mean of the last 10 steps) $grpo_kl)
-  PPO from the start    $ppo_held   ($PPO_STEPS steps, $ppo_s s; KL (k1 per completion, last 10 steps) $ppo_kl)
+  PPO from the start    $ppo_held   ($PPO_STEPS steps, $ppo_s s; KL (k1 per completion, last 10 steps) $ppo_kl, kl_coef ${KL_COEF:-0.2})
 reward model: held-out pair accuracy $rm_acc (chance 0.5; $(grep -c . "$D/prefs.jsonl") pairs: $(py -c '
 import collections, json, sys
 n = collections.Counter(json.loads(l)["kind"] for l in open(sys.argv[1]))

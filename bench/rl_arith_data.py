@@ -24,8 +24,11 @@ usage:
       prefs_synth.jsonl {"prompt", "chosen", "rejected", "kind"}: a correct worked solution
                         against a wrong one that differs visibly: the answer off by 1-10
                         from the calculator's result (off_by), two digits of the answer
-                        swapped (digit_swap), or the last step's operation changed, with the
-                        calculator's result for it (wrong_op)
+                        swapped (digit_swap), the last step's operation changed, with the
+                        calculator's result for it (wrong_op), or a digit of a number from
+                        the problem copied wrongly into a call, the results following it
+                        (copy_error: the policy's commonest mistake); 500 of each per 3000
+                        train problems
       tasks.jsonl       train prompts {"prompt", "answer", "steps"} (grpo / ppo)
       dev.jsonl         the first 100 train tasks (choosing the SFT checkpoint RL starts from)
       held.jsonl        held-out one- and two-step problems
@@ -113,6 +116,16 @@ def wrong(p, kind, rng):
         other = {"+": "-", "-": "+", "*": "+"}[op]
         bad, w = solve(steps[:-1] + [(a, other, b)], end)
         return f"{bad} {answer(w)}"
+    if kind == "copy_error":   # a digit of a number from the problem copied wrongly into a call (the
+        # policy's commonest mistake); the calculator's results and the answer follow the wrong call
+        i = rng.randrange(len(steps))
+        a, op, b = steps[i]
+        j = rng.choice([j for j, x in enumerate((a, b)) if x is not None])
+        s = str((a, b)[j])
+        k = rng.randrange(len(s))
+        x = int(s[:k] + rng.choice([c for c in "0123456789" if c != s[k] and (k or c != "0")]) + s[k + 1:])
+        bad, w = solve(steps[:i] + [(x, op, b) if j == 0 else (a, op, x)] + steps[i + 1:], end)
+        return f"{bad} {answer(w)}"
     if kind == "digit_swap":
         s = str(v)
         pos = [i for i in range(len(s) - 1) if s[i] != s[i + 1] and not (i == 0 and s[1] == "0")]
@@ -163,10 +176,10 @@ def generate(out, n_train, n_held, seed):
         sft.append({"prompt": p[0], "completion": answer(p[3])})
     sft += [{"prompt": f"{m[0]}\n\n{COT}", "completion": worked(m)} for m in muls]
     write_jsonl(f"{out}/sft.jsonl", sft)
-    kinds = ["off_by", "digit_swap", "wrong_op"]
+    kinds = ["off_by", "digit_swap", "wrong_op", "copy_error"]
     write_jsonl(f"{out}/prefs_synth.jsonl",
-                [{"prompt": f"{p[0]}\n\n{COT}", "chosen": worked(p), "rejected": wrong(p, kinds[i % 3], rng), "kind": kinds[i % 3]}
-                 for i, p in enumerate(train[: n_train // 2])])
+                [{"prompt": f"{p[0]}\n\n{COT}", "chosen": worked(p), "rejected": wrong(p, kinds[i % len(kinds)], rng), "kind": kinds[i % len(kinds)]}
+                 for i, p in enumerate(train[: n_train * 2 // 3])])
     task = lambda p: {"prompt": p[0], "answer": p[3], "steps": len(p[1])}
     write_jsonl(f"{out}/tasks.jsonl", [task(p) for p in train])
     write_jsonl(f"{out}/dev.jsonl", [task(p) for p in train[:100]])

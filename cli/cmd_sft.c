@@ -155,10 +155,18 @@ int cmd_sft(int argc, char **argv) {
   {
     int64_t pad = lm_tokenizer_eot(tok);
     int64_t tokens = train.off[train.n], per_epoch;
+    lm_train_opts so;   /* a resumed run's batch and planned steps, for the banner and the epoch's length
+                           (the trainer takes them from the state too) */
+    lm_train_opts_default(&so);
+    if (state) {
+      if (lm_train_read_state(state, &so, NULL)) FAIL();
+      o.batch = so.batch; o.grad_accum = so.grad_accum;
+    }
     if (a.packing) per_epoch = (tokens + o.batch * a.p.max_length - 1) / (o.batch * a.p.max_length);
     else per_epoch = (train.n + o.batch - 1) / o.batch;
     per_epoch = (per_epoch + o.grad_accum - 1) / o.grad_accum;
     cli_train_finish(&o, &seen, per_epoch);
+    if (state && !o.steps) o.steps = so.steps;
     o.context = a.p.max_length;
     cJSON *j = state ? NULL : cli_posttrain_json("sft", &a.p);
     if (j) {

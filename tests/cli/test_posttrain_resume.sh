@@ -53,6 +53,8 @@ for c in sft reward dpo grpo rloo ppo; do
   "$BIN" $c --resume "$O" --steps 16 --threads 1 --quiet > /dev/null 2> "$T/$c.3.err"
   check "$c: the next --resume alone keeps them ($(ckpts "$O"))" "[ '$(ckpts "$O")' = 'checkpoint-14 ' ]"
 done
+check "sft --resume says the run's batch and steps ($(grep -o '[0-9]* steps of [0-9x ]*' "$T/sft.1.err"))" \
+  "grep -q '8 steps of 4 x 40' $T/sft.1.err"
 
 # a run saved before posttrain.json held the cadence: the command's defaults (end only, 3 kept), as then
 python3 - "$T/grpo/posttrain.json" <<'PY'

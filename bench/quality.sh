@@ -23,7 +23,9 @@
 #              the whole recipe would need. nanoGPT: 1.4697 after 5000 iterations (~3 min
 #              on an A100). Target: <= 1.47 within 60 minutes. Differences from nanoGPT:
 #              AdamW beta2 is lmkit's 0.95 (nanoGPT 0.99), linear layers have biases, the
-#              validation loss averages 20 batches (nanoGPT 200).
+#              validation loss averages 20 batches (nanoGPT 200). --precision P: bf16
+#              (default: nanoGPT's own default dtype where the CPU has bf16; lmkit falls back
+#              to fp32 with a note where it does not) or fp32.
 # Results go under WORK (runs/quality); the machine load is printed.
 set -euo pipefail
 unset OPENBLAS_CORETYPE   # a Haswell core type halves OpenBLAS's sgemm on this machine
@@ -32,15 +34,16 @@ BUILD=${BUILD:-build}
 BIN=$BUILD/lmkit
 DATA=${DATA:-../shared/data}
 W=${WORK:-runs/quality}
-case "${1:-}" in -h|--help) sed -n 2,27p "$0"; exit 0 ;; esac
+case "${1:-}" in -h|--help) sed -n 2,29p "$0"; exit 0 ;; esac
 WHAT=${1:-all}; [ $# -gt 0 ] && shift
-MINUTES="" STEPS=2100 CURVE=1
+MINUTES="" STEPS=2100 CURVE=1 PRECISION=bf16
 while [ $# -gt 0 ]; do
   case "$1" in
     --minutes) MINUTES=$2; shift 2 ;;
     --steps) STEPS=$2; shift 2 ;;
     --curve) CURVE=$2; shift 2 ;;
-    -h|--help) sed -n 2,27p "$0"; exit 0 ;;
+    --precision) PRECISION=$2; shift 2 ;;
+    -h|--help) sed -n 2,29p "$0"; exit 0 ;;
     *) echo "quality: unknown option '$1' (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -68,7 +71,8 @@ if [ "$WHAT" != sst2 ]; then
   set +e
   timeout $(( M * 60 )) "$BIN" train --data "$TEXT" --tokenizer byte --val-fraction 0.1 --out "$W/shakespeare" \
     --layers 6 --heads 6 --dim 384 --context 256 --batch 64 --dropout 0.2 --steps 5000 --lr 1e-3 --min-lr 1e-4 \
-    --warmup 100 --weight-decay 0.1 --clip 1.0 --eval-every 250 --eval-batches 20 --seed 1337 --quiet
+    --warmup 100 --weight-decay 0.1 --clip 1.0 --eval-every 250 --eval-batches 20 --seed 1337 --quiet \
+    --precision "$PRECISION"
   rc=$?
   set -e
   [ $rc = 0 ] || [ $rc = 124 ] || { echo "quality: training failed ($rc)" >&2; exit 1; }

@@ -103,6 +103,9 @@ static const char *HELP =
   "  --save-every N       checkpoint to DIR/checkpoint-STEP every N steps (0: end only)\n"
   "  --keep-checkpoints K keep the newest K checkpoint-STEP directories, deleting older\n"
   "                       ones after each save (3; 0 keeps all)\n"
+  "  --time-limit MIN     stop after the first step that ends MIN minutes into training:\n"
+  "                       evaluate, save into DIR and stop; the schedule is still --steps'\n"
+  "                       and --resume DIR continues it (0: none)\n"
   "  --resume DIR         continue the run in DIR (a run or checkpoint directory) bit-exactly\n"
   "  --threads N          threads per process (default: all cores; under mpirun, the\n"
   "                       machine's cores divided by the ranks on it)\n"
@@ -317,6 +320,7 @@ int cmd_train(int argc, char **argv) {
     if ((k = OPT("--eval-batches")) == 1) return 1; else if (k) { NUM(o.eval_batches, 1, 1 << 20); continue; }
     if ((k = OPT("--save-every")) == 1) return 1; else if (k) { NUM(o.save_every, 0, INT64_MAX / 2); continue; }
     if ((k = OPT("--keep-checkpoints")) == 1) return 1; else if (k) { NUM(o.keep_checkpoints, 0, INT64_MAX / 2); continue; }
+    if ((k = OPT("--time-limit")) == 1) return 1; else if (k) { float mins; FLT(mins, 0, 1e7f); o.time_limit = mins * 60.0; continue; }
     if ((k = OPT("--threads")) == 1) return 1; else if (k) { NUM(threads, 1, 4096); continue; }
     if ((k = OPT("--zero")) == 1) return 1; else if (k) { NUM(zero, 0, 1); continue; }
     free(data);

@@ -211,6 +211,9 @@ typedef struct {
                                            the same gradients bit for bit, one more forward per step) */
   struct lm_dist *dist;                 /* data parallelism: the MPI group (src/train/dist.h), or NULL: one process */
   int zero;                             /* 1: ZeRO-1, the AdamW state sharded across the group's ranks */
+  double time_limit;                    /* seconds: after the first step that ends past it, the run evaluates,
+                                           saves its state into out_dir and stops early (the schedule stays
+                                           that of `steps`; --resume continues it); 0: no limit */
 } lm_train_opts;
 
 void lm_train_opts_default(lm_train_opts *o);

@@ -877,7 +877,10 @@ lm_status lm_train_run(lm_model *m, const lm_tokenizer *tok, const lm_train_opts
       append_metrics(metrics, "{\"step\": %lld, \"loss\": %.9g, \"lr\": %.6e, \"grad_norm\": %.6f, \"tokens_per_sec\": %.1f, \"step_ms\": %.2f%s}\n",
                      (long long)step, loss, lr, norm, tps, dt * 1e3, sf);
     }
-    if (rank0 && o.eval_every > 0 && (step % o.eval_every == 0 || step == o.steps)) {
+    /* out of time: this step is the run's last; the ranks agree on it (their clocks differ) */
+    int out_of_time = o.time_limit > 0 && lm_time_sec() - t_start >= o.time_limit;
+    if (dp && o.time_limit > 0) out_of_time = lm_dist_sum(o.dist, out_of_time) > 0;
+    if (rank0 && o.eval_every > 0 && (step % o.eval_every == 0 || step == o.steps || out_of_time)) {
       /* rank 0 evaluates the windows one process at P x B would (its batches hold B) */
       double vl = obj.evaluate(obj.self, m, o.eval_batches * P);
       if (!isnan(vl)) {
@@ -896,7 +899,7 @@ lm_status lm_train_run(lm_model *m, const lm_tokenizer *tok, const lm_train_opts
       ts.obj_state = k > 0 ? cJSON_ParseWithLength(buf, (size_t)k) : NULL;
       if (!ts.obj_state) { st = lm_error(LM_ERR_ARG, "the objective's state is not a JSON object"); break; }
     }
-    if (o.save_every > 0 && step % o.save_every == 0 && step != o.steps) {
+    if (o.save_every > 0 && step % o.save_every == 0 && step != o.steps && !out_of_time) {
       if ((st = save_state(dp, 0, m, tok, &o, &ts, mom, vel, &aux))) break;
     }
     if (cb) cb(&ev, user);
@@ -906,6 +909,12 @@ lm_status lm_train_run(lm_model *m, const lm_tokenizer *tok, const lm_train_opts
       if (isfinite(last_val)) snprintf(extra, sizeof extra, "loss %.4f val %.4f | %.0f tok/s", loss, last_val, tokens_done / el);
       else snprintf(extra, sizeof extra, "loss %.4f | %.0f tok/s", loss, tokens_done / el);
       lm_progress_update(&bar, step, extra);
+    }
+    if (out_of_time) {
+      if (rank0 && step < o.steps)
+        fprintf(stderr, "train: the time limit (%.0f s) ran out at step %lld of %lld; --resume %s continues the run\n",
+                o.time_limit, (long long)step, (long long)o.steps, o.out_dir);
+      break;
     }
   }
   if (o.progress) lm_progress_finish(&bar, NULL);

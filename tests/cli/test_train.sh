@@ -46,6 +46,11 @@ check "--steps extends a finished run in place" "[ $rc = 0 ] && [ \$(grep -c '\"
 check "extending in place keeps the finished state as checkpoint-60 first (the final save overwrites OUT)" "[ -f $T/g/checkpoint-60/trainer_state.json ]"
 "$BIN" train --resume "$T/a/checkpoint-30" --steps 40 --out "$T/h" --threads 2 --quiet > /dev/null 2>&1
 check "--resume CHECKPOINT_DIR --out DIR still works" "[ \$(grep -c '\"loss\"' $T/h/metrics.jsonl) = 10 ]"
+# --time-limit: the first step past the limit is the last; it evaluates and saves, and --resume finishes the run
+"$BIN" train $COMMON --steps 60 --time-limit 0.00001 --out "$T/tl" > /dev/null 2> "$T/tl.err"; rc=$?
+check "--time-limit stops early, says so, evaluates and saves its state" "[ $rc = 0 ] && grep -q 'time limit' $T/tl.err && [ \$(grep -c '\"loss\"' $T/tl/metrics.jsonl) -lt 60 ] && tail -1 $T/tl/metrics.jsonl | grep -q val_loss && [ -f $T/tl/model.safetensors ]"
+"$BIN" train $COMMON --steps 60 --resume "$T/tl" > /dev/null 2>&1
+check "--time-limit: --resume finishes the run as if uninterrupted" "cmp -s $T/a/model.safetensors $T/tl/model.safetensors && diff <(grep '\"loss\"' $T/a/metrics.jsonl | sed 's/, \"tokens_per_sec.*//') <(grep '\"loss\"' $T/tl/metrics.jsonl | sed 's/, \"tokens_per_sec.*//') > /dev/null"
 "$BIN" train $COMMON --steps 40 --save-every 5 --keep-checkpoints 2 --out "$T/k" > /dev/null 2>&1
 check "--keep-checkpoints 2 keeps the newest two" "[ \"\$(cd $T/k && ls -d checkpoint-* | sort -t- -k2 -n | tr '\n' ' ')\" = 'checkpoint-30 checkpoint-35 ' ]"
 "$BIN" train $COMMON --steps 20 --save-every 5 --keep-checkpoints 0 --out "$T/k0" > /dev/null 2>&1

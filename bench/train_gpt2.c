@@ -1,7 +1,9 @@
 /* train_gpt2.c — training-step benchmark: median time of a full optimiser
  * step (forward, backward, clip, AdamW) of a randomly initialised GPT-2 on
  * random tokens, with tokens/s, MFU against the measured sgemm peak, and
- * peak RSS. bench/train_gpt2.sh runs it beside the PyTorch peer.
+ * peak RSS. bench/train_gpt2.sh runs it beside the PyTorch peer. The JSON also gives the median
+ * time of each part of a step (forward, backward, clipping norm + AdamW), so a run shows where the
+ * time goes besides the matrix products.
  *
  * usage: bench_train_gpt2 LAYERS HEADS DIM VOCAB BATCH SEQ [STEPS] [POSITIONS] [CHECKPOINT] [PRECISION]
  * (CHECKPOINT 1: activation checkpointing, as train --checkpoint-activations; PRECISION fp32 or bf16,
@@ -90,13 +92,16 @@ int main(int argc, char **argv) {
   lm_rng r; lm_rng_seed(&r, 2);
   for (int64_t i = 0; i <= N; i++) ids[i] = (int32_t)lm_rng_below(&r, (uint32_t)V);
   float *mo = lm_alloc(m->n_params * 4), *ve = lm_alloc(m->n_params * 4);
-  double *times = malloc((steps > 0 ? steps : 1) * sizeof(double));   /* STEPS 0: the warm-up step alone, timed */
+  /* STEPS 0: the warm-up step alone, timed; per step: the whole, forward, backward, norm + AdamW */
+  double *times = malloc(4 * (steps > 0 ? steps : 1) * sizeof(double));
   float loss = 0;
   for (int64_t s = 0; s <= steps; s++) {   /* step 0 is a warm-up, not timed */
     double t0 = lm_time_sec();
     if (s == 0) lm_model_zero_grad(m);   /* then the AdamW pass zeroes what it read, as in training */
     loss = lm_model_forward(m, ids, ids + 1, NULL, B, T);
+    double t1 = lm_time_sec();
     lm_model_backward(m, ids, ids + 1, NULL, B, T);
+    double t2 = lm_time_sec();
     double norm = global_norm(m->grads, (int64_t)m->n_params);
     float clip = norm > 1.0 ? (float)(1.0 / norm) : 1.0f;   /* applied inside the AdamW pass */
     lm_model_weights_changed(m);   /* bf16: the weights' copies are stale, and rounded in the AdamW pass, as in training */
@@ -106,17 +111,21 @@ int main(int argc, char **argv) {
       adamw_update_zero(w, m->grads + p->offset, mo + p->offset, ve + p->offset, (int64_t)p->numel, 1e-4f, 0.9f, 0.95f,
                         1e-8f, p->decay ? 0.1f : 0.0f, s + 1, clip, lm_mm_weight_claim(m->mm, w, (int64_t)p->numel));
     }
-    if (s > 0 || steps == 0) times[s > 0 ? s - 1 : 0] = lm_time_sec() - t0;
+    double t3 = lm_time_sec();
+    int64_t k = s > 0 ? s - 1 : 0, ns = steps > 0 ? steps : 1;
+    if (s > 0 || steps == 0) { times[k] = t3 - t0; times[ns + k] = t1 - t0; times[2 * ns + k] = t2 - t1; times[3 * ns + k] = t3 - t2; }
   }
-  double med = bench_median(times, steps > 0 ? (int)steps : 1);
+  int ns = steps > 0 ? (int)steps : 1;
+  double med = bench_median(times, ns), med_f = bench_median(times + ns, ns), med_b = bench_median(times + 2 * ns, ns),
+         med_o = bench_median(times + 3 * ns, ns);
   double n_nonemb = (double)lm_model_num_params(m) - (double)V * C - (double)c.n_positions * C;
   double flops_per_token = 6 * n_nonemb + 6.0 * C * V + 12.0 * L * C * T;
   double tps = N / med;
   char drop_s[32] = "";
   if (pdrop > 0) snprintf(drop_s, sizeof drop_s, " dropout %g", pdrop);
   printf("{\"impl\": \"lmkit%s%s%s\", \"precision\": \"%s\", \"layers\": %lld, \"dim\": %lld, \"batch\": %lld, \"seq\": %lld, \"threads\": %d, "
-         "\"step_s\": %.4f, \"tokens_per_s\": %.1f, \"mfu\": %.3f, \"sgemm_peak_gflops\": %.1f, \"bf16_peak_gflops\": %.1f, \"mfu_bf16_peak\": %.3f, \"peak_rss_mb\": %.0f, \"loss\": %.4f}\n",
-         checkpoint ? " --checkpoint-activations" : "", bf16 ? " bf16" : "", drop_s, bf16 ? "bf16" : "fp32", (long long)L, (long long)C, (long long)B, (long long)T, lm_get_threads(), med, tps, tps * flops_per_token / peak,
+         "\"step_s\": %.4f, \"forward_s\": %.4f, \"backward_s\": %.4f, \"optimizer_s\": %.4f, \"tokens_per_s\": %.1f, \"mfu\": %.3f, \"sgemm_peak_gflops\": %.1f, \"bf16_peak_gflops\": %.1f, \"mfu_bf16_peak\": %.3f, \"peak_rss_mb\": %.0f, \"loss\": %.4f}\n",
+         checkpoint ? " --checkpoint-activations" : "", bf16 ? " bf16" : "", drop_s, bf16 ? "bf16" : "fp32", (long long)L, (long long)C, (long long)B, (long long)T, lm_get_threads(), med, med_f, med_b, med_o, tps, tps * flops_per_token / peak,
          peak / 1e9, peak16 / 1e9, peak16 > 0 ? tps * flops_per_token / peak16 : 0.0, bench_peak_rss_mb(), loss);
   free(ids); free(times); lm_free(mo); lm_free(ve);
   lm_model_free(m);

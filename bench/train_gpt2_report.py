@@ -48,6 +48,9 @@ def main():
         for name, rs in [(f"lmkit {p}", ours[p]) for p in precisions] + [(f"pytorch {p}", theirs[p]) for p in precisions]:
             print(f"{name:<13} {c:<20} {med(rs, 'step_s'):8.3f} {med(rs, 'tokens_per_s'):8.1f} "
                   f"{med(rs, 'mfu'):6.1%} {med(rs, 'peak_rss_mb'):7.0f}")
+        for p in precisions:   # where lmkit's step goes besides the products (medians of each part)
+            print(f"  lmkit {p} step: forward {med(ours[p], 'forward_s'):.3f} s, backward {med(ours[p], 'backward_s'):.3f} s, "
+                  f"clip norm + AdamW {med(ours[p], 'optimizer_s'):.3f} s")
         tps = lambda rs: med(rs, "tokens_per_s")
         print(f"  lmkit/pytorch tokens/s: fp32 {tps(ours['fp32']) / tps(theirs['fp32']):.2f}x"
               + (f", bf16 {tps(ours['bf16']) / tps(theirs['bf16']):.2f}x" if "bf16" in ours else "")

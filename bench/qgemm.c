@@ -5,7 +5,7 @@
  * For Q8_0 and Q4_0 weights of one layer's linears (TinyLlama-1.1B: qkv 2560x2048, proj 2048x2048,
  * gate+up 11264x2048, down 2048x5632; GPT-2 124M: 2304x768, 768x768, 3072x768, 768x3072) and n
  * activation rows, the time of the whole layer by
- *   - lm_qmatmul (quant.c: int8 activations x quantized blocks, the decode kernel),
+ *   - lm_qmatmul (quant.c: int8 activations x packed panels of the weight, the decode kernel),
  *   - lm_qgemm (the integer GEMM of prefill, on this CPU's best path),
  *   - lm_qgemm_sgemm (dequantized panels x single-threaded cblas_sgemm: prefill's route before the
  *     integer GEMM),
@@ -72,8 +72,13 @@ int main(int argc, char **argv) {
       int64_t n = shp[k][0] * shp[k][1];
       float *tmp = lm_alloc((size_t)n * 4);
       for (int64_t i = 0; i < n; i++) tmp[i] = lm_rng_normal(&r) * 0.02f;
-      W[k] = (lm_qmat){wt, shp[k][0], shp[k][1], lm_alloc((size_t)n / 32 * lm_qweight_block_bytes(wt))};
+      W[k] = (lm_qmat){wt, shp[k][0], shp[k][1], lm_alloc((size_t)n / 32 * lm_qweight_block_bytes(wt)), 0};
       lm_gguf_quantize(gt, tmp, n, W[k].data);
+      uint8_t *pk = lm_alloc(lm_qmat_packed_bytes(wt, shp[k][0], shp[k][1]));   /* the panels the model keeps */
+      lm_qmat_pack(&W[k], pk);
+      lm_free(W[k].data);
+      W[k].data = pk;
+      W[k].packed = 1;
       lm_qmat_dequantize(&W[k], 0, W[k].rows, tmp);
       wf[k] = tmp;
     }

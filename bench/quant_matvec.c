@@ -27,9 +27,8 @@ static double median_us(void (*fn)(void *), void *arg) {
   return bench_median(t, RUNS);
 }
 
-typedef struct { lm_qweight wt; const void *w; int64_t rows, cols; const uint8_t *xq; float *y; lm_qpath p;
-                 const float *wf, *x; } job;
-static void run_q(void *a) { job *j = a; lm_qmatvec(j->wt, j->w, j->rows, j->cols, j->xq, j->y, j->p); }
+typedef struct { lm_qmat W; int64_t rows, cols; const uint8_t *xq; float *y; lm_qpath p; const float *wf, *x; } job;
+static void run_q(void *a) { job *j = a; lm_qmatvec(&j->W, j->xq, j->y, j->p); }
 static void run_f32(void *a) {
   job *j = a;
   cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)j->rows, (int)j->cols, 1.0f, j->wf, (int)j->cols, j->x, 1, 0.0f, j->y, 1);
@@ -43,6 +42,7 @@ int main(int argc, char **argv) {
   double bw = bench_read_bandwidth();
   float *wf = lm_alloc(sizeof(float) * rows * cols), *x = lm_alloc(sizeof(float) * cols), *y = lm_alloc(sizeof(float) * rows);
   uint8_t *wq = lm_alloc(34 * rows * cols / 32), *xq = lm_alloc(34 * cols / 32);
+  uint8_t *wp = lm_alloc(lm_qmat_packed_bytes(LM_QW_Q8_0, rows, cols));   /* the larger of the two types' panels */
   lm_rng r;
   lm_rng_seed(&r, 1);
   for (int64_t i = 0; i < rows * cols; i++) wf[i] = lm_rng_normal(&r);
@@ -53,22 +53,23 @@ int main(int argc, char **argv) {
   if (la) { if (fscanf(la, "%lf %lf %lf", &load[0], &load[1], &load[2]) != 3) load[0] = -1; fclose(la); }
   printf("quantized matvec %lld x %lld, %d threads, read bandwidth %.2f GB/s, load %.2f %.2f %.2f\n", (long long)rows,
          (long long)cols, lm_get_threads(), bw / 1e9, load[0], load[1], load[2]);
-  job j = {0, wq, rows, cols, xq, y, 0, wf, x};
+  job j = {{LM_QW_Q8_0, rows, cols, wp, 1}, rows, cols, xq, y, 0, wf, x};
   double us = median_us(run_f32, &j), bytes = 4.0 * rows * cols;
   printf("  %-6s %-12s %9.1f us  %7.2f GB/s  %.2f of the bandwidth limit   (peer: OpenBLAS cblas_sgemv)\n", "f32", "sgemv", us,
          bytes / us / 1e3, bytes / us / 1e3 / (bw / 1e9));
   for (int wt = 0; wt <= LM_QW_Q4_0; wt++) {   /* the integer kernels (LM_QW_F16 has none) */
     int gt = wt == LM_QW_Q8_0 ? LM_GGML_Q8_0 : LM_GGML_Q4_0;
     lm_gguf_quantize(gt, wf, rows * cols, wq);
+    lm_qmat_pack(&(lm_qmat){(lm_qweight)wt, rows, cols, wq, 0}, wp);   /* the panels the model keeps */
     bytes = (double)lm_ggml_block_bytes(gt) * rows * cols / 32;
     for (int p = 0; p < LM_QPATH_COUNT; p++) {
       if (!lm_qpath_available((lm_qpath)p)) { printf("  %-6s %-12s not available on this CPU\n", lm_ggml_type_name(gt), lm_qpath_name((lm_qpath)p)); continue; }
-      j.wt = (lm_qweight)wt; j.p = (lm_qpath)p;
+      j.W.type = (lm_qweight)wt; j.p = (lm_qpath)p;
       us = median_us(run_q, &j);
       printf("  %-6s %-12s %9.1f us  %7.2f GB/s  %.2f of the bandwidth limit\n", lm_ggml_type_name(gt), lm_qpath_name((lm_qpath)p),
              us, bytes / us / 1e3, bytes / us / 1e3 / (bw / 1e9));
     }
   }
-  lm_free(wf); lm_free(x); lm_free(y); lm_free(wq); lm_free(xq);
+  lm_free(wf); lm_free(x); lm_free(y); lm_free(wq); lm_free(wp); lm_free(xq);
   return 0;
 }

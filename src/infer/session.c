@@ -312,7 +312,7 @@ static void op_residual(lm_fwd *s, team *t, float *xo, const float *x, const flo
 }
 
 /* out(n,OC) = inp(n,C) @ W^T + b, as linear(); in a team, chunks of weight rows (per: about 4 a
- * thread, for balance; a multiple of 16, quant.c's tile and 4 of linear.c's blocks). 4 rather than
+ * thread, for balance; a multiple of 16, quant.c's panel (LM_QP) and 4 of linear.c's blocks). 4 rather than
  * 16: GPT-2 124M decode at 2 threads on a quiet machine, 68.6 -> 73 tok/s (the old parallel-for per
  * op: 77.5); a thread that loses its core still leaves its chunks to the other */
 static void op_linear(lm_fwd *s, team *t, float *out, const float *inp, const float *w, const float *b, const lm_qmat *q,

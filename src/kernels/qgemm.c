@@ -95,7 +95,14 @@ static const deq_row DEQ[LM_QW_COUNT] = {[LM_QW_Q8_0] = deq_q8_0, [LM_QW_Q4_0] =
 void lm_qmat_dequantize(const lm_qmat *W, int64_t r0, int64_t nr, float *out) {
   size_t rb = lm_qmat_row_bytes(W);
   int64_t nb = W->cols / LM_QK;
-  for (int64_t r = 0; r < nr; r++) DEQ[W->type](W->data + (size_t)(r0 + r) * rb, nb, out + r * W->cols);
+  uint8_t blk[LM_Q8_0_BYTES];
+  for (int64_t r = 0; r < nr; r++) {
+    if (!W->packed) { DEQ[W->type](W->data + (size_t)(r0 + r) * rb, nb, out + r * W->cols); continue; }
+    for (int64_t b = 0; b < nb; b++) {   /* a packed row, block by block */
+      lm_qmat_block(W, r0 + r, b, blk);
+      DEQ[W->type](blk, 1, out + r * W->cols + b * LM_QK);
+    }
+  }
 }
 
 /* ------------------------------------------------------------------ packing */
@@ -104,13 +111,14 @@ void lm_qmat_dequantize(const lm_qmat *W, int64_t r0, int64_t nr, float *out) {
  * values as int8 (+128 as u8 when off128) in the group layout above, scales at dx (nb, 16) */
 static void pack_panel(const float *x, int64_t n, int64_t cols, int64_t p, int off128, uint8_t *xa, float *dx) {
   int64_t nb = cols / LM_QK;
-  uint8_t blk[LM_Q8_0_BYTES];
+  uint8_t q[nb * LM_Q8_0_BYTES];   /* one row's blocks, quantized in one call (blocks are independent) */
   for (int j = 0; j < AP; j++) {
     int64_t i = p * AP + j;
+    if (i < n) lm_quant_act_q8(x + i * cols, cols, q);
+    else memset(q, 0, sizeof q);
     for (int64_t b = 0; b < nb; b++) {
       uint8_t *o = xa + b * PB + 4 * j;
-      if (i < n) lm_quant_act_q8(x + i * cols + b * LM_QK, LM_QK, blk);
-      else memset(blk, 0, sizeof blk);
+      const uint8_t *blk = q + b * LM_Q8_0_BYTES;
       dx[b * AP + j] = scale_at(blk);
       for (int g = 0; g < 8; g++) {   /* values 4g..4g+3: row j's lane of group g */
         uint32_t v;
@@ -127,12 +135,11 @@ typedef uint8_t u8x16 __attribute__((vector_size(16)));
 /* weight rows r0..r0+nr-1 as int8 values (nr, nb, 32), scales dw (nr, nb), cw = -128 x each block's sum */
 static void unpack_rows(const lm_qmat *W, int64_t r0, int64_t nr, int8_t *w8, float *dw, int32_t *cw) {
   int64_t nb = W->cols / LM_QK;
-  size_t rb = lm_qmat_row_bytes(W);
+  uint8_t blk[LM_Q8_0_BYTES];
   for (int64_t r = 0; r < nr; r++) {
-    const uint8_t *src = W->data + (size_t)(r0 + r) * rb;
     for (int64_t b = 0; b < nb; b++) {
       int8_t *o = w8 + (r * nb + b) * LM_QK;
-      const uint8_t *blk = src + b * lm_qweight_block_bytes(W->type);
+      lm_qmat_block(W, r0 + r, b, blk);
       /* the sum from the block itself: reading back the bytes just stored would stall */
       int32_t s = 0;
       if (W->type == LM_QW_Q8_0) {

@@ -1,19 +1,19 @@
 /* quant.c — quantized matrix kernels and the f16 conversions (quant.h).
  *
- * One table (KERNELS) gives, per weight type and path, the row kernel: one weight row against up
- * to 4 prepared activation rows (the weight block is loaded and unpacked once for all of them).
- * lm_qmatmul quantizes the activations once per row and is the one loop over tiles of weight rows
- * that calls it. In a block, lane k's integer sum over values 4k..4k+3 is exact on every path:
+ * One table (KERNELS) gives, per weight type and path, the panel kernel: one packed panel (16
+ * weight rows) against up to MR prepared activation rows (each panel block is loaded, and Q4_0's
+ * nibbles unpacked, once for all of them). lm_qmatmul quantizes the activations once per row and
+ * is the one loop over panels that calls it. A block's dot product is exact in int32 on every
+ * path:
  *   - portable C: the sum as written;
- *   - AVX2: vpmaddubsw (u8 x s8 pairs into int16: at most 2 * 128 * 127, no saturation), then
- *     vpmaddwd with ones into the int32 lanes;
- *   - AVX-512 VNNI: vpdpbusd (u8 x s8, four products into each int32 lane at once), on 256-bit
- *     registers (its AVX512VL form).
- * Q8_0 multiplies |w| by x * sign(w) (u8 x s8). Q4_0 multiplies the unsigned nibbles q by x and
- * subtracts 8 x (the lane's sum of x), computed once per activation block: sum (q - 8) x exactly.
+ *   - AVX2: vpmaddubsw (u8 x s8 pairs into int16, never saturating here), then vpmaddwd with ones;
+ *   - AVX-512 VNNI: vpdpbusd (u8 x s8, four products into each int32 lane at once).
  * Then every path does the same float operations in the same order (quant.h), so all paths give
- * the same bits. */
-/* the scale multiply and the sum are two roundings on every path (no a*b + c as one FMA) */
+ * the same bits. The panel layout (lm_qmat_pack) puts a row in each int32 lane, so a block costs
+ * one load (Q8_0) or one load and three operations (Q4_0) per group of 4 values of 16 rows, and
+ * the lanes never need adding across: a decode step's product runs at the speed memory streams the
+ * panels (the row-major kernels this replaced were bound by arithmetic at about a third of it). */
+/* the scale multiply is rounded before the explicit fma on every path (no contraction) */
 #if defined(__clang__)
 #pragma clang fp contract(off)
 #elif defined(__GNUC__)
@@ -156,22 +156,49 @@ void lm_quant_act_q8(const float *x, int64_t n, uint8_t *out) {
   for (int64_t b = 0; b < n / LM_QK; b++) quant_block_c(x + b * LM_QK, out + b * LM_Q8_0_BYTES);
 }
 
+/* ------------------------------------------------------------------ the packed layout */
+
+size_t lm_qmat_packed_bytes(lm_qweight t, int64_t rows, int64_t cols) {
+  return (size_t)((rows + LM_QP - 1) / LM_QP) * (size_t)(cols / LM_QK) * LM_QP * lm_qweight_block_bytes(t);
+}
+
+/* byte j of a GGUF block's values (j < 32 for Q8_0, < 16 for Q4_0) within its packed panel block */
+static inline size_t packed_at(int64_t l, int j) { return 2 * LM_QP + (size_t)(j / 4) * 4 * LM_QP + 4 * (size_t)l + (size_t)(j % 4); }
+
+void lm_qmat_pack(const lm_qmat *W, uint8_t *out) {
+  int64_t nb = W->cols / LM_QK, np = (W->rows + LM_QP - 1) / LM_QP;
+  size_t bb = lm_qweight_block_bytes(W->type), pb = LM_QP * bb;
+  int q8 = W->type == LM_QW_Q8_0, nv = q8 ? LM_QK : LM_QK / 2;
+  #pragma omp parallel for schedule(static) if (np * nb >= 4096)
+  for (int64_t p = 0; p < np; p++)
+    for (int64_t b = 0; b < nb; b++) {
+      uint8_t *o = out + (size_t)(p * nb + b) * pb;
+      for (int64_t l = 0; l < LM_QP; l++) {
+        int64_t r = p * LM_QP + l;
+        /* a padding row: scale 0 and the values of a zero weight (w + 128 = 128; q = 8) */
+        const uint8_t *blk = r < W->rows ? W->data + (size_t)(r * nb + b) * bb : NULL;
+        o[2 * l] = blk ? blk[0] : 0;
+        o[2 * l + 1] = blk ? blk[1] : 0;
+        for (int j = 0; j < nv; j++) o[packed_at(l, j)] = blk ? (uint8_t)(blk[2 + j] ^ (q8 ? 0x80 : 0)) : q8 ? 0x80 : 0x88;
+      }
+    }
+}
+
 /* ------------------------------------------------------------------ activations, prepared */
 
-/* One activation row as the kernels read it: its Q8_0 blocks, their scales as f32, and per block
- * 8 x the sum of each lane's 4 values (Q4_0's offset of 8, exact in int32). */
+/* One activation row as the kernels read it: its Q8_0 blocks, their scales as f32, and each
+ * block's sum of values (the correction of the weights' offset: 128 for Q8_0, 8 for Q4_0). */
 typedef struct {
   const uint8_t *q;     /* nb blocks of 34 bytes */
   const float *d;       /* nb */
-  const int32_t *c8;    /* nb x 8 */
+  const int32_t *s;     /* nb */
 } qrow;
 
 #define ALIGN64(n) (((n) + 63) & ~(size_t)63)
 
 size_t lm_qmatmul_scratch(int64_t n, int64_t cols) {
   size_t nb = (size_t)(cols / LM_QK);
-  return ALIGN64((size_t)n * sizeof(qrow)) + ALIGN64((size_t)n * nb * LM_Q8_0_BYTES) + ALIGN64((size_t)n * nb * sizeof(float)) +
-         ALIGN64((size_t)n * nb * 8 * sizeof(int32_t)) + 64;
+  return ALIGN64((size_t)n * sizeof(qrow)) + ALIGN64((size_t)n * nb * LM_Q8_0_BYTES) + 2 * ALIGN64((size_t)n * nb * sizeof(float)) + 64;
 }
 
 /* the scratch's n prepared rows (the layout depends on n and cols only) */
@@ -187,17 +214,19 @@ static void prepare_row(const float *x, const uint8_t *xq, int64_t n, int64_t co
   p += ALIGN64((size_t)n * nb * LM_Q8_0_BYTES);
   float *d = (float *)p;
   p += ALIGN64((size_t)n * nb * sizeof(float));
-  int32_t *c8 = (int32_t *)p;
+  int32_t *s = (int32_t *)p;
   uint8_t *qi = q + (size_t)i * nb * LM_Q8_0_BYTES;
   if (xq) memcpy(qi, xq + (size_t)i * nb * LM_Q8_0_BYTES, (size_t)nb * LM_Q8_0_BYTES);
   else lm_quant_act_q8(x + i * cols, cols, qi);
   for (int64_t b = 0; b < nb; b++) {
     const uint8_t *blk = qi + b * LM_Q8_0_BYTES;
     const int8_t *v = (const int8_t *)(blk + 2);
+    int32_t sum = 0;
+    for (int j = 0; j < LM_QK; j++) sum += v[j];
     d[i * nb + b] = scale_at(blk);
-    for (int k = 0; k < 8; k++) c8[(i * nb + b) * 8 + k] = 8 * (v[4 * k] + v[4 * k + 1] + v[4 * k + 2] + v[4 * k + 3]);
+    s[i * nb + b] = sum;
   }
-  rows[i] = (qrow){qi, d + i * nb, c8 + i * nb * 8};
+  rows[i] = (qrow){qi, d + i * nb, s + i * nb};
 }
 
 /* fills the scratch with n prepared rows */
@@ -207,90 +236,141 @@ static qrow *prepare(const float *x, const uint8_t *xq, int64_t n, int64_t cols,
   return scratch_rows(scratch);
 }
 
-/* ------------------------------------------------------------------ row kernels */
+/* ------------------------------------------------------------------ panel kernels */
 
-/* out[i] = row w (nb blocks) . x[i], i < m <= 4 */
-typedef void (*row_kernel)(const uint8_t *w, int64_t nb, const qrow *x, int m, float *out);
+#define MR 8   /* activation rows per kernel call: each panel block is loaded (and unpacked) once for them */
 
-static inline float hsum_lanes(const float *a) { return ((a[0] + a[4]) + (a[2] + a[6])) + ((a[1] + a[5]) + (a[3] + a[7])); }
+/* out[i][l] = row l of panel w (nb panel blocks) . x[i], i < m <= MR */
+typedef void (*panel_kernel)(const uint8_t *w, int64_t nb, const qrow *x, int m, float out[MR][LM_QP]);
 
-static inline int q8_val(const uint8_t *wb, int j) { return (int8_t)wb[2 + j]; }
-static inline int q4_val(const uint8_t *wb, int j) { return j < 16 ? (wb[2 + j] & 15) - 8 : (wb[2 + j - 16] >> 4) - 8; }
+/* the value of row l of a packed panel block at j (Q8_0: w; Q4_0: the unsigned q) */
+static inline int q8_val(const uint8_t *pb, int64_t l, int j) { return (int8_t)(pb[packed_at(l, j)] ^ 0x80); }
+static inline int q4_val(const uint8_t *pb, int64_t l, int j) { return j < 16 ? pb[packed_at(l, j)] & 15 : pb[packed_at(l, j - 16)] >> 4; }
 
-#define PORTABLE_KERNEL(name, bytes, val)                                                        \
-  static void name(const uint8_t *w, int64_t nb, const qrow *x, int m, float *out) {            \
-    float acc[4][8] = {{0}};                                                                     \
+/* the definition (quant.h), written as it reads; Q4_0's values are q - 8 */
+#define PORTABLE_KERNEL(name, bytes, val, off)                                                   \
+  static void name(const uint8_t *w, int64_t nb, const qrow *x, int m, float out[MR][LM_QP]) {  \
+    float acc[MR][LM_QP] = {{0}};                                                                \
     for (int64_t b = 0; b < nb; b++) {                                                           \
-      const uint8_t *wb = w + b * (bytes);                                                       \
-      float dw = scale_at(wb);                                                                   \
-      for (int i = 0; i < m; i++) {                                                              \
-        const int8_t *xv = (const int8_t *)(x[i].q + b * LM_Q8_0_BYTES + 2);                     \
-        float s = dw * x[i].d[b];                                                                \
-        for (int k = 0; k < 8; k++) {                                                            \
-          int32_t is = 0;                                                                        \
-          for (int j = 4 * k; j < 4 * k + 4; j++) is += val(wb, j) * xv[j];                      \
-          acc[i][k] += (float)is * s;                                                            \
+      const uint8_t *pb = w + b * LM_QP * (bytes);                                               \
+      for (int l = 0; l < LM_QP; l++) {                                                          \
+        float dw = scale_at(pb + 2 * l);                                                         \
+        for (int i = 0; i < m; i++) {                                                            \
+          const int8_t *xv = (const int8_t *)(x[i].q + b * LM_Q8_0_BYTES + 2);                   \
+          int32_t dot = 0;                                                                       \
+          for (int j = 0; j < LM_QK; j++) dot += (val(pb, l, j) - (off)) * xv[j];                \
+          acc[i][l] = fmaf((float)dot, dw * x[i].d[b], acc[i][l]);                               \
         }                                                                                        \
       }                                                                                          \
     }                                                                                            \
-    for (int i = 0; i < m; i++) out[i] = hsum_lanes(acc[i]);                                     \
+    memcpy(out, acc, (size_t)m * sizeof acc[0]);                                                 \
   }
-PORTABLE_KERNEL(k_q8_c, LM_Q8_0_BYTES, q8_val)
-PORTABLE_KERNEL(k_q4_c, LM_Q4_0_BYTES, q4_val)
+PORTABLE_KERNEL(k_q8_c, LM_Q8_0_BYTES, q8_val, 0)
+PORTABLE_KERNEL(k_q4_c, LM_Q4_0_BYTES, q4_val, 8)
 
 #if defined(__x86_64__)
-#define AVX2 __attribute__((target("avx2,f16c")))
-#define VNNI __attribute__((target("avx2,f16c,avx512f,avx512bw,avx512vl,avx512vnni")))
+#define AVX2 __attribute__((target("avx2,fma,f16c")))
+#define VNNI __attribute__((target("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")))
 #define INL inline __attribute__((always_inline))
 
-AVX2 static INL float hsum8_ps(__m256 v) {   /* hsum_lanes' order */
-  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));   /* a0+a4, a1+a5, a2+a6, a3+a7 */
-  s = _mm_add_ps(s, _mm_movehl_ps(s, s));                                           /* (a0+a4)+(a2+a6), (a1+a5)+(a3+a7) */
-  return _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)));
-}
-AVX2 static INL float f16c_scale(const uint8_t *p) { return _cvtsh_ss((unsigned short)(p[0] | p[1] << 8)); }
-/* Q4_0's 16 bytes -> the 32 unsigned nibbles q in value order (low nibbles are values 0..15) */
-AVX2 static INL __m256i nibbles(const uint8_t *wb) {
-  __m128i q = _mm_loadu_si128((const __m128i *)(wb + 2)), m = _mm_set1_epi8(15);
-  return _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(q, 4), m), _mm_and_si128(q, m));
-}
+static INL int32_t load32(const uint8_t *p) { int32_t v; memcpy(&v, p, 4); return v; }
 
-/* The SIMD row kernel: LANES(a, xv, i) gives block b's int32 lanes against row i, from `a` (the
- * weight block as prepared by PREP) */
-#define SIMD_KERNEL(name, attr, bytes, PREP, LANES)                                              \
-  attr static INL void name##_m(const uint8_t *w, int64_t nb, const qrow *x, const int m, float *out) { \
-    __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()}; \
-    for (int64_t b = 0; b < nb; b++) {                                                           \
-      const uint8_t *wb = w + b * (bytes);                                                       \
-      __m256i a = PREP;                                                                          \
-      float dw = f16c_scale(wb);                                                                 \
-      for (int i = 0; i < m; i++) {                                                              \
-        __m256i xv = _mm256_loadu_si256((const __m256i *)(x[i].q + b * LM_Q8_0_BYTES + 2));     \
-        __m256i is = LANES;                                                                      \
-        acc[i] = _mm256_add_ps(acc[i], _mm256_mul_ps(_mm256_cvtepi32_ps(is), _mm256_set1_ps(dw * x[i].d[b]))); \
-      }                                                                                          \
-    }                                                                                            \
-    for (int i = 0; i < m; i++) out[i] = hsum8_ps(acc[i]);                                       \
-  }                                                                                              \
-  attr static void name(const uint8_t *w, int64_t nb, const qrow *x, int m, float *out) {       \
-    switch (m) {                                                                                 \
-      case 1: name##_m(w, nb, x, 1, out); break;                                                 \
-      case 2: name##_m(w, nb, x, 2, out); break;                                                 \
-      case 3: name##_m(w, nb, x, 3, out); break;                                                 \
-      default: name##_m(w, nb, x, 4, out); break;                                                \
-    }                                                                                            \
+/* AVX-512 VNNI: a 64-byte group is one int32 lane a row; vpdpbusd multiplies its unsigned bytes
+ * (Q8_0: w + 128; Q4_0: q) by a broadcast 4 values of x and adds the four products into the lane,
+ * which starts at -128 (Q8_0) or -8 (Q4_0) times the block's sum of x: exactly sum_j w_j x_j */
+VNNI static INL void vnni_t(const uint8_t *w, int64_t nb, const qrow *x, const int m, const int q4, float out[MR][LM_QP]) {
+  const size_t pbytes = LM_QP * (q4 ? LM_Q4_0_BYTES : LM_Q8_0_BYTES);
+  const __m512i lo4 = _mm512_set1_epi8(15);
+  __m512 acc[MR];
+  for (int i = 0; i < m; i++) acc[i] = _mm512_setzero_ps();
+  for (int64_t b = 0; b < nb; b++) {
+    const uint8_t *pb = w + b * pbytes;
+    __m512i s[MR];
+    for (int i = 0; i < m; i++) s[i] = _mm512_set1_epi32(x[i].s[b] * (q4 ? -8 : -128));
+    for (int c = 0; c < (q4 ? 4 : 8); c++) {
+      __m512i v = _mm512_loadu_si512((const void *)(pb + 2 * LM_QP + 64 * c));
+      if (q4) {
+        __m512i lo = _mm512_and_si512(v, lo4), hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), lo4);
+        for (int i = 0; i < m; i++) {
+          const uint8_t *xb = x[i].q + b * LM_Q8_0_BYTES + 2;
+          s[i] = _mm512_dpbusd_epi32(s[i], lo, _mm512_set1_epi32(load32(xb + 4 * c)));
+          s[i] = _mm512_dpbusd_epi32(s[i], hi, _mm512_set1_epi32(load32(xb + 16 + 4 * c)));
+        }
+      } else {
+        for (int i = 0; i < m; i++)
+          s[i] = _mm512_dpbusd_epi32(s[i], v, _mm512_set1_epi32(load32(x[i].q + b * LM_Q8_0_BYTES + 2 + 4 * c)));
+      }
+    }
+    __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)pb));
+    for (int i = 0; i < m; i++) acc[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s[i]), _mm512_mul_ps(dw, _mm512_set1_ps(x[i].d[b])), acc[i]);
   }
+  for (int i = 0; i < m; i++) _mm512_storeu_ps(out[i], acc[i]);
+}
 
-#define C8(i) _mm256_loadu_si256((const __m256i *)(x[i].c8 + b * 8))
-#define ONES16 _mm256_set1_epi16(1)
-SIMD_KERNEL(k_q8_avx2, AVX2, LM_Q8_0_BYTES, _mm256_loadu_si256((const __m256i *)(wb + 2)),
-            _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_sign_epi8(a, a), _mm256_sign_epi8(xv, a)), ONES16))
-SIMD_KERNEL(k_q4_avx2, AVX2, LM_Q4_0_BYTES, nibbles(wb),
-            _mm256_sub_epi32(_mm256_madd_epi16(_mm256_maddubs_epi16(a, xv), ONES16), C8(i)))
-SIMD_KERNEL(k_q8_vnni, VNNI, LM_Q8_0_BYTES, _mm256_loadu_si256((const __m256i *)(wb + 2)),
-            _mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_abs_epi8(a), _mm256_sign_epi8(xv, a)))
-SIMD_KERNEL(k_q4_vnni, VNNI, LM_Q4_0_BYTES, nibbles(wb),
-            _mm256_sub_epi32(_mm256_dpbusd_epi32(_mm256_setzero_si256(), a, xv), C8(i)))
+/* AVX2: 8 rows a register (half h of the panel). vpmaddubsw multiplies unsigned by signed bytes
+ * into int16 pairs: Q4_0's q (at most 2 * 15 * 127 a pair) directly, with -8 x the block's sum of x
+ * as the start; Q8_0 as |w| x sign(x, w) (at most 2 * 128 * 127: no saturation, w + 128 would
+ * saturate), no correction; vpmaddwd with ones adds the pairs into each row's int32 lane */
+AVX2 static INL void avx2_t(const uint8_t *w, int64_t nb, const qrow *x, const int m, const int q4, float out[MR][LM_QP]) {
+  const size_t pbytes = LM_QP * (q4 ? LM_Q4_0_BYTES : LM_Q8_0_BYTES);
+  const __m256i lo4 = _mm256_set1_epi8(15), ones = _mm256_set1_epi16(1), off = _mm256_set1_epi8((char)0x80);
+  for (int h = 0; h < 2; h++) {
+    __m256 acc[MR];
+    for (int i = 0; i < m; i++) acc[i] = _mm256_setzero_ps();
+    for (int64_t b = 0; b < nb; b++) {
+      const uint8_t *pb = w + b * pbytes;
+      __m256i s[MR];
+      for (int i = 0; i < m; i++) s[i] = _mm256_set1_epi32(q4 ? x[i].s[b] * -8 : 0);
+      for (int c = 0; c < (q4 ? 4 : 8); c++) {
+        __m256i v = _mm256_loadu_si256((const __m256i *)(pb + 2 * LM_QP + 64 * c + 32 * h));
+        if (q4) {
+          __m256i lo = _mm256_and_si256(v, lo4), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), lo4);
+          for (int i = 0; i < m; i++) {
+            const uint8_t *xb = x[i].q + b * LM_Q8_0_BYTES + 2;
+            __m256i pl = _mm256_maddubs_epi16(lo, _mm256_set1_epi32(load32(xb + 4 * c)));
+            __m256i ph = _mm256_maddubs_epi16(hi, _mm256_set1_epi32(load32(xb + 16 + 4 * c)));
+            s[i] = _mm256_add_epi32(s[i], _mm256_madd_epi16(_mm256_add_epi16(pl, ph), ones));
+          }
+        } else {
+          __m256i ws = _mm256_xor_si256(v, off), wa = _mm256_abs_epi8(ws);
+          for (int i = 0; i < m; i++) {
+            __m256i xv = _mm256_set1_epi32(load32(x[i].q + b * LM_Q8_0_BYTES + 2 + 4 * c));
+            s[i] = _mm256_add_epi32(s[i], _mm256_madd_epi16(_mm256_maddubs_epi16(wa, _mm256_sign_epi8(xv, ws)), ones));
+          }
+        }
+      }
+      __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(pb + 16 * h)));
+      for (int i = 0; i < m; i++) acc[i] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s[i]), _mm256_mul_ps(dw, _mm256_set1_ps(x[i].d[b])), acc[i]);
+    }
+    for (int i = 0; i < m; i++) _mm256_storeu_ps(out[i] + 8 * h, acc[i]);
+  }
+}
+
+/* one function per path and type, m a switch over constant instances (the accumulators in registers) */
+#define ROWS_SWITCH(CALL)                                                                        \
+  switch (m) {                                                                                   \
+    case 1: CALL(1); break;                                                                      \
+    case 2: CALL(2); break;                                                                      \
+    case 3: CALL(3); break;                                                                      \
+    case 4: CALL(4); break;                                                                      \
+    case 5: CALL(5); break;                                                                      \
+    case 6: CALL(6); break;                                                                      \
+    case 7: CALL(7); break;                                                                      \
+    default: CALL(8); break;                                                                     \
+  }
+_Static_assert(MR == 8, "ROWS_SWITCH lists the row counts up to MR");
+#define SIMD_KERNEL(name, attr)                                                                  \
+  attr static void name(const uint8_t *w, int64_t nb, const qrow *x, int m, float out[MR][LM_QP]) { \
+    ROWS_SWITCH(name##_CALL)                                                                     \
+  }
+#define k_q8_vnni_CALL(k) vnni_t(w, nb, x, k, 0, out)
+#define k_q4_vnni_CALL(k) vnni_t(w, nb, x, k, 1, out)
+#define k_q8_avx2_CALL(k) avx2_t(w, nb, x, k, 0, out)
+#define k_q4_avx2_CALL(k) avx2_t(w, nb, x, k, 1, out)
+SIMD_KERNEL(k_q8_vnni, VNNI)
+SIMD_KERNEL(k_q4_vnni, VNNI)
+SIMD_KERNEL(k_q8_avx2, AVX2)
+SIMD_KERNEL(k_q4_avx2, AVX2)
 #define KERN(c, a, v) {c, a, v}
 #else
 #define KERN(c, a, v) {c, NULL, NULL}
@@ -298,7 +378,7 @@ SIMD_KERNEL(k_q4_vnni, VNNI, LM_Q4_0_BYTES, nibbles(wb),
 
 static const struct {
   size_t bytes;
-  row_kernel kern[LM_QPATH_COUNT];   /* by lm_qpath; NULL: not built */
+  panel_kernel kern[LM_QPATH_COUNT];   /* by lm_qpath; NULL: not built */
 } KERNELS[LM_QW_COUNT] = {
     [LM_QW_Q8_0] = {LM_Q8_0_BYTES, KERN(k_q8_c, k_q8_avx2, k_q8_vnni)},
     [LM_QW_Q4_0] = {LM_Q4_0_BYTES, KERN(k_q4_c, k_q4_avx2, k_q4_vnni)},
@@ -314,7 +394,7 @@ int lm_qpath_available(lm_qpath p) {
   if (p >= LM_QPATH_COUNT || !KERNELS[0].kern[p]) return 0;
 #if defined(__x86_64__)
   __builtin_cpu_init();
-  /* FMA: qgemm.c's AVX2 and VNNI kernels use it */
+  /* FMA: the AVX2 and VNNI kernels here and in qgemm.c use it */
   if (p == LM_QPATH_AVX2) return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && has_f16c();
   if (p == LM_QPATH_VNNI)
     return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && has_f16c() && __builtin_cpu_supports("avx512bw") &&
@@ -331,31 +411,30 @@ lm_qpath lm_qpath_best(void) {
 
 /* ------------------------------------------------------------------ the products */
 
-#define TILE 16   /* weight rows a thread takes at a time: each is read once for all activation rows */
-
-/* y's columns r0..r1 (weight rows) for all n activation rows; each output is one kernel call's */
-static void tile_rows(row_kernel kern, const uint8_t *w, size_t row_bytes, int64_t rows, int64_t nb, const qrow *x, int64_t n,
-                      const float *bias, float *y, int64_t r0, int64_t r1) {
-  for (int64_t i0 = 0; i0 < n; i0 += 4) {
-    int m = n - i0 < 4 ? (int)(n - i0) : 4;
-    for (int64_t r = r0; r < r1; r++) {
-      float out[4];
-      kern(w + (size_t)r * row_bytes, nb, x + i0, m, out);
-      for (int i = 0; i < m; i++) y[(i0 + i) * rows + r] = bias ? out[i] + bias[r] : out[i];
+/* y's columns in panels p0..p1-1 (weight rows 16 p0 ..) for all n activation rows; each output is
+ * one kernel call's */
+static void panel_rows(const lm_qmat *W, const qrow *x, int64_t n, const float *bias, float *y, int64_t p0, int64_t p1, lm_qpath path) {
+  panel_kernel kern = KERNELS[W->type].kern[path];
+  int64_t nb = W->cols / LM_QK, rows = W->rows;
+  size_t pbytes = (size_t)nb * LM_QP * KERNELS[W->type].bytes;
+  for (int64_t p = p0; p < p1; p++) {
+    int64_t r0 = p * LM_QP, nr = rows - r0 < LM_QP ? rows - r0 : LM_QP;
+    for (int64_t i0 = 0; i0 < n; i0 += MR) {
+      int m = n - i0 < MR ? (int)(n - i0) : MR;
+      float out[MR][LM_QP];
+      kern(W->data + (size_t)p * pbytes, nb, x + i0, m, out);
+      for (int i = 0; i < m; i++)
+        for (int64_t l = 0; l < nr; l++) y[(i0 + i) * rows + r0 + l] = bias ? out[i][l] + bias[r0 + l] : out[i][l];
     }
   }
 }
 
-static void qmatmul_rows(lm_qweight wt, const uint8_t *w, int64_t rows, int64_t cols, const qrow *x, int64_t n,
-                         const float *bias, float *y, lm_qpath p) {
-  row_kernel kern = KERNELS[wt].kern[p];
-  int64_t nb = cols / LM_QK, tiles = (rows + TILE - 1) / TILE;
-  size_t row_bytes = (size_t)nb * KERNELS[wt].bytes;
-  /* dynamic: a thread that shares its core with another job takes fewer tiles instead of holding
+static void qmatmul_rows(const lm_qmat *W, const qrow *x, int64_t n, const float *bias, float *y, lm_qpath p) {
+  int64_t np = (W->rows + LM_QP - 1) / LM_QP;
+  /* dynamic: a thread that shares its core with another job takes fewer panels instead of holding
    * the others up at the end (each output is one thread's work, so the bits do not depend on it) */
-  #pragma omp parallel for schedule(dynamic, 1) if (rows * nb * n >= (1 << 12))
-  for (int64_t t = 0; t < tiles; t++)
-    tile_rows(kern, w, row_bytes, rows, nb, x, n, bias, y, t * TILE, (t + 1) * TILE < rows ? (t + 1) * TILE : rows);
+  #pragma omp parallel for schedule(dynamic, 1) if (W->rows * W->cols * n >= (1 << 17))
+  for (int64_t t = 0; t < np; t++) panel_rows(W, x, n, bias, y, t, t + 1, p);
 }
 
 void lm_qmatmul_prepare_row(const float *x, int64_t n, int64_t cols, void *scratch, int64_t i) {
@@ -363,20 +442,18 @@ void lm_qmatmul_prepare_row(const float *x, int64_t n, int64_t cols, void *scrat
 }
 
 void lm_qmatmul_part(const lm_qmat *W, int64_t n, const float *bias, float *y, void *scratch, int64_t r0, int64_t r1, lm_qpath p) {
-  int64_t nb = W->cols / LM_QK;
-  tile_rows(KERNELS[W->type].kern[p], W->data, (size_t)nb * KERNELS[W->type].bytes, W->rows, nb, scratch_rows(scratch), n, bias, y,
-            r0, r1);
+  panel_rows(W, scratch_rows(scratch), n, bias, y, r0 / LM_QP, (r1 + LM_QP - 1) / LM_QP, p);
 }
 
 void lm_qmatmul(const lm_qmat *W, const float *x, int64_t n, const float *bias, float *y, void *scratch, lm_qpath p) {
   const qrow *xr = prepare(x, NULL, n, W->cols, scratch);
-  qmatmul_rows(W->type, W->data, W->rows, W->cols, xr, n, bias, y, p);
+  qmatmul_rows(W, xr, n, bias, y, p);
 }
 
-void lm_qmatvec(lm_qweight wt, const void *w, int64_t rows, int64_t cols, const uint8_t *xq, float *y, lm_qpath p) {
-  void *scratch = malloc(lm_qmatmul_scratch(1, cols));
-  if (!scratch) { for (int64_t r = 0; r < rows; r++) y[r] = NAN; return; }
-  const qrow *xr = prepare(NULL, xq, 1, cols, scratch);
-  qmatmul_rows(wt, w, rows, cols, xr, 1, NULL, y, p);
+void lm_qmatvec(const lm_qmat *W, const uint8_t *xq, float *y, lm_qpath p) {
+  void *scratch = malloc(lm_qmatmul_scratch(1, W->cols));
+  if (!scratch) { for (int64_t r = 0; r < W->rows; r++) y[r] = NAN; return; }
+  const qrow *xr = prepare(NULL, xq, 1, W->cols, scratch);
+  qmatmul_rows(W, xr, 1, NULL, y, p);
   free(scratch);
 }

@@ -1,15 +1,20 @@
 /* quant.h — matrix products on quantized weights (DESIGN.md §5: kernels/quant).
  *
- * Weights are rows of ggml blocks of 32 values: Q8_0 (f16 scale d, 32 int8) or Q4_0 (f16 scale,
- * 32 4-bit values q, weight (q - 8) d). Activations are quantized to Q8_0 blocks too (one f16
- * scale per 32 values, round to nearest: lm_quant_act_q8), once per row, so each block's dot
- * product is integer arithmetic, scaled once, as ggml's vec_dot_q8_0_q8_0 / vec_dot_q4_0_q8_0.
- * The sum is kept in 8 lanes, as a SIMD register holds it: lane k of block b holds the exact
- * integer sum i_bk over the block's values 4k..4k+3, and
- *   acc_k += (float)i_bk * (d_w,b * d_x,b)      (block order; a multiply, then an add)
- *   y = ((acc_0 + acc_4) + (acc_2 + acc_6)) + ((acc_1 + acc_5) + (acc_3 + acc_7))   [+ bias]
- * The integer sums are exact on every path and the float steps are the same operations, so the
- * portable, AVX2 and AVX-512 VNNI paths give the same bits (tests/unit/test_quant.c). */
+ * Weights are ggml blocks of 32 values: Q8_0 (f16 scale d, 32 int8) or Q4_0 (f16 scale, 32 4-bit
+ * values q, weight (q - 8) d). Activations are quantized to Q8_0 blocks too (one f16 scale per 32
+ * values, round to nearest: lm_quant_act_q8), once per row, so each block's dot product is integer
+ * arithmetic, scaled once, as ggml's vec_dot_q8_0_q8_0 / vec_dot_q4_0_q8_0.
+ *
+ * The kernels read the weights repacked once at load (lm_qmat_pack) into panels of 16 rows: per
+ * block, the 16 rows' f16 scales, then their values interleaved 4 bytes a row, so one 64-byte load
+ * is one 4-value group of all 16 rows (one int32 lane a row) and a product streams the panel's
+ * memory front to back. Per output (weight row r, activation row i)
+ *   acc = fma((float)dot_b, dw_b * dx_b, acc)      over the blocks b in order; y = acc [+ bias]
+ * where dot_b is the block's exact integer dot product and dw_b, dx_b the two scales (the product
+ * rounded first): the definition qgemm.h's prompt-sized GEMM also computes, so a prompt's and a
+ * decode step's products are the same bits. The integer sums are exact on every path and the float
+ * operations the same, so the portable, AVX2 and AVX-512 VNNI paths give the same bits
+ * (tests/unit/test_quant.c). */
 #ifndef LM_KERNELS_QUANT_H
 #define LM_KERNELS_QUANT_H
 
@@ -19,18 +24,28 @@
 #define LM_QK 32                 /* values per block */
 #define LM_Q8_0_BYTES 34         /* f16 d + 32 int8 */
 #define LM_Q4_0_BYTES 18         /* f16 d + 16 bytes of two 4-bit values (j low, j + 16 high) */
+#define LM_QP 16                 /* weight rows per packed panel (lm_qmat_pack) */
 
 /* LM_QW_F16: a weight kept as f16 values (blocks of 32, no scale), run by linear.c's
  * lm_linear_rows_f16 and qgemm.c, not by lm_qmatmul / lm_qmatvec */
 typedef enum { LM_QW_Q8_0 = 0, LM_QW_Q4_0, LM_QW_F16, LM_QW_COUNT } lm_qweight;
 typedef enum { LM_QPATH_PORTABLE = 0, LM_QPATH_AVX2, LM_QPATH_VNNI, LM_QPATH_COUNT } lm_qpath;
 
-/* A weight matrix kept quantized: rows x (cols / 32) blocks of `type`, row after row (ggml's
- * layout, as in a GGUF file). data is lm_alloc'ed by whoever fills it. */
+/* A weight matrix kept quantized: rows x (cols / 32) blocks of `type`. packed 0: row after row
+ * (ggml's layout, as in a GGUF file); packed 1 (Q8_0/Q4_0 only, what the kernels read): panels of
+ * LM_QP rows (the last padded with zero rows), panel after panel, each (cols / 32) panel blocks of
+ * LM_QP x the block's bytes:
+ *   - the 16 rows' f16 scales (32 bytes), then
+ *   - Q8_0: 8 groups of 64 bytes, group g holding values 4g..4g+3 of row l at bytes 4l..4l+3, each
+ *     as w + 128 (an unsigned byte: vpdpbusd's unsigned operand);
+ *   - Q4_0: 4 groups of 64 bytes, group c holding bytes 4c..4c+3 of row l's 16 bytes at 4l..4l+3:
+ *     the low nibbles are values 4c..4c+3 (q, unsigned), the high ones 16+4c..16+4c+3.
+ * data is lm_alloc'ed by whoever fills it. */
 typedef struct lm_qmat {
   lm_qweight type;
   int64_t rows, cols;
   uint8_t *data;
+  int packed;
 } lm_qmat;
 
 float lm_f16_to_f32(uint16_t h);
@@ -48,18 +63,41 @@ size_t lm_qweight_block_bytes(lm_qweight t);
 /* n floats (a multiple of 32) -> n / 32 Q8_0 blocks at out (ggml's quantize_row_q8_0_ref). */
 void lm_quant_act_q8(const float *x, int64_t n, uint8_t *out);
 
+/* Bytes of a packed Q8_0/Q4_0 matrix of rows x cols. */
+size_t lm_qmat_packed_bytes(lm_qweight t, int64_t rows, int64_t cols);
+/* W (packed 0, Q8_0 or Q4_0) in the packed layout at out (lm_qmat_packed_bytes): a copy of every
+ * byte, rearranged (panels in parallel) */
+void lm_qmat_pack(const lm_qmat *W, uint8_t *out);
+/* row r's block b of W (Q8_0/Q4_0, either layout) as a GGUF block (LM_Q8_0_BYTES or LM_Q4_0_BYTES
+ * at out); inline: qgemm.c unpacks every block of a prompt's weights through it */
+static inline void lm_qmat_block(const lm_qmat *W, int64_t r, int64_t b, uint8_t *out) {
+  int64_t nb = W->cols / LM_QK;
+  int q8 = W->type == LM_QW_Q8_0;
+  size_t bb = q8 ? LM_Q8_0_BYTES : LM_Q4_0_BYTES;
+  if (!W->packed) {
+    for (size_t j = 0; j < bb; j++) out[j] = W->data[(size_t)(r * nb + b) * bb + j];
+    return;
+  }
+  const uint8_t *pb = W->data + (size_t)((r / LM_QP) * nb + b) * LM_QP * bb;
+  int64_t l = r % LM_QP;
+  out[0] = pb[2 * l];
+  out[1] = pb[2 * l + 1];
+  for (int g = 0; g < (q8 ? 8 : 4); g++)
+    for (int k = 0; k < 4; k++) out[2 + 4 * g + k] = (uint8_t)(pb[2 * LM_QP + 4 * LM_QP * g + 4 * l + k] ^ (q8 ? 0x80 : 0));
+}
+
 /* Bytes of scratch lm_qmatmul needs for n activation rows of cols values. */
 size_t lm_qmatmul_scratch(int64_t n, int64_t cols);
-/* y (n, W.rows) = x (n, W.cols) W^T + bias (NULL: none). Each row of x is quantized to Q8_0 once
- * (into scratch, lm_qmatmul_scratch bytes); weight rows run in parallel in tiles, each tile against
- * every activation row, so a weight block is read from memory once per call. */
+/* y (n, W.rows) = x (n, W.cols) W^T + bias (NULL: none), W packed. Each row of x is quantized to
+ * Q8_0 once (into scratch, lm_qmatmul_scratch bytes); panels of weight rows run in parallel, each
+ * against every activation row, so a weight block is read from memory once per call. */
 void lm_qmatmul(const lm_qmat *W, const float *x, int64_t n, const float *bias, float *y, void *scratch, lm_qpath p);
 /* lm_qmatmul in pieces, for a caller that shares the work among its own threads (session.c's
- * decode step): prepare each activation row i < n once, then any ranges r0..r1 of weight rows, on
- * one thread each. The same bits as lm_qmatmul. */
+ * decode step): prepare each activation row i < n once, then any ranges r0..r1 - 1 of weight rows
+ * (r0 and r1 multiples of LM_QP, or r1 = W.rows), on one thread each. The same bits as lm_qmatmul. */
 void lm_qmatmul_prepare_row(const float *x, int64_t n, int64_t cols, void *scratch, int64_t i);
 void lm_qmatmul_part(const lm_qmat *W, int64_t n, const float *bias, float *y, void *scratch, int64_t r0, int64_t r1, lm_qpath p);
-/* y (rows) = W x for x given as the Q8_0 blocks of lm_quant_act_q8 (tests and benchmarks). */
-void lm_qmatvec(lm_qweight wt, const void *w, int64_t rows, int64_t cols, const uint8_t *xq, float *y, lm_qpath p);
+/* y (W.rows) = W x, W packed, for x given as the Q8_0 blocks of lm_quant_act_q8 (tests and benchmarks). */
+void lm_qmatvec(const lm_qmat *W, const uint8_t *xq, float *y, lm_qpath p);
 
 #endif

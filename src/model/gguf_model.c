@@ -250,7 +250,8 @@ static lm_status read_config(const lm_gguf *g, const arch_info *a, lm_config *c)
 /* ------------------------------------------------------------------ quantized linears */
 
 /* How each linear is kept for inference (model.h qlin), from the types of its GGUF parts: Q8_0 and
- * Q4_0 blocks as they are in the file (rows permuted as the f32 ones); the other quantized types
+ * Q4_0 blocks as they are in the file (rows permuted as the f32 ones), then repacked into the
+ * kernels' panels of 16 rows (quant.h lm_qmat_pack; the same bytes rearranged); the other quantized types
  * (Q4_K, Q5_K, Q6_K) or a mix of them requantized to Q8_0 from their dequantized values (8 bits
  * keep what their 4-6 bits hold); a linear whose parts are all F16 kept as f16 when loading for
  * generation only (half the bytes a decoded token reads); any other float part (F32, BF16, F16
@@ -392,6 +393,22 @@ static lm_status qlin_plan(lm_model *m, const arch_info *a, load_ctx *x, int64_t
   return st;
 }
 
+/* the Q8_0/Q4_0 entries repacked into the kernels' panels (quant.h lm_qmat_pack), one at a time
+ * (the peak is one matrix more) */
+static lm_status qlin_pack(lm_model *m) {
+  for (int64_t e = 0; e < LM_QL_COUNT(m); e++) {
+    lm_qmat *q = &m->qlin[e];
+    if (!q->data || q->packed || q->type == LM_QW_F16) continue;
+    uint8_t *p = lm_alloc(lm_qmat_packed_bytes(q->type, q->rows, q->cols));
+    if (!p) return lm_error(LM_ERR_NOMEM, "out of memory for the quantized weights");
+    lm_qmat_pack(q, p);
+    lm_free(q->data);
+    q->data = p;
+    q->packed = 1;
+  }
+  return LM_OK;
+}
+
 lm_status lm_gguf_model_load_qonly(lm_model **out, const char *path, int head, int qonly) {
   *out = NULL;
   if (head >= 0 && head != LM_HEAD_LM)
@@ -416,6 +433,7 @@ lm_status lm_gguf_model_load_qonly(lm_model **out, const char *path, int head, i
     if (!st) st = each_tensor(m, a, load_one, &x);
     x.pass = 1;
     if (!st && used) st = each_tensor(m, a, qlin_part, &x);
+    if (!st && used) st = qlin_pack(m);
     if (!st && !used) { lm_model_drop_quant(m); m->qonly = 0; }   /* every weight is f32 */
   }
   for (int64_t i = 0; !st && i < lm_gguf_n_tensors(g); i++)

@@ -11,7 +11,8 @@
  * moves each value by at most d / 2 + 127 |d - d_h| <= d_h (1/2 + 127 / 2^11) (1 + 2^-11), so
  *   |y - y_f32| <= sum over blocks of 0.5625 d_h,b sum_b |w|   + 1e-5 sum |x w| for float rounding.
  * Weight rows and activation rows that do not fill the kernels' tiles, with and without bias, and
- * the same bits at 1, 2 and 3 threads. f16 weights (converted panels x sgemm) equal the double
+ * the same bits at 1, 2 and 3 threads, on the packed panels a loaded model keeps and on the GGUF
+ * layout, and the same bits as the decode kernel (quant.c lm_qmatmul). f16 weights (converted panels x sgemm) equal the double
  * product to sgemm's tolerance, and their bits do not depend on the thread count either (OpenBLAS
  * would thread itself inside a team of one). */
 #if defined(__clang__)
@@ -28,23 +29,33 @@
 #include "kernels/qgemm.h"
 #include "model/gguf.h"
 
-/* W (rows, cols) from weights w: blocks of `gt` as lm_gguf_quantize makes them */
+/* W (rows, cols) from weights w: blocks of `gt` as lm_gguf_quantize makes them, in the GGUF layout */
 static lm_qmat make(lm_qweight wt, int gt, const float *w, int64_t rows, int64_t cols) {
-  lm_qmat W = {wt, rows, cols, malloc((size_t)rows * cols / 32 * lm_qweight_block_bytes(wt))};
+  lm_qmat W = {wt, rows, cols, malloc((size_t)rows * cols / 32 * lm_qweight_block_bytes(wt)), 0};
   cr_assert_eq(lm_gguf_quantize(gt, w, rows * cols, W.data), LM_OK);
+  return W;
+}
+
+/* R packed into the panels the loader keeps (quant.h lm_qmat_pack) */
+static lm_qmat pack(const lm_qmat *R) {
+  lm_qmat W = {R->type, R->rows, R->cols, malloc(lm_qmat_packed_bytes(R->type, R->rows, R->cols)), 1};
+  lm_qmat_pack(R, W.data);
   return W;
 }
 
 static float f16at(const uint8_t *p) { return lm_f16_to_f32((uint16_t)(p[0] | p[1] << 8)); }
 
-/* weight value k of row o's block b */
-static int wval(const lm_qmat *W, int64_t o, int64_t b, int k) {
-  const uint8_t *wb = W->data + o * lm_qmat_row_bytes(W) + b * lm_qweight_block_bytes(W->type);
-  if (W->type == LM_QW_Q8_0) return (int8_t)wb[2 + k];
+/* weight value k of row o's block b (R: the GGUF layout) */
+static int wval(const lm_qmat *R, int64_t o, int64_t b, int k) {
+  const uint8_t *wb = R->data + o * lm_qmat_row_bytes(R) + b * lm_qweight_block_bytes(R->type);
+  if (R->type == LM_QW_Q8_0) return (int8_t)wb[2 + k];
   return k < 16 ? (wb[2 + k] & 15) - 8 : (wb[2 + k - 16] >> 4) - 8;
 }
 
-static void check(const lm_qmat *W, int gt, int64_t n, uint64_t seed) {
+/* R in the GGUF layout; the products run on its packed panels (as a loaded model's), and on R */
+static void check(const lm_qmat *R, int gt, int64_t n, uint64_t seed) {
+  lm_qmat P = pack(R);
+  const lm_qmat *W = &P;
   int64_t rows = W->rows, cols = W->cols, nb = cols / 32;
   lm_rng r;
   lm_rng_seed(&r, seed);
@@ -55,9 +66,13 @@ static void check(const lm_qmat *W, int gt, int64_t n, uint64_t seed) {
   for (int64_t i = 0; i < n * cols; i++) x[i] = lm_rng_normal(&r) * (i % 61 == 0 ? 10.0f : 1.0f);
   for (int64_t i = 0; i < 32; i++) x[cols + i] = 0;   /* a zero activation block (row 1): d = 0 */
   for (int64_t i = 0; i < rows; i++) bias[i] = lm_rng_normal(&r);
-  cr_assert_eq(lm_gguf_dequantize(gt, W->data, (size_t)rows * lm_qmat_row_bytes(W), wd, rows * cols), LM_OK);
-  lm_qmat_dequantize(W, 0, rows, wd2);
-  cr_assert(memcmp(wd, wd2, sizeof(float) * rows * cols) == 0, "dequantized values differ from the GGUF reader's");
+  cr_assert_eq(lm_gguf_dequantize(gt, R->data, (size_t)rows * lm_qmat_row_bytes(R), wd, rows * cols), LM_OK);
+  for (int layout = 0; layout < 2; layout++) {
+    lm_qmat_dequantize(layout ? W : R, 0, rows, wd2);
+    cr_assert(memcmp(wd, wd2, sizeof(float) * rows * cols) == 0, "dequantized values (%s) differ from the GGUF reader's",
+              layout ? "panels" : "GGUF layout");
+  }
+  void *qscratch = malloc(lm_qmatmul_scratch(n, cols));
   for (int64_t i = 0; i < n; i++) lm_quant_act_q8(x + i * cols, cols, xq + i * nb * 34);
   void *scratch = malloc(lm_qgemm_scratch(n, cols, 3));
   for (int with_bias = 0; with_bias < 2; with_bias++) {
@@ -72,8 +87,8 @@ static void check(const lm_qmat *W, int gt, int64_t n, uint64_t seed) {
           const uint8_t *xb = xq + (i * nb + k) * 34;
           int32_t dot = 0;
           double sw = 0;
-          for (int j = 0; j < 32; j++) { dot += wval(W, o, k, j) * (int8_t)xb[2 + j]; sw += fabs(wd[o * cols + k * 32 + j]); }
-          acc = fmaf((float)dot, f16at(xb) * f16at(W->data + o * lm_qmat_row_bytes(W) + k * lm_qweight_block_bytes(W->type)), acc);
+          for (int j = 0; j < 32; j++) { dot += wval(R, o, k, j) * (int8_t)xb[2 + j]; sw += fabs(wd[o * cols + k * 32 + j]); }
+          acc = fmaf((float)dot, f16at(xb) * f16at(R->data + o * lm_qmat_row_bytes(R) + k * lm_qweight_block_bytes(R->type)), acc);
           bound += 0.5625 * f16at(xb) * sw;
         }
         float want = b ? acc + b[o] : acc, got = y1[i * rows + o];
@@ -91,9 +106,17 @@ static void check(const lm_qmat *W, int gt, int64_t n, uint64_t seed) {
         cr_assert(memcmp(y1, y2, sizeof(float) * n * rows) == 0, "%s at %d threads differs from portable at 2", lm_qpath_name((lm_qpath)p),
                   threads);
       }
+      /* the GGUF layout gives the same bits; and so does the decode kernel (quant.c, the same
+       * definition), so a prompt fed at once and token by token get the same products */
+      memset(y2, 0xff, sizeof(float) * n * rows);
+      lm_qgemm(R, x, n, b, y2, scratch, 2, (lm_qpath)p);
+      cr_assert(memcmp(y1, y2, sizeof(float) * n * rows) == 0, "%s on the GGUF layout differs", lm_qpath_name((lm_qpath)p));
+      memset(y2, 0xff, sizeof(float) * n * rows);
+      lm_qmatmul(W, x, n, b, y2, qscratch, (lm_qpath)p);
+      cr_assert(memcmp(y1, y2, sizeof(float) * n * rows) == 0, "%s: lm_qmatmul differs from lm_qgemm", lm_qpath_name((lm_qpath)p));
     }
   }
-  free(scratch); free(wd); free(wd2); free(x); free(bias); free(y1); free(y2); free(xq);
+  free(scratch); free(qscratch); free(wd); free(wd2); free(x); free(bias); free(y1); free(y2); free(xq); free(P.data);
 }
 
 static void run(lm_qweight wt, int gt, int64_t rows, int64_t cols, int64_t n, uint64_t seed) {
@@ -124,22 +147,23 @@ Test(qgemm, q4_0) {
  * activations of +-127, where vpmaddubsw would saturate without the sign trick */
 Test(qgemm, extreme_blocks) {
   int64_t rows = 5, cols = 64, n = 17, nb = cols / 32;
-  lm_qmat W = {LM_QW_Q8_0, rows, cols, malloc((size_t)rows * nb * 34)};
+  lm_qmat R = {LM_QW_Q8_0, rows, cols, malloc((size_t)rows * nb * 34), 0};
   for (int64_t o = 0; o < rows; o++)
     for (int64_t b = 0; b < nb; b++) {
-      uint8_t *p = W.data + (o * nb + b) * 34;
+      uint8_t *p = R.data + (o * nb + b) * 34;
       uint16_t d = lm_f32_to_f16(1.0f);
       p[0] = (uint8_t)d; p[1] = (uint8_t)(d >> 8);
       for (int j = 0; j < 32; j++) p[2 + j] = (uint8_t)(int8_t)((o + j) % 3 == 0 ? -128 : o % 2 ? 127 : -127);
     }
   float *x = malloc(sizeof(float) * n * cols), *y = malloc(sizeof(float) * n * rows), *y2 = malloc(sizeof(float) * n * rows);
   for (int64_t i = 0; i < n * cols; i++) x[i] = (i / 3) % 2 ? 127.0f : -127.0f;   /* d = 1: q = +-127 */
+  lm_qmat W = pack(&R);
   void *scratch = malloc(lm_qgemm_scratch(n, cols, 1));
   lm_qgemm(&W, x, n, NULL, y, scratch, 1, LM_QPATH_PORTABLE);
   for (int64_t i = 0; i < n; i++)
     for (int64_t o = 0; o < rows; o++) {
       double s = 0;
-      for (int64_t k = 0; k < cols; k++) s += (double)x[i * cols + k] * (int8_t)W.data[(o * nb + k / 32) * 34 + 2 + k % 32];
+      for (int64_t k = 0; k < cols; k++) s += (double)x[i * cols + k] * (int8_t)R.data[(o * nb + k / 32) * 34 + 2 + k % 32];
       cr_assert_eq(y[i * rows + o], (float)s, "row %lld col %lld: %g vs %g", (long long)i, (long long)o, (double)y[i * rows + o], s);
     }
   for (int p = 1; p < LM_QPATH_COUNT; p++) {
@@ -147,7 +171,7 @@ Test(qgemm, extreme_blocks) {
     lm_qgemm(&W, x, n, NULL, y2, scratch, 1, (lm_qpath)p);
     cr_assert(memcmp(y, y2, sizeof(float) * n * rows) == 0, "%s differs from portable", lm_qpath_name((lm_qpath)p));
   }
-  free(W.data); free(x); free(y); free(y2); free(scratch);
+  free(W.data); free(R.data); free(x); free(y); free(y2); free(scratch);
 }
 
 /* K-quant blocks (random bits with small f16 scales), as the loader keeps them: their values
@@ -183,7 +207,7 @@ Test(qgemm, f16_threads) {
   int64_t rows = 300, cols = 256, n = 64;
   lm_rng r;
   lm_rng_seed(&r, 21);
-  lm_qmat W = {LM_QW_F16, rows, cols, malloc((size_t)rows * cols * 2)};
+  lm_qmat W = {LM_QW_F16, rows, cols, malloc((size_t)rows * cols * 2), 0};
   float *wd = malloc(sizeof(float) * rows * cols), *x = malloc(sizeof(float) * n * cols), *bias = malloc(sizeof(float) * rows);
   float *y1 = malloc(sizeof(float) * n * rows), *y2 = malloc(sizeof(float) * n * rows);
   uint16_t *wh = (uint16_t *)W.data;

@@ -1,14 +1,15 @@
 /* test_quant.c — the quantized matrix-vector kernels (src/kernels/quant.c).
  *
- * For Q8_0 and Q4_0 weights (blocks made by the GGUF quantizer, lm_gguf_quantize) times Q8_0
- * activations: the portable path equals the definition written out here (quant.h: per block, 8
- * exact int sums of 4 products each, scaled by d_w * d_x into 8 lane accumulators, summed in block
- * order, then the lanes in a fixed order) bit for bit; the AVX2 and AVX-512 VNNI paths,
- * when this CPU has them, equal the portable path bit for bit; and the product is within a stated
- * bound of the f32 product of the dequantized weights and the unquantized activations: each
- * activation moves by at most d_x / 2 when quantized, so
+ * For Q8_0 and Q4_0 weights (blocks made by the GGUF quantizer, lm_gguf_quantize, then packed into
+ * panels as the loader packs them: lm_qmat_pack keeps every block, lm_qmat_block gives it back)
+ * times Q8_0 activations: the portable path equals the definition written out here (quant.h: per
+ * output, acc = fma((float)dot_b, dw_b * dx_b, acc) over the blocks in order, dot_b the block's
+ * exact integer dot product) bit for bit; the AVX2 and AVX-512 VNNI paths, when this CPU has them,
+ * equal the portable path bit for bit; and the product is within a stated bound of the f32 product
+ * of the dequantized weights and the unquantized activations: each activation moves by at most
+ * d_x / 2 when quantized, so
  *   |y - y_f32| <= sum over blocks of (d_x / 2) * sum |w|   (+ 1e-5 relative for float rounding). */
-/* the scale multiply and the sum are two roundings on every path (no a*b + c as one FMA) */
+/* the scale multiply is rounded before the fma on every path */
 #if defined(__clang__)
 #pragma clang fp contract(off)
 #elif defined(__GNUC__)
@@ -21,6 +22,13 @@
 #include "base/base.h"
 #include "kernels/quant.h"
 #include "model/gguf.h"
+
+/* the GGUF blocks wq (rows x cols of wt) as the panels the kernels read */
+static lm_qmat packed(lm_qweight wt, const uint8_t *wq, int64_t rows, int64_t cols) {
+  lm_qmat raw = {wt, rows, cols, (uint8_t *)wq, 0}, W = {wt, rows, cols, malloc(lm_qmat_packed_bytes(wt, rows, cols)), 1};
+  lm_qmat_pack(&raw, W.data);
+  return W;
+}
 
 static void run_case(lm_qweight wt, int64_t rows, int64_t cols, uint64_t seed) {
   int gt = wt == LM_QW_Q8_0 ? LM_GGML_Q8_0 : LM_GGML_Q4_0;
@@ -37,25 +45,30 @@ static void run_case(lm_qweight wt, int64_t rows, int64_t cols, uint64_t seed) {
   cr_assert_eq(lm_gguf_quantize(gt, w, rows * cols, wq), LM_OK);
   cr_assert_eq(lm_gguf_dequantize(gt, wq, bb * rows * nb, wd, rows * cols), LM_OK);
   lm_quant_act_q8(x, cols, xq);
+  lm_qmat W = packed(wt, wq, rows, cols);
+  /* the packed panels hold every block as it was */
+  for (int64_t i = 0; i < rows; i++)
+    for (int64_t b = 0; b < nb; b++) {
+      uint8_t blk[34];
+      lm_qmat_block(&W, i, b, blk);
+      cr_assert(memcmp(blk, wq + (i * nb + b) * bb, bb) == 0, "row %lld block %lld changed in the panels", (long long)i, (long long)b);
+    }
 
   /* the definition, written out */
-  lm_qmatvec(wt, wq, rows, cols, xq, y, LM_QPATH_PORTABLE);
+  lm_qmatvec(&W, xq, y, LM_QPATH_PORTABLE);
   for (int64_t i = 0; i < rows; i++) {
-    float acc[8] = {0};
+    float acc = 0;
     for (int64_t b = 0; b < nb; b++) {
       const uint8_t *wb = wq + (i * nb + b) * bb, *xb = xq + b * 34;
       float dw = lm_f16_to_f32((uint16_t)(wb[0] | wb[1] << 8)), dx = lm_f16_to_f32((uint16_t)(xb[0] | xb[1] << 8));
-      for (int k = 0; k < 8; k++) {
-        int32_t isum = 0;
-        for (int j = 4 * k; j < 4 * k + 4; j++) {
-          int qw = wt == LM_QW_Q8_0 ? (int8_t)wb[2 + j] : j < 16 ? (wb[2 + j] & 15) - 8 : (wb[2 + j - 16] >> 4) - 8;
-          isum += qw * (int8_t)xb[2 + j];
-        }
-        acc[k] += (float)isum * (dw * dx);
+      int32_t dot = 0;
+      for (int j = 0; j < 32; j++) {
+        int qw = wt == LM_QW_Q8_0 ? (int8_t)wb[2 + j] : j < 16 ? (wb[2 + j] & 15) - 8 : (wb[2 + j - 16] >> 4) - 8;
+        dot += qw * (int8_t)xb[2 + j];
       }
+      acc = fmaf((float)dot, dw * dx, acc);
     }
-    float s = ((acc[0] + acc[4]) + (acc[2] + acc[6])) + ((acc[1] + acc[5]) + (acc[3] + acc[7]));
-    cr_assert(memcmp(&s, &y[i], 4) == 0, "row %lld: portable %.9g, definition %.9g", (long long)i, (double)y[i], (double)s);
+    cr_assert(memcmp(&acc, &y[i], 4) == 0, "row %lld: portable %.9g, definition %.9g", (long long)i, (double)y[i], (double)acc);
     /* the f32 product, and the bound */
     double exact = 0, bound = 0, mag = 0;
     for (int64_t b = 0; b < nb; b++) {
@@ -75,10 +88,10 @@ static void run_case(lm_qweight wt, int64_t rows, int64_t cols, uint64_t seed) {
   /* every path this CPU has gives the same bits */
   for (int p = 1; p < LM_QPATH_COUNT; p++) {
     if (!lm_qpath_available((lm_qpath)p)) { cr_log_info("path %s not available here", lm_qpath_name((lm_qpath)p)); continue; }
-    lm_qmatvec(wt, wq, rows, cols, xq, y2, (lm_qpath)p);
+    lm_qmatvec(&W, xq, y2, (lm_qpath)p);
     cr_assert(memcmp(y, y2, sizeof(float) * rows) == 0, "%s differs from portable", lm_qpath_name((lm_qpath)p));
   }
-  free(w); free(x); free(wd); free(wq); free(xq); free(y); free(y2);
+  free(w); free(x); free(wd); free(wq); free(xq); free(y); free(y2); free(W.data);
 }
 
 Test(quant, q8_0_paths_agree_and_bound) {
@@ -92,38 +105,49 @@ Test(quant, q4_0_paths_agree_and_bound) {
 }
 
 Test(quant, extreme_blocks) {
-  /* weights of -128 (Q8_0 allows it) against activations of +-127: the SIMD paths' int16 pairs
-   * must not saturate */
-  uint8_t w[34], x[34];
-  float y[LM_QPATH_COUNT];
-  w[0] = 0x00; w[1] = 0x3c;   /* d = 1 */
-  x[0] = 0x00; x[1] = 0x3c;
-  for (int j = 0; j < 32; j++) { w[2 + j] = 0x80; x[2 + j] = (uint8_t)(int8_t)(j % 2 ? 127 : -127); }
-  for (int p = 0; p < LM_QPATH_COUNT; p++) {
-    if (!lm_qpath_available((lm_qpath)p)) continue;
-    lm_qmatvec(LM_QW_Q8_0, w, 1, 32, x, &y[p], (lm_qpath)p);
-    cr_assert_eq(y[p], 0.0f, "%s: %g", lm_qpath_name((lm_qpath)p), (double)y[p]);
+  /* the extremes of the integer sums, where the SIMD paths could overflow: Q8_0 weights of -128 (a
+   * GGUF file may hold them) and +-127, Q4_0 nibbles 0 and 15 (-8 and 7), against activations of
+   * +-127 (d = 1 everywhere: each output an exact integer). 17 rows: a whole panel and one row of a
+   * padded one. */
+  int64_t rows = 17, nb = 2, cols = 64;
+  uint8_t x[68];
+  for (int64_t b = 0; b < nb; b++) {
+    x[b * 34] = 0x00; x[b * 34 + 1] = 0x3c;
+    for (int j = 0; j < 32; j++) x[b * 34 + 2 + j] = (uint8_t)(int8_t)((j + b) % 3 ? 127 : -127);
   }
-  for (int j = 0; j < 32; j++) x[2 + j] = 0x81;   /* -127 everywhere: 32 * 128 * 127 */
-  for (int p = 0; p < LM_QPATH_COUNT; p++) {
-    if (!lm_qpath_available((lm_qpath)p)) continue;
-    lm_qmatvec(LM_QW_Q8_0, w, 1, 32, x, &y[p], (lm_qpath)p);
-    cr_assert_eq(y[p], 32.0f * 128 * 127, "%s: %g", lm_qpath_name((lm_qpath)p), (double)y[p]);
-  }
-  /* the same block as two rows (the VNNI path's two-row kernel), the second of +127 */
-  uint8_t w2[68];
-  memcpy(w2, w, 34); memcpy(w2 + 34, w, 34);
-  for (int j = 0; j < 32; j++) w2[36 + j] = 127;
-  for (int p = 0; p < LM_QPATH_COUNT; p++) {
-    float y2[2];
-    if (!lm_qpath_available((lm_qpath)p)) continue;
-    lm_qmatvec(LM_QW_Q8_0, w2, 2, 32, x, y2, (lm_qpath)p);
-    cr_assert(y2[0] == 32.0f * 128 * 127 && y2[1] == -32.0f * 127 * 127, "%s: %g %g", lm_qpath_name((lm_qpath)p), (double)y2[0],
-              (double)y2[1]);
+  for (int t = 0; t < 2; t++) {
+    lm_qweight wt = t ? LM_QW_Q4_0 : LM_QW_Q8_0;
+    size_t bb = lm_qweight_block_bytes(wt);
+    uint8_t *wq = malloc(rows * nb * bb);
+    float want[17], y[17];
+    for (int64_t o = 0; o < rows; o++) {
+      double s = 0;
+      for (int64_t b = 0; b < nb; b++) {
+        uint8_t *p = wq + (o * nb + b) * bb;
+        p[0] = 0x00; p[1] = 0x3c;
+        for (int j = 0; j < (t ? 16 : 32); j++)
+          p[2 + j] = t ? ((o + j) % 3 == 0 ? 0x00 : (o + j) % 3 == 1 ? 0xff : 0x0f)
+                       : (uint8_t)(int8_t)((o + j) % 3 == 0 ? -128 : o % 2 ? 127 : -127);
+        for (int j = 0; j < 32; j++) {
+          int v = t ? (j < 16 ? (p[2 + j] & 15) - 8 : (p[2 + j - 16] >> 4) - 8) : (int8_t)p[2 + j];
+          s += (double)v * (int8_t)x[b * 34 + 2 + j];
+        }
+      }
+      want[o] = (float)s;
+    }
+    lm_qmat W = packed(wt, wq, rows, cols);
+    for (int p = 0; p < LM_QPATH_COUNT; p++) {
+      if (!lm_qpath_available((lm_qpath)p)) continue;
+      lm_qmatvec(&W, x, y, (lm_qpath)p);
+      for (int64_t o = 0; o < rows; o++)
+        cr_assert_eq(y[o], want[o], "%s %s row %lld: %g vs %g", lm_qpath_name((lm_qpath)p), t ? "q4_0" : "q8_0", (long long)o,
+                     (double)y[o], (double)want[o]);
+    }
+    free(wq); free(W.data);
   }
 }
 
-/* lm_qmatmul: n rows at once (tiles of weight rows against up to 4 activation rows) give each row's
+/* lm_qmatmul: n rows at once (each panel against up to 8 activation rows at a time) give each row's
  * lm_qmatvec bit for bit, plus the bias, on every path this CPU has */
 static void matmul_case(lm_qweight wt, int64_t rows, int64_t cols, int64_t n, uint64_t seed) {
   int gt = wt == LM_QW_Q8_0 ? LM_GGML_Q8_0 : LM_GGML_Q4_0;
@@ -132,19 +156,19 @@ static void matmul_case(lm_qweight wt, int64_t rows, int64_t cols, int64_t n, ui
   lm_rng_seed(&r, seed);
   float *w = malloc(sizeof(float) * rows * cols), *x = malloc(sizeof(float) * n * cols), *bias = malloc(sizeof(float) * rows);
   float *y = malloc(sizeof(float) * n * rows), *y1 = malloc(sizeof(float) * rows);
-  lm_qmat W = {wt, rows, cols, malloc(lm_ggml_block_bytes(gt) * rows * nb)};
-  uint8_t *xq = malloc(34 * nb);
+  uint8_t *wq = malloc(lm_ggml_block_bytes(gt) * rows * nb), *xq = malloc(34 * nb);
   void *scratch = malloc(lm_qmatmul_scratch(n, cols));
   for (int64_t i = 0; i < rows * cols; i++) w[i] = lm_rng_normal(&r);
   for (int64_t i = 0; i < n * cols; i++) x[i] = lm_rng_normal(&r) * (i % 37 == 0 ? 6.0f : 1.0f);
   for (int64_t i = 0; i < rows; i++) bias[i] = lm_rng_normal(&r);
-  cr_assert_eq(lm_gguf_quantize(gt, w, rows * cols, W.data), LM_OK);
+  cr_assert_eq(lm_gguf_quantize(gt, w, rows * cols, wq), LM_OK);
+  lm_qmat W = packed(wt, wq, rows, cols);
   for (int p = 0; p < LM_QPATH_COUNT; p++) {
     if (!lm_qpath_available((lm_qpath)p)) continue;
     lm_qmatmul(&W, x, n, bias, y, scratch, (lm_qpath)p);
     for (int64_t i = 0; i < n; i++) {
       lm_quant_act_q8(x + i * cols, cols, xq);
-      lm_qmatvec(wt, W.data, rows, cols, xq, y1, LM_QPATH_PORTABLE);
+      lm_qmatvec(&W, xq, y1, LM_QPATH_PORTABLE);
       for (int64_t o = 0; o < rows; o++) {
         float want = y1[o] + bias[o];
         cr_assert(memcmp(&want, &y[i * rows + o], 4) == 0, "%s row %lld out %lld: %.9g vs %.9g", lm_qpath_name((lm_qpath)p),
@@ -152,13 +176,14 @@ static void matmul_case(lm_qweight wt, int64_t rows, int64_t cols, int64_t n, ui
       }
     }
   }
-  free(w); free(x); free(bias); free(y); free(y1); free(W.data); free(xq); free(scratch);
+  free(w); free(x); free(bias); free(y); free(y1); free(W.data); free(wq); free(xq); free(scratch);
 }
 
 Test(quant, matmul_rows_equal_matvec) {
-  matmul_case(LM_QW_Q8_0, 45, 32 * 5, 7, 5);   /* rows not a multiple of the tile, n not of 4 */
+  matmul_case(LM_QW_Q8_0, 45, 32 * 5, 7, 5);   /* rows not a multiple of the panel */
   matmul_case(LM_QW_Q4_0, 45, 32 * 5, 7, 6);
-  matmul_case(LM_QW_Q4_0, 200, 1024, 9, 7);    /* in parallel */
+  matmul_case(LM_QW_Q4_0, 200, 1024, 19, 7);   /* in parallel; n: two groups of 8 rows and 3 */
+  matmul_case(LM_QW_Q8_0, 200, 1024, 19, 8);
 }
 
 /* lm_quant_act_q8 (AVX-512 where the CPU has it) equals ggml's quantize_row_q8_0_ref written out

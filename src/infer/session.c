@@ -38,6 +38,7 @@
 #include "kernels/kernels.h"
 #include "kernels/quant.h"
 #include "kernels/qgemm.h"
+#include "kernels/vexp.h"
 #include "model/model.h"
 #include "model/heads.h"
 #include "infer/infer.h"
@@ -219,18 +220,19 @@ static const lm_qmat *qlin(const lm_model *m, int64_t l, int k) {
   return q && q->data ? q : NULL;
 }
 
-/* out(n,OC) = inp(n,C) @ W(OC,C)^T + b. The weight's type picks the kernel: quantized blocks (q,
- * model.h qlin) go through quant.c against the activations quantized once per row for up to
- * FEW_ROWS rows (f16 weights through lm_linear_rows_f16: the bits of their f32 values), through
- * qgemm.c (an integer GEMM on the same quantized activations; f16: converted panels x sgemm) for
- * more; f32 weights
- * through lm_linear_rows for up to FEW_ROWS rows (one row included, so that a sequence's decode
- * step gives the same bits alone or in any batch), sgemm for more. */
+/* out(n,OC) = inp(n,C) @ W(OC,C)^T + b. The weight's type picks the kernel: Q8_0/Q4_0 blocks (q,
+ * model.h qlin, packed in panels) go through quant.c against the activations quantized once per
+ * row, for any number of rows (its panel kernel takes 8 rows a call: a prompt's products run at
+ * 1.07-1.18x qgemm.c's integer GEMM, one thread, TinyLlama's layer at 256 rows, bench_qgemm; the
+ * same bits); f16 weights through lm_linear_rows_f16 (the bits of their f32 values) for up to
+ * FEW_ROWS rows, converted panels x sgemm (qgemm.c) for more; f32 weights through lm_linear_rows
+ * for up to FEW_ROWS rows (one row included, so that a sequence's decode step gives the same bits
+ * alone or in any batch), sgemm for more. */
 static void linear(lm_fwd *s, float *out, const float *inp, const float *w, const float *b, const lm_qmat *q, int64_t n,
                    int64_t C, int64_t OC) {
+  if (q && q->type != LM_QW_F16) { lm_qmatmul(q, inp, n, b, out, s->qscratch, s->qpath); return; }
   if (q && n > FEW_ROWS) { lm_qgemm(q, inp, n, b, out, s->gscratch, s->threads, s->qpath); return; }
-  if (q && q->type == LM_QW_F16) { lm_linear_rows_f16(out, inp, (const uint16_t *)q->data, b, n, C, OC); return; }
-  if (q) { lm_qmatmul(q, inp, n, b, out, s->qscratch, s->qpath); return; }
+  if (q) { lm_linear_rows_f16(out, inp, (const uint16_t *)q->data, b, n, C, OC); return; }
   if (n <= FEW_ROWS) lm_linear_rows(out, inp, w, b, n, C, OC);
   else matmul_forward(out, inp, w, b, n, C, OC);
 }
@@ -372,10 +374,15 @@ static void attend(lm_fwd *s, float *y, const float *qkv, const lm_kv_run *u, in
     float *row = S + i * Lk;
     int64_t visible = c->causal ? p0 + i + 1 : Lk;
     int64_t lo = win > 0 && visible - win > 0 ? visible - win : 0;
+    /* vectorised (a prompt's softmax is about a tenth of its time with libm's scalar expf): the
+     * maximum, vexp (kernels/vexp.h, training's attention's exp) and the sum in SIMD lanes, a fixed
+     * order for a given build */
     float mx = -INFINITY;
+    #pragma omp simd reduction(max:mx)
     for (int64_t j = lo; j < visible; j++) mx = row[j] > mx ? row[j] : mx;
     float sum = 0;
-    for (int64_t j = lo; j < visible; j++) { row[j] = expf(row[j] - mx); sum += row[j]; }
+    #pragma omp simd reduction(+:sum)
+    for (int64_t j = lo; j < visible; j++) { row[j] = vexp(row[j] - mx); sum += row[j]; }
     float inv = 1.0f / sum;
     for (int64_t j = 0; j < lo; j++) row[j] = 0.0f;
     for (int64_t j = lo; j < visible; j++) row[j] *= inv;

@@ -5,16 +5,15 @@
  * For Q8_0 and Q4_0 weights of one layer's linears (TinyLlama-1.1B: qkv 2560x2048, proj 2048x2048,
  * gate+up 11264x2048, down 2048x5632; GPT-2 124M: 2304x768, 768x768, 3072x768, 768x3072) and n
  * activation rows, the time of the whole layer by
- *   - lm_qmatmul (quant.c: int8 activations x packed panels of the weight, the decode kernel),
- *   - lm_qgemm (the integer GEMM of prefill, on this CPU's best path),
+ *   - lm_qgemm (quant.c's panel kernel: int8 activations x the packed panels of the weight, what
+ *     decode and prefill run, on this CPU's best path),
  *   - lm_qgemm_sgemm (dequantized panels x single-threaded cblas_sgemm: prefill's route before the
  *     integer GEMM),
  *   - cblas_sgemm on an f32 copy of the dequantized weights (what an f32 model's prefill runs).
  * The four alternate within each repetition, so a change of the machine's load hits all alike;
  * medians over REPS in GFLOP/s (2 n weights / time), with the machine's load before and after. With
  * one thread the time is the process's CPU time, so that on a loaded machine the waits for a core
- * do not count (memory contention still does); with more, wall time. The row count where lm_qgemm
- * overtakes lm_qmatmul sets where session.c switches (FEW_ROWS). */
+ * do not count (memory contention still does); with more, wall time. */
 #include <cblas.h>
 #include <omp.h>
 #include <stdio.h>
@@ -52,14 +51,14 @@ int main(int argc, char **argv) {
   omp_set_num_threads(threads);
   cpu_clock = threads == 1;
   load("before");
-  printf("%s layer, %d threads, %s path, GFLOP/s of %s time (medians of %d)\n%-5s %5s | %9s %9s %9s %9s | %s %s\n", model, threads,
-         lm_qpath_name(lm_qpath_best()), cpu_clock ? "CPU" : "wall", reps, "type", "rows", "qmatmul", "qgemm", "panels", "f32 sgemm",
+  printf("%s layer, %d threads, %s path, GFLOP/s of %s time (medians of %d)\n%-5s %5s | %9s %9s %9s | %s %s\n", model, threads,
+         lm_qpath_name(lm_qpath_best()), cpu_clock ? "CPU" : "wall", reps, "type", "rows", "qgemm", "panels", "f32 sgemm",
          "qgemm/panels", "qgemm/f32");
   int64_t maxc = 0, maxr = 0, total = 0;
   for (int k = 0; k < NL; k++) { maxc = shp[k][1] > maxc ? shp[k][1] : maxc; maxr = shp[k][0] > maxr ? shp[k][0] : maxr; total += shp[k][0] * shp[k][1]; }
   const int64_t NMAX = 512;
   float *x = lm_alloc((size_t)NMAX * maxc * 4), *y = lm_alloc((size_t)NMAX * maxr * 4);
-  void *qs = lm_alloc(lm_qmatmul_scratch(NMAX, maxc)), *gs = lm_alloc(lm_qgemm_scratch(NMAX, maxc, threads));
+  void *gs = lm_alloc(lm_qgemm_scratch(NMAX, maxc, threads));
   lm_rng r;
   lm_rng_seed(&r, 1);
   for (int64_t i = 0; i < NMAX * maxc; i++) x[i] = lm_rng_normal(&r);
@@ -88,10 +87,8 @@ int main(int argc, char **argv) {
       if (end == p) break;
       p = end;
       if (n < 1 || n > NMAX) continue;
-      double tq[64], tg[64], tp[64], tf[64];
+      double tg[64], tp[64], tf[64];
       for (int rep = -1; rep < reps && rep < 64; rep++) {
-        double t0 = now();
-        for (int k = 0; k < NL; k++) lm_qmatmul(&W[k], x, n, NULL, y, qs, lm_qpath_best());
         double t1 = now();
         for (int k = 0; k < NL; k++) lm_qgemm(&W[k], x, n, NULL, y, gs, threads, lm_qpath_best());
         double t2 = now();
@@ -99,16 +96,16 @@ int main(int argc, char **argv) {
         double t3 = now();
         for (int k = 0; k < NL; k++) matmul_forward(y, x, wf[k], NULL, n, W[k].cols, W[k].rows);
         double t4 = now();
-        if (rep >= 0) { tq[rep] = t1 - t0; tg[rep] = t2 - t1; tp[rep] = t3 - t2; tf[rep] = t4 - t3; }
+        if (rep >= 0) { tg[rep] = t2 - t1; tp[rep] = t3 - t2; tf[rep] = t4 - t3; }
       }
-      double fl = 2.0 * n * (double)total * 1e-9, q = fl / bench_median(tq, reps), g = fl / bench_median(tg, reps),
+      double fl = 2.0 * n * (double)total * 1e-9, g = fl / bench_median(tg, reps),
              pp = fl / bench_median(tp, reps), f = fl / bench_median(tf, reps);
-      printf("%-5s %5ld | %9.1f %9.1f %9.1f %9.1f | %12.2f %9.2f\n", t ? "q4_0" : "q8_0", n, q, g, pp, f, g / pp, g / f);
+      printf("%-5s %5ld | %9.1f %9.1f %9.1f | %12.2f %9.2f\n", t ? "q4_0" : "q8_0", n, g, pp, f, g / pp, g / f);
       fflush(stdout);
     }
     for (int k = 0; k < NL; k++) { lm_free(W[k].data); lm_free(wf[k]); }
   }
   load("after");
-  lm_free(x); lm_free(y); lm_free(qs); lm_free(gs);
+  lm_free(x); lm_free(y); lm_free(gs);
   return 0;
 }

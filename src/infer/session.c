@@ -223,7 +223,7 @@ static const lm_qmat *qlin(const lm_model *m, int64_t l, int k) {
 /* out(n,OC) = inp(n,C) @ W(OC,C)^T + b. The weight's type picks the kernel: Q8_0/Q4_0 blocks (q,
  * model.h qlin, packed in panels) go through quant.c against the activations quantized once per
  * row, for any number of rows (its panel kernel takes 8 rows a call: a prompt's products run at
- * 1.07-1.18x qgemm.c's integer GEMM, one thread, TinyLlama's layer at 256 rows, bench_qgemm; the
+ * 1.07-1.18x the integer GEMM qgemm.c had, one thread, TinyLlama's layer at 256 rows; the
  * same bits); f16 weights through lm_linear_rows_f16 (the bits of their f32 values) for up to
  * FEW_ROWS rows, converted panels x sgemm (qgemm.c) for more; f32 weights through lm_linear_rows
  * for up to FEW_ROWS rows (one row included, so that a sequence's decode step gives the same bits

@@ -394,7 +394,7 @@ int lm_qpath_available(lm_qpath p) {
   if (p >= LM_QPATH_COUNT || !KERNELS[0].kern[p]) return 0;
 #if defined(__x86_64__)
   __builtin_cpu_init();
-  /* FMA: the AVX2 and VNNI kernels here and in qgemm.c use it */
+  /* FMA: the AVX2 and VNNI kernels use it */
   if (p == LM_QPATH_AVX2) return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && has_f16c();
   if (p == LM_QPATH_VNNI)
     return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && has_f16c() && __builtin_cpu_supports("avx512bw") &&

@@ -11,7 +11,7 @@
  * memory front to back. Per output (weight row r, activation row i)
  *   acc = fma((float)dot_b, dw_b * dx_b, acc)      over the blocks b in order; y = acc [+ bias]
  * where dot_b is the block's exact integer dot product and dw_b, dx_b the two scales (the product
- * rounded first): the definition qgemm.h's prompt-sized GEMM also computes, so a prompt's and a
+ * rounded first): the same for a prompt (qgemm.h passes Q8_0/Q4_0 prompts here), so a prompt's and a
  * decode step's products are the same bits. The integer sums are exact on every path and the float
  * operations the same, so the portable, AVX2 and AVX-512 VNNI paths give the same bits
  * (tests/unit/test_quant.c). */
@@ -69,7 +69,7 @@ size_t lm_qmat_packed_bytes(lm_qweight t, int64_t rows, int64_t cols);
  * byte, rearranged (panels in parallel) */
 void lm_qmat_pack(const lm_qmat *W, uint8_t *out);
 /* row r's block b of W (Q8_0/Q4_0, either layout) as a GGUF block (LM_Q8_0_BYTES or LM_Q4_0_BYTES
- * at out); inline: qgemm.c unpacks every block of a prompt's weights through it */
+ * at out) */
 static inline void lm_qmat_block(const lm_qmat *W, int64_t r, int64_t b, uint8_t *out) {
   int64_t nb = W->cols / LM_QK;
   int q8 = W->type == LM_QW_Q8_0;

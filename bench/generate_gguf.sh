@@ -9,7 +9,8 @@
 # Prints a table with the ratios to llama.cpp, and the machine's load before and after (these
 # machines are shared: a loaded run says so) and lmkit's peak resident memory (it loads the file
 # for generation only: Q8_0/Q4_0 stay blocks and f16 stays f16, with no f32 copy; Q8_0/Q4_0 prompts
-# run the integer GEMM of src/kernels/qgemm.c, f16 prompts converted panels x sgemm).
+# and decode steps run the panel kernel of src/kernels/quant.c on weights repacked at load, f16
+# prompts converted panels x sgemm).
 # A quick look: MODELS=tinyllama PROMPT=128 DECODE=16 bash bench/generate_gguf.sh 1
 #   bash bench/generate_gguf.sh [RUNS]   (default 3; THREADS=2 PROMPT=512 DECODE=64 BUILD=build
 #                                         GGUF_DIR=/tmp/lmkit-bench-gguf MODELS="gpt2 tinyllama"

@@ -10,8 +10,10 @@
 #   bash bench/bert_sst2.sh [--steps N | --minutes M] [--epochs E] [--curve K]
 #                           [--layers L] [--heads H] [--dim D] [--lr X] [--ft-lr X] [--dropout P]
 #                           [--pt-dropout P] [--sst-repeat R]
+#                           [--precision fp32|bf16] [--pt-context T] [--pt-batch B]
 #
-#   --steps N     MLM pre-training steps (default 2100: ~20 quiet minutes on 2 cores)
+#   --steps N     MLM pre-training steps (default 4000: an estimated 17-20 quiet minutes on
+#                 2 cores at context 64 in bf16; docs/finetune.md)
 #   --minutes M   instead of --steps: as many steps as fit in M minutes at the speed of
 #                 a 20-step probe run on this machine now (the schedule still completes)
 #   --epochs E    fine-tuning epochs over the 67,349 training phrases (1)
@@ -21,8 +23,12 @@
 #   --sst-repeat R  the SST-2 training sentences (scripts/corpus.sh --only sst2, ~0.7 MB)
 #                 are put R more times into the pre-training text (9: ~15% of it), task-
 #                 adaptive pre-training; 0: the corpus alone
-# The model is 4 layers x 256 (4 heads) by default, context 128, batch 32, lr 1e-3, no
-# dropout in pre-training (a single pass over the text does not overfit; Cramming, Geiping
+#   --precision   pre-training's matrix products (`train --precision`; bf16: the same curve
+#                 as fp32, ~1.4x the steps a minute)
+#   --pt-context T, --pt-batch B  pre-training's context (64) and sequences a step (64): the
+#                 tokens of 128 x 32 a step, the same MLM curve, ~1.6x the steps a minute
+# The model is 4 layers x 256 (4 heads) by default, context 64, batch 64, lr 1e-3, no
+# dropout in pre-training (~1.3 passes over the text do not overfit; Cramming, Geiping
 # & Goldstein 2022, drops it too). Fine-tuning: one epoch at batch 32, context 64, batches
 # grouped by length (`finetune --group-by-length`), `lmkit finetune`'s own learning rate,
 # chosen by the model's width (3e-4 under 384) unless --ft-lr is given; docs/finetune.md
@@ -34,13 +40,15 @@ BUILD=${BUILD:-build}
 BIN=$BUILD/lmkit
 DATA=${DATA:-../shared/data}
 W=${WORK:-runs/bert_sst2}
-STEPS=2100 MINUTES="" EPOCHS=1 CURVE=1 LAYERS=4 HEADS=4 DIM=256 LR=1e-3 FT_LR="" DROPOUT=0.1 PT_DROPOUT=0 REPEAT=9
+STEPS=4000 MINUTES="" EPOCHS=1 CURVE=1 LAYERS=4 HEADS=4 DIM=256 LR=1e-3 FT_LR="" DROPOUT=0.1 PT_DROPOUT=0 REPEAT=9
+PRECISION=bf16 PT_CONTEXT=64 PT_BATCH=64
 while [ $# -gt 0 ]; do
   case "$1" in
     --steps) STEPS=$2 ;; --minutes) MINUTES=$2 ;; --epochs) EPOCHS=$2 ;; --curve) CURVE=$2 ;;
     --layers) LAYERS=$2 ;; --heads) HEADS=$2 ;; --dim) DIM=$2 ;; --lr) LR=$2 ;; --ft-lr) FT_LR=$2 ;;
     --dropout) DROPOUT=$2 ;; --pt-dropout) PT_DROPOUT=$2 ;; --sst-repeat) REPEAT=$2 ;;
-    -h|--help) sed -n 2,34p "$0"; exit 0 ;;
+    --precision) PRECISION=$2 ;; --pt-context) PT_CONTEXT=$2 ;; --pt-batch) PT_BATCH=$2 ;;
+    -h|--help) sed -n 2,36p "$0"; exit 0 ;;
     *) echo "bert_sst2: unknown option '$1' (see --help)" >&2; exit 2 ;;
   esac
   shift 2
@@ -71,8 +79,9 @@ pretrain() {  # pretrain OUT STEPS [extra flags]
   local out=$1 steps=$2; shift 2
   rm -rf "$out"
   "$BIN" train --arch bert --objective mlm --tokenizer "$W/tok" --data "${TEXT[@]}" --out "$out" \
-    --layers "$LAYERS" --heads "$HEADS" --dim "$DIM" --context 128 --batch 32 --steps "$steps" --lr "$LR" \
-    --warmup $(( steps / 20 + 1 )) --dropout "$PT_DROPOUT" --eval-every 300 --seed 1 --quiet "$@"
+    --layers "$LAYERS" --heads "$HEADS" --dim "$DIM" --context "$PT_CONTEXT" --batch "$PT_BATCH" --steps "$steps" --lr "$LR" \
+    --warmup $(( steps / 20 + 1 )) --dropout "$PT_DROPOUT" --precision "$PRECISION" \
+    --eval-every 300 --seed 1 --quiet "$@"
 }
 if [ -n "$MINUTES" ]; then
   pretrain "$W/probe" 20 > /dev/null 2>&1

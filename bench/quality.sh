@@ -4,7 +4,8 @@
 #   bash bench/quality.sh [sst2|shakespeare|all] [--minutes M] [--steps N] [--curve K]
 #
 # sst2         bench/bert_sst2.sh's recipe within a 30-minute budget on 2 cores: N MLM
-#              pre-training steps (2100: ~20 quiet minutes) of the 4 x 256 BERT on the
+#              pre-training steps (4000 at context 64, --precision (bf16): an estimated
+#              17-20 quiet minutes; docs/finetune.md) of the 4 x 256 BERT on the
 #              scripts/corpus.sh English with the SST-2 training sentences 9 more times,
 #              then one fine-tuning epoch over the 67,349 phrases with batches grouped by
 #              length (~4 quiet minutes); --minutes M instead fits M - 6 minutes of pre-
@@ -25,7 +26,7 @@
 #              AdamW beta2 is lmkit's 0.95 (nanoGPT 0.99), linear layers have biases, the
 #              validation loss averages 20 batches (nanoGPT 200). --precision P: bf16
 #              (default: nanoGPT's own default dtype where the CPU has bf16; lmkit falls back
-#              to fp32 with a note where it does not) or fp32.
+#              to fp32 with a note where it does not) or fp32; sst2's pre-training takes it too.
 # Results go under WORK (runs/quality); the machine load is printed.
 set -euo pipefail
 unset OPENBLAS_CORETYPE   # a Haswell core type halves OpenBLAS's sgemm on this machine
@@ -36,7 +37,7 @@ DATA=${DATA:-../shared/data}
 W=${WORK:-runs/quality}
 case "${1:-}" in -h|--help) sed -n 2,29p "$0"; exit 0 ;; esac
 WHAT=${1:-all}; [ $# -gt 0 ] && shift
-MINUTES="" STEPS=2100 CURVE=1 PRECISION=bf16
+MINUTES="" STEPS=4000 CURVE=1 PRECISION=bf16
 while [ $# -gt 0 ]; do
   case "$1" in
     --minutes) MINUTES=$2; shift 2 ;;
@@ -55,10 +56,10 @@ echo "machine: $(nproc) cores; load at start: $(uptime)"
 if [ "$WHAT" != shakespeare ]; then
   if [ -n "$MINUTES" ]; then
     echo "== SST-2 within $MINUTES minutes"
-    WORK=$W/sst2 BUILD=$BUILD bash bench/bert_sst2.sh --minutes $(( MINUTES > 8 ? MINUTES - 6 : 2 )) --curve "$CURVE"
+    WORK=$W/sst2 BUILD=$BUILD bash bench/bert_sst2.sh --minutes $(( MINUTES > 8 ? MINUTES - 6 : 2 )) --curve "$CURVE" --precision "$PRECISION"
   else
     echo "== SST-2: $STEPS pre-training steps + one fine-tuning epoch (30 minutes on 2 quiet cores)"
-    WORK=$W/sst2 BUILD=$BUILD bash bench/bert_sst2.sh --steps "$STEPS" --curve "$CURVE"
+    WORK=$W/sst2 BUILD=$BUILD bash bench/bert_sst2.sh --steps "$STEPS" --curve "$CURVE" --precision "$PRECISION"
   fi
 fi
 

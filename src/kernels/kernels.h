@@ -129,12 +129,15 @@ void attention_backward(const lm_attn *a, float *dq, float *dk, float *dv, float
 /* ---- softmax cross-entropy over V classes ----
  * losses[n] = -log softmax(logits[n])[targets[n]]; a target < 0 means "ignored" (loss 0).
  * The loss mask is expressed through dlosses: mean over mask = dlosses[n] = mask[n] / sum(mask). */
-void crossentropy_forward(float *losses, const float *logits, const int32_t *targets, int64_t N, int64_t V);
+void crossentropy_forward(float *losses, const float *logits, const int32_t *targets, int64_t N, int64_t V,
+                          double *stats);
+/* stats (may be NULL): forward keeps each row's max and sum of exp(x - max), 2 doubles a row; given
+ * to backward on the same logits and targets, backward makes one pass instead of three (same bits). */
 /* dlogits(N,V) = (softmax(logits) - onehot(target)) * dlosses[n], rows with target < 0 get 0.
  * Exception to the += rule: this WRITES dlogits, and dlogits may alias logits (in-place),
  * because a (N,V) logits buffer is the largest activation and has no other consumer. */
 void crossentropy_backward(float *dlogits, const float *logits, const int32_t *targets, const float *dlosses,
-                           int64_t N, int64_t V);
+                           int64_t N, int64_t V, const double *stats);
 
 /* ---- optimiser ----
  * One AdamW step (PyTorch semantics: decoupled decay p -= lr*wd*p, bias-corrected moments,

@@ -8,6 +8,10 @@
  * hinge on the vector width over 50k terms.
  * Backward recomputes the softmax rather than storing it: it writes
  * exp(x - max) straight into dlogits, then rescales and subtracts the one-hot.
+ * Forward may keep each row's max and sum (stats, 2 doubles a row); backward
+ * then skips both of its reductions and makes one pass, exp(x - max) * k,
+ * with the same bits (the same max, sum and products): over an LM's (N,V)
+ * logits that saves two reads and a write of the largest activation.
  * Every element is read before it is written at the same index, so dlogits
  * may alias logits. */
 #include <math.h>
@@ -48,7 +52,8 @@ static double exp_sum(float *y, const float *x, float mx, int64_t V) {
 void crossentropy_forward(float *losses,          // (N)
                           const float *logits,    // (N,V)
                           const int32_t *targets, // (N)
-                          int64_t N, int64_t V) {
+                          int64_t N, int64_t V,
+                          double *stats) {        // (N,2) max, sum; or NULL
   #pragma omp parallel for schedule(static) if (N * V > 32768)
   for (int64_t n = 0; n < N; n++) {
     int32_t t = targets[n];
@@ -58,6 +63,7 @@ void crossentropy_forward(float *losses,          // (N)
     float mx = row_max(x, V);
     double sum = exp_sum(NULL, x, mx, V);
     losses[n] = (float)log(sum) + mx - x[t];
+    if (stats) stats[2 * n] = mx, stats[2 * n + 1] = sum;
   }
 }
 
@@ -65,7 +71,9 @@ void crossentropy_backward(float *dlogits,         // (N,V), may alias logits
                            const float *logits,    // (N,V)
                            const int32_t *targets, // (N)
                            const float *dlosses,   // (N)
-                           int64_t N, int64_t V) {
+                           int64_t N, int64_t V,
+                           const double *stats)   // (N,2) from forward, or NULL
+{
   #pragma omp parallel for schedule(static) if (N * V > 32768)
   for (int64_t n = 0; n < N; n++) {
     int32_t t = targets[n];
@@ -76,11 +84,18 @@ void crossentropy_backward(float *dlogits,         // (N,V), may alias logits
       memset(d, 0, (size_t)V * sizeof(float));
       continue;
     }
-    float mx = row_max(x, V);
-    double sum = exp_sum(d, x, mx, V);
-    float k = (float)((double)dl / sum);
-    #pragma omp simd
-    for (int64_t i = 0; i < V; i++) d[i] *= k;
+    if (stats) {   /* one pass: the same e = vexp(x - mx) and e * k as below */
+      float mx = (float)stats[2 * n];
+      float k = (float)((double)dl / stats[2 * n + 1]);
+      #pragma omp simd
+      for (int64_t i = 0; i < V; i++) d[i] = vexp(x[i] - mx) * k;
+    } else {
+      float mx = row_max(x, V);
+      double sum = exp_sum(d, x, mx, V);
+      float k = (float)((double)dl / sum);
+      #pragma omp simd
+      for (int64_t i = 0; i < V; i++) d[i] *= k;
+    }
     d[t] -= dl;
   }
 }

@@ -110,6 +110,7 @@ typedef struct {
   head_weights w, g;
   float *logits;                          /* LM (N,V), MLM (M<=N,V), small heads (N,L) / (B,L) / (B) */
   float *losses, *dlosses;                /* (N), (2N) */
+  double *ce_stats;                       /* (N,2) the LM/MLM cross-entropy's row max and sum, for backward */
   float *dsmall;                          /* d logits of the small heads and of NSP */
   int32_t *tgt, *rows, *mlm_tgt, *pool_idx; /* (N), (N), (N), (B) */
   float *mlm_x, *mlm_h, *mlm_g, *mlm_t;   /* (M,C): gathered hidden, dense, act, norm */
@@ -183,7 +184,7 @@ lm_status lm_head_reserve(lm_model *m, int64_t B, int64_t T, int need_grads) {
     float drop_p = need_grads ? head_drop_rate(m) : 0;
     int64_t xn = c->head == LM_HEAD_TOKENS ? N * C : B * C;   /* the classifier's input */
     int64_t dsz = has_mlm(c->head) || (drop_p > 0 && c->head == LM_HEAD_TOKENS) ? N * C : B * C;  /* backward scratch */
-    size_t total = (big ? (size_t)N * V : (size_t)small) + 3 * (size_t)N + (size_t)small
+    size_t total = (big ? (size_t)N * V : (size_t)small) + 7 * (size_t)N + (size_t)small
                    + (has_mlm(c->head) ? 4 * (size_t)N * C + 2 * (size_t)N : 0)
                    + 2 * (size_t)B * C + 2 * (size_t)B
                    + (need_grads ? 2 * (size_t)dsz : 0) + (drop_p > 0 ? (size_t)xn : 0) + 16 * 16;
@@ -200,6 +201,7 @@ lm_status lm_head_reserve(lm_model *m, int64_t B, int64_t T, int need_grads) {
 #define CARVE(n) ({ float *r_ = p; p += ((size_t)(n) + 15) & ~(size_t)15; r_; })
     s->logits = CARVE(big ? N * V : small);
     s->losses = CARVE(N); s->dlosses = CARVE(2 * N);   /* MLM's rows, then NSP's at +N */
+    s->ce_stats = (double *)CARVE(4 * N);
     s->dsmall = CARVE(small);
     if (has_mlm(c->head)) {
       s->mlm_x = CARVE(N * C); s->mlm_h = CARVE(N * C); s->mlm_g = CARVE(N * C); s->mlm_t = CARVE(N * C);
@@ -443,7 +445,7 @@ static float mlm_forward(lm_model *m, head_state *s, const lm_batch *b, const fl
   layernorm_forward(s->mlm_t, s->mlm_mean, s->mlm_rstd, s->mlm_g, s->w.mlm_ln_w, s->w.mlm_ln_b, M, C, c->norm_eps);
   lm_linear_forward(m->mm, s->logits, s->mlm_t, s->w.mlm_dec, s->w.mlm_bias, M, C, V);             // (M,V)
   if (b->mlm_labels) {
-    crossentropy_forward(s->losses, s->logits, s->mlm_tgt, M, V);
+    crossentropy_forward(s->losses, s->logits, s->mlm_tgt, M, V, s->ce_stats);
     loss = masked_mean(s->losses, s->dlosses, s->mlm_tgt, M, b->loss_count, &s->has_mlm);
     if (mlm_loss) *mlm_loss = loss;
   }
@@ -481,7 +483,7 @@ float lm_head_forward(lm_model *m, const lm_batch *b, const float *hidden, float
       if (m->fam->logits_body) memcpy(s->logits, hidden, (size_t)N * V * sizeof(float));   // the n-gram's log p
       else lm_linear_forward(m->mm, s->logits, hidden, s->w.out_w, s->w.out_b, N, C, V);            // (N,V)
       if (b->targets) {
-        crossentropy_forward(s->losses, s->logits, b->targets, N, V);
+        crossentropy_forward(s->losses, s->logits, b->targets, N, V, s->ce_stats);
         loss = masked_mean(s->losses, s->dlosses, b->targets, N, b->loss_count, &s->has_head);
       }
       break;
@@ -498,7 +500,7 @@ float lm_head_forward(lm_model *m, const lm_batch *b, const float *hidden, float
       lm_linear_forward(m->mm, s->nsp_logits, s->pooled, s->w.nsp_w, s->w.nsp_b, B, C, 2);          // (B,2)
       if (b->nsp_labels) {
         memcpy(s->tgt, b->nsp_labels, B * sizeof(int32_t));
-        crossentropy_forward(s->losses, s->nsp_logits, s->tgt, B, 2);
+        crossentropy_forward(s->losses, s->nsp_logits, s->tgt, B, 2, NULL);
         float l_nsp = masked_mean(s->losses, s->dlosses + N, s->tgt, B, 0, &s->has_nsp);   /* MLM keeps dlosses[0..M) */
         if (aux_b) *aux_b = l_nsp;
         if (s->has_nsp) loss = s->has_mlm || s->has_distill ? loss + l_nsp : l_nsp;
@@ -511,7 +513,7 @@ float lm_head_forward(lm_model *m, const lm_batch *b, const float *hidden, float
       lm_linear_forward(m->mm, s->logits, head_dropout_forward(m, s, s->pooled, B * C), s->w.out_w, s->w.out_b, B, C, NL); // (B,L)
       if (b->labels) {
         memcpy(s->tgt, b->labels, B * sizeof(int32_t));
-        crossentropy_forward(s->losses, s->logits, s->tgt, B, NL);
+        crossentropy_forward(s->losses, s->logits, s->tgt, B, NL, NULL);
         loss = masked_mean(s->losses, s->dlosses, s->tgt, B, 0, &s->has_head);
       }
       if (b->values) {   /* mean squared error, as HF's regression (num_labels 1) */
@@ -525,7 +527,7 @@ float lm_head_forward(lm_model *m, const lm_batch *b, const float *hidden, float
       lm_linear_forward(m->mm, s->logits, head_dropout_forward(m, s, hidden, N * C), s->w.out_w, s->w.out_b, N, C, NL); // (N,L)
       if (b->labels) {
         for (int64_t n = 0; n < N; n++) s->tgt[n] = (b->mask && !b->mask[n]) ? -1 : b->labels[n];
-        crossentropy_forward(s->losses, s->logits, s->tgt, N, NL);
+        crossentropy_forward(s->losses, s->logits, s->tgt, N, NL, NULL);
         loss = masked_mean(s->losses, s->dlosses, s->tgt, N, 0, &s->has_head);
       }
       break;
@@ -549,7 +551,7 @@ static void mlm_backward(lm_model *m, head_state *s, const lm_batch *b, float *d
     distill_backward(s->logits, b->mlm_soft_targets, s->mlm_tgt, s->dlosses, M, V, b->distill_temperature,
                      b->distill_alpha_ce, s->has_mlm ? b->distill_alpha_mlm : 0.0f);            // (M,V) in place
   else
-    crossentropy_backward(s->logits, s->logits, s->mlm_tgt, s->dlosses, M, V);                 // (M,V) in place
+    crossentropy_backward(s->logits, s->logits, s->mlm_tgt, s->dlosses, M, V, s->ce_stats);                 // (M,V) in place
   memset(s->d1, 0, M * C * sizeof(float));
   lm_linear_backward(m->mm, s->d1, s->g.mlm_dec, s->g.mlm_bias, s->logits, s->mlm_t, s->w.mlm_dec, M, C, V); // d mlm_t
   memset(s->d2, 0, M * C * sizeof(float));
@@ -573,7 +575,7 @@ void lm_head_backward(lm_model *m, const lm_batch *b, const float *hidden, float
     case LM_HEAD_LM:
       /* a caller may write its d(logits) over the logits buffer itself (lm_model_logits): no copy */
       if (dout) { if (dout != s->logits) memcpy(s->logits, dout, (size_t)N * V * sizeof(float)); }
-      else if (s->has_head) crossentropy_backward(s->logits, s->logits, b->targets, s->dlosses, N, V); // in place
+      else if (s->has_head) crossentropy_backward(s->logits, s->logits, b->targets, s->dlosses, N, V, s->ce_stats);
       else break;
       if (m->fam->logits_body) break;   /* counted, not trained: nothing to differentiate */
       lm_linear_backward(m->mm, dhidden, s->g.out_w, NULL, s->logits, hidden, s->w.out_w, N, C, V);
@@ -581,7 +583,7 @@ void lm_head_backward(lm_model *m, const lm_batch *b, const float *hidden, float
     case LM_HEAD_MLM: case LM_HEAD_PRETRAIN:
       if (s->has_mlm || s->has_distill) mlm_backward(m, s, b, dhidden);
       if (s->has_nsp) {
-        crossentropy_backward(s->dsmall, s->nsp_logits, s->tgt, s->dlosses + N, B, 2);          // (B,2)
+        crossentropy_backward(s->dsmall, s->nsp_logits, s->tgt, s->dlosses + N, B, 2, NULL);          // (B,2)
         memset(s->d1, 0, B * C * sizeof(float));
         lm_linear_backward(m->mm, s->d1, s->g.nsp_w, s->g.nsp_b, s->dsmall, s->pooled, s->w.nsp_w, B, C, 2);
         pool_backward(s, dhidden, B, T, C);
@@ -591,7 +593,7 @@ void lm_head_backward(lm_model *m, const lm_batch *b, const float *hidden, float
       if (dout) memcpy(s->dsmall, dout, B * NL * sizeof(float));
       else if (s->has_head && b->values)
         for (int64_t i = 0; i < B; i++) s->dsmall[i] = 2.0f * (s->logits[i] - b->values[i]) / (float)B;
-      else if (s->has_head) crossentropy_backward(s->dsmall, s->logits, s->tgt, s->dlosses, B, NL);   // (B,L)
+      else if (s->has_head) crossentropy_backward(s->dsmall, s->logits, s->tgt, s->dlosses, B, NL, NULL);   // (B,L)
       else break;
       memset(s->d1, 0, B * C * sizeof(float));
       lm_linear_backward(m->mm, s->d1, s->g.out_w, s->g.out_b, s->dsmall, s->dropped ? s->xd : s->pooled, s->w.out_w, B, C, NL);
@@ -600,7 +602,7 @@ void lm_head_backward(lm_model *m, const lm_batch *b, const float *hidden, float
       break;
     case LM_HEAD_TOKENS:
       if (dout) memcpy(s->dsmall, dout, N * NL * sizeof(float));
-      else if (s->has_head) crossentropy_backward(s->dsmall, s->logits, s->tgt, s->dlosses, N, NL);   // (N,L)
+      else if (s->has_head) crossentropy_backward(s->dsmall, s->logits, s->tgt, s->dlosses, N, NL, NULL);   // (N,L)
       else break;
       if (!s->dropped) { lm_linear_backward(m->mm, dhidden, s->g.out_w, s->g.out_b, s->dsmall, hidden, s->w.out_w, N, C, NL); break; }
       memset(s->d1, 0, (size_t)N * C * sizeof(float));

@@ -177,9 +177,11 @@ static void op_crossentropy(void) {
   float *logits = loadf("logits", N * V), *dl = loadf("dlosses", N);
   int32_t *targets = loadi("targets", N);
   float *losses = zeros(N);
-  crossentropy_forward(losses, logits, targets, N, V);
+  double *stats = inplace ? calloc(2 * (size_t)N, sizeof(double)) : NULL;   /* in place as the LM head: one pass */
+  crossentropy_forward(losses, logits, targets, N, V, stats);
   float *dlogits = inplace ? logits : zeros(N * V);
-  crossentropy_backward(dlogits, logits, targets, dl, N, V);
+  crossentropy_backward(dlogits, logits, targets, dl, N, V, stats);
+  free(stats);
   savef("losses", losses, N); savef("dlogits", dlogits, N * V);
 }
 
@@ -256,8 +258,8 @@ static void bench(void) {
     int32_t *tg = malloc(N * sizeof(int32_t));
     for (int64_t i = 0; i < N; i++) { tg[i] = (int32_t)lm_rng_below(&r, (uint32_t)V); dl[i] = 1.0f / N; }
     TIME_IT("crossentropy fwd+bwd N=256 V=50257", 10, 0,
-            crossentropy_forward(losses, logits, tg, N, V);
-            crossentropy_backward(dlog, logits, tg, dl, N, V));
+            crossentropy_forward(losses, logits, tg, N, V, NULL);
+            crossentropy_backward(dlog, logits, tg, dl, N, V, NULL));
   }
   {
     int64_t N = 256 * 3072;

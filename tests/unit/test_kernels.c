@@ -126,7 +126,7 @@ Test(kernels, fd_attention) {
 struct ce_ctx { float *logits, *losses, *dl; int32_t *targets; int64_t N, V; };
 static double ce_obj(void *p) {
   struct ce_ctx *c = p;
-  crossentropy_forward(c->losses, c->logits, c->targets, c->N, c->V);
+  crossentropy_forward(c->losses, c->logits, c->targets, c->N, c->V, NULL);
   return dot(c->losses, c->dl, c->N);
 }
 
@@ -135,7 +135,7 @@ Test(kernels, fd_crossentropy) {
   int32_t targets[4] = {3, -1, 49, 0};
   struct ce_ctx c = {randn(N * V, 2.0f), zeros(N), randn(N, 1.0f), targets, N, V};
   float *dlogits = zeros(N * V);
-  crossentropy_backward(dlogits, c.logits, targets, c.dl, N, V);
+  crossentropy_backward(dlogits, c.logits, targets, c.dl, N, V, NULL);
   for (int64_t i = 0; i < V; i++) cr_expect_eq(dlogits[V + i], 0.0f, "ignored row must get zero gradient");
   fd_check("crossentropy", ce_obj, &c, c.logits, dlogits, N * V, 30, 1e-2f, 2e-2f);
   free(c.logits); free(c.losses); free(c.dl); free(dlogits);
@@ -309,11 +309,20 @@ Test(kernels, deterministic_repeats) {
   float *dl = fill(N, 1.0f / N);
   int32_t *tg = malloc(N * sizeof(int32_t));
   for (int64_t i = 0; i < N; i++) tg[i] = (int32_t)lm_rng_below(&g_rng, (uint32_t)V);
-  crossentropy_forward(l1, logits, tg, N, V);
-  crossentropy_forward(l2, logits, tg, N, V);
-  crossentropy_backward(g1, logits, tg, dl, N, V);
-  crossentropy_backward(g2, logits, tg, dl, N, V);
+  crossentropy_forward(l1, logits, tg, N, V, NULL);
+  crossentropy_forward(l2, logits, tg, N, V, NULL);
+  crossentropy_backward(g1, logits, tg, dl, N, V, NULL);
+  crossentropy_backward(g2, logits, tg, dl, N, V, NULL);
   cr_expect(memcmp(l1, l2, N * 4) == 0 && memcmp(g1, g2, N * V * 4) == 0);
+  /* the forward's kept row max and sum give the backward's bits in one pass; ignored rows stay 0 */
+  double *st = calloc(2 * (size_t)N, sizeof(double));
+  float *g3 = zeros(N * V);
+  tg[1] = -1;
+  crossentropy_backward(g1, logits, tg, dl, N, V, NULL);
+  crossentropy_forward(l2, logits, tg, N, V, st);
+  crossentropy_backward(g3, logits, tg, dl, N, V, st);
+  cr_expect(memcmp(g1, g3, N * V * 4) == 0, "cross-entropy backward from the forward's stats differs");
+  free(st); free(g3);
 
   float *lw = randn(C, 1), *lb = randn(C, 1), *mean = zeros(N), *rstd = zeros(N), *lo = zeros(N * C);
   float *w1 = zeros(C), *w2 = zeros(C), *b1 = zeros(C), *b2 = zeros(C);
@@ -408,19 +417,19 @@ Test(kernels, crossentropy_in_place_and_stable) {
   int32_t tg[5] = {0, 776, -1, 5, 100};
   float dl[5] = {0.25f, 0.25f, 0.0f, 0.25f, 0.25f};
   copyl = copy(logits, N * V);
-  crossentropy_backward(sep, logits, tg, dl, N, V);
-  crossentropy_backward(copyl, copyl, tg, dl, N, V);   // dlogits == logits
+  crossentropy_backward(sep, logits, tg, dl, N, V, NULL);
+  crossentropy_backward(copyl, copyl, tg, dl, N, V, NULL);   // dlogits == logits
   cr_expect(memcmp(sep, copyl, N * V * 4) == 0, "in-place backward differs from out-of-place");
   for (int64_t n = 0; n < N; n++) {
     double s = 0;
     for (int64_t i = 0; i < V; i++) s += sep[n * V + i];
     cr_expect(fabs(s) < 1e-6, "row %lld of dlogits sums to %g", (long long)n, s);
   }
-  crossentropy_forward(losses, logits, tg, N, V);
+  crossentropy_forward(losses, logits, tg, N, V, NULL);
   cr_expect_eq(losses[2], 0.0f, "ignored target has zero loss");
   // huge logits do not overflow: loss of [1000, 0, 0] with target 1 is 1000
   float big[3] = {1000.0f, 0.0f, 0.0f}, l;
-  crossentropy_forward(&l, big, (int32_t[1]){1}, 1, 3);
+  crossentropy_forward(&l, big, (int32_t[1]){1}, 1, 3, NULL);
   cr_expect(fabsf(l - 1000.0f) < 1e-3f, "loss %g", l);
   free(logits); free(copyl); free(sep); free(losses);
 }

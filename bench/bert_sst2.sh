@@ -12,8 +12,8 @@
 #                           [--pt-dropout P] [--sst-repeat R]
 #                           [--precision fp32|bf16] [--pt-context T] [--pt-batch B]
 #
-#   --steps N     MLM pre-training steps (default 4000: an estimated 17-20 quiet minutes on
-#                 2 cores at context 64 in bf16; docs/finetune.md)
+#   --steps N     MLM pre-training steps (default 4000: ~20 minutes on 2 nearly quiet cores
+#                 at context 64 in bf16, 295 ms a step; docs/finetune.md)
 #   --minutes M   instead of --steps: as many steps as fit in M minutes at the speed of
 #                 a 20-step probe run on this machine now (the schedule still completes)
 #   --epochs E    fine-tuning epochs over the 67,349 training phrases (1)
@@ -24,9 +24,9 @@
 #                 are put R more times into the pre-training text (9: ~15% of it), task-
 #                 adaptive pre-training; 0: the corpus alone
 #   --precision   pre-training's matrix products (`train --precision`; bf16: the same curve
-#                 as fp32, ~1.4x the steps a minute)
+#                 as fp32, ~1.3-1.4x the steps a minute)
 #   --pt-context T, --pt-batch B  pre-training's context (64) and sequences a step (64): the
-#                 tokens of 128 x 32 a step, the same MLM curve, ~1.6x the steps a minute
+#                 tokens of 128 x 32 a step, the same MLM curve, a little faster
 # The model is 4 layers x 256 (4 heads) by default, context 64, batch 64, lr 1e-3, no
 # dropout in pre-training (~1.3 passes over the text do not overfit; Cramming, Geiping
 # & Goldstein 2022, drops it too). Fine-tuning: one epoch at batch 32, context 64, batches

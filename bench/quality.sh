@@ -4,8 +4,8 @@
 #   bash bench/quality.sh [sst2|shakespeare|all] [--minutes M] [--steps N] [--curve K]
 #
 # sst2         bench/bert_sst2.sh's recipe within a 30-minute budget on 2 cores: N MLM
-#              pre-training steps (4000 at context 64, --precision (bf16): an estimated
-#              17-20 quiet minutes; docs/finetune.md) of the 4 x 256 BERT on the
+#              pre-training steps (4000 at context 64, --precision (bf16): ~20 minutes
+#              on 2 nearly quiet cores; docs/finetune.md) of the 4 x 256 BERT on the
 #              scripts/corpus.sh English with the SST-2 training sentences 9 more times,
 #              then one fine-tuning epoch over the 67,349 phrases with batches grouped by
 #              length (~4 quiet minutes); --minutes M instead fits M - 6 minutes of pre-

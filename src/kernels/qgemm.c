@@ -64,6 +64,15 @@ void lm_qmat_dequantize(const lm_qmat *W, int64_t r0, int64_t nr, float *out) {
   uint8_t blk[LM_Q8_0_BYTES];
   for (int64_t r = 0; r < nr; r++) {
     if (!W->packed) { DEQ[W->type](W->data + (size_t)(r0 + r) * rb, nb, out + r * W->cols); continue; }
+    if (W->type == LM_QW_F16) {   /* a packed f16 row: 16 values in each of its panel's chunks (quant.h) */
+      const uint8_t *p = W->data + (size_t)((r0 + r) / LM_HP) * LM_HP * rb + 32 * (size_t)((r0 + r) % LM_HP);
+      uint16_t h[16];
+      for (int64_t j = 0; j < W->cols / 16; j++) {
+        memcpy(h, p + (size_t)j * 32 * LM_HP, sizeof h);
+        lm_f16_to_f32_row(h, out + r * W->cols + 16 * j, 16);
+      }
+      continue;
+    }
     for (int64_t b = 0; b < nb; b++) {   /* a packed row, block by block */
       lm_qmat_block(W, r0 + r, b, blk);
       DEQ[W->type](blk, 1, out + r * W->cols + b * LM_QK);

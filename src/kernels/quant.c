@@ -159,13 +159,30 @@ void lm_quant_act_q8(const float *x, int64_t n, uint8_t *out) {
 /* ------------------------------------------------------------------ the packed layout */
 
 size_t lm_qmat_packed_bytes(lm_qweight t, int64_t rows, int64_t cols) {
-  return (size_t)((rows + LM_QP - 1) / LM_QP) * (size_t)(cols / LM_QK) * LM_QP * lm_qweight_block_bytes(t);
+  int64_t pr = t == LM_QW_F16 ? LM_HP : LM_QP;
+  return (size_t)((rows + pr - 1) / pr) * (size_t)(cols / LM_QK) * (size_t)pr * lm_qweight_block_bytes(t);
 }
 
 /* byte j of a GGUF block's values (j < 32 for Q8_0, < 16 for Q4_0) within its packed panel block */
 static inline size_t packed_at(int64_t l, int j) { return 2 * LM_QP + (size_t)(j / 4) * 4 * LM_QP + 4 * (size_t)l + (size_t)(j % 4); }
 
+/* f16: row l's values 16j..16j+15 at bytes 32l of the panel's chunk j (512 bytes); padding rows 0 */
+static void pack_f16(const lm_qmat *W, uint8_t *out) {
+  int64_t nj = W->cols / 16, np = (W->rows + LM_HP - 1) / LM_HP;
+  #pragma omp parallel for schedule(static) if (np * nj >= 4096)
+  for (int64_t p = 0; p < np; p++)
+    for (int64_t l = 0; l < LM_HP; l++) {
+      int64_t r = p * LM_HP + l;
+      for (int64_t j = 0; j < nj; j++) {
+        uint8_t *o = out + (size_t)(p * nj + j) * 32 * LM_HP + 32 * (size_t)l;
+        if (r < W->rows) memcpy(o, W->data + ((size_t)r * (size_t)W->cols + 16 * (size_t)j) * 2, 32);
+        else memset(o, 0, 32);
+      }
+    }
+}
+
 void lm_qmat_pack(const lm_qmat *W, uint8_t *out) {
+  if (W->type == LM_QW_F16) { pack_f16(W, out); return; }
   int64_t nb = W->cols / LM_QK, np = (W->rows + LM_QP - 1) / LM_QP;
   size_t bb = lm_qweight_block_bytes(W->type), pb = LM_QP * bb;
   int q8 = W->type == LM_QW_Q8_0, nv = q8 ? LM_QK : LM_QK / 2;

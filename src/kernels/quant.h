@@ -25,14 +25,15 @@
 #define LM_Q8_0_BYTES 34         /* f16 d + 32 int8 */
 #define LM_Q4_0_BYTES 18         /* f16 d + 16 bytes of two 4-bit values (j low, j + 16 high) */
 #define LM_QP 16                 /* weight rows per packed panel (lm_qmat_pack) */
+#define LM_HP 4                  /* f16 weight rows per packed panel (lm_qmat_pack) */
 
-/* LM_QW_F16: a weight kept as f16 values (blocks of 32, no scale), run by linear.c's
+/* LM_QW_F16: a weight kept as f16 values (blocks of 32, no scale), run (packed) by linear.c's
  * lm_linear_rows_f16 and qgemm.c, not by lm_qmatmul / lm_qmatvec */
 typedef enum { LM_QW_Q8_0 = 0, LM_QW_Q4_0, LM_QW_F16, LM_QW_COUNT } lm_qweight;
 typedef enum { LM_QPATH_PORTABLE = 0, LM_QPATH_AVX2, LM_QPATH_VNNI, LM_QPATH_COUNT } lm_qpath;
 
 /* A weight matrix kept quantized: rows x (cols / 32) blocks of `type`. packed 0: row after row
- * (ggml's layout, as in a GGUF file); packed 1 (Q8_0/Q4_0 only, what the kernels read): panels of
+ * (ggml's layout, as in a GGUF file); packed 1 (what the kernels read): panels of
  * LM_QP rows (the last padded with zero rows), panel after panel, each (cols / 32) panel blocks of
  * LM_QP x the block's bytes:
  *   - the 16 rows' f16 scales (32 bytes), then
@@ -40,6 +41,10 @@ typedef enum { LM_QPATH_PORTABLE = 0, LM_QPATH_AVX2, LM_QPATH_VNNI, LM_QPATH_COU
  *     as w + 128 (an unsigned byte: vpdpbusd's unsigned operand);
  *   - Q4_0: 4 groups of 64 bytes, group c holding bytes 4c..4c+3 of row l's 16 bytes at 4l..4l+3:
  *     the low nibbles are values 4c..4c+3 (q, unsigned), the high ones 16+4c..16+4c+3.
+ *   - F16 (no scales): panels of LM_HP rows (not LM_QP), each (cols / 16) chunks of 32 LM_HP
+ *     bytes, chunk j holding values 16j..16j+15 of row l at bytes 32l..32l+31: linear.c's blocks
+ *     of LM_HP rows read a panel front to back as one stream (row-major, 4 streams 2 cols bytes
+ *     apart, gave 0.86x the GB/s for one input row).
  * data is lm_alloc'ed by whoever fills it. */
 typedef struct lm_qmat {
   lm_qweight type;
@@ -63,10 +68,10 @@ size_t lm_qweight_block_bytes(lm_qweight t);
 /* n floats (a multiple of 32) -> n / 32 Q8_0 blocks at out (ggml's quantize_row_q8_0_ref). */
 void lm_quant_act_q8(const float *x, int64_t n, uint8_t *out);
 
-/* Bytes of a packed Q8_0/Q4_0 matrix of rows x cols. */
+/* Bytes of a packed matrix of rows x cols. */
 size_t lm_qmat_packed_bytes(lm_qweight t, int64_t rows, int64_t cols);
-/* W (packed 0, Q8_0 or Q4_0) in the packed layout at out (lm_qmat_packed_bytes): a copy of every
- * byte, rearranged (panels in parallel) */
+/* W (packed 0) in the packed layout at out (lm_qmat_packed_bytes): a copy of every byte,
+ * rearranged (panels in parallel) */
 void lm_qmat_pack(const lm_qmat *W, uint8_t *out);
 /* row r's block b of W (Q8_0/Q4_0, either layout) as a GGUF block (LM_Q8_0_BYTES or LM_Q4_0_BYTES
  * at out) */

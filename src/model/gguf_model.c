@@ -253,7 +253,7 @@ static lm_status read_config(const lm_gguf *g, const arch_info *a, lm_config *c)
  * Q4_0 blocks as they are in the file (rows permuted as the f32 ones), then repacked into the
  * kernels' panels of 16 rows (quant.h lm_qmat_pack; the same bytes rearranged); the other quantized types
  * (Q4_K, Q5_K, Q6_K) or a mix of them requantized to Q8_0 from their dequantized values (8 bits
- * keep what their 4-6 bits hold); a linear whose parts are all F16 kept as f16 when loading for
+ * keep what their 4-6 bits hold); a linear whose parts are all F16 kept as f16 (in panels too) when loading for
  * generation only (half the bytes a decoded token reads); any other float part (F32, BF16, F16
  * mixed with other types, F16 in a model loaded with its f32 copy) makes the linear f32.
  * Loading for generation only (qonly) keeps no f32 values for the linears kept quantized, nor for
@@ -393,12 +393,12 @@ static lm_status qlin_plan(lm_model *m, const arch_info *a, load_ctx *x, int64_t
   return st;
 }
 
-/* the Q8_0/Q4_0 entries repacked into the kernels' panels (quant.h lm_qmat_pack), one at a time
- * (the peak is one matrix more) */
+/* the linears' entries repacked into the kernels' panels (quant.h lm_qmat_pack), one at a time
+ * (the peak is one matrix more); an f16 token embedding (looked up by rows) stays as it is */
 static lm_status qlin_pack(lm_model *m) {
   for (int64_t e = 0; e < LM_QL_COUNT(m); e++) {
     lm_qmat *q = &m->qlin[e];
-    if (!q->data || q->packed || q->type == LM_QW_F16) continue;
+    if (!q->data || q->packed || (q->type == LM_QW_F16 && e == LM_QL_EMB(m))) continue;
     uint8_t *p = lm_alloc(lm_qmat_packed_bytes(q->type, q->rows, q->cols));
     if (!p) return lm_error(LM_ERR_NOMEM, "out of memory for the quantized weights");
     lm_qmat_pack(q, p);

@@ -5,8 +5,10 @@
  *   - each row's outputs bit for bit equal to the row computed alone (n = 1), for every n from 1
  *     to 11 (full and partial blocks of input rows), and equal at 1 and 2 threads: a request's
  *     logits do not depend on the others in its step;
- *   - lm_linear_rows_f16 on f16 weights equals lm_linear_rows on those weights converted to f32,
- *     bit for bit (the same sums in the same order), for every n, at 2 threads. */
+ *   - lm_linear_rows_f16 on f16 weights (packed in panels as the loader keeps them: C a multiple
+ *     of 32) equals lm_linear_rows on those weights converted to f32, bit for bit (the same sums in
+ *     the same order), for every n (n = 1 reads whole panels, more rows blocks of 4), with a
+ *     partial last panel, at 2 threads. */
 #include <criterion/criterion.h>
 #include <math.h>
 #include <stdlib.h>
@@ -31,6 +33,9 @@ static void check(int64_t C, int64_t OC, int bias) {
   uint16_t *wh = malloc((size_t)OC * C * sizeof *wh);
   lm_f32_to_f16_row(w, wh, OC * C);
   lm_f16_to_f32_row(wh, wf, OC * C);
+  int f16 = C % LM_QK == 0;   /* the f16 panels' shapes */
+  uint16_t *wp = f16 ? malloc(lm_qmat_packed_bytes(LM_QW_F16, OC, C)) : NULL;
+  if (f16) lm_qmat_pack(&(lm_qmat){LM_QW_F16, OC, C, (uint8_t *)wh, 0}, (uint8_t *)wp);
   for (int64_t n = 1; n <= NMAX; n++) {
     lm_set_threads(1);
     lm_linear_rows(y, x, w, b, n, C, OC);
@@ -40,9 +45,11 @@ static void check(int64_t C, int64_t OC, int bias) {
               (long long)OC, (long long)n);
     float *yh = malloc((size_t)n * OC * sizeof *yh), *yf = malloc((size_t)n * OC * sizeof *yf);
     lm_linear_rows(yf, x, wf, b, n, C, OC);
-    lm_linear_rows_f16(yh, x, wh, b, n, C, OC);
-    cr_assert(!memcmp(yh, yf, (size_t)(n * OC) * sizeof *yh), "C=%lld OC=%lld n=%lld: f16 weights differ from their f32 values",
-              (long long)C, (long long)OC, (long long)n);
+    if (f16) {
+      lm_linear_rows_f16(yh, x, wp, b, n, C, OC);
+      cr_assert(!memcmp(yh, yf, (size_t)(n * OC) * sizeof *yh), "C=%lld OC=%lld n=%lld: f16 weights differ from their f32 values",
+                (long long)C, (long long)OC, (long long)n);
+    }
     free(yh); free(yf);
     for (int64_t i = 0; i < n; i++) {
       lm_linear_rows(y1, x + i * C, w, b, 1, C, OC);
@@ -56,7 +63,7 @@ static void check(int64_t C, int64_t OC, int bias) {
       }
     }
   }
-  free(x); free(w); free(b); free(y); free(y1); free(yt); free(wf); free(wh);
+  free(x); free(w); free(b); free(y); free(y1); free(yt); free(wf); free(wh); free(wp);
 }
 
 Test(linear, odd_shapes) {
@@ -64,7 +71,12 @@ Test(linear, odd_shapes) {
   check(5, 3, 0);     /* one partial vector, no full block */
   check(16, 4, 1);
   check(48, 22, 0);
+  check(64, 37, 1);   /* f16: 2 panels + 5 rows */
+  check(32, 3, 0);    /* f16: one partial panel */
 }
 
 /* large enough that the weight blocks are split across threads (OC * C >= 2^18) */
-Test(linear, threaded_shape) { check(200, 1400, 1); }
+Test(linear, threaded_shape) {
+  check(200, 1400, 1);
+  check(256, 1030, 1);   /* f16 panels too */
+}

@@ -193,7 +193,7 @@ Test(qgemm, k_quants_requantized_to_q8_0) {
 }
 
 /* f16 weights: the double product within sgemm's tolerance, and the same bits at 1, 2 and 3
- * threads. 300 rows x 256 columns x 64 rows: large enough that OpenBLAS threads an sgemm it is
+ * threads and packed in panels (as the loader keeps them; lm_qmat_dequantize gives every row back). 300 rows x 256 columns x 64 rows: large enough that OpenBLAS threads an sgemm it is
  * allowed to (a 128-row panel: 2M multiply-adds) */
 Test(qgemm, f16_threads) {
   int64_t rows = 300, cols = 256, n = 64;
@@ -222,6 +222,13 @@ Test(qgemm, f16_threads) {
     cr_assert(memcmp(y1, y2, sizeof(float) * n * rows) == 0, "f16 at %d threads differs from 2", threads);
     cr_assert_eq(omp_get_max_threads(), 3, "lm_qgemm changed the caller's thread count");
   }
+  lm_qmat P = {LM_QW_F16, rows, cols, malloc(lm_qmat_packed_bytes(LM_QW_F16, rows, cols)), 1};
+  lm_qmat_pack(&W, P.data);
+  float *back = malloc(sizeof(float) * rows * cols);
+  lm_qmat_dequantize(&P, 0, rows, back);
+  cr_assert(memcmp(back, wd, sizeof(float) * rows * cols) == 0, "packed f16 rows differ");
+  lm_qgemm(&P, x, n, bias, y2, scratch, 2, LM_QPATH_PORTABLE);
+  cr_assert(memcmp(y1, y2, sizeof(float) * n * rows) == 0, "packed f16 differs");
   omp_set_num_threads(outer);
-  free(W.data); free(wd); free(x); free(bias); free(y1); free(y2); free(scratch);
+  free(W.data); free(P.data); free(back); free(wd); free(x); free(bias); free(y1); free(y2); free(scratch);
 }

@@ -27,7 +27,10 @@
  * (bench_mm_fp32 6 384 2048 50257 3): OpenBLAS 2986, oneDNN 3261, pre-reordered 3037 + 48. A whole step
  * through oneDNN is no faster, so fp32 stays on OpenBLAS; only 124M's forward products gain (~5% of its
  * products, not 80% MFU by itself), and a weight packed once per step would pay only if the optimiser
- * wrote the packed copies in its own pass (2 more copies of the weights). */
+ * wrote the packed copies in its own pass (2 more copies of the weights). In the step itself (an
+ * uncommitted experiment: matmul_forward through oneDNN below 1024 rows; bench_train_gpt2 12 12 768 50257
+ * 4 64 4, 1 thread pinned, load 3.8-4.7, alternated 3 times) 124M's forward went 0.725 / 0.723 / 0.801 ->
+ * 0.697 / 0.717 / 0.700 s: about 1% of the step, not worth a second fp32 route. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

@@ -24,15 +24,11 @@ static inline double bench_sgemm_peak(void) {
   return 2.0 * n * (double)n * n / best;
 }
 
-/* Best-of-5 read bandwidth (bytes/s) of a parallel sum over a 1 GiB float array. */
-static inline double bench_read_bandwidth(void) {
-  const size_t n = ((size_t)1 << 30) / sizeof(float);
-  float *x = lm_alloc(n * sizeof(float));
-  if (!x) return NAN;
-  #pragma omp parallel for schedule(static)
-  for (size_t i = 0; i < n; i++) x[i] = 1.0f + (float)(i & 7);   /* touches every page, outside the timing */
+/* Read bandwidth (bytes/s): the best of `passes` timed parallel sums over x (n floats, every page
+ * touched before), after one untimed pass; n floats far beyond the caches (256 MiB or more) */
+static inline double bench_bw_measure(const float *x, size_t n, int passes) {
   double best = 1e30, sink = 0;
-  for (int r = 0; r < 6; r++) {   /* run 0 warms up */
+  for (int r = 0; r <= passes; r++) {   /* run 0 warms up */
     double t = lm_time_sec();
     float s = 0;
     #pragma omp parallel for simd schedule(static) reduction(+ : s)
@@ -41,9 +37,27 @@ static inline double bench_read_bandwidth(void) {
     sink += s;
     if (r > 0 && t < best) best = t;
   }
-  lm_free(x);
   if (sink == 0) fprintf(stderr, "(bandwidth sum was zero)\n");
   return (double)n * sizeof(float) / best;
+}
+
+/* a buffer of n floats for bench_bw_measure, every page touched (NULL: out of memory) */
+static inline float *bench_bw_buffer(size_t n) {
+  float *x = lm_alloc(n * sizeof(float));
+  if (!x) return NULL;
+  #pragma omp parallel for schedule(static)
+  for (size_t i = 0; i < n; i++) x[i] = 1.0f + (float)(i & 7);
+  return x;
+}
+
+/* Best-of-5 read bandwidth (bytes/s) of a parallel sum over a 1 GiB float array. */
+static inline double bench_read_bandwidth(void) {
+  const size_t n = ((size_t)1 << 30) / sizeof(float);
+  float *x = bench_bw_buffer(n);
+  if (!x) return NAN;
+  double bw = bench_bw_measure(x, n, 5);
+  lm_free(x);
+  return bw;
 }
 
 static int bench_cmp_double(const void *a, const void *b) {

@@ -2,7 +2,15 @@
  * shape run through the KV-cache session: prompt pre-fill speed (tokens/s) and
  * greedy decode speed (tokens/s), with decode set against the machine's DRAM
  * read bandwidth, measured here, as the share of the bandwidth limit (bytes of
- * weights, plus KV cache, read per decoded token). The shapes:
+ * weights, plus KV cache, read per decoded token). The bandwidth is measured just
+ * before each decode run (best of 3 parallel sums over 256 MiB, at the decode's
+ * thread count), each run's share is its decode speed against its own reading,
+ * and the figures are the medians over the runs: on a shared machine the
+ * bandwidth moves by tens of percent within minutes (49-64 GB/s in session 8),
+ * so a reading taken once at start can be far from the decode's. Also the
+ * decode's rate in CPU time (tokens x threads / the process's CPU seconds): at
+ * 1 thread, the speed had the thread had its core alone (on a loaded machine
+ * the only steady figure; memory contention still counts). The shapes:
  *   gpt2       GPT-2 124M: 12 layers, 768 wide, 12 heads, vocab 50257, context 1024
  *   tinyllama  TinyLlama-1.1B: 22 layers, 2048 wide, 32 heads / 4 KV heads, SwiGLU FFN 5632,
  *              vocab 32000, context 2048, untied head
@@ -16,6 +24,7 @@
  *        bench_generate write gpt2|tinyllama f32|f16|q8_0|q4_0 OUT.gguf */
 #include <math.h>
 #include <omp.h>
+#include <time.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,6 +33,12 @@
 #include "model/model.h"
 #include "model/gguf.h"
 #include "kernels/quant.h"
+
+static double cpu_sec(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
+  return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
 
 static int32_t argmax(const float *v, int64_t n) {
   int64_t b = 0;
@@ -71,7 +86,10 @@ int main(int argc, char **argv) {
     return 2;
   }
   lm_set_threads(threads);
-  double bw = bench_read_bandwidth();
+  /* the bandwidth's buffer, kept for the run (its pages count in the peak RSS: taken off below) */
+  const size_t nbw = ((size_t)256 << 20) / sizeof(float);
+  float *bwbuf = bench_bw_buffer(nbw);
+  if (!bwbuf) { fprintf(stderr, "out of memory\n"); return 1; }
 
   lm_config c;
   lm_model *m;
@@ -87,7 +105,8 @@ int main(int argc, char **argv) {
   lm_rng r;
   lm_rng_seed(&r, 2);
   for (int64_t i = 0; i < P; i++) prompt[i] = (int32_t)lm_rng_below(&r, (uint32_t)V);
-  double *pre = malloc(runs * sizeof(double)), *dec = malloc(runs * sizeof(double));
+  double *pre = malloc(runs * sizeof(double)), *dec = malloc(runs * sizeof(double)), *bws = malloc(runs * sizeof(double));
+  double *frac = malloc(runs * sizeof(double)), *cpu = malloc(runs * sizeof(double));
   const float *lg;
   int32_t last = 0;
 
@@ -99,20 +118,23 @@ int main(int argc, char **argv) {
     t = lm_time_sec() - t;
     if (k > 0) pre[k - 1] = P / t;
   }
-  /* decode: DP prompt tokens, then D greedy tokens one at a time (only the D steps are timed) */
+  /* decode: DP prompt tokens, then D greedy tokens one at a time (only the D steps are timed),
+   * each run just after a bandwidth reading */
   for (int k = 0; k <= runs; k++) {
     lm_session_reset(s);
     if (lm_session_feed(s, prompt, DP, &lg)) { fprintf(stderr, "%s\n", lm_last_error()); return 1; }
-    double t = lm_time_sec();
+    double b = bench_bw_measure(bwbuf, nbw, 3);
+    double t = lm_time_sec(), tc = cpu_sec();
     for (int64_t i = 0; i < D; i++) {
       int32_t next = argmax(lg, V);
       if (lm_session_feed(s, &next, 1, &lg)) { fprintf(stderr, "%s\n", lm_last_error()); return 1; }
       last = next;
     }
     t = lm_time_sec() - t;
-    if (k > 0) dec[k - 1] = D / t;
+    tc = cpu_sec() - tc;
+    if (k > 0) { dec[k - 1] = D / t; bws[k - 1] = b; cpu[k - 1] = D * (double)lm_get_threads() / tc; }
   }
-  double pre_tps = bench_median(pre, runs), dec_tps = bench_median(dec, runs);
+  lm_free(bwbuf);
 
   /* bytes read per decoded token: every parameter except the position table (one row of it
    * is read, C floats, ignored) and, untied, the token table (one row); the tied table once,
@@ -128,25 +150,32 @@ int main(int argc, char **argv) {
     if (q->data) weight_bytes += (double)q->rows * (q->cols / LM_QK) * lm_qweight_block_bytes(q->type) - 4.0 * q->rows * q->cols;
   }
   if (kv16) kv_bytes /= 2;
+  for (int k = 0; k < runs; k++) frac[k] = dec[k] * weight_bytes / bws[k];   /* each run against its own reading */
+  double frac_w = bench_median(frac, runs);
+  for (int k = 0; k < runs; k++) frac[k] = dec[k] * (weight_bytes + kv_bytes) / bws[k];
+  double frac_wkv = bench_median(frac, runs);
+  double pre_tps = bench_median(pre, runs), dec_tps = bench_median(dec, runs), bw = bench_median(bws, runs);
+  double cpu_tps = bench_median(cpu, runs);
   double limit_w = bw / weight_bytes, limit_wkv = bw / (weight_bytes + kv_bytes);
 
   const char *name = file ? model : llama ? "tinyllama-1.1B" : "gpt2-124M";
+  double rss = bench_peak_rss_mb() - (double)(nbw * sizeof(float)) / (1 << 20);   /* the model's, without the buffer */
   printf("{\"impl\": \"lmkit\", \"model\": \"%s\", \"kv_f16\": %d, \"threads\": %d, \"bandwidth_gbs\": %.2f, "
          "\"prefill_tokens\": %lld, \"prefill_tok_s\": %.1f, \"decode_prefill\": %lld, \"decode_tokens\": %lld, "
-         "\"decode_tok_s\": %.2f, \"weight_mb_per_token\": %.1f, \"kv_mb_per_token\": %.1f, "
+         "\"decode_tok_s\": %.2f, \"decode_cpu_tok_s\": %.2f, \"weight_mb_per_token\": %.1f, \"kv_mb_per_token\": %.1f, "
          "\"bw_limit_tok_s\": %.2f, \"bw_fraction\": %.3f, \"bw_limit_kv_tok_s\": %.2f, \"bw_fraction_kv\": %.3f, "
          "\"peak_rss_mb\": %.0f, \"last_token\": %d}\n",
          name, kv16, lm_get_threads(), bw / 1e9, (long long)P, pre_tps, (long long)DP,
-         (long long)D, dec_tps, weight_bytes / 1e6, kv_bytes / 1e6, limit_w, dec_tps / limit_w, limit_wkv, dec_tps / limit_wkv, bench_peak_rss_mb(), last);
+         (long long)D, dec_tps, cpu_tps, weight_bytes / 1e6, kv_bytes / 1e6, limit_w, frac_w, limit_wkv, frac_wkv, rss, last);
   fprintf(stderr,
-          "%s, %d threads, DRAM read bandwidth %.2f GB/s\n"
+          "%s, %d threads, DRAM read bandwidth %.2f GB/s (median of the readings beside the decode runs)\n"
           "  prefill %lld tokens:  %8.1f tok/s\n"
-          "  decode  %lld tokens:  %8.2f tok/s\n"
-          "  bandwidth limit:      %8.2f tok/s  (%.1f MB of weights per token) -> %.2f of the limit\n"
+          "  decode  %lld tokens:  %8.2f tok/s  (%.2f in CPU time)\n"
+          "  bandwidth limit:      %8.2f tok/s  (%.1f MB of weights per token) -> %.2f of the limit (median of the runs)\n"
           "  with the KV cache:    %8.2f tok/s  (+%.1f MB mean KV per token)   -> %.2f of the limit\n",
-          name, lm_get_threads(), bw / 1e9, (long long)P, pre_tps, (long long)D, dec_tps, limit_w, weight_bytes / 1e6,
-          dec_tps / limit_w, limit_wkv, kv_bytes / 1e6, dec_tps / limit_wkv);
-  free(prompt); free(pre); free(dec);
+          name, lm_get_threads(), bw / 1e9, (long long)P, pre_tps, (long long)D, dec_tps, cpu_tps, limit_w, weight_bytes / 1e6,
+          frac_w, limit_wkv, kv_bytes / 1e6, frac_wkv);
+  free(prompt); free(pre); free(dec); free(bws); free(frac); free(cpu);
   lm_session_free(s);
   lm_model_free(m);
   return 0;

@@ -4,7 +4,9 @@
 # load the same file), random weights written as GGUF by bench_generate (GPT-2: f32, q8_0, q4_0;
 # TinyLlama: f16, q8_0, q4_0), then on each file in the same run:
 #   - lmkit (bench/generate.c): prefill PROMPT tokens, decode DECODE greedy tokens, the read
-#     bandwidth measured in the same program and the decode's share of bandwidth / bytes per token;
+#     bandwidth measured in the same program just before each decode run (sums on THREADS over
+#     256 MiB, best of 3) and the decode's share of bandwidth / bytes per token, each run against
+#     its own reading (medians over the runs);
 #   - llama.cpp (node-llama-cpp 3.21.1's prebuilt, bench/llamacpp_bench.mjs): the same two figures.
 # Prints a table with the ratios to llama.cpp, and the machine's load before and after (these
 # machines are shared: a loaded run says so) and lmkit's peak resident memory (it loads the file

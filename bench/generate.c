@@ -8,7 +8,7 @@
  * and the figures are the medians over the runs: on a shared machine the
  * bandwidth moves by tens of percent within minutes (49-64 GB/s in session 8),
  * so a reading taken once at start can be far from the decode's. Also the
- * decode's rate in CPU time (tokens x threads / the process's CPU seconds): at
+ * prefill's and decode's rates in CPU time (tokens x threads / the process's CPU seconds): at
  * 1 thread, the speed had the thread had its core alone (on a loaded machine
  * the only steady figure; memory contention still counts). The shapes:
  *   gpt2       GPT-2 124M: 12 layers, 768 wide, 12 heads, vocab 50257, context 1024
@@ -106,17 +106,18 @@ int main(int argc, char **argv) {
   lm_rng_seed(&r, 2);
   for (int64_t i = 0; i < P; i++) prompt[i] = (int32_t)lm_rng_below(&r, (uint32_t)V);
   double *pre = malloc(runs * sizeof(double)), *dec = malloc(runs * sizeof(double)), *bws = malloc(runs * sizeof(double));
-  double *frac = malloc(runs * sizeof(double)), *cpu = malloc(runs * sizeof(double));
+  double *frac = malloc(runs * sizeof(double)), *cpu = malloc(runs * sizeof(double)), *precpu = malloc(runs * sizeof(double));
   const float *lg;
   int32_t last = 0;
 
   /* prefill: P prompt tokens into a fresh session; run 0 is a warm-up */
   for (int k = 0; k <= runs; k++) {
     lm_session_reset(s);
-    double t = lm_time_sec();
+    double t = lm_time_sec(), tc = cpu_sec();
     if (lm_session_feed(s, prompt, P, &lg)) { fprintf(stderr, "%s\n", lm_last_error()); return 1; }
     t = lm_time_sec() - t;
-    if (k > 0) pre[k - 1] = P / t;
+    tc = cpu_sec() - tc;
+    if (k > 0) { pre[k - 1] = P / t; precpu[k - 1] = P * (double)lm_get_threads() / tc; }
   }
   /* decode: DP prompt tokens, then D greedy tokens one at a time (only the D steps are timed),
    * each run just after a bandwidth reading */
@@ -155,27 +156,27 @@ int main(int argc, char **argv) {
   for (int k = 0; k < runs; k++) frac[k] = dec[k] * (weight_bytes + kv_bytes) / bws[k];
   double frac_wkv = bench_median(frac, runs);
   double pre_tps = bench_median(pre, runs), dec_tps = bench_median(dec, runs), bw = bench_median(bws, runs);
-  double cpu_tps = bench_median(cpu, runs);
+  double cpu_tps = bench_median(cpu, runs), pre_cpu_tps = bench_median(precpu, runs);
   double limit_w = bw / weight_bytes, limit_wkv = bw / (weight_bytes + kv_bytes);
 
   const char *name = file ? model : llama ? "tinyllama-1.1B" : "gpt2-124M";
   double rss = bench_peak_rss_mb() - (double)(nbw * sizeof(float)) / (1 << 20);   /* the model's, without the buffer */
   printf("{\"impl\": \"lmkit\", \"model\": \"%s\", \"kv_f16\": %d, \"threads\": %d, \"bandwidth_gbs\": %.2f, "
-         "\"prefill_tokens\": %lld, \"prefill_tok_s\": %.1f, \"decode_prefill\": %lld, \"decode_tokens\": %lld, "
+         "\"prefill_tokens\": %lld, \"prefill_tok_s\": %.1f, \"prefill_cpu_tok_s\": %.1f, \"decode_prefill\": %lld, \"decode_tokens\": %lld, "
          "\"decode_tok_s\": %.2f, \"decode_cpu_tok_s\": %.2f, \"weight_mb_per_token\": %.1f, \"kv_mb_per_token\": %.1f, "
          "\"bw_limit_tok_s\": %.2f, \"bw_fraction\": %.3f, \"bw_limit_kv_tok_s\": %.2f, \"bw_fraction_kv\": %.3f, "
          "\"peak_rss_mb\": %.0f, \"last_token\": %d}\n",
-         name, kv16, lm_get_threads(), bw / 1e9, (long long)P, pre_tps, (long long)DP,
+         name, kv16, lm_get_threads(), bw / 1e9, (long long)P, pre_tps, pre_cpu_tps, (long long)DP,
          (long long)D, dec_tps, cpu_tps, weight_bytes / 1e6, kv_bytes / 1e6, limit_w, frac_w, limit_wkv, frac_wkv, rss, last);
   fprintf(stderr,
           "%s, %d threads, DRAM read bandwidth %.2f GB/s (median of the readings beside the decode runs)\n"
-          "  prefill %lld tokens:  %8.1f tok/s\n"
+          "  prefill %lld tokens:  %8.1f tok/s  (%.1f in CPU time)\n"
           "  decode  %lld tokens:  %8.2f tok/s  (%.2f in CPU time)\n"
           "  bandwidth limit:      %8.2f tok/s  (%.1f MB of weights per token) -> %.2f of the limit (median of the runs)\n"
           "  with the KV cache:    %8.2f tok/s  (+%.1f MB mean KV per token)   -> %.2f of the limit\n",
-          name, lm_get_threads(), bw / 1e9, (long long)P, pre_tps, (long long)D, dec_tps, cpu_tps, limit_w, weight_bytes / 1e6,
+          name, lm_get_threads(), bw / 1e9, (long long)P, pre_tps, pre_cpu_tps, (long long)D, dec_tps, cpu_tps, limit_w, weight_bytes / 1e6,
           frac_w, limit_wkv, kv_bytes / 1e6, frac_wkv);
-  free(prompt); free(pre); free(dec); free(bws); free(frac); free(cpu);
+  free(prompt); free(pre); free(dec); free(bws); free(frac); free(cpu); free(precpu);
   lm_session_free(s);
   lm_model_free(m);
   return 0;

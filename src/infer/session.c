@@ -49,6 +49,7 @@
  * reads each weight row from memory once for all of them; more through sgemm. */
 #define FEW_ROWS 32
 #define PART_ROWS 256   /* at most this many weight rows per chunk of a decode step's linear */
+#define TQ 64           /* a prompt's query rows per attention tile */
 
 /* a phase of a decode step (one cache line): chunks taken (next) and finished (done) */
 typedef struct {
@@ -368,28 +369,36 @@ static void attend(lm_fwd *s, float *y, const float *qkv, const lm_kv_run *u, in
     Kh = u->kv->k + layer + (h / group) * hs; Vh = u->kv->v + layer + (h / group) * hs;
   }
   float *S = s->scores + (h * N + i0) * s->max_len;   /* (n, Lk), row stride Lk */
-  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, (int)Lk, (int)hs, scale, qkv + i0 * QKV + h * hs,
-              (int)QKV, Kh, (int)ld, 0.0f, S, (int)Lk);
-  for (int64_t i = 0; i < n; i++) {
-    float *row = S + i * Lk;
-    int64_t visible = c->causal ? p0 + i + 1 : Lk;
-    int64_t lo = win > 0 && visible - win > 0 ? visible - win : 0;
-    /* vectorised (a prompt's softmax is about a tenth of its time with libm's scalar expf): the
-     * maximum, vexp (kernels/vexp.h, training's attention's exp) and the sum in SIMD lanes, a fixed
-     * order for a given build */
-    float mx = -INFINITY;
-    #pragma omp simd reduction(max:mx)
-    for (int64_t j = lo; j < visible; j++) mx = row[j] > mx ? row[j] : mx;
-    float sum = 0;
-    #pragma omp simd reduction(+:sum)
-    for (int64_t j = lo; j < visible; j++) { row[j] = vexp(row[j] - mx); sum += row[j]; }
-    float inv = 1.0f / sum;
-    for (int64_t j = 0; j < lo; j++) row[j] = 0.0f;
-    for (int64_t j = lo; j < visible; j++) row[j] *= inv;
-    for (int64_t j = visible; j < Lk; j++) row[j] = 0.0f;
+  /* causal: tiles of TQ query rows, each against the keys its last row sees (Lt), not all Lk: a
+   * 512-token prompt (two chunks of 256) computes 3/4 of the scores and products the rectangle
+   * would. Entries past a row's last visible key are zero, so a product's dropped columns add
+   * nothing; a decoded token is one tile of all Lk keys. */
+  for (int64_t a = 0; a < n; a += TQ) {
+    int64_t m = n - a < TQ ? n - a : TQ, Lt = c->causal && p0 + a + m < Lk ? p0 + a + m : Lk;
+    float *St = S + a * Lk;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)m, (int)Lt, (int)hs, scale, qkv + (i0 + a) * QKV + h * hs,
+                (int)QKV, Kh, (int)ld, 0.0f, St, (int)Lk);
+    for (int64_t i = 0; i < m; i++) {
+      float *row = St + i * Lk;
+      int64_t visible = c->causal ? p0 + a + i + 1 : Lk;
+      int64_t lo = win > 0 && visible - win > 0 ? visible - win : 0;
+      /* vectorised (a prompt's softmax is about a tenth of its time with libm's scalar expf): the
+       * maximum, vexp (kernels/vexp.h, training's attention's exp) and the sum in SIMD lanes, a fixed
+       * order for a given build */
+      float mx = -INFINITY;
+      #pragma omp simd reduction(max:mx)
+      for (int64_t j = lo; j < visible; j++) mx = row[j] > mx ? row[j] : mx;
+      float sum = 0;
+      #pragma omp simd reduction(+:sum)
+      for (int64_t j = lo; j < visible; j++) { row[j] = vexp(row[j] - mx); sum += row[j]; }
+      float inv = 1.0f / sum;
+      for (int64_t j = 0; j < lo; j++) row[j] = 0.0f;
+      for (int64_t j = lo; j < visible; j++) row[j] *= inv;
+      for (int64_t j = visible; j < Lt; j++) row[j] = 0.0f;
+    }
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)m, (int)hs, (int)Lt, 1.0f, St, (int)Lk,
+                Vh, (int)ld, 0.0f, y + (i0 + a) * C + h * hs, (int)C);
   }
-  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)n, (int)hs, (int)Lk, 1.0f, S, (int)Lk,
-              Vh, (int)ld, 0.0f, y + i0 * C + h * hs, (int)C);
 }
 
 /* y(N,C): every run's queries, head by head (s->start: each run's first row) */

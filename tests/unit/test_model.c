@@ -88,6 +88,40 @@ Test(model, kv_cache_matches_for_mistral_sliding_window) {
   check_cache(c);
 }
 
+/* a prompt of 300 tokens fed at once: two of the session's chunks (256 tokens; the second starts
+ * with keys cached) and many of its attention tiles (64 query rows, each against the keys its last
+ * row sees): the last token's logits equal full recomputation's */
+static void check_long_prompt(lm_config c) {
+  enum { T = 300 };
+  c.n_positions = T;
+  lm_model *m;
+  cr_assert_eq(lm_model_create(&m, &c, 3), LM_OK, "%s", lm_last_error());
+  int32_t ids[T];
+  lm_rng r; lm_rng_seed(&r, 6);
+  for (int64_t i = 0; i < T; i++) ids[i] = (int32_t)lm_rng_below(&r, (uint32_t)c.vocab_size);
+  lm_session *s;
+  cr_assert_eq(lm_session_init(&s, m, T), LM_OK);
+  const float *logits;
+  cr_assert_eq(lm_session_feed(s, ids, T, &logits), LM_OK, "%s", lm_last_error());
+  cr_assert_eq(lm_model_reserve(m, 1, T, 0), LM_OK);
+  lm_model_forward(m, ids, NULL, NULL, 1, T);
+  const float *full = lm_model_logits(m) + (T - 1) * c.vocab_size;
+  /* 5e-7: float rounding apart (6e-8 here), where a tile that drops each of its rows' last key gives
+   * 1.7e-6 and more */
+  for (int64_t v = 0; v < c.vocab_size; v++)
+    cr_assert(fabsf(full[v] - logits[v]) < 5e-7f, "v=%lld: full %.9g prompt %.9g", (long long)v, full[v], logits[v]);
+  lm_session_free(s);
+  lm_model_free(m);
+}
+
+Test(model, long_prompt_matches_full_recomputation) {
+  check_long_prompt(tiny());
+  lm_config c = tiny_llama(LM_ARCH_MISTRAL);
+  check_long_prompt(c);
+  c.sliding_window = 100;   /* shorter than a tile's span of keys */
+  check_long_prompt(c);
+}
+
 Test(model, prompt_longer_than_context_is_an_error) {
   lm_config c = tiny();
   lm_model *m;

@@ -69,8 +69,8 @@ static inline v16 load_tail(const float *p, int64_t m) { v16 v = {0}; memcpy(&v,
 static inline v16 load_tail_h(const uint16_t *p, int64_t m) { v16 v = {0}; for (int64_t j = 0; j < m; j++) v[j] = lm_f16_to_f32(p[j]); return v; }
 
 /* where row r's values k..k+15 are (k a multiple of 16) in w, rows C apart or (P) in f16 panels
- * (quant.h: w at the block's first row; the panel's chunk k / 16 is 16 x 16 values, a row's 16 values
- * 16 apart) */
+ * (quant.h: w at the block's first row; the panel's chunk k / 16 holds these 16 values of each of
+ * its LM_HP rows, a row's 16 after the previous row's) */
 #define WOFF(P, r, k, C) ((P) ? (k) / 16 * (16 * LM_HP) + (r) * 16 : (r) * (C) + (k))
 /* row r's values k..k+15 of w: f32 or, when H, f16 */
 #define WLOAD(H, w, off) ((H) ? load16_h((const uint16_t *)(w) + (off)) : load16((const float *)(w) + (off)))

@@ -1,9 +1,12 @@
 /* cmd_predict.c — `lmkit predict`: runs a fine-tuned BERT (from `lmkit
  * finetune`) over stdin, one input per line, output in input order; the kind
  * of output follows the model's head:
- *   classify  one label per line (the argmax of the head's logits), or with
+ *   classify  one label per line (the argmax of the head's softmax), or with
  *             --probs one JSON object per line with the softmax probability of
- *             every label; texts padded per batch to the longest line;
+ *             every label; texts padded per batch to the longest line. Given
+ *             several --model, an ensemble: the models' probabilities are
+ *             averaged (labels matched by name, each model with its own
+ *             tokenizer and context);
  *   tokens    `word/TAG word/TAG ...` per line: the line split at whitespace,
  *             each word encoded on its own, its tag read at its first
  *             sub-token (lm_tokcls_encode, as in training);
@@ -30,6 +33,8 @@
 #include "train/finetune_tasks.h"
 #include "train/text2text.h"
 
+#define CLI_MAX_MODELS 16   /* --model given more than once: an ensemble (classify) */
+
 static const char *HELP =
   "usage: lmkit predict --model DIR [--probs] [options] < inputs\n"
   "\n"
@@ -53,8 +58,12 @@ static const char *HELP =
   "sentence are printed with tag O), and the count is reported on stderr.\n"
   "\n"
   "options:\n"
-  "  --model DIR          a classify, tokens or qa model directory\n"
+  "  --model DIR          a classify, tokens or qa model directory; classify models may be\n"
+  "                       given up to 16 times: an ensemble, whose label is the argmax of\n"
+  "                       the models' softmax probabilities averaged (each model reads the\n"
+  "                       text with its own tokenizer; all must have the same label names)\n"
   "  --probs              classify: print {\"label\": L, \"probs\": {label: p, ...}} per line\n"
+  "                       (an ensemble: the averaged probabilities)\n"
   "  --batch N            lines per forward pass (32; qa: windows per pass)\n"
   "  --context N          longest input in tokens (default: the model's positions)\n"
   "  --threads N          threads (default: all cores)\n"
@@ -245,9 +254,105 @@ static int predict_text2text(const lm_model *m, const lm_tokenizer *tok, int64_t
   return rc;
 }
 
+/* classify head, one model or an ensemble: each line's label (the argmax of the probabilities, averaged
+ * over the models), or with --probs the averaged softmax of every label. Each model reads the text with
+ * its own tokenizer and context; labels are matched by name (all models must have the same set). */
+static int predict_classify(lm_model **ms, const char *const *dirs, int nm, int probs, int64_t batch, int64_t context) {
+  int rc = 0;
+  int64_t L = lm_model_config(ms[0])->num_labels, n_in = 0, n_trunc = 0, maxctx = 0;
+  lm_tokenizer *tok[CLI_MAX_MODELS] = {0};
+  char **names[CLI_MAX_MODELS] = {0};
+  int64_t ctx[CLI_MAX_MODELS], *perm = malloc((size_t)(nm * L) * sizeof *perm);
+  char **lines = calloc((size_t)batch, sizeof *lines);
+  double *acc = malloc((size_t)(batch * L) * sizeof *acc);
+  float *p = malloc((size_t)L * sizeof *p);
+  int32_t *ids = NULL; uint8_t *mask = NULL;
+  int64_t *idx = malloc((size_t)batch * sizeof *idx);
+  if (!perm || !lines || !acc || !p || !idx) { rc = cli_error("out of memory"); goto done; }
+  for (int k = 0; k < nm; k++) {
+    const lm_config *c = lm_model_config(ms[k]);
+    if (c->head != LM_HEAD_CLASSIFY) { rc = cli_error("%s: an ensemble takes classification models only", dirs[k]); goto done; }
+    if (c->num_labels != L) {
+      rc = cli_error("%s has %lld labels, %s has %lld: an ensemble's models must have the same labels", dirs[k],
+                     (long long)c->num_labels, dirs[0], (long long)L);
+      goto done;
+    }
+    char *cpath = lm_path_join(dirs[k], "config.json");
+    lm_status st = !cpath ? lm_error(LM_ERR_NOMEM, "out of memory") : lm_config_label_names(cpath, L, &names[k]);
+    free(cpath);
+    if (st || lm_tokenizer_load(&tok[k], dirs[k])) { rc = cli_fail(); goto done; }
+    for (int64_t j = 0; j < L; j++) {   /* perm[k*L + j]: model k's index of model 0's label j */
+      perm[k * L + j] = -1;
+      for (int64_t i = 0; i < L; i++) if (!strcmp(names[k][i], names[0][j])) perm[k * L + j] = i;
+      if (perm[k * L + j] < 0) {
+        rc = cli_error("%s has no label '%s' (which %s has): an ensemble's models must have the same labels", dirs[k],
+                       names[0][j], dirs[0]);
+        goto done;
+      }
+    }
+    ctx[k] = context <= 0 || context > c->n_positions ? c->n_positions : context;
+    if (ctx[k] > maxctx) maxctx = ctx[k];
+    if (lm_model_reserve(ms[k], batch, ctx[k], 0)) { rc = cli_fail(); goto done; }
+  }
+  ids = malloc((size_t)(batch * maxctx) * sizeof *ids);
+  mask = malloc((size_t)(batch * maxctx));
+  if (!ids || !mask) { rc = cli_error("out of memory"); goto done; }
+  for (int64_t b = 0; b < batch; b++) idx[b] = b;
+  for (int eof = 0; !eof;) {
+    int64_t nb = cli_read_lines(lines, batch, &eof);
+    if (!nb) break;
+    n_in += nb;
+    memset(acc, 0, (size_t)(nb * L) * sizeof *acc);
+    for (int k = 0; k < nm && !rc; k++) {
+      const lm_config *c = lm_model_config(ms[k]);
+      lm_cls_data d;
+      if (lm_cls_encode(&d, c, tok[k], (const char *const *)lines, NULL, nb, ctx[k])) { rc = cli_fail(); break; }
+      if (k == 0) n_trunc += d.n_truncated;
+      int64_t T = lm_cls_fill(&d, idx, nb, ids, mask, NULL);
+      lm_cls_data_free(&d);
+      lm_batch bb = {.ids = ids, .mask = mask, .B = nb, .T = T};
+      if (lm_batch_check(ms[k], &bb)) { rc = cli_fail(); break; }
+      lm_forward(ms[k], &bb, NULL, NULL);
+      const float *lg = lm_model_logits(ms[k]);   // (nb,L)
+      for (int64_t b = 0; b < nb; b++) {
+        float mx = lg[b * L];
+        for (int64_t i = 1; i < L; i++) if (lg[b * L + i] > mx) mx = lg[b * L + i];
+        double z = 0;
+        for (int64_t i = 0; i < L; i++) z += (p[i] = expf(lg[b * L + i] - mx));
+        for (int64_t j = 0; j < L; j++) acc[b * L + j] += p[perm[k * L + j]] / z / nm;
+      }
+    }
+    for (int64_t b = 0; b < nb; b++) { free(lines[b]); lines[b] = NULL; }
+    if (rc) break;
+    for (int64_t b = 0; b < nb; b++) {
+      const double *a = acc + b * L;
+      int64_t best = 0;
+      for (int64_t j = 1; j < L; j++) if (a[j] > a[best]) best = j;
+      if (!probs) { printf("%s\n", names[0][best]); continue; }
+      fputs("{\"label\": ", stdout); cli_json_str(stdout, names[0][best]); fputs(", \"probs\": {", stdout);
+      for (int64_t j = 0; j < L; j++) {
+        if (j) fputs(", ", stdout);
+        cli_json_str(stdout, names[0][j]); printf(": %.6f", a[j]);
+      }
+      fputs("}}\n", stdout);
+    }
+    fflush(stdout);
+  }
+  if (n_trunc)
+    fprintf(stderr, "lmkit predict: truncated %lld of %lld inputs to %lld tokens\n", (long long)n_trunc,
+            (long long)n_in, (long long)ctx[0] - 2);
+done:
+  for (int k = 0; k < nm; k++) {
+    if (names[k]) { for (int64_t j = 0; j < L; j++) free(names[k][j]); free(names[k]); }
+    lm_tokenizer_free(tok[k]);
+  }
+  free(perm); free(lines); free(acc); free(p); free(ids); free(mask); free(idx);
+  return rc;
+}
+
 int cmd_predict(int argc, char **argv) {
-  const char *dir = NULL, *v;
-  int probs = 0, r, gen_used = 0;
+  const char *dirs[CLI_MAX_MODELS], *v;
+  int nm = 0, probs = 0, r, gen_used = 0;
   lm_gen_opts g;
   lm_gen_opts_default(&g);
   g.temperature = 0;   /* greedy, as the fine-tuning's evaluation */
@@ -256,7 +361,11 @@ int cmd_predict(int argc, char **argv) {
     const char *a = argv[i];
     if (cli_is_help(a)) { fputs(HELP, stdout); return 0; }
     if (!strcmp(a, "--probs")) { probs = 1; continue; }
-    if ((r = cli_opt(argc, argv, &i, "--model", &v)) < 0) return 1; else if (r) { dir = v; continue; }
+    if ((r = cli_opt(argc, argv, &i, "--model", &v)) < 0) return 1;
+    else if (r) {
+      if (nm == CLI_MAX_MODELS) return cli_error("at most %d --model", CLI_MAX_MODELS);
+      dirs[nm++] = v; continue;
+    }
     if ((r = cli_opt(argc, argv, &i, "--batch", &v)) < 0) return 1;
     else if (r) { if (cli_i64(a, v, 1, 1 << 16, &batch)) return 1; continue; }
     if ((r = cli_opt(argc, argv, &i, "--context", &v)) < 0) return 1;
@@ -266,86 +375,47 @@ int cmd_predict(int argc, char **argv) {
     if ((r = cli_gen_flag(argc, argv, &i, &g)) < 0) return 1; else if (r) { gen_used = 1; continue; }
     return cli_unknown("predict", a);
   }
-  if (!dir) return cli_error("--model DIR is required (see 'lmkit predict --help')");
+  if (!nm) return cli_error("--model DIR is required (see 'lmkit predict --help')");
   lm_set_threads((int)threads);
-  lm_model *m = NULL;
+  lm_model *ms[CLI_MAX_MODELS] = {0}, *m = NULL;
   lm_tokenizer *tok = NULL;
-  char **names = NULL, **lines = NULL, *cpath = NULL;
-  int32_t *ids = NULL; uint8_t *mask = NULL; int64_t *idx = NULL; float *p = NULL;
-  int64_t L = 0, n_in = 0, n_trunc = 0;
+  char **names = NULL, *cpath = NULL;
+  int64_t L = 0;
   int rc = 0;
-  if (lm_model_load(&m, dir)) { rc = cli_fail(); goto done; }
+  for (int k = 0; k < nm; k++) if (lm_model_load(&ms[k], dirs[k])) { rc = cli_fail(); goto done; }
+  m = ms[0];
   const lm_config *c = lm_model_config(m);
+  if (nm > 1) {
+    if (gen_used) { rc = cli_error("the generation flags are for encoder-decoders (text2text), not ensembles"); goto done; }
+    rc = predict_classify(ms, dirs, nm, probs, batch, context);
+    goto done;
+  }
   if (context <= 0 || context > c->n_positions) context = c->n_positions;
   if (c->head == LM_HEAD_LM && c->n_enc_layer > 0) {
     if (probs) { rc = cli_error("--probs applies to classification models only"); goto done; }
     if (g.calc || g.kv_f16) { rc = cli_error("--calc and --kv-type are not for encoder-decoders"); goto done; }
-    if (lm_tokenizer_load(&tok, dir)) { rc = cli_fail(); goto done; }
+    if (lm_tokenizer_load(&tok, dirs[0])) { rc = cli_fail(); goto done; }
     rc = predict_text2text(m, tok, context, &g);
     goto done;
   }
-  if (gen_used) { rc = cli_error("the generation flags are for encoder-decoders (text2text); %s is not one", dir); goto done; }
+  if (gen_used) { rc = cli_error("the generation flags are for encoder-decoders (text2text); %s is not one", dirs[0]); goto done; }
   if (c->head != LM_HEAD_CLASSIFY && c->head != LM_HEAD_TOKENS && c->head != LM_HEAD_QA) {
     rc = cli_error("%s is not a sequence-classification model, nor a token-classification, question-answering or "
-                   "encoder-decoder one (fine-tune one with 'lmkit finetune --task classify|tokens|qa|text2text')", dir);
+                   "encoder-decoder one (fine-tune one with 'lmkit finetune --task classify|tokens|qa|text2text')", dirs[0]);
     goto done;
   }
   if (probs && c->head != LM_HEAD_CLASSIFY) { rc = cli_error("--probs applies to classification models only"); goto done; }
-  if (c->head == LM_HEAD_QA) {
-    if (lm_tokenizer_load(&tok, dir)) { rc = cli_fail(); goto done; }
-    rc = predict_qa(m, tok, batch, context);
-    goto done;
-  }
+  if (c->head == LM_HEAD_CLASSIFY) { rc = predict_classify(ms, dirs, 1, probs, batch, context); goto done; }
+  if (lm_tokenizer_load(&tok, dirs[0])) { rc = cli_fail(); goto done; }
+  if (c->head == LM_HEAD_QA) { rc = predict_qa(m, tok, batch, context); goto done; }
   L = c->num_labels;
-  cpath = lm_path_join(dir, "config.json");
-  if (!cpath || lm_config_label_names(cpath, L, &names) || lm_tokenizer_load(&tok, dir)) { rc = cli_fail(); goto done; }
-  if (c->head == LM_HEAD_TOKENS) { rc = predict_tokens(m, tok, names, L, batch, context); goto done; }
-  lines = calloc((size_t)batch, sizeof *lines);
-  ids = malloc((size_t)(batch * context) * sizeof *ids);
-  mask = malloc((size_t)(batch * context));
-  idx = malloc((size_t)batch * sizeof *idx);
-  p = malloc((size_t)L * sizeof *p);
-  if (!lines || !ids || !mask || !idx || !p) { rc = cli_error("out of memory"); goto done; }
-  if (lm_model_reserve(m, batch, context, 0)) { rc = cli_fail(); goto done; }
-  for (int eof = 0; !eof;) {
-    int64_t nb = cli_read_lines(lines, batch, &eof);
-    if (!nb) break;
-    lm_cls_data d;
-    if (lm_cls_encode(&d, c, tok, (const char *const *)lines, NULL, nb, context)) {
-      for (int64_t b = 0; b < nb; b++) { free(lines[b]); lines[b] = NULL; }
-      rc = cli_fail(); goto done;
-    }
-    n_trunc += d.n_truncated; n_in += nb;
-    for (int64_t b = 0; b < nb; b++) { idx[b] = b; free(lines[b]); lines[b] = NULL; }
-    int64_t T = lm_cls_fill(&d, idx, nb, ids, mask, NULL);
-    lm_cls_data_free(&d);
-    lm_batch bb = {.ids = ids, .mask = mask, .B = nb, .T = T};
-    if (lm_batch_check(m, &bb)) { rc = cli_fail(); goto done; }
-    lm_forward(m, &bb, NULL, NULL);
-    const float *lg = lm_model_logits(m);
-    for (int64_t b = 0; b < nb; b++) {
-      int64_t best = 0;
-      float mx = lg[b * L];
-      for (int64_t k = 1; k < L; k++) if (lg[b * L + k] > mx) { mx = lg[b * L + k]; best = k; }
-      if (!probs) { printf("%s\n", names[best]); continue; }
-      double z = 0;
-      for (int64_t k = 0; k < L; k++) z += (p[k] = expf(lg[b * L + k] - mx));
-      fputs("{\"label\": ", stdout); cli_json_str(stdout, names[best]); fputs(", \"probs\": {", stdout);
-      for (int64_t k = 0; k < L; k++) {
-        if (k) fputs(", ", stdout);
-        cli_json_str(stdout, names[k]); printf(": %.6f", p[k] / z);
-      }
-      fputs("}}\n", stdout);
-    }
-    fflush(stdout);
-  }
-  if (n_trunc)
-    fprintf(stderr, "lmkit predict: truncated %lld of %lld inputs to %lld tokens\n", (long long)n_trunc,
-            (long long)n_in, (long long)context - 2);
+  cpath = lm_path_join(dirs[0], "config.json");
+  if (!cpath || lm_config_label_names(cpath, L, &names)) { rc = cli_fail(); goto done; }
+  rc = predict_tokens(m, tok, names, L, batch, context);
 done:
   if (names) { for (int64_t k = 0; k < L; k++) free(names[k]); free(names); }
-  free(lines); free(ids); free(mask); free(idx); free(p); free(cpath);
-  lm_model_free(m);
+  free(cpath);
+  for (int k = 0; k < nm; k++) lm_model_free(ms[k]);
   lm_tokenizer_free(tok);
   return rc;
 }

@@ -87,6 +87,29 @@ printf 'the film was great\n' | "$BIN" predict --model "$T/ft" --probs --threads
 check "predict --probs prints JSON probabilities" \
   "python3 -c 'import json,sys; o=json.loads(open(\"$T/probs.txt\").read()); sys.exit(not (o[\"label\"] in (\"positive\",\"negative\") and abs(sum(o[\"probs\"].values())-1)<1e-3))'"
 
+# an ensemble: several --model average the softmax probabilities, labels matched by name (ftr numbers
+# them the other way round: its training file starts with a positive example)
+tail -n +2 "$T/train.jsonl" > "$T/train_rev.jsonl"
+"$BIN" finetune --model "$T/pre" --task classify --data "$T/train_rev.jsonl" --out "$T/ftr" --steps 20 --batch 8 --lr 3e-3 \
+  --threads 2 --quiet > /dev/null 2>&1
+head -20 "$T/dev.txt" > "$T/dev20.txt"
+for m in ft ftr; do "$BIN" predict --model "$T/$m" --probs --threads 2 < "$T/dev20.txt" > "$T/p_$m.jsonl" 2> /dev/null; done
+"$BIN" predict --model "$T/ft" --model "$T/ftr" --probs --threads 2 < "$T/dev20.txt" > "$T/p_ens.jsonl" 2> /dev/null
+"$BIN" predict --model "$T/ft" --model "$T/ftr" --threads 2 < "$T/dev20.txt" > "$T/p_ens.txt" 2> /dev/null
+check "predict --model A --model B: the mean of their probabilities by label name, argmax as the label" \
+  "python3 -c '
+import json, sys
+r = lambda f: [json.loads(l) for l in open(f)]
+a, b, e = r(\"$T/p_ft.jsonl\"), r(\"$T/p_ftr.jsonl\"), r(\"$T/p_ens.jsonl\")
+labels = [l.strip() for l in open(\"$T/p_ens.txt\")]
+ok = len(e) == 20 and len(labels) == 20 and json.load(open(\"$T/ftr/config.json\"))[\"label2id\"][\"positive\"] == 0
+for x, y, z, lab in zip(a, b, e, labels):
+    mean = {k: (x[\"probs\"][k] + y[\"probs\"][k]) / 2 for k in x[\"probs\"]}
+    ok = ok and all(abs(mean[k] - z[\"probs\"][k]) < 2e-6 for k in mean) and z[\"label\"] == lab == max(mean, key=mean.get)
+sys.exit(not ok)'"
+"$BIN" predict --model "$T/ft" --model "$T/pre" < /dev/null > /dev/null 2> "$T/e9"; rc=$?
+check "an ensemble with a model that is not a classifier: one error line" "one_error $T/e9 'an ensemble takes classification models only' $rc"
+
 head -5 "$T/dev.txt" | "$BIN" embed --model "$T/pre" --pool cls --threads 2 > "$T/e_cls.jsonl" 2> "$T/e.err"
 head -5 "$T/dev.txt" | "$BIN" embed --model "$T/pre" --pool mean --threads 2 > "$T/e_mean.jsonl" 2>> "$T/e.err"
 check "embed prints JSONL vectors of the model width" \

@@ -114,10 +114,10 @@ echo "lmkit T5 text-to-text: $STEPS span-corruption steps (~$pre_s s) + $EPOCHS 
 # 4. the others on the same dev set: bag-of-words in this run; the BERT classifier in this run with --bert
 /usr/bin/python3 bench/bow_sst2.py "$DATA/sst2/train.tsv" "$DATA/sst2/sentences.tsv"
 if [ "$BERT" = 1 ]; then
-  if [ "$QUICK" = 1 ]; then WORK="$W/bert" BUILD="$BUILD" bash bench/bert_sst2.sh --steps "$STEPS" --layers "$LAYERS" --dim "$DIM" | grep '^lmkit BERT'
-  else WORK="$W/bert" BUILD="$BUILD" bash bench/bert_sst2.sh --minutes "$MINUTES" | grep '^lmkit BERT'; fi
+  if [ "$QUICK" = 1 ]; then WORK="$W/bert" BUILD="$BUILD" bash bench/bert_sst2.sh --ensemble 1 --sentence-epochs 0 --steps "$STEPS" --layers "$LAYERS" --dim "$DIM" | grep '^lmkit BERT'
+  else WORK="$W/bert" BUILD="$BUILD" bash bench/bert_sst2.sh --ensemble 1 --sentence-epochs 0 --minutes "$MINUTES" | grep '^lmkit BERT'; fi
 elif [ -s runs/bert_sst2/results.tsv ]; then
-  echo "lmkit BERT classifier (an earlier run of bench/bert_sst2.sh, not this one): $(tail -1 runs/bert_sst2/results.tsv | awk -F'\t' '{print "dev accuracy " $4 " after " $1 " MLM steps"}')"
+  echo "lmkit BERT classifier (an earlier run of bench/bert_sst2.sh, not this one): $(tail -1 runs/bert_sst2/results.tsv | awk -F'\t' '{print "dev accuracy " $5 " after " $1 " MLM steps"}')"
 else
   echo "lmkit BERT classifier: not run (--bert runs bench/bert_sst2.sh with the same minutes)"
 fi

@@ -75,10 +75,10 @@ secs() { /usr/bin/python3 -c "print(round($2 - $1))"; }
 # sentences among train.tsv's phrases; the dev texts
 [ -s "$W/english.txt" ] || bash scripts/corpus.sh "$W/english.txt"
 [ -s "$W/pretrain.txt" ] || tr 'A-Z' 'a-z' < "$W/english.txt" > "$W/pretrain.txt"
+[ -s "$W/sst2.txt" ] || bash scripts/corpus.sh "$W/sst2.txt" --only sst2 > /dev/null
 TEXT=("$W/pretrain.txt")
 if [ "$REPEAT" -gt 0 ]; then
   # first in --data, so that the validation tail (the last 5%) stays the corpus's own end
-  [ -s "$W/sst2.txt" ] || bash scripts/corpus.sh "$W/sst2.txt" --only sst2 > /dev/null
   for ((r = 0; r < REPEAT; r++)); do tr 'A-Z' 'a-z' < "$W/sst2.txt"; done > "$W/sst2_x$REPEAT.txt"
   TEXT=("$W/sst2_x$REPEAT.txt" "$W/pretrain.txt")
 fi
@@ -101,12 +101,9 @@ pretrain() {  # pretrain OUT STEPS [extra flags]
 # no pre-training: one step of masked LM on the SST-2 sentences alone gives a model directory with
 # the recipe's shape and tokenizer, a random initialisation moved by one small step
 init0() {
-  rm -rf "$W/bert0"
-  "$BIN" train --arch bert --objective mlm --tokenizer "$W/tok" --data "$W/sst2.txt" --out "$W/bert0" \
-    --layers "$LAYERS" --heads "$HEADS" --dim "$DIM" --context "$PT_CONTEXT" --batch "$PT_BATCH" --steps 1 --lr "$LR" \
-    --warmup 1 --dropout 0 --seed 1 --quiet > /dev/null 2>&1
+  local TEXT=("$W/sst2.txt")   # pretrain reads TEXT (bash's locals are seen by the functions called)
+  pretrain "$W/bert0" 1 --dropout 0 --precision fp32 > /dev/null 2>&1
 }
-[ -s "$W/sst2.txt" ] || bash scripts/corpus.sh "$W/sst2.txt" --only sst2 > /dev/null
 if [ -n "$MINUTES" ]; then
   pretrain "$W/probe" 20 > /dev/null 2>&1
   STEPS=$(/usr/bin/python3 -c "import json; ms=[json.loads(l)['step_ms'] for l in open('$W/probe/metrics.jsonl') if '\"loss\"' in l][5:]; ms.sort(); print(int($MINUTES*60000/ms[len(ms)//2]))")

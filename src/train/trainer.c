@@ -460,8 +460,16 @@ lm_status lm_train_find_resume(const char *dir, char **path, int64_t *step) {
                   "directory written by lmkit train? a run killed before its first checkpoint starts again without --resume)", dir);
 }
 
-/* Removes what killed saves left in out: checkpoint-*.tmp directories and NAME.tmp.PID files. */
-static lm_status remove_leftovers(const char *out) {
+/* Removes what killed saves left in out: checkpoint-*.tmp directories and NAME.tmp.PID files, in out
+ * and in its aux_name/ directory (the objective's second model, which the final save writes into
+ * OUT/aux_name file by file). */
+static lm_status remove_leftovers(const char *out, const char *aux_name) {
+  if (aux_name) {
+    char *a = lm_path_join(out, aux_name);
+    lm_status st = !a ? LM_ERR_NOMEM : lm_dir_exists(a) ? remove_leftovers(a, NULL) : LM_OK;
+    free(a);
+    if (st) return st;
+  }
   DIR *d = opendir(out);
   if (!d) return errno == ENOENT ? LM_OK : lm_error(LM_ERR_IO, "%s: cannot open directory: %s", out, strerror(errno));
   lm_status st = LM_OK;
@@ -757,7 +765,7 @@ lm_status lm_train_run(lm_model *m, const lm_tokenizer *tok, const lm_train_opts
     if (!ts.obj_state) { st = lm_error(LM_ERR_FORMAT, "%s: trainer_state.json has no objective_state", o.resume_dir); goto cleanup; }
     if ((st = obj.state_restore(obj.self, ts.obj_state))) goto cleanup;
   }
-  if (rank0 && ((st = lm_mkdir_p(o.out_dir)) || (st = remove_leftovers(o.out_dir)))) goto cleanup;
+  if (rank0 && ((st = lm_mkdir_p(o.out_dir)) || (st = remove_leftovers(o.out_dir, aux.m ? aux.name : NULL)))) goto cleanup;
   if (rank0) {
     /* OUT may hold a run already: continue it only from its newest state, never start over it */
     char *newest; int64_t newest_step, n_ckpt;

@@ -77,7 +77,12 @@ curve() { grep '"loss"' "$1" | sed 's/, "tokens_per_sec": [^,]*, "step_ms": [^,]
 "$BIN" ppo "${COMMON[@]}" --out "$T/q" --steps 8 --save-every 4 > /dev/null 2>&1
 check "ppo: the same seed gives the same metrics, policy and value model" \
   "diff -q <(curve $T/p/metrics.jsonl) <(curve $T/q/metrics.jsonl) > /dev/null && cmp -s $T/p/model.safetensors $T/q/model.safetensors && cmp -s $T/p/value/model.safetensors $T/q/value/model.safetensors"
+# what a save killed mid-write leaves in OUT and in OUT/value (the final save writes the value model
+# into OUT/value file by file): the next run in OUT removes it
+mkdir -p "$T/r/value" "$T/r/checkpoint-2.tmp"
+touch "$T/r/value/model.safetensors.tmp.4242" "$T/r/value/config.json.tmp.4243" "$T/r/optimizer.safetensors.tmp.4244"
 "$BIN" ppo --resume "$T/p/checkpoint-4" --out "$T/r" --quiet > /dev/null 2> "$T/r.err"; rc=$?
+check "ppo: a killed save's leftovers in OUT and OUT/value are removed" "[ -z \"\$(find $T/r -name '*.tmp*')\" ]"
 check "ppo: --resume from checkpoint-4 repeats steps 5-8 exactly (rc $rc)" \
   "[ $rc = 0 ] && diff -q <(curve $T/p/metrics.jsonl | tail -4) <(curve $T/r/metrics.jsonl) > /dev/null"
 check "ppo: the resumed policy and value model equal the uninterrupted ones" \

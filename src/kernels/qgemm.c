@@ -55,13 +55,23 @@ static void deq_f16(const uint8_t *w, int64_t nb, float *out) {
   }
 }
 
+/* A8: w = a_h q + c_h (quant.h); a_h q is exact, so this is the value ggml's dequantizer rounds */
+static void deq_a8(const uint8_t *w, int64_t nb, float *out) {
+  for (int64_t b = 0; b < nb; b++, w += LM_A8_BYTES, out += LM_QK) {
+    float f[4];
+    memcpy(f, w, sizeof f);
+    for (int j = 0; j < LM_QK; j++) out[j] = f[j / 16] * (float)w[16 + j] + f[2 + j / 16];
+  }
+}
+
 typedef void (*deq_row)(const uint8_t *w, int64_t nb, float *out);
-static const deq_row DEQ[LM_QW_COUNT] = {[LM_QW_Q8_0] = deq_q8_0, [LM_QW_Q4_0] = deq_q4_0, [LM_QW_F16] = deq_f16};
+static const deq_row DEQ[LM_QW_COUNT] = {[LM_QW_Q8_0] = deq_q8_0, [LM_QW_Q4_0] = deq_q4_0, [LM_QW_F16] = deq_f16,
+                                         [LM_QW_A8] = deq_a8};
 
 void lm_qmat_dequantize(const lm_qmat *W, int64_t r0, int64_t nr, float *out) {
   size_t rb = lm_qmat_row_bytes(W);
   int64_t nb = W->cols / LM_QK;
-  uint8_t blk[LM_Q8_0_BYTES];
+  uint8_t blk[LM_QMAX_BYTES];
   for (int64_t r = 0; r < nr; r++) {
     if (!W->packed) { DEQ[W->type](W->data + (size_t)(r0 + r) * rb, nb, out + r * W->cols); continue; }
     if (W->type == LM_QW_F16) {   /* a packed f16 row: 16 values in each of its panel's chunks (quant.h) */

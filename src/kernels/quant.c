@@ -12,7 +12,9 @@
  * the same bits. The panel layout (lm_qmat_pack) puts a row in each int32 lane, so a block costs
  * one load (Q8_0) or one load and three operations (Q4_0) per group of 4 values of 16 rows, and
  * the lanes never need adding across: a decode step's product runs at the speed memory streams the
- * panels (the row-major kernels this replaced were bound by arithmetic at about a third of it). */
+ * panels (the row-major kernels this replaced were bound by arithmetic at about a third of it).
+ * A8 (K-quants, kept exactly: quant.h) runs Q8_0's loop with two integer sums a block, one per
+ * half, and its four scale and offset terms. */
 /* the scale multiply is rounded before the explicit fma on every path (no contraction) */
 #if defined(__clang__)
 #pragma clang fp contract(off)
@@ -181,8 +183,27 @@ static void pack_f16(const lm_qmat *W, uint8_t *out) {
     }
 }
 
+/* A8: per panel block the 16 rows' a_0, a_1, c_0, c_1 (64 bytes each), then the values as Q8_0's
+ * groups; padding rows all zero (a weight of 0) */
+static void pack_a8(const lm_qmat *W, uint8_t *out) {
+  int64_t nb = W->cols / LM_QK, np = (W->rows + LM_QP - 1) / LM_QP;
+  #pragma omp parallel for schedule(static) if (np * nb >= 4096)
+  for (int64_t p = 0; p < np; p++)
+    for (int64_t b = 0; b < nb; b++) {
+      uint8_t *o = out + (size_t)(p * nb + b) * LM_QP * LM_A8_BYTES;
+      for (int64_t l = 0; l < LM_QP; l++) {
+        int64_t r = p * LM_QP + l;
+        const uint8_t *blk = r < W->rows ? W->data + (size_t)(r * nb + b) * LM_A8_BYTES : NULL;
+        for (int f = 0; f < 4; f++)
+          for (int k = 0; k < 4; k++) o[64 * f + 4 * l + k] = blk ? blk[4 * f + k] : 0;
+        for (int j = 0; j < LM_QK; j++) o[16 * LM_QP + (size_t)(j / 4) * 4 * LM_QP + 4 * (size_t)l + (size_t)(j % 4)] = blk ? blk[16 + j] : 0;
+      }
+    }
+}
+
 void lm_qmat_pack(const lm_qmat *W, uint8_t *out) {
   if (W->type == LM_QW_F16) { pack_f16(W, out); return; }
+  if (W->type == LM_QW_A8) { pack_a8(W, out); return; }
   int64_t nb = W->cols / LM_QK, np = (W->rows + LM_QP - 1) / LM_QP;
   size_t bb = lm_qweight_block_bytes(W->type), pb = LM_QP * bb;
   int q8 = W->type == LM_QW_Q8_0, nv = q8 ? LM_QK : LM_QK / 2;
@@ -203,19 +224,21 @@ void lm_qmat_pack(const lm_qmat *W, uint8_t *out) {
 
 /* ------------------------------------------------------------------ activations, prepared */
 
-/* One activation row as the kernels read it: its Q8_0 blocks, their scales as f32, and each
- * block's sum of values (the correction of the weights' offset: 128 for Q8_0, 8 for Q4_0). */
+/* One activation row as the kernels read it: its Q8_0 blocks, their scales as f32, each block's
+ * sum of values (the correction of the weights' offset: 128 for Q8_0, 8 for Q4_0) and the sum of
+ * its first 16 (A8's offsets apply per half). */
 typedef struct {
   const uint8_t *q;     /* nb blocks of 34 bytes */
   const float *d;       /* nb */
   const int32_t *s;     /* nb */
+  const int32_t *h;     /* nb */
 } qrow;
 
 #define ALIGN64(n) (((n) + 63) & ~(size_t)63)
 
 size_t lm_qmatmul_scratch(int64_t n, int64_t cols) {
   size_t nb = (size_t)(cols / LM_QK);
-  return ALIGN64((size_t)n * sizeof(qrow)) + ALIGN64((size_t)n * nb * LM_Q8_0_BYTES) + 2 * ALIGN64((size_t)n * nb * sizeof(float)) + 64;
+  return ALIGN64((size_t)n * sizeof(qrow)) + ALIGN64((size_t)n * nb * LM_Q8_0_BYTES) + 3 * ALIGN64((size_t)n * nb * sizeof(float)) + 64;
 }
 
 /* the scratch's n prepared rows (the layout depends on n and cols only) */
@@ -232,18 +255,24 @@ static void prepare_row(const float *x, const uint8_t *xq, int64_t n, int64_t co
   float *d = (float *)p;
   p += ALIGN64((size_t)n * nb * sizeof(float));
   int32_t *s = (int32_t *)p;
+  p += ALIGN64((size_t)n * nb * sizeof(int32_t));
+  int32_t *h = (int32_t *)p;
   uint8_t *qi = q + (size_t)i * nb * LM_Q8_0_BYTES;
   if (xq) memcpy(qi, xq + (size_t)i * nb * LM_Q8_0_BYTES, (size_t)nb * LM_Q8_0_BYTES);
   else lm_quant_act_q8(x + i * cols, cols, qi);
   for (int64_t b = 0; b < nb; b++) {
     const uint8_t *blk = qi + b * LM_Q8_0_BYTES;
     const int8_t *v = (const int8_t *)(blk + 2);
-    int32_t sum = 0;
-    for (int j = 0; j < LM_QK; j++) sum += v[j];
+    int32_t sum = 0, half = 0;
+    for (int j = 0; j < LM_QK; j++) {
+      sum += v[j];
+      if (j == LM_QK / 2 - 1) half = sum;
+    }
     d[i * nb + b] = scale_at(blk);
     s[i * nb + b] = sum;
+    h[i * nb + b] = half;
   }
-  rows[i] = (qrow){qi, d + i * nb, s + i * nb};
+  rows[i] = (qrow){qi, d + i * nb, s + i * nb, h + i * nb};
 }
 
 /* fills the scratch with n prepared rows */
@@ -284,6 +313,30 @@ static inline int q4_val(const uint8_t *pb, int64_t l, int j) { return j < 16 ? 
   }
 PORTABLE_KERNEL(k_q8_c, LM_Q8_0_BYTES, q8_val, 0)
 PORTABLE_KERNEL(k_q4_c, LM_Q4_0_BYTES, q4_val, 8)
+
+/* f32 field f (a_0, a_1, c_0, c_1) of row l of a packed A8 panel block */
+static inline float a8_f(const uint8_t *pb, int f, int64_t l) { float v; memcpy(&v, pb + 64 * f + 4 * l, 4); return v; }
+
+/* A8 (quant.h), written as it reads */
+static void k_a8_c(const uint8_t *w, int64_t nb, const qrow *x, int m, float out[MR][LM_QP]) {
+  float acc[MR][LM_QP] = {{0}};
+  for (int64_t b = 0; b < nb; b++) {
+    const uint8_t *pb = w + b * LM_QP * LM_A8_BYTES;
+    for (int l = 0; l < LM_QP; l++)
+      for (int i = 0; i < m; i++) {
+        const int8_t *xv = (const int8_t *)(x[i].q + b * LM_Q8_0_BYTES + 2);
+        int32_t dot[2] = {0, 0};
+        for (int j = 0; j < LM_QK; j++) dot[j / 16] += pb[16 * LM_QP + (j / 4) * 4 * LM_QP + 4 * l + j % 4] * xv[j];
+        float dx = x[i].d[b];
+        int32_t sx[2] = {x[i].h[b], x[i].s[b] - x[i].h[b]};
+        acc[i][l] = fmaf((float)dot[0], a8_f(pb, 0, l) * dx, acc[i][l]);
+        acc[i][l] = fmaf((float)dot[1], a8_f(pb, 1, l) * dx, acc[i][l]);
+        acc[i][l] = fmaf((float)sx[0], a8_f(pb, 2, l) * dx, acc[i][l]);
+        acc[i][l] = fmaf((float)sx[1], a8_f(pb, 3, l) * dx, acc[i][l]);
+      }
+  }
+  memcpy(out, acc, (size_t)m * sizeof acc[0]);
+}
 
 #if defined(__x86_64__)
 #define AVX2 __attribute__((target("avx2,fma,f16c")))
@@ -363,6 +416,68 @@ AVX2 static INL void avx2_t(const uint8_t *w, int64_t nb, const qrow *x, const i
   }
 }
 
+/* A8 with VNNI: q is an unsigned byte already; groups 0-3 are the first half's values, 4-7 the second's */
+VNNI static INL void vnni_a8(const uint8_t *w, int64_t nb, const qrow *x, const int m, float out[MR][LM_QP]) {
+  __m512 acc[MR];
+  for (int i = 0; i < m; i++) acc[i] = _mm512_setzero_ps();
+  for (int64_t b = 0; b < nb; b++) {
+    const uint8_t *pb = w + b * LM_QP * LM_A8_BYTES;
+    __m512i s0[MR], s1[MR];
+    for (int i = 0; i < m; i++) s0[i] = s1[i] = _mm512_setzero_si512();
+    for (int c = 0; c < 4; c++) {
+      __m512i v0 = _mm512_loadu_si512((const void *)(pb + 16 * LM_QP + 64 * c));
+      __m512i v1 = _mm512_loadu_si512((const void *)(pb + 16 * LM_QP + 64 * (c + 4)));
+      for (int i = 0; i < m; i++) {
+        const uint8_t *xb = x[i].q + b * LM_Q8_0_BYTES + 2;
+        s0[i] = _mm512_dpbusd_epi32(s0[i], v0, _mm512_set1_epi32(load32(xb + 4 * c)));
+        s1[i] = _mm512_dpbusd_epi32(s1[i], v1, _mm512_set1_epi32(load32(xb + 16 + 4 * c)));
+      }
+    }
+    __m512 a0 = _mm512_loadu_ps(pb), a1 = _mm512_loadu_ps(pb + 64), c0 = _mm512_loadu_ps(pb + 128), c1 = _mm512_loadu_ps(pb + 192);
+    for (int i = 0; i < m; i++) {
+      __m512 dx = _mm512_set1_ps(x[i].d[b]);
+      acc[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s0[i]), _mm512_mul_ps(a0, dx), acc[i]);
+      acc[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s1[i]), _mm512_mul_ps(a1, dx), acc[i]);
+      acc[i] = _mm512_fmadd_ps(_mm512_set1_ps((float)x[i].h[b]), _mm512_mul_ps(c0, dx), acc[i]);
+      acc[i] = _mm512_fmadd_ps(_mm512_set1_ps((float)(x[i].s[b] - x[i].h[b])), _mm512_mul_ps(c1, dx), acc[i]);
+    }
+  }
+  for (int i = 0; i < m; i++) _mm512_storeu_ps(out[i], acc[i]);
+}
+
+/* A8 with AVX2: vpmaddubsw on q < 128 (a pair at most 2 * 127 * 127: no saturation) */
+AVX2 static INL void avx2_a8(const uint8_t *w, int64_t nb, const qrow *x, const int m, float out[MR][LM_QP]) {
+  const __m256i ones = _mm256_set1_epi16(1);
+  for (int h = 0; h < 2; h++) {
+    __m256 acc[MR];
+    for (int i = 0; i < m; i++) acc[i] = _mm256_setzero_ps();
+    for (int64_t b = 0; b < nb; b++) {
+      const uint8_t *pb = w + b * LM_QP * LM_A8_BYTES;
+      __m256i s0[MR], s1[MR];
+      for (int i = 0; i < m; i++) s0[i] = s1[i] = _mm256_setzero_si256();
+      for (int c = 0; c < 4; c++) {
+        __m256i v0 = _mm256_loadu_si256((const __m256i *)(pb + 16 * LM_QP + 64 * c + 32 * h));
+        __m256i v1 = _mm256_loadu_si256((const __m256i *)(pb + 16 * LM_QP + 64 * (c + 4) + 32 * h));
+        for (int i = 0; i < m; i++) {
+          const uint8_t *xb = x[i].q + b * LM_Q8_0_BYTES + 2;
+          s0[i] = _mm256_add_epi32(s0[i], _mm256_madd_epi16(_mm256_maddubs_epi16(v0, _mm256_set1_epi32(load32(xb + 4 * c))), ones));
+          s1[i] = _mm256_add_epi32(s1[i], _mm256_madd_epi16(_mm256_maddubs_epi16(v1, _mm256_set1_epi32(load32(xb + 16 + 4 * c))), ones));
+        }
+      }
+      __m256 a0 = _mm256_loadu_ps((const float *)(pb + 32 * h)), a1 = _mm256_loadu_ps((const float *)(pb + 64 + 32 * h));
+      __m256 c0 = _mm256_loadu_ps((const float *)(pb + 128 + 32 * h)), c1 = _mm256_loadu_ps((const float *)(pb + 192 + 32 * h));
+      for (int i = 0; i < m; i++) {
+        __m256 dx = _mm256_set1_ps(x[i].d[b]);
+        acc[i] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s0[i]), _mm256_mul_ps(a0, dx), acc[i]);
+        acc[i] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s1[i]), _mm256_mul_ps(a1, dx), acc[i]);
+        acc[i] = _mm256_fmadd_ps(_mm256_set1_ps((float)x[i].h[b]), _mm256_mul_ps(c0, dx), acc[i]);
+        acc[i] = _mm256_fmadd_ps(_mm256_set1_ps((float)(x[i].s[b] - x[i].h[b])), _mm256_mul_ps(c1, dx), acc[i]);
+      }
+    }
+    for (int i = 0; i < m; i++) _mm256_storeu_ps(out[i] + 8 * h, acc[i]);
+  }
+}
+
 /* one function per path and type, m a switch over constant instances (the accumulators in registers) */
 #define ROWS_SWITCH(CALL)                                                                        \
   switch (m) {                                                                                   \
@@ -384,10 +499,14 @@ _Static_assert(MR == 8, "ROWS_SWITCH lists the row counts up to MR");
 #define k_q4_vnni_CALL(k) vnni_t(w, nb, x, k, 1, out)
 #define k_q8_avx2_CALL(k) avx2_t(w, nb, x, k, 0, out)
 #define k_q4_avx2_CALL(k) avx2_t(w, nb, x, k, 1, out)
+#define k_a8_vnni_CALL(k) vnni_a8(w, nb, x, k, out)
+#define k_a8_avx2_CALL(k) avx2_a8(w, nb, x, k, out)
 SIMD_KERNEL(k_q8_vnni, VNNI)
 SIMD_KERNEL(k_q4_vnni, VNNI)
 SIMD_KERNEL(k_q8_avx2, AVX2)
 SIMD_KERNEL(k_q4_avx2, AVX2)
+SIMD_KERNEL(k_a8_vnni, VNNI)
+SIMD_KERNEL(k_a8_avx2, AVX2)
 #define KERN(c, a, v) {c, a, v}
 #else
 #define KERN(c, a, v) {c, NULL, NULL}
@@ -400,6 +519,7 @@ static const struct {
     [LM_QW_Q8_0] = {LM_Q8_0_BYTES, KERN(k_q8_c, k_q8_avx2, k_q8_vnni)},
     [LM_QW_Q4_0] = {LM_Q4_0_BYTES, KERN(k_q4_c, k_q4_avx2, k_q4_vnni)},
     [LM_QW_F16] = {2 * LM_QK, {NULL}},   /* no integer kernel (quant.h) */
+    [LM_QW_A8] = {LM_A8_BYTES, KERN(k_a8_c, k_a8_avx2, k_a8_vnni)},
 };
 
 size_t lm_qweight_block_bytes(lm_qweight t) { return t < LM_QW_COUNT ? KERNELS[t].bytes : 0; }

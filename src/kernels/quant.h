@@ -26,10 +26,22 @@
 #define LM_Q4_0_BYTES 18         /* f16 d + 16 bytes of two 4-bit values (j low, j + 16 high) */
 #define LM_QP 16                 /* weight rows per packed panel (lm_qmat_pack) */
 #define LM_HP 4                  /* f16 weight rows per packed panel (lm_qmat_pack) */
+#define LM_A8_BYTES 48           /* A8: f32 a0, a1, c0, c1 + 32 unsigned bytes q < 128 */
+#define LM_QMAX_BYTES LM_A8_BYTES   /* the largest block of the integer types (lm_qmat_block) */
 
 /* LM_QW_F16: a weight kept as f16 values (blocks of 32, no scale), run (packed) by linear.c's
- * lm_linear_rows_f16 and qgemm.c, not by lm_qmatmul / lm_qmatvec */
-typedef enum { LM_QW_Q8_0 = 0, LM_QW_Q4_0, LM_QW_F16, LM_QW_COUNT } lm_qweight;
+ * lm_linear_rows_f16 and qgemm.c, not by lm_qmatmul / lm_qmatvec.
+ * LM_QW_A8: ggml's K-quants (Q4_K, Q5_K, Q6_K) and linears whose parts mix them with Q4_0, kept
+ * exactly: each half h of a block of 32 (values 16h..16h+15) is w = a_h q + c_h with q an unsigned
+ * byte below 128 and a_h, c_h f32 (Q4_K/Q5_K: a = d sc, c = -dmin m of the 32-value sub-block;
+ * Q6_K: a = d sc of the 16-value sub-block, c = -32 a; Q4_0: a = d, c = -8 d), the products
+ * that ggml's dequantizers round. A block's product with an activation block x (Q8_0, scale dx):
+ *   acc = fma(dot_0, a_0 dx, acc); acc = fma(dot_1, a_1 dx, acc);
+ *   acc = fma(sum_0, c_0 dx, acc); acc = fma(sum_1, c_1 dx, acc)
+ * with dot_h the exact integer sum of q x over half h and sum_h the sum of x over it: ggml's own
+ * way of applying a K-quant's scale and minimum. 12 bits a weight, against requantizing to Q8_0's
+ * 8.5: no value of the file is changed. */
+typedef enum { LM_QW_Q8_0 = 0, LM_QW_Q4_0, LM_QW_F16, LM_QW_A8, LM_QW_COUNT } lm_qweight;
 typedef enum { LM_QPATH_PORTABLE = 0, LM_QPATH_AVX2, LM_QPATH_VNNI, LM_QPATH_COUNT } lm_qpath;
 
 /* A weight matrix kept quantized: rows x (cols / 32) blocks of `type`. packed 0: row after row
@@ -41,6 +53,8 @@ typedef enum { LM_QPATH_PORTABLE = 0, LM_QPATH_AVX2, LM_QPATH_VNNI, LM_QPATH_COU
  *     as w + 128 (an unsigned byte: vpdpbusd's unsigned operand);
  *   - Q4_0: 4 groups of 64 bytes, group c holding bytes 4c..4c+3 of row l's 16 bytes at 4l..4l+3:
  *     the low nibbles are values 4c..4c+3 (q, unsigned), the high ones 16+4c..16+4c+3.
+ *   - A8: the 16 rows' a_0 (64 bytes of f32), a_1, c_0, c_1, then the values as Q8_0's 8 groups
+ *     (q as it is: already an unsigned byte);
  *   - F16 (no scales): panels of LM_HP rows (not LM_QP), each (cols / 16) chunks of 32 LM_HP
  *     bytes, chunk j holding values 16j..16j+15 of row l at bytes 32l..32l+31: linear.c's blocks
  *     of LM_HP rows read a panel front to back as one stream (row-major, 4 streams 2 cols bytes
@@ -73,22 +87,25 @@ size_t lm_qmat_packed_bytes(lm_qweight t, int64_t rows, int64_t cols);
 /* W (packed 0) in the packed layout at out (lm_qmat_packed_bytes): a copy of every byte,
  * rearranged (panels in parallel) */
 void lm_qmat_pack(const lm_qmat *W, uint8_t *out);
-/* row r's block b of W (Q8_0/Q4_0, either layout) as a GGUF block (LM_Q8_0_BYTES or LM_Q4_0_BYTES
- * at out) */
+/* row r's block b of W (Q8_0/Q4_0/A8, either layout) as an unpacked block (Q8_0/Q4_0: the GGUF
+ * block; lm_qweight_block_bytes(W->type) <= LM_QMAX_BYTES bytes at out) */
 static inline void lm_qmat_block(const lm_qmat *W, int64_t r, int64_t b, uint8_t *out) {
   int64_t nb = W->cols / LM_QK;
-  int q8 = W->type == LM_QW_Q8_0;
-  size_t bb = q8 ? LM_Q8_0_BYTES : LM_Q4_0_BYTES;
+  int q8 = W->type == LM_QW_Q8_0, a8 = W->type == LM_QW_A8;
+  size_t bb = a8 ? LM_A8_BYTES : q8 ? LM_Q8_0_BYTES : LM_Q4_0_BYTES;
   if (!W->packed) {
     for (size_t j = 0; j < bb; j++) out[j] = W->data[(size_t)(r * nb + b) * bb + j];
     return;
   }
   const uint8_t *pb = W->data + (size_t)((r / LM_QP) * nb + b) * LM_QP * bb;
   int64_t l = r % LM_QP;
-  out[0] = pb[2 * l];
-  out[1] = pb[2 * l + 1];
-  for (int g = 0; g < (q8 ? 8 : 4); g++)
-    for (int k = 0; k < 4; k++) out[2 + 4 * g + k] = (uint8_t)(pb[2 * LM_QP + 4 * LM_QP * g + 4 * l + k] ^ (q8 ? 0x80 : 0));
+  size_t head = a8 ? 16 : 2, phead = a8 ? 16 * LM_QP : 2 * LM_QP;   /* the scales, then the values */
+  if (a8)
+    for (int f = 0; f < 4; f++)
+      for (int k = 0; k < 4; k++) out[4 * f + k] = pb[64 * f + 4 * l + k];
+  else { out[0] = pb[2 * l]; out[1] = pb[2 * l + 1]; }
+  for (int g = 0; g < (q8 || a8 ? 8 : 4); g++)
+    for (int k = 0; k < 4; k++) out[head + 4 * g + k] = (uint8_t)(pb[phead + 4 * LM_QP * g + 4 * l + k] ^ (q8 ? 0x80 : 0));
 }
 
 /* Bytes of scratch lm_qmatmul needs for n activation rows of cols values. */

@@ -120,6 +120,54 @@ static void deq_q6_k(const uint8_t *b, float *y) {
     }
 }
 
+/* ---- the same values as A8 blocks (quant.h LM_QW_A8: w = a_h q + c_h per half of 32), for the
+ * kernels; q < 128, a and c the products that the dequantizers above round */
+
+/* one A8 block: scales a0, a1, offsets c0, c1, values q[32] */
+static void a8_put(uint8_t *o, float a0, float a1, float c0, float c1, const uint8_t *q) {
+  memcpy(o, &a0, 4); memcpy(o + 4, &a1, 4); memcpy(o + 8, &c0, 4); memcpy(o + 12, &c1, 4);
+  memcpy(o + 16, q, 32);
+}
+
+static void a8_q4_0(const uint8_t *b, uint8_t *o) {
+  float d = f16at(b);
+  uint8_t q[32];
+  for (int j = 0; j < 16; j++) { q[j] = b[2 + j] & 0x0f; q[j + 16] = b[2 + j] >> 4; }
+  a8_put(o, d, d, -8.0f * d, -8.0f * d, q);
+}
+
+/* Q4_K and Q5_K (qh NULL): sub-block j of 32 is x = (d * sc_j) q - dmin * m_j */
+static void a8_k45(const uint8_t *b, const uint8_t *qh, const uint8_t *qs, uint8_t *o) {
+  float d = f16at(b), min = f16at(b + 2);
+  for (int j = 0; j < 8; j++, o += LM_A8_BYTES) {
+    uint8_t s, m, q[32];
+    scale_min_k4(j, b + 4, &s, &m);
+    const uint8_t *ql = qs + 32 * (j / 2);
+    for (int l = 0; l < 32; l++) q[l] = (uint8_t)((j % 2 ? ql[l] >> 4 : ql[l] & 0xf) + (qh && (qh[l] >> j & 1) ? 16 : 0));
+    float a = d * s, c = -(min * m);
+    a8_put(o, a, a, c, c, q);
+  }
+}
+static void a8_q4_k(const uint8_t *b, uint8_t *o) { a8_k45(b, NULL, b + 16, o); }
+static void a8_q5_k(const uint8_t *b, uint8_t *o) { a8_k45(b, b + 16, b + 48, o); }
+
+/* Q6_K: value 128 n + 32 k + l is q - 32 times d * sc[8 n + 2 k + l / 16], q its 6 bits */
+static void a8_q6_k(const uint8_t *b, uint8_t *o) {
+  const uint8_t *ql = b, *qh = b + 128;
+  const int8_t *sc = (const int8_t *)(b + 192);
+  float d = f16at(b + 208);
+  for (int g = 0; g < 8; g++, o += LM_A8_BYTES) {
+    int n = g / 4, k = g % 4;
+    uint8_t q[32];
+    for (int l = 0; l < 32; l++) {
+      uint8_t lo = ql[64 * n + l + (k % 2 ? 32 : 0)];
+      q[l] = (uint8_t)((k < 2 ? lo & 0xf : lo >> 4) | ((qh[32 * n + l] >> (2 * k)) & 3) << 4);
+    }
+    float a0 = d * (float)sc[8 * n + 2 * k], a1 = d * (float)sc[8 * n + 2 * k + 1];
+    a8_put(o, a0, a1, -32.0f * a0, -32.0f * a1, q);
+  }
+}
+
 static void q_f32(const float *x, uint8_t *b) { memcpy(b, x, 4); }
 static void q_f16(const float *x, uint8_t *b) { wr16(b, lm_f32_to_f16(*x)); }
 static void q_bf16(const float *x, uint8_t *b) {   /* ggml_compute_fp32_to_bf16: nearest even, nan quiet */
@@ -150,17 +198,18 @@ typedef struct {
   int64_t elems; size_t bytes;
   void (*deq)(const uint8_t *block, float *y);
   void (*quant)(const float *x, uint8_t *block);   /* NULL: lmkit does not write it */
+  void (*a8)(const uint8_t *block, uint8_t *out);  /* elems / 32 A8 blocks; NULL: not kept as A8 */
 } type_info;
 
 static const type_info TYPES[] = {
-    {LM_GGML_F32, "F32", 1, 4, deq_f32, q_f32},
-    {LM_GGML_F16, "F16", 1, 2, deq_f16, q_f16},
-    {LM_GGML_BF16, "BF16", 1, 2, deq_bf16, q_bf16},
-    {LM_GGML_Q8_0, "Q8_0", 32, 34, deq_q8_0, q_q8_0},
-    {LM_GGML_Q4_0, "Q4_0", 32, 18, deq_q4_0, q_q4_0},
-    {LM_GGML_Q4_K, "Q4_K", 256, 144, deq_q4_k, NULL},
-    {LM_GGML_Q5_K, "Q5_K", 256, 176, deq_q5_k, NULL},
-    {LM_GGML_Q6_K, "Q6_K", 256, 210, deq_q6_k, NULL},
+    {LM_GGML_F32, "F32", 1, 4, deq_f32, q_f32, NULL},
+    {LM_GGML_F16, "F16", 1, 2, deq_f16, q_f16, NULL},
+    {LM_GGML_BF16, "BF16", 1, 2, deq_bf16, q_bf16, NULL},
+    {LM_GGML_Q8_0, "Q8_0", 32, 34, deq_q8_0, q_q8_0, NULL},   /* w + 128 would not stay below 128 */
+    {LM_GGML_Q4_0, "Q4_0", 32, 18, deq_q4_0, q_q4_0, a8_q4_0},
+    {LM_GGML_Q4_K, "Q4_K", 256, 144, deq_q4_k, NULL, a8_q4_k},
+    {LM_GGML_Q5_K, "Q5_K", 256, 176, deq_q5_k, NULL, a8_q5_k},
+    {LM_GGML_Q6_K, "Q6_K", 256, 210, deq_q6_k, NULL, a8_q6_k},
 };
 #define N_TYPES (sizeof TYPES / sizeof *TYPES)
 
@@ -197,6 +246,22 @@ lm_status lm_gguf_dequantize(int type, const void *src, size_t nbytes, float *ds
   const uint8_t *s = src;
   #pragma omp parallel for schedule(static) if (nb > 4096)
   for (int64_t i = 0; i < nb; i++) ti->deq(s + (size_t)i * ti->bytes, dst + i * ti->elems);
+  return LM_OK;
+}
+
+int lm_gguf_a8_ok(int type) { const type_info *ti = type_of(type); return ti && ti->a8; }
+
+lm_status lm_gguf_to_a8(int type, const void *src, size_t nbytes, void *dst, int64_t n) {
+  const type_info *ti = type_of(type);
+  if (!ti) return unknown_type(type);
+  if (!ti->a8) return lm_error(LM_ERR_UNSUPPORTED, "%s blocks cannot be kept as A8 (Q4_0, Q4_K, Q5_K, Q6_K can)", ti->name);
+  if (n < 0 || n % ti->elems) return lm_error(LM_ERR_FORMAT, "%s: %lld values are not whole blocks of %lld", ti->name, (long long)n, (long long)ti->elems);
+  int64_t nb = n / ti->elems;
+  if ((uint64_t)nb > nbytes / ti->bytes) return lm_error(LM_ERR_FORMAT, "%s: %lld blocks need more than %zu bytes", ti->name, (long long)nb, nbytes);
+  const uint8_t *s = src;
+  uint8_t *d = dst;
+  #pragma omp parallel for schedule(static) if (nb > 4096)
+  for (int64_t i = 0; i < nb; i++) ti->a8(s + (size_t)i * ti->bytes, d + (size_t)i * (size_t)(ti->elems / 32) * LM_A8_BYTES);
   return LM_OK;
 }
 

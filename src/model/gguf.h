@@ -101,6 +101,11 @@ lm_status lm_gguf_dequantize(int type, const void *src, size_t nbytes, float *ds
 /* n floats (a multiple of the block) -> type F32, F16, BF16, Q8_0 or Q4_0 at dst
  * (n / block_elems * block_bytes bytes), rounding as ggml's reference quantizers do. */
 lm_status lm_gguf_quantize(int type, const float *src, int64_t n, void *dst);
+/* 1 when blocks of `type` can be kept exactly as A8 blocks (quant.h LM_QW_A8: Q4_0, Q4_K, Q5_K, Q6_K) */
+int lm_gguf_a8_ok(int type);
+/* n values (whole blocks of `type`, nbytes of them at src) as n / 32 A8 blocks at dst: the same
+ * values (lm_qmat_dequantize of the result equals lm_gguf_dequantize, up to the sign of zero) */
+lm_status lm_gguf_to_a8(int type, const void *src, size_t nbytes, void *dst, int64_t n);
 
 /* ---- writing ---- */
 typedef struct lm_gguf_writer lm_gguf_writer;

@@ -251,20 +251,22 @@ static lm_status read_config(const lm_gguf *g, const arch_info *a, lm_config *c)
 
 /* How each linear is kept for inference (model.h qlin), from the types of its GGUF parts: Q8_0 and
  * Q4_0 blocks as they are in the file (rows permuted as the f32 ones), then repacked into the
- * kernels' panels of 16 rows (quant.h lm_qmat_pack; the same bytes rearranged); the other quantized types
- * (Q4_K, Q5_K, Q6_K) or a mix of them requantized to Q8_0 from their dequantized values (8 bits
- * keep what their 4-6 bits hold); a linear whose parts are all F16 kept as f16 (in panels too) when loading for
+ * kernels' panels of 16 rows (quant.h lm_qmat_pack; the same bytes rearranged); the K-quants (Q4_K,
+ * Q5_K, Q6_K), and parts that mix them with Q4_0 (e.g. Q4_K q and k beside a Q6_K v), as A8 blocks
+ * (quant.h: the file's values exactly, each half-block's scale and minimum applied as ggml
+ * applies them); a linear whose parts are all F16 kept as f16 (in panels too) when loading for
  * generation only (half the bytes a decoded token reads); any other float part (F32, BF16, F16
- * mixed with other types, F16 in a model loaded with its f32 copy) makes the linear f32.
+ * mixed with other types, F16 in a model loaded with its f32 copy), or Q8_0 beside another type,
+ * makes the linear f32 (its exact values: no weight is ever requantized).
  * Loading for generation only (qonly) keeps no f32 values for the linears kept quantized, nor for
  * the token embedding when it is quantized (an extra entry, looked up row by row). */
-enum { QK_UNSET = -3, QK_F32 = -2, QK_REQUANT = -1 };   /* else the lm_qweight of every part */
-static int kept_quantized(int kind) { return kind == QK_REQUANT || kind >= 0; }
+enum { QK_UNSET = -3, QK_F32 = -2 };   /* else the lm_qweight of every part */
+static int kept_quantized(int kind) { return kind >= 0; }
 
 typedef struct {
   const lm_gguf *g;
   char *used;              /* (n_tensors) the tensors read */
-  void *tmp, *btmp;        /* a part's f32 values and its requantized blocks */
+  void *tmp, *btmp;        /* a part's f32 values (permuted) and its A8 blocks */
   size_t tmp_n, btmp_n;
   int *kind;               /* (LM_QL_COUNT) each qlin entry's QK_* or lm_qweight */
   int qonly, pass;         /* qlin_part: pass 0 kinds and shapes, pass 1 blocks */
@@ -331,8 +333,19 @@ static lm_status load_one(const lm_model *m, const lm_param_info *p, const char 
   return LM_OK;
 }
 
+/* a part's kind, and the kind of a linear whose parts so far are `cur` and then `k` */
+static int part_kind(int type, int qonly) {
+  return type == LM_GGML_Q8_0 ? LM_QW_Q8_0 : type == LM_GGML_Q4_0 ? LM_QW_Q4_0 : type == LM_GGML_F16 && qonly ? LM_QW_F16
+       : lm_gguf_a8_ok(type) ? LM_QW_A8 : QK_F32;
+}
+static int merge_kind(int cur, int k) {
+  if (cur == QK_UNSET || cur == k) return k;
+  int a8_ok = (cur == LM_QW_Q4_0 || cur == LM_QW_A8) && (k == LM_QW_Q4_0 || k == LM_QW_A8);
+  return a8_ok ? LM_QW_A8 : QK_F32;   /* f16 beside another type (8 bits would lose what f16 holds), Q8_0 beside another */
+}
+
 /* pass 0: each entry's kind and shape; pass 1: the blocks of the entries kept quantized, part by part
- * (Q8_0 / Q4_0 parts copied, other parts dequantized and requantized to Q8_0; rows are independent) */
+ * (copied, or converted to A8 blocks; rows are independent) */
 static lm_status qlin_part(const lm_model *m, const lm_param_info *p, const char *gname, int64_t row0, int64_t rows,
                            int permute, void *user) {
   load_ctx *x = user;
@@ -341,14 +354,8 @@ static lm_status qlin_part(const lm_model *m, const lm_param_info *p, const char
   const lm_gguf_tensor *t = lm_gguf_tensor_at(x->g, lm_gguf_find_tensor(x->g, gname));   /* load_one checked it */
   lm_qmat *q = &m->qlin[e];
   if (x->pass == 0) {
-    int k = t->type == LM_GGML_Q8_0 ? LM_QW_Q8_0 : t->type == LM_GGML_Q4_0 ? LM_QW_Q4_0
-          : t->type == LM_GGML_F16 && x->qonly ? LM_QW_F16
-          : t->type == LM_GGML_F32 || t->type == LM_GGML_F16 || t->type == LM_GGML_BF16 ? QK_F32 : QK_REQUANT;
-    int *cur = &x->kind[e];
-    /* f16 beside another type is not requantized (8 bits would lose what f16 holds): f32 */
-    int f16_mix = *cur != k && (*cur == LM_QW_F16 || k == LM_QW_F16);
-    *cur = *cur == QK_UNSET ? k : *cur == QK_F32 || k == QK_F32 || f16_mix ? QK_F32 : *cur != k ? QK_REQUANT : k;
-    if (p->shape[1] % LM_QK) *cur = QK_F32;
+    x->kind[e] = merge_kind(x->kind[e], part_kind((int)t->type, x->qonly));
+    if (p->shape[1] % LM_QK) x->kind[e] = QK_F32;
     q->rows = p->shape[0]; q->cols = p->shape[1];
     return LM_OK;
   }
@@ -356,11 +363,9 @@ static lm_status qlin_part(const lm_model *m, const lm_param_info *p, const char
   size_t rb = (size_t)(q->cols / LM_QK) * lm_qweight_block_bytes(q->type);
   const uint8_t *src = t->data;
   lm_status st;
-  if (x->kind[e] == QK_REQUANT) {   /* this part's values, quantized to Q8_0 in the file's row order */
-    if (grow(&x->tmp, &x->tmp_n, (size_t)t->numel * sizeof(float)) || grow(&x->btmp, &x->btmp_n, (size_t)rows * rb))
-      return LM_ERR_NOMEM;
-    if ((st = lm_gguf_dequantize((int)t->type, t->data, t->nbytes, x->tmp, t->numel)) ||
-        (st = lm_gguf_quantize(LM_GGML_Q8_0, x->tmp, t->numel, x->btmp)))
+  if (x->kind[e] == LM_QW_A8) {   /* this part's values as A8 blocks, in the file's row order */
+    if (grow(&x->btmp, &x->btmp_n, (size_t)rows * rb)) return LM_ERR_NOMEM;
+    if ((st = lm_gguf_to_a8((int)t->type, t->data, t->nbytes, x->btmp, t->numel)))
       return lm_error_prefix(st, "%s: tensor '%s'", lm_gguf_name(x->g), gname);
     src = x->btmp;
   } else if (t->nbytes != (size_t)rows * rb)
@@ -385,7 +390,7 @@ static lm_status qlin_plan(lm_model *m, const arch_info *a, load_ctx *x, int64_t
   for (int64_t e = 0; !st && e < n; e++) {
     lm_qmat *q = &m->qlin[e];
     if (!kept_quantized(x->kind[e])) continue;
-    q->type = x->kind[e] == QK_REQUANT ? LM_QW_Q8_0 : (lm_qweight)x->kind[e];
+    q->type = (lm_qweight)x->kind[e];
     q->data = lm_alloc((size_t)q->rows * (size_t)(q->cols / LM_QK) * lm_qweight_block_bytes(q->type));
     if (!q->data) st = lm_error(LM_ERR_NOMEM, "out of memory for the quantized weights");
     (*used)++;

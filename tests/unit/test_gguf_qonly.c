@@ -11,12 +11,15 @@
 #include <criterion/criterion.h>
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 #include "base/base.h"
 #include "model/model.h"
 #include "model/gguf.h"
 #include "model/lora.h"
+#include "kernels/qgemm.h"
+#include "model/heads.h"
 #include "infer/infer.h"
 #include "tokenizer/tokenizer.h"
 
@@ -156,4 +159,129 @@ Test(gguf_qonly, f32_file_is_an_ordinary_model) {
   cr_assert(!memcmp(q->params, m->params, m->n_params * sizeof(float)));
   cr_assert_eq(lm_model_reserve(q, 1, 8, 1), LM_OK, "%s", lm_last_error());
   lm_model_free(m); lm_model_free(q); lm_tokenizer_free(tok);
+}
+
+/* ---- K-quants, kept exactly (quant.h LM_QW_A8) */
+
+static int ends_with(const char *s, const char *suffix) {
+  size_t n = strlen(s), k = strlen(suffix);
+  return n >= k && !strcmp(s + n - k, suffix);
+}
+
+/* A Llama written as Q4_0, then its q, k, ffn_up and token embedding made Q4_K: Q4_K has Q4_0's
+ * 144 bytes per 256 values, so the file stays valid when their type fields are rewritten and their
+ * blocks replaced by random Q4_K blocks (small scales). q and k (with v, still Q4_0) make one
+ * linear, ffn_up with ffn_gate (Q4_0) another: both mixes are kept as A8, as ffn_up-only K-quant
+ * and the untied embedding are. */
+static void write_kquant_file(char *path, lm_model **m, lm_tokenizer **tok) {
+  lm_config c;
+  lm_config_default(&c, LM_ARCH_LLAMA);
+  c.vocab_size = 257; c.n_positions = 64; c.n_embd = 256; c.n_layer = 2; c.n_head = 4; c.n_kv_head = 2; c.n_inner = 512;
+  c.tie_embeddings = 0;
+  cr_assert_eq(lm_model_create(m, &c, 7), LM_OK, "%s", lm_last_error());
+  cr_assert_eq(lm_tokenizer_load(tok, "byte"), LM_OK, "%s", lm_last_error());
+  snprintf(path, 64, "/tmp/lmkit_kquant_%d.gguf", (int)getpid());
+  cr_assert_eq(lm_gguf_export(*m, *tok, NULL, LM_GGML_Q4_0, path, 0), LM_OK, "%s", lm_last_error());
+  char *buf;
+  size_t len;
+  cr_assert_eq(lm_read_file(path, &buf, &len), LM_OK);
+  lm_gguf *g;
+  cr_assert_eq(lm_gguf_open_mem(&g, buf, len, path), LM_OK, "%s", lm_last_error());
+  lm_rng r;
+  lm_rng_seed(&r, 11);
+  int patched = 0;
+  for (int64_t i = 0; i < lm_gguf_n_tensors(g); i++) {
+    const lm_gguf_tensor *t = lm_gguf_tensor_at(g, i);
+    if (!ends_with(t->name, "attn_q.weight") && !ends_with(t->name, "attn_k.weight") && !ends_with(t->name, "ffn_up.weight") &&
+        strcmp(t->name, "token_embd.weight"))
+      continue;
+    cr_assert(t->type == LM_GGML_Q4_0 && t->ne[0] % 256 == 0 && t->nbytes == (size_t)t->numel / 256 * 144, "%s", t->name);
+    uint8_t *d = (uint8_t *)t->data;   /* inside buf */
+    for (size_t k = 0; k < t->nbytes; k++) d[k] = (uint8_t)(lm_rng_u64(&r) >> 56);
+    for (size_t b = 0; b < t->nbytes / 144; b++) {
+      uint16_t h = lm_f32_to_f16(0.002f + 0.0005f * (float)(b % 5)), hm = lm_f32_to_f16(0.001f);
+      d[144 * b] = (uint8_t)h; d[144 * b + 1] = (uint8_t)(h >> 8); d[144 * b + 2] = (uint8_t)hm; d[144 * b + 3] = (uint8_t)(hm >> 8);
+    }
+    /* the tensor's info in the header: u64 name length, name, u32 n_dims, u64 ne[n_dims], u32 type */
+    size_t nl = strlen(t->name);
+    uint8_t key[8 + 64];
+    uint64_t n64 = nl;
+    memcpy(key, &n64, 8); memcpy(key + 8, t->name, nl);
+    uint8_t *at = memmem(buf, (size_t)((const char *)t->data - buf), key, 8 + nl);
+    cr_assert(at, "%s: info not found", t->name);
+    uint8_t *type = at + 8 + nl + 4 + 8 * (size_t)t->n_dims;
+    uint32_t was;
+    memcpy(&was, type, 4);
+    cr_assert_eq(was, LM_GGML_Q4_0);
+    uint32_t now = LM_GGML_Q4_K;
+    memcpy(type, &now, 4);
+    patched++;
+  }
+  cr_assert_eq(patched, 7, "token_embd and 2 layers x (q, k, ffn_up) are Q4_K, not %d", patched);
+  lm_gguf_close(g);
+  cr_assert_eq(lm_write_file_atomic(path, buf, len), LM_OK);
+  free(buf);
+}
+
+/* every value of entry e of q (its rows dequantized) equals the f32 copy's */
+static void same_values(const lm_model *q, int64_t e, const float *w) {
+  const lm_qmat *Q = &q->qlin[e];
+  float *v = malloc(sizeof(float) * Q->rows * Q->cols);
+  lm_qmat_dequantize(Q, 0, Q->rows, v);
+  for (int64_t k = 0; k < Q->rows * Q->cols; k++)
+    cr_assert(v[k] == w[k], "entry %lld value %lld: kept %.9g, f32 copy %.9g", (long long)e, (long long)k, (double)v[k], (double)w[k]);
+  free(v);
+}
+
+/* K-quant linears (and mixes of them with Q4_0) are kept as A8 holding the file's values exactly,
+ * and generation for generation only gives the f32 copy's logits bit for bit (both run A8); a
+ * prompt fed at once the logits of the same tokens fed one by one within float rounding */
+Test(gguf_qonly, k_quants_exact) {
+  lm_model *m, *full, *q;
+  lm_tokenizer *tok;
+  char path[64];
+  write_kquant_file(path, &m, &tok);
+  cr_assert_eq(lm_gguf_model_load(&full, path, -1), LM_OK, "%s", lm_last_error());
+  cr_assert_eq(lm_gguf_model_load_qonly(&q, path, -1, 1), LM_OK, "%s", lm_last_error());
+  unlink(path);
+  for (int64_t l = 0; l < 2; l++) {
+    const lm_block_weights *b = &full->w.h[l];
+    int64_t e = l * LM_QL_PER_LAYER;
+    for (int k = 0; k < LM_QL_PER_LAYER; k++) {
+      int a8 = k == LM_QL_QKV || k == LM_QL_FC;
+      cr_assert_eq(q->qlin[e + k].type, a8 ? LM_QW_A8 : LM_QW_Q4_0, "layer %lld entry %d", (long long)l, k);
+      cr_assert_eq(full->qlin[e + k].type, q->qlin[e + k].type);
+    }
+    same_values(q, e + LM_QL_QKV, b->qkv_w);
+    same_values(q, e + LM_QL_FC, b->fc_w);
+    same_values(q, e + LM_QL_FC_PROJ, b->fc_proj_w);
+  }
+  cr_assert_eq(q->qlin[LM_QL_EMB(q)].type, LM_QW_A8);
+  same_values(q, LM_QL_EMB(q), full->w.wte);
+  same_values(q, LM_QL_HEAD(q), lm_model_lm_head(full));
+
+  lm_session *sf, *sq, *sd;
+  int32_t ids[45];
+  open_both(full, q, &sf, &sq, ids, 45, 3);
+  for (int step = 0; step < 6; step++) {
+    const int32_t *feed = step == 0 ? ids : ids + 19 + step;
+    int64_t n = step == 0 ? 20 : 1;
+    const float *a, *b;
+    cr_assert_eq(lm_session_feed(sf, feed, n, &a), LM_OK, "%s", lm_last_error());
+    cr_assert_eq(lm_session_feed(sq, feed, n, &b), LM_OK, "%s", lm_last_error());
+    cr_assert(!memcmp(a, b, 257 * sizeof(float)), "step %d: qonly logits differ", step);
+    for (int v = 0; v < 257; v++) cr_assert(isfinite(b[v]));
+  }
+  lm_session_free(sf); lm_session_free(sq);
+  /* 45 tokens at once (quant.c's kernel on 8 rows a call) against one by one */
+  cr_assert_eq(lm_session_init(&sq, q, 64), LM_OK, "%s", lm_last_error());
+  cr_assert_eq(lm_session_init(&sd, q, 64), LM_OK, "%s", lm_last_error());
+  const float *b, *c = NULL;
+  cr_assert_eq(lm_session_feed(sq, ids, 45, &b), LM_OK, "%s", lm_last_error());
+  for (int i = 0; i < 45; i++) cr_assert_eq(lm_session_feed(sd, ids + i, 1, &c), LM_OK, "%s", lm_last_error());
+  double mx = 0, dd = 0;
+  for (int v = 0; v < 257; v++) { mx = fmax(mx, fabs(b[v])); dd = fmax(dd, fabs(c[v] - b[v])); }
+  cr_assert(mx > 0 && dd <= 1e-3 * mx, "max |prefill - decode| = %g of max |logit| %g", dd, mx);
+  lm_session_free(sq); lm_session_free(sd);
+  lm_model_free(m); lm_model_free(full); lm_model_free(q); lm_tokenizer_free(tok);
 }

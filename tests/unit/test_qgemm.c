@@ -1,8 +1,8 @@
 /* test_qgemm.c — prompt-sized products on quantized or f16 weights (src/kernels/qgemm.c).
  *
  * lm_qmat_dequantize equals the GGUF reader's dequantization (lm_gguf_dequantize, written apart in
- * gguf.c) bit for bit. For Q8_0 and Q4_0 (and the K-quants as the loader keeps them: requantized
- * to Q8_0), lm_qgemm's portable path equals the definition written out here bit for bit (qgemm.h:
+ * gguf.c) bit for bit (A8, the K-quants as the loader keeps them: the same values). For Q8_0, Q4_0
+ * and A8, lm_qgemm's portable path equals the definition written out here bit for bit (qgemm.h:
  * per output, acc = fma((float)dot_b, dx_b * dw_b, acc) over the blocks, dot_b the exact integer
  * dot product of the weight's block and the activation's Q8_0 block from lm_quant_act_q8, then
  * + bias); the AVX2 and AVX-512 VNNI paths, when this CPU has them, equal it bit for bit; and the
@@ -53,7 +53,12 @@ static int wval(const lm_qmat *R, int64_t o, int64_t b, int k) {
   return k < 16 ? (wb[2 + k] & 15) - 8 : (wb[2 + k - 16] >> 4) - 8;
 }
 
-/* R in the GGUF layout; the products run on its packed panels (as a loaded model's) */
+/* the GGUF blocks an A8 matrix was made from (check() compares with their values), or NULL */
+static const uint8_t *R_GGUF;
+static size_t R_GGUF_BYTES;
+
+/* R in the GGUF layout (A8: unpacked, from R_GGUF); the products run on its packed panels (as a
+ * loaded model's) */
 static void check(const lm_qmat *R, int gt, int64_t n, uint64_t seed) {
   lm_qmat P = pack(R);
   const lm_qmat *W = &P;
@@ -67,11 +72,16 @@ static void check(const lm_qmat *R, int gt, int64_t n, uint64_t seed) {
   for (int64_t i = 0; i < n * cols; i++) x[i] = lm_rng_normal(&r) * (i % 61 == 0 ? 10.0f : 1.0f);
   for (int64_t i = 0; i < 32; i++) x[cols + i] = 0;   /* a zero activation block (row 1): d = 0 */
   for (int64_t i = 0; i < rows; i++) bias[i] = lm_rng_normal(&r);
-  cr_assert_eq(lm_gguf_dequantize(gt, R->data, (size_t)rows * lm_qmat_row_bytes(R), wd, rows * cols), LM_OK);
+  if (R_GGUF) cr_assert_eq(lm_gguf_dequantize(gt, R_GGUF, R_GGUF_BYTES, wd, rows * cols), LM_OK);
+  else cr_assert_eq(lm_gguf_dequantize(gt, R->data, (size_t)rows * lm_qmat_row_bytes(R), wd, rows * cols), LM_OK);
   for (int layout = 0; layout < 2; layout++) {
     lm_qmat_dequantize(layout ? W : R, 0, rows, wd2);
-    cr_assert(memcmp(wd, wd2, sizeof(float) * rows * cols) == 0, "dequantized values (%s) differ from the GGUF reader's",
-              layout ? "panels" : "GGUF layout");
+    /* A8: the same values (a zero may come back as +0 where ggml's product gives -0) */
+    for (int64_t k = 0; R->type == LM_QW_A8 && k < rows * cols; k++)
+      cr_assert(wd[k] == wd2[k], "dequantized value %lld (%s): %.9g, the GGUF reader's %.9g", (long long)k,
+                layout ? "panels" : "unpacked", (double)wd2[k], (double)wd[k]);
+    cr_assert(R->type == LM_QW_A8 || memcmp(wd, wd2, sizeof(float) * rows * cols) == 0,
+              "dequantized values (%s) differ from the GGUF reader's", layout ? "panels" : "GGUF layout");
   }
   for (int64_t i = 0; i < n; i++) lm_quant_act_q8(x + i * cols, cols, xq + i * nb * 34);
   void *scratch = malloc(lm_qgemm_scratch(n, cols, 3));
@@ -84,11 +94,23 @@ static void check(const lm_qmat *R, int gt, int64_t n, uint64_t seed) {
         float acc = 0;
         double bound = 0, exact = b ? b[o] : 0, mag = b ? fabs(b[o]) : 0;
         for (int64_t k = 0; k < nb; k++) {
-          const uint8_t *xb = xq + (i * nb + k) * 34;
-          int32_t dot = 0;
+          const uint8_t *xb = xq + (i * nb + k) * 34, *wb = R->data + o * lm_qmat_row_bytes(R) + k * lm_qweight_block_bytes(R->type);
           double sw = 0;
-          for (int j = 0; j < 32; j++) { dot += wval(R, o, k, j) * (int8_t)xb[2 + j]; sw += fabs(wd[o * cols + k * 32 + j]); }
-          acc = fmaf((float)dot, f16at(xb) * f16at(R->data + o * lm_qmat_row_bytes(R) + k * lm_qweight_block_bytes(R->type)), acc);
+          for (int j = 0; j < 32; j++) sw += fabs(wd[o * cols + k * 32 + j]);
+          if (R->type == LM_QW_A8) {   /* quant.h: two halves, each a scale and an offset */
+            float f[4], dx = f16at(xb);
+            memcpy(f, wb, sizeof f);
+            int32_t dot[2] = {0, 0}, sx[2] = {0, 0};
+            for (int j = 0; j < 32; j++) { dot[j / 16] += wb[16 + j] * (int8_t)xb[2 + j]; sx[j / 16] += (int8_t)xb[2 + j]; }
+            acc = fmaf((float)dot[0], f[0] * dx, acc);
+            acc = fmaf((float)dot[1], f[1] * dx, acc);
+            acc = fmaf((float)sx[0], f[2] * dx, acc);
+            acc = fmaf((float)sx[1], f[3] * dx, acc);
+          } else {
+            int32_t dot = 0;
+            for (int j = 0; j < 32; j++) dot += wval(R, o, k, j) * (int8_t)xb[2 + j];
+            acc = fmaf((float)dot, f16at(xb) * f16at(wb), acc);
+          }
           bound += 0.5625 * f16at(xb) * sw;
         }
         float want = b ? acc + b[o] : acc, got = y1[i * rows + o];
@@ -166,30 +188,39 @@ Test(qgemm, extreme_blocks) {
   free(W.data); free(R.data); free(x); free(y); free(y2); free(scratch);
 }
 
-/* K-quant blocks (random bits with small f16 scales), as the loader keeps them: their values
- * requantized to Q8_0 (gguf_model.c qlin_part) */
-Test(qgemm, k_quants_requantized_to_q8_0) {
-  const int types[] = {LM_GGML_Q4_K, LM_GGML_Q5_K, LM_GGML_Q6_K};
-  int64_t rows = 40, cols = 512, nblk = rows * cols / 256;
+/* K-quant and Q4_0 blocks (random bits with small f16 scales), as the loader keeps them: A8 blocks
+ * (gguf.c lm_gguf_to_a8) holding the GGUF reader's values, and their products as quant.h defines
+ * them (cols 512: two K-quant super-blocks a row; n 33: five kernel calls, the last of one row) */
+Test(qgemm, k_quants_kept_as_a8) {
+  const int types[] = {LM_GGML_Q4_K, LM_GGML_Q5_K, LM_GGML_Q6_K, LM_GGML_Q4_0};
+  int64_t rows = 40, cols = 512;
   lm_rng r;
   lm_rng_seed(&r, 7);
-  for (int t = 0; t < 3; t++) {
+  for (int t = 0; t < 4; t++) {
     size_t bb = lm_ggml_block_bytes(types[t]);
+    int64_t per = lm_ggml_block_elems(types[t]), nblk = rows * cols / per;
     uint8_t *blk = malloc(bb * nblk);
     for (size_t i = 0; i < bb * nblk; i++) blk[i] = (uint8_t)(lm_rng_u64(&r) >> 56);
     for (int64_t b = 0; b < nblk; b++) {   /* d (and dmin) small and finite */
       uint8_t *p = blk + b * bb;
       uint16_t d = lm_f32_to_f16(0.01f + 0.001f * (float)(b % 7)), dmin = lm_f32_to_f16(0.002f);
       if (types[t] == LM_GGML_Q6_K) { p[bb - 2] = (uint8_t)d; p[bb - 1] = (uint8_t)(d >> 8); }
+      else if (types[t] == LM_GGML_Q4_0) { p[0] = (uint8_t)d; p[1] = (uint8_t)(d >> 8); }
       else { p[0] = (uint8_t)d; p[1] = (uint8_t)(d >> 8); p[2] = (uint8_t)dmin; p[3] = (uint8_t)(dmin >> 8); }
     }
-    float *w = malloc(sizeof(float) * rows * cols);
-    cr_assert_eq(lm_gguf_dequantize(types[t], blk, bb * nblk, w, rows * cols), LM_OK);
-    for (int64_t i = 0; i < rows * cols; i++) cr_assert(isfinite(w[i]));
-    lm_qmat W = make(LM_QW_Q8_0, LM_GGML_Q8_0, w, rows, cols);
-    check(&W, LM_GGML_Q8_0, 33, 10 + t);
-    free(W.data); free(w); free(blk);
+    lm_qmat W = {LM_QW_A8, rows, cols, malloc((size_t)rows * cols / 32 * LM_A8_BYTES), 0};
+    cr_assert(lm_gguf_a8_ok(types[t]));
+    cr_assert_eq(lm_gguf_to_a8(types[t], blk, bb * nblk, W.data, rows * cols), LM_OK, "%s", lm_last_error());
+    for (int64_t i = 0; i < rows * cols / 32; i++)   /* q below 128: the AVX2 path's bound */
+      for (int j = 0; j < 32; j++) cr_assert(W.data[i * LM_A8_BYTES + 16 + j] < 128);
+    /* check() compares with the GGUF reader's values of these blocks */
+    R_GGUF = blk; R_GGUF_BYTES = bb * nblk;
+    check(&W, types[t], 33, 10 + t);
+    R_GGUF = NULL;
+    free(W.data); free(blk);
   }
+  cr_assert(!lm_gguf_a8_ok(LM_GGML_Q8_0) && !lm_gguf_a8_ok(LM_GGML_F16));
+  cr_assert_eq(lm_gguf_to_a8(LM_GGML_Q8_0, NULL, 0, NULL, 32), LM_ERR_UNSUPPORTED);
 }
 
 /* f16 weights: the double product within sgemm's tolerance, and the same bits at 1, 2 and 3

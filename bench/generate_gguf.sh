@@ -2,7 +2,8 @@
 # Quantized inference side by side with llama.cpp (issue #12): for GPT-2 124M and the TinyLlama-1.1B
 # shape (22 layers, 2048 wide, 32/4 heads, FFN 5632; GPT-2's 50257-token vocabulary so that both
 # load the same file), random weights written as GGUF by bench_generate (GPT-2: f32, q8_0, q4_0;
-# TinyLlama: f16, q8_0, q4_0), then on each file in the same run:
+# TinyLlama: f16, q8_0, q4_0; both also q4_k, the q4_0 file's blocks made Q4_K by
+# tests/cli/gguf_q4k.py, which lmkit keeps exactly as A8 blocks), then on each file in the same run:
 #   - lmkit (bench/generate.c): prefill PROMPT tokens, decode DECODE greedy tokens, the read
 #     bandwidth measured in the same program just before each decode run (sums on THREADS over
 #     256 MiB, best of 3) and the decode's share of bandwidth / bytes per token, each run against
@@ -16,6 +17,7 @@
 # A quick look: MODELS=tinyllama PROMPT=128 DECODE=16 bash bench/generate_gguf.sh 1
 #   bash bench/generate_gguf.sh [RUNS]   (default 3; THREADS=2 PROMPT=512 DECODE=64 BUILD=build
 #                                         GGUF_DIR=/tmp/lmkit-bench-gguf MODELS="gpt2 tinyllama"
+#                                         TYPES="q4_0 q4_k": some of f32|f16 q8_0 q4_0 q4_k
 #                                         OMP_WAIT_POLICY: passed through when set)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -28,9 +30,13 @@ mkdir -p "$DIR"
 out=$(mktemp); trap 'rm -f "$out"' EXIT
 echo "load before: $(uptime)"
 for shape in ${MODELS:-gpt2 tinyllama}; do
-  types="f32 q8_0 q4_0"; [ "$shape" = tinyllama ] && types="f16 q8_0 q4_0"
-  for t in $types; do
+  types="f32 q8_0 q4_0 q4_k"; [ "$shape" = tinyllama ] && types="f16 q8_0 q4_0 q4_k"
+  for t in ${TYPES:-$types}; do
     f="$DIR/$shape-$t.gguf"
+    if [ "$t" = q4_k ]; then   # lmkit writes no Q4_K: the q4_0 file's blocks converted (tests/cli/gguf_q4k.py)
+      [ -s "$DIR/$shape-q4_0.gguf" ] || "$BUILD/bench_generate" write "$shape" q4_0 "$DIR/$shape-q4_0.gguf"
+      [ -s "$f" ] || /usr/bin/python3 tests/cli/gguf_q4k.py "$DIR/$shape-q4_0.gguf" "$f" > /dev/null
+    fi
     [ -s "$f" ] || "$BUILD/bench_generate" write "$shape" "$t" "$f"
     env -u OPENBLAS_CORETYPE OMP_NUM_THREADS="$THREADS" "$BUILD/bench_generate" "$f" "$THREADS" "$PROMPT" "$DECODE" "$RUNS" 16 \
       2>/dev/null | sed "s/^{/{\"shape\": \"$shape\", \"type\": \"$t\", /" >> "$out"

@@ -2,7 +2,7 @@
  *
  *   bench_quant_matvec [ROWS COLS] [THREADS]        default 5632 x 2048 (TinyLlama's FFN up), all cores
  *
- * For Q8_0 and Q4_0 weights and each path this CPU has (portable, AVX2, AVX-512 VNNI), the median
+ * For Q8_0, Q4_0 and A8 weights (K-quants as lmkit keeps them; here made from the Q4_0 blocks) and each path this CPU has (portable, AVX2, AVX-512 VNNI), the median
  * of 21 products (after 3 warm-ups): microseconds, GB/s of weight bytes read, and the share of
  * the machine's read bandwidth measured in the same run (a matvec reads each weight once, so
  * bandwidth / weight bytes bounds it). The peer in the same run is OpenBLAS's f32 cblas_sgemv on
@@ -41,8 +41,8 @@ int main(int argc, char **argv) {
   lm_set_threads(threads);
   double bw = bench_read_bandwidth();
   float *wf = lm_alloc(sizeof(float) * rows * cols), *x = lm_alloc(sizeof(float) * cols), *y = lm_alloc(sizeof(float) * rows);
-  uint8_t *wq = lm_alloc(34 * rows * cols / 32), *xq = lm_alloc(34 * cols / 32);
-  uint8_t *wp = lm_alloc(lm_qmat_packed_bytes(LM_QW_Q8_0, rows, cols));   /* the larger of the two types' panels */
+  uint8_t *wq = lm_alloc(34 * rows * cols / 32), *xq = lm_alloc(34 * cols / 32), *wa = lm_alloc(LM_A8_BYTES * rows * cols / 32);
+  uint8_t *wp = lm_alloc(lm_qmat_packed_bytes(LM_QW_A8, rows, cols));   /* the largest type's panels */
   lm_rng r;
   lm_rng_seed(&r, 1);
   for (int64_t i = 0; i < rows * cols; i++) wf[i] = lm_rng_normal(&r);
@@ -57,19 +57,22 @@ int main(int argc, char **argv) {
   double us = median_us(run_f32, &j), bytes = 4.0 * rows * cols;
   printf("  %-6s %-12s %9.1f us  %7.2f GB/s  %.2f of the bandwidth limit   (peer: OpenBLAS cblas_sgemv)\n", "f32", "sgemv", us,
          bytes / us / 1e3, bytes / us / 1e3 / (bw / 1e9));
-  for (int wt = 0; wt <= LM_QW_Q4_0; wt++) {   /* the integer kernels (LM_QW_F16 has none) */
-    int gt = wt == LM_QW_Q8_0 ? LM_GGML_Q8_0 : LM_GGML_Q4_0;
+  const lm_qweight types[] = {LM_QW_Q8_0, LM_QW_Q4_0, LM_QW_A8};   /* the integer kernels (LM_QW_F16 has none) */
+  for (int k = 0; k < 3; k++) {
+    int wt = types[k], gt = wt == LM_QW_Q8_0 ? LM_GGML_Q8_0 : LM_GGML_Q4_0;   /* A8: made from Q4_0 blocks, as K-quants are kept */
     lm_gguf_quantize(gt, wf, rows * cols, wq);
-    lm_qmat_pack(&(lm_qmat){(lm_qweight)wt, rows, cols, wq, 0}, wp);   /* the panels the model keeps */
-    bytes = (double)lm_ggml_block_bytes(gt) * rows * cols / 32;
+    if (wt == LM_QW_A8) lm_gguf_to_a8(gt, wq, 34 * (size_t)rows * cols / 32, wa, rows * cols);
+    lm_qmat_pack(&(lm_qmat){(lm_qweight)wt, rows, cols, wt == LM_QW_A8 ? wa : wq, 0}, wp);   /* the panels the model keeps */
+    bytes = (double)lm_qweight_block_bytes((lm_qweight)wt) * rows * cols / 32;
+    const char *name = wt == LM_QW_A8 ? "A8" : lm_ggml_type_name(gt);
     for (int p = 0; p < LM_QPATH_COUNT; p++) {
-      if (!lm_qpath_available((lm_qpath)p)) { printf("  %-6s %-12s not available on this CPU\n", lm_ggml_type_name(gt), lm_qpath_name((lm_qpath)p)); continue; }
+      if (!lm_qpath_available((lm_qpath)p)) { printf("  %-6s %-12s not available on this CPU\n", name, lm_qpath_name((lm_qpath)p)); continue; }
       j.W.type = (lm_qweight)wt; j.p = (lm_qpath)p;
       us = median_us(run_q, &j);
-      printf("  %-6s %-12s %9.1f us  %7.2f GB/s  %.2f of the bandwidth limit\n", lm_ggml_type_name(gt), lm_qpath_name((lm_qpath)p),
+      printf("  %-6s %-12s %9.1f us  %7.2f GB/s  %.2f of the bandwidth limit\n", name, lm_qpath_name((lm_qpath)p),
              us, bytes / us / 1e3, bytes / us / 1e3 / (bw / 1e9));
     }
   }
-  lm_free(wf); lm_free(x); lm_free(y); lm_free(wq); lm_free(wp); lm_free(xq);
+  lm_free(wf); lm_free(x); lm_free(y); lm_free(wq); lm_free(wa); lm_free(wp); lm_free(xq);
   return 0;
 }

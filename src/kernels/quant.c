@@ -329,10 +329,11 @@ static void k_a8_c(const uint8_t *w, int64_t nb, const qrow *x, int m, float out
         for (int j = 0; j < LM_QK; j++) dot[j / 16] += pb[16 * LM_QP + (j / 4) * 4 * LM_QP + 4 * l + j % 4] * xv[j];
         float dx = x[i].d[b];
         int32_t sx[2] = {x[i].h[b], x[i].s[b] - x[i].h[b]};
-        acc[i][l] = fmaf((float)dot[0], a8_f(pb, 0, l) * dx, acc[i][l]);
-        acc[i][l] = fmaf((float)dot[1], a8_f(pb, 1, l) * dx, acc[i][l]);
-        acc[i][l] = fmaf((float)sx[0], a8_f(pb, 2, l) * dx, acc[i][l]);
-        acc[i][l] = fmaf((float)sx[1], a8_f(pb, 3, l) * dx, acc[i][l]);
+        float u = (float)dot[0] * (a8_f(pb, 0, l) * dx);
+        u = fmaf((float)dot[1], a8_f(pb, 1, l) * dx, u);
+        u = fmaf((float)sx[0], a8_f(pb, 2, l) * dx, u);
+        u = fmaf((float)sx[1], a8_f(pb, 3, l) * dx, u);
+        acc[i][l] += u;
       }
   }
   memcpy(out, acc, (size_t)m * sizeof acc[0]);
@@ -436,10 +437,11 @@ VNNI static INL void vnni_a8(const uint8_t *w, int64_t nb, const qrow *x, const 
     __m512 a0 = _mm512_loadu_ps(pb), a1 = _mm512_loadu_ps(pb + 64), c0 = _mm512_loadu_ps(pb + 128), c1 = _mm512_loadu_ps(pb + 192);
     for (int i = 0; i < m; i++) {
       __m512 dx = _mm512_set1_ps(x[i].d[b]);
-      acc[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s0[i]), _mm512_mul_ps(a0, dx), acc[i]);
-      acc[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s1[i]), _mm512_mul_ps(a1, dx), acc[i]);
-      acc[i] = _mm512_fmadd_ps(_mm512_set1_ps((float)x[i].h[b]), _mm512_mul_ps(c0, dx), acc[i]);
-      acc[i] = _mm512_fmadd_ps(_mm512_set1_ps((float)(x[i].s[b] - x[i].h[b])), _mm512_mul_ps(c1, dx), acc[i]);
+      __m512 u = _mm512_mul_ps(_mm512_cvtepi32_ps(s0[i]), _mm512_mul_ps(a0, dx));
+      u = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s1[i]), _mm512_mul_ps(a1, dx), u);
+      u = _mm512_fmadd_ps(_mm512_set1_ps((float)x[i].h[b]), _mm512_mul_ps(c0, dx), u);
+      u = _mm512_fmadd_ps(_mm512_set1_ps((float)(x[i].s[b] - x[i].h[b])), _mm512_mul_ps(c1, dx), u);
+      acc[i] = _mm512_add_ps(acc[i], u);
     }
   }
   for (int i = 0; i < m; i++) _mm512_storeu_ps(out[i], acc[i]);
@@ -468,10 +470,11 @@ AVX2 static INL void avx2_a8(const uint8_t *w, int64_t nb, const qrow *x, const 
       __m256 c0 = _mm256_loadu_ps((const float *)(pb + 128 + 32 * h)), c1 = _mm256_loadu_ps((const float *)(pb + 192 + 32 * h));
       for (int i = 0; i < m; i++) {
         __m256 dx = _mm256_set1_ps(x[i].d[b]);
-        acc[i] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s0[i]), _mm256_mul_ps(a0, dx), acc[i]);
-        acc[i] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s1[i]), _mm256_mul_ps(a1, dx), acc[i]);
-        acc[i] = _mm256_fmadd_ps(_mm256_set1_ps((float)x[i].h[b]), _mm256_mul_ps(c0, dx), acc[i]);
-        acc[i] = _mm256_fmadd_ps(_mm256_set1_ps((float)(x[i].s[b] - x[i].h[b])), _mm256_mul_ps(c1, dx), acc[i]);
+        __m256 u = _mm256_mul_ps(_mm256_cvtepi32_ps(s0[i]), _mm256_mul_ps(a0, dx));
+        u = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s1[i]), _mm256_mul_ps(a1, dx), u);
+        u = _mm256_fmadd_ps(_mm256_set1_ps((float)x[i].h[b]), _mm256_mul_ps(c0, dx), u);
+        u = _mm256_fmadd_ps(_mm256_set1_ps((float)(x[i].s[b] - x[i].h[b])), _mm256_mul_ps(c1, dx), u);
+        acc[i] = _mm256_add_ps(acc[i], u);
       }
     }
     for (int i = 0; i < m; i++) _mm256_storeu_ps(out[i] + 8 * h, acc[i]);

@@ -36,11 +36,12 @@
  * byte below 128 and a_h, c_h f32 (Q4_K/Q5_K: a = d sc, c = -dmin m of the 32-value sub-block;
  * Q6_K: a = d sc of the 16-value sub-block, c = -32 a; Q4_0: a = d, c = -8 d), the products
  * that ggml's dequantizers round. A block's product with an activation block x (Q8_0, scale dx):
- *   acc = fma(dot_0, a_0 dx, acc); acc = fma(dot_1, a_1 dx, acc);
- *   acc = fma(sum_0, c_0 dx, acc); acc = fma(sum_1, c_1 dx, acc)
+ *   u = dot_0 (a_0 dx); u = fma(dot_1, a_1 dx, u); u = fma(sum_0, c_0 dx, u);
+ *   u = fma(sum_1, c_1 dx, u); acc = acc + u
  * with dot_h the exact integer sum of q x over half h and sum_h the sum of x over it: ggml's own
- * way of applying a K-quant's scale and minimum. 12 bits a weight, against requantizing to Q8_0's
- * 8.5: no value of the file is changed. */
+ * way of applying a K-quant's scale and minimum (a block's terms first, so that consecutive blocks
+ * overlap: four fmas in a row on acc ran at a quarter of Q8_0's speed). 12 bits a weight, against
+ * requantizing to Q8_0's 8.5: no value of the file is changed. */
 typedef enum { LM_QW_Q8_0 = 0, LM_QW_Q4_0, LM_QW_F16, LM_QW_A8, LM_QW_COUNT } lm_qweight;
 typedef enum { LM_QPATH_PORTABLE = 0, LM_QPATH_AVX2, LM_QPATH_VNNI, LM_QPATH_COUNT } lm_qpath;
 

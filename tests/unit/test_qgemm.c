@@ -102,10 +102,11 @@ static void check(const lm_qmat *R, int gt, int64_t n, uint64_t seed) {
             memcpy(f, wb, sizeof f);
             int32_t dot[2] = {0, 0}, sx[2] = {0, 0};
             for (int j = 0; j < 32; j++) { dot[j / 16] += wb[16 + j] * (int8_t)xb[2 + j]; sx[j / 16] += (int8_t)xb[2 + j]; }
-            acc = fmaf((float)dot[0], f[0] * dx, acc);
-            acc = fmaf((float)dot[1], f[1] * dx, acc);
-            acc = fmaf((float)sx[0], f[2] * dx, acc);
-            acc = fmaf((float)sx[1], f[3] * dx, acc);
+            float u = (float)dot[0] * (f[0] * dx);
+            u = fmaf((float)dot[1], f[1] * dx, u);
+            u = fmaf((float)sx[0], f[2] * dx, u);
+            u = fmaf((float)sx[1], f[3] * dx, u);
+            acc += u;
           } else {
             int32_t dot = 0;
             for (int j = 0; j < 32; j++) dot += wval(R, o, k, j) * (int8_t)xb[2 + j];

@@ -195,8 +195,8 @@ static void pack_a8(const lm_qmat *W, uint8_t *out) {
         int64_t r = p * LM_QP + l;
         const uint8_t *blk = r < W->rows ? W->data + (size_t)(r * nb + b) * LM_A8_BYTES : NULL;
         for (int f = 0; f < 4; f++)
-          for (int k = 0; k < 4; k++) o[64 * f + 4 * l + k] = blk ? blk[4 * f + k] : 0;
-        for (int j = 0; j < LM_QK; j++) o[16 * LM_QP + (size_t)(j / 4) * 4 * LM_QP + 4 * (size_t)l + (size_t)(j % 4)] = blk ? blk[16 + j] : 0;
+          for (int k = 0; k < 4; k++) o[LM_A8_F(f) + 4 * l + k] = blk ? blk[4 * f + k] : 0;
+        for (int j = 0; j < LM_QK; j++) o[LM_A8_GROUP(j / 4) + 4 * l + j % 4] = blk ? blk[16 + j] : 0;
       }
     }
 }
@@ -244,8 +244,10 @@ size_t lm_qmatmul_scratch(int64_t n, int64_t cols) {
 /* the scratch's n prepared rows (the layout depends on n and cols only) */
 static qrow *scratch_rows(void *scratch) { return (qrow *)ALIGN64((uintptr_t)scratch); }
 
-/* prepares row i of n into the scratch; xq given (already quantized) or NULL (quantize x) */
-static void prepare_row(const float *x, const uint8_t *xq, int64_t n, int64_t cols, void *scratch, int64_t i) {
+/* prepares row i of n into the scratch, its blocks b0..b1 - 1 (each block on its own: the same bits
+ * in any split; the row's entry with block 0); xq given (already quantized) or NULL (quantize x) */
+static void prepare_blocks(const float *x, const uint8_t *xq, int64_t n, int64_t cols, void *scratch, int64_t i, int64_t b0,
+                           int64_t b1) {
   int64_t nb = cols / LM_QK;
   uint8_t *p = (uint8_t *)ALIGN64((uintptr_t)scratch);
   qrow *rows = (qrow *)p;
@@ -258,9 +260,9 @@ static void prepare_row(const float *x, const uint8_t *xq, int64_t n, int64_t co
   p += ALIGN64((size_t)n * nb * sizeof(int32_t));
   int32_t *h = (int32_t *)p;
   uint8_t *qi = q + (size_t)i * nb * LM_Q8_0_BYTES;
-  if (xq) memcpy(qi, xq + (size_t)i * nb * LM_Q8_0_BYTES, (size_t)nb * LM_Q8_0_BYTES);
-  else lm_quant_act_q8(x + i * cols, cols, qi);
-  for (int64_t b = 0; b < nb; b++) {
+  if (xq) memcpy(qi + b0 * LM_Q8_0_BYTES, xq + ((size_t)i * nb + b0) * LM_Q8_0_BYTES, (size_t)(b1 - b0) * LM_Q8_0_BYTES);
+  else lm_quant_act_q8(x + i * cols + b0 * LM_QK, (b1 - b0) * LM_QK, qi + b0 * LM_Q8_0_BYTES);
+  for (int64_t b = b0; b < b1; b++) {
     const uint8_t *blk = qi + b * LM_Q8_0_BYTES;
     const int8_t *v = (const int8_t *)(blk + 2);
     int32_t sum = 0, half = 0;
@@ -272,7 +274,11 @@ static void prepare_row(const float *x, const uint8_t *xq, int64_t n, int64_t co
     s[i * nb + b] = sum;
     h[i * nb + b] = half;
   }
-  rows[i] = (qrow){qi, d + i * nb, s + i * nb, h + i * nb};
+  if (b0 == 0) rows[i] = (qrow){qi, d + i * nb, s + i * nb, h + i * nb};
+}
+
+static void prepare_row(const float *x, const uint8_t *xq, int64_t n, int64_t cols, void *scratch, int64_t i) {
+  prepare_blocks(x, xq, n, cols, scratch, i, 0, cols / LM_QK);
 }
 
 /* fills the scratch with n prepared rows */
@@ -315,7 +321,7 @@ PORTABLE_KERNEL(k_q8_c, LM_Q8_0_BYTES, q8_val, 0)
 PORTABLE_KERNEL(k_q4_c, LM_Q4_0_BYTES, q4_val, 8)
 
 /* f32 field f (a_0, a_1, c_0, c_1) of row l of a packed A8 panel block */
-static inline float a8_f(const uint8_t *pb, int f, int64_t l) { float v; memcpy(&v, pb + 64 * f + 4 * l, 4); return v; }
+static inline float a8_f(const uint8_t *pb, int f, int64_t l) { float v; memcpy(&v, pb + LM_A8_F(f) + 4 * l, 4); return v; }
 
 /* A8 (quant.h), written as it reads */
 static void k_a8_c(const uint8_t *w, int64_t nb, const qrow *x, int m, float out[MR][LM_QP]) {
@@ -326,7 +332,7 @@ static void k_a8_c(const uint8_t *w, int64_t nb, const qrow *x, int m, float out
       for (int i = 0; i < m; i++) {
         const int8_t *xv = (const int8_t *)(x[i].q + b * LM_Q8_0_BYTES + 2);
         int32_t dot[2] = {0, 0};
-        for (int j = 0; j < LM_QK; j++) dot[j / 16] += pb[16 * LM_QP + (j / 4) * 4 * LM_QP + 4 * l + j % 4] * xv[j];
+        for (int j = 0; j < LM_QK; j++) dot[j / 16] += pb[LM_A8_GROUP(j / 4) + 4 * l + j % 4] * xv[j];
         float dx = x[i].d[b];
         int32_t sx[2] = {x[i].h[b], x[i].s[b] - x[i].h[b]};
         float u = (float)dot[0] * (a8_f(pb, 0, l) * dx);
@@ -426,15 +432,16 @@ VNNI static INL void vnni_a8(const uint8_t *w, int64_t nb, const qrow *x, const 
     __m512i s0[MR], s1[MR];
     for (int i = 0; i < m; i++) s0[i] = s1[i] = _mm512_setzero_si512();
     for (int c = 0; c < 4; c++) {
-      __m512i v0 = _mm512_loadu_si512((const void *)(pb + 16 * LM_QP + 64 * c));
-      __m512i v1 = _mm512_loadu_si512((const void *)(pb + 16 * LM_QP + 64 * (c + 4)));
+      __m512i v0 = _mm512_loadu_si512((const void *)(pb + LM_A8_GROUP(c)));
+      __m512i v1 = _mm512_loadu_si512((const void *)(pb + LM_A8_GROUP(c + 4)));
       for (int i = 0; i < m; i++) {
         const uint8_t *xb = x[i].q + b * LM_Q8_0_BYTES + 2;
         s0[i] = _mm512_dpbusd_epi32(s0[i], v0, _mm512_set1_epi32(load32(xb + 4 * c)));
         s1[i] = _mm512_dpbusd_epi32(s1[i], v1, _mm512_set1_epi32(load32(xb + 16 + 4 * c)));
       }
     }
-    __m512 a0 = _mm512_loadu_ps(pb), a1 = _mm512_loadu_ps(pb + 64), c0 = _mm512_loadu_ps(pb + 128), c1 = _mm512_loadu_ps(pb + 192);
+    __m512 a0 = _mm512_loadu_ps(pb + LM_A8_F(0)), a1 = _mm512_loadu_ps(pb + LM_A8_F(1));
+    __m512 c0 = _mm512_loadu_ps(pb + LM_A8_F(2)), c1 = _mm512_loadu_ps(pb + LM_A8_F(3));
     for (int i = 0; i < m; i++) {
       __m512 dx = _mm512_set1_ps(x[i].d[b]);
       __m512 u = _mm512_mul_ps(_mm512_cvtepi32_ps(s0[i]), _mm512_mul_ps(a0, dx));
@@ -458,16 +465,16 @@ AVX2 static INL void avx2_a8(const uint8_t *w, int64_t nb, const qrow *x, const 
       __m256i s0[MR], s1[MR];
       for (int i = 0; i < m; i++) s0[i] = s1[i] = _mm256_setzero_si256();
       for (int c = 0; c < 4; c++) {
-        __m256i v0 = _mm256_loadu_si256((const __m256i *)(pb + 16 * LM_QP + 64 * c + 32 * h));
-        __m256i v1 = _mm256_loadu_si256((const __m256i *)(pb + 16 * LM_QP + 64 * (c + 4) + 32 * h));
+        __m256i v0 = _mm256_loadu_si256((const __m256i *)(pb + LM_A8_GROUP(c) + 32 * h));
+        __m256i v1 = _mm256_loadu_si256((const __m256i *)(pb + LM_A8_GROUP(c + 4) + 32 * h));
         for (int i = 0; i < m; i++) {
           const uint8_t *xb = x[i].q + b * LM_Q8_0_BYTES + 2;
           s0[i] = _mm256_add_epi32(s0[i], _mm256_madd_epi16(_mm256_maddubs_epi16(v0, _mm256_set1_epi32(load32(xb + 4 * c))), ones));
           s1[i] = _mm256_add_epi32(s1[i], _mm256_madd_epi16(_mm256_maddubs_epi16(v1, _mm256_set1_epi32(load32(xb + 16 + 4 * c))), ones));
         }
       }
-      __m256 a0 = _mm256_loadu_ps((const float *)(pb + 32 * h)), a1 = _mm256_loadu_ps((const float *)(pb + 64 + 32 * h));
-      __m256 c0 = _mm256_loadu_ps((const float *)(pb + 128 + 32 * h)), c1 = _mm256_loadu_ps((const float *)(pb + 192 + 32 * h));
+      __m256 a0 = _mm256_loadu_ps((const float *)(pb + LM_A8_F(0) + 32 * h)), a1 = _mm256_loadu_ps((const float *)(pb + LM_A8_F(1) + 32 * h));
+      __m256 c0 = _mm256_loadu_ps((const float *)(pb + LM_A8_F(2) + 32 * h)), c1 = _mm256_loadu_ps((const float *)(pb + LM_A8_F(3) + 32 * h));
       for (int i = 0; i < m; i++) {
         __m256 dx = _mm256_set1_ps(x[i].d[b]);
         __m256 u = _mm256_mul_ps(_mm256_cvtepi32_ps(s0[i]), _mm256_mul_ps(a0, dx));
@@ -579,6 +586,10 @@ static void qmatmul_rows(const lm_qmat *W, const qrow *x, int64_t n, const float
 
 void lm_qmatmul_prepare_row(const float *x, int64_t n, int64_t cols, void *scratch, int64_t i) {
   prepare_row(x, NULL, n, cols, scratch, i);
+}
+
+void lm_qmatmul_prepare_cols(const float *x, int64_t n, int64_t cols, void *scratch, int64_t i, int64_t c0, int64_t c1) {
+  prepare_blocks(x, NULL, n, cols, scratch, i, c0 / LM_QK, c1 / LM_QK);
 }
 
 void lm_qmatmul_part(const lm_qmat *W, int64_t n, const float *bias, float *y, void *scratch, int64_t r0, int64_t r1, lm_qpath p) {

@@ -28,6 +28,8 @@
 #define LM_HP 4                  /* f16 weight rows per packed panel (lm_qmat_pack) */
 #define LM_A8_BYTES 48           /* A8: f32 a0, a1, c0, c1 + 32 unsigned bytes q < 128 */
 #define LM_QMAX_BYTES LM_A8_BYTES   /* the largest block of the integer types (lm_qmat_block) */
+#define LM_A8_GROUP(g) (64 * (2 * ((g) % 4) + (g) / 4))   /* a packed A8 panel block's group g */
+#define LM_A8_F(f) (512 + 64 * (f))                       /* its f32 row f: a_0, a_1, c_0, c_1 */
 
 /* LM_QW_F16: a weight kept as f16 values (blocks of 32, no scale), run (packed) by linear.c's
  * lm_linear_rows_f16 and qgemm.c, not by lm_qmatmul / lm_qmatvec.
@@ -54,8 +56,9 @@ typedef enum { LM_QPATH_PORTABLE = 0, LM_QPATH_AVX2, LM_QPATH_VNNI, LM_QPATH_COU
  *     as w + 128 (an unsigned byte: vpdpbusd's unsigned operand);
  *   - Q4_0: 4 groups of 64 bytes, group c holding bytes 4c..4c+3 of row l's 16 bytes at 4l..4l+3:
  *     the low nibbles are values 4c..4c+3 (q, unsigned), the high ones 16+4c..16+4c+3.
- *   - A8: the 16 rows' a_0 (64 bytes of f32), a_1, c_0, c_1, then the values as Q8_0's 8 groups
- *     (q as it is: already an unsigned byte);
+ *   - A8: the values as Q8_0's 8 groups (q as it is: already an unsigned byte) in the order the
+ *     kernels read them, 0 4 1 5 2 6 3 7 (each half's sum takes one group of each pair), then the
+ *     16 rows' a_0 (64 bytes of f32), a_1, c_0, c_1 (LM_A8_GROUP, LM_A8_F): read front to back;
  *   - F16 (no scales): panels of LM_HP rows (not LM_QP), each (cols / 16) chunks of 32 LM_HP
  *     bytes, chunk j holding values 16j..16j+15 of row l at bytes 32l..32l+31: linear.c's blocks
  *     of LM_HP rows read a panel front to back as one stream (row-major, 4 streams 2 cols bytes
@@ -100,13 +103,16 @@ static inline void lm_qmat_block(const lm_qmat *W, int64_t r, int64_t b, uint8_t
   }
   const uint8_t *pb = W->data + (size_t)((r / LM_QP) * nb + b) * LM_QP * bb;
   int64_t l = r % LM_QP;
-  size_t head = a8 ? 16 : 2, phead = a8 ? 16 * LM_QP : 2 * LM_QP;   /* the scales, then the values */
-  if (a8)
+  if (a8) {
     for (int f = 0; f < 4; f++)
-      for (int k = 0; k < 4; k++) out[4 * f + k] = pb[64 * f + 4 * l + k];
-  else { out[0] = pb[2 * l]; out[1] = pb[2 * l + 1]; }
-  for (int g = 0; g < (q8 || a8 ? 8 : 4); g++)
-    for (int k = 0; k < 4; k++) out[head + 4 * g + k] = (uint8_t)(pb[phead + 4 * LM_QP * g + 4 * l + k] ^ (q8 ? 0x80 : 0));
+      for (int k = 0; k < 4; k++) out[4 * f + k] = pb[LM_A8_F(f) + 4 * l + k];
+    for (int g = 0; g < 8; g++)
+      for (int k = 0; k < 4; k++) out[16 + 4 * g + k] = pb[LM_A8_GROUP(g) + 4 * l + k];
+    return;
+  }
+  out[0] = pb[2 * l]; out[1] = pb[2 * l + 1];
+  for (int g = 0; g < (q8 ? 8 : 4); g++)
+    for (int k = 0; k < 4; k++) out[2 + 4 * g + k] = (uint8_t)(pb[2 * LM_QP + 4 * LM_QP * g + 4 * l + k] ^ (q8 ? 0x80 : 0));
 }
 
 /* Bytes of scratch lm_qmatmul needs for n activation rows of cols values. */
@@ -119,6 +125,9 @@ void lm_qmatmul(const lm_qmat *W, const float *x, int64_t n, const float *bias, 
  * decode step): prepare each activation row i < n once, then any ranges r0..r1 - 1 of weight rows
  * (r0 and r1 multiples of LM_QP, or r1 = W.rows), on one thread each. The same bits as lm_qmatmul. */
 void lm_qmatmul_prepare_row(const float *x, int64_t n, int64_t cols, void *scratch, int64_t i);
+/* ... or row i's columns c0..c1 - 1 (multiples of LM_QK), the row prepared once all its pieces are:
+ * the same bits as the whole row at once */
+void lm_qmatmul_prepare_cols(const float *x, int64_t n, int64_t cols, void *scratch, int64_t i, int64_t c0, int64_t c1);
 void lm_qmatmul_part(const lm_qmat *W, int64_t n, const float *bias, float *y, void *scratch, int64_t r0, int64_t r1, lm_qpath p);
 /* y (W.rows) = W x, W packed, for x given as the Q8_0 blocks of lm_quant_act_q8 (tests and benchmarks). */
 void lm_qmatvec(const lm_qmat *W, const uint8_t *xq, float *y, lm_qpath p);

@@ -49,7 +49,7 @@ static void run_case(lm_qweight wt, int64_t rows, int64_t cols, uint64_t seed) {
   /* the packed panels hold every block as it was */
   for (int64_t i = 0; i < rows; i++)
     for (int64_t b = 0; b < nb; b++) {
-      uint8_t blk[34];
+      uint8_t blk[LM_QMAX_BYTES];
       lm_qmat_block(&W, i, b, blk);
       cr_assert(memcmp(blk, wq + (i * nb + b) * bb, bb) == 0, "row %lld block %lld changed in the panels", (long long)i, (long long)b);
     }

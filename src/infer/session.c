@@ -75,6 +75,7 @@ struct lm_fwd {
   int32_t *pos_ids;         /* (rows) */
   int64_t *start;           /* (rows) the first row of each run */
   void *qscratch;           /* the quantized activations of (rows) rows, when the model has quantized linears */
+  void *qnext;              /* a decode step's FFN hidden rows quantized by fc's chunks while fc reads qscratch */
   void *gscratch;           /* lm_qgemm's scratch (prompts of more than FEW_ROWS rows), or NULL */
   float *kvf;               /* (threads, 2, max_len, hs): a head's keys and values of an f16 cache, as f32 */
   float *part;              /* (threads, FEW_ROWS, PART_ROWS): a decode step's chunk of a linear over several rows */
@@ -158,6 +159,7 @@ lm_status lm_fwd_init(lm_fwd **out, const lm_model *m, int64_t rows, int64_t max
   s->part = lm_alloc((size_t)s->threads * FEW_ROWS * PART_ROWS * sizeof(float));
   int fail_q = !s->ph || !s->part;
   if (m->qlin) fail_q |= !(s->qscratch = lm_alloc(lm_qmatmul_scratch(n, F > C ? F : C)));
+  if (m->qlin) fail_q |= !(s->qnext = lm_alloc(lm_qmatmul_scratch(FEW_ROWS < n ? FEW_ROWS : n, F)));
   if (m->qlin && n > FEW_ROWS) fail_q |= !(s->gscratch = lm_alloc(lm_qgemm_scratch(n, F > C ? F : C, s->threads)));
   if (fail_q || !s->kvf || !s->x || !s->a || !s->t || !s->y || !s->qkv || !s->h || !s->g || !s->mean || !s->rstd || !s->scores ||
       !s->logits || !s->pos_ids || !s->start) {
@@ -173,7 +175,7 @@ void lm_fwd_free(lm_fwd *s) {
   lm_free(s->x); lm_free(s->a); lm_free(s->t); lm_free(s->y);
   if (s->g != s->h) lm_free(s->g);
   lm_free(s->qkv); lm_free(s->h); lm_free(s->mean); lm_free(s->rstd); lm_free(s->scores); lm_free(s->logits);
-  free(s->pos_ids); free(s->start); lm_free(s->qscratch); lm_free(s->gscratch); lm_free(s->kvf);
+  free(s->pos_ids); free(s->start); lm_free(s->qscratch); lm_free(s->qnext); lm_free(s->gscratch); lm_free(s->kvf);
   lm_free(s->part); lm_free(s->ph);
   free(s);
 }
@@ -319,29 +321,38 @@ static void op_residual(lm_fwd *s, team *t, float *xo, const float *x, const flo
  * 16: GPT-2 124M decode at 2 threads on a quiet machine, 68.6 -> 73 tok/s (the old parallel-for per
  * op: 77.5); a thread that loses its core still leaves its chunks to the other */
 static void op_linear(lm_fwd *s, team *t, float *out, const float *inp, const float *w, const float *b, const lm_qmat *q,
-                      int64_t n, int64_t C, int64_t OC, int ready) {
+                      int64_t n, int64_t C, int64_t OC, int ready, int act, const lm_qmat *next) {
+  /* ready: inp quantized already, in qscratch (1) or, by the previous linear's chunks, in qnext (2) */
+  void *qs = ready == 2 ? s->qnext : s->qscratch;
   if (!t) { linear(s, out, inp, w, b, q, n, C, OC); return; }
-  int64_t per = (OC / (4 * s->threads) + 15) / 16 * 16;
-  per = per < 16 ? 16 : per > PART_ROWS ? PART_ROWS : per;
+  /* act >= 0 (an lm_act_kind): each chunk's outputs then go through the activation, and are
+   * quantized for next (whole blocks: chunks of multiples of 32 columns), in the chunk (a phase, and
+   * a wait, fewer; elementwise, so the same bits as the whole row at once) */
+  int64_t al = act >= 0 ? 32 : 16;
+  int64_t per = (OC / (4 * s->threads) + al - 1) / al * al;
+  per = per < al ? al : per > PART_ROWS ? PART_ROWS : per;
   int64_t nch = (OC + per - 1) / per;
-  if (q && q->type != LM_QW_F16) {   /* the activations quantized once, a row per chunk, then the weight rows */
-    if (!ready) {
-      FOR_CHUNKS(t, n, i) lm_qmatmul_prepare_row(inp, n, C, s->qscratch, i);
-      phase_end(t, n);
-    }
-    FOR_CHUNKS(t, nch, ch) lm_qmatmul_part(q, n, b, out, s->qscratch, ch * per, OC - ch * per < per ? OC : (ch + 1) * per, s->qpath);
-    phase_end(t, nch);
-    return;
-  }
+  int quant = q && q->type != LM_QW_F16;
   const uint16_t *wh = q ? (const uint16_t *)q->data : NULL;   /* weights kept as f16 (LM_QW_F16) */
+  if (quant && !ready) {   /* the activations quantized once, a row per chunk, then the weight rows */
+    FOR_CHUNKS(t, n, i) lm_qmatmul_prepare_row(inp, n, C, s->qscratch, i);
+    phase_end(t, n);
+  }
   FOR_CHUNKS(t, nch, ch) {
     int64_t o = ch * per, m = OC - o < per ? OC - o : per;
-    /* out's rows are OC apart: with several, the chunk's columns go through the thread's scratch */
-    float *p = n == 1 ? out + o : s->part + (size_t)omp_get_thread_num() * FEW_ROWS * PART_ROWS;
-    if (wh) lm_linear_rows_f16(p, inp, wh + o * C, b ? b + o : NULL, n, C, m);
-    else lm_linear_rows(p, inp, w + o * C, b ? b + o : NULL, n, C, m);
-    if (n > 1)
-      for (int64_t i = 0; i < n; i++) memcpy(out + i * OC + o, p + i * m, m * sizeof(float));
+    if (quant) lm_qmatmul_part(q, n, b, out, qs, o, o + m, s->qpath);
+    else {
+      /* out's rows are OC apart: with several, the chunk's columns go through the thread's scratch */
+      float *p = n == 1 ? out + o : s->part + (size_t)omp_get_thread_num() * FEW_ROWS * PART_ROWS;
+      if (wh) lm_linear_rows_f16(p, inp, wh + o * C, b ? b + o : NULL, n, C, m);
+      else lm_linear_rows(p, inp, w + o * C, b ? b + o : NULL, n, C, m);
+      if (n > 1)
+        for (int64_t i = 0; i < n; i++) memcpy(out + i * OC + o, p + i * m, m * sizeof(float));
+    }
+    for (int64_t i = 0; act >= 0 && i < n; i++) {
+      act_forward(out + i * OC + o, out + i * OC + o, m, (lm_act_kind)act);
+      if (next) lm_qmatmul_prepare_cols(out, n, OC, s->qnext, i, o, o + m);   /* qscratch: this linear's input */
+    }
   }
   phase_end(t, nch);
 }
@@ -401,11 +412,19 @@ static void attend(lm_fwd *s, float *y, const float *qkv, const lm_kv_run *u, in
   }
 }
 
-/* y(N,C): every run's queries, head by head (s->start: each run's first row) */
-static void op_attention(lm_fwd *s, team *t, float *y, const float *qkv, const lm_kv_run *runs, int n_runs, int64_t l, int64_t N) {
-  int64_t NH = s->m->cfg.n_head, hs = s->m->cfg.n_embd / NH, work = 0;
+/* y(N,C): every run's queries, head by head (s->start: each run's first row); in a team, each head's
+ * output quantized for the next linear's integer kernels in the same chunk when next is given (a
+ * phase, and a wait, fewer: the caller checks that a head is whole blocks) */
+static void op_attention(lm_fwd *s, team *t, float *y, const float *qkv, const lm_kv_run *runs, int n_runs, int64_t l, int64_t N,
+                         const lm_qmat *next) {
+  int64_t C = s->m->cfg.n_embd, NH = s->m->cfg.n_head, hs = C / NH, work = 0;
   if (t) {
-    FOR_CHUNKS(t, n_runs * NH, k) attend(s, y, qkv, &runs[k / NH], s->start[k / NH], k % NH, l, N);
+    FOR_CHUNKS(t, n_runs * NH, k) {
+      int64_t r = k / NH, h = k % NH;
+      attend(s, y, qkv, &runs[r], s->start[r], h, l, N);
+      for (int64_t i = s->start[r]; next && i < s->start[r] + runs[r].n; i++)
+        lm_qmatmul_prepare_cols(y, N, C, s->qscratch, i, h * hs, (h + 1) * hs);
+    }
     phase_end(t, n_runs * NH);
     return;
   }
@@ -421,7 +440,12 @@ static void op_mlp(lm_fwd *s, team *t, int64_t l, const lm_block_weights *w, con
   const lm_config *c = &s->m->cfg;
   int64_t C = c->n_embd, F = lm_ffn_width(c), FW = lm_fc_width(c);
   const lm_qmat *fc = qlin(s->m, l, LM_QL_FC), *proj = qlin(s->m, l, LM_QL_FC_PROJ);
-  op_linear(s, t, s->h, a, w->fc_w, w->fc_b, fc, n, C, FW, ahead(t, fc));   /* a: by the norm before (forward) */
+  if (t && !c->glu && F % LM_QK == 0) {   /* the activation (and proj's quantization) in fc's chunks */
+    op_linear(s, t, s->h, a, w->fc_w, w->fc_b, fc, n, C, FW, ahead(t, fc), (int)c->act, ahead(t, proj) ? proj : NULL);
+    op_linear(s, t, s->t, s->g, w->fc_proj_w, w->fc_proj_b, proj, n, F, C, ahead(t, proj) ? 2 : 0, -1, NULL);
+    return;
+  }
+  op_linear(s, t, s->h, a, w->fc_w, w->fc_b, fc, n, C, FW, ahead(t, fc), -1, NULL);   /* a: by the norm before (forward) */
   if (!t) {
     if (c->glu) glu_forward(s->g, s->h, n, F);
     else act_forward(s->h, s->h, n * F, c->act);
@@ -433,7 +457,7 @@ static void op_mlp(lm_fwd *s, team *t, int64_t l, const lm_block_weights *w, con
     }
     phase_end(t, n);
   }
-  op_linear(s, t, s->t, s->g, w->fc_proj_w, w->fc_proj_b, proj, n, F, C, ahead(t, proj));
+  op_linear(s, t, s->t, s->g, w->fc_proj_w, w->fc_proj_b, proj, n, F, C, ahead(t, proj), -1, NULL);
 }
 
 /* the forward of the n rows of runs, by the team's every thread (or by the caller alone) */
@@ -449,8 +473,10 @@ static void forward(lm_fwd *s, team *t, const lm_kv_run *runs, int n_runs, int64
     const lm_block_weights *w = &m->w.h[l];
     const float *ain = s->x;
     const lm_qmat *qkv = qlin(m, l, LM_QL_QKV), *fc = qlin(m, l, LM_QL_FC);
-    if (c->pre_ln) { op_norm(s, t, s->a, s->x, w->ln1_w, w->ln1_b, n, qkv); ain = s->a; }
-    op_linear(s, t, s->qkv, ain, w->qkv_w, w->qkv_b, qkv, n, C, QKV, c->pre_ln && ahead(t, qkv));
+    /* pre-LN: from the second layer on, a = ln1(x) was made by the previous layer's last residual */
+    if (c->pre_ln && l == 0) op_norm(s, t, s->a, s->x, w->ln1_w, w->ln1_b, n, qkv);
+    if (c->pre_ln) ain = s->a;
+    op_linear(s, t, s->qkv, ain, w->qkv_w, w->qkv_b, qkv, n, C, QKV, c->pre_ln && ahead(t, qkv), -1, NULL);
     if ((mine = once_begin(t))) {
       if (m->rope) rope_apply(s->qkv, QKV, NH + NKV, C / NH, s->pos_ids, m->rope, n, 0);
       for (int r = 0; r < n_runs; r++) {
@@ -464,12 +490,16 @@ static void forward(lm_fwd *s, team *t, const lm_kv_run *runs, int n_runs, int64
       }
     }
     once_end(t, mine);
-    op_attention(s, t, s->y, s->qkv, runs, n_runs, l, n);
-    op_linear(s, t, s->t, s->y, w->attn_proj_w, w->attn_proj_b, qlin(m, l, LM_QL_ATTN_PROJ), n, C, C, 0);
+    const lm_qmat *proj = qlin(m, l, LM_QL_ATTN_PROJ);
+    int ready = ahead(t, proj) && (C / NH) % LM_QK == 0;   /* attention quantizes whole blocks */
+    op_attention(s, t, s->y, s->qkv, runs, n_runs, l, n, ready ? proj : NULL);
+    op_linear(s, t, s->t, s->y, w->attn_proj_w, w->attn_proj_b, proj, n, C, C, ready, -1, NULL);
     if (c->pre_ln) {
       op_residual(s, t, s->x, s->x, s->t, s->a, w->ln2_w, w->ln2_b, n, fc);     /* x += attn; a = ln2(x) */
       op_mlp(s, t, l, w, s->a, n);
-      op_residual(s, t, s->x, s->x, s->t, NULL, NULL, NULL, n, NULL);           /* x += mlp */
+      if (l + 1 < c->n_layer)   /* x += mlp; a = the next layer's ln1(x), in the same phase */
+        op_residual(s, t, s->x, s->x, s->t, s->a, m->w.h[l + 1].ln1_w, m->w.h[l + 1].ln1_b, n, qlin(m, l + 1, LM_QL_QKV));
+      else op_residual(s, t, s->x, s->x, s->t, NULL, NULL, NULL, n, NULL);      /* x += mlp */
     } else {
       op_residual(s, t, s->a, s->x, s->t, s->x, w->ln1_w, w->ln1_b, n, fc);     /* x = ln1(x + attn) */
       op_mlp(s, t, l, w, s->x, n);
@@ -483,7 +513,7 @@ static void forward(lm_fwd *s, team *t, const lm_kv_run *runs, int n_runs, int64
   const float *last = s->t;
   const lm_qmat *head = qlin(m, c->n_layer, 0);
   if (c->pre_ln) { op_norm(s, t, s->a, s->t, m->w.lnf_w, m->w.lnf_b, n_runs, head); last = s->a; }
-  op_linear(s, t, s->logits, last, lm_model_lm_head(m), NULL, head, n_runs, C, c->vocab_size, c->pre_ln && ahead(t, head));
+  op_linear(s, t, s->logits, last, lm_model_lm_head(m), NULL, head, n_runs, C, c->vocab_size, c->pre_ln && ahead(t, head), -1, NULL);
 }
 
 const float *lm_fwd_feed(lm_fwd *s, const lm_kv_run *runs, int n_runs) {

@@ -21,11 +21,11 @@
 #define V 257
 #define STEPS 12
 
-static lm_model *make(lm_arch arch, int type) {
+static lm_model *make(lm_arch arch, int type, int heads) {
   lm_config c;
   lm_config_default(&c, arch);
-  c.vocab_size = V; c.n_positions = 96; c.n_embd = 64; c.n_layer = 2; c.n_head = 4; c.tie_embeddings = arch == LM_ARCH_GPT2;
-  if (arch == LM_ARCH_LLAMA) { c.n_kv_head = 2; c.n_inner = 96; }
+  c.vocab_size = V; c.n_positions = 96; c.n_embd = 64; c.n_layer = 2; c.n_head = heads; c.tie_embeddings = arch == LM_ARCH_GPT2;
+  if (arch == LM_ARCH_LLAMA) { c.n_kv_head = heads / 2; c.n_inner = 96; }
   lm_model *m;
   cr_assert_eq(lm_model_create(&m, &c, 5), LM_OK, "%s", lm_last_error());
   if (type < 0) return m;   /* f32 */
@@ -66,8 +66,8 @@ static void decode(const lm_model *m, int threads, int kv16, int plen, float (*o
   lm_session_free(s);
 }
 
-static void same_bits(lm_arch arch, int type) {
-  lm_model *m = make(arch, type);
+static void same_bits(lm_arch arch, int type, int heads) {
+  lm_model *m = make(arch, type, heads);
   static float one[STEPS][V], many[STEPS][V];
   for (int kv16 = 0; kv16 < 2; kv16++)
     /* 5: the prompt in the region too; 45: sgemm, then decoding. Not 45 for f16 weights: the prompt's
@@ -83,11 +83,15 @@ static void same_bits(lm_arch arch, int type) {
   lm_model_free(m);
 }
 
-Test(decode_team, gpt2_f32) { same_bits(LM_ARCH_GPT2, -1); }
-Test(decode_team, llama_f32) { same_bits(LM_ARCH_LLAMA, -1); }
-Test(decode_team, gpt2_q8_0) { same_bits(LM_ARCH_GPT2, LM_GGML_Q8_0); }
-Test(decode_team, llama_q4_0) { same_bits(LM_ARCH_LLAMA, LM_GGML_Q4_0); }
-Test(decode_team, llama_f16) { same_bits(LM_ARCH_LLAMA, LM_GGML_F16); }
+Test(decode_team, gpt2_f32) { same_bits(LM_ARCH_GPT2, -1, 4); }
+Test(decode_team, llama_f32) { same_bits(LM_ARCH_LLAMA, -1, 4); }
+Test(decode_team, gpt2_q8_0) { same_bits(LM_ARCH_GPT2, LM_GGML_Q8_0, 4); }
+Test(decode_team, llama_q4_0) { same_bits(LM_ARCH_LLAMA, LM_GGML_Q4_0, 4); }
+Test(decode_team, llama_f16) { same_bits(LM_ARCH_LLAMA, LM_GGML_F16, 4); }
+/* heads of 32 values (whole Q8_0 blocks): attention quantizes each head's output for the projection
+ * in its own chunk (16: a phase of its own, above) */
+Test(decode_team, gpt2_q4_0_heads32) { same_bits(LM_ARCH_GPT2, LM_GGML_Q4_0, 2); }
+Test(decode_team, llama_q8_0_heads32) { same_bits(LM_ARCH_LLAMA, LM_GGML_Q8_0, 2); }
 
 /* a batch decoder step of 5 sequences: rows OC apart, chunks of weight rows through the scratch */
 static void batch_logits(const lm_model *m, int threads, float *out) {
@@ -112,10 +116,10 @@ static void batch_logits(const lm_model *m, int threads, float *out) {
 }
 
 Test(decode_team, batch_step) {
-  const int types[2] = {-1, LM_GGML_Q8_0};   /* f32, Q8_0 */
-  for (int k = 0; k < 2; k++) {
+  const int types[3] = {-1, LM_GGML_Q8_0, LM_GGML_Q8_0};   /* f32, Q8_0, Q8_0 GPT-2 with heads of 32 */
+  for (int k = 0; k < 3; k++) {
     int type = types[k];
-    lm_model *m = make(LM_ARCH_LLAMA, type);
+    lm_model *m = make(k == 2 ? LM_ARCH_GPT2 : LM_ARCH_LLAMA, type, k == 2 ? 2 : 4);
     static float one[5 * V], many[5 * V];
     batch_logits(m, 1, one);
     batch_logits(m, 3, many);

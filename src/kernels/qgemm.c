@@ -64,9 +64,21 @@ static void deq_a8(const uint8_t *w, int64_t nb, float *out) {
   }
 }
 
+/* A4: w = a q + c */
+static void deq_a4(const uint8_t *w, int64_t nb, float *out) {
+  for (int64_t b = 0; b < nb; b++, w += LM_A4_BYTES, out += LM_QK) {
+    float f[2];
+    memcpy(f, w, sizeof f);
+    for (int j = 0; j < LM_QK / 2; j++) {
+      out[j] = f[0] * (float)(w[8 + j] & 15) + f[1];
+      out[j + LM_QK / 2] = f[0] * (float)(w[8 + j] >> 4) + f[1];
+    }
+  }
+}
+
 typedef void (*deq_row)(const uint8_t *w, int64_t nb, float *out);
 static const deq_row DEQ[LM_QW_COUNT] = {[LM_QW_Q8_0] = deq_q8_0, [LM_QW_Q4_0] = deq_q4_0, [LM_QW_F16] = deq_f16,
-                                         [LM_QW_A8] = deq_a8};
+                                         [LM_QW_A8] = deq_a8, [LM_QW_A4] = deq_a4};
 
 void lm_qmat_dequantize(const lm_qmat *W, int64_t r0, int64_t nr, float *out) {
   size_t rb = lm_qmat_row_bytes(W);

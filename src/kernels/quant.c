@@ -14,7 +14,7 @@
  * the lanes never need adding across: a decode step's product runs at the speed memory streams the
  * panels (the row-major kernels this replaced were bound by arithmetic at about a third of it).
  * A8 (K-quants, kept exactly: quant.h) runs Q8_0's loop with two integer sums a block, one per
- * half, and its four scale and offset terms. */
+ * half, and its four scale and offset terms; A4 (Q4_K) Q4_0's loop with a scale and an offset. */
 /* the scale multiply is rounded before the explicit fma on every path (no contraction) */
 #if defined(__clang__)
 #pragma clang fp contract(off)
@@ -201,7 +201,25 @@ static void pack_a8(const lm_qmat *W, uint8_t *out) {
     }
 }
 
+/* A4: per panel block the values as Q4_0's 4 groups, then the 16 rows' a and c; padding rows zero */
+static void pack_a4(const lm_qmat *W, uint8_t *out) {
+  int64_t nb = W->cols / LM_QK, np = (W->rows + LM_QP - 1) / LM_QP;
+  #pragma omp parallel for schedule(static) if (np * nb >= 4096)
+  for (int64_t p = 0; p < np; p++)
+    for (int64_t b = 0; b < nb; b++) {
+      uint8_t *o = out + (size_t)(p * nb + b) * LM_QP * LM_A4_BYTES;
+      for (int64_t l = 0; l < LM_QP; l++) {
+        int64_t r = p * LM_QP + l;
+        const uint8_t *blk = r < W->rows ? W->data + (size_t)(r * nb + b) * LM_A4_BYTES : NULL;
+        for (int f = 0; f < 2; f++)
+          for (int k = 0; k < 4; k++) o[LM_A4_F(f) + 4 * l + k] = blk ? blk[4 * f + k] : 0;
+        for (int j = 0; j < 16; j++) o[64 * (j / 4) + 4 * l + j % 4] = blk ? blk[8 + j] : 0;
+      }
+    }
+}
+
 void lm_qmat_pack(const lm_qmat *W, uint8_t *out) {
+  if (W->type == LM_QW_A4) { pack_a4(W, out); return; }
   if (W->type == LM_QW_F16) { pack_f16(W, out); return; }
   if (W->type == LM_QW_A8) { pack_a8(W, out); return; }
   int64_t nb = W->cols / LM_QK, np = (W->rows + LM_QP - 1) / LM_QP;
@@ -323,6 +341,30 @@ PORTABLE_KERNEL(k_q4_c, LM_Q4_0_BYTES, q4_val, 8)
 /* f32 field f (a_0, a_1, c_0, c_1) of row l of a packed A8 panel block */
 static inline float a8_f(const uint8_t *pb, int f, int64_t l) { float v; memcpy(&v, pb + LM_A8_F(f) + 4 * l, 4); return v; }
 
+/* A4 (quant.h), written as it reads */
+static void k_a4_c(const uint8_t *w, int64_t nb, const qrow *x, int m, float out[MR][LM_QP]) {
+  float acc[MR][LM_QP] = {{0}};
+  for (int64_t b = 0; b < nb; b++) {
+    const uint8_t *pb = w + b * LM_QP * LM_A4_BYTES;
+    for (int l = 0; l < LM_QP; l++)
+      for (int i = 0; i < m; i++) {
+        const int8_t *xv = (const int8_t *)(x[i].q + b * LM_Q8_0_BYTES + 2);
+        int32_t dot = 0;
+        for (int j = 0; j < LM_QK; j++) {
+          uint8_t v = pb[64 * ((j % 16) / 4) + 4 * l + j % 4];
+          dot += (j < 16 ? v & 15 : v >> 4) * xv[j];
+        }
+        float a, c, dx = x[i].d[b];
+        memcpy(&a, pb + LM_A4_F(0) + 4 * l, 4);
+        memcpy(&c, pb + LM_A4_F(1) + 4 * l, 4);
+        float u = (float)dot * (a * dx);
+        u = fmaf((float)x[i].s[b], c * dx, u);
+        acc[i][l] += u;
+      }
+  }
+  memcpy(out, acc, (size_t)m * sizeof acc[0]);
+}
+
 /* A8 (quant.h), written as it reads */
 static void k_a8_c(const uint8_t *w, int64_t nb, const qrow *x, int m, float out[MR][LM_QP]) {
   float acc[MR][LM_QP] = {{0}};
@@ -423,6 +465,67 @@ AVX2 static INL void avx2_t(const uint8_t *w, int64_t nb, const qrow *x, const i
   }
 }
 
+/* A4 with VNNI: Q4_0's loop without the -8 (q is the value's multiple of a) */
+VNNI static INL void vnni_a4(const uint8_t *w, int64_t nb, const qrow *x, const int m, float out[MR][LM_QP]) {
+  const __m512i lo4 = _mm512_set1_epi8(15);
+  __m512 acc[MR];
+  for (int i = 0; i < m; i++) acc[i] = _mm512_setzero_ps();
+  for (int64_t b = 0; b < nb; b++) {
+    const uint8_t *pb = w + b * LM_QP * LM_A4_BYTES;
+    __m512i s[MR];
+    for (int i = 0; i < m; i++) s[i] = _mm512_setzero_si512();
+    for (int c = 0; c < 4; c++) {
+      __m512i v = _mm512_loadu_si512((const void *)(pb + 64 * c));
+      __m512i lo = _mm512_and_si512(v, lo4), hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), lo4);
+      for (int i = 0; i < m; i++) {
+        const uint8_t *xb = x[i].q + b * LM_Q8_0_BYTES + 2;
+        s[i] = _mm512_dpbusd_epi32(s[i], lo, _mm512_set1_epi32(load32(xb + 4 * c)));
+        s[i] = _mm512_dpbusd_epi32(s[i], hi, _mm512_set1_epi32(load32(xb + 16 + 4 * c)));
+      }
+    }
+    __m512 a = _mm512_loadu_ps(pb + LM_A4_F(0)), cc = _mm512_loadu_ps(pb + LM_A4_F(1));
+    for (int i = 0; i < m; i++) {
+      __m512 dx = _mm512_set1_ps(x[i].d[b]);
+      __m512 u = _mm512_mul_ps(_mm512_cvtepi32_ps(s[i]), _mm512_mul_ps(a, dx));
+      u = _mm512_fmadd_ps(_mm512_set1_ps((float)x[i].s[b]), _mm512_mul_ps(cc, dx), u);
+      acc[i] = _mm512_add_ps(acc[i], u);
+    }
+  }
+  for (int i = 0; i < m; i++) _mm512_storeu_ps(out[i], acc[i]);
+}
+
+/* A4 with AVX2: Q4_0's loop without the -8 */
+AVX2 static INL void avx2_a4(const uint8_t *w, int64_t nb, const qrow *x, const int m, float out[MR][LM_QP]) {
+  const __m256i lo4 = _mm256_set1_epi8(15), ones = _mm256_set1_epi16(1);
+  for (int h = 0; h < 2; h++) {
+    __m256 acc[MR];
+    for (int i = 0; i < m; i++) acc[i] = _mm256_setzero_ps();
+    for (int64_t b = 0; b < nb; b++) {
+      const uint8_t *pb = w + b * LM_QP * LM_A4_BYTES;
+      __m256i s[MR];
+      for (int i = 0; i < m; i++) s[i] = _mm256_setzero_si256();
+      for (int c = 0; c < 4; c++) {
+        __m256i v = _mm256_loadu_si256((const __m256i *)(pb + 64 * c + 32 * h));
+        __m256i lo = _mm256_and_si256(v, lo4), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), lo4);
+        for (int i = 0; i < m; i++) {
+          const uint8_t *xb = x[i].q + b * LM_Q8_0_BYTES + 2;
+          __m256i pl = _mm256_maddubs_epi16(lo, _mm256_set1_epi32(load32(xb + 4 * c)));
+          __m256i ph = _mm256_maddubs_epi16(hi, _mm256_set1_epi32(load32(xb + 16 + 4 * c)));
+          s[i] = _mm256_add_epi32(s[i], _mm256_madd_epi16(_mm256_add_epi16(pl, ph), ones));
+        }
+      }
+      __m256 a = _mm256_loadu_ps((const float *)(pb + LM_A4_F(0) + 32 * h)), cc = _mm256_loadu_ps((const float *)(pb + LM_A4_F(1) + 32 * h));
+      for (int i = 0; i < m; i++) {
+        __m256 dx = _mm256_set1_ps(x[i].d[b]);
+        __m256 u = _mm256_mul_ps(_mm256_cvtepi32_ps(s[i]), _mm256_mul_ps(a, dx));
+        u = _mm256_fmadd_ps(_mm256_set1_ps((float)x[i].s[b]), _mm256_mul_ps(cc, dx), u);
+        acc[i] = _mm256_add_ps(acc[i], u);
+      }
+    }
+    for (int i = 0; i < m; i++) _mm256_storeu_ps(out[i] + 8 * h, acc[i]);
+  }
+}
+
 /* A8 with VNNI: q is an unsigned byte already; groups 0-3 are the first half's values, 4-7 the second's */
 VNNI static INL void vnni_a8(const uint8_t *w, int64_t nb, const qrow *x, const int m, float out[MR][LM_QP]) {
   __m512 acc[MR];
@@ -511,12 +614,16 @@ _Static_assert(MR == 8, "ROWS_SWITCH lists the row counts up to MR");
 #define k_q4_avx2_CALL(k) avx2_t(w, nb, x, k, 1, out)
 #define k_a8_vnni_CALL(k) vnni_a8(w, nb, x, k, out)
 #define k_a8_avx2_CALL(k) avx2_a8(w, nb, x, k, out)
+#define k_a4_vnni_CALL(k) vnni_a4(w, nb, x, k, out)
+#define k_a4_avx2_CALL(k) avx2_a4(w, nb, x, k, out)
 SIMD_KERNEL(k_q8_vnni, VNNI)
 SIMD_KERNEL(k_q4_vnni, VNNI)
 SIMD_KERNEL(k_q8_avx2, AVX2)
 SIMD_KERNEL(k_q4_avx2, AVX2)
 SIMD_KERNEL(k_a8_vnni, VNNI)
 SIMD_KERNEL(k_a8_avx2, AVX2)
+SIMD_KERNEL(k_a4_vnni, VNNI)
+SIMD_KERNEL(k_a4_avx2, AVX2)
 #define KERN(c, a, v) {c, a, v}
 #else
 #define KERN(c, a, v) {c, NULL, NULL}
@@ -530,6 +637,7 @@ static const struct {
     [LM_QW_Q4_0] = {LM_Q4_0_BYTES, KERN(k_q4_c, k_q4_avx2, k_q4_vnni)},
     [LM_QW_F16] = {2 * LM_QK, {NULL}},   /* no integer kernel (quant.h) */
     [LM_QW_A8] = {LM_A8_BYTES, KERN(k_a8_c, k_a8_avx2, k_a8_vnni)},
+    [LM_QW_A4] = {LM_A4_BYTES, KERN(k_a4_c, k_a4_avx2, k_a4_vnni)},
 };
 
 size_t lm_qweight_block_bytes(lm_qweight t) { return t < LM_QW_COUNT ? KERNELS[t].bytes : 0; }

@@ -30,6 +30,8 @@
 #define LM_QMAX_BYTES LM_A8_BYTES   /* the largest block of the integer types (lm_qmat_block) */
 #define LM_A8_GROUP(g) (64 * (2 * ((g) % 4) + (g) / 4))   /* a packed A8 panel block's group g */
 #define LM_A8_F(f) (512 + 64 * (f))                       /* its f32 row f: a_0, a_1, c_0, c_1 */
+#define LM_A4_BYTES 24           /* A4: f32 a, c + 16 bytes of two 4-bit values (j low, j + 16 high) */
+#define LM_A4_F(f) (256 + 64 * (f))                       /* a packed A4 panel block's f32 row f: a, c */
 
 /* LM_QW_F16: a weight kept as f16 values (blocks of 32, no scale), run (packed) by linear.c's
  * lm_linear_rows_f16 and qgemm.c, not by lm_qmatmul / lm_qmatvec.
@@ -43,8 +45,11 @@
  * with dot_h the exact integer sum of q x over half h and sum_h the sum of x over it: ggml's own
  * way of applying a K-quant's scale and minimum (a block's terms first, so that consecutive blocks
  * overlap: four fmas in a row on acc ran at a quarter of Q8_0's speed). 12 bits a weight, against
- * requantizing to Q8_0's 8.5: no value of the file is changed. */
-typedef enum { LM_QW_Q8_0 = 0, LM_QW_Q4_0, LM_QW_F16, LM_QW_A8, LM_QW_COUNT } lm_qweight;
+ * requantizing to Q8_0's 8.5: no value of the file is changed.
+ * LM_QW_A4: the same for linears whose parts are all Q4_K, or Q4_K and Q4_0 (the bulk of a Q4_K_M
+ * file): one a and one c for the whole block (a Q4_K sub-block is 32 values) and 4-bit q, 6 bits a
+ * weight: u = dot (a dx); u = fma(sum, c dx, u); acc = acc + u. */
+typedef enum { LM_QW_Q8_0 = 0, LM_QW_Q4_0, LM_QW_F16, LM_QW_A8, LM_QW_A4, LM_QW_COUNT } lm_qweight;
 typedef enum { LM_QPATH_PORTABLE = 0, LM_QPATH_AVX2, LM_QPATH_VNNI, LM_QPATH_COUNT } lm_qpath;
 
 /* A weight matrix kept quantized: rows x (cols / 32) blocks of `type`. packed 0: row after row
@@ -59,6 +64,7 @@ typedef enum { LM_QPATH_PORTABLE = 0, LM_QPATH_AVX2, LM_QPATH_VNNI, LM_QPATH_COU
  *   - A8: the values as Q8_0's 8 groups (q as it is: already an unsigned byte) in the order the
  *     kernels read them, 0 4 1 5 2 6 3 7 (each half's sum takes one group of each pair), then the
  *     16 rows' a_0 (64 bytes of f32), a_1, c_0, c_1 (LM_A8_GROUP, LM_A8_F): read front to back;
+ *   - A4: the values as Q4_0's 4 groups, then the 16 rows' a and c (LM_A4_F);
  *   - F16 (no scales): panels of LM_HP rows (not LM_QP), each (cols / 16) chunks of 32 LM_HP
  *     bytes, chunk j holding values 16j..16j+15 of row l at bytes 32l..32l+31: linear.c's blocks
  *     of LM_HP rows read a panel front to back as one stream (row-major, 4 streams 2 cols bytes
@@ -91,12 +97,12 @@ size_t lm_qmat_packed_bytes(lm_qweight t, int64_t rows, int64_t cols);
 /* W (packed 0) in the packed layout at out (lm_qmat_packed_bytes): a copy of every byte,
  * rearranged (panels in parallel) */
 void lm_qmat_pack(const lm_qmat *W, uint8_t *out);
-/* row r's block b of W (Q8_0/Q4_0/A8, either layout) as an unpacked block (Q8_0/Q4_0: the GGUF
+/* row r's block b of W (Q8_0/Q4_0/A8/A4, either layout) as an unpacked block (Q8_0/Q4_0: the GGUF
  * block; lm_qweight_block_bytes(W->type) <= LM_QMAX_BYTES bytes at out) */
 static inline void lm_qmat_block(const lm_qmat *W, int64_t r, int64_t b, uint8_t *out) {
   int64_t nb = W->cols / LM_QK;
-  int q8 = W->type == LM_QW_Q8_0, a8 = W->type == LM_QW_A8;
-  size_t bb = a8 ? LM_A8_BYTES : q8 ? LM_Q8_0_BYTES : LM_Q4_0_BYTES;
+  int q8 = W->type == LM_QW_Q8_0, a8 = W->type == LM_QW_A8, a4 = W->type == LM_QW_A4;
+  size_t bb = a8 ? LM_A8_BYTES : a4 ? LM_A4_BYTES : q8 ? LM_Q8_0_BYTES : LM_Q4_0_BYTES;
   if (!W->packed) {
     for (size_t j = 0; j < bb; j++) out[j] = W->data[(size_t)(r * nb + b) * bb + j];
     return;
@@ -108,6 +114,13 @@ static inline void lm_qmat_block(const lm_qmat *W, int64_t r, int64_t b, uint8_t
       for (int k = 0; k < 4; k++) out[4 * f + k] = pb[LM_A8_F(f) + 4 * l + k];
     for (int g = 0; g < 8; g++)
       for (int k = 0; k < 4; k++) out[16 + 4 * g + k] = pb[LM_A8_GROUP(g) + 4 * l + k];
+    return;
+  }
+  if (a4) {
+    for (int f = 0; f < 2; f++)
+      for (int k = 0; k < 4; k++) out[4 * f + k] = pb[LM_A4_F(f) + 4 * l + k];
+    for (int g = 0; g < 4; g++)
+      for (int k = 0; k < 4; k++) out[8 + 4 * g + k] = pb[64 * g + 4 * l + k];
     return;
   }
   out[0] = pb[2 * l]; out[1] = pb[2 * l + 1];

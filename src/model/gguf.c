@@ -168,6 +168,31 @@ static void a8_q6_k(const uint8_t *b, uint8_t *o) {
   }
 }
 
+/* ---- as A4 blocks (quant.h LM_QW_A4: w = a q + c over the whole block, q 4 bits) */
+
+static void a4_put(uint8_t *o, float a, float c, const uint8_t *q) {
+  memcpy(o, &a, 4); memcpy(o + 4, &c, 4);
+  for (int j = 0; j < 16; j++) o[8 + j] = (uint8_t)(q[j] | q[j + 16] << 4);
+}
+
+static void a4_q4_0(const uint8_t *b, uint8_t *o) {
+  float d = f16at(b);
+  uint8_t q[32];
+  for (int j = 0; j < 16; j++) { q[j] = b[2 + j] & 0x0f; q[j + 16] = b[2 + j] >> 4; }
+  a4_put(o, d, -8.0f * d, q);
+}
+
+static void a4_q4_k(const uint8_t *b, uint8_t *o) {
+  float d = f16at(b), min = f16at(b + 2);
+  for (int j = 0; j < 8; j++, o += LM_A4_BYTES) {
+    uint8_t s, m, q[32];
+    scale_min_k4(j, b + 4, &s, &m);
+    const uint8_t *ql = b + 16 + 32 * (j / 2);
+    for (int l = 0; l < 32; l++) q[l] = j % 2 ? ql[l] >> 4 : ql[l] & 0xf;
+    a4_put(o, d * s, -(min * m), q);
+  }
+}
+
 static void q_f32(const float *x, uint8_t *b) { memcpy(b, x, 4); }
 static void q_f16(const float *x, uint8_t *b) { wr16(b, lm_f32_to_f16(*x)); }
 static void q_bf16(const float *x, uint8_t *b) {   /* ggml_compute_fp32_to_bf16: nearest even, nan quiet */
@@ -199,17 +224,18 @@ typedef struct {
   void (*deq)(const uint8_t *block, float *y);
   void (*quant)(const float *x, uint8_t *block);   /* NULL: lmkit does not write it */
   void (*a8)(const uint8_t *block, uint8_t *out);  /* elems / 32 A8 blocks; NULL: not kept as A8 */
+  void (*a4)(const uint8_t *block, uint8_t *out);  /* elems / 32 A4 blocks; NULL: not kept as A4 */
 } type_info;
 
 static const type_info TYPES[] = {
-    {LM_GGML_F32, "F32", 1, 4, deq_f32, q_f32, NULL},
-    {LM_GGML_F16, "F16", 1, 2, deq_f16, q_f16, NULL},
-    {LM_GGML_BF16, "BF16", 1, 2, deq_bf16, q_bf16, NULL},
-    {LM_GGML_Q8_0, "Q8_0", 32, 34, deq_q8_0, q_q8_0, NULL},   /* w + 128 would not stay below 128 */
-    {LM_GGML_Q4_0, "Q4_0", 32, 18, deq_q4_0, q_q4_0, a8_q4_0},
-    {LM_GGML_Q4_K, "Q4_K", 256, 144, deq_q4_k, NULL, a8_q4_k},
-    {LM_GGML_Q5_K, "Q5_K", 256, 176, deq_q5_k, NULL, a8_q5_k},
-    {LM_GGML_Q6_K, "Q6_K", 256, 210, deq_q6_k, NULL, a8_q6_k},
+    {LM_GGML_F32, "F32", 1, 4, deq_f32, q_f32, NULL, NULL},
+    {LM_GGML_F16, "F16", 1, 2, deq_f16, q_f16, NULL, NULL},
+    {LM_GGML_BF16, "BF16", 1, 2, deq_bf16, q_bf16, NULL, NULL},
+    {LM_GGML_Q8_0, "Q8_0", 32, 34, deq_q8_0, q_q8_0, NULL, NULL},   /* w + 128 would not stay below 128 */
+    {LM_GGML_Q4_0, "Q4_0", 32, 18, deq_q4_0, q_q4_0, a8_q4_0, a4_q4_0},
+    {LM_GGML_Q4_K, "Q4_K", 256, 144, deq_q4_k, NULL, a8_q4_k, a4_q4_k},
+    {LM_GGML_Q5_K, "Q5_K", 256, 176, deq_q5_k, NULL, a8_q5_k, NULL},
+    {LM_GGML_Q6_K, "Q6_K", 256, 210, deq_q6_k, NULL, a8_q6_k, NULL},
 };
 #define N_TYPES (sizeof TYPES / sizeof *TYPES)
 
@@ -250,20 +276,29 @@ lm_status lm_gguf_dequantize(int type, const void *src, size_t nbytes, float *ds
 }
 
 int lm_gguf_a8_ok(int type) { const type_info *ti = type_of(type); return ti && ti->a8; }
+int lm_gguf_a4_ok(int type) { const type_info *ti = type_of(type); return ti && ti->a4; }
 
-lm_status lm_gguf_to_a8(int type, const void *src, size_t nbytes, void *dst, int64_t n) {
+/* n values of `type` as A8 (a4 0) or A4 (a4 1) blocks */
+static lm_status to_kept(int type, int a4, const void *src, size_t nbytes, void *dst, int64_t n) {
   const type_info *ti = type_of(type);
   if (!ti) return unknown_type(type);
-  if (!ti->a8) return lm_error(LM_ERR_UNSUPPORTED, "%s blocks cannot be kept as A8 (Q4_0, Q4_K, Q5_K, Q6_K can)", ti->name);
+  void (*conv)(const uint8_t *, uint8_t *) = a4 ? ti->a4 : ti->a8;
+  if (!conv)
+    return lm_error(LM_ERR_UNSUPPORTED, "%s blocks cannot be kept as %s (%s can)", ti->name, a4 ? "A4" : "A8",
+                    a4 ? "Q4_0, Q4_K" : "Q4_0, Q4_K, Q5_K, Q6_K");
   if (n < 0 || n % ti->elems) return lm_error(LM_ERR_FORMAT, "%s: %lld values are not whole blocks of %lld", ti->name, (long long)n, (long long)ti->elems);
   int64_t nb = n / ti->elems;
   if ((uint64_t)nb > nbytes / ti->bytes) return lm_error(LM_ERR_FORMAT, "%s: %lld blocks need more than %zu bytes", ti->name, (long long)nb, nbytes);
   const uint8_t *s = src;
   uint8_t *d = dst;
+  size_t out = (size_t)(ti->elems / 32) * (a4 ? LM_A4_BYTES : LM_A8_BYTES);
   #pragma omp parallel for schedule(static) if (nb > 4096)
-  for (int64_t i = 0; i < nb; i++) ti->a8(s + (size_t)i * ti->bytes, d + (size_t)i * (size_t)(ti->elems / 32) * LM_A8_BYTES);
+  for (int64_t i = 0; i < nb; i++) conv(s + (size_t)i * ti->bytes, d + (size_t)i * out);
   return LM_OK;
 }
+
+lm_status lm_gguf_to_a8(int type, const void *src, size_t nbytes, void *dst, int64_t n) { return to_kept(type, 0, src, nbytes, dst, n); }
+lm_status lm_gguf_to_a4(int type, const void *src, size_t nbytes, void *dst, int64_t n) { return to_kept(type, 1, src, nbytes, dst, n); }
 
 lm_status lm_gguf_quantize(int type, const float *src, int64_t n, void *dst) {
   const type_info *ti = type_of(type);

@@ -106,6 +106,9 @@ int lm_gguf_a8_ok(int type);
 /* n values (whole blocks of `type`, nbytes of them at src) as n / 32 A8 blocks at dst: the same
  * values (lm_qmat_dequantize of the result equals lm_gguf_dequantize, up to the sign of zero) */
 lm_status lm_gguf_to_a8(int type, const void *src, size_t nbytes, void *dst, int64_t n);
+/* the same as A4 blocks (quant.h LM_QW_A4), for Q4_0 and Q4_K */
+int lm_gguf_a4_ok(int type);
+lm_status lm_gguf_to_a4(int type, const void *src, size_t nbytes, void *dst, int64_t n);
 
 /* ---- writing ---- */
 typedef struct lm_gguf_writer lm_gguf_writer;

@@ -254,7 +254,7 @@ static lm_status read_config(const lm_gguf *g, const arch_info *a, lm_config *c)
  * kernels' panels of 16 rows (quant.h lm_qmat_pack; the same bytes rearranged); the K-quants (Q4_K,
  * Q5_K, Q6_K), and parts that mix them with Q4_0 (e.g. Q4_K q and k beside a Q6_K v), as A8 blocks
  * (quant.h: the file's values exactly, each half-block's scale and minimum applied as ggml
- * applies them); a linear whose parts are all F16 kept as f16 (in panels too) when loading for
+ * applies them), or as A4 blocks when every part is Q4_K or Q4_0 (half the bytes); a linear whose parts are all F16 kept as f16 (in panels too) when loading for
  * generation only (half the bytes a decoded token reads); any other float part (F32, BF16, F16
  * mixed with other types, F16 in a model loaded with its f32 copy), or Q8_0 beside another type,
  * makes the linear f32 (its exact values: no weight is ever requantized).
@@ -333,15 +333,17 @@ static lm_status load_one(const lm_model *m, const lm_param_info *p, const char 
   return LM_OK;
 }
 
-/* a part's kind, and the kind of a linear whose parts so far are `cur` and then `k` */
+/* a part's kind, and the kind of a linear whose parts so far are `cur` and then `k`: the
+ * narrowest that holds them all exactly (Q4_0 < A4 < A8), else f32 */
 static int part_kind(int type, int qonly) {
   return type == LM_GGML_Q8_0 ? LM_QW_Q8_0 : type == LM_GGML_Q4_0 ? LM_QW_Q4_0 : type == LM_GGML_F16 && qonly ? LM_QW_F16
-       : lm_gguf_a8_ok(type) ? LM_QW_A8 : QK_F32;
+       : lm_gguf_a4_ok(type) ? LM_QW_A4 : lm_gguf_a8_ok(type) ? LM_QW_A8 : QK_F32;
 }
 static int merge_kind(int cur, int k) {
+  static const int rank[LM_QW_COUNT] = {[LM_QW_Q4_0] = 1, [LM_QW_A4] = 2, [LM_QW_A8] = 3};   /* 0: no mix */
   if (cur == QK_UNSET || cur == k) return k;
-  int a8_ok = (cur == LM_QW_Q4_0 || cur == LM_QW_A8) && (k == LM_QW_Q4_0 || k == LM_QW_A8);
-  return a8_ok ? LM_QW_A8 : QK_F32;   /* f16 beside another type (8 bits would lose what f16 holds), Q8_0 beside another */
+  if (cur < 0 || k < 0 || !rank[cur] || !rank[k]) return QK_F32;   /* f16 beside another type, Q8_0 beside another */
+  return rank[cur] > rank[k] ? cur : k;
 }
 
 /* pass 0: each entry's kind and shape; pass 1: the blocks of the entries kept quantized, part by part
@@ -363,9 +365,9 @@ static lm_status qlin_part(const lm_model *m, const lm_param_info *p, const char
   size_t rb = (size_t)(q->cols / LM_QK) * lm_qweight_block_bytes(q->type);
   const uint8_t *src = t->data;
   lm_status st;
-  if (x->kind[e] == LM_QW_A8) {   /* this part's values as A8 blocks, in the file's row order */
+  if (x->kind[e] == LM_QW_A8 || x->kind[e] == LM_QW_A4) {   /* this part's values as A8/A4 blocks, in the file's row order */
     if (grow(&x->btmp, &x->btmp_n, (size_t)rows * rb)) return LM_ERR_NOMEM;
-    if ((st = lm_gguf_to_a8((int)t->type, t->data, t->nbytes, x->btmp, t->numel)))
+    if ((st = (x->kind[e] == LM_QW_A8 ? lm_gguf_to_a8 : lm_gguf_to_a4)((int)t->type, t->data, t->nbytes, x->btmp, t->numel)))
       return lm_error_prefix(st, "%s: tensor '%s'", lm_gguf_name(x->g), gname);
     src = x->btmp;
   } else if (t->nbytes != (size_t)rows * rb)

@@ -12,7 +12,8 @@
 #   - llama.cpp (node-llama-cpp 3.21.1's prebuilt) loads the f32, f16 and q8_0 files and generates
 #     the same 20 greedy tokens as lmkit; on q4_0 the first 12 (both quantize the activations to
 #     Q8_0 blocks, but sum in other orders: near-ties later may go either way, docs/gguf.md);
-#   - a Q4_K file (a 256-wide llama's q4_0 file made Q4_K by gguf_q4k.py): perplexity within 5% of f32,
+#   - a Q4_K file with Q6_K v (a 256-wide llama's q4_0 file converted by gguf_q4k.py): perplexity within
+#     5% of f32,
 #     and llama.cpp's 12 greedy tokens are lmkit's;
 #   - --kv-type f16 (an f16 KV cache) generates the f32 cache's greedy text;
 #   - bad flags and bad files are clear errors (truncated file, not a GGUF, unknown type/format).
@@ -89,13 +90,14 @@ if [ -f "$SRC/third_party/npm/node_modules/node-llama-cpp/package.json" ]; then
 else
   bad "node-llama-cpp is not installed (scripts/install-deps.sh installs it into third_party/npm)"
 fi
-# K-quants (kept exactly as A8 blocks, docs/gguf.md): a 256-wide llama (Q4_K rows are 256-value
-# super-blocks) as q4_0, then Q4_K by gguf_q4k.py (lmkit writes no Q4_K): lmkit's perplexity on it is
-# within 5% of the f32 directory's, and llama.cpp continues it as lmkit does
+# K-quants (kept exactly as A4/A8 blocks, docs/gguf.md): a 256-wide llama (K-quant rows are 256-value
+# super-blocks) as q4_0, then Q4_K with Q6_K v (a Q4_K_M-like mix: q, k, v one A8 linear; gate and up
+# A4) by gguf_q4k.py (lmkit writes no K-quants): lmkit's perplexity on it is within 5% of the f32
+# directory's, and llama.cpp continues it as lmkit does
 "$BIN" train "${COMMON[@]}" --arch llama --kv-heads 2 --dim 256 --steps 60 --out "$T/k" > /dev/null 2>&1
 "$BIN" quantize --type q4_0 "$T/k" "$T/k-q4_0.gguf" --quiet
-/usr/bin/python3 "$(dirname "$0")/gguf_q4k.py" "$T/k-q4_0.gguf" "$T/k-q4_k.gguf" > "$T/q4k.out"
-check "q4_k: $(cat $T/q4k.out)" "grep -q ' [1-9][0-9]* tensors Q4_K' $T/q4k.out"
+/usr/bin/python3 "$(dirname "$0")/gguf_q4k.py" "$T/k-q4_0.gguf" "$T/k-q4_k.gguf" --q6k attn_v.weight,ffn_down.weight > "$T/q4k.out"
+check "q4_k: $(cat $T/q4k.out)" "grep -q ' [1-9][0-9]* tensors Q4_K, [1-9][0-9]* Q6_K' $T/q4k.out"
 pd=$(ev "$T/k"); pk=$(ev "$T/k-q4_k.gguf")
 check "q4_k: perplexity $pk vs f32 $pd: within 5%" \
   "python3 -c 'import sys; d, a = map(float, sys.argv[1:]); sys.exit(0 if d * 0.95 <= a <= d * 1.05 else 1)' $pd $pk"

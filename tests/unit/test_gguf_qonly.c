@@ -161,7 +161,7 @@ Test(gguf_qonly, f32_file_is_an_ordinary_model) {
   lm_model_free(m); lm_model_free(q); lm_tokenizer_free(tok);
 }
 
-/* ---- K-quants, kept exactly (quant.h LM_QW_A8) */
+/* ---- K-quants, kept exactly (quant.h LM_QW_A8, LM_QW_A4) */
 
 static int ends_with(const char *s, const char *suffix) {
   size_t n = strlen(s), k = strlen(suffix);
@@ -171,8 +171,8 @@ static int ends_with(const char *s, const char *suffix) {
 /* A Llama written as Q4_0, then its q, k, ffn_up and token embedding made Q4_K: Q4_K has Q4_0's
  * 144 bytes per 256 values, so the file stays valid when their type fields are rewritten and their
  * blocks replaced by random Q4_K blocks (small scales). q and k (with v, still Q4_0) make one
- * linear, ffn_up with ffn_gate (Q4_0) another: both mixes are kept as A8, as ffn_up-only K-quant
- * and the untied embedding are. */
+ * linear, ffn_up with ffn_gate (Q4_0) another: both mixes are kept as A4 (quant.h), as the untied
+ * embedding is (A8's file-level case, Q6_K beside Q4_K: tests/cli/test_gguf.sh). */
 static void write_kquant_file(char *path, lm_model **m, lm_tokenizer **tok) {
   lm_config c;
   lm_config_default(&c, LM_ARCH_LLAMA);
@@ -233,8 +233,8 @@ static void same_values(const lm_model *q, int64_t e, const float *w) {
   free(v);
 }
 
-/* K-quant linears (and mixes of them with Q4_0) are kept as A8 holding the file's values exactly,
- * and generation for generation only gives the f32 copy's logits bit for bit (both run A8); a
+/* Q4_K linears (and mixes of them with Q4_0) are kept as A4 holding the file's values exactly, and
+ * generation for generation only gives the f32 copy's logits bit for bit (both run A4); a
  * prompt fed at once the logits of the same tokens fed one by one within float rounding */
 Test(gguf_qonly, k_quants_exact) {
   lm_model *m, *full, *q;
@@ -248,15 +248,15 @@ Test(gguf_qonly, k_quants_exact) {
     const lm_block_weights *b = &full->w.h[l];
     int64_t e = l * LM_QL_PER_LAYER;
     for (int k = 0; k < LM_QL_PER_LAYER; k++) {
-      int a8 = k == LM_QL_QKV || k == LM_QL_FC;
-      cr_assert_eq(q->qlin[e + k].type, a8 ? LM_QW_A8 : LM_QW_Q4_0, "layer %lld entry %d", (long long)l, k);
+      int a4 = k == LM_QL_QKV || k == LM_QL_FC;   /* Q4_K with Q4_0: A4 (A8 when a Q5_K/Q6_K part is there) */
+      cr_assert_eq(q->qlin[e + k].type, a4 ? LM_QW_A4 : LM_QW_Q4_0, "layer %lld entry %d", (long long)l, k);
       cr_assert_eq(full->qlin[e + k].type, q->qlin[e + k].type);
     }
     same_values(q, e + LM_QL_QKV, b->qkv_w);
     same_values(q, e + LM_QL_FC, b->fc_w);
     same_values(q, e + LM_QL_FC_PROJ, b->fc_proj_w);
   }
-  cr_assert_eq(q->qlin[LM_QL_EMB(q)].type, LM_QW_A8);
+  cr_assert_eq(q->qlin[LM_QL_EMB(q)].type, LM_QW_A4);
   same_values(q, LM_QL_EMB(q), full->w.wte);
   same_values(q, LM_QL_HEAD(q), lm_model_lm_head(full));
 

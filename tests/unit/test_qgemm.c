@@ -77,10 +77,11 @@ static void check(const lm_qmat *R, int gt, int64_t n, uint64_t seed) {
   for (int layout = 0; layout < 2; layout++) {
     lm_qmat_dequantize(layout ? W : R, 0, rows, wd2);
     /* A8: the same values (a zero may come back as +0 where ggml's product gives -0) */
-    for (int64_t k = 0; R->type == LM_QW_A8 && k < rows * cols; k++)
+    int kept = R->type == LM_QW_A8 || R->type == LM_QW_A4;
+    for (int64_t k = 0; kept && k < rows * cols; k++)
       cr_assert(wd[k] == wd2[k], "dequantized value %lld (%s): %.9g, the GGUF reader's %.9g", (long long)k,
                 layout ? "panels" : "unpacked", (double)wd2[k], (double)wd[k]);
-    cr_assert(R->type == LM_QW_A8 || memcmp(wd, wd2, sizeof(float) * rows * cols) == 0,
+    cr_assert(kept || memcmp(wd, wd2, sizeof(float) * rows * cols) == 0,
               "dequantized values (%s) differ from the GGUF reader's", layout ? "panels" : "GGUF layout");
   }
   for (int64_t i = 0; i < n; i++) lm_quant_act_q8(x + i * cols, cols, xq + i * nb * 34);
@@ -97,7 +98,15 @@ static void check(const lm_qmat *R, int gt, int64_t n, uint64_t seed) {
           const uint8_t *xb = xq + (i * nb + k) * 34, *wb = R->data + o * lm_qmat_row_bytes(R) + k * lm_qweight_block_bytes(R->type);
           double sw = 0;
           for (int j = 0; j < 32; j++) sw += fabs(wd[o * cols + k * 32 + j]);
-          if (R->type == LM_QW_A8) {   /* quant.h: two halves, each a scale and an offset */
+          if (R->type == LM_QW_A4) {   /* quant.h: one scale and one offset */
+            float f[2], dx = f16at(xb);
+            memcpy(f, wb, sizeof f);
+            int32_t dot = 0, sx = 0;
+            for (int j = 0; j < 32; j++) { dot += (j < 16 ? wb[8 + j] & 15 : wb[8 + j - 16] >> 4) * (int8_t)xb[2 + j]; sx += (int8_t)xb[2 + j]; }
+            float u = (float)dot * (f[0] * dx);
+            u = fmaf((float)sx, f[1] * dx, u);
+            acc += u;
+          } else if (R->type == LM_QW_A8) {   /* quant.h: two halves, each a scale and an offset */
             float f[4], dx = f16at(xb);
             memcpy(f, wb, sizeof f);
             int32_t dot[2] = {0, 0}, sx[2] = {0, 0};
@@ -190,9 +199,9 @@ Test(qgemm, extreme_blocks) {
 }
 
 /* K-quant and Q4_0 blocks (random bits with small f16 scales), as the loader keeps them: A8 blocks
- * (gguf.c lm_gguf_to_a8) holding the GGUF reader's values, and their products as quant.h defines
+ * (gguf.c lm_gguf_to_a8), and A4 for Q4_K and Q4_0 (lm_gguf_to_a4), holding the GGUF reader's values, and their products as quant.h defines
  * them (cols 512: two K-quant super-blocks a row; n 33: five kernel calls, the last of one row) */
-Test(qgemm, k_quants_kept_as_a8) {
+Test(qgemm, k_quants_kept_as_a8_a4) {
   const int types[] = {LM_GGML_Q4_K, LM_GGML_Q5_K, LM_GGML_Q6_K, LM_GGML_Q4_0};
   int64_t rows = 40, cols = 512;
   lm_rng r;
@@ -217,11 +226,20 @@ Test(qgemm, k_quants_kept_as_a8) {
     /* check() compares with the GGUF reader's values of these blocks */
     R_GGUF = blk; R_GGUF_BYTES = bb * nblk;
     check(&W, types[t], 33, 10 + t);
+    /* Q4_K and Q4_0 also as A4 */
+    cr_assert_eq(lm_gguf_a4_ok(types[t]), types[t] == LM_GGML_Q4_K || types[t] == LM_GGML_Q4_0);
+    if (lm_gguf_a4_ok(types[t])) {
+      lm_qmat W4 = {LM_QW_A4, rows, cols, malloc((size_t)rows * cols / 32 * LM_A4_BYTES), 0};
+      cr_assert_eq(lm_gguf_to_a4(types[t], blk, bb * nblk, W4.data, rows * cols), LM_OK, "%s", lm_last_error());
+      check(&W4, types[t], 33, 20 + t);
+      free(W4.data);
+    }
     R_GGUF = NULL;
     free(W.data); free(blk);
   }
   cr_assert(!lm_gguf_a8_ok(LM_GGML_Q8_0) && !lm_gguf_a8_ok(LM_GGML_F16));
   cr_assert_eq(lm_gguf_to_a8(LM_GGML_Q8_0, NULL, 0, NULL, 32), LM_ERR_UNSUPPORTED);
+  cr_assert_eq(lm_gguf_to_a4(LM_GGML_Q6_K, NULL, 0, NULL, 256), LM_ERR_UNSUPPORTED);
 }
 
 /* f16 weights: the double product within sgemm's tolerance, and the same bits at 1, 2 and 3

@@ -183,45 +183,29 @@ static void pack_f16(const lm_qmat *W, uint8_t *out) {
     }
 }
 
-/* A8: per panel block the 16 rows' a_0, a_1, c_0, c_1 (64 bytes each), then the values as Q8_0's
- * groups; padding rows all zero (a weight of 0) */
-static void pack_a8(const lm_qmat *W, uint8_t *out) {
+/* A8 / A4: per panel block the values (A8: Q8_0's groups in the kernel's order; A4: Q4_0's groups),
+ * then the 16 rows' f32 rows (A8: a_0, a_1, c_0, c_1; A4: a, c); padding rows all zero (a weight of 0) */
+static void pack_affine(const lm_qmat *W, uint8_t *out) {
+  int a8 = W->type == LM_QW_A8, nf = a8 ? 4 : 2, nv = a8 ? LM_QK : LM_QK / 2;
+  size_t bb = a8 ? LM_A8_BYTES : LM_A4_BYTES;
   int64_t nb = W->cols / LM_QK, np = (W->rows + LM_QP - 1) / LM_QP;
   #pragma omp parallel for schedule(static) if (np * nb >= 4096)
   for (int64_t p = 0; p < np; p++)
     for (int64_t b = 0; b < nb; b++) {
-      uint8_t *o = out + (size_t)(p * nb + b) * LM_QP * LM_A8_BYTES;
+      uint8_t *o = out + (size_t)(p * nb + b) * LM_QP * bb;
       for (int64_t l = 0; l < LM_QP; l++) {
         int64_t r = p * LM_QP + l;
-        const uint8_t *blk = r < W->rows ? W->data + (size_t)(r * nb + b) * LM_A8_BYTES : NULL;
-        for (int f = 0; f < 4; f++)
-          for (int k = 0; k < 4; k++) o[LM_A8_F(f) + 4 * l + k] = blk ? blk[4 * f + k] : 0;
-        for (int j = 0; j < LM_QK; j++) o[LM_A8_GROUP(j / 4) + 4 * l + j % 4] = blk ? blk[16 + j] : 0;
-      }
-    }
-}
-
-/* A4: per panel block the values as Q4_0's 4 groups, then the 16 rows' a and c; padding rows zero */
-static void pack_a4(const lm_qmat *W, uint8_t *out) {
-  int64_t nb = W->cols / LM_QK, np = (W->rows + LM_QP - 1) / LM_QP;
-  #pragma omp parallel for schedule(static) if (np * nb >= 4096)
-  for (int64_t p = 0; p < np; p++)
-    for (int64_t b = 0; b < nb; b++) {
-      uint8_t *o = out + (size_t)(p * nb + b) * LM_QP * LM_A4_BYTES;
-      for (int64_t l = 0; l < LM_QP; l++) {
-        int64_t r = p * LM_QP + l;
-        const uint8_t *blk = r < W->rows ? W->data + (size_t)(r * nb + b) * LM_A4_BYTES : NULL;
-        for (int f = 0; f < 2; f++)
-          for (int k = 0; k < 4; k++) o[LM_A4_F(f) + 4 * l + k] = blk ? blk[4 * f + k] : 0;
-        for (int j = 0; j < 16; j++) o[64 * (j / 4) + 4 * l + j % 4] = blk ? blk[8 + j] : 0;
+        const uint8_t *blk = r < W->rows ? W->data + (size_t)(r * nb + b) * bb : NULL;
+        for (int f = 0; f < nf; f++)
+          for (int k = 0; k < 4; k++) o[(a8 ? LM_A8_F(f) : LM_A4_F(f)) + 4 * l + k] = blk ? blk[4 * f + k] : 0;
+        for (int j = 0; j < nv; j++) o[(a8 ? LM_A8_GROUP(j / 4) : 64 * (j / 4)) + 4 * l + j % 4] = blk ? blk[4 * nf + j] : 0;
       }
     }
 }
 
 void lm_qmat_pack(const lm_qmat *W, uint8_t *out) {
-  if (W->type == LM_QW_A4) { pack_a4(W, out); return; }
   if (W->type == LM_QW_F16) { pack_f16(W, out); return; }
-  if (W->type == LM_QW_A8) { pack_a8(W, out); return; }
+  if (W->type == LM_QW_A8 || W->type == LM_QW_A4) { pack_affine(W, out); return; }
   int64_t nb = W->cols / LM_QK, np = (W->rows + LM_QP - 1) / LM_QP;
   size_t bb = lm_qweight_block_bytes(W->type), pb = LM_QP * bb;
   int q8 = W->type == LM_QW_Q8_0, nv = q8 ? LM_QK : LM_QK / 2;

@@ -53,6 +53,19 @@ static void open_both(lm_model *full, lm_model *q, lm_session **sf, lm_session *
   for (int i = 0; i < n; i++) ids[i] = (int32_t)lm_rng_below(&r, 257);
 }
 
+/* a 20-token prompt, then one token a step: the two sessions' logits equal at every step, and finite */
+static void same_logits(lm_session *sf, lm_session *sq, const int32_t *ids, int steps, const char *what) {
+  for (int step = 0; step < steps; step++) {
+    const int32_t *feed = step == 0 ? ids : ids + 19 + step;
+    int64_t n = step == 0 ? 20 : 1;
+    const float *a, *b;
+    cr_assert_eq(lm_session_feed(sf, feed, n, &a), LM_OK, "%s", lm_last_error());
+    cr_assert_eq(lm_session_feed(sq, feed, n, &b), LM_OK, "%s", lm_last_error());
+    cr_assert(!memcmp(a, b, 257 * sizeof(float)), "%s step %d: qonly logits differ", what, step);
+    for (int v = 0; v < 257; v++) cr_assert(isfinite(b[v]), "%s step %d: logit %d", what, step, v);
+  }
+}
+
 static void run_case(lm_arch arch, int tied, int type) {
   lm_model *m, *full, *q;
   lm_tokenizer *tok;
@@ -72,14 +85,7 @@ static void run_case(lm_arch arch, int tied, int type) {
   lm_session *sf, *sq;
   int32_t ids[30];
   open_both(full, q, &sf, &sq, ids, 30, 3);
-  for (int step = 0; step < 8; step++) {
-    const int32_t *feed = step == 0 ? ids : ids + 19 + step;
-    int64_t n = step == 0 ? 20 : 1;
-    const float *a, *b;
-    cr_assert_eq(lm_session_feed(sf, feed, n, &a), LM_OK, "%s", lm_last_error());
-    cr_assert_eq(lm_session_feed(sq, feed, n, &b), LM_OK, "%s", lm_last_error());
-    cr_assert(!memcmp(a, b, 257 * sizeof(float)), "%s %s step %d: qonly logits differ", lm_arch_name(arch), lm_ggml_type_name(type), step);
-  }
+  same_logits(sf, sq, ids, 8, lm_ggml_type_name(type));
   lm_session_free(sf); lm_session_free(sq);
 
   /* what needs the f32 weights is refused, naming why */
@@ -263,15 +269,7 @@ Test(gguf_qonly, k_quants_exact) {
   lm_session *sf, *sq, *sd;
   int32_t ids[45];
   open_both(full, q, &sf, &sq, ids, 45, 3);
-  for (int step = 0; step < 6; step++) {
-    const int32_t *feed = step == 0 ? ids : ids + 19 + step;
-    int64_t n = step == 0 ? 20 : 1;
-    const float *a, *b;
-    cr_assert_eq(lm_session_feed(sf, feed, n, &a), LM_OK, "%s", lm_last_error());
-    cr_assert_eq(lm_session_feed(sq, feed, n, &b), LM_OK, "%s", lm_last_error());
-    cr_assert(!memcmp(a, b, 257 * sizeof(float)), "step %d: qonly logits differ", step);
-    for (int v = 0; v < 257; v++) cr_assert(isfinite(b[v]));
-  }
+  same_logits(sf, sq, ids, 6, "Q4_K");
   lm_session_free(sf); lm_session_free(sq);
   /* 45 tokens at once (quant.c's kernel on 8 rows a call) against one by one */
   cr_assert_eq(lm_session_init(&sq, q, 64), LM_OK, "%s", lm_last_error());

@@ -55,8 +55,12 @@ check "metrics.jsonl: val_exact_match, val_rouge_l per evaluation and a final ev
 check "the saved model is a T5ForConditionalGeneration directory with its tokenizer" \
   "grep -q T5ForConditionalGeneration $T/ft/config.json && [ -s $T/ft/tokenizer.json ]"
 
-# predict: the evaluation's outputs, line for line
-cut -f1 "$T/dev.tsv" | "$BIN" predict --model "$T/ft" --threads 1 > "$T/pred.txt" 2> "$T/pred.err"; rc=$?
+# predict: the evaluation's outputs, line for line, at the evaluation's cap: the longest target in
+# tokens, EOS included (finetune_text2text.c; the targets' ids split at 10, the newline byte);
+# predict's default of 128 lets an output the cap stopped run on
+cap=$(cut -f2 "$T/train.tsv" "$T/dev.tsv" | "$BIN" tokenizer encode --tokenizer "$T/tok" --ids |
+      awk '{ for (i = 1; i <= NF; i++) { if ($i == 10) { if (n > m) m = n; n = 0 } else n++ } } END { if (n > m) m = n; print m + 1 }')
+cut -f1 "$T/dev.tsv" | "$BIN" predict --model "$T/ft" --threads 1 --max-tokens "$cap" > "$T/pred.txt" 2> "$T/pred.err"; rc=$?
 check "predict (rc $rc) prints the evaluation's outputs ($(wc -l < "$T/pred.txt") lines, $(head -1 "$T/pred.txt"))" \
   "[ $rc = 0 ] && [ \$(wc -l < $T/pred.txt) = 100 ] && cmp -s $T/pred.txt $T/ft/eval_predictions.txt"
 em2=$(paste "$T/pred.txt" <(cut -f2 "$T/dev.tsv") | awk -F'\t' '$1 == $2 {n++} END {printf "%.4f", n / NR}')

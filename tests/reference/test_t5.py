@@ -277,6 +277,15 @@ def run_case(ck, name, d, v, out, pre=()):
     return not r.returncode
 
 
+def as_f32(x):
+    """dropout masks (nested dicts, lists, tensors) with float64 tensors made float32"""
+    if isinstance(x, dict):
+        return {k: as_f32(y) for k, y in x.items()}
+    if isinstance(x, (list, tuple)):
+        return type(x)(as_f32(y) for y in x)
+    return x.float() if torch.is_tensor(x) and x.dtype == torch.float64 else x
+
+
 def compare(ck, name, v, P, out, enc, emask, dec, labels, drop=None):
     """lmkit's loss, logits and every gradient in out against the reference's"""
     Pt = {k: t.clone().requires_grad_(True) for k, t in P.items()}
@@ -286,14 +295,23 @@ def compare(ck, name, v, P, out, enc, emask, dec, labels, drop=None):
     ck.check(f"{name}: loss", rel_err([ours_loss], [loss.item()]))
     ours_logits = np.fromfile(os.path.join(out, "logits.bin"), dtype="<f4").reshape(logits.shape)
     ck.check(f"{name}: logits", rel_err(ours_logits, logits.detach().numpy()))
+    # The same model in PyTorch fp32: a gradient whose fp32 arithmetic cannot meet 1e-5 reliably is held
+    # to twice PyTorch fp32's own error from float64 (T5 v1.1's decoder rel_bias sums dS terms that
+    # largely cancel: PyTorch fp32 is 6.2-8.5e-6 from float64 on it, lmkit 7.0e-6 with OpenBLAS's
+    # Haswell kernels and 1.09e-5 with its SkylakeX ones); every other gradient keeps 1e-5
+    P32 = {k: t.float().clone().requires_grad_(True) for k, t in P.items()}
+    loss32, _ = t5_forward(P32, v, enc, emask, dec, labels, as_f32(drop))
+    loss32.backward()
     G = read_safetensors(os.path.join(out, "grads.safetensors"))
-    worst, wname = 0.0, ""
+    worst, wname, wtol = 0.0, "", ck.tol
     for ours, g in G.items():
         ref = torch.cat([Pt[n].grad for n in hf_parts(ours, v)], 0).numpy()
-        e = rel_err(g, ref)
-        if e > worst:
-            worst, wname = e, ours
-    ck.check(f"{name}: all {len(G)} gradients (worst {wname})", worst)
+        e32 = rel_err(torch.cat([P32[n].grad for n in hf_parts(ours, v)], 0).double().numpy(), ref)
+        e, tol = rel_err(g, ref), max(ck.tol, 2 * e32)
+        if e / tol > worst / wtol:
+            worst, wname, wtol = e, ours, tol
+    ck.check(f"{name}: all {len(G)} gradients (worst {wname}{'' if wtol == ck.tol else '; PyTorch fp32 is %.2e from float64' % (wtol / 2)})",
+             worst, tol=wtol)
     covered = {n for ours in G for n in hf_parts(ours, v)}
     ck.check(f"{name}: every tensor of the file has a gradient", 0.0 if covered == set(P) else 1.0)
 

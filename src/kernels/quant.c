@@ -322,54 +322,36 @@ static inline int q4_val(const uint8_t *pb, int64_t l, int j) { return j < 16 ? 
 PORTABLE_KERNEL(k_q8_c, LM_Q8_0_BYTES, q8_val, 0)
 PORTABLE_KERNEL(k_q4_c, LM_Q4_0_BYTES, q4_val, 8)
 
-/* f32 field f (a_0, a_1, c_0, c_1) of row l of a packed A8 panel block */
-static inline float a8_f(const uint8_t *pb, int f, int64_t l) { float v; memcpy(&v, pb + LM_A8_F(f) + 4 * l, 4); return v; }
-
-/* A4 (quant.h), written as it reads */
-static void k_a4_c(const uint8_t *w, int64_t nb, const qrow *x, int m, float out[MR][LM_QP]) {
+/* A4 and A8 (quant.h), written as they read: A4 one integer sum a block, A8 one a half */
+static void k_aff_c(const uint8_t *w, int64_t nb, const qrow *x, int m, float out[MR][LM_QP], int a8) {
   float acc[MR][LM_QP] = {{0}};
   for (int64_t b = 0; b < nb; b++) {
-    const uint8_t *pb = w + b * LM_QP * LM_A4_BYTES;
-    for (int l = 0; l < LM_QP; l++)
-      for (int i = 0; i < m; i++) {
-        const int8_t *xv = (const int8_t *)(x[i].q + b * LM_Q8_0_BYTES + 2);
-        int32_t dot = 0;
-        for (int j = 0; j < LM_QK; j++) {
-          uint8_t v = pb[64 * ((j % 16) / 4) + 4 * l + j % 4];
-          dot += (j < 16 ? v & 15 : v >> 4) * xv[j];
-        }
-        float a, c, dx = x[i].d[b];
-        memcpy(&a, pb + LM_A4_F(0) + 4 * l, 4);
-        memcpy(&c, pb + LM_A4_F(1) + 4 * l, 4);
-        float u = (float)dot * (a * dx);
-        u = fmaf((float)x[i].s[b], c * dx, u);
-        acc[i][l] += u;
-      }
-  }
-  memcpy(out, acc, (size_t)m * sizeof acc[0]);
-}
-
-/* A8 (quant.h), written as it reads */
-static void k_a8_c(const uint8_t *w, int64_t nb, const qrow *x, int m, float out[MR][LM_QP]) {
-  float acc[MR][LM_QP] = {{0}};
-  for (int64_t b = 0; b < nb; b++) {
-    const uint8_t *pb = w + b * LM_QP * LM_A8_BYTES;
+    const uint8_t *pb = w + b * LM_QP * (a8 ? LM_A8_BYTES : LM_A4_BYTES);
     for (int l = 0; l < LM_QP; l++)
       for (int i = 0; i < m; i++) {
         const int8_t *xv = (const int8_t *)(x[i].q + b * LM_Q8_0_BYTES + 2);
         int32_t dot[2] = {0, 0};
-        for (int j = 0; j < LM_QK; j++) dot[j / 16] += pb[LM_A8_GROUP(j / 4) + 4 * l + j % 4] * xv[j];
-        float dx = x[i].d[b];
-        int32_t sx[2] = {x[i].h[b], x[i].s[b] - x[i].h[b]};
-        float u = (float)dot[0] * (a8_f(pb, 0, l) * dx);
-        u = fmaf((float)dot[1], a8_f(pb, 1, l) * dx, u);
-        u = fmaf((float)sx[0], a8_f(pb, 2, l) * dx, u);
-        u = fmaf((float)sx[1], a8_f(pb, 3, l) * dx, u);
+        for (int j = 0; j < LM_QK; j++) {
+          uint8_t v = a8 ? pb[LM_A8_GROUP(j / 4) + 4 * l + j % 4] : pb[64 * ((j % 16) / 4) + 4 * l + j % 4];
+          dot[a8 ? j / 16 : 0] += (a8 ? v : j < 16 ? v & 15 : v >> 4) * xv[j];
+        }
+        float f[4], dx = x[i].d[b];
+        for (int k = 0; k < (a8 ? 4 : 2); k++) memcpy(&f[k], pb + (a8 ? LM_A8_F(k) : LM_A4_F(k)) + 4 * l, 4);
+        float u = (float)dot[0] * (f[0] * dx);
+        if (a8) {
+          u = fmaf((float)dot[1], f[1] * dx, u);
+          u = fmaf((float)x[i].h[b], f[2] * dx, u);
+          u = fmaf((float)(x[i].s[b] - x[i].h[b]), f[3] * dx, u);
+        } else {
+          u = fmaf((float)x[i].s[b], f[1] * dx, u);
+        }
         acc[i][l] += u;
       }
   }
   memcpy(out, acc, (size_t)m * sizeof acc[0]);
 }
+static void k_a4_c(const uint8_t *w, int64_t nb, const qrow *x, int m, float out[MR][LM_QP]) { k_aff_c(w, nb, x, m, out, 0); }
+static void k_a8_c(const uint8_t *w, int64_t nb, const qrow *x, int m, float out[MR][LM_QP]) { k_aff_c(w, nb, x, m, out, 1); }
 
 #if defined(__x86_64__)
 #define AVX2 __attribute__((target("avx2,fma,f16c")))
@@ -378,20 +360,26 @@ static void k_a8_c(const uint8_t *w, int64_t nb, const qrow *x, int m, float out
 
 static INL int32_t load32(const uint8_t *p) { int32_t v; memcpy(&v, p, 4); return v; }
 
+/* The types the two SIMD kernels below serve: Q8_0, Q4_0, and A4 (Q4_0's nibbles, no -8, with an f32
+ * scale and offset after the values) */
+enum { K_Q8, K_Q4, K_A4 };
+
 /* AVX-512 VNNI: a 64-byte group is one int32 lane a row; vpdpbusd multiplies its unsigned bytes
- * (Q8_0: w + 128; Q4_0: q) by a broadcast 4 values of x and adds the four products into the lane,
- * which starts at -128 (Q8_0) or -8 (Q4_0) times the block's sum of x: exactly sum_j w_j x_j */
-VNNI static INL void vnni_t(const uint8_t *w, int64_t nb, const qrow *x, const int m, const int q4, float out[MR][LM_QP]) {
-  const size_t pbytes = LM_QP * (q4 ? LM_Q4_0_BYTES : LM_Q8_0_BYTES);
+ * (Q8_0: w + 128; Q4_0, A4: q) by a broadcast 4 values of x and adds the four products into the lane,
+ * which starts at -128 (Q8_0) or -8 (Q4_0) times the block's sum of x: exactly sum_j w_j x_j (A4:
+ * sum_j q_j x_j, its offset applied in float, quant.h) */
+VNNI static INL void vnni_t(const uint8_t *w, int64_t nb, const qrow *x, const int m, const int kind, float out[MR][LM_QP]) {
+  const int q4 = kind != K_Q8, a4 = kind == K_A4;
+  const size_t pbytes = LM_QP * (a4 ? LM_A4_BYTES : q4 ? LM_Q4_0_BYTES : LM_Q8_0_BYTES), voff = a4 ? 0 : 2 * LM_QP;
   const __m512i lo4 = _mm512_set1_epi8(15);
   __m512 acc[MR];
   for (int i = 0; i < m; i++) acc[i] = _mm512_setzero_ps();
   for (int64_t b = 0; b < nb; b++) {
     const uint8_t *pb = w + b * pbytes;
     __m512i s[MR];
-    for (int i = 0; i < m; i++) s[i] = _mm512_set1_epi32(x[i].s[b] * (q4 ? -8 : -128));
+    for (int i = 0; i < m; i++) s[i] = _mm512_set1_epi32(a4 ? 0 : x[i].s[b] * (q4 ? -8 : -128));
     for (int c = 0; c < (q4 ? 4 : 8); c++) {
-      __m512i v = _mm512_loadu_si512((const void *)(pb + 2 * LM_QP + 64 * c));
+      __m512i v = _mm512_loadu_si512((const void *)(pb + voff + 64 * c));
       if (q4) {
         __m512i lo = _mm512_and_si512(v, lo4), hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), lo4);
         for (int i = 0; i < m; i++) {
@@ -404,6 +392,16 @@ VNNI static INL void vnni_t(const uint8_t *w, int64_t nb, const qrow *x, const i
           s[i] = _mm512_dpbusd_epi32(s[i], v, _mm512_set1_epi32(load32(x[i].q + b * LM_Q8_0_BYTES + 2 + 4 * c)));
       }
     }
+    if (a4) {
+      __m512 a = _mm512_loadu_ps(pb + LM_A4_F(0)), cc = _mm512_loadu_ps(pb + LM_A4_F(1));
+      for (int i = 0; i < m; i++) {
+        __m512 dx = _mm512_set1_ps(x[i].d[b]);
+        __m512 u = _mm512_mul_ps(_mm512_cvtepi32_ps(s[i]), _mm512_mul_ps(a, dx));
+        u = _mm512_fmadd_ps(_mm512_set1_ps((float)x[i].s[b]), _mm512_mul_ps(cc, dx), u);
+        acc[i] = _mm512_add_ps(acc[i], u);
+      }
+      continue;
+    }
     __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)pb));
     for (int i = 0; i < m; i++) acc[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s[i]), _mm512_mul_ps(dw, _mm512_set1_ps(x[i].d[b])), acc[i]);
   }
@@ -413,9 +411,11 @@ VNNI static INL void vnni_t(const uint8_t *w, int64_t nb, const qrow *x, const i
 /* AVX2: 8 rows a register (half h of the panel). vpmaddubsw multiplies unsigned by signed bytes
  * into int16 pairs: Q4_0's q (at most 2 * 15 * 127 a pair) directly, with -8 x the block's sum of x
  * as the start; Q8_0 as |w| x sign(x, w) (at most 2 * 128 * 127: no saturation, w + 128 would
- * saturate), no correction; vpmaddwd with ones adds the pairs into each row's int32 lane */
-AVX2 static INL void avx2_t(const uint8_t *w, int64_t nb, const qrow *x, const int m, const int q4, float out[MR][LM_QP]) {
-  const size_t pbytes = LM_QP * (q4 ? LM_Q4_0_BYTES : LM_Q8_0_BYTES);
+ * saturate), no correction; A4 as Q4_0 with no start; vpmaddwd with ones adds the pairs into each
+ * row's int32 lane */
+AVX2 static INL void avx2_t(const uint8_t *w, int64_t nb, const qrow *x, const int m, const int kind, float out[MR][LM_QP]) {
+  const int q4 = kind != K_Q8, a4 = kind == K_A4;
+  const size_t pbytes = LM_QP * (a4 ? LM_A4_BYTES : q4 ? LM_Q4_0_BYTES : LM_Q8_0_BYTES), voff = a4 ? 0 : 2 * LM_QP;
   const __m256i lo4 = _mm256_set1_epi8(15), ones = _mm256_set1_epi16(1), off = _mm256_set1_epi8((char)0x80);
   for (int h = 0; h < 2; h++) {
     __m256 acc[MR];
@@ -423,9 +423,9 @@ AVX2 static INL void avx2_t(const uint8_t *w, int64_t nb, const qrow *x, const i
     for (int64_t b = 0; b < nb; b++) {
       const uint8_t *pb = w + b * pbytes;
       __m256i s[MR];
-      for (int i = 0; i < m; i++) s[i] = _mm256_set1_epi32(q4 ? x[i].s[b] * -8 : 0);
+      for (int i = 0; i < m; i++) s[i] = _mm256_set1_epi32(q4 && !a4 ? x[i].s[b] * -8 : 0);
       for (int c = 0; c < (q4 ? 4 : 8); c++) {
-        __m256i v = _mm256_loadu_si256((const __m256i *)(pb + 2 * LM_QP + 64 * c + 32 * h));
+        __m256i v = _mm256_loadu_si256((const __m256i *)(pb + voff + 64 * c + 32 * h));
         if (q4) {
           __m256i lo = _mm256_and_si256(v, lo4), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), lo4);
           for (int i = 0; i < m; i++) {
@@ -442,69 +442,18 @@ AVX2 static INL void avx2_t(const uint8_t *w, int64_t nb, const qrow *x, const i
           }
         }
       }
+      if (a4) {
+        __m256 a = _mm256_loadu_ps((const float *)(pb + LM_A4_F(0) + 32 * h)), cc = _mm256_loadu_ps((const float *)(pb + LM_A4_F(1) + 32 * h));
+        for (int i = 0; i < m; i++) {
+          __m256 dx = _mm256_set1_ps(x[i].d[b]);
+          __m256 u = _mm256_mul_ps(_mm256_cvtepi32_ps(s[i]), _mm256_mul_ps(a, dx));
+          u = _mm256_fmadd_ps(_mm256_set1_ps((float)x[i].s[b]), _mm256_mul_ps(cc, dx), u);
+          acc[i] = _mm256_add_ps(acc[i], u);
+        }
+        continue;
+      }
       __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(pb + 16 * h)));
       for (int i = 0; i < m; i++) acc[i] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s[i]), _mm256_mul_ps(dw, _mm256_set1_ps(x[i].d[b])), acc[i]);
-    }
-    for (int i = 0; i < m; i++) _mm256_storeu_ps(out[i] + 8 * h, acc[i]);
-  }
-}
-
-/* A4 with VNNI: Q4_0's loop without the -8 (q is the value's multiple of a) */
-VNNI static INL void vnni_a4(const uint8_t *w, int64_t nb, const qrow *x, const int m, float out[MR][LM_QP]) {
-  const __m512i lo4 = _mm512_set1_epi8(15);
-  __m512 acc[MR];
-  for (int i = 0; i < m; i++) acc[i] = _mm512_setzero_ps();
-  for (int64_t b = 0; b < nb; b++) {
-    const uint8_t *pb = w + b * LM_QP * LM_A4_BYTES;
-    __m512i s[MR];
-    for (int i = 0; i < m; i++) s[i] = _mm512_setzero_si512();
-    for (int c = 0; c < 4; c++) {
-      __m512i v = _mm512_loadu_si512((const void *)(pb + 64 * c));
-      __m512i lo = _mm512_and_si512(v, lo4), hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), lo4);
-      for (int i = 0; i < m; i++) {
-        const uint8_t *xb = x[i].q + b * LM_Q8_0_BYTES + 2;
-        s[i] = _mm512_dpbusd_epi32(s[i], lo, _mm512_set1_epi32(load32(xb + 4 * c)));
-        s[i] = _mm512_dpbusd_epi32(s[i], hi, _mm512_set1_epi32(load32(xb + 16 + 4 * c)));
-      }
-    }
-    __m512 a = _mm512_loadu_ps(pb + LM_A4_F(0)), cc = _mm512_loadu_ps(pb + LM_A4_F(1));
-    for (int i = 0; i < m; i++) {
-      __m512 dx = _mm512_set1_ps(x[i].d[b]);
-      __m512 u = _mm512_mul_ps(_mm512_cvtepi32_ps(s[i]), _mm512_mul_ps(a, dx));
-      u = _mm512_fmadd_ps(_mm512_set1_ps((float)x[i].s[b]), _mm512_mul_ps(cc, dx), u);
-      acc[i] = _mm512_add_ps(acc[i], u);
-    }
-  }
-  for (int i = 0; i < m; i++) _mm512_storeu_ps(out[i], acc[i]);
-}
-
-/* A4 with AVX2: Q4_0's loop without the -8 */
-AVX2 static INL void avx2_a4(const uint8_t *w, int64_t nb, const qrow *x, const int m, float out[MR][LM_QP]) {
-  const __m256i lo4 = _mm256_set1_epi8(15), ones = _mm256_set1_epi16(1);
-  for (int h = 0; h < 2; h++) {
-    __m256 acc[MR];
-    for (int i = 0; i < m; i++) acc[i] = _mm256_setzero_ps();
-    for (int64_t b = 0; b < nb; b++) {
-      const uint8_t *pb = w + b * LM_QP * LM_A4_BYTES;
-      __m256i s[MR];
-      for (int i = 0; i < m; i++) s[i] = _mm256_setzero_si256();
-      for (int c = 0; c < 4; c++) {
-        __m256i v = _mm256_loadu_si256((const __m256i *)(pb + 64 * c + 32 * h));
-        __m256i lo = _mm256_and_si256(v, lo4), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), lo4);
-        for (int i = 0; i < m; i++) {
-          const uint8_t *xb = x[i].q + b * LM_Q8_0_BYTES + 2;
-          __m256i pl = _mm256_maddubs_epi16(lo, _mm256_set1_epi32(load32(xb + 4 * c)));
-          __m256i ph = _mm256_maddubs_epi16(hi, _mm256_set1_epi32(load32(xb + 16 + 4 * c)));
-          s[i] = _mm256_add_epi32(s[i], _mm256_madd_epi16(_mm256_add_epi16(pl, ph), ones));
-        }
-      }
-      __m256 a = _mm256_loadu_ps((const float *)(pb + LM_A4_F(0) + 32 * h)), cc = _mm256_loadu_ps((const float *)(pb + LM_A4_F(1) + 32 * h));
-      for (int i = 0; i < m; i++) {
-        __m256 dx = _mm256_set1_ps(x[i].d[b]);
-        __m256 u = _mm256_mul_ps(_mm256_cvtepi32_ps(s[i]), _mm256_mul_ps(a, dx));
-        u = _mm256_fmadd_ps(_mm256_set1_ps((float)x[i].s[b]), _mm256_mul_ps(cc, dx), u);
-        acc[i] = _mm256_add_ps(acc[i], u);
-      }
     }
     for (int i = 0; i < m; i++) _mm256_storeu_ps(out[i] + 8 * h, acc[i]);
   }
@@ -592,14 +541,14 @@ _Static_assert(MR == 8, "ROWS_SWITCH lists the row counts up to MR");
   attr static void name(const uint8_t *w, int64_t nb, const qrow *x, int m, float out[MR][LM_QP]) { \
     ROWS_SWITCH(name##_CALL)                                                                     \
   }
-#define k_q8_vnni_CALL(k) vnni_t(w, nb, x, k, 0, out)
-#define k_q4_vnni_CALL(k) vnni_t(w, nb, x, k, 1, out)
-#define k_q8_avx2_CALL(k) avx2_t(w, nb, x, k, 0, out)
-#define k_q4_avx2_CALL(k) avx2_t(w, nb, x, k, 1, out)
+#define k_q8_vnni_CALL(k) vnni_t(w, nb, x, k, K_Q8, out)
+#define k_q4_vnni_CALL(k) vnni_t(w, nb, x, k, K_Q4, out)
+#define k_q8_avx2_CALL(k) avx2_t(w, nb, x, k, K_Q8, out)
+#define k_q4_avx2_CALL(k) avx2_t(w, nb, x, k, K_Q4, out)
 #define k_a8_vnni_CALL(k) vnni_a8(w, nb, x, k, out)
 #define k_a8_avx2_CALL(k) avx2_a8(w, nb, x, k, out)
-#define k_a4_vnni_CALL(k) vnni_a4(w, nb, x, k, out)
-#define k_a4_avx2_CALL(k) avx2_a4(w, nb, x, k, out)
+#define k_a4_vnni_CALL(k) vnni_t(w, nb, x, k, K_A4, out)
+#define k_a4_avx2_CALL(k) avx2_t(w, nb, x, k, K_A4, out)
 SIMD_KERNEL(k_q8_vnni, VNNI)
 SIMD_KERNEL(k_q4_vnni, VNNI)
 SIMD_KERNEL(k_q8_avx2, AVX2)

@@ -120,6 +120,8 @@ def main():
     sizes = {0: (1, 4), 1: (1, 2), 30: (1, 2), 8: (32, 34), 2: (32, 18), 12: (256, 144), 13: (256, 176), 14: (256, 210)}
     tensors, counts = [], {Q4_K: 0, Q6_K: 0}
     for name, ne, t, off in infos:
+        if t not in sizes:
+            sys.exit(f"{src}: tensor {name} has ggml type {t}, which gguf_q4k.py does not know")
         el, by = sizes[t]
         raw = buf[data + off:data + off + int(np.prod(ne)) // el * by]
         if t == Q4_0 and ne[0] % 256 == 0:
